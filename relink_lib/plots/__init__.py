@@ -1,0 +1,1 @@
+"""Figure helpers, one module per concern; ``common`` holds the shared style."""

@@ -1,0 +1,136 @@
+"""Profiles: named sets of run parameters.
+
+A profile is what papermill injects into every chapter notebook: the notebook's
+``parameters`` cell holds ``profile = "default"`` (and optional ``overrides``), and
+:func:`get_profile` expands the name into the full parameter set used by the
+library. Every notebook runs on every profile.
+
+- ``smoke``: unit tests, seconds.
+- ``ci``: the whole book on a CPU in a few minutes (the nbval baselines).
+- ``default``: the main job on a laptop CPU.
+- ``paper``: real cohorts and checkpoints on a GPU (roots given by the user).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+PROFILE_NAMES: tuple[str, ...] = ("smoke", "ci", "default", "paper")
+
+_BASE: dict[str, Any] = {
+    "seed": 0,
+    "cohort": {
+        "source": "synthetic",  # "synthetic" or "real"
+        "n_pairs": 20000,
+        "n_pairs_external": 4000,
+        "image_size": 128,
+        "report_detail": 1.0,  # fraction of instance detail a report keeps
+        "image_noise": 1.0,  # scale of image noise
+        "text": "findings+impression",
+    },
+    "ladder": {
+        "rungs": ("captions", "impressions", "full-reports"),
+        "image_size": 64,
+        "epochs_scale": 1.0,
+    },
+    "features": {"batch_size": 256},
+    "audit": {
+        "pool_sizes": (10, 100, 1000, 10000, None),
+        "ks": (1, 5, 10),
+        "n_boot": 200,
+        "chunk_size": 4096,
+    },
+    "dp": {
+        "target_epsilon": 0.34,
+        "delta": 6e-6,
+        "epochs": 5,
+        "batch_size": 256,
+        "max_grad_norm": 1.0,
+        "lr": 1e-3,
+        "bank_size": 2048,
+    },
+    "utility": {"probe_C": 1.0},
+    "budget": {
+        "epsilons": (0.34, 1.0, 8.0, 32.0, 1e3, 1e6, 1e9, 1e12, 1e15, None),
+        "attack_candidates": 100,
+    },
+    "data": {"mimic_cxr_root": None, "chexpert_plus_root": None, "models": None},
+}
+
+_PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "cohort": {"n_pairs": 300, "n_pairs_external": 120, "image_size": 32},
+        "ladder": {"image_size": 32, "epochs_scale": 0.05},
+        "features": {"batch_size": 64},
+        "audit": {"pool_sizes": (10, 100, None), "n_boot": 20, "chunk_size": 128},
+        "dp": {"epochs": 1, "batch_size": 64, "bank_size": 64},
+        "budget": {"epsilons": (0.34, 8.0, 1e6, 1e15, None), "attack_candidates": 10},
+    },
+    "ci": {
+        "cohort": {"n_pairs": 2000, "n_pairs_external": 600, "image_size": 64},
+        "ladder": {"image_size": 48, "epochs_scale": 0.25},
+        "features": {"batch_size": 128},
+        "audit": {"pool_sizes": (10, 100, None), "n_boot": 50, "chunk_size": 512},
+        "dp": {"epochs": 3, "batch_size": 128, "bank_size": 256},
+        "budget": {"attack_candidates": 50},
+    },
+    "default": {},
+    "paper": {
+        "cohort": {"source": "real"},
+        "features": {"batch_size": 512},
+        "audit": {"n_boot": 1000, "chunk_size": 8192},
+    },
+}
+
+
+def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def get_profile(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return the full parameter set of profile ``name``.
+
+    ``overrides`` is deep-merged on top (e.g. ``{"audit": {"n_boot": 10}}``). For the
+    ``paper`` profile the data roots may also come from the environment variables
+    ``MIMIC_CXR_ROOT``, ``CHEXPERT_PLUS_ROOT`` and ``MODELS``.
+    """
+    if name not in _PROFILE_OVERRIDES:
+        raise ValueError(f"profile={name!r}: expected one of {', '.join(PROFILE_NAMES)}")
+    params = _deep_merge(_BASE, _PROFILE_OVERRIDES[name])
+    params["profile"] = name
+    env = {"mimic_cxr_root": "MIMIC_CXR_ROOT", "chexpert_plus_root": "CHEXPERT_PLUS_ROOT", "models": "MODELS"}
+    for key, var in env.items():
+        if params["data"].get(key) is None and os.environ.get(var):
+            params["data"][key] = os.environ[var]
+    if overrides:
+        unknown = set(overrides) - set(params)
+        if unknown:
+            raise ValueError(f"overrides: unknown section(s) {sorted(unknown)}; expected keys of {sorted(params)}")
+        params = _deep_merge(params, overrides)
+    return params
+
+
+def project_root() -> Path:
+    """The repository root (``RELINK_ROOT`` overrides it)."""
+    env = os.environ.get("RELINK_ROOT")
+    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
+
+
+def cache_dir(profile: str) -> Path:
+    """Where cached steps of a profile live (``RELINK_CACHE`` overrides the parent)."""
+    parent = Path(os.environ["RELINK_CACHE"]) if os.environ.get("RELINK_CACHE") else project_root() / "cache"
+    return parent / profile
+
+
+def results_dir(profile: str) -> Path:
+    """Where the results JSON of a profile go: ``results/<profile>/``."""
+    parent = Path(os.environ["RELINK_RESULTS"]) if os.environ.get("RELINK_RESULTS") else project_root() / "results"
+    return parent / profile

@@ -1,0 +1,94 @@
+"""Results JSON with a provenance block, one file per chapter under ``results/<profile>/``."""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .cache import atomic_write_bytes
+from .profiles import project_root, results_dir
+
+_PACKAGES = ("relink", "torch", "numpy", "scipy", "pandas", "scikit-learn", "transformers", "opacus", "dp-accounting")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a result depends on."""
+    out: dict[str, str] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit, with ``+dirty`` when tracked files differ; ``unknown`` outside git."""
+    root = project_root()
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def provenance(params: Mapping[str, Any], *, cohort: str, model: str | list[str], wall_time_s: float) -> dict[str, Any]:
+    """The provenance block every results file carries."""
+    return {
+        "profile": params["profile"],
+        "seed": params["seed"],
+        "cohort": cohort,
+        "model": model,
+        "simulation": params["cohort"]["source"] == "synthetic",
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "wall_time_s": round(float(wall_time_s), 3),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "to_dict") and hasattr(obj, "columns"):  # pandas DataFrame
+        return _jsonable(obj.to_dict(orient="records"))
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_results(params: Mapping[str, Any], chapter: str, payload: Mapping[str, Any], *, cohort: str,
+                  model: str | list[str], wall_time_s: float) -> Path:
+    """Write ``results/<profile>/<chapter>.json`` with ``payload`` and a ``provenance`` block.
+
+    NaN becomes ``null``; numpy scalars, arrays and DataFrames (as lists of rows) are converted.
+    """
+    body = dict(_jsonable(payload))
+    body["provenance"] = provenance(params, cohort=cohort, model=model, wall_time_s=wall_time_s)
+    path = results_dir(params["profile"]) / f"{chapter}.json"
+    atomic_write_bytes(path, (json.dumps(body, indent=1, allow_nan=False) + "\n").encode())
+    return path
+
+
+def read_results(profile: str, chapter: str) -> dict[str, Any]:
+    """Read ``results/<profile>/<chapter>.json``; a clear error names the file when it is missing."""
+    path = results_dir(profile) / f"{chapter}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no results for chapter {chapter!r} on profile {profile!r}; run that chapter first")
+    return json.loads(path.read_text())
