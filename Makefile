@@ -1,0 +1,47 @@
+# relink: two commands do all the set-up.
+#   make book   creates .venv if missing, executes every chapter on PROFILE (default), builds _build/html
+#   make test   creates .venv if missing, runs the unit tests, then the ci-profile notebooks under nbval
+PROFILE ?= default
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.relink-installed
+
+.PHONY: book test env unit nbval html baselines browser-check bench clean distclean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e .
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+book: env
+	$(PY) -m relink_lib book --profile $(PROFILE)
+
+html: env
+	$(PY) -m relink_lib html --profile $(PROFILE)
+
+test: env unit nbval
+
+unit: env
+	$(PY) -m pytest tests
+
+nbval: env
+	$(PY) -m relink_lib nbval
+
+baselines: env
+	$(PY) -m relink_lib baselines
+
+browser-check: env
+	$(PY) -m relink_lib browser-check
+
+bench: env
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf _build
+
+distclean: clean
+	rm -rf cache results $(VENV)

@@ -1,0 +1,148 @@
+"""Chunked similarity kernel: per-query counts of distractors that score at least as high as the truth.
+
+For a query image ``i`` with its own report ``i``, the whole audit depends on one integer,
+
+    c_i = #{ j != i : s_ij >= s_ii - tie_tol },   s_ij = <image_i, report_j>,
+
+the number of distractor reports that rank at or above the true report (ties count against
+the query). The kernel streams the similarity matrix in row blocks of ``chunk_size`` queries,
+so memory is ``O(chunk_size * M)`` and the ``M x M`` matrix is never materialised. The true
+score ``s_ii`` is read from the same matrix product as the distractors' scores, so exact
+duplicates of the true report tie exactly.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["as_embeddings", "count_at_least_own", "count_within_groups", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"`` picks CUDA when available, else CPU."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N', 'auto' or None") from exc
+
+
+def as_embeddings(x: Any, name: str, *, dtype: torch.dtype = torch.float32, normalise: bool = True) -> torch.Tensor:
+    """Validate an ``(n, d)`` float matrix (numpy or torch) and return it as an L2-normalised torch tensor.
+
+    Raises ``TypeError`` for non-float input and ``ValueError`` for a wrong shape, non-finite
+    values or an all-zero row (which has no direction to normalise). The result lives on the
+    CPU in ``dtype``; the caller moves it to a device.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+    elif isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise TypeError(f"{name}: expected a float array, got dtype object")
+        t = torch.from_numpy(np.ascontiguousarray(x))
+    else:
+        raise TypeError(f"{name}: expected a numpy array or torch tensor of shape (n, d), got {type(x).__name__}")
+    if not torch.is_floating_point(t):
+        raise TypeError(f"{name}: expected a floating dtype (float16/bfloat16/float32/float64), got {t.dtype}")
+    if t.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array of shape (n, d), got shape {tuple(t.shape)}")
+    if t.shape[0] < 1 or t.shape[1] < 1:
+        raise ValueError(f"{name}: expected at least one row and one column, got shape {tuple(t.shape)}")
+    t = t.to(dtype)
+    finite = torch.isfinite(t).all(dim=1)
+    if not bool(finite.all()):
+        row = int(torch.nonzero(~finite)[0, 0])
+        raise ValueError(f"{name}: row {row} has a NaN or infinite value; embeddings must be finite")
+    if normalise:
+        norms = torch.linalg.vector_norm(t, dim=1, keepdim=True)
+        if bool((norms == 0).any()):
+            row = int(torch.nonzero(norms[:, 0] == 0)[0, 0])
+            raise ValueError(f"{name}: row {row} is all zeros and cannot be L2-normalised")
+        t = t / norms
+    return t.contiguous()
+
+
+def _check_pair(image_emb: torch.Tensor, report_emb: torch.Tensor) -> None:
+    if image_emb.shape != report_emb.shape:
+        raise ValueError(
+            f"image_emb has shape {tuple(image_emb.shape)} but report_emb has shape {tuple(report_emb.shape)}; "
+            "row i of image_emb must pair with row i of report_emb (same n and d)")
+
+
+def _check_chunk(chunk_size: int) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size!r}: expected a positive integer (queries per block)")
+    return int(chunk_size)
+
+
+def _check_tol(tie_tol: float) -> float:
+    tol = float(tie_tol)
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tie_tol={tie_tol!r}: expected a finite non-negative float (cosine units)")
+    return tol
+
+
+@torch.no_grad()
+def count_at_least_own(image_emb: torch.Tensor, report_emb: torch.Tensor, *, chunk_size: int = 4096,
+                       device: str | torch.device | None = "cpu", tie_tol: float = 0.0) -> np.ndarray:
+    """Per-query number of distractors scoring at least the true report, ``(M,)`` int64.
+
+    ``image_emb`` and ``report_emb`` are ``(M, d)`` tensors, already normalised (see
+    :func:`as_embeddings`); row ``i`` of one pairs with row ``i`` of the other. Peak extra
+    memory is about ``chunk_size * M * 5`` bytes (float32 block plus a boolean mask).
+    """
+    _check_pair(image_emb, report_emb)
+    chunk = _check_chunk(chunk_size)
+    tol = _check_tol(tie_tol)
+    dev = resolve_device(device)
+    m = image_emb.shape[0]
+    reports_t = report_emb.to(dev).T.contiguous()  # (d, M)
+    images = image_emb.to(dev)
+    out = torch.empty(m, dtype=torch.int64, device=dev)
+    block = torch.empty((min(chunk, m), m), dtype=reports_t.dtype, device=dev)
+    mask = torch.empty((min(chunk, m), m), dtype=torch.bool, device=dev)
+    for start in range(0, m, chunk):
+        stop = min(start + chunk, m)
+        rows = stop - start
+        s = block[:rows]
+        torch.mm(images[start:stop], reports_t, out=s)
+        idx = torch.arange(start, stop, device=dev)
+        own = s[torch.arange(rows, device=dev), idx].unsqueeze(1)
+        if tol:
+            own = own - tol
+        torch.ge(s, own, out=mask[:rows])
+        out[start:stop] = mask[:rows].sum(dim=1) - 1  # the true report itself always counts once
+    return out.cpu().numpy()
+
+
+def count_within_groups(image_emb: torch.Tensor, report_emb: torch.Tensor, groups: np.ndarray, *,
+                        chunk_size: int = 4096, device: str | torch.device | None = "cpu",
+                        tie_tol: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Counts restricted to distractors of the query's own group (hard negatives).
+
+    ``groups`` is an ``(M,)`` integer array of group ids. Returns ``(counts, population)``,
+    both ``(M,)`` int64: ``counts[i]`` is the number of same-group distractors scoring at least
+    the true report, ``population[i]`` the number of same-group distractors (group size - 1).
+    Each group is audited as its own small database, so the cost is ``sum_g n_g^2 d``.
+    """
+    _check_pair(image_emb, report_emb)
+    groups = np.asarray(groups)
+    if groups.shape != (image_emb.shape[0],):
+        raise ValueError(f"groups: expected shape ({image_emb.shape[0]},), got {groups.shape}")
+    m = image_emb.shape[0]
+    counts = np.zeros(m, dtype=np.int64)
+    population = np.zeros(m, dtype=np.int64)
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    bounds = np.flatnonzero(np.diff(sorted_groups)) + 1
+    for members in np.split(order, bounds):
+        population[members] = len(members) - 1
+        if len(members) < 2:
+            continue
+        idx = torch.from_numpy(members)
+        counts[members] = count_at_least_own(image_emb[idx], report_emb[idx], chunk_size=chunk_size,
+                                             device=device, tie_tol=tie_tol)
+    return counts, population

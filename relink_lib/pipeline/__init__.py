@@ -1,0 +1,1 @@
+"""The book pipeline: notebooks (jupytext .py) -> papermill -> executed .ipynb -> jupyter-book."""

@@ -1,0 +1,122 @@
+"""Execute chapter notebooks with papermill, skipping those whose inputs are unchanged.
+
+A notebook is re-executed only when its content hash changes: the hash covers the notebook
+source, the papermill parameters and the source of the whole ``relink_lib`` package. The
+executed notebook and its hash are written only after a successful run, so a run stopped
+part-way resumes at the first notebook that did not finish (and, inside it, from the
+library's cached steps).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import jupytext
+import nbformat
+
+from .. import cache
+from ..profiles import PROFILE_NAMES, project_root
+
+LIBRARY_DIR = Path(__file__).resolve().parent.parent
+SUMMARY_STEM = "00_summary"  # executed last: it reads every chapter's results
+
+
+@dataclass
+class NotebookRun:
+    """What happened to one notebook: ``status`` is ``executed`` or ``cached``; ``wall_s`` seconds."""
+
+    name: str
+    status: str
+    wall_s: float
+    output: Path
+
+
+def executed_dir(profile: str, root: Path | None = None) -> Path:
+    """Where executed notebooks of a profile are kept: ``_build/executed/<profile>/``."""
+    return (root or project_root()) / "_build" / "executed" / profile
+
+
+def library_version() -> str:
+    """Hash of every source file of ``relink_lib``."""
+    import relink_lib
+
+    return cache.code_version(relink_lib)
+
+
+def notebook_hash(source: Path, parameters: Mapping[str, Any]) -> str:
+    """Content hash of a notebook run: its source, its parameters and the library code."""
+    env = {k: os.environ.get(k) for k in ("MIMIC_CXR_ROOT", "CHEXPERT_PLUS_ROOT", "MODELS")}
+    return cache.content_hash(source.read_text(), dict(parameters), library_version(), env)
+
+
+def to_ipynb(source: Path) -> nbformat.NotebookNode:
+    """Read a jupytext percent-format notebook; check its first code cell is tagged ``parameters``."""
+    nb = jupytext.read(source)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if not code or "parameters" not in code[0].get("metadata", {}).get("tags", []):
+        raise ValueError(f"{source}: the first code cell must be tagged 'parameters' (papermill injects the profile there)")
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    return nb
+
+
+def execute_notebook(source: Path, profile: str, *, out_dir: Path | None = None, force: bool = False,
+                     overrides: Mapping[str, Any] | None = None, progress: bool = True) -> NotebookRun:
+    """Execute one jupytext notebook on ``profile`` with papermill (kernel ``python3``).
+
+    Writes ``<out_dir>/<stem>.ipynb`` (default ``_build/executed/<profile>/``) and a ``.hash``
+    beside it; skips the run when the hash matches unless ``force``.
+    """
+    import papermill
+
+    if profile not in PROFILE_NAMES:
+        raise ValueError(f"profile={profile!r}: expected one of {', '.join(PROFILE_NAMES)}")
+    source = Path(source).resolve()
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such notebook")
+    out_dir = Path(out_dir) if out_dir else executed_dir(profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parameters: dict[str, Any] = {"profile": profile, "overrides": dict(overrides or {})}
+    digest = notebook_hash(source, parameters)
+    output = out_dir / f"{source.stem}.ipynb"
+    hash_file = out_dir / f"{source.stem}.hash"
+    if not force and output.exists() and hash_file.exists() and hash_file.read_text().strip() == digest:
+        return NotebookRun(source.stem, "cached", 0.0, output)
+
+    hash_file.unlink(missing_ok=True)
+    src_nb = out_dir / f".{source.stem}.src.ipynb"
+    tmp_out = out_dir / f".{source.stem}.running.ipynb"
+    nbformat.write(to_ipynb(source), src_nb)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(src_nb), str(tmp_out), parameters=parameters, kernel_name="python3",
+            cwd=str(source.parent), progress_bar=progress, log_output=False,
+        )
+    finally:
+        src_nb.unlink(missing_ok=True)
+    wall = time.perf_counter() - start
+    os.replace(tmp_out, output)
+    hash_file.write_text(digest + "\n")
+    return NotebookRun(source.stem, "executed", wall, output)
+
+
+def execute_book(notebooks: Sequence[Path], profile: str, *, force: bool = False,
+                 overrides: Mapping[str, Any] | None = None) -> list[NotebookRun]:
+    """Execute every chapter notebook in order (the summary last), printing per-notebook wall time."""
+    ordered = [nb for nb in notebooks if nb.stem != SUMMARY_STEM] + [nb for nb in notebooks if nb.stem == SUMMARY_STEM]
+    runs = []
+    total = len(ordered)
+    for i, nb in enumerate(ordered, 1):
+        print(f"[{i}/{total}] {nb.stem} (profile {profile}) ...", flush=True)
+        run = execute_notebook(nb, profile, force=force, overrides=overrides)
+        note = "unchanged, not re-executed" if run.status == "cached" else f"executed in {run.wall_s:.1f} s"
+        print(f"[{i}/{total}] {nb.stem}: {note}", flush=True)
+        runs.append(run)
+    record = {r.name: {"status": r.status, "wall_s": round(r.wall_s, 1)} for r in runs}
+    (executed_dir(profile) / "runs.json").write_text(json.dumps(record, indent=1) + "\n")
+    return runs
+

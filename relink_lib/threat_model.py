@@ -1,0 +1,61 @@
+"""The adversary of the re-linkage audit, chance levels, and the reconstruction threat models.
+
+Chance: an adversary who ranks a pool of N candidate reports (the true one and N-1 distractors)
+at random puts the true report in the top K with probability min(K, N)/N.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def chance_recall(k: int | np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """Recall@K of a random ranking of a pool of ``n`` candidates: ``min(k, n) / n``.
+
+    Both arguments broadcast; ``k >= 1`` and ``n >= 1`` are required.
+    """
+    k_arr, n_arr = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    if np.any(k_arr < 1) or np.any(n_arr < 1):
+        raise ValueError(f"chance_recall: expected k >= 1 and n >= 1, got k={k!r}, n={n!r}")
+    return np.minimum(k_arr, n_arr) / n_arr
+
+
+def lift_over_chance(recall: float | np.ndarray, k: int | np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """How many times chance a Recall@K is: ``recall / chance_recall(k, n)`` ("x chance")."""
+    return np.asarray(recall, dtype=float) / chance_recall(k, n)
+
+
+def chance_table(ks: Sequence[int] = (1, 5, 10), pool_sizes: Sequence[int] = (10, 100, 1000, 10000)) -> pd.DataFrame:
+    """Chance Recall@K for each K (rows) and pool size N (columns)."""
+    return pd.DataFrame({f"N = {n:,}": [float(chance_recall(k, n)) for k in ks] for n in pool_sizes},
+                        index=pd.Index([f"K = {k}" for k in ks], name="Recall@K"))
+
+
+# Capabilities of the three reconstruction threat models of Ziller et al. (2024), as used in
+# chapter 9, and of this study's re-linkage adversary.
+_CAPABILITIES = (
+    "sees the trained weights",
+    "sees every noisy update of training",
+    "knows all training data but the target",
+    "holds a candidate set that contains the target",
+    "wins by matching (not reconstructing)",
+)
+
+THREAT_MODELS = pd.DataFrame(
+    [
+        ["yes", "yes", "yes", "yes", "yes"],
+        ["yes", "yes", "yes", "no", "no: must reconstruct"],
+        ["yes", "yes", "no", "no", "no: a practical attack"],
+        ["yes", "no", "no", "yes: the report pool", "yes: rank by cosine"],
+    ],
+    index=pd.Index(["worst case", "relaxed", "realistic", "this study's re-linker"], name="adversary"),
+    columns=list(_CAPABILITIES),
+)
+"""Adversary capabilities (rows: threat models; columns: capabilities)."""
+
+
+def threat_model_table() -> pd.DataFrame:
+    """A copy of :data:`THREAT_MODELS` for display."""
+    return THREAT_MODELS.copy()

@@ -1,0 +1,43 @@
+import pytest
+
+from relink_lib.profiles import PROFILE_NAMES, cache_dir, get_profile, results_dir
+
+
+def test_every_profile_resolves_with_all_sections():
+    sections = set(get_profile("default"))
+    for name in PROFILE_NAMES:
+        params = get_profile(name)
+        assert params["profile"] == name
+        assert set(params) == sections
+
+
+def test_smaller_profiles_are_smaller():
+    sizes = [get_profile(n)["cohort"]["n_pairs"] for n in ("smoke", "ci", "default")]
+    assert sizes == sorted(sizes) and len(set(sizes)) == 3
+
+
+def test_overrides_deep_merge_and_do_not_leak():
+    params = get_profile("ci", {"audit": {"n_boot": 7}})
+    assert params["audit"]["n_boot"] == 7
+    assert params["audit"]["ks"] == get_profile("ci")["audit"]["ks"]
+    assert get_profile("ci")["audit"]["n_boot"] != 7
+
+
+def test_unknown_profile_and_section_are_named():
+    with pytest.raises(ValueError, match="profile='nope'"):
+        get_profile("nope")
+    with pytest.raises(ValueError, match="unknown section"):
+        get_profile("ci", {"audt": {}})
+
+
+def test_paper_roots_from_environment(monkeypatch):
+    monkeypatch.setenv("MIMIC_CXR_ROOT", "/data/mimic")
+    assert get_profile("paper")["data"]["mimic_cxr_root"] == "/data/mimic"
+    assert get_profile("paper")["cohort"]["source"] == "real"
+
+
+def test_output_dirs_follow_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RELINK_RESULTS", str(tmp_path / "r"))
+    monkeypatch.setenv("RELINK_CACHE", str(tmp_path / "c"))
+    assert results_dir("ci") == tmp_path / "r" / "ci"
+    assert cache_dir("ci") == tmp_path / "c" / "ci"

@@ -1,0 +1,31 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from relink_lib.threat_model import THREAT_MODELS, chance_recall, chance_table, lift_over_chance
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_chance_equals_enumeration_of_all_rankings(k, n):
+    # candidate 0 is the true report; a random ranking is a uniform permutation of the pool
+    hits = [perm.index(0) < k for perm in itertools.permutations(range(n))]
+    assert chance_recall(k, n) == pytest.approx(np.mean(hits))
+
+
+def test_chance_known_values_and_lift():
+    assert chance_recall(1, 100) == pytest.approx(0.01)
+    assert chance_recall(10, 5) == 1.0
+    assert lift_over_chance(0.15, 1, 100) == pytest.approx(15)
+    assert chance_table().loc["K = 5", "N = 10"] == pytest.approx(0.5)
+
+
+def test_chance_rejects_empty_pools():
+    with pytest.raises(ValueError, match="n >= 1"):
+        chance_recall(1, 0)
+
+
+def test_threat_models_differ_in_capabilities():
+    rows = THREAT_MODELS.loc[["worst case", "relaxed", "realistic"]]
+    assert len(rows.drop_duplicates()) == 3
