@@ -36,7 +36,7 @@ def slim_baseline(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             continue
         if CHECK_TAG not in cell.metadata.get("tags", []):
             cell.outputs = []
-        cell.execution_count = None
+            cell.execution_count = None  # nbval refuses outputs on a cell it considers unrun
     return nb
 
 
