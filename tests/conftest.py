@@ -1,4 +1,8 @@
-"""Shared test set-up: results and cache go to temporary folders, never the repository's."""
+"""Shared test set-up: unit tests write results and cache to temporary folders, never the repository's.
+
+nbval cells (the ci-profile notebooks) are left alone: they share ``cache/ci`` and
+``results/ci`` with ``make book PROFILE=ci``, so the book build after the tests reuses their steps.
+"""
 from __future__ import annotations
 
 import os
@@ -7,8 +11,11 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _isolated_outputs(tmp_path_factory, monkeypatch):
-    """Point RELINK_RESULTS and RELINK_CACHE at a per-test temporary folder."""
+def _isolated_outputs(request, tmp_path_factory, monkeypatch):
+    """Point RELINK_RESULTS and RELINK_CACHE at a per-test temporary folder (unit tests only)."""
+    if type(request.node).__name__ == "IPyNbCell":
+        yield
+        return
     base = tmp_path_factory.mktemp("relink")
     monkeypatch.setenv("RELINK_RESULTS", str(base / "results"))
     monkeypatch.setenv("RELINK_CACHE", str(base / "cache"))
