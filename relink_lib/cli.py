@@ -63,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
 
         start = time.perf_counter()
         overrides = _overrides(args.overrides)
+        if args.profile == "paper":
+            from .pipeline.preflight import PreflightError, check_paper_inputs
+            from .profiles import get_profile
+
+            try:
+                check_paper_inputs(get_profile("paper", overrides))
+            except PreflightError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
         if args.command == "run":
             run = execute_notebook(args.notebook, args.profile, force=args.force, overrides=overrides)
             print(f"{run.name}: {run.status} ({run.wall_s:.1f} s) -> {run.output}")

@@ -1,0 +1,99 @@
+"""Checks that run before any long step of the ``paper`` profile: roots, files and checkpoints.
+
+Each problem is reported with the path and what was expected, all at once, so a reviewer fixes
+the set-up in one go instead of discovering a missing file an hour into feature extraction.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+MIMIC_FILES = ("mimic-cxr-2.0.0-split.csv", "mimic-cxr-2.0.0-chexpert.csv", "mimic-cxr-2.0.0-metadata.csv")
+MIMIC_DIRS = ("files", "mimic-cxr-reports/files")
+CHEXPERT_PLUS_FILES = ("df_chexpert_plus_240401.csv",)
+CHEXPERT_PLUS_LABEL_FILES = tuple(f"chexbert_labels/{s}_fixed.json" for s in ("impression", "findings", "report"))
+MODEL_KINDS = ("hf-clip", "hf-dual-encoder", "openai-clip", "open-clip")
+
+
+class PreflightError(ValueError):
+    """The inputs of a real-data run are missing or have the wrong layout."""
+
+
+def _exists_csv(root: Path, name: str) -> bool:
+    return (root / name).exists() or (root / f"{name}.gz").exists()
+
+
+def check_mimic_root(root: str | Path | None) -> list[str]:
+    """Problems with a MIMIC-CXR-JPG 2.0.0 root (empty list when it looks right)."""
+    if not root:
+        return ["MIMIC_CXR_ROOT is not set: expected the MIMIC-CXR-JPG 2.0.0 folder (with files/ and the 2.0.0 CSVs)"]
+    root = Path(root)
+    if not root.is_dir():
+        return [f"{root}: MIMIC_CXR_ROOT is not a directory"]
+    problems = [f"{root / name}: missing (MIMIC-CXR-JPG 2.0.0 file, .csv or .csv.gz)" for name in MIMIC_FILES if not _exists_csv(root, name)]
+    problems += [f"{root / d}: missing folder (images files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg, reports mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt)"
+                 for d in MIMIC_DIRS if not (root / d).is_dir()]
+    return problems
+
+
+def check_chexpert_plus_root(root: str | Path | None) -> list[str]:
+    """Problems with a CheXpert Plus root (empty list when it looks right)."""
+    if not root:
+        return ["CHEXPERT_PLUS_ROOT is not set: expected the CheXpert Plus folder with df_chexpert_plus_240401.csv"]
+    root = Path(root)
+    if not root.is_dir():
+        return [f"{root}: CHEXPERT_PLUS_ROOT is not a directory"]
+    return [f"{root / name}: missing (CheXpert Plus file)" for name in CHEXPERT_PLUS_FILES + CHEXPERT_PLUS_LABEL_FILES if not (root / name).exists()]
+
+
+def read_model_list(models: Any) -> list[dict[str, str]]:
+    """The rung list of a real run: a list of ``{"name", "kind", "path"}`` or a JSON file holding one."""
+    if isinstance(models, (str, Path)):
+        path = Path(models)
+        if not path.exists():
+            raise PreflightError(f"{path}: MODELS file not found (expected JSON: a list of {{\"name\", \"kind\", \"path\"}})")
+        try:
+            models = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise PreflightError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(models, list) or not models:
+        raise PreflightError("MODELS: expected a non-empty list of {\"name\", \"kind\", \"path\"}, least specialised first")
+    out = []
+    for i, entry in enumerate(models):
+        if not isinstance(entry, Mapping) or not {"name", "path"} <= set(entry):
+            raise PreflightError(f"MODELS entry {i}: expected keys name, path (and optionally kind), got {entry!r}")
+        kind = entry.get("kind")
+        if kind is not None and kind not in MODEL_KINDS:
+            raise PreflightError(f"MODELS entry {i} ({entry['name']}): kind={kind!r}, expected one of {', '.join(MODEL_KINDS)}")
+        out.append({"name": str(entry["name"]), "kind": kind, "path": str(entry["path"])})
+    return out
+
+
+def check_models(models: Any) -> list[str]:
+    """Problems with the checkpoint list: each path must be a directory with weights in it."""
+    if not models:
+        return ["MODELS is not set: expected a JSON file listing the checkpoints ({\"name\", \"kind\", \"path\"}), least specialised first"]
+    try:
+        entries = read_model_list(models)
+    except PreflightError as err:
+        return [str(err)]
+    problems = []
+    for entry in entries:
+        path = Path(entry["path"])
+        if not path.is_dir():
+            problems.append(f"{path}: checkpoint directory of model {entry['name']!r} not found")
+            continue
+        weights = [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth")]
+        if not weights:
+            problems.append(f"{path}: no weights (*.safetensors, *.bin, *.pt) in the checkpoint of model {entry['name']!r}")
+    return problems
+
+
+def check_paper_inputs(params: Mapping[str, Any]) -> None:
+    """Raise :class:`PreflightError` listing every problem with the real-data inputs of ``params``."""
+    data = params["data"]
+    problems = (check_mimic_root(data.get("mimic_cxr_root")) + check_chexpert_plus_root(data.get("chexpert_plus_root"))
+                + check_models(data.get("models")))
+    if problems:
+        raise PreflightError("the paper profile cannot start:\n  - " + "\n  - ".join(problems))

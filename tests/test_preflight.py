@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from relink_lib.cli import main
+from relink_lib.pipeline.preflight import (
+    PreflightError, check_chexpert_plus_root, check_mimic_root, check_models, check_paper_inputs, read_model_list,
+)
+from relink_lib.profiles import get_profile
+
+
+def make_mimic(root):
+    (root / "files").mkdir(parents=True)
+    (root / "mimic-cxr-reports" / "files").mkdir(parents=True)
+    for name in ("split", "chexpert", "metadata"):
+        (root / f"mimic-cxr-2.0.0-{name}.csv.gz").write_bytes(b"")
+    return root
+
+
+def make_chexpert_plus(root):
+    (root / "chexbert_labels").mkdir(parents=True)
+    (root / "df_chexpert_plus_240401.csv").write_text("")
+    for s in ("impression", "findings", "report"):
+        (root / "chexbert_labels" / f"{s}_fixed.json").write_text("")
+    return root
+
+
+def make_models(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"")
+    models = tmp_path / "models.json"
+    models.write_text(json.dumps([{"name": "clip", "kind": "hf-clip", "path": str(ckpt)}]))
+    return models
+
+
+def test_complete_layouts_pass(tmp_path):
+    params = get_profile("paper", {"data": {"mimic_cxr_root": str(make_mimic(tmp_path / "m")),
+                                            "chexpert_plus_root": str(make_chexpert_plus(tmp_path / "c")),
+                                            "models": str(make_models(tmp_path))}})
+    check_paper_inputs(params)
+
+
+def test_each_missing_piece_is_named(tmp_path):
+    root = make_mimic(tmp_path / "m")
+    (root / "mimic-cxr-2.0.0-metadata.csv.gz").unlink()
+    assert any("metadata" in p for p in check_mimic_root(root))
+    cx = make_chexpert_plus(tmp_path / "c")
+    (cx / "chexbert_labels" / "findings_fixed.json").unlink()
+    assert check_chexpert_plus_root(cx) == [f"{cx}/chexbert_labels/findings_fixed.json: missing (CheXpert Plus file)"]
+    assert "not set" in check_mimic_root(None)[0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    models = tmp_path / "m.json"
+    models.write_text(json.dumps([{"name": "x", "path": str(empty)}]))
+    assert "no weights" in check_models(models)[0]
+
+
+def test_model_list_validation(tmp_path):
+    with pytest.raises(PreflightError, match="kind='clip'"):
+        read_model_list([{"name": "a", "path": "/x", "kind": "clip"}])
+    with pytest.raises(PreflightError, match="entry 0"):
+        read_model_list([{"path": "/x"}])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(PreflightError, match="not valid JSON"):
+        read_model_list(bad)
+
+
+def test_cli_stops_before_any_step_when_inputs_are_missing(tmp_path, monkeypatch, capsys):
+    for var in ("MIMIC_CXR_ROOT", "CHEXPERT_PLUS_ROOT", "MODELS"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["book", "--profile", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert "MIMIC_CXR_ROOT is not set" in err and "CHEXPERT_PLUS_ROOT is not set" in err and "MODELS is not set" in err
