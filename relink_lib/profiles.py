@@ -21,14 +21,17 @@ PROFILE_NAMES: tuple[str, ...] = ("smoke", "ci", "default", "paper")
 
 _BASE: dict[str, Any] = {
     "seed": 0,
-    "cohort": {
+    "cohort": {  # section owned by relink_lib.cohorts (docs/cohorts.md)
         "source": "synthetic",  # "synthetic" or "real"
         "n_pairs": 20000,
         "n_pairs_external": 4000,
         "image_size": 128,
-        "report_detail": 1.0,  # fraction of instance detail a report keeps
+        "report_detail": 1.0,  # scales the probability a report keeps each instance detail
         "image_noise": 1.0,  # scale of image noise
-        "text": "findings+impression",
+        "text": "findings+impression",  # or "impression", "findings", "longer"
+        "split_fractions": (0.8, 0.1, 0.1),  # internal synthetic, patient-level (train, val, test)
+        "external_split_fractions": (0.85, 0.15, 0.0),  # external synthetic mimics CheXpert Plus: train/valid only
+        "roundtrip": True,  # synthetic cohorts go through export + the real loaders
     },
     "ladder": {
         "rungs": ("captions", "impressions", "full-reports"),
@@ -40,7 +43,10 @@ _BASE: dict[str, Any] = {
         "pool_sizes": (10, 100, 1000, 10000, None),
         "ks": (1, 5, 10),
         "n_boot": 200,
-        "chunk_size": 4096,
+        "chunk_size": 4096,  # queries per similarity block: memory ~ 5 * chunk_size * M bytes
+        "device": "auto",  # "auto" = CUDA when available, else CPU
+        "nan_as": 0.0,  # hard negatives: a missing label matches 0 (not mentioned = absent)
+        "uncertain_as": -1.0,  # hard negatives: uncertain (-1) stays a value of its own
     },
     "dp": {
         "target_epsilon": 0.34,
@@ -78,7 +84,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "default": {},
     "paper": {
-        "cohort": {"source": "real"},
+        "cohort": {"source": "real", "image_size": 224},
         "features": {"batch_size": 512},
         "audit": {"n_boot": 1000, "chunk_size": 8192},
     },

@@ -84,7 +84,7 @@ def label_groups(labels: Any, *, n_rows: int | None = None, match: str = "exact"
     bad = finite & ~np.isin(mat, (1.0, 0.0, -1.0))
     if bad.any():
         row, col = (int(v[0]) for v in np.nonzero(bad))
-        raise ValueError(f"labels: row {row}, column {col} is {mat[row, col]!r}; expected 1, 0, -1 or NaN")
+        raise ValueError(f"labels: row {row}, column {col} is {float(mat[row, col])}; expected 1, 0, -1 or NaN")
     key = mat.copy()
     key[mat == -1.0] = unc_value
     key[~finite] = _NAN_CODE if nan_value is None else nan_value

@@ -114,7 +114,11 @@ def count_at_least_own(image_emb: torch.Tensor, report_emb: torch.Tensor, *, chu
         if tol:
             own = own - tol
         torch.ge(s, own, out=mask[:rows])
-        out[start:stop] = mask[:rows].sum(dim=1) - 1  # the true report itself always counts once
+        if dev.type == "cpu":  # numpy's byte reduction is several times faster than torch's bool sum on CPU
+            hits = torch.from_numpy(mask[:rows].numpy().view(np.uint8).sum(axis=1, dtype=np.int64))
+        else:
+            hits = mask[:rows].sum(dim=1)
+        out[start:stop] = hits - 1  # the true report itself always counts once
     return out.cpu().numpy()
 
 

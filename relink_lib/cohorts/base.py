@@ -39,7 +39,9 @@ def validate_labels(frame: pd.DataFrame, where: str, row_offset: int = 0) -> pd.
         bad = (bad_parse | bad_value).to_numpy()
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{where}: row {i + row_offset} column {col!r} has value {raw.iloc[i]!r}; "
+            value = raw.iloc[i]
+            value = value.item() if isinstance(value, np.generic) else value
+            raise ValueError(f"{where}: row {i + row_offset} column {col!r} has value {value!r}; "
                              f"expected 1, 0, -1 or blank")
         out[col] = values.astype(np.float64)
     return out

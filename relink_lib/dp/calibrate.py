@@ -16,6 +16,8 @@ import math
 import warnings
 
 import numpy as np
+from scipy.optimize import brentq
+from scipy.special import gammaln, logsumexp
 from opacus.accountants.analysis import rdp as _rdp
 
 RDP_ORDERS: tuple[float, ...] = tuple(float(a) for a in list(range(2, 65)) + [80, 96, 128, 160, 192, 256, 384, 512, 768, 1024, 2048, 4096])
@@ -38,18 +40,52 @@ def _check_common(sample_rate: float, steps: int, delta: float) -> None:
         raise ValueError(f"delta: expected a value in (0, 1), got {delta}")
 
 
+def _rdp_int_numpy(q: float, sigma: float, steps: int, orders: np.ndarray) -> np.ndarray:
+    """RDP at integer orders of the Poisson-subsampled Gaussian, vectorised (Mironov et al. 2019, Sec. 3.3).
+
+    log A_a = logsumexp_i [log C(a, i) + i log q + (a - i) log(1 - q) + (i^2 - i) / (2 sigma^2)].
+    """
+    out = np.empty(len(orders))
+    log_q = math.log(q)
+    log_1mq = math.log1p(-q) if q < 1 else -np.inf
+    for j, a in enumerate(orders.astype(int)):
+        i = np.arange(a + 1, dtype=float)
+        with np.errstate(invalid="ignore"):
+            rest = np.where(a - i > 0, (a - i) * log_1mq, 0.0) if q == 1 else (a - i) * log_1mq
+        terms = gammaln(a + 1) - gammaln(i + 1) - gammaln(a - i + 1) + i * log_q + rest + (i * i - i) / (2 * sigma**2)
+        out[j] = logsumexp(terms) / (a - 1)
+    return out * steps
+
+
+def _spent(orders: np.ndarray, rdp: np.ndarray, delta: float) -> tuple[float, float]:
+    """Balle et al. (2020) RDP -> (eps, delta) conversion, as in Opacus' ``get_privacy_spent``."""
+    eps = rdp - (math.log(delta) + np.log(orders)) / (orders - 1) + np.log((orders - 1) / orders)
+    idx = int(np.nanargmin(eps))
+    return float(eps[idx]), float(orders[idx])
+
+
 def rdp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
-                orders: tuple[float, ...] = RDP_ORDERS) -> tuple[float, float]:
+                orders: tuple[float, ...] = RDP_ORDERS, backend: str = "opacus") -> tuple[float, float]:
     """(epsilon, best order) of ``steps`` Poisson-subsampled Gaussian steps under RDP.
 
     ``noise_multiplier`` sigma: noise std / clipping norm; ``sample_rate`` q: the Poisson
-    inclusion probability of one unit. ``noise_multiplier = 0`` gives ``inf``.
+    inclusion probability of one unit. ``noise_multiplier = 0`` gives ``inf``. ``backend``:
+    ``"opacus"`` (the recorded accountant) or ``"numpy"`` (a vectorised re-implementation,
+    ~50x faster, used inside the calibration search and checked against Opacus in the tests).
     """
     _check_common(sample_rate, steps, delta)
     if noise_multiplier < 0 or not math.isfinite(noise_multiplier):
         raise ValueError(f"noise_multiplier: expected a finite value >= 0, got {noise_multiplier}")
     if noise_multiplier == 0:
         return math.inf, math.nan
+    if backend == "numpy":
+        o = np.asarray(orders, dtype=float)
+        if not np.all(o == np.round(o)) or o.min() < 2:
+            raise ValueError("orders: the numpy backend needs integer orders >= 2")
+        eps, order = _spent(o, _rdp_int_numpy(sample_rate, noise_multiplier, int(steps), o), delta)
+        return (eps if math.isfinite(eps) else math.inf), order
+    if backend != "opacus":
+        raise ValueError(f"backend: expected 'opacus' or 'numpy', got {backend!r}")
     with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore")
         rdp = _rdp.compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=int(steps), orders=list(orders))
@@ -64,6 +100,8 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
                     max_iter: int = 400) -> float:
     """Smallest noise multiplier (to ``rel_tol``) with ``rdp_epsilon <= target_epsilon``.
 
+    Brent's method on log eps against log sigma inside a widened bracket, aiming at
+    ``(1 - rel_tol / 4) * target``, then confirmed with Opacus' accountant.
     Returns sigma with ``(1 - rel_tol) * target <= eps(sigma) <= target``. Raises
     ``ValueError`` for invalid inputs and ``RuntimeError`` if no bracket is found.
     """
@@ -74,7 +112,7 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
     _check_common(sample_rate, steps, delta)
 
     def eps_of(log_sigma: float) -> float:
-        return rdp_epsilon(math.exp(log_sigma), sample_rate, steps, delta, orders)[0]
+        return rdp_epsilon(math.exp(log_sigma), sample_rate, steps, delta, orders, backend="numpy")[0]
 
     # bracket: lo gives eps > target (too little noise), hi gives eps <= target
     lo, hi = math.log(1e-3), math.log(10.0)
@@ -90,16 +128,23 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
         hi, lo = lo, lo - math.log(4.0)
     else:
         raise RuntimeError(f"calibrate_noise: eps stays below {target_epsilon} for every sigma tried")
-    for _ in range(max_iter):
-        eps_hi = eps_of(hi)
-        if eps_hi >= (1 - rel_tol) * target_epsilon:
-            return math.exp(hi)
-        mid = 0.5 * (lo + hi)
-        if eps_of(mid) <= target_epsilon:
-            hi = mid
-        else:
-            lo = mid
-        if hi - lo < 1e-15:
-            break
-    raise RuntimeError(f"calibrate_noise: did not reach eps within {rel_tol:.1%} below {target_epsilon} "
-                       f"(best sigma={math.exp(hi):.6g}, eps={eps_of(hi):.6g})")
+    # root of log eps(sigma) = log(aim) in log(sigma), aiming a quarter of the tolerance below the target
+    aim = (1 - rel_tol / 4) * target_epsilon
+    if eps_of(hi) >= (1 - rel_tol) * target_epsilon:
+        root = hi
+    else:
+        root = brentq(lambda x: math.log(eps_of(x)) - math.log(aim), lo, hi, xtol=1e-12, rtol=1e-12, maxiter=max_iter)
+    return _confirm_with_opacus(math.exp(root), target_epsilon, rel_tol, delta, sample_rate, steps, orders)
+
+
+def _confirm_with_opacus(sigma: float, target: float, rel_tol: float, delta: float, sample_rate: float, steps: int,
+                         orders: tuple[float, ...]) -> float:
+    """Re-check sigma with Opacus' RDP (the recorded accountant); nudge it up if rounding differs."""
+    for _ in range(50):
+        eps = rdp_epsilon(sigma, sample_rate, steps, delta, orders)[0]
+        if eps <= target:
+            if eps < (1 - rel_tol) * target:
+                raise RuntimeError(f"calibrate_noise: Opacus eps {eps:.6g} is more than {rel_tol:.1%} below {target}")
+            return sigma
+        sigma *= 1 + 1e-6
+    raise RuntimeError(f"calibrate_noise: Opacus eps stays above {target} near sigma={sigma:.6g}")

@@ -265,7 +265,7 @@ def train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_d
         with torch.no_grad():
             model.logit_scale.clamp_(0.0, math.log(100.0))
         epoch = (step + 1) / steps_per_epoch
-        rec = {"step": step + 1, "epoch": epoch, "loss": float(loss), "lr": float(sched.get_last_lr()[0]),
+        rec = {"step": step + 1, "epoch": epoch, "loss": float(loss.detach()), "lr": float(sched.get_last_lr()[0]),
                "logit_scale": float(model.logit_scale.exp()), "val_loss": float("nan"), "batch_size": bs}
         end_of_epoch = (step + 1) % steps_per_epoch == 0 or step + 1 == total
         if val is not None and end_of_epoch and len(val[1]) >= 2:

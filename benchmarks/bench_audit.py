@@ -1,0 +1,191 @@
+"""Benchmark of the re-linkage audit at MIMIC-CXR test scale (M = 43,793 pairs, d = 512).
+
+Every method runs in its own subprocess (so its peak resident memory is its own) on the same
+synthetic embeddings, generated from a seed inside each worker:
+
+- ``floor``: a bare chunked matrix product of the same shape (the ``M x M`` similarities,
+  streamed in blocks of ``chunk`` rows and thrown away): no audit can beat it;
+- ``audit``: ``relink_audit`` for all N in (10, 100, 1000, 10000, full) and K in (1, 5, 10);
+- ``faiss``: faiss-cpu exact inner-product search (``IndexFlatIP``, top 10), which gives
+  Recall@K at the full database only (a kNN index cannot answer random-pool questions);
+- ``montecarlo``: the Monte Carlo pool sampler, 100 pools per query, on a subsample of queries,
+  extrapolated linearly to all M queries.
+
+Writes ``benchmarks/results/audit_<device>.json`` and prints a markdown table (for
+``docs/audit.md``). Run: ``.venv/bin/python benchmarks/bench_audit.py`` (``--quick`` for a
+small smoke run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+POOL_SIZES = (10, 100, 1000, 10000, None)
+KS = (1, 5, 10)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _data(m: int, d: int, seed: int, noise: float):
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(m, d, generator=gen)
+    img = z + noise * torch.randn(m, d, generator=gen)
+    rep = z + noise * torch.randn(m, d, generator=gen)
+    del z
+    img = torch.nn.functional.normalize(img, dim=1)
+    rep = torch.nn.functional.normalize(rep, dim=1)
+    return img, rep
+
+
+def _worker(args: argparse.Namespace) -> dict:
+    import torch
+    torch.set_num_threads(args.threads)
+    img, rep = _data(args.m, args.d, args.seed, args.noise)
+    device = torch.device(args.device)
+    base_rss = _rss_mb()
+    out: dict = {"method": args.worker}
+    times = []
+    if args.worker == "floor":
+        @torch.no_grad()
+        def run():
+            i, r = img.to(device), rep.to(device).T.contiguous()
+            block = torch.empty((min(args.chunk, args.m), args.m), device=device)
+            for s in range(0, args.m, args.chunk):
+                e = min(s + args.chunk, args.m)
+                torch.mm(i[s:e], r, out=block[: e - s])
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+    elif args.worker == "audit":
+        from relink_lib.audit import relink_audit
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            table = relink_audit(img, rep, pool_sizes=POOL_SIZES, ks=KS, chunk_size=args.chunk, device=device)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        out["table"] = table[["pool_size", "k", "recall", "chance", "lift", "mrr", "median_rank"]].to_dict(orient="records")
+    elif args.worker == "faiss":
+        try:
+            import faiss
+        except ImportError:
+            return {"method": "faiss", "skipped": "faiss-cpu is not installed (pip install faiss-cpu, the [bench] extra)"}
+        faiss.omp_set_num_threads(args.threads)
+        xi, xr = img.numpy(), rep.numpy()
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            index = faiss.IndexFlatIP(args.d)
+            index.add(xr)
+            _, top = index.search(xi, max(KS))
+            times.append(time.perf_counter() - t0)
+        import numpy as np
+        hit = top == np.arange(args.m)[:, None]
+        out["recall_full"] = {str(k): float(hit[:, :k].any(axis=1).mean()) for k in KS}
+    elif args.worker == "montecarlo":
+        import numpy as np
+        from relink_lib.audit import monte_carlo_recall
+        queries = np.random.default_rng(args.seed).choice(args.m, size=min(args.mc_queries, args.m), replace=False)
+        t0 = time.perf_counter()
+        mc = monte_carlo_recall(img.numpy(), rep.numpy(), POOL_SIZES, KS, n_pools=100, seed=args.seed, queries=queries)
+        elapsed = time.perf_counter() - t0
+        times.append(elapsed * args.m / len(queries))
+        out["measured_s"] = elapsed
+        out["n_queries_measured"] = int(len(queries))
+        out["table"] = mc.to_dict(orient="records")
+    else:
+        raise SystemExit(f"--worker {args.worker!r}: expected floor, audit, faiss or montecarlo")
+    out["seconds"] = min(times)
+    out["seconds_all"] = times
+    out["peak_rss_mb"] = _peak_mb()
+    out["extra_peak_mb"] = _peak_mb() - base_rss
+    if device.type == "cuda":
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def _spawn(method: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--worker", method, "--m", str(args.m), "--d", str(args.d), "--chunk", str(args.chunk),
+           "--device", args.device, "--seed", str(args.seed), "--noise", str(args.noise), "--repeats", str(args.repeats),
+           "--mc-queries", str(args.mc_queries), "--threads", str(args.threads)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"worker {method} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _markdown(result: dict) -> str:
+    floor = result["methods"]["floor"]["seconds"]
+    lines = ["| method | what it answers | time (s) | ratio to floor | extra peak memory (MB) |", "|---|---|---:|---:|---:|"]
+    what = {"floor": "nothing (bare chunked matmul, same shape)", "audit": "R@1/5/10 at all 5 N, MRR, median rank",
+            "faiss": "R@1/5/10 at the full database only", "montecarlo": "R@1/5/10 at all 5 N, with sampling noise"}
+    for name, r in result["methods"].items():
+        if "skipped" in r:
+            lines.append(f"| {name} | {what[name]} | skipped: {r['skipped']} | | |")
+            continue
+        note = f" (extrapolated from {r['n_queries_measured']} queries)" if name == "montecarlo" else ""
+        lines.append(f"| {name}{note} | {what[name]} | {r['seconds']:.2f} | {r['seconds'] / floor:.2f} | {r['extra_peak_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--m", type=int, default=43793)
+    p.add_argument("--d", type=int, default=512)
+    p.add_argument("--chunk", type=int, default=2048)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise", type=float, default=2.5, help="embedding noise: sets how hard re-linkage is")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--mc-queries", type=int, default=40)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--methods", default="floor,audit,faiss,montecarlo")
+    p.add_argument("--quick", action="store_true", help="small smoke run (M = 3000, d = 128)")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(_worker(args)))
+        return
+    if args.quick:
+        args.m, args.d, args.mc_queries, args.repeats = 3000, 128, 10, 1
+    result = {"m": args.m, "d": args.d, "chunk": args.chunk, "device": args.device, "threads": args.threads,
+              "pool_sizes": [n if n is not None else "full" for n in POOL_SIZES], "ks": list(KS),
+              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                          "load_avg_at_start": os.getloadavg()}, "methods": {}}
+    for method in args.methods.split(","):
+        print(f"running {method} ...", file=sys.stderr, flush=True)
+        result["methods"][method] = _spawn(method, args)
+    result["machine"]["load_avg_at_end"] = os.getloadavg()
+    audit, floor = result["methods"].get("audit"), result["methods"].get("floor")
+    if audit and floor:
+        result["ratio_audit_to_floor"] = audit["seconds"] / floor["seconds"]
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"audit_{args.device.split(':')[0]}{'_quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    if floor:
+        print(_markdown(result))
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

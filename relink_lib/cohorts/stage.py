@@ -1,0 +1,133 @@
+"""Pipeline stage: the internal and external cohorts of a profile, cached under ``cache/<profile>/cohort/``.
+
+Synthetic source: the generator's cohort is exported to the site's official layout
+(internal -> MIMIC-CXR-JPG, external -> CheXpert Plus) and loaded back through the real loader,
+so every run exercises the loaders; generator-only columns (``mentions_*``, ``sex``, ``age``) are
+joined back by ``study_id``. The loaded cohort is materialised (uint8 images ``.npy``) for speed.
+Real source: MIMIC-CXR-JPG (internal) and CheXpert Plus (external) from ``params["data"]``; the
+roots and their files are checked before anything long runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from .. import cohorts as _cohorts_pkg
+from ..cache import cached_dir, code_version, content_hash
+from ..profiles import cache_dir
+from .base import Cohort
+from .chexpert_plus import CSV_NAME, LABEL_DIR, load_chexpert_plus
+from .export import export
+from .io import find_file, require_dir
+from .mimic import LABEL_CSV, META_CSV, REPORTS_DIR, SPLIT_CSV, load_mimic_cxr
+from .synthetic.generate import DEFAULT_SPLIT_FRACTIONS, GENERATOR_COLUMNS, make_synthetic_cohort
+
+SITES: tuple[str, ...] = ("internal", "external")
+LAYOUT_OF_SITE = {"internal": "mimic-cxr-jpg", "external": "chexpert-plus"}
+
+
+def _site_params(params: Mapping[str, Any], site: str) -> dict[str, Any]:
+    if site not in SITES:
+        raise ValueError(f"site={site!r}: expected one of {list(SITES)}")
+    cfg = dict(params["cohort"])
+    source = cfg.get("source", "synthetic")
+    if source not in ("synthetic", "real"):
+        raise ValueError(f"params['cohort']['source']={source!r}: expected 'synthetic' or 'real'")
+    out = {"source": source, "site": site, "image_size": cfg.get("image_size"), "text": cfg.get("text", "findings+impression")}
+    if source == "synthetic":
+        out.update(n_pairs=int(cfg["n_pairs"] if site == "internal" else cfg["n_pairs_external"]),
+                   report_detail=float(cfg.get("report_detail", 1.0)), image_noise=float(cfg.get("image_noise", 1.0)),
+                   split_fractions=tuple(cfg.get("split_fractions" if site == "internal" else "external_split_fractions",
+                                                 DEFAULT_SPLIT_FRACTIONS[site])),
+                   roundtrip=bool(cfg.get("roundtrip", True)), seed=int(params["seed"]))
+    return out
+
+
+def check_real_data(params: Mapping[str, Any], site: str = "internal") -> Path:
+    """Check that the real cohort's root and official files exist; raise ``FileNotFoundError`` naming what is missing."""
+    data = params.get("data", {})
+    if site == "internal":
+        root = require_dir(data.get("mimic_cxr_root"), "params['data']['mimic_cxr_root'] / MIMIC_CXR_ROOT (MIMIC-CXR-JPG 2.0.0)")
+        for name in (SPLIT_CSV, LABEL_CSV, META_CSV):
+            find_file(root, (name, name + ".gz"), "MIMIC-CXR-JPG")
+        require_dir(root / REPORTS_DIR, "MIMIC-CXR reports (unzip mimic-cxr-reports.zip into the root)")
+        require_dir(root / "files", "MIMIC-CXR-JPG images")
+    else:
+        root = require_dir(data.get("chexpert_plus_root"), "params['data']['chexpert_plus_root'] / CHEXPERT_PLUS_ROOT (CheXpert Plus)")
+        find_file(root, (CSV_NAME,), "CheXpert Plus")
+        find_file(root, (f"{LABEL_DIR}/report_fixed.json",), "CheXpert Plus CheXbert labels")
+    return root
+
+
+def cohort_key(params: Mapping[str, Any], site: str = "internal") -> dict[str, Any]:
+    """What the cached cohort depends on: the site's cohort parameters, the seed and the cohorts code version."""
+    key: dict[str, Any] = {"cohort": _site_params(params, site), "code": code_version(_cohorts_pkg)}
+    if key["cohort"]["source"] == "real":
+        root = check_real_data(params, site)
+        files = [p for p in sorted(root.glob("*.csv*")) + sorted((root / LABEL_DIR).glob("*.json")) if p.is_file()]
+        key["root"] = str(root)
+        key["files"] = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+    return key
+
+
+def get_cohort(params: Mapping[str, Any], site: str = "internal") -> Cohort:
+    """The profile's cohort for ``site`` (``"internal"`` or ``"external"``), built once and cached.
+
+    ``cohort.summary["cache_key"]`` is the content hash of the cohort's key, for downstream caches.
+    """
+    cfg = _site_params(params, site)
+    if cfg["source"] == "real":
+        check_real_data(params, site)  # fail fast, before anything long
+    key = cohort_key(params, site)
+    key_hash = content_hash(key)
+
+    def build(tmp: Path) -> None:
+        cohort = _build(params, cfg, tmp)
+        cohort.summary["cache_key"] = key_hash
+        cohort.save(tmp / "cohort", images=cfg["source"] == "synthetic")
+
+    final = cached_dir(cache_dir(params["profile"]), "cohort", key, build)
+    cohort = Cohort.load(final / "cohort")
+    if (final / "export").is_dir():
+        cohort.root = final / "export"
+    return cohort
+
+
+def _build(params: Mapping[str, Any], cfg: Mapping[str, Any], tmp: Path) -> Cohort:
+    site = cfg["site"]
+    if cfg["source"] == "real":
+        data = params["data"]
+        if site == "internal":
+            return load_mimic_cxr(data["mimic_cxr_root"], text=cfg["text"], image_size=cfg["image_size"], site=site)
+        return load_chexpert_plus(data["chexpert_plus_root"], text=cfg["text"], image_size=cfg["image_size"], site=site)
+    gen = make_synthetic_cohort(cfg["n_pairs"], image_size=cfg["image_size"], seed=cfg["seed"], site=site,
+                                report_detail=cfg["report_detail"], image_noise=cfg["image_noise"],
+                                split_fractions=cfg["split_fractions"], text=cfg["text"])
+    if not cfg["roundtrip"]:
+        return gen
+    layout = LAYOUT_OF_SITE[site]
+    export(gen, tmp / "export", layout=layout)
+    loader = load_mimic_cxr if layout == "mimic-cxr-jpg" else load_chexpert_plus
+    back = loader(tmp / "export", text=cfg["text"], site=site, public=True, name=gen.name)
+    if len(back) != len(gen) or not (back.pairs["study_id"].to_numpy() == gen.pairs["study_id"].to_numpy()).all():
+        raise RuntimeError(f"round trip through {layout} changed the {site} cohort's rows ({len(gen)} -> {len(back)})")
+    extra = gen.pairs[["study_id", *GENERATOR_COLUMNS]]
+    pairs = back.pairs.merge(extra, on="study_id", how="left", validate="one_to_one")
+    summary = dict(gen.summary, roundtrip=layout, loader_summary={k: v for k, v in back.summary.items() if k != "root"})
+    loaded = Cohort(pairs, root=tmp / "export", public=True, name=gen.name, summary=summary)
+    # materialise the images as the loader reads them (JPEG-decoded), same size as generated
+    return loaded
+
+
+def cohort_label(cohort: Cohort) -> str:
+    """Short provenance string, e.g. ``synthetic-internal (simulation, n=2000)``."""
+    kind = "simulation" if cohort.summary.get("source") == "synthetic" else "real"
+    return f"{cohort.name} ({kind}, n={len(cohort)})"
+
+
+def pairs_without_text(cohort: Cohort) -> pd.DataFrame:
+    """``cohort.pairs`` without report text columns (safe to show for any cohort)."""
+    from .base import TEXT_COLUMNS
+    return cohort.pairs.drop(columns=[c for c in TEXT_COLUMNS if c in cohort.pairs.columns])

@@ -1,0 +1,307 @@
+"""Cached, shardable extraction of pre-projection features.
+
+For a (cohort, rung, split) the engine runs the rung's frozen backbones over the split's images
+and reports in fixed chunks of rows and stores the pre-projection features:
+
+    cache/<profile>/features/<key>/          image.npy (n, d_img), text.npy (n, d_txt), rows.npy, meta.json
+    cache/<profile>/features/<key>.parts/    chunk_00000.npz ... while extraction is under way
+
+``key`` hashes the cohort's content, the model directory's bytes, the preprocessing and
+extraction settings and this code's version. Chunk files are written atomically, so a killed
+run resumes at the first missing chunk. Shard ``k`` of ``n`` extracts chunks ``k, k + n, ...``;
+because chunk boundaries and batches do not depend on the sharding, :func:`merge_shards`
+gives arrays identical to a single run. Heads are applied afterwards (:func:`embed_features`),
+so the DP chapter can put other heads on the same cached features.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import cache
+from .profiles import cache_dir
+
+SPLITS: tuple[str, ...] = ("train", "val", "test", "all")
+_MODEL_HASHES: dict[tuple[str, float, int], str] = {}
+
+
+@dataclass
+class Features:
+    """Pre-projection features of one (cohort, rung, split).
+
+    image: float32 ``(n, d_img)``; text: float32 ``(n, d_txt)``; rows: int64 ``(n,)``
+    positional rows of ``cohort.pairs`` (row i of ``image`` and of ``text`` is pair ``rows[i]``).
+    """
+
+    image: np.ndarray
+    text: np.ndarray
+    rows: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+# ------------------------------------------------------------------------------ keys
+def model_hash(path: str | Path) -> str:
+    """Content hash of a checkpoint directory (memoised on path, mtime and size of its files)."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stamp = (str(path.resolve()), max((p.stat().st_mtime for p in files), default=0.0), sum(p.stat().st_size for p in files))
+    if stamp not in _MODEL_HASHES:
+        _MODEL_HASHES[stamp] = cache.file_hash(path)
+    return _MODEL_HASHES[stamp]
+
+
+def split_rows(cohort: Any, split: str) -> np.ndarray:
+    """Positional rows of ``cohort.pairs`` in ``split`` (``"all"``: every row), int64."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+    if split == "all":
+        return np.arange(len(cohort.pairs), dtype=np.int64)
+    return np.flatnonzero((cohort.pairs["split"] == split).to_numpy()).astype(np.int64)
+
+
+def _settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = dict(params.get("features", {}))
+    batch = int(cfg.get("batch_size", 256))
+    if batch < 1:
+        raise ValueError(f"params['features']['batch_size']={batch}: expected a positive integer")
+    chunk = int(cfg.get("chunk_size", 8 * batch))
+    if chunk < batch or chunk % batch:
+        raise ValueError(f"params['features']['chunk_size']={chunk}: expected a multiple of batch_size={batch}")
+    from .models.base import pick_device
+
+    device = pick_device(cfg.get("device"))
+    return {"batch_size": batch, "chunk_size": chunk, "text_column": str(cfg.get("text_column", "text")),
+            "device": device.type, "amp": bool(cfg.get("amp", True)) and device.type == "cuda"}
+
+
+def _code_version() -> str:
+    import sys
+
+    from . import models
+
+    return cache.code_version(models, sys.modules[__name__])
+
+
+def feature_key(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> dict[str, Any]:
+    """Everything the features of (cohort, rung, split) depend on."""
+    from .models.stage import cohort_fingerprint
+
+    settings = _settings(params)
+    if settings["text_column"] not in cohort.pairs.columns:
+        raise ValueError(f"params['features']['text_column']={settings['text_column']!r}: not a column of cohort "
+                         f"{getattr(cohort, 'name', '')!r}")
+    rows = split_rows(cohort, split)
+    return {"step": "features", "cohort": cohort_fingerprint(cohort), "split": split, "rows": cache.content_hash(rows),
+            "model": model_hash(rung.path), "kind": rung.kind, "settings": settings, "code": _code_version()}
+
+
+def feature_dir(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> Path:
+    """The final cache directory of (cohort, rung, split) (it may not exist yet)."""
+    return cache_dir(params["profile"]) / "features" / cache.content_hash(feature_key(params, cohort, rung, split))
+
+
+def _parts_dir(final: Path) -> Path:
+    return final.with_name(final.name + ".parts")
+
+
+def _n_chunks(n: int, chunk: int) -> int:
+    return (n + chunk - 1) // chunk
+
+
+def _chunk_file(parts: Path, i: int) -> Path:
+    return parts / f"chunk_{i:05d}.npz"
+
+
+def _load(path: Path) -> Features:
+    meta = json.loads((path / "meta.json").read_text())
+    return Features(image=np.load(path / "image.npy"), text=np.load(path / "text.npy"), rows=np.load(path / "rows.npy"),
+                    meta=meta, path=path)
+
+
+# ------------------------------------------------------------------------------ extraction
+def extract_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: str, shard: tuple[int, int] | None = None,
+                     *, encoder: Any = None, progress: bool = True) -> Path:
+    """Extract the missing chunks of shard ``(k, n)`` (default: all chunks) and return the parts directory.
+
+    Returns the final directory instead when the features are already cached. ``encoder``:
+    an already loaded :class:`~relink_lib.models.base.DualEncoder` of ``rung`` (loaded on demand).
+    Report text is read from ``params["features"]["text_column"]`` (default ``text``) and never logged.
+    """
+    from tqdm.auto import tqdm
+
+    k, n_shards = (0, 1) if shard is None else (int(shard[0]), int(shard[1]))
+    if n_shards < 1 or not 0 <= k < n_shards:
+        raise ValueError(f"shard={shard!r}: expected (k, n) with n >= 1 and 0 <= k < n")
+    key = feature_key(params, cohort, rung, split)
+    final = cache_dir(params["profile"]) / "features" / cache.content_hash(key)
+    if cache.is_complete(final):
+        return final
+    settings = key["settings"]
+    rows = split_rows(cohort, split)
+    parts = _parts_dir(final)
+    parts.mkdir(parents=True, exist_ok=True)
+    cache.atomic_write_bytes(parts / "key.json", json.dumps(cache._canonical(key), indent=1).encode())
+    chunk = settings["chunk_size"]
+    todo = [i for i in range(k, _n_chunks(len(rows), chunk), n_shards) if not _chunk_file(parts, i).exists()]
+    if not todo:
+        return parts
+    if encoder is None:
+        encoder = rung.load(device=settings["device"], amp=settings["amp"], batch_size=settings["batch_size"])
+    texts_all = cohort.pairs[settings["text_column"]]
+    for i in tqdm(todo, desc=f"features {rung.name}/{split}" + (f" shard {k}/{n_shards}" if n_shards > 1 else ""),
+                  disable=not progress, leave=False):
+        sel = rows[i * chunk:(i + 1) * chunk]
+        image = encoder.image_features(cohort.load_images(sel), batch_size=settings["batch_size"]).numpy().astype(np.float32)
+        text = encoder.text_features([str(t) for t in texts_all.iloc[sel].tolist()],
+                                     batch_size=settings["batch_size"]).numpy().astype(np.float32)
+        buf = io.BytesIO()
+        np.savez(buf, image=image, text=text, rows=sel)
+        cache.atomic_write_bytes(_chunk_file(parts, i), buf.getvalue())
+    return parts
+
+
+def missing_chunks(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> list[int]:
+    """Indices of the chunks not yet extracted (empty when complete or fully extracted)."""
+    final = feature_dir(params, cohort, rung, split)
+    if cache.is_complete(final):
+        return []
+    rows = split_rows(cohort, split)
+    parts = _parts_dir(final)
+    return [i for i in range(_n_chunks(len(rows), _settings(params)["chunk_size"])) if not _chunk_file(parts, i).exists()]
+
+
+def merge_shards(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> Features:
+    """Assemble the extracted chunks into the final cache entry (atomically) and return it.
+
+    Raises ``RuntimeError`` naming the missing chunks when some shard has not finished.
+    """
+    key = feature_key(params, cohort, rung, split)
+    final = cache_dir(params["profile"]) / "features" / cache.content_hash(key)
+    if cache.is_complete(final):
+        return _load(final)
+    rows = split_rows(cohort, split)
+    parts = _parts_dir(final)
+    n_chunks = _n_chunks(len(rows), key["settings"]["chunk_size"])
+    missing = [i for i in range(n_chunks) if not _chunk_file(parts, i).exists()]
+    if missing:
+        raise RuntimeError(f"features {rung.name}/{split}: {len(missing)} of {n_chunks} chunks missing "
+                           f"(first: {missing[:5]}); run extract_features for every shard first")
+    images, texts, got = [], [], []
+    for i in range(n_chunks):
+        with np.load(_chunk_file(parts, i)) as z:
+            images.append(z["image"])
+            texts.append(z["text"])
+            got.append(z["rows"])
+    got_rows = np.concatenate(got) if got else np.zeros(0, np.int64)
+    if not np.array_equal(got_rows, rows):
+        raise RuntimeError(f"{parts}: chunk rows do not match split {split!r}; delete the directory and extract again")
+    encoder_dims = (images[0].shape[1], texts[0].shape[1]) if images else (0, 0)
+    image = np.concatenate(images) if images else np.zeros((0, 0), np.float32)
+    text = np.concatenate(texts) if texts else np.zeros((0, 0), np.float32)
+    meta = {"rung": rung.name, "kind": rung.kind, "split": split, "n": int(len(rows)), "image_dim": int(encoder_dims[0]),
+            "text_dim": int(encoder_dims[1]), "key": cache._canonical(key), "n_chunks": n_chunks,
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with cache.atomic_dir(final) as tmp:
+        np.save(tmp / "image.npy", image.astype(np.float32))
+        np.save(tmp / "text.npy", text.astype(np.float32))
+        np.save(tmp / "rows.npy", rows.astype(np.int64))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(parts, ignore_errors=True)
+    return _load(final)
+
+
+def get_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: str, *, progress: bool = True) -> Features:
+    """Pre-projection features of ``split`` for ``rung`` (extracted and cached on a miss)."""
+    final = feature_dir(params, cohort, rung, split)
+    if cache.is_complete(final):
+        return _load(final)
+    extract_features(params, cohort, rung, split, progress=progress)
+    return merge_shards(params, cohort, rung, split)
+
+
+# ------------------------------------------------------------------------------ heads
+@torch.no_grad()
+def embed_features(features: Features, image_head: nn.Module, text_head: nn.Module,
+                   batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Apply heads to cached features: ``(normalize(image_head(image)), normalize(text_head(text)))``.
+
+    Returns float32 numpy ``(n, d)`` each, L2-normalised rows. The heads run in float32 on
+    their own device (eval mode, restored afterwards).
+    """
+    from .models.base import l2_normalize
+
+    out = []
+    for head, x, what in ((image_head, features.image, "image"), (text_head, features.text, "text")):
+        if not isinstance(head, nn.Module):
+            raise TypeError(f"{what}_head: expected a torch nn.Module, got {type(head).__name__}")
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2:
+            raise ValueError(f"features.{what}: expected a 2-D array (n, d), got shape {x.shape}")
+        param = next(iter(head.parameters()), None)
+        device = param.device if param is not None else torch.device("cpu")
+        dtype = param.dtype if param is not None else torch.float32
+        was_training = head.training
+        head.eval()
+        try:
+            parts = [l2_normalize(head(torch.from_numpy(x[s:s + batch_size]).to(device, dtype)).float()).cpu().numpy()
+                     for s in range(0, len(x), batch_size)]
+        finally:
+            head.train(was_training)
+        out.append(np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0), np.float32))
+    return out[0], out[1]
+
+
+def get_embeddings(params: Mapping[str, Any], cohort: Any, rung: Any, split: str = "test",
+                   *, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(image_emb, report_emb, rows)`` of ``split`` through the rung's own heads (L2-normalised float32)."""
+    feats = get_features(params, cohort, rung, split, progress=progress)
+    encoder = rung.load(device="cpu")
+    image, text = embed_features(feats, encoder.image_head, encoder.text_head)
+    return image, text, feats.rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m relink_lib.features --profile P --rung I --split S [--shard K/N] [--merge]``: one job of a job array."""
+    import argparse
+
+    from .cohorts.stage import get_cohort
+    from .models.stage import get_ladder
+    from .profiles import get_profile
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--site", default="internal")
+    ap.add_argument("--rung", type=int, required=True)
+    ap.add_argument("--split", default="test", choices=SPLITS)
+    ap.add_argument("--shard", default=None, help="k/n: this job's shard (e.g. $SLURM_ARRAY_TASK_ID/8)")
+    ap.add_argument("--merge", action="store_true", help="assemble the shards (run once all shards finished)")
+    args = ap.parse_args(argv)
+    params = get_profile(args.profile)
+    cohort = get_cohort(params, site=args.site)
+    rung = get_ladder(params)[args.rung]
+    if args.merge:
+        feats = merge_shards(params, cohort, rung, args.split)
+        print(f"merged {len(feats)} rows -> {feats.path}")
+        return
+    shard = None
+    if args.shard:
+        k, n = (int(v) for v in args.shard.split("/"))
+        shard = (k, n)
+    print(extract_features(params, cohort, rung, args.split, shard=shard))
+
+
+if __name__ == "__main__":
+    main()

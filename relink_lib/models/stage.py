@@ -1,0 +1,196 @@
+"""Pipeline stage: the model ladder of a profile.
+
+Synthetic profiles train the embedded ladder (:mod:`relink_lib.models.ladder`) on the
+internal cohort's training split, one cached HF directory per rung under
+``cache_dir(profile)/ladder/<hash>/``. Real-data profiles (``params["cohort"]["source"] ==
+"real"``) list local checkpoints in ``params["data"]["models"]``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import cache
+from ..profiles import cache_dir
+
+
+@dataclass
+class Rung:
+    """One model of the ladder.
+
+    index: 0 = least specialised. path: a checkpoint directory :func:`load_dual_encoder`
+    reads (``kind`` says which adapter). history: training loss per step (columns ``step,
+    epoch, loss, lr, logit_scale, val_loss``); empty for external checkpoints.
+    """
+
+    index: int
+    name: str
+    path: Path
+    description: str
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    kind: str = "hf-clip"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, **kwargs: Any) -> "Any":
+        """The rung's :class:`~relink_lib.models.base.DualEncoder` (kwargs go to ``load_dual_encoder``)."""
+        from . import load_dual_encoder
+
+        return load_dual_encoder(self.path, kind=self.kind, **kwargs)
+
+
+def cohort_fingerprint(cohort: Any) -> str:
+    """A content hash identifying a cohort: its pairs table, name, image size and (in-memory) pixels.
+
+    Uses ``cohort.fingerprint`` when the cohort provides one; a pipeline cohort's
+    ``summary["cache_key"]`` stands for its pixels (with the image index of a subset), otherwise
+    in-memory pixels are hashed. Images read from files are identified by their paths (files are
+    assumed immutable). Memoised on the object.
+    """
+    given = getattr(cohort, "fingerprint", None)
+    if isinstance(given, str) and given:
+        return given
+    memo = getattr(cohort, "_relink_fingerprint", None)
+    if isinstance(memo, str):
+        return memo
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(cohort.pairs, index=True).to_numpy().tobytes())
+    digest.update(json.dumps([str(c) for c in cohort.pairs.columns]).encode())
+    digest.update(json.dumps({"name": getattr(cohort, "name", ""), "image_size": getattr(cohort, "image_size", None),
+                              "root": str(getattr(cohort, "root", None))}).encode())
+    images = getattr(cohort, "_images", None)
+    summary_key = (getattr(cohort, "summary", None) or {}).get("cache_key")
+    if summary_key:  # a cached pipeline cohort: its key stands for the pixels; rows and pairs hashed above
+        digest.update(str(summary_key).encode())
+        index = getattr(cohort, "_image_index", None)
+        if index is not None:
+            digest.update(np.asarray(index, dtype=np.int64).tobytes())
+    elif images is not None:
+        index = getattr(cohort, "_image_index", None)
+        digest.update(np.asarray(index if index is not None else np.arange(len(cohort)), dtype=np.int64).tobytes())
+        for start in range(0, len(images), 1024):
+            digest.update(np.ascontiguousarray(images[start:start + 1024]).tobytes())
+    out = digest.hexdigest()[:16]
+    try:
+        cohort._relink_fingerprint = out
+    except AttributeError:
+        pass
+    return out
+
+
+def _code_version() -> str:
+    from . import ladder, preprocess, tokenizer
+
+    return cache.code_version(ladder, tokenizer, preprocess)
+
+
+def get_ladder(params: Mapping[str, Any], *, progress: bool = True, cohort: Any = None) -> list[Rung]:
+    """The ladder of rungs for ``params`` (trained and cached on first use for synthetic profiles).
+
+    Synthetic: trained on ``get_cohort(params, site="internal")``'s train split (val split
+    for the validation loss), deterministic from ``params["seed"]``; a rung is cached under a hash
+    of (cohort fingerprint, rung spec, seed, image size, epochs scale, code version) so a stopped
+    run resumes at the first missing rung. Real: :func:`external_rungs`. ``cohort``: train on this
+    cohort instead of the profile's internal one (tests, experiments).
+    """
+    if params.get("cohort", {}).get("source") == "real":
+        return external_rungs(params["data"].get("models"))
+    from .ladder import prepare_pixels, rung_specs, train_rung, training_texts
+
+    if cohort is None:
+        from ..cohorts.stage import get_cohort
+
+        cohort = get_cohort(params, site="internal")
+    specs = rung_specs(params)
+    cfg = params["ladder"]
+    image_size = int(cfg["image_size"])
+    scale = float(cfg.get("epochs_scale", 1.0))
+    seed = int(params["seed"])
+    fp = cohort_fingerprint(cohort)
+    code = _code_version()
+    root = cache_dir(params["profile"])
+    train_rows = np.flatnonzero((cohort.pairs["split"] == "train").to_numpy())
+    val_rows = np.flatnonzero((cohort.pairs["split"] == "val").to_numpy())
+    state: dict[str, Any] = {}
+
+    def pixels() -> tuple[Any, Any]:
+        if "train" not in state:
+            state["train"] = prepare_pixels(cohort.load_images, train_rows, image_size, progress=progress, desc="ladder images (train)")
+            state["val"] = prepare_pixels(cohort.load_images, val_rows[:2048], image_size, progress=progress, desc="ladder images (val)")
+        return state["train"], state["val"]
+
+    rungs = []
+    train_pairs = cohort.pairs.iloc[train_rows]
+    val_pairs = cohort.pairs.iloc[val_rows[:2048]]
+    for index, spec in enumerate(specs):
+        key = {"step": "ladder-rung", "cohort": fp, "spec": asdict(spec), "seed": seed + index, "image_size": image_size,
+               "epochs_scale": scale, "code": code}
+
+        def build(tmp: Path, spec=spec, index=index) -> None:
+            train_pix, val_pix = pixels()
+            train_rung(spec, train_pix, training_texts(train_pairs, spec.text), tmp, seed=seed + index, epochs_scale=scale,
+                       val=(val_pix, training_texts(val_pairs, spec.text)), progress=progress)
+
+        path = cache.cached_dir(root, "ladder", key, build)
+        history = pd.read_csv(path / "history.csv")
+        info = json.loads((path / "rung.json").read_text())
+        rungs.append(Rung(index=index, name=spec.name, path=path, description=spec.description, history=history,
+                          kind="hf-clip", info=info))
+    return rungs
+
+
+def _read_model_list(models: Any) -> list[Mapping[str, Any]]:
+    if models is None:
+        raise ValueError("params['data']['models']: expected a list of {name, kind, path} (or a JSON/YAML file with it) "
+                         "for cohort source 'real'; set it or the MODELS environment variable")
+    if isinstance(models, (str, Path)):
+        file = Path(models)
+        if not file.is_file():
+            raise FileNotFoundError(f"params['data']['models']={str(models)!r}: file not found; expected a JSON or YAML list")
+        text = file.read_text()
+        if file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            models = yaml.safe_load(text)
+        else:
+            try:
+                models = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{file}: not valid JSON ({err})") from err
+    if not isinstance(models, Sequence) or isinstance(models, (str, bytes)) or not models:
+        raise ValueError(f"params['data']['models']: expected a non-empty list of {{name, kind, path}}, got {type(models).__name__}")
+    return list(models)
+
+
+def external_rungs(models: Any) -> list[Rung]:
+    """Rungs for local checkpoints, in the order given (least specialised first).
+
+    models: list of ``{"name", "kind", "path"}`` (``kind`` optional: detected from the files;
+    ``description`` optional) or a path to a JSON / YAML file holding that list.
+    """
+    from . import KINDS, detect_kind
+
+    out = []
+    for i, entry in enumerate(_read_model_list(models)):
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"models[{i}]: expected a mapping with name, kind, path; got {type(entry).__name__}")
+        missing = [k for k in ("name", "path") if not entry.get(k)]
+        if missing:
+            raise ValueError(f"models[{i}]: missing {missing}; expected keys name, kind, path")
+        path = Path(str(entry["path"])).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"models[{i}] ({entry['name']!r}): path {str(path)!r} does not exist")
+        kind = entry.get("kind") or detect_kind(path)
+        if kind not in KINDS:
+            raise ValueError(f"models[{i}] ({entry['name']!r}): kind={kind!r}; expected one of {KINDS}")
+        detected = detect_kind(path)
+        if detected != kind:
+            raise ValueError(f"models[{i}] ({entry['name']!r}): kind={kind!r} but the files at {str(path)!r} look like {detected!r}")
+        out.append(Rung(index=i, name=str(entry["name"]), path=path, description=str(entry.get("description", "")),
+                        kind=kind, info={"external": True}))
+    return out

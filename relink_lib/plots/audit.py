@@ -1,0 +1,171 @@
+"""Figures of chapters 4 and 5: recall and lift against pool size, rank distributions, matched pools, detail split.
+
+All take the tables of :mod:`relink_lib.audit.stage` (columns ``model, rung, pool, pool_size,
+k, recall, chance, lift, full_database, ci_low, ci_high, ...``) and draw on given axes.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from .common import label_simulation, log_pool_axis
+
+__all__ = ["PAPER_R1_LIFT", "plot_recall_vs_pool", "plot_lift_vs_pool", "plot_rank_distribution",
+           "plot_random_vs_matched", "plot_detail_split", "rung_colors"]
+
+PAPER_R1_LIFT: dict[int, float] = {100: 15.0, 10_000: 50.0}
+"""The paper's headline (Tayebi Arasteh et al., arXiv 2606.02276): strongest model's R@1 lift at N = 100 and 10,000."""
+
+
+def rung_colors(models: Sequence[str]) -> dict[str, tuple]:
+    """One colour per model, light (least specialised) to dark (most)."""
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("viridis")
+    n = max(len(models), 1)
+    return {m: cmap(0.15 + 0.7 * i / max(n - 1, 1)) for i, m in enumerate(models)}
+
+
+def _ordered_models(table: pd.DataFrame) -> list[str]:
+    return list(table.sort_values("rung")["model"].drop_duplicates())
+
+
+def _select(table: pd.DataFrame, pool: str, k: int) -> pd.DataFrame:
+    rows = table[(table["pool"] == pool) & (table["k"] == k)]
+    if rows.empty:
+        raise ValueError(f"table: no rows with pool={pool!r} and k={k}")
+    return rows.sort_values("pool_size")
+
+
+def _full_size(rows: pd.DataFrame) -> int | None:
+    full = rows[rows["full_database"].astype(bool)]
+    return int(full["pool_size"].max()) if len(full) else None
+
+
+def plot_recall_vs_pool(ax: Axes, table: pd.DataFrame, k: int, *, pool: str = "random", simulation: bool = True) -> None:
+    """Recall@K against N (log-log), one line per rung with its 95% CI band, and the chance line."""
+    colors = rung_colors(_ordered_models(table))
+    sizes: set[int] = set()
+    full = None
+    for model in _ordered_models(table):
+        rows = _select(table[table["model"] == model], pool, k)
+        sizes.update(rows["pool_size"].astype(int))
+        full = _full_size(rows) or full
+        ax.plot(rows["pool_size"], rows["recall"], "o-", color=colors[model], label=model, ms=4)
+        if {"ci_low", "ci_high"} <= set(rows.columns):
+            ax.fill_between(rows["pool_size"], rows["ci_low"], rows["ci_high"], color=colors[model], alpha=0.2, lw=0)
+    grid = np.array(sorted(sizes), dtype=float)
+    chance = rows.drop_duplicates("pool_size").set_index("pool_size")["chance"].reindex(grid.astype(int))
+    ax.plot(grid, chance.to_numpy(), "k--", lw=1, label="chance" if pool == "random" else "chance (matched pools)")
+    ax.set_yscale("log")
+    log_pool_axis(ax, sorted(sizes), full_size=full)
+    ax.set_ylabel(f"Recall@{k} (log scale)")
+    ax.set_title(f"Recall@{k}, {pool} pools")
+    if simulation:
+        label_simulation(ax)
+
+
+def plot_lift_vs_pool(ax: Axes, table: pd.DataFrame, k: int = 1, *, pool: str = "random", paper: bool = True,
+                      simulation: bool = True) -> None:
+    """Lift over chance against N for every rung, with the paper's R@1 headline as labelled marks (K = 1)."""
+    colors = rung_colors(_ordered_models(table))
+    sizes: set[int] = set()
+    full = None
+    for model in _ordered_models(table):
+        rows = _select(table[table["model"] == model], pool, k)
+        sizes.update(rows["pool_size"].astype(int))
+        full = _full_size(rows) or full
+        yerr = None
+        if {"lift_ci_low", "lift_ci_high"} <= set(rows.columns):
+            yerr = np.vstack([rows["lift"] - rows["lift_ci_low"], rows["lift_ci_high"] - rows["lift"]]).clip(min=0)
+        ax.errorbar(rows["pool_size"], rows["lift"], yerr=yerr, fmt="o-", color=colors[model], label=model, ms=4, capsize=2)
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="chance (lift = 1)")
+    if paper and k == 1:
+        for n, lift in PAPER_R1_LIFT.items():
+            ax.plot(n, lift, marker="*", ms=12, color="tab:red", ls="none",
+                    label="paper's strongest model (R@1)" if n == 100 else None)
+            ax.annotate(f"paper: {lift:g}x\n(N = {n:,})", (n, lift), textcoords="offset points", xytext=(6, 6),
+                        fontsize=8, color="tab:red")
+            sizes.add(n)
+    ax.set_yscale("log")
+    log_pool_axis(ax, sorted(sizes), full_size=full)
+    ax.set_ylabel(f"lift of Recall@{k} over chance (log scale)")
+    ax.set_title(f"Lift over chance, K = {k}, {pool} pools")
+    if simulation:
+        label_simulation(ax)
+
+
+def plot_rank_distribution(ax: Axes, histograms: Mapping[str, Mapping[str, list]], *, simulation: bool = True) -> None:
+    """Cumulative share of queries whose true report ranks within r, against r (log), one line per model.
+
+    ``histograms``: model -> ``{"edges": [...], "counts": [...]}`` (from :func:`~relink_lib.audit.stage.rank_histogram`),
+    in rung order.
+    """
+    colors = rung_colors(list(histograms))
+    for model, h in histograms.items():
+        edges = np.asarray(h["edges"], dtype=float)
+        counts = np.asarray(h["counts"], dtype=float)
+        cdf = np.cumsum(counts) / counts.sum()
+        # rank < edges[i+1] for a share cdf[i]: draw at the largest rank of each bin
+        ax.step(edges[1:] - 1, cdf, where="post", color=colors[model], label=model)
+        n = edges[-1] - 1
+    ranks = np.logspace(0, np.log10(max(n, 1)), 100)
+    ax.plot(ranks, ranks / n, "k--", lw=1, label="chance (uniform rank)")
+    ax.set_xscale("log")
+    ax.set_xlabel("rank r of the true report in the full held-out database (log scale)")
+    ax.set_ylabel("share of images with rank <= r")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Where the true report lands")
+    if simulation:
+        label_simulation(ax)
+
+
+def plot_random_vs_matched(axes: Sequence[Axes], table: pd.DataFrame, k: int = 1, *, matched: str = "matched",
+                           simulation: bool = True) -> None:
+    """Two panels with a shared y axis: Recall@K against N for random and pathology-matched pools."""
+    if len(axes) != 2:
+        raise ValueError(f"axes: expected 2 axes (random, matched), got {len(axes)}")
+    for ax, pool in zip(axes, ("random", matched)):
+        plot_recall_vs_pool(ax, table, k, pool=pool, simulation=simulation)
+    lo = min(ax.get_ylim()[0] for ax in axes)
+    hi = max(ax.get_ylim()[1] for ax in axes)
+    for ax in axes:
+        ax.set_ylim(lo, hi)
+
+
+def plot_detail_split(ax: Axes, breakdown: pd.DataFrame, *, model: str, pool_size: int, k: int = 1,
+                      simulation: bool = True) -> None:
+    """Recall@K by instance detail mentioned / not mentioned, random and matched pools, with 95% CIs."""
+    rows = breakdown[(breakdown["model"] == model) & (breakdown["pool_size"] == pool_size) & (breakdown["k"] == k)]
+    if rows.empty:
+        raise ValueError(f"breakdown: no rows for model={model!r}, pool_size={pool_size}, k={k}")
+    details = list(dict.fromkeys(rows["detail"]))
+    pools = list(dict.fromkeys(rows["pool"]))
+    width = 0.8 / (2 * len(pools))
+    x = np.arange(len(details))
+    styles = {True: {"hatch": None}, False: {"hatch": "//"}}
+    palette = {"random": "tab:blue", "matched": "tab:orange", "matched-positive": "tab:green"}
+    j = 0
+    for pool in pools:
+        for mentioned in (True, False):
+            sub = rows[(rows["pool"] == pool) & (rows["mentioned"].astype(bool) == mentioned)].set_index("detail").reindex(details)
+            err = None
+            if {"ci_low", "ci_high"} <= set(sub.columns):
+                err = np.vstack([sub["recall"] - sub["ci_low"], sub["ci_high"] - sub["recall"]]).clip(min=0)
+            ax.bar(x + (j - (2 * len(pools) - 1) / 2) * width, sub["recall"], width, yerr=err, capsize=2,
+                   color=palette.get(pool, "0.5"), alpha=1.0 if mentioned else 0.45, edgecolor="0.2", lw=0.5,
+                   label=f"{pool} pools, {'mentioned' if mentioned else 'not mentioned'}", **styles[mentioned])
+            j += 1
+    chance = rows[rows["pool"] == "random"]["chance"]
+    if len(chance):
+        ax.axhline(float(chance.iloc[0]), color="k", ls="--", lw=1, label="chance (random pools)")
+    ax.set_xticks(x)
+    ax.set_xticklabels(details)
+    ax.set_xlabel("instance detail in the report")
+    ax.set_ylabel(f"Recall@{k} at N = {pool_size:,}")
+    ax.set_title(f"{model}: what carries the signal")
+    if simulation:
+        label_simulation(ax)

@@ -1,0 +1,149 @@
+"""The chapter-4/5 stage: per-rung audit, detail split, caching and results JSON (upstream stages faked)."""
+from __future__ import annotations
+
+import json
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from relink_lib.audit import relink_audit
+from relink_lib.audit import stage as audit_stage
+from relink_lib.labels import CHEXPERT_LABELS
+from relink_lib.profiles import get_profile, results_dir
+
+
+def _fake_pairs(m: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    labels = rng.choice([1.0, 0.0, -1.0, np.nan], p=[0.15, 0.6, 0.05, 0.2], size=(m, 14))
+    labels[:, 2:] = 0.0  # few label vectors, so matched pools are populated
+    frame = pd.DataFrame(labels, columns=CHEXPERT_LABELS)
+    frame.insert(0, "patient_id", [f"p{i // 2}" for i in range(m)])
+    frame["mentions_device"] = rng.random(m) < 0.4
+    frame["mentions_chronic"] = rng.random(m) < 0.3
+    return frame
+
+
+def _emb(m: int, d: int = 8, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(m, d))
+    return (z + 0.8 * rng.normal(size=(m, d))).astype(np.float32), (z + 0.8 * rng.normal(size=(m, d))).astype(np.float32)
+
+
+SETTINGS = {"pool_sizes": (10, 50, None), "ks": (1, 5), "n_boot": 30, "chunk_size": 32, "device": "cpu",
+            "nan_as": 0.0, "uncertain_as": -1.0, "seed": 0}
+
+
+def test_audit_rung_tables_agree_with_relink_audit_and_split_is_a_partition():
+    m = 120
+    img, rep = _emb(m)
+    pairs = _fake_pairs(m)
+    ra = audit_stage.audit_rung(img, rep, pairs, SETTINGS)
+    assert set(ra.table["pool"]) == {"random", "matched", "matched-positive"}
+    direct = relink_audit(img, rep, (10, 50, None), (1, 5), labels=pairs[list(CHEXPERT_LABELS)], hard_negatives=True)
+    got = ra.table[ra.table.pool == "matched"].reset_index(drop=True)
+    np.testing.assert_allclose(got.recall, direct.recall)
+    assert {"ci_low", "ci_high", "lift_ci_low", "lift_ci_high"} <= set(ra.table.columns)
+    # mentioned / not mentioned partition the queries: their weighted mean is the overall recall
+    for (pool, detail), part in ra.breakdown.groupby(["pool", "detail"]):
+        overall = ra.table[ra.table.pool == pool].set_index(["pool_size", "k"])
+        for (n, k), rows in part.groupby(["pool_size", "k"]):
+            w = rows.n_queries.to_numpy()
+            assert w.sum() == overall.loc[(n, k), "n_queries"]
+            assert np.average(rows.recall, weights=w) == pytest.approx(overall.loc[(n, k), "recall"], abs=1e-12)
+    assert set(ra.breakdown.detail) == {"device", "chronic"}
+    assert len(ra.ranks["random"]) == m and ra.dropped_pool_sizes == []
+
+
+def test_audit_rung_records_dropped_pool_sizes_and_validates():
+    img, rep = _emb(30)
+    ra = audit_stage.audit_rung(img, rep, _fake_pairs(30), dict(SETTINGS, pool_sizes=(10, 100, None)))
+    assert ra.dropped_pool_sizes == [100]
+    assert 100 not in set(ra.table.pool_size)
+    with pytest.raises(ValueError, match="pairs: expected 30 rows"):
+        audit_stage.audit_rung(img, rep, _fake_pairs(29), SETTINGS)
+    with pytest.raises(ValueError, match="patient_id"):
+        audit_stage.audit_rung(img, rep, _fake_pairs(30).drop(columns="patient_id"), SETTINGS)
+
+
+def test_rank_histogram_counts_every_rank():
+    ranks = np.array([1, 1, 2, 3, 7, 50, 50, 999])
+    h = audit_stage.rank_histogram(ranks)
+    assert sum(h["counts"]) == len(ranks)
+    assert h["edges"][:2] == [1, 2] and h["counts"][0] == 2
+    assert h["edges"][-1] == 1000
+    with pytest.raises(ValueError, match="ranks"):
+        audit_stage.rank_histogram(np.array([0, 1]))
+
+
+@dataclass
+class _Rung:
+    index: int
+    name: str
+
+
+class _Cohort:
+    name = "fake-internal"
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+
+@pytest.fixture
+def fake_upstream(monkeypatch):
+    m = 80
+    pairs = _fake_pairs(m, seed=3)
+    pairs["split"] = np.where(np.arange(m) < 60, "test", "train")
+    cohort = _Cohort(pairs)
+    rungs = [_Rung(0, "captions"), _Rung(1, "full-reports")]
+    calls = {"audit": 0}
+
+    def get_embeddings(params, cohort_, rung, split="test", progress=True):
+        rows = np.flatnonzero(cohort_.pairs["split"].to_numpy() == split)
+        img, rep = _emb(m, seed=rung.index)
+        return img[rows], rep[rows], rows
+
+    modules = {
+        "relink_lib.cohorts.stage": {"get_cohort": lambda params, site="internal": cohort},
+        "relink_lib.models.stage": {"get_ladder": lambda params, progress=True: rungs},
+        "relink_lib.features": {"get_embeddings": get_embeddings},
+    }
+    for name, attrs in modules.items():
+        mod = types.ModuleType(name)
+        for k, v in attrs.items():
+            setattr(mod, k, v)
+        monkeypatch.setitem(sys.modules, name, mod)
+    real = audit_stage.audit_rung
+
+    def counting(*a, **k):
+        calls["audit"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(audit_stage, "audit_rung", counting)
+    return calls
+
+
+def test_audit_ladder_writes_results_and_caches(fake_upstream):
+    params = get_profile("smoke", {"audit": {"n_boot": 10, "pool_sizes": (10, 100, None), "device": "cpu"}})
+    table = audit_stage.audit_ladder(params)
+    assert fake_upstream["audit"] == 2
+    assert set(table.model) == {"captions", "full-reports"} and set(table.rung) == {0, 1}
+    assert {"model", "rung", "cohort", "hard_negatives", "ci_low", "ci_high", "pool_size", "k", "recall", "chance",
+            "lift", "n_queries"} <= set(table.columns)
+    body = json.loads((results_dir("smoke") / "audit.json").read_text())
+    assert len(body["rows"]) == len(table) and body["provenance"]["cohort"] == "fake-internal"
+    assert body["dropped_pool_sizes"] == [100]  # 60 held-out pairs
+    assert sum(body["rank_histograms"]["captions"]["counts"]) == 60
+    again = audit_stage.audit_ladder(params)
+    assert fake_upstream["audit"] == 2  # served from the cache
+    pd.testing.assert_frame_equal(again, table, check_dtype=False)
+    breakdown = audit_stage.hard_negative_breakdown(params)
+    assert fake_upstream["audit"] == 2
+    assert set(breakdown.detail) == {"device", "chronic"} and set(breakdown.pool) == {"random", "matched"}
+    hn = json.loads((results_dir("smoke") / "hard_negatives.json").read_text())
+    assert hn["detail_columns"] == ["mentions_device", "mentions_chronic"]
+    assert all(r["pool"] != "random" for r in hn["matched_pools"])
