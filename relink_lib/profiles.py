@@ -59,8 +59,14 @@ _BASE: dict[str, Any] = {
     },
     "utility": {"probe_C": 1.0},
     "budget": {
+        # chapter 9: target eps of the sweep (None = non-private), same data, steps and objective as "dp"
         "epsilons": (0.34, 1.0, 8.0, 32.0, 1e3, 1e6, 1e9, 1e12, 1e15, None),
-        "attack_candidates": 100,
+        "attack_candidates": 100,  # N images the realistic attack picks from (chance 1/N)
+        "attack_targets": 200,  # training pairs attacked per eps
+        "attack_cos_threshold": 0.5,  # success also as |cos(reconstruction, feature)| >= this
+        "attack_updates": 1,  # intercepted updates per target
+        "relaxed_dof": 1,  # dimension of one observation for the GLRT adversary (1 = most favourable to it)
+        "pld_discretization": 1e-3,  # nats; PLD loss grid (widened for small sigma)
     },
     "data": {"mimic_cxr_root": None, "chexpert_plus_root": None, "models": None},
 }
@@ -72,7 +78,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "features": {"batch_size": 64},
         "audit": {"pool_sizes": (10, 100, None), "n_boot": 20, "chunk_size": 128},
         "dp": {"epochs": 1, "batch_size": 64, "bank_size": 64},
-        "budget": {"epsilons": (0.34, 8.0, 1e6, 1e15, None), "attack_candidates": 10},
+        "budget": {"epsilons": (0.34, 8.0, 1e6, 1e15, None), "attack_candidates": 10, "attack_targets": 20},
     },
     "ci": {
         "cohort": {"n_pairs": 2000, "n_pairs_external": 600, "image_size": 64},
@@ -80,7 +86,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "features": {"batch_size": 128},
         "audit": {"pool_sizes": (10, 100, None), "n_boot": 50, "chunk_size": 512},
         "dp": {"epochs": 3, "batch_size": 128, "bank_size": 256},
-        "budget": {"attack_candidates": 50},
+        "budget": {"attack_candidates": 50, "attack_targets": 100},
     },
     "default": {},
     "paper": {

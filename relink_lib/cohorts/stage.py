@@ -116,9 +116,8 @@ def _build(params: Mapping[str, Any], cfg: Mapping[str, Any], tmp: Path) -> Coho
     extra = gen.pairs[["study_id", *GENERATOR_COLUMNS]]
     pairs = back.pairs.merge(extra, on="study_id", how="left", validate="one_to_one")
     summary = dict(gen.summary, roundtrip=layout, loader_summary={k: v for k, v in back.summary.items() if k != "root"})
-    loaded = Cohort(pairs, root=tmp / "export", public=True, name=gen.name, summary=summary)
-    # materialise the images as the loader reads them (JPEG-decoded), same size as generated
-    return loaded
+    # images stay on disk here; get_cohort's save() materialises them as the loader reads them (JPEG-decoded)
+    return Cohort(pairs, root=tmp / "export", public=True, name=gen.name, summary=summary)
 
 
 def cohort_label(cohort: Cohort) -> str:

@@ -20,7 +20,7 @@ def prevalence_vs_reference(prevalence: Mapping[str, pd.DataFrame], reference: M
     """
     labels = list(CHEXPERT_LABELS)
     y = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(6.8, 5.2))
+    fig, ax = plt.subplots(figsize=(6.8, 6.0))
     h = 0.8 / max(len(prevalence), 1)
     markers = ["D", "o", "s", "^"]
     for k, (name, frame) in enumerate(prevalence.items()):
@@ -32,7 +32,7 @@ def prevalence_vs_reference(prevalence: Mapping[str, pd.DataFrame], reference: M
     ax.set_yticklabels(labels)
     ax.invert_yaxis()
     ax.set_xlabel("pairs with the label positive (%)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.4, -0.1), ncol=2)
     if simulation:
         label_simulation(ax)
     fig.tight_layout()

@@ -63,6 +63,15 @@ def _bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
     return m
 
 
+def _smooth_field(field: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear upsampling of small fields ``(B, k, k)`` to ``(B, size, size)`` with two plain GEMMs."""
+    B, k, _ = field.shape
+    m = _bilinear_matrix(size, k)
+    g = (field.reshape(B * k, k).astype(_F) @ m.T).reshape(B, k, size)  # (B, k, size)
+    out = m @ g.transpose(1, 0, 2).reshape(k, B * size)  # (size, B * size)
+    return np.ascontiguousarray(out.reshape(size, B, size).transpose(1, 0, 2))
+
+
 def _coords(g: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-image rotated, shifted and (AP) magnified pixel-centre coordinates ``(B, size, size)``."""
     px = 2.0 / size
@@ -93,8 +102,7 @@ def _upsample(x: np.ndarray, size: int) -> np.ndarray:
         return x
     if 2 * x.shape[1] == size and x.shape[2] == x.shape[1]:
         return _up2(_up2(x, 1), 2)
-    m = _bilinear_matrix(size, x.shape[1])
-    return np.einsum("hi,bij,wj->bhw", m, x, m, optimize=True).astype(_F)
+    return _smooth_field(x, size)
 
 
 def render_batch(s: dict[str, np.ndarray], rows: np.ndarray, size: int, rng: np.random.Generator, site: str,
@@ -140,8 +148,7 @@ def render_batch(s: dict[str, np.ndarray], rows: np.ndarray, size: int, rng: np.
     heart = _sig((1 - ((u - hx) / rx) ** 2 - ((v - hy) / _F(0.27)) ** 2) * _F(7.0))
     air = lung * (1 - heart) * (1 - med)
     # lung texture: the patient's vascular pattern, smooth upsampling of an 8x8 field
-    up = _bilinear_matrix(low, 8)
-    tex = np.einsum("hi,bij,wj->bhw", up, g["texture"], up, optimize=True).astype(_F)
+    tex = _smooth_field(g["texture"], low)
     hil = _bump(((np.abs(u) - 0.16) ** 2) / _F(0.05) + ((v + 0.05) ** 2) / _F(0.08), 1.0)
     dens -= _F(0.36) * air
     dens += air * (_F(0.025) * tex + _F(0.07) * hil)
@@ -324,8 +331,7 @@ def render_batch(s: dict[str, np.ndarray], rows: np.ndarray, size: int, rng: np.
         img = x * (27 + x2) / (27 + 9 * x2) * _F(0.62) + _F(0.30)
     np.maximum(img, marker * _F(0.95), out=img)
     # noise: smooth low-frequency field, quantum noise from a shared bank of frames (random flips), vignetting
-    lf = np.einsum("hi,bij,wj->bhw", _bilinear_matrix(size, 4), rng.standard_normal((B, 4, 4)).astype(_F),
-                   _bilinear_matrix(size, 4), optimize=True)
+    lf = _smooth_field(rng.standard_normal((B, 4, 4)).astype(_F), size)
     if noise_bank is None or noise_bank.shape[1:] != (size, size):
         noise_bank = make_noise_bank(size, 16, rng)
     pick = rng.integers(0, len(noise_bank), B)

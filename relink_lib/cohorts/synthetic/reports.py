@@ -223,7 +223,7 @@ def _write_one(s: dict[str, list], i: int, d: _Draws, site: str, detail: float, 
         if eff == POSITIVE:
             sent = d.pick(("{size} {side} {name}.", "There is a {size} {side} {name}.", "{size} {side} {name} is present.",
                            "{side} {name}, {size}."))
-            sent = sent.replace("There is a", "There are") if plural else sent
+            sent = sent.replace("There is a", "There are").replace(" is present", " are present") if plural else sent
             txt = " ".join(sent.format(size=size, side=side, name=name).replace(", .", ".").split())
             if compare and prior is not None and s["effusion_side"][prior] >= 0:
                 delta = int(s["effusion_size"][i]) - int(s["effusion_size"][prior])
