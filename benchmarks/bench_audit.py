@@ -6,10 +6,13 @@ synthetic embeddings, generated from a seed inside each worker:
 - ``floor``: a bare chunked matrix product of the same shape (the ``M x M`` similarities,
   streamed in blocks of ``chunk`` rows and thrown away): no audit can beat it;
 - ``audit``: ``relink_audit`` for all N in (10, 100, 1000, 10000, full) and K in (1, 5, 10);
+  floor and audit alternate in one worker (floor, audit, floor, audit) so that both see the
+  same load on a shared machine; the ratio is min(audit) / min(floor);
 - ``faiss``: faiss-cpu exact inner-product search (``IndexFlatIP``, top 10), which gives
   Recall@K at the full database only (a kNN index cannot answer random-pool questions);
 - ``montecarlo``: the Monte Carlo pool sampler, 100 pools per query, on a subsample of queries,
-  extrapolated linearly to all M queries.
+  extrapolated linearly to all M queries, and compared (z-scores) with the exact expectation
+  for the same queries.
 
 Writes ``benchmarks/results/audit_<device>.json`` and prints a markdown table (for
 ``docs/audit.md``). Run: ``.venv/bin/python benchmarks/bench_audit.py`` (``--quick`` for a
@@ -61,28 +64,37 @@ def _worker(args: argparse.Namespace) -> dict:
     base_rss = _rss_mb()
     out: dict = {"method": args.worker}
     times = []
-    if args.worker == "floor":
+    if args.worker == "pair":
+        # floor and audit alternate in one process (floor, audit, floor, audit, ...) so both see the
+        # same machine load; peak RSS after the first floor run is the floor's, at the end the audit's
+        from relink_lib.audit import relink_audit
+
         @torch.no_grad()
-        def run():
-            i, r = img.to(device), rep.to(device).T.contiguous()
+        def floor():
+            i, r = img.to(device), rep.to(device).T
             block = torch.empty((min(args.chunk, args.m), args.m), device=device)
             for s in range(0, args.m, args.chunk):
                 e = min(s + args.chunk, args.m)
                 torch.mm(i[s:e], r, out=block[: e - s])
             if device.type == "cuda":
                 torch.cuda.synchronize()
+
+        floor_times, floor_peak, table = [], None, None
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t0)
-    elif args.worker == "audit":
-        from relink_lib.audit import relink_audit
-        for _ in range(args.repeats):
+            floor()
+            floor_times.append(time.perf_counter() - t0)
+            if floor_peak is None:
+                floor_peak = _peak_mb() - base_rss
+                if device.type == "cuda":
+                    out["floor_cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+                    torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
             table = relink_audit(img, rep, pool_sizes=POOL_SIZES, ks=KS, chunk_size=args.chunk, device=device)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
+        out["floor"] = {"seconds": min(floor_times), "seconds_all": floor_times, "extra_peak_mb": floor_peak}
         out["table"] = table[["pool_size", "k", "recall", "chance", "lift", "mrr", "median_rank"]].to_dict(orient="records")
     elif args.worker == "faiss":
         try:
@@ -105,14 +117,31 @@ def _worker(args: argparse.Namespace) -> dict:
         from relink_lib.audit import monte_carlo_recall
         queries = np.random.default_rng(args.seed).choice(args.m, size=min(args.mc_queries, args.m), replace=False)
         t0 = time.perf_counter()
-        mc = monte_carlo_recall(img.numpy(), rep.numpy(), POOL_SIZES, KS, n_pools=100, seed=args.seed, queries=queries)
+        sizes = [n for n in POOL_SIZES if n is None or n <= args.m]
+        mc = monte_carlo_recall(img.numpy(), rep.numpy(), sizes, KS, n_pools=100, seed=args.seed, queries=queries)
         elapsed = time.perf_counter() - t0
         times.append(elapsed * args.m / len(queries))
         out["measured_s"] = elapsed
         out["n_queries_measured"] = int(len(queries))
-        out["table"] = mc.to_dict(orient="records")
+        # the exact expectation for the same queries (their counts computed directly), to compare within SE
+        from relink_lib.audit import expected_recall
+        with torch.no_grad():
+            q = torch.from_numpy(queries)
+            sims = img[q] @ rep.T
+            own = sims[torch.arange(len(q)), q].unsqueeze(1)
+            counts = ((sims >= own).sum(dim=1) - 1).numpy()
+        rows = []
+        for n in sizes:
+            draws = args.m - 1 if n is None else n - 1
+            exact = expected_recall(counts, args.m - 1, draws, KS).mean(axis=0)
+            for j, k in enumerate(KS):
+                rows.append({"pool_size": args.m if n is None else n, "k": k, "exact_recall_same_queries": float(exact[j])})
+        merged = mc.merge(__import__("pandas").DataFrame(rows), on=["pool_size", "k"])
+        merged["z"] = (merged["recall"] - merged["exact_recall_same_queries"]) / merged["recall_se"].where(merged["recall_se"] > 0)
+        out["table"] = merged.to_dict(orient="records")
+        out["max_abs_z"] = float(merged["z"].abs().max())
     else:
-        raise SystemExit(f"--worker {args.worker!r}: expected floor, audit, faiss or montecarlo")
+        raise SystemExit(f"--worker {args.worker!r}: expected pair, faiss or montecarlo")
     out["seconds"] = min(times)
     out["seconds_all"] = times
     out["peak_rss_mb"] = _peak_mb()
@@ -159,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--mc-queries", type=int, default=40)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--methods", default="floor,audit,faiss,montecarlo")
+    p.add_argument("--methods", default="pair,faiss,montecarlo", help="pair = floor and audit, interleaved")
     p.add_argument("--quick", action="store_true", help="small smoke run (M = 3000, d = 128)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -174,11 +203,21 @@ def main(argv: list[str] | None = None) -> None:
                           "load_avg_at_start": os.getloadavg()}, "methods": {}}
     for method in args.methods.split(","):
         print(f"running {method} ...", file=sys.stderr, flush=True)
-        result["methods"][method] = _spawn(method, args)
+        res = _spawn(method, args)
+        if method == "pair":
+            result["methods"]["floor"] = dict(res.pop("floor"), method="floor")
+            res["method"] = "audit"
+            method = "audit"
+        result["methods"][method] = res
     result["machine"]["load_avg_at_end"] = os.getloadavg()
     audit, floor = result["methods"].get("audit"), result["methods"].get("floor")
     if audit and floor:
         result["ratio_audit_to_floor"] = audit["seconds"] / floor["seconds"]
+        result["ratio_per_pair"] = [a / f for a, f in zip(audit["seconds_all"], floor["seconds_all"])]
+    fa = result["methods"].get("faiss", {})
+    if audit and "recall_full" in fa:
+        full = {str(r["k"]): r["recall"] for r in audit["table"] if r["pool_size"] == args.m}
+        result["faiss_vs_audit_full_max_abs_diff"] = max(abs(fa["recall_full"][k] - full[k]) for k in full)
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"audit_{args.device.split(':')[0]}{'_quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

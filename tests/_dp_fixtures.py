@@ -27,12 +27,12 @@ def linear_heads(w_img: torch.Tensor, w_txt: torch.Tensor) -> tuple[nn.Linear, n
     return ih, th
 
 
-def brute_per_sample(p: dict, bank_img: torch.Tensor | None, temperature: float = 0.07):
+def brute_per_sample(p: dict, bank_img: torch.Tensor | None, temperature: float = 0.07, bank_grad: bool = True):
     """Per-sample gradients by torch.func (vmap over grad), the independent reference."""
     from torch.func import grad, vmap
 
     from relink_lib.dp.objective import per_example_loss_weights
 
     def f(wi, wt, x, t):
-        return per_example_loss_weights(wi, wt, x[None], t[None], p["bank_txt"], bank_img, temperature)[0]
+        return per_example_loss_weights(wi, wt, x[None], t[None], p["bank_txt"], bank_img, temperature, bank_grad)[0]
     return vmap(grad(f, argnums=(0, 1)), in_dims=(None, None, 0, 0))(p["w_img"], p["w_txt"], p["x_img"], p["x_txt"])

@@ -81,6 +81,15 @@ def test_scale_invariance_normalises_rows():
     np.testing.assert_array_equal(a, _brute_counts(img, rep))
 
 
+def test_huge_finite_rows_are_normalised_not_rejected():
+    img, rep = _pairs(20, 4, seed=6)
+    big = img.astype(np.float32).copy()
+    big[3] *= 1e37  # the float32 norm would overflow
+    a = as_embeddings(big, "image_emb")
+    assert torch.isfinite(a).all()
+    np.testing.assert_allclose(a[3].numpy(), img[3] / np.linalg.norm(img[3]), rtol=1e-5)
+
+
 def test_within_groups_equals_per_group_audit():
     img, rep = _pairs(45, 6, seed=5)
     groups = np.random.default_rng(1).integers(0, 5, size=45)

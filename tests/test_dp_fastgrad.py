@@ -12,12 +12,14 @@ from relink_lib.dp.train import clipped_grad_sum
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
 
+@pytest.mark.parametrize("bank_grad", [True, False])
 @pytest.mark.parametrize("symmetric", [False, True])
-def test_materialized_equals_torch_func(symmetric):
+def test_materialized_equals_torch_func(symmetric, bank_grad):
     p = tiny_problem()
     bank_img = p["bank_img"] if symmetric else None
-    gi, gt = brute_per_sample(p, bank_img)
-    fi, ft = per_sample_head_grads(p["w_img"], p["w_txt"], p["x_img"], p["x_txt"], p["bank_txt"], bank_img)
+    gi, gt = brute_per_sample(p, bank_img, bank_grad=bank_grad)
+    fi, ft = per_sample_head_grads(p["w_img"], p["w_txt"], p["x_img"], p["x_txt"], p["bank_txt"], bank_img,
+                                   bank_grad=bank_grad)
     torch.testing.assert_close(fi, gi, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ft, gt, rtol=1e-10, atol=1e-12)
 
@@ -70,16 +72,18 @@ def test_per_patient_clipping_bounds_the_patient_sum():
     torch.testing.assert_close(s_txt, (w[:, None, None] * gt).sum(0))
 
 
+@pytest.mark.parametrize("bank_grad", [True, False])
 @pytest.mark.parametrize("symmetric", [False, True])
-def test_equals_opacus_hooks(symmetric):
+def test_equals_opacus_hooks(symmetric, bank_grad):
     from opacus import GradSampleModule
 
     p = tiny_problem(n=6)
     bank_img = p["bank_img"] if symmetric else None
     ih, th = linear_heads(p["w_img"], p["w_txt"])
-    gsm = GradSampleModule(ExpandedBankLoss(ih, th, p["bank_txt"], bank_img), loss_reduction="sum")
+    gsm = GradSampleModule(ExpandedBankLoss(ih, th, p["bank_txt"], bank_img, bank_grad=bank_grad), loss_reduction="sum")
     gsm(p["x_img"], p["x_txt"]).sum().backward()
-    fi, ft = per_sample_head_grads(p["w_img"], p["w_txt"], p["x_img"], p["x_txt"], p["bank_txt"], bank_img)
+    fi, ft = per_sample_head_grads(p["w_img"], p["w_txt"], p["x_img"], p["x_txt"], p["bank_txt"], bank_img,
+                                   bank_grad=bank_grad)
     torch.testing.assert_close(ih.weight.grad_sample, fi, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(th.weight.grad_sample, ft, rtol=1e-9, atol=1e-12)
 
@@ -102,3 +106,11 @@ def test_fast_step_equals_opacus_dp_optimizer_without_noise():
     # Opacus clips with max_norm / (norm + 1e-6), as here
     torch.testing.assert_close(ih.weight.grad, s_img / expected, rtol=1e-7, atol=1e-10)
     torch.testing.assert_close(th.weight.grad, s_txt / expected, rtol=1e-7, atol=1e-10)
+
+
+def test_stop_gradient_bank_gives_rank_one_per_sample_gradients():
+    p = tiny_problem()
+    fi, ft, _ = head_grad_factors(p["w_img"], p["w_txt"], p["x_img"], p["x_txt"], p["bank_txt"], p["bank_img"],
+                                  bank_grad=False)
+    for g in (fi.materialize(), ft.materialize()):
+        assert all(int(torch.linalg.matrix_rank(gi)) == 1 for gi in g)

@@ -38,20 +38,22 @@ def test_module_forms_agree(symmetric):
     torch.testing.assert_close(a, c)
 
 
+@pytest.mark.parametrize("bank_grad", [True, False])
 @pytest.mark.parametrize("symmetric", [False, True])
-def test_changing_one_pair_leaves_other_pairs_gradients(symmetric):
+def test_changing_one_pair_leaves_other_pairs_gradients(symmetric, bank_grad):
     p = tiny_problem(n=5)
     bank_img = p["bank_img"] if symmetric else None
 
     def grads(x_img, x_txt):
         def f(wi, wt, x, t):
-            return per_example_loss_weights(wi, wt, x[None], t[None], p["bank_txt"], bank_img)[0]
+            return per_example_loss_weights(wi, wt, x[None], t[None], p["bank_txt"], bank_img, bank_grad=bank_grad)[0]
         return vmap(grad(f, argnums=(0, 1)), in_dims=(None, None, 0, 0))(p["w_img"], p["w_txt"], x_img, x_txt)
 
     def batch_grads(x_img, x_txt):
         # gradient of loss_i computed inside the whole batch (what training does)
         jac = torch.autograd.functional.jacobian(
-            lambda wi, wt: per_example_loss_weights(wi, wt, x_img, x_txt, p["bank_txt"], bank_img), (p["w_img"], p["w_txt"]))
+            lambda wi, wt: per_example_loss_weights(wi, wt, x_img, x_txt, p["bank_txt"], bank_img, bank_grad=bank_grad),
+            (p["w_img"], p["w_txt"]))
         return jac
 
     j0 = batch_grads(p["x_img"], p["x_txt"])

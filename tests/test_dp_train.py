@@ -94,7 +94,7 @@ def test_nonprivate_run_has_no_noise_and_learns():
 
 def test_opacus_engine_agrees_on_accounting_and_learns_like_fast():
     xi, xt, bi, bt, ih, th = _data()
-    cfg = DPConfig(target_epsilon=8.0, epochs=2, batch_size=20, lr=1e-2, engine="opacus")
+    cfg = DPConfig(target_epsilon=1.0, epochs=2, batch_size=20, lr=1e-2, engine="opacus")
     res = train_heads(xi, xt, ih, th, bank_text_feats=bt, bank_image_feats=bi, config=cfg, eval_feats=(bi, bt))
     rec = res.record
     assert rec["engine"] == "opacus"

@@ -99,3 +99,17 @@ def test_validation():
         release_updates(g_img, noise_multiplier=1.0, max_grad_norm=None, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="NaN"):
         reconstruct_features(np.full((2, 3, 4), np.nan))
+
+
+def test_large_heads_use_subspace_iteration_that_matches_the_exact_vector():
+    from relink_lib.risk.attack import _top_right_exact, _unit
+
+    rng = np.random.default_rng(0)
+    x, g = rng.normal(size=(3, 300)), rng.normal(size=(3, 260))
+    grads = np.einsum("ni,nj->nij", g, x)
+    grads /= np.linalg.norm(grads.reshape(3, -1), axis=1)[:, None, None]
+    noisy = grads + 0.01 * rng.normal(size=grads.shape)
+    fast = reconstruct_features(noisy)  # min side 260 > 256: the subspace path
+    exact = _unit(_top_right_exact(noisy))
+    np.testing.assert_allclose(np.abs(np.sum(fast * exact, axis=1)), 1.0, atol=1e-6)
+    assert np.all(np.abs(np.sum(fast * x, axis=1)) / np.linalg.norm(x, axis=1) > 0.95)

@@ -30,12 +30,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N', 'auto' or None") from exc
 
 
-def as_embeddings(x: Any, name: str, *, dtype: torch.dtype = torch.float32, normalise: bool = True) -> torch.Tensor:
+def as_embeddings(x: Any, name: str, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Validate an ``(n, d)`` float matrix (numpy or torch) and return it as an L2-normalised torch tensor.
 
     Raises ``TypeError`` for non-float input and ``ValueError`` for a wrong shape, non-finite
-    values or an all-zero row (which has no direction to normalise). The result lives on the
-    CPU in ``dtype``; the caller moves it to a device.
+    values or an all-zero row (which has no direction to normalise). Rows are normalised in
+    float64 for float64 input and in float32 otherwise, then cast to ``dtype``. The result
+    lives on the CPU; the caller moves it to a device.
     """
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu()
@@ -51,18 +52,21 @@ def as_embeddings(x: Any, name: str, *, dtype: torch.dtype = torch.float32, norm
         raise ValueError(f"{name}: expected a 2-D array of shape (n, d), got shape {tuple(t.shape)}")
     if t.shape[0] < 1 or t.shape[1] < 1:
         raise ValueError(f"{name}: expected at least one row and one column, got shape {tuple(t.shape)}")
-    t = t.to(dtype)
-    finite = torch.isfinite(t).all(dim=1)
-    if not bool(finite.all()):
-        row = int(torch.nonzero(~finite)[0, 0])
-        raise ValueError(f"{name}: row {row} has a NaN or infinite value; embeddings must be finite")
-    if normalise:
+    t = t.to(torch.float64 if t.dtype == torch.float64 else torch.float32)
+    # one pass: a row norm is finite iff the row is finite (or it overflowed; rescaled below)
+    norms = torch.linalg.vector_norm(t, dim=1, keepdim=True)
+    bad = ~torch.isfinite(norms[:, 0])
+    if bool(bad.any()):
+        for row in torch.nonzero(bad)[:, 0].tolist():
+            if not bool(torch.isfinite(t[row]).all()):
+                raise ValueError(f"{name}: row {row} has a NaN or infinite value; embeddings must be finite")
+        t = t.clone()
+        t[bad] = t[bad] / t[bad].abs().amax(dim=1, keepdim=True)  # huge but finite rows: rescale first
         norms = torch.linalg.vector_norm(t, dim=1, keepdim=True)
-        if bool((norms == 0).any()):
-            row = int(torch.nonzero(norms[:, 0] == 0)[0, 0])
-            raise ValueError(f"{name}: row {row} is all zeros and cannot be L2-normalised")
-        t = t / norms
-    return t.contiguous()
+    if bool((norms == 0).any()):
+        row = int(torch.nonzero(norms[:, 0] == 0)[0, 0])
+        raise ValueError(f"{name}: row {row} is all zeros and cannot be L2-normalised")
+    return (t / norms).to(dtype).contiguous()
 
 
 def _check_pair(image_emb: torch.Tensor, report_emb: torch.Tensor) -> None:
@@ -99,7 +103,7 @@ def count_at_least_own(image_emb: torch.Tensor, report_emb: torch.Tensor, *, chu
     tol = _check_tol(tie_tol)
     dev = resolve_device(device)
     m = image_emb.shape[0]
-    reports_t = report_emb.to(dev).T.contiguous()  # (d, M)
+    reports_t = report_emb.to(dev).T  # (d, M) view: BLAS reads the transpose, no copy
     images = image_emb.to(dev)
     out = torch.empty(m, dtype=torch.int64, device=dev)
     block = torch.empty((min(chunk, m), m), dtype=reports_t.dtype, device=dev)

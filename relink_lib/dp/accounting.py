@@ -34,11 +34,18 @@ def dp_event(noise_multiplier: float, sample_rate: float, steps: int) -> dp_acco
 
 def epsilon_dp_accounting(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
                           method: str = "pld", orders: tuple[float, ...] = RDP_ORDERS,
-                          pld_discretization: float = 1e-4) -> float:
-    """Epsilon from dp-accounting with ``method`` = ``"pld"`` or ``"rdp"``."""
+                          pld_discretization: float | None = None) -> float:
+    """Epsilon from dp-accounting with ``method`` = ``"pld"`` or ``"rdp"``.
+
+    ``pld_discretization``: the PLD grid step of privacy-loss values; default ``1e-4``, widened to
+    ``1e-4 * RDP-epsilon`` for budgets above 1 (dp-accounting discretises pessimistically, so a
+    coarser grid only moves epsilon up, by about the grid step).
+    """
     if method == "rdp":
         acc = _rdpacc.RdpAccountant(orders=list(orders))
     elif method == "pld":
+        if pld_discretization is None:
+            pld_discretization = 1e-4 * max(1.0, rdp_epsilon(noise_multiplier, sample_rate, steps, delta, orders, backend="numpy")[0])
         acc = _pld.PLDAccountant(value_discretization_interval=pld_discretization)
     else:
         raise ValueError(f"method: expected 'pld' or 'rdp', got {method!r}")

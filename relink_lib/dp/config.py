@@ -30,6 +30,10 @@ class DPConfig:
     - ``engine``: ``"fast"`` (closed-form per-sample gradients, bias-free linear heads),
       ``"opacus"`` (Opacus PrivacyEngine with grad-sample hooks) or ``"auto"``.
     - ``noise_multiplier``: fixes sigma instead of calibrating it (tests, benchmarks).
+    - ``bank_grad``: whether gradients flow through the public bank's embeddings. ``False``
+      (default): the bank's embeddings are constants within a step (as MoCo's keys), each
+      pair's gradient is rank one per head and DP steps cost about a non-private step;
+      ``True``: the full gradient, exact too but O(m^2 d) per step for a bank of m.
     """
 
     target_epsilon: float | None = 0.34
@@ -44,6 +48,7 @@ class DPConfig:
     optimizer: str = "adam"
     engine: str = "auto"
     noise_multiplier: float | None = None
+    bank_grad: bool = False
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> ValueError:

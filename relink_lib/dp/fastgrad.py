@@ -14,6 +14,10 @@ them) follows from small Gram matrices (the "ghost norm" idea, using the bank's 
 ``M = (K K^T) * (Z Z^T)`` (m, m) once per step, then O(n m (d + D) + n m^2) per step, never the
 (n, d, D) per-sample tensor. The clipped sum is three matrix products. Everything is exact
 for the objective; the tests compare it with ``torch.func`` and with Opacus' hooks.
+
+With ``bank_grad=False`` (the training default, see :class:`relink_lib.dp.DPConfig`) the bank's
+embeddings are constants within a step and ``G_i = e_i x_i^T``: norm ``|e_i| |x_i|``, the plain
+ghost-norm of a linear layer, O(n (d + D)) on top of the forward pass.
 """
 from __future__ import annotations
 
@@ -131,12 +135,14 @@ def _bank_terms(query: Tensor, bank_feat: Tensor, bank_proj: Tensor, p_bank: Ten
 
 def head_grad_factors(w_img: Tensor, w_txt: Tensor, image_feats: Tensor, text_feats: Tensor,
                       bank_text_feats: Tensor, bank_image_feats: Tensor | None = None,
-                      temperature: float = DEFAULT_TEMPERATURE) -> tuple[HeadGradFactors, HeadGradFactors, Tensor]:
+                      temperature: float = DEFAULT_TEMPERATURE, bank_grad: bool = True
+                      ) -> tuple[HeadGradFactors, HeadGradFactors, Tensor]:
     """Factored per-sample gradients of both heads and the per-example losses.
 
     ``w_img`` (d, D_img), ``w_txt`` (d, D_txt): head weights (no bias). Features as in
     :func:`relink_lib.dp.objective.per_example_loss`. Returns ``(image_factors, text_factors, loss)``
-    with ``loss`` (n,). Nothing here touches autograd state of the weights.
+    with ``loss`` (n,). Nothing here touches autograd state of the weights. ``bank_grad=False``:
+    no gradient through the bank's embeddings, so each head's per-sample gradient is ``e_i x_i^T``.
     """
     w_img, w_txt = w_img.detach(), w_txt.detach()
     symmetric = bank_image_feats is not None
@@ -159,6 +165,8 @@ def head_grad_factors(w_img: Tensor, w_txt: Tensor, image_feats: Tensor, text_fe
             loss = wgt * (loss - logp2[:, 0])
         e_img, e_txt = torch.autograd.grad(loss.sum(), [a, c])
     u, v, loss = u.detach(), v.detach(), loss.detach()
+    if not bank_grad:
+        return HeadGradFactors(e_img, image_feats), HeadGradFactors(e_txt, text_feats), loss
     scale = wgt / tau
     # report bank -> text head, queried by the image embedding u
     p_t = logp.detach().exp()[:, 1:]
@@ -175,11 +183,11 @@ def head_grad_factors(w_img: Tensor, w_txt: Tensor, image_feats: Tensor, text_fe
 
 def per_sample_head_grads(w_img: Tensor, w_txt: Tensor, image_feats: Tensor, text_feats: Tensor,
                           bank_text_feats: Tensor, bank_image_feats: Tensor | None = None,
-                          temperature: float = DEFAULT_TEMPERATURE) -> tuple[Tensor, Tensor]:
+                          temperature: float = DEFAULT_TEMPERATURE, bank_grad: bool = True) -> tuple[Tensor, Tensor]:
     """Dense per-sample gradients of the decomposable objective: (n, d, D_img) and (n, d, D_txt).
 
     The same gradients DP-SGD clips (before clipping), for reuse by gradient-based attacks.
     """
     img, txt, _ = head_grad_factors(w_img, w_txt, image_feats, text_feats, bank_text_feats,
-                                    bank_image_feats, temperature)
+                                    bank_image_feats, temperature, bank_grad)
     return img.materialize(), txt.materialize()

@@ -49,32 +49,36 @@ def _direction_loss(query: Tensor, positive: Tensor, bank: Tensor, temperature: 
 
 def per_example_loss(image_head: nn.Module, text_head: nn.Module, image_feats: Tensor, text_feats: Tensor,
                      bank_text_feats: Tensor, bank_image_feats: Tensor | None = None,
-                     temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
+                     temperature: float = DEFAULT_TEMPERATURE, bank_grad: bool = True) -> Tensor:
     """The decomposable contrastive loss of each private pair, shape (n,).
 
     ``image_feats`` (n, D_img) and ``text_feats`` (n, D_txt) are pre-projection features of the
     private pairs; ``bank_text_feats`` (m, D_txt) and optional ``bank_image_feats`` (m', D_img)
     are pre-projection features of PUBLIC data, never of the private training pairs.
+    ``bank_grad=False`` treats the bank's embeddings as constants (no gradient through them, as
+    MoCo's keys): the per-sample gradients are then rank one per head.
     """
     u = l2_normalize(image_head(image_feats))
     v = l2_normalize(text_head(text_feats))
     k = l2_normalize(text_head(bank_text_feats))
+    k = k if bank_grad else k.detach()
     loss = _direction_loss(u, v, k, temperature)
     if bank_image_feats is None:
         return loss
     k_img = l2_normalize(image_head(bank_image_feats))
+    k_img = k_img if bank_grad else k_img.detach()
     return 0.5 * (loss + _direction_loss(v, u, k_img, temperature))
 
 
 def per_example_loss_weights(w_img: Tensor, w_txt: Tensor, image_feats: Tensor, text_feats: Tensor,
                              bank_text_feats: Tensor, bank_image_feats: Tensor | None = None,
-                             temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
+                             temperature: float = DEFAULT_TEMPERATURE, bank_grad: bool = True) -> Tensor:
     """:func:`per_example_loss` for bias-free linear heads given as weight matrices (d, D).
 
     A pure function of the weights, for ``torch.func.grad``/``vmap`` brute-force checks.
     """
     return per_example_loss(lambda x: x @ w_img.T, lambda x: x @ w_txt.T, image_feats, text_feats,
-                            bank_text_feats, bank_image_feats, temperature)
+                            bank_text_feats, bank_image_feats, temperature, bank_grad)
 
 
 class ExpandedBankLoss(nn.Module):
@@ -88,25 +92,29 @@ class ExpandedBankLoss(nn.Module):
     """
 
     def __init__(self, image_head: nn.Module, text_head: nn.Module, bank_text_feats: Tensor,
-                 bank_image_feats: Tensor | None = None, temperature: float = DEFAULT_TEMPERATURE) -> None:
+                 bank_image_feats: Tensor | None = None, temperature: float = DEFAULT_TEMPERATURE,
+                 bank_grad: bool = True) -> None:
         super().__init__()
         self.image_head = image_head
         self.text_head = text_head
         self.register_buffer("bank_text", bank_text_feats.detach().clone())
         self.register_buffer("bank_image", None if bank_image_feats is None else bank_image_feats.detach().clone())
         self.temperature = float(temperature)
+        self.bank_grad = bool(bank_grad)
 
     def forward(self, image_feats: Tensor, text_feats: Tensor) -> Tensor:
         n = image_feats.shape[0]
         txt_in = torch.cat([text_feats[:, None, :], self.bank_text.expand(n, -1, -1)], dim=1)
         txt_out = l2_normalize(self.text_head(txt_in))
         v, k = txt_out[:, 0], txt_out[:, 1:]
+        k = k if self.bank_grad else k.detach()
         if self.bank_image is None:
             u = l2_normalize(self.image_head(image_feats[:, None, :]))[:, 0]
             return _direction_loss(u, v, k, self.temperature)
         img_in = torch.cat([image_feats[:, None, :], self.bank_image.expand(n, -1, -1)], dim=1)
         img_out = l2_normalize(self.image_head(img_in))
         u, k_img = img_out[:, 0], img_out[:, 1:]
+        k_img = k_img if self.bank_grad else k_img.detach()
         return 0.5 * (_direction_loss(u, v, k, self.temperature) + _direction_loss(v, u, k_img, self.temperature))
 
 

@@ -103,14 +103,14 @@ def _eval_loss(image_head: nn.Module, text_head: nn.Module, eval_feats: tuple[Te
 def clipped_grad_sum(w_img: Tensor, w_txt: Tensor, x_img: Tensor, x_txt: Tensor, bank_txt: Tensor,
                      bank_img: Tensor | None = None, *, max_grad_norm: float | None,
                      temperature: float = DEFAULT_TEMPERATURE, groups: Tensor | None = None,
-                     n_groups: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                     n_groups: int | None = None, bank_grad: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Sum over units of the per-unit gradients of both heads, each clipped jointly to ``max_grad_norm``.
 
     ``groups`` (n,) maps rows to units (per-patient clipping); ``None`` = one unit per row.
     ``max_grad_norm=None`` sums without clipping. Returns ``(sum_img (d, D_img), sum_txt (d, D_txt),
     unit_norms (units,), clip_coef (units,), loss (n,))``; norms are before clipping.
     """
-    f_img, f_txt, loss = head_grad_factors(w_img, w_txt, x_img, x_txt, bank_txt, bank_img, temperature)
+    f_img, f_txt, loss = head_grad_factors(w_img, w_txt, x_img, x_txt, bank_txt, bank_img, temperature, bank_grad)
     norms = (f_img.sq_norms(groups, n_groups) + f_txt.sq_norms(groups, n_groups)).sqrt()
     if max_grad_norm is None:
         coef = torch.ones_like(norms)
@@ -131,7 +131,8 @@ def _fast_private_step(w_img: Tensor, w_txt: Tensor, x_img: Tensor, x_txt: Tenso
         grp = groups if config.sampling == "patient" else None
         g_img, g_txt, norms, _, loss = clipped_grad_sum(
             w_img, w_txt, x_img, x_txt, bank_txt, bank_img, max_grad_norm=config.max_grad_norm if clip else None,
-            temperature=config.temperature, groups=grp, n_groups=n_groups if grp is not None else None)
+            temperature=config.temperature, groups=grp, n_groups=n_groups if grp is not None else None,
+            bank_grad=config.bank_grad)
         loss_mean = float(loss.mean())
         clipped = float((norms > config.max_grad_norm).float().mean())
     if clip and sigma > 0:
@@ -176,7 +177,7 @@ def _train_opacus(img_head: nn.Module, txt_head: nn.Module, x_img: Tensor, x_txt
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
 
-    module = ExpandedBankLoss(img_head, txt_head, bank_txt, bank_img, config.temperature)
+    module = ExpandedBankLoss(img_head, txt_head, bank_txt, bank_img, config.temperature, config.bank_grad)
     opt = _make_optimizer(head_params(img_head, txt_head), config)
     loader = DataLoader(TensorDataset(x_img, x_txt), batch_size=config.batch_size)
     rows_log: list[dict[str, Any]] = []
@@ -306,6 +307,7 @@ def _make_record(config: DPConfig, engine: str, sigma: float, q: float, steps: i
         "engine": engine, "bank_text_size": int(bank_txt.shape[0]),
         "bank_image_size": None if bank_img is None else int(bank_img.shape[0]), "seed": config.seed,
         "objective": "per-pair contrastive loss against a fixed bank of public features (decomposable)",
+        "bank_grad": config.bank_grad,
     }
     if config.private and sigma > 0:
         rec["epsilon"] = rdp_epsilon(sigma, q, steps, config.delta)[0]

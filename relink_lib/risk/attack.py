@@ -85,11 +85,40 @@ def release_updates(clipped: np.ndarray, *, noise_multiplier: float, max_grad_no
     return out
 
 
+#: Above this smaller side, the top singular vector comes from block subspace iteration.
+_EXACT_MAX_SIDE = 256
+
+
+def _top_right_exact(u: np.ndarray) -> np.ndarray:
+    if u.shape[1] <= u.shape[2]:
+        # the top eigenvector of the small Gram U U^T is the left vector; map it through U^T
+        _, vecs = np.linalg.eigh(np.einsum("nij,nkj->nik", u, u))
+        return np.einsum("nij,ni->nj", u, vecs[:, :, -1])
+    _, vecs = np.linalg.eigh(np.einsum("nji,njk->nik", u, u))
+    return vecs[:, :, -1]
+
+
+def _top_right_subspace(u: np.ndarray, block: int = 8, n_iter: int = 12, seed: int = 0) -> np.ndarray:
+    """Block power iteration on U^T U with a Rayleigh-Ritz step (for large heads, e.g. 512 x 768)."""
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((u.shape[0], u.shape[2], block))
+    for _ in range(n_iter):
+        v, _ = np.linalg.qr(np.einsum("nji,njk->nik", u, np.einsum("nij,njk->nik", u, v)))
+    uv = np.einsum("nij,njk->nik", u, v)  # (n, d_out, block)
+    _, vecs = np.linalg.eigh(np.einsum("nji,njk->nik", uv, uv))
+    return np.einsum("nij,nj->ni", v, vecs[:, :, -1])
+
+
 def reconstruct_features(updates: np.ndarray) -> np.ndarray:
-    """Unit reconstructions ``(n, d_in)``: the top right singular vector of each ``updates[i]``."""
-    u = _to_numpy(updates, "updates", 3)
-    _, _, vh = np.linalg.svd(u, full_matrices=False)
-    return vh[:, 0, :]
+    """Unit reconstructions ``(n, d_in)``: the top right singular vector of each ``updates[i]``.
+
+    Exact (Gram eigen-decomposition of the smaller side) up to a smaller side of 256; above,
+    block subspace iteration, which converges to the same vector whenever it is well separated.
+    """
+    u = _to_numpy(updates, "updates", 3).astype(np.float64, copy=False)
+    if min(u.shape[1], u.shape[2]) <= _EXACT_MAX_SIDE:
+        return _unit(_top_right_exact(u))
+    return _unit(_top_right_subspace(u))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

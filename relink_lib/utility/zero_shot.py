@@ -96,7 +96,7 @@ def zero_shot_auroc(encoder: Any, image_features: np.ndarray | torch.Tensor, lab
     bad = ~np.isnan(y_all) & ~np.isin(y_all, (1.0, 0.0, -1.0))
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise ValueError(f"label_matrix: row {r} column {labels[c]!r} has value {y_all[r, c]!r}; expected 1, 0, -1 or NaN")
+        raise ValueError(f"label_matrix: row {r} column {labels[c]!r} has value {float(y_all[r, c])!r}; expected 1, 0, -1 or NaN")
     image_head = image_head if image_head is not None else getattr(encoder, "image_head", None)
     text_head = text_head if text_head is not None else getattr(encoder, "text_head", None)
     if image_head is None or text_head is None:

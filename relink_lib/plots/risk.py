@@ -1,0 +1,139 @@
+"""Figures of chapter 9: re-linkage, utility and reconstruction risk against the privacy budget."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from .common import label_simulation
+
+__all__ = ["budget_positions", "budget_axis", "shade_high_budget", "plot_risks", "plot_relinkage", "plot_utility",
+           "HIGH_BUDGET"]
+
+#: The "high-budget DP" range of Ziller et al. (2024).
+HIGH_BUDGET = (1e6, 1e12)
+_NO_DP_GAP = 1e3  # "no DP" sits this factor right of the largest finite eps
+
+
+def _eps_values(table: pd.DataFrame) -> list[float | None]:
+    out = []
+    for v in table["target_epsilon"]:
+        out.append(None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
+    return out
+
+
+def budget_positions(table: pd.DataFrame) -> np.ndarray:
+    """x positions of the rows: eps itself, and the largest eps x 1e3 for the non-private row."""
+    eps = _eps_values(table)
+    finite = [e for e in eps if e is not None]
+    top = max(finite) if finite else 1.0
+    return np.array([top * _NO_DP_GAP if e is None else e for e in eps], dtype=float)
+
+
+def budget_axis(ax: Axes, table: pd.DataFrame, label: str = "privacy budget eps (log scale)") -> None:
+    """A log eps axis with ticks at the sweep's budgets and a 'no DP' tick."""
+    pos = budget_positions(table)
+    ax.set_xscale("log")
+    ticks = sorted(set(pos.tolist()))
+    eps = _eps_values(table)
+    names = {p: ("no DP" if e is None else f"{e:g}") for p, e in zip(pos, eps)}
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([names[t] for t in ticks], rotation=45, ha="right")
+    ax.minorticks_off()
+    ax.set_xlabel(label)
+
+
+def shade_high_budget(ax: Axes, text: str = "high-budget DP") -> None:
+    """Shade eps in [1e6, 1e12] (Ziller et al.'s high-budget regime)."""
+    ax.axvspan(*HIGH_BUDGET, color="tab:orange", alpha=0.08, lw=0)
+    ax.text(math.sqrt(HIGH_BUDGET[0] * HIGH_BUDGET[1]), 0.98, text, transform=ax.get_xaxis_transform(),
+            ha="center", va="top", fontsize=7, color="tab:orange")
+
+
+def _new(ax: Axes | None) -> Axes:
+    if ax is None:
+        _, ax = plt.subplots()
+    return ax
+
+
+def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = True) -> Axes:
+    """Worst-case, relaxed and realistic reconstruction risk against eps (log-log), with the priors."""
+    ax = _new(ax)
+    x = budget_positions(table)
+    ax.plot(x, table["worst_case_risk"], "o-", color="tab:red", label="worst case (ReRo bound, PLD)")
+    ax.plot(x, table["relaxed_risk"], "s-", color="tab:purple", label="relaxed (GLRT bound)")
+    ax.plot(x, table["realistic_risk"], "^-", color="tab:blue", label="realistic (attack re-identifies image)")
+    ax.plot(x, np.full(len(x), table["kappa"].iloc[0]), ":", color="tab:red", lw=1,
+            label=f"worst-case prior kappa = 1/{round(1 / table['kappa'].iloc[0]):,}")
+    ax.plot(x, np.full(len(x), table["realistic_chance"].iloc[0]), ":", color="tab:blue", lw=1,
+            label=f"attack chance 1/N = 1/{int(table['attack_candidates'].iloc[0])}")
+    ax.set_yscale("log")
+    ax.set_ylim(min(table["kappa"].min(), table["realistic_chance"].min()) / 2, 1.5)
+    ax.set_ylabel("probability of reconstruction (log scale)")
+    budget_axis(ax, table)
+    shade_high_budget(ax)
+    ax.legend(fontsize=7, loc="lower right" if not simulation else "center right")
+    if simulation:
+        label_simulation(ax)
+    return ax
+
+
+def plot_relinkage(table: pd.DataFrame, pool_size: str, k: int = 1, ax: Axes | None = None,
+                   simulation: bool = True) -> Axes:
+    """Recall@k at pool size ``pool_size`` (a column suffix: ``"100"`` or ``"full"``) for random and
+    pathology-matched pools against eps, with the random-pool chance line."""
+    ax = _new(ax)
+    x = budget_positions(table)
+    for pool, style, name in (("random", "o-", "random pools"), ("hard", "s--", "pathology-matched pools")):
+        col = f"recall_{pool}_k{k}_n{pool_size}"
+        if col in table.columns:
+            ax.plot(x, table[col], style, label=f"Recall@{k}, {name}")
+    lift = f"lift_random_k{k}_n{pool_size}"
+    rec = f"recall_random_k{k}_n{pool_size}"
+    if lift in table.columns and rec in table.columns:
+        chance = float((table[rec] / table[lift]).median())
+        ax.axhline(chance, color="0.5", ls=":", lw=1, label=f"chance (random pools) = {chance:.3g}")
+    ax.set_ylabel(f"Recall@{k} at N = {pool_size}")
+    ax.set_ylim(bottom=0)
+    budget_axis(ax, table)
+    shade_high_budget(ax)
+    ax.legend(fontsize=7)
+    if simulation:
+        label_simulation(ax)
+    return ax
+
+
+def plot_utility(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = True) -> Axes:
+    """Image-side linear-probe and zero-shot (cross-modal) macro AUROC against eps."""
+    ax = _new(ax)
+    x = budget_positions(table)
+    for col, style, name in (("probe_macro_auroc", "o-", "linear probe (image side)"),
+                             ("zero_shot_macro_auroc", "s-", "zero-shot (cross-modal)")):
+        if col in table.columns:
+            ax.plot(x, table[col], style, label=f"{name} macro AUROC")
+    ax.axhline(0.5, color="0.5", ls=":", lw=1, label="chance AUROC 0.5")
+    ax.set_ylabel("macro AUROC over 14 labels")
+    budget_axis(ax, table)
+    shade_high_budget(ax)
+    ax.legend(fontsize=7)
+    if simulation:
+        label_simulation(ax)
+    return ax
+
+
+def plot_tradeoff_curves(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], ax: Axes | None = None) -> Axes:
+    """Trade-off curves beta(alpha) (type-II against type-I error) on log-x axes; ``(label, alpha, beta)``."""
+    ax = _new(ax)
+    for name, alpha, beta in curves:
+        ax.plot(alpha, beta, label=name)
+    a = np.logspace(-6, 0, 200)
+    ax.plot(a, 1 - a, ":", color="0.5", lw=1, label="perfect privacy (1 - alpha)")
+    ax.set_xscale("log")
+    ax.set_xlabel("type-I error alpha (log scale)")
+    ax.set_ylabel("type-II error beta")
+    ax.legend(fontsize=7)
+    return ax

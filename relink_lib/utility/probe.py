@@ -1,0 +1,105 @@
+"""Image-side linear probe: per-label logistic regression on image embeddings, AUROC on held-out patients.
+
+Protocol (stated in chapter 7):
+
+- inputs: L2-normalised image embeddings (the heads' output), standardised per dimension on the
+  probe's training rows, then one scikit-learn ``LogisticRegression`` (L2, ``C``, lbfgs) per label;
+- labels: 1 = positive, 0 = negative; **missing (NaN, not mentioned) counts as negative** and
+  **uncertain (-1) is left out** of that label's training and test rows (``uncertain="ignore"``,
+  the U-Ignore policy; ``"positive"`` / ``"negative"`` map it instead);
+- train and test rows come from disjoint patients (the cohort's patient-level splits, or
+  :func:`patient_split`); a label without both classes in train or test gets AUROC NaN and is left
+  out of the macro mean (the table says how many labels it averages).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+from ..labels import CHEXPERT_LABELS
+
+UNCERTAIN_POLICIES = ("ignore", "positive", "negative")
+
+
+def binarize_labels(label_matrix: Any, uncertain: str = "ignore", n_labels: int = len(CHEXPERT_LABELS)) -> np.ndarray:
+    """Map 1 / 0 / -1 / NaN labels to 1 / 0 / NaN (NaN = left out) following the protocol above.
+
+    Returns float ``(n, n_labels)``. Raises ``ValueError`` naming the first bad cell.
+    """
+    if uncertain not in UNCERTAIN_POLICIES:
+        raise ValueError(f"uncertain: expected one of {UNCERTAIN_POLICIES}, got {uncertain!r}")
+    y = np.asarray(label_matrix, dtype=np.float64)
+    if y.ndim != 2 or y.shape[1] != n_labels:
+        raise ValueError(f"label_matrix: expected shape (n, {n_labels}), got {y.shape}")
+    bad = ~np.isnan(y) & ~np.isin(y, (1.0, 0.0, -1.0))
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ValueError(f"label_matrix: row {r} column {c} has value {y[r, c]!r}; expected 1, 0, -1 or NaN")
+    out = np.where(np.isnan(y), 0.0, y)
+    out[y == -1] = {"ignore": np.nan, "positive": 1.0, "negative": 0.0}[uncertain]
+    return out
+
+
+def patient_split(patient_ids: Sequence | np.ndarray, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (train, test) masks over rows with no patient on both sides."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction: expected a value in (0, 1), got {test_fraction}")
+    ids = np.asarray(patient_ids)
+    uniq = np.unique(ids)
+    if len(uniq) < 2:
+        raise ValueError("patient_ids: need at least 2 distinct patients for a patient-level split")
+    rng = np.random.default_rng(seed)
+    n_test = min(len(uniq) - 1, max(1, int(round(test_fraction * len(uniq)))))
+    test_patients = rng.choice(uniq, size=n_test, replace=False)
+    test = np.isin(ids, test_patients)
+    return ~test, test
+
+
+def linear_probe_auroc(train_emb: Any, train_labels: Any, test_emb: Any, test_labels: Any, *, C: float = 1.0,
+                       uncertain: str = "ignore", labels: Sequence[str] = CHEXPERT_LABELS, max_iter: int = 2000
+                       ) -> pd.DataFrame:
+    """Per-label and macro AUROC of logistic-regression probes on image embeddings.
+
+    ``train_emb`` (n_tr, d), ``test_emb`` (n_te, d); labels ``(n, len(labels))`` with 1 / 0 / -1 / NaN.
+    Returns one row per label (``label, auroc, n_train_pos, n_train_neg, n_test_pos, n_test_neg``)
+    and a final ``label == "macro"`` row (mean over labels with a defined AUROC; ``n_labels``).
+    """
+    labels = list(labels)
+    xtr, xte = np.asarray(train_emb, dtype=np.float64), np.asarray(test_emb, dtype=np.float64)
+    for name, x in (("train_emb", xtr), ("test_emb", xte)):
+        if x.ndim != 2 or not np.isfinite(x).all():
+            raise ValueError(f"{name}: expected a finite 2-D array (n, d), got shape {x.shape}")
+    if xtr.shape[1] != xte.shape[1]:
+        raise ValueError(f"test_emb: expected {xtr.shape[1]} columns like train_emb, got {xte.shape[1]}")
+    if not C > 0:
+        raise ValueError(f"C: expected a value > 0, got {C}")
+    ytr = binarize_labels(train_labels, uncertain, len(labels))
+    yte = binarize_labels(test_labels, uncertain, len(labels))
+    if len(ytr) != len(xtr) or len(yte) != len(xte):
+        raise ValueError(f"train_labels/test_labels: expected {len(xtr)} and {len(xte)} rows (one per embedding), "
+                         f"got {len(ytr)} and {len(yte)}")
+    scaler = StandardScaler().fit(xtr)
+    ztr, zte = scaler.transform(xtr), scaler.transform(xte)
+    rows = []
+    for j, label in enumerate(labels):
+        mtr, mte = ~np.isnan(ytr[:, j]), ~np.isnan(yte[:, j])
+        a, b = ytr[mtr, j], yte[mte, j]
+        row = {"label": label, "auroc": np.nan, "n_train_pos": int(a.sum()), "n_train_neg": int((a == 0).sum()),
+               "n_test_pos": int(b.sum()), "n_test_neg": int((b == 0).sum())}
+        if min(row["n_train_pos"], row["n_train_neg"], row["n_test_pos"], row["n_test_neg"]) > 0:
+            clf = LogisticRegression(C=C, max_iter=max_iter).fit(ztr[mtr], a)
+            row["auroc"] = float(roc_auc_score(b, clf.decision_function(zte[mte])))
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    defined = df["auroc"].dropna()
+    macro = {"label": "macro", "auroc": float(defined.mean()) if len(defined) else np.nan,
+             "n_train_pos": int(df["n_train_pos"].sum()), "n_train_neg": int(df["n_train_neg"].sum()),
+             "n_test_pos": int(df["n_test_pos"].sum()), "n_test_neg": int(df["n_test_neg"].sum())}
+    df = pd.concat([df, pd.DataFrame([macro])], ignore_index=True)
+    df["n_labels"] = len(defined)
+    return df

@@ -1,0 +1,66 @@
+"""Label-level retrieval precision@K: does an image retrieve reports with the same findings?
+
+For each image query the K most similar reports (cosine) are retrieved from the other pairs'
+reports (``exclude_self=True``: the query's own report is removed, so this measures label
+semantics and not re-linkage). A retrieved report is relevant when its positive-label set
+equals the query's (``relevance="exact"``; labels 1 = positive, 0 / -1 / NaN = not positive)
+or when the two share at least one positive label (``relevance="any"``). Ties in similarity
+are broken by row order. ``chance`` is the expected precision of K reports drawn at random.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+RELEVANCE = ("exact", "any")
+
+
+def _relevance_matrix(pos: np.ndarray, rows: np.ndarray, relevance: str) -> np.ndarray:
+    """(len(rows), n) boolean relevance of every report for the queries ``rows``."""
+    if relevance == "exact":
+        return (pos[rows][:, None, :] == pos[None, :, :]).all(-1)
+    return (pos[rows].astype(np.int32) @ pos.T.astype(np.int32)) > 0
+
+
+def label_retrieval_precision(image_emb: Any, report_emb: Any, label_matrix: Any, *, k: int = 10,
+                              relevance: str = "exact", exclude_self: bool = True, chunk_size: int = 1024) -> pd.DataFrame:
+    """Mean label-level precision@``k`` of image -> report retrieval.
+
+    ``image_emb`` / ``report_emb`` (n, d), row i pairs with row i (L2-normalised here);
+    ``label_matrix`` (n, L) with 1 / 0 / -1 / NaN. Returns a one-row DataFrame with
+    ``k, relevance, precision, chance, n_queries``.
+    """
+    if relevance not in RELEVANCE:
+        raise ValueError(f"relevance: expected one of {RELEVANCE}, got {relevance!r}")
+    img, rep = np.asarray(image_emb, dtype=np.float32), np.asarray(report_emb, dtype=np.float32)
+    if img.ndim != 2 or img.shape != rep.shape:
+        raise ValueError(f"image_emb/report_emb: expected two (n, d) arrays of the same shape, got {img.shape} and {rep.shape}")
+    y = np.asarray(label_matrix, dtype=np.float64)
+    if y.ndim != 2 or len(y) != len(img):
+        raise ValueError(f"label_matrix: expected {len(img)} rows (one per pair), got shape {y.shape}")
+    n = len(img)
+    n_cand = n - 1 if exclude_self else n
+    if int(k) != k or not 1 <= k <= n_cand:
+        raise ValueError(f"k: expected an integer in [1, {n_cand}], got {k}")
+    img = img / np.maximum(np.linalg.norm(img, axis=1, keepdims=True), 1e-12)
+    rep = rep / np.maximum(np.linalg.norm(rep, axis=1, keepdims=True), 1e-12)
+    pos = y == 1
+    precision = np.empty(n)
+    chance = np.empty(n)
+    for s in range(0, n, chunk_size):
+        rows = np.arange(s, min(n, s + chunk_size))
+        sims = img[rows] @ rep.T
+        rel = _relevance_matrix(pos, rows, relevance)
+        if exclude_self:
+            sims[np.arange(len(rows)), rows] = -np.inf
+            rel_c = rel.copy()
+            rel_c[np.arange(len(rows)), rows] = False
+        else:
+            rel_c = rel
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        precision[rows] = np.take_along_axis(rel_c, top, axis=1).mean(1)
+        chance[rows] = rel_c.sum(1) / n_cand
+    return pd.DataFrame([{"k": int(k), "relevance": relevance, "precision": float(precision.mean()),
+                          "chance": float(chance.mean()), "n_queries": n}])
