@@ -67,7 +67,8 @@ dropped = saved["dropped_pool_sizes"]
 display(Markdown(
     f"Profile `{params['profile']}`, cohort `{cohort_name}` ({what}): {len(saved['n_database'])} models, each audited "
     f"on the held-out test split of {n_db:,} image-report pairs (the full database). "
-    + (f"Pool sizes {', '.join(f'{n:,}' for n in dropped)} exceed that database and are not reported."
+    + (f"Pool size{'s' if len(dropped) > 1 else ''} {', '.join(f'{n:,}' for n in dropped)} "
+       f"exceed{'' if len(dropped) > 1 else 's'} that database and {'are' if len(dropped) > 1 else 'is'} not reported."
        if dropped else "Every requested pool size fits in the database.")))
 
 # %% [markdown]

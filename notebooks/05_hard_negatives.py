@@ -135,6 +135,8 @@ else:
 if not breakdown.empty:
     b = breakdown[(breakdown["k"] == 1) & (breakdown["pool_size"] == n_show)]
     split = b.pivot_table(index=["rung", "model", "detail"], columns=["pool", "mentioned"], values="recall", sort=False)
+    order = [(p, m) for p in ("random", "matched") for m in (True, False) if (p, m) in split.columns]
+    split = split[order]
     split.columns = [f"{p}, {'mentioned' if m else 'not mentioned'}" for p, m in split.columns]
     print(f"Recall@1 at N = {n_show}")
     print(split.round(3).to_string())

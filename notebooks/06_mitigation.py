@@ -88,8 +88,8 @@ display(Markdown(
 
 # %% tags=["nbval-check-output"]
 acc = accounting_table(ms)
-print(f"profile {params['profile']}, simulation={simulation}")
-print(acc[["model", "target_epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
+print(f"profile {params['profile']}, simulation={simulation}, delta = {params['dp']['delta']:.0e}")
+print(acc[["model", "target_epsilon", "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
            "epsilon_opacus_rdp", "epsilon_dp_accounting_rdp", "epsilon_dp_accounting_pld",
            "max_pairs_per_patient", "patient_epsilon_group"]].round(4).to_string(index=False))
 

@@ -103,7 +103,9 @@ plt.show()
 
 # %% tags=["nbval-check-output"]
 print(f"profile {params['profile']}, simulation={simulation}, model {ms[-1].rung_name}")
-print(per_label_probe(ms).round(3).to_string())
+per_label = per_label_probe(ms)
+print(per_label.loc[:, per_label.columns.get_level_values("variant").isin(["pretrained", "dp", "output_perturbation"])]
+      .round(3).to_string())
 
 # %% [markdown]
 # ## Summary

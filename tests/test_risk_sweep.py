@@ -72,3 +72,16 @@ def test_sweep_validation():
     with pytest.raises(ValueError, match="epsilons"):
         budget_sweep(x_img, x_txt, img_head, txt_head, bank_text_feats=bank, epsilons=[float("inf")],
                      config=DPConfig(), evaluate=lambda a, b: {})
+
+
+def test_door_position_known_answer():
+    from relink_lib.risk.sweep import door_position
+
+    table = pd.DataFrame({"target_epsilon": [0.34, 8.0, 1e6, None], "recall": [0.2, 0.3, 0.6, 0.7]})
+    np.testing.assert_allclose(door_position(table, "recall"), [0.0, 0.2, 0.8, 1.0])
+    flat = table.assign(recall=0.5)
+    assert door_position(flat, "recall").isna().all()
+    with pytest.raises(ValueError, match="non-private"):
+        door_position(table.iloc[:3], "recall")
+    with pytest.raises(ValueError, match="column"):
+        door_position(table, "nope")

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -198,47 +199,71 @@ def mitigate_rung(params: Mapping[str, Any], cohort: Any, rung: Any, *, progress
     template = (encoder.image_head, encoder.text_head)
 
     def build(tmp: Path) -> None:
-        t0 = time.perf_counter()
-        train, val, test = splits["train"], splits["val"], splits["test"]
-        train_pairs, test_pairs = _rows_of(cohort, train), _rows_of(cohort, test)
-        bank = min(int(settings["dp"].get("bank_size", 2048)), len(val))
-        config = DPConfig.from_params(params)
-        common = dict(bank_text_feats=val.text[:bank], bank_image_feats=val.image[:bank],
-                      patient_ids=train_pairs["patient_id"].astype(str).to_numpy(), eval_feats=(val.image, val.text))
-        dp = train_heads(train.image, train.text, template[0], template[1], config=config, **common)
-        npv = train_heads(train.image, train.text, template[0], template[1], config=nonprivate_config(config), **common)
-        heads = {"pretrained": (clone_head(template[0]), clone_head(template[1])),
-                 "dp": (dp.image_head, dp.text_head), "nonprivate": (npv.image_head, npv.text_head),
-                 "reinit": reinit_heads(template[0], template[1], seed=settings["seed"])}
-        n_ref = reference_pool_size(len(test))
-        chunk = settings["audit"]["chunk_size"]
-        dp_r1 = _recall_at(*_embed(test, heads["dp"]), n_ref, chunk)
-        fit = tune_output_perturbation(template[0], template[1], lambda i, t: _recall_at(*_embed(test, (i, t)), n_ref, chunk),
-                                       dp_r1, seed=settings["seed"], abs_tol=max(0.002, 0.02 * dp_r1))
-        heads["output_perturbation"] = (fit.image_head, fit.text_head)
-        prompts = prompt_features_of(encoder)
-        recalls, utils = [], []
-        for name in VARIANTS:
-            r = relink_outcomes(test, test_pairs, heads[name], settings)
-            u = utility_outcomes(test, test_pairs, train, train_pairs, heads[name], settings, prompts)
-            r.insert(0, "variant", name)
-            u.insert(0, "variant", name)
-            recalls.append(r)
-            utils.append(u)
-        _save_heads(tmp / "heads.pt", heads)
-        pd.concat(recalls, ignore_index=True).to_csv(tmp / "recall.csv", index=False)
-        pd.concat(utils, ignore_index=True).to_csv(tmp / "utility.csv", index=False)
-        dp.history.to_csv(tmp / "history_dp.csv", index=False)
-        npv.history.to_csv(tmp / "history_nonprivate.csv", index=False)
-        meta = {"record": dp.record, "nonprivate_record": npv.record, "reference_pool_size": n_ref,
-                "perturbation": {"relative_scale": fit.scale, "recall_at_1": fit.score, "target_recall_at_1": dp_r1,
-                                 "pretrained_recall_at_1": fit.baseline_score, "evaluations": fit.evaluations,
-                                 "seed": settings["seed"]},
-                "bank": {"source": "internal cohort, val split (declared public)", "size": bank},
-                "build_time_s": time.perf_counter() - t0}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
+        with _few_threads():
+            _build_mitigation(tmp, params, cohort, splits, settings, encoder, template)
 
     path = cache.cached_dir(cache_dir(params["profile"]), "dp-mitigation", key, build)
+    return load_mitigation(path, rung, template)
+
+
+@contextmanager
+def _few_threads(n: int = 1) -> Iterator[None]:
+    """Run small dense work single-threaded (torch and BLAS): on shared CPUs threads only contend."""
+    from threadpoolctl import threadpool_limits
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _build_mitigation(tmp: Path, params: Mapping[str, Any], cohort: Any, splits: Mapping[str, Any],
+                      settings: Mapping[str, Any], encoder: Any, template: tuple[nn.Module, nn.Module]) -> None:
+    t0 = time.perf_counter()
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    train_pairs, test_pairs = _rows_of(cohort, train), _rows_of(cohort, test)
+    bank = min(int(settings["dp"].get("bank_size", 2048)), len(val))
+    config = DPConfig.from_params(params)
+    common = dict(bank_text_feats=val.text[:bank], bank_image_feats=val.image[:bank],
+                  patient_ids=train_pairs["patient_id"].astype(str).to_numpy(), eval_feats=(val.image, val.text))
+    dp = train_heads(train.image, train.text, template[0], template[1], config=config, **common)
+    npv = train_heads(train.image, train.text, template[0], template[1], config=nonprivate_config(config), **common)
+    heads = {"pretrained": (clone_head(template[0]), clone_head(template[1])),
+             "dp": (dp.image_head, dp.text_head), "nonprivate": (npv.image_head, npv.text_head),
+             "reinit": reinit_heads(template[0], template[1], seed=settings["seed"])}
+    n_ref = reference_pool_size(len(test))
+    chunk = settings["audit"]["chunk_size"]
+    dp_r1 = _recall_at(*_embed(test, heads["dp"]), n_ref, chunk)
+    fit = tune_output_perturbation(template[0], template[1], lambda i, t: _recall_at(*_embed(test, (i, t)), n_ref, chunk),
+                                   dp_r1, seed=settings["seed"], abs_tol=max(0.002, 0.02 * dp_r1))
+    heads["output_perturbation"] = (fit.image_head, fit.text_head)
+    prompts = prompt_features_of(encoder)
+    recalls, utils = [], []
+    for name in VARIANTS:
+        r = relink_outcomes(test, test_pairs, heads[name], settings)
+        u = utility_outcomes(test, test_pairs, train, train_pairs, heads[name], settings, prompts)
+        r.insert(0, "variant", name)
+        u.insert(0, "variant", name)
+        recalls.append(r)
+        utils.append(u)
+    _save_heads(tmp / "heads.pt", heads)
+    pd.concat(recalls, ignore_index=True).to_csv(tmp / "recall.csv", index=False)
+    pd.concat(utils, ignore_index=True).to_csv(tmp / "utility.csv", index=False)
+    dp.history.to_csv(tmp / "history_dp.csv", index=False)
+    npv.history.to_csv(tmp / "history_nonprivate.csv", index=False)
+    meta = {"record": dp.record, "nonprivate_record": npv.record, "reference_pool_size": n_ref,
+            "perturbation": {"relative_scale": fit.scale, "recall_at_1": fit.score, "target_recall_at_1": dp_r1,
+                             "pretrained_recall_at_1": fit.baseline_score, "evaluations": fit.evaluations,
+                             "seed": settings["seed"]},
+            "bank": {"source": "internal cohort, val split (declared public)", "size": bank},
+            "build_time_s": time.perf_counter() - t0}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
+
+
+def load_mitigation(path: Path, rung: Any, template: tuple[nn.Module, nn.Module]) -> RungMitigation:
+    """Read one rung's cached mitigation directory."""
     meta = json.loads((path / "meta.json").read_text())
     recall = pd.read_csv(path / "recall.csv")
     recall["pool_size"] = recall["pool_size"].astype(int)
@@ -293,6 +318,10 @@ def transfer_rung(params: Mapping[str, Any], external: Any, rung: Any, mitigatio
            "mitigation": mitigation.path.name if mitigation.path else None, "settings": settings, "code": _code_version()}
 
     def build(tmp: Path) -> None:
+        with _few_threads():
+            _build_transfer(tmp)
+
+    def _build_transfer(tmp: Path) -> None:
         pairs = _rows_of(external, allf)
         is_train = (pairs["split"] == "train").to_numpy()
         if is_train.all() or not is_train.any():

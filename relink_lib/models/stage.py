@@ -194,3 +194,17 @@ def external_rungs(models: Any) -> list[Rung]:
         out.append(Rung(index=i, name=str(entry["name"]), path=path, description=str(entry.get("description", "")),
                         kind=kind, info={"external": True}))
     return out
+
+
+def ladder_table(rungs: Sequence[Rung]) -> pd.DataFrame:
+    """One row per rung: what it was trained on, its size and training length (no timings)."""
+    rows = []
+    for r in rungs:
+        spec = r.info.get("spec", {})
+        rows.append({"rung": r.index, "name": r.name, "kind": r.kind, "trained on": spec.get("text", "external"),
+                     "vision (width x layers)": f"{spec['vision_width']} x {spec['vision_layers']}" if spec else "",
+                     "text (width x layers)": f"{spec['text_width']} x {spec['text_layers']}" if spec else "",
+                     "joint dim": spec.get("projection_dim", ""), "train pairs": r.info.get("n_train", ""),
+                     "steps": r.info.get("steps", ""), "final train loss": round(float(r.history["loss"].tail(10).mean()), 3)
+                     if len(r.history) else float("nan")})
+    return pd.DataFrame(rows)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 __all__ = ["AttackResult", "clip_per_sample", "release_updates", "reconstruct_features", "gradient_inversion_attack"]
 
@@ -116,9 +117,11 @@ def reconstruct_features(updates: np.ndarray) -> np.ndarray:
     block subspace iteration, which converges to the same vector whenever it is well separated.
     """
     u = _to_numpy(updates, "updates", 3).astype(np.float64, copy=False)
-    if min(u.shape[1], u.shape[2]) <= _EXACT_MAX_SIDE:
-        return _unit(_top_right_exact(u))
-    return _unit(_top_right_subspace(u))
+    # many small LAPACK calls: one BLAS thread each is far faster than a contended pool
+    with threadpool_limits(limits=1, user_api="blas"):
+        if min(u.shape[1], u.shape[2]) <= _EXACT_MAX_SIDE:
+            return _unit(_top_right_exact(u))
+        return _unit(_top_right_subspace(u))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

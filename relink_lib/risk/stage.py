@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -140,11 +141,12 @@ def make_evaluator(inputs: BudgetInputs, params: Mapping[str, Any]) -> Callable[
         img, rep = embed_features(inputs.test, image_head, text_head)
         out: dict[str, float] = {}
         for pool, hard in (("random", False), ("hard", True)):
-            table = relink_audit(img, rep, pool_sizes=pool_sizes, ks=ks, labels=labels if hard else None,
-                                 hard_negatives=hard, chunk_size=chunk)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*exceed the database size.*")
+                table = relink_audit(img, rep, pool_sizes=pool_sizes, ks=ks, labels=labels if hard else None,
+                                     hard_negatives=hard, chunk_size=chunk)
             for _, r in table.iterrows():
-                n = "full" if r["pool_size"] is None or (isinstance(r["pool_size"], float) and math.isnan(r["pool_size"])) \
-                    else str(int(r["pool_size"]))
+                n = "full" if bool(r.get("full_database", False)) else str(int(r["pool_size"]))
                 out[f"recall_{pool}_k{int(r['k'])}_n{n}"] = float(r["recall"])
                 out[f"lift_{pool}_k{int(r['k'])}_n{n}"] = float(r["lift"])
         zs = zero_shot_auroc(None, inputs.test.image, labels, image_head=image_head, text_head=text_head,

@@ -24,7 +24,7 @@ from .attack import DEFAULT_COS_THRESHOLD, AttackResult, gradient_inversion_atta
 from .rero import kappa_for, no_dp_bounds, rero_bounds
 from .tradeoff import DEFAULT_DISCRETIZATION, Mechanism
 
-__all__ = ["AttackSettings", "privacy_risks", "realistic_attack", "budget_sweep", "RECORD_FIELDS"]
+__all__ = ["AttackSettings", "privacy_risks", "realistic_attack", "budget_sweep", "door_position", "RECORD_FIELDS"]
 
 #: The DP record's fields copied into every sweep row.
 RECORD_FIELDS = ("target_epsilon", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps",
@@ -176,3 +176,23 @@ def budget_sweep(image_feats: Any, text_feats: Any, image_head: nn.Module, text_
         row.update(metrics)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def door_position(table: pd.DataFrame, column: str) -> pd.Series:
+    """Where each budget lands between the strictest budget ("vault door", 0) and no DP ("no door", 1).
+
+    (value - value at the smallest eps) / (value without DP - value at the smallest eps), per row,
+    for a sweep table with a non-private row. NaN when the two ends coincide (nothing to place).
+    """
+    if column not in table.columns:
+        raise ValueError(f"column={column!r}: not in the sweep table (columns: {sorted(table.columns)})")
+    eps = pd.to_numeric(table["target_epsilon"], errors="coerce")
+    no_dp = eps.isna()
+    if not no_dp.any() or no_dp.all():
+        raise ValueError("table: needs a non-private row (target_epsilon None) and at least one DP row")
+    vault = float(table.loc[eps.idxmin(), column])
+    door = float(table.loc[no_dp, column].iloc[0])
+    span = door - vault
+    if not math.isfinite(span) or abs(span) < 1e-12:
+        return pd.Series(np.nan, index=table.index, name=column)
+    return ((table[column].astype(float) - vault) / span).rename(column)

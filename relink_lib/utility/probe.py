@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from ..labels import CHEXPERT_LABELS
 
@@ -85,16 +86,8 @@ def linear_probe_auroc(train_emb: Any, train_labels: Any, test_emb: Any, test_la
                          f"got {len(ytr)} and {len(yte)}")
     scaler = StandardScaler().fit(xtr)
     ztr, zte = scaler.transform(xtr), scaler.transform(xte)
-    rows = []
-    for j, label in enumerate(labels):
-        mtr, mte = ~np.isnan(ytr[:, j]), ~np.isnan(yte[:, j])
-        a, b = ytr[mtr, j], yte[mte, j]
-        row = {"label": label, "auroc": np.nan, "n_train_pos": int(a.sum()), "n_train_neg": int((a == 0).sum()),
-               "n_test_pos": int(b.sum()), "n_test_neg": int((b == 0).sum())}
-        if min(row["n_train_pos"], row["n_train_neg"], row["n_test_pos"], row["n_test_neg"]) > 0:
-            clf = LogisticRegression(C=C, max_iter=max_iter).fit(ztr[mtr], a)
-            row["auroc"] = float(roc_auc_score(b, clf.decision_function(zte[mte])))
-        rows.append(row)
+    with threadpool_limits(limits=1):  # small dense problems: BLAS threads would only contend
+        rows = [_fit_label(ztr, ytr[:, j], zte, yte[:, j], label, C, max_iter) for j, label in enumerate(labels)]
     df = pd.DataFrame(rows)
     defined = df["auroc"].dropna()
     macro = {"label": "macro", "auroc": float(defined.mean()) if len(defined) else np.nan,
@@ -103,3 +96,16 @@ def linear_probe_auroc(train_emb: Any, train_labels: Any, test_emb: Any, test_la
     df = pd.concat([df, pd.DataFrame([macro])], ignore_index=True)
     df["n_labels"] = len(defined)
     return df
+
+
+def _fit_label(ztr: np.ndarray, ytr: np.ndarray, zte: np.ndarray, yte: np.ndarray, label: str, C: float,
+               max_iter: int) -> dict[str, Any]:
+    """One label's probe: fit on rows with a defined label, AUROC on the test rows with one."""
+    mtr, mte = ~np.isnan(ytr), ~np.isnan(yte)
+    a, b = ytr[mtr], yte[mte]
+    row = {"label": label, "auroc": np.nan, "n_train_pos": int(a.sum()), "n_train_neg": int((a == 0).sum()),
+           "n_test_pos": int(b.sum()), "n_test_neg": int((b == 0).sum())}
+    if min(row["n_train_pos"], row["n_train_neg"], row["n_test_pos"], row["n_test_neg"]) > 0:
+        clf = LogisticRegression(C=C, max_iter=max_iter).fit(ztr[mtr], a)
+        row["auroc"] = float(roc_auc_score(b, clf.decision_function(zte[mte])))
+    return row

@@ -137,3 +137,24 @@ def zero_shot_auroc(encoder: Any, image_features: np.ndarray | torch.Tensor, lab
     macro = {"label": "macro", "auroc": float(defined.mean()) if len(defined) else float("nan"),
              "n_pos": int(df["n_pos"].sum()), "n_neg": int(df["n_neg"].sum()), "n_excluded": int(df["n_excluded"].sum())}
     return pd.concat([df, pd.DataFrame([macro])], ignore_index=True)
+
+
+def zero_shot_by_rung(params: Mapping[str, Any], cohort: Any, rungs: Sequence[Any], split: str = "test",
+                      prompts: Mapping[str, Any] | None = None, mode: str = "contrast") -> pd.DataFrame:
+    """Zero-shot AUROC of every rung on ``split`` of ``cohort`` from cached features.
+
+    Returns the long table ``rung, rung_index, label, auroc, n_pos, n_neg, n_excluded`` (the
+    ``macro`` row included per rung).
+    """
+    from ..features import get_features
+
+    out = []
+    for rung in rungs:
+        feats = get_features(params, cohort, rung, split)
+        encoder = rung.load(device="cpu")
+        labels = cohort.pairs.iloc[feats.rows][list(CHEXPERT_LABELS)]
+        df = zero_shot_auroc(encoder, feats.image, labels, prompts, mode=mode)
+        df.insert(0, "rung_index", rung.index)
+        df.insert(0, "rung", rung.name)
+        out.append(df)
+    return pd.concat(out, ignore_index=True)

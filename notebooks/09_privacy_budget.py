@@ -1,0 +1,257 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation: {extension: .py, format_name: percent}
+#   kernelspec: {display_name: Python 3, language: python, name: python3}
+# ---
+
+# %% [markdown]
+# # 9. Privacy budget: from eps = 0.34 to 1e15, and no DP
+#
+# **Overview.** Chapter 6 trained the projection heads with DP-SGD at the paper's budget
+# (eps, delta) = (0.34, 6e-6). That is a very strict budget. Ziller et al. (2024, "Reconciling
+# privacy and accuracy in AI for medical imaging") argue the opposite end: budgets as high as
+# eps = 1e6 to 1e12 already stop *realistic* reconstruction attacks, at almost no cost in accuracy,
+# because a realistic adversary is far weaker than the one the eps guarantee is written for.
+# This chapter measures both views on the same model and data.
+#
+# **The question.** As the budget grows from eps = 0.34 to 1e15 (and on to no DP at all), how fast
+# do re-linkage and utility come back, and how fast does the risk that a training pair is
+# reconstructed grow, under three threat models of decreasing adversary strength?
+#
+# **The method.** The mitigation's trainer (`relink_lib.dp.train_heads`) fine-tunes the strongest
+# model's heads at every eps of the profile, with the same data, steps, objective and seed; only
+# the noise multiplier sigma changes, calibrated by the RDP accountant (finite even at eps = 1e15,
+# where sigma is about 1e-7). Each trained model is then measured three ways:
+#
+# - **re-linkage**: Recall@K over random and pathology-matched pools of held-out pairs (chapters 4-5);
+# - **utility**: the image-side linear probe and the zero-shot (cross-modal) macro AUROC (chapter 7);
+# - **reconstruction risk** under the three threat models of the table below
+#   (`relink_lib.risk`, `docs/risk.md`).
+#
+# The worst-case risk is the reconstruction-robustness (ReRo) bound gamma = 1 - T(P, Q)(kappa):
+# the power of the best test between "trained without the target" (P) and "with it" (Q) at
+# type-I error kappa, where T is the trade-off curve of the Poisson-subsampled Gaussian composed
+# over all steps, computed from its privacy loss distribution (PLD). The tests check it against
+# the exact Gaussian-DP answer (full batches), the CLT approximation and Monte Carlo.
+
+# %% tags=["parameters"]
+profile = "default"
+overrides = {}
+
+# %%
+from relink_lib.profiles import get_profile
+
+params = get_profile(profile, overrides)
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from relink_lib.cohorts.stage import cohort_label
+from relink_lib.plots.common import set_style
+from relink_lib.plots.risk import plot_relinkage, plot_risks, plot_tradeoff_curves, plot_utility
+from relink_lib.risk.stage import THREAT_MODELS, budget_label, run_budget_sweep, write_budget_results
+from relink_lib.risk.sweep import door_position
+from relink_lib.risk.tradeoff import Mechanism, tradeoff_curve
+
+set_style()
+t0 = time.perf_counter()
+table, inputs = run_budget_sweep(params, progress=False)
+write_budget_results(params, table, inputs, wall_time_s=time.perf_counter() - t0)
+simulation = params["cohort"]["source"] == "synthetic"
+cohort_name = cohort_label(inputs.cohort)
+what = "a **simulation** on the synthetic cohort" if simulation else "real data"
+n_train, n_test = len(inputs.train), len(inputs.test)
+eps_label = [budget_label(e) for e in table["target_epsilon"]]
+display(Markdown(
+    f"Profile `{params['profile']}`, cohort `{cohort_name}` ({what}), model `{inputs.rung.name}` (the most "
+    f"specialised rung): heads fine-tuned on {n_train:,} private training pairs at {len(table)} budgets, "
+    f"evaluated on {n_test:,} held-out pairs. Every number below comes from this run."))
+
+# %% [markdown]
+# ## Three threat models
+#
+# The worst case is what DP's eps is written for: an adversary who knows every training pair but
+# one and only has to say *which* of the n_train candidates was used, so a blind guess succeeds
+# with probability kappa = 1/n_train. The relaxed adversary must *reconstruct* the pair instead:
+# not knowing the target's gradient, it cannot run the likelihood-ratio test and falls back to the
+# generalised likelihood-ratio test (GLRT) on the squared updates, whose power at level kappa is
+# the relaxed bound. The realistic adversary runs an actual attack: it intercepts one noisy update
+# of the image head that carries the target's contribution (a client training on one pair, or an
+# adversary who can subtract the rest of the batch), takes the top singular vector of that update
+# as the reconstructed pre-projection image feature (a linear head's per-sample gradient is rank
+# one, outer(dL/dz, x)), and must pick the right image among N candidates.
+
+# %%
+display(pd.DataFrame(list(THREAT_MODELS)).set_index("threat model"))
+
+# %% [markdown]
+# ## The sweep: accounting and outcomes
+#
+# One row per budget. `eps` is the RDP accountant's value for the reached sigma (at most the
+# target, within 1%); sigma, the sampling rate q and the number of steps T are what any other
+# accountant needs to recompute it (the results JSON holds them in full). Risks are
+# probabilities; recall is Recall@1 over random pools at the largest pool size the held-out split
+# allows; AUROCs are macro means over the 14 labels.
+
+# %% tags=["nbval-check-output"]
+finite_n = sorted({c.split("_n")[-1] for c in table.columns if c.startswith("recall_random_k1_n")} - {"full"}, key=int)
+pool = finite_n[-1] if finite_n else "full"
+view = pd.DataFrame({
+    "target eps": eps_label,
+    "eps": [budget_label(e) if e is not None and np.isfinite(e) else "inf" for e in table["epsilon"].astype(float).fillna(np.inf)],
+    "sigma": table["noise_multiplier"].astype(float),
+    "q": table["sample_rate"].astype(float),
+    "T": table["steps"].astype(int),
+    "worst case": table["worst_case_risk"],
+    "relaxed": table["relaxed_risk"],
+    "realistic": table["realistic_risk"],
+    f"R@1 N={pool}": table[f"recall_random_k1_n{pool}"],
+    f"R@1 N={pool} matched": table.get(f"recall_hard_k1_n{pool}", pd.Series(np.nan, index=table.index)),
+    "probe AUROC": table["probe_macro_auroc"],
+    "zero-shot AUROC": table["zero_shot_macro_auroc"],
+}).set_index("target eps")
+with pd.option_context("display.float_format", lambda v: f"{v:.3g}", "display.width", 200):
+    print(f"kappa = 1/{round(1 / table['kappa'].iloc[0])}, attack chance = 1/{int(table['attack_candidates'].iloc[0])}")
+    print(view.round(3).to_string())
+
+# %% [markdown]
+# ## Reconstruction risk against the budget
+#
+# The three risks on log axes; the dotted lines are what an adversary gets without the model
+# (kappa for the bounds, 1/N for the attack). The shaded band is Ziller et al.'s "high-budget DP".
+# With Poisson sampling a pair can be left out of every step, so even without noise the bounds
+# stop short of 1, at 1 - (1 - q)^T (1 - kappa); only non-private training (shuffled full passes,
+# no guarantee at all) is placed at 1.
+
+# %%
+fig, ax = plt.subplots(figsize=(7.2, 4.4))
+plot_risks(table, ax=ax, simulation=simulation)
+ax.set_title("Reconstruction risk under three threat models" + (" (simulation)" if simulation else ""))
+plt.show()
+
+# %% [markdown]
+# The worst-case bound is the optimal test's power read off one trade-off curve per budget. The
+# curves below show that test for a few budgets: at eps = 0.34 the curve hugs the diagonal
+# 1 - alpha (no test does better than guessing), at large eps it drops to the floor (1 - q)^T
+# set by the chance that the target was never sampled.
+
+# %%
+curves = []
+alpha = np.logspace(-6, -0.01, 60)
+for _, row in table.iterrows():
+    e = row["target_epsilon"]
+    if e is None or not np.isfinite(float(row["noise_multiplier"])) or float(row["noise_multiplier"]) <= 0:
+        continue
+    if float(e) in (0.34, 8.0, 1e3, 1e6):
+        mech = Mechanism(float(row["noise_multiplier"]), float(row["sample_rate"]), int(row["steps"]))
+        curves.append((f"eps = {budget_label(e)}", alpha, tradeoff_curve(alpha, mech)))
+fig, ax = plt.subplots()
+plot_tradeoff_curves(curves, ax=ax)
+ax.axvline(float(table["kappa"].iloc[0]), color="tab:red", ls=":", lw=1)
+ax.set_title("Trade-off curves of the composed mechanism" + (" (simulation)" if simulation else ""))
+plt.show()
+
+# %% [markdown]
+# ## Re-linkage and utility against the budget
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+plot_relinkage(table, pool_size=pool, k=1, ax=axes[0], simulation=simulation)
+axes[0].set_title(f"Re-linkage (held-out pairs, N = {pool})")
+plot_utility(table, ax=axes[1], simulation=simulation)
+axes[1].set_title("Utility")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Where high-budget DP lands between the vault door and no door
+#
+# For each outcome, 0 is its value at the strictest budget (eps = 0.34, the vault door) and 1 its
+# value without DP (no door); the table places every budget on that scale. A budget that sits
+# near 1 for recall and utility gives back what DP took; whether it also sits near 1 for the
+# risks decides whether it still protects anything.
+
+# %% tags=["nbval-check-output"]
+cols = {f"recall_random_k1_n{pool}": "R@1", "probe_macro_auroc": "probe AUROC", "zero_shot_macro_auroc": "zero-shot AUROC",
+        "worst_case_risk": "worst-case risk", "relaxed_risk": "relaxed risk", "realistic_risk": "realistic risk"}
+doors = pd.DataFrame({name: door_position(table, col) for col, name in cols.items()})
+doors.index = eps_label
+print(doors.round(2).to_string())
+
+# %%
+eps_num = pd.to_numeric(table["target_epsilon"], errors="coerce")
+high = table[(eps_num >= 1e6) & (eps_num <= 1e12)]
+strict = table.loc[eps_num.idxmin()]
+no_dp = table[eps_num.isna()].iloc[0]
+rc = f"recall_random_k1_n{pool}"
+
+
+def _range(col: str, frame: pd.DataFrame = high) -> str:
+    lo, hi = float(frame[col].min()), float(frame[col].max())
+    return f"{lo:.3g}" if abs(hi - lo) < 5e-4 else f"{lo:.3g} to {hi:.3g}"
+
+
+chance_attack = float(table["realistic_chance"].iloc[0])
+if len(high):
+    attack_high = float(high["realistic_risk"].max())
+    verdict_attack = ("stays near chance" if attack_high <= 2 * chance_attack
+                      else "succeeds well above chance")
+    display(Markdown(
+        f"**High-budget DP on this model** (profile `{params['profile']}`, {what}). For eps from 1e6 to 1e12: "
+        f"Recall@1 at N = {pool} is {_range(rc)} (eps = 0.34: {strict[rc]:.3g}; no DP: {no_dp[rc]:.3g}); "
+        f"linear-probe AUROC {_range('probe_macro_auroc')} (0.34: {strict['probe_macro_auroc']:.3g}; no DP: "
+        f"{no_dp['probe_macro_auroc']:.3g}); zero-shot AUROC {_range('zero_shot_macro_auroc')}. "
+        f"The worst-case bound is {_range('worst_case_risk')} and the relaxed bound {_range('relaxed_risk')}, "
+        f"against a prior of {table['kappa'].iloc[0]:.2g}: neither certifies anything at these budgets. "
+        f"The realistic attack {verdict_attack}: it re-identifies {_range('realistic_risk')} of the attacked "
+        f"images (chance {chance_attack:.2g})."))
+
+# %% [markdown]
+# ## The two seed views, reconciled on this data
+#
+# The summary below is generated from the numbers above, so it stays true on every profile.
+
+# %%
+dp_rows = table[eps_num.notna()].copy()
+dp_rows["eps"] = pd.to_numeric(dp_rows["target_epsilon"])
+first_attack = dp_rows[dp_rows["realistic_risk"] > 2 * chance_attack]["eps"].min()
+first_bound = dp_rows[dp_rows["worst_case_risk"] > 10 * dp_rows["kappa"]]["eps"].min()
+recall_gap = (no_dp[rc] - strict[rc]) / no_dp[rc] if no_dp[rc] > 0 else float("nan")
+lines = [
+    f"- **The strict view (eps = 0.34).** The worst-case bound is {strict['worst_case_risk']:.2g} against a prior "
+    f"of {strict['kappa']:.2g}: a formal guarantee that even an adversary who knows everything else learns "
+    f"almost nothing about one pair. It costs {recall_gap:.0%} of the non-private Recall@1 at N = {pool} "
+    f"(re-linkage is the target of the mitigation, so this is the intended effect) and moves the linear probe from "
+    f"{no_dp['probe_macro_auroc']:.3g} (no DP) to {strict['probe_macro_auroc']:.3g}.",
+    f"- **The permissive view (eps = 1e6 to 1e12).** The formal bounds are void there: the worst-case bound first "
+    f"exceeds ten times the prior at eps = {first_bound:g}. "
+    + ("The realistic attack never beats twice chance at any DP budget here, so against *this* attack even "
+       "high budgets protect, as Ziller et al. found for images."
+       if not np.isfinite(first_attack) else
+       f"The realistic attack first beats twice chance at eps = {first_attack:g}: on these small projection "
+       f"heads one update reveals the feature direction once sigma is small against the clip norm, so high-budget "
+       f"DP does *not* stop this attack here, unlike the image-space attacks Ziller et al. studied."),
+    "- **Both are right about different adversaries.** eps bounds the strongest adversary; the attack measures "
+    "one weaker, concrete adversary. A budget protects against the latter only where the attack, not the bound, "
+    "says so, and only for the attack that was tried.",
+]
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# ## Summary
+#
+# - The sweep trains the heads at every budget with the mitigation's trainer and the same data and
+#   steps; sigma spans from several units at eps = 0.34 to about 1e-7 at eps = 1e15.
+# - Re-linkage and utility come back as the budget grows; the table of door positions says how far
+#   each budget goes toward no DP.
+# - The worst-case and relaxed ReRo bounds rise from the prior toward their noiseless limit
+#   1 - (1 - q)^T (1 - kappa) long before eps reaches the high-budget range.
+# - The realistic attack is the only one of the three that can say a high budget still protects; on
+#   these heads it is read off the figure above, in this simulation when the profile is synthetic.
+# - Results: `results/<profile>/privacy_budget.json` (one row per budget with the full DP record).

@@ -1,0 +1,82 @@
+"""Chapter 4/5 figure helpers: log axes, labelled axes, one line per rung, the paper's marks."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from relink_lib.audit.stage import audit_rung, rank_histogram  # noqa: E402
+from relink_lib.labels import CHEXPERT_LABELS  # noqa: E402
+from relink_lib.plots.audit import (plot_detail_split, plot_lift_vs_pool, plot_rank_distribution,  # noqa: E402
+                                    plot_random_vs_matched, plot_recall_vs_pool)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    rng = np.random.default_rng(0)
+    m = 90
+    labels = np.zeros((m, 14))
+    labels[:, 0] = rng.integers(0, 2, m)
+    pairs = pd.DataFrame(labels, columns=CHEXPERT_LABELS)
+    pairs.insert(0, "patient_id", np.arange(m) // 2)
+    pairs["mentions_device"] = rng.random(m) < 0.5
+    settings = {"pool_sizes": (10, 50, None), "ks": (1, 5), "n_boot": 20, "chunk_size": 64, "device": "cpu",
+                "nan_as": 0.0, "uncertain_as": -1.0, "seed": 0}
+    tabs, parts, hists = [], [], {}
+    for rung, noise in enumerate((2.0, 0.5)):
+        z = rng.normal(size=(m, 8))
+        ra = audit_rung(z + noise * rng.normal(size=(m, 8)), z + noise * rng.normal(size=(m, 8)), pairs, settings)
+        name = f"rung{rung}"
+        for frame, out in ((ra.table, tabs), (ra.breakdown, parts)):
+            f = frame.copy()
+            f.insert(0, "rung", rung)
+            f.insert(0, "model", name)
+            out.append(f)
+        hists[name] = rank_histogram(ra.ranks["random"])
+    return pd.concat(tabs, ignore_index=True), pd.concat(parts, ignore_index=True), hists
+
+
+def test_recall_and_lift_figures(tables):
+    table, _, _ = tables
+    fig, ax = plt.subplots()
+    plot_recall_vs_pool(ax, table, 1)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert "Recall@1" in ax.get_ylabel() and "pool size" in ax.get_xlabel()
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["rung0", "rung1", "chance"]
+    np.testing.assert_allclose(ax.get_lines()[2].get_ydata(), [0.1, 0.02, 1 / 90])
+    fig, ax = plt.subplots()
+    plot_lift_vs_pool(ax, table, 1)
+    stars = [t.get_text() for t in ax.texts if t.get_text().startswith("paper")]
+    assert stars == ["paper: 15x\n(N = 100)", "paper: 50x\n(N = 10,000)"]
+    plt.close("all")
+
+
+def test_rank_distribution_and_side_by_side(tables):
+    table, _, hists = tables
+    fig, ax = plt.subplots()
+    plot_rank_distribution(ax, hists)
+    assert ax.get_xscale() == "log" and ax.get_ylabel().startswith("share")
+    assert ax.get_lines()[0].get_ydata()[-1] == pytest.approx(1.0)
+    fig, axes = plt.subplots(1, 2)
+    plot_random_vs_matched(axes, table, k=1)
+    assert axes[0].get_ylim() == axes[1].get_ylim()
+    assert axes[1].get_title() == "Recall@1, matched pools"
+    with pytest.raises(ValueError, match="axes"):
+        plot_random_vs_matched([axes[0]], table)
+    plt.close("all")
+
+
+def test_detail_split(tables):
+    _, breakdown, _ = tables
+    fig, ax = plt.subplots()
+    plot_detail_split(ax, breakdown, model="rung1", pool_size=10, k=1)
+    assert len(ax.patches) == 4  # {random, matched} x {mentioned, not} for one detail
+    assert ax.get_ylabel() == "Recall@1 at N = 10"
+    with pytest.raises(ValueError, match="no rows"):
+        plot_detail_split(ax, breakdown, model="rung1", pool_size=11, k=1)
+    plt.close("all")
