@@ -4,6 +4,7 @@
 - ``run NOTEBOOK --profile P``: execute one chapter notebook.
 - ``html --profile P``: build the HTML book from already executed notebooks.
 - ``baselines``: regenerate the nbval baselines under ``tests/nbval/`` from the ci profile.
+- ``paper-dry-run``: every chapter on the ``paper`` profile against synthetic data exported in the official layouts.
 - ``nbval``: re-execute the baselines with nbval and compare the tagged metric cells.
 - ``browser-check``: open the built pages in headless Chromium (title, figure, console errors, screenshot).
 """
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p_html = sub.add_parser("html", help="build the HTML book from executed notebooks")
     add_profile(p_html)
     sub.add_parser("baselines", help="regenerate the nbval baselines (ci profile)")
+    sub.add_parser("paper-dry-run", help="run every chapter on the paper profile against synthetic data in the official layouts")
     p_nbval = sub.add_parser("nbval", help="compare the ci-profile notebooks against their baselines")
     p_nbval.add_argument("pytest_args", nargs="*")
     p_browser = sub.add_parser("browser-check", help="open the built book in headless Chromium")
@@ -94,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
 
         for path in write_baselines(root):
             print(f"baseline written: {path.relative_to(root)}")
+        return 0
+    if args.command == "paper-dry-run":
+        from .pipeline.dryrun import run_dry_run
+
+        runs = run_dry_run(root)
+        print(f"paper dry run: {len(runs)} chapters executed on the paper profile against synthetic data in the official layouts")
         return 0
     if args.command == "nbval":
         from .pipeline.baselines import run_nbval

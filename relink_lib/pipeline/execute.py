@@ -105,18 +105,22 @@ def execute_notebook(source: Path, profile: str, *, out_dir: Path | None = None,
 
 
 def execute_book(notebooks: Sequence[Path], profile: str, *, force: bool = False,
-                 overrides: Mapping[str, Any] | None = None) -> list[NotebookRun]:
-    """Execute every chapter notebook in order (the summary last), printing per-notebook wall time."""
+                 overrides: Mapping[str, Any] | None = None, out_dir: Path | None = None) -> list[NotebookRun]:
+    """Execute every chapter notebook in order (the summary last), printing per-notebook wall time.
+
+    ``out_dir`` defaults to ``_build/executed/<profile>/``.
+    """
+    out_dir = Path(out_dir) if out_dir else executed_dir(profile)
     ordered = [nb for nb in notebooks if nb.stem != SUMMARY_STEM] + [nb for nb in notebooks if nb.stem == SUMMARY_STEM]
     runs = []
     total = len(ordered)
     for i, nb in enumerate(ordered, 1):
         print(f"[{i}/{total}] {nb.stem} (profile {profile}) ...", flush=True)
-        run = execute_notebook(nb, profile, force=force, overrides=overrides)
+        run = execute_notebook(nb, profile, force=force, overrides=overrides, out_dir=out_dir)
         note = "unchanged, not re-executed" if run.status == "cached" else f"executed in {run.wall_s:.1f} s"
         print(f"[{i}/{total}] {nb.stem}: {note}", flush=True)
         runs.append(run)
     record = {r.name: {"status": r.status, "wall_s": round(r.wall_s, 1)} for r in runs}
-    (executed_dir(profile) / "runs.json").write_text(json.dumps(record, indent=1) + "\n")
+    (out_dir / "runs.json").write_text(json.dumps(record, indent=1) + "\n")
     return runs
 

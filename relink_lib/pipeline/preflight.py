@@ -81,6 +81,8 @@ def check_models(models: Any) -> list[str]:
     problems = []
     for entry in entries:
         path = Path(entry["path"])
+        if path.is_file() and path.suffix in (".pt", ".pth"):
+            continue  # an OpenAI-CLIP-format state dict (CheXzero) may be a single file
         if not path.is_dir():
             problems.append(f"{path}: checkpoint directory of model {entry['name']!r} not found")
             continue

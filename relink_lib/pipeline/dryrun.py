@@ -1,0 +1,67 @@
+"""A dry run of the ``paper`` profile without credentialed data.
+
+The ci-profile synthetic cohorts are exported in the two official layouts (internal site as
+MIMIC-CXR-JPG 2.0.0, external site as CheXpert Plus), the ci ladder's checkpoints are listed
+as ``hf-clip`` models, and every chapter runs on the ``paper`` profile against them, through
+the real loaders, the preflight and the offline checkpoint adapters. Its results, cache and
+executed notebooks go to ``*/dryrun/`` folders so they never mix with a real paper run.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..profiles import get_profile, project_root
+
+# Paper-profile parameters kept small enough for a CPU: the code path is the paper's, the scale is not.
+DRY_RUN_OVERRIDES: dict[str, Any] = {
+    "cohort": {"image_size": 64},
+    "features": {"batch_size": 128},
+    "audit": {"n_boot": 20, "chunk_size": 512},
+    "dp": {"epochs": 2, "batch_size": 128, "bank_size": 256},
+    "budget": {"epsilons": [0.34, 8.0, 1e6, None], "attack_candidates": 20},
+}
+
+
+def dry_run_dirs(root: Path | None = None) -> dict[str, Path]:
+    """Where the dry run writes: inputs (exported layouts, models.json), results, cache, executed notebooks."""
+    root = root or project_root()
+    return {"inputs": root / "cache" / "dryrun-inputs", "results": root / "results" / "dryrun",
+            "cache": root / "cache" / "dryrun", "executed": root / "_build" / "executed" / "paper-dryrun"}
+
+
+def prepare_inputs(root: Path | None = None, base_profile: str = "ci") -> dict[str, str]:
+    """Export the ``base_profile`` synthetic cohorts and ladder as real-data inputs; return the env vars to use."""
+    from ..cohorts import export
+    from ..cohorts.stage import get_cohort
+    from ..models.stage import get_ladder
+
+    inputs = dry_run_dirs(root)["inputs"]
+    params = get_profile(base_profile)
+    env = {"MIMIC_CXR_ROOT": str(inputs / "mimic-cxr-jpg"), "CHEXPERT_PLUS_ROOT": str(inputs / "chexpert-plus"),
+           "MODELS": str(inputs / "models.json")}
+    if not (inputs / "mimic-cxr-jpg").exists():
+        export(get_cohort(params, "internal"), inputs / "mimic-cxr-jpg", layout="mimic-cxr-jpg")
+    if not (inputs / "chexpert-plus").exists():
+        export(get_cohort(params, "external"), inputs / "chexpert-plus", layout="chexpert-plus")
+    models = [{"name": rung.name, "kind": "hf-clip", "path": str(rung.path)} for rung in get_ladder(params)]
+    (inputs / "models.json").write_text(json.dumps(models, indent=1) + "\n")
+    return env
+
+
+def run_dry_run(root: Path | None = None, base_profile: str = "ci") -> list:
+    """Prepare the inputs, then execute every chapter on the ``paper`` profile against them."""
+    from .execute import execute_book
+    from .preflight import check_paper_inputs
+    from .toc import chapter_notebooks
+
+    root = root or project_root()
+    dirs = dry_run_dirs(root)
+    env = prepare_inputs(root, base_profile)
+    os.environ.update(env)
+    os.environ["RELINK_RESULTS"] = str(dirs["results"])
+    os.environ["RELINK_CACHE"] = str(dirs["cache"])
+    check_paper_inputs(get_profile("paper", DRY_RUN_OVERRIDES))
+    return execute_book(chapter_notebooks(root), "paper", overrides=DRY_RUN_OVERRIDES, out_dir=dirs["executed"])
