@@ -231,7 +231,7 @@ payload = {
     "reference_prevalence": {"MIMIC-CXR": MIMIC_CXR_PREVALENCE, "CheXpert": CHEXPERT_PREVALENCE},
     "largest_gap_internal_vs_mimic": {"label": str(gap.idxmax()), "abs_gap": float(gap.max())},
 }
-path = write_results(params, "02_cohorts", payload, cohort=f"{cohort_label(internal)}; {cohort_label(external)}", model="none",
+path = write_results(params, "cohorts", payload, cohort=f"{cohort_label(internal)}; {cohort_label(external)}", model="none",
                      wall_time_s=time.perf_counter() - t0)
 print(f"results written for profile {profile}")
 

@@ -26,6 +26,7 @@ def stage_book(profile: str, root: Path | None = None) -> Path:
     for name in STATIC_FILES:
         shutil.copy2(root / name, src / name)
     shutil.copytree(root / "book", src / "book")
+    shutil.copytree(root / "docs", src / "docs")  # book/benchmarks.md includes the tables kept in docs/
     (src / "notebooks").mkdir()
     done = executed_dir(profile, root)
     for entry in toc_entries(root / "_toc.yml"):
