@@ -115,8 +115,11 @@ print(loose.round(1).to_string())
 #
 # The synthetic reports record which instance detail they mention. Splitting the held-out
 # images by that flag (the distractors stay the same) shows where re-linkage comes from:
-# if matched-pool recall is much higher for reports that mention a device or a measurement,
-# those details are what identify the study once the findings are equal.
+# if the matched-pool lift is much higher for reports that mention a device or a measurement,
+# those details are what identify the study once the findings are equal. The comparison uses
+# lift over each subset's own effective chance, because the subsets can sit in matched groups
+# of different sizes (a report that mentions a device tends to carry the Support Devices label,
+# which changes its group).
 
 # %%
 if breakdown.empty:
@@ -134,12 +137,12 @@ else:
 # %% tags=["nbval-check-output"]
 if not breakdown.empty:
     b = breakdown[(breakdown["k"] == 1) & (breakdown["pool_size"] == n_show)]
-    split = b.pivot_table(index=["rung", "model", "detail"], columns=["pool", "mentioned"], values="recall", sort=False)
+    split = b.pivot_table(index=["rung", "model", "detail"], columns=["pool", "mentioned"], values="lift", sort=False)
     order = [(p, m) for p in ("random", "matched") for m in (True, False) if (p, m) in split.columns]
     split = split[order]
     split.columns = [f"{p}, {'mentioned' if m else 'not mentioned'}" for p, m in split.columns]
-    print(f"Recall@1 at N = {n_show}")
-    print(split.round(3).to_string())
+    print(f"Lift of Recall@1 over chance at N = {n_show}")
+    print(split.round(2).to_string())
 
 # %% [markdown]
 # ## Summary
@@ -159,7 +162,8 @@ lines = [f"- Profile `{params['profile']}`, cohort `{cohort_name}`"
 if not breakdown.empty:
     bm = breakdown[(breakdown["pool"] == "matched") & (breakdown["k"] == 1) & (breakdown["pool_size"] == n_show)
                    & (breakdown["rung"] == top_rung)]
-    gaps = {d: g.set_index("mentioned")["recall"] for d, g in bm.groupby("detail")}
-    gap_txt = ", ".join(f"{d} {v.get(True, np.nan):.3f} vs {v.get(False, np.nan):.3f}" for d, v in gaps.items())
-    lines.append(f"- Matched-pool Recall@1 at N = {n_show} when the report mentions / does not mention a detail: {gap_txt}.")
+    gaps = {d: g.set_index("mentioned")["lift"] for d, g in bm.groupby("detail")}
+    gap_txt = ", ".join(f"{d} {v.get(True, np.nan):.2f}x vs {v.get(False, np.nan):.2f}x" for d, v in gaps.items())
+    lines.append(f"- Matched-pool lift of Recall@1 at N = {n_show} when the report mentions / does not mention a "
+                 f"detail: {gap_txt}.")
 display(Markdown("\n".join(lines)))

@@ -37,8 +37,9 @@ _BASE: dict[str, Any] = {
         "rungs": ("captions", "impressions", "full-reports"),
         "image_size": 64,
         "epochs_scale": 1.0,
+        "threads": 1,  # CPU threads while training (None: torch's default); 1 avoids oversubscription
     },
-    "features": {"batch_size": 256},
+    "features": {"batch_size": 256, "threads": 1},
     "audit": {
         "pool_sizes": (10, 100, 1000, 10000, None),
         "ks": (1, 5, 10),
@@ -55,7 +56,11 @@ _BASE: dict[str, Any] = {
         "batch_size": 256,
         "max_grad_norm": 1.0,
         "lr": 1e-3,
-        "bank_size": 2048,
+        "bank_size": 2048,  # public bank: reports (and images) of the internal val split, at most this many
+        "sampling": "pair",  # unit of privacy: one image-report pair ("patient": per-patient sampling/clipping)
+        "bank_grad": False,  # bank embeddings constant within a step (rank-one per-pair gradients)
+        "optimizer": "adam",
+        "temperature": 0.07,
     },
     "utility": {"probe_C": 1.0},
     "budget": {
@@ -82,16 +87,19 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "ci": {
         "cohort": {"n_pairs": 2000, "n_pairs_external": 600, "image_size": 64},
-        "ladder": {"image_size": 48, "epochs_scale": 0.25},
+        "ladder": {"image_size": 48, "epochs_scale": 2.5},
         "features": {"batch_size": 128},
         "audit": {"pool_sizes": (10, 100, None), "n_boot": 50, "chunk_size": 512},
         "dp": {"epochs": 3, "batch_size": 128, "bank_size": 256},
         "budget": {"attack_candidates": 50, "attack_targets": 100},
     },
-    "default": {},
+    "default": {
+        # a held-out split larger than 10,000 pairs, so the audit reaches N = 10,000 as the paper's does
+        "cohort": {"split_fractions": (0.4, 0.05, 0.55)},
+    },
     "paper": {
         "cohort": {"source": "real", "image_size": 224},
-        "features": {"batch_size": 512},
+        "features": {"batch_size": 512, "threads": None},  # GPU runs: torch decides CPU threads
         "audit": {"n_boot": 1000, "chunk_size": 8192},
     },
 }

@@ -74,9 +74,16 @@ def test_rank_distribution_and_side_by_side(tables):
 def test_detail_split(tables):
     _, breakdown, _ = tables
     fig, ax = plt.subplots()
-    plot_detail_split(ax, breakdown, model="rung1", pool_size=10, k=1)
+    plot_detail_split(ax, breakdown, model="rung1", pool_size=10, k=1, metric="recall")
     assert len(ax.patches) == 4  # {random, matched} x {mentioned, not} for one detail
     assert ax.get_ylabel() == "Recall@1 at N = 10"
+    want = breakdown[(breakdown.model == "rung1") & (breakdown.pool_size == 10) & (breakdown.k == 1)]
+    heights = sorted(p.get_height() for p in ax.patches)
+    np.testing.assert_allclose(heights, sorted(want.recall))
+    fig, ax = plt.subplots()
+    plot_detail_split(ax, breakdown, model="rung1", pool_size=10, k=1)
+    np.testing.assert_allclose(sorted(p.get_height() for p in ax.patches), sorted(want.lift))
+    assert ax.get_ylabel().startswith("lift")
     with pytest.raises(ValueError, match="no rows"):
         plot_detail_split(ax, breakdown, model="rung1", pool_size=11, k=1)
     plt.close("all")

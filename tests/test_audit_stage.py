@@ -5,7 +5,6 @@ import json
 import sys
 import types
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -137,8 +137,16 @@ def plot_random_vs_matched(axes: Sequence[Axes], table: pd.DataFrame, k: int = 1
 
 
 def plot_detail_split(ax: Axes, breakdown: pd.DataFrame, *, model: str, pool_size: int, k: int = 1,
-                      simulation: bool = True) -> None:
-    """Recall@K by instance detail mentioned / not mentioned, random and matched pools, with 95% CIs."""
+                      metric: str = "lift", simulation: bool = True) -> None:
+    """Recall@K (``metric="recall"``) or its lift over each subset's own chance (``"lift"``, the default)
+    by instance detail mentioned / not mentioned, random and matched pools, with 95% CIs.
+
+    Lift is the fair comparison for matched pools: subsets can differ in matched-pool size and so
+    in chance.
+    """
+    if metric not in ("recall", "lift"):
+        raise ValueError(f"metric={metric!r}: expected 'recall' or 'lift'")
+    lo_col, hi_col = ("ci_low", "ci_high") if metric == "recall" else ("lift_ci_low", "lift_ci_high")
     rows = breakdown[(breakdown["model"] == model) & (breakdown["pool_size"] == pool_size) & (breakdown["k"] == k)]
     if rows.empty:
         raise ValueError(f"breakdown: no rows for model={model!r}, pool_size={pool_size}, k={k}")
@@ -153,19 +161,22 @@ def plot_detail_split(ax: Axes, breakdown: pd.DataFrame, *, model: str, pool_siz
         for mentioned in (True, False):
             sub = rows[(rows["pool"] == pool) & (rows["mentioned"].astype(bool) == mentioned)].set_index("detail").reindex(details)
             err = None
-            if {"ci_low", "ci_high"} <= set(sub.columns):
-                err = np.vstack([sub["recall"] - sub["ci_low"], sub["ci_high"] - sub["recall"]]).clip(min=0)
-            ax.bar(x + (j - (2 * len(pools) - 1) / 2) * width, sub["recall"], width, yerr=err, capsize=2,
+            if {lo_col, hi_col} <= set(sub.columns):
+                err = np.vstack([sub[metric] - sub[lo_col], sub[hi_col] - sub[metric]]).clip(min=0)
+            ax.bar(x + (j - (2 * len(pools) - 1) / 2) * width, sub[metric], width, yerr=err, capsize=2,
                    color=palette.get(pool, "0.5"), alpha=1.0 if mentioned else 0.45, edgecolor="0.2", lw=0.5,
                    label=f"{pool} pools, {'mentioned' if mentioned else 'not mentioned'}", **styles[mentioned])
             j += 1
-    chance = rows[rows["pool"] == "random"]["chance"]
-    if len(chance):
-        ax.axhline(float(chance.iloc[0]), color="k", ls="--", lw=1, label="chance (random pools)")
+    if metric == "lift":
+        ax.axhline(1.0, color="k", ls="--", lw=1, label="chance (lift = 1)")
+    else:
+        chance = rows[rows["pool"] == "random"]["chance"]
+        if len(chance):
+            ax.axhline(float(chance.iloc[0]), color="k", ls="--", lw=1, label="chance (random pools)")
     ax.set_xticks(x)
     ax.set_xticklabels(details)
     ax.set_xlabel("instance detail in the report")
-    ax.set_ylabel(f"Recall@{k} at N = {pool_size:,}")
+    ax.set_ylabel(f"Recall@{k} at N = {pool_size:,}" if metric == "recall" else f"lift of Recall@{k} over chance, N = {pool_size:,}")
     ax.set_title(f"{model}: what carries the signal")
     if simulation:
         label_simulation(ax)
