@@ -160,6 +160,18 @@ def extract_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: s
         return parts
     if encoder is None:
         encoder = rung.load(device=settings["device"], amp=settings["amp"], batch_size=settings["batch_size"])
+    from .models.base import torch_threads
+
+    with torch_threads(params.get("features", {}).get("threads")):
+        _extract_chunks(cohort, rung, split, rows, todo, chunk, settings, encoder, parts, (k, n_shards), progress)
+    return parts
+
+
+def _extract_chunks(cohort: Any, rung: Any, split: str, rows: np.ndarray, todo: list[int], chunk: int,
+                    settings: Mapping[str, Any], encoder: Any, parts: Path, shard: tuple[int, int], progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    k, n_shards = shard
     texts_all = cohort.pairs[settings["text_column"]]
     for i in tqdm(todo, desc=f"features {rung.name}/{split}" + (f" shard {k}/{n_shards}" if n_shards > 1 else ""),
                   disable=not progress, leave=False):
@@ -170,7 +182,6 @@ def extract_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: s
         buf = io.BytesIO()
         np.savez(buf, image=image, text=text, rows=sel)
         cache.atomic_write_bytes(_chunk_file(parts, i), buf.getvalue())
-    return parts
 
 
 def missing_chunks(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> list[int]:

@@ -13,6 +13,15 @@ from relink_lib.models.testing import tiny_cohort, write_tiny_clip
 from relink_lib.profiles import get_profile
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are overhead-bound: one intra-op thread is faster, most of all on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def setup(tmp_path):
     cohort = tiny_cohort(n=40, image_size=16, n_val=8, n_test=8)

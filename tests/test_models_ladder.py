@@ -17,6 +17,15 @@ from relink_lib.models.testing import tiny_cohort, write_tiny_clip
 from relink_lib.models.tokenizer import build_tokenizer
 from relink_lib.profiles import get_profile
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are overhead-bound: one intra-op thread is faster, most of all on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 TINY = dict(vision_width=32, text_width=32, vision_layers=1, text_layers=1, vision_heads=2, text_heads=2,
             projection_dim=16, patch_size=4, batch_size=16, max_length=32, vocab_size=128)
 
@@ -64,14 +73,14 @@ def test_rung_specs_from_params():
 
 
 def test_training_learns_and_saves_a_loadable_checkpoint(tmp_path):
-    cohort = tiny_cohort(n=64, image_size=16, n_val=8, n_test=8)
+    cohort = tiny_cohort(n=48, image_size=16, n_val=8, n_test=8)
     train = np.flatnonzero(cohort.pairs["split"] == "train")
     pixels = prepare_pixels(cohort.load_images, train, 16, progress=False)
-    assert pixels.shape == (48, 1, 16, 16) and pixels.dtype == torch.float16
-    spec = type(RUNG_SPECS["full-reports"])(**{**RUNG_SPECS["full-reports"].__dict__, **TINY, "epochs": 25.0, "lr": 3e-3})
+    assert pixels.shape == (32, 1, 16, 16) and pixels.dtype == torch.float16
+    spec = type(RUNG_SPECS["full-reports"])(**{**RUNG_SPECS["full-reports"].__dict__, **TINY, "epochs": 30.0, "lr": 3e-3})
     texts = training_texts(cohort.pairs.iloc[train], "text")
     hist = train_rung(spec, pixels, texts, tmp_path, seed=0, progress=False)
-    assert list(hist.columns[:5]) == ["step", "epoch", "loss", "lr", "logit_scale"] and len(hist) == 75
+    assert list(hist.columns[:5]) == ["step", "epoch", "loss", "lr", "logit_scale"] and len(hist) == 60
     first, last = hist["loss"].iloc[:5].mean(), hist["loss"].iloc[-5:].mean()
     assert last < 0.7 * first, (first, last)
     enc = load_dual_encoder(tmp_path, device="cpu")
@@ -79,9 +88,11 @@ def test_training_learns_and_saves_a_loadable_checkpoint(tmp_path):
     img = enc.embed_images(cohort.load_images(train))
     txt = enc.embed_reports(texts)
     top1 = (img @ txt.T).argmax(1).numpy()
-    # reports come in 12 distinct texts: retrieving a report with the image's own text beats chance (1/12)
-    same_text = np.array(texts)[top1] == np.array(texts)
-    assert same_text.mean() > 3 / 12, same_text.mean()
+    # reports come in 12 distinct texts: retrieving a report with the image's own text beats chance
+    texts = np.array(texts)
+    same_text = texts[top1] == texts
+    chance = np.mean([(texts == t).mean() for t in texts])  # expected share for a random pick
+    assert same_text.mean() > 2.5 * chance, (same_text.mean(), chance)
 
 
 def test_get_ladder_caches_and_is_deterministic(tmp_path, monkeypatch):

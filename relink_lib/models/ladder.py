@@ -57,8 +57,8 @@ class RungSpec:
     max_length: int = 96
     vocab_size: int = 2048
     epochs: float = 2.0
-    batch_size: int = 128
-    lr: float = 1e-3
+    batch_size: int = 64
+    lr: float = 3e-3
     weight_decay: float = 0.1
     warmup_frac: float = 0.1
 
@@ -77,17 +77,19 @@ RUNG_SPECS: dict[str, RungSpec] = {
         name="captions",
         description="label-level captions only (e.g. 'cardiomegaly, pleural effusion'): aligned to the 14 labels, "
                     "blind to instance detail, like a weakly specialised model",
-        text="captions", max_length=96, epochs=2.0),
+        text="captions", max_length=64, epochs=1.5),
     "impressions": RungSpec(
         name="impressions",
         description="the IMPRESSION section: the radiologist's summary, some instance detail",
-        text="impression", epochs=2.0),
+        text="impression", max_length=64, epochs=1.5),
     "full-reports": RungSpec(
         name="full-reports",
         description="FINDINGS + IMPRESSION with more capacity and more steps: the most specialised rung",
-        text="text", vision_width=96, vision_layers=3, vision_heads=3, text_width=96, text_layers=3, text_heads=3,
-        projection_dim=96, max_length=128, vocab_size=4096, epochs=4.0),
+        text="text", vision_width=96, vision_heads=3, projection_dim=96, max_length=128, vocab_size=4096, epochs=3.0),
 }
+"""The default rungs. Sizes and lengths were chosen so that the default profile's three rungs train
+within about 10 minutes on 2 CPU cores (see docs/models.md); ``epochs`` are passes at
+``epochs_scale = 1``."""
 
 
 def rung_specs(params: Mapping[str, Any]) -> list[RungSpec]:
@@ -189,14 +191,25 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torc
 
 def train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_dir: str | Path, *, seed: int = 0,
                epochs_scale: float = 1.0, val: tuple[torch.Tensor, Sequence[str]] | None = None,
-               progress: bool = True, device: str | torch.device = "cpu") -> pd.DataFrame:
+               progress: bool = True, device: str | torch.device = "cpu", threads: int | None = None) -> pd.DataFrame:
     """Train one rung and save it as an HF directory in ``out_dir``.
 
     pixels: float16/32 ``(n, 1, S, S)`` intensities in [0, 1] from :func:`prepare_pixels`;
     texts: ``n`` training texts. val: optional (pixels, texts) for a per-epoch validation loss.
     Returns the history: one row per step with ``step, epoch, loss, lr, logit_scale`` and
     ``val_loss`` on the last step of each epoch (NaN elsewhere). Deterministic from ``seed``.
+    threads: CPU intra-op threads while training (``None``: torch's default).
     """
+    from .base import torch_threads
+
+    with torch_threads(threads):
+        return _train_rung(spec, pixels, texts, out_dir, seed=seed, epochs_scale=epochs_scale, val=val,
+                           progress=progress, device=device)
+
+
+def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_dir: str | Path, *, seed: int,
+                epochs_scale: float, val: tuple[torch.Tensor, Sequence[str]] | None, progress: bool,
+                device: str | torch.device) -> pd.DataFrame:
     from tqdm.auto import tqdm
     from transformers import CLIPImageProcessor
 
@@ -266,7 +279,7 @@ def train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_d
             model.logit_scale.clamp_(0.0, math.log(100.0))
         epoch = (step + 1) / steps_per_epoch
         rec = {"step": step + 1, "epoch": epoch, "loss": float(loss.detach()), "lr": float(sched.get_last_lr()[0]),
-               "logit_scale": float(model.logit_scale.exp()), "val_loss": float("nan"), "batch_size": bs}
+               "logit_scale": float(model.logit_scale.detach().exp()), "val_loss": float("nan"), "batch_size": bs}
         end_of_epoch = (step + 1) % steps_per_epoch == 0 or step + 1 == total
         if val is not None and end_of_epoch and len(val[1]) >= 2:
             rec["val_loss"] = _eval_loss(model, step_loss, val, bs)

@@ -134,7 +134,8 @@ def get_ladder(params: Mapping[str, Any], *, progress: bool = True, cohort: Any 
         def build(tmp: Path, spec=spec, index=index) -> None:
             train_pix, val_pix = pixels()
             train_rung(spec, train_pix, training_texts(train_pairs, spec.text), tmp, seed=seed + index, epochs_scale=scale,
-                       val=(val_pix, training_texts(val_pairs, spec.text)), progress=progress)
+                       val=(val_pix, training_texts(val_pairs, spec.text)), progress=progress,
+                       threads=cfg.get("threads"))
 
         path = cache.cached_dir(root, "ladder", key, build)
         history = pd.read_csv(path / "history.csv")
