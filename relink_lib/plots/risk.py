@@ -50,8 +50,8 @@ def budget_axis(ax: Axes, table: pd.DataFrame, label: str = "privacy budget eps 
 def shade_high_budget(ax: Axes, text: str = "high-budget DP") -> None:
     """Shade eps in [1e6, 1e12] (Ziller et al.'s high-budget regime)."""
     ax.axvspan(*HIGH_BUDGET, color="tab:orange", alpha=0.08, lw=0)
-    ax.text(math.sqrt(HIGH_BUDGET[0] * HIGH_BUDGET[1]), 0.98, text, transform=ax.get_xaxis_transform(),
-            ha="center", va="top", fontsize=7, color="tab:orange")
+    ax.text(math.sqrt(HIGH_BUDGET[0] * HIGH_BUDGET[1]), 0.06, text, transform=ax.get_xaxis_transform(),
+            ha="center", va="bottom", fontsize=7, color="tab:orange")
 
 
 def _new(ax: Axes | None) -> Axes:
@@ -64,15 +64,18 @@ def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = T
     """Worst-case, relaxed and realistic reconstruction risk against eps (log-log), with the priors."""
     ax = _new(ax)
     x = budget_positions(table)
+    floor = min(table["kappa"].min(), table["realistic_chance"].min()) / 2
+    # a success rate of 0 has no place on a log axis: drawn on the bottom edge
     ax.plot(x, table["worst_case_risk"], "o-", color="tab:red", label="worst case (ReRo bound, PLD)")
     ax.plot(x, table["relaxed_risk"], "s-", color="tab:purple", label="relaxed (GLRT bound)")
-    ax.plot(x, table["realistic_risk"], "^-", color="tab:blue", label="realistic (attack re-identifies image)")
+    ax.plot(x, np.maximum(table["realistic_risk"].astype(float), floor), "^-", color="tab:blue",
+            label="realistic (attack re-identifies image; 0 on the bottom edge)")
     ax.plot(x, np.full(len(x), table["kappa"].iloc[0]), ":", color="tab:red", lw=1,
             label=f"worst-case prior kappa = 1/{round(1 / table['kappa'].iloc[0]):,}")
     ax.plot(x, np.full(len(x), table["realistic_chance"].iloc[0]), ":", color="tab:blue", lw=1,
             label=f"attack chance 1/N = 1/{int(table['attack_candidates'].iloc[0])}")
     ax.set_yscale("log")
-    ax.set_ylim(min(table["kappa"].min(), table["realistic_chance"].min()) / 2, 1.5)
+    ax.set_ylim(floor, 1.5)
     ax.set_ylabel("probability of reconstruction (log scale)")
     budget_axis(ax, table)
     shade_high_budget(ax)

@@ -12,11 +12,11 @@ and T steps are the T-fold product. The *trade-off curve* beta(alpha) is the sma
 error of any test between the two at type-I error alpha (Dong, Roth and Su's f-DP). Three ways
 to compute it live here:
 
-- :func:`tradeoff_curve`: from the privacy loss distribution (PLD) of ``dp_accounting``: the
-  privacy profile delta(eps) (hockey-stick divergences, both add and remove directions) is turned
-  into the trade-off curve it implies, beta(alpha) = sup_eps max(0, 1 - delta - e^eps alpha,
-  e^-eps (1 - delta - alpha)). Numerically robust from sigma -> 0 (the exact noiseless limit,
-  used once a certified explicit test is within ``tol`` of it) to sigma -> inf (beta = 1 - alpha).
+- :func:`tradeoff_curve`: from the privacy loss distribution (PLD) of ``dp_accounting``: the two
+  hockey-stick profiles delta_remove(eps) (Q against P) and delta_add(eps) (P against Q) give
+  T(P, Q)(alpha) = sup_{eps >= 0} max(0, 1 - delta_remove - e^eps alpha, e^-eps (1 - alpha - delta_add)).
+  Numerically robust from sigma -> 0 (the exact noiseless limit, used once a certified explicit
+  test is within ``tol`` of it) to sigma -> inf (beta = 1 - alpha).
 - :func:`gdp_tradeoff` with :func:`gdp_mu`: the Gaussian-DP central-limit approximation
   mu = q sqrt(T (e^{1/sigma^2} - 1)), exact when q = 1 (mu = sqrt(T) / sigma).
 - :func:`monte_carlo_profile`: a Monte Carlo estimate of the privacy loss and of delta(eps).
@@ -45,7 +45,7 @@ __all__ = [
 
 #: Base PLD discretisation of the privacy loss (nats); widened as (0.5 / sigma)^2 for small sigma.
 DEFAULT_DISCRETIZATION = 1e-3
-#: Number of eps grid points of the profile -> trade-off conversion (refined once around the best).
+#: Number of eps grid points of the profile -> trade-off conversion.
 _EPS_GRID = 2001
 
 
