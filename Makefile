@@ -39,6 +39,7 @@ browser-check: env
 
 bench: env
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) benchmarks/summarize.py
 
 clean:
 	rm -rf _build
