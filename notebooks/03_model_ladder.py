@@ -209,7 +209,7 @@ payload = {
     "ladder_seconds": round(t_ladder, 1),
     "cpu_images_per_s": round(len(sample) / t_feat, 1),
 }
-path = write_results(params, "03_model_ladder", payload, cohort=cohort_label(cohort), model=[r.name for r in rungs],
+path = write_results(params, "model_ladder", payload, cohort=cohort_label(cohort), model=[r.name for r in rungs],
                      wall_time_s=time.perf_counter() - t0)
 
 # %% [markdown]
