@@ -16,7 +16,7 @@
 profile = "default"
 overrides = {}
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

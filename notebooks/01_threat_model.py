@@ -23,7 +23,7 @@
 profile = "default"
 overrides = {}
 
-# %%
+# %% tags=["hide-input"]
 import time
 
 import matplotlib.pyplot as plt

@@ -6,7 +6,7 @@
 # ---
 
 # %% [markdown]
-# # Cohorts: paired radiographs and reports
+# # 2. Cohorts: paired radiographs and reports
 #
 # Every later chapter asks how far a radiograph can be re-linked to its own report. That needs
 # a cohort of image-report pairs with patients, studies, labels and patient-level splits. The
@@ -38,7 +38,7 @@
 profile = "default"
 overrides = {}
 
-# %%
+# %% tags=["hide-input"]
 from relink_lib.profiles import get_profile
 params = get_profile(profile, overrides)
 

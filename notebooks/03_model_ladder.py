@@ -6,7 +6,7 @@
 # ---
 
 # %% [markdown]
-# # The model ladder: dual encoders of rising clinical specialization
+# # 3. The model ladder: dual encoders of rising clinical specialization
 #
 # The paper audits four public chest X-ray vision-language models that differ in how much
 # clinical text they were aligned to, from general-domain CLIP-style models to models trained on
@@ -41,7 +41,7 @@
 profile = "default"
 overrides = {}
 
-# %%
+# %% tags=["hide-input"]
 from relink_lib.profiles import get_profile
 params = get_profile(profile, overrides)
 

@@ -43,7 +43,7 @@
 profile = "default"
 overrides = {}
 
-# %%
+# %% tags=["hide-input"]
 from relink_lib.profiles import get_profile
 
 params = get_profile(profile, overrides)

@@ -22,7 +22,7 @@
 profile = "default"
 overrides = {}
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 from IPython.display import Markdown, display
