@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.relink-installed
 
-.PHONY: book test env unit nbval html baselines browser-check bench clean distclean
+.PHONY: book test env unit nbval html baselines browser-check paper-dry-run bench clean distclean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ nbval: env
 
 baselines: env
 	$(PY) -m relink_lib baselines
+
+paper-dry-run: env
+	$(PY) -m relink_lib paper-dry-run
 
 browser-check: env
 	$(PY) -m relink_lib browser-check

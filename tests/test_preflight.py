@@ -73,3 +73,22 @@ def test_cli_stops_before_any_step_when_inputs_are_missing(tmp_path, monkeypatch
     assert main(["book", "--profile", "paper"]) == 2
     err = capsys.readouterr().err
     assert "MIMIC_CXR_ROOT is not set" in err and "CHEXPERT_PLUS_ROOT is not set" in err and "MODELS is not set" in err
+
+
+def test_report_text_leak_detector_finds_a_report_in_outputs(tmp_path):
+    import nbformat
+
+    from relink_lib.pipeline.dryrun import report_text_leaks
+
+    texts = ["FINDINGS: Small left apical pneumothorax measuring 12 mm. IMPRESSION: Pneumothorax.",
+             "FINDINGS: The heart is normal in size. Lungs are clear. IMPRESSION: No acute process."]
+    clean, leaky = nbformat.v4.new_notebook(), nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("stream", text="R@1 = 0.123\n")]
+    clean.cells = [cell]
+    shown = nbformat.v4.new_code_cell("y")
+    shown.outputs = [nbformat.v4.new_output("execute_result", data={"text/html": f"<td>{texts[0][:50]}...</td>"}, execution_count=1)]
+    leaky.cells = [shown]
+    nbformat.write(clean, tmp_path / "a.ipynb")
+    nbformat.write(leaky, tmp_path / "b.ipynb")
+    assert report_text_leaks(tmp_path, texts) == {"b.ipynb": 1}

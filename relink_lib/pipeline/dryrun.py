@@ -51,8 +51,35 @@ def prepare_inputs(root: Path | None = None, base_profile: str = "ci") -> dict[s
     return env
 
 
+def notebook_outputs(path: Path) -> str:
+    """All text and data of an executed notebook's outputs, concatenated."""
+    nb = json.loads(Path(path).read_text())
+    parts = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            parts.append("".join(out.get("text", "")))
+            for value in out.get("data", {}).values():
+                parts.append("".join(value) if isinstance(value, list) else str(value))
+    return "\n".join(parts)
+
+
+def report_text_leaks(executed: Path, texts: list[str], prefix_chars: int = 40) -> dict[str, int]:
+    """Per executed notebook, how many reports show up in its outputs (by their first ``prefix_chars`` characters).
+
+    Tables truncate long cells, so a report that reaches a page shows at least its beginning.
+    """
+    prefixes = {t[:prefix_chars] for t in texts if isinstance(t, str) and len(t) >= prefix_chars}
+    leaks = {}
+    for nb in sorted(Path(executed).glob("*.ipynb")):
+        found = sum(p in notebook_outputs(nb) for p in prefixes)
+        if found:
+            leaks[nb.name] = found
+    return leaks
+
+
 def run_dry_run(root: Path | None = None, base_profile: str = "ci") -> list:
-    """Prepare the inputs, then execute every chapter on the ``paper`` profile against them."""
+    """Prepare the inputs, execute every chapter on the ``paper`` profile against them, and check
+    that none of the (now private) report text reached an executed notebook."""
     from .execute import execute_book
     from .preflight import check_paper_inputs
     from .toc import chapter_notebooks
@@ -64,4 +91,12 @@ def run_dry_run(root: Path | None = None, base_profile: str = "ci") -> list:
     os.environ["RELINK_RESULTS"] = str(dirs["results"])
     os.environ["RELINK_CACHE"] = str(dirs["cache"])
     check_paper_inputs(get_profile("paper", DRY_RUN_OVERRIDES))
-    return execute_book(chapter_notebooks(root), "paper", overrides=DRY_RUN_OVERRIDES, out_dir=dirs["executed"])
+    runs = execute_book(chapter_notebooks(root), "paper", overrides=DRY_RUN_OVERRIDES, out_dir=dirs["executed"])
+    from ..cohorts.stage import get_cohort
+
+    params = get_profile(base_profile)
+    texts = [t for site in ("internal", "external") for t in get_cohort(params, site).pairs["text"]]
+    leaks = report_text_leaks(dirs["executed"], texts)
+    if leaks:
+        raise RuntimeError(f"PHI guard failed: report text of the private cohorts reached executed notebooks: {leaks}")
+    return runs
