@@ -87,7 +87,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "ci": {
         "cohort": {"n_pairs": 2000, "n_pairs_external": 600, "image_size": 64},
-        "ladder": {"image_size": 48, "epochs_scale": 2.5},
+        "ladder": {"image_size": 64, "epochs_scale": 1.25},
         "features": {"batch_size": 128},
         "audit": {"pool_sizes": (10, 100, None), "n_boot": 50, "chunk_size": 512},
         "dp": {"epochs": 3, "batch_size": 128, "bank_size": 256},

@@ -11,7 +11,7 @@ import torch
 
 from relink_lib.labels import CHEXPERT_LABELS
 from relink_lib.models import load_dual_encoder
-from relink_lib.models.ladder import RUNG_SPECS, caption_from_labels, prepare_pixels, rung_specs, train_rung, training_texts
+from relink_lib.models.ladder import RUNG_SPECS, augment_batch, caption_from_labels, prepare_pixels, rung_specs, train_rung, training_texts
 from relink_lib.models.stage import external_rungs, get_ladder
 from relink_lib.models.testing import tiny_cohort, write_tiny_clip
 from relink_lib.models.tokenizer import build_tokenizer
@@ -70,6 +70,25 @@ def test_rung_specs_from_params():
         rung_specs({"ladder": {"rungs": ("gpt",)}})
     with pytest.raises(ValueError, match="not divisible"):
         type(RUNG_SPECS["captions"])(name="x", description="", text="text", vision_width=30, vision_heads=4)
+
+
+def test_augment_batch_translates_and_jitters():
+    x = torch.rand(5, 1, 20, 20, generator=torch.Generator().manual_seed(0))
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(augment_batch(x, 0.0, 0.0, gen()), x)
+    shifted = augment_batch(x, 0.1, 0.0, gen())  # 2 px on a 20 px side
+    assert shifted.shape == x.shape and torch.equal(shifted, augment_batch(x, 0.1, 0.0, gen()))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    for i in range(len(x)):  # brute force: every output is one of the 25 edge-replicated crops
+        crops = [padded[i, :, dy:dy + 20, dx:dx + 20] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(shifted[i], c) for c in crops), i
+    assert not torch.equal(shifted, x)
+    jittered = augment_batch(x, 0.0, 0.2, gen())
+    for i in range(len(x)):  # an affine map of the intensities: gain in [0.8, 1.2], offset in [-0.1, 0.1]
+        gain, offset = np.polyfit(x[i].flatten().numpy(), jittered[i].flatten().numpy(), 1)
+        assert 0.8 <= gain <= 1.2 and -0.1 <= offset <= 0.1, (gain, offset)
+    with pytest.raises(ValueError, match="augment_shift"):
+        type(RUNG_SPECS["captions"])(name="x", description="", text="text", augment_shift=0.6)
 
 
 def test_training_learns_and_saves_a_loadable_checkpoint(tmp_path):

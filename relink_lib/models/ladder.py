@@ -40,7 +40,11 @@ class RungSpec:
     text: which text the rung is trained on: ``captions`` (built from the 14 labels),
     ``impression`` or ``text`` (findings + impression). epochs: passes over the training split
     at ``epochs_scale = 1`` (fractional passes allowed). Widths are transformer hidden sizes;
-    heads must divide them. patch_size must divide the ladder's image size.
+    heads must divide them. patch_size must divide the ladder's image size (16 on 64 px: 16
+    image tokens). augment_shift: random translation of training images, as a fraction of the
+    side (edge-replicated); augment_jitter: random intensity gain in ``1 +- jitter`` and offset in
+    ``+- jitter / 2`` (0 disables either). Without augmentation the tiny ViT memorises the
+    training images within a few epochs (validation loss rises while training loss falls).
     """
 
     name: str
@@ -53,14 +57,16 @@ class RungSpec:
     text_layers: int = 2
     text_heads: int = 2
     projection_dim: int = 64
-    patch_size: int = 8
-    max_length: int = 96
+    patch_size: int = 16
+    max_length: int = 64
     vocab_size: int = 2048
     epochs: float = 2.0
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 2e-3
     weight_decay: float = 0.1
     warmup_frac: float = 0.1
+    augment_shift: float = 0.05
+    augment_jitter: float = 0.1
 
     def __post_init__(self) -> None:
         if self.text not in TEXT_SOURCES:
@@ -68,6 +74,9 @@ class RungSpec:
         for width, heads, what in ((self.vision_width, self.vision_heads, "vision"), (self.text_width, self.text_heads, "text")):
             if width % heads:
                 raise ValueError(f"RungSpec(name={self.name!r}): {what}_width={width} is not divisible by {what}_heads={heads}")
+        if not (0.0 <= self.augment_shift < 0.5 and 0.0 <= self.augment_jitter < 1.0):
+            raise ValueError(f"RungSpec(name={self.name!r}): expected 0 <= augment_shift < 0.5 and 0 <= augment_jitter < 1, "
+                             f"got {self.augment_shift}, {self.augment_jitter}")
         if self.epochs <= 0 or self.batch_size < 2 or self.lr <= 0:
             raise ValueError(f"RungSpec(name={self.name!r}): expected epochs > 0, batch_size >= 2, lr > 0")
 
@@ -77,18 +86,19 @@ RUNG_SPECS: dict[str, RungSpec] = {
         name="captions",
         description="label-level captions only (e.g. 'cardiomegaly, pleural effusion'): aligned to the 14 labels, "
                     "blind to instance detail, like a weakly specialised model",
-        text="captions", max_length=64, epochs=1.5),
+        text="captions", epochs=4.0),
     "impressions": RungSpec(
         name="impressions",
         description="the IMPRESSION section: the radiologist's summary, some instance detail",
-        text="impression", max_length=64, epochs=1.5),
+        text="impression", epochs=6.0),
     "full-reports": RungSpec(
         name="full-reports",
         description="FINDINGS + IMPRESSION with more capacity and more steps: the most specialised rung",
-        text="text", vision_width=96, vision_heads=3, projection_dim=96, max_length=128, vocab_size=4096, epochs=3.0),
+        text="text", vision_width=96, vision_heads=3, projection_dim=96, vocab_size=4096, epochs=16.0),
 }
-"""The default rungs. Sizes and lengths were chosen so that the default profile's three rungs train
-within about 10 minutes on 2 CPU cores (see docs/models.md); ``epochs`` are passes at
+"""The default rungs (ViT patch 16, i.e. 16 image tokens on the 64 px ladder images). Lengths were
+chosen so that the default profile's three rungs train within about 10 minutes on one CPU core and
+the ci profile's within about 2 minutes (see docs/models.md); ``epochs`` are passes at
 ``epochs_scale = 1``."""
 
 
@@ -182,6 +192,22 @@ def prepare_pixels(load_images: Callable[[np.ndarray], np.ndarray], rows: np.nda
     return out
 
 
+def augment_batch(x: torch.Tensor, shift: float, jitter: float, gen: torch.Generator) -> torch.Tensor:
+    """Random translation (up to ``shift`` of the side, edge-replicated) and intensity gain/offset (up to
+    ``jitter``) of a float batch ``(b, 1, S, S)`` in [0, 1]; draws from ``gen`` (deterministic)."""
+    b, _, h, w = x.shape
+    s = int(round(shift * h))
+    if s > 0:
+        padded = F.pad(x, (s, s, s, s), mode="replicate")
+        off = torch.randint(0, 2 * s + 1, (b, 2), generator=gen).tolist()
+        x = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(off)])
+    if jitter > 0:
+        gain = 1 + jitter * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
+        bias = 0.5 * jitter * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
+        x = x * gain + bias
+    return x
+
+
 def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric in-batch InfoNCE over L2-normalised embeddings ``(b, d)``; row i pairs with row i."""
     logits = logit_scale.exp().clamp(max=100.0) * image_emb @ text_emb.T
@@ -195,7 +221,9 @@ def train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_d
     """Train one rung and save it as an HF directory in ``out_dir``.
 
     pixels: float16/32 ``(n, 1, S, S)`` intensities in [0, 1] from :func:`prepare_pixels`;
-    texts: ``n`` training texts. val: optional (pixels, texts) for a per-epoch validation loss.
+    texts: ``n`` training texts. val: optional (pixels, texts) for a per-epoch validation loss
+    (never augmented). Training batches are augmented as ``spec.augment_shift`` /
+    ``spec.augment_jitter`` say (:func:`augment_batch`, generator seeded from ``seed``).
     Returns the history: one row per step with ``step, epoch, loss, lr, logit_scale`` and
     ``val_loss`` on the last step of each epoch (NaN elsewhere). Deterministic from ``seed``.
     threads: CPU intra-op threads while training (``None``: torch's default).
@@ -234,12 +262,15 @@ def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_
         enc = tokenizer(list(batch), padding=True, truncation=True, max_length=spec.max_length, return_tensors="pt")
         return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
 
-    def batch_pixels(idx: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        x = (source[idx].float() - mean) / std
+    def batch_pixels(idx: torch.Tensor, source: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        x = source[idx].float()
+        if augment:
+            x = augment_batch(x, spec.augment_shift, spec.augment_jitter, aug_gen)
+        x = (x - mean) / std
         return x.expand(-1, 3, -1, -1).to(device)
 
-    def step_loss(idx: torch.Tensor, pix: torch.Tensor, txt: Sequence[str]) -> torch.Tensor:
-        img = model.get_image_features(pixel_values=batch_pixels(idx, pix))
+    def step_loss(idx: torch.Tensor, pix: torch.Tensor, txt: Sequence[str], augment: bool = False) -> torch.Tensor:
+        img = model.get_image_features(pixel_values=batch_pixels(idx, pix, augment))
         tok = model.get_text_features(**encode_text([txt[i] for i in idx.tolist()]))
         img = img.pooler_output if hasattr(img, "pooler_output") else img
         tok = tok.pooler_output if hasattr(tok, "pooler_output") else tok
@@ -258,6 +289,7 @@ def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))))
     gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator().manual_seed(seed + 1)
     records: list[dict[str, Any]] = []
     order = torch.randperm(n, generator=gen)
     pos = 0
@@ -269,7 +301,7 @@ def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos:pos + bs]
         pos += bs
-        loss = step_loss(idx, pixels, texts)
+        loss = step_loss(idx, pixels, texts, augment=True)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
