@@ -29,7 +29,8 @@ def slim_baseline(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Keep outputs only of tagged metric cells and drop run-specific metadata (timings, ids)."""
     nb.metadata.pop("papermill", None)
     nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"  # stable ids keep baseline diffs to the numbers that changed
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
