@@ -2,9 +2,10 @@
 
 Inputs (all cached upstream): the internal cohort, the ladder's most specialised rung, its
 pre-projection features of the ``train`` split (the private training pairs), the ``test`` split
-(held-out evaluation) and a fixed public report bank. The bank is the first ``dp.bank_size``
-report features of the ``val`` split, which the simulation treats as public (the mitigation's
-objective contrasts each private pair only against it; DESIGN.md section 6).
+(held-out evaluation) and a fixed public bank. The bank is the first ``dp.bank_size`` report
+and image features of the ``val`` split, which the simulation treats as public; the mitigation's
+objective contrasts each private pair only against it (both directions, as in chapter 6;
+DESIGN.md section 6), so the sweep's eps = 0.34 point is the mitigation's own training.
 
 For each eps of ``params["budget"]["epsilons"]`` (None = non-private) the heads are fine-tuned by
 :func:`relink_lib.dp.train_heads` with the profile's ``dp`` settings (same data, steps, objective and
@@ -66,6 +67,7 @@ class BudgetInputs:
     train: Any
     test: Any
     bank_text: np.ndarray
+    bank_image: np.ndarray
     train_patients: np.ndarray
     train_labels: pd.DataFrame
     test_pairs: pd.DataFrame
@@ -89,11 +91,12 @@ def budget_inputs(params: Mapping[str, Any], *, progress: bool = True) -> Budget
     if len(val) < 1:
         raise ValueError("cohort: the val split is empty; the public report bank is drawn from it")
     bank = np.asarray(val.text[:bank_size], dtype=np.float32)
+    bank_image = np.asarray(val.image[:bank_size], dtype=np.float32)  # the mitigation's objective uses both banks
     pairs = cohort.pairs
     keep = ["patient_id", *CHEXPERT_LABELS]
     test_pairs = pairs.iloc[test.rows][keep].reset_index(drop=True)
     return BudgetInputs(cohort=cohort, rung=rung, encoder=rung.load(device="cpu"), train=train, test=test,
-                        bank_text=bank, train_patients=pairs.iloc[train.rows]["patient_id"].astype(str).to_numpy(),
+                        bank_text=bank, bank_image=bank_image, train_patients=pairs.iloc[train.rows]["patient_id"].astype(str).to_numpy(),
                         train_labels=pairs.iloc[train.rows][list(CHEXPERT_LABELS)].reset_index(drop=True),
                         test_pairs=test_pairs)
 
@@ -176,13 +179,14 @@ def run_budget_sweep(params: Mapping[str, Any], *, progress: bool = True,
     config = DPConfig.from_params(params)
     attack = AttackSettings.from_params(params)
     key = {"step": "privacy-budget", "train": str(inputs.train.path), "test": str(inputs.test.path),
-           "bank": inputs.bank_text, "rung": str(inputs.rung.path), "dp": dict(params["dp"]),
+           "bank": inputs.bank_text, "bank_image": inputs.bank_image, "rung": str(inputs.rung.path), "dp": dict(params["dp"]),
            "budget": dict(budget), "audit": dict(params["audit"]), "seed": params["seed"], "code": _code_version()}
 
     def build(tmp: Path) -> None:
         log = (lambda msg: print(msg, flush=True)) if progress else None
         table = budget_sweep(inputs.train.image, inputs.train.text, inputs.encoder.image_head, inputs.encoder.text_head,
-                             bank_text_feats=inputs.bank_text, epsilons=epsilons, config=config,
+                             bank_text_feats=inputs.bank_text, bank_image_feats=inputs.bank_image,
+                             epsilons=epsilons, config=config,
                              evaluate=make_evaluator(inputs, params), attack=attack,
                              patient_ids=inputs.train_patients, dof=int(budget.get("relaxed_dof", 1)),
                              discretization=float(budget.get("pld_discretization", 1e-3)), progress=log)
