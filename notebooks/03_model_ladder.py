@@ -42,6 +42,7 @@ profile = "default"
 overrides = {}
 
 # %% tags=["hide-input"]
+from relink_lib.audit import relink_audit
 from relink_lib.profiles import get_profile
 params = get_profile(profile, overrides)
 
@@ -129,13 +130,10 @@ for r in rungs:
 preview = []
 for r in rungs:
     img, rep, rows = get_embeddings(params, cohort, r, "test")
-    sims = img @ rep.T
-    truth = np.diag(sims)
-    rank = (sims > truth[:, None]).sum(axis=1)  # ties count against the query
-    preview.append({"rung": r.index, "name": r.name, "recall@1": float(np.mean(rank == 0)), "chance": 1 / len(rows),
-                    "n_test": len(rows)})
+    full = relink_audit(img, rep, pool_sizes=(None,), ks=(1,)).iloc[0]  # ties count against the query
+    preview.append({"rung": r.index, "name": r.name, "recall@1": float(full["recall"]), "chance": float(full["chance"]),
+                    "lift": float(full["lift"]), "n_test": len(rows)})
 preview = pd.DataFrame(preview)
-preview["lift"] = preview["recall@1"] / preview["chance"]
 print(f"Recall@1 over the whole internal test split (profile {profile}, {kind}):")
 print(preview.round({"recall@1": 3, "chance": 4, "lift": 1}).to_string(index=False))
 

@@ -54,6 +54,9 @@ class HFDualEncoder(DualEncoder):
             raise ValueError(f"kind={kind!r} but {self.path}/config.json says model_type={model_type!r} (kind {detected!r})")
         self.kind = detected
         cls = CLIPModel if detected == "hf-clip" else VisionTextDualEncoderModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar adds nothing to a log or a page
         self.model = cls.from_pretrained(str(self.path), local_files_only=True).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
