@@ -13,7 +13,8 @@ from typing import Sequence
 
 import nbformat
 
-from .execute import SUMMARY_STEM, execute_book
+from .execute import execute_book
+from .execute import execution_order as _order
 from .toc import chapter_notebooks
 
 CHECK_TAG = "nbval-check-output"
@@ -42,9 +43,8 @@ def slim_baseline(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def execution_order(root: Path) -> list[Path]:
-    """Chapter notebooks in the order they must run (the summary reads the others' results)."""
-    notebooks = chapter_notebooks(root)
-    return [nb for nb in notebooks if nb.stem != SUMMARY_STEM] + [nb for nb in notebooks if nb.stem == SUMMARY_STEM]
+    """The book's chapter notebooks in the order they must run (the summary reads the others' results)."""
+    return _order(chapter_notebooks(root))
 
 
 def write_baselines(root: Path) -> list[Path]:

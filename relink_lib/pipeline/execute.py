@@ -104,6 +104,11 @@ def execute_notebook(source: Path, profile: str, *, out_dir: Path | None = None,
     return NotebookRun(source.stem, "executed", wall, output)
 
 
+def execution_order(notebooks: Sequence[Path]) -> list[Path]:
+    """Chapter notebooks in the order they must run: book order, the summary last (it reads the others' results)."""
+    return [nb for nb in notebooks if nb.stem != SUMMARY_STEM] + [nb for nb in notebooks if nb.stem == SUMMARY_STEM]
+
+
 def execute_book(notebooks: Sequence[Path], profile: str, *, force: bool = False,
                  overrides: Mapping[str, Any] | None = None, out_dir: Path | None = None) -> list[NotebookRun]:
     """Execute every chapter notebook in order (the summary last), printing per-notebook wall time.
@@ -111,7 +116,7 @@ def execute_book(notebooks: Sequence[Path], profile: str, *, force: bool = False
     ``out_dir`` defaults to ``_build/executed/<profile>/``.
     """
     out_dir = Path(out_dir) if out_dir else executed_dir(profile)
-    ordered = [nb for nb in notebooks if nb.stem != SUMMARY_STEM] + [nb for nb in notebooks if nb.stem == SUMMARY_STEM]
+    ordered = execution_order(notebooks)
     runs = []
     total = len(ordered)
     for i, nb in enumerate(ordered, 1):
