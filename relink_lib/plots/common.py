@@ -1,12 +1,17 @@
 """Shared figure style and axis helpers."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.axes import Axes
 
 SIMULATION_NOTE = "simulation: synthetic cohort"
+
+#: Two tick labels of a log axis closer than this many decades are merged into one (the larger N wins).
+MIN_TICK_DECADES = 0.25
 
 
 def set_style() -> None:
@@ -23,10 +28,31 @@ def set_style() -> None:
     })
 
 
+def spaced_log_ticks(values: Sequence[float], min_decades: float = MIN_TICK_DECADES) -> list[float]:
+    """The ticks of ``values`` (> 0) that keep at least ``min_decades`` between neighbours on a log axis.
+
+    Walks from the largest value down and drops a tick that is too close to the last one kept, so
+    "10,000" and "full (10,861)" (0.04 decades apart) do not print on top of each other.
+    """
+    ticks = sorted({float(v) for v in values if v is not None and float(v) > 0}, reverse=True)
+    kept: list[float] = []
+    for t in ticks:
+        if not kept or math.log10(kept[-1]) - math.log10(t) >= min_decades:
+            kept.append(t)
+    return sorted(kept)
+
+
 def log_pool_axis(ax: Axes, pool_sizes: Sequence[int], full_size: int | None = None, label: str = "candidate pool size N (log scale)") -> None:
-    """Put pool sizes N on a log x axis with tick labels at the given N (and 'full' at the database size)."""
+    """Put pool sizes N on a log x axis with tick labels at the given N (and 'full' at the database size).
+
+    A pool size within :data:`MIN_TICK_DECADES` of the full database gets no label of its own; the
+    full-database tick then reads "full (M)", so labels never overlap.
+    """
     ax.set_xscale("log")
-    ticks = sorted(set(int(n) for n in pool_sizes))
+    sizes = sorted(set(int(n) for n in pool_sizes))
+    if full_size is not None and full_size not in sizes:
+        sizes.append(int(full_size))
+    ticks = [int(t) for t in spaced_log_ticks(sizes)]  # the largest (the full database) is always kept
     labels = [f"{n:,}" for n in ticks]
     if full_size is not None and full_size in ticks:
         labels[ticks.index(full_size)] = f"full\n({full_size:,})"
@@ -36,6 +62,33 @@ def log_pool_axis(ax: Axes, pool_sizes: Sequence[int], full_size: int | None = N
     ax.set_xlabel(label)
 
 
+def log_limits(values: Sequence[float], pad_decades: float = 0.15) -> tuple[float, float]:
+    """y limits of a log axis that fit the positive ``values`` (zeros, NaN and negatives ignored).
+
+    CI bands reaching zero would otherwise stretch a log axis to 1e-8; the band is drawn clipped
+    at the lower limit instead (see :func:`clip_for_log`).
+    """
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    arr = arr[np.isfinite(arr) & (arr > 0)]
+    if arr.size == 0:
+        raise ValueError("log_limits: no positive finite value to scale a log axis to")
+    lo, hi = float(arr.min()), float(arr.max())
+    return lo / 10 ** pad_decades, hi * 10 ** pad_decades
+
+
+def clip_for_log(values: Sequence[float] | np.ndarray, floor: float) -> np.ndarray:
+    """``values`` with zeros and anything below ``floor`` raised to ``floor`` (for bands on a log axis)."""
+    arr = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(arr), np.maximum(arr, floor), floor)
+
+
 def label_simulation(ax: Axes, text: str = SIMULATION_NOTE) -> None:
-    """Stamp a figure as a simulation in its lower-right corner."""
-    ax.text(0.99, 0.01, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.4")
+    """Stamp a figure as a simulation, in the figure's top-right margin (off the data and legends).
+
+    One stamp per figure, however many of its axes call this.
+    """
+    fig = ax.figure
+    if getattr(fig, "_relink_simulation_note", None) == text:
+        return
+    fig.text(0.995, 0.995, text, ha="right", va="top", fontsize=7, color="0.35", style="italic")
+    fig._relink_simulation_note = text  # type: ignore[attr-defined]
