@@ -71,15 +71,18 @@ def test_matches_enumeration_of_all_pools():
     assert table.full_database.tolist() == [False] * 9 + [True] * 6
 
 
-def test_ties_count_against_the_query_in_every_pool():
+def test_ties_against_bound_counts_ties_against_the_query_in_every_pool():
     img, rep = _pairs(8, 4, seed=1)
     rep[[2, 6]] = rep[0]  # duplicates of query 0's report
     img[5] = img[4]
     rep[5] = rep[4]  # two identical pairs: each one's twin ties
     ref = _enumerate_audit(img, rep, [3, 4, None], (1, 3))
-    _check(relink_audit(img, rep, pool_sizes=(3, 4, None), ks=(1, 3)), ref, (1, 3), 8)
+    table = relink_audit(img, rep, pool_sizes=(3, 4, None), ks=(1, 3))
+    _check(table.assign(recall=table.recall_ties_against, mrr=table.mrr_ties_against,
+                        lift=table.recall_ties_against / table.chance), ref, (1, 3), 8)
     rc = rank_counts(img, rep)
     assert rc.counts[4] >= 1 and rc.counts[5] >= 1 and rc.counts[0] >= 2
+    assert rc.tied[0] == 2 and rc.tied[4] == 1 and rc.tied[5] == 1
 
 
 def test_hard_negatives_match_enumeration_with_partial_pools():
@@ -153,8 +156,15 @@ def test_known_answers_on_degenerate_embeddings():
     m = 20
     same = np.ones((m, 3))
     t = relink_audit(same, same, pool_sizes=(5, None), ks=(1, 5))
-    # every distractor ties: the truth is always last in its pool
-    np.testing.assert_allclose(t.recall, [0.0, 1.0, 0.0, 0.0])
+    # every distractor ties: a fair tie-break gives exactly chance; the bounds are last and first
+    np.testing.assert_allclose(t.recall, t.chance, rtol=1e-12)
+    np.testing.assert_allclose(t.recall, [0.2, 1.0, 1 / m, 5 / m], rtol=1e-12)
+    np.testing.assert_allclose(t.lift, 1.0, rtol=1e-12)
+    np.testing.assert_allclose(t.mrr, t.chance_mrr, rtol=1e-12)
+    np.testing.assert_allclose(t.recall_ties_against, [0.0, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(t.recall_ties_for, 1.0)
+    assert (t.n_queries_with_ties == m).all()
+    assert t.median_rank.iloc[2] == (m + 1) / 2 and t.median_rank_ties_against.iloc[2] == m
     perfect = np.eye(m)
     t = relink_audit(perfect, perfect, pool_sizes=(5, None), ks=(1,))
     np.testing.assert_allclose(t.recall, 1.0)
@@ -169,7 +179,8 @@ def test_full_database_rank_statistics():
     t = audit_table(rc, (None,), (1,))
     assert stats["mrr"] == pytest.approx(t.mrr.iloc[0], abs=1e-12)
     assert stats["recall_at_1"] == pytest.approx(t.recall.iloc[0])
-    assert stats["median_rank"] == float(np.median(rc.ranks)) == t.median_rank.iloc[0]
+    assert stats["median_rank"] == float(np.median(rc.ranks)) == t.median_rank.iloc[0]  # no ties here
+    assert stats["n_queries_with_ties"] == 0 and (t.recall == t.recall_ties_against).all()
     assert t.pool_size.iloc[0] == 50 and bool(t.full_database.iloc[0])
 
 

@@ -3,12 +3,14 @@
 Two steps, so that the expensive one runs once:
 
 1. :func:`rank_counts` streams the similarity matrix (:mod:`.kernel`) and keeps, per query,
-   the number of distractors scoring at least as high as the true report and the number of
-   distractors available (all other reports, or those with the same label key for hard
-   negatives).
+   the number of distractors scoring strictly higher than the true report, the number that tie
+   it, and the number of distractors available (all other reports, or those with the same label
+   key for hard negatives).
 2. :func:`audit_table` turns those counts into exact expectations over uniformly random pools
    (:mod:`.expected`) for every pool size ``N`` and ``K``, with patient-level bootstrap
-   intervals (:mod:`.bootstrap`) when asked.
+   intervals (:mod:`.bootstrap`) when asked. Ties are broken uniformly at random (``recall``,
+   ``mrr``, ``median_rank``), with both bounds beside them (``*_ties_against``: a tied
+   distractor ranks above the truth; ``*_ties_for``: below it).
 
 :func:`relink_audit` does both (the contract of the design notes, section 3).
 
@@ -26,21 +28,25 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import digamma
 
 from .bootstrap import patient_bootstrap, percentile_interval
-from .expected import chance_reciprocal_rank, expected_reciprocal_rank, expected_recall, _check_ks
+from .expected import (chance_reciprocal_rank, expected_reciprocal_rank, expected_reciprocal_rank_ties, expected_recall,
+                       expected_recall_ties, tie_median_rank, _check_ks)
 from .hard_negatives import describe_match, label_groups
-from .kernel import as_embeddings, count_at_least_own, count_within_groups
+from .kernel import as_embeddings, count_better_and_tied, count_within_groups
 
-__all__ = ["RankCounts", "rank_counts", "audit_table", "relink_audit", "rank_statistics", "TABLE_COLUMNS",
+__all__ = ["RankCounts", "rank_counts", "audit_table", "relink_audit", "rank_statistics", "per_query_recall", "TABLE_COLUMNS",
            "DEFAULT_POOL_SIZES", "DEFAULT_KS"]
 
 DEFAULT_POOL_SIZES: tuple[int | None, ...] = (10, 100, 1000, 10000, None)
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 
 TABLE_COLUMNS: tuple[str, ...] = (
-    "pool_size", "k", "recall", "chance", "lift", "n_queries", "full_database", "hard_negatives", "match",
-    "mrr", "chance_mrr", "median_rank", "n_full_pools", "mean_pool_size", "n_excluded",
+    "pool_size", "k", "recall", "recall_ties_against", "recall_ties_for", "chance", "lift", "n_queries",
+    "n_queries_with_ties", "full_database", "hard_negatives", "match", "mrr", "mrr_ties_against", "mrr_ties_for",
+    "chance_mrr", "median_rank", "median_rank_ties_against", "median_rank_ties_for", "n_full_pools", "mean_pool_size",
+    "n_excluded",
 )
 """Columns of :func:`audit_table` (``ci_low, ci_high, lift_ci_low, lift_ci_high`` are added with a bootstrap)."""
 
@@ -49,9 +55,12 @@ TABLE_COLUMNS: tuple[str, ...] = (
 class RankCounts:
     """Per-query outcome of the similarity pass.
 
-    ``counts[i]``: distractors scoring at least the true report (ties against the query);
+    ``counts[i]``: distractors scoring at least the true report (strictly higher, or tied);
     ``population[i]``: distractors the query's pools are drawn from (``M - 1``, or the size of
-    its label group minus one for hard negatives). The full-database rank is ``1 + counts``.
+    its label group minus one for hard negatives); ``tied[i]``: how many of ``counts[i]`` tie
+    the true report exactly (``None`` = no ties). The full-database rank is ``1 + counts`` with
+    ties against the query, ``1 + better`` with ties for it, and uniform between the two under
+    random tie-breaking.
     """
 
     counts: np.ndarray
@@ -59,6 +68,25 @@ class RankCounts:
     hard_negatives: bool = False
     match: str | None = None
     groups: np.ndarray | None = field(default=None, repr=False)
+    tied: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        counts = np.asarray(self.counts, dtype=np.int64)
+        tied = np.zeros_like(counts) if self.tied is None else np.asarray(self.tied, dtype=np.int64)
+        if tied.shape != counts.shape or np.any(tied < 0) or np.any(tied > counts):
+            raise ValueError(f"tied: expected {counts.shape} counts with 0 <= tied <= counts")
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "tied", tied)
+
+    @property
+    def better(self) -> np.ndarray:
+        """Distractors scoring strictly above the true report, ``(M,)`` int64."""
+        return self.counts - self.tied
+
+    @property
+    def mid_ranks(self) -> np.ndarray:
+        """Expected full-database rank under random tie-breaking, ``1 + better + tied / 2``, ``(M,)`` float."""
+        return 1.0 + self.better + self.tied / 2.0
 
     @property
     def n_database(self) -> int:
@@ -67,7 +95,7 @@ class RankCounts:
 
     @property
     def ranks(self) -> np.ndarray:
-        """Rank of the true report against all the query's distractors, ``(M,)`` int64 (1 = top)."""
+        """Rank of the true report against all the query's distractors, ties against it, ``(M,)`` int64 (1 = top)."""
         return self.counts + 1
 
 
@@ -94,15 +122,16 @@ def rank_counts(image_emb: Any, report_emb: Any, *, labels: Any = None, hard_neg
     if not hard_negatives:
         if labels is not None:
             label_groups(labels, n_rows=m, match=match, nan_as=nan_as, uncertain_as=uncertain_as)  # validate only
-        counts = count_at_least_own(img, rep, chunk_size=chunk_size, device=device, tie_tol=tie_tol)
-        return RankCounts(counts=counts, population=np.full(m, m - 1, dtype=np.int64))
+        better, tied = count_better_and_tied(img, rep, chunk_size=chunk_size, device=device, tie_tol=tie_tol)
+        return RankCounts(counts=better + tied, population=np.full(m, m - 1, dtype=np.int64), tied=tied)
     if labels is None:
         raise ValueError("labels: required when hard_negatives=True (an (M, 14) CheXpert label matrix or (M,) group keys)")
     groups = label_groups(labels, n_rows=m, match=match, nan_as=nan_as, uncertain_as=uncertain_as)
-    counts, population = count_within_groups(img, rep, groups, chunk_size=chunk_size, device=device, tie_tol=tie_tol)
+    better, tied, population = count_within_groups(img, rep, groups, chunk_size=chunk_size, device=device, tie_tol=tie_tol)
     one_d = not isinstance(labels, pd.DataFrame) and np.asarray(labels).ndim == 1
     desc = "given group keys" if one_d else describe_match(match, nan_as, uncertain_as)
-    return RankCounts(counts=counts, population=population, hard_negatives=True, match=desc, groups=groups)
+    return RankCounts(counts=better + tied, population=population, hard_negatives=True, match=desc, groups=groups,
+                      tied=tied)
 
 
 def _pool_sizes(pool_sizes: Iterable[int | None], m: int, oversize: str) -> list[tuple[int | None, int]]:
@@ -134,12 +163,24 @@ def _pool_sizes(pool_sizes: Iterable[int | None], m: int, oversize: str) -> list
 def _per_query(rc: RankCounts, requested: int | None, size: int, ks: list[int]) -> dict[str, np.ndarray]:
     """Per-query expectations for one pool size over the included queries."""
     draws = rc.population if requested is None else np.minimum(size - 1, rc.population)
-    recall = expected_recall(rc.counts, rc.population, draws, ks)
+    against = expected_recall(rc.counts, rc.population, draws, ks)
+    ties_for = expected_recall(rc.better, rc.population, draws, ks)
+    has_ties = rc.tied > 0
+    recall = against.copy()  # no tie: all three agree; the closed form runs only where there are ties
+    if has_ties.any():
+        recall[has_ties] = expected_recall_ties(rc.better[has_ties], rc.tied[has_ties], rc.population[has_ties],
+                                                draws[has_ties], ks)
     pool = draws + 1
     k = np.asarray(ks, dtype=np.float64)[None, :]
     chance = np.minimum(k, pool[:, None]) / pool[:, None]
-    rr = expected_reciprocal_rank(rc.counts, rc.population, draws)
-    return {"recall": recall, "chance": chance, "rr": rr, "chance_rr": chance_reciprocal_rank(pool),
+    rr_against = expected_reciprocal_rank(rc.counts, rc.population, draws)
+    rr_for = expected_reciprocal_rank(rc.better, rc.population, draws)
+    rr = rr_against.copy()
+    if has_ties.any():
+        rr[has_ties] = expected_reciprocal_rank_ties(rc.better[has_ties], rc.tied[has_ties], rc.population[has_ties],
+                                                     draws[has_ties])
+    return {"recall": recall, "recall_against": against, "recall_for": ties_for, "chance": chance, "rr": rr,
+            "rr_against": rr_against, "rr_for": rr_for, "chance_rr": chance_reciprocal_rank(pool),
             "pool": pool.astype(np.float64), "full_pool": (draws == size - 1) if requested is not None else np.ones_like(draws, bool)}
 
 
@@ -149,12 +190,17 @@ def audit_table(rc: RankCounts, pool_sizes: Sequence[int | None] = DEFAULT_POOL_
     """The audit table from per-query counts: one row per (pool size, K).
 
     Columns (:data:`TABLE_COLUMNS`): ``pool_size`` (``N``; ``M`` for the full database),
-    ``k``, ``recall`` (mean expected Recall@K), ``chance`` (mean of ``min(K, N_i)/N_i`` over
-    the pools ``N_i`` the queries get), ``lift = recall / chance``, ``n_queries``,
-    ``full_database``, ``hard_negatives``, ``match``, ``mrr`` (mean expected reciprocal rank)
-    and ``chance_mrr``, ``median_rank`` (full-database rows only), ``n_full_pools`` (queries
-    whose pool has all ``N`` candidates), ``mean_pool_size`` and ``n_excluded`` (hard
-    negatives: queries without a single matched distractor, left out of every row).
+    ``k``, ``recall`` (mean expected Recall@K over random pools and uniformly random
+    tie-breaking), ``recall_ties_against`` and ``recall_ties_for`` (its bounds: every tied
+    distractor above / below the truth), ``chance`` (mean of ``min(K, N_i)/N_i`` over the pools
+    ``N_i`` the queries get), ``lift = recall / chance``, ``n_queries``, ``n_queries_with_ties``
+    (queries with at least one distractor tied with their own report), ``full_database``,
+    ``hard_negatives``, ``match``, ``mrr`` (mean expected reciprocal rank, same convention) with
+    ``mrr_ties_against``/``mrr_ties_for`` and ``chance_mrr``, ``median_rank`` (full-database rows
+    only: the median of the rank under random tie-breaking) with its two bounds,
+    ``n_full_pools`` (queries whose pool has all ``N`` candidates), ``mean_pool_size`` and
+    ``n_excluded`` (hard negatives: queries without a single matched distractor, left out of
+    every row).
 
     With ``n_boot > 0`` a patient-level bootstrap (``patient_ids``, one per query; ``None``
     resamples queries) adds ``ci_low, ci_high`` (recall) and ``lift_ci_low, lift_ci_high``
@@ -177,7 +223,7 @@ def audit_table(rc: RankCounts, pool_sizes: Sequence[int | None] = DEFAULT_POOL_
         if ids.ndim != 1 or ids.shape[0] != m:
             raise ValueError(f"patient_ids: expected a 1-D array of length {m} (one id per query), got shape {ids.shape}")
         ids = ids[include]
-    sub = RankCounts(counts=rc.counts[include], population=rc.population[include])
+    sub = RankCounts(counts=rc.counts[include], population=rc.population[include], tied=rc.tied[include])
     n_q = int(include.sum())
     rows: list[dict[str, Any]] = []
     recall_cols, chance_cols = [], []
@@ -190,15 +236,20 @@ def audit_table(rc: RankCounts, pool_sizes: Sequence[int | None] = DEFAULT_POOL_
             recall_cols.append(pq["recall"])
             chance_cols.append(pq["chance"])
         for j, k in enumerate(ks):
-            recall = float(pq["recall"][:, j].mean()) if pq else float("nan")
-            chance = float(pq["chance"][:, j].mean()) if pq else float("nan")
+            nan = float("nan")
+            mean = (lambda key, col=j: float(pq[key][:, col].mean())) if pq else (lambda key, col=j: nan)
+            mean1 = (lambda key: float(pq[key].mean())) if pq else (lambda key: nan)
+            recall, chance = mean("recall"), mean("chance")
             rows.append({
-                "pool_size": size, "k": k, "recall": recall, "chance": chance,
-                "lift": recall / chance if pq else float("nan"), "n_queries": n_q, "full_database": full,
-                "hard_negatives": rc.hard_negatives, "match": rc.match,
-                "mrr": float(pq["rr"].mean()) if pq else float("nan"),
-                "chance_mrr": float(pq["chance_rr"].mean()) if pq else float("nan"),
-                "median_rank": float(np.median(sub.counts + 1)) if pq and full else float("nan"),
+                "pool_size": size, "k": k, "recall": recall, "recall_ties_against": mean("recall_against"),
+                "recall_ties_for": mean("recall_for"), "chance": chance,
+                "lift": recall / chance if pq else nan, "n_queries": n_q, "n_queries_with_ties": int((sub.tied > 0).sum()),
+                "full_database": full, "hard_negatives": rc.hard_negatives, "match": rc.match,
+                "mrr": mean1("rr"), "mrr_ties_against": mean1("rr_against"), "mrr_ties_for": mean1("rr_for"),
+                "chance_mrr": mean1("chance_rr"),
+                "median_rank": tie_median_rank(sub.better, sub.tied) if pq and full else nan,
+                "median_rank_ties_against": float(np.median(sub.counts + 1)) if pq and full else nan,
+                "median_rank_ties_for": float(np.median(sub.better + 1)) if pq and full else nan,
                 "n_full_pools": int(pq["full_pool"].sum()) if pq else 0,
                 "mean_pool_size": float(pq["pool"].mean()) if pq else float("nan"),
                 "n_excluded": n_excluded,
@@ -231,7 +282,8 @@ def relink_audit(image_emb: Any, report_emb: Any, pool_sizes: Sequence[int | Non
     the full database) and ``K`` in ``ks``, ``recall`` is the expected Recall@K over uniformly
     random pools of ``N - 1`` distractors drawn without replacement from the other reports
     (``hard_negatives=True``: from the reports whose label key equals the query's; a query
-    with fewer matches gets its whole matched pool). Ties count against the query. Returns
+    with fewer matches gets its whole matched pool). Ties are broken uniformly at random
+    (``recall``), with the two bounds in ``recall_ties_against`` and ``recall_ties_for``. Returns
     the :func:`audit_table` DataFrame; keyword-only arguments are passed to
     :func:`rank_counts` and :func:`audit_table`.
     """
@@ -242,11 +294,35 @@ def relink_audit(image_emb: Any, report_emb: Any, pool_sizes: Sequence[int | Non
 
 
 def rank_statistics(rc: RankCounts) -> dict[str, float]:
-    """Full-database rank summary: MRR, median and mean rank, Recall@1 and the database size."""
+    """Full-database rank summary under random tie-breaking: MRR, median and mean rank, Recall@1, sizes.
+
+    With ``tied = t`` the rank is uniform on ``better + 1 .. better + t + 1``, so its expected
+    reciprocal is ``(H_{better + t + 1} - H_{better}) / (t + 1)`` and ``P(rank = 1) = [better = 0] / (t + 1)``.
+    """
     include = rc.population > 0
-    ranks = rc.ranks[include].astype(np.float64)
-    if ranks.size == 0:
+    if not include.any():
         raise ValueError("rank_statistics: no query has a distractor")
-    return {"mrr": float(np.mean(1.0 / ranks)), "median_rank": float(np.median(ranks)),
-            "mean_rank": float(np.mean(ranks)), "recall_at_1": float(np.mean(ranks == 1)),
-            "n_queries": int(ranks.size), "n_database": rc.n_database}
+    b = rc.better[include].astype(np.float64)
+    t = rc.tied[include].astype(np.float64)
+    harmonic = lambda x: digamma(x + 1) + np.euler_gamma  # noqa: E731  H_x
+    rr = (harmonic(b + t + 1) - harmonic(b)) / (t + 1)
+    return {"mrr": float(np.mean(rr)), "median_rank": tie_median_rank(b.astype(np.int64), t.astype(np.int64)),
+            "mean_rank": float(np.mean(1 + b + t / 2)), "recall_at_1": float(np.mean((b == 0) / (t + 1))),
+            "n_queries": int(b.size), "n_queries_with_ties": int((t > 0).sum()), "n_database": rc.n_database}
+
+
+def per_query_recall(rc: RankCounts, pool_size: int | None, k: int = 1) -> np.ndarray:
+    """Each query's expected Recall@K at one pool size under random tie-breaking, ``(M,)`` (NaN: no distractor).
+
+    ``pool_size=None`` is the full database; a pool larger than a query's distractors gets them all.
+    """
+    m = rc.n_database
+    size = m if pool_size is None else int(pool_size)
+    if size < 1:
+        raise ValueError(f"pool_size={pool_size!r}: expected a positive integer or None")
+    out = np.full(m, np.nan)
+    include = rc.population > 0
+    if include.any():
+        sub = RankCounts(counts=rc.counts[include], population=rc.population[include], tied=rc.tied[include])
+        out[include] = _per_query(sub, pool_size, size, [int(k)])["recall"][:, 0]
+    return out

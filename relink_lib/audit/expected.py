@@ -18,6 +18,7 @@ import numpy as np
 from scipy.special import digamma, gammaln
 
 __all__ = ["log_comb", "hypergeom_lower_tail", "expected_recall", "expected_reciprocal_rank", "chance_recall",
+           "expected_recall_ties", "expected_reciprocal_rank_ties", "tie_median_rank",
            "chance_reciprocal_rank"]
 
 
@@ -121,3 +122,139 @@ def _check_ks(ks: tuple[int, ...] | list[int]) -> list[int]:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"ks: {k!r} is not a positive integer (K of Recall@K)")
     return [int(k) for k in out]
+
+
+# --- uniformly random tie-breaking -------------------------------------------------------------
+#
+# A query has ``b`` distractors scoring strictly above its own report, ``t`` scoring exactly the
+# same (ties) and ``r = D - b - t`` below. A pool of ``n`` distractors holds ``X`` of the better
+# ones and ``Y`` of the tied ones, ``(X, Y, n - X - Y)`` multivariate hypergeometric, and a fair
+# adversary breaks the tie among the truth and its ``Y`` tied distractors uniformly at random, so
+# the truth's rank is ``1 + X + U`` with ``U`` uniform on ``0 .. Y``. Then
+#
+#   P(rank <= K) = sum_{x < K} [ (K - x) A(x) + sum_{y < K - x} pmf(x, y) (1 - (K - x) / (y + 1)) ],
+#   A(x) = E[1 / (Y + 1); X = x] = C(b, x) [C(D - b + 1, n - x + 1) - C(r, n - x + 1)] / ((t + 1) C(D, n)),
+#
+# from min(K - x, y + 1) / (y + 1) = (K - x) / (y + 1) + a correction that is non-zero only for
+# y < K - x, and C(t, y) / (y + 1) = C(t + 1, y + 1) / (t + 1) with Vandermonde's identity. It is
+# ``O(K^2)`` terms per query whatever ``t`` is. The same expectation is the average of the
+# tie-free formula over ``c = b .. b + t`` (a uniformly random order of the tied items restricted
+# to the pool is a uniformly random order of the pool's tied items); :func:`expected_reciprocal_rank_ties`
+# uses that form, with cumulative sums over ``c``.
+
+def _log1mexp(x: np.ndarray) -> np.ndarray:
+    """``log(1 - exp(x))`` for ``x <= 0`` (``-inf`` at ``x = 0``), stable at both ends."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(x > -0.6931471805599453, np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
+    return np.where(x >= 0, -np.inf, out)
+
+
+def _check_ties(better: np.ndarray, tied: np.ndarray, population: np.ndarray | int,
+                draws: np.ndarray | int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    b = _as_int("better", better)
+    t = _as_int("tied", tied)
+    b, t = np.broadcast_arrays(b, t)
+    if np.any(t < 0):
+        bad = int(np.flatnonzero(t < 0)[0])
+        raise ValueError(f"tied: entry {bad} is {int(t.flat[bad])}, expected a count >= 0")
+    c, d, n = _check(b + t, population, draws)  # 0 <= better + tied <= population, 0 <= draws <= population
+    b, t = np.broadcast_to(b, c.shape), np.broadcast_to(t, c.shape)
+    if np.any(b < 0):
+        bad = int(np.flatnonzero(b < 0)[0])
+        raise ValueError(f"better: entry {bad} is {int(b.flat[bad])}, expected a count >= 0")
+    return tuple(np.atleast_1d(v).ravel().astype(np.float64) for v in (b, t, d, n))  # type: ignore[return-value]
+
+
+def expected_recall_ties(better: np.ndarray, tied: np.ndarray, population: np.ndarray | int,
+                         draws: np.ndarray | int, ks: tuple[int, ...] | list[int]) -> np.ndarray:
+    """Expected Recall@K under random pools and uniformly random tie-breaking, ``(n_queries, len(ks))``.
+
+    ``better``: distractors scoring strictly above the truth; ``tied``: distractors scoring the
+    same; ``population``: distractors available (``D``); ``draws``: distractors in the pool
+    (``N - 1``). Exact (the multivariate hypergeometric closed form above, ``O(K^2)`` terms);
+    with ``tied = 0`` it equals :func:`expected_recall`.
+    """
+    ks = _check_ks(ks)
+    b, t, d, n = _check_ties(better, tied, population, draws)
+    r = d - b - t
+    log_total = log_comb(d, n)
+    out = np.empty((b.shape[0], len(ks)))
+    for j, k in enumerate(ks):
+        x = np.arange(k, dtype=np.float64)[None, :]  # x = 0 .. K-1
+        m = n[:, None] - x + 1
+        log_hi = log_comb((d - b + 1)[:, None], m)
+        with np.errstate(invalid="ignore"):
+            gap = np.where(np.isfinite(log_hi), log_comb(r[:, None], m) - log_hi, -np.inf)
+        log_a = (log_comb(b[:, None], x) - log_total[:, None] - np.log(t + 1)[:, None] + log_hi + _log1mexp(gap))
+        total = ((k - x) * np.exp(log_a)).sum(axis=1)
+        for xi in range(k):
+            y = np.arange(k - xi, dtype=np.float64)[None, :]  # y = 0 .. K-x-1
+            log_pmf = (log_comb(b, xi)[:, None] + log_comb(t[:, None], y)
+                       + log_comb(r[:, None], n[:, None] - xi - y) - log_total[:, None])
+            total += (np.exp(log_pmf) * (1.0 - (k - xi) / (y + 1.0))).sum(axis=1)
+        out[:, j] = total
+    out = np.clip(out, 0.0, 1.0)
+    worst = 1.0 + np.minimum(b + t, n)  # the truth's lowest possible rank in the pool
+    out[worst[:, None] <= np.asarray(ks, dtype=np.float64)[None, :]] = 1.0
+    return out
+
+
+def expected_reciprocal_rank_ties(better: np.ndarray, tied: np.ndarray, population: np.ndarray | int,
+                                  draws: np.ndarray | int) -> np.ndarray:
+    """Expected reciprocal rank under random pools and uniformly random tie-breaking, ``(n_queries,)``.
+
+    The mean of :func:`expected_reciprocal_rank` over ``c = better .. better + tied``, from one
+    table of it over ``c = 0 .. D`` per distinct ``(D, N - 1)`` and its cumulative sums, so the
+    cost is ``O(M)`` per pool size however many ties there are.
+    """
+    b, t, d, n = _check_ties(better, tied, population, draws)
+    out = np.empty(b.shape[0])
+    keys = np.stack([d, n], axis=1)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    for g, (dg, ng) in enumerate(uniq):
+        members = np.flatnonzero(inverse == g)
+        c = np.arange(int(dg) + 1)
+        table = expected_reciprocal_rank(c, int(dg), int(ng))
+        cums = np.concatenate([[0.0], np.cumsum(table)])
+        lo = b[members].astype(np.int64)
+        hi = (b[members] + t[members]).astype(np.int64) + 1
+        out[members] = (cums[hi] - cums[lo]) / (hi - lo)
+        exact = t[members] == 0  # no tie: the table entry itself, free of cancellation
+        out[members[exact]] = table[lo[exact]]
+    return np.clip(out, 0.0, 1.0)
+
+
+def tie_median_rank(better: np.ndarray, tied: np.ndarray) -> float:
+    """Median rank of a random query under uniformly random tie-breaking.
+
+    Query ``i``'s full-database rank is uniform on ``better_i + 1 .. better_i + tied_i + 1``;
+    this is the median of the mixture of those distributions over queries, with ``np.median``'s
+    convention (the midpoint of the two middle ranks where the distribution function is exactly
+    1/2), so it equals ``np.median(better + 1)`` when there are no ties.
+    """
+    b = _as_int("better", better).ravel().astype(np.float64)
+    t = _as_int("tied", tied).ravel().astype(np.float64)
+    if b.shape != t.shape or b.size == 0:
+        raise ValueError(f"better, tied: expected two non-empty arrays of one length, got {b.shape} and {t.shape}")
+
+    def cdf(r: float) -> float:
+        return float(np.clip((r - b) / (t + 1.0), 0.0, 1.0).mean())
+
+    def first_at_least(level: float, strict: bool) -> int:
+        lo, hi = 1, int((b + t).max()) + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            v = cdf(mid)
+            ok = v > level + 1e-12 if strict else v >= level - 1e-12
+            if ok:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    low = first_at_least(0.5, strict=False)
+    if abs(cdf(low) - 0.5) <= 1e-12:
+        return (low + first_at_least(0.5, strict=True)) / 2.0
+    return float(low)

@@ -4,8 +4,9 @@ For a query image ``i`` with its own report ``i``, the whole audit depends on on
 
     c_i = #{ j != i : s_ij >= s_ii - tie_tol },   s_ij = <image_i, report_j>,
 
-the number of distractor reports that rank at or above the true report (ties count against
-the query). The kernel streams the similarity matrix in row blocks of ``chunk_size`` queries,
+the number of distractor reports that rank at or above the true report, split into those
+strictly above (``better``) and those that tie it (``tied``, so that the audit can break ties
+uniformly at random and report both bounds). The kernel streams the similarity matrix in row blocks of ``chunk_size`` queries,
 so memory is ``O(chunk_size * M)`` and the ``M x M`` matrix is never materialised. The true
 score ``s_ii`` is read from the same matrix product as the distractors' scores, so exact
 duplicates of the true report tie exactly.
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_embeddings", "count_at_least_own", "count_within_groups", "resolve_device"]
+__all__ = ["as_embeddings", "count_better_and_tied", "count_at_least_own", "count_within_groups", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -89,14 +90,23 @@ def _check_tol(tie_tol: float) -> float:
     return tol
 
 
-@torch.no_grad()
-def count_at_least_own(image_emb: torch.Tensor, report_emb: torch.Tensor, *, chunk_size: int = 4096,
-                       device: str | torch.device | None = "cpu", tie_tol: float = 0.0) -> np.ndarray:
-    """Per-query number of distractors scoring at least the true report, ``(M,)`` int64.
+def _row_count(mask: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    if dev.type == "cpu":  # numpy's byte reduction is several times faster than torch's bool sum on CPU
+        return torch.from_numpy(mask.numpy().view(np.uint8).sum(axis=1, dtype=np.int64))
+    return mask.sum(dim=1)
 
+
+@torch.no_grad()
+def count_better_and_tied(image_emb: torch.Tensor, report_emb: torch.Tensor, *, chunk_size: int = 4096,
+                          device: str | torch.device | None = "cpu", tie_tol: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query ``(better, tied)``, both ``(M,)`` int64.
+
+    ``better[i] = #{j != i : s_ij > s_ii + tie_tol}`` (distractors strictly above the true
+    report) and ``tied[i] = #{j != i : |s_ij - s_ii| <= tie_tol}`` (distractors that tie it).
     ``image_emb`` and ``report_emb`` are ``(M, d)`` tensors, already normalised (see
     :func:`as_embeddings`); row ``i`` of one pairs with row ``i`` of the other. Peak extra
-    memory is about ``chunk_size * M * 5`` bytes (float32 block plus a boolean mask).
+    memory is about ``chunk_size * M * 5`` bytes (float32 block plus a boolean mask reused for
+    both comparisons).
     """
     _check_pair(image_emb, report_emb)
     chunk = _check_chunk(chunk_size)
@@ -105,7 +115,8 @@ def count_at_least_own(image_emb: torch.Tensor, report_emb: torch.Tensor, *, chu
     m = image_emb.shape[0]
     reports_t = report_emb.to(dev).T  # (d, M) view: BLAS reads the transpose, no copy
     images = image_emb.to(dev)
-    out = torch.empty(m, dtype=torch.int64, device=dev)
+    at_least = torch.empty(m, dtype=torch.int64, device=dev)
+    above = torch.empty(m, dtype=torch.int64, device=dev)
     block = torch.empty((min(chunk, m), m), dtype=reports_t.dtype, device=dev)
     mask = torch.empty((min(chunk, m), m), dtype=torch.bool, device=dev)
     for start in range(0, m, chunk):
@@ -115,25 +126,32 @@ def count_at_least_own(image_emb: torch.Tensor, report_emb: torch.Tensor, *, chu
         torch.mm(images[start:stop], reports_t, out=s)
         idx = torch.arange(start, stop, device=dev)
         own = s[torch.arange(rows, device=dev), idx].unsqueeze(1)
-        if tol:
-            own = own - tol
-        torch.ge(s, own, out=mask[:rows])
-        if dev.type == "cpu":  # numpy's byte reduction is several times faster than torch's bool sum on CPU
-            hits = torch.from_numpy(mask[:rows].numpy().view(np.uint8).sum(axis=1, dtype=np.int64))
-        else:
-            hits = mask[:rows].sum(dim=1)
-        out[start:stop] = hits - 1  # the true report itself always counts once
-    return out.cpu().numpy()
+        torch.ge(s, own - tol if tol else own, out=mask[:rows])
+        at_least[start:stop] = _row_count(mask[:rows], dev) - 1  # the true report itself always counts once
+        torch.gt(s, own + tol if tol else own, out=mask[:rows])
+        above[start:stop] = _row_count(mask[:rows], dev)  # never the true report itself
+    better = above.cpu().numpy()
+    return better, at_least.cpu().numpy() - better
+
+
+def count_at_least_own(image_emb: torch.Tensor, report_emb: torch.Tensor, *, chunk_size: int = 4096,
+                       device: str | torch.device | None = "cpu", tie_tol: float = 0.0) -> np.ndarray:
+    """Per-query number of distractors scoring at least the true report (``better + tied``), ``(M,)`` int64.
+
+    The count with ties against the query; see :func:`count_better_and_tied`.
+    """
+    better, tied = count_better_and_tied(image_emb, report_emb, chunk_size=chunk_size, device=device, tie_tol=tie_tol)
+    return better + tied
 
 
 def count_within_groups(image_emb: torch.Tensor, report_emb: torch.Tensor, groups: np.ndarray, *,
                         chunk_size: int = 4096, device: str | torch.device | None = "cpu",
-                        tie_tol: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                        tie_tol: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts restricted to distractors of the query's own group (hard negatives).
 
-    ``groups`` is an ``(M,)`` integer array of group ids. Returns ``(counts, population)``,
-    both ``(M,)`` int64: ``counts[i]`` is the number of same-group distractors scoring at least
-    the true report, ``population[i]`` the number of same-group distractors (group size - 1).
+    ``groups`` is an ``(M,)`` integer array of group ids. Returns ``(better, tied, population)``,
+    all ``(M,)`` int64: same-group distractors strictly above the true report, tied with it (see
+    :func:`count_better_and_tied`), and the number of same-group distractors (group size - 1).
     Each group is audited as its own small database, so the cost is ``sum_g n_g^2 d``.
     """
     _check_pair(image_emb, report_emb)
@@ -141,7 +159,8 @@ def count_within_groups(image_emb: torch.Tensor, report_emb: torch.Tensor, group
     if groups.shape != (image_emb.shape[0],):
         raise ValueError(f"groups: expected shape ({image_emb.shape[0]},), got {groups.shape}")
     m = image_emb.shape[0]
-    counts = np.zeros(m, dtype=np.int64)
+    better = np.zeros(m, dtype=np.int64)
+    tied = np.zeros(m, dtype=np.int64)
     population = np.zeros(m, dtype=np.int64)
     order = np.argsort(groups, kind="stable")
     sorted_groups = groups[order]
@@ -151,6 +170,6 @@ def count_within_groups(image_emb: torch.Tensor, report_emb: torch.Tensor, group
         if len(members) < 2:
             continue
         idx = torch.from_numpy(members)
-        counts[members] = count_at_least_own(image_emb[idx], report_emb[idx], chunk_size=chunk_size,
-                                             device=device, tie_tol=tie_tol)
-    return counts, population
+        better[members], tied[members] = count_better_and_tied(image_emb[idx], report_emb[idx], chunk_size=chunk_size,
+                                                               device=device, tie_tol=tie_tol)
+    return better, tied, population
