@@ -124,3 +124,104 @@ def test_every_committed_baseline_has_checked_cells():
     for path in root.glob("*.ipynb"):
         cells = json.loads(path.read_text())["cells"]
         assert any(CHECK_TAG in c.get("metadata", {}).get("tags", []) for c in cells), path.name
+
+
+def _executed_notebook() -> nbformat.NotebookNode:
+    """A notebook as papermill leaves it: defaults, injected parameters, set-up, a checked print, a how-to."""
+    nb = nbformat.v4.new_notebook()
+    cells = [
+        nbformat.v4.new_markdown_cell("# 4. A chapter"),
+        nbformat.v4.new_code_cell('profile = "default"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell('profile = "ci"', metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("import x"),
+        nbformat.v4.new_code_cell("print(r1)", metadata={"tags": ["nbval-check-output", "remove-cell"]}),
+        nbformat.v4.new_code_cell("make book", metadata={"tags": ["show-code"]}),
+    ]
+    cells[3].outputs = [nbformat.v4.new_output("stream", name="stderr", text="100%|###| /home/me/cache\n"),
+                        nbformat.v4.new_output("stream", name="stdout", text="kept\n")]
+    nb.cells = cells
+    return nb
+
+
+def test_render_rules_hide_code_keep_one_parameters_cell_and_drop_stderr():
+    from relink_lib.pipeline.book import apply_render_rules
+
+    nb = apply_render_rules(_executed_notebook())
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    assert "remove-cell" in tags[1]  # the notebook's defaults: papermill's injected cell replaces them
+    assert "hide-input" in tags[2] and "remove-cell" not in tags[2]  # the values the run used, shown once
+    assert "hide-input" in tags[3]
+    assert tags[4] == ["nbval-check-output", "remove-cell"]  # the author's remove-cell is left to jupyter-book
+    assert tags[5] == ["show-code"]  # code that is the lesson stays visible
+    assert [o["name"] for o in nb.cells[3].outputs] == ["stdout"]
+    plain = _executed_notebook()
+    plain.cells.pop(2)  # not run by papermill: the defaults are the only parameters cell, so they stay
+    assert "remove-cell" not in apply_render_rules(plain).cells[1].metadata["tags"]
+
+
+def test_main_table_named_preferred_or_largest_and_nested_records_exploded():
+    from relink_lib.pipeline.book import main_table, results_name
+
+    nested = {"rungs": [{"rung": 0, "model": "a", "recall": [{"k": 1, "recall": 0.1}, {"k": 5, "recall": 0.4}]},
+                        {"rung": 1, "model": "b", "recall": [{"k": 1, "recall": 0.2}]}], "provenance": {"x": 1}}
+    table = main_table(nested)
+    assert table.to_dict(orient="records") == [{"rung": 0, "model": "a", "k": 1, "recall": 0.1},
+                                               {"rung": 0, "model": "a", "k": 5, "recall": 0.4},
+                                               {"rung": 1, "model": "b", "k": 1, "recall": 0.2}]
+    big = [{"i": i} for i in range(10)]
+    assert len(main_table({"extra": big, "rows": [{"a": 1}]})) == 1  # a preferred name wins over size
+    assert len(main_table({"small": [{"a": 1}], "extra": big})) == 10  # else the largest
+    assert list(main_table({"main_table": "small", "small": [{"a": 1}], "rows": big}).columns) == ["a"]
+    assert main_table({"notes": "text", "provenance": {}}) is None
+    with pytest.raises(KeyError, match="main_table = 'nope'"):
+        main_table({"main_table": "nope"})
+    assert results_name("notebooks/04_audit") == "audit" and results_name("notebooks/00_summary") == "summary"
+
+
+def test_stage_book_applies_rules_and_links_downloads(tmp_path):
+    import csv
+
+    from relink_lib.pipeline.book import stage_book
+
+    root = tmp_path / "repo"
+    (root / "book").mkdir(parents=True)
+    (root / "docs").mkdir()
+    (root / "_config.yml").write_text("title: t\n")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/04_audit\n  - file: notebooks/10_reproduce\n")
+    executed, results = tmp_path / "executed", tmp_path / "results"
+    executed.mkdir()
+    results.mkdir()
+    for stem in ("04_audit", "10_reproduce"):
+        nbformat.write(_executed_notebook(), executed / f"{stem}.ipynb")
+    (results / "audit.json").write_text(json.dumps({"rows": [{"k": 1, "recall": 0.25}], "provenance": {"profile": "ci"}}))
+    src = stage_book("ci", root, executed=executed, results=results)
+    nb = nbformat.read(src / "notebooks" / "04_audit.ipynb", 4)
+    assert "hide-input" in nb.cells[3].metadata["tags"]
+    last = nb.cells[-1].source
+    assert "{download}`ci_audit.json </downloads/ci_audit.json>`" in last and "ci_audit.csv" in last
+    with open(src / "downloads" / "ci_audit.csv") as fh:
+        assert list(csv.DictReader(fh)) == [{"k": "1", "recall": "0.25"}]
+    assert json.loads((src / "downloads.json").read_text()) == {"notebooks/04_audit.html": ["ci_audit.json", "ci_audit.csv"]}
+    assert "Downloads" not in nbformat.read(src / "notebooks" / "10_reproduce.ipynb", 4).cells[-1].source  # no results file
+    (executed / "10_reproduce.ipynb").unlink()
+    with pytest.raises(FileNotFoundError, match="10_reproduce"):
+        stage_book("ci", root, executed=executed, results=results)
+
+
+def test_browser_findings_round_trip_and_problems():
+    from relink_lib.pipeline.browser import RESULT_ID, check_script, page_findings, page_problems
+
+    assert "</script>" in check_script() and "%(" not in check_script()
+    clean = {"math": 2, "typeset": 2, "mathjax": True, "raw_tex": [], "reprs": [], "wide_tables": [],
+             "page_overflow_px": 0, "images": 1, "broken_images": [], "links": ["../_downloads/ab/ci_audit.json"]}
+    dom = f'<html><body><script type="application/json" id="{RESULT_ID}">{json.dumps(clean)}</script></body></html>'
+    found = page_findings(dom)
+    assert found == clean
+    ok = {"title": "t", "findings": found, "console_errors": [], "screenshot": "x.png"}
+    assert page_problems("p.html", ok, ["ci_audit.json"]) == []
+    bad = dict(found, typeset=0, raw_tex=["\\(x\\)"], reprs=["Text(0.5, 1.0, 'x')"], wide_tables=["R@1 (1400 px)"])
+    problems = page_problems("p.html", dict(ok, findings=bad), ["ci_audit.json", "ci_audit.csv"])
+    text = "; ".join(problems)
+    for needle in ("math not typeset: 0 of 2", "raw TeX", "Python reprs", "wider than the content column", "ci_audit.csv"):
+        assert needle in text
+    assert "did not finish" in page_problems("p.html", dict(ok, findings=page_findings("<html></html>")))[0]

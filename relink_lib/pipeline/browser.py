@@ -1,24 +1,110 @@
-"""A real-browser check of the built book: headless Chromium on a loopback HTTP server.
+"""A real-browser check of the built book: headless Chromium on a loopback HTTP server, network off.
 
-For each page it loads the DOM (title, figures), collects console errors from Chromium's log
-and writes a screenshot into the build folder (``_build/html/_screenshots/``).
+Every page of ``_toc.yml`` (and ``index.html``) is loaded in Chromium with every host but
+127.0.0.1 unresolvable, so nothing can come from a CDN. The server injects a small script into
+each page that waits for MathJax to finish and then records, in the DOM, what the check needs:
+
+- the math elements Sphinx wrote and how many MathJax typeset (every one must be);
+- raw TeX left in the visible text (``\\(``, ``\\[``, ``$$``, ``\\frac`` ...: none allowed);
+- Python reprs in cell outputs (``Text(``, ``<Figure size`` ...: none allowed);
+- tables wider than the content column that do not scroll inside it (none allowed), and
+  horizontal overflow of the page;
+- images that failed to load, and the download links of the page.
+
+Console errors come from Chromium's log. A screenshot of every page lands in
+``_build/html/_screenshots/``. Pages listed in ``_build/html/_downloads.json`` (written by
+:mod:`relink_lib.pipeline.book`) must link each of their downloads.
 """
 from __future__ import annotations
 
 import functools
+import html as htmlmod
 import http.server
+import json
 import re
 import shutil
 import subprocess
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars")
+                  "--hide-scrollbars",
+                  # the network is off: only the loopback server resolves (a CDN request fails)
+                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+WINDOW = "1280,2000"
+RESULT_ID = "relink-check-result"
+
+#: Python reprs that must never reach a rendered cell output.
+REPR_PATTERNS = (r"\bText\(", r"<Figure size", r"<matplotlib\.", r"<Axes[:\s]", r"\bLine2D\(", r"<IPython\.core",
+                 r"<pandas\.io\.formats\.style\.Styler")
+
+CHECK_SCRIPT = """
+<script>
+(function () {
+  var REPRS = %(reprs)s;
+  var TEX = /\\\\\\(|\\\\\\)|\\\\\\[|\\\\\\]|\\$\\$|\\\\(frac|begin|min|text|mathrm|sum|gamma|kappa)\\b/;
+  function skip(node) {
+    for (var el = node.parentElement; el; el = el.parentElement) {
+      var tag = el.tagName.toLowerCase();
+      if (tag === 'script' || tag === 'style' || tag === 'pre' || tag === 'code' || tag === 'textarea' ||
+          tag.indexOf('mjx-') === 0) return true;
+    }
+    return false;
+  }
+  function scrollsX(el) {
+    var o = getComputedStyle(el).overflowX;
+    return (o === 'auto' || o === 'scroll') && el.clientWidth < el.scrollWidth + 1;
+  }
+  function check() {
+    var r = {};
+    var article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    var maths = article.querySelectorAll('.math');
+    r.math = maths.length;
+    r.typeset = Array.prototype.filter.call(maths, function (m) { return !!m.querySelector('mjx-container'); }).length;
+    r.mathjax = !!(window.MathJax && window.MathJax.version);
+    r.raw_tex = [];
+    var walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT, null);
+    for (var n = walker.nextNode(); n; n = walker.nextNode()) {
+      if (TEX.test(n.nodeValue) && !skip(n)) r.raw_tex.push(n.nodeValue.trim().slice(0, 80));
+    }
+    r.reprs = [];
+    article.querySelectorAll('.cell_output, .output').forEach(function (o) {
+      var t = o.innerText || '';
+      REPRS.forEach(function (p) { var m = t.match(new RegExp(p)); if (m) r.reprs.push(t.slice(Math.max(0, m.index - 20), m.index + 40)); });
+    });
+    var right = article.getBoundingClientRect().right;
+    r.wide_tables = [];
+    article.querySelectorAll('table').forEach(function (t) {
+      var box = t.getBoundingClientRect();
+      if (box.right <= right + 1) return;
+      for (var el = t.parentElement; el && el !== article; el = el.parentElement) {
+        if (scrollsX(el) && el.getBoundingClientRect().right <= right + 1) return;
+      }
+      r.wide_tables.push((t.innerText || '').trim().split('\\n')[0].slice(0, 80) + ' (' + Math.round(box.width) + ' px)');
+    });
+    r.page_overflow_px = Math.max(0, document.documentElement.scrollWidth - window.innerWidth);
+    r.images = article.querySelectorAll('img').length;
+    r.broken_images = Array.prototype.filter.call(article.querySelectorAll('img'), function (i) {
+      return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.getAttribute('src'); });
+    r.links = Array.prototype.map.call(article.querySelectorAll('a[href]'), function (a) { return a.getAttribute('href'); });
+    var out = document.createElement('script');
+    out.type = 'application/json';
+    out.id = '%(result_id)s';
+    out.textContent = JSON.stringify(r);
+    document.body.appendChild(out);
+  }
+  window.addEventListener('load', function () {
+    var ready = (window.MathJax && MathJax.startup && MathJax.startup.promise) || Promise.resolve();
+    ready.then(check, check);
+  });
+})();
+</script>
+"""
 
 
 def find_chromium() -> str:
@@ -30,12 +116,35 @@ def find_chromium() -> str:
     raise FileNotFoundError("no Chromium found on PATH: install the Debian package `chromium` (apt-get install chromium)")
 
 
+def check_script() -> str:
+    """The ``<script>`` the check server injects before ``</body>`` of every HTML page."""
+    return CHECK_SCRIPT % {"reprs": json.dumps(list(REPR_PATTERNS)), "result_id": RESULT_ID}
+
+
 @contextmanager
-def serve(directory: Path) -> Iterator[str]:
-    """Serve ``directory`` on 127.0.0.1 at a free port for the duration of the block."""
+def serve(directory: Path, inject: str | None = None) -> Iterator[str]:
+    """Serve ``directory`` on 127.0.0.1 at a free port for the duration of the block.
+
+    ``inject``: HTML inserted before ``</body>`` of every ``.html`` response (the check script).
+    """
+    directory = Path(directory)
+
     class QuietHandler(http.server.SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
             pass
+
+        def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+            path = self.translate_path(self.path)
+            if inject is None or not path.endswith(".html") or not Path(path).is_file():
+                return super().do_GET()
+            text = Path(path).read_text(encoding="utf-8")
+            text = text.replace("</body>", inject + "</body>", 1) if "</body>" in text else text + inject
+            body = text.encode("utf-8")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
     class QuietServer(http.server.ThreadingHTTPServer):
         def handle_error(self, request: object, client_address: object) -> None:
@@ -55,7 +164,7 @@ def serve(directory: Path) -> Iterator[str]:
 def _chromium(url: str, *extra: str, timeout: int = 120) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="relink-chromium-") as profile:
         cmd = [find_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-               "--virtual-time-budget=5000", *extra, url]
+               f"--window-size={WINDOW}", "--virtual-time-budget=10000", *extra, url]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -70,45 +179,94 @@ def console_errors(stderr: str) -> list[str]:
     return errors
 
 
+def page_findings(dom: str) -> dict[str, Any] | None:
+    """The check script's record from a dumped DOM (``None`` when the script did not finish)."""
+    match = re.search(rf'<script type="application/json" id="{RESULT_ID}">(.*?)</script>', dom, flags=re.S)
+    return json.loads(htmlmod.unescape(match.group(1))) if match else None
+
+
+def page_problems(page: str, result: dict[str, Any], downloads: Sequence[str] = ()) -> list[str]:
+    """What is wrong with one checked page (empty when it passes)."""
+    problems = []
+    if not result.get("title"):
+        problems.append("no <title>")
+    found = result.get("findings")
+    if found is None:
+        problems.append("the check script did not finish (a page script failed or MathJax never became ready)")
+    else:
+        if found["math"] and (not found["mathjax"] or found["typeset"] < found["math"]):
+            problems.append(f"math not typeset: {found['typeset']} of {found['math']} formulas (MathJax loaded: {found['mathjax']})")
+        if found["raw_tex"]:
+            problems.append(f"raw TeX left in the page: {found['raw_tex'][:3]}")
+        if found["reprs"]:
+            problems.append(f"Python reprs in outputs: {found['reprs'][:3]}")
+        if found["wide_tables"]:
+            problems.append(f"tables wider than the content column: {found['wide_tables'][:3]}")
+        if found["page_overflow_px"] > 1:
+            problems.append(f"the page scrolls sideways by {found['page_overflow_px']} px")
+        if found["broken_images"]:
+            problems.append(f"images that did not load: {found['broken_images'][:3]}")
+        missing = [d for d in downloads if not any(link.endswith(d) for link in found["links"])]
+        if missing:
+            problems.append(f"no link to its download(s) {missing}")
+    if result.get("console_errors"):
+        problems.append(f"console errors: {result['console_errors'][:3]}")
+    if not result.get("screenshot"):
+        problems.append("no screenshot written")
+    return problems
+
+
 def check_page(base_url: str, page: str, screenshot: Path) -> dict:
-    """Load one page: its title, number of images, console errors; save a screenshot."""
+    """Load one page: title, the check script's findings, console errors; save a screenshot."""
     url = f"{base_url}/{page}"
     dom = _chromium(url, "--dump-dom")
     title = re.search(r"<title>(.*?)</title>", dom.stdout, flags=re.S)
-    images = len(re.findall(r"<img\b", dom.stdout))
     screenshot.parent.mkdir(parents=True, exist_ok=True)
-    shot = _chromium(url, f"--screenshot={screenshot}", "--window-size=1280,1800")
+    shot = _chromium(url, f"--screenshot={screenshot}")
+    findings = page_findings(dom.stdout)
     return {
         "page": page,
         "title": title.group(1).strip() if title else None,
-        "images": images,
+        "images": findings["images"] if findings else 0,
+        "findings": findings,
         "console_errors": console_errors(dom.stderr) + console_errors(shot.stderr),
         "screenshot": str(screenshot) if screenshot.exists() else None,
     }
 
 
-def check_book(html: Path, pages: tuple[str, ...] = ("index.html", "notebooks/01_threat_model.html")) -> dict:
-    """Check the built book's pages; raise AssertionError naming the page and what is wrong."""
+def book_pages(html: Path, toc: Path | None = None) -> tuple[str, ...]:
+    """``index.html`` and the HTML page of every ``_toc.yml`` entry of the build."""
+    from ..profiles import project_root
+    from .toc import toc_entries
+
+    toc = toc or project_root() / "_toc.yml"
+    pages = ["index.html"] + [f"{entry}.html" for entry in toc_entries(toc)]
+    return tuple(dict.fromkeys(pages))
+
+
+def check_book(html: Path, pages: Sequence[str] | None = None, workers: int = 2) -> dict:
+    """Check the built book's pages; raise AssertionError naming every failing page and what is wrong."""
     html = Path(html)
     if not (html / "index.html").exists():
         raise FileNotFoundError(f"{html / 'index.html'}: build the book first (make book PROFILE=ci)")
-    report = {}
-    with serve(html) as base:
-        for page in pages:
-            if not (html / page).exists():
-                raise FileNotFoundError(f"{html / page}: page missing from the built book")
-            shot = html / "_screenshots" / (Path(page).stem + ".png")
-            result = check_page(base, page, shot)
-            problems = []
-            if not result["title"]:
-                problems.append("no <title>")
-            if page != "index.html" and result["images"] < 1:
-                problems.append("no figure (<img>) on the page")
-            if result["console_errors"]:
-                problems.append(f"console errors: {result['console_errors']}")
-            if not result["screenshot"]:
-                problems.append("no screenshot written")
-            if problems:
-                raise AssertionError(f"{page}: " + "; ".join(problems))
-            report[page] = result
+    pages = tuple(pages) if pages is not None else book_pages(html)
+    for page in pages:
+        if not (html / page).exists():
+            raise FileNotFoundError(f"{html / page}: page missing from the built book")
+    manifest = html / "_downloads.json"
+    downloads = json.loads(manifest.read_text()) if manifest.exists() else {}
+    report, failures = {}, []
+    with serve(html, inject=check_script()) as base:
+        def one(page: str) -> tuple[str, dict]:
+            shot = html / "_screenshots" / (page.replace("/", "__").removesuffix(".html") + ".png")
+            return page, check_page(base, page, shot)
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for page, result in pool.map(one, pages):
+                result["problems"] = page_problems(page, result, [Path(d).name for d in downloads.get(page, [])])
+                report[page] = result
+                if result["problems"]:
+                    failures.append(f"{page}: " + "; ".join(result["problems"]))
+    if failures:
+        raise AssertionError("browser check failed:\n" + "\n".join(failures))
     return report
