@@ -1,81 +1,376 @@
-"""The book's headline table, read from the results of one profile (``results/<profile>/``).
+"""The summary page: findings of one profile, generated from the chapters' results JSON.
 
-Per rung: Recall@1 and its lift over chance at N = 100 and at N = 10,000 (or the largest pool the
-held-out split allows), Recall@1 in pathology-matched pools, Recall@1 after DP and its relative
-reduction, linear-probe and cross-modal utility before and after, and transfer to the external
-cohort. Every figure comes from the chapter results JSON; nothing is typed in.
+Every sentence of the summary comes from :func:`summary_findings` applied to
+:func:`summary_payload`, which reads the chapters' payloads defensively: a chapter that has not
+run, or a field that a chapter no longer writes, gives "not available" rather than an error.
+The paper's figures come from :mod:`relink_lib.paper`; the "what was calibrated" box from
+:func:`calibration_box` and the profile.
+
+Payload of :func:`summary_payload` (all numbers are fractions; ``None`` = not available):
+
+- ``audit``: strongest rung, ``points`` = Recall@1 over random pools at N = 100 and at the largest
+  pool up to 10,000 (``n``, ``recall``, ``ci``, ``lift``, ``lift_ci``, ``full_database``);
+- ``hard_negatives``: Recall@1 with pathology-matched pools at the largest nominal N, with the
+  effective pool (mean candidates a query got) and effective chance;
+- ``dp``: the relative cut of Recall@1 by the DP heads against one named baseline, with its CI
+  when the mitigation results carry one, and the DP record;
+- ``utility``, ``transfer``, ``risk``: linear-probe AUROC before/after, external Recall@1
+  before/after, worst-case bound and attack success at the strictest budget.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import math
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from .results import read_results
+from .paper import PAPER, PAPER_CITATION
 
-PAPER_HEADLINE: dict[str, Any] = {
-    "source": "Tayebi Arasteh et al., arXiv 2606.02276 (the paper's figures, strongest model, MIMIC-CXR)",
-    "R@1 lift, N = 100": 15.0,
-    "R@1 lift, N = 10,000": 50.0,
-    "R@1 reduction by DP, N = 10,000": 0.618,
-    "linear-probe macro AUROC before": 0.7963,
-    "linear-probe macro AUROC after": 0.7943,
-}
-"""The seed paper's headline numbers, quoted as the paper's."""
+CHAPTERS = ("threat_model", "cohorts", "model_ladder", "audit", "hard_negatives", "mitigation", "utility", "transfer",
+            "privacy_budget")
+NA = "not available"
+
+__all__ = ["load_payloads", "summary_payload", "summary_findings", "summary_table", "calibration_box",
+           "CALIBRATED_KNOBS", "paper_table", "NA"]
 
 
-def _recall(rows: pd.DataFrame, variant: str, pool: str, n: int, k: int = 1) -> pd.Series | None:
-    hit = rows[(rows["variant"] == variant) & (rows["pool"] == pool) & (rows["k"] == k) & (rows["pool_size"] == n)]
-    return hit.iloc[0] if len(hit) else None
+def load_payloads(profile: str, chapters: Sequence[str] = CHAPTERS) -> dict[str, Mapping[str, Any] | None]:
+    """Each chapter's results payload of ``profile`` (``None`` where the chapter has not run)."""
+    from .results import read_results
+
+    out: dict[str, Mapping[str, Any] | None] = {}
+    for chapter in chapters:
+        try:
+            out[chapter] = read_results(profile, chapter)
+        except (FileNotFoundError, ValueError):
+            out[chapter] = None
+    return out
 
 
-def _largest_pool(rows: pd.DataFrame, cap: int = 10_000) -> int:
-    sizes = rows["pool_size"].dropna().astype(int)
-    sizes = sizes[sizes <= cap]
-    return int(sizes.max())
+def _num(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
-def headline_table(profile: str) -> pd.DataFrame:
-    """One row per rung with the headline numbers of ``profile`` (raises if a chapter has not run)."""
-    mitigation = read_results(profile, "mitigation")
-    utility = pd.DataFrame(read_results(profile, "utility")["table"])
-    transfer = {r["rung"]: r for r in read_results(profile, "transfer")["rungs"]}
+def _records(value: Any) -> list[Mapping[str, Any]]:
+    return [r for r in value if isinstance(r, Mapping)] if isinstance(value, list) else []
+
+
+def _pick(rows: Iterable[Mapping[str, Any]], **match: Any) -> list[Mapping[str, Any]]:
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def _ci(row: Mapping[str, Any], lo: str = "ci_low", hi: str = "ci_high") -> tuple[float, float] | None:
+    a, b = _num(row.get(lo)), _num(row.get(hi))
+    return (a, b) if a is not None and b is not None else None
+
+
+def _strongest(rows: Sequence[Mapping[str, Any]]) -> Any:
+    rungs = [r.get("rung") for r in rows if isinstance(r.get("rung"), (int, float))]
+    return max(rungs) if rungs else None
+
+
+def _largest_pool(rows: Sequence[Mapping[str, Any]], cap: int = 10_000) -> Mapping[str, Any] | None:
+    """The row of the largest finite pool up to ``cap``; the full database when it is the only one beyond N = 100."""
+    sized = [r for r in rows if _num(r.get("pool_size")) is not None and _num(r["pool_size"]) <= cap]
+    if not sized:
+        return None
+    return max(sized, key=lambda r: (_num(r["pool_size"]), not bool(r.get("full_database"))))
+
+
+def audit_headline(audit: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Recall@1 of the strongest rung over random pools at N = 100 and the largest pool (see module doc)."""
+    rows = _records((audit or {}).get("rows"))
+    rung = _strongest(rows)
+    rows = _pick(rows, rung=rung, k=1, pool="random")
+    if not rows:
+        return None
+    points = []
+    n100 = [r for r in rows if _num(r.get("pool_size")) == 100 and not r.get("full_database")]
+    big = _largest_pool([r for r in rows if (_num(r.get("pool_size")) or 0) > 100])
+    for row in (n100[0] if n100 else None, big):
+        if row is None:
+            continue
+        points.append({"n": int(_num(row["pool_size"])), "recall": _num(row.get("recall")), "ci": _ci(row),
+                       "lift": _num(row.get("lift")), "lift_ci": _ci(row, "lift_ci_low", "lift_ci_high"),
+                       "chance": _num(row.get("chance")), "full_database": bool(row.get("full_database")),
+                       "n_queries": row.get("n_queries")})
+    return {"rung": rung, "model": rows[0].get("model"), "points": points}
+
+
+def hard_negative_headline(hard: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Recall@1 in pathology-matched pools of the strongest rung at the largest nominal N, with the effective pool."""
+    rows = _records((hard or {}).get("matched_pools"))
+    rung = _strongest(rows)
+    rows = _pick(rows, rung=rung, k=1, pool="matched")
+    row = _largest_pool(rows, cap=10**9)
+    if row is None:
+        return None
+    pool = _num(row.get("mean_pool_size"))
+    chance = _num(row.get("chance"))
+    recall = _num(row.get("recall"))
+    return {"rung": rung, "model": row.get("model"), "n": int(_num(row["pool_size"])), "recall": recall, "ci": _ci(row),
+            "effective_pool": pool, "effective_chance": chance,
+            "lift_effective": (recall / chance) if recall is not None and chance else None,
+            "n_queries": row.get("n_queries"), "n_excluded": row.get("n_excluded")}
+
+
+def dp_headline(mitigation: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The relative cut of Recall@1 (random pools, largest N) by the DP heads of the strongest rung."""
+    rungs = _records((mitigation or {}).get("rungs"))
+    if not rungs:
+        return None
+    rung = max(rungs, key=lambda r: r.get("rung", -1) if isinstance(r.get("rung"), (int, float)) else -1)
+    rows = _pick(_records(rung.get("reduction")), variant="dp", k=1, pool="random")
+    row = _largest_pool(rows, cap=10**9)
+    record = rung.get("dp_record") if isinstance(rung.get("dp_record"), Mapping) else {}
+    out: dict[str, Any] = {"rung": rung.get("rung"), "model": rung.get("model"),
+                           "epsilon": _num(record.get("epsilon")), "delta": _num(record.get("delta")),
+                           "target_epsilon": _num(record.get("target_epsilon"))}
+    if row is None:
+        return {**out, "reduction": None}
+    ci = _ci(row, "relative_reduction_ci_low", "relative_reduction_ci_high") or _ci(row)
+    baseline = row.get("baseline") or rung.get("baseline") or "the pretrained heads (no fine-tuning)"
+    return {**out, "n": int(_num(row["pool_size"])), "reduction": _num(row.get("relative_reduction")), "ci": ci,
+            "before": _num(row.get("recall_before")), "after": _num(row.get("recall_after")), "baseline": str(baseline)}
+
+
+def utility_headline(utility: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Linear-probe and zero-shot macro AUROC of the strongest rung, pretrained and DP heads."""
+    rows = _records((utility or {}).get("table"))
+    rung = _strongest(rows)
+    before, after = _pick(rows, rung=rung, variant="pretrained"), _pick(rows, rung=rung, variant="dp")
+    if not before and not after:
+        return None
+    get = lambda rows, key: _num(rows[0].get(key)) if rows else None  # noqa: E731
+    return {"rung": rung, "probe_before": get(before, "probe_macro_auroc"), "probe_after": get(after, "probe_macro_auroc"),
+            "zero_shot_before": get(before, "zero_shot_macro_auroc"), "zero_shot_after": get(after, "zero_shot_macro_auroc")}
+
+
+def transfer_headline(transfer: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """External-cohort Recall@1 (random pools, largest N) of the strongest rung, pretrained and DP heads."""
+    rungs = _records((transfer or {}).get("rungs"))
+    if not rungs:
+        return None
+    rung = max(rungs, key=lambda r: r.get("rung", -1) if isinstance(r.get("rung"), (int, float)) else -1)
+    rows = _records(rung.get("recall"))
+    before = _largest_pool(_pick(rows, variant="pretrained", pool="random", k=1), cap=10**9)
+    after = _largest_pool(_pick(rows, variant="dp", pool="random", k=1), cap=10**9)
+    if before is None and after is None:
+        return None
+    return {"rung": rung.get("rung"), "n": int(_num((before or after)["pool_size"])),
+            "before": _num((before or {}).get("recall")), "before_ci": _ci(before or {}),
+            "after": _num((after or {}).get("recall")), "after_ci": _ci(after or {})}
+
+
+def risk_headline(budget: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Worst-case bound and attack success at the strictest budget and without DP (chapter 9)."""
+    rows = _records((budget or {}).get("sweep"))
+    finite = [r for r in rows if _num(r.get("target_epsilon")) is not None]
+    if not finite:
+        return None
+    strict = min(finite, key=lambda r: _num(r["target_epsilon"]))
+    no_dp = next((r for r in rows if _num(r.get("target_epsilon")) is None), None)
+    return {"epsilon": _num(strict.get("target_epsilon")), "kappa": _num(strict.get("kappa")),
+            "worst_case": _num(strict.get("worst_case_risk")), "attack": _num(strict.get("realistic_risk")),
+            "attack_chance": _num(strict.get("realistic_chance")),
+            "attack_no_dp": _num((no_dp or {}).get("realistic_risk"))}
+
+
+def summary_payload(payloads: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+    """The summary's numbers from the chapters' payloads (keys of :data:`CHAPTERS`; missing ones allowed)."""
+    def safe(fn, key):  # a chapter whose results changed shape must not take the summary down
+        try:
+            return fn(payloads.get(key))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+    simulation = None
+    for p in payloads.values():
+        if isinstance(p, Mapping) and isinstance(p.get("provenance"), Mapping) and "simulation" in p["provenance"]:
+            simulation = bool(p["provenance"]["simulation"])
+            break
+    return {"simulation": simulation,
+            "audit": safe(audit_headline, "audit"), "hard_negatives": safe(hard_negative_headline, "hard_negatives"),
+            "dp": safe(dp_headline, "mitigation"), "utility": safe(utility_headline, "utility"),
+            "transfer": safe(transfer_headline, "transfer"), "risk": safe(risk_headline, "privacy_budget")}
+
+
+def _f(v: float | None, digits: int = 3) -> str:
+    from .tables import fmt_sig
+
+    return NA if v is None else fmt_sig(v, digits)
+
+
+def _ci_text(ci: tuple[float, float] | None, fmt=_f) -> str:
+    return "no CI in the results" if ci is None else f"95% CI {fmt(ci[0])} to {fmt(ci[1])}"
+
+
+def _pct(v: float | None) -> str:
+    return NA if v is None else f"{100 * v:.1f}%"
+
+
+def _spct(v: float | None) -> str:
+    return NA if v is None else f"{100 * v:+.1f}%"
+
+
+def _pool(point: Mapping[str, Any]) -> str:
+    return f"the full held-out database (N = {point['n']:,})" if point.get("full_database") else f"N = {point['n']:,}"
+
+
+def summary_findings(payload: Mapping[str, Any]) -> list[str]:
+    """The summary's sentences (Markdown), each generated from :func:`summary_payload`'s numbers."""
+    sim = "this simulation" if payload.get("simulation") is not False else "this run"
     out = []
-    for rung in mitigation["rungs"]:
-        rows = pd.DataFrame(rung["recall"])
-        rows["pool_size"] = pd.to_numeric(rows["pool_size"], errors="coerce")
-        n_big = _largest_pool(rows)
-        row: dict[str, Any] = {"rung": rung["rung"], "model": rung["model"]}
-        for n, label in ((100, "N = 100"), (n_big, f"N = {n_big:,}" if n_big != 10_000 else "N = 10,000")):
-            hit = _recall(rows, "pretrained", "random", n)
-            row[f"R@1, {label}"] = None if hit is None else hit["recall"]
-            row[f"lift, {label}"] = None if hit is None else hit["lift"]
-        big = f"N = {n_big:,}"
-        hard = _recall(rows, "pretrained", "matched", n_big)
-        row[f"R@1 matched pools, {big}"] = None if hard is None else hard["recall"]
-        dp = _recall(rows, "dp", "random", n_big)
-        before = row.get(f"R@1, {big}", row.get("R@1, N = 10,000"))
-        row[f"R@1 after DP, {big}"] = None if dp is None else dp["recall"]
-        row["DP reduction of R@1"] = (None if dp is None or not before else 1.0 - dp["recall"] / before)
-        for variant, tag in (("pretrained", "before"), ("dp", "after DP")):
-            u = utility[(utility["rung"] == rung["rung"]) & (utility["variant"] == variant)]
-            row[f"probe AUROC {tag}"] = u["probe_macro_auroc"].iloc[0] if len(u) else None
-            row[f"zero-shot AUROC {tag}"] = u["zero_shot_macro_auroc"].iloc[0] if len(u) else None
-        ext = transfer.get(rung["rung"])
-        if ext is not None:
-            erows = pd.DataFrame(ext["recall"])
-            erows["pool_size"] = pd.to_numeric(erows["pool_size"], errors="coerce")
-            n_ext = _largest_pool(erows)
-            e_before, e_after = _recall(erows, "pretrained", "random", n_ext), _recall(erows, "dp", "random", n_ext)
-            row["external R@1 before"] = None if e_before is None else e_before["recall"]
-            row["external R@1 after DP"] = None if e_after is None else e_after["recall"]
-            row["external pool N"] = n_ext
-        out.append(row)
-    return pd.DataFrame(out)
+    audit = payload.get("audit")
+    if not audit or not audit.get("points"):
+        out.append(f"**Re-linkage.** {NA}: the audit (chapter 4) has not run on this profile.")
+    else:
+        parts = []
+        for p in audit["points"]:
+            lift = f"{_f(p['lift'])}x chance" + (f" ({_ci_text(p['lift_ci'])})" if p.get("lift_ci") else "")
+            parts.append(f"Recall@1 = {_f(p['recall'])} ({_ci_text(p['ci'])}) at {_pool(p)}, {lift}")
+        has_10k = any(p["n"] == 10_000 and not p["full_database"] for p in audit["points"])
+        tail = "" if has_10k else " N = 10,000 is not available: the held-out split of this profile is smaller."
+        out.append(f"**Re-linkage.** On {sim} the most specialised rung (`{audit['model']}`) re-links at "
+                   + "; ".join(parts) + f". The paper reports {PAPER.r1_lift_n100:g}x at N = 100 and "
+                   f"{PAPER.r1_lift_n10000:g}x at N = 10,000 ({PAPER_CITATION}).{tail}")
+    hard = payload.get("hard_negatives")
+    if not hard or hard.get("recall") is None:
+        out.append(f"**Hard negatives.** {NA}: chapter 5 has not run on this profile.")
+    else:
+        verdict = ("above" if hard["ci"] and hard["ci"][0] > (hard["effective_chance"] or 0)
+                   else "not distinguishable from" if hard["ci"] else "compared with")
+        out.append(f"**Hard negatives.** With pathology-matched distractors at nominal N = {hard['n']:,}, a query "
+                   f"gets on average an effective pool of {_f(hard['effective_pool'])} candidates (effective chance "
+                   f"{_f(hard['effective_chance'])}), not N: Recall@1 = {_f(hard['recall'])} ({_ci_text(hard['ci'])}) is "
+                   f"{verdict} that effective chance ({_f(hard['lift_effective'])}x).")
+    dp = payload.get("dp")
+    if not dp or dp.get("reduction") is None:
+        out.append(f"**DP heads.** {NA}: chapter 6 has not run, or its results carry no Recall@1 reduction.")
+    else:
+        eps = _f(dp["epsilon"]) if dp.get("epsilon") is not None else NA
+        direction = "cut" if dp["reduction"] > 0 else "did not cut" if dp["reduction"] == 0 else "raised"
+        ci = _ci_text(dp["ci"], _spct)
+        out.append(f"**DP heads.** At eps = {eps} the DP heads {direction} Recall@1 at N = {dp['n']:,}: "
+                   f"{_f(dp['before'])} -> {_f(dp['after'])}, a relative cut of {_spct(dp['reduction'])} ({ci}) "
+                   f"against {dp['baseline']}. The paper reports a {_pct(PAPER.dp_r1_reduction_n10000)} cut at "
+                   f"N = 10,000." + ("" if dp.get("ci") else " Without an interval, a relative change of so small a "
+                                       "recall is not evidence either way."))
+    util = payload.get("utility")
+    if not util or util.get("probe_before") is None:
+        out.append(f"**Utility.** {NA}: chapter 7 has not run on this profile.")
+    else:
+        out.append(f"**Utility.** Linear-probe macro AUROC {_f(util['probe_before'])} with the pretrained heads and "
+                   f"{_f(util['probe_after'])} with the DP heads; zero-shot (cross-modal) {_f(util['zero_shot_before'])} "
+                   f"-> {_f(util['zero_shot_after'])}. The paper reports {_pct(PAPER.probe_macro_auroc_before)} -> "
+                   f"{_pct(PAPER.probe_macro_auroc_after)} (probe).")
+    tr = payload.get("transfer")
+    if not tr or (tr.get("before") is None and tr.get("after") is None):
+        out.append(f"**Transfer.** {NA}: chapter 8 has not run on this profile.")
+    else:
+        out.append(f"**Transfer.** On the external cohort (N = {tr['n']:,}) Recall@1 is {_f(tr['before'])} "
+                   f"({_ci_text(tr['before_ci'])}) with the pretrained heads and {_f(tr['after'])} "
+                   f"({_ci_text(tr['after_ci'])}) with the DP heads applied unchanged.")
+    risk = payload.get("risk")
+    if not risk or risk.get("worst_case") is None:
+        out.append(f"**Reconstruction risk.** {NA}: chapter 9 has not run on this profile.")
+    else:
+        out.append(f"**Reconstruction risk.** At eps = {_f(risk['epsilon'])} the worst-case (ReRo) bound is "
+                   f"{_f(risk['worst_case'])} against a prior kappa of {_f(risk['kappa'])}; the gradient-access attack "
+                   f"(which sees one pair's isolated noisy update, stronger than the re-linker) re-identifies "
+                   f"{_f(risk['attack'])} of its targets (chance {_f(risk['attack_chance'])}; without DP "
+                   f"{_f(risk['attack_no_dp'])}).")
+    return out
 
 
-def dp_record(profile: str, rung: int | None = None) -> Mapping[str, Any]:
-    """The DP accounting record of the mitigation (the most specialised rung by default)."""
-    rungs = read_results(profile, "mitigation")["rungs"]
-    chosen = rungs[-1] if rung is None else next(r for r in rungs if r["rung"] == rung)
-    return chosen["dp_record"]
+def summary_table(payload: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per headline number: this run's value and CI beside the paper's figure (``None`` = not available)."""
+    rows: list[dict[str, Any]] = []
+    audit = payload.get("audit") or {}
+    for p in audit.get("points", []):
+        paper = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}.get(p["n"]) if not p["full_database"] else None
+        rows.append({"finding": f"R@1 lift over chance, {_pool(p)}", "this run": p["lift"],
+                     "CI low": (p["lift_ci"] or (None, None))[0], "CI high": (p["lift_ci"] or (None, None))[1],
+                     "the paper": paper})
+    hard = payload.get("hard_negatives") or {}
+    if hard:
+        rows.append({"finding": f"R@1 / effective chance, matched pools (effective pool {_f(hard.get('effective_pool'))})",
+                     "this run": hard.get("lift_effective"), "CI low": None, "CI high": None, "the paper": None})
+    dp = payload.get("dp") or {}
+    if dp.get("reduction") is not None:
+        rows.append({"finding": f"relative cut of R@1 by DP, N = {dp['n']:,}", "this run": dp["reduction"],
+                     "CI low": (dp["ci"] or (None, None))[0], "CI high": (dp["ci"] or (None, None))[1],
+                     "the paper": PAPER.dp_r1_reduction_n10000})
+    util = payload.get("utility") or {}
+    for key, name, paper in (("probe_before", "linear-probe macro AUROC, pretrained", PAPER.probe_macro_auroc_before),
+                             ("probe_after", "linear-probe macro AUROC, DP heads", PAPER.probe_macro_auroc_after)):
+        if util.get(key) is not None:
+            rows.append({"finding": name, "this run": util[key], "CI low": None, "CI high": None, "the paper": paper})
+    return pd.DataFrame(rows, columns=["finding", "this run", "CI low", "CI high", "the paper"])
+
+
+def paper_table() -> pd.DataFrame:
+    """The paper's quoted figures (:data:`relink_lib.paper.PAPER`), one row each."""
+    return pd.DataFrame(PAPER.as_rows())
+
+
+#: Knobs of the simulation that were set against a target, with the target (the calibration box).
+CALIBRATED_KNOBS: tuple[tuple[str, str, str], ...] = (
+    ("cohort.report_detail", "how much instance detail a synthetic report keeps",
+     "tuned, with the ladder's steps, so that the default profile's top rung re-links near the paper's "
+     f"{PAPER.r1_lift_n100:g}x (N = 100) and {PAPER.r1_lift_n10000:g}x (N = 10,000) chance"),
+    ("ladder.epochs_scale", "training steps of the embedded model ladder (x each rung's epochs)",
+     "the same target: the top rung near the paper's lifts, and Recall@1 rising with the rung"),
+    ("cohort.n_pairs, cohort.split_fractions", "cohort and split sizes",
+     "a held-out split larger than 10,000 pairs on the default profile, so the audit reaches N = 10,000 as the paper's does"),
+    ("dp.target_epsilon, dp.delta", "the DP budget", f"copied from the paper's protocol (eps = {PAPER.dp_epsilon:g}, delta = {PAPER.dp_delta:g})"),
+)
+
+
+def _get(params: Mapping[str, Any], dotted: str) -> str:
+    values = []
+    for name in dotted.split(", "):
+        node: Any = params
+        for part in name.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        values.append(NA if node is None else (", ".join(f"{v:g}" for v in node) if isinstance(node, (list, tuple)) and
+                                              all(isinstance(v, (int, float)) for v in node) else f"{node:,}" if isinstance(node, int) else str(node)))
+    return "; ".join(values)
+
+
+def calibration_box(params: Mapping[str, Any]) -> str:
+    """The "what was calibrated" box (a MyST admonition, Markdown) for the profile ``params``."""
+    lines = [":::{admonition} What was calibrated, and what is a prediction", ":class: important", "",
+             f"On profile `{params.get('profile', NA)}` these knobs of the simulation were **set against a target**; "
+             "a number that lands near the paper's because of them is a calibration, not a replication:", ""]
+    for knob, what, target in CALIBRATED_KNOBS:
+        lines.append(f"- `{knob}` = {_get(params, knob)} ({what}): {target}.")
+    lines += ["", "Everything else is a **prediction of the simulation**, not tuned to any target: the ordering of the "
+              "rungs at other pool sizes, hard-negative recall, the DP cut and what it costs in utility, transfer to "
+              "the external cohort, and the reconstruction risks.", ":::"]
+    return "\n".join(lines)
+
+
+def lift_points(audit: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Recall@1 lift with its CI per rung at N = 100 and the largest pool up to 10,000 (random pools).
+
+    Columns ``rung, model, n, full_database, lift, lift_ci_low, lift_ci_high``; empty when the
+    audit has not run.
+    """
+    rows = _records((audit or {}).get("rows"))
+    out = []
+    for rung in sorted({r.get("rung") for r in rows if isinstance(r.get("rung"), (int, float))}):
+        mine = _pick(rows, rung=rung, k=1, pool="random")
+        n100 = [r for r in mine if _num(r.get("pool_size")) == 100 and not r.get("full_database")]
+        big = _largest_pool([r for r in mine if (_num(r.get("pool_size")) or 0) > 100])
+        for row in (n100[0] if n100 else None, big):
+            if row is not None:
+                ci = _ci(row, "lift_ci_low", "lift_ci_high") or (None, None)
+                out.append({"rung": rung, "model": row.get("model"), "n": int(_num(row["pool_size"])),
+                            "full_database": bool(row.get("full_database")), "lift": _num(row.get("lift")),
+                            "lift_ci_low": ci[0], "lift_ci_high": ci[1]})
+    return pd.DataFrame(out, columns=["rung", "model", "n", "full_database", "lift", "lift_ci_low", "lift_ci_high"])

@@ -1,0 +1,129 @@
+"""The summary page's generated findings, on small synthetic payloads (no chapter needs to run)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from relink_lib.paper import PAPER
+from relink_lib.profiles import get_profile
+from relink_lib.summary import (CALIBRATED_KNOBS, NA, calibration_box, load_payloads, summary_findings, summary_payload,
+                                summary_table)
+
+
+def _audit_rows(rung, model, n_big, full=False):
+    rows = []
+    for n, recall, lift in ((10, 0.4, 4.0), (100, 0.15, 15.0), (n_big, 50.0 / n_big, 50.0)):
+        rows.append({"rung": rung, "model": model, "pool": "random", "k": 1, "pool_size": n, "recall": recall,
+                     "lift": lift, "chance": 1 / n, "ci_low": recall * 0.8, "ci_high": recall * 1.2,
+                     "lift_ci_low": lift * 0.8, "lift_ci_high": lift * 1.2, "full_database": full and n == n_big})
+    return rows
+
+
+def payloads(n_big=10_000, full=False):
+    return {
+        "audit": {"rows": _audit_rows(0, "captions", n_big, full) + _audit_rows(2, "full-reports", n_big, full),
+                  "provenance": {"simulation": True}},
+        "hard_negatives": {"matched_pools": [
+            {"rung": 2, "model": "full-reports", "pool": "matched", "k": 1, "pool_size": 10_000, "recall": 0.127,
+             "chance": 0.057, "mean_pool_size": 17.5, "ci_low": 0.10, "ci_high": 0.15, "n_queries": 900},
+            {"rung": 2, "model": "full-reports", "pool": "matched", "k": 1, "pool_size": 100, "recall": 0.2,
+             "chance": 0.06, "mean_pool_size": 16.0, "ci_low": 0.1, "ci_high": 0.3}]},
+        "mitigation": {"rungs": [{"rung": 2, "model": "full-reports",
+                                  "dp_record": {"epsilon": 0.339, "delta": 6e-6, "target_epsilon": 0.34},
+                                  "reduction": [{"variant": "dp", "k": 1, "pool": "random", "pool_size": 10_000,
+                                                 "recall_before": 0.0057, "recall_after": 0.0049,
+                                                 "relative_reduction": 0.139, "relative_reduction_ci_low": -0.2,
+                                                 "relative_reduction_ci_high": 0.4, "baseline": "non-private fine-tuning"}]}]},
+        "utility": {"table": [{"rung": 2, "variant": "pretrained", "probe_macro_auroc": 0.812, "zero_shot_macro_auroc": 0.7},
+                              {"rung": 2, "variant": "dp", "probe_macro_auroc": 0.81, "zero_shot_macro_auroc": 0.69}]},
+        "transfer": {"rungs": [{"rung": 2, "recall": [
+            {"variant": "pretrained", "pool": "random", "k": 1, "pool_size": 600, "recall": 0.01, "ci_low": 0.005, "ci_high": 0.02},
+            {"variant": "dp", "pool": "random", "k": 1, "pool_size": 600, "recall": 0.01}]}]},
+        "privacy_budget": {"sweep": [
+            {"target_epsilon": 0.34, "kappa": 1e-4, "worst_case_risk": 1.02e-4, "realistic_risk": 0.01, "realistic_chance": 0.01},
+            {"target_epsilon": 1e6, "kappa": 1e-4, "worst_case_risk": 0.99, "realistic_risk": 0.9, "realistic_chance": 0.01},
+            {"target_epsilon": None, "kappa": 1e-4, "worst_case_risk": 1.0, "realistic_risk": 0.97, "realistic_chance": 0.01}]},
+    }
+
+
+def test_findings_state_the_numbers_with_their_intervals_beside_the_paper():
+    payload = summary_payload(payloads())
+    assert payload["audit"]["model"] == "full-reports"  # the strongest rung, not the first
+    assert [p["n"] for p in payload["audit"]["points"]] == [100, 10_000]
+    text = "\n".join(summary_findings(payload))
+    assert "Recall@1 = 0.150 (95% CI 0.120 to 0.180) at N = 100, 15.0x chance" in text
+    assert "at N = 10,000, 50.0x chance (95% CI 40.0 to 60.0)" in text
+    assert f"{PAPER.r1_lift_n100:g}x at N = 100 and {PAPER.r1_lift_n10000:g}x at N = 10,000" in text
+    assert "not available" not in text and "this simulation" in text
+
+
+def test_hard_negatives_use_the_effective_pool_and_chance_not_one_over_n():
+    hard = summary_payload(payloads())["hard_negatives"]
+    assert hard["n"] == 10_000 and hard["effective_pool"] == 17.5 and hard["effective_chance"] == 0.057
+    assert hard["lift_effective"] == pytest.approx(0.127 / 0.057)
+    text = summary_findings(summary_payload(payloads()))[1]
+    assert "effective pool of 17.5 candidates (effective chance 0.0570)" in text
+    assert "is above that effective chance (2.23x)" in text
+    assert "1e-04" not in text and "0.0001" not in text  # never against 1/N
+    weak = payloads()
+    weak["hard_negatives"]["matched_pools"][0].update(ci_low=0.03)
+    assert "not distinguishable from that effective chance" in summary_findings(summary_payload(weak))[1]
+
+
+def test_dp_cut_names_its_baseline_and_its_interval_and_the_direction_follows_the_sign():
+    text = summary_findings(summary_payload(payloads()))[2]
+    assert "cut Recall@1 at N = 10,000: 0.00570 -> 0.00490, a relative cut of +13.9% (95% CI -20.0% to +40.0%)" in text
+    assert "against non-private fine-tuning" in text and "61.8% cut" in text
+    up = payloads()
+    row = up["mitigation"]["rungs"][0]["reduction"][0]
+    row.update(relative_reduction=-0.5, baseline=None)
+    del row["relative_reduction_ci_low"]
+    text = summary_findings(summary_payload(up))[2]
+    assert "DP heads raised Recall@1" in text and "a relative cut of -50.0%" in text and "no CI in the results" in text
+    assert "against the pretrained heads" in text and "not evidence either way" in text
+
+
+def test_missing_chapters_and_changed_shapes_say_not_available():
+    findings = summary_findings(summary_payload({}))
+    assert len(findings) == 6 and all(NA in f for f in findings)
+    odd = {"audit": {"rows": "not a list"}, "mitigation": {"rungs": [{"rung": 2, "reduction": [{"variant": "dp"}]}]},
+           "utility": {"table": [{"rung": "x"}]}, "privacy_budget": {"sweep": [{"target_epsilon": "n/a"}]}}
+    findings = summary_findings(summary_payload(odd))
+    assert all(NA in f for f in findings)
+    assert list(summary_table(summary_payload({})).columns) == ["finding", "this run", "CI low", "CI high", "the paper"]
+
+
+def test_small_profile_says_n_10000_is_not_available_and_names_the_full_database():
+    payload = summary_payload(payloads(n_big=220, full=True))
+    text = summary_findings(payload)[0]
+    assert "the full held-out database (N = 220)" in text and "N = 10,000 is not available" in text
+    table = summary_table(payload)
+    assert table["the paper"].isna().iloc[1]  # no paper figure beside a pool the paper did not use
+    assert table["the paper"].iloc[0] == PAPER.r1_lift_n100
+
+
+def test_summary_table_rows_match_the_findings():
+    table = summary_table(summary_payload(payloads()))
+    lifts = table[table["finding"].str.startswith("R@1 lift")]
+    assert lifts["this run"].tolist() == [15.0, 50.0] and lifts["the paper"].tolist() == [15.0, 50.0]
+    cut = table[table["finding"].str.contains("cut")].iloc[0]
+    assert (cut["this run"], cut["CI low"], cut["CI high"], cut["the paper"]) == (0.139, -0.2, 0.4, 0.618)
+
+
+def test_calibration_box_reads_the_profile():
+    box = calibration_box(get_profile("default"))
+    assert box.startswith(":::{admonition} What was calibrated") and box.rstrip().endswith(":::")
+    assert "`cohort.report_detail` = 1.0" in box and "`ladder.epochs_scale` = 1.0" in box
+    assert "20,000; 0.4, 0.05, 0.55" in box and "eps = 0.34" in box
+    assert "prediction of the simulation" in box
+    assert len([line for line in box.splitlines() if line.startswith("- `")]) == len(CALIBRATED_KNOBS)
+    assert "`ladder.epochs_scale` = 1.25" in calibration_box(get_profile("ci"))
+
+
+def test_load_payloads_reads_the_results_dir_and_marks_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("RELINK_RESULTS", str(tmp_path))
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "audit.json").write_text(json.dumps({"rows": []}))
+    loaded = load_payloads("ci", ("audit", "utility"))
+    assert loaded == {"audit": {"rows": []}, "utility": None}
