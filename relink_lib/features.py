@@ -12,6 +12,9 @@ run resumes at the first missing chunk. Shard ``k`` of ``n`` extracts chunks ``k
 because chunk boundaries and batches do not depend on the sharding, :func:`merge_shards`
 gives arrays identical to a single run. Heads are applied afterwards (:func:`embed_features`),
 so the DP chapter can put other heads on the same cached features.
+
+From the command line, ``python -m relink_lib features`` (:mod:`relink_lib.pipeline.shards`)
+runs one shard of every requested rung and split, merges them and prints their status.
 """
 from __future__ import annotations
 
@@ -21,13 +24,14 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import cache
+from .numerics import cache_token
 from .profiles import cache_dir
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "all")
@@ -105,7 +109,8 @@ def feature_key(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -
                          f"{getattr(cohort, 'name', '')!r}")
     rows = split_rows(cohort, split)
     return {"step": "features", "cohort": cohort_fingerprint(cohort), "split": split, "rows": cache.content_hash(rows),
-            "model": model_hash(rung.path), "kind": rung.kind, "settings": settings, "code": _code_version()}
+            "model": model_hash(rung.path), "kind": rung.kind, "settings": settings, "code": _code_version(),
+            "numerics": cache_token()}
 
 
 def feature_dir(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> Path:
@@ -132,19 +137,31 @@ def _load(path: Path) -> Features:
 
 
 # ------------------------------------------------------------------------------ extraction
+def shard_chunks(n_chunks: int, shard: tuple[int, int] | None = None) -> list[int]:
+    """The chunk indices shard ``(k, n)`` owns: ``k, k + n, k + 2n, ... < n_chunks`` (``None``: all)."""
+    k, n_shards = (0, 1) if shard is None else (int(shard[0]), int(shard[1]))
+    if n_shards < 1 or not 0 <= k < n_shards:
+        raise ValueError(f"shard={shard!r}: expected (k, n) with n >= 1 and 0 <= k < n")
+    return list(range(k, n_chunks, n_shards))
+
+
+ChunkCallback = Callable[[int, int, float], None]
+"""``on_chunk(chunk_index, n_rows_in_chunk, seconds)``: called after each chunk is written."""
+
+
 def extract_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: str, shard: tuple[int, int] | None = None,
-                     *, encoder: Any = None, progress: bool = True) -> Path:
+                     *, encoder: Any = None, progress: bool = True, on_chunk: ChunkCallback | None = None) -> Path:
     """Extract the missing chunks of shard ``(k, n)`` (default: all chunks) and return the parts directory.
 
     Returns the final directory instead when the features are already cached. ``encoder``:
     an already loaded :class:`~relink_lib.models.base.DualEncoder` of ``rung`` (loaded on demand).
+    ``on_chunk``: called after every chunk written (for line-by-line progress in job logs).
     Report text is read from ``params["features"]["text_column"]`` (default ``text``) and never logged.
+    Safe to run concurrently with other shards on one cache: each chunk is its own file, written
+    atomically, and chunk boundaries do not depend on the sharding.
     """
-    from tqdm.auto import tqdm
-
     k, n_shards = (0, 1) if shard is None else (int(shard[0]), int(shard[1]))
-    if n_shards < 1 or not 0 <= k < n_shards:
-        raise ValueError(f"shard={shard!r}: expected (k, n) with n >= 1 and 0 <= k < n")
+    shard_chunks(0, (k, n_shards))  # validates the shard
     key = feature_key(params, cohort, rung, split)
     final = cache_dir(params["profile"]) / "features" / cache.content_hash(key)
     if cache.is_complete(final):
@@ -155,7 +172,7 @@ def extract_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: s
     parts.mkdir(parents=True, exist_ok=True)
     cache.atomic_write_bytes(parts / "key.json", json.dumps(cache._canonical(key), indent=1).encode())
     chunk = settings["chunk_size"]
-    todo = [i for i in range(k, _n_chunks(len(rows), chunk), n_shards) if not _chunk_file(parts, i).exists()]
+    todo = [i for i in shard_chunks(_n_chunks(len(rows), chunk), (k, n_shards)) if not _chunk_file(parts, i).exists()]
     if not todo:
         return parts
     if encoder is None:
@@ -163,18 +180,20 @@ def extract_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: s
     from .models.base import torch_threads
 
     with torch_threads(params.get("features", {}).get("threads")):
-        _extract_chunks(cohort, rung, split, rows, todo, chunk, settings, encoder, parts, (k, n_shards), progress)
+        _extract_chunks(cohort, rung, split, rows, todo, chunk, settings, encoder, parts, (k, n_shards), progress, on_chunk)
     return parts
 
 
 def _extract_chunks(cohort: Any, rung: Any, split: str, rows: np.ndarray, todo: list[int], chunk: int,
-                    settings: Mapping[str, Any], encoder: Any, parts: Path, shard: tuple[int, int], progress: bool) -> None:
+                    settings: Mapping[str, Any], encoder: Any, parts: Path, shard: tuple[int, int], progress: bool,
+                    on_chunk: ChunkCallback | None = None) -> None:
     from tqdm.auto import tqdm
 
     k, n_shards = shard
     texts_all = cohort.pairs[settings["text_column"]]
     for i in tqdm(todo, desc=f"features {rung.name}/{split}" + (f" shard {k}/{n_shards}" if n_shards > 1 else ""),
                   disable=not progress, leave=False):
+        start = time.perf_counter()
         sel = rows[i * chunk:(i + 1) * chunk]
         image = encoder.image_features(cohort.load_images(sel), batch_size=settings["batch_size"]).numpy().astype(np.float32)
         text = encoder.text_features([str(t) for t in texts_all.iloc[sel].tolist()],

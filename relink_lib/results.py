@@ -13,6 +13,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from .cache import atomic_write_bytes
+from .numerics import mode_of
+from .numerics import record as numerics_record
 from .profiles import project_root, results_dir
 
 _PACKAGES = ("relink", "torch", "numpy", "scipy", "pandas", "scikit-learn", "transformers", "opacus", "dp-accounting")
@@ -51,6 +53,7 @@ def provenance(params: Mapping[str, Any], *, cohort: str, model: str | list[str]
         "packages": package_versions(),
         "git_commit": git_commit(),
         "wall_time_s": round(float(wall_time_s), 3),
+        "numerics": {"requested": mode_of(params).name, **numerics_record()},
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

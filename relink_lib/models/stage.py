@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import cache
+from ..numerics import cache_token
 from ..profiles import cache_dir
 
 
@@ -129,7 +130,7 @@ def get_ladder(params: Mapping[str, Any], *, progress: bool = True, cohort: Any 
     val_pairs = cohort.pairs.iloc[val_rows[:2048]]
     for index, spec in enumerate(specs):
         key = {"step": "ladder-rung", "cohort": fp, "spec": asdict(spec), "seed": seed + index, "image_size": image_size,
-               "epochs_scale": scale, "code": code}
+               "epochs_scale": scale, "code": code, "numerics": cache_token()}
 
         def build(tmp: Path, spec=spec, index=index) -> None:
             train_pix, val_pix = pixels()

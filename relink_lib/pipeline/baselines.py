@@ -13,6 +13,8 @@ from typing import Sequence
 
 import nbformat
 
+from ..numerics import kernel_env, mode_of
+from ..profiles import get_profile
 from .execute import execute_book
 from .execute import execution_order as _order
 from .toc import chapter_notebooks
@@ -71,7 +73,8 @@ def run_nbval(root: Path, extra_args: Sequence[str] = ()) -> int:
         return 2
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-sanitize-with", str(out_dir / "sanitize.cfg"),
            "--nbval-cell-timeout", "1200", "-p", "no:cacheprovider", *map(str, files), *extra_args]
-    return subprocess.run(cmd, cwd=root).returncode
+    env = kernel_env(mode_of(get_profile(BASELINE_PROFILE)))  # the baselines' numerical mode, whatever the shell says
+    return subprocess.run(cmd, cwd=root, env=env).returncode
 
 
 def tagged_cells(path: Path) -> int:

@@ -8,18 +8,20 @@ library's cached steps).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import jupytext
 import nbformat
 
 from .. import cache
-from ..profiles import PROFILE_NAMES, project_root
+from ..numerics import kernel_env, mode_of
+from ..profiles import PROFILE_NAMES, get_profile, project_root
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent
 SUMMARY_STEM = "00_summary"  # executed last: it reads every chapter's results
@@ -92,16 +94,32 @@ def execute_notebook(source: Path, profile: str, *, out_dir: Path | None = None,
     nbformat.write(to_ipynb(source), src_nb)
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(src_nb), str(tmp_out), parameters=parameters, kernel_name="python3",
-            cwd=str(source.parent), progress_bar=progress, log_output=False,
-        )
+        with kernel_environment(profile, overrides):
+            papermill.execute_notebook(
+                str(src_nb), str(tmp_out), parameters=parameters, kernel_name="python3",
+                cwd=str(source.parent), progress_bar=progress, log_output=False,
+            )
     finally:
         src_nb.unlink(missing_ok=True)
     wall = time.perf_counter() - start
     os.replace(tmp_out, output)
     hash_file.write_text(digest + "\n")
     return NotebookRun(source.stem, "executed", wall, output)
+
+
+@contextlib.contextmanager
+def kernel_environment(profile: str, overrides: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """Within the block, ``os.environ`` is the environment of the profile's numerical mode
+    (:func:`relink_lib.numerics.kernel_env`), so a kernel started there inherits it; restored after."""
+    env = kernel_env(mode_of(get_profile(profile, overrides)))
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def execution_order(notebooks: Sequence[Path]) -> list[Path]:
