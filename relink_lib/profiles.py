@@ -21,6 +21,9 @@ PROFILE_NAMES: tuple[str, ...] = ("smoke", "ci", "default", "paper")
 
 _BASE: dict[str, Any] = {
     "seed": 0,
+    # how CPU arithmetic is dispatched (relink_lib.numerics): "portable" = bit-identical on any x86-64 CPU
+    # (the baselined profiles), "native" = the machine's fastest kernels
+    "numerics": {"mode": "native"},
     "cohort": {  # section owned by relink_lib.cohorts (docs/cohorts.md)
         "source": "synthetic",  # "synthetic" or "real"
         "n_pairs": 20000,
@@ -78,6 +81,7 @@ _BASE: dict[str, Any] = {
 
 _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     "smoke": {
+        "numerics": {"mode": "portable"},
         "cohort": {"n_pairs": 300, "n_pairs_external": 120, "image_size": 32},
         "ladder": {"image_size": 32, "epochs_scale": 0.05},
         "features": {"batch_size": 64},
@@ -86,6 +90,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "budget": {"epsilons": (0.34, 8.0, 1e6, 1e15, None), "attack_candidates": 10, "attack_targets": 20},
     },
     "ci": {
+        "numerics": {"mode": "portable"},
         "cohort": {"n_pairs": 2000, "n_pairs_external": 600, "image_size": 64},
         "ladder": {"image_size": 64, "epochs_scale": 1.25},
         "features": {"batch_size": 128},
