@@ -69,6 +69,22 @@ def test_audit_rung_records_dropped_pool_sizes_and_validates():
         audit_stage.audit_rung(img, rep, _fake_pairs(30).drop(columns="patient_id"), SETTINGS)
 
 
+def test_train_sample_audit_and_gap_agree_with_the_tables():
+    img, rep = _emb(60, seed=1)
+    t_img, t_rep = _emb(60, seed=2)
+    t_img = t_rep * 3.0 + 0.2 * t_img  # "seen" pairs: images close to their reports
+    ra = audit_stage.audit_rung(img, rep, _fake_pairs(60), SETTINGS, train=(t_img, t_rep, _fake_pairs(60, seed=4)))
+    assert set(ra.train_table.pool) == {"random", "matched"}
+    train = ra.train_table[ra.train_table.pool == "random"].set_index(["pool_size", "k"])
+    test = ra.table[ra.table.pool == "random"].set_index(["pool_size", "k"])
+    for g in ra.gap.itertuples():
+        assert g.recall_train == pytest.approx(train.loc[(g.pool_size, g.k), "recall"], abs=1e-12)
+        assert g.recall_test == pytest.approx(test.loc[(g.pool_size, g.k), "recall"], abs=1e-12)
+        assert g.gap == pytest.approx(g.recall_train - g.recall_test) and g.gap_ci_low <= g.gap <= g.gap_ci_high
+    assert (ra.gap.gap[ra.gap.k == 1] > 0).all()
+    assert len(ra.counts["train_better"]) == 60 and len(ra.counts["test_tied"]) == 60
+
+
 def test_rank_histogram_counts_every_rank():
     ranks = np.array([1, 1, 2, 3, 7, 50, 50, 999])
     h = audit_stage.rank_histogram(ranks)
@@ -97,6 +113,9 @@ def fake_upstream(monkeypatch):
     m = 80
     pairs = _fake_pairs(m, seed=3)
     pairs["split"] = np.where(np.arange(m) < 60, "test", "train")
+    pairs["view"] = np.where(np.arange(m) % 3 == 0, "AP", "PA")
+    words = ["Left pleural effusion.", "ET tube 4 cm above the carina.", "Compared to the prior study, stable.", "Clear."]
+    pairs["text"] = [" ".join(words[: 1 + (i * 7) % 4]) for i in range(m)]
     cohort = _Cohort(pairs)
     rungs = [_Rung(0, "captions"), _Rung(1, "full-reports")]
     calls = {"audit": 0}
@@ -135,6 +154,13 @@ def test_audit_ladder_writes_results_and_caches(fake_upstream):
             "lift", "n_queries"} <= set(table.columns)
     body = json.loads((results_dir("smoke") / "audit.json").read_text())
     assert len(body["rows"]) == len(table) and body["provenance"]["cohort"] == "fake-internal"
+    assert set(table.split) == {"train", "test"} and {r["split"] for r in body["rows"]} == {"train", "test"}
+    assert {"recall", "recall_ties_against", "recall_ties_for"} <= set(body["rows"][0])
+    train = table[table.split == "train"]
+    assert set(train.pool) == {"random", "matched"} and (train.n_queries[train.pool == "random"] == 20).all()
+    assert {g["model"] for g in body["gap"]} == {"captions", "full-reports"}
+    assert {e["feature"] for e in body["risk_factors"]} >= {"device", "laterality", "measurement", "view_ap"}
+    assert body["risk_pool_size"] is None  # 60 held-out pairs: N = 100 does not fit, the full database is used
     assert body["dropped_pool_sizes"] == [100]  # 60 held-out pairs
     assert sum(body["rank_histograms"]["captions"]["counts"]) == 60
     again = audit_stage.audit_ladder(params)

@@ -2,27 +2,31 @@
 
 For each rung the held-out (``test``) split of the internal cohort is embedded
 (:func:`relink_lib.features.get_embeddings`) and audited three ways from one similarity pass
-per pool type:
+per pool type (ties broken uniformly at random, with both bounds):
 
 - random pools (``hard_negatives=False``);
 - pathology-matched pools, exact 14-label vector (NaN -> 0, -1 distinct; ``match="exact"``);
 - the looser match, same positive-label set (``match="positive"``), as a sensitivity analysis;
 
-each with patient-level bootstrap intervals. Chapter 5 also splits the recall by the instance
+each with patient-level bootstrap intervals. The same audit (random and exact-matched pools) runs
+on a patient-level sample of the ``train`` split of the same size (pairs the rung was trained
+on; :mod:`.seen`), and rows carry ``split``. Chapter 4 also models each held-out query's expected
+Recall@1 at a reference pool size on properties derived from its report (:mod:`.risk_factors`;
+the text is read only to derive them). Chapter 5 also splits the recall by the instance
 detail a report mentions (synthetic cohorts carry ``mentions_device``, ``mentions_measurement``,
 ``mentions_laterality``, ``mentions_chronic``; real cohorts have no such flags and get no split).
 
 The per-rung computation is cached under ``cache_dir(profile)/audit/<hash>/`` (key: the
 embeddings' content, the audit parameters and this package's code version). Results:
 ``results/<profile>/audit.json`` (:func:`audit_ladder`) and ``results/<profile>/hard_negatives.json``
-(:func:`hard_negative_breakdown`). Report text is never read here.
+(:func:`hard_negative_breakdown`). No report text is written anywhere.
 """
 from __future__ import annotations
 
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -34,7 +38,7 @@ from ..labels import CHEXPERT_LABELS
 from ..profiles import cache_dir
 
 __all__ = ["DETAIL_COLUMNS", "RungAudit", "audit_rung", "audit_ladder", "hard_negative_breakdown", "rank_histogram",
-           "load_ladder_audits"]
+           "load_ladder_audits", "reference_pool_size", "risk_factor_tables"]
 
 DETAIL_COLUMNS: tuple[str, ...] = ("mentions_device", "mentions_measurement", "mentions_laterality", "mentions_chronic")
 """Instance-detail flags of synthetic cohorts, used for the chapter-5 split."""
@@ -45,12 +49,23 @@ POOL_TYPES: tuple[tuple[str, bool, str], ...] = (("random", False, "exact"), ("m
 
 @dataclass
 class RungAudit:
-    """The audit of one rung: ``table`` (all pool types), ``breakdown`` (by detail), full-database ``ranks``."""
+    """The audit of one rung.
+
+    ``table`` (held-out split, all pool types), ``breakdown`` (by detail), full-database
+    ``ranks`` (expected rank under random tie-breaking, rounded down, per pool type),
+    ``dropped_pool_sizes``; ``train_table`` (the same-size training sample, random and matched
+    pools; empty without one), ``gap`` (:func:`.seen.seen_unseen_gap`, random pools) and
+    ``counts`` (``test_better``, ``test_tied`` per held-out query, random pools, and the
+    ``train_*`` ones) for per-query analyses.
+    """
 
     table: pd.DataFrame
     breakdown: pd.DataFrame
     ranks: dict[str, np.ndarray]
     dropped_pool_sizes: list[int]
+    train_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    gap: pd.DataFrame = field(default_factory=pd.DataFrame)
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _settings(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,7 +73,8 @@ def _settings(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"pool_sizes": tuple(cfg.get("pool_sizes", (10, 100, 1000, 10000, None))), "ks": tuple(cfg.get("ks", (1, 5, 10))),
             "n_boot": int(cfg.get("n_boot", 200)), "chunk_size": int(cfg.get("chunk_size", 4096)),
             "device": cfg.get("device", "auto"), "nan_as": cfg.get("nan_as", 0.0),
-            "uncertain_as": cfg.get("uncertain_as", -1.0), "seed": int(params.get("seed", 0))}
+            "uncertain_as": cfg.get("uncertain_as", -1.0), "seed": int(params.get("seed", 0)),
+            "seen": bool(cfg.get("seen", True)), "risk_pool_size": cfg.get("risk_pool_size", 100)}
 
 
 def _code_version() -> str:
@@ -67,23 +83,55 @@ def _code_version() -> str:
     return cache.code_version(audit)
 
 
-def audit_rung(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFrame, settings: Mapping[str, Any]) -> RungAudit:
+def _check_pairs(pairs: pd.DataFrame, n: int, name: str = "pairs") -> None:
+    if len(pairs) != n:
+        raise ValueError(f"{name}: expected {n} rows (one per embedding), got {len(pairs)}")
+    missing = [c for c in ("patient_id", *CHEXPERT_LABELS) if c not in pairs.columns]
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {missing}")
+
+
+def _audit_train(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFrame, settings: Mapping[str, Any],
+                 test_rc: Any, test_patients: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
+    from .engine import audit_table, rank_counts
+    from .seen import seen_unseen_gap
+
+    _check_pairs(pairs, len(image_emb), "train pairs")
+    labels = pairs[list(CHEXPERT_LABELS)]
+    patients = pairs["patient_id"].astype(str).to_numpy()
+    tables, rc_random = [], None
+    for name, hard, match in POOL_TYPES[:2]:
+        rc = rank_counts(image_emb, report_emb, labels=labels if hard else None, hard_negatives=hard, match=match,
+                         nan_as=settings["nan_as"], uncertain_as=settings["uncertain_as"],
+                         chunk_size=settings["chunk_size"], device=settings["device"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = audit_table(rc, settings["pool_sizes"], settings["ks"], patient_ids=patients, n_boot=settings["n_boot"],
+                            seed=settings["seed"] + 7)
+        t.insert(0, "pool", name)
+        tables.append(t)
+        rc_random = rc if name == "random" else rc_random
+    gap = seen_unseen_gap(rc_random, test_rc, settings["pool_sizes"], settings["ks"], train_patients=patients,
+                          test_patients=test_patients, n_boot=settings["n_boot"], seed=settings["seed"])
+    return pd.concat(tables, ignore_index=True), gap, rc_random
+
+
+def audit_rung(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFrame, settings: Mapping[str, Any],
+               train: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None = None) -> RungAudit:
     """Audit one rung's held-out embeddings; ``pairs`` holds the rows' ``patient_id``, labels and detail flags.
 
     Pure function of its inputs (no files): random, exact-matched and positive-matched pools,
     bootstrap CIs by patient, and the split by detail flag (both random and exact-matched pools).
+    ``train``: ``(image_emb, report_emb, pairs)`` of the training sample, audited with random and
+    exact-matched pools, and the seen/unseen gap of random pools.
     """
     from .engine import audit_table, rank_counts
 
-    if len(pairs) != len(image_emb):
-        raise ValueError(f"pairs: expected {len(image_emb)} rows (one per embedding), got {len(pairs)}")
-    missing = [c for c in ("patient_id", *CHEXPERT_LABELS) if c not in pairs.columns]
-    if missing:
-        raise ValueError(f"pairs: missing column(s) {missing}")
+    _check_pairs(pairs, len(image_emb))
     labels = pairs[list(CHEXPERT_LABELS)]
     patients = pairs["patient_id"].astype(str).to_numpy()
     common = {"patient_ids": patients, "n_boot": settings["n_boot"], "seed": settings["seed"]}
-    tables, parts, ranks, dropped = [], [], {}, set()
+    tables, parts, ranks, dropped, counts, test_rc = [], [], {}, set(), {}, None
     for name, hard, match in POOL_TYPES:
         rc = rank_counts(image_emb, report_emb, labels=labels if hard else None, hard_negatives=hard, match=match,
                          nan_as=settings["nan_as"], uncertain_as=settings["uncertain_as"],
@@ -96,7 +144,10 @@ def audit_rung(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFram
                 dropped.update(n for n in settings["pool_sizes"] if n is not None and n > rc.n_database)
         t.insert(0, "pool", name)
         tables.append(t)
-        ranks[name] = rc.ranks[rc.population > 0]
+        ranks[name] = np.floor(rc.mid_ranks[rc.population > 0]).astype(np.int64)
+        if name == "random":
+            test_rc = rc
+            counts["test_better"], counts["test_tied"] = rc.better, rc.tied
         if name == "matched-positive":
             continue
         for col in DETAIL_COLUMNS:
@@ -115,30 +166,48 @@ def audit_rung(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFram
                 b.insert(0, "pool", name)
                 parts.append(b)
     breakdown = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    train_table, gap = pd.DataFrame(), pd.DataFrame()
+    if train is not None:
+        train_table, gap, train_rc = _audit_train(*train, settings, test_rc, patients)
+        counts["train_better"], counts["train_tied"] = train_rc.better, train_rc.tied
     return RungAudit(table=pd.concat(tables, ignore_index=True), breakdown=breakdown, ranks=ranks,
-                     dropped_pool_sizes=sorted(dropped))
+                     dropped_pool_sizes=sorted(dropped), train_table=train_table, gap=gap, counts=counts)
 
 
 def _save(ra: RungAudit, directory: Path) -> None:
     ra.table.to_csv(directory / "table.csv", index=False)
     ra.breakdown.to_csv(directory / "breakdown.csv", index=False)
+    ra.train_table.to_csv(directory / "train_table.csv", index=False)
+    ra.gap.to_csv(directory / "gap.csv", index=False)
     np.savez(directory / "ranks.npz", **ra.ranks)
+    np.savez(directory / "counts.npz", **ra.counts)
     (directory / "meta.json").write_text(json.dumps({"dropped_pool_sizes": ra.dropped_pool_sizes}))
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path) if path.stat().st_size > 1 else pd.DataFrame()
+    if "match" in frame.columns:
+        frame["match"] = frame["match"].astype(object).where(frame["match"].notna(), None)
+    return frame
+
+
 def _load(directory: Path) -> RungAudit:
-    table = pd.read_csv(directory / "table.csv")
-    table["match"] = table["match"].astype(object).where(table["match"].notna(), None)
-    bpath = directory / "breakdown.csv"
-    breakdown = pd.read_csv(bpath) if bpath.stat().st_size > 1 else pd.DataFrame()
     with np.load(directory / "ranks.npz") as z:
         ranks = {k: z[k] for k in z.files}
+    with np.load(directory / "counts.npz") as z:
+        counts = {k: z[k] for k in z.files}
     meta = json.loads((directory / "meta.json").read_text())
-    return RungAudit(table=table, breakdown=breakdown, ranks=ranks, dropped_pool_sizes=meta["dropped_pool_sizes"])
+    return RungAudit(table=_read_csv(directory / "table.csv"), breakdown=_read_csv(directory / "breakdown.csv"),
+                     ranks=ranks, dropped_pool_sizes=meta["dropped_pool_sizes"],
+                     train_table=_read_csv(directory / "train_table.csv"), gap=_read_csv(directory / "gap.csv"),
+                     counts=counts)
 
 
 def load_ladder_audits(params: Mapping[str, Any], *, progress: bool = False) -> tuple[Any, list[Any], list[RungAudit]]:
-    """``(cohort, rungs, audits)`` for the profile: each rung audited on the test split (cached)."""
+    """``(cohort, rungs, audits)`` for the profile: each rung audited on the test split and a same-size train sample (cached).
+
+    Each audit carries ``rows`` (positions into ``cohort.pairs`` of its held-out queries) in ``counts``.
+    """
     from ..cohorts.stage import get_cohort
     from ..features import get_embeddings
     from ..models.stage import get_ladder
@@ -148,51 +217,126 @@ def load_ladder_audits(params: Mapping[str, Any], *, progress: bool = False) -> 
     settings = _settings(params)
     code = _code_version()
     audits = []
+    from .seen import sample_patients
+
+    keep = ["patient_id", *CHEXPERT_LABELS, *[c for c in DETAIL_COLUMNS if c in cohort.pairs.columns]]
     for rung in rungs:
         image_emb, report_emb, rows = get_embeddings(params, cohort, rung, split="test", progress=progress)
-        keep = ["patient_id", *CHEXPERT_LABELS, *[c for c in DETAIL_COLUMNS if c in cohort.pairs.columns]]
         pairs = cohort.pairs.iloc[np.asarray(rows)][keep].reset_index(drop=True)
+        train = None
+        if settings["seen"]:
+            t_img, t_rep, t_rows = get_embeddings(params, cohort, rung, split="train", progress=progress)
+            pick = sample_patients(cohort.pairs.iloc[np.asarray(t_rows)]["patient_id"].to_numpy(), len(rows),
+                                   seed=settings["seed"])
+            t_pairs = cohort.pairs.iloc[np.asarray(t_rows)[pick]][keep].reset_index(drop=True)
+            train = (t_img[pick], t_rep[pick], t_pairs)
         key = {"step": "audit", "image": image_emb, "report": report_emb, "rows": np.asarray(rows),
                "labels": np.nan_to_num(pairs[list(CHEXPERT_LABELS)].to_numpy(dtype=np.float64), nan=9.0),
                "patients": cache.content_hash(pairs["patient_id"].astype(str).tolist()),
                "details": {c: pairs[c].astype(bool).tolist() for c in DETAIL_COLUMNS if c in pairs.columns},
+               "train": None if train is None else {"image": train[0], "report": train[1],
+                                                    "labels": np.nan_to_num(train[2][list(CHEXPERT_LABELS)].to_numpy(
+                                                        dtype=np.float64), nan=9.0),
+                                                    "patients": cache.content_hash(train[2]["patient_id"].astype(str).tolist())},
                "settings": {k: v for k, v in settings.items() if k != "device"}, "code": code}
         path = cache.cached_dir(cache_dir(params["profile"]), "audit", key,
-                                lambda tmp, a=image_emb, b=report_emb, p=pairs: _save(audit_rung(a, b, p, settings), tmp))
-        audits.append(_load(path))
+                                lambda tmp, a=image_emb, b=report_emb, p=pairs, tr=train: _save(
+                                    audit_rung(a, b, p, settings, train=tr), tmp))
+        ra = _load(path)
+        ra.counts["rows"] = np.asarray(rows)
+        audits.append(ra)
     return cohort, rungs, audits
 
 
-def _label_rows(frame: pd.DataFrame, rung: Any, cohort: Any) -> pd.DataFrame:
+def _label_rows(frame: pd.DataFrame, rung: Any, cohort: Any, split: str | None = None) -> pd.DataFrame:
     out = frame.copy()
+    if split is not None:
+        out.insert(0, "split", split)
     out.insert(0, "cohort", cohort.name)
     out.insert(0, "rung", int(rung.index))
     out.insert(0, "model", rung.name)
     return out
 
 
+def reference_pool_size(settings: Mapping[str, Any], n_database: int) -> int | None:
+    """The pool size of the per-query risk model: ``audit.risk_pool_size`` (default 100) if it fits, else the full database."""
+    n = settings.get("risk_pool_size", 100)
+    return None if n is None or int(n) > n_database else int(n)
+
+
+def risk_factor_tables(cohort: Any, rungs: Sequence[Any], audits: Sequence[RungAudit],
+                       settings: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, int | None]:
+    """Per-rung effects of report properties on each held-out query's expected R@1, and the extractor's validation.
+
+    Returns ``(effects, validation, reference_n)``: ``effects`` has ``model, rung`` and the
+    columns of :func:`.risk_factors.fit_risk_factors` plus ``mean_outcome``; ``validation`` is
+    :func:`.risk_factors.validate_properties` on the held-out reports against the generator's flags
+    (empty for real cohorts); ``reference_n`` is the pool size (``None`` = full database).
+    """
+    from .engine import RankCounts, per_query_recall
+    from .risk_factors import study_properties, validate_properties
+
+    rows = audits[0].counts["rows"]
+    pairs = cohort.pairs.iloc[rows].reset_index(drop=True)
+    props = study_properties(pairs)
+    validation = validate_properties(props, pairs)
+    ref = reference_pool_size(settings, len(rows))
+    parts = []
+    for rung, ra in zip(rungs, audits):
+        if not np.array_equal(ra.counts["rows"], rows):
+            raise ValueError(f"rung {rung.name}: its held-out rows differ from rung {rungs[0].name}'s")
+        b, t = ra.counts["test_better"], ra.counts["test_tied"]
+        rc = RankCounts(counts=b + t, population=np.full(len(b), len(b) - 1), tied=t)
+        outcome = per_query_recall(rc, ref, 1)
+        from .risk_factors import fit_risk_factors
+
+        eff = fit_risk_factors(props, outcome, pairs["patient_id"].astype(str).to_numpy(), n_boot=settings["n_boot"],
+                               seed=settings["seed"])
+        eff.insert(0, "rung", int(rung.index))
+        eff.insert(0, "model", rung.name)
+        eff["mean_outcome"] = float(np.nanmean(outcome))
+        parts.append(eff)
+    return pd.concat(parts, ignore_index=True), validation, ref
+
+
 def audit_ladder(params: Mapping[str, Any], *, write: bool = True, progress: bool = False) -> pd.DataFrame:
     """The audit table of every rung (random and matched pools, with CIs); writes ``results/<profile>/audit.json``.
 
-    Columns: ``model, rung, cohort, pool`` then :data:`~relink_lib.audit.engine.TABLE_COLUMNS`
-    and ``ci_low, ci_high, lift_ci_low, lift_ci_high``. ``pool`` is ``random``, ``matched``
-    (exact label vector) or ``matched-positive`` (same positive labels).
+    Columns: ``model, rung, cohort, split, pool`` then :data:`~relink_lib.audit.engine.TABLE_COLUMNS`
+    and ``ci_low, ci_high, lift_ci_low, lift_ci_high``. ``split`` is ``test`` (held out) or
+    ``train`` (a same-size patient-level sample of the pairs the rung was trained on; random and
+    matched pools). ``pool`` is ``random``, ``matched`` (exact label vector) or
+    ``matched-positive`` (same positive labels). The JSON also holds the seen/unseen ``gap``, the
+    per-query ``risk_factors`` and the extractor's ``extractor_validation``.
     """
     from ..results import write_results
 
     started = time.perf_counter()
+    settings = _settings(params)
     cohort, rungs, audits = load_ladder_audits(params, progress=progress)
-    table = pd.concat([_label_rows(a.table, r, cohort) for r, a in zip(rungs, audits)], ignore_index=True)
+    parts = []
+    for r, a in zip(rungs, audits):
+        parts.append(_label_rows(a.table, r, cohort, "test"))
+        if len(a.train_table):
+            parts.append(_label_rows(a.train_table, r, cohort, "train"))
+    table = pd.concat(parts, ignore_index=True)
     if write:
         dropped = sorted({n for a in audits for n in a.dropped_pool_sizes})
+        gaps = [_label_rows(a.gap, r, cohort) for r, a in zip(rungs, audits) if len(a.gap)]
+        effects, validation, ref = risk_factor_tables(cohort, rungs, audits, settings)
         write_results(params, "audit", {
             "rows": table,
+            "gap": pd.concat(gaps, ignore_index=True) if gaps else [],
+            "risk_factors": effects, "risk_pool_size": ref, "extractor_validation": validation,
             "rank_histograms": {r.name: rank_histogram(a.ranks["random"]) for r, a in zip(rungs, audits)},
-            "split": "test", "n_database": {r.name: int(len(a.ranks["random"])) for r, a in zip(rungs, audits)},
+            "split": "test", "splits": sorted(set(table["split"])),
+            "n_database": {r.name: int(len(a.ranks["random"])) for r, a in zip(rungs, audits)},
             "dropped_pool_sizes": dropped,
-            "notes": "recall is the exact expected Recall@K over uniformly random pools (ties against the query); "
-                     "pool sizes larger than the held-out database are dropped; CIs: patient-level bootstrap, "
-                     f"{_settings(params)['n_boot']} replicates, percentile 95%",
+            "notes": "recall is the exact expected Recall@K over uniformly random pools and uniformly random "
+                     "tie-breaking (recall_ties_against / recall_ties_for are the bounds); rows with split=train audit "
+                     "a patient-level sample of the training pairs of the same size as the held-out split; pool sizes "
+                     "larger than the database are dropped; CIs: patient-level bootstrap, "
+                     f"{settings['n_boot']} replicates, percentile 95%",
         }, cohort=cohort.name, model=[r.name for r in rungs], wall_time_s=time.perf_counter() - started)
     return table
 
@@ -210,9 +354,10 @@ def hard_negative_breakdown(params: Mapping[str, Any], *, write: bool = True, pr
     parts = [_label_rows(a.breakdown, r, cohort) for r, a in zip(rungs, audits) if len(a.breakdown)]
     breakdown = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if write:
-        table = pd.concat([_label_rows(a.table, r, cohort) for r, a in zip(rungs, audits)], ignore_index=True)
-        matched = table[table["pool"] != "random"][["model", "rung", "pool", "match", "pool_size", "k", "recall", "chance",
-                                                    "lift", "n_queries", "n_full_pools", "mean_pool_size", "n_excluded",
+        table = pd.concat([_label_rows(a.table, r, cohort, "test") for r, a in zip(rungs, audits)], ignore_index=True)
+        matched = table[table["pool"] != "random"][["model", "rung", "split", "pool", "match", "pool_size", "k", "recall",
+                                                    "recall_ties_against", "recall_ties_for", "chance",
+                                                    "lift", "n_queries", "n_queries_with_ties", "n_full_pools", "mean_pool_size", "n_excluded",
                                                     "ci_low", "ci_high"]]
         write_results(params, "hard_negatives", {
             "matched_pools": matched, "by_detail": breakdown,
