@@ -15,9 +15,10 @@
 # because a realistic adversary is far weaker than the one the eps guarantee is written for.
 # This chapter measures both views on the same model and data.
 #
-# **The question.** As the budget grows from eps = 0.34 to 1e15 (and on to no DP at all), how fast
-# do re-linkage and utility come back, and how fast does the risk that a training pair is
-# reconstructed grow, under three threat models of decreasing adversary strength?
+# **The question.** As the budget grows from eps = 0.34 to 1e15 (and on to no DP at all), how do
+# re-linkage and utility change, and how fast does the risk that a training pair is reconstructed
+# grow, under three threat models: the worst case the eps guarantee is written for, a relaxed
+# one, and an actual attack with gradient access?
 #
 # **The method.** The mitigation's trainer (`relink_lib.dp.train_heads`) fine-tunes the strongest
 # model's heads at every eps of the profile, with the same data, steps, objective and seed; only
@@ -27,7 +28,7 @@
 # - **re-linkage**: Recall@K over random and pathology-matched pools of held-out pairs (chapters 4-5);
 # - **utility**: the image-side linear probe and the zero-shot (cross-modal) macro AUROC (chapter 7);
 # - **reconstruction risk** under the three threat models of the table below
-#   (`relink_lib.risk`, `docs/risk.md`).
+#   (`relink_lib.risk`, [the method note](../docs/risk.md)).
 #
 # The worst-case risk is the reconstruction-robustness (ReRo) bound gamma = 1 - T(P, Q)(kappa):
 # the power of the best test between "trained without the target" (P) and "with it" (Q) at
@@ -39,7 +40,7 @@
 profile = "default"
 overrides = {}
 
-# %% tags=["hide-input"]
+# %%
 from relink_lib.profiles import get_profile
 
 params = get_profile(profile, overrides)
@@ -56,8 +57,10 @@ from relink_lib.cohorts.stage import cohort_label
 from relink_lib.plots.common import set_style
 from relink_lib.plots.risk import plot_relinkage, plot_risks, plot_tradeoff_curves, plot_utility
 from relink_lib.risk.stage import THREAT_MODELS, budget_label, run_budget_sweep, write_budget_results
+from relink_lib.risk.summary import budget_findings, budget_pool, budget_view
 from relink_lib.risk.sweep import door_position
 from relink_lib.risk.tradeoff import Mechanism, tradeoff_curve
+from relink_lib.tables import html_table
 
 set_style()
 t0 = time.perf_counter()
@@ -81,14 +84,19 @@ display(Markdown(
 # with probability kappa = 1/n_train. The relaxed adversary must *reconstruct* the pair instead:
 # not knowing the target's gradient, it cannot run the likelihood-ratio test and falls back to the
 # generalised likelihood-ratio test (GLRT) on the squared updates, whose power at level kappa is
-# the relaxed bound. The realistic adversary runs an actual attack: it intercepts one noisy update
-# of the image head that carries the target's contribution (a client training on one pair, or an
-# adversary who can subtract the rest of the batch), takes the top singular vector of that update
-# as the reconstructed pre-projection image feature (a linear head's per-sample gradient is rank
-# one, outer(dL/dz, x)), and must pick the right image among N candidates.
+# the relaxed bound.
+#
+# The third adversary runs an actual attack, and it is **not** a weak one. It sees *one pair's
+# isolated noisy update* of the image head (a client training on one pair, or an adversary who can
+# subtract the rest of the batch): that is **gradient access** during training. It takes the top
+# singular vector of that update as the reconstructed pre-projection image feature (a linear
+# head's per-sample gradient is rank one, outer(dL/dz, x)) and must pick the right image among N
+# candidates. This adversary is stronger than the re-linker of chapters 4-8, who holds only the
+# released weights, and stronger than the "realistic" adversary of Ziller et al., who attacks the
+# trained model. Its success says how much one update leaks; it does not measure re-linkage.
 
 # %%
-display(Markdown(pd.DataFrame(list(THREAT_MODELS)).to_markdown(index=False)))
+display(html_table(pd.DataFrame(list(THREAT_MODELS)), caption="The three threat models of this chapter"))
 
 # %% [markdown]
 # ## The sweep: accounting and outcomes
@@ -99,32 +107,22 @@ display(Markdown(pd.DataFrame(list(THREAT_MODELS)).to_markdown(index=False)))
 # probabilities; recall is Recall@1 over random pools at the largest pool size the held-out split
 # allows; AUROCs are macro means over the 14 labels.
 
-# %% tags=["nbval-check-output"]
-finite_n = sorted({c.split("_n")[-1] for c in table.columns if c.startswith("recall_random_k1_n")} - {"full"}, key=int)
-pool = finite_n[-1] if finite_n else "full"
-view = pd.DataFrame({
-    "target eps": eps_label,
-    "eps": [budget_label(e) if e is not None and np.isfinite(e) else "inf" for e in table["epsilon"].astype(float).fillna(np.inf)],
-    "sigma": [f"{v:.3g}" for v in table["noise_multiplier"].astype(float)],
-    "q": table["sample_rate"].astype(float),
-    "T": table["steps"].astype(int),
-    "worst case": table["worst_case_risk"],
-    "relaxed": table["relaxed_risk"],
-    "realistic": table["realistic_risk"],
-    f"R@1 N={pool}": table[f"recall_random_k1_n{pool}"],
-    f"R@1 N={pool} matched": table.get(f"recall_hard_k1_n{pool}", pd.Series(np.nan, index=table.index)),
-    "probe AUROC": table["probe_macro_auroc"],
-    "zero-shot AUROC": table["zero_shot_macro_auroc"],
-}).set_index("target eps")
+# %%
+pool = budget_pool(table)
+display(Markdown(f"Prior of the worst case kappa = 1/{round(1 / table['kappa'].iloc[0]):,}; the attack picks among "
+                 f"{int(table['attack_candidates'].iloc[0])} candidate images (chance 1/{int(table['attack_candidates'].iloc[0])})."))
+display(html_table(budget_view(table, pool), {"q": "sig", "T": "count"}))
+
+# %% tags=["nbval-check-output", "remove-cell"]
 with pd.option_context("display.float_format", lambda v: f"{v:.3g}", "display.width", 200):
     print(f"kappa = 1/{round(1 / table['kappa'].iloc[0])}, attack chance = 1/{int(table['attack_candidates'].iloc[0])}")
-    print(view.round(3).to_string())
+    print(budget_view(table, pool).set_index("target eps").round(3).to_string())
 
 # %% [markdown]
 # ## Reconstruction risk against the budget
 #
-# The three risks on log axes; the dotted lines are what an adversary gets without the model
-# (kappa for the bounds, 1/N for the attack). The shaded band is Ziller et al.'s "high-budget DP".
+# The three risks on a log axis, one step per budget; the dotted lines are what an adversary gets
+# without the model (kappa for the bounds, 1/N for the attack). The shaded band is Ziller et al.'s "high-budget DP".
 # With Poisson sampling a pair can be left out of every step, so even without noise the bounds
 # stop short of 1, at 1 - (1 - q)^T (1 - kappa); only non-private training (shuffled full passes,
 # no guarantee at all) is placed at 1.
@@ -179,81 +177,22 @@ plt.show()
 # is not monotone in eps; when the two ends are close (compare them in the table above), such
 # positions are sampling noise of the held-out split, not an effect.
 
-# %% tags=["nbval-check-output"]
+# %%
 cols = {f"recall_random_k1_n{pool}": "R@1", "probe_macro_auroc": "probe AUROC", "zero_shot_macro_auroc": "zero-shot AUROC",
-        "worst_case_risk": "worst-case risk", "relaxed_risk": "relaxed risk", "realistic_risk": "realistic risk"}
+        "worst_case_risk": "worst-case risk", "relaxed_risk": "relaxed risk", "realistic_risk": "attack success"}
 doors = pd.DataFrame({name: door_position(table, col) for col, name in cols.items()})
-doors.index = eps_label
-print(doors.round(2).to_string())
+doors.insert(0, "eps", eps_label)
+display(html_table(doors, {name: "sig2" for name in cols.values()}))
 
-# %%
-eps_num = pd.to_numeric(table["target_epsilon"], errors="coerce")
-high = table[(eps_num >= 1e6) & (eps_num <= 1e12)]
-strict = table.loc[eps_num.idxmin()]
-no_dp = table[eps_num.isna()].iloc[0]
-rc = f"recall_random_k1_n{pool}"
-
-
-def _range(col: str, frame: pd.DataFrame = high) -> str:
-    lo, hi = f"{float(frame[col].min()):.3g}", f"{float(frame[col].max()):.3g}"
-    return lo if lo == hi else f"{lo} to {hi}"
-
-
-chance_attack = float(table["realistic_chance"].iloc[0])
-if len(high):
-    attack_high = float(high["realistic_risk"].max())
-    verdict_attack = ("stays near chance" if attack_high <= 2 * chance_attack
-                      else "succeeds well above chance")
-    display(Markdown(
-        f"**High-budget DP on this model** (profile `{params['profile']}`, {what}). For eps from 1e6 to 1e12: "
-        f"Recall@1 at N = {pool} is {_range(rc)} (eps = 0.34: {strict[rc]:.3g}; no DP: {no_dp[rc]:.3g}); "
-        f"linear-probe AUROC {_range('probe_macro_auroc')} (0.34: {strict['probe_macro_auroc']:.3g}; no DP: "
-        f"{no_dp['probe_macro_auroc']:.3g}); zero-shot AUROC {_range('zero_shot_macro_auroc')}. "
-        f"The worst-case bound is {_range('worst_case_risk')} and the relaxed bound {_range('relaxed_risk')}, "
-        f"against a prior of {table['kappa'].iloc[0]:.2g}: neither certifies anything at these budgets. "
-        f"The realistic attack {verdict_attack}: it re-identifies {high['realistic_risk'].min():.0%} to "
-        f"{high['realistic_risk'].max():.0%} of the attacked images (chance {chance_attack:.0%})."))
-
-# %% [markdown]
-# ## The two seed views, reconciled on this data
-#
-# The summary below is generated from the numbers above, so it stays true on every profile.
-
-# %%
-dp_rows = table[eps_num.notna()].copy()
-dp_rows["eps"] = pd.to_numeric(dp_rows["target_epsilon"])
-first_attack = dp_rows[dp_rows["realistic_risk"] > 2 * chance_attack]["eps"].min()
-first_bound = dp_rows[dp_rows["worst_case_risk"] > 10 * dp_rows["kappa"]]["eps"].min()
-recall_gap = (no_dp[rc] - strict[rc]) / no_dp[rc] if no_dp[rc] > 0 else float("nan")
-lines = [
-    f"- **The strict view (eps = 0.34).** The worst-case bound is {strict['worst_case_risk']:.2g} against a prior "
-    f"of {strict['kappa']:.2g}: a formal guarantee that even an adversary who knows everything else learns "
-    f"almost nothing about one pair. Recall@1 at N = {pool} is {strict[rc]:.3g} against {no_dp[rc]:.3g} without DP "
-    f"(a relative change of {-recall_gap:+.0%}; lower re-linkage is what the mitigation is for) and the linear "
-    f"probe {strict['probe_macro_auroc']:.3g} against {no_dp['probe_macro_auroc']:.3g}.",
-    f"- **The permissive view (eps = 1e6 to 1e12).** The formal bounds are void there: the worst-case bound first "
-    f"exceeds ten times the prior at eps = {first_bound:g}. "
-    + ("The realistic attack never beats twice chance at any DP budget here, so against *this* attack even "
-       "high budgets protect, as Ziller et al. found for images."
-       if not np.isfinite(first_attack) else
-       f"The realistic attack first beats twice chance at eps = {first_attack:g}: on these small projection "
-       f"heads one update reveals the feature direction once sigma is small against the clip norm, so high-budget "
-       f"DP does *not* stop this attack here, unlike the image-space attacks Ziller et al. studied."),
-    "- **Both are right about different adversaries.** eps bounds the strongest adversary; the attack measures "
-    "one weaker, concrete adversary. A budget protects against the latter only where the attack, not the bound, "
-    "says so, and only for the attack that was tried.",
-]
-display(Markdown("\n".join(lines)))
+# %% tags=["nbval-check-output", "remove-cell"]
+print(doors.set_index("eps").round(2).to_string())
 
 # %% [markdown]
 # ## Summary
 #
-# - The sweep trains the heads at every budget with the mitigation's trainer and the same data and
-#   steps; sigma spans from several units at eps = 0.34 to about 1e-7 at eps = 1e15.
-# - Re-linkage and utility come back as the budget grows; the table of door positions says how far
-#   each budget goes toward no DP.
-# - The worst-case and relaxed ReRo bounds rise from the prior toward their noiseless limit
-#   1 - (1 - q)^T (1 - kappa) long before eps reaches the high-budget range.
-# - The realistic attack is the only one of the three that can say a high budget still protects; on
-#   these heads it is read off the figure above, in this simulation when the profile is synthetic.
-# - Results: `results/<profile>/privacy_budget.json` (one row per budget with the full DP record).
+# Generated from the sweep above (`relink_lib.risk.summary.budget_findings`), so it stays true on
+# every profile; a difference is called one only when it exceeds two sampling standard errors of
+# the held-out split.
+
+# %%
+display(Markdown("\n".join(f"- {line}" for line in budget_findings(table, n_test, pool=pool, simulation=simulation))))

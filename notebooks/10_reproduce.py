@@ -17,12 +17,14 @@
 #
 # **The question.** What does a reviewer with PhysioNet and Stanford AIMI access and a GPU need
 # to do to reproduce the study, and what will it cost?
+#
+# Unlike the other chapters, this one shows its code: the cells are the how-to.
 
 # %% tags=["parameters"]
 profile = "default"
 overrides = {}
 
-# %% tags=["hide-input"]
+# %%
 import json
 
 from IPython.display import Markdown, display
@@ -31,6 +33,7 @@ from relink_lib.pipeline.compute import PAPER_SCALE, compute_table
 from relink_lib.pipeline.dryrun import DRY_RUN_OVERRIDES
 from relink_lib.pipeline.preflight import CHEXPERT_PLUS_FILES, CHEXPERT_PLUS_LABEL_FILES, MIMIC_DIRS, MIMIC_FILES, MODEL_KINDS
 from relink_lib.profiles import get_profile
+from relink_lib.tables import html_table
 
 params = get_profile(profile, overrides)
 
@@ -56,7 +59,7 @@ params = get_profile(profile, overrides)
 #
 # What the preflight checks before any long step (every problem is listed at once, with its path):
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "show-code"]
 print("MIMIC-CXR-JPG:", ", ".join(MIMIC_FILES + MIMIC_DIRS))
 print("CheXpert Plus:", ", ".join(CHEXPERT_PLUS_FILES + CHEXPERT_PLUS_LABEL_FILES))
 print("checkpoint kinds:", ", ".join(MODEL_KINDS))
@@ -100,7 +103,7 @@ print("checkpoint kinds:", ", ".join(MODEL_KINDS))
 # pools N = 10 ... 10,000 and the full database, fine-tunes the heads with DP on the training
 # split, and applies them unchanged to CheXpert Plus. Its parameters:
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "show-code"]
 paper = get_profile("paper")
 for section in ("cohort", "audit", "dp"):
     print(section, json.dumps({k: v for k, v in paper[section].items()}, default=str))
@@ -114,7 +117,7 @@ for section in ("cohort", "audit", "dp"):
 # `python -m relink_lib paper-dry-run`. The loaders, the preflight, the offline adapters and
 # every chapter run exactly as on real data; only the scale is reduced:
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "show-code"]
 print(json.dumps(DRY_RUN_OVERRIDES, default=str, sort_keys=True))
 
 # %% [markdown]
@@ -126,7 +129,7 @@ print(json.dumps(DRY_RUN_OVERRIDES, default=str, sort_keys=True))
 # a GPU cuts the audit and feature extraction by orders of magnitude.
 
 # %%
-display(compute_table(dp_epochs=params["dp"]["epochs"], dp_batch=params["dp"]["batch_size"]))
+display(html_table(compute_table(dp_epochs=params["dp"]["epochs"], dp_batch=params["dp"]["batch_size"])))
 display(Markdown(f"Paper-scale counts used (the paper's): {PAPER_SCALE['mimic_test_pairs']:,} held-out MIMIC-CXR pairs, "
                  f"{PAPER_SCALE['chexpert_plus_pairs']:,} CheXpert Plus pairs, {PAPER_SCALE['all_pairs']:,} pairs in all."))
 

@@ -11,12 +11,11 @@ from matplotlib.axes import Axes
 
 from .common import label_simulation
 
-__all__ = ["budget_positions", "budget_axis", "shade_high_budget", "plot_risks", "plot_relinkage", "plot_utility",
+__all__ = ["budget_positions", "budget_axis", "eps_tick_label", "shade_high_budget", "plot_risks", "plot_relinkage", "plot_utility",
            "HIGH_BUDGET"]
 
 #: The "high-budget DP" range of Ziller et al. (2024).
 HIGH_BUDGET = (1e6, 1e12)
-_NO_DP_GAP = 1e3  # "no DP" sits this factor right of the largest finite eps
 
 
 def _eps_values(table: pd.DataFrame) -> list[float | None]:
@@ -27,31 +26,54 @@ def _eps_values(table: pd.DataFrame) -> list[float | None]:
 
 
 def budget_positions(table: pd.DataFrame) -> np.ndarray:
-    """x positions of the rows: eps itself, and the largest eps x 1e3 for the non-private row."""
+    """x positions of the rows: the budget's rank (0, 1, ... by increasing eps), the non-private row last.
+
+    The sweep's budgets are unevenly spaced (0.34, 1, 8, 32, then factors of 1,000), so an axis in
+    log eps would crowd the small ones into overlapping ticks; one step per budget keeps every
+    label readable. The axis says it is not to scale.
+    """
     eps = _eps_values(table)
-    finite = [e for e in eps if e is not None]
-    top = max(finite) if finite else 1.0
-    return np.array([top * _NO_DP_GAP if e is None else e for e in eps], dtype=float)
+    order = sorted(range(len(eps)), key=lambda i: (eps[i] is None, eps[i] if eps[i] is not None else 0.0))
+    pos = np.empty(len(eps), dtype=float)
+    for rank, i in enumerate(order):
+        pos[i] = rank
+    return pos
 
 
-def budget_axis(ax: Axes, table: pd.DataFrame, label: str = "privacy budget eps (log scale)") -> None:
-    """A log eps axis with ticks at the sweep's budgets and a 'no DP' tick."""
+def eps_tick_label(eps: float | None) -> str:
+    """Short tick label of a budget: ``0.34``, ``32``, ``1e3``, ``1e15``, ``no DP``."""
+    if eps is None:
+        return "no DP"
+    if eps >= 1000:
+        power = math.log10(eps)
+        return f"1e{round(power)}" if abs(power - round(power)) < 1e-9 else f"{eps:.0e}".replace("e+0", "e").replace("e+", "e")
+    return f"{eps:g}"
+
+
+def budget_axis(ax: Axes, table: pd.DataFrame, label: str = "privacy budget eps (one step per budget, not to scale)") -> None:
+    """An eps axis with one tick per budget of the sweep and a 'no DP' tick last."""
     pos = budget_positions(table)
-    ax.set_xscale("log")
-    ticks = sorted(set(pos.tolist()))
     eps = _eps_values(table)
-    names = {p: ("no DP" if e is None else f"{e:g}") for p, e in zip(pos, eps)}
+    names = {p: eps_tick_label(e) for p, e in zip(pos, eps)}
+    ticks = sorted(names)
+    ax.set_xscale("linear")
     ax.set_xticks(ticks)
-    ax.set_xticklabels([names[t] for t in ticks], rotation=45, ha="right")
+    ax.set_xticklabels([names[t] for t in ticks])
+    ax.set_xlim(min(ticks) - 0.5, max(ticks) + 0.5)
     ax.minorticks_off()
     ax.set_xlabel(label)
 
 
-def shade_high_budget(ax: Axes, text: str = "high-budget DP") -> None:
-    """Shade eps in [1e6, 1e12] (Ziller et al.'s high-budget regime)."""
-    ax.axvspan(*HIGH_BUDGET, color="tab:orange", alpha=0.08, lw=0)
-    ax.text(math.sqrt(HIGH_BUDGET[0] * HIGH_BUDGET[1]), 0.06, text, transform=ax.get_xaxis_transform(),
-            ha="center", va="bottom", fontsize=7, color="tab:orange")
+def shade_high_budget(ax: Axes, table: pd.DataFrame, text: str = "high-budget DP") -> None:
+    """Shade the budgets with eps in [1e6, 1e12] (Ziller et al.'s high-budget regime), if the sweep has any."""
+    pos = budget_positions(table)
+    inside = [p for p, e in zip(pos, _eps_values(table)) if e is not None and HIGH_BUDGET[0] <= e <= HIGH_BUDGET[1]]
+    if not inside:
+        return
+    lo, hi = min(inside) - 0.4, max(inside) + 0.4
+    ax.axvspan(lo, hi, color="tab:orange", alpha=0.08, lw=0)
+    ax.text((lo + hi) / 2, 1.01, text, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=7,
+            color="tab:orange")
 
 
 def _new(ax: Axes | None) -> Axes:
@@ -78,8 +100,8 @@ def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = T
     ax.set_ylim(floor, 1.5)
     ax.set_ylabel("probability of reconstruction (log scale)")
     budget_axis(ax, table)
-    shade_high_budget(ax)
-    ax.legend(fontsize=7, loc="lower right" if not simulation else "center right")
+    shade_high_budget(ax, table)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if simulation:
         label_simulation(ax)
     return ax
@@ -95,16 +117,18 @@ def plot_relinkage(table: pd.DataFrame, pool_size: str, k: int = 1, ax: Axes | N
         col = f"recall_{pool}_k{k}_n{pool_size}"
         if col in table.columns:
             ax.plot(x, table[col], style, label=f"Recall@{k}, {name}")
-    lift = f"lift_random_k{k}_n{pool_size}"
-    rec = f"recall_random_k{k}_n{pool_size}"
-    if lift in table.columns and rec in table.columns:
-        chance = float((table[rec] / table[lift]).median())
-        ax.axhline(chance, color="0.5", ls=":", lw=1, label=f"chance (random pools) = {chance:.3g}")
+    for pool, color, name in (("random", "0.45", f"chance 1/N (random pools)"),
+                              ("hard", "tab:orange", "effective chance (matched pools: the pool a query gets)")):
+        lift, rec = f"lift_{pool}_k{k}_n{pool_size}", f"recall_{pool}_k{k}_n{pool_size}"
+        if lift in table.columns and rec in table.columns:
+            chance = float((table[rec].astype(float) / table[lift].astype(float)).median())
+            if np.isfinite(chance):
+                ax.axhline(chance, color=color, ls=":", lw=1, label=f"{name} = {chance:.3g}")
     ax.set_ylabel(f"Recall@{k} at N = {pool_size}")
     ax.set_ylim(bottom=0)
     budget_axis(ax, table)
-    shade_high_budget(ax)
-    ax.legend(fontsize=7)
+    shade_high_budget(ax, table)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=1)
     if simulation:
         label_simulation(ax)
     return ax
@@ -121,8 +145,8 @@ def plot_utility(table: pd.DataFrame, ax: Axes | None = None, simulation: bool =
     ax.axhline(0.5, color="0.5", ls=":", lw=1, label="chance AUROC 0.5")
     ax.set_ylabel("macro AUROC over 14 labels")
     budget_axis(ax, table)
-    shade_high_budget(ax)
-    ax.legend(fontsize=7)
+    shade_high_budget(ax, table)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=1)
     if simulation:
         label_simulation(ax)
     return ax

@@ -46,9 +46,11 @@ THREAT_MODELS: tuple[dict[str, str], ...] = (
     {"threat model": "relaxed", "adversary knows": "the same, but not the target's gradient",
      "adversary must": "reconstruct the target, not match it",
      "risk": "power of the generalised likelihood-ratio test on the squared updates at level kappa"},
-    {"threat model": "realistic", "adversary knows": "one noisy head update carrying the target, N candidate images",
+    {"threat model": "gradient access (this book's \"realistic\" attack)",
+     "adversary knows": "one pair's isolated noisy update of the image head (gradient access), N candidate images",
      "adversary must": "reconstruct the image feature from the update and pick the image",
-     "risk": "re-identification rate of a rank-one gradient-inversion attack (chance 1/N)"},
+     "risk": "re-identification rate of a rank-one gradient-inversion attack (chance 1/N); a stronger adversary "
+             "than the re-linker (released weights only) and than Ziller et al.'s realistic setting"},
 )
 
 
