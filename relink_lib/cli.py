@@ -7,6 +7,8 @@
 - ``paper-dry-run``: every chapter on the ``paper`` profile against synthetic data exported in the official layouts.
 - ``nbval``: re-execute the baselines with nbval and compare the tagged metric cells.
 - ``browser-check``: open the built pages in headless Chromium (title, figure, console errors, screenshot).
+- ``features --profile P [--shard K/N | --merge | --status] [--rungs ...] [--splits ...]``: feature extraction by
+  shard for job arrays (``relink_lib.pipeline.shards``).
 """
 from __future__ import annotations
 
@@ -56,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     p_nbval.add_argument("pytest_args", nargs="*")
     p_browser = sub.add_parser("browser-check", help="open the built book in headless Chromium")
     p_browser.add_argument("--html", type=Path, default=project_root() / "_build" / "html")
+    p_features = sub.add_parser("features", help="extract features by shard (job arrays), merge, status")
+    add_profile(p_features)
+    from .pipeline.shards import add_arguments as add_feature_arguments
+
+    add_feature_arguments(p_features)
 
     args = parser.parse_args(argv)
     root = project_root()
@@ -107,6 +114,19 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline.baselines import run_nbval
 
         return run_nbval(root, args.pytest_args)
+    if args.command == "features":
+        from .pipeline.preflight import PreflightError, check_paper_inputs
+        from .pipeline.shards import run as run_features
+        from .profiles import get_profile
+
+        params = get_profile(args.profile, _overrides(args.overrides))
+        if args.profile == "paper":
+            try:
+                check_paper_inputs(params)
+            except PreflightError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+        return run_features(args, params)
     if args.command == "browser-check":
         from .pipeline.browser import check_book
 

@@ -201,16 +201,67 @@ def _extract_chunks(cohort: Any, rung: Any, split: str, rows: np.ndarray, todo: 
         buf = io.BytesIO()
         np.savez(buf, image=image, text=text, rows=sel)
         cache.atomic_write_bytes(_chunk_file(parts, i), buf.getvalue())
+        if on_chunk is not None:
+            on_chunk(i, len(sel), time.perf_counter() - start)
+
+
+@dataclass
+class ChunkStatus:
+    """Where the extraction of one (cohort, rung, split) stands.
+
+    n_rows: pairs in the split; n_chunks: chunks of ``chunk_size`` rows; done / missing: chunk
+    indices extracted / not yet (both empty-missing once merged); merged: the final entry exists.
+    """
+
+    n_rows: int
+    n_chunks: int
+    chunk_size: int
+    done: list[int]
+    missing: list[int]
+    merged: bool
+    path: Path
+
+    @property
+    def state(self) -> str:
+        """``merged``, ``complete`` (every chunk, not merged yet), ``partial`` or ``not started``."""
+        if self.merged:
+            return "merged"
+        if not self.missing:
+            return "complete"
+        return "partial" if self.done else "not started"
+
+
+def chunk_status(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> ChunkStatus:
+    """The :class:`ChunkStatus` of (cohort, rung, split), read from the cache (computes nothing)."""
+    final = feature_dir(params, cohort, rung, split)
+    n_rows = len(split_rows(cohort, split))
+    chunk = _settings(params)["chunk_size"]
+    n_chunks = _n_chunks(n_rows, chunk)
+    if cache.is_complete(final):
+        return ChunkStatus(n_rows, n_chunks, chunk, list(range(n_chunks)), [], True, final)
+    parts = _parts_dir(final)
+    done = [i for i in range(n_chunks) if _chunk_file(parts, i).exists()]
+    missing = sorted(set(range(n_chunks)) - set(done))
+    return ChunkStatus(n_rows, n_chunks, chunk, done, missing, False, parts)
 
 
 def missing_chunks(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> list[int]:
     """Indices of the chunks not yet extracted (empty when complete or fully extracted)."""
-    final = feature_dir(params, cohort, rung, split)
-    if cache.is_complete(final):
-        return []
-    rows = split_rows(cohort, split)
-    parts = _parts_dir(final)
-    return [i for i in range(_n_chunks(len(rows), _settings(params)["chunk_size"])) if not _chunk_file(parts, i).exists()]
+    return chunk_status(params, cohort, rung, split).missing
+
+
+def format_chunks(indices: list[int], limit: int = 12) -> str:
+    """Compact ranges of chunk indices, e.g. ``[0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"`` (at most ``limit`` ranges)."""
+    ranges: list[tuple[int, int]] = []
+    for i in sorted(indices):
+        if ranges and i == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], i)
+        else:
+            ranges.append((i, i))
+    text = [f"{a}" if a == b else f"{a}-{b}" for a, b in ranges[:limit]]
+    if len(ranges) > limit:
+        text.append(f"... ({len(ranges) - limit} more ranges)")
+    return ", ".join(text)
 
 
 def merge_shards(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> Features:
@@ -228,7 +279,8 @@ def merge_shards(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) 
     missing = [i for i in range(n_chunks) if not _chunk_file(parts, i).exists()]
     if missing:
         raise RuntimeError(f"features {rung.name}/{split}: {len(missing)} of {n_chunks} chunks missing "
-                           f"(first: {missing[:5]}); run extract_features for every shard first")
+                           f"(chunks {format_chunks(missing)}; shard k of n owns chunks k, k + n, ...); "
+                           f"run extract_features for the shards that own them first")
     images, texts, got = [], [], []
     for i in range(n_chunks):
         with np.load(_chunk_file(parts, i)) as z:
@@ -303,35 +355,14 @@ def get_embeddings(params: Mapping[str, Any], cohort: Any, rung: Any, split: str
     return image, text, feats.rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m relink_lib.features --profile P --rung I --split S [--shard K/N] [--merge]``: one job of a job array."""
-    import argparse
+def main(argv: list[str] | None = None) -> int:
+    """``python -m relink_lib.features ...``: the same as ``python -m relink_lib features ...``."""
+    import sys
 
-    from .cohorts.stage import get_cohort
-    from .models.stage import get_ladder
-    from .profiles import get_profile
+    from .cli import main as cli_main
 
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--profile", default="default")
-    ap.add_argument("--site", default="internal")
-    ap.add_argument("--rung", type=int, required=True)
-    ap.add_argument("--split", default="test", choices=SPLITS)
-    ap.add_argument("--shard", default=None, help="k/n: this job's shard (e.g. $SLURM_ARRAY_TASK_ID/8)")
-    ap.add_argument("--merge", action="store_true", help="assemble the shards (run once all shards finished)")
-    args = ap.parse_args(argv)
-    params = get_profile(args.profile)
-    cohort = get_cohort(params, site=args.site)
-    rung = get_ladder(params)[args.rung]
-    if args.merge:
-        feats = merge_shards(params, cohort, rung, args.split)
-        print(f"merged {len(feats)} rows -> {feats.path}")
-        return
-    shard = None
-    if args.shard:
-        k, n = (int(v) for v in args.shard.split("/"))
-        shard = (k, n)
-    print(extract_features(params, cohort, rung, args.split, shard=shard))
+    return cli_main(["features", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

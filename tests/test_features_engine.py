@@ -158,3 +158,20 @@ def test_validation(setup):
     bad = get_profile("smoke", {"features": {"batch_size": 4, "text_column": "summary"}})
     with pytest.raises(ValueError, match="text_column"):
         fe.get_features(bad, cohort, rung, "test")
+
+
+def test_chunk_status_and_progress_callback(setup):
+    params, cohort, rung = setup  # 24 train rows in chunks of 8
+    st = fe.chunk_status(params, cohort, rung, "train")
+    assert (st.n_rows, st.n_chunks, st.done, st.missing, st.state) == (24, 3, [], [0, 1, 2], "not started")
+    seen = []
+    fe.extract_features(params, cohort, rung, "train", shard=(1, 2), progress=False,
+                        on_chunk=lambda i, n, s: seen.append((i, n, s >= 0)))
+    assert seen == [(1, 8, True)]  # shard 1 of 2 owns chunk 1 only
+    st = fe.chunk_status(params, cohort, rung, "train")
+    assert (st.done, st.missing, st.state) == ([1], [0, 2], "partial")
+    fe.extract_features(params, cohort, rung, "train", shard=(0, 2), progress=False, on_chunk=lambda *a: seen.append(a[0]))
+    assert seen[1:] == [0, 2] and fe.chunk_status(params, cohort, rung, "train").state == "complete"
+    feats = fe.merge_shards(params, cohort, rung, "train")
+    st = fe.chunk_status(params, cohort, rung, "train")
+    assert (st.state, st.missing, st.path) == ("merged", [], feats.path)
