@@ -87,3 +87,40 @@ def test_detail_split(tables):
     with pytest.raises(ValueError, match="no rows"):
         plot_detail_split(ax, breakdown, model="rung1", pool_size=11, k=1)
     plt.close("all")
+
+
+def test_zero_ci_does_not_stretch_the_log_axis_and_tie_bounds_are_drawn(tables):
+    table, _, _ = tables
+    t = table.copy()
+    t.loc[t.pool == "random", "ci_low"] = 0.0  # a CI reaching zero
+    sel = (t.pool == "random") & (t.k == 1) & (t.pool_size == 10) & (t.model == "rung0")
+    t.loc[sel, "recall_ties_against"] = t.loc[sel, "recall"] / 2
+    fig, ax = plt.subplots()
+    plot_recall_vs_pool(ax, t, 1)
+    lo, hi = ax.get_ylim()
+    assert lo > 1e-3 and hi <= 1.5
+    assert len(ax.collections) == 3  # two CI bands and one tie-bound bar
+    plt.close("all")
+
+
+def test_seen_unseen_and_risk_figures(tables):
+    from relink_lib.audit.risk_factors import FEATURES, PROPERTY_LABELS
+    from relink_lib.plots.audit import plot_risk_factors, plot_seen_unseen
+
+    table, _, _ = tables
+    both = pd.concat([table.assign(split="test"), table.assign(split="train", recall=table.recall * 1.5)])
+    fig, ax = plt.subplots()
+    plot_seen_unseen(ax, both, 1)
+    assert [line.get_label() for line in ax.get_lines()][:2] == ["rung0, held-out (unseen)", "rung0, trained-on (seen)"]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="split='train'"):
+        plot_seen_unseen(ax, table.assign(split="test"), 1)
+    eff = pd.DataFrame({"feature": list(FEATURES), "label": [PROPERTY_LABELS[f] for f in FEATURES],
+                        "effect": [0.1, -0.02, np.nan, 0.0, 0.01, 0.005, -0.03],
+                        "ci_low": [0.05, -0.05, np.nan, -0.01, 0.0, -0.001, -0.06],
+                        "ci_high": [0.15, 0.01, np.nan, 0.01, 0.02, 0.01, -0.01], "model": "m", "rung": 0})
+    fig, ax = plt.subplots()
+    plot_risk_factors(ax, eff)
+    assert [t.get_text() for t in ax.get_yticklabels()][0] == "names a device"
+    assert len(ax.get_yticks()) == 6  # the unestimated property is left out
+    plt.close("all")

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from .common import label_simulation, log_pool_axis
+from .common import clip_for_log, label_simulation, log_limits, log_pool_axis
 
 __all__ = ["PAPER_R1_LIFT", "plot_recall_vs_pool", "plot_lift_vs_pool", "plot_rank_distribution",
-           "plot_random_vs_matched", "plot_detail_split", "rung_colors"]
+           "plot_random_vs_matched", "plot_detail_split", "plot_seen_unseen", "plot_risk_factors", "rung_colors"]
 
 PAPER_R1_LIFT: dict[int, float] = {100: 15.0, 10_000: 50.0}
 """The paper's headline (Tayebi Arasteh et al., arXiv 2606.02276): strongest model's R@1 lift at N = 100 and 10,000."""
@@ -33,8 +33,10 @@ def _ordered_models(table: pd.DataFrame) -> list[str]:
     return list(table.sort_values("rung")["model"].drop_duplicates())
 
 
-def _select(table: pd.DataFrame, pool: str, k: int) -> pd.DataFrame:
+def _select(table: pd.DataFrame, pool: str, k: int, split: str = "test") -> pd.DataFrame:
     rows = table[(table["pool"] == pool) & (table["k"] == k)]
+    if "split" in rows.columns:
+        rows = rows[rows["split"] == split]
     if rows.empty:
         raise ValueError(f"table: no rows with pool={pool!r} and k={k}")
     return rows.sort_values("pool_size")
@@ -45,22 +47,40 @@ def _full_size(rows: pd.DataFrame) -> int | None:
     return int(full["pool_size"].max()) if len(full) else None
 
 
-def plot_recall_vs_pool(ax: Axes, table: pd.DataFrame, k: int, *, pool: str = "random", simulation: bool = True) -> None:
-    """Recall@K against N (log-log), one line per rung with its 95% CI band, and the chance line."""
+def plot_recall_vs_pool(ax: Axes, table: pd.DataFrame, k: int, *, pool: str = "random", split: str = "test",
+                        simulation: bool = True) -> None:
+    """Recall@K against N (log-log), one line per rung with its 95% CI band, and the chance line.
+
+    The y range fits the recalls and chance (a CI reaching zero is drawn clipped at the lower
+    limit instead of stretching the log axis); where the tie bounds differ from the fair
+    recall, a vertical bar spans them (ties against to ties for).
+    """
     colors = rung_colors(_ordered_models(table))
     sizes: set[int] = set()
     full = None
+    lines = []
     for model in _ordered_models(table):
-        rows = _select(table[table["model"] == model], pool, k)
+        rows = _select(table[table["model"] == model], pool, k, split)
         sizes.update(rows["pool_size"].astype(int))
         full = _full_size(rows) or full
-        ax.plot(rows["pool_size"], rows["recall"], "o-", color=colors[model], label=model, ms=4)
-        if {"ci_low", "ci_high"} <= set(rows.columns):
-            ax.fill_between(rows["pool_size"], rows["ci_low"], rows["ci_high"], color=colors[model], alpha=0.2, lw=0)
+        lines.append((model, rows))
     grid = np.array(sorted(sizes), dtype=float)
     chance = rows.drop_duplicates("pool_size").set_index("pool_size")["chance"].reindex(grid.astype(int))
+    lo, hi = log_limits([*np.concatenate([r["recall"].to_numpy() for _, r in lines]), *chance.to_numpy()])
+    hi = min(hi, 1.5)
+    for model, rows in lines:
+        ax.plot(rows["pool_size"], rows["recall"], "o-", color=colors[model], label=model, ms=4)
+        if {"ci_low", "ci_high"} <= set(rows.columns):
+            ax.fill_between(rows["pool_size"], clip_for_log(rows["ci_low"], lo), clip_for_log(rows["ci_high"], lo),
+                            color=colors[model], alpha=0.2, lw=0)
+        if {"recall_ties_against", "recall_ties_for"} <= set(rows.columns):
+            tied = rows[(rows["recall_ties_for"] - rows["recall_ties_against"]).abs() > 1e-9]
+            if len(tied):
+                ax.vlines(tied["pool_size"], clip_for_log(tied["recall_ties_against"], lo),
+                          clip_for_log(tied["recall_ties_for"], lo), color=colors[model], lw=2.5, alpha=0.6)
     ax.plot(grid, chance.to_numpy(), "k--", lw=1, label="chance" if pool == "random" else "chance (matched pools)")
     ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
     log_pool_axis(ax, sorted(sizes), full_size=full)
     ax.set_ylabel(f"Recall@{k} (log scale)")
     ax.set_title(f"Recall@{k}, {pool} pools")
@@ -74,10 +94,12 @@ def plot_lift_vs_pool(ax: Axes, table: pd.DataFrame, k: int = 1, *, pool: str = 
     colors = rung_colors(_ordered_models(table))
     sizes: set[int] = set()
     full = None
+    values = []
     for model in _ordered_models(table):
         rows = _select(table[table["model"] == model], pool, k)
         sizes.update(rows["pool_size"].astype(int))
         full = _full_size(rows) or full
+        values.extend(rows["lift"].tolist())
         yerr = None
         if {"lift_ci_low", "lift_ci_high"} <= set(rows.columns):
             yerr = np.vstack([rows["lift"] - rows["lift_ci_low"], rows["lift_ci_high"] - rows["lift"]]).clip(min=0)
@@ -90,7 +112,9 @@ def plot_lift_vs_pool(ax: Axes, table: pd.DataFrame, k: int = 1, *, pool: str = 
             ax.annotate(f"paper: {lift:g}x\n(N = {n:,})", (n, lift), textcoords="offset points", xytext=(6, 6),
                         fontsize=8, color="tab:red")
             sizes.add(n)
+            values.append(lift)
     ax.set_yscale("log")
+    ax.set_ylim(*log_limits([*values, 1.0]))
     log_pool_axis(ax, sorted(sizes), full_size=full)
     ax.set_ylabel(f"lift of Recall@{k} over chance (log scale)")
     ax.set_title(f"Lift over chance, K = {k}, {pool} pools")
@@ -178,5 +202,67 @@ def plot_detail_split(ax: Axes, breakdown: pd.DataFrame, *, model: str, pool_siz
     ax.set_xlabel("instance detail in the report")
     ax.set_ylabel(f"Recall@{k} at N = {pool_size:,}" if metric == "recall" else f"lift of Recall@{k} over chance, N = {pool_size:,}")
     ax.set_title(f"{model}: what carries the signal")
+    if simulation:
+        label_simulation(ax)
+
+
+def plot_seen_unseen(ax: Axes, table: pd.DataFrame, k: int = 1, *, simulation: bool = True) -> None:
+    """Recall@K against N for the held-out split (solid) and the same-size training sample (dashed), per rung.
+
+    ``table``: the stage table with a ``split`` column (``train`` / ``test``); random pools.
+    CI bands are clipped at the lower limit of the log axis.
+    """
+    if "split" not in table.columns or not (table["split"] == "train").any():
+        raise ValueError("table: no rows with split='train' (was the training sample audited?)")
+    colors = rung_colors(_ordered_models(table))
+    sizes: set[int] = set()
+    full = None
+    series = []
+    for model in _ordered_models(table):
+        for split, style in (("test", "o-"), ("train", "s--")):
+            rows = _select(table[table["model"] == model], "random", k, split)
+            sizes.update(rows["pool_size"].astype(int))
+            full = full or (_full_size(rows) if split == "test" else None)
+            series.append((model, split, style, rows))
+    lo, hi = log_limits(np.concatenate([r["recall"].to_numpy() for *_, r in series]))
+    for model, split, style, rows in series:
+        ax.plot(rows["pool_size"], rows["recall"], style, color=colors[model], ms=4,
+                label=f"{model}, {'held-out (unseen)' if split == 'test' else 'trained-on (seen)'}")
+        if {"ci_low", "ci_high"} <= set(rows.columns):
+            ax.fill_between(rows["pool_size"], clip_for_log(rows["ci_low"], lo), clip_for_log(rows["ci_high"], lo),
+                            color=colors[model], alpha=0.12, lw=0)
+    ax.set_yscale("log")
+    ax.set_ylim(lo, min(hi, 1.5))
+    log_pool_axis(ax, sorted(sizes), full_size=full)
+    ax.set_ylabel(f"Recall@{k} (log scale)")
+    ax.set_title(f"Seen vs unseen pairs, Recall@{k}, random pools")
+    if simulation:
+        label_simulation(ax)
+
+
+def plot_risk_factors(ax: Axes, effects: pd.DataFrame, *, model: str | None = None, simulation: bool = True) -> None:
+    """Forest plot: effect of each report property on a query's expected Recall@1, with its 95% CI.
+
+    ``effects``: rows of :func:`relink_lib.audit.risk_factors.fit_risk_factors` with ``model``
+    (``None`` = the most specialised rung); properties that could not be estimated are left out.
+    """
+    rows = effects
+    if "rung" in rows.columns:
+        model = model or rows.loc[rows["rung"] == rows["rung"].max(), "model"].iloc[0]
+        rows = rows[rows["model"] == model]
+    rows = rows.dropna(subset=["effect"])
+    if rows.empty:
+        raise ValueError(f"effects: no estimated effect for model={model!r}")
+    y = np.arange(len(rows))[::-1]
+    err = np.vstack([rows["effect"] - rows["ci_low"], rows["ci_high"] - rows["effect"]]).clip(min=0)
+    excl = ((rows["ci_low"] > 0) | (rows["ci_high"] < 0)).to_numpy()
+    ax.errorbar(rows["effect"], y, xerr=err, fmt="none", ecolor="0.4", capsize=3)
+    ax.scatter(rows["effect"][excl], y[excl], color="tab:red", zorder=3, label="95% CI excludes 0")
+    ax.scatter(rows["effect"][~excl], y[~excl], color="0.5", zorder=3, label="95% CI includes 0")
+    ax.axvline(0.0, color="k", lw=1, ls="--")
+    ax.set_yticks(y)
+    ax.set_yticklabels(rows["label"] if "label" in rows.columns else rows["feature"])
+    ax.set_xlabel("change in expected Recall@1 per unit (others held fixed)")
+    ax.set_title(f"{model}: what makes a study re-linkable" if model else "What makes a study re-linkable")
     if simulation:
         label_simulation(ax)
