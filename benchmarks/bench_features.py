@@ -114,6 +114,7 @@ def run_shards(profile: str, n_shards: int, cache: Path) -> dict:
 
 def _shard_lines(res: dict) -> list[str]:
     lines = ["", f"## Sharded extraction from the command line (profile `{res['profile']}`)", "",
+             f"<!-- shards-{res['profile']} (book/cluster.md includes from here) -->", "",
              f"`python benchmarks/bench_features.py --shards {res['n_shards']} --profile {res['profile']}` "
              f"({res.get('measured_at', '')}): {res['n_shards']} concurrent `python -m relink_lib features --shard "
              f"K/{res['n_shards']}` processes on an empty cache, one CPU thread each; {res.get('note', '')}. "
