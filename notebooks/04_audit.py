@@ -9,32 +9,32 @@
 # # 4. Re-linkage audit
 #
 # **Overview.** This chapter measures how far each model of the ladder (chapter 3) lets an
-# adversary re-link a de-identified radiograph to its own report by cosine similarity, on
-# pairs the models never saw in training. It reports Recall@K for K = 1, 5 and 10 at pool
-# sizes N = 10, 100, 1,000, 10,000 and the full held-out database, as absolute recall and as
-# lift over chance, with patient-level 95% confidence intervals, and where the true report
-# lands in the full database.
+# adversary re-link a de-identified radiograph to its own report by cosine similarity. It
+# reports Recall@K for K = 1, 5 and 10 at pool sizes N = 10, 100, 1,000, 10,000 and the full
+# held-out database, as absolute recall and as lift over chance, with patient-level 95%
+# confidence intervals; where the true report lands in the full database; how much more the
+# models re-link the pairs they were trained on than unseen pairs; and which properties of a
+# study make it re-linkable.
 #
-# **The question.** Given one held-out image and a pool of N candidate reports that contains
-# its own, how often is the own report among the K most similar, and how many times more often
-# than guessing?
+# **The question.** Given one image and a pool of N candidate reports that contains its own,
+# how often is the own report among the K most similar, and how many times more often than
+# guessing? Is that different for pairs the model saw in training, and for which studies?
 #
-# **The method.** For query image *i* let *c_i* be the number of other reports that score at
-# least as high as its own report (ties count against the query). Its rank in the full
-# database is 1 + *c_i*. A random pool holds the true report and N - 1 distractors drawn
-# uniformly without replacement from the *D* = M - 1 others, so the number *X* of pool
-# distractors at or above the truth is hypergeometric, and
-#
-# $$ \mathbb{E}[\text{Recall@}K] = P(X \le K - 1), \qquad X \sim \text{Hypergeometric}(D, c_i, N - 1), $$
-#
-# averaged over queries: the **exact** expectation over all random pools, with no sampling
-# noise. One streamed pass over the similarity matrix gives every *c_i*
-# (`relink_lib.audit.relink_audit`; the M x M matrix is never held in memory), and the tests
-# check the formula against enumerating every pool and against Monte Carlo sampling
-# (`docs/audit.md`). Chance is min(K, N)/N and lift = recall / chance. The 95% intervals
-# resample patients, not images, because studies of one patient share anatomy and chronic
-# findings. Pool sizes larger than the held-out database cannot be drawn and are left out
-# (stated below the first table).
+# **The method.** For query image *i* let *b_i* be the number of other reports that score
+# strictly higher than its own report and *t_i* the number that score exactly the same (a
+# report repeated word for word, such as a stock "No acute cardiopulmonary process."). A random
+# pool holds the true report and N - 1 distractors drawn uniformly without replacement from the
+# *D* = M - 1 others; the pool's better and tied distractors (*X*, *Y*) are multivariate
+# hypergeometric, and an adversary facing *Y* + 1 equally similar candidates picks one at random,
+# so the true report's rank is 1 + *X* + *U* with *U* uniform on 0 ... *Y*. The audit gives the
+# **exact** expectation of Recall@K = P(rank <= K) over all random pools and all tie-breaks (no
+# sampling noise; a closed form of at most K(K + 1)/2 terms per query), and beside it the two
+# bounds: every tie against the query and every tie for it. A model that scores every report
+# the same therefore gets exactly chance, min(K, N)/N, and lift = recall / chance. One streamed
+# pass over the similarity matrix gives every *b_i* and *t_i* (`relink_lib.audit.relink_audit`;
+# the M x M matrix is never held in memory); the tests check all three figures against
+# enumerating every pool and every tie order (`docs/audit.md`). The 95% intervals resample
+# patients, not images, because studies of one patient share anatomy and chronic findings.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -45,56 +45,53 @@ from relink_lib.profiles import get_profile
 
 params = get_profile(profile, overrides)
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from relink_lib.audit.stage import audit_ladder
-from relink_lib.plots.audit import PAPER_R1_LIFT, plot_lift_vs_pool, plot_rank_distribution, plot_recall_vs_pool
+from relink_lib.audit.summary import audit_findings, audit_overview, audit_payload, audit_tables
+from relink_lib.plots.audit import (plot_lift_vs_pool, plot_rank_distribution, plot_recall_vs_pool, plot_risk_factors,
+                                    plot_seen_unseen)
 from relink_lib.plots.common import set_style
-from relink_lib.results import read_results
+from relink_lib.tables import html_table
 
 set_style()
-table = audit_ladder(params)
-saved = read_results(params["profile"], "audit")
-simulation = saved["provenance"]["simulation"]
-cohort_name = saved["provenance"]["cohort"]
-what = "a **simulation** on the synthetic cohort" if simulation else "real data"
-random = table[table["pool"] == "random"]
-n_db = int(random["pool_size"][random["full_database"]].max())
-dropped = saved["dropped_pool_sizes"]
-display(Markdown(
-    f"Profile `{params['profile']}`, cohort `{cohort_name}` ({what}): {len(saved['n_database'])} models, each audited "
-    f"on the held-out test split of {n_db:,} image-report pairs (the full database). "
-    + (f"Pool size{'s' if len(dropped) > 1 else ''} {', '.join(f'{n:,}' for n in dropped)} "
-       f"exceed{'' if len(dropped) > 1 else 's'} that database and {'are' if len(dropped) > 1 else 'is'} not reported."
-       if dropped else "Every requested pool size fits in the database.")))
+payload = audit_payload(params)
+tables = audit_tables(payload)
+ks = payload["ks"]
+simulation, cohort_name = payload["simulation"], payload["cohort"]
+display(Markdown(audit_overview(payload)))
 
 # %% [markdown]
 # ## Recall@K against the pool size
 #
-# The table gives the expected Recall@K over random pools and its lift over chance, per model
-# (rung 0 is the least specialised) and pool size ("full" rows are the whole held-out database).
+# Expected Recall@K over random pools (ties broken at random) and its lift over chance, per
+# model (rung 0 is the least specialised) and pool size; "full" is the whole held-out database.
 
-# %% tags=["nbval-check-output"]
-view = random.assign(N=np.where(random["full_database"], "full", random["pool_size"].map(lambda n: f"{n:,}")))
-wide = view.pivot_table(index=["rung", "model", "N"], columns="k", values=["recall", "lift"], sort=False)
-wide.columns = [f"{name}@{k}" for name, k in wide.columns]
-print(wide[[f"recall@{k}" for k in params["audit"]["ks"]]].round(3).to_string())
-print()
-print(wide[[f"lift@{k}" for k in params["audit"]["ks"]]].round(1).to_string())
+# %% tags=["remove-input"]
+display(html_table(tables["recall"], {c: "sig" for c in tables["recall"].columns if c.startswith("R@")},
+                   caption="Expected Recall@K, random pools, held-out split"))
+display(html_table(tables["lift"], {c: "lift" for c in tables["lift"].columns if c.startswith("lift@")},
+                   caption="Lift over chance (Recall@K / chance)"))
+display(html_table(tables["ci"], {c: "sig" for c in ("recall", "ci_low", "ci_high")}
+                   | {c: "lift" for c in ("lift", "lift_ci_low", "lift_ci_high")},
+                   caption="Recall@1 with its patient-level 95% interval"))
+
+# %% tags=["nbval-check-output", "remove-cell"]
+print(tables["recall"].set_index(["rung", "N"]).drop(columns="model").round(3).to_string())
+print(tables["lift"].set_index(["rung", "N"]).drop(columns="model").round(1).to_string())
 
 # %% [markdown]
 # Each panel is one K; the lines are the models, the shaded bands the patient-level 95%
-# intervals, and the dashed line chance. Both axes are logarithmic: chance falls as 1/N, and
-# a model that re-links stays above it by a roughly constant factor or more.
+# intervals (drawn down to the lower edge of the plot where they reach zero), the dashed line
+# chance. Where ties make the bounds differ, a short vertical bar spans them. Both axes are
+# logarithmic: chance falls as 1/N, and a model that re-links stays above it.
 
 # %%
-ks = list(params["audit"]["ks"])
-fig, axes = plt.subplots(1, len(ks), figsize=(4.2 * len(ks), 3.8), sharey=True)
+fig, axes = plt.subplots(1, len(ks), figsize=(4.2 * len(ks), 3.8))
 for ax, k in zip(np.atleast_1d(axes), ks):
-    plot_recall_vs_pool(ax, table, k, simulation=simulation)
+    plot_recall_vs_pool(ax, payload["table"], k, simulation=simulation)
 np.atleast_1d(axes)[0].legend(loc="lower left", fontsize=8)
 fig.suptitle(f"Expected Recall@K over random pools ({params['profile']} profile, {cohort_name})")
 fig.tight_layout()
@@ -106,52 +103,112 @@ plt.show()
 # Lift puts all pool sizes on one scale. The red stars are **the paper's** figures for its
 # strongest model (Tayebi Arasteh et al., arXiv 2606.02276): Recall@1 at 15x chance for
 # N = 100 and 50x for N = 10,000. They are reference marks from real MIMIC-CXR data and real
-# VLMs, not results of this book.
+# VLMs, not results of this book. A lift below 1 means the true report ranks below a random
+# distractor more often than chance; with ties broken at random that cannot come from the tie
+# convention, and the summary says where it happens and whether its interval excludes 1.
 
 # %%
 fig, ax = plt.subplots(figsize=(6.4, 4.2))
-plot_lift_vs_pool(ax, table, k=1, simulation=simulation)
+plot_lift_vs_pool(ax, payload["table"], k=1, simulation=simulation)
 ax.legend(loc="upper left", fontsize=8)
 plt.show()
+
+# %% [markdown]
+# ## Ties
+#
+# Where a model gives a distractor exactly the score of the true report, the fair figure lies
+# between two bounds. The table lists the rows where the bounds differ (Recall@1).
+
+# %% tags=["remove-input"]
+ties = tables["ties"][tables["ties"]["k"] == 1]
+if ties.empty:
+    display(Markdown("No held-out query has a distractor with exactly its own report's score: the fair recall "
+                     "equals both bounds everywhere."))
+else:
+    display(html_table(ties, {c: "sig" for c in ("ties against", "fair (random tie-break)", "ties for")}))
 
 # %% [markdown]
 # ## Where the true report lands
 #
 # Recall@K looks at the top of the ranking only. The full-database rank of the true report
-# shows the whole distribution: the curve is the share of held-out images whose own report is
-# within the top r of all reports. Without any signal it would follow the dashed diagonal.
+# (its expected rank under random tie-breaking) shows the whole distribution: the curve is the
+# share of held-out images whose own report is within the top r of all reports. Without any
+# signal it would follow the dashed diagonal.
 
 # %%
 fig, ax = plt.subplots(figsize=(6.4, 4.0))
-plot_rank_distribution(ax, saved["rank_histograms"], simulation=simulation)
+plot_rank_distribution(ax, payload["rank_histograms"], simulation=simulation)
 ax.legend(loc="upper left", fontsize=8)
 plt.show()
 
-# %% tags=["nbval-check-output"]
-full = random[random["full_database"] & (random["k"] == min(ks))]
-summary = full[["rung", "model", "pool_size", "mrr", "chance_mrr", "median_rank"]].rename(
-    columns={"pool_size": "database", "chance_mrr": "chance MRR", "median_rank": "median rank"})
-print(summary.set_index(["rung", "model"]).round(4).to_string())
+# %% tags=["remove-input"]
+display(html_table(tables["ranks"], {"mrr": "sig", "chance MRR": "sig"}, caption="Full-database ranks"))
+
+# %% tags=["nbval-check-output", "remove-cell"]
+print(tables["ranks"].set_index("rung").drop(columns="model").round(3).to_string())
+
+# %% [markdown]
+# ## Seen against unseen pairs
+#
+# The pairs above were never seen in training: they measure how well a model's image-report
+# correspondence generalises. Differential privacy, however, protects the pairs a model was
+# trained on. The same audit therefore runs on a patient-level sample of the training split of
+# the same size as the held-out split (the whole training split when it is smaller), and the
+# gap is Recall@1 on trained-on pairs minus Recall@1 on held-out pairs at the same N, with a
+# patient-bootstrap 95% interval. A positive gap is memorisation of the training pairs, the
+# quantity a DP guarantee on the training pairs should bound.
+
+# %%
+fig, ax = plt.subplots(figsize=(7.0, 4.2))
+plot_seen_unseen(ax, payload["table"], k=1, simulation=simulation)
+ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3)
+plt.show()
+
+# %% tags=["remove-input"]
+gap = tables["gap"][tables["gap"]["k"] == 1]
+display(html_table(gap, {c: "sig" for c in ("recall_train", "recall_test", "gap", "gap_ci_low", "gap_ci_high")},
+                   caption="Seen minus unseen Recall@1 at the same N (patient-bootstrap 95% CI)"))
+
+# %% tags=["nbval-check-output", "remove-cell"]
+print(gap.set_index(["rung", "N"])[["recall_train", "recall_test", "gap"]].round(3).to_string())
+
+# %% [markdown]
+# ## What makes a study re-linkable
+#
+# One R@1 hides which studies carry the risk. Each held-out query's expected Recall@1 at a
+# reference pool size (N = 100 where the database allows, else the full database) is modelled
+# by a linear regression (scikit-learn) on properties of its study: whether the report names a
+# device, uses a laterality word, gives a measurement, compares with a prior study, its length,
+# the number of positive findings and whether the view is AP. One extractor derives the text
+# properties from the report text alike for real and synthetic reports (it never reads the
+# generator's records); only the derived properties and their effects are shown, never text.
+# First, how well the extractor agrees with what the synthetic generator recorded:
+
+# %% tags=["remove-input"]
+if tables["validation"].empty:
+    display(Markdown("This cohort carries no ground truth for the properties (real cohorts do not)."))
+else:
+    display(html_table(tables["validation"], {c: "sig" for c in ("precision", "recall", "prevalence_true",
+                                                                 "prevalence_extracted")}))
+
+# %% [markdown]
+# The effects (change in expected Recall@1 per unit, the other properties held fixed) of the
+# most specialised model, with patient-bootstrap 95% intervals:
+
+# %%
+fig, ax = plt.subplots(figsize=(7.0, 3.8))
+plot_risk_factors(ax, payload["risk"], simulation=simulation)
+ax.legend(fontsize=8, loc="lower right")
+plt.show()
+
+# %% tags=["remove-input"]
+display(html_table(tables["risk"], {c: "sig" for c in ("effect", "ci_low", "ci_high", "share of studies")}))
+
+# %% tags=["nbval-check-output", "remove-cell"]
+print(tables["risk"].set_index("property").round(3).to_string())
 
 # %% [markdown]
 # ## Summary
 
-# %%
-best = random[(random["k"] == 1) & (random["rung"] == random["rung"].max()) & ~random["full_database"]].set_index("pool_size")
-lines = [f"- Profile `{params['profile']}`, cohort `{cohort_name}`"
-         + (" (simulation: synthetic cohort, tiny models; the mechanism, not the size of the real risk)." if simulation else ".")]
-for n in (100, 10_000):
-    if n in best.index:
-        row = best.loc[n]
-        lines.append(f"- Most specialised model ({row['model']}), N = {n:,}: Recall@1 = {row['recall']:.3f} "
-                     f"(95% CI {row['ci_low']:.3f}-{row['ci_high']:.3f}), {row['lift']:.1f}x chance; "
-                     f"the paper reports {PAPER_R1_LIFT[n]:g}x for its strongest model.")
-    else:
-        lines.append(f"- N = {n:,} is larger than this profile's held-out database ({n_db:,} pairs): no row; "
-                     f"the paper reports {PAPER_R1_LIFT[n]:g}x chance there.")
-by_rung = random[(random["k"] == 1) & random["full_database"]].sort_values("rung")
-lines.append("- Full-database Recall@1 by rung (least to most specialised): "
-             + ", ".join(f"{r.model} {r.recall:.3f}" for r in by_rung.itertuples()) + ".")
-lines.append("- Recall is an exact expectation over random pools; intervals are patient-level bootstrap 95% CIs. "
-             "Chapter 5 asks how much of this survives when every distractor has the same findings.")
-display(Markdown("\n".join(lines)))
+# %% tags=["remove-input"]
+display(Markdown("\n".join(f"- {line}" for line in audit_findings(payload))))
