@@ -42,25 +42,29 @@ profile = "default"
 overrides = {}
 
 # %% tags=["hide-input"]
-from relink_lib.audit import relink_audit
-from relink_lib.profiles import get_profile
-params = get_profile(profile, overrides)
-
-# %%
 import time
 
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown, display
 
+from relink_lib.audit import relink_audit
 from relink_lib.cohorts.stage import cohort_label, get_cohort
+from relink_lib.display import provenance_banner
 from relink_lib.features import get_embeddings, get_features
 from relink_lib.models.stage import get_ladder, ladder_table
+from relink_lib.models.summary import ladder_findings, ladder_payload, zero_shot_macro
 from relink_lib.plots.common import set_style
 from relink_lib.plots.models import plot_training_curves, plot_zero_shot
+from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
+from relink_lib.tables import html_table
 from relink_lib.utility.zero_shot import zero_shot_by_rung
 
+params = get_profile(profile, overrides)
 set_style()
+
+# %%
 t0 = time.perf_counter()
 simulation = params["cohort"]["source"] == "synthetic"
 kind = "simulation" if simulation else "real data"
@@ -68,7 +72,7 @@ cohort = get_cohort(params, "internal")
 t_ladder = time.perf_counter()
 rungs = get_ladder(params)
 t_ladder = time.perf_counter() - t_ladder
-print(f"profile {profile}: {len(rungs)} rungs; cohort {cohort_label(cohort)}")
+display(provenance_banner(params, cohort_label(cohort)))
 
 # %% [markdown]
 # ## The rungs
@@ -78,9 +82,13 @@ print(f"profile {profile}: {len(rungs)} rungs; cohort {cohort_label(cohort)}")
 # audit compares images and reports. The top rung is larger and trained longer, as specialised
 # public models usually are.
 
-# %% tags=["nbval-check-output"]
+# %%
 table = ladder_table(rungs)
-print(f"model ladder (profile {profile}, trained on {cohort_label(cohort)}, {kind}):")
+display(html_table(table.drop(columns=["kind"]), {"final train loss": "sig3"},
+                   caption=f"The ladder (profile {profile}, trained on {cohort_label(cohort)}, {kind})"))
+
+# %% tags=["nbval-check-output", "remove-cell"]
+print(f"model ladder (profile {profile}, {kind}):")
 print(table.drop(columns=["kind"]).to_string(index=False))
 
 # %% [markdown]
@@ -95,7 +103,7 @@ print(table.drop(columns=["kind"]).to_string(index=False))
 
 # %%
 fig = plot_training_curves({f"{r.index}: {r.name}": r.history for r in rungs}, simulation=simulation)
-fig.axes[0].set_title(f"ladder training, profile {profile} ({kind})", fontsize=9)
+fig.axes[0].set_title(f"ladder training, profile {profile} ({kind})", fontsize=9);
 
 # %% [markdown]
 # ## Zero-shot label AUROC per rung
@@ -112,8 +120,8 @@ fig.axes[0].set_title(f"ladder training, profile {profile} ({kind})", fontsize=9
 zs = zero_shot_by_rung(params, cohort, rungs, split="test")
 fig = plot_zero_shot(zs[["rung", "label", "auroc"]], rung_order=[r.name for r in rungs], simulation=simulation)
 
-# %% tags=["nbval-check-output"]
-macro = zs[zs["label"] == "macro"].set_index("rung")["auroc"]
+# %% tags=["nbval-check-output", "remove-cell"]
+macro = zero_shot_macro(zs)
 print(f"zero-shot macro AUROC over labels, internal test split (profile {profile}, {kind}):")
 for r in rungs:
     print(f"  rung {r.index} {r.name:<13} {macro[r.name]:.2f}")
@@ -126,14 +134,18 @@ for r in rungs:
 # reports (Recall@1 over the whole test split) should rise with the rung, since each rung's
 # training text carries more of the detail that tells two similar studies apart.
 
-# %% tags=["nbval-check-output"]
+# %%
 preview = []
 for r in rungs:
     img, rep, rows = get_embeddings(params, cohort, r, "test")
-    full = relink_audit(img, rep, pool_sizes=(None,), ks=(1,)).iloc[0]  # ties count against the query
+    full = relink_audit(img, rep, pool_sizes=(None,), ks=(1,)).iloc[0]  # ties broken at random
     preview.append({"rung": r.index, "name": r.name, "recall@1": float(full["recall"]), "chance": float(full["chance"]),
                     "lift": float(full["lift"]), "n_test": len(rows)})
 preview = pd.DataFrame(preview)
+display(html_table(preview, {"recall@1": "sig3", "chance": "sig2", "lift": "lift", "n_test": "count"},
+                   caption=f"Recall@1 over the whole internal test split (profile {profile}, {kind})"))
+
+# %% tags=["nbval-check-output", "remove-cell"]
 print(f"Recall@1 over the whole internal test split (profile {profile}, {kind}):")
 print(preview.round({"recall@1": 3, "chance": 4, "lift": 1}).to_string(index=False))
 
@@ -156,7 +168,7 @@ print(preview.round({"recall@1": 3, "chance": 4, "lift": 1}).to_string(index=Fal
 # | `hf-clip` | `config.json` (`model_type: clip`), weights, tokenizer, `preprocessor_config.json` | `visual_projection`, `text_projection` (Linear, no bias) | the checkpoint's own image processor (resize, crop, mean/std) |
 # | `hf-dual-encoder` | `VisionTextDualEncoderModel` (any ViT + BERT-like towers) | `visual_projection`, `text_projection` | its own processor (e.g. ViT: exact resize, mean/std 0.5) |
 # | `openai-clip` | one `*.pt` state dict (CheXzero) + `bpe_simple_vocab_16e6.txt.gz` or HF CLIP tokenizer files | `visual.proj`, `text_projection` (as Linear) | CheXzero: `write_preprocessor_config(dir, "chexzero")` writes mean 101.48761/255, std 83.43944/255, bicubic 224 px; else OpenAI CLIP's |
-# | `open-clip` | `open_clip_config.json` + `open_clip_pytorch_model.bin` (BiomedCLIP's hub layout), optional `text/` with the BERT config and tokenizer | `visual.head` (BiomedCLIP `proj` 768->512), `text.proj` (MLP 768->640->512) | `preprocess_cfg` of the config (BiomedCLIP: 224 px bicubic, OpenAI mean/std); needs `pip install relink[openclip]` |
+# | `open-clip` | `open_clip_config.json` + `open_clip_pytorch_model.bin` (BiomedCLIP's hub layout), optional `text/` with the BERT config and tokenizer | `visual.head.proj` (BiomedCLIP: Linear 768->512), `text.proj` (MLP 768->640->512) | `preprocess_cfg` of the config (BiomedCLIP: 224 px bicubic, OpenAI mean/std); needs `pip install relink[openclip]` |
 #
 # ```python
 # params = get_profile("paper", {"data": {"models": "/models/models.yaml"}})
@@ -165,9 +177,10 @@ print(preview.round({"recall@1": 3, "chance": 4, "lift": 1}).to_string(index=Fal
 # feats = get_features(params, cohort, rungs[2], "test")   # cached, resumable, shardable
 # ```
 #
-# On a cluster, `python -m relink_lib.features --profile paper --rung 2 --split test --shard K/N`
-# runs shard K of N as one job of an array; `--merge` afterwards assembles them into the same
-# arrays a single run gives. Grayscale radiographs are repeated to the three channels RGB models
+# On a cluster, `python -m relink_lib features --profile paper --shard K/N` extracts shard K of N
+# of every rung and split as one job of an array (K and N default to Slurm's or torchrun's
+# variables); `--merge` afterwards assembles them into the same arrays a single run gives, and
+# `--status` lists what is done and missing (see the cluster page of the reference part). Grayscale radiographs are repeated to the three channels RGB models
 # expect, as `do_convert_rgb` does.
 #
 # The preprocessing of the embedded rungs, read back from their saved `preprocessor_config.json`:
@@ -198,26 +211,21 @@ print(f"ladder (cached or trained) in {t_ladder:.1f} s; embedding {len(sample)} 
       f"{len(sample) / t_feat:.0f} images/s (including model load)")
 
 # %%
-payload = {
-    "rungs": table.to_dict(orient="records"),
-    "descriptions": {r.name: r.description for r in rungs},
-    "zero_shot": zs.to_dict(orient="records"),
-    "recall_at_1_preview": preview.to_dict(orient="records"),
-    "preprocessing": {r.name: r.load(device="cpu").preprocess.describe() for r in rungs},
-    "ladder_seconds": round(t_ladder, 1),
-    "cpu_images_per_s": round(len(sample) / t_feat, 1),
-}
+payload = ladder_payload(rungs, zs, preview, params)
+payload.update(preprocessing={r.name: r.load(device="cpu").preprocess.describe() for r in rungs},
+               ladder_seconds=round(t_ladder, 1), cpu_images_per_s=round(len(sample) / t_feat, 1))
 path = write_results(params, "model_ladder", payload, cohort=cohort_label(cohort), model=[r.name for r in rungs],
                      wall_time_s=time.perf_counter() - t0)
 
 # %% [markdown]
 # ## Summary
 #
-# - The book audits a ladder of dual encoders that differ in how much clinical text they were
-#   aligned to; by default three tiny CLIP models trained on the synthetic cohort (a simulation),
-#   with the paper's public checkpoints pluggable through the same adapter.
-# - Every model is split into frozen backbones and projection heads, so the audit, the DP
-#   fine-tuning of the heads and the utility probes all start from the same cached
-#   pre-projection features.
-# - The rungs recognise the labels (zero-shot AUROC above chance) but differ in instance
-#   detail, which is what re-links a radiograph to its own report (chapter 4).
+# The sentences below are generated from this run's numbers (`relink_lib.models.summary`).
+# The book audits a ladder of dual encoders that differ in how much clinical text they were
+# aligned to, by default tiny CLIP models trained on the synthetic cohort, with the paper's
+# public checkpoints pluggable through the same adapter. Every model is split into frozen
+# backbones and projection heads, so the audit, the DP fine-tuning of the heads and the utility
+# probes all start from the same cached pre-projection features.
+
+# %%
+display(Markdown("\n".join(f"- {line}" for line in ladder_findings(payload, simulation))))

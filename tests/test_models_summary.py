@@ -1,0 +1,45 @@
+"""Chapter 3's generated sentences follow the numbers they are given."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from relink_lib.models.summary import ladder_findings, rises_in_order, run_size, zero_shot_macro
+from relink_lib.profiles import get_profile
+
+
+def _payload(lifts, with_default=True):
+    preview = [{"rung": i, "name": f"r{i}", "recall@1": lift / 200, "chance": 1 / 200, "lift": lift, "n_test": 200}
+               for i, lift in enumerate(lifts)]
+    zs = [{"rung": f"r{i}", "label": "macro", "auroc": a} for i, a in enumerate((0.61, 0.70, 0.66)[:len(lifts)])]
+    zs += [{"rung": "r0", "label": "Edema", "auroc": 0.99}]
+    sizes = {"this": run_size(get_profile("ci"))}
+    if with_default:
+        sizes["default"] = run_size(get_profile("default"))
+    return {"recall_at_1_preview": preview, "zero_shot": zs, "run_size": sizes}
+
+
+@pytest.mark.parametrize("values, expected", [((1, 2, 3), True), ((1, 3, 2), False), ((2, 2, 3), False), ((5,), False)])
+def test_rises_in_order(values, expected):
+    assert rises_in_order(values) is expected
+
+
+def test_findings_say_whether_the_ladder_rises_and_quote_each_lift():
+    rising = ladder_findings(_payload([1.0, 2.5, 7.25]))
+    assert "rises with every rung" in rising[0] and "7.2x chance" in rising[0] and "(simulation)" in rising[0]
+    assert "200 pairs" in rising[0]
+    falling = ladder_findings(_payload([3.0, 2.0, 4.0]), simulation=False)
+    assert "does **not** rise" in falling[0] and "(real data)" in falling[0]
+
+
+def test_findings_use_the_macro_rows_only_and_compare_with_the_default_run():
+    lines = ladder_findings(_payload([1.0, 2.0, 3.0]))
+    assert "0.61 to 0.70" in lines[1]  # the per-label 0.99 is not a macro value
+    ci, default = get_profile("ci")["cohort"], get_profile("default")["cohort"]
+    assert f"{ci['n_pairs']:,} pairs" in lines[2] and f"against {default['n_pairs']:,}" in lines[2]
+    assert len(ladder_findings(_payload([1.0, 2.0, 3.0], with_default=False))) == 2
+
+
+def test_zero_shot_macro_picks_macro_rows():
+    zs = pd.DataFrame([{"rung": "a", "label": "macro", "auroc": 0.6}, {"rung": "a", "label": "Edema", "auroc": 0.9}])
+    assert zero_shot_macro(zs).to_dict() == {"a": 0.6}
