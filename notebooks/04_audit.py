@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from relink_lib.audit.summary import audit_findings, audit_overview, audit_payload, audit_tables
+from relink_lib.audit.summary import audit_findings, audit_overview, audit_payload, audit_tables, compact
 from relink_lib.plots.audit import (plot_lift_vs_pool, plot_rank_distribution, plot_recall_vs_pool, plot_risk_factors,
                                     plot_seen_unseen)
 from relink_lib.plots.common import set_style
@@ -79,8 +79,8 @@ display(html_table(tables["ci"], {c: "sig" for c in ("recall", "ci_low", "ci_hig
                    caption="Recall@1 with its patient-level 95% interval"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
-print(tables["recall"].set_index(["rung", "N"]).drop(columns="model").round(3).to_string())
-print(tables["lift"].set_index(["rung", "N"]).drop(columns="model").round(1).to_string())
+print(tables["recall"].set_index(["rung", "N"]).drop(columns="model").pipe(compact).to_string())
+print(tables["lift"].set_index(["rung", "N"]).drop(columns="model").pipe(compact).to_string())
 
 # %% [markdown]
 # Each panel is one K; the lines are the models, the shaded bands the patient-level 95%
@@ -145,7 +145,7 @@ plt.show()
 display(html_table(tables["ranks"], {"mrr": "sig", "chance MRR": "sig"}, caption="Full-database ranks"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
-print(tables["ranks"].set_index("rung").drop(columns="model").round(3).to_string())
+print(tables["ranks"].set_index("rung").drop(columns="model").pipe(compact).to_string())
 
 # %% [markdown]
 # ## Seen against unseen pairs
@@ -170,7 +170,7 @@ display(html_table(gap, {c: "sig" for c in ("recall_train", "recall_test", "gap"
                    caption="Seen minus unseen Recall@1 at the same N (patient-bootstrap 95% CI)"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
-print(gap.set_index(["rung", "N"])[["recall_train", "recall_test", "gap"]].round(3).to_string())
+print(gap.set_index(["rung", "N"])[["recall_train", "recall_test", "gap"]].pipe(compact).to_string())
 
 # %% [markdown]
 # ## What makes a study re-linkable
@@ -205,7 +205,7 @@ plt.show()
 display(html_table(tables["risk"], {c: "sig" for c in ("effect", "ci_low", "ci_high", "share of studies")}))
 
 # %% tags=["nbval-check-output", "remove-cell"]
-print(tables["risk"].set_index("property").round(3).to_string())
+print(tables["risk"].set_index("property").pipe(compact).to_string())
 
 # %% [markdown]
 # ## Summary

@@ -113,3 +113,11 @@ def test_hard_negative_text_gives_effective_pool_and_chance(stage_outputs):
     assert f"on average {m.mean_pool_size:.1f} candidates" in text and f"effective chance is {m.chance:.3g}" in text
     assert "detail: device" in text
     assert pool_label(2000, True) == "full (2,000)" and pool_label(10000, False) == "10,000"
+
+
+def test_compact_rounds_to_significant_figures():
+    from relink_lib.audit.summary import compact
+
+    f = compact(pd.DataFrame({"a": [4.71428, 0.000123456, 0.0, np.nan, 1234.5], "n": [1, 2, 3, 4, 5]}))
+    assert f.a.tolist()[:3] == [4.71, 0.000123, 0.0] and np.isnan(f.a[3]) and f.a[4] == 1230.0
+    assert f.n.tolist() == [1, 2, 3, 4, 5]

@@ -19,12 +19,26 @@ from .risk_factors import PROPERTY_LABELS
 
 __all__ = ["audit_payload", "build_audit_payload", "audit_overview", "audit_tables", "audit_findings",
            "hard_negative_payload", "build_hard_negative_payload", "hard_negative_tables", "hard_negative_findings",
-           "pool_label", "TIE_TOLERANCE"]
+           "pool_label", "compact", "TIE_TOLERANCE"]
 
 TIE_TOLERANCE = 1e-9
 """Bounds closer than this (absolute recall) are reported as equal: no tie moves the result."""
 
 PAPER_LIFT = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}
+
+
+def compact(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """``frame`` with every float rounded to ``digits`` significant figures (for the compact printed checks)."""
+    def sig(v: Any) -> Any:
+        if isinstance(v, (float, np.floating)) and np.isfinite(v) and v != 0:
+            return float(round(float(v), digits - 1 - int(math.floor(math.log10(abs(float(v)))))))
+        return v
+
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype.kind == "f":
+            out[col] = out[col].map(sig)
+    return out
 
 
 def pool_label(n: int, full: bool) -> str:
@@ -315,7 +329,7 @@ def hard_negative_findings(p: Mapping[str, Any]) -> list[str]:
     lines = [f"Profile `{p['profile']}`, cohort `{p['cohort']}`"
              + (" (simulation: synthetic cohort and tiny models)." if p["simulation"] else "."),
              f"Most specialised model ({r['model']}), nominal N = {n_sum:,}, Recall@1: random pools {r['recall']:.3g} "
-             f"({r['lift']:.1f}x chance {r['chance']:.3g}); pathology-matched pools {m['recall']:.3g}"
+             f"(chance {r['chance']:.3g}, lift {r['lift']:.1f}x); pathology-matched pools {m['recall']:.3g}"
              f"{_ci_text(m['ci_low'], m['ci_high'], '.3g')}, where a query gets on average {m['mean_pool_size']:.1f} "
              f"candidates (effective pool; {int(m['n_full_pools']):,} of {int(m['n_queries']):,} queries had all "
              f"{n_sum:,}), so the effective chance is {m['chance']:.3g} and the lift {m['lift']:.1f}x"
