@@ -51,6 +51,8 @@ _BASE: dict[str, Any] = {
         "device": "auto",  # "auto" = CUDA when available, else CPU
         "nan_as": 0.0,  # hard negatives: a missing label matches 0 (not mentioned = absent)
         "uncertain_as": -1.0,  # hard negatives: uncertain (-1) stays a value of its own
+        "seen": True,  # also audit a same-size patient-level sample of the train split (seen pairs)
+        "risk_pool_size": 100,  # pool size of the per-study risk model (full database if it does not fit)
     },
     "dp": {
         "target_epsilon": 0.34,
