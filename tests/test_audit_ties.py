@@ -181,3 +181,19 @@ def test_rank_counts_record_ties_and_validate():
         expected_recall_ties([0], [-1], 5, [2], (1,))
     with pytest.raises(ValueError, match="counts: entry 0"):
         expected_recall_ties([3], [4], 5, [2], (1,))
+
+
+def test_monte_carlo_with_random_tie_breaking_agrees():
+    from relink_lib.audit import monte_carlo_recall
+
+    img, rep = _grid_pairs(60, seed=6)
+    rep[10:25] = rep[0]  # many copies of one report
+    exact = relink_audit(img, rep, pool_sizes=(10, 30), ks=(1, 5))
+    mc = monte_carlo_recall(img, rep, (10, 30), (1, 5), n_pools=60, seed=3)
+    merged = exact.merge(mc, on=["pool_size", "k"], suffixes=("", "_mc"))
+    assert ((merged.recall - merged.recall_mc).abs() < 4 * merged.recall_se + 1e-12).all()
+    against = monte_carlo_recall(img, rep, (10,), (1,), n_pools=60, seed=3, ties="against")
+    row = exact[(exact.pool_size == 10) & (exact.k == 1)].iloc[0]
+    assert abs(against.recall.iloc[0] - row.recall_ties_against) < 4 * against.recall_se.iloc[0] + 1e-12
+    with pytest.raises(ValueError, match="ties="):
+        monte_carlo_recall(img, rep, (10,), ties="for")

@@ -3,7 +3,8 @@
 It does what the threat model describes, literally: for each query, draw ``n_pools`` pools of
 ``N - 1`` distractors uniformly without replacement (from all other reports, or from the
 query's label group), rank the true report inside each pool by cosine similarity computed in
-float64 numpy (ties against the query), and average. It shares no code with the torch kernel
+float64 numpy (ties broken uniformly at random, or against the query with ``ties="against"``),
+and average. It shares no code with the torch kernel
 or the hypergeometric formulas, so agreement within its standard error is a real test.
 It is slow by design (``O(queries * n_pools * N)``) and meant for tests and benchmarks.
 """
@@ -27,7 +28,7 @@ def _normalise(x: Any, name: str) -> np.ndarray:
 
 def monte_carlo_recall(image_emb: Any, report_emb: Any, pool_sizes: Sequence[int | None], ks: Sequence[int] = (1, 5, 10), *,
                        n_pools: int = 100, seed: int = 0, groups: np.ndarray | None = None,
-                       queries: np.ndarray | None = None) -> pd.DataFrame:
+                       queries: np.ndarray | None = None, ties: str = "random") -> pd.DataFrame:
     """Monte Carlo estimate of Recall@K and MRR with standard errors.
 
     ``groups`` (``(M,)`` ids) restricts distractors to the query's group (hard negatives; a
@@ -36,6 +37,8 @@ def monte_carlo_recall(image_emb: Any, report_emb: Any, pool_sizes: Sequence[int
     recall_se, mrr, mrr_se, n_queries, n_pools``; the standard errors are over the pool draws
     with the queries held fixed (what the exact expectation removes).
     """
+    if ties not in ("random", "against"):
+        raise ValueError(f"ties={ties!r}: expected 'random' (uniform tie-breaking) or 'against' (ties above the truth)")
     if isinstance(n_pools, bool) or not isinstance(n_pools, (int, np.integer)) or n_pools < 2:
         raise ValueError(f"n_pools={n_pools!r}: expected an integer >= 2 (pools per query, for a standard error)")
     img = _normalise(image_emb, "image_emb")
@@ -53,10 +56,14 @@ def monte_carlo_recall(image_emb: Any, report_emb: Any, pool_sizes: Sequence[int
             if cand.size == 0:
                 continue
             sims = rep[cand] @ img[i]
-            beats = sims >= float(rep[i] @ img[i])
+            own = float(rep[i] @ img[i])
+            beats, same = sims > own, sims == own
             draws = cand.size if n_req is None else min(n_req - 1, cand.size)
-            above = np.array([beats[rng.choice(cand.size, size=draws, replace=False)].sum() for _ in range(n_pools)])
-            rank = 1 + above
+            picks = [rng.choice(cand.size, size=draws, replace=False) for _ in range(n_pools)]
+            above = np.array([beats[p].sum() for p in picks])
+            tied = np.array([same[p].sum() for p in picks])
+            # random tie-break: the truth's position among itself and its tied pool members is uniform
+            rank = 1 + above + (rng.integers(0, tied + 1) if ties == "random" else tied)
             hits.append(rank[:, None] <= np.asarray(ks)[None, :])
             rrs.append(1.0 / rank)
         h = np.stack(hits).astype(np.float64)  # (Q, pools, K)
