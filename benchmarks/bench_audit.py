@@ -5,7 +5,9 @@ synthetic embeddings, generated from a seed inside each worker:
 
 - ``floor``: a bare chunked matrix product of the same shape (the ``M x M`` similarities,
   streamed in blocks of ``chunk`` rows and thrown away): no audit can beat it;
-- ``audit``: ``relink_audit`` for all N in (10, 100, 1000, 10000, full) and K in (1, 5, 10);
+- ``audit``: ``relink_audit`` for all N in (10, 100, 1000, 10000, full) and K in (1, 5, 10),
+  ties broken at random with both bounds (the kernel counts strictly-better and tied
+  distractors: two comparisons per block);
   floor and audit alternate in one worker (floor, audit, floor, audit) so that both see the
   same load on a shared machine; the ratio is min(audit) / min(floor);
 - ``faiss``: faiss-cpu exact inner-product search (``IndexFlatIP``, top 10), which gives
@@ -95,7 +97,8 @@ def _worker(args: argparse.Namespace) -> dict:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
         out["floor"] = {"seconds": min(floor_times), "seconds_all": floor_times, "extra_peak_mb": floor_peak}
-        out["table"] = table[["pool_size", "k", "recall", "chance", "lift", "mrr", "median_rank"]].to_dict(orient="records")
+        out["table"] = table[["pool_size", "k", "recall", "recall_ties_against", "recall_ties_for", "chance", "lift", "mrr",
+                              "median_rank", "n_queries_with_ties"]].to_dict(orient="records")
     elif args.worker == "faiss":
         try:
             import faiss
