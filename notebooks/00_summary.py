@@ -21,15 +21,16 @@ overrides = {}
 import time
 
 import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
 from relink_lib.display import provenance_banner
 from relink_lib.plots.common import set_style
 from relink_lib.plots.summary import plot_lift_summary
 from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
-from relink_lib.summary import (calibration_box, lift_points, load_payloads, paper_table, summary_findings,
-                                summary_payload, summary_table)
+from relink_lib.paper import PAPER_CITATION
+from relink_lib.summary import (calibration_box, lift_points, load_payloads, paper_table, summary_display,
+                                summary_findings, summary_payload, summary_table)
 from relink_lib.tables import html_table
 
 params = get_profile(profile, overrides)
@@ -52,7 +53,7 @@ display(Markdown("\n\n".join(summary_findings(summary))))
 # that agrees with the paper because of such a knob is a calibration, not a replication.
 
 # %%
-display(Markdown(calibration_box(params)))
+display(HTML(calibration_box(params)))
 
 # %% [markdown]
 # ## The headline numbers beside the paper's
@@ -72,9 +73,8 @@ else:
     plt.show()
 
 # %%
-display(html_table(summary_table(summary), {"this run": "sig", "CI low": "sig", "CI high": "sig", "the paper": "sig"},
-                   caption="This run against the paper (fractions; lifts as multiples of chance)"))
-display(html_table(paper_table(), caption="The paper's figures, as quoted"))
+display(html_table(summary_display(summary), caption="This run (simulation where the cohort is synthetic) beside the paper"))
+display(html_table(paper_table(), caption=f"The paper's figures, as quoted ({PAPER_CITATION})"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 for line in summary_table(summary).itertuples(index=False):

@@ -111,7 +111,7 @@ display(html_table(pd.DataFrame(list(THREAT_MODELS)), caption="The three threat 
 pool = budget_pool(table)
 display(Markdown(f"Prior of the worst case kappa = 1/{round(1 / table['kappa'].iloc[0]):,}; the attack picks among "
                  f"{int(table['attack_candidates'].iloc[0])} candidate images (chance 1/{int(table['attack_candidates'].iloc[0])})."))
-display(html_table(budget_view(table, pool), {"q": "sig", "T": "count"}))
+display(html_table(budget_view(table, pool), {"q": "sig", "T": "count", "eps reached": "sig"}))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 with pd.option_context("display.float_format", lambda v: f"{v:.3g}", "display.width", 200):
@@ -159,12 +159,13 @@ plt.show()
 # ## Re-linkage and utility against the budget
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-plot_relinkage(table, pool_size=pool, k=1, ax=axes[0], simulation=simulation)
-axes[0].set_title(f"Re-linkage (held-out pairs, N = {pool})")
-plot_utility(table, ax=axes[1], simulation=simulation)
-axes[1].set_title("Utility")
-fig.tight_layout()
+fig, ax = plt.subplots(figsize=(7.2, 4.0))
+plot_relinkage(table, pool_size=pool, k=1, ax=ax, simulation=simulation)
+ax.set_title(f"Re-linkage (held-out pairs, N = {pool})")
+plt.show()
+fig, ax = plt.subplots(figsize=(7.2, 4.0))
+plot_utility(table, ax=ax, simulation=simulation)
+ax.set_title("Utility")
 plt.show()
 
 # %% [markdown]

@@ -30,7 +30,7 @@ CHAPTERS = ("threat_model", "cohorts", "model_ladder", "audit", "hard_negatives"
             "privacy_budget")
 NA = "not available"
 
-__all__ = ["load_payloads", "summary_payload", "summary_findings", "summary_table", "calibration_box",
+__all__ = ["load_payloads", "summary_payload", "summary_findings", "summary_table", "summary_display", "calibration_box", "lift_points",
            "CALIBRATED_KNOBS", "paper_table", "NA"]
 
 
@@ -252,7 +252,7 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
     if not dp or dp.get("reduction") is None:
         out.append(f"**DP heads.** {NA}: chapter 6 has not run, or its results carry no Recall@1 reduction.")
     else:
-        eps = _f(dp["epsilon"]) if dp.get("epsilon") is not None else NA
+        eps = f"{dp['epsilon']:.3g}" if dp.get("epsilon") is not None else NA
         direction = "cut" if dp["reduction"] > 0 else "did not cut" if dp["reduction"] == 0 else "raised"
         ci = _ci_text(dp["ci"], _spct)
         out.append(f"**DP heads.** At eps = {eps} the DP heads {direction} Recall@1 at N = {dp['n']:,}: "
@@ -279,7 +279,7 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
     if not risk or risk.get("worst_case") is None:
         out.append(f"**Reconstruction risk.** {NA}: chapter 9 has not run on this profile.")
     else:
-        out.append(f"**Reconstruction risk.** At eps = {_f(risk['epsilon'])} the worst-case (ReRo) bound is "
+        out.append(f"**Reconstruction risk.** At eps = {risk['epsilon']:g} the worst-case (ReRo) bound is "
                    f"{_f(risk['worst_case'])} against a prior kappa of {_f(risk['kappa'])}; the gradient-access attack "
                    f"(which sees one pair's isolated noisy update, stronger than the re-linker) re-identifies "
                    f"{_f(risk['attack'])} of its targets (chance {_f(risk['attack_chance'])}; without DP "
@@ -314,8 +314,24 @@ def summary_table(payload: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def paper_table() -> pd.DataFrame:
-    """The paper's quoted figures (:data:`relink_lib.paper.PAPER`), one row each."""
-    return pd.DataFrame(PAPER.as_rows())
+    """The paper's quoted figures (:data:`relink_lib.paper.PAPER`), one row each (``figure``, ``value``)."""
+    return pd.DataFrame(PAPER.as_rows())[["figure", "value"]]
+
+
+def summary_display(payload: Mapping[str, Any]) -> pd.DataFrame:
+    """:func:`summary_table` as display strings: each value in its unit with its CI, beside the paper's."""
+    from .tables import fmt_lift, fmt_sig, fmt_signed_percent
+
+    rows = []
+    for r in summary_table(payload).to_dict(orient="records"):
+        name = r["finding"]
+        fmt = fmt_lift if ("lift" in name or "effective chance" in name) else fmt_signed_percent if "cut" in name else fmt_sig
+        value = fmt(r["this run"])
+        if _num(r["CI low"]) is not None and _num(r["CI high"]) is not None:
+            value += f" ({fmt(r['CI low'])} to {fmt(r['CI high'])})"
+        rows.append({"finding": name, "this run (95% CI)": value,
+                     "the paper": NA if _num(r["the paper"]) is None else fmt(r["the paper"])})
+    return pd.DataFrame(rows, columns=["finding", "this run (95% CI)", "the paper"])
 
 
 #: Knobs of the simulation that were set against a target, with the target (the calibration box).
@@ -343,16 +359,22 @@ def _get(params: Mapping[str, Any], dotted: str) -> str:
 
 
 def calibration_box(params: Mapping[str, Any]) -> str:
-    """The "what was calibrated" box (a MyST admonition, Markdown) for the profile ``params``."""
-    lines = [":::{admonition} What was calibrated, and what is a prediction", ":class: important", "",
-             f"On profile `{params.get('profile', NA)}` these knobs of the simulation were **set against a target**; "
-             "a number that lands near the paper's because of them is a calibration, not a replication:", ""]
-    for knob, what, target in CALIBRATED_KNOBS:
-        lines.append(f"- `{knob}` = {_get(params, knob)} ({what}): {target}.")
-    lines += ["", "Everything else is a **prediction of the simulation**, not tuned to any target: the ordering of the "
-              "rungs at other pool sizes, hard-negative recall, the DP cut and what it costs in utility, transfer to "
-              "the external cohort, and the reconstruction risks.", ":::"]
-    return "\n".join(lines)
+    """The "what was calibrated" box for the profile ``params``: an HTML admonition (the theme's classes)."""
+    import html
+
+    def code(text: str) -> str:
+        return f"<code>{html.escape(text)}</code>"
+
+    items = "".join(f"<li>{code(knob)} = {html.escape(_get(params, knob))} ({html.escape(what)}): {html.escape(target)}.</li>"
+                    for knob, what, target in CALIBRATED_KNOBS)
+    return ('<div class="admonition important relink-calibration">'
+            '<p class="admonition-title">What was calibrated, and what is a prediction</p>'
+            f"<p>On profile {code(str(params.get('profile', NA)))} these knobs of the simulation were <strong>set against a "
+            "target</strong>; a number that lands near the paper's because of them is a calibration, not a replication:</p>"
+            f"<ul>{items}</ul>"
+            "<p>Everything else is a <strong>prediction of the simulation</strong>, not tuned to any target: the ordering "
+            "of the rungs at other pool sizes, hard-negative recall, the DP cut and what it costs in utility, transfer to "
+            "the external cohort, and the reconstruction risks.</p></div>")
 
 
 def lift_points(audit: Mapping[str, Any] | None) -> pd.DataFrame:

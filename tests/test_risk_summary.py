@@ -57,7 +57,8 @@ def test_sampling_se_and_pool_and_view():
     table = sweep()
     assert budget_pool(table) == "100"
     view = budget_view(table)
-    assert view["target eps"].tolist()[-1] == "no DP" and view["eps reached"].tolist()[-1] == "none (no DP)"
+    assert view["target eps"].tolist()[-1] == "no DP" and view["target eps"].tolist()[5] == "1e6"
+    assert np.isnan(view["eps reached"].iloc[-1]) and view["eps reached"].iloc[0] == 0.34
     assert view["matched effective chance"].iloc[0] == pytest.approx(0.057)
     with pytest.raises(ValueError, match="non-private row"):
         budget_findings(table[table["target_epsilon"].notna()], n_test=10)

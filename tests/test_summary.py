@@ -7,8 +7,8 @@ import pytest
 
 from relink_lib.paper import PAPER
 from relink_lib.profiles import get_profile
-from relink_lib.summary import (CALIBRATED_KNOBS, NA, calibration_box, load_payloads, summary_findings, summary_payload,
-                                summary_table)
+from relink_lib.summary import (CALIBRATED_KNOBS, NA, calibration_box, load_payloads, summary_display, summary_findings,
+                                summary_payload, summary_table)
 
 
 def _audit_rows(rung, model, n_big, full=False):
@@ -113,12 +113,21 @@ def test_summary_table_rows_match_the_findings():
 
 def test_calibration_box_reads_the_profile():
     box = calibration_box(get_profile("default"))
-    assert box.startswith(":::{admonition} What was calibrated") and box.rstrip().endswith(":::")
-    assert "`cohort.report_detail` = 1.0" in box and "`ladder.epochs_scale` = 1.0" in box
+    assert box.startswith('<div class="admonition important') and box.endswith("</div>")
+    assert "What was calibrated" in box and "prediction of the simulation" in box
+    assert "<code>cohort.report_detail</code> = 1.0" in box and "<code>ladder.epochs_scale</code> = 1.0" in box
     assert "20,000; 0.4, 0.05, 0.55" in box and "eps = 0.34" in box
-    assert "prediction of the simulation" in box
-    assert len([line for line in box.splitlines() if line.startswith("- `")]) == len(CALIBRATED_KNOBS)
-    assert "`ladder.epochs_scale` = 1.25" in calibration_box(get_profile("ci"))
+    assert box.count("<li>") == len(CALIBRATED_KNOBS)
+    assert "<code>ladder.epochs_scale</code> = 1.25" in calibration_box(get_profile("ci"))
+
+
+def test_summary_display_puts_units_and_intervals_in_one_cell():
+    shown = summary_display(summary_payload(payloads())).set_index("finding")
+    assert shown.loc["R@1 lift over chance, N = 100", "this run (95% CI)"] == "15.0x (12.0x to 18.0x)"
+    assert shown.loc["R@1 lift over chance, N = 100", "the paper"] == "15.0x"
+    cut = shown.loc["relative cut of R@1 by DP, N = 10,000"]
+    assert cut["this run (95% CI)"] == "+13.9% (-20.0% to +40.0%)" and cut["the paper"] == "+61.8%"
+    assert shown.loc["linear-probe macro AUROC, pretrained", "this run (95% CI)"] == "0.812"
 
 
 def test_load_payloads_reads_the_results_dir_and_marks_missing(tmp_path, monkeypatch):
@@ -127,3 +136,25 @@ def test_load_payloads_reads_the_results_dir_and_marks_missing(tmp_path, monkeyp
     (tmp_path / "ci" / "audit.json").write_text(json.dumps({"rows": []}))
     loaded = load_payloads("ci", ("audit", "utility"))
     assert loaded == {"audit": {"rows": []}, "utility": None}
+
+
+def test_summary_chart_marks_the_paper_beside_the_strongest_rung_with_ci_whiskers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from relink_lib.plots.summary import plot_lift_summary
+    from relink_lib.summary import lift_points
+
+    points = lift_points(payloads()["audit"])
+    assert points["n"].tolist() == [100, 10_000, 100, 10_000] and points["lift_ci_low"].notna().all()
+    fig, ax = plt.subplots()
+    plot_lift_summary(points, ax=ax)
+    marks = [line for line in ax.get_lines() if line.get_label().startswith("the paper's")]
+    assert sorted(m.get_ydata()[0] for m in marks) == [PAPER.r1_lift_n100, PAPER.r1_lift_n10000]
+    assert all(m.get_xdata()[0] > 0.9 for m in marks)  # beside rung 2 (x = 1 and beyond), not rung 0
+    assert len(ax.containers) >= 2 and ax.get_legend() is not None
+    plt.close(fig)
+    with pytest.raises(ValueError, match="has the audit run"):
+        plot_lift_summary(lift_points(None))

@@ -71,9 +71,12 @@ def shade_high_budget(ax: Axes, table: pd.DataFrame, text: str = "high-budget DP
     if not inside:
         return
     lo, hi = min(inside) - 0.4, max(inside) + 0.4
-    ax.axvspan(lo, hi, color="tab:orange", alpha=0.08, lw=0)
-    ax.text((lo + hi) / 2, 1.01, text, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=7,
-            color="tab:orange")
+    ax.axvspan(lo, hi, color="tab:orange", alpha=0.08, lw=0, label=f"{text} (Ziller et al.: eps 1e6 to 1e12)")
+
+
+def _legend_below(ax: Axes) -> None:
+    """The legend under the axes (off the data), in two columns."""
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 
 def _new(ax: Axes | None) -> Axes:
@@ -101,7 +104,7 @@ def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = T
     ax.set_ylabel("probability of reconstruction (log scale)")
     budget_axis(ax, table)
     shade_high_budget(ax, table)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _legend_below(ax)
     if simulation:
         label_simulation(ax)
     return ax
@@ -128,7 +131,7 @@ def plot_relinkage(table: pd.DataFrame, pool_size: str, k: int = 1, ax: Axes | N
     ax.set_ylim(bottom=0)
     budget_axis(ax, table)
     shade_high_budget(ax, table)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=1)
+    _legend_below(ax)
     if simulation:
         label_simulation(ax)
     return ax
@@ -146,7 +149,7 @@ def plot_utility(table: pd.DataFrame, ax: Axes | None = None, simulation: bool =
     ax.set_ylabel("macro AUROC over 14 labels")
     budget_axis(ax, table)
     shade_high_budget(ax, table)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=1)
+    _legend_below(ax)
     if simulation:
         label_simulation(ax)
     return ax

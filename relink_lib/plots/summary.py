@@ -43,7 +43,7 @@ def plot_lift_summary(points: pd.DataFrame, ax: Axes | None = None, simulation: 
     ax.set_xlabel("rung (rising clinical specialization)")
     ax.set_ylabel("Recall@1 / chance")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     if simulation:
         label_simulation(ax)
     return ax

@@ -48,10 +48,13 @@ def budget_view(table: pd.DataFrame, pool: str | None = None) -> pd.DataFrame:
     pool = pool or budget_pool(table)
     rec, hard = f"recall_random_k1_n{pool}", f"recall_hard_k1_n{pool}"
     hard_lift = f"lift_hard_k1_n{pool}"
+    from ..plots.risk import eps_tick_label
+
     eps_reached = pd.to_numeric(table["epsilon"], errors="coerce")
+    target = pd.to_numeric(table["target_epsilon"], errors="coerce")
     view = pd.DataFrame({
-        "target eps": [budget_label(e) for e in table["target_epsilon"]],
-        "eps reached": [budget_label(e) if np.isfinite(e) else "none (no DP)" for e in eps_reached.fillna(np.inf)],
+        "target eps": [eps_tick_label(None if np.isnan(e) else float(e)) for e in target],
+        "eps reached": eps_reached.where(np.isfinite(eps_reached)),
         "sigma": pd.to_numeric(table["noise_multiplier"], errors="coerce"),
         "q": pd.to_numeric(table["sample_rate"], errors="coerce"),
         "T": pd.to_numeric(table["steps"], errors="coerce").astype("Int64"),
