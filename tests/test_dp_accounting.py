@@ -91,3 +91,34 @@ def test_vectorised_rdp_equals_opacus(sigma, q):
     b = rdp_epsilon(sigma, q, 33, 6e-6, backend="numpy")
     assert b[0] == pytest.approx(a[0], rel=1e-9)
     assert b[1] == a[1]
+
+
+@pytest.mark.parametrize("inflate", [1.005, 1.015])
+def test_calibration_confirms_with_opacus_and_refuses_anything_above_target(monkeypatch, inflate):
+    # The search runs on the numpy re-implementation; the returned sigma must also satisfy the RECORDED
+    # accountant (Opacus). Make Opacus report a slightly larger epsilon than the numpy backend: the
+    # calibration must then either raise more noise until Opacus agrees or refuse; never return a sigma
+    # whose Opacus epsilon is above the target (skipping the confirmation, or a tolerance of 1.02x, would).
+    from relink_lib.dp import calibrate as cal
+
+    real_spent = cal._rdp.get_privacy_spent
+
+    def inflated(*args, **kwargs):
+        eps, order = real_spent(*args, **kwargs)
+        return eps * inflate, order
+    monkeypatch.setattr(cal._rdp, "get_privacy_spent", inflated)
+    target, q, steps = 0.34, 128 / 1400, 33
+    try:
+        sigma = calibrate_noise(target, 6e-6, q, steps)
+    except RuntimeError as err:
+        assert "Opacus" in str(err)
+        return
+    assert rdp_epsilon(sigma, q, steps, 6e-6)[0] <= target
+
+
+def test_calibration_result_is_at_most_the_target_for_the_recorded_accountant():
+    # Without any patching: Opacus' accountant (the one the record names) confirms the target exactly.
+    for target in (0.34, 1.0, 8.0):
+        sigma = calibrate_noise(target, 6e-6, 0.05, 100)
+        eps = rdp_epsilon(sigma, 0.05, 100, 6e-6)[0]
+        assert eps <= target and eps >= 0.99 * target

@@ -158,3 +158,183 @@ def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="engine='fast'"):
         train_heads(torch.randn(4, 3), torch.randn(4, 3), nn.Linear(3, 2), nn.Linear(3, 2, bias=False),
                     bank_text_feats=torch.randn(2, 3), config=DPConfig(engine="fast"))
+
+
+# --- The mechanism itself: each test below fails under a one-line mutation of the training loop
+# (docs/dp.md, "What the DP tests defend"): no clipping, the wrong sample rate, per-pair clipping in
+# patient mode, division by the actual batch size.
+
+def _aligned(n_rows: int, d_img: int = 8, d_txt: int = 6, d: int = 4, weight_scale: float = 1e-2, seed: int = 0):
+    """Identical rows (so every unit's gradient points the same way) and tiny head weights (so the
+    unclipped per-pair gradient norm is in the hundreds, far above C = 1). float64 heads."""
+    g = torch.Generator().manual_seed(seed)
+    x_img = torch.randn(1, d_img, generator=g, dtype=torch.float64).repeat(n_rows, 1)
+    x_txt = torch.randn(1, d_txt, generator=g, dtype=torch.float64).repeat(n_rows, 1)
+    bank = torch.randn(5, d_txt, generator=g, dtype=torch.float64)
+    ih = nn.Linear(d_img, d, bias=False).double()
+    th = nn.Linear(d_txt, d, bias=False).double()
+    with torch.no_grad():
+        ih.weight.copy_(weight_scale * torch.randn(d, d_img, generator=g, dtype=torch.float64))
+        th.weight.copy_(weight_scale * torch.randn(d, d_txt, generator=g, dtype=torch.float64))
+    return x_img, x_txt, bank, ih, th
+
+
+def _update_norm(res, ih, th) -> float:
+    """Joint Frobenius norm of the weight change of both heads."""
+    di = (res.image_head.weight - ih.weight).detach()
+    dt = (res.text_head.weight - th.weight).detach()
+    return float(torch.sqrt(di.pow(2).sum() + dt.pow(2).sum()))
+
+
+def _per_pair_grad_norm(x_img, x_txt, bank, ih, th) -> float:
+    from relink_lib.dp.train import clipped_grad_sum
+    _, _, norms, _, _ = clipped_grad_sum(ih.weight.detach(), th.weight.detach(), x_img[:1], x_txt[:1], bank,
+                                         max_grad_norm=None)
+    return float(norms[0])
+
+
+def test_one_step_update_is_bounded_by_the_clipping():
+    # zero noise, SGD, one step over every pair (q = 1): update = lr * mean of clipped gradients, so
+    # |update| <= lr * C. The gradients are aligned and ~100x C, so the bound is tight (= lr * C up to
+    # the 1e-6 in the clip coefficient) and an unclipped sum would be ~100x over it.
+    n, C, lr = 12, 1.0, 0.1
+    x_img, x_txt, bank, ih, th = _aligned(n)
+    assert _per_pair_grad_norm(x_img, x_txt, bank, ih, th) > 100 * C  # the premise of the test
+    cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=1, batch_size=n)
+    res = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=cfg)
+    assert (res.record["steps"], res.record["sample_rate"]) == (1, 1.0)
+    assert _update_norm(res, ih, th) <= lr * C * (1 + 1e-9)
+    assert _update_norm(res, ih, th) == pytest.approx(lr * C, rel=1e-4)
+
+
+def test_per_patient_clipping_bounds_a_whole_patient():
+    # 3 patients x 4 identical pairs, q = 1, zero noise, SGD: each PATIENT's summed gradient is clipped
+    # to C, the sum is divided by the expected batch of 3 patients, so |update| = lr * C. Clipping each
+    # pair instead would give 4x that.
+    pid = np.repeat(np.arange(3), 4)
+    C, lr = 1.0, 0.1
+    x_img, x_txt, bank, ih, th = _aligned(len(pid))
+    cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=1, batch_size=len(pid),
+                   sampling="patient")
+    res = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=cfg, patient_ids=pid)
+    assert (res.record["n_units"], res.record["expected_batch_size"], res.record["steps"]) == (3, 3, 1)
+    assert _update_norm(res, ih, th) <= lr * C * (1 + 1e-9)
+    assert _update_norm(res, ih, th) == pytest.approx(lr * C, rel=1e-4)
+
+
+def _record_batches(monkeypatch) -> list[int]:
+    """Wrap the loop's Poisson sampler and record the number of training rows of every step."""
+    import relink_lib.dp.train as train_mod
+
+    sizes: list[int] = []
+    real = train_mod.poisson_batches
+
+    def spy(units, sample_rate, steps, generator):
+        for rows, groups, n_groups in real(units, sample_rate, steps, generator):
+            sizes.append(int(rows.numel()))
+            yield rows, groups, n_groups
+    monkeypatch.setattr(train_mod, "poisson_batches", spy)
+    return sizes
+
+
+def test_noisy_mean_is_divided_by_the_expected_batch(monkeypatch):
+    # one step at q = 0.1 over 100 identical pairs, zero noise, SGD: every pair is clipped to exactly C in
+    # the same direction, so |update| = lr * C * |B| / E[B] with E[B] = q * n = 10 (Opacus' convention),
+    # NOT lr * C (the mean over the actual batch).
+    sizes = _record_batches(monkeypatch)
+    n, C, lr = 100, 1.0, 0.1
+    ratios = []
+    for seed in range(4):
+        x_img, x_txt, bank, ih, th = _aligned(n, seed=seed)
+        cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=0.1, batch_size=10,
+                       seed=seed)
+        res = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=cfg)
+        assert (res.record["steps"], res.record["expected_batch_size"]) == (1, 10)
+        ratios.append((_update_norm(res, ih, th) / (lr * C), sizes[-1] / 10))
+    for got, want in ratios:
+        assert got == pytest.approx(want, rel=1e-4)
+    assert len({s for _, s in ratios}) > 1  # the batches differed in size: the division is visible
+
+
+@pytest.mark.parametrize("sampling", ["pair", "patient"])
+def test_empirical_batch_sizes_match_the_recorded_sample_rate(monkeypatch, sampling):
+    sizes = _record_batches(monkeypatch)
+    n = 200
+    pid = np.repeat(np.arange(100), 2)
+    xi, xt, bi, bt, ih, th = _data(n=n)
+    cfg = DPConfig(noise_multiplier=1.0, epochs=20, batch_size=20, sampling=sampling, lr=1e-3)
+    rec = train_heads(xi, xt, ih, th, bank_text_feats=bt, config=cfg, patient_ids=pid).record
+    assert len(sizes) == rec["steps"] == 200
+    # E|B| = q * n rows (pairs or patients x 2 rows); over 200 steps the mean is within ~3% (sd of the mean)
+    expected = rec["sample_rate"] * n
+    sd_of_mean = math.sqrt(n * rec["sample_rate"] * (1 - rec["sample_rate"]) * (2 if sampling == "patient" else 1)) / math.sqrt(200)
+    assert abs(np.mean(sizes) - expected) < 4 * sd_of_mean + 1e-9
+    assert 4 * sd_of_mean < 0.25 * expected  # the check separates q from 2q (and from 0.75q)
+
+
+def test_opacus_and_fast_engines_take_the_same_clipped_step():
+    # zero noise, q = 1 (every pair in the one batch), SGD: both engines compute the same clipped mean
+    # gradient, so the heads after one step agree; and with noise both learn on a public eval loss.
+    n, C, lr = 12, 1.0, 0.1
+    x_img, x_txt, bank, ih, th = _aligned(n)
+    x_img = x_img + 0.1 * torch.randn(x_img.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=1, batch_size=n)
+    fast = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=cfg.replace(engine="fast"))
+    opac = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=cfg.replace(engine="opacus"))
+    assert opac.record["engine"] == "opacus"
+    torch.testing.assert_close(opac.image_head.weight, fast.image_head.weight, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(opac.text_head.weight, fast.text_head.weight, rtol=1e-6, atol=1e-9)
+    assert _update_norm(fast, ih, th) > 0.5 * lr * C  # a real step was taken
+
+
+def test_opacus_engine_learns():
+    xi, xt, bi, bt, ih, th = _data()
+    cfg = DPConfig(target_epsilon=8.0, epochs=6, batch_size=20, lr=3e-2, engine="opacus", seed=2)
+    h = train_heads(xi, xt, ih, th, bank_text_feats=bt, bank_image_feats=bi, config=cfg, eval_feats=(bi, bt)).history
+    assert h["public_eval_loss"].iloc[-1] < h["public_eval_loss"].iloc[0] - 0.05
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("lr", math.inf, "DPConfig.lr: expected a finite value"),
+    ("lr", math.nan, "DPConfig.lr"),
+    ("epochs", math.inf, "DPConfig.epochs: expected a finite value"),
+    ("batch_size", math.inf, "DPConfig.batch_size"),
+    ("delta", "1e-5", "DPConfig.delta"),
+    ("temperature", math.inf, "DPConfig.temperature"),
+])
+def test_config_refuses_non_finite_and_non_numeric_values(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        DPConfig(**{field: value})
+
+
+@pytest.mark.parametrize("delta,sampling", [(0.5, "pair"), (1 / 120, "pair"), (0.025, "patient")])
+def test_delta_at_or_above_one_over_n_is_refused_and_says_why(delta, sampling):
+    xi, xt, bi, bt, ih, th = _data()  # 120 pairs; 40 patients of 3
+    pid = np.repeat(np.arange(40), 3)
+    cfg = DPConfig(target_epsilon=1.0, delta=delta, epochs=1, batch_size=20, sampling=sampling)
+    n = 40 if sampling == "patient" else 120
+    with pytest.raises(ValueError, match=rf"DPConfig.delta=.*delta < 1/n_private = 1/{n}.*protects nobody"):
+        train_heads(xi, xt, ih, th, bank_text_feats=bt, config=cfg, patient_ids=pid)
+
+
+def test_delta_just_below_one_over_n_calibrates():
+    xi, xt, bi, bt, ih, th = _data()
+    cfg = DPConfig(target_epsilon=1.0, delta=0.9 / 120, epochs=1, batch_size=20)
+    rec = train_heads(xi, xt, ih, th, bank_text_feats=bt, config=cfg).record
+    assert 0.99 <= rec["epsilon"] <= 1.0
+
+
+def test_calibration_at_a_large_delta_names_delta_or_succeeds():
+    # eps(sigma) reaches 0 at a large delta; the search must not die in log() ("math domain error")
+    from relink_lib.dp import calibrate_noise, rdp_epsilon
+
+    sigma = calibrate_noise(0.34, 0.1, 0.1, 30)
+    assert rdp_epsilon(sigma, 0.1, 30, 0.1)[0] <= 0.34
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")
+def test_diverging_heads_are_an_error_not_a_result():
+    xi, xt, bi, bt, ih, th = _data()
+    cfg = DPConfig(target_epsilon=None, epochs=2, batch_size=20, lr=1e37, optimizer="sgd")
+    with pytest.raises(FloatingPointError, match="NaN or inf weights.*lower DPConfig.lr"):
+        train_heads(xi, xt, ih, th, bank_text_feats=bt, config=cfg)

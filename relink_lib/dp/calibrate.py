@@ -121,19 +121,23 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
             break
         lo, hi = hi, hi + math.log(4.0)
     else:
-        raise RuntimeError(f"calibrate_noise: no sigma reaches eps <= {target_epsilon}")
+        raise RuntimeError(f"calibrate_noise: no sigma reaches eps <= {target_epsilon} at delta={delta}, "
+                           f"sample_rate={sample_rate}, steps={steps}")
     for _ in range(200):
         if eps_of(lo) > target_epsilon:
             break
         hi, lo = lo, lo - math.log(4.0)
     else:
-        raise RuntimeError(f"calibrate_noise: eps stays below {target_epsilon} for every sigma tried")
+        raise RuntimeError(f"calibrate_noise: eps stays below {target_epsilon} for every sigma tried at delta={delta} "
+                           f"(sample_rate={sample_rate}, steps={steps}); is delta too large?")
     # root of log eps(sigma) = log(aim) in log(sigma), aiming a quarter of the tolerance below the target
     aim = (1 - rel_tol / 4) * target_epsilon
     if eps_of(hi) >= (1 - rel_tol) * target_epsilon:
         root = hi
     else:
-        root = brentq(lambda x: math.log(eps_of(x)) - math.log(aim), lo, hi, xtol=1e-12, rtol=1e-12, maxiter=max_iter)
+        # eps can reach 0 or below at a large delta: clamp before the log (the root lies where eps = aim > 0)
+        root = brentq(lambda x: math.log(max(eps_of(x), 1e-300)) - math.log(aim), lo, hi, xtol=1e-12, rtol=1e-12,
+                      maxiter=max_iter)
     return _confirm_with_opacus(math.exp(root), target_epsilon, rel_tol, delta, sample_rate, steps, orders)
 
 

@@ -12,6 +12,24 @@ from .objective import DEFAULT_TEMPERATURE
 from .sampling import SAMPLING_MODES
 
 ENGINES = ("auto", "fast", "opacus")
+
+
+def _real(x: Any) -> bool:
+    """A real number (bool excluded): strings and None fail here with a clear message, not a TypeError."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def check_delta(delta: float, n_units: int, unit: str = "pair") -> None:
+    """Refuse ``delta >= 1 / n_units``.
+
+    A mechanism that releases one random unit's data outright is (0, 1/n)-DP: with delta at or
+    above 1/n the (eps, delta) guarantee allows exactly that, so it protects no one. Raises
+    ``ValueError`` naming delta, n and the bound.
+    """
+    if n_units >= 1 and delta >= 1.0 / n_units:
+        raise ValueError(f"DPConfig.delta={delta!r}: expected delta < 1/n_private = 1/{n_units} = {1.0 / n_units:.3g} "
+                         f"(n_private = {n_units} private {unit}s); with delta >= 1/n a mechanism that publishes one "
+                         f"random {unit} in the clear satisfies the guarantee, so it protects nobody")
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -56,25 +74,26 @@ class DPConfig:
         te = self.target_epsilon
         if te is not None and not (isinstance(te, (int, float)) and math.isfinite(te) and te > 0):
             raise bad("target_epsilon", "a finite value > 0 or None (non-private)")
-        if not 0 < self.delta < 1:
-            raise bad("delta", "a value in (0, 1)")
-        if not self.epochs > 0:
-            raise bad("epochs", "a value > 0")
-        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+        if not (_real(self.delta) and 0 < self.delta < 1):
+            raise bad("delta", "a value in (0, 1), below 1/n_private (checked against the data by train_heads)")
+        if not (_real(self.epochs) and math.isfinite(self.epochs) and self.epochs > 0):
+            raise bad("epochs", "a finite value > 0")
+        if not (_real(self.batch_size) and math.isfinite(self.batch_size)) or int(self.batch_size) != self.batch_size \
+                or self.batch_size < 1:
             raise bad("batch_size", "a positive integer")
-        if not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+        if not (_real(self.max_grad_norm) and math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
             raise bad("max_grad_norm", "a finite value > 0")
-        if not self.lr > 0:
-            raise bad("lr", "a value > 0")
+        if not (_real(self.lr) and math.isfinite(self.lr) and self.lr > 0):
+            raise bad("lr", "a finite value > 0")
         if self.sampling not in SAMPLING_MODES:
             raise bad("sampling", f"one of {SAMPLING_MODES}")
-        if not self.temperature > 0:
-            raise bad("temperature", "a value > 0")
+        if not (_real(self.temperature) and math.isfinite(self.temperature) and self.temperature > 0):
+            raise bad("temperature", "a finite value > 0")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"one of {OPTIMIZERS}")
         if self.engine not in ENGINES:
             raise bad("engine", f"one of {ENGINES}")
-        if self.noise_multiplier is not None and not (math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0):
+        if self.noise_multiplier is not None and not (_real(self.noise_multiplier) and math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0):
             raise bad("noise_multiplier", "a finite value >= 0 or None (calibrate)")
 
     @property

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .accounting import group_privacy, independent_epsilons
 from .calibrate import ACCOUNTANT_NAME, calibrate_noise, rdp_epsilon
-from .config import DPConfig, HeadTrainingResult
+from .config import DPConfig, HeadTrainingResult, check_delta
 from .fastgrad import head_grad_factors
 from .heads import clone_head, head_params, linear_weight
 from .objective import DEFAULT_TEMPERATURE, ExpandedBankLoss, batch_infonce, l2_normalize
@@ -267,6 +267,8 @@ def train_heads(image_feats: Any, text_feats: Any, image_head: nn.Module, text_h
               _as_tensor(eval_feats[1], "eval_feats[1]", dtype, x_txt.shape[1])[:EVAL_MAX_ROWS])
     n = x_img.shape[0]
     units = privacy_units(n, config.sampling, patient_ids)
+    if config.private:
+        check_delta(config.delta, units.n_units, units.kind)
     q, steps, per_epoch = sampling_plan(n, config)
     if config.noise_multiplier is not None:
         sigma = float(config.noise_multiplier)
@@ -283,6 +285,10 @@ def train_heads(image_feats: Any, text_feats: Any, image_head: nn.Module, text_h
     if history0 is not None:
         rows = [history0] + rows
     history = pd.DataFrame(rows)
+    for name, head in (("image_head", img_head), ("text_head", txt_head)):
+        if not all(bool(torch.isfinite(p).all()) for p in head.parameters()):
+            raise FloatingPointError(f"train_heads: the trained {name} has NaN or inf weights after {steps} steps "
+                                     f"(lr={config.lr}, optimizer={config.optimizer!r}); lower DPConfig.lr")
     for head in (img_head, txt_head):
         head.zero_grad(set_to_none=True)
         for p in head.parameters():
