@@ -21,7 +21,8 @@ from pathlib import Path
 from .profiles import PROFILE_NAMES, project_root
 
 
-def _overrides(text: str | None) -> dict:
+def _overrides(text: str | None, profile: str | None = None) -> dict:
+    """Parse ``--overrides`` and validate it at every depth against ``profile`` (before any kernel starts)."""
     if not text:
         return {}
     try:
@@ -30,6 +31,13 @@ def _overrides(text: str | None) -> dict:
         raise SystemExit(f"--overrides: expected a JSON object, e.g. '{{\"audit\": {{\"n_boot\": 10}}}}' ({err})")
     if not isinstance(value, dict):
         raise SystemExit("--overrides: expected a JSON object")
+    if profile is not None:
+        from .profiles import validate_overrides
+
+        try:
+            validate_overrides(profile, value)
+        except ValueError as err:
+            raise SystemExit(f"--{err}")
     return value
 
 
@@ -71,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline.toc import chapter_notebooks
 
         start = time.perf_counter()
-        overrides = _overrides(args.overrides)
+        overrides = _overrides(args.overrides, args.profile)
         if args.profile == "paper":
             from .pipeline.preflight import PreflightError, check_paper_inputs
             from .profiles import get_profile
@@ -119,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline.shards import run as run_features
         from .profiles import get_profile
 
-        params = get_profile(args.profile, _overrides(args.overrides))
+        params = get_profile(args.profile, _overrides(args.overrides, args.profile))
         if args.profile == "paper":
             try:
                 check_paper_inputs(params)

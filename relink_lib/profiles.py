@@ -145,6 +145,69 @@ def get_profile(name: str, overrides: Mapping[str, Any] | None = None) -> dict[s
     return params
 
 
+EXTRA_KEYS: dict[str, tuple[str, ...]] = {
+    "features": ("chunk_size", "device", "text_column", "amp"),
+    "ladder": ("overrides",),
+}
+"""Keys a section accepts beyond the profile's own (read with a default by the library). The ``dp``
+section also accepts every :class:`relink_lib.dp.DPConfig` field."""
+
+OPEN_KEYS: tuple[tuple[str, ...], ...] = (("ladder", "overrides"),)
+"""Paths whose value is a free mapping (per-rung overrides of the ladder), not checked further."""
+
+
+def _section_keys(path: tuple[str, ...], base: Mapping[str, Any]) -> set[str]:
+    keys = set(base)
+    if len(path) == 1:
+        keys |= set(EXTRA_KEYS.get(path[0], ()))
+        if path[0] == "dp":
+            from dataclasses import fields
+
+            from .dp.config import DPConfig  # lazily: imports torch
+
+            keys |= {f.name for f in fields(DPConfig)}
+    return keys
+
+
+def validate_overrides(name: str, overrides: Mapping[str, Any] | None) -> None:
+    """Check ``overrides`` against the keys of profile ``name`` at every depth.
+
+    Raises ``ValueError`` naming the dotted path of the first unknown key (with the keys
+    expected there and a close match when there is one), or of a mapping given where the
+    profile holds a plain value and vice versa. The CLI calls this before any kernel starts.
+    """
+    import difflib
+
+    if not overrides:
+        return
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"overrides: expected a mapping of sections, got {type(overrides).__name__}")
+    base = get_profile(name)
+
+    def walk(path: tuple[str, ...], over: Mapping[str, Any], ref: Mapping[str, Any]) -> None:
+        allowed = _section_keys(path, ref) if path else set(ref)
+        for key, value in over.items():
+            here = ".".join(path + (str(key),))
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), sorted(map(str, allowed)), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                where = f"section {'.'.join(path)!r}" if path else "the profile"
+                raise ValueError(f"overrides: unknown key {here!r}{hint}; {where} has keys {sorted(map(str, allowed))}")
+            if path + (str(key),) in OPEN_KEYS:
+                continue
+            target = ref.get(key)
+            if isinstance(target, Mapping):
+                if not isinstance(value, Mapping):
+                    raise ValueError(f"overrides: {here!r} is a section; expected a mapping of its keys, "
+                                     f"got {type(value).__name__}")
+                walk(path + (str(key),), value, target)
+            elif isinstance(value, Mapping) and target is not None:
+                raise ValueError(f"overrides: {here!r} holds a {type(target).__name__} in profile {name!r}, "
+                                 f"not a section; got a mapping")
+
+    walk((), overrides, base)
+
+
 def project_root() -> Path:
     """The repository root (``RELINK_ROOT`` overrides it)."""
     env = os.environ.get("RELINK_ROOT")

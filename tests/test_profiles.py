@@ -41,3 +41,32 @@ def test_output_dirs_follow_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("RELINK_CACHE", str(tmp_path / "c"))
     assert results_dir("ci") == tmp_path / "r" / "ci"
     assert cache_dir("ci") == tmp_path / "c" / "ci"
+
+
+def test_overrides_are_validated_at_every_depth():
+    from relink_lib.profiles import validate_overrides
+
+    validate_overrides("ci", {"audit": {"n_boot": 7}, "dp": {"engine": "fast", "target_epsilon": 8.0},
+                              "features": {"device": "cpu"}, "ladder": {"overrides": {"captions": {"epochs": 1}}}})
+    with pytest.raises(ValueError, match=r"unknown key 'dp.target_eps' \(did you mean 'target_epsilon'\?\)"):
+        validate_overrides("ci", {"dp": {"target_eps": 8}})
+    with pytest.raises(ValueError, match="unknown key 'audt'"):
+        validate_overrides("ci", {"audt": {}})
+    with pytest.raises(ValueError, match="'cohort' is a section"):
+        validate_overrides("ci", {"cohort": 5})
+    with pytest.raises(ValueError, match="'seed' holds a int"):
+        validate_overrides("ci", {"seed": {"x": 1}})
+
+
+def test_cli_refuses_a_bad_override_before_any_kernel_starts(tmp_path, monkeypatch):
+    import relink_lib.pipeline.execute as execute
+    from relink_lib.cli import main
+
+    def no_kernel(*args, **kwargs):
+        raise AssertionError("a kernel was started")
+    monkeypatch.setattr(execute, "execute_notebook", no_kernel)
+    monkeypatch.setattr(execute, "execute_book", no_kernel)
+    with pytest.raises(SystemExit, match=r"--overrides: unknown key 'dp.target_eps'"):
+        main(["run", "notebooks/06_mitigation.py", "--profile", "smoke", "--overrides", '{"dp": {"target_eps": 8}}'])
+    with pytest.raises(SystemExit, match=r"--overrides: unknown key 'audit.nboot'"):
+        main(["book", "--profile", "ci", "--overrides", '{"audit": {"nboot": 8}}'])
