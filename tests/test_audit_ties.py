@@ -13,6 +13,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from relink_lib.audit.expected import _recall_ties_closed_form
 from relink_lib.audit import (RankCounts, audit_table, expected_recall, expected_recall_ties, expected_reciprocal_rank,
                               expected_reciprocal_rank_ties, per_query_recall, rank_counts, rank_statistics, relink_audit,
                               tie_median_rank)
@@ -124,13 +125,36 @@ def test_closed_form_equals_average_over_tie_positions(seed):
     t = np.array([rng.integers(0, d - x + 1) for x in b])
     n = rng.integers(0, d + 1, size=40)
     ks = (1, 3, 7)
-    got = expected_recall_ties(b, t, d, n, ks)
+    got = _recall_ties_closed_form(*(np.asarray(v, dtype=np.float64) for v in (b, t, np.full(40, d), n)), list(ks))
     got_rr = expected_reciprocal_rank_ties(b, t, d, n)
     for i in range(40):
         cs = np.arange(b[i], b[i] + t[i] + 1)
         np.testing.assert_allclose(got[i], expected_recall(cs, d, n[i], ks).mean(axis=0), atol=1e-12)
         assert got_rr[i] == pytest.approx(expected_reciprocal_rank(cs, d, n[i]).mean(), abs=1e-12)
     np.testing.assert_allclose(expected_recall_ties(b, 0 * t, d, n, ks), expected_recall(b, d, n, ks), atol=1e-13)
+    np.testing.assert_allclose(expected_recall_ties(b, t, d, n, ks), got, atol=1e-12)  # the public function
+
+
+def _exact_tie_recall(b, t, d, n, k):
+    """P(rank <= k) under random tie-breaking, summed exactly over the multivariate hypergeometric."""
+    total, r, p = math.comb(d, n), d - b - t, Fraction(0)
+    for x in range(min(b, n) + 1):
+        for y in range(min(t, n - x) + 1):
+            w = math.comb(b, x) * math.comb(t, y) * math.comb(r, n - x - y)
+            if w and x < k:
+                p += Fraction(w, total) * Fraction(min(k - x, y + 1), y + 1)
+    return float(p)
+
+
+@pytest.mark.parametrize("b, t, n", [(0, 5, 9), (2, 40, 9), (0, 200, 9), (1, 1000, 9), (0, 3, 99)])
+def test_both_paths_are_exact_at_mimic_scale(b, t, n):
+    d = 43_792
+    want = [_exact_tie_recall(b, t, d, n, k) for k in (1, 5)]
+    # the tie-free hypergeometric itself carries ~4e-11 absolute (gammaln of numbers near 4e5)
+    np.testing.assert_allclose(expected_recall_ties([b], [t], d, [n], (1, 5))[0], want, rtol=0, atol=1e-9)
+    closed = _recall_ties_closed_form(*(np.array([v], dtype=np.float64) for v in (b, t, d, n)), [1, 5])[0]
+    np.testing.assert_allclose(closed, want, rtol=0, atol=1e-9)
+    assert 0 < want[0] <= 1
 
 
 def test_all_ties_at_mimic_scale_is_chance():
