@@ -55,8 +55,8 @@ from IPython.display import Markdown, display
 
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.plots.common import set_style
-from relink_lib.plots.risk import plot_relinkage, plot_risks, plot_tradeoff_curves, plot_utility
-from relink_lib.risk.stage import THREAT_MODELS, budget_label, run_budget_sweep, write_budget_results
+from relink_lib.plots.risk import eps_tick_label, plot_relinkage, plot_risks, plot_tradeoff_curves, plot_utility
+from relink_lib.risk.stage import THREAT_MODELS, run_budget_sweep, write_budget_results
 from relink_lib.risk.summary import budget_findings, budget_pool, budget_view
 from relink_lib.risk.sweep import door_position
 from relink_lib.risk.tradeoff import Mechanism, tradeoff_curve
@@ -70,7 +70,7 @@ simulation = params["cohort"]["source"] == "synthetic"
 cohort_name = cohort_label(inputs.cohort)
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 n_train, n_test = len(inputs.train), len(inputs.test)
-eps_label = [budget_label(e) for e in table["target_epsilon"]]
+eps_label = [eps_tick_label(None if e is None else float(e)) for e in table["target_epsilon"]]
 display(Markdown(
     f"Profile `{params['profile']}`, cohort `{cohort_name}` ({what}), model `{inputs.rung.name}` (the most "
     f"specialised rung): heads fine-tuned on {n_train:,} private training pairs at {len(table)} budgets, "
@@ -111,7 +111,12 @@ display(html_table(pd.DataFrame(list(THREAT_MODELS)), caption="The three threat 
 pool = budget_pool(table)
 display(Markdown(f"Prior of the worst case kappa = 1/{round(1 / table['kappa'].iloc[0]):,}; the attack picks among "
                  f"{int(table['attack_candidates'].iloc[0])} candidate images (chance 1/{int(table['attack_candidates'].iloc[0])})."))
-display(html_table(budget_view(table, pool), {"q": "sig", "T": "count", "eps reached": "sig"}))
+view = budget_view(table, pool)
+accounting = ["target eps", "eps reached", "sigma", "q", "T", "worst-case risk", "relaxed risk", "attack success"]
+display(html_table(view[accounting], {"q": "sig", "T": "count", "eps reached": "sig"},
+                   caption="Accounting and reconstruction risk per budget"))
+display(html_table(view[["target eps"] + [c for c in view.columns if c not in accounting]],
+                   caption="Re-linkage (held-out pairs) and utility per budget"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 with pd.option_context("display.float_format", lambda v: f"{v:.3g}", "display.width", 200):
@@ -148,7 +153,7 @@ for _, row in table.iterrows():
         continue
     if float(e) in (0.34, 8.0, 1e3, 1e6):
         mech = Mechanism(float(row["noise_multiplier"]), float(row["sample_rate"]), int(row["steps"]))
-        curves.append((f"eps = {budget_label(e)}", alpha, tradeoff_curve(alpha, mech)))
+        curves.append((f"eps = {eps_tick_label(float(e))}", alpha, tradeoff_curve(alpha, mech)))
 fig, ax = plt.subplots()
 plot_tradeoff_curves(curves, ax=ax)
 ax.axvline(float(table["kappa"].iloc[0]), color="tab:red", ls=":", lw=1)

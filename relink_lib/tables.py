@@ -210,7 +210,7 @@ def table_html(df: pd.DataFrame, formats: Mapping[str, str | Formatter] | None =
         for c, value in zip(columns, row):
             align = "right" if numeric[c] else "left"
             text = fns[c](value)
-            wrap = "white-space:nowrap" if numeric[c] else "min-width:8em"  # numbers never break; text wraps
+            wrap = "white-space:nowrap" if numeric[c] else "white-space:normal"  # numbers never break; text wraps
             out.append(f'<td style="text-align:{align};padding:0.25em 0.6em;{wrap}">{html.escape(text)}</td>')
         out.append("</tr>")
     out.append("</tbody></table></div>")

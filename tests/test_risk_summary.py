@@ -43,7 +43,7 @@ def test_no_comes_back_claim_when_no_dp_is_within_sampling_noise_or_lower():
 def test_findings_describe_the_attack_as_gradient_access_and_report_its_onset():
     text = "\n".join(budget_findings(sweep(), n_test=220))
     assert "gradient access" in text and "released weights" in text and "Ziller et al.'s realistic setting" in text
-    assert "first beats twice chance at eps = 1e+06" in text and "does not stop this adversary" in text
+    assert "first beats twice chance at eps = 1e6" in text and "does not stop this adversary" in text
     assert "first exceeds ten times the prior at eps = 1" in text
     calm = "\n".join(budget_findings(sweep(attack_high=0.02), n_test=220))
     assert "never beats twice chance" in calm

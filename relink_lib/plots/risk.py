@@ -94,7 +94,7 @@ def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = T
     ax.plot(x, table["worst_case_risk"], "o-", color="tab:red", label="worst case (ReRo bound, PLD)")
     ax.plot(x, table["relaxed_risk"], "s-", color="tab:purple", label="relaxed (GLRT bound)")
     ax.plot(x, np.maximum(table["realistic_risk"].astype(float), floor), "^-", color="tab:blue",
-            label="realistic (attack re-identifies image; 0 on the bottom edge)")
+            label="gradient-access attack: images re-identified (0 on the bottom edge)")
     ax.plot(x, np.full(len(x), table["kappa"].iloc[0]), ":", color="tab:red", lw=1,
             label=f"worst-case prior kappa = 1/{round(1 / table['kappa'].iloc[0]):,}")
     ax.plot(x, np.full(len(x), table["realistic_chance"].iloc[0]), ":", color="tab:blue", lw=1,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .stage import budget_label
+from ..plots.risk import eps_tick_label as budget_label  # short labels: 0.34, 1e6, no DP
 
 __all__ = ["budget_pool", "budget_view", "budget_findings", "sampling_se", "HIGH_BUDGET"]
 
@@ -48,12 +48,10 @@ def budget_view(table: pd.DataFrame, pool: str | None = None) -> pd.DataFrame:
     pool = pool or budget_pool(table)
     rec, hard = f"recall_random_k1_n{pool}", f"recall_hard_k1_n{pool}"
     hard_lift = f"lift_hard_k1_n{pool}"
-    from ..plots.risk import eps_tick_label
-
     eps_reached = pd.to_numeric(table["epsilon"], errors="coerce")
     target = pd.to_numeric(table["target_epsilon"], errors="coerce")
     view = pd.DataFrame({
-        "target eps": [eps_tick_label(None if np.isnan(e) else float(e)) for e in target],
+        "target eps": [budget_label(None if np.isnan(e) else float(e)) for e in target],
         "eps reached": eps_reached.where(np.isfinite(eps_reached)),
         "sigma": pd.to_numeric(table["noise_multiplier"], errors="coerce"),
         "q": pd.to_numeric(table["sample_rate"], errors="coerce"),
