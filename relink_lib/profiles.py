@@ -66,6 +66,20 @@ _BASE: dict[str, Any] = {
         "bank_grad": False,  # bank embeddings constant within a step (rank-one per-pair gradients)
         "optimizer": "adam",
         "temperature": 0.07,
+        # chapter 6's frontier (relink_lib.dp.frontier_stage, docs/dp.md): grid x noise seeds on the top rung
+        "frontier": {
+            "inits": ("pretrained", "reinit"),
+            "optimizers": ("sgd", "adam"),
+            "lrs": {"sgd": (0.03, 0.1, 0.3), "adam": (1e-3, 3e-3, 1e-2)},
+            "epochs": (3, 10),
+            "n_seeds": 3,
+            "scaling_sizes": (20000, 50000),  # private pairs: internal train + a supplementary synthetic pool
+            "scaling_factors": (),  # or multiples of the own private-set size
+            "max_probe_auroc_drop": 0.5,  # percentage points: the paper's claim allows 0.5 (its drop was 0.2)
+            "max_zero_shot_auroc_drop": 1.0,  # percentage points (justified in chapter 6)
+            "probe_max_train": 2000,  # probe fit rows per frontier evaluation (chapter 7 uses all)
+            "split_seed": 0,
+        },
     },
     "utility": {"probe_C": 1.0},
     "budget": {
@@ -88,7 +102,9 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "ladder": {"image_size": 32, "epochs_scale": 0.05},
         "features": {"batch_size": 64},
         "audit": {"pool_sizes": (10, 100, None), "n_boot": 20, "chunk_size": 128},
-        "dp": {"epochs": 1, "batch_size": 64, "bank_size": 64},
+        "dp": {"epochs": 1, "batch_size": 64, "bank_size": 64,
+               "frontier": {"lrs": {"sgd": (0.1,), "adam": (1e-2,)}, "epochs": (1,), "scaling_sizes": (),
+                            "scaling_factors": (2.0, 3.0), "op_scales": (0.1, 0.4, 1.6), "n_boot": 100}},
         "budget": {"epsilons": (0.34, 8.0, 1e6, 1e15, None), "attack_candidates": 10, "attack_targets": 20},
     },
     "ci": {
@@ -97,7 +113,9 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "ladder": {"image_size": 64, "epochs_scale": 1.25},
         "features": {"batch_size": 128},
         "audit": {"pool_sizes": (10, 100, None), "n_boot": 50, "chunk_size": 512},
-        "dp": {"epochs": 3, "batch_size": 128, "bank_size": 256},
+        "dp": {"epochs": 3, "batch_size": 128, "bank_size": 256,
+               "frontier": {"epochs": (3,), "scaling_sizes": (), "scaling_factors": (1.5, 2.0), "n_boot": 200,
+                            "op_scales": (0.1, 0.4, 1.6), "probe_max_train": 1000}},
         "budget": {"attack_candidates": 50, "attack_targets": 100},
     },
     "default": {

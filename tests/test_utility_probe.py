@@ -71,3 +71,18 @@ def test_validation_messages():
         linear_probe_auroc(x, y, x[:, :3], y, labels=list("abc"))
     with pytest.raises(ValueError, match="expected 400 and 400 rows"):
         linear_probe_auroc(x, y[:10], x, y, labels=list("abc"))
+
+
+def test_several_test_sets_share_one_fit_and_the_newton_solver_agrees():
+    from relink_lib.utility.probe import linear_probe_aurocs
+
+    x, y = _data()
+    a, b = x[:200], x[200:]
+    both = linear_probe_aurocs(x, y, {"a": (a, y[:200]), "b": (b, y[200:])}, labels=list("abc"))
+    for name, (xe, ye) in {"a": (a, y[:200]), "b": (b, y[200:])}.items():
+        alone = linear_probe_auroc(x, y, xe, ye, labels=list("abc"))
+        assert np.allclose(both[name]["auroc"].to_numpy(), alone["auroc"].to_numpy(), equal_nan=True)
+    newton = linear_probe_aurocs(x, y, {"a": (a, y[:200])}, labels=list("abc"), solver="newton-cholesky")["a"]
+    assert np.allclose(newton["auroc"].to_numpy(), both["a"]["auroc"].to_numpy(), atol=2e-3, equal_nan=True)
+    with pytest.raises(ValueError, match="solver"):
+        linear_probe_aurocs(x, y, {"a": (a, y[:200])}, labels=list("abc"), solver="sag")

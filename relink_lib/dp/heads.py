@@ -68,3 +68,38 @@ def perturb_heads(image_head: nn.Module, text_head: nn.Module, scale: float, see
             p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * (scale * _rms(p)))
         outs.append(new)
     return outs[0], outs[1]
+
+
+@torch.no_grad()
+def fresh_heads(image_head: nn.Module, text_head: nn.Module, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """Copies of the heads with data-independent weights N(0, 1 / fan_in) drawn from ``seed``.
+
+    Unlike :func:`reinit_heads` nothing is read from the pretrained weights (not even their
+    scale), so heads trained from here under DP carry the guarantee on the heads themselves,
+    given the frozen encoders. Cosine similarities are scale-invariant, so untrained fresh heads
+    re-link exactly as :func:`reinit_heads` with the same draw would.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    outs = []
+    for head in (image_head, text_head):
+        new = clone_head(head)
+        for p in new.parameters():
+            fan_in = p.shape[1] if p.dim() >= 2 else p.shape[0]
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) / math.sqrt(fan_in))
+        outs.append(new)
+    return outs[0], outs[1]
+
+
+@torch.no_grad()
+def relative_drift(heads: tuple[nn.Module, nn.Module], reference: tuple[nn.Module, nn.Module]) -> float:
+    """``||W - W_ref|| / ||W_ref||`` over all parameters of both heads together (Frobenius norms)."""
+    num = den = 0.0
+    for h, r in zip(heads, reference):
+        for p, q in zip(h.parameters(), r.parameters()):
+            if p.shape != q.shape:
+                raise ValueError(f"heads: parameter shape {tuple(p.shape)} differs from the reference's {tuple(q.shape)}")
+            num += float((p.detach() - q.detach()).pow(2).sum())
+            den += float(q.detach().pow(2).sum())
+    if den == 0:
+        raise ValueError("reference: all-zero heads, relative drift undefined")
+    return math.sqrt(num / den)

@@ -6,9 +6,10 @@ For every rung of the ladder (:func:`mitigate_rung`, cached per rung):
   cohort's ``train`` split (the PRIVATE pairs the heads are fine-tuned on), ``val`` split (declared
   PUBLIC: the fixed bank of reports and images the objective contrasts against, and the public
   evaluation loss) and ``test`` split (held out: every outcome);
-- variants: ``pretrained`` heads; ``dp`` (DP-SGD at the profile's (eps, delta)); ``nonprivate``
-  (same objective, data, sampling and steps, no clipping/noise); ``reinit`` (random heads of the
-  same scale); ``output_perturbation`` (Gaussian noise on the pretrained weights, scale tuned so
+- variants: ``pretrained`` heads; ``dp`` (DP-SGD at the profile's (eps, delta) with chapter 6's
+  selected setting: init, optimizer, learning rate, epochs); ``nonprivate`` (same objective, data,
+  start, sampling and steps, no clipping/noise); ``reinit`` (data-independent random heads,
+  untrained: the DP start when the setting's init is ``reinit``); ``output_perturbation`` (Gaussian noise on the pretrained weights, scale tuned so
   Recall@1 at the reference N falls as far as under DP);
 - outcomes on the held-out split, per variant: Recall@1/5/10 at every N over random and
   pathology-matched pools with patient-bootstrap CIs; the image-side linear probe (train split ->
@@ -37,7 +38,7 @@ from ..labels import CHEXPERT_LABELS
 from ..profiles import cache_dir
 from .config import DPConfig
 from .controls import nonprivate_config, tune_output_perturbation
-from .heads import clone_head, reinit_heads
+from .heads import clone_head, fresh_heads
 from .train import train_heads
 
 VARIANTS: tuple[str, ...] = ("pretrained", "dp", "nonprivate", "reinit", "output_perturbation")
@@ -60,6 +61,7 @@ class RungMitigation:
     reference_pool_size: int
     heads: dict[str, tuple[nn.Module, nn.Module]]
     path: Path | None = None
+    setting: dict[str, Any] | None = None
 
 
 def dp_settings(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,8 +186,18 @@ def _load_heads(path: Path, template: tuple[nn.Module, nn.Module]) -> dict[str, 
     return out
 
 
-def mitigate_rung(params: Mapping[str, Any], cohort: Any, rung: Any, *, progress: bool = False) -> RungMitigation:
-    """Train the DP heads and the controls for ``rung`` and evaluate every variant (cached)."""
+def mitigate_rung(params: Mapping[str, Any], cohort: Any, rung: Any, *, setting: Any = None,
+                  progress: bool = False) -> RungMitigation:
+    """Train the DP heads and the controls for ``rung`` and evaluate every variant (cached).
+
+    ``setting``: a :class:`relink_lib.dp.frontier.Setting` (init, optimizer, lr, epochs; chapter 6
+    selects it on the frontier); ``None`` uses the profile's ``dp`` section from the pretrained heads.
+    """
+    from .frontier import Setting
+
+    if setting is None:
+        dp = params["dp"]
+        setting = Setting("pretrained", str(dp.get("optimizer", "adam")), float(dp.get("lr", 1e-3)), float(dp.get("epochs", 5)))
     from ..features import feature_dir, get_features
 
     settings = dp_settings(params)
@@ -194,16 +206,18 @@ def mitigate_rung(params: Mapping[str, Any], cohort: Any, rung: Any, *, progress
         if len(splits[s]) < 2:
             raise ValueError(f"cohort split {s!r}: needs at least 2 pairs for the mitigation stage, has {len(splits[s])}")
     key = {"step": "dp-mitigation", "features": {s: feature_dir(params, cohort, rung, s).name for s in splits},
-           "settings": settings, "code": _code_version()}
+           "settings": settings, "setting": setting.as_dict(), "code": _code_version()}
     encoder = rung.load(device="cpu")
     template = (encoder.image_head, encoder.text_head)
 
     def build(tmp: Path) -> None:
         with _few_threads():
-            _build_mitigation(tmp, params, cohort, splits, settings, encoder, template)
+            _build_mitigation(tmp, params, cohort, splits, settings, encoder, template, setting)
 
     path = cache.cached_dir(cache_dir(params["profile"]), "dp-mitigation", key, build)
-    return load_mitigation(path, rung, template)
+    out = load_mitigation(path, rung, template)
+    out.setting = setting.as_dict()
+    return out
 
 
 @contextmanager
@@ -220,19 +234,21 @@ def _few_threads(n: int = 1) -> Iterator[None]:
 
 
 def _build_mitigation(tmp: Path, params: Mapping[str, Any], cohort: Any, splits: Mapping[str, Any],
-                      settings: Mapping[str, Any], encoder: Any, template: tuple[nn.Module, nn.Module]) -> None:
+                      settings: Mapping[str, Any], encoder: Any, template: tuple[nn.Module, nn.Module], setting: Any) -> None:
     t0 = time.perf_counter()
     train, val, test = splits["train"], splits["val"], splits["test"]
     train_pairs, test_pairs = _rows_of(cohort, train), _rows_of(cohort, test)
     bank = min(int(settings["dp"].get("bank_size", 2048)), len(val))
-    config = DPConfig.from_params(params)
+    config = DPConfig.from_params(params, optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs)
     common = dict(bank_text_feats=val.text[:bank], bank_image_feats=val.image[:bank],
                   patient_ids=train_pairs["patient_id"].astype(str).to_numpy(), eval_feats=(val.image, val.text))
-    dp = train_heads(train.image, train.text, template[0], template[1], config=config, **common)
-    npv = train_heads(train.image, train.text, template[0], template[1], config=nonprivate_config(config), **common)
+    fresh = fresh_heads(template[0], template[1], seed=config.seed)
+    start = fresh if setting.init == "reinit" else template
+    dp = train_heads(train.image, train.text, start[0], start[1], config=config, **common)
+    npv = train_heads(train.image, train.text, start[0], start[1], config=nonprivate_config(config), **common)
     heads = {"pretrained": (clone_head(template[0]), clone_head(template[1])),
              "dp": (dp.image_head, dp.text_head), "nonprivate": (npv.image_head, npv.text_head),
-             "reinit": reinit_heads(template[0], template[1], seed=settings["seed"])}
+             "reinit": fresh}
     n_ref = reference_pool_size(len(test))
     chunk = settings["audit"]["chunk_size"]
     dp_r1 = _recall_at(*_embed(test, heads["dp"]), n_ref, chunk)
@@ -281,13 +297,19 @@ def _json_default(obj: Any) -> Any:
 
 
 def mitigation_ladder(params: Mapping[str, Any], *, progress: bool = False) -> tuple[Any, list[Any], list[RungMitigation]]:
-    """``(cohort, rungs, mitigations)`` for every rung of the profile's ladder."""
+    """``(cohort, rungs, mitigations)`` for every rung of the profile's ladder, at chapter 6's selected setting.
+
+    The setting is the frontier's selected point (:func:`relink_lib.dp.frontier_stage.get_frontier`;
+    its reference point when none meets the rule), applied to every rung.
+    """
     from ..cohorts.stage import get_cohort
     from ..models.stage import get_ladder
+    from .frontier_stage import get_frontier, reference_setting
 
     cohort = get_cohort(params, site="internal")
     rungs = get_ladder(params, progress=progress)
-    return cohort, rungs, [mitigate_rung(params, cohort, r, progress=progress) for r in rungs]
+    setting = reference_setting(get_frontier(params, progress=progress))
+    return cohort, rungs, [mitigate_rung(params, cohort, r, setting=setting, progress=progress) for r in rungs]
 
 
 def recall_reduction(m: RungMitigation, variant: str = "dp", k: int = 1, pool: str = "random") -> dict[str, float]:

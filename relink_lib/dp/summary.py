@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .stage import VARIANTS, RungMitigation, recall_reduction
@@ -66,8 +67,10 @@ def per_label_probe(ms: Sequence[RungMitigation], rung: int = -1) -> pd.DataFram
     return u.pivot_table(index="label", columns=["metric", "variant"], values="value", sort=False)
 
 
-def mitigation_payload(params: Mapping[str, Any], ms: Sequence[RungMitigation]) -> dict[str, Any]:
-    """results/<profile>/mitigation.json: DP records, independent epsilons, controls, outcomes per rung."""
+def mitigation_payload(params: Mapping[str, Any], ms: Sequence[RungMitigation],
+                       fr: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """results/<profile>/mitigation.json: DP records, independent epsilons, controls, outcomes per rung,
+    and (with ``fr``, :func:`relink_lib.dp.frontier_stage.get_frontier`) the frontier."""
     rungs = []
     for m in ms:
         rungs.append({
@@ -85,7 +88,9 @@ def mitigation_payload(params: Mapping[str, Any], ms: Sequence[RungMitigation]) 
             "neighbouring_relation": "add/remove one image-report pair of the private training split (pair sampling); "
                                      "patients with several pairs: group privacy (see group_privacy in each record)",
             "bank": "fixed bank of the internal cohort's val split (declared public), never the private training pairs",
-            "paper_reference": PAPER, "rungs": rungs}
+            "paper_reference": PAPER, "rungs": rungs,
+            "setting": ms[-1].setting if ms else None,
+            **(frontier_payload(fr) if fr is not None else {})}
 
 
 def utility_payload(ms: Sequence[RungMitigation]) -> dict[str, Any]:
@@ -111,3 +116,179 @@ def transfer_payload(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], i
                     "utility": util.to_dict(orient="records"),
                     "r1_by_variant": rand[["variant", "pool_size", "recall", "lift"]].to_dict(orient="records")})
     return {"rungs": out}
+
+
+# ------------------------------------------------------------------------------------------ frontier (chapter 6)
+PAPER_CLAIM = {"min_r1_reduction": 0.5, "max_probe_auroc_drop": 0.5}
+"""The paper's claim in the terms the book checks: a cut of R@1 of at least 50% with a linear-probe
+macro AUROC drop of at most 0.5 points (the paper reports 61.8% and 79.63 -> 79.43)."""
+
+FRONTIER_KEYS = ("frontier", "selection_rule", "selected", "reference", "reference_is_selected", "r1_reduction_ci_low",
+                 "r1_reduction_ci_high", "controls", "output_perturbation_curve", "seen", "heldout", "private_pool",
+                 "n_seeds", "seeds", "rung", "bank", "cost")
+
+
+def frontier_payload(fr: Mapping[str, Any]) -> dict[str, Any]:
+    """The frontier's part of ``results/<profile>/mitigation.json`` (``frontier``, ``selection_rule``, ``selected``, ...)."""
+    out = {k: fr[k] for k in FRONTIER_KEYS if k in fr}
+    out["paper_claim"] = dict(PAPER_CLAIM, check=paper_claim_check(fr))
+    return out
+
+
+def setting_label(p: Mapping[str, Any]) -> str:
+    """``reinit heads, SGD lr 0.1, 10 epochs`` for a frontier point."""
+    return (f"{p['init']} heads, {'SGD' if p['optimizer'] == 'sgd' else 'Adam'} lr {p['lr']:g}, "
+            f"{p['epochs']:g} epochs")
+
+
+def frontier_table(fr: Mapping[str, Any], study: str | None = "grid") -> pd.DataFrame:
+    """One row per frontier point (``study`` = ``grid``, ``scaling`` or ``None`` for all): settings, privacy, outcomes."""
+    rows = []
+    for i, p in enumerate(fr["frontier"]):
+        if study is not None and p["study"] != study:
+            continue
+        rows.append({"index": i, "init": p["init"], "optimizer": p["optimizer"], "lr": p["lr"], "epochs": p["epochs"],
+                     "n_private": p["n_private"], "sigma": p["noise_multiplier"], "steps": p["steps"],
+                     "epsilon": p["epsilon"], "cut_select": p["r1_reduction_select"], "cut_report": p["r1_reduction"],
+                     "cut_seed_sd": p["r1_reduction_seed_sd"], "probe_drop": p["probe_auroc_drop"],
+                     "zero_shot_drop": p["zero_shot_auroc_drop"], "drift": p["drift"],
+                     "selected": i == fr.get("selected")})
+    return pd.DataFrame(rows)
+
+
+def controls_table(fr: Mapping[str, Any]) -> pd.DataFrame:
+    """The reference DP point and the controls on the same axes (report half), with output perturbation's
+    utility at the same cut (interpolated on its scale curve)."""
+    ref = fr["frontier"][fr["reference"]]
+    rows = [{"variant": "DP (" + ("selected" if fr["reference_is_selected"] else "reference") + ")", **_axes(ref)}]
+    names = {"nonprivate": "non-private fine-tuning", "reinit_untrained": "re-initialised, untrained",
+             "output_perturbation_matched": "output perturbation (matched R@1)"}
+    for c in fr["controls"]:
+        rows.append({"variant": names.get(c["control"], c["control"]), **_axes(c)})
+    return pd.DataFrame(rows)
+
+
+def _axes(p: Mapping[str, Any]) -> dict[str, float]:
+    return {"cut_report": p.get("r1_reduction", math.nan), "probe_drop_report": p.get("probe_auroc_drop_report", math.nan),
+            "zero_shot_drop_report": p.get("zero_shot_auroc_drop_report", math.nan), "drift": p.get("drift", math.nan),
+            "op_zero_shot_drop_at_same_cut": p.get("output_perturbation_zero_shot_auroc_drop_report_at_same_cut", math.nan)}
+
+
+def paper_claim_check(fr: Mapping[str, Any]) -> dict[str, Any]:
+    """Whether the simulation reaches the paper's claim (:data:`PAPER_CLAIM`) on the report half.
+
+    ``selected``: the selected point's cut, CI and probe drop (report half) and whether they meet
+    the claim (``reached``; ``ci_above``: the whole CI is at least 50%); ``any_point``: the frontier
+    and scaling points (means over seeds, report half) that meet it.
+    """
+    def meets(p: Mapping[str, Any]) -> bool:
+        cut, probe = p.get("r1_reduction", math.nan), p.get("probe_auroc_drop_report", math.nan)
+        return bool(cut >= PAPER_CLAIM["min_r1_reduction"] and probe <= PAPER_CLAIM["max_probe_auroc_drop"])
+    sel = fr.get("selected")
+    out: dict[str, Any] = {"selected": None,
+                           "any_point": [i for i, p in enumerate(fr["frontier"]) if meets(p)]}
+    if sel is not None:
+        p = fr["frontier"][sel]
+        out["selected"] = {"index": sel, "cut": p["r1_reduction"], "ci_low": fr["r1_reduction_ci_low"],
+                           "ci_high": fr["r1_reduction_ci_high"], "probe_drop": p["probe_auroc_drop_report"],
+                           "reached": meets(p), "ci_above": bool(fr["r1_reduction_ci_low"] >= PAPER_CLAIM["min_r1_reduction"])}
+    return out
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.0f}%"
+
+
+def _pts(x: float) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:+.2f} points"
+
+
+def frontier_findings(fr: Mapping[str, Any], simulation: bool = True) -> list[str]:
+    """Chapter 6's conclusions, generated from the frontier so they cannot contradict its tables."""
+    what = "this simulation" if simulation else "this run"
+    rule, pts = fr["selection_rule"], fr["frontier"]
+    grid = [p for p in pts if p["study"] == "grid"]
+    n = rule["reference_pool_size"]
+    out = [f"The frontier holds {len(grid)} settings at the own private-set size ({rule['n_private']:,} pairs), each "
+           f"with {fr['n_seeds']} noise seeds, all at epsilon <= {max(p['epsilon'] for p in pts):.3f} "
+           f"(delta = {pts[0]['delta']:g}); cuts are in Recall@1 at N = {n:,}, within each held-out half."]
+    sel = fr.get("selected")
+    ref = pts[fr["reference"]]
+    ci = f"95% patient-bootstrap CI {_pct(fr['r1_reduction_ci_low'])} to {_pct(fr['r1_reduction_ci_high'])}"
+    if sel is not None:
+        out.append(f"The declared rule (probe drop <= {rule['max_probe_auroc_drop']:g} points and zero-shot drop <= "
+                   f"{rule['max_zero_shot_auroc_drop']:g} points on the selection half) selects {setting_label(ref)}: "
+                   f"a cut of {_pct(ref['r1_reduction_select'])} on the selection half and {_pct(ref['r1_reduction'])} "
+                   f"on the report half ({ci}; seed SD {_pct(ref['r1_reduction_seed_sd'])}), with a probe drop of "
+                   f"{_pts(ref['probe_auroc_drop_report'])} and a zero-shot drop of {_pts(ref['zero_shot_auroc_drop_report'])}.")
+    else:
+        out.append(f"No setting meets the declared rule (probe drop <= {rule['max_probe_auroc_drop']:g} and zero-shot "
+                   f"drop <= {rule['max_zero_shot_auroc_drop']:g} points on the selection half). The largest cut on the "
+                   f"selection half, {setting_label(ref)} ({_pct(ref['r1_reduction_select'])}; report half "
+                   f"{_pct(ref['r1_reduction'])}, {ci}), is used as the reference for the controls and chapters 7-8.")
+    chk = paper_claim_check(fr)
+    s = chk["selected"]
+    claim = "the paper's claim (a cut of at least 50% with a probe drop of at most 0.5 points)"
+    if s is not None and s["reached"]:
+        out.append(f"So {what} reaches {claim} at the selected setting" +
+                   (", and the whole CI lies above 50%." if s["ci_above"] else ", but the CI reaches below 50%."))
+    else:
+        others = [i for i in chk["any_point"]]
+        tail = ""
+        if others:
+            tail = " Points that do meet it on the report half (not selectable under the rule, or outside the own size): " + \
+                   "; ".join(f"{setting_label(pts[i])} at {pts[i]['n_private']:,} pairs ({_pct(pts[i]['r1_reduction'])})"
+                             for i in others[:4]) + "."
+        reason = (f"the selected cut is {_pct(s['cut'])}" if s is not None else "no setting meets the rule")
+        out.append(f"So {what} does not reach {claim}: {reason}.{tail}")
+    scal = sorted((p for p in pts if p["study"] == "scaling"), key=lambda p: p["n_private"])
+    if scal:
+        out.append("At larger private sets the same setting cuts " + ", ".join(
+            f"{_pct(p['r1_reduction'])} at {p['n_private']:,} pairs (sigma {p['noise_multiplier']:.2f})" for p in scal) +
+            f", against {_pct(ref['r1_reduction'])} at {ref['n_private']:,} (sigma {ref['noise_multiplier']:.2f}).")
+    return out
+
+
+def mechanism_paragraph(fr: Mapping[str, Any]) -> str:
+    """One paragraph on what explains the cut, from the frontier's numbers (drift, init, controls, seen vs held-out)."""
+    from scipy.stats import spearmanr
+
+    pts = [p for p in fr["frontier"] if p["study"] == "grid"]
+    ref = fr["frontier"][fr["reference"]]
+    pre = [p for p in pts if p["init"] == "pretrained"]
+    rei = [p for p in pts if p["init"] == "reinit"]
+    rho = spearmanr([p["drift"] for p in pre], [p["r1_reduction"] for p in pre]).statistic if len(pre) > 2 else math.nan
+    ctrl = {c["control"]: c for c in fr["controls"]}
+    op, re0, npv = ctrl.get("output_perturbation_matched"), ctrl.get("reinit_untrained"), ctrl.get("nonprivate")
+    mean = lambda xs: float(np.mean(xs)) if xs else math.nan  # noqa: E731
+    parts = [f"Among the DP fine-tunings of the pretrained heads the cut rises with how far the heads move "
+             f"(Spearman rho {rho:+.2f} between drift and cut over {len(pre)} settings)"
+             if math.isfinite(rho) else "The pretrained-init points are too few to relate drift and cut"]
+    parts.append(f"; starting from fresh heads cuts {_pct(mean([p['r1_reduction'] for p in rei]))} on average against "
+                 f"{_pct(mean([p['r1_reduction'] for p in pre]))} from the pretrained ones, while untrained fresh heads cut "
+                 f"{_pct(re0['r1_reduction'])} at a zero-shot cost of {_pts(re0['zero_shot_auroc_drop_report'])}" if re0 else "")
+    parts.append(". ")
+    if op is not None:
+        parts.append(f"Plain Gaussian noise on the pretrained weights matched to the {'selected' if fr['reference_is_selected'] else 'reference'} "
+                     f"point's Recall@1 needs a relative scale of {op['scale']:.2f} (drift {op['drift']:.2f}, against the DP "
+                     f"heads' {ref['drift']:.2f}) and costs {_pts(op['zero_shot_auroc_drop_report'])} of zero-shot AUROC "
+                     f"against the DP heads' {_pts(ref['zero_shot_auroc_drop_report'])}: ")
+        better = op["zero_shot_auroc_drop_report"] - ref["zero_shot_auroc_drop_report"]
+        parts.append("what DP training adds over noise of the same effect is that it keeps the label-level alignment "
+                     "while it breaks the instance-level one. " if better > 0.5 else
+                     "at this cut DP training keeps no more cross-modal utility than plain noise. ")
+    if npv is not None:
+        parts.append(f"Non-private fine-tuning with the same setting cuts {_pct(npv['r1_reduction'])}, so "
+                     + ("most of the cut comes from the noise and clipping, not from the objective. " if
+                        npv["r1_reduction"] < 0.5 * ref["r1_reduction"] else
+                        "much of the cut comes from re-fitting the heads to the public-bank objective itself. "))
+    seen = fr["seen"]
+    close = abs(seen["seen_r1_reduction"] - seen["heldout_r1_reduction"]) < 0.1
+    parts.append(f"On the pairs the DP heads were fine-tuned on, Recall@1 at N = {seen['pool_size']:,} goes "
+                 f"{seen['seen_r1_before']:.4f} -> {seen['seen_r1_after']:.4f} (a cut of {_pct(seen['seen_r1_reduction'])}), "
+                 f"on held-out pairs {seen['heldout_r1_before']:.4f} -> {seen['heldout_r1_after']:.4f} "
+                 f"({_pct(seen['heldout_r1_reduction'])})" +
+                 (": about the same, so the cut is a property of the heads' alignment, not of which pairs they saw."
+                  if close else ": the cut differs between pairs the heads saw and pairs they did not "
+                                "(the pretrained encoders and heads were trained on the seen pairs)."))
+    return "".join(parts)

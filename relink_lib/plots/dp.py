@@ -102,3 +102,93 @@ def plot_utility(ax: Axes, table: pd.DataFrame, metric: str, ylabel: str, *, sim
     ax.legend(fontsize=7)
     if simulation:
         label_simulation(ax)
+
+
+# ---------------------------------------------------------------------------------------- frontier (chapter 6)
+FRONTIER_STYLE = {
+    ("pretrained", "sgd"): {"color": "tab:blue", "marker": "o", "label": "pretrained init, SGD"},
+    ("pretrained", "adam"): {"color": "tab:cyan", "marker": "s", "label": "pretrained init, Adam"},
+    ("reinit", "sgd"): {"color": "tab:green", "marker": "^", "label": "fresh init, SGD"},
+    ("reinit", "adam"): {"color": "tab:olive", "marker": "v", "label": "fresh init, Adam"},
+}
+
+
+def _grid_points(fr: dict) -> list[dict]:
+    return [p for p in fr["frontier"] if p["study"] == "grid"]
+
+
+def _mark_reference(ax: Axes, fr: dict, x: str, y: str, scale: float = 1.0) -> None:
+    p = fr["frontier"][fr["reference"]]
+    ax.scatter([p[x]], [p[y] * scale], s=160, facecolors="none", edgecolors="k", lw=1.5, zorder=5,
+               label="selected" if fr["reference_is_selected"] else "reference (no point meets the rule)")
+
+
+def plot_cut_vs_drift(ax: Axes, fr: dict, *, simulation: bool = True) -> None:
+    """Relative R@1 cut (report half, %) against head drift ||W - W0|| / ||W0|| (log x): DP points and output perturbation."""
+    for (init, opt), st in FRONTIER_STYLE.items():
+        pts = [p for p in _grid_points(fr) if p["init"] == init and p["optimizer"] == opt]
+        if pts:
+            ax.errorbar([p["drift"] for p in pts], [100 * p["r1_reduction"] for p in pts],
+                        yerr=[100 * (p.get("r1_reduction_seed_sd") or 0) for p in pts], fmt=st["marker"],
+                        color=st["color"], label=f"DP, {st['label']}", ms=5, capsize=2, lw=0.8)
+    curve = sorted(fr["output_perturbation_curve"], key=lambda o: o["drift"])
+    ax.plot([o["drift"] for o in curve], [100 * o["r1_reduction"] for o in curve], "d--", color="tab:red", ms=5,
+            label="output perturbation (scale sweep)")
+    _mark_reference(ax, fr, "drift", "r1_reduction", 100)
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("head drift ||W - W_pretrained|| / ||W_pretrained|| (log scale)")
+    ax.set_ylabel(f"R@1 cut at N = {fr['selection_rule']['reference_pool_size']:,} (%, report half)")
+    ax.legend(fontsize=7)
+    if simulation:
+        label_simulation(ax)
+
+
+def plot_frontier(ax: Axes, fr: dict, *, paper: float | None = 0.618, simulation: bool = True) -> None:
+    """The frontier: R@1 cut (%) against zero-shot macro AUROC drop (points), both on the report half, by init and optimizer."""
+    for (init, opt), st in FRONTIER_STYLE.items():
+        pts = [p for p in _grid_points(fr) if p["init"] == init and p["optimizer"] == opt]
+        if pts:
+            ax.scatter([p["zero_shot_auroc_drop_report"] for p in pts], [100 * p["r1_reduction"] for p in pts],
+                       marker=st["marker"], color=st["color"], label=f"DP, {st['label']}", s=30)
+    ctrl_style = {"nonprivate": ("P", "tab:orange", "non-private fine-tuning"),
+                  "reinit_untrained": ("X", "tab:gray", "fresh heads, untrained"),
+                  "output_perturbation_matched": ("D", "tab:red", "output perturbation (matched R@1)")}
+    for c in fr["controls"]:
+        m, col, lab = ctrl_style.get(c["control"], ("*", "k", c["control"]))
+        ax.scatter([c["zero_shot_auroc_drop_report"]], [100 * c["r1_reduction"]], marker=m, color=col, s=60, label=lab)
+    p = fr["frontier"][fr["reference"]]
+    ax.scatter([p["zero_shot_auroc_drop_report"]], [100 * p["r1_reduction"]], s=160, facecolors="none",
+               edgecolors="k", lw=1.5, zorder=5, label="selected" if fr["reference_is_selected"] else "reference")
+    ax.axvline(fr["selection_rule"]["max_zero_shot_auroc_drop"], ls=":", color="0.4", lw=1,
+               label="rule's zero-shot bound (applied on the selection half)")
+    if paper is not None:
+        ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label="the paper's cut (61.8%, N = 10,000)")
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("zero-shot macro AUROC drop (points, report half; symlog)")
+    ax.set_ylabel("R@1 cut (%, report half)")
+    ax.legend(fontsize=6, loc="best")
+    if simulation:
+        label_simulation(ax)
+
+
+def plot_scaling(ax: Axes, fr: dict, *, paper: float | None = 0.618, simulation: bool = True) -> None:
+    """R@1 cut (%, report half, mean +- seed SD) against the private-set size (log x) at the selected setting."""
+    ref = fr["frontier"][fr["reference"]]
+    pts = [ref] + sorted((p for p in fr["frontier"] if p["study"] == "scaling"), key=lambda p: p["n_private"])
+    ax.errorbar([p["n_private"] for p in pts], [100 * p["r1_reduction"] for p in pts],
+                yerr=[100 * (p.get("r1_reduction_seed_sd") or 0) for p in pts], fmt="o-", color="tab:blue", capsize=3,
+                label="DP heads, " + ("selected" if fr["reference_is_selected"] else "reference") + " setting")
+    for p in pts:
+        ax.annotate(f"sigma {p['noise_multiplier']:.1f}", (p["n_private"], 100 * p["r1_reduction"]), fontsize=7,
+                    textcoords="offset points", xytext=(4, -10))
+    if paper is not None:
+        ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label="the paper's cut (61.8%, about 40x more private pairs)")
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("private training pairs (log scale)")
+    ax.set_ylabel("R@1 cut (%, report half)")
+    ax.legend(fontsize=7)
+    if simulation:
+        label_simulation(ax)

@@ -13,7 +13,7 @@ Protocol (stated in chapter 7):
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from ..labels import CHEXPERT_LABELS
 
 UNCERTAIN_POLICIES = ("ignore", "positive", "negative")
+PROBE_SOLVERS = ("lbfgs", "newton-cholesky")
 
 
 def binarize_labels(label_matrix: Any, uncertain: str = "ignore", n_labels: int = len(CHEXPERT_LABELS)) -> np.ndarray:
@@ -70,42 +71,87 @@ def linear_probe_auroc(train_emb: Any, train_labels: Any, test_emb: Any, test_la
     Returns one row per label (``label, auroc, n_train_pos, n_train_neg, n_test_pos, n_test_neg``)
     and a final ``label == "macro"`` row (mean over labels with a defined AUROC; ``n_labels``).
     """
+    n_tr, n_te = len(np.asarray(train_emb)), len(np.asarray(test_emb))
+    n_ytr, n_yte = len(np.asarray(train_labels)), len(np.asarray(test_labels))
+    if (n_ytr, n_yte) != (n_tr, n_te):
+        raise ValueError(f"train_labels/test_labels: expected {n_tr} and {n_te} rows (one per embedding), "
+                         f"got {n_ytr} and {n_yte}")
+    return linear_probe_aurocs(train_emb, train_labels, {"test": (test_emb, test_labels)}, C=C, uncertain=uncertain,
+                               labels=labels, max_iter=max_iter)["test"]
+
+
+def linear_probe_aurocs(train_emb: Any, train_labels: Any, test_sets: Mapping[str, tuple[Any, Any]], *, C: float = 1.0,
+                        uncertain: str = "ignore", labels: Sequence[str] = CHEXPERT_LABELS, max_iter: int = 2000,
+                        solver: str = "lbfgs") -> dict[str, pd.DataFrame]:
+    """:func:`linear_probe_auroc` for several test sets: one fit per label, scored on each ``(emb, labels)``.
+
+    Returns ``name -> table`` as :func:`linear_probe_auroc` (the same probes score every test set).
+    ``solver``: scikit-learn's, ``"lbfgs"`` or ``"newton-cholesky"`` (the same convex objective;
+    Newton is faster on the ill-conditioned standardised embeddings, the frontier uses it).
+    """
+    if solver not in PROBE_SOLVERS:
+        raise ValueError(f"solver: expected one of {PROBE_SOLVERS}, got {solver!r}")
     labels = list(labels)
-    xtr, xte = np.asarray(train_emb, dtype=np.float64), np.asarray(test_emb, dtype=np.float64)
-    for name, x in (("train_emb", xtr), ("test_emb", xte)):
-        if x.ndim != 2 or not np.isfinite(x).all():
-            raise ValueError(f"{name}: expected a finite 2-D array (n, d), got shape {x.shape}")
-    if xtr.shape[1] != xte.shape[1]:
-        raise ValueError(f"test_emb: expected {xtr.shape[1]} columns like train_emb, got {xte.shape[1]}")
+    if not test_sets:
+        raise ValueError("test_sets: expected at least one (test_emb, test_labels) pair")
+    xtr = np.asarray(train_emb, dtype=np.float64)
+    if xtr.ndim != 2 or not np.isfinite(xtr).all():
+        raise ValueError(f"train_emb: expected a finite 2-D array (n, d), got shape {xtr.shape}")
     if not C > 0:
         raise ValueError(f"C: expected a value > 0, got {C}")
     ytr = binarize_labels(train_labels, uncertain, len(labels))
-    yte = binarize_labels(test_labels, uncertain, len(labels))
-    if len(ytr) != len(xtr) or len(yte) != len(xte):
-        raise ValueError(f"train_labels/test_labels: expected {len(xtr)} and {len(xte)} rows (one per embedding), "
-                         f"got {len(ytr)} and {len(yte)}")
+    if len(ytr) != len(xtr):
+        raise ValueError(f"train_labels: expected {len(xtr)} rows (one per embedding), got {len(ytr)}")
+    tests = {}
+    for name, (emb, lab) in test_sets.items():
+        xte = np.asarray(emb, dtype=np.float64)
+        where = "test_emb" if name == "test" else f"test_sets[{name!r}] embeddings"
+        if xte.ndim != 2 or not np.isfinite(xte).all():
+            raise ValueError(f"{where}: expected a finite 2-D array (n, d), got shape {xte.shape}")
+        if xte.shape[1] != xtr.shape[1]:
+            raise ValueError(f"{where}: expected {xtr.shape[1]} columns like train_emb, got {xte.shape[1]}")
+        yte = binarize_labels(lab, uncertain, len(labels))
+        if len(yte) != len(xte):
+            raise ValueError(f"test_labels: expected {len(xte)} rows (one per embedding), got {len(yte)}")
+        tests[name] = (xte, yte)
     scaler = StandardScaler().fit(xtr)
-    ztr, zte = scaler.transform(xtr), scaler.transform(xte)
+    ztr = scaler.transform(xtr)
+    zte = {name: scaler.transform(x) for name, (x, _) in tests.items()}
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in tests}
     with threadpool_limits(limits=1):  # small dense problems: BLAS threads would only contend
-        rows = [_fit_label(ztr, ytr[:, j], zte, yte[:, j], label, C, max_iter) for j, label in enumerate(labels)]
-    df = pd.DataFrame(rows)
-    defined = df["auroc"].dropna()
-    macro = {"label": "macro", "auroc": float(defined.mean()) if len(defined) else np.nan,
-             "n_train_pos": int(df["n_train_pos"].sum()), "n_train_neg": int(df["n_train_neg"].sum()),
-             "n_test_pos": int(df["n_test_pos"].sum()), "n_test_neg": int(df["n_test_neg"].sum())}
-    df = pd.concat([df, pd.DataFrame([macro])], ignore_index=True)
-    df["n_labels"] = len(defined)
-    return df
+        for j, label in enumerate(labels):
+            for name, row in _fit_label(ztr, ytr[:, j], {n: (zte[n], tests[n][1][:, j]) for n in tests}, label, C,
+                                        max_iter, solver).items():
+                rows[name].append(row)
+    out = {}
+    for name, r in rows.items():
+        df = pd.DataFrame(r)
+        defined = df["auroc"].dropna()
+        macro = {"label": "macro", "auroc": float(defined.mean()) if len(defined) else np.nan,
+                 "n_train_pos": int(df["n_train_pos"].sum()), "n_train_neg": int(df["n_train_neg"].sum()),
+                 "n_test_pos": int(df["n_test_pos"].sum()), "n_test_neg": int(df["n_test_neg"].sum())}
+        df = pd.concat([df, pd.DataFrame([macro])], ignore_index=True)
+        df["n_labels"] = len(defined)
+        out[name] = df
+    return out
 
 
-def _fit_label(ztr: np.ndarray, ytr: np.ndarray, zte: np.ndarray, yte: np.ndarray, label: str, C: float,
-               max_iter: int) -> dict[str, Any]:
-    """One label's probe: fit on rows with a defined label, AUROC on the test rows with one."""
-    mtr, mte = ~np.isnan(ytr), ~np.isnan(yte)
-    a, b = ytr[mtr], yte[mte]
-    row = {"label": label, "auroc": np.nan, "n_train_pos": int(a.sum()), "n_train_neg": int((a == 0).sum()),
-           "n_test_pos": int(b.sum()), "n_test_neg": int((b == 0).sum())}
-    if min(row["n_train_pos"], row["n_train_neg"], row["n_test_pos"], row["n_test_neg"]) > 0:
-        clf = LogisticRegression(C=C, max_iter=max_iter).fit(ztr[mtr], a)
-        row["auroc"] = float(roc_auc_score(b, clf.decision_function(zte[mte])))
-    return row
+def _fit_label(ztr: np.ndarray, ytr: np.ndarray, tests: Mapping[str, tuple[np.ndarray, np.ndarray]], label: str,
+               C: float, max_iter: int, solver: str = "lbfgs") -> dict[str, dict[str, Any]]:
+    """One label's probe: fit on rows with a defined label, AUROC on each test set's rows with one."""
+    mtr = ~np.isnan(ytr)
+    a = ytr[mtr]
+    n_pos, n_neg = int(a.sum()), int((a == 0).sum())
+    clf = None
+    out = {}
+    for name, (zte, yte) in tests.items():
+        mte = ~np.isnan(yte)
+        b = yte[mte]
+        row = {"label": label, "auroc": np.nan, "n_train_pos": n_pos, "n_train_neg": n_neg,
+               "n_test_pos": int(b.sum()), "n_test_neg": int((b == 0).sum())}
+        if min(n_pos, n_neg, row["n_test_pos"], row["n_test_neg"]) > 0:
+            if clf is None:
+                clf = LogisticRegression(C=C, max_iter=max_iter, solver=solver).fit(ztr[mtr], a)
+            row["auroc"] = float(roc_auc_score(b, clf.decision_function(zte[mte])))
+        out[name] = row
+    return out

@@ -1,0 +1,289 @@
+"""The DP frontier of head-only fine-tuning: grid, held-out halves, evaluation, the selection rule.
+
+Chapter 6 asks where on the design space head-only DP at the profile's (eps, delta) cuts
+re-linkage and at what utility cost. This module holds the pieces that do not train:
+
+- :func:`frontier_grid`: the settings (init x optimizer x learning rate x epochs) of the profile;
+- :func:`heldout_halves`: the held-out split cut by patient into a *selection* and a *report* half;
+- :class:`HeldoutEvaluator`: Recall@1 at the reference N on each half, linear-probe and zero-shot
+  macro AUROC, relative to the pretrained heads;
+- :func:`aggregate_seeds`: means over noise seeds with the seed spread;
+- :func:`select_point`: the declared rule, a pure function of the frontier and the rule dict;
+- :func:`reduction_interval`: the patient-bootstrap CI of a cut on the report half.
+
+Training and caching live in :mod:`relink_lib.dp.frontier_stage`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..labels import CHEXPERT_LABELS
+
+INITS: tuple[str, ...] = ("pretrained", "reinit")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+SEED_METRICS: tuple[str, ...] = (
+    "r1_reduction_select", "r1_reduction", "probe_auroc_drop", "zero_shot_auroc_drop",
+    "probe_auroc_drop_report", "zero_shot_auroc_drop_report", "drift", "r1_select", "r1_report",
+)
+"""Per-seed metrics averaged by :func:`aggregate_seeds` (each also gets a ``*_seed_sd``)."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the design space: ``init`` (``pretrained`` or ``reinit``), ``optimizer``, ``lr``, ``epochs``."""
+
+    init: str
+    optimizer: str
+    lr: float
+    epochs: float
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"Setting.init: expected one of {INITS}, got {self.init!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Setting.optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"Setting.lr: expected a finite value > 0, got {self.lr!r}")
+        if not (isinstance(self.epochs, (int, float)) and math.isfinite(self.epochs) and self.epochs > 0):
+            raise ValueError(f"Setting.epochs: expected a finite value > 0, got {self.epochs!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def frontier_grid(spec: Mapping[str, Any]) -> list[Setting]:
+    """The settings of ``params["dp"]["frontier"]``: ``inits`` x ``optimizers`` x ``lrs[optimizer]`` x ``epochs``.
+
+    ``lrs`` maps each optimizer to its learning rates (SGD and Adam steps live on different
+    scales). Order: init, optimizer, lr, epochs (the frontier list keeps it).
+    """
+    for key in ("inits", "optimizers", "lrs", "epochs"):
+        if key not in spec:
+            raise ValueError(f"params['dp']['frontier']: missing {key!r}")
+    out = []
+    for init in spec["inits"]:
+        for opt in spec["optimizers"]:
+            lrs = spec["lrs"].get(opt) if isinstance(spec["lrs"], Mapping) else None
+            if not lrs:
+                raise ValueError(f"params['dp']['frontier']['lrs']: no learning rates for optimizer {opt!r}")
+            for lr in lrs:
+                for ep in spec["epochs"]:
+                    out.append(Setting(str(init), str(opt), float(lr), float(ep)))
+    if not out:
+        raise ValueError("params['dp']['frontier']: the grid is empty")
+    return out
+
+
+def heldout_halves(patient_ids: Sequence | np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean ``(select, report)`` masks: the held-out rows cut in two by patient (half the patients each)."""
+    from ..utility.probe import patient_split
+
+    select, report = patient_split(np.asarray(patient_ids).astype(str), 0.5, seed)
+    return select, report
+
+
+def reference_pool_size(n_select: int, n_report: int, preferred: int = 10_000) -> int:
+    """N of the frontier's cut: ``preferred``, or the smaller half when it has fewer pairs."""
+    n = int(min(preferred, n_select, n_report))
+    if n < 2:
+        raise ValueError(f"held-out halves of {n_select} and {n_report} pairs: need at least 2 pairs each")
+    return n
+
+
+def per_query_recall_at_1(image_emb: np.ndarray, report_emb: np.ndarray, pool_size: int, chunk_size: int = 4096) -> np.ndarray:
+    """Expected Recall@1 of every query over random pools of ``pool_size`` within the given rows, ``(n,)``."""
+    from ..audit.engine import rank_counts
+    from ..audit.expected import expected_recall
+
+    rc = rank_counts(image_emb, report_emb, chunk_size=chunk_size, device="cpu")
+    draws = np.minimum(int(pool_size) - 1, rc.population)
+    return expected_recall(rc.counts, rc.population, draws, [1])[:, 0]
+
+
+def _embed_images(head: nn.Module, x_img: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        a = head(torch.as_tensor(x_img, dtype=next(head.parameters()).dtype))
+        return (a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
+
+
+def _embed(heads: tuple[nn.Module, nn.Module], x_img: np.ndarray, x_txt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with torch.no_grad():
+        dtype = next(heads[0].parameters()).dtype
+        a = heads[0](torch.as_tensor(x_img, dtype=dtype))
+        b = heads[1](torch.as_tensor(x_txt, dtype=dtype))
+        a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        b = b / b.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return a.numpy(), b.numpy()
+
+
+class HeldoutEvaluator:
+    """Outcomes of a pair of heads on the two held-out halves, and relative to the pretrained heads.
+
+    ``test_*``: pre-projection features (n, D), labels (n, 14) and patient ids of the held-out
+    split; ``train_*``: the private training pairs' image features and labels (the probe's fit
+    set, as in chapter 7); ``prompt_features``: pre-projection text features of the zero-shot
+    prompts (or ``None``: no zero-shot AUROC). :meth:`measure` gives absolute numbers,
+    :meth:`relative` the frontier's fields against :attr:`baseline` (the pretrained heads).
+    """
+
+    def __init__(self, pretrained: tuple[nn.Module, nn.Module], test_img: np.ndarray, test_txt: np.ndarray,
+                 test_labels: np.ndarray, test_patients: np.ndarray, train_img: np.ndarray, train_labels: np.ndarray,
+                 prompt_features: Mapping[str, Any] | None, *, probe_C: float = 1.0, split_seed: int = 0,
+                 preferred_pool_size: int = 10_000, chunk_size: int = 4096, probe_max_train: int | None = None) -> None:
+        self.test_img, self.test_txt = np.asarray(test_img), np.asarray(test_txt)
+        self.test_labels = np.asarray(test_labels, dtype=float)
+        self.test_patients = np.asarray(test_patients).astype(str)
+        n = len(self.test_img)
+        if not (len(self.test_txt) == len(self.test_labels) == len(self.test_patients) == n):
+            raise ValueError("test features, labels and patient ids: expected the same number of rows")
+        self.select, self.report = heldout_halves(self.test_patients, split_seed)
+        self.pool_size = reference_pool_size(int(self.select.sum()), int(self.report.sum()), preferred_pool_size)
+        self.train_img, self.train_labels = np.asarray(train_img), np.asarray(train_labels, dtype=float)
+        if len(self.train_img) != len(self.train_labels):
+            raise ValueError(f"train_img/train_labels: expected the same number of rows, got {len(self.train_img)} "
+                             f"and {len(self.train_labels)}")
+        if probe_max_train is not None and len(self.train_img) > int(probe_max_train):
+            keep = np.sort(np.random.default_rng(split_seed).choice(len(self.train_img), int(probe_max_train), replace=False))
+            self.train_img, self.train_labels = self.train_img[keep], self.train_labels[keep]
+        self.prompt_features = prompt_features
+        self.probe_C = float(probe_C)
+        self.chunk_size = int(chunk_size)
+        self.pretrained = pretrained
+        self.baseline = self.measure(pretrained)
+
+    def measure(self, heads: tuple[nn.Module, nn.Module], *, utility: bool = True) -> dict[str, Any]:
+        """Absolute outcomes: ``r1_select, r1_report`` (mean expected R@1 at :attr:`pool_size`),
+        ``r1_report_per_query`` (n_report,), and with ``utility`` ``probe_select, probe_report,
+        zero_shot_select, zero_shot_report`` (macro AUROC, fractions)."""
+        from ..utility.probe import linear_probe_aurocs
+        from ..utility.zero_shot import zero_shot_auroc
+
+        img, rep = _embed(heads, self.test_img, self.test_txt)
+        out: dict[str, Any] = {}
+        for half, mask in (("select", self.select), ("report", self.report)):
+            pq = per_query_recall_at_1(img[mask], rep[mask], self.pool_size, self.chunk_size)
+            out[f"r1_{half}"] = float(pq.mean())
+            if half == "report":
+                out["r1_report_per_query"] = pq
+        if not utility:
+            return out
+        tr_img = _embed_images(heads[0], self.train_img)
+        probes = linear_probe_aurocs(tr_img, self.train_labels,
+                                     {h: (img[m], self.test_labels[m]) for h, m in (("select", self.select), ("report", self.report))},
+                                     C=self.probe_C, solver="newton-cholesky")
+        for half in ("select", "report"):
+            t = probes[half]
+            out[f"probe_{half}"] = float(t.loc[t["label"] == "macro", "auroc"].iloc[0])
+            out[f"zero_shot_{half}"] = math.nan
+        if self.prompt_features is not None:
+            for half, mask in (("select", self.select), ("report", self.report)):
+                zs = zero_shot_auroc(None, self.test_img[mask], self.test_labels[mask], image_head=heads[0],
+                                     text_head=heads[1], prompt_features=self.prompt_features)
+                out[f"zero_shot_{half}"] = float(zs.loc[zs["label"] == "macro", "auroc"].iloc[0])
+        return out
+
+    def relative(self, m: Mapping[str, Any]) -> dict[str, float]:
+        """The frontier's fields of a measurement ``m`` against the pretrained :attr:`baseline`.
+
+        ``r1_reduction_select`` / ``r1_reduction``: 1 - R@1 / R@1_pretrained on the selection /
+        report half (fractions, positive = less re-linkage); ``probe_auroc_drop`` and
+        ``zero_shot_auroc_drop`` (selection half) and their ``_report`` twins: the fall in macro
+        AUROC in percentage points (positive = worse).
+        """
+        b = self.baseline
+
+        def cut(after: float, before: float) -> float:
+            return 1.0 - after / before if before > 0 else math.nan
+        out = {"r1_select": m["r1_select"], "r1_report": m["r1_report"],
+               "r1_reduction_select": cut(m["r1_select"], b["r1_select"]), "r1_reduction": cut(m["r1_report"], b["r1_report"])}
+        if "probe_select" in m:
+            out.update(probe_auroc_drop=100 * (b["probe_select"] - m["probe_select"]),
+                       probe_auroc_drop_report=100 * (b["probe_report"] - m["probe_report"]),
+                       zero_shot_auroc_drop=100 * (b["zero_shot_select"] - m["zero_shot_select"]),
+                       zero_shot_auroc_drop_report=100 * (b["zero_shot_report"] - m["zero_shot_report"]))
+        return out
+
+    def labels_of(self, pairs: Any) -> np.ndarray:
+        """The 14 CheXpert label columns of a pairs frame as a float matrix."""
+        return pairs[list(CHEXPERT_LABELS)].to_numpy(float)
+
+
+def aggregate_seeds(per_seed: Sequence[Mapping[str, float]], metrics: Sequence[str] = SEED_METRICS) -> dict[str, float]:
+    """Mean over seeds of each metric, its sample SD (``<metric>_seed_sd``, ddof = 1; NaN for one seed), ``n_seeds``."""
+    if not per_seed:
+        raise ValueError("per_seed: expected at least one seed's measurements")
+    out: dict[str, float] = {"n_seeds": len(per_seed)}
+    for key in metrics:
+        vals = np.array([float(s[key]) for s in per_seed if key in s], dtype=float)
+        if len(vals) == 0:
+            continue
+        out[key] = float(vals.mean())
+        out[f"{key}_seed_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
+    return out
+
+
+RULE_KEYS: tuple[str, ...] = ("max_probe_auroc_drop", "max_zero_shot_auroc_drop", "reference_pool_size", "n_private")
+
+
+def select_point(points: Sequence[Mapping[str, Any]], rule: Mapping[str, Any]) -> int | None:
+    """Index of the largest ``r1_reduction_select`` among the eligible points, or ``None``.
+
+    Eligible: a DP point (``private`` not false) at ``rule["n_private"]`` whose
+    ``probe_auroc_drop <= rule["max_probe_auroc_drop"]`` and ``zero_shot_auroc_drop <=
+    rule["max_zero_shot_auroc_drop"]`` (both in points, measured on the selection half); points
+    with a NaN in one of these are not eligible. Ties go to the first index. Reads nothing of the
+    report half.
+    """
+    missing = [k for k in RULE_KEYS if k not in rule]
+    if missing:
+        raise ValueError(f"selection rule: missing {missing}; expected keys {RULE_KEYS}")
+    best, best_val = None, -math.inf
+    for i, p in enumerate(points):
+        if not p.get("private", True) or int(p["n_private"]) != int(rule["n_private"]):
+            continue
+        vals = [float(p[k]) for k in ("r1_reduction_select", "probe_auroc_drop", "zero_shot_auroc_drop")]
+        if any(math.isnan(v) for v in vals):
+            continue
+        cut, probe, zs = vals
+        if probe <= float(rule["max_probe_auroc_drop"]) and zs <= float(rule["max_zero_shot_auroc_drop"]) and cut > best_val:
+            best, best_val = i, cut
+    return best
+
+
+def reduction_interval(before: np.ndarray, after: np.ndarray, patient_ids: Any, *, n_boot: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Patient-bootstrap percentile CI of ``1 - mean(after) / mean(before)``.
+
+    ``before``, ``after``: per-query expected Recall@1 (n,) of the pretrained and the mitigated
+    heads (e.g. the mean over noise seeds) on the same queries; ``patient_ids`` (n,) the clusters.
+    """
+    from ..audit.bootstrap import patient_bootstrap, percentile_interval
+
+    before, after = np.asarray(before, float), np.asarray(after, float)
+    if before.shape != after.shape or before.ndim != 1:
+        raise ValueError(f"before/after: expected two (n,) arrays of the same length, got {before.shape} and {after.shape}")
+    reps = patient_bootstrap({"before": before, "after": after}, patient_ids, n_boot=n_boot, seed=seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = 1.0 - reps["after"] / reps["before"]
+    ratio = ratio[np.isfinite(ratio)]
+    if len(ratio) == 0:
+        return math.nan, math.nan
+    lo, hi = percentile_interval(ratio, level)
+    return float(lo), float(hi)
+
+
+def interpolate_at_cut(curve: Sequence[Mapping[str, float]], cut: float, column: str) -> float:
+    """``column`` of a control curve (e.g. output perturbation at increasing scale) linearly
+    interpolated at R@1 cut ``cut`` (the curve's ``r1_reduction``); NaN outside its range."""
+    pts = sorted((float(c["r1_reduction"]), float(c[column])) for c in curve
+                 if math.isfinite(float(c["r1_reduction"])) and math.isfinite(float(c[column])))
+    if not pts or not math.isfinite(cut) or cut < pts[0][0] or cut > pts[-1][0]:
+        return math.nan
+    xs, ys = zip(*pts)
+    return float(np.interp(cut, xs, ys))

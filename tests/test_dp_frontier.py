@@ -1,0 +1,204 @@
+"""The DP frontier: grid, held-out halves, seed aggregation, the selection rule, the bootstrap CI, a tiny build."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from relink_lib.dp import DPConfig
+from relink_lib.dp.accounting import epsilon_dp_accounting
+from relink_lib.dp.frontier import (Setting, aggregate_seeds, frontier_grid, heldout_halves, interpolate_at_cut,
+                                    per_query_recall_at_1, reduction_interval, reference_pool_size, select_point)
+from relink_lib.dp.frontier_stage import build_frontier
+from relink_lib.dp.heads import fresh_heads, relative_drift
+
+RULE = {"max_probe_auroc_drop": 0.5, "max_zero_shot_auroc_drop": 1.0, "reference_pool_size": 100, "n_private": 1000}
+
+
+def _pt(cut, probe, zs, n=1000, private=True):
+    return {"r1_reduction_select": cut, "probe_auroc_drop": probe, "zero_shot_auroc_drop": zs, "n_private": n,
+            "private": private, "r1_reduction": 0.99}
+
+
+def test_select_point_picks_the_largest_eligible_cut():
+    points = [_pt(0.30, 0.1, 0.2),
+              _pt(0.90, 0.6, 0.0),   # probe too costly
+              _pt(0.80, 0.1, 1.5),   # zero-shot too costly
+              _pt(0.95, 0.0, 0.0, n=50_000),  # another private-set size (scaling study)
+              _pt(0.99, 0.0, 0.0, private=False),  # a control, not DP
+              _pt(0.45, 0.5, 1.0),   # on the bounds: eligible
+              _pt(float("nan"), 0.0, 0.0),
+              _pt(0.45, 0.0, 0.0)]   # ties go to the first index
+    assert select_point(points, RULE) == 5
+    assert select_point(points[:5], RULE) == 0
+    assert select_point([_pt(0.9, 2.0, 0.0)], RULE) is None
+    # the report half's cut is never read
+    flipped = [dict(p, r1_reduction=-p["r1_reduction"]) for p in points]
+    assert select_point(flipped, RULE) == 5
+    with pytest.raises(ValueError, match="max_zero_shot_auroc_drop"):
+        select_point(points, {"max_probe_auroc_drop": 0.5, "reference_pool_size": 1, "n_private": 1})
+
+
+def test_select_point_agrees_with_brute_force_on_random_frontiers():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        pts = [_pt(float(rng.uniform(-0.2, 1)), float(rng.uniform(-1, 1)), float(rng.uniform(-2, 3)),
+                   n=int(rng.choice([1000, 5000]))) for _ in range(12)]
+        ok = [i for i, p in enumerate(pts) if p["n_private"] == 1000 and p["probe_auroc_drop"] <= 0.5
+              and p["zero_shot_auroc_drop"] <= 1.0]
+        expected = max(ok, key=lambda i: pts[i]["r1_reduction_select"]) if ok else None
+        assert select_point(pts, RULE) == expected
+
+
+def test_frontier_grid_order_and_validation():
+    spec = {"inits": ("pretrained", "reinit"), "optimizers": ("sgd", "adam"),
+            "lrs": {"sgd": (0.1, 1.0, 3.0), "adam": (1e-3, 1e-2, 3e-2)}, "epochs": (5, 20)}
+    grid = frontier_grid(spec)
+    assert len(grid) == 24
+    assert grid[0] == Setting("pretrained", "sgd", 0.1, 5.0) and grid[-1] == Setting("reinit", "adam", 3e-2, 20.0)
+    assert {s.lr for s in grid if s.optimizer == "adam"} == {1e-3, 1e-2, 3e-2}
+    with pytest.raises(ValueError, match="no learning rates for optimizer 'adam'"):
+        frontier_grid(dict(spec, lrs={"sgd": (1.0,)}))
+    with pytest.raises(ValueError, match="Setting.init"):
+        frontier_grid(dict(spec, inits=("public",)))
+    with pytest.raises(ValueError, match="missing 'epochs'"):
+        frontier_grid({k: v for k, v in spec.items() if k != "epochs"})
+
+
+def test_heldout_halves_split_patients_and_cover_every_row():
+    ids = np.repeat(np.arange(40), np.arange(40) % 4 + 1)
+    sel, rep = heldout_halves(ids, seed=3)
+    assert (sel ^ rep).all()
+    assert not set(ids[sel]) & set(ids[rep])
+    assert len(set(ids[sel])) == 20
+    again = heldout_halves(ids, seed=3)
+    assert (again[0] == sel).all()
+    assert reference_pool_size(5400, 5461) == 5400 and reference_pool_size(20_000, 30_000) == 10_000
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        reference_pool_size(1, 10)
+
+
+def test_aggregate_seeds_mean_and_sample_sd():
+    agg = aggregate_seeds([{"r1_reduction": 0.1, "drift": 1.0}, {"r1_reduction": 0.3, "drift": 1.0},
+                           {"r1_reduction": 0.5, "drift": 1.0}], metrics=("r1_reduction", "drift"))
+    assert agg["n_seeds"] == 3
+    assert agg["r1_reduction"] == pytest.approx(0.3)
+    assert agg["r1_reduction_seed_sd"] == pytest.approx(0.2)
+    assert agg["drift_seed_sd"] == 0.0
+    assert math.isnan(aggregate_seeds([{"drift": 2.0}], metrics=("drift",))["drift_seed_sd"])
+    with pytest.raises(ValueError, match="at least one seed"):
+        aggregate_seeds([])
+
+
+def test_reduction_interval_covers_the_point_estimate_and_shrinks_with_more_patients():
+    rng = np.random.default_rng(1)
+
+    def width(n_pat):
+        ids = np.repeat(np.arange(n_pat), 2)
+        before = rng.uniform(0.2, 0.6, len(ids))
+        after = before * 0.5
+        lo, hi = reduction_interval(before, after, ids, n_boot=300)
+        assert lo == pytest.approx(0.5) and hi == pytest.approx(0.5)  # a constant ratio: no spread
+        noisy = np.clip(after + rng.normal(0, 0.1, len(ids)), 0, 1)
+        lo, hi = reduction_interval(before, noisy, ids, n_boot=300)
+        point = 1 - noisy.mean() / before.mean()
+        assert lo <= point <= hi
+        return hi - lo
+    assert width(400) < width(25)
+    with pytest.raises(ValueError, match="same length"):
+        reduction_interval(np.ones(3), np.ones(4), np.arange(3))
+
+
+def test_per_query_recall_matches_brute_force_pools():
+    g = torch.Generator().manual_seed(0)
+    img, rep = torch.randn(30, 4, generator=g).numpy(), torch.randn(30, 4, generator=g).numpy()
+    pq = per_query_recall_at_1(img, rep, pool_size=30)  # the whole set: R@1 is 1 exactly when the truth is top
+    u = img / np.linalg.norm(img, axis=1, keepdims=True)
+    v = rep / np.linalg.norm(rep, axis=1, keepdims=True)
+    s = u @ v.T
+    top = (s.max(1) <= np.diag(s)) & ((s >= np.diag(s)[:, None]).sum(1) == 1)
+    assert (pq == top.astype(float)).all()
+    assert 0 < per_query_recall_at_1(img, rep, pool_size=5).mean() < 1
+
+
+def test_interpolate_at_cut():
+    curve = [{"r1_reduction": 0.0, "zs": 0.0}, {"r1_reduction": 0.5, "zs": 10.0}, {"r1_reduction": 1.0, "zs": 30.0}]
+    assert interpolate_at_cut(curve, 0.25, "zs") == pytest.approx(5.0)
+    assert interpolate_at_cut(curve, 0.75, "zs") == pytest.approx(20.0)
+    assert math.isnan(interpolate_at_cut(curve, 1.2, "zs"))
+
+
+def test_fresh_heads_are_data_independent_and_drift_is_relative():
+    ih, th = nn.Linear(50, 20, bias=False), nn.Linear(40, 20, bias=False)
+    with torch.no_grad():
+        ih.weight.mul_(100.0)  # the pretrained scale must not leak into the fresh draw
+    a = fresh_heads(ih, th, seed=4)
+    b = fresh_heads(nn.Linear(50, 20, bias=False), nn.Linear(40, 20, bias=False), seed=4)
+    torch.testing.assert_close(a[0].weight, b[0].weight)
+    assert float(a[0].weight.detach().pow(2).mean()) == pytest.approx(1 / 50, rel=0.15)
+    assert relative_drift((ih, th), (ih, th)) == 0.0
+    doubled = (nn.Linear(50, 20, bias=False), nn.Linear(40, 20, bias=False))
+    with torch.no_grad():
+        doubled[0].weight.copy_(2 * ih.weight)
+        doubled[1].weight.copy_(2 * th.weight)
+    assert relative_drift(doubled, (ih, th)) == pytest.approx(1.0)
+
+
+def _tiny_inputs(seed=0, n_train=120, n_test=60, d_img=6, d_txt=5, d=4):
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    latent = torch.randn(n_train + n_test, d, generator=g)
+    a, b = torch.randn(d, d_img, generator=g), torch.randn(d, d_txt, generator=g)
+    x_img = (latent @ a + 0.5 * torch.randn(n_train + n_test, d_img, generator=g)).numpy()
+    x_txt = (latent @ b + 0.5 * torch.randn(n_train + n_test, d_txt, generator=g)).numpy()
+    labels = rng.choice([0.0, 1.0], size=(n_train + n_test, 14))
+    ih, th = nn.Linear(d_img, d, bias=False), nn.Linear(d_txt, d, bias=False)
+    with torch.no_grad():
+        ih.weight.copy_(torch.linalg.pinv(a).T)
+        th.weight.copy_(torch.linalg.pinv(b).T)
+    prompts = {k: (rng.normal(size=(1, d_txt)), rng.normal(size=(1, d_txt))) for k in
+               __import__("relink_lib.labels", fromlist=["CHEXPERT_LABELS"]).CHEXPERT_LABELS}
+    tr, te = slice(0, n_train), slice(n_train, None)
+    bank = rng.normal(size=(16, d_txt)).astype(np.float32), rng.normal(size=(16, d_img)).astype(np.float32)
+    return {"template": (ih, th), "train_img": x_img[tr], "train_txt": x_txt[tr], "train_labels": labels[tr],
+            "train_patients": np.arange(n_train) // 2, "test_img": x_img[te], "test_txt": x_txt[te],
+            "test_labels": labels[te], "test_patients": np.arange(n_test) // 2,
+            "bank": {"text": bank[0], "image": bank[1]}, "prompt_features": prompts, "chunk_size": 64}
+
+
+def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
+    inputs = _tiny_inputs()
+    spec = {"inits": ("pretrained", "reinit"), "optimizers": ("sgd", "adam"), "lrs": {"sgd": (0.5,), "adam": (1e-2,)},
+            "epochs": (1,), "n_seeds": 2, "scaling_sizes": (200,), "max_probe_auroc_drop": 0.5,
+            "max_zero_shot_auroc_drop": 1.0, "op_scales": (0.1, 1.0), "n_boot": 50, "split_seed": 0}
+    extra = _tiny_inputs(seed=1, n_train=100, n_test=2)
+
+    def pool(n):
+        return {"image": extra["train_img"][:n], "text": extra["train_txt"][:n],
+                "patients": np.char.add("pool:", extra["train_patients"][:n].astype(str)), "n_pairs": n}
+    base = DPConfig(target_epsilon=0.34, delta=6e-6, epochs=1, batch_size=16, engine="fast")
+    payload, arrays = build_frontier(inputs, spec, base, pool=pool)
+    fr = payload["frontier"]
+    assert len(fr) == 5 and [p["study"] for p in fr] == ["grid"] * 4 + ["scaling"]
+    assert fr[-1]["n_private"] == 200
+    fields = ("init", "optimizer", "lr", "epochs", "n_private", "epsilon", "delta", "noise_multiplier", "sample_rate",
+              "steps", "max_grad_norm", "r1_reduction_select", "r1_reduction", "probe_auroc_drop",
+              "zero_shot_auroc_drop", "drift", "n_seeds", "r1_reduction_seed_sd")
+    for p in fr:
+        assert all(k in p for k in fields)
+        assert p["n_seeds"] == 2
+        eps = epsilon_dp_accounting(p["noise_multiplier"], p["sample_rate"], p["steps"], 6e-6, "rdp")
+        assert eps <= 0.34 * 1.01 and p["epsilon"] <= 0.34 * 1.01
+    assert payload["selected"] == select_point(fr, payload["selection_rule"])
+    ref = fr[payload["reference"]]
+    assert ref["r1_reduction_ci_low"] <= ref["r1_reduction_ci_high"]
+    assert {c["control"] for c in payload["controls"]} == {"nonprivate", "reinit_untrained", "output_perturbation_matched"}
+    npv = next(c for c in payload["controls"] if c["control"] == "nonprivate")
+    assert npv["private"] is False and npv["epsilon"] == math.inf
+    # the pretrained heads' drift is 0 and the curve's drift follows the relative scale
+    drifts = [o["drift"] for o in payload["output_perturbation_curve"]]
+    assert drifts == pytest.approx([0.1, 1.0], rel=0.35)  # 44 Gaussian draws per scale
+    assert arrays["pretrained"].shape == arrays["reference"].shape == (payload["heldout"]["n_report"],)
