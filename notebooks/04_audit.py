@@ -159,18 +159,23 @@ print(tables["ranks"].set_index("rung").drop(columns="model").pipe(compact).to_s
 # quantity a DP guarantee on the training pairs should bound.
 
 # %%
-fig, ax = plt.subplots(figsize=(7.0, 4.2))
-plot_seen_unseen(ax, payload["table"], k=1, simulation=simulation)
-ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3)
-plt.show()
+if payload["train"].empty:
+    display(Markdown("This profile does not audit a training sample (`audit.seen` is off)."))
+else:
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    plot_seen_unseen(ax, payload["table"], k=1, simulation=simulation)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3)
+    plt.show()
 
 # %% tags=["remove-input"]
-gap = tables["gap"][tables["gap"]["k"] == 1]
-display(html_table(gap, {c: "sig" for c in ("recall_train", "recall_test", "gap", "gap_ci_low", "gap_ci_high")},
-                   caption="Seen minus unseen Recall@1 at the same N (patient-bootstrap 95% CI)"))
+if not tables["gap"].empty:
+    gap = tables["gap"][tables["gap"]["k"] == 1]
+    display(html_table(gap, {c: "sig" for c in ("recall_train", "recall_test", "gap", "gap_ci_low", "gap_ci_high")},
+                       caption="Seen minus unseen Recall@1 at the same N (patient-bootstrap 95% CI)"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
-print(gap.set_index(["rung", "N"])[["recall_train", "recall_test", "gap"]].pipe(compact).to_string())
+if not tables["gap"].empty:
+    print(gap.set_index(["rung", "N"])[["recall_train", "recall_test", "gap"]].pipe(compact).to_string())
 
 # %% [markdown]
 # ## What makes a study re-linkable
