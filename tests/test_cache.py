@@ -52,3 +52,57 @@ def test_file_hash_changes_with_content(tmp_path):
     before = cache.file_hash(tmp_path / "d")
     (tmp_path / "d" / "a.bin").write_bytes(b"abd")
     assert cache.file_hash(tmp_path / "d") != before
+
+
+def test_second_writer_keeps_the_first_finished_entry_while_it_is_read(tmp_path):
+    # the race of two processes on one key, replayed deterministically: B finishes while A is still
+    # writing; a reader opens B's entry; A finishing must neither delete nor replace it
+    final = tmp_path / "step" / "key"
+    with cache.atomic_dir(final) as a:
+        (a / "v.txt").write_text("A")
+        with cache.atomic_dir(final) as b:
+            (b / "v.txt").write_text("B")
+        reader = open(final / "v.txt")
+    assert reader.read() == "B"
+    reader.close()
+    assert (final / "v.txt").read_text() == "B" and cache.is_complete(final)
+    assert [p.name for p in (tmp_path / "step").iterdir()] == ["key"]  # A's temporary copy is gone
+
+
+def test_orphan_temporary_directories_are_cleaned(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    step = tmp_path / "step"
+    step.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    host = cache._HOST
+    orphan = step / f".k1.tmp-{host}-{dead_pid}-abc"
+    live = step / f".k2.tmp-{host}-{os.getpid()}-abc"
+    legacy_old, legacy_new = step / ".k3.tmp-abcd", step / ".k4.tmp-efgh"
+    foreign_new = step / ".k5.tmp-otherhost-1-abc"
+    for d in (orphan, live, legacy_old, legacy_new, foreign_new):
+        d.mkdir()
+        (d / "partial").write_text("x")
+    past = cache._PROCESS_START - 3600
+    os.utime(legacy_old, (past, past))
+    done = cache.cached_dir(tmp_path, "step", {"k": 1}, lambda out: (out / "ok").write_text("1"))
+    left = sorted(p.name for p in step.iterdir())
+    assert orphan.name not in left and legacy_old.name not in left  # dead writer; older than this process
+    assert {live.name, legacy_new.name, foreign_new.name, done.name} == set(left)
+
+
+def test_entries_and_files_get_the_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        done = cache.cached_dir(tmp_path, "step", {"k": 1}, lambda out: (out / "v.txt").write_text("1"))
+        cache.atomic_write_bytes(tmp_path / "r" / "x.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(done.stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "r" / "x.json").stat().st_mode) == 0o644

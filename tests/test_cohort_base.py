@@ -72,10 +72,10 @@ def test_row_errors(cohort: Cohort) -> None:
 @pytest.mark.parametrize("mutate, message", [
     (lambda f: f.drop(columns=["view"]), r"lack column\(s\) \['view'\]"),
     (lambda f: f.assign(Edema=[1.0, 2.0, np.nan, 0.0]), r"row 1 column 'Edema' has value 2.0"),
-    (lambda f: f.assign(Edema=["1", "yes", "", "0"]), r"row 1 column 'Edema' has value 'yes'"),
-    (lambda f: f.assign(split=["train", "train", "holdout", "holdout"]), r"row 2 has split='holdout'"),
+    (lambda f: f.assign(Edema=["1", "yes", "", "0"]), r"row 1 column 'Edema' has a non-numeric value \(not shown\)"),
+    (lambda f: f.assign(split=["train", "train", "holdout", "holdout"]), r"row 2 column 'split' is not one of"),
     (lambda f: f.assign(text=["a", " ", "c", "d"]), r"row 1 has empty report text"),
-    (lambda f: pd.concat([f, f.iloc[[0]]], ignore_index=True), r"row 4 duplicates study_id='s0'"),
+    (lambda f: pd.concat([f, f.iloc[[0]]], ignore_index=True), r"row 4 duplicates an earlier row's study_id and image_path"),
     (lambda f: f.assign(split=["train", "test", "val", "val"]), r"patient_id='p0' appears in splits \['test', 'train'\]"),
 ])
 def test_validation_errors(mutate, message: str) -> None:

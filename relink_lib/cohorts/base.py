@@ -23,8 +23,9 @@ TEXT_COLUMNS: tuple[str, ...] = ("text", "findings", "impression")
 def validate_labels(frame: pd.DataFrame, where: str, row_offset: int = 0) -> pd.DataFrame:
     """Coerce the 14 label columns to float and check values are in {1, 0, -1, NaN}.
 
-    The error names ``where`` (a file or cohort), the row (``row_offset`` + position), the
-    column and the offending value.
+    The error names ``where`` (a file or cohort), the row (``row_offset`` + position) and the
+    column; the offending value only when it is a number (a misaligned row can put report text in
+    a label column, and that text must not reach a log).
     """
     missing = [c for c in CHEXPERT_LABELS if c not in frame.columns]
     if missing:
@@ -39,9 +40,8 @@ def validate_labels(frame: pd.DataFrame, where: str, row_offset: int = 0) -> pd.
         bad = (bad_parse | bad_value).to_numpy()
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            value = raw.iloc[i]
-            value = value.item() if isinstance(value, np.generic) else value
-            raise ValueError(f"{where}: row {i + row_offset} column {col!r} has value {value!r}; "
+            shown = f"value {float(values.iloc[i])!r}" if bad_value.to_numpy()[i] else "a non-numeric value (not shown)"
+            raise ValueError(f"{where}: row {i + row_offset} column {col!r} has {shown}; "
                              f"expected 1, 0, -1 or blank")
         out[col] = values.astype(np.float64)
     return out
@@ -88,8 +88,7 @@ class Cohort:
         dup = pairs.duplicated(["study_id", "image_path"]).to_numpy()
         if dup.any():
             i = int(np.flatnonzero(dup)[0])
-            raise ValueError(f"cohort {name!r}: row {i} duplicates study_id={pairs['study_id'].iloc[i]!r}, "
-                             f"image_path={pairs['image_path'].iloc[i]!r}")
+            raise ValueError(f"cohort {name!r}: row {i} duplicates an earlier row's study_id and image_path")
         assert_patient_disjoint(pairs, f"cohort {name!r}")
         if images is not None:
             if images.ndim != 3 or images.dtype != np.uint8:

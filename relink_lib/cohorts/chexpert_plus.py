@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..labels import CHEXPERT_LABELS
 from .base import Cohort, validate_labels
-from .io import drop_duplicates, find_file, read_csv, require_dir
+from .io import check_exclusions, check_safe_paths, drop_duplicates, find_file, read_csv, require_dir
 from .splits import OFFICIAL_SPLIT_NAMES
 from .text import TEXT_MODES, compose_text
 
@@ -82,8 +82,9 @@ def load_chexpert_plus(root: str | Path, *, text: str = "findings+impression", l
     bad_split = ~table["split"].isin(list(OFFICIAL_SPLIT_NAMES))
     if bad_split.any():
         i = int(np.flatnonzero(bad_split.to_numpy())[0])
-        raise ValueError(f"{csv_path}: row {i} has split={table['split'].iloc[i]!r}; expected train or valid")
+        raise ValueError(f"{csv_path}: row {i} column 'split' is not train or valid (value not shown)")
 
+    check_safe_paths(table, "path_to_image", root, csv_path)
     table["study_id"] = table["path_to_image"].map(study_of_path)
     n_studies = table["study_id"].nunique()
     fl = table["frontal_lateral"].fillna("").str.strip().str.lower()
@@ -120,6 +121,9 @@ def load_chexpert_plus(root: str | Path, *, text: str = "findings+impression", l
     cols = ["patient_id", "study_id", "image_path", "text", "findings", "impression", "split", "view", "site", *CHEXPERT_LABELS,
             "study_order"]
     pairs = pairs[cols].sort_values(["patient_id", "study_order", "study_id"]).reset_index(drop=True)
+    check_exclusions(n_studies, len(pairs), {k: excluded[k] for k in ("no_frontal_image", "empty_report", "missing_image")},
+                     root, f"{csv_path} (frontal_lateral, section_findings / section_impression) and images under {root}",
+                     unit="studies")
     summary = {"source": "chexpert-plus", "root": str(root), "n_images_listed": int(len(table)), "n_studies_listed": int(n_studies),
                "n_pairs": int(len(pairs)), "n_patients": int(pairs["patient_id"].nunique()), "text": text,
                "labels_from": labels_from, "excluded": {k: int(v) for k, v in excluded.items()}}

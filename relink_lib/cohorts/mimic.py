@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..labels import CHEXPERT_LABELS
 from .base import Cohort, validate_labels
-from .io import drop_duplicates, find_file, read_csv, require_dir
+from .io import UndecodableReport, check_exclusions, check_safe_paths, safe_relative, drop_duplicates, find_file, read_csv, read_report, require_dir
 from .splits import OFFICIAL_SPLIT_NAMES
 from .text import TEXT_MODES, compose_text, findings_impression
 
@@ -69,7 +69,7 @@ def load_mimic_cxr(root: str | Path, *, text: str = "findings+impression", image
     bad_split = ~split["split"].isin(["train", "validate", "test"])
     if bad_split.any():
         i = int(np.flatnonzero(bad_split.to_numpy())[0])
-        raise ValueError(f"{split_path}: row {i} has split={split['split'].iloc[i]!r}; expected train, validate or test")
+        raise ValueError(f"{split_path}: row {i} column 'split' is not train, validate or test (value not shown)")
 
     images = split.merge(meta[["dicom_id", "ViewPosition"] + [c for c in ("StudyDate", "StudyTime") if c in meta.columns]],
                          on="dicom_id", how="left")
@@ -84,14 +84,18 @@ def load_mimic_cxr(root: str | Path, *, text: str = "findings+impression", image
 
     # one report file per study
     findings, impressions, keep = [], [], []
-    n_no_report = n_empty = 0
-    for subject, study in zip(chosen["subject_id"], chosen["study_id"]):
+    n_no_report = n_empty = n_undecodable = 0
+    for row, (subject, study) in enumerate(zip(chosen["subject_id"], chosen["study_id"])):
         _, rel = mimic_paths(subject, study)
+        safe_relative(reports_root, rel, split_path, row, "subject_id/study_id")
         path = reports_root / rel
         try:
-            raw = path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            n_no_report += 1
+            raw = read_report(path)
+        except (FileNotFoundError, UndecodableReport) as exc:
+            if isinstance(exc, UndecodableReport):
+                n_undecodable += 1
+            else:
+                n_no_report += 1
             keep.append(False)
             findings.append("")
             impressions.append("")
@@ -106,8 +110,10 @@ def load_mimic_cxr(root: str | Path, *, text: str = "findings+impression", image
         impressions.append(imp)
     chosen["findings"], chosen["impression"] = findings, impressions
     excluded["no_report"], excluded["empty_report"] = n_no_report, n_empty
+    excluded["undecodable_report"] = n_undecodable
     chosen = chosen[np.asarray(keep, dtype=bool)]
     chosen["image_path"] = [mimic_paths(s, st, d)[0] for s, st, d in zip(chosen["subject_id"], chosen["study_id"], chosen["dicom_id"])]
+    check_safe_paths(chosen, "image_path", root, split_path)
     if check_images:
         exists = np.array([(root / p).is_file() for p in chosen["image_path"]], dtype=bool)
         excluded["missing_image"] = int((~exists).sum())
@@ -129,6 +135,14 @@ def load_mimic_cxr(root: str | Path, *, text: str = "findings+impression", image
     cols = ["patient_id", "study_id", "dicom_id", "image_path", "text", "findings", "impression", "split", "view", "site",
             *CHEXPERT_LABELS] + [c for c in ("study_order", "study_date") if c in pairs.columns]
     pairs = pairs[cols].sort_values(["patient_id", "study_id"]).reset_index(drop=True)
+    # no pair is the error "0 usable", naming the largest reason and where the loader looked
+    study_reasons = {k: excluded[k] for k in ("no_frontal_image", "no_report", "undecodable_report", "empty_report",
+                                              "missing_image")}
+    where_looked = {"no_frontal_image": f"{meta_path} (ViewPosition in {list(views)})",
+                    "missing_image": f"{root}/files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg"}
+    top = max(study_reasons, key=study_reasons.get) if any(study_reasons.values()) else "no_report"
+    check_exclusions(n_studies, len(pairs), study_reasons, root, where_looked.get(
+        top, f"{reports_root}/files/pXX/pSUBJECT/sSTUDY.txt"), unit="studies")
     summary = {"source": "mimic-cxr-jpg", "root": str(root), "n_images_listed": int(len(split)), "n_studies_listed": int(n_studies),
                "n_pairs": int(len(pairs)), "n_patients": int(pairs["patient_id"].nunique()), "text": text,
                "excluded": {k: int(v) for k, v in excluded.items()}}

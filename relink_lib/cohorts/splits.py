@@ -51,4 +51,4 @@ def validate_split_values(split: pd.Series, where: str = "cohort") -> None:
     bad = ~split.isin(SPLITS)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{where}: row {row} has split={split.iloc[row]!r}; expected one of {list(SPLITS)}")
+        raise ValueError(f"{where}: row {row} column 'split' is not one of {list(SPLITS)} (value not shown)")

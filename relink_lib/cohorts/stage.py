@@ -20,7 +20,7 @@ from ..profiles import cache_dir
 from .base import Cohort
 from .chexpert_plus import CSV_NAME, LABEL_DIR, load_chexpert_plus
 from .export import export
-from .io import find_file, require_dir
+from .io import find_file, require_dir, tree_manifest
 from .mimic import LABEL_CSV, META_CSV, REPORTS_DIR, SPLIT_CSV, load_mimic_cxr
 from .synthetic.generate import DEFAULT_SPLIT_FRACTIONS, GENERATOR_COLUMNS, make_synthetic_cohort
 
@@ -62,13 +62,21 @@ def check_real_data(params: Mapping[str, Any], site: str = "internal") -> Path:
 
 
 def cohort_key(params: Mapping[str, Any], site: str = "internal") -> dict[str, Any]:
-    """What the cached cohort depends on: the site's cohort parameters, the seed and the cohorts code version."""
+    """What the cached cohort depends on: the site's cohort parameters, the seed and the cohorts code version.
+
+    Real cohorts add the tables (name, size, mtime) and a manifest of every report and image file
+    (relative path, size, mtime in ns; :func:`relink_lib.cohorts.io.tree_manifest`): adding,
+    removing or editing any file invalidates the cached cohort.
+    """
     key: dict[str, Any] = {"cohort": _site_params(params, site), "code": code_version(_cohorts_pkg)}
     if key["cohort"]["source"] == "real":
         root = check_real_data(params, site)
         files = [p for p in sorted(root.glob("*.csv*")) + sorted((root / LABEL_DIR).glob("*.json")) if p.is_file()]
         key["root"] = str(root)
-        key["files"] = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+        key["files"] = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+        trees = (root / REPORTS_DIR, root / "files") if site == "internal" else \
+            tuple(sorted(p for p in root.iterdir() if p.is_dir() and p.name != LABEL_DIR))
+        key["manifest"] = tree_manifest(*trees)
     return key
 
 
