@@ -79,12 +79,16 @@ print("checkpoint kinds:", ", ".join(MODEL_KINDS))
 # ]
 # ```
 #
-# | kind | loads | projection heads (what DP fine-tunes) | preprocessing |
-# |---|---|---|---|
-# | `hf-clip` | HF `CLIPModel` directory (`save_pretrained`) | `visual_projection`, `text_projection` (Linear, no bias) | the checkpoint's own `CLIPImageProcessor` and tokenizer |
-# | `hf-dual-encoder` | HF `VisionTextDualEncoderModel` (any vision + text tower) | `visual_projection`, `text_projection` | the checkpoint's processor and tokenizer |
-# | `openai-clip` | OpenAI-CLIP-format state dict (CheXzero) | parameters `visual.proj`, `text_projection` | 224 px, CLIP normalisation, CLIP BPE tokenizer |
-# | `open-clip` | open_clip models such as BiomedCLIP (`pip install -e .[openclip]`) | `visual.head.proj` (Linear 768 -> 512), `text.proj` (MLP 768 -> 640 -> 512) | the model's own transforms and tokenizer |
+# | kind | loads | projection heads (what DP fine-tunes) |
+# |---|---|---|
+# | `hf-clip` | HF `CLIPModel` directory (`save_pretrained`) | `visual_projection`, `text_projection` (Linear, no bias) |
+# | `hf-dual-encoder` | HF `VisionTextDualEncoderModel` (any vision + text tower) | `visual_projection`, `text_projection` |
+# | `openai-clip` | OpenAI-CLIP-format state dict (CheXzero) | parameters `visual.proj`, `text_projection` |
+# | `open-clip` | open_clip models such as BiomedCLIP (`pip install -e .[openclip]`) | `visual.head.proj` (768 -> 512), `text.proj` (MLP 768 -> 640 -> 512) |
+#
+# Preprocessing follows each checkpoint: the HF kinds use the checkpoint's own image processor and
+# tokenizer, `openai-clip` 224 px with CLIP normalisation and the CLIP BPE tokenizer, `open-clip`
+# the model's own transforms and tokenizer.
 #
 # Everything loads offline (`local_files_only=True`): nothing is fetched from a hub. BioViL /
 # CXR-BERT-style projectors contain BatchNorm, which per-sample DP cannot use as is: freeze it

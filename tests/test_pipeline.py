@@ -225,3 +225,6 @@ def test_browser_findings_round_trip_and_problems():
     for needle in ("math not typeset: 0 of 2", "raw TeX", "Python reprs", "wider than the content column", "ci_audit.csv"):
         assert needle in text
     assert "did not finish" in page_problems("p.html", dict(ok, findings=page_findings("<html></html>")))[0]
+    from relink_lib.pipeline.browser import page_notes
+
+    assert page_notes(ok) == [] and "1 printed output(s)" in page_notes(dict(ok, findings=dict(clean, wide_text_outputs=["x"])))[0]

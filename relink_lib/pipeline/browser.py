@@ -9,7 +9,8 @@ each page that waits for MathJax to finish and then records, in the DOM, what th
 - Python reprs in cell outputs (``Text(``, ``<Figure size`` ...: none allowed);
 - tables wider than the content column that do not scroll inside it (none allowed), and
   horizontal overflow of the page;
-- images that failed to load, and the download links of the page.
+- images that failed to load, and the download links of the page;
+- printed text outputs wider than the column (reported as notes, not failures).
 
 Console errors come from Chromium's log. A screenshot of every page lands in
 ``_build/html/_screenshots/``. Pages listed in ``_build/html/_downloads.json`` (written by
@@ -86,6 +87,10 @@ CHECK_SCRIPT = """
         if (scrollsX(el) && el.getBoundingClientRect().right <= right + 1) return;
       }
       r.wide_tables.push((t.innerText || '').trim().split('\\n')[0].slice(0, 80) + ' (' + Math.round(box.width) + ' px)');
+    });
+    r.wide_text_outputs = [];
+    article.querySelectorAll('.cell_output pre, .output pre').forEach(function (pre) {
+      if (pre.scrollWidth > pre.clientWidth + 1) r.wide_text_outputs.push((pre.innerText || '').trim().split('\n')[0].slice(0, 80));
     });
     r.page_overflow_px = Math.max(0, document.documentElement.scrollWidth - window.innerWidth);
     r.images = article.querySelectorAll('img').length;
@@ -185,6 +190,14 @@ def page_findings(dom: str) -> dict[str, Any] | None:
     return json.loads(htmlmod.unescape(match.group(1))) if match else None
 
 
+def page_notes(result: dict[str, Any]) -> list[str]:
+    """What a reader would stumble on but the check does not fail: printed text outputs that scroll sideways
+    (a printed table whose columns are cut off belongs in :func:`relink_lib.tables.html_table`)."""
+    found = result.get("findings") or {}
+    wide = found.get("wide_text_outputs") or []
+    return [f"{len(wide)} printed output(s) wider than the column, e.g. {wide[:2]}"] if wide else []
+
+
 def page_problems(page: str, result: dict[str, Any], downloads: Sequence[str] = ()) -> list[str]:
     """What is wrong with one checked page (empty when it passes)."""
     problems = []
@@ -264,6 +277,7 @@ def check_book(html: Path, pages: Sequence[str] | None = None, workers: int = 2)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for page, result in pool.map(one, pages):
                 result["problems"] = page_problems(page, result, [Path(d).name for d in downloads.get(page, [])])
+                result["notes"] = page_notes(result)
                 report[page] = result
                 if result["problems"]:
                     failures.append(f"{page}: " + "; ".join(result["problems"]))
