@@ -14,12 +14,18 @@ def make_mimic(root):
     (root / "mimic-cxr-reports" / "files").mkdir(parents=True)
     for name in ("split", "chexpert", "metadata"):
         (root / f"mimic-cxr-2.0.0-{name}.csv.gz").write_bytes(b"")
+    (root / "files" / "p10" / "p10000001" / "s50000001").mkdir(parents=True)
+    (root / "files" / "p10" / "p10000001" / "s50000001" / "d1.jpg").write_bytes(b"jpg")
+    (root / "mimic-cxr-reports" / "files" / "p10" / "p10000001").mkdir(parents=True)
+    (root / "mimic-cxr-reports" / "files" / "p10" / "p10000001" / "s50000001.txt").write_text("FINDINGS: x")
     return root
 
 
 def make_chexpert_plus(root):
     (root / "chexbert_labels").mkdir(parents=True)
-    (root / "df_chexpert_plus_240401.csv").write_text("")
+    (root / "df_chexpert_plus_240401.csv").write_text("path_to_image,report\ntrain/patient1/study1/view1_frontal.jpg,x\n")
+    (root / "train" / "patient1" / "study1").mkdir(parents=True)
+    (root / "train" / "patient1" / "study1" / "view1_frontal.png").write_bytes(b"png")
     for s in ("impression", "findings", "report"):
         (root / "chexbert_labels" / f"{s}_fixed.json").write_text("")
     return root
@@ -92,3 +98,26 @@ def test_report_text_leak_detector_finds_a_report_in_outputs(tmp_path):
     nbformat.write(clean, tmp_path / "a.ipynb")
     nbformat.write(leaky, tmp_path / "b.ipynb")
     assert report_text_leaks(tmp_path, texts) == {"b.ipynb": 1}
+
+
+def test_preflight_resolves_at_least_one_report_and_one_image(tmp_path):
+    import shutil
+
+    root = make_mimic(tmp_path / "m")
+    reports = root / "mimic-cxr-reports"
+    # unpacked one level too deep: mimic-cxr-reports/mimic-cxr-reports/files/...
+    shutil.move(str(reports / "files"), str(tmp_path / "moved"))
+    (reports / "mimic-cxr-reports").mkdir()
+    shutil.move(str(tmp_path / "moved"), str(reports / "mimic-cxr-reports" / "files"))
+    (reports / "files").mkdir()
+    problems = check_mimic_root(root)
+    assert len(problems) == 1 and "no report at mimic-cxr-reports/files/p*/p*/s*.txt" in problems[0]
+    assert "one level deeper" in problems[0]
+    for jpg in (root / "files").rglob("*.jpg"):
+        jpg.unlink()
+    assert any("no image at files/" in p for p in check_mimic_root(root))
+    cx = make_chexpert_plus(tmp_path / "c")
+    assert check_chexpert_plus_root(cx) == []
+    (cx / "train" / "patient1" / "study1" / "view1_frontal.png").unlink()
+    assert check_chexpert_plus_root(cx) == [f"{cx}: none of the first 1 path_to_image entries of "
+                                            f"df_chexpert_plus_240401.csv exists under the root"]

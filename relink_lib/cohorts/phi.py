@@ -18,6 +18,11 @@ from .base import TEXT_COLUMNS, Cohort
 
 WITHHELD = "[report text withheld: credentialed cohort]"
 
+PRIVATE_DISPLAY_COLUMNS: tuple[str, ...] = ("patient_id", "study_id", "dicom_id", "image_path", "split", "view", "site",
+                                           "study_order", *CHEXPERT_LABELS)
+"""The only columns :func:`display_frame` shows for a private cohort (an allow-list: any other
+column, such as a free-text ``notes`` a user's CSV carried along, is never shown)."""
+
 
 class PrivateTextError(PermissionError):
     """Report text of a non-public cohort was requested for display."""
@@ -31,12 +36,17 @@ def report_text_for_display(cohort: Cohort, i: int) -> str:
 
 
 def display_frame(cohort: Cohort, rows: Iterable[int] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """A table of ``rows`` for display: text columns are dropped for a private cohort (kept for a public one)."""
+    """A table of ``rows`` for display.
+
+    A public cohort shows ``columns`` (default all). A private cohort shows only the columns of
+    :data:`PRIVATE_DISPLAY_COLUMNS` among them (ids, split, view, site, labels); report text and
+    any column not on that list are left out.
+    """
     frame = cohort.pairs if rows is None else cohort.pairs.iloc[list(rows)]
     if columns is not None:
         frame = frame[list(columns)]
     if not cohort.public:
-        frame = frame.drop(columns=[c for c in frame.columns if c in TEXT_COLUMNS or c == "report"])
+        frame = frame[[c for c in frame.columns if c in PRIVATE_DISPLAY_COLUMNS and c not in TEXT_COLUMNS]]
     return frame.copy()
 
 

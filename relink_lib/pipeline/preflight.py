@@ -34,7 +34,47 @@ def check_mimic_root(root: str | Path | None) -> list[str]:
     problems = [f"{root / name}: missing (MIMIC-CXR-JPG 2.0.0 file, .csv or .csv.gz)" for name in MIMIC_FILES if not _exists_csv(root, name)]
     problems += [f"{root / d}: missing folder (images files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg, reports mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt)"
                  for d in MIMIC_DIRS if not (root / d).is_dir()]
+    return problems + check_mimic_files_resolve(root)
+
+
+def _first(root: Path, pattern: str) -> Path | None:
+    """The first file under ``root`` matching ``pattern`` (a lazy glob: stops at the first hit)."""
+    return next((p for p in root.glob(pattern) if p.is_file()), None)
+
+
+def check_mimic_files_resolve(root: Path) -> list[str]:
+    """At least one image ``files/pXX/pSUBJECT/sSTUDY/*.jpg`` and one report ``.../sSTUDY.txt`` exist.
+
+    Catches archives unpacked one level too deep (``mimic-cxr-reports/mimic-cxr-reports/files``)
+    or not at all, before anything long runs.
+    """
+    problems = []
+    for rel, pattern, what in (("files", "p*/p*/s*/*.jpg", "image"), ("mimic-cxr-reports/files", "p*/p*/s*.txt", "report")):
+        base = root / rel
+        if base.is_dir() and _first(base, pattern) is None:
+            deeper = [str(p.relative_to(root)) for p in base.glob(f"*/{pattern}")][:1] + \
+                [str(p.relative_to(root)) for p in base.parent.glob(f"*/{rel.split('/')[-1]}/{pattern}")][:1]
+            hint = f"; found {deeper[0]} one level deeper: unpacked into an extra folder?" if deeper else ""
+            problems.append(f"{base}: no {what} at {rel}/{pattern}{hint}")
     return problems
+
+
+def check_chexpert_plus_images_resolve(root: Path, n_rows: int = 200) -> list[str]:
+    """At least one of the first ``n_rows`` ``path_to_image`` entries exists under ``root`` (``.png`` twin allowed)."""
+    import pandas as pd
+
+    csv = root / CHEXPERT_PLUS_FILES[0]
+    try:
+        paths = pd.read_csv(csv, nrows=n_rows, usecols=["path_to_image"], dtype=str)["path_to_image"].dropna()
+    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        return [f"{csv}: cannot read its path_to_image column ({type(exc).__name__})"]
+    for p in paths:
+        rel = Path(p)
+        if rel.is_absolute() or ".." in rel.parts:
+            continue
+        if (root / rel).is_file() or (root / rel.with_suffix(".png")).is_file():
+            return []
+    return [f"{root}: none of the first {len(paths)} path_to_image entries of {csv.name} exists under the root"]
 
 
 def check_chexpert_plus_root(root: str | Path | None) -> list[str]:
@@ -44,7 +84,11 @@ def check_chexpert_plus_root(root: str | Path | None) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return [f"{root}: CHEXPERT_PLUS_ROOT is not a directory"]
-    return [f"{root / name}: missing (CheXpert Plus file)" for name in CHEXPERT_PLUS_FILES + CHEXPERT_PLUS_LABEL_FILES if not (root / name).exists()]
+    problems = [f"{root / name}: missing (CheXpert Plus file)" for name in CHEXPERT_PLUS_FILES + CHEXPERT_PLUS_LABEL_FILES
+                if not (root / name).exists()]
+    if (root / CHEXPERT_PLUS_FILES[0]).exists():
+        problems += check_chexpert_plus_images_resolve(root)
+    return problems
 
 
 def read_model_list(models: Any) -> list[dict[str, str]]:
