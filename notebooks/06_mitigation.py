@@ -62,7 +62,7 @@ import time
 import warnings
 
 import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.dp.frontier_stage import get_frontier
@@ -125,7 +125,7 @@ print(f"selected index: {fr['selected']}; points: {len(fr['frontier'])}; seeds p
 
 # %%
 ft = frontier_table(fr)
-display(ft.drop(columns=["index", "n_private"]).style.format(precision=3).hide(axis="index"))
+display(HTML(ft.drop(columns=["index", "n_private"]).round(3).to_html(index=False)))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(f"profile {params['profile']}, simulation={simulation}")
@@ -162,7 +162,7 @@ display(Markdown("\n\n".join(frontier_findings(fr, simulation))))
 
 # %%
 ct = controls_table(fr)
-display(ct.style.format(precision=3).hide(axis="index"))
+display(HTML(ct.round(3).to_html(index=False)))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(f"profile {params['profile']}, simulation={simulation}")

@@ -15,7 +15,8 @@
 # CheXpert Plus loader, and measures re-linkage and utility there.
 #
 # **The question.** Does the reduction in re-linkage carry over to a site the heads never saw,
-# and at what cost in utility there?
+# and at what cost in utility there? The DP heads are chapter 6's selected setting (or its
+# reference point when no setting meets the rule), one noise seed per model.
 #
 # **The method.** The same frozen encoders give pre-projection features of every external pair;
 # each variant's heads embed them. Re-linkage is measured over all external pairs (none was used
@@ -42,7 +43,7 @@ from IPython.display import Markdown, display
 
 from relink_lib.cohorts.stage import cohort_label, get_cohort
 from relink_lib.dp.stage import mitigation_ladder, transfer_rung
-from relink_lib.dp.summary import transfer_payload
+from relink_lib.dp.summary import setting_label, transfer_findings, transfer_payload
 from relink_lib.plots.common import set_style
 from relink_lib.plots.dp import plot_recall_variants
 from relink_lib.results import write_results
@@ -58,7 +59,7 @@ what = "a **simulation** on the synthetic external site" if simulation else "rea
 write_results(params, "transfer", transfer_payload(results, ms), cohort=cohort_label(external),
               model=[r.name for r in rungs], wall_time_s=time.perf_counter() - t0)
 display(Markdown(f"Profile `{params['profile']}`, external cohort `{cohort_label(external)}` ({what}), "
-                 f"layout: {external.summary.get('roundtrip', 'as loaded')}."))
+                 f"layout: {external.summary.get('roundtrip', 'as loaded')}; DP heads: {setting_label(ms[-1].setting)}."))
 
 # %% [markdown]
 # ## Re-linkage on the external site
@@ -109,7 +110,9 @@ print(pd.concat(urows, ignore_index=True).round(3).to_string(index=False))
 # ## Summary
 #
 # The heads travel unchanged: whatever DP removed from their image-report alignment on the
-# internal site is removed on the external one too, and the tables show how much of the
-# reduction, and of the utility, survives the change of site. As in chapter 7, read the
-# cross-modal columns for the cost. All numbers are this profile's (a simulation when the
-# cohorts are synthetic). Results: `results/<profile>/transfer.json`.
+# internal site is removed on the external one too. The sentences below are generated from the
+# tables above (this profile's numbers; a simulation when the cohorts are synthetic). Results:
+# `results/<profile>/transfer.json`.
+
+# %% tags=["hide-input"]
+display(Markdown("\n\n".join(f"- {s}" for s in transfer_findings(results, ms, simulation))))

@@ -102,7 +102,8 @@ def utility_payload(ms: Sequence[RungMitigation]) -> dict[str, Any]:
                                       "left out",
                          "retrieval": "image -> report top-10 among the other held-out reports; relevant = same "
                                       "positive-label set"},
-            "paper_reference": PAPER, "table": utility_table(ms).to_dict(orient="records"),
+            "paper_reference": PAPER, "setting": ms[-1].setting if ms else None,
+            "table": utility_table(ms).to_dict(orient="records"),
             "per_label": [m.utility.assign(rung=m.rung_index, model=m.rung_name).to_dict(orient="records") for m in ms]}
 
 
@@ -115,7 +116,7 @@ def transfer_payload(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], i
         out.append({"rung": m.rung_index, "model": m.rung_name, "recall": recall.to_dict(orient="records"),
                     "utility": util.to_dict(orient="records"),
                     "r1_by_variant": rand[["variant", "pool_size", "recall", "lift"]].to_dict(orient="records")})
-    return {"rungs": out}
+    return {"setting": internal[-1].setting if internal else None, "rungs": out}
 
 
 # ------------------------------------------------------------------------------------------ frontier (chapter 6)
@@ -268,7 +269,10 @@ def mechanism_paragraph(fr: Mapping[str, Any]) -> str:
                  f"{_pct(mean([p['r1_reduction'] for p in pre]))} from the pretrained ones, while untrained fresh heads cut "
                  f"{_pct(re0['r1_reduction'])} at a zero-shot cost of {_pts(re0['zero_shot_auroc_drop_report'])}" if re0 else "")
     parts.append(". ")
-    if op is not None:
+    if op is not None and op["scale"] == 0:
+        parts.append("The reference point does not lower Recall@1 on the selection half, so output perturbation matched "
+                     "to it is the pretrained heads themselves (scale 0). ")
+    elif op is not None:
         parts.append(f"Plain Gaussian noise on the pretrained weights matched to the {'selected' if fr['reference_is_selected'] else 'reference'} "
                      f"point's Recall@1 needs a relative scale of {op['scale']:.2f} (drift {op['drift']:.2f}, against the DP "
                      f"heads' {ref['drift']:.2f}) and costs {_pts(op['zero_shot_auroc_drop_report'])} of zero-shot AUROC "
@@ -292,3 +296,64 @@ def mechanism_paragraph(fr: Mapping[str, Any]) -> str:
                   if close else ": the cut differs between pairs the heads saw and pairs they did not "
                                 "(the pretrained encoders and heads were trained on the seen pairs)."))
     return "".join(parts)
+
+
+# ------------------------------------------------------------------------------------------ chapters 7 and 8
+def utility_findings(ms: Sequence[RungMitigation], simulation: bool = True) -> list[str]:
+    """Chapter 7's conclusions from the utility table of the most specialised model (whole held-out split)."""
+    t = utility_table(ms)
+    m = ms[-1]
+    row = {v: t[(t["rung"] == m.rung_index) & (t["variant"] == v)].iloc[0] for v in VARIANTS}
+    pre, dp = row["pretrained"], row["dp"]
+    what = "simulation" if simulation else "run"
+
+    def move(col: str, v: str) -> str:
+        a, b = pre[col], row[v][col]
+        return f"{a:.3f} -> {b:.3f} ({100 * (b - a):+.2f} points)"
+    label = setting_label(m.setting) if m.setting else "the profile's setting"
+    out = [f"At chapter 6's setting ({label}; one noise seed, whole held-out split) the DP heads of {m.rung_name} move "
+           f"the linear probe's macro AUROC {move('probe_macro_auroc', 'dp')} and zero-shot macro AUROC "
+           f"{move('zero_shot_macro_auroc', 'dp')}; label-level retrieval precision@10 goes "
+           f"{pre['retrieval_precision@10']:.3f} -> {dp['retrieval_precision@10']:.3f} "
+           f"(chance {pre['retrieval_chance@10']:.3f})."]
+    drop = 100 * (pre["probe_macro_auroc"] - dp["probe_macro_auroc"])
+    out.append(f"The probe drop of {drop:.2f} points is {'within' if drop <= PAPER_CLAIM['max_probe_auroc_drop'] else 'beyond'} "
+               f"the 0.5 points the paper's claim allows (the paper reports 79.63% -> 79.43%, the paper's figures).")
+    re_p = 100 * (row["reinit"]["probe_macro_auroc"] - pre["probe_macro_auroc"])
+    re_z = 100 * (row["reinit"]["zero_shot_macro_auroc"] - pre["zero_shot_macro_auroc"])
+    blind = abs(re_p) < 2 and re_z < -5
+    out.append(f"Untrained fresh heads change the probe by {re_p:+.2f} points and zero-shot AUROC by {re_z:+.2f} points"
+               + (": the probe cannot tell heads that align images with text from random ones, zero-shot AUROC can."
+                  if blind else "."))
+    op_z = 100 * (row["output_perturbation"]["zero_shot_macro_auroc"] - pre["zero_shot_macro_auroc"])
+    dp_z = 100 * (dp["zero_shot_macro_auroc"] - pre["zero_shot_macro_auroc"])
+    out.append(f"Output perturbation matched to the DP heads' Recall@1 changes zero-shot AUROC by {op_z:+.2f} points "
+               f"against the DP heads' {dp_z:+.2f}. All numbers are this {what}'s.")
+    return out
+
+
+def transfer_findings(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], ms: Sequence[RungMitigation],
+                      simulation: bool = True) -> list[str]:
+    """Chapter 8's conclusions: the selected DP heads' cut and utility on the external site (most specialised model)."""
+    m = ms[-1]
+    recall, util = results[m.rung_name]
+    r1 = recall[(recall["pool"] == "random") & (recall["k"] == 1)]
+    n = int(r1["pool_size"].max())
+    r1 = r1[r1["pool_size"] == n].set_index("variant")["recall"]
+
+    def cut(v: str) -> float:
+        return (r1["pretrained"] - r1[v]) / r1["pretrained"] if r1["pretrained"] > 0 else math.nan
+    inside = recall_reduction(m, "dp")
+    s = util[util["label"].isin(["macro"])].pivot(index="variant", columns="metric", values="value")
+    label = setting_label(m.setting) if m.setting else "the profile's setting"
+    out = [f"On the external site ({'simulation' if simulation else 'real data'}), Recall@1 at N = {n:,} goes "
+           f"{r1['pretrained']:.4f} -> {r1['dp']:.4f} with the DP heads of {m.rung_name} ({label}): a cut of "
+           f"{_pct(cut('dp'))}, against {_pct(inside['relative_reduction'])} on the internal held-out split at "
+           f"N = {inside['pool_size']:,}."]
+    out.append(f"Controls there: non-private fine-tuning {_pct(cut('nonprivate'))}, fresh untrained heads "
+               f"{_pct(cut('reinit'))}, output perturbation {_pct(cut('output_perturbation'))}.")
+    if "zero_shot_auroc" in s.columns:
+        out.append(f"Utility there: linear-probe macro AUROC {s.loc['pretrained', 'linear_probe_auroc']:.3f} -> "
+                   f"{s.loc['dp', 'linear_probe_auroc']:.3f}, zero-shot macro AUROC "
+                   f"{s.loc['pretrained', 'zero_shot_auroc']:.3f} -> {s.loc['dp', 'zero_shot_auroc']:.3f}.")
+    return out
