@@ -138,7 +138,12 @@ def _executed_notebook() -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell("make book", metadata={"tags": ["show-code"]}),
     ]
     cells[3].outputs = [nbformat.v4.new_output("stream", name="stderr", text="100%|###| /home/me/cache\n"),
-                        nbformat.v4.new_output("stream", name="stdout", text="kept\n")]
+                        nbformat.v4.new_output("stream", name="stdout", text="kept\n"),
+                        nbformat.v4.new_output("execute_result", data={"text/plain": "Text(0.5, 1.0, 'title')"}, execution_count=1),
+                        nbformat.v4.new_output("display_data", data={"text/plain": "<Figure size 640x480 with 0 Axes>"}),
+                        nbformat.v4.new_output("execute_result", data={"text/plain": "Text(0.5, 1.0, 't')", "image/png": "iVBO"},
+                                               execution_count=2),
+                        nbformat.v4.new_output("execute_result", data={"text/plain": "0.25"}, execution_count=3)]
     nb.cells = cells
     return nb
 
@@ -153,7 +158,9 @@ def test_render_rules_hide_code_keep_one_parameters_cell_and_drop_stderr():
     assert "hide-input" in tags[3]
     assert tags[4] == ["nbval-check-output", "remove-cell"]  # the author's remove-cell is left to jupyter-book
     assert tags[5] == ["show-code"]  # code that is the lesson stays visible
-    assert [o["name"] for o in nb.cells[3].outputs] == ["stdout"]
+    kept = nb.cells[3].outputs
+    assert [o.get("name") for o in kept] == ["stdout", None, None]  # stderr and bare plot reprs dropped
+    assert "image/png" in kept[1]["data"] and kept[2]["data"]["text/plain"] == "0.25"
     plain = _executed_notebook()
     plain.cells.pop(2)  # not run by papermill: the defaults are the only parameters cell, so they stay
     assert "remove-cell" not in apply_render_rules(plain).cells[1].metadata["tags"]
@@ -212,6 +219,7 @@ def test_browser_findings_round_trip_and_problems():
     from relink_lib.pipeline.browser import RESULT_ID, check_script, page_findings, page_problems
 
     assert "</script>" in check_script() and "%(" not in check_script()
+    assert all(line.count("'") % 2 == 0 for line in check_script().splitlines()), "a JS string literal spans lines"
     clean = {"math": 2, "typeset": 2, "mathjax": True, "raw_tex": [], "reprs": [], "wide_tables": [],
              "page_overflow_px": 0, "images": 1, "broken_images": [], "links": ["../_downloads/ab/ci_audit.json"]}
     dom = f'<html><body><script type="application/json" id="{RESULT_ID}">{json.dumps(clean)}</script></body></html>'

@@ -6,7 +6,8 @@ Staging applies the book's rendering rules to every executed chapter, so no note
   as in chapter 10's how-to) or already tagged ``remove-cell`` / ``remove-input`` / ``hide-cell``;
   the ``parameters`` cell is removed when papermill injected its own (the injected one, with the
   values the run used, is kept, collapsed), so the parameters show once;
-- stderr outputs (progress bars, warnings with local paths) are dropped;
+- stderr outputs (progress bars, warnings with local paths) are dropped, and so is a cell value
+  that is only a plotting object's repr (``Text(0.5, 1.0, ...)`` from a last-line ``ax.set_title``);
 - cells tagged ``remove-cell`` (for instance the nbval-checked print cells that an HTML table
   repeats) are left for jupyter-book to remove from the page;
 - a "Downloads" section is appended to every chapter with a results file: the chapter's
@@ -17,6 +18,7 @@ Staging applies the book's rendering rules to every executed chapter, so no note
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +48,21 @@ def _set_tags(cell: Any, tags: list[str]) -> None:
     cell.setdefault("metadata", {})["tags"] = list(dict.fromkeys(tags))
 
 
+#: A cell's value that is only the repr of a plotting object (``ax.set_title(...)`` as a cell's last line).
+PLOT_REPR = re.compile(r"^\[?<?(Text\(|Line2D\(|Figure size|Axes:|BarContainer|matplotlib\.)")
+
+
+def _noise(output: Mapping[str, Any]) -> bool:
+    """stderr, or a plain-text value that is only a plotting object's repr."""
+    if output.get("output_type") == "stream":
+        return output.get("name") == "stderr"
+    data = output.get("data", {})
+    if output.get("output_type") in ("execute_result", "display_data") and set(data) == {"text/plain"}:
+        text = data["text/plain"]
+        return bool(PLOT_REPR.match("".join(text) if isinstance(text, list) else str(text)))
+    return False
+
+
 def apply_render_rules(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The book's rendering rules (module docstring) applied to an executed notebook, in place."""
     injected = any("injected-parameters" in _tags(c) for c in nb.cells if c.get("cell_type") == "code")
@@ -53,7 +70,7 @@ def apply_render_rules(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.get("cell_type") != "code":
             continue
         tags = _tags(cell)
-        cell["outputs"] = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        cell["outputs"] = [o for o in cell.get("outputs", []) if not _noise(o)]
         if "parameters" in tags and injected:
             _set_tags(cell, tags + ["remove-cell"])
         elif not KEEP_TAGS.intersection(tags):

@@ -90,7 +90,7 @@ CHECK_SCRIPT = """
     });
     r.wide_text_outputs = [];
     article.querySelectorAll('.cell_output pre, .output pre').forEach(function (pre) {
-      if (pre.scrollWidth > pre.clientWidth + 1) r.wide_text_outputs.push((pre.innerText || '').trim().split('\n')[0].slice(0, 80));
+      if (pre.scrollWidth > pre.clientWidth + 1) r.wide_text_outputs.push((pre.innerText || '').trim().split('\\n')[0].slice(0, 80));
     });
     r.page_overflow_px = Math.max(0, document.documentElement.scrollWidth - window.innerWidth);
     r.images = article.querySelectorAll('img').length;
