@@ -202,3 +202,57 @@ def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
     drifts = [o["drift"] for o in payload["output_perturbation_curve"]]
     assert drifts == pytest.approx([0.1, 1.0], rel=0.35)  # 44 Gaussian draws per scale
     assert arrays["pretrained"].shape == arrays["reference"].shape == (payload["heldout"]["n_report"],)
+
+
+def _fake_frontier(cut=0.62, ci=(0.55, 0.70), probe=0.2, selected=True):
+    from relink_lib.dp.summary import PAPER_CLAIM  # noqa: F401
+
+    def point(i, init, opt, c, drift, study="grid", n=8000):
+        return {"init": init, "optimizer": opt, "lr": 0.1 * (i + 1), "epochs": 3.0, "n_private": n, "study": study,
+                "private": True, "epsilon": 0.339, "delta": 6e-6, "noise_multiplier": 4.7, "sample_rate": 0.03,
+                "steps": 96, "max_grad_norm": 1.0, "r1_reduction_select": c, "r1_reduction": c,
+                "r1_reduction_seed_sd": 0.05, "probe_auroc_drop": 0.1, "zero_shot_auroc_drop": 0.3,
+                "probe_auroc_drop_report": 0.1, "zero_shot_auroc_drop_report": 0.3, "drift": drift,
+                "r1_select": 0.01, "r1_report": 0.01, "n_seeds": 3}
+    pts = [point(0, "pretrained", "sgd", 0.1, 0.1), point(1, "pretrained", "sgd", 0.2, 0.3),
+           point(2, "pretrained", "adam", 0.3, 0.6), point(3, "reinit", "sgd", cut, 1.4)]
+    pts[3]["probe_auroc_drop_report"] = probe
+    pts.append(point(4, "reinit", "sgd", 0.8, 1.4, study="scaling", n=50_000))
+    rule = {"max_probe_auroc_drop": 0.5, "max_zero_shot_auroc_drop": 1.0, "reference_pool_size": 5000, "n_private": 8000}
+    ctrl = [{"control": "nonprivate", "r1_reduction": 0.05, "zero_shot_auroc_drop_report": 0.0, "probe_auroc_drop_report": 0.0,
+             "drift": 0.2},
+            {"control": "reinit_untrained", "r1_reduction": 0.9, "zero_shot_auroc_drop_report": 30.0,
+             "probe_auroc_drop_report": 0.1, "drift": 1.4},
+            {"control": "output_perturbation_matched", "r1_reduction": cut, "zero_shot_auroc_drop_report": 8.0,
+             "probe_auroc_drop_report": 0.3, "drift": 2.0, "scale": 2.0}]
+    seen = {"pool_size": 5000, "seen_r1_before": 0.02, "seen_r1_after": 0.008, "seen_r1_reduction": 0.6,
+            "heldout_r1_before": 0.01, "heldout_r1_after": 0.004, "heldout_r1_reduction": cut}
+    return {"frontier": pts, "selection_rule": rule, "selected": 3 if selected else None, "reference": 3,
+            "reference_is_selected": selected, "r1_reduction_ci_low": ci[0], "r1_reduction_ci_high": ci[1],
+            "controls": ctrl, "seen": seen, "n_seeds": 3, "output_perturbation_curve": []}
+
+
+def test_findings_state_the_claim_from_the_numbers():
+    from relink_lib.dp.summary import frontier_findings, mechanism_paragraph, paper_claim_check
+
+    fr = _fake_frontier()
+    chk = paper_claim_check(fr)
+    assert chk["selected"]["reached"] and chk["selected"]["ci_above"] and chk["any_point"] == [3, 4]
+    text = " ".join(frontier_findings(fr))
+    assert "reaches the paper's claim" in text and "whole CI lies above 50%" in text and "62%" in text
+    assert "80% at 50,000 pairs" in text
+    low_ci = " ".join(frontier_findings(_fake_frontier(ci=(0.45, 0.7))))
+    assert "but the CI reaches below 50%" in low_ci
+    miss = _fake_frontier(cut=0.3)
+    assert not paper_claim_check(miss)["selected"]["reached"]
+    text_miss = " ".join(frontier_findings(miss))
+    assert "does not reach the paper's claim" in text_miss and "the selected cut is 30% with a probe drop of +0.20" in text_miss
+    costly = _fake_frontier(probe=0.8)  # the report half's probe drop breaks the claim though the rule passed it
+    assert not paper_claim_check(costly)["selected"]["reached"]
+    none = " ".join(frontier_findings(_fake_frontier(selected=False)))
+    assert "No setting meets the declared rule" in none and "no setting meets the rule" in none
+    para = mechanism_paragraph(fr)
+    assert "Spearman rho +1.00" in para  # the three pretrained points rise with drift
+    assert "costs +8.00 points of zero-shot AUROC against the DP heads' +0.30 points" in para
+    assert "keeps the label-level alignment" in para
+    assert "most of the cut comes from the noise and clipping" in para

@@ -106,6 +106,7 @@ class _Runner:
         self.ev, self.template, self.base, self.bank, self.seeds = evaluator, template, base, bank, seeds
         self.sigmas: dict[tuple[float, int], float] = {}
         self.train_s = self.eval_s = 0.0
+        self.run_log: list[tuple[int, float]] = []  # (steps, seconds) of every training run
 
     def init_heads(self, init: str, seed: int) -> tuple[nn.Module, nn.Module]:
         if init == "pretrained":
@@ -127,6 +128,7 @@ class _Runner:
         res = train_heads(x_img, x_txt, start[0], start[1], config=cfg, patient_ids=patients,
                           bank_text_feats=self.bank["text"], bank_image_feats=self.bank["image"])
         self.train_s += time.perf_counter() - t0
+        self.run_log.append((int(res.record["steps"]), time.perf_counter() - t0))
         return (res.image_head, res.text_head), res.record
 
     def evaluate(self, heads: tuple[nn.Module, nn.Module]) -> tuple[dict[str, float], np.ndarray]:
@@ -135,6 +137,7 @@ class _Runner:
         rel = self.ev.relative(m)
         rel["drift"] = relative_drift(heads, self.template)
         self.eval_s += time.perf_counter() - t0
+        self.n_evals = getattr(self, "n_evals", 0) + 1
         return rel, m["r1_report_per_query"]
 
     def point(self, setting: Setting, x_img: np.ndarray, x_txt: np.ndarray, patients: np.ndarray, *, study: str,
@@ -270,7 +273,8 @@ def build_frontier(inputs: Mapping[str, Any], spec: Mapping[str, Any], base: DPC
                     "baseline": {k: v for k, v in ev.baseline.items() if k != "r1_report_per_query"}},
         "n_seeds": len(seeds), "seeds": seeds,
         "cost": {"train_s": run.train_s, "eval_s": run.eval_s, "total_s": time.perf_counter() - t_start,
-                 "n_runs_trained": int(sum(p["n_seeds"] for p in points) + len(seeds))},
+                 "n_runs_trained": len(run.run_log), "n_evaluations": int(getattr(run, "n_evals", 0)),
+                 "runs_steps_seconds": [[n, round(t, 4)] for n, t in run.run_log]},
     }
     return payload, {"pretrained": base_pq, "reference": report_pq[reference], "report_patients": rep_pat}
 

@@ -143,7 +143,7 @@ def utility_outcomes(test_feats: Any, test_pairs: pd.DataFrame, train_feats: Any
     labels = test_pairs[list(CHEXPERT_LABELS)]
     tr_img, _ = _embed(train_feats, heads)
     probe = linear_probe_auroc(tr_img, train_pairs[list(CHEXPERT_LABELS)].to_numpy(float), img, labels.to_numpy(float),
-                               C=float(settings["utility"].get("probe_C", 1.0)))
+                               C=float(settings["utility"].get("probe_C", 1.0)), solver="newton-cholesky")
     util = [{"metric": "linear_probe_auroc", "label": r.label, "value": r.auroc} for r in probe.itertuples()]
     if prompt_features is not None:
         zs = zero_shot_auroc(None, test_feats.image, labels, image_head=heads[0], text_head=heads[1],

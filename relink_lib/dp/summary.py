@@ -240,7 +240,8 @@ def frontier_findings(fr: Mapping[str, Any], simulation: bool = True) -> list[st
             tail = " Points that do meet it on the report half (not selectable under the rule, or outside the own size): " + \
                    "; ".join(f"{setting_label(pts[i])} at {pts[i]['n_private']:,} pairs ({_pct(pts[i]['r1_reduction'])})"
                              for i in others[:4]) + "."
-        reason = (f"the selected cut is {_pct(s['cut'])}" if s is not None else "no setting meets the rule")
+        reason = (f"the selected cut is {_pct(s['cut'])} with a probe drop of {_pts(s['probe_drop'])} on the report half"
+                  if s is not None else "no setting meets the rule")
         out.append(f"So {what} does not reach {claim}: {reason}.{tail}")
     scal = sorted((p for p in pts if p["study"] == "scaling"), key=lambda p: p["n_private"])
     if scal:

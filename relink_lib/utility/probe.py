@@ -3,7 +3,8 @@
 Protocol (stated in chapter 7):
 
 - inputs: L2-normalised image embeddings (the heads' output), standardised per dimension on the
-  probe's training rows, then one scikit-learn ``LogisticRegression`` (L2, ``C``, lbfgs) per label;
+  probe's training rows, then one scikit-learn ``LogisticRegression`` (L2, ``C``; solver lbfgs, or
+  newton-cholesky for the same objective where many probes are fit: chapters 6-8) per label;
 - labels: 1 = positive, 0 = negative; **missing (NaN, not mentioned) counts as negative** and
   **uncertain (-1) is left out** of that label's training and test rows (``uncertain="ignore"``,
   the U-Ignore policy; ``"positive"`` / ``"negative"`` map it instead);
@@ -63,13 +64,14 @@ def patient_split(patient_ids: Sequence | np.ndarray, test_fraction: float = 0.3
 
 
 def linear_probe_auroc(train_emb: Any, train_labels: Any, test_emb: Any, test_labels: Any, *, C: float = 1.0,
-                       uncertain: str = "ignore", labels: Sequence[str] = CHEXPERT_LABELS, max_iter: int = 2000
-                       ) -> pd.DataFrame:
+                       uncertain: str = "ignore", labels: Sequence[str] = CHEXPERT_LABELS, max_iter: int = 2000,
+                       solver: str = "lbfgs") -> pd.DataFrame:
     """Per-label and macro AUROC of logistic-regression probes on image embeddings.
 
     ``train_emb`` (n_tr, d), ``test_emb`` (n_te, d); labels ``(n, len(labels))`` with 1 / 0 / -1 / NaN.
     Returns one row per label (``label, auroc, n_train_pos, n_train_neg, n_test_pos, n_test_neg``)
     and a final ``label == "macro"`` row (mean over labels with a defined AUROC; ``n_labels``).
+    ``solver``: see :func:`linear_probe_aurocs`.
     """
     n_tr, n_te = len(np.asarray(train_emb)), len(np.asarray(test_emb))
     n_ytr, n_yte = len(np.asarray(train_labels)), len(np.asarray(test_labels))
@@ -77,7 +79,7 @@ def linear_probe_auroc(train_emb: Any, train_labels: Any, test_emb: Any, test_la
         raise ValueError(f"train_labels/test_labels: expected {n_tr} and {n_te} rows (one per embedding), "
                          f"got {n_ytr} and {n_yte}")
     return linear_probe_aurocs(train_emb, train_labels, {"test": (test_emb, test_labels)}, C=C, uncertain=uncertain,
-                               labels=labels, max_iter=max_iter)["test"]
+                               labels=labels, max_iter=max_iter, solver=solver)["test"]
 
 
 def linear_probe_aurocs(train_emb: Any, train_labels: Any, test_sets: Mapping[str, tuple[Any, Any]], *, C: float = 1.0,
