@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -150,11 +150,14 @@ ChunkCallback = Callable[[int, int, float], None]
 
 
 def extract_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: str, shard: tuple[int, int] | None = None,
-                     *, encoder: Any = None, progress: bool = True, on_chunk: ChunkCallback | None = None) -> Path:
+                     *, chunks: Sequence[int] | None = None, encoder: Any = None, progress: bool = True,
+                     on_chunk: ChunkCallback | None = None) -> Path:
     """Extract the missing chunks of shard ``(k, n)`` (default: all chunks) and return the parts directory.
 
-    Returns the final directory instead when the features are already cached. ``encoder``:
-    an already loaded :class:`~relink_lib.models.base.DualEncoder` of ``rung`` (loaded on demand).
+    ``chunks``: extract these chunk indices instead of the shard's (the command line deals the
+    chunks of several rungs and splits out together). Returns the final directory instead when
+    the features are already cached. ``encoder``: an already loaded
+    :class:`~relink_lib.models.base.DualEncoder` of ``rung`` (loaded on demand).
     ``on_chunk``: called after every chunk written (for line-by-line progress in job logs).
     Report text is read from ``params["features"]["text_column"]`` (default ``text``) and never logged.
     Safe to run concurrently with other shards on one cache: each chunk is its own file, written
@@ -172,7 +175,15 @@ def extract_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: s
     parts.mkdir(parents=True, exist_ok=True)
     cache.atomic_write_bytes(parts / "key.json", json.dumps(cache._canonical(key), indent=1).encode())
     chunk = settings["chunk_size"]
-    todo = [i for i in shard_chunks(_n_chunks(len(rows), chunk), (k, n_shards)) if not _chunk_file(parts, i).exists()]
+    n_chunks = _n_chunks(len(rows), chunk)
+    if chunks is None:
+        wanted = shard_chunks(n_chunks, (k, n_shards))
+    else:
+        wanted = sorted({int(i) for i in chunks})
+        bad = [i for i in wanted if not 0 <= i < n_chunks]
+        if bad:
+            raise ValueError(f"chunks={bad[:5]}: features {rung.name}/{split} have chunks 0 to {n_chunks - 1}")
+    todo = [i for i in wanted if not _chunk_file(parts, i).exists()]
     if not todo:
         return parts
     if encoder is None:

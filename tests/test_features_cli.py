@@ -61,6 +61,17 @@ def test_shards_partition_the_chunks():
     assert fe.shard_chunks(10, (1, 3)) == [1, 4, 7]
 
 
+def test_deal_chunks_balances_across_splits():
+    counts = [8, 1, 1, 2, 4]  # chunks of five (rung, split) units
+    assert shards.deal_chunks(counts, (1, 3)) == [[1, 4, 7], [], [], [0], [1]]  # global numbers 1, 4, 7, 10, 13
+    for n in (1, 2, 3, 5, 16, 40):
+        dealt = [shards.deal_chunks(counts, (k, n)) for k in range(n)]
+        for u, count in enumerate(counts):  # every chunk of every unit goes to exactly one shard
+            assert sorted(i for d in dealt for i in d[u]) == list(range(count))
+        sizes = [sum(map(len, d)) for d in dealt]
+        assert max(sizes) - min(sizes) <= 1, (n, sizes)  # balanced in all, not only within a split
+
+
 def test_parse_targets_and_format_chunks():
     assert shards.SPLITS == fe.SPLITS
     assert shards.parse_targets(None) == list(shards.DEFAULT_TARGETS)
@@ -125,6 +136,10 @@ def test_status_and_merge_name_the_missing_chunks(tiny):
         shards.run_shard(params, cohorts, rungs, targets, (k, 3))
     merged, incomplete = shards.merge_targets(params, cohorts, rungs, targets)
     assert incomplete == [] and len(merged) == 2
+    again, _ = shards.merge_targets(params, cohorts, rungs, targets)
+    assert [line.split(" -> ")[0] for line in again] == ["rung 0 tiny, internal:train: 24 rows (already merged)",
+                                                         "rung 0 tiny, internal:test: 8 rows (already merged)"]
+    assert [line.split(" -> ")[1] for line in again] == [line.split(" -> ")[1] for line in merged]
     table = shards.status_table(params, cohorts, rungs, targets)
     assert table["state"].tolist() == ["merged", "merged"] and table["missing"].tolist() == [0, 0]
     enc = rungs[0].load(device="cpu")
@@ -196,9 +211,18 @@ def _merged(out: str) -> dict[str, Path]:
     return {m.group(1): Path(m.group(2)) for m in re.finditer(r"^merged (.+?): \d+ rows.* -> (\S+)$", out, re.M)}
 
 
-def test_three_concurrent_shards_merge_to_the_unsharded_run(tmp_path):
+def _cli(args: list[str], cache: Path, monkeypatch, capsys) -> tuple[int, str]:
+    """``python -m relink_lib features ...`` in this process (status and merge compute no features)."""
+    monkeypatch.setenv("RELINK_CACHE", str(cache))
+    capsys.readouterr()
+    rc = cli_main(["features", "--profile", "smoke", "--overrides", OVERRIDES, *SELECT, *args])
+    return rc, capsys.readouterr().out
+
+
+def test_three_concurrent_shards_merge_to_the_unsharded_run(tmp_path, monkeypatch, capsys):
     work, results = tmp_path / "cwd", tmp_path / "results"
     work.mkdir()
+    monkeypatch.setenv("RELINK_RESULTS", str(results))
     env_a, env_b = _env(tmp_path / "a", results), _env(tmp_path / "b", results)
     # three shards on one empty cache at the same time (shard 1 is killed part-way), and an
     # unsharded extraction into another cache beside them
@@ -207,24 +231,23 @@ def test_three_concurrent_shards_merge_to_the_unsharded_run(tmp_path):
     procs.append(_start([], env_b, work))
     done = [_finish(p) for p in procs]
     assert [d[0] for d in done] == [0, -9, 0, 0], [d[2][-2000:] for d in done]
-    assert "shard 0/3: 5 chunks extracted, 0 of 5 already done" in done[0][1]  # train 0, 3, 6 and external 0, 3
+    assert "shard 0/3: 4 chunks extracted, 0 of 4 already done" in done[0][1]  # train 0, 3, 6 and external 1
     assert "chunk 6 (rows 192-223)" in done[0][2] and "about" in done[0][2]  # progress, one line per chunk
     assert "extracting every chunk (shard 0/1)" in done[3][2]
-    assert "shard 2/3 from slurm" in done[2][2] and "shard 2/3: 3 chunks extracted" in done[2][1]
-    status, merge_a, merge_b = _start(["--status"], env_a, work), _start(["--merge"], env_a, work), _start(["--merge"], env_b, work)
-    rc, out, _ = _finish(status)
+    assert "shard 2/3 from slurm" in done[2][2] and "shard 2/3: 4 chunks extracted" in done[2][1]  # train 2, 5; ext 0, 3
+    rc, out = _cli(["--status"], tmp_path / "a", monkeypatch, capsys)
     assert rc == 0 and re.search(r"2 full-reports internal train +237 +8 +6 +2 +partial +4, 7", out), out
-    assert re.search(r"2 full-reports external +all +120 +4 +3 +1 +partial +1", out), out
-    rc, out, _ = _finish(merge_a)  # merges nothing incomplete and names what is missing
+    assert re.search(r"2 full-reports external +all +120 +4 +3 +1 +partial +2", out), out
+    rc, out = _cli(["--merge"], tmp_path / "a", monkeypatch, capsys)  # merges nothing incomplete, names what is missing
     assert rc == 1 and "incomplete rung 2 full-reports, internal:train: 2 of 8 chunks missing: 4, 7" in out, out
-    assert "incomplete rung 2 full-reports, external:all: 1 of 4 chunks missing: 1" in out, out
+    assert "incomplete rung 2 full-reports, external:all: 1 of 4 chunks missing: 2" in out, out
     assert "merged" not in out
-    rc, out, _ = _finish(merge_b)
+    rc, out = _cli(["--merge"], tmp_path / "b", monkeypatch, capsys)
     assert rc == 0
     reference = _merged(out)
     rc, out, err = _finish(_start(["--shard", "1/3"], env_a, work))  # the killed shard, re-run
     assert rc == 0 and "shard 1/3: 3 chunks extracted, 1 of 4 already done" in out, err[-2000:]
-    rc, out, _ = _finish(_start(["--merge"], env_a, work))
+    rc, out = _cli(["--merge"], tmp_path / "a", monkeypatch, capsys)
     assert rc == 0, out
     merged = _merged(out)
     assert sorted(merged) == sorted(reference) == ["rung 2 full-reports, external:all", "rung 2 full-reports, internal:train"]
@@ -235,3 +258,17 @@ def test_three_concurrent_shards_merge_to_the_unsharded_run(tmp_path):
         assert not path.with_name(path.name + ".parts").exists()  # parts removed, the killed write's leftovers too
     assert np.load(merged["rung 2 full-reports, internal:train"] / "image.npy").shape[0] == 237
     assert list(work.iterdir()) == [] and not results.exists()  # it writes only under the cache
+
+
+def test_recipes_parse_and_the_book_quotes_them():
+    scripts = {name: (ROOT / "examples" / "slurm" / name).read_text() for name in ("extract_features.sbatch", "book.sbatch")}
+    for name in scripts:
+        assert subprocess.run(["bash", "-n", str(ROOT / "examples" / "slurm" / name)]).returncode == 0, name
+    assert "#SBATCH --array=" in scripts["extract_features.sbatch"] and "--merge" in scripts["book.sbatch"]
+    page = (ROOT / "book" / "cluster.md").read_text()
+    quoted = page.split("```bash\n# extract_features.sbatch", 1)[1].split("```", 1)[0].splitlines()[1:]
+    code = [line.strip() for line in quoted if line.strip() and not line.lstrip().startswith("#")]
+    assert len(code) == 4
+    for line in code:  # the page's excerpt is the scripts' text, not a paraphrase that drifted
+        assert any(line in text for text in scripts.values()), line
+    assert "file: book/cluster" in (ROOT / "_toc.yml").read_text()

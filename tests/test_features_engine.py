@@ -175,3 +175,12 @@ def test_chunk_status_and_progress_callback(setup):
     feats = fe.merge_shards(params, cohort, rung, "train")
     st = fe.chunk_status(params, cohort, rung, "train")
     assert (st.state, st.missing, st.path) == ("merged", [], feats.path)
+
+
+def test_explicit_chunks(setup):
+    params, cohort, rung = setup  # 24 train rows in chunks of 8
+    seen = []
+    fe.extract_features(params, cohort, rung, "train", chunks=[2, 0, 2], progress=False, on_chunk=lambda i, n, s: seen.append(i))
+    assert seen == [0, 2] and fe.missing_chunks(params, cohort, rung, "train") == [1]
+    with pytest.raises(ValueError, match=r"chunks=\[3\].*chunks 0 to 2"):
+        fe.extract_features(params, cohort, rung, "train", chunks=[1, 3], progress=False)

@@ -1,7 +1,8 @@
 """``python -m relink_lib features``: feature extraction by shard, merge and status, for job arrays.
 
-One process extracts shard ``K`` of ``N`` (the chunks ``K, K + N, ...``) of every requested rung
-and split (:func:`relink_lib.features.extract_features`); any number of such processes may run at
+One process extracts shard ``K`` of ``N`` of every requested rung and split (the chunks of all
+of them are dealt out round-robin, :func:`deal_chunks`) with
+:func:`relink_lib.features.extract_features`; any number of such processes may run at
 the same time on one cache (a Slurm job array, ``torchrun`` ranks, or plain background jobs).
 ``--merge`` assembles every split whose chunks are all there and names the missing chunks of the
 others; ``--status`` prints what is done. Everything is written under ``cache_dir(profile)``.
@@ -126,6 +127,21 @@ def select_rungs(rungs: Sequence[Any], wanted: Sequence[str] | None) -> list[Any
     return out
 
 
+def deal_chunks(counts: Sequence[int], shard: tuple[int, int]) -> list[list[int]]:
+    """The chunk indices of each unit (rung, split) that ``shard`` (K, N) extracts.
+
+    The chunks of all units, numbered one after the other (unit 0's chunks, then unit 1's, ...),
+    are dealt round-robin: shard K gets numbers K, K + N, ... So shards differ by at most one
+    chunk in all, however small each split is (a split of one chunk does not always go to shard 0).
+    """
+    k, n = shard
+    out, base = [], 0
+    for count in counts:
+        out.append([i for i in range(int(count)) if (base + i) % n == k])
+        base += int(count)
+    return out
+
+
 # ------------------------------------------------------------------------------ locking
 @contextlib.contextmanager
 def cache_lock(profile: str, log: Callable[[str], None] | None = None) -> Iterator[None]:
@@ -218,15 +234,13 @@ def run_shard(params: Mapping[str, Any], cohorts: Mapping[str, Any], rungs: Sequ
     k, n = shard
     report = ShardReport(shard=shard)
     start = time.perf_counter()
+    units = [(rung, t, fe.chunk_status(params, cohorts[t.site], rung, t.split)) for rung in rungs for t in targets]
     plan = []
-    for rung in rungs:
-        for t in targets:
-            st = fe.chunk_status(params, cohorts[t.site], rung, t.split)
-            mine = fe.shard_chunks(st.n_chunks, shard)
-            todo = [] if st.merged else sorted(set(mine) & set(st.missing))
-            report.owned += len(mine)
-            report.already_done += len(mine) - len(todo)
-            plan.append((rung, t, st, todo))
+    for (rung, t, st), mine in zip(units, deal_chunks([st.n_chunks for _, _, st in units], shard)):
+        todo = [] if st.merged else sorted(set(mine) & set(st.missing))
+        report.owned += len(mine)
+        report.already_done += len(mine) - len(todo)
+        plan.append((rung, t, st, todo))
     total = sum(len(p[3]) for p in plan)
     spent: list[float] = []
     if log:
@@ -250,7 +264,7 @@ def run_shard(params: Mapping[str, Any], cohorts: Mapping[str, Any], rungs: Sequ
                 log(f"shard {k}/{n}: {label}: chunk {i} (rows {i * chunk}-{i * chunk + n_rows - 1}) in {seconds:.2f} s; "
                     f"{report.extracted}/{total} chunks, {elapsed:.0f} s elapsed, about {eta:.0f} s left")
 
-        fe.extract_features(params, cohorts[t.site], rung, t.split, shard=shard, encoder=encoder, progress=False,
+        fe.extract_features(params, cohorts[t.site], rung, t.split, chunks=todo, encoder=encoder, progress=False,
                             on_chunk=on_chunk)
     report.wall_s = time.perf_counter() - start
     if log:
@@ -280,8 +294,11 @@ def merge_targets(params: Mapping[str, Any], cohorts: Mapping[str, Any], rungs: 
                     incomplete.append(f"{label}: {len(st.missing)} of {st.n_chunks} chunks missing: "
                                       f"{fe.format_chunks(st.missing)}")
                     continue
+                if st.merged:  # not loaded again: at paper scale an entry holds gigabytes
+                    merged.append(f"{label}: {st.n_rows} rows (already merged) -> {st.path}")
+                    continue
                 feats = fe.merge_shards(params, cohorts[t.site], rung, t.split)
-                merged.append(f"{label}: {len(feats)} rows" + (" (already merged)" if st.merged else "") + f" -> {feats.path}")
+                merged.append(f"{label}: {len(feats)} rows -> {feats.path}")
     return merged, incomplete
 
 
@@ -337,8 +354,7 @@ def run(args: Any, params: Mapping[str, Any], *, out: TextIO | None = None, err:
         for line in incomplete:
             print(f"incomplete {line}", file=out)
         if incomplete:
-            print("re-run the shards that own the missing chunks (shard K of N owns chunks K, K + N, ...), then --merge again",
-                  file=out)
+            print("re-run the shard jobs (the whole array is fine: finished chunks are skipped), then --merge again", file=out)
             return 1
         return 0
     if source == "default":
