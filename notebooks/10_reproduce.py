@@ -60,8 +60,8 @@ params = get_profile(profile, overrides)
 # What the preflight checks before any long step (every problem is listed at once, with its path):
 
 # %% tags=["nbval-check-output", "show-code"]
-print("MIMIC-CXR-JPG:", ", ".join(MIMIC_FILES + MIMIC_DIRS))
-print("CheXpert Plus:", ", ".join(CHEXPERT_PLUS_FILES + CHEXPERT_PLUS_LABEL_FILES))
+print("MIMIC-CXR-JPG:", *(MIMIC_FILES + MIMIC_DIRS), sep="\n  ")
+print("CheXpert Plus:", *(CHEXPERT_PLUS_FILES + CHEXPERT_PLUS_LABEL_FILES), sep="\n  ")
 print("checkpoint kinds:", ", ".join(MODEL_KINDS))
 
 # %% [markdown]
@@ -110,7 +110,7 @@ print("checkpoint kinds:", ", ".join(MODEL_KINDS))
 # %% tags=["nbval-check-output", "show-code"]
 paper = get_profile("paper")
 for section in ("cohort", "audit", "dp"):
-    print(section, json.dumps({k: v for k, v in paper[section].items()}, default=str))
+    print(f"{section}:", *(f"{k} = {json.dumps(v, default=str)}" for k, v in paper[section].items()), sep="\n  ")
 
 # %% [markdown]
 # ## The dry run: the real path, checked on every change
@@ -122,7 +122,7 @@ for section in ("cohort", "audit", "dp"):
 # every chapter run exactly as on real data; only the scale is reduced:
 
 # %% tags=["nbval-check-output", "show-code"]
-print(json.dumps(DRY_RUN_OVERRIDES, default=str, sort_keys=True))
+print(json.dumps(DRY_RUN_OVERRIDES, default=str, sort_keys=True, indent=1))
 
 # %% [markdown]
 # ## What it costs
