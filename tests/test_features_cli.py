@@ -96,6 +96,10 @@ def test_cli_rejects_bad_arguments(capsys, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     assert cli_main(["features", "--profile", "smoke"]) == 2
     assert "WORLD_SIZE" in capsys.readouterr().err
+    for var in ("MIMIC_CXR_ROOT", "CHEXPERT_PLUS_ROOT", "MODELS"):
+        monkeypatch.delenv(var, raising=False)
+    assert cli_main(["features", "--profile", "paper", "--status"]) == 2  # the paper preflight runs first
+    assert "MIMIC_CXR_ROOT is not set" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # --shard and --merge are exclusive
         cli_main(["features", "--profile", "smoke", "--shard", "0/2", "--merge"])
     assert not Path(os.environ["RELINK_CACHE"]).exists()  # bad arguments stop before anything is written
