@@ -71,13 +71,13 @@ _BASE: dict[str, Any] = {
             "inits": ("pretrained", "reinit"),
             "optimizers": ("sgd", "adam"),
             "lrs": {"sgd": (0.03, 0.1, 0.3), "adam": (1e-3, 3e-3, 1e-2)},
-            "epochs": (3, 10),
+            "epochs": (2, 6),
             "n_seeds": 3,
             "scaling_sizes": (20000, 50000),  # private pairs: internal train + a supplementary synthetic pool
             "scaling_factors": (),  # or multiples of the own private-set size
             "max_probe_auroc_drop": 0.5,  # percentage points: the paper's claim allows 0.5 (its drop was 0.2)
             "max_zero_shot_auroc_drop": 1.0,  # percentage points (justified in chapter 6)
-            "probe_max_train": 2000,  # probe fit rows per frontier evaluation (chapter 7 uses all)
+            "probe_max_train": 1000,  # probe fit rows per frontier evaluation (chapter 7 uses all)
             "split_seed": 0,
         },
     },
