@@ -106,7 +106,7 @@ def hard_negative_headline(hard: Mapping[str, Any] | None) -> dict[str, Any] | N
     rows = _records((hard or {}).get("matched_pools"))
     rung = _strongest(rows)
     rows = _pick(rows, rung=rung, k=1, pool="matched")
-    row = _largest_pool(rows, cap=10**9)
+    row = _largest_pool(rows, cap=10_000)
     if row is None:
         return None
     pool = _num(row.get("mean_pool_size"))
@@ -125,7 +125,7 @@ def dp_headline(mitigation: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     rung = max(rungs, key=lambda r: r.get("rung", -1) if isinstance(r.get("rung"), (int, float)) else -1)
     rows = _pick(_records(rung.get("reduction")), variant="dp", k=1, pool="random")
-    row = _largest_pool(rows, cap=10**9)
+    row = _largest_pool(rows, cap=10_000)
     record = rung.get("dp_record") if isinstance(rung.get("dp_record"), Mapping) else {}
     out: dict[str, Any] = {"rung": rung.get("rung"), "model": rung.get("model"),
                            "epsilon": _num(record.get("epsilon")), "delta": _num(record.get("delta")),
@@ -157,8 +157,8 @@ def transfer_headline(transfer: Mapping[str, Any] | None) -> dict[str, Any] | No
         return None
     rung = max(rungs, key=lambda r: r.get("rung", -1) if isinstance(r.get("rung"), (int, float)) else -1)
     rows = _records(rung.get("recall"))
-    before = _largest_pool(_pick(rows, variant="pretrained", pool="random", k=1), cap=10**9)
-    after = _largest_pool(_pick(rows, variant="dp", pool="random", k=1), cap=10**9)
+    before = _largest_pool(_pick(rows, variant="pretrained", pool="random", k=1), cap=10_000)
+    after = _largest_pool(_pick(rows, variant="dp", pool="random", k=1), cap=10_000)
     if before is None and after is None:
         return None
     return {"rung": rung.get("rung"), "n": int(_num((before or after)["pool_size"])),

@@ -158,3 +158,15 @@ def test_summary_chart_marks_the_paper_beside_the_strongest_rung_with_ci_whisker
     plt.close(fig)
     with pytest.raises(ValueError, match="has the audit run"):
         plot_lift_summary(lift_points(None))
+
+
+def test_headlines_use_n_10000_when_the_full_database_is_larger():
+    data = payloads()
+    data["audit"]["rows"].append({"rung": 2, "model": "full-reports", "pool": "random", "k": 1, "pool_size": 10_861,
+                                  "recall": 0.004, "lift": 43.0, "full_database": True})
+    data["hard_negatives"]["matched_pools"].append({"rung": 2, "model": "full-reports", "pool": "matched", "k": 1,
+                                                    "pool_size": 10_861, "recall": 0.1, "chance": 0.05,
+                                                    "mean_pool_size": 20.0, "full_database": True})
+    payload = summary_payload(data)
+    assert [p["n"] for p in payload["audit"]["points"]] == [100, 10_000]
+    assert payload["hard_negatives"]["n"] == 10_000 and payload["hard_negatives"]["effective_pool"] == 17.5
