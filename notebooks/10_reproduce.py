@@ -33,6 +33,7 @@ from relink_lib.pipeline.compute import PAPER_SCALE, compute_table
 from relink_lib.pipeline.dryrun import DRY_RUN_OVERRIDES
 from relink_lib.pipeline.preflight import CHEXPERT_PLUS_FILES, CHEXPERT_PLUS_LABEL_FILES, MIMIC_DIRS, MIMIC_FILES, MODEL_KINDS
 from relink_lib.profiles import get_profile
+from relink_lib.results import write_results
 from relink_lib.tables import html_table
 
 params = get_profile(profile, overrides)
@@ -133,7 +134,10 @@ print(json.dumps(DRY_RUN_OVERRIDES, default=str, sort_keys=True, indent=1))
 # a GPU cuts the audit and feature extraction by orders of magnitude.
 
 # %%
-display(html_table(compute_table(dp_epochs=params["dp"]["epochs"], dp_batch=params["dp"]["batch_size"])))
+compute = compute_table(dp_epochs=params["dp"]["epochs"], dp_batch=params["dp"]["batch_size"])
+display(html_table(compute))
+write_results(params, "reproduce", {"table": compute, "paper_scale": dict(PAPER_SCALE), "dry_run_overrides": DRY_RUN_OVERRIDES},
+              cohort="none (instructions)", model="none", wall_time_s=0.0)
 display(Markdown(f"Paper-scale counts used (the paper's): {PAPER_SCALE['mimic_test_pairs']:,} held-out MIMIC-CXR pairs, "
                  f"{PAPER_SCALE['chexpert_plus_pairs']:,} CheXpert Plus pairs, {PAPER_SCALE['all_pairs']:,} pairs in all."))
 
