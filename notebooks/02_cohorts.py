@@ -39,32 +39,36 @@ profile = "default"
 overrides = {}
 
 # %% tags=["hide-input"]
-from relink_lib.profiles import get_profile
-params = get_profile(profile, overrides)
-
-# %%
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown, display
 
 from relink_lib.cohorts.phi import display_frame, show_pairs
 from relink_lib.cohorts.stage import cohort_label, get_cohort
 from relink_lib.cohorts.stats import cooccurrence, label_prevalence, split_sizes, studies_per_patient
+from relink_lib.cohorts.summary import MENTION_FLAGS, cohorts_findings, cohorts_payload, prevalence_table
 from relink_lib.cohorts.synthetic.prevalence import CHEXPERT_PREVALENCE, MIMIC_CXR_PREVALENCE
+from relink_lib.display import provenance_banner
 from relink_lib.labels import CHEXPERT_LABELS
 from relink_lib.plots.common import set_style
 from relink_lib.plots.cohort import cooccurrence_heatmap, prevalence_vs_reference, studies_per_patient_bars
+from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
+from relink_lib.tables import html_table
 
+params = get_profile(profile, overrides)
 set_style()
+
+# %%
 t0 = time.perf_counter()
 internal = get_cohort(params, "internal")
 external = get_cohort(params, "external")
 simulation = params["cohort"]["source"] == "synthetic"
 kind = "simulation" if simulation else "real data"
-print(f"profile {profile}: internal = {cohort_label(internal)}; external = {cohort_label(external)}")
+display(provenance_banner(params, f"{cohort_label(internal)}; {cohort_label(external)}"))
 
 # %% [markdown]
 # ## Size and splits
@@ -74,8 +78,12 @@ print(f"profile {profile}: internal = {cohort_label(internal)}; external = {coho
 # CheXpert Plus, has train and validation only. Later chapters train on the internal training
 # split and evaluate on the internal test split and on the whole external site.
 
-# %% tags=["nbval-check-output"]
+# %%
 sizes = pd.concat({"internal": split_sizes(internal), "external": split_sizes(external)}, axis=1)
+sizes.columns = [f"{site} {what}" for site, what in sizes.columns]
+display(html_table(sizes, index=True, caption=f"Pairs and patients per split (profile {profile}, {kind})"))
+
+# %% tags=["nbval-check-output", "remove-cell"]
 print(f"pairs and patients per split (profile {profile}, {kind}):")
 print(sizes.to_string())
 
@@ -110,16 +118,14 @@ fig = prevalence_vs_reference({f"{k} ({kind})": v for k, v in prev.items()},
                               {"MIMIC-CXR": MIMIC_CXR_PREVALENCE, "CheXpert": CHEXPERT_PREVALENCE}, simulation=simulation)
 plt.show()
 
-# %% tags=["nbval-check-output"]
-table = pd.DataFrame({
-    "internal_pos": prev["internal"]["positive"], "MIMIC-CXR_pos": [MIMIC_CXR_PREVALENCE[l][0] for l in CHEXPERT_LABELS],
-    "internal_unc": prev["internal"]["uncertain"], "internal_neg": prev["internal"]["negative"],
-    "external_pos": prev["external"]["positive"], "CheXpert_pos": [CHEXPERT_PREVALENCE[l][0] for l in CHEXPERT_LABELS],
-}).round(3)
+# %%
+table = prevalence_table(internal, external)
+display(html_table(table, {c: "percent" for c in table.columns}, index=True,
+                   caption=f"Label fractions (profile {profile}, {kind}); the MIMIC-CXR and CheXpert columns are the published references"))
+
+# %% tags=["nbval-check-output", "remove-cell"]
 print(f"label fractions (profile {profile}, {kind}; published columns are the references):")
-print(table.to_string())
-gap = (table["internal_pos"] - table["MIMIC-CXR_pos"]).abs()
-print(f"largest absolute gap to MIMIC-CXR, internal site: {gap.max():.3f} ({gap.idxmax()})")
+print(table.round(3).to_string())
 
 # %% [markdown]
 # ## Label co-occurrence
@@ -169,7 +175,7 @@ for name, series in spp.items():
 # these flags); the profile's `report_detail` knob scales how often a detail is kept.
 
 # %% tags=["nbval-check-output"]
-flags = [c for c in ("mentions_device", "mentions_measurement", "mentions_laterality", "mentions_chronic") if c in internal.pairs]
+flags = [c for c in MENTION_FLAGS if c in internal.pairs]
 if flags:
     for name, cohort in (("internal", internal), ("external", external)):
         rates = cohort.pairs[flags].mean().round(3)
@@ -219,29 +225,16 @@ display_frame(internal, range(3), columns=["patient_id", "study_id", "split", "v
 # this book that comes from it is a **simulation**.
 
 # %%
-payload = {
-    "internal": {"cohort": cohort_label(internal), "n_pairs": len(internal), "n_patients": int(internal.pairs["patient_id"].nunique()),
-                 "split_sizes": split_sizes(internal).to_dict(), "prevalence": prev["internal"].round(4).to_dict(),
-                 "studies_per_patient": spp["internal"].to_dict(),
-                 "mention_rates": internal.pairs[flags].mean().round(4).to_dict() if flags else {}},
-    "external": {"cohort": cohort_label(external), "n_pairs": len(external), "n_patients": int(external.pairs["patient_id"].nunique()),
-                 "split_sizes": split_sizes(external).to_dict(), "prevalence": prev["external"].round(4).to_dict(),
-                 "studies_per_patient": spp["external"].to_dict(),
-                 "mention_rates": external.pairs[flags].mean().round(4).to_dict() if flags else {}},
-    "reference_prevalence": {"MIMIC-CXR": MIMIC_CXR_PREVALENCE, "CheXpert": CHEXPERT_PREVALENCE},
-    "largest_gap_internal_vs_mimic": {"label": str(gap.idxmax()), "abs_gap": float(gap.max())},
-}
+payload = cohorts_payload(internal, external, {"internal": cohort_label(internal), "external": cohort_label(external)})
 path = write_results(params, "cohorts", payload, cohort=f"{cohort_label(internal)}; {cohort_label(external)}", model="none",
                      wall_time_s=time.perf_counter() - t0)
-print(f"results written for profile {profile}")
 
 # %% [markdown]
 # ## Summary
 #
-# On the profile run here, the internal and external cohorts are simulations sized by the
-# profile (20,000 and 4,000 pairs on `default`). Their positive-label fractions track the
-# published MIMIC-CXR and CheXpert fractions (the table above gives the largest gap), the main
-# co-occurrences are present, patients hold one to six studies, and reports carry instance
-# detail at rates set by `report_detail`. The round trip through the official MIMIC-CXR-JPG and
-# CheXpert Plus layouts is exact, so the same code path loads the real cohorts on the `paper`
-# profile (chapter 10).
+# Generated from this run's numbers (`relink_lib.cohorts.summary`). The round trip through the
+# official MIMIC-CXR-JPG and CheXpert Plus layouts is exact, so the same code path loads the
+# real cohorts on the `paper` profile (chapter 10).
+
+# %%
+display(Markdown("\n".join(f"- {line}" for line in cohorts_findings(payload, simulation))))

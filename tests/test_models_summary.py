@@ -38,6 +38,10 @@ def test_findings_use_the_macro_rows_only_and_compare_with_the_default_run():
     ci, default = get_profile("ci")["cohort"], get_profile("default")["cohort"]
     assert f"{ci['n_pairs']:,} pairs" in lines[2] and f"against {default['n_pairs']:,}" in lines[2]
     assert len(ladder_findings(_payload([1.0, 2.0, 3.0], with_default=False))) == 2
+    assert lines[1].startswith("Every rung sees the labels")
+    blind = _payload([1.0, 2.0, 3.0])
+    blind["zero_shot"][0]["auroc"] = 0.45
+    assert "Not every rung sees the labels" in ladder_findings(blind)[1] and "`r0`" in ladder_findings(blind)[1]
 
 
 def test_zero_shot_macro_picks_macro_rows():

@@ -15,6 +15,10 @@ from ..profiles import get_profile
 from .stage import Rung, ladder_table
 
 
+SEES_LABELS_AUROC = 0.55
+"""Macro zero-shot AUROC from which a rung is said to see the labels (0.5 is chance)."""
+
+
 def recall_preview(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The full-test-split Recall@1 preview as a table: ``rung, name, recall@1, chance, lift, n_test`` (and tie bounds)."""
     return pd.DataFrame(list(rows))
@@ -68,8 +72,14 @@ def ladder_findings(payload: Mapping[str, Any], simulation: bool = True) -> list
                                         for r in preview.to_dict(orient="records")) + f" ({kind}).")
     macro = zs[zs["label"] == "macro"].set_index("rung")["auroc"].astype(float)
     if len(macro):
-        out.append(f"Every rung sees the labels: zero-shot macro AUROC {macro.min():.2f} to {macro.max():.2f} over "
-                   f"{n} rungs (0.5 is chance). Label recognition is not what separates the rungs; instance detail is.")
+        span = f"zero-shot macro AUROC {macro.min():.2f} to {macro.max():.2f} over {n} rungs (0.5 is chance)"
+        blind = [str(name) for name, auc in macro.items() if auc < SEES_LABELS_AUROC]
+        if not blind:
+            out.append(f"Every rung sees the labels: {span}. Label recognition is not what separates the rungs; "
+                       "instance detail is.")
+        else:
+            out.append(f"Not every rung sees the labels: {span}; below {SEES_LABELS_AUROC:g}: "
+                       + ", ".join(f"`{b}`" for b in blind) + ".")
     sizes = payload.get("run_size", {})
     this, default = sizes.get("this"), sizes.get("default")
     if this and default:
