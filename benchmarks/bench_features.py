@@ -156,7 +156,7 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     if args.shards:
         res = run_shards(args.profile, args.shards, Path(tempfile.mkdtemp(prefix="bench-shards-")) / "cache")
-        res.update(note=args.note, cpu_count=os.cpu_count(), platform=platform.platform(),
+        res.update(note=args.note, cpu_count=os.cpu_count(), platform=platform.platform(), load_average_after=os.getloadavg()[0],
                    measured_at=time.strftime("%Y-%m-%d", time.gmtime()))
         (results / f"features_shards_{args.profile}.json").write_text(json.dumps(res, indent=1) + "\n")
         saved = json.loads((results / "bench_features.json").read_text())
