@@ -52,6 +52,7 @@ from relink_lib.audit import relink_audit
 from relink_lib.cohorts.stage import cohort_label, get_cohort
 from relink_lib.display import provenance_banner
 from relink_lib.features import get_embeddings, get_features
+from relink_lib.models.catalog import CHECKPOINT_KINDS
 from relink_lib.models.stage import get_ladder, ladder_table
 from relink_lib.models.summary import ladder_findings, ladder_payload, zero_shot_macro
 from relink_lib.plots.common import set_style
@@ -154,7 +155,9 @@ print(preview.round({"recall@1": 3, "chance": 4, "lift": 1}).to_string(index=Fal
 #
 # The `paper` profile replaces the embedded ladder by local checkpoints (nothing is downloaded;
 # every loader runs with `local_files_only=True`). List them, least specialised first, in a JSON
-# or YAML file and point `params["data"]["models"]` (or the `MODELS` environment variable) at it:
+# or YAML file and point `params["data"]["models"]` (or the `MODELS` environment variable) at it;
+# the paper preflight and this chapter read it with the same parser
+# (`relink_lib.models.catalog.read_model_list`), which names every malformed entry at once:
 #
 # ```yaml
 # - {name: general-clip, kind: hf-clip,        path: /models/clip-vit-base-patch32}
@@ -163,13 +166,13 @@ print(preview.round({"recall@1": 3, "chance": 4, "lift": 1}).to_string(index=Fal
 # - {name: cxr-dual,     kind: hf-dual-encoder, path: /models/my-vit-cxrbert}
 # ```
 #
-# | kind | directory holds | heads (pre-projection -> joint) | preprocessing used |
-# |---|---|---|---|
-# | `hf-clip` | `config.json` (`model_type: clip`), weights, tokenizer, `preprocessor_config.json` | `visual_projection`, `text_projection` (Linear, no bias) | the checkpoint's own image processor (resize, crop, mean/std) |
-# | `hf-dual-encoder` | `VisionTextDualEncoderModel` (any ViT + BERT-like towers) | `visual_projection`, `text_projection` | its own processor (e.g. ViT: exact resize, mean/std 0.5) |
-# | `openai-clip` | one `*.pt` state dict (CheXzero) + `bpe_simple_vocab_16e6.txt.gz` or HF CLIP tokenizer files | `visual.proj`, `text_projection` (as Linear) | CheXzero: `write_preprocessor_config(dir, "chexzero")` writes mean 101.48761/255, std 83.43944/255, bicubic 224 px; else OpenAI CLIP's |
-# | `open-clip` | `open_clip_config.json` + `open_clip_pytorch_model.bin` (BiomedCLIP's hub layout), optional `text/` with the BERT config and tokenizer | `visual.head.proj` (BiomedCLIP: Linear 768->512), `text.proj` (MLP 768->640->512) | `preprocess_cfg` of the config (BiomedCLIP: 224 px bicubic, OpenAI mean/std); needs `pip install relink[openclip]` |
-#
+# The kinds of checkpoint the adapter reads, and where each keeps its projection heads (the same
+# table, from `relink_lib.models.catalog.CHECKPOINT_KINDS`, appears in chapter 10):
+
+# %%
+display(Markdown(pd.DataFrame(CHECKPOINT_KINDS).to_markdown(index=False)))
+
+# %% [markdown]
 # ```python
 # params = get_profile("paper", {"data": {"models": "/models/models.yaml"}})
 # rungs = get_ladder(params)            # Rung(index, name, path, kind) per checkpoint, validated

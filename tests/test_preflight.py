@@ -121,3 +121,23 @@ def test_preflight_resolves_at_least_one_report_and_one_image(tmp_path):
     (cx / "train" / "patient1" / "study1" / "view1_frontal.png").unlink()
     assert check_chexpert_plus_root(cx) == [f"{cx}: none of the first 1 path_to_image entries of "
                                             f"df_chexpert_plus_240401.csv exists under the root"]
+
+
+def test_a_yaml_models_list_passes_the_preflight_like_json(tmp_path):
+    from relink_lib.models.testing import write_tiny_clip
+
+    ckpt = write_tiny_clip(tmp_path / "ckpt")
+    listing = tmp_path / "models.yaml"
+    listing.write_text(f"- {{name: general, kind: hf-clip, path: {ckpt}}}\n- name: auto\n  path: {ckpt}\n")
+    assert check_models(listing) == []
+    assert [(e.name, e.kind) for e in read_model_list(listing)] == [("general", "hf-clip"), ("auto", None)]
+    as_json = tmp_path / "models.json"
+    as_json.write_text(json.dumps([{"name": "general", "kind": "hf-clip", "path": str(ckpt)}, {"name": "auto", "path": str(ckpt)}]))
+    assert read_model_list(as_json) == read_model_list(listing)
+
+
+def test_model_list_names_every_bad_entry_at_once():
+    with pytest.raises(PreflightError) as err:
+        read_model_list([{"name": "a"}, {"name": "b", "path": "/x", "kind": "clip"}, "c"])
+    message = str(err.value)
+    assert "entry 0: missing path" in message and "kind='clip'" in message and "entry 2" in message

@@ -146,55 +146,25 @@ def get_ladder(params: Mapping[str, Any], *, progress: bool = True, cohort: Any 
     return rungs
 
 
-def _read_model_list(models: Any) -> list[Mapping[str, Any]]:
-    if models is None:
-        raise ValueError("params['data']['models']: expected a list of {name, kind, path} (or a JSON/YAML file with it) "
-                         "for cohort source 'real'; set it or the MODELS environment variable")
-    if isinstance(models, (str, Path)):
-        file = Path(models)
-        if not file.is_file():
-            raise FileNotFoundError(f"params['data']['models']={str(models)!r}: file not found; expected a JSON or YAML list")
-        text = file.read_text()
-        if file.suffix in (".yaml", ".yml"):
-            import yaml
-
-            models = yaml.safe_load(text)
-        else:
-            try:
-                models = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{file}: not valid JSON ({err})") from err
-    if not isinstance(models, Sequence) or isinstance(models, (str, bytes)) or not models:
-        raise ValueError(f"params['data']['models']: expected a non-empty list of {{name, kind, path}}, got {type(models).__name__}")
-    return list(models)
-
-
 def external_rungs(models: Any) -> list[Rung]:
     """Rungs for local checkpoints, in the order given (least specialised first).
 
-    models: list of ``{"name", "kind", "path"}`` (``kind`` optional: detected from the files;
-    ``description`` optional) or a path to a JSON / YAML file holding that list.
+    models: a MODELS list (:func:`relink_lib.models.catalog.read_model_list`: inline, or a JSON /
+    YAML file); ``kind`` is detected from the files when missing and must agree with them when given.
     """
-    from . import KINDS, detect_kind
+    from . import detect_kind
+    from .catalog import read_model_list
 
     out = []
-    for i, entry in enumerate(_read_model_list(models)):
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"models[{i}]: expected a mapping with name, kind, path; got {type(entry).__name__}")
-        missing = [k for k in ("name", "path") if not entry.get(k)]
-        if missing:
-            raise ValueError(f"models[{i}]: missing {missing}; expected keys name, kind, path")
-        path = Path(str(entry["path"])).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"models[{i}] ({entry['name']!r}): path {str(path)!r} does not exist")
-        kind = entry.get("kind") or detect_kind(path)
-        if kind not in KINDS:
-            raise ValueError(f"models[{i}] ({entry['name']!r}): kind={kind!r}; expected one of {KINDS}")
-        detected = detect_kind(path)
+    for i, entry in enumerate(read_model_list(models)):
+        if not entry.path.exists():
+            raise FileNotFoundError(f"models[{i}] ({entry.name!r}): path {str(entry.path)!r} does not exist")
+        detected = detect_kind(entry.path)
+        kind = entry.kind or detected
         if detected != kind:
-            raise ValueError(f"models[{i}] ({entry['name']!r}): kind={kind!r} but the files at {str(path)!r} look like {detected!r}")
-        out.append(Rung(index=i, name=str(entry["name"]), path=path, description=str(entry.get("description", "")),
-                        kind=kind, info={"external": True}))
+            raise ValueError(f"models[{i}] ({entry.name!r}): kind={kind!r} but the files at {str(entry.path)!r} look like {detected!r}")
+        out.append(Rung(index=i, name=entry.name, path=entry.path, description=entry.description, kind=kind,
+                        info={"external": True}))
     return out
 
 

@@ -5,15 +5,19 @@ the set-up in one go instead of discovering a missing file an hour into feature 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
-MIMIC_FILES = ("mimic-cxr-2.0.0-split.csv", "mimic-cxr-2.0.0-chexpert.csv", "mimic-cxr-2.0.0-metadata.csv")
-MIMIC_DIRS = ("files", "mimic-cxr-reports/files")
-CHEXPERT_PLUS_FILES = ("df_chexpert_plus_240401.csv",)
-CHEXPERT_PLUS_LABEL_FILES = tuple(f"chexbert_labels/{s}_fixed.json" for s in ("impression", "findings", "report"))
-MODEL_KINDS = ("hf-clip", "hf-dual-encoder", "openai-clip", "open-clip")
+from ..cohorts.chexpert_plus import CSV_NAME, LABEL_DIR
+from ..cohorts.mimic import LABEL_CSV, META_CSV, REPORTS_DIR, SPLIT_CSV
+from ..models import KINDS as MODEL_KINDS
+from ..models import catalog
+from ..models.catalog import ModelEntry, ModelListError
+
+MIMIC_FILES = (SPLIT_CSV, LABEL_CSV, META_CSV)
+MIMIC_DIRS = ("files", f"{REPORTS_DIR}/files")
+CHEXPERT_PLUS_FILES = (CSV_NAME,)
+CHEXPERT_PLUS_LABEL_FILES = tuple(f"{LABEL_DIR}/{s}_fixed.json" for s in ("impression", "findings", "report"))
 
 
 class PreflightError(ValueError):
@@ -91,48 +95,34 @@ def check_chexpert_plus_root(root: str | Path | None) -> list[str]:
     return problems
 
 
-def read_model_list(models: Any) -> list[dict[str, str]]:
-    """The rung list of a real run: a list of ``{"name", "kind", "path"}`` or a JSON file holding one."""
-    if isinstance(models, (str, Path)):
-        path = Path(models)
-        if not path.exists():
-            raise PreflightError(f"{path}: MODELS file not found (expected JSON: a list of {{\"name\", \"kind\", \"path\"}})")
-        try:
-            models = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise PreflightError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(models, list) or not models:
-        raise PreflightError("MODELS: expected a non-empty list of {\"name\", \"kind\", \"path\"}, least specialised first")
-    out = []
-    for i, entry in enumerate(models):
-        if not isinstance(entry, Mapping) or not {"name", "path"} <= set(entry):
-            raise PreflightError(f"MODELS entry {i}: expected keys name, path (and optionally kind), got {entry!r}")
-        kind = entry.get("kind")
-        if kind is not None and kind not in MODEL_KINDS:
-            raise PreflightError(f"MODELS entry {i} ({entry['name']}): kind={kind!r}, expected one of {', '.join(MODEL_KINDS)}")
-        out.append({"name": str(entry["name"]), "kind": kind, "path": str(entry["path"])})
-    return out
+def read_model_list(models: Any) -> list[ModelEntry]:
+    """The rung list of a real run (:func:`relink_lib.models.catalog.read_model_list`: inline, JSON or YAML),
+    with its problems raised as :class:`PreflightError`."""
+    try:
+        return catalog.read_model_list(models)
+    except ModelListError as err:
+        raise PreflightError(str(err)) from err
 
 
 def check_models(models: Any) -> list[str]:
     """Problems with the checkpoint list: each path must be a directory with weights in it."""
     if not models:
-        return ["MODELS is not set: expected a JSON file listing the checkpoints ({\"name\", \"kind\", \"path\"}), least specialised first"]
+        return ["MODELS is not set: expected a JSON or YAML file listing the checkpoints ({name, kind, path}), least specialised first"]
     try:
         entries = read_model_list(models)
     except PreflightError as err:
         return [str(err)]
     problems = []
     for entry in entries:
-        path = Path(entry["path"])
+        path = entry.path
         if path.is_file() and path.suffix in (".pt", ".pth"):
             continue  # an OpenAI-CLIP-format state dict (CheXzero) may be a single file
         if not path.is_dir():
-            problems.append(f"{path}: checkpoint directory of model {entry['name']!r} not found")
+            problems.append(f"{path}: checkpoint directory of model {entry.name!r} not found")
             continue
         weights = [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth")]
         if not weights:
-            problems.append(f"{path}: no weights (*.safetensors, *.bin, *.pt) in the checkpoint of model {entry['name']!r}")
+            problems.append(f"{path}: no weights (*.safetensors, *.bin, *.pt) in the checkpoint of model {entry.name!r}")
     return problems
 
 
