@@ -290,8 +290,8 @@ def merge_shards(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) 
     missing = [i for i in range(n_chunks) if not _chunk_file(parts, i).exists()]
     if missing:
         raise RuntimeError(f"features {rung.name}/{split}: {len(missing)} of {n_chunks} chunks missing "
-                           f"(chunks {format_chunks(missing)}; shard k of n owns chunks k, k + n, ...); "
-                           f"run extract_features for the shards that own them first")
+                           f"(chunks {format_chunks(missing)}); extract them first (re-run the shard jobs that own "
+                           f"them, or extract_features without a shard)")
     images, texts, got = [], [], []
     for i in range(n_chunks):
         with np.load(_chunk_file(parts, i)) as z:
