@@ -146,7 +146,9 @@ def utility_headline(utility: Mapping[str, Any] | None) -> dict[str, Any] | None
     if not before and not after:
         return None
     get = lambda rows, key: _num(rows[0].get(key)) if rows else None  # noqa: E731
+    ci = lambda rows: _ci(rows[0], "probe_macro_auroc_ci_low", "probe_macro_auroc_ci_high") if rows else None  # noqa: E731
     return {"rung": rung, "probe_before": get(before, "probe_macro_auroc"), "probe_after": get(after, "probe_macro_auroc"),
+            "probe_before_ci": ci(before), "probe_after_ci": ci(after),
             "zero_shot_before": get(before, "zero_shot_macro_auroc"), "zero_shot_after": get(after, "zero_shot_macro_auroc")}
 
 
@@ -264,8 +266,9 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
     if not util or util.get("probe_before") is None:
         out.append(f"**Utility.** {NA}: chapter 7 has not run on this profile.")
     else:
-        out.append(f"**Utility.** Linear-probe macro AUROC {_f(util['probe_before'])} with the pretrained heads and "
-                   f"{_f(util['probe_after'])} with the DP heads; zero-shot (cross-modal) {_f(util['zero_shot_before'])} "
+        cis = [f" ({_ci_text(util[k])})" if util.get(k) else "" for k in ("probe_before_ci", "probe_after_ci")]
+        out.append(f"**Utility.** Linear-probe macro AUROC {_f(util['probe_before'])}{cis[0]} with the pretrained heads and "
+                   f"{_f(util['probe_after'])}{cis[1]} with the DP heads; zero-shot (cross-modal) {_f(util['zero_shot_before'])} "
                    f"-> {_f(util['zero_shot_after'])}. The paper reports {_pct(PAPER.probe_macro_auroc_before)} -> "
                    f"{_pct(PAPER.probe_macro_auroc_after)} (probe).")
     tr = payload.get("transfer")

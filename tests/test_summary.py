@@ -84,6 +84,13 @@ def test_dp_cut_names_its_baseline_and_its_interval_and_the_direction_follows_th
     assert "against the pretrained heads" in text and "not evidence either way" in text
 
 
+def test_utility_states_its_intervals_when_the_chapter_has_them():
+    data = payloads()
+    assert "AUROC 0.812 with the pretrained heads" in summary_findings(summary_payload(data))[3]
+    data["utility"]["table"][0].update(probe_macro_auroc_ci_low=0.8, probe_macro_auroc_ci_high=0.82)
+    assert "AUROC 0.812 (95% CI 0.800 to 0.820) with the pretrained heads" in summary_findings(summary_payload(data))[3]
+
+
 def test_missing_chapters_and_changed_shapes_say_not_available():
     findings = summary_findings(summary_payload({}))
     assert len(findings) == 6 and all(NA in f for f in findings)
