@@ -24,14 +24,18 @@ def rows() -> list[tuple[str, str, str, str, str]]:
     audit = _load("audit_cpu.json")
     if audit:
         m = audit["methods"]
-        out.append((f"audit, all N and K (M = {audit['m']:,}, d = {audit['d']}, CPU)", f"{m['audit']['seconds']:.1f} s, +{m['audit']['extra_peak_mb']:.0f} MB",
-                    f"bare chunked matmul {m['floor']['seconds']:.1f} s", f"{m['audit']['seconds'] / m['floor']['seconds']:.2f}x", "<= 1.5x, <= 2 GB"))
-        if "faiss" in m:
-            out.append(("audit vs faiss-cpu exact search (full database)", f"{m['audit']['seconds']:.1f} s", f"faiss {m['faiss']['seconds']:.1f} s",
-                        f"{m['audit']['seconds'] / m['faiss']['seconds']:.2f}x", "peer"))
-        if "montecarlo" in m:
-            out.append(("audit vs Monte Carlo (100 pools per query, extrapolated)", f"{m['audit']['seconds']:.1f} s", f"{m['montecarlo']['seconds']:,.0f} s",
-                        f"{m['audit']['seconds'] / m['montecarlo']['seconds']:.4f}x", "peer"))
+        earlier = audit.get("earlier_run_methods", {})
+        out.append((f"audit with fair ties, all N and K (M = {audit['m']:,}, d = {audit['d']}, CPU)",
+                    f"{m['audit']['seconds']:.1f} s, +{m['audit']['extra_peak_mb']:.0f} MB",
+                    f"bare chunked matmul {m['floor']['seconds']:.1f} s", f"{m['audit']['seconds'] / m['floor']['seconds']:.2f}x",
+                    "<= 1.2x, <= 2 GB"))
+        for name, label, fmt in (("faiss", "audit vs faiss-cpu exact search (full database{})", "faiss {:.1f} s"),
+                                 ("montecarlo", "audit vs Monte Carlo (100 pools per query, extrapolated{})", "{:,.0f} s")):
+            run, note = (m[name], "") if name in m else (earlier.get(name), "; earlier run, before the tie change")
+            if run:
+                audit_s = m["audit"]["seconds"]
+                out.append((label.format(note), f"{audit_s:.1f} s", fmt.format(run["seconds"]),
+                            f"{audit_s / run['seconds']:.{2 if name == 'faiss' else 4}f}x", "peer"))
     gen = _load("cohort_generation.json")
     if gen:
         s = gen["seconds"]
@@ -64,7 +68,10 @@ def main() -> None:
              "Each benchmark's own page in `docs/` gives its method and details.", "",
              "| kernel | measured | against (same run) | ratio | target |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(r)} |" for r in rows()]
-    OUT.write_text("\n".join(lines) + "\n")
+    # hand-written sections (from the first "## " heading on: GPU status, frontier cost, ...) are kept as they are
+    old = OUT.read_text() if OUT.exists() else ""
+    kept = old[old.index("\n## ") + 1:] if "\n## " in old else ""
+    OUT.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
     print(OUT.read_text())
 
 
