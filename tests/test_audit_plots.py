@@ -124,3 +124,18 @@ def test_seen_unseen_and_risk_figures(tables):
     assert [t.get_text() for t in ax.get_yticklabels()][0] == "names a device"
     assert len(ax.get_yticks()) == 6  # the unestimated property is left out
     plt.close("all")
+
+
+def test_zero_recall_is_marked_on_the_lower_edge(tables):
+    table, _, _ = tables
+    t = table.copy()
+    sel = (t.pool == "random") & (t.k == 1) & (t.pool_size == 90) & (t.model == "rung0")
+    t.loc[sel, ["recall", "lift"]] = 0.0
+    fig, ax = plt.subplots()
+    plot_recall_vs_pool(ax, t, 1)
+    marks = [line for line in ax.get_lines() if line.get_marker() == "v"]
+    assert len(marks) == 1 and marks[0].get_ydata()[0] == pytest.approx(ax.get_ylim()[0])
+    fig, ax = plt.subplots()
+    plot_lift_vs_pool(ax, t, 1)
+    assert sum(line.get_marker() == "v" for line in ax.get_lines()) == 1
+    plt.close("all")

@@ -95,7 +95,10 @@ def test_lift_below_one_is_explained_only_when_it_happens(stage_outputs):
     sel = (t.model == "weak") & (t.pool == "random") & (t.k == 1) & (t.pool_size == 10) & (t.split == "test")
     t.loc[sel, ["lift", "lift_ci_low", "lift_ci_high"]] = [0.5, 0.3, 0.8]
     text = "\n".join(audit_findings(build_audit_payload(t, saved, (1, 5))))
-    assert "weak at N = 10: 0.50x (95% CI 0.30 to 0.80), below chance beyond sampling noise" in text
+    assert "weak at N = 10: 0.50x (95% CI 0.30 to 0.80), below chance beyond sampling noise" in text  # 12 expected
+    t.loc[sel, "n_queries"] = 30  # 3 queries expected first by chance: too few to call
+    text = "\n".join(audit_findings(build_audit_payload(t, saved, (1, 5))))
+    assert "chance alone expects only 3 of its 30 queries first, too few to tell this from chance" in text
     t.loc[(t.pool == "random") & (t.split == "test"), "lift"] = 1.5
     assert "Lift below 1" not in "\n".join(audit_findings(build_audit_payload(t, saved, (1, 5))))
 
@@ -118,6 +121,6 @@ def test_hard_negative_text_gives_effective_pool_and_chance(stage_outputs):
 def test_compact_rounds_to_significant_figures():
     from relink_lib.audit.summary import compact
 
-    f = compact(pd.DataFrame({"a": [4.71428, 0.000123456, 0.0, np.nan, 1234.5], "n": [1, 2, 3, 4, 5]}))
-    assert f.a.tolist()[:3] == [4.71, 0.000123, 0.0] and np.isnan(f.a[3]) and f.a[4] == 1230.0
-    assert f.n.tolist() == [1, 2, 3, 4, 5]
+    f = compact(pd.DataFrame({"a": [4.71428, 0.000123456, 0.0, np.nan, 1234.5, 0.126], "n": [1, 2, 3, 4, 5, 6]}))
+    assert f.a.tolist() == ["4.71", "0.000123", "0", "nan", "1.23e+03", "0.126"]
+    assert f.n.tolist() == [1, 2, 3, 4, 5, 6]

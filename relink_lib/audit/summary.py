@@ -26,13 +26,16 @@ TIE_TOLERANCE = 1e-9
 
 PAPER_LIFT = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}
 
+MIN_EXPECTED_HITS = 5.0
+"""A lift below 1 is called "beyond sampling noise" only when its bootstrap interval excludes 1 and
+chance alone would put at least this many queries' reports first (n_queries x chance): with fewer,
+a recall of zero is what chance often gives, and the bootstrap interval collapses to zero."""
+
 
 def compact(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """``frame`` with every float rounded to ``digits`` significant figures (for the compact printed checks)."""
+    """``frame`` with every float written with ``digits`` significant figures (``"%.3g"``; for the printed checks)."""
     def sig(v: Any) -> Any:
-        if isinstance(v, (float, np.floating)) and np.isfinite(v) and v != 0:
-            return float(round(float(v), digits - 1 - int(math.floor(math.log10(abs(float(v)))))))
-        return v
+        return f"{float(v):.{digits}g}" if isinstance(v, (float, np.floating)) else v
 
     out = frame.copy()
     for col in out.columns:
@@ -170,10 +173,17 @@ def _lift_below_one(r: pd.DataFrame) -> list[str]:
         return []
     parts = []
     for row in low.sort_values(["rung", "pool_size"]).itertuples():
-        below = np.isfinite(row.lift_ci_high) and row.lift_ci_high < 1.0
+        expected_hits = row.n_queries * row.chance  # queries chance alone would put first
+        below = np.isfinite(row.lift_ci_high) and row.lift_ci_high < 1.0 and expected_hits >= MIN_EXPECTED_HITS
+        if below:
+            verdict = "below chance beyond sampling noise"
+        elif expected_hits < MIN_EXPECTED_HITS:
+            verdict = (f"chance alone expects only {expected_hits:.2g} of its {row.n_queries:,} queries first, too "
+                       "few to tell this from chance")
+        else:
+            verdict = "consistent with chance"
         parts.append(f"{row.model} at N = {pool_label(row.pool_size, row.full_database)}: {row.lift:.2f}x"
-                     f"{_ci_text(row.lift_ci_low, row.lift_ci_high, '.2f')}, "
-                     + ("below chance beyond sampling noise" if below else "consistent with chance"))
+                     f"{_ci_text(row.lift_ci_low, row.lift_ci_high, '.2f')}, {verdict}")
     return ["Lift below 1 means the true report ranks below a random distractor more often than chance: "
             + "; ".join(parts) + ". With ties broken at random a model without any signal scores exactly 1x, so a "
             "lift reliably below 1 is a property of the model (its similarity favours other reports, e.g. the most "
@@ -204,7 +214,7 @@ def audit_findings(p: Mapping[str, Any]) -> list[str]:
         lines.append("No held-out query ties with a distractor, so the fair recall equals both tie bounds.")
     else:
         worst = ties.assign(spread=ties["ties for"] - ties["ties against"]).sort_values("spread").iloc[-1]
-        lines.append(f"Ties: {', '.join(sorted(set(ties['model'])))} score some distractors exactly like the true "
+        lines.append(f"Ties: {', '.join(dict.fromkeys(ties.sort_values('rung')['model']))} score some distractors exactly like the true "
                      f"report ({int(worst['queries with ties']):,} of {int(worst['queries']):,} queries of "
                      f"{worst['model']}); there, at N = {worst['N']}, Recall@1 is {worst['fair (random tie-break)']:.3g} "
                      f"with ties broken at random, between {worst['ties against']:.3g} (every tie against the query) "

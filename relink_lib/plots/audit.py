@@ -69,7 +69,10 @@ def plot_recall_vs_pool(ax: Axes, table: pd.DataFrame, k: int, *, pool: str = "r
     lo, hi = log_limits([*np.concatenate([r["recall"].to_numpy() for _, r in lines]), *chance.to_numpy()])
     hi = min(hi, 1.5)
     for model, rows in lines:
-        ax.plot(rows["pool_size"], rows["recall"], "o-", color=colors[model], label=model, ms=4)
+        ax.plot(rows["pool_size"], clip_for_log(rows["recall"], lo), "o-", color=colors[model], label=model, ms=4)
+        zero = rows[rows["recall"] <= 0]
+        if len(zero):  # a recall of exactly 0 sits on the lower edge, marked with a downward triangle
+            ax.plot(zero["pool_size"], np.full(len(zero), lo), "v", color=colors[model], ms=7, clip_on=False)
         if {"ci_low", "ci_high"} <= set(rows.columns):
             ax.fill_between(rows["pool_size"], clip_for_log(rows["ci_low"], lo), clip_for_log(rows["ci_high"], lo),
                             color=colors[model], alpha=0.2, lw=0)
@@ -115,6 +118,11 @@ def plot_lift_vs_pool(ax: Axes, table: pd.DataFrame, k: int = 1, *, pool: str = 
             values.append(lift)
     ax.set_yscale("log")
     ax.set_ylim(*log_limits([*values, 1.0]))
+    sel = (table["pool"] == pool) & (table["k"] == k) & (table["lift"] <= 0)
+    if "split" in table.columns:
+        sel &= table["split"] == "test"
+    for n, model in zip(table.loc[sel, "pool_size"], table.loc[sel, "model"]):  # a lift of exactly 0 sits on the lower edge, marked with a downward triangle
+        ax.plot(n, ax.get_ylim()[0], "v", color=colors[model], ms=7, clip_on=False)
     log_pool_axis(ax, sorted(sizes), full_size=full)
     ax.set_ylabel(f"lift of Recall@{k} over chance (log scale)")
     ax.set_title(f"Lift over chance, K = {k}, {pool} pools")
