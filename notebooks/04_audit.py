@@ -203,7 +203,7 @@ else:
 # %%
 fig, ax = plt.subplots(figsize=(7.0, 3.8))
 plot_risk_factors(ax, payload["risk"], simulation=simulation)
-ax.legend(fontsize=8, loc="lower right")
+ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2)
 plt.show()
 
 # %% tags=["remove-input"]

@@ -234,8 +234,11 @@ def plot_seen_unseen(ax: Axes, table: pd.DataFrame, k: int = 1, *, simulation: b
             series.append((model, split, style, rows))
     lo, hi = log_limits(np.concatenate([r["recall"].to_numpy() for *_, r in series]))
     for model, split, style, rows in series:
-        ax.plot(rows["pool_size"], rows["recall"], style, color=colors[model], ms=4,
+        ax.plot(rows["pool_size"], clip_for_log(rows["recall"], lo), style, color=colors[model], ms=4,
                 label=f"{model}, {'held-out (unseen)' if split == 'test' else 'trained-on (seen)'}")
+        zero = rows[rows["recall"] <= 0]
+        if len(zero):  # exactly 0: on the lower edge, a downward triangle
+            ax.plot(zero["pool_size"], np.full(len(zero), lo), "v", color=colors[model], ms=7, clip_on=False)
         if {"ci_low", "ci_high"} <= set(rows.columns):
             ax.fill_between(rows["pool_size"], clip_for_log(rows["ci_low"], lo), clip_for_log(rows["ci_high"], lo),
                             color=colors[model], alpha=0.12, lw=0)
