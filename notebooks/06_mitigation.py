@@ -68,7 +68,7 @@ from relink_lib.cohorts.stage import cohort_label
 from relink_lib.dp.frontier_stage import get_frontier
 from relink_lib.dp.stage import mitigation_ladder
 from relink_lib.dp.summary import (PAPER, accounting_table, controls_table, frontier_findings, frontier_table,
-                                   mechanism_paragraph, mitigation_payload, reduction_table, setting_label)
+                                   mechanism_paragraph, mitigation_payload, reduction_table, setting_label, sig3)
 from relink_lib.plots.common import set_style
 from relink_lib.plots.dp import (plot_cut_vs_drift, plot_frontier, plot_recall_variants, plot_reductions,
                                  plot_scaling)
@@ -125,12 +125,12 @@ print(f"selected index: {fr['selected']}; points: {len(fr['frontier'])}; seeds p
 
 # %%
 ft = frontier_table(fr)
-display(HTML(ft.drop(columns=["index", "n_private"]).round(3).to_html(index=False)))
+display(HTML(sig3(ft.drop(columns=["index", "n_private"])).assign(lr=ft["lr"].map("{:g}".format)).to_html(index=False)))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(f"profile {params['profile']}, simulation={simulation}")
-print(ft[["init", "optimizer", "lr", "epochs", "sigma", "cut_select", "cut_report", "probe_drop", "zero_shot_drop",
-          "drift"]].round(2).to_string(index=False))
+print(sig3(ft[["init", "optimizer", "lr", "epochs", "sigma", "cut_select", "cut_report", "probe_drop", "zero_shot_drop",
+               "drift"]]).assign(lr=ft["lr"].map("{:g}".format)).to_string(index=False))
 
 # %% [markdown]
 # The frontier itself: cut against the zero-shot cost, both on the report half, coloured by
@@ -162,11 +162,11 @@ display(Markdown("\n\n".join(frontier_findings(fr, simulation))))
 
 # %%
 ct = controls_table(fr)
-display(HTML(ct.round(3).to_html(index=False)))
+display(HTML(sig3(ct).to_html(index=False)))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(f"profile {params['profile']}, simulation={simulation}")
-print(ct.round(2).to_string(index=False))
+print(sig3(ct).to_string(index=False))
 
 # %% [markdown]
 # ## The mechanism
@@ -204,8 +204,8 @@ plt.show()
 
 # %% tags=["nbval-check-output"]
 print(f"profile {params['profile']}, simulation={simulation}")
-print(frontier_table(fr, study="scaling")[["n_private", "sigma", "steps", "epsilon", "cut_report", "cut_seed_sd",
-                                          "zero_shot_drop"]].round(3).to_string(index=False))
+print(sig3(frontier_table(fr, study="scaling")[["n_private", "sigma", "steps", "epsilon", "cut_report", "cut_seed_sd",
+                                               "zero_shot_drop"]]).to_string(index=False))
 
 # %% [markdown]
 # ## The privacy accounting of every model's DP heads
@@ -221,7 +221,7 @@ acc = accounting_table(ms)
 print(f"profile {params['profile']}, simulation={simulation}, delta = {params['dp']['delta']:.0e}, "
       f"setting: {setting_label(ms[-1].setting)}")
 print(acc[["model", "noise_multiplier", "sample_rate", "steps", "epsilon_opacus_rdp", "epsilon_dp_accounting_rdp",
-           "epsilon_dp_accounting_pld", "max_pairs_per_patient", "patient_epsilon_group"]].round(4).to_string(index=False))
+           "epsilon_dp_accounting_pld", "max_pairs_per_patient", "patient_epsilon_group"]].pipe(sig3).to_string(index=False))
 
 # %% [markdown]
 # ## Re-linkage before and after, per model
@@ -244,7 +244,7 @@ plt.show()
 # %% tags=["nbval-check-output"]
 red = reduction_table(ms)
 print(f"profile {params['profile']}, simulation={simulation}, reference N = {int(red['pool_size'].iloc[0])}")
-print(red.pivot_table(index=["model", "k"], columns="variant", values="relative_reduction", sort=False).round(3).to_string())
+print(sig3(red.pivot_table(index=["model", "k"], columns="variant", values="relative_reduction", sort=False)).to_string())
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 4))

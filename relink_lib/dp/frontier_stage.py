@@ -239,10 +239,10 @@ def build_frontier(inputs: Mapping[str, Any], spec: Mapping[str, Any], base: DPC
     rel, _ = run.evaluate((fit.image_head, fit.text_head))
     controls.append({"control": "output_perturbation_matched", "private": False, "scale": fit.scale,
                      "matched_to": "the reference point's mean R@1 on the selection half", **rel, "n_seeds": 1})
-    for c in controls:
+    op_points = op_curve + [controls[-1]]  # the matched fit is one more point of the same curve
+    for c in [ref] + controls:
         for col in ("zero_shot_auroc_drop_report", "probe_auroc_drop_report"):
-            c[f"output_perturbation_{col}_at_same_cut"] = interpolate_at_cut(
-                [dict(o, **{"r1_reduction": o["r1_reduction"]}) for o in op_curve], c.get("r1_reduction", math.nan), col)
+            c[f"output_perturbation_{col}_at_same_cut"] = interpolate_at_cut(op_points, c.get("r1_reduction", math.nan), col)
 
     # the reference setting at larger private sets
     sizes = scaling_sizes(spec, n_own)

@@ -263,9 +263,13 @@ def mechanism_paragraph(fr: Mapping[str, Any]) -> str:
     ctrl = {c["control"]: c for c in fr["controls"]}
     op, re0, npv = ctrl.get("output_perturbation_matched"), ctrl.get("reinit_untrained"), ctrl.get("nonprivate")
     mean = lambda xs: float(np.mean(xs)) if xs else math.nan  # noqa: E731
-    parts = [f"Among the DP fine-tunings of the pretrained heads the cut rises with how far the heads move "
-             f"(Spearman rho {rho:+.2f} between drift and cut over {len(pre)} settings)"
-             if math.isfinite(rho) else "The pretrained-init points are too few to relate drift and cut"]
+    if not math.isfinite(rho):
+        trend = "The pretrained-init points are too few (or too uniform) to relate drift and cut"
+    else:
+        how = ("rises with" if rho >= 0.4 else "falls with" if rho <= -0.4 else "is not tied to")
+        trend = (f"Among the DP fine-tunings of the pretrained heads the cut {how} how far the heads move "
+                 f"(Spearman rho {rho:+.2f} between drift and cut over {len(pre)} settings)")
+    parts = [trend]
     parts.append(f"; starting from fresh heads cuts {_pct(mean([p['r1_reduction'] for p in rei]))} on average against "
                  f"{_pct(mean([p['r1_reduction'] for p in pre]))} from the pretrained ones, while untrained fresh heads cut "
                  f"{_pct(re0['r1_reduction'])} at a zero-shot cost of {_pts(re0['zero_shot_auroc_drop_report'])}" if re0 else "")
@@ -282,7 +286,17 @@ def mechanism_paragraph(fr: Mapping[str, Any]) -> str:
         parts.append("what DP training adds over noise of the same effect is that it keeps the label-level alignment "
                      "while it breaks the instance-level one. " if better > 0.5 else
                      "at this cut DP training keeps no more cross-modal utility than plain noise. ")
-    if npv is not None:
+    if npv is not None and re0 is not None and ref["init"] == "reinit":
+        relearn = (ref["r1_reduction"] > npv["r1_reduction"] + 0.1
+                   and ref["zero_shot_auroc_drop_report"] < re0["zero_shot_auroc_drop_report"] - 1)
+        parts.append(f"From fresh heads (untrained: a cut of {_pct(re0['r1_reduction'])}, zero-shot "
+                     f"{_pts(re0['zero_shot_auroc_drop_report'])}), non-private training with the same setting re-learns the "
+                     f"alignment (cut {_pct(npv['r1_reduction'])}, zero-shot {_pts(npv['zero_shot_auroc_drop_report'])}), "
+                     f"while DP training reaches a zero-shot change of {_pts(ref['zero_shot_auroc_drop_report'])} at a cut of "
+                     f"{_pct(ref['r1_reduction'])}"
+                     + (": the cut is the instance-level detail the noise keeps the heads from re-learning, while the "
+                        "coarser label-level alignment comes back. " if relearn else ". "))
+    elif npv is not None:
         parts.append(f"Non-private fine-tuning with the same setting cuts {_pct(npv['r1_reduction'])}, so "
                      + ("most of the cut comes from the noise and clipping, not from the objective. " if
                         npv["r1_reduction"] < 0.5 * ref["r1_reduction"] else
@@ -358,3 +372,12 @@ def transfer_findings(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], 
                    f"{s.loc['dp', 'linear_probe_auroc']:.3f}, zero-shot macro AUROC "
                    f"{s.loc['pretrained', 'zero_shot_auroc']:.3f} -> {s.loc['dp', 'zero_shot_auroc']:.3f}.")
     return out
+
+
+def sig3(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every float rounded to 3 significant figures (the printed, nbval-checked tables)."""
+    def r(x: Any) -> Any:
+        if isinstance(x, (float, np.floating)) and math.isfinite(x) and x != 0:
+            return float(f"{x:.3g}")
+        return x
+    return df.apply(lambda col: col.map(r) if col.dtype.kind == "f" else col)
