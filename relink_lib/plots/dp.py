@@ -138,7 +138,7 @@ def plot_cut_vs_drift(ax: Axes, fr: dict, *, simulation: bool = True) -> None:
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("head drift ||W - W_pretrained|| / ||W_pretrained|| (log scale)")
-    ax.set_ylabel(f"R@1 cut at N = {fr['selection_rule']['reference_pool_size']:,} (%, report half)")
+    ax.set_ylabel(f"R@1 cut at N = {fr['selection_rule']['reference_pool_size']:,}\n(%, report half, mean +- seed SD)")
     ax.legend(fontsize=7)
     if simulation:
         label_simulation(ax)
@@ -188,7 +188,7 @@ def plot_scaling(ax: Axes, fr: dict, *, paper: float | None = 0.618, simulation:
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("private training pairs (log scale)")
-    ax.set_ylabel("R@1 cut (%, report half)")
+    ax.set_ylabel("R@1 cut (%, report half, mean +- seed SD)")
     ax.legend(fontsize=7)
     if simulation:
         label_simulation(ax)
