@@ -33,9 +33,17 @@ a recall of zero is what chance often gives, and the bootstrap interval collapse
 
 
 def compact(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """``frame`` with every float written with ``digits`` significant figures (``"%.3g"``; for the printed checks)."""
+    """``frame`` with every float written with ``digits`` significant figures (``"%.3g"``; for the printed checks).
+
+    Magnitudes below ``1e-6`` print as ``"<1e-06"``: such expectations (a far-ranked report's
+    chance of topping a pool) sit at the level of floating-point noise, which differs between CPUs.
+    """
     def sig(v: Any) -> Any:
-        return f"{float(v):.{digits}g}" if isinstance(v, (float, np.floating)) else v
+        if not isinstance(v, (float, np.floating)):
+            return v
+        if np.isfinite(v) and 0 < abs(v) < 1e-6:
+            return "<1e-06" if v > 0 else "-<1e-06"
+        return f"{float(v):.{digits}g}"
 
     out = frame.copy()
     for col in out.columns:
