@@ -18,6 +18,7 @@ same (q, steps) either way, so the record's epsilon holds for both.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -300,6 +301,15 @@ def train_heads(image_feats: Any, text_feats: Any, image_head: nn.Module, text_h
     return HeadTrainingResult(img_head, txt_head, record, history)
 
 
+@functools.lru_cache(maxsize=512)
+def _accounted(sigma: float, q: float, steps: int, delta: float) -> tuple[float, tuple[tuple[str, float | None], ...]]:
+    """(recorded RDP epsilon, independent epsilons) of one mechanism, memoised: a pure function of
+    (sigma, q, steps, delta), shared by the frontier's runs with the same schedule."""
+    eps = rdp_epsilon(sigma, q, steps, delta)[0]
+    ind = independent_epsilons({"noise_multiplier": sigma, "sample_rate": q, "steps": steps, "delta": delta})
+    return eps, tuple(ind.items())
+
+
 def _make_record(config: DPConfig, engine: str, sigma: float, q: float, steps: int, units: PrivacyUnits, n: int,
                  bank_txt: Tensor, bank_img: Tensor | None, patient_ids: Any, engine_eps: float | None) -> dict[str, Any]:
     unit = "one image-report pair" if units.kind == "pair" else "one patient (all of their image-report pairs)"
@@ -318,8 +328,8 @@ def _make_record(config: DPConfig, engine: str, sigma: float, q: float, steps: i
         "bank_grad": config.bank_grad,
     }
     if config.private and sigma > 0:
-        rec["epsilon"] = rdp_epsilon(sigma, q, steps, config.delta)[0]
-        rec["epsilon_independent"] = independent_epsilons(rec)
+        rec["epsilon"], independent = _accounted(float(sigma), float(q), int(steps), float(config.delta))
+        rec["epsilon_independent"] = dict(independent)
         if engine_eps is not None:
             rec["epsilon_independent"]["opacus_privacy_engine"] = engine_eps
     if patient_ids is not None and units.kind == "pair" and config.private:
