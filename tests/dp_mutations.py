@@ -34,6 +34,17 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
      "return math.exp(root)"),
     ("calibration accepts eps up to 1.02x the target", "relink_lib/dp/calibrate.py",
      "        if eps <= target:\n", "        if eps <= 1.02 * target:\n"),
+    # survivors of the first mutmut run (docs/mutation.md), killed by later tests
+    ("noise added only when sigma > 1", "relink_lib/dp/train.py", "if clip and sigma > 0:", "if clip and sigma > 1:"),
+    ("single-pair batches skipped", "relink_lib/dp/train.py", "if x_img.shape[0] > 0:", "if x_img.shape[0] > 1:"),
+    ("empty batch leaves no gradient", "relink_lib/dp/train.py", "g_img = torch.zeros_like(w_img)", "g_img = None"),
+    ("fast step drops the image bank", "relink_lib/dp/train.py",
+     "bank_txt, bank_img, max_grad_norm=config.max_grad_norm if clip else None,",
+     "bank_txt, None, max_grad_norm=config.max_grad_norm if clip else None,"),
+    ("fast step ignores the temperature", "relink_lib/dp/train.py",
+     "temperature=config.temperature, groups=grp,", "temperature=DEFAULT_TEMPERATURE, groups=grp,"),
+    ("opacus engine samples fixed-size batches", "relink_lib/dp/train.py",
+     "poisson_sampling=True,", "poisson_sampling=False,"),
     ("relative reduction computed as after / before", "relink_lib/dp/stage.py",
      '"relative_reduction": (before - after) / before if before > 0', '"relative_reduction": after / before if before > 0'),
 ]

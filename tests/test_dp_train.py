@@ -62,12 +62,13 @@ def test_private_run_record_and_independent_accountants():
     assert h["train_loss_nonprivate"].isna().all()  # private-batch statistics are not released
 
 
-def test_noise_has_the_stated_scale():
+@pytest.mark.parametrize("sigma", [1.7, 0.6])  # also below 1: noise must not depend on sigma > 1
+def test_noise_has_the_stated_scale(sigma):
     # zero features -> every per-sample gradient is exactly 0, so the update is pure noise:
     # with SGD, W_T - W_0 = -lr * sigma * C / B * sum_t N_t  ->  std = lr * sigma * C * sqrt(T) / B
     n, d_img, d_txt, d = 200, 40, 30, 24
     ih, th = nn.Linear(d_img, d, bias=False), nn.Linear(d_txt, d, bias=False)
-    sigma, C, lr = 1.7, 0.8, 0.05
+    C, lr = 0.8, 0.05
     cfg = DPConfig(noise_multiplier=sigma, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=1, batch_size=50, seed=3)
     res = train_heads(torch.zeros(n, d_img), torch.zeros(n, d_txt), ih, th, bank_text_feats=torch.randn(8, d_txt),
                       config=cfg)
@@ -237,23 +238,27 @@ def _record_batches(monkeypatch) -> list[int]:
     return sizes
 
 
-def test_noisy_mean_is_divided_by_the_expected_batch(monkeypatch):
-    # one step at q = 0.1 over 100 identical pairs, zero noise, SGD: every pair is clipped to exactly C in
-    # the same direction, so |update| = lr * C * |B| / E[B] with E[B] = q * n = 10 (Opacus' convention),
-    # NOT lr * C (the mean over the actual batch).
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")
+@pytest.mark.parametrize("n,batch,seeds", [(100, 10, range(4)), (4, 1, range(8))])
+def test_noisy_mean_is_divided_by_the_expected_batch(monkeypatch, n, batch, seeds):
+    # one step at q = batch / n over n identical pairs, zero noise, SGD: every pair is clipped to exactly C
+    # in the same direction, so |update| = lr * C * |B| / E[B] with E[B] = q * n (Opacus' convention),
+    # NOT lr * C (the mean over the actual batch). The small case has batches of 0, 1 and 2 pairs.
     sizes = _record_batches(monkeypatch)
-    n, C, lr = 100, 1.0, 0.1
+    C, lr = 1.0, 0.1
     ratios = []
-    for seed in range(4):
+    for seed in seeds:
         x_img, x_txt, bank, ih, th = _aligned(n, seed=seed)
-        cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=0.1, batch_size=10,
-                       seed=seed)
+        cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=batch / n,
+                       batch_size=batch, seed=seed)
         res = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=cfg)
-        assert (res.record["steps"], res.record["expected_batch_size"]) == (1, 10)
-        ratios.append((_update_norm(res, ih, th) / (lr * C), sizes[-1] / 10))
+        assert (res.record["steps"], res.record["expected_batch_size"]) == (1, batch)
+        ratios.append((_update_norm(res, ih, th) / (lr * C), sizes[-1] / batch))
     for got, want in ratios:
-        assert got == pytest.approx(want, rel=1e-4)
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-12)
     assert len({s for _, s in ratios}) > 1  # the batches differed in size: the division is visible
+    if n == 4:
+        assert {0, 1} <= set(sizes)  # an empty batch and a single-pair batch were both taken
 
 
 @pytest.mark.parametrize("sampling", ["pair", "patient"])
@@ -272,19 +277,46 @@ def test_empirical_batch_sizes_match_the_recorded_sample_rate(monkeypatch, sampl
     assert 4 * sd_of_mean < 0.25 * expected  # the check separates q from 2q (and from 0.75q)
 
 
-def test_opacus_and_fast_engines_take_the_same_clipped_step():
+@pytest.mark.parametrize("bank_image,bank_grad,temperature", [(False, False, 0.07), (True, True, 0.2)])
+def test_opacus_and_fast_engines_take_the_same_clipped_step(bank_image, bank_grad, temperature):
     # zero noise, q = 1 (every pair in the one batch), SGD: both engines compute the same clipped mean
-    # gradient, so the heads after one step agree; and with noise both learn on a public eval loss.
+    # gradient of the same objective (image bank, bank gradients and temperature passed through), so
+    # the heads after one step agree.
     n, C, lr = 12, 1.0, 0.1
     x_img, x_txt, bank, ih, th = _aligned(n)
-    x_img = x_img + 0.1 * torch.randn(x_img.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=1, batch_size=n)
-    fast = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=cfg.replace(engine="fast"))
-    opac = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=cfg.replace(engine="opacus"))
+    g = torch.Generator().manual_seed(5)
+    x_img = x_img + 0.1 * torch.randn(x_img.shape, generator=g, dtype=torch.float64)
+    bank_img = torch.randn(6, x_img.shape[1], generator=g, dtype=torch.float64) if bank_image else None
+    cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=1, batch_size=n,
+                   bank_grad=bank_grad, temperature=temperature)
+    fast = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, bank_image_feats=bank_img,
+                       config=cfg.replace(engine="fast"))
+    opac = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, bank_image_feats=bank_img,
+                       config=cfg.replace(engine="opacus"))
     assert opac.record["engine"] == "opacus"
     torch.testing.assert_close(opac.image_head.weight, fast.image_head.weight, rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(opac.text_head.weight, fast.text_head.weight, rtol=1e-6, atol=1e-9)
     assert _update_norm(fast, ih, th) > 0.5 * lr * C  # a real step was taken
+
+
+def test_opacus_engine_samples_poisson_batches_at_the_recorded_rate(monkeypatch):
+    # the accounting assumes Poisson sampling: batch sizes vary around q * n (a fixed-size loader would not)
+    import relink_lib.dp.train as train_mod
+
+    sizes: list[int] = []
+
+    class Spy(train_mod.ExpandedBankLoss):
+        def forward(self, image_feats, text_feats):
+            sizes.append(int(image_feats.shape[0]))
+            return super().forward(image_feats, text_feats)
+    monkeypatch.setattr(train_mod, "ExpandedBankLoss", Spy)
+    xi, xt, bi, bt, ih, th = _data()
+    rec = train_heads(xi, xt, ih, th, bank_text_feats=bt, config=DPConfig(noise_multiplier=1.0, epochs=10, batch_size=20,
+                                                                         engine="opacus")).record
+    assert len(sizes) == rec["steps"] == 60
+    assert len(set(sizes)) > 3  # Poisson: the sizes vary
+    sd_of_mean = math.sqrt(120 * rec["sample_rate"] * (1 - rec["sample_rate"]) / 60)
+    assert abs(np.mean(sizes) - rec["sample_rate"] * 120) < 4 * sd_of_mean
 
 
 def test_opacus_engine_learns():
