@@ -73,7 +73,7 @@ def main() -> None:
     per_epoch = sampling_plan(N_TRAIN, base)[2]
     full_steps = sum(round(s.epochs * per_epoch) for s in grid) * full["n_seeds"]
     full_runs = len(grid) * full["n_seeds"]
-    best_epochs = max(full["epochs"])
+    best_epochs = max(full["epochs"])  # upper bound: the selected setting is not known before the run
     for n in scaling_sizes(full, N_TRAIN):
         full_steps += round(best_epochs * sampling_plan(n, base)[2]) * full["n_seeds"]
         full_runs += full["n_seeds"]
