@@ -205,8 +205,6 @@ def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
 
 
 def _fake_frontier(cut=0.62, ci=(0.55, 0.70), probe=0.2, selected=True):
-    from relink_lib.dp.summary import PAPER_CLAIM  # noqa: F401
-
     def point(i, init, opt, c, drift, study="grid", n=8000):
         return {"init": init, "optimizer": opt, "lr": 0.1 * (i + 1), "epochs": 3.0, "n_private": n, "study": study,
                 "private": True, "epsilon": 0.339, "delta": 6e-6, "noise_multiplier": 4.7, "sample_rate": 0.03,

@@ -23,8 +23,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..labels import CHEXPERT_LABELS
-
 INITS: tuple[str, ...] = ("pretrained", "reinit")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 SEED_METRICS: tuple[str, ...] = (
@@ -208,10 +206,6 @@ class HeldoutEvaluator:
                        zero_shot_auroc_drop=100 * (b["zero_shot_select"] - m["zero_shot_select"]),
                        zero_shot_auroc_drop_report=100 * (b["zero_shot_report"] - m["zero_shot_report"]))
         return out
-
-    def labels_of(self, pairs: Any) -> np.ndarray:
-        """The 14 CheXpert label columns of a pairs frame as a float matrix."""
-        return pairs[list(CHEXPERT_LABELS)].to_numpy(float)
 
 
 def aggregate_seeds(per_seed: Sequence[Mapping[str, float]], metrics: Sequence[str] = SEED_METRICS) -> dict[str, float]:
