@@ -210,6 +210,8 @@ def test_stage_book_applies_rules_and_links_downloads(tmp_path):
         assert list(csv.DictReader(fh)) == [{"k": "1", "recall": "0.25"}]
     assert json.loads((src / "downloads.json").read_text()) == {"notebooks/04_audit.html": ["ci_audit.json", "ci_audit.csv"]}
     assert "Downloads" not in nbformat.read(src / "notebooks" / "10_reproduce.ipynb", 4).cells[-1].source  # no results file
+    assert json.loads((src / "pages.json").read_text()) == ["index.html", "book/intro.html", "notebooks/04_audit.html",
+                                                             "notebooks/10_reproduce.html"]
     (executed / "10_reproduce.ipynb").unlink()
     with pytest.raises(FileNotFoundError, match="10_reproduce"):
         stage_book("ci", root, executed=executed, results=results)
@@ -236,3 +238,21 @@ def test_browser_findings_round_trip_and_problems():
     from relink_lib.pipeline.browser import page_notes
 
     assert page_notes(ok) == [] and "1 printed output(s)" in page_notes(dict(ok, findings=dict(clean, wide_text_outputs=["x"])))[0]
+
+
+def test_every_method_note_joins_the_toc_unless_a_book_page_includes_it(tmp_path):
+    import yaml
+
+    from relink_lib.pipeline.book import complete_docs_toc
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "book").mkdir()
+    for stem in ("audit", "benchmarks", "mutation"):
+        (tmp_path / "docs" / f"{stem}.md").write_text(f"# {stem}\n")
+    (tmp_path / "book" / "benchmarks.md").write_text("# B\n\n```{include} ../docs/benchmarks.md\n```\n")
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: book/intro\nparts:\n  - caption: Method notes\n    chapters:\n      - file: docs/audit\n")
+    assert complete_docs_toc(toc, tmp_path / "docs", tmp_path / "book") == ["docs/mutation"]
+    assert toc_entries(toc) == ["book/intro", "docs/audit", "docs/mutation"]
+    assert yaml.safe_load(toc.read_text())["format"] == "jb-book"
+    assert complete_docs_toc(toc, tmp_path / "docs", tmp_path / "book") == []  # idempotent

@@ -156,6 +156,34 @@ def downloads_cell(files: list[str], profile: str) -> nbformat.NotebookNode:
     return nbformat.v4.new_markdown_cell("\n".join(lines))
 
 
+METHOD_NOTES = "Method notes"
+
+
+def complete_docs_toc(toc_path: Path, docs: Path, book: Path) -> list[str]:
+    """Add every ``docs/*.md`` not yet in the toc (nor included by a ``book/`` page) to its "Method notes" part.
+
+    Chapters and notes link the method notes; a note left out of the toc would be excluded from
+    the build and every link to it would fail. Returns the entries added (``docs/<stem>``).
+    """
+    import yaml
+
+    toc = yaml.safe_load(toc_path.read_text())
+    listed = set(toc_entries(toc_path))
+    included = {m.group(1) for page in book.glob("*.md")
+                for m in re.finditer(r"\{include\}\s+\.\./docs/([\w.-]+)\.md", page.read_text())}
+    missing = [f"docs/{f.stem}" for f in sorted(docs.glob("*.md")) if f"docs/{f.stem}" not in listed and f.stem not in included]
+    if not missing:
+        return []
+    parts = toc.setdefault("parts", [])
+    part = next((p for p in parts if p.get("caption") == METHOD_NOTES), None)
+    if part is None:
+        part = {"caption": METHOD_NOTES, "chapters": []}
+        parts.append(part)
+    part.setdefault("chapters", []).extend({"file": entry} for entry in missing)
+    toc_path.write_text(yaml.safe_dump(toc, sort_keys=False))
+    return missing
+
+
 def stage_book(profile: str, root: Path | None = None, *, executed: Path | None = None,
                results: Path | None = None, build_root: Path | None = None) -> Path:
     """Copy the book config, ``book/`` pages, ``docs/`` and the profile's executed notebooks to ``_build/src/<profile>/``.
@@ -174,6 +202,7 @@ def stage_book(profile: str, root: Path | None = None, *, executed: Path | None 
         shutil.copy2(root / name, src / name)
     shutil.copytree(root / "book", src / "book")
     shutil.copytree(root / "docs", src / "docs")  # method notes are book pages; book/benchmarks.md includes docs/
+    complete_docs_toc(src / "_toc.yml", src / "docs", src / "book")
     (src / "notebooks").mkdir()
     done = Path(executed) if executed else executed_dir(profile, root)
     results = Path(results) if results else results_dir(profile)
@@ -191,6 +220,8 @@ def stage_book(profile: str, root: Path | None = None, *, executed: Path | None 
             downloads[f"{entry}.html"] = [Path(f).name for f in files]
         nbformat.write(nb, src / f"{entry}.ipynb")
     (src / "downloads.json").write_text(json.dumps(downloads, indent=1) + "\n")
+    pages = ["index.html"] + [f"{entry}.html" for entry in toc_entries(src / "_toc.yml")]
+    (src / "pages.json").write_text(json.dumps(list(dict.fromkeys(pages)), indent=1) + "\n")
     return src
 
 
@@ -214,4 +245,5 @@ def build_html(profile: str, root: Path | None = None, warnings_as_errors: bool 
         raise RuntimeError(f"jupyter-book build failed for profile {profile!r} (exit {proc.returncode}); see the warnings above")
     (html / "PROFILE").write_text(profile + "\n")
     shutil.copy2(src / "downloads.json", html / "_downloads.json")
+    shutil.copy2(src / "pages.json", html / "_pages.json")
     return html

@@ -248,10 +248,13 @@ def check_page(base_url: str, page: str, screenshot: Path) -> dict:
 
 
 def book_pages(html: Path, toc: Path | None = None) -> tuple[str, ...]:
-    """``index.html`` and the HTML page of every ``_toc.yml`` entry of the build."""
+    """``index.html`` and the HTML page of every toc entry of the build (``_pages.json``, else ``_toc.yml``)."""
     from ..profiles import project_root
     from .toc import toc_entries
 
+    listed = Path(html) / "_pages.json"
+    if toc is None and listed.exists():
+        return tuple(json.loads(listed.read_text()))
     toc = toc or project_root() / "_toc.yml"
     pages = ["index.html"] + [f"{entry}.html" for entry in toc_entries(toc)]
     return tuple(dict.fromkeys(pages))
