@@ -118,8 +118,37 @@ def hard_negative_headline(hard: Mapping[str, Any] | None) -> dict[str, Any] | N
             "n_queries": row.get("n_queries"), "n_excluded": row.get("n_excluded")}
 
 
+def _frontier_headline(mitigation: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Chapter 6's headline when its results carry a DP frontier: the reference point's cut with its CI."""
+    frontier = _records(mitigation.get("frontier"))
+    ref = mitigation.get("reference")
+    if not isinstance(ref, int) or not 0 <= ref < len(frontier) or _num(frontier[ref].get("r1_reduction")) is None:
+        return None
+    point = frontier[ref]
+    heldout = mitigation.get("heldout") if isinstance(mitigation.get("heldout"), Mapping) else {}
+    base = heldout.get("baseline") if isinstance(heldout.get("baseline"), Mapping) else {}
+    n = _num(heldout.get("reference_pool_size")) or _num((mitigation.get("selection_rule") or {}).get("reference_pool_size"))
+    setting = ", ".join(f"{k} {point[k]}" for k in ("init", "optimizer", "lr", "epochs") if k in point)
+    chosen = "selected by the chapter's rule" if mitigation.get("selected") == ref else "no point met the chapter's rule; the largest cut"
+    return {"rung": (mitigation.get("rung") or {}).get("index") if isinstance(mitigation.get("rung"), Mapping) else None,
+            "model": (mitigation.get("rung") or {}).get("name") if isinstance(mitigation.get("rung"), Mapping) else None,
+            "epsilon": _num(point.get("epsilon")), "delta": _num(point.get("delta")),
+            "target_epsilon": _num(point.get("target_epsilon")), "n": int(n) if n else None,
+            "reduction": _num(point["r1_reduction"]), "ci": _ci(mitigation, "r1_reduction_ci_low", "r1_reduction_ci_high"),
+            "before": _num(base.get("r1_report")), "after": _num(point.get("r1_report")),
+            "baseline": "the pretrained heads, on the held-out report half", "point": f"{setting} ({chosen})"}
+
+
 def dp_headline(mitigation: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The relative cut of Recall@1 (random pools, largest N) by the DP heads of the strongest rung."""
+    """The relative cut of Recall@1 by the DP heads of the strongest rung, against one named baseline.
+
+    With a DP frontier in the results (chapter 6), its reference point's cut on the held-out report
+    half and its bootstrap CI; otherwise the per-rung reduction rows (random pools, largest N).
+    """
+    if isinstance(mitigation, Mapping):
+        head = _frontier_headline(mitigation)
+        if head is not None:
+            return head
     rungs = _records((mitigation or {}).get("rungs"))
     if not rungs:
         return None
@@ -257,7 +286,9 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
         eps = f"{dp['epsilon']:.3g}" if dp.get("epsilon") is not None else NA
         direction = "cut" if dp["reduction"] > 0 else "did not cut" if dp["reduction"] == 0 else "raised"
         ci = _ci_text(dp["ci"], _spct)
-        out.append(f"**DP heads.** At eps = {eps} the DP heads {direction} Recall@1 at N = {dp['n']:,}: "
+        where = f"N = {dp['n']:,}" if dp.get("n") else "the chapter's reference pool"
+        point = f" (setting: {dp['point']})" if dp.get("point") else ""
+        out.append(f"**DP heads.** At eps = {eps} the DP heads{point} {direction} Recall@1 at {where}: "
                    f"{_f(dp['before'])} -> {_f(dp['after'])}, a relative cut of {_spct(dp['reduction'])} ({ci}) "
                    f"against {dp['baseline']}. The paper reports a {_pct(PAPER.dp_r1_reduction_n10000)} cut at "
                    f"N = 10,000." + ("" if dp.get("ci") else " Without an interval, a relative change of so small a "
@@ -305,7 +336,7 @@ def summary_table(payload: Mapping[str, Any]) -> pd.DataFrame:
                      "this run": hard.get("lift_effective"), "CI low": None, "CI high": None, "the paper": None})
     dp = payload.get("dp") or {}
     if dp.get("reduction") is not None:
-        rows.append({"finding": f"relative cut of R@1 by DP, N = {dp['n']:,}", "this run": dp["reduction"],
+        rows.append({"finding": "relative cut of R@1 by DP" + (f", N = {dp['n']:,}" if dp.get("n") else ""), "this run": dp["reduction"],
                      "CI low": (dp["ci"] or (None, None))[0], "CI high": (dp["ci"] or (None, None))[1],
                      "the paper": PAPER.dp_r1_reduction_n10000})
     util = payload.get("utility") or {}

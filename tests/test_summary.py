@@ -177,3 +177,23 @@ def test_headlines_use_n_10000_when_the_full_database_is_larger():
     payload = summary_payload(data)
     assert [p["n"] for p in payload["audit"]["points"]] == [100, 10_000]
     assert payload["hard_negatives"]["n"] == 10_000 and payload["hard_negatives"]["effective_pool"] == 17.5
+
+
+def test_dp_cut_comes_from_the_frontier_reference_point_when_chapter_6_has_one():
+    data = payloads()
+    data["mitigation"].update({
+        "frontier": [{"init": "pretrained", "r1_reduction": 0.1, "epsilon": 0.339},
+                     {"init": "reinit", "optimizer": "sgd", "lr": 0.03, "epochs": 3.0, "r1_reduction": 0.733,
+                      "epsilon": 0.339, "delta": 6e-6, "r1_report": 0.014}],
+        "reference": 1, "selected": 1, "r1_reduction_ci_low": -0.333, "r1_reduction_ci_high": 0.944,
+        "heldout": {"reference_pool_size": 95, "baseline": {"r1_report": 0.0526}}})
+    dp = summary_payload(data)["dp"]
+    assert (dp["reduction"], dp["ci"], dp["n"], dp["before"], dp["after"]) == (0.733, (-0.333, 0.944), 95, 0.0526, 0.014)
+    text = summary_findings(summary_payload(data))[2]
+    assert "init reinit, optimizer sgd, lr 0.03, epochs 3.0 (selected by the chapter's rule)" in text
+    assert "cut Recall@1 at N = 95: 0.0526 -> 0.0140, a relative cut of +73.3% (95% CI -33.3% to +94.4%)" in text
+    assert "against the pretrained heads, on the held-out report half" in text
+    data["mitigation"]["selected"] = None
+    assert "no point met the chapter's rule" in summary_findings(summary_payload(data))[2]
+    data["mitigation"]["reference"] = 7  # out of range: back to the per-rung rows
+    assert summary_payload(data)["dp"]["reduction"] == 0.139
