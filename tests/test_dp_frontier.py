@@ -282,3 +282,13 @@ def test_frontier_figures_draw_every_point_and_control():
     xs = [ln.get_xdata() for ln in axes[2].get_lines() if len(ln.get_xdata()) == 2][0]
     assert list(xs) == [8000, 50_000]  # the own size, then the scaling point
     plt.close(fig)
+
+
+def test_seed_spread_is_the_median_over_the_grid_only():
+    from relink_lib.dp.summary import seed_spread
+
+    fr = _fake_frontier()
+    for i, p in enumerate(fr["frontier"]):
+        p["zero_shot_auroc_drop_seed_sd"] = 100.0 if p["study"] == "scaling" else float(i)
+    assert seed_spread(fr)["zero_shot_drop"] == pytest.approx(1.5)  # median of 0, 1, 2, 3
+    assert math.isnan(seed_spread(fr)["probe_drop"])

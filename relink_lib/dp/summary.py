@@ -381,3 +381,14 @@ def sig3(df: pd.DataFrame) -> pd.DataFrame:
             return float(f"{x:.3g}")
         return x
     return df.apply(lambda col: col.map(r) if col.dtype.kind == "f" else col)
+
+
+def seed_spread(fr: Mapping[str, Any]) -> dict[str, float]:
+    """Median over the grid of the seed SD of the cut (fraction) and of the two utility drops (points, selection half)."""
+    grid = [p for p in fr["frontier"] if p["study"] == "grid"]
+
+    def med(key: str) -> float:
+        vals = [p.get(key) for p in grid if p.get(key) is not None and math.isfinite(p.get(key))]
+        return float(np.median(vals)) if vals else math.nan
+    return {"cut": med("r1_reduction_select_seed_sd"), "probe_drop": med("probe_auroc_drop_seed_sd"),
+            "zero_shot_drop": med("zero_shot_auroc_drop_seed_sd")}
