@@ -129,14 +129,15 @@ def _frontier_headline(mitigation: Mapping[str, Any]) -> dict[str, Any] | None:
     base = heldout.get("baseline") if isinstance(heldout.get("baseline"), Mapping) else {}
     n = _num(heldout.get("reference_pool_size")) or _num((mitigation.get("selection_rule") or {}).get("reference_pool_size"))
     setting = ", ".join(f"{k} {point[k]}" for k in ("init", "optimizer", "lr", "epochs") if k in point)
-    chosen = "selected by the chapter's rule" if mitigation.get("selected") == ref else "no point met the chapter's rule; the largest cut"
+    chosen = ("selected by the chapter's rule" if mitigation.get("selected") == ref
+              else "with the largest cut (no point met the chapter's rule)")
     return {"rung": (mitigation.get("rung") or {}).get("index") if isinstance(mitigation.get("rung"), Mapping) else None,
             "model": (mitigation.get("rung") or {}).get("name") if isinstance(mitigation.get("rung"), Mapping) else None,
             "epsilon": _num(point.get("epsilon")), "delta": _num(point.get("delta")),
             "target_epsilon": _num(point.get("target_epsilon")), "n": int(n) if n else None,
             "reduction": _num(point["r1_reduction"]), "ci": _ci(mitigation, "r1_reduction_ci_low", "r1_reduction_ci_high"),
             "before": _num(base.get("r1_report")), "after": _num(point.get("r1_report")),
-            "baseline": "the pretrained heads, on the held-out report half", "point": f"{setting} ({chosen})"}
+            "baseline": "the pretrained heads, on the held-out report half", "point": f"{chosen} ({setting})"}
 
 
 def dp_headline(mitigation: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -287,12 +288,13 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
         direction = "cut" if dp["reduction"] > 0 else "did not cut" if dp["reduction"] == 0 else "raised"
         ci = _ci_text(dp["ci"], _spct)
         where = f"N = {dp['n']:,}" if dp.get("n") else "the chapter's reference pool"
-        point = f" (setting: {dp['point']})" if dp.get("point") else ""
+        point = f" {dp['point']}" if dp.get("point") else ""
         out.append(f"**DP heads.** At eps = {eps} the DP heads{point} {direction} Recall@1 at {where}: "
                    f"{_f(dp['before'])} -> {_f(dp['after'])}, a relative cut of {_spct(dp['reduction'])} ({ci}) "
                    f"against {dp['baseline']}. The paper reports a {_pct(PAPER.dp_r1_reduction_n10000)} cut at "
-                   f"N = 10,000." + ("" if dp.get("ci") else " Without an interval, a relative change of so small a "
-                                       "recall is not evidence either way."))
+                   f"N = 10,000." + (" Without an interval, a relative change of so small a recall is not evidence "
+                                     "either way." if not dp.get("ci") else " The interval includes zero: this run cannot "
+                                     "tell a cut from none." if dp["ci"][0] <= 0 <= dp["ci"][1] else ""))
     util = payload.get("utility")
     if not util or util.get("probe_before") is None:
         out.append(f"**Utility.** {NA}: chapter 7 has not run on this profile.")

@@ -74,7 +74,7 @@ def test_hard_negatives_use_the_effective_pool_and_chance_not_one_over_n():
 def test_dp_cut_names_its_baseline_and_its_interval_and_the_direction_follows_the_sign():
     text = summary_findings(summary_payload(payloads()))[2]
     assert "cut Recall@1 at N = 10,000: 0.00570 -> 0.00490, a relative cut of +13.9% (95% CI -20.0% to +40.0%)" in text
-    assert "against non-private fine-tuning" in text and "61.8% cut" in text
+    assert "against non-private fine-tuning" in text and "61.8% cut" in text and "includes zero" in text
     up = payloads()
     row = up["mitigation"]["rungs"][0]["reduction"][0]
     row.update(relative_reduction=-0.5, baseline=None)
@@ -190,7 +190,8 @@ def test_dp_cut_comes_from_the_frontier_reference_point_when_chapter_6_has_one()
     dp = summary_payload(data)["dp"]
     assert (dp["reduction"], dp["ci"], dp["n"], dp["before"], dp["after"]) == (0.733, (-0.333, 0.944), 95, 0.0526, 0.014)
     text = summary_findings(summary_payload(data))[2]
-    assert "init reinit, optimizer sgd, lr 0.03, epochs 3.0 (selected by the chapter's rule)" in text
+    assert "the DP heads selected by the chapter's rule (init reinit, optimizer sgd, lr 0.03, epochs 3.0) cut" in text
+    assert "The interval includes zero" in text
     assert "cut Recall@1 at N = 95: 0.0526 -> 0.0140, a relative cut of +73.3% (95% CI -33.3% to +94.4%)" in text
     assert "against the pretrained heads, on the held-out report half" in text
     data["mitigation"]["selected"] = None
