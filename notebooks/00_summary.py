@@ -33,6 +33,7 @@ from relink_lib.summary import (calibration_box, lift_points, load_payloads, pap
                                 summary_findings, summary_payload, summary_table)
 from relink_lib.tables import html_table
 
+# %%
 params = get_profile(profile, overrides)
 started = time.perf_counter()
 set_style()

@@ -62,6 +62,7 @@ from relink_lib.risk.sweep import door_position
 from relink_lib.risk.tradeoff import Mechanism, tradeoff_curve
 from relink_lib.tables import html_table
 
+# %%
 set_style()
 t0 = time.perf_counter()
 table, inputs = run_budget_sweep(params, progress=False)
