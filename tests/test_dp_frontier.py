@@ -292,3 +292,15 @@ def test_seed_spread_is_the_median_over_the_grid_only():
         p["zero_shot_auroc_drop_seed_sd"] = 100.0 if p["study"] == "scaling" else float(i)
     assert seed_spread(fr)["zero_shot_drop"] == pytest.approx(1.5)  # median of 0, 1, 2, 3
     assert math.isnan(seed_spread(fr)["probe_drop"])
+
+
+def test_fresh_and_rms_matched_reinit_heads_embed_identically():
+    from relink_lib.dp.frontier import _embed
+    from relink_lib.dp.heads import reinit_heads
+
+    torch.manual_seed(0)
+    ih, th = nn.Linear(12, 6, bias=False), nn.Linear(9, 6, bias=False)
+    x_img, x_txt = np.random.default_rng(0).normal(size=(20, 12)), np.random.default_rng(1).normal(size=(20, 9))
+    a = _embed(fresh_heads(ih, th, seed=5), x_img, x_txt)
+    b = _embed(reinit_heads(ih, th, seed=5), x_img, x_txt)
+    assert np.allclose(a[0], b[0], atol=1e-6) and np.allclose(a[1], b[1], atol=1e-6)

@@ -2,7 +2,8 @@
 
 - non-private fine-tuning: :func:`relink_lib.dp.train_heads` with ``config.replace(target_epsilon=None)``
   (same objective, data, sampling and steps; no clipping, no noise);
-- re-initialised heads: :func:`relink_lib.dp.heads.reinit_heads`;
+- re-initialised heads: :func:`relink_lib.dp.heads.fresh_heads` (data-independent; :func:`relink_lib.dp.heads.reinit_heads`
+  keeps the pretrained scale and embeds identically, since cosines are scale-invariant);
 - output perturbation: Gaussian noise on the pretrained head weights, its scale tuned here so
   the re-linkage score falls as far as under DP. Comparing DP with it asks what DP's training
   adds over plain noise at the same loss of re-linkage. (Noise tuned to a score measured on
