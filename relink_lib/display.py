@@ -5,6 +5,8 @@ from typing import Any, Mapping
 
 from IPython.display import Markdown
 
+from .profiles import get_profile
+
 
 def provenance_banner(params: Mapping[str, Any], cohort: str | None = None) -> Markdown:
     """A one-paragraph note: profile, seed, cohort, and whether the numbers are a simulation."""
@@ -14,4 +16,15 @@ def provenance_banner(params: Mapping[str, Any], cohort: str | None = None) -> M
             "not the size of the risk on real patients." if source == "synthetic" else
             "**Real data.** The numbers on this page come from credentialed cohorts; no report text is shown.")
     return Markdown(f"> {kind} Profile `{params['profile']}`, seed {params['seed']}, cohort: {cohort}. "
-                    f"Re-run with `python -m relink_lib book --profile {params['profile']}`.")
+                    f"{run_size_note(params)}Re-run with `python -m relink_lib book --profile {params['profile']}`.")
+
+
+def run_size_note(params: Mapping[str, Any]) -> str:
+    """For a synthetic profile other than ``default``: a sentence saying it is a smaller run than ``default`` (else "")."""
+    if params["cohort"]["source"] != "synthetic" or params["profile"] in ("default", "paper"):
+        return ""
+    default = get_profile("default")
+    n, n_default = int(params["cohort"]["n_pairs"]), int(default["cohort"]["n_pairs"])
+    return (f"`{params['profile']}` is a smaller, shorter run than the main `default` profile ({n:,} against "
+            f"{n_default:,} synthetic pairs, ladder schedules x{float(params['ladder']['epochs_scale']):g} against "
+            f"x{float(default['ladder']['epochs_scale']):g}): its effects are weaker and its intervals wider. ")

@@ -70,3 +70,13 @@ def test_cli_refuses_a_bad_override_before_any_kernel_starts(tmp_path, monkeypat
         main(["run", "notebooks/06_mitigation.py", "--profile", "smoke", "--overrides", '{"dp": {"target_eps": 8}}'])
     with pytest.raises(SystemExit, match=r"--overrides: unknown key 'audit.nboot'"):
         main(["book", "--profile", "ci", "--overrides", '{"audit": {"nboot": 8}}'])
+
+
+def test_banner_says_when_a_synthetic_run_is_smaller_than_default():
+    from relink_lib.display import provenance_banner, run_size_note
+
+    ci, default = get_profile("ci"), get_profile("default")
+    note = run_size_note(ci)
+    assert f"{ci['cohort']['n_pairs']:,} against {default['cohort']['n_pairs']:,} synthetic pairs" in note
+    assert note in provenance_banner(ci).data and "**Simulation.**" in provenance_banner(ci).data
+    assert run_size_note(default) == "" and run_size_note(get_profile("paper")) == ""
