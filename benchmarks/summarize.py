@@ -52,6 +52,16 @@ def rows() -> list[tuple[str, str, str, str, str]]:
             out.append((f"DP head step, {r['name']} (B = {r['B']}, d_img = {r['d_img']})", f"{r['steps_per_s']['dp_fast']} steps/s",
                         f"non-private {r['steps_per_s']['nonprivate']} steps/s; Opacus hooks {r['steps_per_s']['dp_opacus_hooks']}",
                         f"{r['ratio_dp_fast_vs_nonprivate']:.2f}x of non-private; {r['speedup_dp_fast_vs_opacus_hooks']:.0f}x Opacus hooks", ">= 0.5x of non-private"))
+    frontier = _load("bench_dp_frontier.json")
+    if frontier:
+        r = frontier["results"]
+        m, full = r["measured"], r["default_full_spec"]
+        out.append((f"DP frontier, default sizes, {m['settings']} settings x {m['seeds']} seeds + controls (random features, `bench_dp_frontier.py`)",
+                    f"{m['wall_s']:.1f} s: {r['per_step_ms']:.1f} ms per DP step (B = 256, bank 2,048), {r['per_run_overhead_s']:.2f} s per run, "
+                    f"{r['per_evaluation_s']:.2f} s per evaluation",
+                    f"extrapolated to the default spec ({full['settings']} settings x {m['seeds']} seeds, "
+                    f"{', '.join(f'{n:,}' for n in full['scaling_sizes'])} pairs, controls): {full['estimated_s']:.0f} s",
+                    f"{full['steps']:,} steps, {full['evaluations']} evaluations", "default `make book` <= 30 min"))
     risk = _load("risk_cpu.json")
     if risk:
         slowest = max(risk["rows"], key=lambda r: r["t_pld_s"])
