@@ -141,3 +141,12 @@ def test_model_list_names_every_bad_entry_at_once():
         read_model_list([{"name": "a"}, {"name": "b", "path": "/x", "kind": "clip"}, "c"])
     message = str(err.value)
     assert "entry 0: missing path" in message and "kind='clip'" in message and "entry 2" in message
+
+
+def test_checkpoint_kind_table_covers_every_kind_the_adapter_loads():
+    from relink_lib.models import KINDS
+    from relink_lib.models.catalog import CHECKPOINT_KINDS
+
+    assert [row["kind"] for row in CHECKPOINT_KINDS] == list(KINDS)
+    assert {len(row) for row in CHECKPOINT_KINDS} == {4}
+    assert "visual.head.proj" in next(r for r in CHECKPOINT_KINDS if r["kind"] == "open-clip")["heads (pre-projection -> joint)"]

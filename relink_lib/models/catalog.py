@@ -31,21 +31,11 @@ class ModelEntry:
     description: str = ""
 
 
-CHECKPOINT_KINDS: tuple[dict[str, str], ...] = (
-    {"kind": "hf-clip", "directory holds": "`config.json` (`model_type: clip`), weights, tokenizer, `preprocessor_config.json`",
-     "heads (pre-projection -> joint)": "`visual_projection`, `text_projection` (Linear, no bias)",
-     "preprocessing": "the checkpoint's own image processor (resize, crop, mean/std)"},
-    {"kind": "hf-dual-encoder", "directory holds": "`VisionTextDualEncoderModel` (any ViT + BERT-like towers)",
-     "heads (pre-projection -> joint)": "`visual_projection`, `text_projection`",
-     "preprocessing": "its own processor (e.g. ViT: exact resize, mean/std 0.5)"},
-    {"kind": "openai-clip", "directory holds": "one `*.pt` state dict (CheXzero) + `bpe_simple_vocab_16e6.txt.gz` or HF CLIP tokenizer files",
-     "heads (pre-projection -> joint)": "`visual.proj`, `text_projection` (as Linear)",
-     "preprocessing": "CheXzero: mean 101.48761/255, std 83.43944/255, bicubic 224 px; else OpenAI CLIP's"},
-    {"kind": "open-clip", "directory holds": "`open_clip_config.json` + `open_clip_pytorch_model.bin` (BiomedCLIP's hub layout)",
-     "heads (pre-projection -> joint)": "`visual.head.proj` (BiomedCLIP: Linear 768 -> 512), `text.proj` (MLP 768 -> 640 -> 512)",
-     "preprocessing": "`preprocess_cfg` of the config (BiomedCLIP: 224 px bicubic, OpenAI mean/std); needs `pip install -e .[openclip]`"},
-)
-"""What each checkpoint kind looks like on disk and where its projection heads sit (chapters 3 and 10 render it)."""
+CHECKPOINT_KINDS: tuple[dict[str, str], ...] = tuple(
+    json.loads((Path(__file__).with_name("checkpoint_kinds.json")).read_text(encoding="utf-8")))
+"""What each checkpoint kind looks like on disk and where its projection heads sit (``checkpoint_kinds.json``;
+chapters 3 and 10 render it): one row per kind with ``kind``, ``directory holds``, ``heads (pre-projection -> joint)``
+and ``preprocessing``."""
 
 
 def _load_file(file: Path) -> Any:
