@@ -27,8 +27,10 @@ overrides = {}
 # %%
 import json
 
+import pandas as pd
 from IPython.display import Markdown, display
 
+from relink_lib.models.catalog import CHECKPOINT_KINDS
 from relink_lib.pipeline.compute import PAPER_SCALE, compute_table
 from relink_lib.pipeline.dryrun import DRY_RUN_OVERRIDES
 from relink_lib.pipeline.preflight import CHEXPERT_PLUS_FILES, CHEXPERT_PLUS_LABEL_FILES, MIMIC_DIRS, MIMIC_FILES, MODEL_KINDS
@@ -69,7 +71,7 @@ print("checkpoint kinds:", ", ".join(MODEL_KINDS))
 # ## The checkpoints
 #
 # The paper compares public VLMs of increasing clinical specialization. Any dual encoder whose
-# projection heads are separable runs here; list them, least specialised first, in a JSON file:
+# projection heads are separable runs here; list them, least specialised first, in a JSON or YAML file:
 #
 # ```json
 # [
@@ -80,13 +82,14 @@ print("checkpoint kinds:", ", ".join(MODEL_KINDS))
 # ]
 # ```
 #
-# | kind | loads | projection heads (what DP fine-tunes) |
-# |---|---|---|
-# | `hf-clip` | HF `CLIPModel` directory (`save_pretrained`) | `visual_projection`, `text_projection` (Linear, no bias) |
-# | `hf-dual-encoder` | HF `VisionTextDualEncoderModel` (any vision + text tower) | `visual_projection`, `text_projection` |
-# | `openai-clip` | OpenAI-CLIP-format state dict (CheXzero) | parameters `visual.proj`, `text_projection` |
-# | `open-clip` | open_clip models such as BiomedCLIP (`pip install -e .[openclip]`) | `visual.head.proj` (768 -> 512), `text.proj` (MLP 768 -> 640 -> 512) |
-#
+# (a JSON or YAML file: the preflight and chapter 3 read it with one parser,
+# `relink_lib.models.catalog.read_model_list`). The kinds, and where each keeps the projection
+# heads that DP fine-tunes (the same table as chapter 3's, from `relink_lib.models.catalog`):
+
+# %%
+display(Markdown(pd.DataFrame(CHECKPOINT_KINDS).to_markdown(index=False)))
+
+# %% [markdown]
 # Preprocessing follows each checkpoint: the HF kinds use the checkpoint's own image processor and
 # tokenizer, `openai-clip` 224 px with CLIP normalisation and the CLIP BPE tokenizer, `open-clip`
 # the model's own transforms and tokenizer.
