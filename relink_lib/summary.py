@@ -63,6 +63,11 @@ def _pick(rows: Iterable[Mapping[str, Any]], **match: Any) -> list[Mapping[str, 
     return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
 
 
+def _held_out(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Rows of the held-out split (``split == "test"``; rows without a ``split`` are held-out rows of older results)."""
+    return [r for r in rows if r.get("split", "test") == "test"]
+
+
 def _ci(row: Mapping[str, Any], lo: str = "ci_low", hi: str = "ci_high") -> tuple[float, float] | None:
     a, b = _num(row.get(lo)), _num(row.get(hi))
     return (a, b) if a is not None and b is not None else None
@@ -85,7 +90,7 @@ def audit_headline(audit: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """Recall@1 of the strongest rung over random pools at N = 100 and the largest pool (see module doc)."""
     rows = _records((audit or {}).get("rows"))
     rung = _strongest(rows)
-    rows = _pick(rows, rung=rung, k=1, pool="random")
+    rows = _pick(_held_out(rows), rung=rung, k=1, pool="random")
     if not rows:
         return None
     points = []
@@ -105,7 +110,7 @@ def hard_negative_headline(hard: Mapping[str, Any] | None) -> dict[str, Any] | N
     """Recall@1 in pathology-matched pools of the strongest rung at the largest nominal N, with the effective pool."""
     rows = _records((hard or {}).get("matched_pools"))
     rung = _strongest(rows)
-    rows = _pick(rows, rung=rung, k=1, pool="matched")
+    rows = _pick(_held_out(rows), rung=rung, k=1, pool="matched")
     row = _largest_pool(rows, cap=10_000)
     if row is None:
         return None
@@ -422,7 +427,7 @@ def lift_points(audit: Mapping[str, Any] | None) -> pd.DataFrame:
     rows = _records((audit or {}).get("rows"))
     out = []
     for rung in sorted({r.get("rung") for r in rows if isinstance(r.get("rung"), (int, float))}):
-        mine = _pick(rows, rung=rung, k=1, pool="random")
+        mine = _pick(_held_out(rows), rung=rung, k=1, pool="random")
         n100 = [r for r in mine if _num(r.get("pool_size")) == 100 and not r.get("full_database")]
         big = _largest_pool([r for r in mine if (_num(r.get("pool_size")) or 0) > 100])
         for row in (n100[0] if n100 else None, big):

@@ -198,3 +198,13 @@ def test_dp_cut_comes_from_the_frontier_reference_point_when_chapter_6_has_one()
     assert "no point met the chapter's rule" in summary_findings(summary_payload(data))[2]
     data["mitigation"]["reference"] = 7  # out of range: back to the per-rung rows
     assert summary_payload(data)["dp"]["reduction"] == 0.139
+
+
+def test_audit_headline_reads_the_held_out_rows_even_when_train_rows_come_first():
+    from relink_lib.summary import audit_headline
+
+    base = payloads()["audit"]["rows"]
+    seen = [{**r, "split": "train", "recall": 0.9, "lift": 90.0} for r in base]
+    held = [{**r, "split": "test"} for r in base]
+    head = audit_headline({"rows": seen + held})
+    assert head["rung"] == 2 and [p["lift"] for p in head["points"]] == [15.0, 50.0]
