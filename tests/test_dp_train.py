@@ -190,7 +190,7 @@ def _update_norm(res, ih, th) -> float:
 def _per_pair_grad_norm(x_img, x_txt, bank, ih, th) -> float:
     from relink_lib.dp.train import clipped_grad_sum
     _, _, norms, _, _ = clipped_grad_sum(ih.weight.detach(), th.weight.detach(), x_img[:1], x_txt[:1], bank,
-                                         max_grad_norm=None)
+                                         max_grad_norm=None, bank_grad=DPConfig().bank_grad)
     return float(norms[0])
 
 
@@ -370,3 +370,26 @@ def test_diverging_heads_are_an_error_not_a_result():
     cfg = DPConfig(target_epsilon=None, epochs=2, batch_size=20, lr=1e37, optimizer="sgd")
     with pytest.raises(FloatingPointError, match="NaN or inf weights.*lower DPConfig.lr"):
         train_heads(xi, xt, ih, th, bank_text_feats=bt, config=cfg)
+
+
+def test_nonprivate_step_is_the_mean_over_the_actual_batch(monkeypatch):
+    # the non-private control: no clipping, no noise, the plain mean gradient of the batch it drew
+    sizes = _record_batches(monkeypatch)
+    n, lr = 100, 1e-6
+    for seed in range(3):
+        x_img, x_txt, bank, ih, th = _aligned(n, seed=seed)
+        g = _per_pair_grad_norm(x_img, x_txt, bank, ih, th)
+        cfg = DPConfig(target_epsilon=None, lr=lr, optimizer="sgd", epochs=0.1, batch_size=10, seed=seed)
+        res = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=cfg)
+        assert sizes[-1] > 0 and _update_norm(res, ih, th) == pytest.approx(lr * g, rel=1e-4)
+    assert len(set(sizes)) > 1
+
+
+def test_private_runs_are_reproducible_from_the_seed():
+    xi, xt, bi, bt, ih, th = _data()
+    cfg = DPConfig(noise_multiplier=1.3, epochs=1, batch_size=20, seed=4)
+    a = train_heads(xi, xt, ih, th, bank_text_feats=bt, config=cfg)
+    b = train_heads(xi, xt, ih, th, bank_text_feats=bt, config=cfg)
+    c = train_heads(xi, xt, ih, th, bank_text_feats=bt, config=cfg.replace(seed=5))
+    torch.testing.assert_close(a.image_head.weight, b.image_head.weight, rtol=0, atol=0)
+    assert not torch.allclose(a.image_head.weight, c.image_head.weight)
