@@ -59,6 +59,7 @@ from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
 from relink_lib.tables import html_table
 
+# %%
 params = get_profile(profile, overrides)
 set_style()
 

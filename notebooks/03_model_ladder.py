@@ -62,6 +62,7 @@ from relink_lib.results import write_results
 from relink_lib.tables import html_table
 from relink_lib.utility.zero_shot import zero_shot_by_rung
 
+# %%
 params = get_profile(profile, overrides)
 set_style()
 

@@ -73,14 +73,17 @@ from relink_lib.dp.summary import (PAPER, accounting_table, controls_table, fron
 from relink_lib.plots.common import set_style
 from relink_lib.plots.dp import (plot_cut_vs_drift, plot_frontier, plot_recall_variants, plot_reductions,
                                  plot_scaling)
+from relink_lib.display import provenance_banner
 from relink_lib.results import write_results
 
+# %%
 warnings.filterwarnings("ignore", category=UserWarning)
 set_style()
 t0 = time.perf_counter()
 fr = get_frontier(params)
 cohort, rungs, ms = mitigation_ladder(params)
 simulation = params["cohort"]["source"] == "synthetic"
+display(provenance_banner(params, cohort_label(cohort)))
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 path = write_results(params, "mitigation", mitigation_payload(params, ms, fr), cohort=cohort_label(cohort),
                      model=[r.name for r in rungs], wall_time_s=time.perf_counter() - t0)

@@ -1,4 +1,4 @@
-"""CheXpert Plus loader (official layout, DESIGN.md section 4).
+"""CheXpert Plus loader (official layout, docs/cohorts.md).
 
 Layout under ``root``::
 

@@ -1,4 +1,4 @@
-"""MIMIC-CXR-JPG 2.0.0 loader (official layout, DESIGN.md section 4).
+"""MIMIC-CXR-JPG 2.0.0 loader (official layout, docs/cohorts.md).
 
 Layout under ``root``::
 

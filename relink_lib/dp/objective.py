@@ -2,7 +2,7 @@
 
 The usual CLIP/InfoNCE loss contrasts every pair in a batch against the other pairs of the
 same batch, so changing one private pair moves every other row's gradient and per-sample
-clipping no longer bounds one pair's influence (DESIGN.md section 6). Here each private
+clipping no longer bounds one pair's influence (docs/dp.md). Here each private
 pair ``i`` is contrasted only against a FIXED bank of non-private (public) features:
 
     L_i = w * CE([u_i . v_i, u_i . k_1, ..., u_i . k_m] / tau, target 0)          image -> report

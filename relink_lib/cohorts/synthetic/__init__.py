@@ -1,4 +1,4 @@
-"""The embedded synthetic paired cohort (DESIGN.md section 5): anatomy, labels, renderer, reports."""
+"""The embedded synthetic paired cohort (docs/cohorts.md): anatomy, labels, renderer, reports."""
 from .generate import make_synthetic_cohort
 
 __all__ = ["make_synthetic_cohort"]
