@@ -58,35 +58,28 @@ from relink_lib.profiles import get_profile
 params = get_profile(profile, overrides)
 
 # %% tags=["hide-input"]
-import time
-import warnings
-
 import matplotlib.pyplot as plt
 from IPython.display import HTML, Markdown, display
 
+from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.dp.frontier_stage import get_frontier
-from relink_lib.dp.stage import mitigation_ladder
 from relink_lib.dp.summary import (PAPER, accounting_table, controls_table, frontier_findings, frontier_table,
                                    mechanism_paragraph, mitigation_payload, reduction_table, seed_spread, setting_label,
                                    sig3)
-from relink_lib.plots.common import set_style
 from relink_lib.plots.dp import (plot_cut_vs_drift, plot_frontier, plot_recall_variants, plot_reductions,
                                  plot_scaling)
 from relink_lib.display import provenance_banner
 from relink_lib.results import write_results
 
 # %%
-warnings.filterwarnings("ignore", category=UserWarning)
-set_style()
-t0 = time.perf_counter()
+chapter = mitigation_chapter(params)
+cohort, rungs, ms, simulation = chapter.cohort, chapter.rungs, chapter.mitigations, chapter.simulation
 fr = get_frontier(params)
-cohort, rungs, ms = mitigation_ladder(params)
-simulation = params["cohort"]["source"] == "synthetic"
 display(provenance_banner(params, cohort_label(cohort)))
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 path = write_results(params, "mitigation", mitigation_payload(params, ms, fr), cohort=cohort_label(cohort),
-                     model=[r.name for r in rungs], wall_time_s=time.perf_counter() - t0)
+                     model=[r.name for r in rungs], wall_time_s=chapter.wall_time_s())
 rule, held = fr["selection_rule"], fr["heldout"]
 display(Markdown(
     f"Profile `{params['profile']}`, cohort `{cohort_label(cohort)}` ({what}); frontier on the most specialised "

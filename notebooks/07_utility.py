@@ -51,31 +51,24 @@ from relink_lib.profiles import get_profile
 params = get_profile(profile, overrides)
 
 # %%
-import time
-import warnings
-
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
+from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label
-from relink_lib.dp.stage import mitigation_ladder
 from relink_lib.dp.summary import PAPER, per_label_probe, setting_label, utility_findings, utility_payload, utility_table
-from relink_lib.plots.common import set_style
 from relink_lib.plots.dp import plot_utility
 from relink_lib.display import provenance_banner
 from relink_lib.results import write_results
 
 # %%
-warnings.filterwarnings("ignore", category=UserWarning)
-set_style()
-t0 = time.perf_counter()
-cohort, rungs, ms = mitigation_ladder(params)  # cached by chapter 6
-simulation = params["cohort"]["source"] == "synthetic"
+chapter = mitigation_chapter(params)
+cohort, rungs, ms, simulation = chapter.cohort, chapter.rungs, chapter.mitigations, chapter.simulation
 display(provenance_banner(params, cohort_label(cohort)))
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 table = utility_table(ms)
 write_results(params, "utility", utility_payload(ms), cohort=cohort_label(cohort), model=[r.name for r in rungs],
-              wall_time_s=time.perf_counter() - t0)
+              wall_time_s=chapter.wall_time_s())
 display(Markdown(f"Profile `{params['profile']}`, cohort `{cohort_label(cohort)}` ({what}); held-out test split; "
                  f"DP heads: {setting_label(ms[-1].setting)} (chapter 6's selection)."))
 

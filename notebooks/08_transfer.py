@@ -34,33 +34,27 @@ from relink_lib.profiles import get_profile
 params = get_profile(profile, overrides)
 
 # %%
-import time
-import warnings
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label, get_cohort
-from relink_lib.dp.stage import mitigation_ladder, transfer_rung
+from relink_lib.dp.stage import transfer_rung
 from relink_lib.dp.summary import setting_label, transfer_findings, transfer_payload
-from relink_lib.plots.common import set_style
 from relink_lib.plots.dp import plot_recall_variants
 from relink_lib.display import provenance_banner
 from relink_lib.results import write_results
 
 # %%
-warnings.filterwarnings("ignore", category=UserWarning)
-set_style()
-t0 = time.perf_counter()
-cohort, rungs, ms = mitigation_ladder(params)  # cached by chapter 6
+chapter = mitigation_chapter(params)
+cohort, rungs, ms, simulation = chapter.cohort, chapter.rungs, chapter.mitigations, chapter.simulation
 external = get_cohort(params, site="external")
 results = {m.rung_name: transfer_rung(params, external, r, m) for r, m in zip(rungs, ms)}
-simulation = params["cohort"]["source"] == "synthetic"
 display(provenance_banner(params, f"{cohort_label(cohort)}; external {cohort_label(external)}"))
 what = "a **simulation** on the synthetic external site" if simulation else "real data"
 write_results(params, "transfer", transfer_payload(results, ms), cohort=cohort_label(external),
-              model=[r.name for r in rungs], wall_time_s=time.perf_counter() - t0)
+              model=[r.name for r in rungs], wall_time_s=chapter.wall_time_s())
 display(Markdown(f"Profile `{params['profile']}`, external cohort `{cohort_label(external)}` ({what}), "
                  f"layout: {external.summary.get('roundtrip', 'as loaded')}; DP heads: {setting_label(ms[-1].setting)}."))
 
