@@ -54,7 +54,7 @@ from relink_lib.cohorts.synthetic.prevalence import CHEXPERT_PREVALENCE, MIMIC_C
 from relink_lib.display import provenance_banner
 from relink_lib.labels import CHEXPERT_LABELS
 from relink_lib.plots.common import set_style
-from relink_lib.plots.cohort import cooccurrence_heatmap, prevalence_vs_reference, studies_per_patient_bars
+from relink_lib.plots.cohort import plot_cooccurrence, plot_prevalence_vs_reference, plot_studies_per_patient
 from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
 from relink_lib.tables import html_table
@@ -115,8 +115,8 @@ for name, cohort in (("internal", internal), ("external", external)):
 
 # %%
 prev = {"internal": label_prevalence(internal), "external": label_prevalence(external)}
-fig = prevalence_vs_reference({f"{k} ({kind})": v for k, v in prev.items()},
-                              {"MIMIC-CXR": MIMIC_CXR_PREVALENCE, "CheXpert": CHEXPERT_PREVALENCE}, simulation=simulation)
+ax = plot_prevalence_vs_reference({f"{k} ({kind})": v for k, v in prev.items()},
+                                  {"MIMIC-CXR": MIMIC_CXR_PREVALENCE, "CheXpert": CHEXPERT_PREVALENCE}, simulation=simulation)
 plt.show()
 
 # %%
@@ -139,7 +139,7 @@ print(table.round(3).to_string())
 
 # %%
 cond = cooccurrence(internal)
-fig = cooccurrence_heatmap(cond, title=f"internal site, profile {profile} ({kind})", simulation=simulation)
+ax = plot_cooccurrence(cond, title=f"internal site, profile {profile} ({kind})", simulation=simulation)
 plt.show()
 
 # %% tags=["nbval-check-output"]
@@ -159,7 +159,7 @@ for a, b in pairs_of_interest:
 
 # %%
 spp = {"internal": studies_per_patient(internal), "external": studies_per_patient(external)}
-fig = studies_per_patient_bars({f"{k} ({kind})": v for k, v in spp.items()}, simulation=simulation)
+ax = plot_studies_per_patient({f"{k} ({kind})": v for k, v in spp.items()}, simulation=simulation)
 plt.show()
 
 # %% tags=["nbval-check-output"]

@@ -56,7 +56,7 @@ from relink_lib.models.catalog import CHECKPOINT_KINDS
 from relink_lib.models.stage import get_ladder, ladder_table
 from relink_lib.models.summary import ladder_findings, ladder_payload, zero_shot_macro
 from relink_lib.plots.common import set_style
-from relink_lib.plots.models import plot_training_curves, plot_zero_shot
+from relink_lib.plots.models import plot_ladder_training, plot_zero_shot
 from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
 from relink_lib.tables import html_table
@@ -104,8 +104,8 @@ print(table.drop(columns=["kind"]).to_string(index=False))
 # say which of two effusions is larger.
 
 # %%
-fig = plot_training_curves({f"{r.index}: {r.name}": r.history for r in rungs}, simulation=simulation)
-fig.axes[0].set_title(f"ladder training, profile {profile} ({kind})", fontsize=9);
+ax = plot_ladder_training({f"{r.index}: {r.name}": r.history for r in rungs}, simulation=simulation)
+ax.set_title(f"ladder training, profile {profile} ({kind})", fontsize=9);
 
 # %% [markdown]
 # ## Zero-shot label AUROC per rung
@@ -120,7 +120,7 @@ fig.axes[0].set_title(f"ladder training, profile {profile} ({kind})", fontsize=9
 
 # %%
 zs = zero_shot_by_rung(params, cohort, rungs, split="test")
-fig = plot_zero_shot(zs[["rung", "label", "auroc"]], rung_order=[r.name for r in rungs], simulation=simulation)
+ax = plot_zero_shot(zs[["rung", "label", "auroc"]], rung_order=[r.name for r in rungs], simulation=simulation)
 
 # %% tags=["nbval-check-output", "remove-cell"]
 macro = zero_shot_macro(zs)

@@ -91,7 +91,7 @@ print(tables["lift"].set_index(["rung", "N"]).drop(columns="model").pipe(compact
 # %%
 fig, axes = plt.subplots(1, len(ks), figsize=(4.2 * len(ks), 3.8))
 for ax, k in zip(np.atleast_1d(axes), ks):
-    plot_recall_vs_pool(ax, payload["table"], k, simulation=simulation)
+    plot_recall_vs_pool(payload["table"], k, ax=ax, simulation=simulation)
 np.atleast_1d(axes)[0].legend(loc="lower left", fontsize=8)
 fig.suptitle(f"Expected Recall@K over random pools ({params['profile']} profile, {cohort_name})")
 fig.tight_layout()
@@ -109,7 +109,7 @@ plt.show()
 
 # %%
 fig, ax = plt.subplots(figsize=(6.4, 4.2))
-plot_lift_vs_pool(ax, payload["table"], k=1, simulation=simulation)
+plot_lift_vs_pool(payload["table"], k=1, ax=ax, simulation=simulation)
 ax.legend(loc="upper left", fontsize=8)
 plt.show()
 
@@ -137,7 +137,7 @@ else:
 
 # %%
 fig, ax = plt.subplots(figsize=(6.4, 4.0))
-plot_rank_distribution(ax, payload["rank_histograms"], simulation=simulation)
+plot_rank_distribution(payload["rank_histograms"], ax=ax, simulation=simulation)
 ax.legend(loc="upper left", fontsize=8)
 plt.show()
 
@@ -163,7 +163,7 @@ if payload["train"].empty:
     display(Markdown("This profile does not audit a training sample (`audit.seen` is off)."))
 else:
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
-    plot_seen_unseen(ax, payload["table"], k=1, simulation=simulation)
+    plot_seen_unseen(payload["table"], k=1, ax=ax, simulation=simulation)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3)
     plt.show()
 
@@ -202,7 +202,7 @@ else:
 
 # %%
 fig, ax = plt.subplots(figsize=(7.0, 3.8))
-plot_risk_factors(ax, payload["risk"], simulation=simulation)
+plot_risk_factors(payload["risk"], ax=ax, simulation=simulation)
 ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2)
 plt.show()
 

@@ -81,7 +81,7 @@ print(tables["side"].drop(columns="model").set_index(["rung", "N"]).pipe(compact
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
-plot_random_vs_matched(axes, payload["table"], k=1, simulation=simulation)
+plot_random_vs_matched(payload["table"], k=1, axes=axes, simulation=simulation)
 axes[0].legend(loc="lower left", fontsize=8)
 fig.suptitle(f"Recall@1, random and pathology-matched pools ({params['profile']} profile, {cohort_name})")
 fig.tight_layout()
@@ -129,7 +129,7 @@ else:
     top = b.loc[b["rung"] == b["rung"].max(), "model"].iloc[0]
     n_show = int(tables["detail_pool_size"]["pool_size"].iloc[0])
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
-    plot_detail_split(ax, b, model=top, pool_size=n_show, k=1, simulation=simulation)
+    plot_detail_split(b, ax=ax, model=top, pool_size=n_show, k=1, simulation=simulation)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3)
     fig.tight_layout()
     plt.show()

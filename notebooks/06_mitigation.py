@@ -138,7 +138,7 @@ print(sig3(ft[["init", "optimizer", "lr", "epochs", "sigma", "cut_select", "cut_
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 4.8))
-plot_frontier(ax, fr, paper=PAPER["dp_r1_reduction_at_10000"], simulation=simulation)
+plot_frontier(fr, ax=ax, paper=PAPER["dp_r1_reduction_at_10000"], simulation=simulation)
 ax.set_title(f"{fr['rung']['name']}: DP frontier at eps = {params['dp']['target_epsilon']}")
 plt.tight_layout()
 plt.show()
@@ -177,7 +177,7 @@ print(sig3(ct).to_string(index=False))
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 4.5))
-plot_cut_vs_drift(ax, fr, simulation=simulation)
+plot_cut_vs_drift(fr, ax=ax, simulation=simulation)
 ax.set_title("R@1 cut against head drift")
 plt.tight_layout()
 plt.show()
@@ -196,7 +196,7 @@ display(Markdown(mechanism_paragraph(fr)))
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
-plot_scaling(ax, fr, paper=PAPER["dp_r1_reduction_at_10000"], simulation=simulation)
+plot_scaling(fr, ax=ax, paper=PAPER["dp_r1_reduction_at_10000"], simulation=simulation)
 ax.set_title("cut against private-set size at the selected setting")
 plt.tight_layout()
 plt.show()
@@ -233,9 +233,9 @@ print(acc[["model", "noise_multiplier", "sample_rate", "steps", "epsilon_opacus_
 # %%
 m = ms[-1]
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-plot_recall_variants(axes[0], m.recall, k=1, pool="random", simulation=simulation)
+plot_recall_variants(m.recall, k=1, ax=axes[0], pool="random", simulation=simulation)
 axes[0].set_title(f"{m.rung_name}: random pools")
-plot_recall_variants(axes[1], m.recall, k=1, pool="matched", simulation=simulation)
+plot_recall_variants(m.recall, k=1, ax=axes[1], pool="matched", simulation=simulation)
 axes[1].set_title(f"{m.rung_name}: pathology-matched pools")
 plt.tight_layout()
 plt.show()
@@ -247,7 +247,7 @@ print(sig3(red.pivot_table(index=["model", "k"], columns="variant", values="rela
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 4))
-plot_reductions(ax, red, paper=PAPER["dp_r1_reduction_at_10000"], simulation=simulation)
+plot_reductions(red, ax=ax, paper=PAPER["dp_r1_reduction_at_10000"], simulation=simulation)
 ax.set_title("relative Recall@1 reduction at the reference N (whole held-out split)")
 plt.tight_layout()
 plt.show()

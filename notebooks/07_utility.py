@@ -57,7 +57,7 @@ from IPython.display import Markdown, display
 from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.dp.summary import PAPER, per_label_probe, setting_label, utility_findings, utility_payload, utility_table
-from relink_lib.plots.dp import plot_utility
+from relink_lib.plots.dp import plot_utility_by_variant
 from relink_lib.display import provenance_banner
 from relink_lib.results import write_results
 
@@ -86,9 +86,10 @@ print(table.drop(columns=["rung"]).round(3).to_string(index=False))
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-plot_utility(axes[0], table, "probe_macro_auroc", "linear-probe macro AUROC", simulation=simulation)
-plot_utility(axes[1], table, "zero_shot_macro_auroc", "zero-shot macro AUROC", simulation=simulation)
-plot_utility(axes[2], table, "retrieval_precision@10", "label-level retrieval precision@10", simulation=simulation)
+plot_utility_by_variant(table, "probe_macro_auroc", "linear-probe macro AUROC", ax=axes[0], simulation=simulation)
+plot_utility_by_variant(table, "zero_shot_macro_auroc", "zero-shot macro AUROC", ax=axes[1], simulation=simulation)
+plot_utility_by_variant(table, "retrieval_precision@10", "label-level retrieval precision@10", ax=axes[2],
+                        simulation=simulation)
 for ax in axes:
     ax.set_ylim(0, 1)
 plt.tight_layout()

@@ -67,7 +67,7 @@ display(Markdown(f"Profile `{params['profile']}`, external cohort `{cohort_label
 m = ms[-1]
 recall, util = results[m.rung_name]
 fig, ax = plt.subplots(figsize=(7, 4))
-plot_recall_variants(ax, recall, k=1, pool="random", simulation=simulation)
+plot_recall_variants(recall, k=1, ax=ax, pool="random", simulation=simulation)
 ax.set_title(f"{m.rung_name} heads on the external cohort")
 plt.tight_layout()
 plt.show()

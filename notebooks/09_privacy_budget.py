@@ -55,7 +55,7 @@ from IPython.display import Markdown, display
 
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.plots.common import set_style
-from relink_lib.plots.risk import eps_tick_label, plot_relinkage, plot_risks, plot_tradeoff_curves, plot_utility
+from relink_lib.plots.risk import eps_tick_label, plot_budget_utility, plot_relinkage, plot_risks, plot_tradeoff_curves
 from relink_lib.risk.stage import THREAT_MODELS, run_budget_sweep, write_budget_results
 from relink_lib.risk.summary import budget_findings, budget_pool, budget_view
 from relink_lib.risk.sweep import door_position
@@ -170,7 +170,7 @@ plot_relinkage(table, pool_size=pool, k=1, ax=ax, simulation=simulation)
 ax.set_title(f"Re-linkage (held-out pairs, N = {pool})")
 plt.show()
 fig, ax = plt.subplots(figsize=(7.2, 4.0))
-plot_utility(table, ax=ax, simulation=simulation)
+plot_budget_utility(table, ax=ax, simulation=simulation)
 ax.set_title("Utility")
 plt.show()
 

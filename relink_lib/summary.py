@@ -382,6 +382,9 @@ CALIBRATED_KNOBS: tuple[tuple[str, str, str], ...] = (
      f"{PAPER.r1_lift_n100:g}x (N = 100) and {PAPER.r1_lift_n10000:g}x (N = 10,000) chance"),
     ("ladder.epochs_scale", "training steps of the embedded model ladder (x each rung's epochs)",
      "the same target: the top rung near the paper's lifts, and Recall@1 rising with the rung"),
+    ("cohort.image_noise, ladder.overrides", "image noise of the renderer and per-rung schedules",
+     "1 and none on default; on the smaller ci profile halved noise and a longer top rung, set so that ci still shows "
+     "the effect its regression checks guard (top rung at 5x chance or more at N = 100, rungs rising; docs/models.md)"),
     ("cohort.n_pairs, cohort.split_fractions", "cohort and split sizes",
      "a held-out split larger than 10,000 pairs on the default profile, so the audit reaches N = 10,000 as the paper's does"),
     ("dp.target_epsilon, dp.delta", "the DP budget", f"copied from the paper's protocol (eps = {PAPER.dp_epsilon:g}, delta = {PAPER.dp_delta:g})"),

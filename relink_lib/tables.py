@@ -102,32 +102,29 @@ def fmt_count(value: Any) -> str:
     return f"{int(round(v)):,}"
 
 
+def _numeric(render: Callable[[float], str]) -> Formatter:
+    """A formatter that prints missing values as :data:`MISSING`, non-numbers as ``str`` and numbers with ``render``."""
+    def fmt(value: Any) -> str:
+        if _missing(value):
+            return MISSING
+        v = _number(value)
+        return str(value) if v is None else render(v)
+    return fmt
+
+
 def fmt_percent(value: Any, decimals: int = 1) -> str:
     """A fraction as a percentage: 0.618 -> ``61.8%``."""
-    if _missing(value):
-        return MISSING
-    v = _number(value)
-    if v is None:
-        return str(value)
-    return f"{100 * v:.{decimals}f}%"
+    return _numeric(lambda v: f"{100 * v:.{decimals}f}%")(value)
 
 
 def fmt_signed_percent(value: Any, decimals: int = 1) -> str:
     """A fraction as a signed percentage (for reductions and changes): 0.618 -> ``+61.8%``, -2 -> ``-200.0%``."""
-    if _missing(value):
-        return MISSING
-    v = _number(value)
-    if v is None:
-        return str(value)
-    return f"{100 * v:+.{decimals}f}%"
+    return _numeric(lambda v: f"{100 * v:+.{decimals}f}%")(value)
 
 
 def fmt_lift(value: Any) -> str:
     """A multiple of chance with 3 significant figures: 17.43 -> ``17.4x``."""
-    if _missing(value):
-        return MISSING
-    v = _number(value)
-    return str(value) if v is None else f"{fmt_sig(v)}x"
+    return _numeric(lambda v: f"{fmt_sig(v)}x")(value)
 
 
 def _fmt_text(value: Any) -> str:

@@ -43,14 +43,14 @@ def tables():
 def test_recall_and_lift_figures(tables):
     table, _, _ = tables
     fig, ax = plt.subplots()
-    plot_recall_vs_pool(ax, table, 1)
+    plot_recall_vs_pool(table, 1, ax=ax)
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert "Recall@1" in ax.get_ylabel() and "pool size" in ax.get_xlabel()
     labels = [line.get_label() for line in ax.get_lines()]
     assert labels == ["rung0", "rung1", "chance"]
     np.testing.assert_allclose(ax.get_lines()[2].get_ydata(), [0.1, 0.02, 1 / 90])
     fig, ax = plt.subplots()
-    plot_lift_vs_pool(ax, table, 1)
+    plot_lift_vs_pool(table, 1, ax=ax)
     stars = [t.get_text() for t in ax.texts if t.get_text().startswith("paper")]
     assert stars == ["paper: 15x\n(N = 100)", "paper: 50x\n(N = 10,000)"]
     plt.close("all")
@@ -59,33 +59,33 @@ def test_recall_and_lift_figures(tables):
 def test_rank_distribution_and_side_by_side(tables):
     table, _, hists = tables
     fig, ax = plt.subplots()
-    plot_rank_distribution(ax, hists)
+    plot_rank_distribution(hists, ax=ax)
     assert ax.get_xscale() == "log" and ax.get_ylabel().startswith("share")
     assert ax.get_lines()[0].get_ydata()[-1] == pytest.approx(1.0)
     fig, axes = plt.subplots(1, 2)
-    plot_random_vs_matched(axes, table, k=1)
+    plot_random_vs_matched(table, k=1, axes=axes)
     assert axes[0].get_ylim() == axes[1].get_ylim()
     assert axes[1].get_title() == "Recall@1, matched pools"
     with pytest.raises(ValueError, match="axes"):
-        plot_random_vs_matched([axes[0]], table)
+        plot_random_vs_matched(table, axes=[axes[0]])
     plt.close("all")
 
 
 def test_detail_split(tables):
     _, breakdown, _ = tables
     fig, ax = plt.subplots()
-    plot_detail_split(ax, breakdown, model="rung1", pool_size=10, k=1, metric="recall")
+    plot_detail_split(breakdown, ax=ax, model="rung1", pool_size=10, k=1, metric="recall")
     assert len(ax.patches) == 4  # {random, matched} x {mentioned, not} for one detail
     assert ax.get_ylabel() == "Recall@1 at N = 10"
     want = breakdown[(breakdown.model == "rung1") & (breakdown.pool_size == 10) & (breakdown.k == 1)]
     heights = sorted(p.get_height() for p in ax.patches)
     np.testing.assert_allclose(heights, sorted(want.recall))
     fig, ax = plt.subplots()
-    plot_detail_split(ax, breakdown, model="rung1", pool_size=10, k=1)
+    plot_detail_split(breakdown, ax=ax, model="rung1", pool_size=10, k=1)
     np.testing.assert_allclose(sorted(p.get_height() for p in ax.patches), sorted(want.lift))
     assert ax.get_ylabel().startswith("lift")
     with pytest.raises(ValueError, match="no rows"):
-        plot_detail_split(ax, breakdown, model="rung1", pool_size=11, k=1)
+        plot_detail_split(breakdown, ax=ax, model="rung1", pool_size=11, k=1)
     plt.close("all")
 
 
@@ -96,7 +96,7 @@ def test_zero_ci_does_not_stretch_the_log_axis_and_tie_bounds_are_drawn(tables):
     sel = (t.pool == "random") & (t.k == 1) & (t.pool_size == 10) & (t.model == "rung0")
     t.loc[sel, "recall_ties_against"] = t.loc[sel, "recall"] / 2
     fig, ax = plt.subplots()
-    plot_recall_vs_pool(ax, t, 1)
+    plot_recall_vs_pool(t, 1, ax=ax)
     lo, hi = ax.get_ylim()
     assert lo > 1e-3 and hi <= 1.5
     assert len(ax.collections) == 3  # two CI bands and one tie-bound bar
@@ -110,17 +110,17 @@ def test_seen_unseen_and_risk_figures(tables):
     table, _, _ = tables
     both = pd.concat([table.assign(split="test"), table.assign(split="train", recall=table.recall * 1.5)])
     fig, ax = plt.subplots()
-    plot_seen_unseen(ax, both, 1)
+    plot_seen_unseen(both, 1, ax=ax)
     assert [line.get_label() for line in ax.get_lines()][:2] == ["rung0, held-out (unseen)", "rung0, trained-on (seen)"]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     with pytest.raises(ValueError, match="split='train'"):
-        plot_seen_unseen(ax, table.assign(split="test"), 1)
+        plot_seen_unseen(table.assign(split="test"), 1, ax=ax)
     eff = pd.DataFrame({"feature": list(FEATURES), "label": [PROPERTY_LABELS[f] for f in FEATURES],
                         "effect": [0.1, -0.02, np.nan, 0.0, 0.01, 0.005, -0.03],
                         "ci_low": [0.05, -0.05, np.nan, -0.01, 0.0, -0.001, -0.06],
                         "ci_high": [0.15, 0.01, np.nan, 0.01, 0.02, 0.01, -0.01], "model": "m", "rung": 0})
     fig, ax = plt.subplots()
-    plot_risk_factors(ax, eff)
+    plot_risk_factors(eff, ax=ax)
     assert [t.get_text() for t in ax.get_yticklabels()][0] == "names a device"
     assert len(ax.get_yticks()) == 6  # the unestimated property is left out
     plt.close("all")
@@ -132,10 +132,10 @@ def test_zero_recall_is_marked_on_the_lower_edge(tables):
     sel = (t.pool == "random") & (t.k == 1) & (t.pool_size == 90) & (t.model == "rung0")
     t.loc[sel, ["recall", "lift"]] = 0.0
     fig, ax = plt.subplots()
-    plot_recall_vs_pool(ax, t, 1)
+    plot_recall_vs_pool(t, 1, ax=ax)
     marks = [line for line in ax.get_lines() if line.get_marker() == "v"]
     assert len(marks) == 1 and marks[0].get_ydata()[0] == pytest.approx(ax.get_ylim()[0])
     fig, ax = plt.subplots()
-    plot_lift_vs_pool(ax, t, 1)
+    plot_lift_vs_pool(t, 1, ax=ax)
     assert sum(line.get_marker() == "v" for line in ax.get_lines()) == 1
     plt.close("all")

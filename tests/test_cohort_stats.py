@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 from relink_lib.cohorts import Cohort  # noqa: E402
 from relink_lib.cohorts.stats import cooccurrence, label_prevalence, split_sizes, studies_per_patient  # noqa: E402
 from relink_lib.labels import CHEXPERT_LABELS  # noqa: E402
-from relink_lib.plots.cohort import cooccurrence_heatmap, prevalence_vs_reference, studies_per_patient_bars  # noqa: E402
+from relink_lib.plots.cohort import plot_cooccurrence, plot_prevalence_vs_reference, plot_studies_per_patient  # noqa: E402
 
 
 def _cohort() -> Cohort:
@@ -42,9 +42,9 @@ def test_known_answers() -> None:
 
 def test_figures_have_labelled_axes() -> None:
     c = _cohort()
-    fig = prevalence_vs_reference({"known": label_prevalence(c)}, {"ref": {l: (0.1, 0.0) for l in CHEXPERT_LABELS}})
-    assert "%" in fig.axes[0].get_xlabel()
-    fig = cooccurrence_heatmap(cooccurrence(c))
-    assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel()
-    fig = studies_per_patient_bars({"known": studies_per_patient(c)})
-    assert fig.axes[0].get_xlabel() == "studies per patient"
+    ax = plot_prevalence_vs_reference({"known": label_prevalence(c)}, {"ref": {l: (0.1, 0.0) for l in CHEXPERT_LABELS}})
+    assert "%" in ax.get_xlabel()
+    ax = plot_cooccurrence(cooccurrence(c))
+    assert ax.get_xlabel() and ax.get_ylabel()
+    ax = plot_studies_per_patient({"known": studies_per_patient(c)})
+    assert ax.get_xlabel() == "studies per patient"

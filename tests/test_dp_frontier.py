@@ -271,14 +271,14 @@ def test_frontier_figures_draw_every_point_and_control():
     fr["output_perturbation_curve"] = [{"scale": 0.1, "drift": 0.1, "r1_reduction": 0.05}, {"scale": 1.0, "drift": 1.0,
                                                                                           "r1_reduction": 0.5}]
     fig, axes = plt.subplots(1, 3)
-    plot_frontier(axes[0], fr)
+    plot_frontier(fr, ax=axes[0])
     offsets = np.concatenate([c.get_offsets() for c in axes[0].collections if len(c.get_offsets())])
     # 4 grid points + 3 controls + the selected ring; cuts in percent
     assert len(offsets) == 8 and sorted(offsets[:, 1])[-1] == pytest.approx(90.0)
-    plot_cut_vs_drift(axes[1], fr)
+    plot_cut_vs_drift(fr, ax=axes[1])
     line = [ln for ln in axes[1].get_lines() if ln.get_label() == "output perturbation (scale sweep)"][0]
     assert list(line.get_ydata()) == [5.0, 50.0]
-    plot_scaling(axes[2], fr)
+    plot_scaling(fr, ax=axes[2])
     xs = [ln.get_xdata() for ln in axes[2].get_lines() if len(ln.get_xdata()) == 2][0]
     assert list(xs) == [8000, 50_000]  # the own size, then the scaling point
     plt.close(fig)

@@ -125,7 +125,9 @@ def test_calibration_box_reads_the_profile():
     assert "<code>cohort.report_detail</code> = 1.0" in box and "<code>ladder.epochs_scale</code> = 1.0" in box
     assert "20,000; 0.4, 0.05, 0.55" in box and "eps = 0.34" in box
     assert box.count("<li>") == len(CALIBRATED_KNOBS)
-    assert "<code>ladder.epochs_scale</code> = 1.25" in calibration_box(get_profile("ci"))
+    ci = get_profile("ci")
+    assert f"<code>ladder.epochs_scale</code> = {ci['ladder']['epochs_scale']}" in calibration_box(ci)
+    assert f"<code>cohort.image_noise, ladder.overrides</code> = {ci['cohort']['image_noise']};" in calibration_box(ci)
 
 
 def test_summary_display_puts_units_and_intervals_in_one_cell():

@@ -28,13 +28,19 @@ def _exists_csv(root: Path, name: str) -> bool:
     return (root / name).exists() or (root / f"{name}.gz").exists()
 
 
+def _root_problem(root: str | Path | None, variable: str, expected: str) -> list[str]:
+    """The problem with a dataset root given by ``variable`` (unset or not a directory), or none."""
+    if not root:
+        return [f"{variable} is not set: expected {expected}"]
+    return [] if Path(root).is_dir() else [f"{root}: {variable} is not a directory"]
+
+
 def check_mimic_root(root: str | Path | None) -> list[str]:
     """Problems with a MIMIC-CXR-JPG 2.0.0 root (empty list when it looks right)."""
-    if not root:
-        return ["MIMIC_CXR_ROOT is not set: expected the MIMIC-CXR-JPG 2.0.0 folder (with files/ and the 2.0.0 CSVs)"]
+    problem = _root_problem(root, "MIMIC_CXR_ROOT", "the MIMIC-CXR-JPG 2.0.0 folder (with files/ and the 2.0.0 CSVs)")
+    if problem:
+        return problem
     root = Path(root)
-    if not root.is_dir():
-        return [f"{root}: MIMIC_CXR_ROOT is not a directory"]
     problems = [f"{root / name}: missing (MIMIC-CXR-JPG 2.0.0 file, .csv or .csv.gz)" for name in MIMIC_FILES if not _exists_csv(root, name)]
     problems += [f"{root / d}: missing folder (images files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg, reports mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt)"
                  for d in MIMIC_DIRS if not (root / d).is_dir()]
@@ -83,11 +89,10 @@ def check_chexpert_plus_images_resolve(root: Path, n_rows: int = 200) -> list[st
 
 def check_chexpert_plus_root(root: str | Path | None) -> list[str]:
     """Problems with a CheXpert Plus root (empty list when it looks right)."""
-    if not root:
-        return ["CHEXPERT_PLUS_ROOT is not set: expected the CheXpert Plus folder with df_chexpert_plus_240401.csv"]
+    problem = _root_problem(root, "CHEXPERT_PLUS_ROOT", f"the CheXpert Plus folder with {CSV_NAME}")
+    if problem:
+        return problem
     root = Path(root)
-    if not root.is_dir():
-        return [f"{root}: CHEXPERT_PLUS_ROOT is not a directory"]
     problems = [f"{root / name}: missing (CheXpert Plus file)" for name in CHEXPERT_PLUS_FILES + CHEXPERT_PLUS_LABEL_FILES
                 if not (root / name).exists()]
     if (root / CHEXPERT_PLUS_FILES[0]).exists():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -47,14 +48,15 @@ def _full_size(rows: pd.DataFrame) -> int | None:
     return int(full["pool_size"].max()) if len(full) else None
 
 
-def plot_recall_vs_pool(ax: Axes, table: pd.DataFrame, k: int, *, pool: str = "random", split: str = "test",
-                        simulation: bool = True) -> None:
+def plot_recall_vs_pool(table: pd.DataFrame, k: int, ax: Axes | None = None, *, pool: str = "random", split: str = "test",
+                        simulation: bool = True) -> Axes:
     """Recall@K against N (log-log), one line per rung with its 95% CI band, and the chance line.
 
     The y range fits the recalls and chance (a CI reaching zero is drawn clipped at the lower
     limit instead of stretching the log axis); where the tie bounds differ from the fair
     recall, a vertical bar spans them (ties against to ties for).
     """
+    ax = plt.subplots()[1] if ax is None else ax
     colors = rung_colors(_ordered_models(table))
     sizes: set[int] = set()
     full = None
@@ -89,11 +91,13 @@ def plot_recall_vs_pool(ax: Axes, table: pd.DataFrame, k: int, *, pool: str = "r
     ax.set_title(f"Recall@{k}, {pool} pools")
     if simulation:
         label_simulation(ax)
+    return ax
 
 
-def plot_lift_vs_pool(ax: Axes, table: pd.DataFrame, k: int = 1, *, pool: str = "random", paper: bool = True,
-                      simulation: bool = True) -> None:
+def plot_lift_vs_pool(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *, pool: str = "random", paper: bool = True,
+                      simulation: bool = True) -> Axes:
     """Lift over chance against N for every rung, with the paper's R@1 headline as labelled marks (K = 1)."""
+    ax = plt.subplots()[1] if ax is None else ax
     colors = rung_colors(_ordered_models(table))
     sizes: set[int] = set()
     full = None
@@ -128,14 +132,16 @@ def plot_lift_vs_pool(ax: Axes, table: pd.DataFrame, k: int = 1, *, pool: str = 
     ax.set_title(f"Lift over chance, K = {k}, {pool} pools")
     if simulation:
         label_simulation(ax)
+    return ax
 
 
-def plot_rank_distribution(ax: Axes, histograms: Mapping[str, Mapping[str, list]], *, simulation: bool = True) -> None:
+def plot_rank_distribution(histograms: Mapping[str, Mapping[str, list]], ax: Axes | None = None, *, simulation: bool = True) -> Axes:
     """Cumulative share of queries whose true report ranks within r, against r (log), one line per model.
 
     ``histograms``: model -> ``{"edges": [...], "counts": [...]}`` (from :func:`~relink_lib.audit.stage.rank_histogram`),
     in rung order.
     """
+    ax = plt.subplots()[1] if ax is None else ax
     colors = rung_colors(list(histograms))
     for model, h in histograms.items():
         edges = np.asarray(h["edges"], dtype=float)
@@ -153,29 +159,33 @@ def plot_rank_distribution(ax: Axes, histograms: Mapping[str, Mapping[str, list]
     ax.set_title("Where the true report lands")
     if simulation:
         label_simulation(ax)
+    return ax
 
 
-def plot_random_vs_matched(axes: Sequence[Axes], table: pd.DataFrame, k: int = 1, *, matched: str = "matched",
-                           simulation: bool = True) -> None:
-    """Two panels with a shared y axis: Recall@K against N for random and pathology-matched pools."""
+def plot_random_vs_matched(table: pd.DataFrame, k: int = 1, axes: Sequence[Axes] | None = None, *, matched: str = "matched",
+                           simulation: bool = True) -> Sequence[Axes]:
+    """Two panels with a shared y axis: Recall@K against N for random and pathology-matched pools (``axes``: two)."""
+    axes = plt.subplots(1, 2, figsize=(10, 3.8))[1] if axes is None else axes
     if len(axes) != 2:
         raise ValueError(f"axes: expected 2 axes (random, matched), got {len(axes)}")
     for ax, pool in zip(axes, ("random", matched)):
-        plot_recall_vs_pool(ax, table, k, pool=pool, simulation=simulation)
+        plot_recall_vs_pool(table, k, ax=ax, pool=pool, simulation=simulation)
     lo = min(ax.get_ylim()[0] for ax in axes)
     hi = max(ax.get_ylim()[1] for ax in axes)
     for ax in axes:
         ax.set_ylim(lo, hi)
+    return axes
 
 
-def plot_detail_split(ax: Axes, breakdown: pd.DataFrame, *, model: str, pool_size: int, k: int = 1,
-                      metric: str = "lift", simulation: bool = True) -> None:
+def plot_detail_split(breakdown: pd.DataFrame, ax: Axes | None = None, *, model: str, pool_size: int, k: int = 1,
+                      metric: str = "lift", simulation: bool = True) -> Axes:
     """Recall@K (``metric="recall"``) or its lift over each subset's own chance (``"lift"``, the default)
     by instance detail mentioned / not mentioned, random and matched pools, with 95% CIs.
 
     Lift is the fair comparison for matched pools: subsets can differ in matched-pool size and so
     in chance.
     """
+    ax = plt.subplots()[1] if ax is None else ax
     if metric not in ("recall", "lift"):
         raise ValueError(f"metric={metric!r}: expected 'recall' or 'lift'")
     lo_col, hi_col = ("ci_low", "ci_high") if metric == "recall" else ("lift_ci_low", "lift_ci_high")
@@ -212,14 +222,16 @@ def plot_detail_split(ax: Axes, breakdown: pd.DataFrame, *, model: str, pool_siz
     ax.set_title(f"{model}: what carries the signal")
     if simulation:
         label_simulation(ax)
+    return ax
 
 
-def plot_seen_unseen(ax: Axes, table: pd.DataFrame, k: int = 1, *, simulation: bool = True) -> None:
+def plot_seen_unseen(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *, simulation: bool = True) -> Axes:
     """Recall@K against N for the held-out split (solid) and the same-size training sample (dashed), per rung.
 
     ``table``: the stage table with a ``split`` column (``train`` / ``test``); random pools.
     CI bands are clipped at the lower limit of the log axis.
     """
+    ax = plt.subplots()[1] if ax is None else ax
     if "split" not in table.columns or not (table["split"] == "train").any():
         raise ValueError("table: no rows with split='train' (was the training sample audited?)")
     colors = rung_colors(_ordered_models(table))
@@ -249,14 +261,16 @@ def plot_seen_unseen(ax: Axes, table: pd.DataFrame, k: int = 1, *, simulation: b
     ax.set_title(f"Seen vs unseen pairs, Recall@{k}, random pools")
     if simulation:
         label_simulation(ax)
+    return ax
 
 
-def plot_risk_factors(ax: Axes, effects: pd.DataFrame, *, model: str | None = None, simulation: bool = True) -> None:
+def plot_risk_factors(effects: pd.DataFrame, ax: Axes | None = None, *, model: str | None = None, simulation: bool = True) -> Axes:
     """Forest plot: effect of each report property on a query's expected Recall@1, with its 95% CI.
 
     ``effects``: rows of :func:`relink_lib.audit.risk_factors.fit_risk_factors` with ``model``
     (``None`` = the most specialised rung); properties that could not be estimated are left out.
     """
+    ax = plt.subplots()[1] if ax is None else ax
     rows = effects
     if "rung" in rows.columns:
         model = model or rows.loc[rows["rung"] == rows["rung"].max(), "model"].iloc[0]
@@ -277,3 +291,4 @@ def plot_risk_factors(ax: Axes, effects: pd.DataFrame, *, model: str | None = No
     ax.set_title(f"{model}: what makes a study re-linkable" if model else "What makes a study re-linkable")
     if simulation:
         label_simulation(ax)
+    return ax

@@ -6,21 +6,22 @@ from typing import Mapping
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
+from matplotlib.axes import Axes
 
 from ..labels import CHEXPERT_LABELS
 from .common import label_simulation
 
 
-def prevalence_vs_reference(prevalence: Mapping[str, pd.DataFrame], reference: Mapping[str, Mapping[str, tuple[float, float]]],
-                            simulation: bool = True) -> Figure:
+def plot_prevalence_vs_reference(prevalence: Mapping[str, pd.DataFrame],
+                                 reference: Mapping[str, Mapping[str, tuple[float, float]]], ax: Axes | None = None,
+                                 simulation: bool = True) -> Axes:
     """Horizontal bars of positive-label prevalence per cohort, with published reference values as markers.
 
     ``prevalence``: name -> ``label_prevalence`` frame; ``reference``: name -> {label: (positive, uncertain)}.
     """
     labels = list(CHEXPERT_LABELS)
     y = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(6.8, 6.0))
+    fig, ax = plt.subplots(figsize=(6.8, 6.0)) if ax is None else (ax.figure, ax)
     h = 0.8 / max(len(prevalence), 1)
     markers = ["D", "o", "s", "^"]
     for k, (name, frame) in enumerate(prevalence.items()):
@@ -36,12 +37,12 @@ def prevalence_vs_reference(prevalence: Mapping[str, pd.DataFrame], reference: M
     if simulation:
         label_simulation(ax)
     fig.tight_layout()
-    return fig
+    return ax
 
 
-def cooccurrence_heatmap(cond: pd.DataFrame, title: str = "", simulation: bool = True) -> Figure:
+def plot_cooccurrence(cond: pd.DataFrame, ax: Axes | None = None, title: str = "", simulation: bool = True) -> Axes:
     """Heatmap of ``P(column positive | row positive)`` (from ``relink_lib.cohorts.stats.cooccurrence``)."""
-    fig, ax = plt.subplots(figsize=(6.6, 5.6))
+    fig, ax = plt.subplots(figsize=(6.6, 5.6)) if ax is None else (ax.figure, ax)
     im = ax.imshow(cond.to_numpy() * 100, cmap="viridis", vmin=0, vmax=100)
     ax.set_xticks(range(len(cond.columns)))
     ax.set_xticklabels(cond.columns, rotation=60, ha="right", fontsize=7)
@@ -56,12 +57,12 @@ def cooccurrence_heatmap(cond: pd.DataFrame, title: str = "", simulation: bool =
     if simulation:
         label_simulation(ax)
     fig.tight_layout()
-    return fig
+    return ax
 
 
-def studies_per_patient_bars(counts: Mapping[str, pd.Series], simulation: bool = True) -> Figure:
+def plot_studies_per_patient(counts: Mapping[str, pd.Series], ax: Axes | None = None, simulation: bool = True) -> Axes:
     """Share of patients by number of studies, one bar group per cohort."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    fig, ax = plt.subplots(figsize=(5.6, 3.4)) if ax is None else (ax.figure, ax)
     w = 0.8 / max(len(counts), 1)
     for k, (name, series) in enumerate(counts.items()):
         share = series / series.sum() * 100
@@ -72,4 +73,4 @@ def studies_per_patient_bars(counts: Mapping[str, pd.Series], simulation: bool =
     if simulation:
         label_simulation(ax)
     fig.tight_layout()
-    return fig
+    return ax

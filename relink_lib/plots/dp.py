@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -18,29 +19,21 @@ VARIANT_STYLE = {
 }
 
 
-def plot_training_curves(ax: Axes, histories: dict[str, pd.DataFrame], *, simulation: bool = True) -> None:
-    """Public evaluation loss (in-batch InfoNCE on the public split) against the step, one line per run."""
-    for i, (name, h) in enumerate(histories.items()):
-        ax.plot(h["step"], h["public_eval_loss"], marker="o", ms=3, label=name, color=f"C{i}")
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("public evaluation loss (InfoNCE, nats)")
-    ax.legend(fontsize=8)
-    if simulation:
-        label_simulation(ax)
-
-
-def plot_epsilon_spent(ax: Axes, history: pd.DataFrame, target: float) -> None:
+def plot_epsilon_spent(history: pd.DataFrame, target: float, ax: Axes | None = None) -> Axes:
     """Epsilon spent (RDP accountant) against the step, with the target."""
+    ax = plt.subplots()[1] if ax is None else ax
     ax.plot(history["step"], history["epsilon_spent"], "o-", ms=3, color="tab:blue")
     ax.axhline(target, ls="--", color="0.4", lw=1, label=f"target eps = {target:g}")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("epsilon spent")
     ax.legend(fontsize=8)
+    return ax
 
 
-def plot_recall_variants(ax: Axes, recall: pd.DataFrame, k: int = 1, *, pool: str = "random",
-                         variants: Sequence[str] = tuple(VARIANT_STYLE), simulation: bool = True) -> None:
+def plot_recall_variants(recall: pd.DataFrame, k: int = 1, ax: Axes | None = None, *, pool: str = "random",
+                         variants: Sequence[str] = tuple(VARIANT_STYLE), simulation: bool = True) -> Axes:
     """Recall@K against N (log-log) per variant with 95% CI bars, and chance."""
+    ax = plt.subplots()[1] if ax is None else ax
     rows = recall[(recall["pool"] == pool) & (recall["k"] == k)]
     sizes = sorted(rows["pool_size"].astype(int).unique())
     for v in variants:
@@ -62,10 +55,13 @@ def plot_recall_variants(ax: Axes, recall: pd.DataFrame, k: int = 1, *, pool: st
     ax.legend(fontsize=7)
     if simulation:
         label_simulation(ax)
+    return ax
 
 
-def plot_reductions(ax: Axes, reductions: pd.DataFrame, *, paper: float | None = 0.618, simulation: bool = True) -> None:
+def plot_reductions(reductions: pd.DataFrame, ax: Axes | None = None, *, paper: float | None = 0.618,
+                    simulation: bool = True) -> Axes:
     """Relative Recall@1 reduction at the reference N per rung (groups) and variant (bars)."""
+    ax = plt.subplots()[1] if ax is None else ax
     red = reductions[reductions["k"] == 1]
     models = list(dict.fromkeys(red["model"]))
     variants = [v for v in VARIANT_STYLE if v in set(red["variant"])]
@@ -84,10 +80,13 @@ def plot_reductions(ax: Axes, reductions: pd.DataFrame, *, paper: float | None =
     ax.legend(fontsize=7)
     if simulation:
         label_simulation(ax)
+    return ax
 
 
-def plot_utility(ax: Axes, table: pd.DataFrame, metric: str, ylabel: str, *, simulation: bool = True) -> None:
+def plot_utility_by_variant(table: pd.DataFrame, metric: str, ylabel: str, ax: Axes | None = None, *,
+                            simulation: bool = True) -> Axes:
     """One utility metric per rung (groups) and variant (bars)."""
+    ax = plt.subplots()[1] if ax is None else ax
     models = list(dict.fromkeys(table["model"]))
     variants = [v for v in VARIANT_STYLE if v in set(table["variant"])]
     width = 0.8 / max(len(variants), 1)
@@ -102,6 +101,7 @@ def plot_utility(ax: Axes, table: pd.DataFrame, metric: str, ylabel: str, *, sim
     ax.legend(fontsize=7)
     if simulation:
         label_simulation(ax)
+    return ax
 
 
 # ---------------------------------------------------------------------------------------- frontier (chapter 6)
@@ -123,8 +123,9 @@ def _mark_reference(ax: Axes, fr: dict, x: str, y: str, scale: float = 1.0) -> N
                label="selected" if fr["reference_is_selected"] else "reference (no point meets the rule)")
 
 
-def plot_cut_vs_drift(ax: Axes, fr: dict, *, simulation: bool = True) -> None:
+def plot_cut_vs_drift(fr: dict, ax: Axes | None = None, *, simulation: bool = True) -> Axes:
     """Relative R@1 cut (report half, %) against head drift ||W - W0|| / ||W0|| (log x): DP points and output perturbation."""
+    ax = plt.subplots()[1] if ax is None else ax
     for (init, opt), st in FRONTIER_STYLE.items():
         pts = [p for p in _grid_points(fr) if p["init"] == init and p["optimizer"] == opt]
         if pts:
@@ -142,10 +143,12 @@ def plot_cut_vs_drift(ax: Axes, fr: dict, *, simulation: bool = True) -> None:
     ax.legend(fontsize=7)
     if simulation:
         label_simulation(ax)
+    return ax
 
 
-def plot_frontier(ax: Axes, fr: dict, *, paper: float | None = 0.618, simulation: bool = True) -> None:
+def plot_frontier(fr: dict, ax: Axes | None = None, *, paper: float | None = 0.618, simulation: bool = True) -> Axes:
     """The frontier: R@1 cut (%) against zero-shot macro AUROC drop (points), both on the report half, by init and optimizer."""
+    ax = plt.subplots()[1] if ax is None else ax
     for (init, opt), st in FRONTIER_STYLE.items():
         pts = [p for p in _grid_points(fr) if p["init"] == init and p["optimizer"] == opt]
         if pts:
@@ -171,10 +174,12 @@ def plot_frontier(ax: Axes, fr: dict, *, paper: float | None = 0.618, simulation
     ax.legend(fontsize=6, loc="best")
     if simulation:
         label_simulation(ax)
+    return ax
 
 
-def plot_scaling(ax: Axes, fr: dict, *, paper: float | None = 0.618, simulation: bool = True) -> None:
+def plot_scaling(fr: dict, ax: Axes | None = None, *, paper: float | None = 0.618, simulation: bool = True) -> Axes:
     """R@1 cut (%, report half, mean +- seed SD) against the private-set size (log x) at the selected setting."""
+    ax = plt.subplots()[1] if ax is None else ax
     ref = fr["frontier"][fr["reference"]]
     pts = [ref] + sorted((p for p in fr["frontier"] if p["study"] == "scaling"), key=lambda p: p["n_private"])
     ax.errorbar([p["n_private"] for p in pts], [100 * p["r1_reduction"] for p in pts],
@@ -192,3 +197,4 @@ def plot_scaling(ax: Axes, fr: dict, *, paper: float | None = 0.618, simulation:
     ax.legend(fontsize=7)
     if simulation:
         label_simulation(ax)
+    return ax

@@ -6,18 +6,19 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
+from matplotlib.axes import Axes
 
 from .common import label_simulation, set_style
 
 
-def plot_training_curves(histories: Mapping[str, pd.DataFrame], *, smooth: int = 5, simulation: bool = True) -> Figure:
+def plot_ladder_training(histories: Mapping[str, pd.DataFrame], ax: Axes | None = None, *, smooth: int = 5,
+                         simulation: bool = True) -> Axes:
     """Training loss (moving average over ``smooth`` steps) and per-epoch validation loss per rung.
 
     histories: rung name -> history DataFrame (``step, epoch, loss, val_loss``). x axis: epochs.
     """
     set_style()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8)) if ax is None else (ax.figure, ax)
     for i, (name, hist) in enumerate(histories.items()):
         if hist is None or hist.empty:
             continue
@@ -33,10 +34,11 @@ def plot_training_curves(histories: Mapping[str, pd.DataFrame], *, smooth: int =
     if simulation:
         label_simulation(ax)
     fig.tight_layout()
-    return fig
+    return ax
 
 
-def plot_zero_shot(table: pd.DataFrame, *, rung_order: Sequence[str] | None = None, simulation: bool = True) -> Figure:
+def plot_zero_shot(table: pd.DataFrame, ax: Axes | None = None, *, rung_order: Sequence[str] | None = None,
+                   simulation: bool = True) -> Axes:
     """Zero-shot AUROC per label (rows) and rung (columns) as a heat map, macro AUROC last.
 
     table: long format with columns ``rung, label, auroc``.
@@ -47,7 +49,7 @@ def plot_zero_shot(table: pd.DataFrame, *, rung_order: Sequence[str] | None = No
         wide = wide[[r for r in rung_order if r in wide.columns]]
     order = [lab for lab in table["label"].drop_duplicates() if lab != "macro"] + (["macro"] if "macro" in wide.index else [])
     wide = wide.loc[order]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * wide.shape[1], 0.32 * len(wide) + 1.2))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * wide.shape[1], 0.32 * len(wide) + 1.2)) if ax is None else (ax.figure, ax)
     im = ax.imshow(wide.to_numpy(dtype=float), cmap="RdBu_r", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(wide.shape[1]))
     ax.set_xticklabels(wide.columns, rotation=20, ha="right")
@@ -63,4 +65,4 @@ def plot_zero_shot(table: pd.DataFrame, *, rung_order: Sequence[str] | None = No
     if simulation:
         ax.set_title("simulation: synthetic cohort", fontsize=8, color="0.4", loc="right")
     fig.tight_layout()
-    return fig
+    return ax

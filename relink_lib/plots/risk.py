@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 
 from .common import label_simulation
 
-__all__ = ["budget_positions", "budget_axis", "eps_tick_label", "shade_high_budget", "plot_risks", "plot_relinkage", "plot_utility",
+__all__ = ["budget_positions", "budget_axis", "eps_tick_label", "shade_high_budget", "plot_risks", "plot_relinkage", "plot_budget_utility",
            "HIGH_BUDGET"]
 
 #: The "high-budget DP" range of Ziller et al. (2024).
@@ -79,6 +79,16 @@ def _legend_below(ax: Axes) -> None:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 
+def _finish_budget_axes(ax: Axes, table: pd.DataFrame, simulation: bool) -> Axes:
+    """The budget x-axis, the high-budget band, the legend below and the simulation stamp."""
+    budget_axis(ax, table)
+    shade_high_budget(ax, table)
+    _legend_below(ax)
+    if simulation:
+        label_simulation(ax)
+    return ax
+
+
 def _new(ax: Axes | None) -> Axes:
     if ax is None:
         _, ax = plt.subplots()
@@ -102,12 +112,7 @@ def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = T
     ax.set_yscale("log")
     ax.set_ylim(floor, 1.5)
     ax.set_ylabel("probability of reconstruction (log scale)")
-    budget_axis(ax, table)
-    shade_high_budget(ax, table)
-    _legend_below(ax)
-    if simulation:
-        label_simulation(ax)
-    return ax
+    return _finish_budget_axes(ax, table, simulation)
 
 
 def plot_relinkage(table: pd.DataFrame, pool_size: str, k: int = 1, ax: Axes | None = None,
@@ -129,15 +134,10 @@ def plot_relinkage(table: pd.DataFrame, pool_size: str, k: int = 1, ax: Axes | N
                 ax.axhline(chance, color=color, ls=":", lw=1, label=f"{name} = {chance:.3g}")
     ax.set_ylabel(f"Recall@{k} at N = {pool_size}")
     ax.set_ylim(bottom=0)
-    budget_axis(ax, table)
-    shade_high_budget(ax, table)
-    _legend_below(ax)
-    if simulation:
-        label_simulation(ax)
-    return ax
+    return _finish_budget_axes(ax, table, simulation)
 
 
-def plot_utility(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = True) -> Axes:
+def plot_budget_utility(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = True) -> Axes:
     """Image-side linear-probe and zero-shot (cross-modal) macro AUROC against eps."""
     ax = _new(ax)
     x = budget_positions(table)
@@ -147,12 +147,7 @@ def plot_utility(table: pd.DataFrame, ax: Axes | None = None, simulation: bool =
             ax.plot(x, table[col], style, label=f"{name} macro AUROC")
     ax.axhline(0.5, color="0.5", ls=":", lw=1, label="chance AUROC 0.5")
     ax.set_ylabel("macro AUROC over 14 labels")
-    budget_axis(ax, table)
-    shade_high_budget(ax, table)
-    _legend_below(ax)
-    if simulation:
-        label_simulation(ax)
-    return ax
+    return _finish_budget_axes(ax, table, simulation)
 
 
 def plot_tradeoff_curves(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], ax: Axes | None = None) -> Axes:
