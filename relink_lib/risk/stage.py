@@ -218,9 +218,3 @@ def write_budget_results(params: Mapping[str, Any], table: pd.DataFrame, inputs:
     return write_results(params, "privacy_budget", payload, cohort=cohort_label(inputs.cohort), model=inputs.rung.name,
                          wall_time_s=wall_time_s)
 
-
-def main(params: Mapping[str, Any], *, progress: bool = True) -> Path:
-    """Run the sweep (cached) and write the chapter's results file."""
-    t0 = time.perf_counter()
-    table, inputs = run_budget_sweep(params, progress=progress)
-    return write_budget_results(params, table, inputs, wall_time_s=time.perf_counter() - t0)
