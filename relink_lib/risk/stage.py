@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
