@@ -50,16 +50,19 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _numeric(render: Callable[[float], str]) -> Formatter:
+    """A formatter that prints missing values as :data:`MISSING`, non-numbers as ``str`` and numbers with ``render``."""
+    def fmt(value: Any) -> str:
+        if _missing(value):
+            return MISSING
+        v = _number(value)
+        return str(value) if v is None else render(v)
+    return fmt
+
+
 def fmt_sci(value: Any, digits: int = 3) -> str:
     """Scientific notation with ``digits`` significant figures: ``1.23e-05``."""
-    if _missing(value):
-        return MISSING
-    v = _number(value)
-    if v is None:
-        return str(value)
-    if v == 0:
-        return "0"
-    return f"{v:.{digits - 1}e}"
+    return _numeric(lambda v: "0" if v == 0 else f"{v:.{digits - 1}e}")(value)
 
 
 def fmt_sig(value: Any, digits: int = 3) -> str:
@@ -67,11 +70,10 @@ def fmt_sig(value: Any, digits: int = 3) -> str:
 
     0.000123 -> ``1.23e-04``; 0.0057 -> ``0.00570``; 2.456 -> ``2.46``; 12345.6 -> ``12,346``.
     """
-    if _missing(value):
-        return MISSING
-    v = _number(value)
-    if v is None:
-        return str(value)
+    return _numeric(lambda v: _sig(v, digits))(value)
+
+
+def _sig(v: float, digits: int) -> str:
     if v == 0:
         return "0"
     if not math.isfinite(v):
@@ -100,16 +102,6 @@ def fmt_count(value: Any) -> str:
     if not math.isfinite(v):
         return "inf" if v > 0 else "-inf"
     return f"{int(round(v)):,}"
-
-
-def _numeric(render: Callable[[float], str]) -> Formatter:
-    """A formatter that prints missing values as :data:`MISSING`, non-numbers as ``str`` and numbers with ``render``."""
-    def fmt(value: Any) -> str:
-        if _missing(value):
-            return MISSING
-        v = _number(value)
-        return str(value) if v is None else render(v)
-    return fmt
 
 
 def fmt_percent(value: Any, decimals: int = 1) -> str:

@@ -48,6 +48,18 @@ def _full_size(rows: pd.DataFrame) -> int | None:
     return int(full["pool_size"].max()) if len(full) else None
 
 
+def _rows_by_rung(table: pd.DataFrame, pool: str, k: int, split: str = "test"
+                  ) -> tuple[list[tuple[str, pd.DataFrame]], set[int], int | None]:
+    """Per rung (least specialised first) its rows of ``pool`` and ``k``; every pool size seen; the full-database size."""
+    lines, sizes, full = [], set(), None
+    for model in _ordered_models(table):
+        rows = _select(table[table["model"] == model], pool, k, split)
+        sizes.update(rows["pool_size"].astype(int))
+        full = _full_size(rows) or full
+        lines.append((model, rows))
+    return lines, sizes, full
+
+
 def plot_recall_vs_pool(table: pd.DataFrame, k: int, ax: Axes | None = None, *, pool: str = "random", split: str = "test",
                         simulation: bool = True) -> Axes:
     """Recall@K against N (log-log), one line per rung with its 95% CI band, and the chance line.
@@ -58,14 +70,8 @@ def plot_recall_vs_pool(table: pd.DataFrame, k: int, ax: Axes | None = None, *, 
     """
     ax = plt.subplots()[1] if ax is None else ax
     colors = rung_colors(_ordered_models(table))
-    sizes: set[int] = set()
-    full = None
-    lines = []
-    for model in _ordered_models(table):
-        rows = _select(table[table["model"] == model], pool, k, split)
-        sizes.update(rows["pool_size"].astype(int))
-        full = _full_size(rows) or full
-        lines.append((model, rows))
+    lines, sizes, full = _rows_by_rung(table, pool, k, split)
+    rows = lines[-1][1]
     grid = np.array(sorted(sizes), dtype=float)
     chance = rows.drop_duplicates("pool_size").set_index("pool_size")["chance"].reindex(grid.astype(int))
     lo, hi = log_limits([*np.concatenate([r["recall"].to_numpy() for _, r in lines]), *chance.to_numpy()])
@@ -99,13 +105,9 @@ def plot_lift_vs_pool(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *
     """Lift over chance against N for every rung, with the paper's R@1 headline as labelled marks (K = 1)."""
     ax = plt.subplots()[1] if ax is None else ax
     colors = rung_colors(_ordered_models(table))
-    sizes: set[int] = set()
-    full = None
+    lines, sizes, full = _rows_by_rung(table, pool, k)
     values = []
-    for model in _ordered_models(table):
-        rows = _select(table[table["model"] == model], pool, k)
-        sizes.update(rows["pool_size"].astype(int))
-        full = _full_size(rows) or full
+    for model, rows in lines:
         values.extend(rows["lift"].tolist())
         yerr = None
         if {"lift_ci_low", "lift_ci_high"} <= set(rows.columns):

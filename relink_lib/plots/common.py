@@ -92,3 +92,12 @@ def label_simulation(ax: Axes, text: str = SIMULATION_NOTE) -> None:
         return
     fig.text(0.995, 0.995, text, ha="right", va="top", fontsize=7, color="0.35", style="italic")
     fig._relink_simulation_note = text  # type: ignore[attr-defined]
+
+
+def finish_axes(ax: Axes, simulation: bool, legend_fontsize: float | None = None) -> Axes:
+    """The common last steps of a figure helper: a legend (when ``legend_fontsize`` is given), the simulation stamp."""
+    if legend_fontsize is not None:
+        ax.legend(fontsize=legend_fontsize)
+    if simulation:
+        label_simulation(ax)
+    return ax

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from .common import label_simulation, log_pool_axis
+from .common import finish_axes, label_simulation, log_pool_axis
 
 VARIANT_STYLE = {
     "pretrained": {"color": "0.2", "marker": "o", "label": "pretrained heads"},
@@ -52,10 +52,7 @@ def plot_recall_variants(recall: pd.DataFrame, k: int = 1, ax: Axes | None = Non
     full = int(rows[rows["full_database"].astype(bool)]["pool_size"].max()) if "full_database" in rows and rows["full_database"].astype(bool).any() else None
     log_pool_axis(ax, sizes, full)
     ax.set_ylabel(f"Recall@{k} (log scale)")
-    ax.legend(fontsize=7)
-    if simulation:
-        label_simulation(ax)
-    return ax
+    return finish_axes(ax, simulation, legend_fontsize=7)
 
 
 def plot_reductions(reductions: pd.DataFrame, ax: Axes | None = None, *, paper: float | None = 0.618,
@@ -77,10 +74,7 @@ def plot_reductions(reductions: pd.DataFrame, ax: Axes | None = None, *, paper: 
     ax.set_xticklabels(models)
     ax.set_xlabel("model (rung of the ladder)")
     ax.set_ylabel("relative Recall@1 reduction (%)")
-    ax.legend(fontsize=7)
-    if simulation:
-        label_simulation(ax)
-    return ax
+    return finish_axes(ax, simulation, legend_fontsize=7)
 
 
 def plot_utility_by_variant(table: pd.DataFrame, metric: str, ylabel: str, ax: Axes | None = None, *,
@@ -98,10 +92,7 @@ def plot_utility_by_variant(table: pd.DataFrame, metric: str, ylabel: str, ax: A
     ax.set_xticklabels(models)
     ax.set_xlabel("model (rung of the ladder)")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7)
-    if simulation:
-        label_simulation(ax)
-    return ax
+    return finish_axes(ax, simulation, legend_fontsize=7)
 
 
 # ---------------------------------------------------------------------------------------- frontier (chapter 6)
@@ -140,10 +131,7 @@ def plot_cut_vs_drift(fr: dict, ax: Axes | None = None, *, simulation: bool = Tr
     ax.set_xscale("log")
     ax.set_xlabel("head drift ||W - W_pretrained|| / ||W_pretrained|| (log scale)")
     ax.set_ylabel(f"R@1 cut at N = {fr['selection_rule']['reference_pool_size']:,}\n(%, report half, mean +- seed SD)")
-    ax.legend(fontsize=7)
-    if simulation:
-        label_simulation(ax)
-    return ax
+    return finish_axes(ax, simulation, legend_fontsize=7)
 
 
 def plot_frontier(fr: dict, ax: Axes | None = None, *, paper: float | None = 0.618, simulation: bool = True) -> Axes:
@@ -194,7 +182,4 @@ def plot_scaling(fr: dict, ax: Axes | None = None, *, paper: float | None = 0.61
     ax.set_xscale("log")
     ax.set_xlabel("private training pairs (log scale)")
     ax.set_ylabel("R@1 cut (%, report half, mean +- seed SD)")
-    ax.legend(fontsize=7)
-    if simulation:
-        label_simulation(ax)
-    return ax
+    return finish_axes(ax, simulation, legend_fontsize=7)
