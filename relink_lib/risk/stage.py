@@ -122,7 +122,8 @@ def make_evaluator(inputs: BudgetInputs, params: Mapping[str, Any]) -> Callable[
     Keys: ``recall_{random|hard}_k{K}_n{N|full}``, ``lift_{random|hard}_k{K}_n{N|full}``,
     ``zero_shot_macro_auroc`` (cross-modal utility: label prompts through the text head) and
     ``probe_macro_auroc`` (image-side linear probe: trained on the train split's embeddings,
-    tested on the test split's, disjoint patients; the protocol of :mod:`relink_lib.utility.probe`).
+    tested on the test split's, disjoint patients; the protocol of :mod:`relink_lib.utility.probe`,
+    Newton-Cholesky solver).
     """
     from ..audit import relink_audit
     from ..features import embed_features
@@ -157,7 +158,10 @@ def make_evaluator(inputs: BudgetInputs, params: Mapping[str, Any]) -> Callable[
                              prompt_features=prompt_feats)
         out["zero_shot_macro_auroc"] = _macro(zs)
         train_img, _ = embed_features(inputs.train, image_head, text_head)
-        out["probe_macro_auroc"] = _macro(linear_probe_auroc(train_img, inputs.train_labels, img, labels, C=probe_c))
+        # Newton-Cholesky converges to the optimum to machine precision, so the probe does not drift with the
+        # BLAS kernel of the CPU (L-BFGS stopped at its tolerance did: docs/stack.md)
+        out["probe_macro_auroc"] = _macro(linear_probe_auroc(train_img, inputs.train_labels, img, labels, C=probe_c,
+                                                             solver="newton-cholesky"))
         return out
 
     return evaluate
