@@ -136,6 +136,7 @@ def _executed_notebook() -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell("import x"),
         nbformat.v4.new_code_cell("print(r1)", metadata={"tags": ["nbval-check-output", "remove-cell"]}),
         nbformat.v4.new_code_cell("make book", metadata={"tags": ["show-code"]}),
+        nbformat.v4.new_code_cell("print(r5)", metadata={"tags": ["nbval-check-output"]}),
     ]
     cells[3].outputs = [nbformat.v4.new_output("stream", name="stderr", text="100%|###| /home/me/cache\n"),
                         nbformat.v4.new_output("stream", name="stdout", text="kept\n"),
@@ -158,6 +159,7 @@ def test_render_rules_hide_code_keep_one_parameters_cell_and_drop_stderr():
     assert "hide-input" in tags[3]
     assert tags[4] == ["nbval-check-output", "remove-cell"]  # the author's remove-cell is left to jupyter-book
     assert tags[5] == ["show-code"]  # code that is the lesson stays visible
+    assert tags[6] == ["nbval-check-output", "hide-cell"]  # a check's print without an HTML twin: collapsed whole
     kept = nb.cells[3].outputs
     assert [o.get("name") for o in kept] == ["stdout", None, None]  # stderr and bare plot reprs dropped
     assert "image/png" in kept[1]["data"] and kept[2]["data"]["text/plain"] == "0.25"

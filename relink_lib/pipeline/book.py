@@ -9,7 +9,8 @@ Staging applies the book's rendering rules to every executed chapter, so no note
 - stderr outputs (progress bars, warnings with local paths) are dropped, and so is a cell value
   that is only a plotting object's repr (``Text(0.5, 1.0, ...)`` from a last-line ``ax.set_title``);
 - cells tagged ``remove-cell`` (for instance the nbval-checked print cells that an HTML table
-  repeats) are left for jupyter-book to remove from the page;
+  repeats) are left for jupyter-book to remove from the page; other nbval-checked print cells
+  are collapsed whole (``hide-cell``: code and printed output behind one toggle);
 - a "Downloads" section is appended to every chapter with a results file: the chapter's
   ``results/<profile>/<chapter>.json`` and a CSV of its main table (:func:`main_table`), copied
   into the build through Sphinx's ``{download}`` role. ``_build/html/_downloads.json`` lists
@@ -29,6 +30,7 @@ import nbformat
 import pandas as pd
 
 from ..profiles import project_root, results_dir
+from .baselines import CHECK_TAG
 from .execute import executed_dir
 from .toc import toc_entries
 
@@ -74,7 +76,8 @@ def apply_render_rules(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if "parameters" in tags and injected:
             _set_tags(cell, tags + ["remove-cell"])
         elif not KEEP_TAGS.intersection(tags):
-            _set_tags(cell, tags + ["hide-input"])
+            # a regression check's compact print is for nbval, not the reader: collapsed with its code
+            _set_tags(cell, tags + ["hide-cell" if CHECK_TAG in tags else "hide-input"])
     return nb
 
 
