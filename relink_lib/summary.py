@@ -397,7 +397,7 @@ def _get(params: Mapping[str, Any], dotted: str) -> str:
         node: Any = params
         for part in name.split("."):
             node = node.get(part) if isinstance(node, Mapping) else None
-        values.append(NA if node is None else (", ".join(f"{v:g}" for v in node) if isinstance(node, (list, tuple)) and
+        values.append("none" if node is None else (", ".join(f"{v:g}" for v in node) if isinstance(node, (list, tuple)) and
                                               all(isinstance(v, (int, float)) for v in node) else f"{node:,}" if isinstance(node, int) else str(node)))
     return "; ".join(values)
 
