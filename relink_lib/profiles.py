@@ -130,6 +130,8 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "cohort": {"source": "real", "image_size": 224},
         "features": {"batch_size": 512, "threads": None},  # GPU runs: torch decides CPU threads
         "audit": {"n_boot": 1000, "chunk_size": 8192},
+        # no supplementary private pool exists for real cohorts: the scaling study is synthetic-only
+        "dp": {"frontier": {"scaling_sizes": (), "scaling_factors": ()}},
     },
 }
 

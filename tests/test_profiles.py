@@ -80,3 +80,8 @@ def test_banner_says_when_a_synthetic_run_is_smaller_than_default():
     assert f"{ci['cohort']['n_pairs']:,} against {default['cohort']['n_pairs']:,} synthetic pairs" in note
     assert note in provenance_banner(ci).data and "**Simulation.**" in provenance_banner(ci).data
     assert run_size_note(default) == "" and run_size_note(get_profile("paper")) == ""
+
+
+def test_paper_profile_asks_for_no_synthetic_scaling_pool():
+    frontier = get_profile("paper")["dp"]["frontier"]
+    assert frontier["scaling_sizes"] == () and frontier["scaling_factors"] == ()
