@@ -85,3 +85,10 @@ def test_banner_says_when_a_synthetic_run_is_smaller_than_default():
 def test_paper_profile_asks_for_no_synthetic_scaling_pool():
     frontier = get_profile("paper")["dp"]["frontier"]
     assert frontier["scaling_sizes"] == () and frontier["scaling_factors"] == ()
+
+
+def test_the_paper_dry_run_overrides_are_valid_overrides():
+    from relink_lib.pipeline.dryrun import DRY_RUN_OVERRIDES
+    from relink_lib.profiles import validate_overrides
+
+    validate_overrides("paper", DRY_RUN_OVERRIDES)
