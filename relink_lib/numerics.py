@@ -101,8 +101,8 @@ def apply_in_process(mode: NumericalMode) -> None:
     """
     import torch
 
-    for key, value in mode.env.items():
-        os.environ.setdefault(key, value)
+    for key, value in mode.env.items():  # effective only before torch's first dispatch / MKL's first call
+        os.environ[key] = value
     if mode.threads is not None:
         torch.set_num_threads(mode.threads)
         try:

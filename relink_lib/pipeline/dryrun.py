@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
+from ..numerics import apply_in_process, mode_of
 from ..profiles import get_profile, project_root
 
 # Paper-profile parameters kept small enough for a CPU: the code path is the paper's, the scale is not.
@@ -42,10 +44,13 @@ def prepare_inputs(root: Path | None = None, base_profile: str = "ci") -> dict[s
     params = get_profile(base_profile)
     env = {"MIMIC_CXR_ROOT": str(inputs / "mimic-cxr-jpg"), "CHEXPERT_PLUS_ROOT": str(inputs / "chexpert-plus"),
            "MODELS": str(inputs / "models.json")}
-    if not (inputs / "mimic-cxr-jpg").exists():
-        export(get_cohort(params, "internal"), inputs / "mimic-cxr-jpg", layout="mimic-cxr-jpg")
-    if not (inputs / "chexpert-plus").exists():
-        export(get_cohort(params, "external"), inputs / "chexpert-plus", layout="chexpert-plus")
+    apply_in_process(mode_of(params))  # so the base profile's cached ladder (trained in its mode) is found, not retrained
+    for site, name in (("internal", "mimic-cxr-jpg"), ("external", "chexpert-plus")):
+        if not (inputs / name).exists():  # exported whole or not at all: a killed export leaves no partial layout
+            tmp = inputs / f".{name}.partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            export(get_cohort(params, site), tmp, layout=name)
+            os.replace(tmp, inputs / name)
     models = [{"name": rung.name, "kind": "hf-clip", "path": str(rung.path)} for rung in get_ladder(params)]
     (inputs / "models.json").write_text(json.dumps(models, indent=1) + "\n")
     return env
