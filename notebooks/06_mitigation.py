@@ -203,8 +203,9 @@ plt.show()
 
 # %% tags=["nbval-check-output"]
 print(f"profile {params['profile']}, simulation={simulation}")
-print(sig3(frontier_table(fr, study="scaling")[["n_private", "sigma", "steps", "epsilon", "cut_report", "cut_seed_sd",
-                                               "zero_shot_drop"]]).to_string(index=False))
+scaling = frontier_table(fr, study="scaling")
+print(sig3(scaling[["n_private", "sigma", "steps", "epsilon", "cut_report", "cut_seed_sd", "zero_shot_drop"]])
+      .to_string(index=False) if len(scaling) else "no scaling study on this profile (it needs a synthetic private pool)")
 
 # %% [markdown]
 # ## The privacy accounting of every model's DP heads
