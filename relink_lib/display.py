@@ -25,6 +25,16 @@ def run_size_note(params: Mapping[str, Any]) -> str:
         return ""
     default = get_profile("default")
     n, n_default = int(params["cohort"]["n_pairs"]), int(default["cohort"]["n_pairs"])
-    return (f"`{params['profile']}` is a smaller, shorter run than the main `default` profile ({n:,} against "
-            f"{n_default:,} synthetic pairs, ladder schedules x{float(params['ladder']['epochs_scale']):g} against "
-            f"x{float(default['ladder']['epochs_scale']):g}): its effects are weaker and its intervals wider. ")
+    differences = [f"{n:,} against {n_default:,} synthetic pairs"]
+    noise, noise_default = float(params["cohort"].get("image_noise", 1.0)), float(default["cohort"].get("image_noise", 1.0))
+    if noise != noise_default:
+        easier = " (easier to link)" if noise < noise_default else ""
+        differences.append(f"image noise x{noise:g}{easier} against x{noise_default:g}")
+    scale, scale_default = float(params["ladder"]["epochs_scale"]), float(default["ladder"]["epochs_scale"])
+    if scale != scale_default:
+        differences.append(f"ladder schedules x{scale:g} against x{scale_default:g}")
+    changed = sorted((params["ladder"].get("overrides") or {}))
+    if changed:
+        differences.append("per-rung training changed for " + ", ".join(f"`{name}`" for name in changed))
+    return (f"`{params['profile']}` is a smaller run than the main `default` profile ({'; '.join(differences)}): "
+            f"its effects are weaker and its intervals wider. ")
