@@ -13,87 +13,14 @@ library. Every notebook runs on every profile.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
-PROFILE_NAMES: tuple[str, ...] = ("smoke", "ci", "default", "paper")
+from .config import Profile
 
-_BASE: dict[str, Any] = {
-    "seed": 0,
-    # how CPU arithmetic is dispatched (relink_lib.numerics): "portable" = bit-identical on any x86-64 CPU
-    # (the baselined profiles), "native" = the machine's fastest kernels
-    "numerics": {"mode": "native"},
-    "cohort": {  # section owned by relink_lib.cohorts (docs/cohorts.md)
-        "source": "synthetic",  # "synthetic" or "real"
-        "n_pairs": 20000,
-        "n_pairs_external": 4000,
-        "image_size": 128,
-        "report_detail": 1.0,  # scales the probability a report keeps each instance detail
-        "image_noise": 1.0,  # scale of image noise
-        "text": "findings+impression",  # or "impression", "findings", "longer"
-        "split_fractions": (0.8, 0.1, 0.1),  # internal synthetic, patient-level (train, val, test)
-        "external_split_fractions": (0.85, 0.15, 0.0),  # external synthetic mimics CheXpert Plus: train/valid only
-        "roundtrip": True,  # synthetic cohorts go through export + the real loaders
-    },
-    "ladder": {
-        "rungs": ("captions", "impressions", "full-reports"),
-        "image_size": 64,
-        "epochs_scale": 1.0,
-        "threads": 1,  # CPU threads while training (None: torch's default); 1 avoids oversubscription
-    },
-    "features": {"batch_size": 256, "threads": 1},
-    "audit": {
-        "pool_sizes": (10, 100, 1000, 10000, None),
-        "ks": (1, 5, 10),
-        "n_boot": 200,
-        "chunk_size": 4096,  # queries per similarity block: memory ~ 5 * chunk_size * M bytes
-        "device": "auto",  # "auto" = CUDA when available, else CPU
-        "nan_as": 0.0,  # hard negatives: a missing label matches 0 (not mentioned = absent)
-        "uncertain_as": -1.0,  # hard negatives: uncertain (-1) stays a value of its own
-        "seen": True,  # also audit a same-size patient-level sample of the train split (seen pairs)
-        "risk_pool_size": 100,  # pool size of the per-study risk model (full database if it does not fit)
-    },
-    "dp": {
-        "target_epsilon": 0.34,
-        "delta": 6e-6,
-        "epochs": 5,
-        "batch_size": 256,
-        "max_grad_norm": 1.0,
-        "lr": 1e-3,
-        "bank_size": 2048,  # public bank: reports (and images) of the internal val split, at most this many
-        "sampling": "pair",  # unit of privacy: one image-report pair ("patient": per-patient sampling/clipping)
-        "bank_grad": False,  # bank embeddings constant within a step (rank-one per-pair gradients)
-        "optimizer": "adam",
-        "temperature": 0.07,
-        # chapter 6's frontier (relink_lib.dp.frontier_stage, docs/dp.md): grid x noise seeds on the top rung
-        "frontier": {
-            "inits": ("pretrained", "reinit"),
-            "optimizers": ("sgd", "adam"),
-            "lrs": {"sgd": (0.03, 0.1, 0.3), "adam": (1e-3, 3e-3, 1e-2)},
-            "epochs": (2, 6),
-            "n_seeds": 3,
-            "scaling_sizes": (20000, 50000),  # private pairs: internal train + a supplementary synthetic pool
-            "scaling_factors": (),  # or multiples of the own private-set size
-            "max_probe_auroc_drop": 0.5,  # percentage points: the paper's claim allows 0.5 (its drop was 0.2)
-            "max_zero_shot_auroc_drop": 1.0,  # percentage points (justified in chapter 6)
-            "probe_max_train": 1000,  # probe fit rows per frontier evaluation (chapter 7 uses all)
-            "split_seed": 0,
-        },
-    },
-    "utility": {"probe_C": 1.0},
-    "budget": {
-        # chapter 9: target eps of the sweep (None = non-private), same data, steps and objective as "dp"
-        "epsilons": (0.34, 1.0, 8.0, 32.0, 1e3, 1e6, 1e9, 1e12, 1e15, None),
-        "attack_candidates": 100,  # N images the realistic attack picks from (chance 1/N)
-        "attack_targets": 200,  # training pairs attacked per eps
-        "attack_cos_threshold": 0.5,  # success also as |cos(reconstruction, feature)| >= this
-        "attack_updates": 1,  # intercepted updates per target
-        "relaxed_dof": 1,  # dimension of one observation for the GLRT adversary (1 = most favourable to it)
-        "pld_discretization": 1e-3,  # nats; PLD loss grid (widened for small sigma)
-    },
-    "data": {"mimic_cxr_root": None, "chexpert_plus_root": None, "models": None},
-}
+PROFILE_NAMES: tuple[str, ...] = ("smoke", "ci", "default", "paper")
 
 _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -146,16 +73,17 @@ def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def get_profile(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Return the full parameter set of profile ``name``.
+def get_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profile:
+    """The :class:`relink_lib.config.Profile` of profile ``name``.
 
-    ``overrides`` is deep-merged on top (e.g. ``{"audit": {"n_boot": 10}}``). For the
-    ``paper`` profile the data roots may also come from the environment variables
+    The section defaults of :mod:`relink_lib.config`, then the profile's own changes, then
+    ``overrides`` deep-merged on top (e.g. ``{"audit": {"n_boot": 10}}``); the result is validated.
+    For the ``paper`` profile the data roots may also come from the environment variables
     ``MIMIC_CXR_ROOT``, ``CHEXPERT_PLUS_ROOT`` and ``MODELS``.
     """
     if name not in _PROFILE_OVERRIDES:
         raise ValueError(f"profile={name!r}: expected one of {', '.join(PROFILE_NAMES)}")
-    params = _deep_merge(_BASE, _PROFILE_OVERRIDES[name])
+    params = _deep_merge(Profile().to_params(), _PROFILE_OVERRIDES[name])
     params["profile"] = name
     env = {"mimic_cxr_root": "MIMIC_CXR_ROOT", "chexpert_plus_root": "CHEXPERT_PLUS_ROOT", "models": "MODELS"}
     for key, var in env.items():
@@ -166,57 +94,35 @@ def get_profile(name: str, overrides: Mapping[str, Any] | None = None) -> dict[s
         if unknown:
             raise ValueError(f"overrides: unknown section(s) {sorted(unknown)}; expected keys of {sorted(params)}")
         params = _deep_merge(params, overrides)
-    return params
+    return Profile.from_params(params)
 
-
-EXTRA_KEYS: dict[str, tuple[str, ...]] = {
-    "features": ("chunk_size", "device", "text_column", "amp"),
-    "ladder": ("overrides",),
-}
-"""Keys a section accepts beyond the profile's own (read with a default by the library). The ``dp``
-section also accepts every :class:`relink_lib.dp.DPConfig` field."""
 
 OPEN_KEYS: tuple[tuple[str, ...], ...] = (("ladder", "overrides"),)
 """Paths whose value is a free mapping (per-rung overrides of the ladder), not checked further."""
 
 
-def _section_keys(path: tuple[str, ...], base: Mapping[str, Any]) -> set[str]:
-    keys = set(base)
-    if len(path) == 1:
-        keys |= set(EXTRA_KEYS.get(path[0], ()))
-        if path[0] == "dp":
-            from dataclasses import fields
-
-            from .dp.config import DPConfig  # lazily: imports torch
-
-            keys |= {f.name for f in fields(DPConfig)}
-    return keys
-
-
 def validate_overrides(name: str, overrides: Mapping[str, Any] | None) -> None:
-    """Check ``overrides`` against the keys of profile ``name`` at every depth.
+    """Check ``overrides`` against the keys of profile ``name`` at every depth, then their values.
 
     Raises ``ValueError`` naming the dotted path of the first unknown key (with the keys
-    expected there and a close match when there is one), or of a mapping given where the
-    profile holds a plain value and vice versa. The CLI calls this before any kernel starts.
+    expected there and a close match when there is one), of a mapping given where the
+    profile holds a plain value and vice versa, or of a value its section refuses. The CLI
+    calls this before any kernel starts.
     """
-    import difflib
-
     if not overrides:
         return
     if not isinstance(overrides, Mapping):
         raise ValueError(f"overrides: expected a mapping of sections, got {type(overrides).__name__}")
-    base = get_profile(name)
+    base = get_profile(name).to_params()
 
     def walk(path: tuple[str, ...], over: Mapping[str, Any], ref: Mapping[str, Any]) -> None:
-        allowed = _section_keys(path, ref) if path else set(ref)
         for key, value in over.items():
             here = ".".join(path + (str(key),))
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), sorted(map(str, allowed)), n=1)
+            if key not in ref:
+                close = difflib.get_close_matches(str(key), sorted(map(str, ref)), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 where = f"section {'.'.join(path)!r}" if path else "the profile"
-                raise ValueError(f"overrides: unknown key {here!r}{hint}; {where} has keys {sorted(map(str, allowed))}")
+                raise ValueError(f"overrides: unknown key {here!r}{hint}; {where} has keys {sorted(map(str, ref))}")
             if path + (str(key),) in OPEN_KEYS:
                 continue
             target = ref.get(key)
@@ -230,6 +136,10 @@ def validate_overrides(name: str, overrides: Mapping[str, Any] | None) -> None:
                                  f"not a section; got a mapping")
 
     walk((), overrides, base)
+    try:
+        get_profile(name, overrides)
+    except ValueError as err:
+        raise ValueError(f"overrides: {err}") from err
 
 
 def project_root() -> Path:

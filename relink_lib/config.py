@@ -1,0 +1,496 @@
+"""Typed, frozen, validated configuration: one dataclass per profile section, defaults in one place.
+
+A profile (:mod:`relink_lib.profiles`) is a :class:`Profile`: the run's ``seed`` and name plus one
+section each for the numerics, the cohorts, the model ladder, feature extraction, the audit, the
+DP mitigation (with chapter 6's frontier), the utility probe, the privacy-budget sweep and the
+real-data inputs. Every default lives here, as a field default; a stage reads its section
+(``as_profile(params).audit.n_boot``) and never re-defaults a key.
+
+The plain nested dict (:meth:`Profile.to_params`) is the wire format: what papermill injects as
+``overrides``, what results JSON and cache keys record. ``Profile`` also reads as that mapping
+(``params["audit"]["n_boot"]``), so a chapter may index it like the dict it was built from.
+Building from a mapping (:func:`as_profile`) refuses unknown keys with the dotted path and a close
+match, fills missing keys with their defaults, turns lists into tuples (papermill turns tuples
+into strings, so overrides travel as lists) and checks every value.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping
+
+from .dp.config import DPConfig
+from .numerics import MODES
+
+COHORT_SOURCES: tuple[str, ...] = ("synthetic", "real")
+TEXT_FIELDS: tuple[str, ...] = ("findings+impression", "impression", "findings", "longer")
+
+
+def _freeze(value: Any) -> Any:
+    """Lists become tuples and mappings plain dicts, at every depth."""
+    if isinstance(value, Mapping):
+        return {k: _freeze(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    """Deep copy of a config value as plain dicts and tuples."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_thaw(v) for v in value)
+    return value
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_int(x: Any) -> bool:
+    return _is_real(x) and int(x) == x
+
+
+class _Section:
+    """Shared behaviour of a section: built from a mapping, checked, written back as a dict."""
+
+    SECTION: ClassVar[str] = ""
+
+    def _bad(self, name: str, expected: str) -> ValueError:
+        return ValueError(f"params[{self.SECTION!r}][{name!r}]={getattr(self, name)!r}: expected {expected}")
+
+    def _need(self, ok: bool, name: str, expected: str) -> None:
+        if not ok:
+            raise self._bad(name, expected)
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None) -> Any:
+        """The section from ``raw`` (missing keys take their defaults; unknown keys are refused)."""
+        values = _check_keys(cls.SECTION, raw, cls.keys())
+        return cls(**{k: _freeze(v) for k, v in values.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: _thaw(getattr(self, name)) for name in self.keys()}
+
+
+def _check_keys(section: str, raw: Mapping[str, Any] | None, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{section!r} is a section; expected a mapping of its keys, got {type(raw).__name__}")
+    unknown = [str(k) for k in raw if k not in allowed]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown key '{section}.{unknown[0]}'{hint}; section {section!r} has keys {sorted(allowed)}")
+    return dict(raw)
+
+
+def _fractions(value: Any) -> bool:
+    return (isinstance(value, tuple) and len(value) == 3 and all(_is_real(v) and v >= 0 for v in value)
+            and abs(sum(value) - 1.0) < 1e-9)
+
+
+@dataclass(frozen=True)
+class NumericsConfig(_Section):
+    """How CPU arithmetic is dispatched (:mod:`relink_lib.numerics`): ``"portable"`` is bit-identical
+    on every x86-64 CPU (the baselined profiles), ``"native"`` uses the machine's fastest kernels."""
+
+    SECTION: ClassVar[str] = "numerics"
+    mode: str = "native"
+
+    def __post_init__(self) -> None:
+        self._need(self.mode in MODES, "mode", f"one of {sorted(MODES)}")
+
+
+@dataclass(frozen=True)
+class CohortConfig(_Section):
+    """The cohorts (docs/cohorts.md). Synthetic: ``n_pairs`` internal and ``n_pairs_external`` external
+    pairs of ``image_size`` px, patient-level ``split_fractions`` (train, val, test); ``report_detail``
+    scales the probability that a report keeps each instance detail, ``image_noise`` the image noise;
+    ``roundtrip``: synthetic cohorts go through the export and the real loaders. Real: the roots in
+    :class:`DataConfig`; ``image_size`` is the size images are loaded at (``None``: as stored)."""
+
+    SECTION: ClassVar[str] = "cohort"
+    source: str = "synthetic"
+    n_pairs: int = 20000
+    n_pairs_external: int = 4000
+    image_size: int | None = 128
+    report_detail: float = 1.0
+    image_noise: float = 1.0
+    text: str = "findings+impression"
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    # the external synthetic cohort mimics CheXpert Plus: train and valid only
+    external_split_fractions: tuple[float, float, float] = (0.85, 0.15, 0.0)
+    roundtrip: bool = True
+
+    def __post_init__(self) -> None:
+        self._need(self.source in COHORT_SOURCES, "source", f"one of {list(COHORT_SOURCES)}")
+        for name in ("n_pairs", "n_pairs_external"):
+            self._need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "a positive integer")
+        self._need(self.image_size is None or (_is_int(self.image_size) and self.image_size >= 8), "image_size",
+                   "an integer >= 8 (pixels) or None")
+        self._need(_is_real(self.report_detail) and 0 <= self.report_detail <= 1, "report_detail", "a value in [0, 1]")
+        self._need(_is_real(self.image_noise) and self.image_noise >= 0, "image_noise", "a finite value >= 0")
+        self._need(self.text in TEXT_FIELDS, "text", f"one of {list(TEXT_FIELDS)}")
+        for name in ("split_fractions", "external_split_fractions"):
+            self._need(_fractions(getattr(self, name)), name, "three fractions >= 0 (train, val, test) summing to 1")
+        self._need(isinstance(self.roundtrip, bool), "roundtrip", "True or False")
+
+    @property
+    def simulation(self) -> bool:
+        """Whether the cohorts are the embedded simulation (synthetic), not real data."""
+        return self.source == "synthetic"
+
+
+@dataclass(frozen=True)
+class LadderConfig(_Section):
+    """The model ladder (docs/models.md): the ``rungs`` trained on the synthetic cohort, least
+    specialised first, at ``image_size`` px; ``epochs_scale`` multiplies every rung's epochs;
+    ``overrides[rung]`` changes fields of one rung's spec (e.g. ``{"full-reports": {"epochs": 24}}``);
+    ``threads``: CPU threads while training (``None``: torch's default; 1 avoids oversubscription)."""
+
+    SECTION: ClassVar[str] = "ladder"
+    rungs: tuple[str, ...] = ("captions", "impressions", "full-reports")
+    image_size: int = 64
+    epochs_scale: float = 1.0
+    threads: int | None = 1
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._need(isinstance(self.rungs, tuple) and len(self.rungs) >= 1 and all(isinstance(r, str) for r in self.rungs),
+                   "rungs", "at least one rung name")
+        self._need(_is_int(self.image_size) and self.image_size >= 8, "image_size", "an integer >= 8 (pixels)")
+        self._need(_is_real(self.epochs_scale) and self.epochs_scale > 0, "epochs_scale", "a finite value > 0")
+        self._need(self.threads is None or (_is_int(self.threads) and self.threads >= 1), "threads",
+                   "a positive integer or None")
+        self._need(isinstance(self.overrides, Mapping) and all(isinstance(v, Mapping) for v in self.overrides.values()),
+                   "overrides", "a mapping of rung name to a mapping of spec fields")
+
+
+@dataclass(frozen=True)
+class FeaturesConfig(_Section):
+    """Feature extraction (docs/features.md): ``batch_size`` images or reports per encoder call,
+    ``chunk_size`` rows per cached chunk (``None``: 8 batches; a multiple of ``batch_size``),
+    ``device`` (``None``: CUDA when available), ``text_column`` of the cohort's pairs table,
+    ``amp`` (mixed precision, CUDA only), ``threads`` (``None``: torch's default)."""
+
+    SECTION: ClassVar[str] = "features"
+    batch_size: int = 256
+    threads: int | None = 1
+    chunk_size: int | None = None
+    device: str | None = None
+    text_column: str = "text"
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        self._need(_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "a positive integer")
+        self._need(self.threads is None or (_is_int(self.threads) and self.threads >= 1), "threads",
+                   "a positive integer or None")
+        self._need(self.chunk_size is None or (_is_int(self.chunk_size) and self.chunk_size >= self.batch_size
+                                               and self.chunk_size % self.batch_size == 0),
+                   "chunk_size", f"None or a multiple of batch_size={self.batch_size}")
+        self._need(self.device is None or isinstance(self.device, str), "device", "a torch device name or None")
+        self._need(isinstance(self.text_column, str) and bool(self.text_column), "text_column", "a column name")
+        self._need(isinstance(self.amp, bool), "amp", "True or False")
+
+    @property
+    def rows_per_chunk(self) -> int:
+        """Rows per cached chunk: ``chunk_size``, or 8 batches."""
+        return int(self.chunk_size) if self.chunk_size is not None else 8 * int(self.batch_size)
+
+
+@dataclass(frozen=True)
+class AuditConfig(_Section):
+    """The re-linkage audit (docs/audit.md): Recall@``ks`` at candidate pools of ``pool_sizes``
+    (``None``: the full database), ``n_boot`` patient-level bootstrap resamples, ``chunk_size``
+    queries per similarity block (memory about 5 x chunk_size x M bytes), ``device`` (``"auto"``:
+    CUDA when available). Hard negatives: a missing label matches ``nan_as`` (0: not mentioned =
+    absent), an uncertain one ``uncertain_as`` (-1: a value of its own). ``seen``: also audit a
+    same-size patient-level sample of the train split. ``risk_pool_size``: pool of the per-study
+    risk model (the full database if it does not fit)."""
+
+    SECTION: ClassVar[str] = "audit"
+    pool_sizes: tuple[int | None, ...] = (10, 100, 1000, 10000, None)
+    ks: tuple[int, ...] = (1, 5, 10)
+    n_boot: int = 200
+    chunk_size: int = 4096
+    device: str = "auto"
+    nan_as: float = 0.0
+    uncertain_as: float = -1.0
+    seen: bool = True
+    risk_pool_size: int = 100
+
+    def __post_init__(self) -> None:
+        self._need(isinstance(self.pool_sizes, tuple) and len(self.pool_sizes) >= 1
+                   and all(n is None or (_is_int(n) and n >= 2) for n in self.pool_sizes),
+                   "pool_sizes", "pool sizes >= 2, None for the full database")
+        self._need(isinstance(self.ks, tuple) and len(self.ks) >= 1 and all(_is_int(k) and k >= 1 for k in self.ks),
+                   "ks", "positive integers")
+        self._need(_is_int(self.n_boot) and self.n_boot >= 0, "n_boot", "an integer >= 0")
+        self._need(_is_int(self.chunk_size) and self.chunk_size >= 1, "chunk_size", "a positive integer")
+        self._need(isinstance(self.device, str), "device", "'auto', 'cpu' or a CUDA device name")
+        for name in ("nan_as", "uncertain_as"):
+            self._need(_is_real(getattr(self, name)), name, "a label value (0, 1 or -1)")
+        self._need(isinstance(self.seen, bool), "seen", "True or False")
+        self._need(_is_int(self.risk_pool_size) and self.risk_pool_size >= 2, "risk_pool_size", "an integer >= 2")
+
+    @property
+    def finite_pool_sizes(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.pool_sizes if n is not None)
+
+
+@dataclass(frozen=True)
+class FrontierConfig(_Section):
+    """Chapter 6's DP frontier (docs/dp.md) on the top rung: the grid ``inits`` x ``optimizers`` x
+    ``lrs[optimizer]`` x ``epochs``, each with ``n_seeds`` noise seeds; the selection rule's utility
+    limits ``max_probe_auroc_drop`` and ``max_zero_shot_auroc_drop`` (percentage points); the
+    scaling study's private-set sizes (``scaling_sizes``, and ``scaling_factors`` times the own
+    private set); the output-perturbation control's ``op_scales``; ``n_boot`` bootstrap resamples
+    of the reduction; ``probe_max_train`` probe fit rows per evaluation; ``split_seed`` of the
+    selection / report split."""
+
+    SECTION: ClassVar[str] = "dp.frontier"
+    inits: tuple[str, ...] = ("pretrained", "reinit")
+    optimizers: tuple[str, ...] = ("sgd", "adam")
+    lrs: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: {"sgd": (0.03, 0.1, 0.3),
+                                                                          "adam": (1e-3, 3e-3, 1e-2)})
+    epochs: tuple[float, ...] = (2, 6)
+    n_seeds: int = 3
+    # private pairs of the scaling study: internal train + a supplementary synthetic pool
+    scaling_sizes: tuple[int, ...] = (20000, 50000)
+    scaling_factors: tuple[float, ...] = ()
+    # percentage points: the paper's claim allows 0.5 (its drop was 0.2); zero-shot's is justified in chapter 6
+    max_probe_auroc_drop: float = 0.5
+    max_zero_shot_auroc_drop: float = 1.0
+    op_scales: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+    n_boot: int = 1000
+    probe_max_train: int = 1000
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._need(isinstance(self.inits, tuple) and len(self.inits) >= 1
+                   and set(self.inits) <= {"pretrained", "reinit"}, "inits", "names from ('pretrained', 'reinit')")
+        self._need(isinstance(self.optimizers, tuple) and len(self.optimizers) >= 1
+                   and set(self.optimizers) <= {"sgd", "adam"}, "optimizers", "names from ('sgd', 'adam')")
+        self._need(isinstance(self.lrs, Mapping) and all(
+            opt in self.lrs and len(self.lrs[opt]) >= 1 and all(_is_real(x) and x > 0 for x in self.lrs[opt])
+            for opt in self.optimizers), "lrs", "learning rates > 0 for every optimizer of the grid")
+        self._need(isinstance(self.epochs, tuple) and len(self.epochs) >= 1
+                   and all(_is_real(e) and e > 0 for e in self.epochs), "epochs", "values > 0")
+        self._need(_is_int(self.n_seeds) and self.n_seeds >= 1, "n_seeds", "a positive integer")
+        self._need(all(_is_int(n) and n >= 1 for n in self.scaling_sizes), "scaling_sizes", "positive integers")
+        self._need(all(_is_real(f) and f > 0 for f in self.scaling_factors), "scaling_factors", "values > 0")
+        for name in ("max_probe_auroc_drop", "max_zero_shot_auroc_drop"):
+            self._need(_is_real(getattr(self, name)) and getattr(self, name) >= 0, name, "percentage points >= 0")
+        self._need(len(self.op_scales) >= 1 and all(_is_real(s) and s > 0 for s in self.op_scales), "op_scales",
+                   "noise scales > 0")
+        self._need(_is_int(self.n_boot) and self.n_boot >= 1, "n_boot", "a positive integer")
+        self._need(_is_int(self.probe_max_train) and self.probe_max_train >= 2, "probe_max_train", "an integer >= 2")
+        self._need(_is_int(self.split_seed), "split_seed", "an integer")
+
+    def scaling_sizes_above(self, n_own: int) -> list[int]:
+        """Private-set sizes of the scaling study above ``n_own``: ``scaling_sizes`` and ``scaling_factors`` x ``n_own``."""
+        sizes = {int(n) for n in self.scaling_sizes} | {int(round(float(f) * n_own)) for f in self.scaling_factors}
+        return sorted(n for n in sizes if n > n_own)
+
+
+_DP_TRAINING_KEYS: tuple[str, ...] = tuple(f.name for f in fields(DPConfig) if f.name != "seed")
+
+
+@dataclass(frozen=True)
+class DPSectionConfig(_Section):
+    """The DP mitigation (docs/dp.md): ``training``, the :class:`relink_lib.dp.DPConfig` of head
+    training (its fields are the section's flat keys, its defaults the defaults, the profile's seed
+    its seed); ``bank_size``: the public bank, at most this many reports and images of the internal
+    val split; ``frontier``: chapter 6's study."""
+
+    SECTION: ClassVar[str] = "dp"
+    training: DPConfig = field(default_factory=DPConfig)
+    bank_size: int = 2048
+    frontier: FrontierConfig = field(default_factory=FrontierConfig)
+
+    def __post_init__(self) -> None:
+        self._need(_is_int(self.bank_size) and self.bank_size >= 1, "bank_size", "a positive integer")
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return (*_DP_TRAINING_KEYS, "bank_size", "frontier")
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None, seed: int = 0) -> "DPSectionConfig":
+        values = _check_keys(cls.SECTION, raw, cls.keys())
+        training = DPConfig(**{k: _freeze(v) for k, v in values.items() if k in _DP_TRAINING_KEYS}, seed=int(seed))
+        return cls(training=training, frontier=FrontierConfig.from_mapping(values.get("frontier")),
+                   **({"bank_size": values["bank_size"]} if "bank_size" in values else {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self.training, name) for name in _DP_TRAINING_KEYS}
+        return {**out, "bank_size": self.bank_size, "frontier": self.frontier.to_dict()}
+
+
+@dataclass(frozen=True)
+class UtilityConfig(_Section):
+    """Utility (docs/utility.md): ``probe_C``, inverse L2 strength of the linear probe."""
+
+    SECTION: ClassVar[str] = "utility"
+    probe_C: float = 1.0
+
+    def __post_init__(self) -> None:
+        self._need(_is_real(self.probe_C) and self.probe_C > 0, "probe_C", "a finite value > 0")
+
+
+@dataclass(frozen=True)
+class BudgetConfig(_Section):
+    """Chapter 9's privacy-budget sweep (docs/risk.md): target ``epsilons`` (``None``: non-private),
+    each trained with the ``dp`` section's data, steps and objective. The realistic attack picks
+    from ``attack_candidates`` images (chance 1/N) for ``attack_targets`` training pairs, with
+    ``attack_updates`` intercepted updates each, and also counts |cos| >= ``attack_cos_threshold``;
+    ``relaxed_dof``: dimension of one observation of the GLRT adversary (1 favours it most);
+    ``pld_discretization``: the PLD loss grid (nats; widened for small sigma)."""
+
+    SECTION: ClassVar[str] = "budget"
+    epsilons: tuple[float | None, ...] = (0.34, 1.0, 8.0, 32.0, 1e3, 1e6, 1e9, 1e12, 1e15, None)
+    attack_candidates: int = 100
+    attack_targets: int = 200
+    attack_cos_threshold: float = 0.5
+    attack_updates: int = 1
+    relaxed_dof: int = 1
+    pld_discretization: float = 1e-3
+
+    def __post_init__(self) -> None:
+        self._need(isinstance(self.epsilons, tuple) and len(self.epsilons) >= 1
+                   and all(e is None or (_is_real(e) and e > 0) for e in self.epsilons),
+                   "epsilons", "values > 0, None for non-private")
+        self._need(_is_int(self.attack_candidates) and self.attack_candidates >= 2, "attack_candidates", "an integer >= 2")
+        for name in ("attack_targets", "attack_updates", "relaxed_dof"):
+            self._need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "a positive integer")
+        self._need(_is_real(self.attack_cos_threshold) and 0 <= self.attack_cos_threshold <= 1,
+                   "attack_cos_threshold", "a value in [0, 1]")
+        self._need(_is_real(self.pld_discretization) and self.pld_discretization > 0, "pld_discretization",
+                   "a value > 0 (nats)")
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """Real-data inputs (docs/data.md), also read from ``MIMIC_CXR_ROOT``, ``CHEXPERT_PLUS_ROOT`` and
+    ``MODELS``: the two dataset roots and the checkpoint list (a JSON or YAML file, or the list)."""
+
+    SECTION: ClassVar[str] = "data"
+    mimic_cxr_root: str | None = None
+    chexpert_plus_root: str | None = None
+    models: Any = None
+
+    def __post_init__(self) -> None:
+        for name in ("mimic_cxr_root", "chexpert_plus_root"):
+            value = getattr(self, name)
+            self._need(value is None or isinstance(value, (str, Path)), name, "a directory path or None")
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "numerics": NumericsConfig, "cohort": CohortConfig, "ladder": LadderConfig, "features": FeaturesConfig,
+    "audit": AuditConfig, "dp": DPSectionConfig, "utility": UtilityConfig, "budget": BudgetConfig, "data": DataConfig,
+}
+"""Section name -> its config class, in the order of a profile."""
+
+
+@dataclass(frozen=True)
+class Profile(Mapping[str, Any]):
+    """A whole run configuration: ``name`` (the profile it came from), ``seed`` and one typed config
+    per section. Reads as the nested dict of :meth:`to_params` too (``profile["dp"]["lr"]``; the
+    ``"profile"`` key is the name)."""
+
+    name: str = "default"
+    seed: int = 0
+    numerics: NumericsConfig = field(default_factory=NumericsConfig)
+    cohort: CohortConfig = field(default_factory=CohortConfig)
+    ladder: LadderConfig = field(default_factory=LadderConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    dp: DPSectionConfig = field(default_factory=DPSectionConfig)
+    utility: UtilityConfig = field(default_factory=UtilityConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.name, str) and self.name):
+            raise ValueError(f"params['profile']={self.name!r}: expected a profile name")
+        if not _is_int(self.seed):
+            raise ValueError(f"params['seed']={self.seed!r}: expected an integer")
+        if self.dp.training.seed != self.seed:
+            raise ValueError(f"params['dp'] training seed {self.dp.training.seed} differs from params['seed']={self.seed}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "Profile":
+        """The profile from its nested-dict form (missing keys take their defaults)."""
+        if isinstance(params, Profile):
+            return params
+        if not isinstance(params, Mapping):
+            raise ValueError(f"params: expected a mapping of profile sections, got {type(params).__name__}")
+        allowed = ("profile", "seed", *SECTIONS)
+        unknown = [str(k) for k in params if k not in allowed]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"params: unknown section {unknown[0]!r}{hint}; expected keys of {sorted(allowed)}")
+        seed = params.get("seed", 0)
+        if not _is_int(seed):
+            raise ValueError(f"params['seed']={seed!r}: expected an integer")
+        sections: dict[str, Any] = {}
+        for key, kind in SECTIONS.items():
+            raw = params.get(key)
+            sections[key] = DPSectionConfig.from_mapping(raw, seed=int(seed)) if kind is DPSectionConfig \
+                else kind.from_mapping(raw)
+        return cls(name=str(params.get("profile", "default")), seed=int(seed), **sections)
+
+    def to_params(self) -> dict[str, Any]:
+        """The nested-dict form (sections as dicts, sequences as tuples): a fresh copy each call."""
+        return copy.deepcopy(self._params)
+
+    @cached_property
+    def _params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seed": self.seed}
+        for key in SECTIONS:
+            out[key] = getattr(self, key).to_dict()
+        out["profile"] = self.name
+        return out
+
+    def replace_sections(self, **sections: Mapping[str, Any]) -> "Profile":
+        """A copy with the given sections' keys updated (``replace_sections(cohort={"n_pairs": 10})``)."""
+        params = self.to_params()
+        for key, update in sections.items():
+            if key == "seed":
+                params["seed"] = update
+            else:
+                params[key] = {**params[key], **dict(update)}
+        return Profile.from_params(params)
+
+    def __getitem__(self, key: str) -> Any:
+        return copy.deepcopy(self._params[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __hash__(self) -> int:  # a Mapping is unhashable by default; a profile is a value
+        return hash((self.name, self.seed))
+
+
+def as_profile(params: "ProfileLike") -> Profile:
+    """``params`` as a :class:`Profile` (built and validated from a mapping; a profile as it is)."""
+    return Profile.from_params(params)
+
+
+ProfileLike = Profile | Mapping[str, Any]
+"""What a stage accepts: a :class:`Profile`, or its nested-dict form."""
