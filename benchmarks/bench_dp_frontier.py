@@ -11,6 +11,7 @@ docs/benchmarks.md for the cohort and feature benchmarks).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -20,9 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from relink_lib.dp import DPConfig
 from relink_lib.dp.frontier import frontier_grid
-from relink_lib.dp.frontier_stage import build_frontier, frontier_spec, scaling_sizes
+from relink_lib.dp.frontier_stage import build_frontier
 from relink_lib.dp.train import sampling_plan
 from relink_lib.labels import CHEXPERT_LABELS
 from relink_lib.profiles import get_profile
@@ -46,16 +46,17 @@ def _inputs(seed: int = 0) -> dict:
             "train_patients": np.arange(N_TRAIN) // 2, "test_img": x_img[te], "test_txt": x_txt[te],
             "test_labels": labels[te], "test_patients": np.arange(N_TEST) // 2, "prompt_features": prompts,
             "bank": {"text": rng.normal(size=(N_BANK, D_TXT)).astype(np.float32),
-                     "image": rng.normal(size=(N_BANK, D_IMG)).astype(np.float32)}}
+                     "image": rng.normal(size=(N_BANK, D_IMG)).astype(np.float32)},
+            "probe_C": 1.0, "chunk_size": 4096}
 
 
 def main() -> None:
     torch.set_num_threads(1)
     params = get_profile("default")
-    full = frontier_spec(params)
-    spec = dict(full, lrs={"sgd": (full["lrs"]["sgd"][1],)}, optimizers=("sgd",), inits=("pretrained",),
-                scaling_sizes=(), scaling_factors=(), op_scales=(0.1, 1.0))
-    base = DPConfig.from_params(params)
+    full = params.dp.frontier
+    spec = dataclasses.replace(full, lrs={"sgd": (full.lrs["sgd"][1],)}, optimizers=("sgd",), inits=("pretrained",),
+                               scaling_sizes=(), scaling_factors=(), op_scales=(0.1, 1.0))
+    base = params.dp.training
     t0 = time.perf_counter()
     payload, _ = build_frontier(_inputs(), spec, base)
     wall = time.perf_counter() - t0
@@ -71,22 +72,22 @@ def main() -> None:
     # the full default spec
     grid = frontier_grid(full)
     per_epoch = sampling_plan(N_TRAIN, base)[2]
-    full_steps = sum(round(s.epochs * per_epoch) for s in grid) * full["n_seeds"]
-    full_runs = len(grid) * full["n_seeds"]
-    best_epochs = max(full["epochs"])  # upper bound: the selected setting is not known before the run
-    for n in scaling_sizes(full, N_TRAIN):
-        full_steps += round(best_epochs * sampling_plan(n, base)[2]) * full["n_seeds"]
-        full_runs += full["n_seeds"]
-    full_steps += round(best_epochs * per_epoch) * full["n_seeds"]  # non-private control
-    full_runs += full["n_seeds"]
-    full_evals = full_runs + full["n_seeds"] + len(full["op_scales"]) + 1
+    full_steps = sum(round(s.epochs * per_epoch) for s in grid) * full.n_seeds
+    full_runs = len(grid) * full.n_seeds
+    best_epochs = max(full.epochs)  # upper bound: the selected setting is not known before the run
+    for n in full.scaling_sizes_above(N_TRAIN):
+        full_steps += round(best_epochs * sampling_plan(n, base)[2]) * full.n_seeds
+        full_runs += full.n_seeds
+    full_steps += round(best_epochs * per_epoch) * full.n_seeds  # non-private control
+    full_runs += full.n_seeds
+    full_evals = full_runs + full.n_seeds + len(full.op_scales) + 1
     est = a * full_steps + b * full_runs + per_eval * full_evals
     row = {"measured": {"settings": len(pts), "seeds": payload["n_seeds"], "runs": n_runs, "steps": steps,
                         "evaluations": n_evals, "train_s": round(total_train, 1), "eval_s": round(cost["eval_s"], 1),
                         "wall_s": round(wall, 1)},
            "per_step_ms": round(1e3 * a, 2), "per_run_overhead_s": round(b, 2), "per_evaluation_s": round(per_eval, 2),
            "default_full_spec": {"settings": len(grid), "runs": full_runs, "steps": int(full_steps), "evaluations": full_evals,
-                                 "estimated_s": round(est, 0), "scaling_sizes": scaling_sizes(full, N_TRAIN)}}
+                                 "estimated_s": round(est, 0), "scaling_sizes": full.scaling_sizes_above(N_TRAIN)}}
     payload_out = {"benchmark": "dp frontier (chapter 6) at default sizes, random features", "threads": 1,
                    "machine": platform.machine(), "torch": torch.__version__, "results": row,
                    "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

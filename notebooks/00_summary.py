@@ -69,7 +69,7 @@ if points.empty:
     display(Markdown("Re-linkage lift: not available (the audit, chapter 4, has not run on this profile)."))
 else:
     fig, ax = plt.subplots(figsize=(7.2, 4.0))
-    plot_lift_summary(points, ax=ax, simulation=params["cohort"]["source"] == "synthetic")
+    plot_lift_summary(points, ax=ax, simulation=params.cohort.simulation)
     ax.set_title("Re-linkage lift over chance per rung")
     plt.show()
 

@@ -67,7 +67,7 @@ set_style()
 t0 = time.perf_counter()
 internal = get_cohort(params, "internal")
 external = get_cohort(params, "external")
-simulation = params["cohort"]["source"] == "synthetic"
+simulation = params.cohort.simulation
 kind = "simulation" if simulation else "real data"
 display(provenance_banner(params, f"{cohort_label(internal)}; {cohort_label(external)}"))
 

@@ -68,7 +68,7 @@ set_style()
 
 # %%
 t0 = time.perf_counter()
-simulation = params["cohort"]["source"] == "synthetic"
+simulation = params.cohort.simulation
 kind = "simulation" if simulation else "real data"
 cohort = get_cohort(params, "internal")
 t_ladder = time.perf_counter()

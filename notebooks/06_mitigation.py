@@ -64,7 +64,7 @@ from IPython.display import HTML, Markdown, display
 from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.dp.frontier_stage import get_frontier
-from relink_lib.dp.summary import (PAPER, accounting_table, controls_table, frontier_findings, frontier_table,
+from relink_lib.dp.summary import (accounting_table, controls_table, frontier_findings, frontier_table,
                                    mechanism_paragraph, mitigation_payload, reduction_table, seed_spread, setting_label,
                                    sig3)
 from relink_lib.plots.dp import (plot_cut_vs_drift, plot_frontier, plot_recall_variants, plot_reductions,
@@ -138,8 +138,8 @@ print(sig3(ft[["init", "optimizer", "lr", "epochs", "sigma", "cut_select", "cut_
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 4.8))
-plot_frontier(fr, ax=ax, paper=PAPER["dp_r1_reduction_at_10000"], simulation=simulation)
-ax.set_title(f"{fr['rung']['name']}: DP frontier at eps = {params['dp']['target_epsilon']}")
+plot_frontier(fr, ax=ax, simulation=simulation)
+ax.set_title(f"{fr['rung']['name']}: DP frontier at eps = {params.dp.training.target_epsilon}")
 plt.tight_layout()
 plt.show()
 
@@ -196,7 +196,7 @@ display(Markdown(mechanism_paragraph(fr)))
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
-plot_scaling(fr, ax=ax, paper=PAPER["dp_r1_reduction_at_10000"], simulation=simulation)
+plot_scaling(fr, ax=ax, simulation=simulation)
 ax.set_title("cut against private-set size at the selected setting")
 plt.tight_layout()
 plt.show()
@@ -218,7 +218,7 @@ print(sig3(scaling[["n_private", "sigma", "steps", "epsilon", "cut_report", "cut
 
 # %% tags=["nbval-check-output"]
 acc = accounting_table(ms)
-print(f"profile {params['profile']}, simulation={simulation}, delta = {params['dp']['delta']:.0e}, "
+print(f"profile {params['profile']}, simulation={simulation}, delta = {params.dp.training.delta:.0e}, "
       f"setting: {setting_label(ms[-1].setting)}")
 print(acc[["model", "noise_multiplier", "sample_rate", "steps", "epsilon_opacus_rdp", "epsilon_dp_accounting_rdp",
            "epsilon_dp_accounting_pld", "max_pairs_per_patient", "patient_epsilon_group"]].pipe(sig3).to_string(index=False))
@@ -248,7 +248,7 @@ print(sig3(red.pivot_table(index=["model", "k"], columns="variant", values="rela
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 4))
-plot_reductions(red, ax=ax, paper=PAPER["dp_r1_reduction_at_10000"], simulation=simulation)
+plot_reductions(red, ax=ax, simulation=simulation)
 ax.set_title("relative Recall@1 reduction at the reference N (whole held-out split)")
 plt.tight_layout()
 plt.show()

@@ -35,13 +35,12 @@ params = get_profile(profile, overrides)
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
 from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label, get_cohort
 from relink_lib.dp.stage import transfer_rung
-from relink_lib.dp.summary import setting_label, transfer_findings, transfer_payload
+from relink_lib.dp.summary import setting_label, transfer_findings, transfer_payload, transfer_tables
 from relink_lib.plots.dp import plot_recall_variants
 from relink_lib.display import provenance_banner
 from relink_lib.results import write_results
@@ -77,31 +76,16 @@ plt.show()
 # variant against the pretrained heads, per model.
 
 # %% tags=["nbval-check-output"]
-rows = []
-for mm in ms:
-    rec, _ = results[mm.rung_name]
-    r1 = rec[(rec["pool"] == "random") & (rec["k"] == 1)]
-    n = int(r1["pool_size"].max())
-    r1 = r1[r1["pool_size"] == n].set_index("variant")["recall"]
-    for v in r1.index:
-        rows.append({"model": mm.rung_name, "N": n, "variant": v, "recall@1": r1[v],
-                     "relative_reduction": (r1["pretrained"] - r1[v]) / r1["pretrained"] if r1["pretrained"] > 0 else float("nan")})
-ext = pd.DataFrame(rows)
+tables = transfer_tables(results, ms)
 print(f"profile {params['profile']}, simulation={simulation}, external site")
-print(ext.round(4).to_string(index=False))
+print(tables["recall"].round(4).to_string(index=False))
 
 # %% [markdown]
 # ## Utility on the external site
 
 # %% tags=["nbval-check-output"]
-urows = []
-for mm in ms:
-    _, u = results[mm.rung_name]
-    s = u[u["label"].isin(["macro", "all"])].pivot(index="variant", columns="metric", values="value")
-    s.insert(0, "model", mm.rung_name)
-    urows.append(s.reset_index())
 print(f"profile {params['profile']}, simulation={simulation}, external site")
-print(pd.concat(urows, ignore_index=True).round(3).to_string(index=False))
+print(tables["utility"].round(3).to_string(index=False))
 
 # %% [markdown]
 # ## Summary

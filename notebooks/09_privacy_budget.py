@@ -49,29 +49,26 @@ params = get_profile(profile, overrides)
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.plots.common import set_style
-from relink_lib.plots.risk import eps_tick_label, plot_budget_utility, plot_relinkage, plot_risks, plot_tradeoff_curves
+from relink_lib.plots.risk import plot_budget_utility, plot_relinkage, plot_risks, plot_tradeoff_curves, pool_label
 from relink_lib.risk.stage import THREAT_MODELS, run_budget_sweep, write_budget_results
-from relink_lib.risk.summary import budget_findings, budget_pool, budget_view
-from relink_lib.risk.sweep import door_position
-from relink_lib.risk.tradeoff import Mechanism, tradeoff_curve
+from relink_lib.risk.summary import budget_doors, budget_findings, budget_pool, budget_tradeoff_curves, budget_view
 from relink_lib.tables import html_table
 
 # %%
 set_style()
 t0 = time.perf_counter()
-table, inputs = run_budget_sweep(params, progress=False)
-write_budget_results(params, table, inputs, wall_time_s=time.perf_counter() - t0)
-simulation = params["cohort"]["source"] == "synthetic"
+sweep, inputs = run_budget_sweep(params, progress=False)
+write_budget_results(params, sweep, inputs, wall_time_s=time.perf_counter() - t0)
+table, recall = sweep.table, sweep.recall  # one row per budget; one row per (budget, pool, k, N)
+simulation = params.cohort.simulation
 cohort_name = cohort_label(inputs.cohort)
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 n_train, n_test = len(inputs.train), len(inputs.test)
-eps_label = [eps_tick_label(None if e is None else float(e)) for e in table["target_epsilon"]]
 display(Markdown(
     f"Profile `{params['profile']}`, cohort `{cohort_name}` ({what}), model `{inputs.rung.name}` (the most "
     f"specialised rung): heads fine-tuned on {n_train:,} private training pairs at {len(table)} budgets, "
@@ -106,13 +103,15 @@ display(html_table(pd.DataFrame(list(THREAT_MODELS)), caption="The three threat 
 # target, within 1%); sigma, the sampling rate q and the number of steps T are what any other
 # accountant needs to recompute it (the results JSON holds them in full). Risks are
 # probabilities; recall is Recall@1 over random pools at the largest pool size the held-out split
-# allows; AUROCs are macro means over the 14 labels.
+# allows; AUROCs are macro means over the 14 labels. Recall@K at every pool size and K, for
+# random and matched pools, is in the sweep's long table (`sweep.recall`, one row per budget,
+# pool, K and N; `recall` in the results JSON).
 
 # %%
-pool = budget_pool(table)
+pool = budget_pool(recall)
 display(Markdown(f"Prior of the worst case kappa = 1/{round(1 / table['kappa'].iloc[0]):,}; the attack picks among "
                  f"{int(table['attack_candidates'].iloc[0])} candidate images (chance 1/{int(table['attack_candidates'].iloc[0])})."))
-view = budget_view(table, pool)
+view = budget_view(table, recall, pool)
 accounting = ["target eps", "eps reached", "sigma", "q", "T", "worst-case risk", "relaxed risk", "attack success"]
 display(html_table(view[accounting], {"q": "sig", "T": "count", "eps reached": "sig"},
                    caption="Accounting and reconstruction risk per budget"))
@@ -122,7 +121,7 @@ display(html_table(view[["target eps"] + [c for c in view.columns if c not in ac
 # %% tags=["nbval-check-output", "remove-cell"]
 with pd.option_context("display.float_format", lambda v: f"{v:.3g}", "display.width", 200):
     print(f"kappa = 1/{round(1 / table['kappa'].iloc[0])}, attack chance = 1/{int(table['attack_candidates'].iloc[0])}")
-    print(budget_view(table, pool).set_index("target eps").round(3).to_string())
+    print(budget_view(table, recall, pool).set_index("target eps").round(3).to_string())
 
 # %% [markdown]
 # ## Reconstruction risk against the budget
@@ -146,17 +145,8 @@ plt.show()
 # set by the chance that the target was never sampled.
 
 # %%
-curves = []
-alpha = np.logspace(-6, -0.01, 60)
-for _, row in table.iterrows():
-    e = row["target_epsilon"]
-    if e is None or not np.isfinite(float(row["noise_multiplier"])) or float(row["noise_multiplier"]) <= 0:
-        continue
-    if float(e) in (0.34, 8.0, 1e3, 1e6):
-        mech = Mechanism(float(row["noise_multiplier"]), float(row["sample_rate"]), int(row["steps"]))
-        curves.append((f"eps = {eps_tick_label(float(e))}", alpha, tradeoff_curve(alpha, mech)))
 fig, ax = plt.subplots()
-plot_tradeoff_curves(curves, ax=ax)
+plot_tradeoff_curves(budget_tradeoff_curves(table, budgets=(0.34, 8.0, 1e3, 1e6)), ax=ax)
 ax.axvline(float(table["kappa"].iloc[0]), color="tab:red", ls=":", lw=1)
 ax.set_title("Trade-off curves of the composed mechanism" + (" (simulation)" if simulation else ""))
 plt.show()
@@ -166,8 +156,8 @@ plt.show()
 
 # %%
 fig, ax = plt.subplots(figsize=(7.2, 4.0))
-plot_relinkage(table, pool_size=pool, k=1, ax=ax, simulation=simulation)
-ax.set_title(f"Re-linkage (held-out pairs, N = {pool})")
+plot_relinkage(recall, pool_size=pool, k=1, ax=ax, simulation=simulation)
+ax.set_title(f"Re-linkage (held-out pairs, N = {pool_label(pool)})")
 plt.show()
 fig, ax = plt.subplots(figsize=(7.2, 4.0))
 plot_budget_utility(table, ax=ax, simulation=simulation)
@@ -185,11 +175,8 @@ plt.show()
 # positions are sampling noise of the held-out split, not an effect.
 
 # %%
-cols = {f"recall_random_k1_n{pool}": "R@1", "probe_macro_auroc": "probe AUROC", "zero_shot_macro_auroc": "zero-shot AUROC",
-        "worst_case_risk": "worst-case risk", "relaxed_risk": "relaxed risk", "realistic_risk": "attack success"}
-doors = pd.DataFrame({name: door_position(table, col) for col, name in cols.items()})
-doors.insert(0, "eps", eps_label)
-display(html_table(doors, {name: "sig2" for name in cols.values()}))
+doors = budget_doors(table, recall, pool)
+display(html_table(doors, {name: "sig2" for name in doors.columns if name != "eps"}))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(doors.set_index("eps").round(2).to_string())
@@ -202,4 +189,4 @@ print(doors.set_index("eps").round(2).to_string())
 # the held-out split.
 
 # %%
-display(Markdown("\n".join(f"- {line}" for line in budget_findings(table, n_test, pool=pool, simulation=simulation))))
+display(Markdown("\n".join(f"- {line}" for line in budget_findings(table, recall, n_test, pool=pool, simulation=simulation))))

@@ -24,7 +24,8 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from types import ModuleType
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -98,7 +99,7 @@ def _tmp_prefix(name: str) -> str:
 
 def _canonical(obj: Any) -> Any:
     """Turn ``obj`` into JSON-serialisable data with a stable ordering."""
-    if isinstance(obj, dict):
+    if isinstance(obj, Mapping):
         return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):
         return [_canonical(v) for v in obj]
@@ -134,7 +135,7 @@ def file_hash(path: str | Path, length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
-def code_version(*modules: Any) -> str:
+def code_version(*modules: ModuleType) -> str:
     """Hash of the source files of the given modules (so a code change invalidates the cache)."""
     digest = hashlib.sha256()
     for module in modules:

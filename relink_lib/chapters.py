@@ -8,9 +8,8 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping
-
 from .cohorts.base import Cohort
+from .config import ProfileLike, as_profile
 from .dp.stage import RungMitigation, mitigation_ladder
 from .models.stage import Rung
 from .plots.common import set_style
@@ -32,11 +31,12 @@ class MitigationChapter:
         return time.perf_counter() - self.started
 
 
-def mitigation_chapter(params: Mapping[str, Any]) -> MitigationChapter:
+def mitigation_chapter(params: ProfileLike) -> MitigationChapter:
     """Open a DP chapter: style, warnings filtered (they carry local paths), cohort, rungs and mitigations."""
     started = time.perf_counter()
     warnings.filterwarnings("ignore", category=UserWarning)
     set_style()
-    cohort, rungs, mitigations = mitigation_ladder(params)
+    cfg = as_profile(params)
+    cohort, rungs, mitigations = mitigation_ladder(cfg)
     return MitigationChapter(cohort=cohort, rungs=list(rungs), mitigations=list(mitigations),
-                             simulation=params["cohort"]["source"] == "synthetic", started=started)
+                             simulation=cfg.cohort.simulation, started=started)

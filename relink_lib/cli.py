@@ -9,6 +9,9 @@
 - ``browser-check``: open the built pages in headless Chromium (title, figure, console errors, screenshot).
 - ``features --profile P [--shard K/N | --merge | --status] [--rungs ...] [--splits ...]``: feature extraction by
   shard for job arrays (``relink_lib.pipeline.shards``).
+
+Each command imports its pipeline modules when it runs (lazily, on purpose): the command line
+starts without loading papermill, jupytext or the models that only other commands need.
 """
 from __future__ import annotations
 
@@ -17,11 +20,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from .profiles import PROFILE_NAMES, project_root
+from .pipeline.shards import add_arguments as add_feature_arguments
+from .profiles import PROFILE_NAMES, get_profile, project_root, validate_overrides
 
 
-def _overrides(text: str | None, profile: str | None = None) -> dict:
+def _overrides(text: str | None, profile: str | None = None) -> dict[str, Any]:
     """Parse ``--overrides`` and validate it at every depth against ``profile`` (before any kernel starts)."""
     if not text:
         return {}
@@ -32,8 +37,6 @@ def _overrides(text: str | None, profile: str | None = None) -> dict:
     if not isinstance(value, dict):
         raise SystemExit("--overrides: expected a JSON object")
     if profile is not None:
-        from .profiles import validate_overrides
-
         try:
             validate_overrides(profile, value)
         except ValueError as err:
@@ -68,12 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     p_browser.add_argument("--html", type=Path, default=project_root() / "_build" / "html")
     p_features = sub.add_parser("features", help="extract features by shard (job arrays), merge, status")
     add_profile(p_features)
-    from .pipeline.shards import add_arguments as add_feature_arguments
-
     add_feature_arguments(p_features)
 
     args = parser.parse_args(argv)
     root = project_root()
+    # each command imports its pipeline modules here, lazily (see the module docstring)
     if args.command in ("book", "run"):
         from .pipeline.execute import execute_book, execute_notebook
         from .pipeline.toc import chapter_notebooks
@@ -82,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
         overrides = _overrides(args.overrides, args.profile)
         if args.profile == "paper":
             from .pipeline.preflight import PreflightError, check_paper_inputs
-            from .profiles import get_profile
 
             try:
                 check_paper_inputs(get_profile("paper", overrides))
@@ -125,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "features":
         from .pipeline.preflight import PreflightError, check_paper_inputs
         from .pipeline.shards import run as run_features
-        from .profiles import get_profile
 
         params = get_profile(args.profile, _overrides(args.overrides, args.profile))
         if args.profile == "paper":

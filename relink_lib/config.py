@@ -62,7 +62,8 @@ class _Section:
     SECTION: ClassVar[str] = ""
 
     def _bad(self, name: str, expected: str) -> ValueError:
-        return ValueError(f"params[{self.SECTION!r}][{name!r}]={getattr(self, name)!r}: expected {expected}")
+        where = "".join(f"[{part!r}]" for part in self.SECTION.split("."))
+        return ValueError(f"params{where}[{name!r}]={getattr(self, name)!r}: expected {expected}")
 
     def _need(self, ok: bool, name: str, expected: str) -> None:
         if not ok:

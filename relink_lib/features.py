@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,14 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from . import cache
+from . import cache, models
+from .cli import main as cli_main
+from .cohorts.base import Cohort
+from .config import Profile, ProfileLike, as_profile
+from .models.base import DualEncoder, l2_normalize, pick_device, torch_threads
+from .models.stage import Rung, cohort_fingerprint
 from .numerics import cache_token
 from .profiles import cache_dir
 
@@ -67,7 +74,7 @@ def model_hash(path: str | Path) -> str:
     return _MODEL_HASHES[stamp]
 
 
-def split_rows(cohort: Any, split: str) -> np.ndarray:
+def split_rows(cohort: Cohort, split: str) -> np.ndarray:
     """Positional rows of ``cohort.pairs`` in ``split`` (``"all"``: every row), int64."""
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: expected one of {SPLITS}")
@@ -76,33 +83,20 @@ def split_rows(cohort: Any, split: str) -> np.ndarray:
     return np.flatnonzero((cohort.pairs["split"] == split).to_numpy()).astype(np.int64)
 
 
-def _settings(params: Mapping[str, Any]) -> dict[str, Any]:
-    cfg = dict(params.get("features", {}))
-    batch = int(cfg.get("batch_size", 256))
-    if batch < 1:
-        raise ValueError(f"params['features']['batch_size']={batch}: expected a positive integer")
-    chunk = int(cfg.get("chunk_size", 8 * batch))
-    if chunk < batch or chunk % batch:
-        raise ValueError(f"params['features']['chunk_size']={chunk}: expected a multiple of batch_size={batch}")
-    from .models.base import pick_device
-
-    device = pick_device(cfg.get("device"))
-    return {"batch_size": batch, "chunk_size": chunk, "text_column": str(cfg.get("text_column", "text")),
-            "device": device.type, "amp": bool(cfg.get("amp", True)) and device.type == "cuda"}
+def _settings(params: ProfileLike) -> dict[str, Any]:
+    """The extraction settings of the features section, with the device resolved (part of the cache key)."""
+    cfg = as_profile(params).features
+    device = pick_device(cfg.device)
+    return {"batch_size": int(cfg.batch_size), "chunk_size": cfg.rows_per_chunk, "text_column": cfg.text_column,
+            "device": device.type, "amp": cfg.amp and device.type == "cuda"}
 
 
 def _code_version() -> str:
-    import sys
-
-    from . import models
-
     return cache.code_version(models, sys.modules[__name__])
 
 
-def feature_key(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> dict[str, Any]:
+def feature_key(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) -> dict[str, Any]:
     """Everything the features of (cohort, rung, split) depend on."""
-    from .models.stage import cohort_fingerprint
-
     settings = _settings(params)
     if settings["text_column"] not in cohort.pairs.columns:
         raise ValueError(f"params['features']['text_column']={settings['text_column']!r}: not a column of cohort "
@@ -113,9 +107,14 @@ def feature_key(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -
             "numerics": cache_token()}
 
 
-def feature_dir(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> Path:
+def feature_dir(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) -> Path:
     """The final cache directory of (cohort, rung, split) (it may not exist yet)."""
-    return cache_dir(params["profile"]) / "features" / cache.content_hash(feature_key(params, cohort, rung, split))
+    profile = as_profile(params)
+    return _final_dir(profile, feature_key(profile, cohort, rung, split))
+
+
+def _final_dir(profile: Profile, key: Mapping[str, Any]) -> Path:
+    return cache_dir(profile.name) / "features" / cache.content_hash(key)
 
 
 def _parts_dir(final: Path) -> Path:
@@ -149,8 +148,8 @@ ChunkCallback = Callable[[int, int, float], None]
 """``on_chunk(chunk_index, n_rows_in_chunk, seconds)``: called after each chunk is written."""
 
 
-def extract_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: str, shard: tuple[int, int] | None = None,
-                     *, chunks: Sequence[int] | None = None, encoder: Any = None, progress: bool = True,
+def extract_features(params: ProfileLike, cohort: Cohort, rung: Rung, split: str, shard: tuple[int, int] | None = None,
+                     *, chunks: Sequence[int] | None = None, encoder: DualEncoder | None = None, progress: bool = True,
                      on_chunk: ChunkCallback | None = None) -> Path:
     """Extract the missing chunks of shard ``(k, n)`` (default: all chunks) and return the parts directory.
 
@@ -159,14 +158,15 @@ def extract_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: s
     the features are already cached. ``encoder``: an already loaded
     :class:`~relink_lib.models.base.DualEncoder` of ``rung`` (loaded on demand).
     ``on_chunk``: called after every chunk written (for line-by-line progress in job logs).
-    Report text is read from ``params["features"]["text_column"]`` (default ``text``) and never logged.
+    Report text is read from the features section's ``text_column`` and never logged.
     Safe to run concurrently with other shards on one cache: each chunk is its own file, written
     atomically, and chunk boundaries do not depend on the sharding.
     """
     k, n_shards = (0, 1) if shard is None else (int(shard[0]), int(shard[1]))
     shard_chunks(0, (k, n_shards))  # validates the shard
-    key = feature_key(params, cohort, rung, split)
-    final = cache_dir(params["profile"]) / "features" / cache.content_hash(key)
+    profile = as_profile(params)
+    key = feature_key(profile, cohort, rung, split)
+    final = _final_dir(profile, key)
     if cache.is_complete(final):
         return final
     settings = key["settings"]
@@ -188,18 +188,14 @@ def extract_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: s
         return parts
     if encoder is None:
         encoder = rung.load(device=settings["device"], amp=settings["amp"], batch_size=settings["batch_size"])
-    from .models.base import torch_threads
-
-    with torch_threads(params.get("features", {}).get("threads")):
+    with torch_threads(profile.features.threads):
         _extract_chunks(cohort, rung, split, rows, todo, chunk, settings, encoder, parts, (k, n_shards), progress, on_chunk)
     return parts
 
 
-def _extract_chunks(cohort: Any, rung: Any, split: str, rows: np.ndarray, todo: list[int], chunk: int,
-                    settings: Mapping[str, Any], encoder: Any, parts: Path, shard: tuple[int, int], progress: bool,
+def _extract_chunks(cohort: Cohort, rung: Rung, split: str, rows: np.ndarray, todo: list[int], chunk: int,
+                    settings: Mapping[str, Any], encoder: DualEncoder, parts: Path, shard: tuple[int, int], progress: bool,
                     on_chunk: ChunkCallback | None = None) -> None:
-    from tqdm.auto import tqdm
-
     k, n_shards = shard
     texts_all = cohort.pairs[settings["text_column"]]
     for i in tqdm(todo, desc=f"features {rung.name}/{split}" + (f" shard {k}/{n_shards}" if n_shards > 1 else ""),
@@ -242,11 +238,12 @@ class ChunkStatus:
         return "partial" if self.done else "not started"
 
 
-def chunk_status(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> ChunkStatus:
+def chunk_status(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) -> ChunkStatus:
     """The :class:`ChunkStatus` of (cohort, rung, split), read from the cache (computes nothing)."""
-    final = feature_dir(params, cohort, rung, split)
+    profile = as_profile(params)
+    final = feature_dir(profile, cohort, rung, split)
     n_rows = len(split_rows(cohort, split))
-    chunk = _settings(params)["chunk_size"]
+    chunk = profile.features.rows_per_chunk
     n_chunks = _n_chunks(n_rows, chunk)
     if cache.is_complete(final):
         return ChunkStatus(n_rows, n_chunks, chunk, list(range(n_chunks)), [], True, final)
@@ -256,7 +253,7 @@ def chunk_status(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) 
     return ChunkStatus(n_rows, n_chunks, chunk, done, missing, False, parts)
 
 
-def missing_chunks(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> list[int]:
+def missing_chunks(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) -> list[int]:
     """Indices of the chunks not yet extracted (empty when complete or fully extracted)."""
     return chunk_status(params, cohort, rung, split).missing
 
@@ -275,13 +272,14 @@ def format_chunks(indices: list[int], limit: int = 12) -> str:
     return ", ".join(text)
 
 
-def merge_shards(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) -> Features:
+def merge_shards(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) -> Features:
     """Assemble the extracted chunks into the final cache entry (atomically) and return it.
 
     Raises ``RuntimeError`` naming the missing chunks when some shard has not finished.
     """
-    key = feature_key(params, cohort, rung, split)
-    final = cache_dir(params["profile"]) / "features" / cache.content_hash(key)
+    profile = as_profile(params)
+    key = feature_key(profile, cohort, rung, split)
+    final = _final_dir(profile, key)
     if cache.is_complete(final):
         return _load(final)
     rows = split_rows(cohort, split)
@@ -316,13 +314,14 @@ def merge_shards(params: Mapping[str, Any], cohort: Any, rung: Any, split: str) 
     return _load(final)
 
 
-def get_features(params: Mapping[str, Any], cohort: Any, rung: Any, split: str, *, progress: bool = True) -> Features:
+def get_features(params: ProfileLike, cohort: Cohort, rung: Rung, split: str, *, progress: bool = True) -> Features:
     """Pre-projection features of ``split`` for ``rung`` (extracted and cached on a miss)."""
-    final = feature_dir(params, cohort, rung, split)
+    profile = as_profile(params)
+    final = feature_dir(profile, cohort, rung, split)
     if cache.is_complete(final):
         return _load(final)
-    extract_features(params, cohort, rung, split, progress=progress)
-    return merge_shards(params, cohort, rung, split)
+    extract_features(profile, cohort, rung, split, progress=progress)
+    return merge_shards(profile, cohort, rung, split)
 
 
 # ------------------------------------------------------------------------------ heads
@@ -334,8 +333,6 @@ def embed_features(features: Features, image_head: nn.Module, text_head: nn.Modu
     Returns float32 numpy ``(n, d)`` each, L2-normalised rows. The heads run in float32 on
     their own device (eval mode, restored afterwards).
     """
-    from .models.base import l2_normalize
-
     out = []
     for head, x, what in ((image_head, features.image, "image"), (text_head, features.text, "text")):
         if not isinstance(head, nn.Module):
@@ -357,7 +354,7 @@ def embed_features(features: Features, image_head: nn.Module, text_head: nn.Modu
     return out[0], out[1]
 
 
-def get_embeddings(params: Mapping[str, Any], cohort: Any, rung: Any, split: str = "test",
+def get_embeddings(params: ProfileLike, cohort: Cohort, rung: Rung, split: str = "test",
                    *, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(image_emb, report_emb, rows)`` of ``split`` through the rung's own heads (L2-normalised float32)."""
     feats = get_features(params, cohort, rung, split, progress=progress)
@@ -368,10 +365,6 @@ def get_embeddings(params: Mapping[str, Any], cohort: Any, rung: Any, split: str
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m relink_lib.features ...``: the same as ``python -m relink_lib features ...``."""
-    import sys
-
-    from .cli import main as cli_main
-
     return cli_main(["features", *(sys.argv[1:] if argv is None else argv)])
 
 

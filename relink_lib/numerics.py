@@ -23,7 +23,13 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+import torch
+from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    from .config import ProfileLike
 
 MODE_ENV = "RELINK_NUMERICS"
 
@@ -73,9 +79,11 @@ def get_mode(name: str) -> NumericalMode:
     return MODES[name]
 
 
-def mode_of(params: Mapping[str, Any]) -> NumericalMode:
-    """The mode a profile's parameters ask for (``params["numerics"]["mode"]``, default ``native``)."""
-    return get_mode(str((params.get("numerics") or {}).get("mode", "native")))
+def mode_of(params: ProfileLike) -> NumericalMode:
+    """The mode a profile asks for (its ``numerics.mode``; the default is :class:`relink_lib.config.NumericsConfig`'s)."""
+    from .config import as_profile  # lazily: cycle, relink_lib.config imports MODES from this module
+
+    return get_mode(as_profile(params).numerics.mode)
 
 
 def kernel_env(mode: NumericalMode, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -99,18 +107,11 @@ def apply_in_process(mode: NumericalMode) -> None:
     that did not start with :func:`kernel_env` gets a warning, and :func:`record` shows the
     capability it really used.
     """
-    import torch
-
     for key, value in mode.env.items():  # effective only before torch's first dispatch / MKL's first call
         os.environ[key] = value
     if mode.threads is not None:
         torch.set_num_threads(mode.threads)
-        try:
-            from threadpoolctl import threadpool_limits
-
-            threadpool_limits(mode.threads)
-        except ImportError:  # pragma: no cover - threadpoolctl is a core dependency
-            pass
+        threadpool_limits(mode.threads)
     if mode.disable_mkldnn:
         torch.backends.mkldnn.enabled = False
     if mode.disable_nnpack:
@@ -134,8 +135,6 @@ def apply_from_env() -> None:
 
 def record() -> dict[str, Any]:
     """What this process computes under: mode, torch CPU capability, threads, MKL and oneDNN/NNPACK switches."""
-    import torch
-
     return {
         "numerical_mode": os.environ.get(MODE_ENV, "native"),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -154,8 +153,6 @@ def cache_token() -> str:
     thread, oneDNN and NNPACK off); otherwise ``native-<capability>``, so results computed under
     different dispatch never share a cache entry.
     """
-    import torch
-
     portable = MODES["portable"]
     in_force = (torch.backends.cpu.get_cpu_capability() == portable.expected_capability
                 and os.environ.get("MKL_CBWR") == portable.env["MKL_CBWR"] and torch.get_num_threads() == portable.threads

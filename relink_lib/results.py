@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .cache import atomic_write_bytes
-from .numerics import mode_of
+from .config import ProfileLike, as_profile
 from .numerics import record as numerics_record
 from .profiles import project_root, results_dir
 
@@ -42,18 +42,19 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def provenance(params: Mapping[str, Any], *, cohort: str, model: str | list[str], wall_time_s: float) -> dict[str, Any]:
+def provenance(params: ProfileLike, *, cohort: str, model: str | list[str], wall_time_s: float) -> dict[str, Any]:
     """The provenance block every results file carries."""
+    cfg = as_profile(params)
     return {
-        "profile": params["profile"],
-        "seed": params["seed"],
+        "profile": cfg.name,
+        "seed": cfg.seed,
         "cohort": cohort,
         "model": model,
-        "simulation": params["cohort"]["source"] == "synthetic",
+        "simulation": cfg.cohort.simulation,
         "packages": package_versions(),
         "git_commit": git_commit(),
         "wall_time_s": round(float(wall_time_s), 3),
-        "numerics": {"requested": mode_of(params).name, **numerics_record()},
+        "numerics": {"requested": cfg.numerics.mode, **numerics_record()},
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -76,7 +77,7 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_results(params: Mapping[str, Any], chapter: str, payload: Mapping[str, Any], *, cohort: str,
+def write_results(params: ProfileLike, chapter: str, payload: Mapping[str, Any], *, cohort: str,
                   model: str | list[str], wall_time_s: float) -> Path:
     """Write ``results/<profile>/<chapter>.json`` with ``payload`` and a ``provenance`` block.
 
@@ -84,7 +85,7 @@ def write_results(params: Mapping[str, Any], chapter: str, payload: Mapping[str,
     """
     body = dict(_jsonable(payload))
     body["provenance"] = provenance(params, cohort=cohort, model=model, wall_time_s=wall_time_s)
-    path = results_dir(params["profile"]) / f"{chapter}.json"
+    path = results_dir(as_profile(params).name) / f"{chapter}.json"
     atomic_write_bytes(path, (json.dumps(body, indent=1, allow_nan=False) + "\n").encode())
     return path
 

@@ -19,12 +19,15 @@ Payload of :func:`summary_payload` (all numbers are fractions; ``None`` = not av
 """
 from __future__ import annotations
 
+import html
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from .paper import PAPER, PAPER_CITATION
+from .results import read_results
+from .tables import fmt_lift, fmt_sig, fmt_signed_percent
 
 CHAPTERS = ("threat_model", "cohorts", "model_ladder", "audit", "hard_negatives", "mitigation", "utility", "transfer",
             "privacy_budget")
@@ -36,8 +39,6 @@ __all__ = ["load_payloads", "summary_payload", "summary_findings", "summary_tabl
 
 def load_payloads(profile: str, chapters: Sequence[str] = CHAPTERS) -> dict[str, Mapping[str, Any] | None]:
     """Each chapter's results payload of ``profile`` (``None`` where the chapter has not run)."""
-    from .results import read_results
-
     out: dict[str, Mapping[str, Any] | None] = {}
     for chapter in chapters:
         try:
@@ -237,8 +238,6 @@ def summary_payload(payloads: Mapping[str, Mapping[str, Any] | None]) -> dict[st
 
 
 def _f(v: float | None, digits: int = 3) -> str:
-    from .tables import fmt_sig
-
     return NA if v is None else fmt_sig(v, digits)
 
 
@@ -361,8 +360,6 @@ def paper_table() -> pd.DataFrame:
 
 def summary_display(payload: Mapping[str, Any]) -> pd.DataFrame:
     """:func:`summary_table` as display strings: each value in its unit with its CI, beside the paper's."""
-    from .tables import fmt_lift, fmt_sig, fmt_signed_percent
-
     rows = []
     for r in summary_table(payload).to_dict(orient="records"):
         name = r["finding"]
@@ -404,8 +401,6 @@ def _get(params: Mapping[str, Any], dotted: str) -> str:
 
 def calibration_box(params: Mapping[str, Any]) -> str:
     """The "what was calibrated" box for the profile ``params``: an HTML admonition (the theme's classes)."""
-    import html
-
     def code(text: str) -> str:
         return f"<code>{html.escape(text)}</code>"
 

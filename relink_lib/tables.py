@@ -24,6 +24,7 @@ import re
 from typing import Any, Callable, Mapping
 
 import pandas as pd
+from IPython.display import HTML
 
 Formatter = Callable[[Any], str]
 
@@ -207,7 +208,7 @@ def table_html(df: pd.DataFrame, formats: Mapping[str, str | Formatter] | None =
 
 
 def html_table(df: pd.DataFrame, formats: Mapping[str, str | Formatter] | None = None, *, index: bool = False,
-               caption: str | None = None, max_height_px: int | None = None):
+               caption: str | None = None, max_height_px: int | None = None) -> HTML:
     """Render ``df`` as an HTML table (an ``IPython.display.HTML`` to ``display()``).
 
     ``formats`` maps a column name to a format name of :data:`FORMATS` (``"sig"``, ``"count"``,
@@ -217,6 +218,4 @@ def html_table(df: pd.DataFrame, formats: Mapping[str, str | Formatter] | None =
     column when it is wider (``max_height_px`` also caps its height, scrolling vertically).
     Raises ``ValueError`` naming a format or column that does not exist.
     """
-    from IPython.display import HTML
-
     return HTML(table_html(df, formats, index=index, caption=caption, max_height_px=max_height_px))

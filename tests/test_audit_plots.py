@@ -10,6 +10,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from relink_lib.audit.stage import audit_rung, rank_histogram  # noqa: E402
+from relink_lib.config import AuditConfig  # noqa: E402
 from relink_lib.labels import CHEXPERT_LABELS  # noqa: E402
 from relink_lib.plots.audit import (plot_detail_split, plot_lift_vs_pool, plot_rank_distribution,  # noqa: E402
                                     plot_random_vs_matched, plot_recall_vs_pool)
@@ -24,8 +25,8 @@ def tables():
     pairs = pd.DataFrame(labels, columns=CHEXPERT_LABELS)
     pairs.insert(0, "patient_id", np.arange(m) // 2)
     pairs["mentions_device"] = rng.random(m) < 0.5
-    settings = {"pool_sizes": (10, 50, None), "ks": (1, 5), "n_boot": 20, "chunk_size": 64, "device": "cpu",
-                "nan_as": 0.0, "uncertain_as": -1.0, "seed": 0}
+    settings = AuditConfig(pool_sizes=(10, 50, None), ks=(1, 5), n_boot=20, chunk_size=64, device="cpu",
+                nan_as=0.0, uncertain_as=-1.0)
     tabs, parts, hists = [], [], {}
     for rung, noise in enumerate((2.0, 0.5)):
         z = rng.normal(size=(m, 8))

@@ -1,9 +1,8 @@
 """The chapter-4/5 stage: per-rung audit, detail split, caching and results JSON (upstream stages faked)."""
 from __future__ import annotations
 
+import dataclasses
 import json
-import sys
-import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 
 from relink_lib.audit import relink_audit
 from relink_lib.audit import stage as audit_stage
+from relink_lib.config import AuditConfig
 from relink_lib.labels import CHEXPERT_LABELS
 from relink_lib.profiles import get_profile, results_dir
 
@@ -33,8 +33,8 @@ def _emb(m: int, d: int = 8, seed: int = 0):
     return (z + 0.8 * rng.normal(size=(m, d))).astype(np.float32), (z + 0.8 * rng.normal(size=(m, d))).astype(np.float32)
 
 
-SETTINGS = {"pool_sizes": (10, 50, None), "ks": (1, 5), "n_boot": 30, "chunk_size": 32, "device": "cpu",
-            "nan_as": 0.0, "uncertain_as": -1.0, "seed": 0}
+SETTINGS = AuditConfig(pool_sizes=(10, 50, None), ks=(1, 5), n_boot=30, chunk_size=32, device="cpu",
+            nan_as=0.0, uncertain_as=-1.0)
 
 
 def test_audit_rung_tables_agree_with_relink_audit_and_split_is_a_partition():
@@ -60,7 +60,7 @@ def test_audit_rung_tables_agree_with_relink_audit_and_split_is_a_partition():
 
 def test_audit_rung_records_dropped_pool_sizes_and_validates():
     img, rep = _emb(30)
-    ra = audit_stage.audit_rung(img, rep, _fake_pairs(30), dict(SETTINGS, pool_sizes=(10, 100, None)))
+    ra = audit_stage.audit_rung(img, rep, _fake_pairs(30), dataclasses.replace(SETTINGS, pool_sizes=(10, 100, None)))
     assert ra.dropped_pool_sizes == [100]
     assert 100 not in set(ra.table.pool_size)
     with pytest.raises(ValueError, match="pairs: expected 30 rows"):
@@ -125,16 +125,9 @@ def fake_upstream(monkeypatch):
         img, rep = _emb(m, seed=rung.index)
         return img[rows], rep[rows], rows
 
-    modules = {
-        "relink_lib.cohorts.stage": {"get_cohort": lambda params, site="internal": cohort},
-        "relink_lib.models.stage": {"get_ladder": lambda params, progress=True: rungs},
-        "relink_lib.features": {"get_embeddings": get_embeddings},
-    }
-    for name, attrs in modules.items():
-        mod = types.ModuleType(name)
-        for k, v in attrs.items():
-            setattr(mod, k, v)
-        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setattr(audit_stage, "get_cohort", lambda params, site="internal": cohort)
+    monkeypatch.setattr(audit_stage, "get_ladder", lambda params, progress=True: rungs)
+    monkeypatch.setattr(audit_stage, "get_embeddings", get_embeddings)
     real = audit_stage.audit_rung
 
     def counting(*a, **k):

@@ -10,10 +10,11 @@ from relink_lib.audit.stage import audit_rung
 from relink_lib.audit.summary import (audit_findings, audit_overview, audit_tables, build_audit_payload,
                                       build_hard_negative_payload, hard_negative_findings, hard_negative_tables,
                                       pool_label)
+from relink_lib.config import AuditConfig
 from relink_lib.labels import CHEXPERT_LABELS
 
-SETTINGS = {"pool_sizes": (10, 100, None), "ks": (1, 5), "n_boot": 40, "chunk_size": 64, "device": "cpu",
-            "nan_as": 0.0, "uncertain_as": -1.0, "seed": 0}
+SETTINGS = AuditConfig(pool_sizes=(10, 100, None), ks=(1, 5), n_boot=40, chunk_size=64, device="cpu",
+            nan_as=0.0, uncertain_as=-1.0)
 
 
 def _pairs(m, seed):

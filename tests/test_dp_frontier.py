@@ -1,6 +1,7 @@
 """The DP frontier: grid, held-out halves, seed aggregation, the selection rule, the bootstrap CI, a tiny build."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from relink_lib.config import FrontierConfig
 from relink_lib.dp import DPConfig
 from relink_lib.dp.accounting import epsilon_dp_accounting
 from relink_lib.dp.frontier import (Setting, aggregate_seeds, frontier_grid, heldout_halves, interpolate_at_cut,
@@ -54,18 +56,18 @@ def test_select_point_agrees_with_brute_force_on_random_frontiers():
 
 
 def test_frontier_grid_order_and_validation():
-    spec = {"inits": ("pretrained", "reinit"), "optimizers": ("sgd", "adam"),
-            "lrs": {"sgd": (0.1, 1.0, 3.0), "adam": (1e-3, 1e-2, 3e-2)}, "epochs": (5, 20)}
+    spec = FrontierConfig(inits=("pretrained", "reinit"), optimizers=("sgd", "adam"),
+                          lrs={"sgd": (0.1, 1.0, 3.0), "adam": (1e-3, 1e-2, 3e-2)}, epochs=(5, 20))
     grid = frontier_grid(spec)
     assert len(grid) == 24
     assert grid[0] == Setting("pretrained", "sgd", 0.1, 5.0) and grid[-1] == Setting("reinit", "adam", 3e-2, 20.0)
     assert {s.lr for s in grid if s.optimizer == "adam"} == {1e-3, 1e-2, 3e-2}
-    with pytest.raises(ValueError, match="no learning rates for optimizer 'adam'"):
-        frontier_grid(dict(spec, lrs={"sgd": (1.0,)}))
-    with pytest.raises(ValueError, match="Setting.init"):
-        frontier_grid(dict(spec, inits=("public",)))
-    with pytest.raises(ValueError, match="missing 'epochs'"):
-        frontier_grid({k: v for k, v in spec.items() if k != "epochs"})
+    with pytest.raises(ValueError, match=r"\['lrs'\].*learning rates > 0 for every optimizer"):
+        dataclasses.replace(spec, lrs={"sgd": (1.0,)})
+    with pytest.raises(ValueError, match=r"\['dp'\]\['frontier'\]\['inits'\]"):
+        dataclasses.replace(spec, inits=("public",))
+    with pytest.raises(ValueError, match=r"unknown key 'dp.frontier.epoch' \(did you mean 'epochs'\?\)"):
+        FrontierConfig.from_mapping({"epoch": (5,)})
 
 
 def test_heldout_halves_split_patients_and_cover_every_row():
@@ -166,14 +168,15 @@ def _tiny_inputs(seed=0, n_train=120, n_test=60, d_img=6, d_txt=5, d=4):
     return {"template": (ih, th), "train_img": x_img[tr], "train_txt": x_txt[tr], "train_labels": labels[tr],
             "train_patients": np.arange(n_train) // 2, "test_img": x_img[te], "test_txt": x_txt[te],
             "test_labels": labels[te], "test_patients": np.arange(n_test) // 2,
-            "bank": {"text": bank[0], "image": bank[1]}, "prompt_features": prompts, "chunk_size": 64}
+            "bank": {"text": bank[0], "image": bank[1]}, "prompt_features": prompts, "chunk_size": 64, "probe_C": 1.0}
 
 
 def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
     inputs = _tiny_inputs()
-    spec = {"inits": ("pretrained", "reinit"), "optimizers": ("sgd", "adam"), "lrs": {"sgd": (0.5,), "adam": (1e-2,)},
-            "epochs": (1,), "n_seeds": 2, "scaling_sizes": (200,), "max_probe_auroc_drop": 0.5,
-            "max_zero_shot_auroc_drop": 1.0, "op_scales": (0.1, 1.0), "n_boot": 50, "split_seed": 0}
+    spec = FrontierConfig(inits=("pretrained", "reinit"), optimizers=("sgd", "adam"), lrs={"sgd": (0.5,), "adam": (1e-2,)},
+                          epochs=(1,), n_seeds=2, scaling_sizes=(200,), max_probe_auroc_drop=0.5,
+                          max_zero_shot_auroc_drop=1.0, op_scales=(0.1, 1.0), n_boot=50, split_seed=0,
+                          probe_max_train=2000)
     extra = _tiny_inputs(seed=1, n_train=100, n_test=2)
 
     def pool(n):
@@ -295,7 +298,7 @@ def test_seed_spread_is_the_median_over_the_grid_only():
 
 
 def test_fresh_and_rms_matched_reinit_heads_embed_identically():
-    from relink_lib.dp.frontier import _embed
+    from relink_lib.dp.frontier import embed_heads as _embed
     from relink_lib.dp.heads import reinit_heads
 
     torch.manual_seed(0)

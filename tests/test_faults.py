@@ -56,8 +56,7 @@ def _reports(root: Path) -> list[Path]:
 
 def _real_params(tmp_path: Path, root: Path) -> dict:
     os.environ["RELINK_CACHE"] = str(tmp_path / "cache")
-    params = get_profile("smoke", {"data": {"mimic_cxr_root": str(root)}})
-    params["cohort"] = dict(params["cohort"], source="real", image_size=32)
+    params = get_profile("smoke", {"data": {"mimic_cxr_root": str(root)}, "cohort": {"source": "real", "image_size": 32}})
     return params
 
 

@@ -152,9 +152,10 @@ def test_validation(setup):
     params, cohort, rung = setup
     with pytest.raises(ValueError, match="split='holdout'"):
         fe.get_features(params, cohort, rung, "holdout")
-    bad = get_profile("smoke", {"features": {"batch_size": 4, "chunk_size": 6}})
-    with pytest.raises(ValueError, match="chunk_size"):
-        fe.get_features(bad, cohort, rung, "test")
+    with pytest.raises(ValueError, match="chunk_size"):  # refused when the profile is built (relink_lib.config)
+        get_profile("smoke", {"features": {"batch_size": 4, "chunk_size": 6}})
+    with pytest.raises(ValueError, match="chunk_size"):  # and by every stage given such a mapping
+        fe.get_features(dict(params.to_params(), features={"batch_size": 4, "chunk_size": 6}), cohort, rung, "test")
     bad = get_profile("smoke", {"features": {"batch_size": 4, "text_column": "summary"}})
     with pytest.raises(ValueError, match="text_column"):
         fe.get_features(bad, cohort, rung, "test")

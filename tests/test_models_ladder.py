@@ -124,9 +124,9 @@ def test_get_ladder_caches_and_is_deterministic(tmp_path, monkeypatch):
         assert (r.path / "preprocessor_config.json").exists() and len(r.history) >= 2
     w0 = load_dual_encoder(rungs[1].path, device="cpu").model.visual_projection.weight.clone()
     # hit: no training is called again
-    import relink_lib.models.ladder as ladder_mod
+    import relink_lib.models.stage as stage_mod
 
-    monkeypatch.setattr(ladder_mod, "train_rung", lambda *a, **k: pytest.fail("retrained on a cache hit"))
+    monkeypatch.setattr(stage_mod, "train_rung", lambda *a, **k: pytest.fail("retrained on a cache hit"))
     again = get_ladder(params, cohort=cohort, progress=False)
     assert [r.path for r in again] == [r.path for r in rungs]
     monkeypatch.undo()

@@ -11,8 +11,10 @@ import math
 import pandas as pd
 import pytest
 
+from relink_lib.dp.outcomes import recall_reduction as table_reduction
+from relink_lib.dp.outcomes import relative_reduction
 from relink_lib.dp.stage import RungMitigation, recall_reduction
-from relink_lib.dp.summary import accounting_table, reduction_table
+from relink_lib.dp.summary import accounting_table, reduction_table, transfer_tables
 
 
 def _recall_rows(before: dict, after: dict, pools=("random", "matched"), ks=(1, 5, 10)) -> pd.DataFrame:
@@ -98,3 +100,28 @@ def test_headline_dp_cut_is_the_reduction_of_the_strongest_rung():
     assert dp["rung"] == 2 and dp["n"] == 600
     assert (dp["before"], dp["after"]) == (0.04, 0.01)
     assert dp["reduction"] == pytest.approx((0.04 - 0.01) / 0.04)  # 0.75, not after/before = 0.25
+
+
+def test_one_reduction_rule_serves_tables_and_the_frontier():
+    assert relative_reduction(0.2, 0.05) == pytest.approx(0.75) and relative_reduction(0.1, 0.15) == pytest.approx(-0.5)
+    assert math.isnan(relative_reduction(0.0, 0.0))
+    rows = _recall_rows({10: 0.5, 100: 0.2}, {10: 0.4, 100: 0.05})
+    # no N asked for: the largest N of the table (the full database of an external cohort)
+    assert table_reduction(rows, "dp")["pool_size"] == 100
+    assert table_reduction(rows, "dp", pool_size=10)["relative_reduction"] == pytest.approx(0.2)
+    assert table_reduction(rows, "dp", k=5, pool="matched")["recall_before"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="no row for variant 'ghost'"):
+        table_reduction(rows, "ghost")
+    with pytest.raises(ValueError, match="no rows with pool='hard'"):
+        table_reduction(rows, "dp", pool="hard")
+
+
+def test_transfer_tables_give_each_variants_cut_at_the_largest_external_n():
+    m = _mitigation({10: 0.5, 300: 0.1}, {10: 0.4, 300: 0.02})
+    util = pd.DataFrame([{"variant": v, "metric": "linear_probe_auroc", "label": "macro", "value": 0.8 - 0.01 * i}
+                         for i, v in enumerate(("pretrained", "dp", "nonprivate", "reinit", "output_perturbation"))])
+    tables = transfer_tables({m.rung_name: (m.recall, util)}, [m])
+    rec = tables["recall"].set_index("variant")
+    assert set(rec["N"]) == {300} and rec.loc["pretrained", "relative_reduction"] == 0.0
+    assert rec.loc["dp", "relative_reduction"] == pytest.approx(0.8) and rec.loc["dp", "recall@1"] == pytest.approx(0.02)
+    assert tables["utility"].set_index("variant").loc["dp", "linear_probe_auroc"] == pytest.approx(0.79)

@@ -1,6 +1,6 @@
 """Re-linkage audit: exact expected Recall@K over random and pathology-matched pools, with CIs.
 
-``relink_audit`` is the contract of the design notes (section 3); ``rank_counts`` and
+``relink_audit`` is the audit's public entry point (docs/audit.md); ``rank_counts`` and
 ``audit_table`` split it into the similarity pass and the (cheap) expectation step so that
 one pass serves many tables (subsets, bootstrap, pool sizes). See ``docs/audit.md``.
 """

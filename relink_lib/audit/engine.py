@@ -12,7 +12,7 @@ Two steps, so that the expensive one runs once:
    ``mrr``, ``median_rank``), with both bounds beside them (``*_ties_against``: a tied
    distractor ranks above the truth; ``*_ties_for``: below it).
 
-:func:`relink_audit` does both (the contract of the design notes, section 3).
+:func:`relink_audit` does both (its contract: docs/audit.md).
 
 Pool sizes larger than the database (``N > M``) cannot be drawn without replacement. They are
 dropped from the table with a ``UserWarning`` that names them (``oversize="drop"``, the

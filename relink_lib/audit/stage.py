@@ -28,14 +28,23 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from .. import cache
+from ..cohorts.base import Cohort
+from ..cohorts.stage import get_cohort
+from ..config import AuditConfig, ProfileLike, as_profile
+from ..features import get_embeddings
 from ..labels import CHEXPERT_LABELS
+from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
+from ..results import write_results
+from .engine import RankCounts, audit_table, per_query_recall, rank_counts
+from .risk_factors import fit_risk_factors, study_properties, validate_properties
+from .seen import sample_patients, seen_unseen_gap
 
 __all__ = ["DETAIL_COLUMNS", "RungAudit", "audit_rung", "audit_ladder", "hard_negative_breakdown", "rank_histogram",
            "load_ladder_audits", "reference_pool_size", "risk_factor_tables"]
@@ -68,17 +77,8 @@ class RungAudit:
     counts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _settings(params: Mapping[str, Any]) -> dict[str, Any]:
-    cfg = dict(params.get("audit", {}))
-    return {"pool_sizes": tuple(cfg.get("pool_sizes", (10, 100, 1000, 10000, None))), "ks": tuple(cfg.get("ks", (1, 5, 10))),
-            "n_boot": int(cfg.get("n_boot", 200)), "chunk_size": int(cfg.get("chunk_size", 4096)),
-            "device": cfg.get("device", "auto"), "nan_as": cfg.get("nan_as", 0.0),
-            "uncertain_as": cfg.get("uncertain_as", -1.0), "seed": int(params.get("seed", 0)),
-            "seen": bool(cfg.get("seen", True)), "risk_pool_size": cfg.get("risk_pool_size", 100)}
-
-
 def _code_version() -> str:
-    from .. import audit
+    from .. import audit  # lazily: the package imports this module
 
     return cache.code_version(audit)
 
@@ -91,57 +91,52 @@ def _check_pairs(pairs: pd.DataFrame, n: int, name: str = "pairs") -> None:
         raise ValueError(f"{name}: missing column(s) {missing}")
 
 
-def _audit_train(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFrame, settings: Mapping[str, Any],
-                 test_rc: Any, test_patients: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
-    from .engine import audit_table, rank_counts
-    from .seen import seen_unseen_gap
-
+def _audit_train(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFrame, config: AuditConfig, seed: int,
+                 test_rc: RankCounts, test_patients: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, RankCounts]:
     _check_pairs(pairs, len(image_emb), "train pairs")
     labels = pairs[list(CHEXPERT_LABELS)]
     patients = pairs["patient_id"].astype(str).to_numpy()
     tables, rc_random = [], None
     for name, hard, match in POOL_TYPES[:2]:
         rc = rank_counts(image_emb, report_emb, labels=labels if hard else None, hard_negatives=hard, match=match,
-                         nan_as=settings["nan_as"], uncertain_as=settings["uncertain_as"],
-                         chunk_size=settings["chunk_size"], device=settings["device"])
+                         nan_as=config.nan_as, uncertain_as=config.uncertain_as,
+                         chunk_size=config.chunk_size, device=config.device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t = audit_table(rc, settings["pool_sizes"], settings["ks"], patient_ids=patients, n_boot=settings["n_boot"],
-                            seed=settings["seed"] + 7)
+            t = audit_table(rc, config.pool_sizes, config.ks, patient_ids=patients, n_boot=config.n_boot,
+                            seed=seed + 7)
         t.insert(0, "pool", name)
         tables.append(t)
         rc_random = rc if name == "random" else rc_random
-    gap = seen_unseen_gap(rc_random, test_rc, settings["pool_sizes"], settings["ks"], train_patients=patients,
-                          test_patients=test_patients, n_boot=settings["n_boot"], seed=settings["seed"])
+    gap = seen_unseen_gap(rc_random, test_rc, config.pool_sizes, config.ks, train_patients=patients,
+                          test_patients=test_patients, n_boot=config.n_boot, seed=seed)
     return pd.concat(tables, ignore_index=True), gap, rc_random
 
 
-def audit_rung(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFrame, settings: Mapping[str, Any],
-               train: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None = None) -> RungAudit:
+def audit_rung(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFrame, config: AuditConfig, *,
+               seed: int = 0, train: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None = None) -> RungAudit:
     """Audit one rung's held-out embeddings; ``pairs`` holds the rows' ``patient_id``, labels and detail flags.
 
     Pure function of its inputs (no files): random, exact-matched and positive-matched pools,
     bootstrap CIs by patient, and the split by detail flag (both random and exact-matched pools).
     ``train``: ``(image_emb, report_emb, pairs)`` of the training sample, audited with random and
-    exact-matched pools, and the seen/unseen gap of random pools.
+    exact-matched pools, and the seen/unseen gap of random pools. ``seed``: of the bootstrap.
     """
-    from .engine import audit_table, rank_counts
-
     _check_pairs(pairs, len(image_emb))
     labels = pairs[list(CHEXPERT_LABELS)]
     patients = pairs["patient_id"].astype(str).to_numpy()
-    common = {"patient_ids": patients, "n_boot": settings["n_boot"], "seed": settings["seed"]}
+    common = {"patient_ids": patients, "n_boot": config.n_boot, "seed": seed}
     tables, parts, ranks, dropped, counts, test_rc = [], [], {}, set(), {}, None
     for name, hard, match in POOL_TYPES:
         rc = rank_counts(image_emb, report_emb, labels=labels if hard else None, hard_negatives=hard, match=match,
-                         nan_as=settings["nan_as"], uncertain_as=settings["uncertain_as"],
-                         chunk_size=settings["chunk_size"], device=settings["device"])
+                         nan_as=config.nan_as, uncertain_as=config.uncertain_as,
+                         chunk_size=config.chunk_size, device=config.device)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            t = audit_table(rc, settings["pool_sizes"], settings["ks"], **common)
+            t = audit_table(rc, config.pool_sizes, config.ks, **common)
         for w in caught:
             if "exceed the database size" in str(w.message):
-                dropped.update(n for n in settings["pool_sizes"] if n is not None and n > rc.n_database)
+                dropped.update(n for n in config.pool_sizes if n is not None and n > rc.n_database)
         t.insert(0, "pool", name)
         tables.append(t)
         ranks[name] = np.floor(rc.mid_ranks[rc.population > 0]).astype(np.int64)
@@ -160,7 +155,7 @@ def audit_rung(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFram
                     continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    b = audit_table(rc, settings["pool_sizes"], settings["ks"], query_mask=mask, **common)
+                    b = audit_table(rc, config.pool_sizes, config.ks, query_mask=mask, **common)
                 b.insert(0, "mentioned", value)
                 b.insert(0, "detail", col.removeprefix("mentions_"))
                 b.insert(0, "pool", name)
@@ -168,7 +163,7 @@ def audit_rung(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFram
     breakdown = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     train_table, gap = pd.DataFrame(), pd.DataFrame()
     if train is not None:
-        train_table, gap, train_rc = _audit_train(*train, settings, test_rc, patients)
+        train_table, gap, train_rc = _audit_train(*train, config, seed, test_rc, patients)
         counts["train_better"], counts["train_tied"] = train_rc.better, train_rc.tied
     return RungAudit(table=pd.concat(tables, ignore_index=True), breakdown=breakdown, ranks=ranks,
                      dropped_pool_sizes=sorted(dropped), train_table=train_table, gap=gap, counts=counts)
@@ -203,31 +198,26 @@ def _load(directory: Path) -> RungAudit:
                      counts=counts)
 
 
-def load_ladder_audits(params: Mapping[str, Any], *, progress: bool = False) -> tuple[Any, list[Any], list[RungAudit]]:
+def load_ladder_audits(params: ProfileLike, *, progress: bool = False) -> tuple[Cohort, list[Rung], list[RungAudit]]:
     """``(cohort, rungs, audits)`` for the profile: each rung audited on the test split and a same-size train sample (cached).
 
     Each audit carries ``rows`` (positions into ``cohort.pairs`` of its held-out queries) in ``counts``.
     """
-    from ..cohorts.stage import get_cohort
-    from ..features import get_embeddings
-    from ..models.stage import get_ladder
-
-    cohort = get_cohort(params, site="internal")
-    rungs = get_ladder(params, progress=progress)
-    settings = _settings(params)
+    cfg = as_profile(params)
+    cohort = get_cohort(cfg, site="internal")
+    rungs = get_ladder(cfg, progress=progress)
+    config, seed = cfg.audit, cfg.seed
     code = _code_version()
     audits = []
-    from .seen import sample_patients
-
     keep = ["patient_id", *CHEXPERT_LABELS, *[c for c in DETAIL_COLUMNS if c in cohort.pairs.columns]]
     for rung in rungs:
         image_emb, report_emb, rows = get_embeddings(params, cohort, rung, split="test", progress=progress)
         pairs = cohort.pairs.iloc[np.asarray(rows)][keep].reset_index(drop=True)
         train = None
-        if settings["seen"]:
+        if config.seen:
             t_img, t_rep, t_rows = get_embeddings(params, cohort, rung, split="train", progress=progress)
             pick = sample_patients(cohort.pairs.iloc[np.asarray(t_rows)]["patient_id"].to_numpy(), len(rows),
-                                   seed=settings["seed"])
+                                   seed=seed)
             t_pairs = cohort.pairs.iloc[np.asarray(t_rows)[pick]][keep].reset_index(drop=True)
             train = (t_img[pick], t_rep[pick], t_pairs)
         key = {"step": "audit", "image": image_emb, "report": report_emb, "rows": np.asarray(rows),
@@ -238,17 +228,17 @@ def load_ladder_audits(params: Mapping[str, Any], *, progress: bool = False) -> 
                                                     "labels": np.nan_to_num(train[2][list(CHEXPERT_LABELS)].to_numpy(
                                                         dtype=np.float64), nan=9.0),
                                                     "patients": cache.content_hash(train[2]["patient_id"].astype(str).tolist())},
-               "settings": {k: v for k, v in settings.items() if k != "device"}, "code": code}
-        path = cache.cached_dir(cache_dir(params["profile"]), "audit", key,
+               "settings": {**{k: v for k, v in config.to_dict().items() if k != "device"}, "seed": seed}, "code": code}
+        path = cache.cached_dir(cache_dir(cfg.name), "audit", key,
                                 lambda tmp, a=image_emb, b=report_emb, p=pairs, tr=train: _save(
-                                    audit_rung(a, b, p, settings, train=tr), tmp))
+                                    audit_rung(a, b, p, config, seed=seed, train=tr), tmp))
         ra = _load(path)
         ra.counts["rows"] = np.asarray(rows)
         audits.append(ra)
     return cohort, rungs, audits
 
 
-def _label_rows(frame: pd.DataFrame, rung: Any, cohort: Any, split: str | None = None) -> pd.DataFrame:
+def _label_rows(frame: pd.DataFrame, rung: Rung, cohort: Cohort, split: str | None = None) -> pd.DataFrame:
     out = frame.copy()
     if split is not None:
         out.insert(0, "split", split)
@@ -258,14 +248,14 @@ def _label_rows(frame: pd.DataFrame, rung: Any, cohort: Any, split: str | None =
     return out
 
 
-def reference_pool_size(settings: Mapping[str, Any], n_database: int) -> int | None:
-    """The pool size of the per-query risk model: ``audit.risk_pool_size`` (default 100) if it fits, else the full database."""
-    n = settings.get("risk_pool_size", 100)
-    return None if n is None or int(n) > n_database else int(n)
+def reference_pool_size(config: AuditConfig, n_database: int) -> int | None:
+    """The pool size of the per-query risk model: ``audit.risk_pool_size`` if it fits, else ``None`` (the full database)."""
+    n = config.risk_pool_size
+    return None if int(n) > n_database else int(n)
 
 
-def risk_factor_tables(cohort: Any, rungs: Sequence[Any], audits: Sequence[RungAudit],
-                       settings: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, int | None]:
+def risk_factor_tables(cohort: Cohort, rungs: Sequence[Rung], audits: Sequence[RungAudit], config: AuditConfig,
+                       seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, int | None]:
     """Per-rung effects of report properties on each held-out query's expected R@1, and the extractor's validation.
 
     Returns ``(effects, validation, reference_n)``: ``effects`` has ``model, rung`` and the
@@ -273,14 +263,11 @@ def risk_factor_tables(cohort: Any, rungs: Sequence[Any], audits: Sequence[RungA
     :func:`.risk_factors.validate_properties` on the held-out reports against the generator's flags
     (empty for real cohorts); ``reference_n`` is the pool size (``None`` = full database).
     """
-    from .engine import RankCounts, per_query_recall
-    from .risk_factors import study_properties, validate_properties
-
     rows = audits[0].counts["rows"]
     pairs = cohort.pairs.iloc[rows].reset_index(drop=True)
     props = study_properties(pairs)
     validation = validate_properties(props, pairs)
-    ref = reference_pool_size(settings, len(rows))
+    ref = reference_pool_size(config, len(rows))
     parts = []
     for rung, ra in zip(rungs, audits):
         if not np.array_equal(ra.counts["rows"], rows):
@@ -288,10 +275,8 @@ def risk_factor_tables(cohort: Any, rungs: Sequence[Any], audits: Sequence[RungA
         b, t = ra.counts["test_better"], ra.counts["test_tied"]
         rc = RankCounts(counts=b + t, population=np.full(len(b), len(b) - 1), tied=t)
         outcome = per_query_recall(rc, ref, 1)
-        from .risk_factors import fit_risk_factors
-
-        eff = fit_risk_factors(props, outcome, pairs["patient_id"].astype(str).to_numpy(), n_boot=settings["n_boot"],
-                               seed=settings["seed"])
+        eff = fit_risk_factors(props, outcome, pairs["patient_id"].astype(str).to_numpy(), n_boot=config.n_boot,
+                               seed=seed)
         eff.insert(0, "rung", int(rung.index))
         eff.insert(0, "model", rung.name)
         eff["mean_outcome"] = float(np.nanmean(outcome))
@@ -299,7 +284,7 @@ def risk_factor_tables(cohort: Any, rungs: Sequence[Any], audits: Sequence[RungA
     return pd.concat(parts, ignore_index=True), validation, ref
 
 
-def audit_ladder(params: Mapping[str, Any], *, write: bool = True, progress: bool = False) -> pd.DataFrame:
+def audit_ladder(params: ProfileLike, *, write: bool = True, progress: bool = False) -> pd.DataFrame:
     """The audit table of every rung (random and matched pools, with CIs); writes ``results/<profile>/audit.json``.
 
     Columns: ``model, rung, cohort, split, pool`` then :data:`~relink_lib.audit.engine.TABLE_COLUMNS`
@@ -309,10 +294,8 @@ def audit_ladder(params: Mapping[str, Any], *, write: bool = True, progress: boo
     ``matched-positive`` (same positive labels). The JSON also holds the seen/unseen ``gap``, the
     per-query ``risk_factors`` and the extractor's ``extractor_validation``.
     """
-    from ..results import write_results
-
     started = time.perf_counter()
-    settings = _settings(params)
+    cfg = as_profile(params)
     cohort, rungs, audits = load_ladder_audits(params, progress=progress)
     parts = []
     for r, a in zip(rungs, audits):
@@ -323,7 +306,7 @@ def audit_ladder(params: Mapping[str, Any], *, write: bool = True, progress: boo
     if write:
         dropped = sorted({n for a in audits for n in a.dropped_pool_sizes})
         gaps = [_label_rows(a.gap, r, cohort) for r, a in zip(rungs, audits) if len(a.gap)]
-        effects, validation, ref = risk_factor_tables(cohort, rungs, audits, settings)
+        effects, validation, ref = risk_factor_tables(cohort, rungs, audits, cfg.audit, cfg.seed)
         write_results(params, "audit", {
             "rows": table,
             "gap": pd.concat(gaps, ignore_index=True) if gaps else [],
@@ -336,19 +319,17 @@ def audit_ladder(params: Mapping[str, Any], *, write: bool = True, progress: boo
                      "tie-breaking (recall_ties_against / recall_ties_for are the bounds); rows with split=train audit "
                      "a patient-level sample of the training pairs of the same size as the held-out split; pool sizes "
                      "larger than the database are dropped; CIs: patient-level bootstrap, "
-                     f"{settings['n_boot']} replicates, percentile 95%",
+                     f"{cfg.audit.n_boot} replicates, percentile 95%",
         }, cohort=cohort.name, model=[r.name for r in rungs], wall_time_s=time.perf_counter() - started)
     return table
 
 
-def hard_negative_breakdown(params: Mapping[str, Any], *, write: bool = True, progress: bool = False) -> pd.DataFrame:
+def hard_negative_breakdown(params: ProfileLike, *, write: bool = True, progress: bool = False) -> pd.DataFrame:
     """Chapter 5: recall by instance detail mentioned, random and matched pools, every rung.
 
     Columns: ``model, rung, cohort, pool, detail, mentioned`` then the audit-table columns.
     Writes ``results/<profile>/hard_negatives.json`` with it and the matched-pool summary.
     """
-    from ..results import write_results
-
     started = time.perf_counter()
     cohort, rungs, audits = load_ladder_audits(params, progress=progress)
     parts = [_label_rows(a.breakdown, r, cohort) for r, a in zip(rungs, audits) if len(a.breakdown)]

@@ -9,13 +9,17 @@ of the stage's table and results JSON (tested without the pipeline).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..config import ProfileLike, as_profile
 from ..paper import PAPER, PAPER_CITATION
+from ..results import read_results
+from .hard_negatives import describe_match
 from .risk_factors import PROPERTY_LABELS
+from .stage import audit_ladder, hard_negative_breakdown
 
 __all__ = ["audit_payload", "build_audit_payload", "audit_overview", "audit_tables", "audit_findings",
            "hard_negative_payload", "build_hard_negative_payload", "hard_negative_tables", "hard_negative_findings",
@@ -74,7 +78,7 @@ def _ci_text(lo: Any, hi: Any, fmt: str = ".3f") -> str:
     return f" (95% CI {lo:{fmt}} to {hi:{fmt}})"
 
 
-def build_audit_payload(table: pd.DataFrame, saved: Mapping[str, Any], ks: Any) -> dict[str, Any]:
+def build_audit_payload(table: pd.DataFrame, saved: Mapping[str, Any], ks: Sequence[int]) -> dict[str, Any]:
     """Chapter 4's payload from :func:`.stage.audit_ladder`'s table and ``results/<profile>/audit.json``."""
     table = table.copy()
     if "split" not in table.columns:
@@ -94,13 +98,11 @@ def build_audit_payload(table: pd.DataFrame, saved: Mapping[str, Any], ks: Any) 
     }
 
 
-def audit_payload(params: Mapping[str, Any]) -> dict[str, Any]:
+def audit_payload(params: ProfileLike) -> dict[str, Any]:
     """Run (or read from the cache) the chapter-4 stage and build its payload."""
-    from ..results import read_results
-    from .stage import audit_ladder
-
-    table = audit_ladder(params)
-    return build_audit_payload(table, read_results(params["profile"], "audit"), params["audit"]["ks"])
+    cfg = as_profile(params)
+    table = audit_ladder(cfg)
+    return build_audit_payload(table, read_results(cfg.name, "audit"), cfg.audit.ks)
 
 
 def audit_overview(p: Mapping[str, Any]) -> str:
@@ -290,16 +292,13 @@ def build_hard_negative_payload(table: pd.DataFrame, breakdown: pd.DataFrame, sa
             "n_excluded": int(matched["n_excluded"].iloc[0]) if len(matched) else 0}
 
 
-def hard_negative_payload(params: Mapping[str, Any]) -> dict[str, Any]:
+def hard_negative_payload(params: ProfileLike) -> dict[str, Any]:
     """Run (or read from the cache) the chapter-5 stage and build its payload."""
-    from ..results import read_results
-    from .hard_negatives import describe_match
-    from .stage import audit_ladder, hard_negative_breakdown
-
-    table = audit_ladder(params, write=False)
-    breakdown = hard_negative_breakdown(params)
-    rule = describe_match("exact", params["audit"]["nan_as"], params["audit"]["uncertain_as"])
-    return build_hard_negative_payload(table, breakdown, read_results(params["profile"], "hard_negatives"), rule)
+    cfg = as_profile(params)
+    table = audit_ladder(cfg, write=False)
+    breakdown = hard_negative_breakdown(cfg)
+    rule = describe_match("exact", cfg.audit.nan_as, cfg.audit.uncertain_as)
+    return build_hard_negative_payload(table, breakdown, read_results(cfg.name, "hard_negatives"), rule)
 
 
 def _detail_pool_size(breakdown: pd.DataFrame, n_db: int) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..labels import CHEXPERT_LABELS
-from .base import Cohort
+from .base import Cohort, validate_labels
 from .io import check_exclusions, check_safe_paths, drop_duplicates, read_csv, require_dir
 from .splits import SPLITS, patient_split
 from .text import TEXT_MODES, compose_text, normalise_whitespace
@@ -80,6 +80,5 @@ given: a blank or unknown value is an error naming the row. ``image_path`` must 
     frame["site"] = frame["site"].fillna(site) if "site" in frame.columns else site
     summary = {"source": "folder", "csv": str(csv), "root": str(root), "n_rows_listed": int(n_listed),
                "n_pairs": int(len(frame)), "n_patients": int(frame["patient_id"].nunique()), "excluded": excluded}
-    from .base import validate_labels
     frame = validate_labels(frame, str(csv))
     return Cohort(frame, root=root, public=public, name=name or csv.stem, summary=summary, image_size=image_size)

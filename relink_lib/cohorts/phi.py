@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import html
 import io
+import textwrap
 from typing import Iterable, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from ..labels import CHEXPERT_LABELS
 from .base import TEXT_COLUMNS, Cohort
@@ -56,15 +59,13 @@ def _labels_line(row: pd.Series) -> str:
     return ", ".join(pos + [f"{l}?" for l in unc]) or "(no positive label)"
 
 
-def show_pairs(cohort: Cohort, rows: Sequence[int], ncols: int = 3, text_chars: int = 260, show_text: bool | None = None):
+def show_pairs(cohort: Cohort, rows: Sequence[int], ncols: int = 3, text_chars: int = 260,
+               show_text: bool | None = None) -> Figure:
     """A matplotlib figure of image-report pairs of ``rows``: image, labels and (public cohorts only) the report.
 
     ``show_text=True`` on a private cohort raises ``PrivateTextError``; the default shows text
     only for public cohorts.
     """
-    import matplotlib.pyplot as plt
-    import textwrap
-
     if show_text is None:
         show_text = cohort.public
     if show_text and not cohort.public:
@@ -91,8 +92,6 @@ def show_pairs(cohort: Cohort, rows: Sequence[int], ncols: int = 3, text_chars: 
 
 def render_pairs_html(cohort: Cohort, rows: Sequence[int], title: str | None = None) -> str:
     """A self-contained HTML page of ``rows`` (figure as inline SVG with text as text, plus a table) via the guarded helpers."""
-    import matplotlib.pyplot as plt
-
     # SVG with text kept as text, so any string that reached the figure is searchable in the page
     with plt.rc_context({"svg.fonttype": "none"}):
         fig = show_pairs(cohort, rows)

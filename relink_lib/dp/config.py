@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 import pandas as pd
 from torch import nn
@@ -103,15 +103,6 @@ class DPConfig:
     def replace(self, **changes: Any) -> "DPConfig":
         """A copy with some fields changed."""
         return replace(self, **changes)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], **changes: Any) -> "DPConfig":
-        """The profile's ``dp`` section (keys that are DPConfig fields) plus ``changes``; seed from the profile."""
-        names = {f.name for f in fields(cls)}
-        section = {k: v for k, v in params.get("dp", {}).items() if k in names}
-        section.setdefault("seed", params.get("seed", 0))
-        section.update(changes)
-        return cls(**section)
 
 
 @dataclass

@@ -23,6 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..audit.bootstrap import patient_bootstrap, percentile_interval
+from ..audit.engine import rank_counts
+from ..audit.expected import expected_recall
+from ..config import FrontierConfig
+from ..utility.probe import linear_probe_aurocs, patient_split
+from ..utility.zero_shot import zero_shot_auroc
+from .outcomes import relative_reduction
+
 INITS: tuple[str, ...] = ("pretrained", "reinit")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 SEED_METRICS: tuple[str, ...] = (
@@ -55,33 +63,18 @@ class Setting:
         return asdict(self)
 
 
-def frontier_grid(spec: Mapping[str, Any]) -> list[Setting]:
+def frontier_grid(spec: FrontierConfig) -> list[Setting]:
     """The settings of ``params["dp"]["frontier"]``: ``inits`` x ``optimizers`` x ``lrs[optimizer]`` x ``epochs``.
 
     ``lrs`` maps each optimizer to its learning rates (SGD and Adam steps live on different
     scales). Order: init, optimizer, lr, epochs (the frontier list keeps it).
     """
-    for key in ("inits", "optimizers", "lrs", "epochs"):
-        if key not in spec:
-            raise ValueError(f"params['dp']['frontier']: missing {key!r}")
-    out = []
-    for init in spec["inits"]:
-        for opt in spec["optimizers"]:
-            lrs = spec["lrs"].get(opt) if isinstance(spec["lrs"], Mapping) else None
-            if not lrs:
-                raise ValueError(f"params['dp']['frontier']['lrs']: no learning rates for optimizer {opt!r}")
-            for lr in lrs:
-                for ep in spec["epochs"]:
-                    out.append(Setting(str(init), str(opt), float(lr), float(ep)))
-    if not out:
-        raise ValueError("params['dp']['frontier']: the grid is empty")
-    return out
+    return [Setting(str(init), str(opt), float(lr), float(ep))
+            for init in spec.inits for opt in spec.optimizers for lr in spec.lrs[opt] for ep in spec.epochs]
 
 
 def heldout_halves(patient_ids: Sequence | np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Boolean ``(select, report)`` masks: the held-out rows cut in two by patient (half the patients each)."""
-    from ..utility.probe import patient_split
-
     select, report = patient_split(np.asarray(patient_ids).astype(str), 0.5, seed)
     return select, report
 
@@ -96,9 +89,6 @@ def reference_pool_size(n_select: int, n_report: int, preferred: int = 10_000) -
 
 def per_query_recall_at_1(image_emb: np.ndarray, report_emb: np.ndarray, pool_size: int, chunk_size: int = 4096) -> np.ndarray:
     """Expected Recall@1 of every query over random pools of ``pool_size`` within the given rows, ``(n,)``."""
-    from ..audit.engine import rank_counts
-    from ..audit.expected import expected_recall
-
     rc = rank_counts(image_emb, report_emb, chunk_size=chunk_size, device="cpu")
     draws = np.minimum(int(pool_size) - 1, rc.population)
     return expected_recall(rc.counts, rc.population, draws, [1])[:, 0]
@@ -110,7 +100,8 @@ def _embed_images(head: nn.Module, x_img: np.ndarray) -> np.ndarray:
         return (a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
 
 
-def _embed(heads: tuple[nn.Module, nn.Module], x_img: np.ndarray, x_txt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def embed_heads(heads: tuple[nn.Module, nn.Module], x_img: np.ndarray, x_txt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised embeddings ``(n, d)`` of pre-projection image and text features through ``heads``."""
     with torch.no_grad():
         dtype = next(heads[0].parameters()).dtype
         a = heads[0](torch.as_tensor(x_img, dtype=dtype))
@@ -159,10 +150,7 @@ class HeldoutEvaluator:
         """Absolute outcomes: ``r1_select, r1_report`` (mean expected R@1 at :attr:`pool_size`),
         ``r1_report_per_query`` (n_report,), and with ``utility`` ``probe_select, probe_report,
         zero_shot_select, zero_shot_report`` (macro AUROC, fractions)."""
-        from ..utility.probe import linear_probe_aurocs
-        from ..utility.zero_shot import zero_shot_auroc
-
-        img, rep = _embed(heads, self.test_img, self.test_txt)
+        img, rep = embed_heads(heads, self.test_img, self.test_txt)
         out: dict[str, Any] = {}
         for half, mask in (("select", self.select), ("report", self.report)):
             pq = per_query_recall_at_1(img[mask], rep[mask], self.pool_size, self.chunk_size)
@@ -195,11 +183,9 @@ class HeldoutEvaluator:
         AUROC in percentage points (positive = worse).
         """
         b = self.baseline
-
-        def cut(after: float, before: float) -> float:
-            return 1.0 - after / before if before > 0 else math.nan
         out = {"r1_select": m["r1_select"], "r1_report": m["r1_report"],
-               "r1_reduction_select": cut(m["r1_select"], b["r1_select"]), "r1_reduction": cut(m["r1_report"], b["r1_report"])}
+               "r1_reduction_select": relative_reduction(b["r1_select"], m["r1_select"]),
+               "r1_reduction": relative_reduction(b["r1_report"], m["r1_report"])}
         if "probe_select" in m:
             out.update(probe_auroc_drop=100 * (b["probe_select"] - m["probe_select"]),
                        probe_auroc_drop_report=100 * (b["probe_report"] - m["probe_report"]),
@@ -257,8 +243,6 @@ def reduction_interval(before: np.ndarray, after: np.ndarray, patient_ids: Any, 
     ``before``, ``after``: per-query expected Recall@1 (n,) of the pretrained and the mitigated
     heads (e.g. the mean over noise seeds) on the same queries; ``patient_ids`` (n,) the clusters.
     """
-    from ..audit.bootstrap import patient_bootstrap, percentile_interval
-
     before, after = np.asarray(before, float), np.asarray(after, float)
     if before.shape != after.shape or before.ndim != 1:
         raise ValueError(f"before/after: expected two (n,) arrays of the same length, got {before.shape} and {after.shape}")

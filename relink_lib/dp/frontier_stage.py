@@ -19,7 +19,6 @@ Writes ``frontier.json`` (what ``results/<profile>/mitigation.json`` stores unde
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -30,14 +29,19 @@ import numpy as np
 from torch import nn
 
 from .. import cache
+from ..cohorts.stage import get_cohort
+from ..config import FrontierConfig, Profile, ProfileLike, as_profile
+from ..features import feature_dir, get_features
 from ..labels import CHEXPERT_LABELS
+from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
 from .calibrate import calibrate_noise
 from .config import DPConfig
 from .controls import nonprivate_config, tune_output_perturbation
-from .frontier import (HeldoutEvaluator, Setting, aggregate_seeds, frontier_grid, interpolate_at_cut,
+from .frontier import (HeldoutEvaluator, Setting, aggregate_seeds, embed_heads, frontier_grid, interpolate_at_cut,
                        per_query_recall_at_1, reduction_interval, select_point)
 from .heads import clone_head, fresh_heads, perturb_heads, relative_drift
+from .outcomes import few_threads, prompt_features_of, relative_reduction
 from .train import sampling_plan, train_heads
 
 POOL_SEED_OFFSET = 7001
@@ -45,49 +49,21 @@ POOL_SEED_OFFSET = 7001
 PRIVACY_FIELDS = ("target_epsilon", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "max_grad_norm",
                   "accountant")
 
-DEFAULT_SPEC: dict[str, Any] = {
-    "inits": ("pretrained", "reinit"), "optimizers": ("sgd", "adam"),
-    "lrs": {"sgd": (0.3, 1.0, 3.0), "adam": (1e-3, 3e-3, 1e-2)}, "epochs": (5, 20), "n_seeds": 3,
-    "scaling_sizes": (), "scaling_factors": (), "max_probe_auroc_drop": 0.5, "max_zero_shot_auroc_drop": 1.0,
-    "op_scales": (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2), "n_boot": 1000, "split_seed": 0, "probe_max_train": 2000,
-}
-
-
-def frontier_spec(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params["dp"]["frontier"]`` over :data:`DEFAULT_SPEC`."""
-    spec = copy.deepcopy(DEFAULT_SPEC)
-    spec.update(copy.deepcopy(dict(params.get("dp", {}).get("frontier", {}))))
-    if int(spec["n_seeds"]) < 1:
-        raise ValueError(f"params['dp']['frontier']['n_seeds']={spec['n_seeds']!r}: expected a positive integer")
-    return spec
-
-
-def scaling_sizes(spec: Mapping[str, Any], n_own: int) -> list[int]:
-    """Private-set sizes of the scaling study: ``scaling_sizes`` and ``scaling_factors`` x ``n_own``, above ``n_own``."""
-    sizes = {int(n) for n in spec.get("scaling_sizes", ())}
-    sizes |= {int(round(float(f) * n_own)) for f in spec.get("scaling_factors", ())}
-    return sorted(n for n in sizes if n > n_own)
-
-
 def _code_version() -> str:
-    from .. import audit, dp, utility
+    from .. import audit, dp, utility  # lazily: the dp package is still initialising while this module loads
     return cache.code_version(dp, utility, audit)
 
 
-def pool_params(params: Mapping[str, Any], n_pairs: int) -> dict[str, Any]:
+def pool_params(params: ProfileLike, n_pairs: int) -> Profile:
     """Parameters of the supplementary synthetic private pool: the profile's cohort, another seed, all ``train``."""
-    p = copy.deepcopy(dict(params))
-    p["seed"] = int(params.get("seed", 0)) + POOL_SEED_OFFSET
-    p["cohort"] = dict(p["cohort"], n_pairs=int(n_pairs), split_fractions=(1.0, 0.0, 0.0), roundtrip=False)
-    return p
+    cfg = as_profile(params)
+    return cfg.replace_sections(seed=cfg.seed + POOL_SEED_OFFSET,
+                                cohort={"n_pairs": int(n_pairs), "split_fractions": (1.0, 0.0, 0.0), "roundtrip": False})
 
 
-def private_pool(params: Mapping[str, Any], rung: Any, n_pairs: int, *, progress: bool = False) -> dict[str, Any]:
+def private_pool(params: ProfileLike, rung: Rung, n_pairs: int, *, progress: bool = False) -> dict[str, Any]:
     """Features (``image``, ``text``) and patient ids of ``n_pairs`` supplementary private pairs (cached)."""
-    from ..cohorts.stage import get_cohort
-    from ..features import feature_dir, get_features
-
-    if params["cohort"].get("source") != "synthetic":
+    if not as_profile(params).cohort.simulation:
         raise ValueError("dp.frontier.scaling_sizes: a supplementary private pool exists only for synthetic cohorts; "
                          "set scaling_sizes = () for real data")
     p = pool_params(params, n_pairs)
@@ -162,7 +138,7 @@ class _Runner:
         return out, np.mean(pq, axis=0), heads_list
 
 
-def build_frontier(inputs: Mapping[str, Any], spec: Mapping[str, Any], base: DPConfig, *, seed: int = 0,
+def build_frontier(inputs: Mapping[str, Any], spec: FrontierConfig, base: DPConfig, *, seed: int = 0,
                    pool: Callable[[int], Mapping[str, Any]] | None = None,
                    progress: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Run the whole frontier study on in-memory ``inputs`` (see :func:`get_frontier` for the keys).
@@ -176,15 +152,15 @@ def build_frontier(inputs: Mapping[str, Any], spec: Mapping[str, Any], base: DPC
     template = inputs["template"]
     ev = HeldoutEvaluator(template, inputs["test_img"], inputs["test_txt"], inputs["test_labels"], inputs["test_patients"],
                           inputs["train_img"], inputs["train_labels"], inputs.get("prompt_features"),
-                          probe_C=float(inputs.get("probe_C", 1.0)), split_seed=int(spec["split_seed"]),
-                          chunk_size=int(inputs.get("chunk_size", 4096)),
-                          probe_max_train=spec.get("probe_max_train"))
-    seeds = [int(seed) + i for i in range(int(spec["n_seeds"]))]
+                          probe_C=float(inputs["probe_C"]), split_seed=spec.split_seed,
+                          chunk_size=int(inputs["chunk_size"]),
+                          probe_max_train=spec.probe_max_train)
+    seeds = [int(seed) + i for i in range(spec.n_seeds)]
     run = _Runner(ev, template, base, inputs["bank"], seeds)
     x_img, x_txt, pats = inputs["train_img"], inputs["train_txt"], np.asarray(inputs["train_patients"]).astype(str)
     n_own = len(x_img)
-    rule = {"max_probe_auroc_drop": float(spec["max_probe_auroc_drop"]),
-            "max_zero_shot_auroc_drop": float(spec["max_zero_shot_auroc_drop"]),
+    rule = {"max_probe_auroc_drop": float(spec.max_probe_auroc_drop),
+            "max_zero_shot_auroc_drop": float(spec.max_zero_shot_auroc_drop),
             "reference_pool_size": int(ev.pool_size), "n_private": int(n_own),
             "objective": "largest r1_reduction_select (mean over noise seeds, selection half)",
             "among": "DP points at the profile's own private-set size with probe_auroc_drop and zero_shot_auroc_drop "
@@ -202,18 +178,18 @@ def build_frontier(inputs: Mapping[str, Any], spec: Mapping[str, Any], base: DPC
     reference = selected if selected is not None else max(own, key=lambda i: (points[i]["r1_reduction_select"], -i))
     base_pq = ev.baseline["r1_report_per_query"]
     rep_pat = ev.test_patients[ev.report]
-    lo, hi = reduction_interval(base_pq, report_pq[reference], rep_pat, n_boot=int(spec["n_boot"]), seed=seed)
+    lo, hi = reduction_interval(base_pq, report_pq[reference], rep_pat, n_boot=spec.n_boot, seed=seed)
     points[reference]["r1_reduction_ci_low"], points[reference]["r1_reduction_ci_high"] = lo, hi
     ref = points[reference]
     ref_setting = Setting(ref["init"], ref["optimizer"], ref["lr"], ref["epochs"])
 
     # seen (the private pairs the heads were fine-tuned on) vs held-out (report half), at the same N
-    seen_before = per_query_recall_at_1(*_embed_pair(template, x_img, x_txt), ev.pool_size).mean()
-    seen_after = float(np.mean([per_query_recall_at_1(*_embed_pair(h, x_img, x_txt), ev.pool_size).mean()
+    seen_before = per_query_recall_at_1(*embed_heads(template, x_img, x_txt), ev.pool_size).mean()
+    seen_after = float(np.mean([per_query_recall_at_1(*embed_heads(h, x_img, x_txt), ev.pool_size).mean()
                                 for h in heads_of[reference]]))
     seen = {"pool_size": int(ev.pool_size), "n_seen": int(n_own), "n_heldout": int(ev.report.sum()),
             "seen_r1_before": float(seen_before), "seen_r1_after": seen_after,
-            "seen_r1_reduction": 1 - seen_after / seen_before if seen_before > 0 else math.nan,
+            "seen_r1_reduction": relative_reduction(float(seen_before), seen_after),
             "heldout_r1_before": ev.baseline["r1_report"], "heldout_r1_after": ref["r1_report"],
             "heldout_r1_reduction": ref["r1_reduction"]}
 
@@ -229,7 +205,7 @@ def build_frontier(inputs: Mapping[str, Any], spec: Mapping[str, Any], base: DPC
     controls.append({"control": "reinit_untrained", "init": "reinit", "private": False, "n_private": 0,
                      **aggregate_seeds(re_rows)})
     op_curve = []
-    for s in spec["op_scales"]:
+    for s in spec.op_scales:
         rel, _ = run.evaluate(perturb_heads(template[0], template[1], float(s), seed))
         op_curve.append(dict(rel, scale=float(s)))
     target = ref["r1_select"]
@@ -245,7 +221,7 @@ def build_frontier(inputs: Mapping[str, Any], spec: Mapping[str, Any], base: DPC
             c[f"output_perturbation_{col}_at_same_cut"] = interpolate_at_cut(op_points, c.get("r1_reduction", math.nan), col)
 
     # the reference setting at larger private sets
-    sizes = scaling_sizes(spec, n_own)
+    sizes = spec.scaling_sizes_above(n_own)
     pool_info = None
     if sizes and pool is not None:
         say(f"frontier scaling: private pool of {sizes[-1] - n_own} pairs")
@@ -268,7 +244,7 @@ def build_frontier(inputs: Mapping[str, Any], spec: Mapping[str, Any], base: DPC
         "reference_is_selected": selected is not None,
         "r1_reduction_ci_low": lo, "r1_reduction_ci_high": hi, "controls": controls,
         "output_perturbation_curve": op_curve, "seen": seen, "private_pool": pool_info,
-        "heldout": {"n_select": int(ev.select.sum()), "n_report": int(ev.report.sum()), "split_seed": int(spec["split_seed"]),
+        "heldout": {"n_select": int(ev.select.sum()), "n_report": int(ev.report.sum()), "split_seed": spec.split_seed,
                     "reference_pool_size": int(ev.pool_size),
                     "baseline": {k: v for k, v in ev.baseline.items() if k != "r1_report_per_query"}},
         "n_seeds": len(seeds), "seeds": seeds,
@@ -279,28 +255,18 @@ def build_frontier(inputs: Mapping[str, Any], spec: Mapping[str, Any], base: DPC
     return payload, {"pretrained": base_pq, "reference": report_pq[reference], "report_patients": rep_pat}
 
 
-def _embed_pair(heads: tuple[nn.Module, nn.Module], x_img: np.ndarray, x_txt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from .frontier import _embed
-    return _embed(heads, x_img, x_txt)
-
-
-def get_frontier(params: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any]:
+def get_frontier(params: ProfileLike, *, progress: bool = False) -> dict[str, Any]:
     """The frontier payload of the profile's most specialised rung (cached; see the module docstring)."""
-    from ..cohorts.stage import get_cohort
-    from ..features import feature_dir, get_features
-    from ..models.stage import get_ladder
-    from .stage import _few_threads, prompt_features_of
-
-    spec = frontier_spec(params)
-    cohort = get_cohort(params, site="internal")
-    rung = get_ladder(params, progress=progress)[-1]
-    splits = {s: get_features(params, cohort, rung, s, progress=progress) for s in ("train", "val", "test")}
-    base = DPConfig.from_params(params)
-    bank_n = min(int(params["dp"].get("bank_size", 2048)), len(splits["val"]))
-    key = {"step": "dp-frontier", "features": {s: feature_dir(params, cohort, rung, s).name for s in splits},
-           "spec": spec, "dp": {k: v for k, v in params["dp"].items() if k != "frontier"},
-           "probe_C": float(params.get("utility", {}).get("probe_C", 1.0)), "seed": int(params.get("seed", 0)),
-           "chunk": int(params.get("audit", {}).get("chunk_size", 4096)), "code": _code_version()}
+    cfg = as_profile(params)
+    spec = cfg.dp.frontier
+    cohort = get_cohort(cfg, site="internal")
+    rung = get_ladder(cfg, progress=progress)[-1]
+    splits = {s: get_features(cfg, cohort, rung, s, progress=progress) for s in ("train", "val", "test")}
+    base = cfg.dp.training
+    bank_n = min(cfg.dp.bank_size, len(splits["val"]))
+    key = {"step": "dp-frontier", "features": {s: feature_dir(cfg, cohort, rung, s).name for s in splits},
+           "spec": spec.to_dict(), "dp": {k: v for k, v in cfg.dp.to_dict().items() if k != "frontier"},
+           "probe_C": cfg.utility.probe_C, "seed": cfg.seed, "chunk": cfg.audit.chunk_size, "code": _code_version()}
 
     def build(tmp: Path) -> None:
         encoder = rung.load(device="cpu")
@@ -313,17 +279,18 @@ def get_frontier(params: Mapping[str, Any], *, progress: bool = False) -> dict[s
                   "test_labels": pairs["test"][list(CHEXPERT_LABELS)].to_numpy(float),
                   "test_patients": pairs["test"]["patient_id"].astype(str).to_numpy(),
                   "bank": {"text": splits["val"].text[:bank_n], "image": splits["val"].image[:bank_n]},
-                  "prompt_features": prompt_features_of(encoder), "probe_C": key["probe_C"], "chunk_size": key["chunk"]}
-        with _few_threads():
-            payload, arrays = build_frontier(inputs, spec, base, seed=key["seed"],
-                                             pool=lambda n: private_pool(params, rung, n, progress=progress),
+                  "prompt_features": prompt_features_of(encoder), "probe_C": cfg.utility.probe_C,
+                  "chunk_size": cfg.audit.chunk_size}
+        with few_threads():
+            payload, arrays = build_frontier(inputs, spec, base, seed=cfg.seed,
+                                             pool=lambda n: private_pool(cfg, rung, n, progress=progress),
                                              progress=print if progress else None)
         payload["rung"] = {"index": rung.index, "name": rung.name}
         payload["bank"] = {"source": "internal cohort, val split (declared public)", "size": bank_n}
         (tmp / "frontier.json").write_text(json.dumps(payload, indent=1, default=_json_default))
         np.savez(tmp / "report_per_query.npz", **arrays)
 
-    path = cache.cached_dir(cache_dir(params["profile"]), "dp-frontier", key, build)
+    path = cache.cached_dir(cache_dir(cfg.name), "dp-frontier", key, build)
     return json.loads((path / "frontier.json").read_text())
 
 

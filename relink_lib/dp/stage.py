@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -34,15 +33,25 @@ import torch
 from torch import nn
 
 from .. import cache
-from ..labels import CHEXPERT_LABELS
+from ..cohorts.base import Cohort
+from ..cohorts.stage import get_cohort
+from ..config import Profile, ProfileLike, as_profile
+from ..features import Features, embed_features, feature_dir, get_features
+from ..models.base import DualEncoder
+from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
-from .config import DPConfig
+from ..utility.probe import patient_split
 from .controls import nonprivate_config, tune_output_perturbation
+from .frontier import Setting
+from .frontier_stage import get_frontier, reference_setting
 from .heads import clone_head, fresh_heads
+from .outcomes import (POOLS, few_threads, prompt_features_of, recall_at, recall_reduction as _table_reduction,
+                       relink_outcomes, utility_outcomes)
 from .train import train_heads
 
 VARIANTS: tuple[str, ...] = ("pretrained", "dp", "nonprivate", "reinit", "output_perturbation")
-POOLS: tuple[tuple[str, bool], ...] = (("random", False), ("matched", True))
+__all__ = ["VARIANTS", "POOLS", "RungMitigation", "mitigate_rung", "load_mitigation", "mitigation_ladder",
+           "recall_reduction", "transfer_rung", "mitigation_encoder", "reference_pool_size"]
 
 
 @dataclass
@@ -64,15 +73,12 @@ class RungMitigation:
     setting: dict[str, Any] | None = None
 
 
-def dp_settings(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The profile's DP, utility and audit settings that the stage depends on."""
-    dp = dict(params["dp"])
-    audit = params.get("audit", {})
-    return {"dp": dp, "utility": dict(params.get("utility", {})),
-            "audit": {"pool_sizes": tuple(audit.get("pool_sizes", (10, 100, 1000, 10000, None))),
-                      "ks": tuple(audit.get("ks", (1, 5, 10))), "n_boot": int(audit.get("n_boot", 200)),
-                      "chunk_size": int(audit.get("chunk_size", 4096))},
-            "seed": int(params.get("seed", 0))}
+def _outcome_key(cfg: Profile) -> dict[str, Any]:
+    """The settings the mitigation's outcomes depend on (part of its cache keys)."""
+    audit = cfg.audit
+    return {"dp": cfg.dp.to_dict(), "utility": cfg.utility.to_dict(),
+            "audit": {"pool_sizes": audit.pool_sizes, "ks": audit.ks, "n_boot": audit.n_boot, "chunk_size": audit.chunk_size},
+            "seed": cfg.seed}
 
 
 def reference_pool_size(n_queries: int, preferred: int = 10_000) -> int:
@@ -81,92 +87,16 @@ def reference_pool_size(n_queries: int, preferred: int = 10_000) -> int:
 
 
 def _code_version() -> str:
-    from .. import dp, utility
+    from .. import dp, utility  # lazily: the dp package is still initialising while this module loads
     return cache.code_version(dp, utility)
 
 
-def _rows_of(cohort: Any, feats: Any) -> pd.DataFrame:
+def _rows_of(cohort: Cohort, feats: Features) -> pd.DataFrame:
     return cohort.pairs.iloc[np.asarray(feats.rows)].reset_index(drop=True)
 
 
-def _embed(feats: Any, heads: tuple[nn.Module, nn.Module]) -> tuple[np.ndarray, np.ndarray]:
-    from ..features import embed_features
+def _embed(feats: Features, heads: tuple[nn.Module, nn.Module]) -> tuple[np.ndarray, np.ndarray]:
     return embed_features(feats, heads[0], heads[1])
-
-
-def _recall_at(image_emb: np.ndarray, report_emb: np.ndarray, pool_size: int, chunk: int) -> float:
-    from ..audit import relink_audit
-    n = len(image_emb)
-    t = relink_audit(image_emb, report_emb, pool_sizes=(None if pool_size >= n else pool_size,), ks=(1,), chunk_size=chunk)
-    return float(t["recall"].iloc[0])
-
-
-def relink_outcomes(feats: Any, pairs: pd.DataFrame, heads: tuple[nn.Module, nn.Module],
-                    settings: Mapping[str, Any]) -> pd.DataFrame:
-    """Re-linkage of one pair of heads on ``feats``: random and matched pools, patient-bootstrap CIs.
-
-    Rows of :func:`relink_lib.audit.audit_table` with a ``pool`` column (``random`` / ``matched``).
-    """
-    import warnings
-
-    from ..audit import audit_table, rank_counts
-
-    a = settings["audit"]
-    img, rep = _embed(feats, heads)
-    labels = pairs[list(CHEXPERT_LABELS)]
-    patients = pairs["patient_id"].astype(str).to_numpy()
-    tables = []
-    for name, hard in POOLS:
-        rc = rank_counts(img, rep, labels=labels if hard else None, hard_negatives=hard, chunk_size=a["chunk_size"], device="cpu")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t = audit_table(rc, a["pool_sizes"], a["ks"], patient_ids=patients, n_boot=a["n_boot"], seed=settings["seed"])
-        t.insert(0, "pool", name)
-        tables.append(t)
-    return pd.concat(tables, ignore_index=True)
-
-
-def utility_outcomes(test_feats: Any, test_pairs: pd.DataFrame, train_feats: Any, train_pairs: pd.DataFrame,
-                     heads: tuple[nn.Module, nn.Module], settings: Mapping[str, Any],
-                     prompt_features: Mapping[str, Any] | None) -> pd.DataFrame:
-    """Utility of one pair of heads: rows ``metric, label, value``.
-
-    Metrics: ``linear_probe_auroc`` (probe fit on ``train_feats``' image embeddings, scored on
-    ``test_feats``; per label and ``macro``), ``zero_shot_auroc`` (when prompt features are
-    given), ``retrieval_precision@10`` and its ``retrieval_chance@10``.
-    """
-    from ..utility.probe import linear_probe_auroc
-    from ..utility.retrieval import label_retrieval_precision
-    from ..utility.zero_shot import zero_shot_auroc
-
-    img, rep = _embed(test_feats, heads)
-    labels = test_pairs[list(CHEXPERT_LABELS)]
-    tr_img, _ = _embed(train_feats, heads)
-    probe = linear_probe_auroc(tr_img, train_pairs[list(CHEXPERT_LABELS)].to_numpy(float), img, labels.to_numpy(float),
-                               C=float(settings["utility"].get("probe_C", 1.0)), solver="newton-cholesky")
-    util = [{"metric": "linear_probe_auroc", "label": r.label, "value": r.auroc} for r in probe.itertuples()]
-    if prompt_features is not None:
-        zs = zero_shot_auroc(None, test_feats.image, labels, image_head=heads[0], text_head=heads[1],
-                             prompt_features=prompt_features)
-        util += [{"metric": "zero_shot_auroc", "label": r.label, "value": r.auroc} for r in zs.itertuples()]
-    ret = label_retrieval_precision(img, rep, labels.to_numpy(float), k=min(10, len(img) - 1))
-    util += [{"metric": "retrieval_precision@10", "label": "all", "value": float(ret["precision"].iloc[0])},
-             {"metric": "retrieval_chance@10", "label": "all", "value": float(ret["chance"].iloc[0])}]
-    return pd.DataFrame(util)
-
-
-def prompt_features_of(encoder: Any) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-    """Pre-projection text features of the default zero-shot prompts (text tower run once)."""
-    from ..utility.zero_shot import default_prompts
-    if not hasattr(encoder, "text_features"):
-        return None
-    out = {}
-    with torch.no_grad():
-        for label, (pos, neg) in default_prompts().items():
-            tf = encoder.text_features(list(pos) + list(neg))
-            tf = tf.detach().cpu().numpy() if isinstance(tf, torch.Tensor) else np.asarray(tf)
-            out[label] = (tf[:len(pos)], tf[len(pos):])
-    return out
 
 
 def _save_heads(path: Path, heads: Mapping[str, tuple[nn.Module, nn.Module]]) -> None:
@@ -186,60 +116,43 @@ def _load_heads(path: Path, template: tuple[nn.Module, nn.Module]) -> dict[str, 
     return out
 
 
-def mitigate_rung(params: Mapping[str, Any], cohort: Any, rung: Any, *, setting: Any = None,
+def mitigate_rung(params: ProfileLike, cohort: Cohort, rung: Rung, *, setting: Setting | None = None,
                   progress: bool = False) -> RungMitigation:
     """Train the DP heads and the controls for ``rung`` and evaluate every variant (cached).
 
     ``setting``: a :class:`relink_lib.dp.frontier.Setting` (init, optimizer, lr, epochs; chapter 6
     selects it on the frontier); ``None`` uses the profile's ``dp`` section from the pretrained heads.
     """
-    from .frontier import Setting
-
+    cfg = as_profile(params)
     if setting is None:
-        dp = params["dp"]
-        setting = Setting("pretrained", str(dp.get("optimizer", "adam")), float(dp.get("lr", 1e-3)), float(dp.get("epochs", 5)))
-    from ..features import feature_dir, get_features
-
-    settings = dp_settings(params)
-    splits = {s: get_features(params, cohort, rung, s, progress=progress) for s in ("train", "val", "test")}
+        t = cfg.dp.training
+        setting = Setting("pretrained", t.optimizer, float(t.lr), float(t.epochs))
+    splits = {s: get_features(cfg, cohort, rung, s, progress=progress) for s in ("train", "val", "test")}
     for s in ("train", "val", "test"):
         if len(splits[s]) < 2:
             raise ValueError(f"cohort split {s!r}: needs at least 2 pairs for the mitigation stage, has {len(splits[s])}")
-    key = {"step": "dp-mitigation", "features": {s: feature_dir(params, cohort, rung, s).name for s in splits},
-           "settings": settings, "setting": setting.as_dict(), "code": _code_version()}
+    key = {"step": "dp-mitigation", "features": {s: feature_dir(cfg, cohort, rung, s).name for s in splits},
+           "settings": _outcome_key(cfg), "setting": setting.as_dict(), "code": _code_version()}
     encoder = rung.load(device="cpu")
     template = (encoder.image_head, encoder.text_head)
 
     def build(tmp: Path) -> None:
-        with _few_threads():
-            _build_mitigation(tmp, params, cohort, splits, settings, encoder, template, setting)
+        with few_threads():
+            _build_mitigation(tmp, cfg, cohort, splits, encoder, template, setting)
 
-    path = cache.cached_dir(cache_dir(params["profile"]), "dp-mitigation", key, build)
+    path = cache.cached_dir(cache_dir(cfg.name), "dp-mitigation", key, build)
     out = load_mitigation(path, rung, template)
     out.setting = setting.as_dict()
     return out
 
 
-@contextmanager
-def _few_threads(n: int = 1) -> Iterator[None]:
-    """Run small dense work single-threaded (torch and BLAS): on shared CPUs threads only contend."""
-    from threadpoolctl import threadpool_limits
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(limits=n):
-            yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _build_mitigation(tmp: Path, params: Mapping[str, Any], cohort: Any, splits: Mapping[str, Any],
-                      settings: Mapping[str, Any], encoder: Any, template: tuple[nn.Module, nn.Module], setting: Any) -> None:
+def _build_mitigation(tmp: Path, cfg: Profile, cohort: Cohort, splits: Mapping[str, Features], encoder: DualEncoder,
+                      template: tuple[nn.Module, nn.Module], setting: Setting) -> None:
     t0 = time.perf_counter()
     train, val, test = splits["train"], splits["val"], splits["test"]
     train_pairs, test_pairs = _rows_of(cohort, train), _rows_of(cohort, test)
-    bank = min(int(settings["dp"].get("bank_size", 2048)), len(val))
-    config = DPConfig.from_params(params, optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs)
+    bank = min(cfg.dp.bank_size, len(val))
+    config = cfg.dp.training.replace(optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs)
     common = dict(bank_text_feats=val.text[:bank], bank_image_feats=val.image[:bank],
                   patient_ids=train_pairs["patient_id"].astype(str).to_numpy(), eval_feats=(val.image, val.text))
     fresh = fresh_heads(template[0], template[1], seed=config.seed)
@@ -250,16 +163,16 @@ def _build_mitigation(tmp: Path, params: Mapping[str, Any], cohort: Any, splits:
              "dp": (dp.image_head, dp.text_head), "nonprivate": (npv.image_head, npv.text_head),
              "reinit": fresh}
     n_ref = reference_pool_size(len(test))
-    chunk = settings["audit"]["chunk_size"]
-    dp_r1 = _recall_at(*_embed(test, heads["dp"]), n_ref, chunk)
-    fit = tune_output_perturbation(template[0], template[1], lambda i, t: _recall_at(*_embed(test, (i, t)), n_ref, chunk),
-                                   dp_r1, seed=settings["seed"], abs_tol=max(0.002, 0.02 * dp_r1))
+    chunk = cfg.audit.chunk_size
+    dp_r1 = recall_at(*_embed(test, heads["dp"]), n_ref, chunk)
+    fit = tune_output_perturbation(template[0], template[1], lambda i, t: recall_at(*_embed(test, (i, t)), n_ref, chunk),
+                                   dp_r1, seed=cfg.seed, abs_tol=max(0.002, 0.02 * dp_r1))
     heads["output_perturbation"] = (fit.image_head, fit.text_head)
     prompts = prompt_features_of(encoder)
     recalls, utils = [], []
     for name in VARIANTS:
-        r = relink_outcomes(test, test_pairs, heads[name], settings)
-        u = utility_outcomes(test, test_pairs, train, train_pairs, heads[name], settings, prompts)
+        r = relink_outcomes(test, test_pairs, heads[name], cfg.audit, cfg.seed)
+        u = utility_outcomes(test, test_pairs, train, train_pairs, heads[name], cfg.utility.probe_C, prompts)
         r.insert(0, "variant", name)
         u.insert(0, "variant", name)
         recalls.append(r)
@@ -272,13 +185,13 @@ def _build_mitigation(tmp: Path, params: Mapping[str, Any], cohort: Any, splits:
     meta = {"record": dp.record, "nonprivate_record": npv.record, "reference_pool_size": n_ref,
             "perturbation": {"relative_scale": fit.scale, "recall_at_1": fit.score, "target_recall_at_1": dp_r1,
                              "pretrained_recall_at_1": fit.baseline_score, "evaluations": fit.evaluations,
-                             "seed": settings["seed"]},
+                             "seed": cfg.seed},
             "bank": {"source": "internal cohort, val split (declared public)", "size": bank},
             "build_time_s": time.perf_counter() - t0}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
 
 
-def load_mitigation(path: Path, rung: Any, template: tuple[nn.Module, nn.Module]) -> RungMitigation:
+def load_mitigation(path: Path, rung: Rung, template: tuple[nn.Module, nn.Module]) -> RungMitigation:
     """Read one rung's cached mitigation directory."""
     meta = json.loads((path / "meta.json").read_text())
     recall = pd.read_csv(path / "recall.csv")
@@ -296,35 +209,30 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def mitigation_ladder(params: Mapping[str, Any], *, progress: bool = False) -> tuple[Any, list[Any], list[RungMitigation]]:
+def mitigation_ladder(params: ProfileLike, *, progress: bool = False) -> tuple[Cohort, list[Rung], list[RungMitigation]]:
     """``(cohort, rungs, mitigations)`` for every rung of the profile's ladder, at chapter 6's selected setting.
 
     The setting is the frontier's selected point (:func:`relink_lib.dp.frontier_stage.get_frontier`;
     its reference point when none meets the rule), applied to every rung.
     """
-    from ..cohorts.stage import get_cohort
-    from ..models.stage import get_ladder
-    from .frontier_stage import get_frontier, reference_setting
-
-    cohort = get_cohort(params, site="internal")
-    rungs = get_ladder(params, progress=progress)
-    setting = reference_setting(get_frontier(params, progress=progress))
-    return cohort, rungs, [mitigate_rung(params, cohort, r, setting=setting, progress=progress) for r in rungs]
+    cfg = as_profile(params)
+    cohort = get_cohort(cfg, site="internal")
+    rungs = get_ladder(cfg, progress=progress)
+    setting = reference_setting(get_frontier(cfg, progress=progress))
+    return cohort, rungs, [mitigate_rung(cfg, cohort, r, setting=setting, progress=progress) for r in rungs]
 
 
 def recall_reduction(m: RungMitigation, variant: str = "dp", k: int = 1, pool: str = "random") -> dict[str, float]:
-    """Recall@k of ``variant`` vs pretrained at the reference N, and the relative reduction."""
-    t = m.recall[(m.recall["pool"] == pool) & (m.recall["k"] == k)]
-    n = m.reference_pool_size
-    if n not in set(t["pool_size"]):  # the full database is the largest available N
-        n = int(t["pool_size"].max())
-    before = float(t[(t["variant"] == "pretrained") & (t["pool_size"] == n)]["recall"].iloc[0])
-    after = float(t[(t["variant"] == variant) & (t["pool_size"] == n)]["recall"].iloc[0])
-    return {"pool_size": n, "recall_before": before, "recall_after": after,
-            "relative_reduction": (before - after) / before if before > 0 else float("nan")}
+    """Recall@k of ``variant`` vs pretrained at the rung's reference N (the full database when smaller),
+    and the relative reduction (:func:`relink_lib.dp.outcomes.recall_reduction`)."""
+    return _table_reduction(m.recall, variant, k=k, pool=pool, pool_size=m.reference_pool_size)
 
 
-def transfer_rung(params: Mapping[str, Any], external: Any, rung: Any, mitigation: RungMitigation,
+def _subset(feats: Features, mask: np.ndarray) -> Features:
+    return Features(image=feats.image[mask], text=feats.text[mask], rows=feats.rows[mask])
+
+
+def transfer_rung(params: ProfileLike, external: Cohort, rung: Rung, mitigation: RungMitigation,
                   *, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Apply the rung's heads (all variants), unchanged, to the external cohort (cached).
 
@@ -332,38 +240,30 @@ def transfer_rung(params: Mapping[str, Any], external: Any, rung: Any, mitigatio
     is trained on the external ``train`` split and tested on its other rows (patient-level).
     Returns ``(recall, utility)`` as :func:`relink_outcomes` / :func:`utility_outcomes`, with a ``variant`` column.
     """
-    from ..features import feature_dir, get_features
-
-    settings = dp_settings(params)
-    allf = get_features(params, external, rung, "all", progress=progress)
-    key = {"step": "dp-transfer", "features": feature_dir(params, external, rung, "all").name,
-           "mitigation": mitigation.path.name if mitigation.path else None, "settings": settings, "code": _code_version()}
+    cfg = as_profile(params)
+    allf = get_features(cfg, external, rung, "all", progress=progress)
+    key = {"step": "dp-transfer", "features": feature_dir(cfg, external, rung, "all").name,
+           "mitigation": mitigation.path.name if mitigation.path else None, "settings": _outcome_key(cfg),
+           "code": _code_version()}
 
     def build(tmp: Path) -> None:
-        with _few_threads():
+        with few_threads():
             _build_transfer(tmp)
 
     def _build_transfer(tmp: Path) -> None:
         pairs = _rows_of(external, allf)
         is_train = (pairs["split"] == "train").to_numpy()
         if is_train.all() or not is_train.any():
-            from ..utility.probe import patient_split
-            is_train, _ = patient_split(pairs["patient_id"].astype(str).to_numpy(), 0.3, settings["seed"])
-
-        class _Sub:
-            def __init__(self, f: Any, mask: np.ndarray) -> None:
-                self.image, self.text, self.rows = f.image[mask], f.text[mask], f.rows[mask]
-
-            def __len__(self) -> int:
-                return len(self.rows)
-        everything = _Sub(allf, np.ones(len(allf), bool))
-        train, test = _Sub(allf, is_train), _Sub(allf, ~is_train)
+            is_train, _ = patient_split(pairs["patient_id"].astype(str).to_numpy(), 0.3, cfg.seed)
+        everything = _subset(allf, np.ones(len(allf), bool))
+        train, test = _subset(allf, is_train), _subset(allf, ~is_train)
         prompts = prompt_features_of(mitigation_encoder(rung))
         recalls, utils = [], []
         for name in VARIANTS:
-            r = relink_outcomes(everything, pairs, mitigation.heads[name], settings)
+            r = relink_outcomes(everything, pairs, mitigation.heads[name], cfg.audit, cfg.seed)
             u = utility_outcomes(test, pairs[~is_train].reset_index(drop=True), train,
-                                 pairs[is_train].reset_index(drop=True), mitigation.heads[name], settings, prompts)
+                                 pairs[is_train].reset_index(drop=True), mitigation.heads[name], cfg.utility.probe_C,
+                                 prompts)
             r.insert(0, "variant", name)
             u.insert(0, "variant", name)
             recalls.append(r)
@@ -371,12 +271,12 @@ def transfer_rung(params: Mapping[str, Any], external: Any, rung: Any, mitigatio
         pd.concat(recalls, ignore_index=True).to_csv(tmp / "recall.csv", index=False)
         pd.concat(utils, ignore_index=True).to_csv(tmp / "utility.csv", index=False)
 
-    path = cache.cached_dir(cache_dir(params["profile"]), "dp-transfer", key, build)
+    path = cache.cached_dir(cache_dir(cfg.name), "dp-transfer", key, build)
     recall = pd.read_csv(path / "recall.csv")
     recall["pool_size"] = recall["pool_size"].astype(int)
     return recall, pd.read_csv(path / "utility.csv")
 
 
-def mitigation_encoder(rung: Any) -> Any:
+def mitigation_encoder(rung: Rung) -> DualEncoder:
     """The rung's encoder on the CPU (for the zero-shot prompts' text features)."""
     return rung.load(device="cpu")

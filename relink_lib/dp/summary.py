@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..config import ProfileLike, as_profile
+from ..paper import PAPER, PAPER_CITATION
+from .outcomes import recall_reduction as table_reduction
 from .stage import VARIANTS, RungMitigation, recall_reduction
 
-PAPER = {"dp_r1_reduction_at_10000": 0.618, "probe_macro_auroc_before": 0.7963, "probe_macro_auroc_after": 0.7943,
-         "source": "Tayebi Arasteh et al., arXiv 2606.02276 (the paper's numbers, not ours)"}
+PAPER_REFERENCE: dict[str, Any] = {**asdict(PAPER), "source": f"{PAPER_CITATION} (the paper's numbers, not ours)"}
+"""The paper's figures as the results JSON quotes them (from :data:`relink_lib.paper.PAPER`)."""
 RECORD_KEYS = ("target_epsilon", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant")
 
 
@@ -67,7 +71,7 @@ def per_label_probe(ms: Sequence[RungMitigation], rung: int = -1) -> pd.DataFram
     return u.pivot_table(index="label", columns=["metric", "variant"], values="value", sort=False)
 
 
-def mitigation_payload(params: Mapping[str, Any], ms: Sequence[RungMitigation],
+def mitigation_payload(params: ProfileLike, ms: Sequence[RungMitigation],
                        fr: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """results/<profile>/mitigation.json: DP records, independent epsilons, controls, outcomes per rung,
     and (with ``fr``, :func:`relink_lib.dp.frontier_stage.get_frontier`) the frontier."""
@@ -84,11 +88,12 @@ def mitigation_payload(params: Mapping[str, Any], ms: Sequence[RungMitigation],
             "recall": m.recall.to_dict(orient="records"),
             "history_dp": m.history.to_dict(orient="records"),
         })
-    return {"target": {"epsilon": params["dp"]["target_epsilon"], "delta": params["dp"]["delta"]},
+    training = as_profile(params).dp.training
+    return {"target": {"epsilon": training.target_epsilon, "delta": training.delta},
             "neighbouring_relation": "add/remove one image-report pair of the private training split (pair sampling); "
                                      "patients with several pairs: group privacy (see group_privacy in each record)",
             "bank": "fixed bank of the internal cohort's val split (declared public), never the private training pairs",
-            "paper_reference": PAPER, "rungs": rungs,
+            "paper_reference": PAPER_REFERENCE, "rungs": rungs,
             "setting": ms[-1].setting if ms else None,
             **(frontier_payload(fr) if fr is not None else {})}
 
@@ -102,7 +107,7 @@ def utility_payload(ms: Sequence[RungMitigation]) -> dict[str, Any]:
                                       "left out",
                          "retrieval": "image -> report top-10 among the other held-out reports; relevant = same "
                                       "positive-label set"},
-            "paper_reference": PAPER, "setting": ms[-1].setting if ms else None,
+            "paper_reference": PAPER_REFERENCE, "setting": ms[-1].setting if ms else None,
             "table": utility_table(ms).to_dict(orient="records"),
             "per_label": [m.utility.assign(rung=m.rung_index, model=m.rung_name).to_dict(orient="records") for m in ms]}
 
@@ -122,7 +127,7 @@ def transfer_payload(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], i
 # ------------------------------------------------------------------------------------------ frontier (chapter 6)
 PAPER_CLAIM = {"min_r1_reduction": 0.5, "max_probe_auroc_drop": 0.5}
 """The paper's claim in the terms the book checks: a cut of R@1 of at least 50% with a linear-probe
-macro AUROC drop of at most 0.5 points (the paper reports 61.8% and 79.63 -> 79.43)."""
+macro AUROC drop of at most 0.5 points (the paper's own figures: :data:`relink_lib.paper.PAPER`)."""
 
 FRONTIER_KEYS = ("frontier", "selection_rule", "selected", "reference", "reference_is_selected", "r1_reduction_ci_low",
                  "r1_reduction_ci_high", "controls", "output_perturbation_curve", "seen", "heldout", "private_pool",
@@ -333,7 +338,9 @@ def utility_findings(ms: Sequence[RungMitigation], simulation: bool = True) -> l
            f"(chance {pre['retrieval_chance@10']:.3f})."]
     drop = 100 * (pre["probe_macro_auroc"] - dp["probe_macro_auroc"])
     out.append(f"The probe drop of {drop:.2f} points is {'within' if drop <= PAPER_CLAIM['max_probe_auroc_drop'] else 'beyond'} "
-               f"the 0.5 points the paper's claim allows (the paper reports 79.63% -> 79.43%, the paper's figures).")
+               f"the {PAPER_CLAIM['max_probe_auroc_drop']:g} points the paper's claim allows (the paper reports "
+               f"{100 * PAPER.probe_macro_auroc_before:.2f}% -> {100 * PAPER.probe_macro_auroc_after:.2f}%, the paper's "
+               f"figures).")
     re_p = 100 * (row["reinit"]["probe_macro_auroc"] - pre["probe_macro_auroc"])
     re_z = 100 * (row["reinit"]["zero_shot_macro_auroc"] - pre["zero_shot_macro_auroc"])
     blind = abs(re_p) < 2 and re_z < -5
@@ -347,26 +354,44 @@ def utility_findings(ms: Sequence[RungMitigation], simulation: bool = True) -> l
     return out
 
 
+def transfer_tables(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]],
+                    ms: Sequence[RungMitigation]) -> dict[str, pd.DataFrame]:
+    """Chapter 8's tables from :func:`relink_lib.dp.stage.transfer_rung`'s ``(recall, utility)`` per model.
+
+    ``recall``: ``model, N, variant, recall@1, relative_reduction`` (random pools, the largest N of
+    the external cohort, the cut against the pretrained heads); ``utility``: ``variant, model`` and
+    one column per metric (macro AUROCs, retrieval precision@10 and its chance).
+    """
+    rows, urows = [], []
+    for m in ms:
+        recall, util = results[m.rung_name]
+        variants = [v for v in VARIANTS if v in set(recall["variant"])]
+        for v in variants:
+            red = table_reduction(recall, v, k=1, pool="random")
+            rows.append({"model": m.rung_name, "N": red["pool_size"], "variant": v, "recall@1": red["recall_after"],
+                         "relative_reduction": red["relative_reduction"]})
+        u = util[util["label"].isin(["macro", "all"])].pivot(index="variant", columns="metric", values="value")
+        u.insert(0, "model", m.rung_name)
+        urows.append(u.reset_index())
+    return {"recall": pd.DataFrame(rows), "utility": pd.concat(urows, ignore_index=True) if urows else pd.DataFrame()}
+
+
 def transfer_findings(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], ms: Sequence[RungMitigation],
                       simulation: bool = True) -> list[str]:
     """Chapter 8's conclusions: the selected DP heads' cut and utility on the external site (most specialised model)."""
     m = ms[-1]
     recall, util = results[m.rung_name]
-    r1 = recall[(recall["pool"] == "random") & (recall["k"] == 1)]
-    n = int(r1["pool_size"].max())
-    r1 = r1[r1["pool_size"] == n].set_index("variant")["recall"]
-
-    def cut(v: str) -> float:
-        return (r1["pretrained"] - r1[v]) / r1["pretrained"] if r1["pretrained"] > 0 else math.nan
+    t = transfer_tables(results, [m])["recall"].set_index("variant")
+    n, r1, cut = int(t["N"].iloc[0]), t["recall@1"], t["relative_reduction"]
     inside = recall_reduction(m, "dp")
     s = util[util["label"].isin(["macro"])].pivot(index="variant", columns="metric", values="value")
     label = setting_label(m.setting) if m.setting else "the profile's setting"
     out = [f"On the external site ({'simulation' if simulation else 'real data'}), Recall@1 at N = {n:,} goes "
            f"{r1['pretrained']:.4f} -> {r1['dp']:.4f} with the DP heads of {m.rung_name} ({label}): a cut of "
-           f"{_pct(cut('dp'))}, against {_pct(inside['relative_reduction'])} on the internal held-out split at "
+           f"{_pct(cut['dp'])}, against {_pct(inside['relative_reduction'])} on the internal held-out split at "
            f"N = {inside['pool_size']:,}."]
-    out.append(f"Controls there: non-private fine-tuning {_pct(cut('nonprivate'))}, fresh untrained heads "
-               f"{_pct(cut('reinit'))}, output perturbation {_pct(cut('output_perturbation'))}.")
+    out.append(f"Controls there: non-private fine-tuning {_pct(cut['nonprivate'])}, fresh untrained heads "
+               f"{_pct(cut['reinit'])}, output perturbation {_pct(cut['output_perturbation'])}.")
     if "zero_shot_auroc" in s.columns:
         out.append(f"Utility there: linear-probe macro AUROC {s.loc['pretrained', 'linear_probe_auroc']:.3f} -> "
                    f"{s.loc['dp', 'linear_probe_auroc']:.3f}, zero-shot macro AUROC "

@@ -21,6 +21,9 @@ from typing import Any
 import torch
 
 from .base import DualEncoder, l2_normalize, pick_device
+from .hf import HF_MODEL_TYPES, HFDualEncoder
+from .open_clip_adapter import OpenClipDualEncoder
+from .openai_clip import OpenAIClipDualEncoder
 from .preprocess import ImagePreprocess
 
 KINDS: tuple[str, ...] = ("hf-clip", "hf-dual-encoder", "openai-clip", "open-clip")
@@ -45,8 +48,6 @@ def detect_kind(path: str | Path) -> str:
             model_type = json.loads((path / "config.json").read_text()).get("model_type")
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}/config.json: not valid JSON ({err})") from err
-        from .hf import HF_MODEL_TYPES
-
         if model_type in HF_MODEL_TYPES:
             return HF_MODEL_TYPES[model_type]
         raise ValueError(f"{path}/config.json: model_type={model_type!r} is not a supported dual encoder; "
@@ -73,13 +74,7 @@ def load_dual_encoder(path: str | Path, kind: str | None = None, *, device: str 
         raise ValueError(f"kind={kind!r}: expected one of {KINDS}")
     common = {"device": device, "amp": amp, "batch_size": batch_size}
     if kind in ("hf-clip", "hf-dual-encoder"):
-        from .hf import HFDualEncoder
-
         return HFDualEncoder(path, kind=kind, **common, **options)
     if kind == "openai-clip":
-        from .openai_clip import OpenAIClipDualEncoder
-
         return OpenAIClipDualEncoder(path, **common, **options)
-    from .open_clip_adapter import OpenClipDualEncoder
-
     return OpenClipDualEncoder(path, **common, **options)

@@ -14,13 +14,17 @@ from __future__ import annotations
 import abc
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, Union
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from .preprocess import ImagePreprocess, to_gray_array
+
+ImageBatch = Union[np.ndarray, torch.Tensor, Sequence[Image.Image]]
+"""Images an encoder takes: float ``(n, H, W)`` grayscale in [0, 1] (``Cohort.load_images``), or PIL images."""
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -88,7 +92,7 @@ class DualEncoder(abc.ABC):
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenize with the checkpoint's own tokenizer (padding, truncation to its context)."""
 
-    def _preprocess_pil(self, images: Sequence[Any]) -> torch.Tensor:
+    def _preprocess_pil(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """PIL images -> pixel tensor; the default converts to grayscale and uses :attr:`preprocess`."""
         arr = np.stack([np.asarray(im.convert("L"), dtype=np.float32) / 255.0 for im in images])
         return self.preprocess(arr)
@@ -116,7 +120,7 @@ class DualEncoder(abc.ABC):
         """Width of the pre-projection text features."""
         return int(_linear_in(self.text_head))
 
-    def preprocess_images(self, images: Any) -> torch.Tensor:
+    def preprocess_images(self, images: ImageBatch) -> torch.Tensor:
         """Images -> pixel tensor ``(n, C, h, w)`` float32 on the CPU.
 
         images: ``np.ndarray`` float32 ``(n, H, W)`` grayscale in [0, 1] (as ``Cohort.load_images``
@@ -155,7 +159,7 @@ class DualEncoder(abc.ABC):
         return out.float().cpu()
 
     @torch.inference_mode()
-    def image_features(self, images: Any, batch_size: int | None = None) -> torch.Tensor:
+    def image_features(self, images: ImageBatch, batch_size: int | None = None) -> torch.Tensor:
         """Pre-projection image features ``(n, d_img)`` float32 on the CPU."""
         pixels = self.preprocess_images(images)
         if len(pixels) == 0:
@@ -185,7 +189,7 @@ class DualEncoder(abc.ABC):
         """``normalize(text_head(features))`` in float32 on the CPU."""
         return _project(self.text_head, features, self.device)
 
-    def embed_images(self, images: Any, batch_size: int | None = None) -> torch.Tensor:
+    def embed_images(self, images: ImageBatch, batch_size: int | None = None) -> torch.Tensor:
         """L2-normalised image embeddings ``(n, d)``, equal to the model's own image features."""
         return self.project_images(self.image_features(images, batch_size))
 

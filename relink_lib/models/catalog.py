@@ -10,11 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence, Union
+
+import yaml
 
 from . import KINDS
 
-__all__ = ["ModelEntry", "ModelListError", "read_model_list", "CHECKPOINT_KINDS"]
+__all__ = ["ModelEntry", "ModelListError", "ModelListSpec", "read_model_list", "CHECKPOINT_KINDS"]
+
+ModelListSpec = Union[str, Path, Sequence[Mapping[str, Any]], None]
+"""A MODELS list as given: the list of ``{name, path, kind, description}`` mappings, or the path of a
+JSON / YAML file holding it (``None``: not set)."""
 
 
 class ModelListError(ValueError):
@@ -43,8 +49,6 @@ def _load_file(file: Path) -> Any:
         raise ModelListError(f"{file}: MODELS file not found; expected a JSON or YAML list of {{name, kind, path}}")
     text = file.read_text(encoding="utf-8")
     if file.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as err:
@@ -55,7 +59,7 @@ def _load_file(file: Path) -> Any:
         raise ModelListError(f"{file}: not valid JSON ({err.msg} at line {err.lineno}); .yaml / .yml files are read as YAML") from err
 
 
-def read_model_list(models: Any) -> list[ModelEntry]:
+def read_model_list(models: ModelListSpec) -> list[ModelEntry]:
     """Parse a MODELS list (inline list, or a path to a JSON / YAML file) into :class:`ModelEntry` items.
 
     Raises :class:`ModelListError` listing every malformed entry (missing ``name`` / ``path``, an

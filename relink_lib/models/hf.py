@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from PIL import Image
 from torch import nn
+from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel, VisionTextDualEncoderModel
+from transformers.utils import logging as hf_logging
 
 from .base import DualEncoder, pick_device
 from .preprocess import ImagePreprocess
@@ -42,8 +45,6 @@ class HFDualEncoder(DualEncoder):
 
     def __init__(self, path: str | Path, kind: str | None = None, device: str | torch.device | None = None,
                  amp: bool = True, batch_size: int = 64) -> None:
-        from transformers import AutoTokenizer, CLIPModel, VisionTextDualEncoderModel
-
         self.path = Path(path)
         config = read_hf_config(self.path)
         model_type = config.get("model_type")
@@ -54,8 +55,6 @@ class HFDualEncoder(DualEncoder):
             raise ValueError(f"kind={kind!r} but {self.path}/config.json says model_type={model_type!r} (kind {detected!r})")
         self.kind = detected
         cls = CLIPModel if detected == "hf-clip" else VisionTextDualEncoderModel
-        from transformers.utils import logging as hf_logging
-
         hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar adds nothing to a log or a page
         self.model = cls.from_pretrained(str(self.path), local_files_only=True).eval()
         for p in self.model.parameters():
@@ -97,11 +96,9 @@ class HFDualEncoder(DualEncoder):
     def _text_backbone(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model.text_model(**tokens, return_dict=True).pooler_output
 
-    def _preprocess_pil(self, images: Sequence[Any]) -> torch.Tensor:
+    def _preprocess_pil(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """PIL images go through the checkpoint's own HF image processor."""
         if self._processor is None:
-            from transformers import AutoImageProcessor
-
             if (self.path / "preprocessor_config.json").exists():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

@@ -15,6 +15,7 @@ The rungs differ the way public models differ in how much clinical text they wer
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -25,8 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import CLIPConfig, CLIPModel
 
+from ..config import ProfileLike, as_profile
 from ..labels import CHEXPERT_LABELS
+from .base import torch_threads
 from .preprocess import ImagePreprocess
 from .tokenizer import build_tokenizer
 
@@ -102,19 +107,15 @@ the ci profile's within about 2 minutes (see docs/models.md); ``epochs`` are pas
 ``epochs_scale = 1``."""
 
 
-def rung_specs(params: Mapping[str, Any]) -> list[RungSpec]:
-    """The rung specs named in ``params["ladder"]["rungs"]`` (in order; optional per-rung
-    overrides in ``params["ladder"]["overrides"][name]``)."""
-    ladder = params.get("ladder", {})
-    names = list(ladder.get("rungs", ()))
-    if len(names) < 1:
-        raise ValueError("params['ladder']['rungs']: expected at least one rung name")
-    overrides = ladder.get("overrides", {}) or {}
+def rung_specs(params: ProfileLike) -> list[RungSpec]:
+    """The rung specs named in the ladder section's ``rungs`` (in order), each with the fields of
+    its ``overrides[name]`` changed."""
+    ladder = as_profile(params).ladder
     out = []
-    for name in names:
+    for name in ladder.rungs:
         if name not in RUNG_SPECS:
             raise ValueError(f"params['ladder']['rungs']: unknown rung {name!r}; expected names from {sorted(RUNG_SPECS)}")
-        out.append(replace(RUNG_SPECS[name], **dict(overrides.get(name, {}))))
+        out.append(replace(RUNG_SPECS[name], **dict(ladder.overrides.get(name, {}))))
     return out
 
 
@@ -156,10 +157,8 @@ def image_processor_config(image_size: int, mean: float, std: float) -> dict[str
 
 
 def build_clip(spec: RungSpec, vocab_size: int, image_size: int, eos_token_id: int, bos_token_id: int,
-               pad_token_id: int, seed: int) -> "torch.nn.Module":
+               pad_token_id: int, seed: int) -> CLIPModel:
     """A randomly initialised HF ``CLIPModel`` for ``spec`` (deterministic from ``seed``)."""
-    from transformers import CLIPConfig, CLIPModel
-
     if image_size % spec.patch_size:
         raise ValueError(f"ladder image_size={image_size} is not divisible by rung {spec.name!r} patch_size={spec.patch_size}")
     text_config = {"vocab_size": int(vocab_size), "hidden_size": spec.text_width, "intermediate_size": 4 * spec.text_width,
@@ -182,8 +181,6 @@ def prepare_pixels(load_images: Callable[[np.ndarray], np.ndarray], rows: np.nda
     Returns float16 ``(n, 1, image_size, image_size)`` intensities in [0, 1] (normalisation and
     the repeat to 3 channels happen per batch, to keep memory at a third).
     """
-    from tqdm.auto import tqdm
-
     resize = ImagePreprocess(resize=("shortest_edge", image_size), crop=(image_size, image_size), mean=(0.0,), std=(1.0,), channels=1)
     out = torch.empty((len(rows), 1, image_size, image_size), dtype=torch.float16)
     for start in tqdm(range(0, len(rows), chunk), desc=desc, disable=not progress, leave=False):
@@ -228,8 +225,6 @@ def train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_d
     ``val_loss`` on the last step of each epoch (NaN elsewhere). Deterministic from ``seed``.
     threads: CPU intra-op threads while training (``None``: torch's default).
     """
-    from .base import torch_threads
-
     with torch_threads(threads):
         return _train_rung(spec, pixels, texts, out_dir, seed=seed, epochs_scale=epochs_scale, val=val,
                            progress=progress, device=device)
@@ -238,9 +233,6 @@ def train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_d
 def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_dir: str | Path, *, seed: int,
                 epochs_scale: float, val: tuple[torch.Tensor, Sequence[str]] | None, progress: bool,
                 device: str | torch.device) -> pd.DataFrame:
-    from tqdm.auto import tqdm
-    from transformers import CLIPImageProcessor
-
     texts = list(texts)
     if len(texts) != len(pixels):
         raise ValueError(f"texts: expected {len(pixels)} texts (one per image), got {len(texts)}")
@@ -323,11 +315,12 @@ def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
+    # lazily: without torchvision (an optional extra) resolving this name logs a fallback warning on every import
+    from transformers import CLIPImageProcessor
+
     CLIPImageProcessor(**image_processor_config(image_size, mean, std)).save_pretrained(str(out_dir))
     history = pd.DataFrame.from_records(records)
     history.to_csv(out_dir / "history.csv", index=False)
-    import json
-
     (out_dir / "rung.json").write_text(json.dumps({"spec": asdict(spec), "seed": seed, "epochs_scale": epochs_scale,
                                                    "n_train": n, "steps": total, "train_wall_s": round(wall, 3)}, indent=1))
     return history

@@ -20,10 +20,12 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from types import ModuleType
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
+from transformers import AutoTokenizer
 
 from .base import DualEncoder, linear_from_proj, pick_device
 from .preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ImagePreprocess
@@ -32,10 +34,10 @@ EXTRA_HINT = "pip install relink[openclip]"
 WEIGHT_NAMES: tuple[str, ...] = ("open_clip_pytorch_model.bin", "open_clip_model.safetensors")
 
 
-def import_open_clip() -> Any:
+def import_open_clip() -> ModuleType:
     """Import ``open_clip`` or raise an ``ImportError`` naming the extra to install."""
     try:
-        import open_clip  # type: ignore[import-not-found]
+        import open_clip  # type: ignore[import-not-found]  # lazily: optional extra relink[openclip]
     except ImportError as err:
         raise ImportError(f"open_clip checkpoints (e.g. BiomedCLIP) need the optional extra: `{EXTRA_HINT}` "
                           f"(open_clip_torch, timm, torchvision; install them in a separate environment if torchvision "
@@ -65,6 +67,28 @@ def _weights_file(path: Path) -> Path:
     if not found:
         raise FileNotFoundError(f"{path}: no open_clip weights ({' or '.join(WEIGHT_NAMES)})")
     return found[0]
+
+
+def _take_head(tower: nn.Module, *places: tuple[str, type] | None) -> nn.Module | None:
+    """Move the first head found at ``places`` (attribute, expected type) out of ``tower``.
+
+    A module head is replaced by the identity; a projection matrix becomes an equal bias-free
+    Linear head and the attribute is set to ``None`` (so the tower returns pre-projection features).
+    ``None`` places are skipped; returns ``None`` when no place holds a head of its type.
+    """
+    for place in places:
+        if place is None:
+            continue
+        attr, kind = place
+        head = getattr(tower, attr, None)
+        if not isinstance(head, kind):
+            continue
+        if isinstance(head, torch.Tensor):
+            setattr(tower, attr, None)
+            return linear_from_proj(head)
+        setattr(tower, attr, nn.Identity())
+        return head
+    return None
 
 
 class OpenClipDualEncoder(DualEncoder):
@@ -111,8 +135,6 @@ class OpenClipDualEncoder(DualEncoder):
         self._hf_tokenizer = None
         for tok_dir in (self.path, text_dir):
             if tok_dir.is_dir() and any((tok_dir / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
-                from transformers import AutoTokenizer
-
                 self._hf_tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
                 break
         if self._hf_tokenizer is None:
@@ -125,25 +147,12 @@ class OpenClipDualEncoder(DualEncoder):
     @staticmethod
     def _detach_heads(model: nn.Module) -> tuple[nn.Module, nn.Module]:
         visual = model.visual
-        if hasattr(visual, "trunk") and isinstance(getattr(visual, "head", None), nn.Module):
-            image_head = visual.head
-            visual.head = nn.Identity()
-        elif isinstance(getattr(visual, "proj", None), torch.Tensor):
-            image_head = linear_from_proj(visual.proj)
-            visual.proj = None
-        else:
+        image_head = _take_head(visual, ("head", nn.Module) if hasattr(visual, "trunk") else None, ("proj", torch.Tensor))
+        if image_head is None:
             raise ValueError("open_clip vision tower: no projection head found (expected a timm tower with .head or a ViT with .proj)")
         text = getattr(model, "text", model)
-        if isinstance(getattr(text, "proj", None), nn.Module):
-            text_head = text.proj
-            text.proj = nn.Identity()
-        elif isinstance(getattr(text, "text_projection", None), nn.Linear):
-            text_head = text.text_projection
-            text.text_projection = nn.Identity()
-        elif isinstance(getattr(text, "text_projection", None), torch.Tensor):
-            text_head = linear_from_proj(text.text_projection)
-            text.text_projection = None
-        else:
+        text_head = _take_head(text, ("proj", nn.Module), ("text_projection", nn.Linear), ("text_projection", torch.Tensor))
+        if text_head is None:
             raise ValueError("open_clip text tower: no projection head found (expected .proj or .text_projection)")
         return image_head, text_head
 

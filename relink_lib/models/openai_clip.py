@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
+from transformers import AutoTokenizer, CLIPConfig, CLIPModel, CLIPTokenizer, PreTrainedTokenizerBase
 
 from .base import DualEncoder, pick_device
 from .preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ImagePreprocess
@@ -120,10 +121,8 @@ def to_hf_state_dict(sd: Mapping[str, torch.Tensor], arch: Mapping[str, int]) ->
     return {k: v.float() for k, v in out.items()}
 
 
-def build_hf_clip(sd: Mapping[str, torch.Tensor], overrides: Mapping[str, Any] | None = None) -> nn.Module:
+def build_hf_clip(sd: Mapping[str, torch.Tensor], overrides: Mapping[str, Any] | None = None) -> CLIPModel:
     """An HF ``CLIPModel`` holding the weights of an OpenAI-CLIP state dict (strict load)."""
-    from transformers import CLIPConfig, CLIPModel
-
     arch = architecture(sd, overrides)
     config = CLIPConfig(
         text_config={"vocab_size": arch["vocab_size"], "hidden_size": arch["text_width"], "intermediate_size": 4 * arch["text_width"],
@@ -216,9 +215,7 @@ class OpenAIClipDualEncoder(DualEncoder):
         self.to(pick_device(device))
 
     @staticmethod
-    def _load_tokenizer(directory: Path) -> Any:
-        from transformers import AutoTokenizer, CLIPTokenizer
-
+    def _load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
         if (directory / "tokenizer.json").exists() or (directory / "tokenizer_config.json").exists():
             return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
         if (directory / "vocab.json").exists() and (directory / "merges.txt").exists():

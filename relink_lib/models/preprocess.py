@@ -35,7 +35,7 @@ class ImagePreprocess:
     (grayscale input is repeated to 3 channels, as ``do_convert_rgb`` does).
     """
 
-    resize: tuple[str, Any] | None = ("shortest_edge", 224)
+    resize: tuple[str, int | tuple[int, int]] | None = ("shortest_edge", 224)
     crop: tuple[int, int] | None = (224, 224)
     resample: str = "bicubic"
     mean: tuple[float, ...] = OPENAI_CLIP_MEAN
@@ -69,7 +69,7 @@ class ImagePreprocess:
     @classmethod
     def from_hf_config(cls, config: Mapping[str, Any], channels: int = 3) -> "ImagePreprocess":
         """Build from an HF ``preprocessor_config.json`` dictionary (CLIP, ViT, SigLIP style)."""
-        resize: tuple[str, Any] | None = None
+        resize: tuple[str, int | tuple[int, int]] | None = None
         if config.get("do_resize", True) and config.get("size") is not None:
             size = config["size"]
             if isinstance(size, (int, float)):
@@ -148,7 +148,7 @@ class ImagePreprocess:
         return ((x - mean) / std).contiguous()
 
 
-def _per_channel(values: Any, channels: int) -> Sequence[float]:
+def _per_channel(values: float | Sequence[float], channels: int) -> Sequence[float]:
     values = [values] if isinstance(values, (int, float)) else list(values)
     if len(values) == 1:
         values = values * channels
@@ -157,7 +157,7 @@ def _per_channel(values: Any, channels: int) -> Sequence[float]:
     return values
 
 
-def to_gray_array(images: Any) -> np.ndarray:
+def to_gray_array(images: np.ndarray | torch.Tensor) -> np.ndarray:
     """Validate a batch of images and return float32 ``(n, H, W)`` (or ``(n, C, H, W)``) in [0, 1].
 
     Accepts a numpy array or torch tensor ``(n, H, W)`` / ``(n, C, H, W)``; values must be in [0, 1].

@@ -2,8 +2,8 @@
 
 Synthetic profiles train the embedded ladder (:mod:`relink_lib.models.ladder`) on the
 internal cohort's training split, one cached HF directory per rung under
-``cache_dir(profile)/ladder/<hash>/``. Real-data profiles (``params["cohort"]["source"] ==
-"real"``) list local checkpoints in ``params["data"]["models"]``.
+``cache_dir(profile)/ladder/<hash>/``. Real-data profiles (cohort source ``"real"``) list
+local checkpoints in the data section's ``models``.
 """
 from __future__ import annotations
 
@@ -11,14 +11,22 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .. import cache
+from ..cohorts.base import Cohort
+from ..cohorts.stage import get_cohort
+from ..config import ProfileLike, as_profile
 from ..numerics import cache_token
 from ..profiles import cache_dir
+from . import detect_kind, ladder, load_dual_encoder, preprocess, tokenizer
+from .base import DualEncoder
+from .catalog import ModelListSpec, read_model_list
+from .ladder import prepare_pixels, rung_specs, train_rung, training_texts
 
 
 @dataclass
@@ -38,14 +46,12 @@ class Rung:
     kind: str = "hf-clip"
     info: dict[str, Any] = field(default_factory=dict)
 
-    def load(self, **kwargs: Any) -> "Any":
+    def load(self, **kwargs: Any) -> DualEncoder:
         """The rung's :class:`~relink_lib.models.base.DualEncoder` (kwargs go to ``load_dual_encoder``)."""
-        from . import load_dual_encoder
-
         return load_dual_encoder(self.path, kind=self.kind, **kwargs)
 
 
-def cohort_fingerprint(cohort: Any) -> str:
+def cohort_fingerprint(cohort: Cohort) -> str:
     """A content hash identifying a cohort: its pairs table, name, image size and (in-memory) pixels.
 
     Uses ``cohort.fingerprint`` when the cohort provides one; a pipeline cohort's
@@ -85,41 +91,36 @@ def cohort_fingerprint(cohort: Any) -> str:
 
 
 def _code_version() -> str:
-    from . import ladder, preprocess, tokenizer
-
     return cache.code_version(ladder, tokenizer, preprocess)
 
 
-def get_ladder(params: Mapping[str, Any], *, progress: bool = True, cohort: Any = None) -> list[Rung]:
+def get_ladder(params: ProfileLike, *, progress: bool = True, cohort: Cohort | None = None) -> list[Rung]:
     """The ladder of rungs for ``params`` (trained and cached on first use for synthetic profiles).
 
     Synthetic: trained on ``get_cohort(params, site="internal")``'s train split (val split
-    for the validation loss), deterministic from ``params["seed"]``; a rung is cached under a hash
+    for the validation loss), deterministic from the profile's seed; a rung is cached under a hash
     of (cohort fingerprint, rung spec, seed, image size, epochs scale, code version) so a stopped
     run resumes at the first missing rung. Real: :func:`external_rungs`. ``cohort``: train on this
     cohort instead of the profile's internal one (tests, experiments).
     """
-    if params.get("cohort", {}).get("source") == "real":
-        return external_rungs(params["data"].get("models"))
-    from .ladder import prepare_pixels, rung_specs, train_rung, training_texts
-
+    profile = as_profile(params)
+    if not profile.cohort.simulation:
+        return external_rungs(profile.data.models)
     if cohort is None:
-        from ..cohorts.stage import get_cohort
-
-        cohort = get_cohort(params, site="internal")
-    specs = rung_specs(params)
-    cfg = params["ladder"]
-    image_size = int(cfg["image_size"])
-    scale = float(cfg.get("epochs_scale", 1.0))
-    seed = int(params["seed"])
+        cohort = get_cohort(profile, site="internal")
+    specs = rung_specs(profile)
+    cfg = profile.ladder
+    image_size = int(cfg.image_size)
+    scale = float(cfg.epochs_scale)
+    seed = int(profile.seed)
     fp = cohort_fingerprint(cohort)
     code = _code_version()
-    root = cache_dir(params["profile"])
+    root = cache_dir(profile.name)
     train_rows = np.flatnonzero((cohort.pairs["split"] == "train").to_numpy())
     val_rows = np.flatnonzero((cohort.pairs["split"] == "val").to_numpy())
-    state: dict[str, Any] = {}
+    state: dict[str, torch.Tensor] = {}
 
-    def pixels() -> tuple[Any, Any]:
+    def pixels() -> tuple[torch.Tensor, torch.Tensor]:
         if "train" not in state:
             state["train"] = prepare_pixels(cohort.load_images, train_rows, image_size, progress=progress, desc="ladder images (train)")
             state["val"] = prepare_pixels(cohort.load_images, val_rows[:2048], image_size, progress=progress, desc="ladder images (val)")
@@ -136,7 +137,7 @@ def get_ladder(params: Mapping[str, Any], *, progress: bool = True, cohort: Any 
             train_pix, val_pix = pixels()
             train_rung(spec, train_pix, training_texts(train_pairs, spec.text), tmp, seed=seed + index, epochs_scale=scale,
                        val=(val_pix, training_texts(val_pairs, spec.text)), progress=progress,
-                       threads=cfg.get("threads"))
+                       threads=cfg.threads)
 
         path = cache.cached_dir(root, "ladder", key, build)
         history = pd.read_csv(path / "history.csv")
@@ -146,15 +147,12 @@ def get_ladder(params: Mapping[str, Any], *, progress: bool = True, cohort: Any 
     return rungs
 
 
-def external_rungs(models: Any) -> list[Rung]:
+def external_rungs(models: ModelListSpec) -> list[Rung]:
     """Rungs for local checkpoints, in the order given (least specialised first).
 
     models: a MODELS list (:func:`relink_lib.models.catalog.read_model_list`: inline, or a JSON /
     YAML file); ``kind`` is detected from the files when missing and must agree with them when given.
     """
-    from . import detect_kind
-    from .catalog import read_model_list
-
     out = []
     for i, entry in enumerate(read_model_list(models)):
         if not entry.path.exists():

@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import ProfileLike, as_profile
 from ..profiles import get_profile
 from .stage import Rung, ladder_table
 
@@ -24,23 +25,25 @@ def recall_preview(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(list(rows))
 
 
-def run_size(params: Mapping[str, Any]) -> dict[str, Any]:
+def run_size(params: ProfileLike) -> dict[str, Any]:
     """How large a profile's synthetic run is: pairs, split fractions and the ladder's epoch scale."""
-    cohort, ladder = params["cohort"], params["ladder"]
-    return {"profile": params["profile"], "n_pairs": int(cohort["n_pairs"]),
-            "split_fractions": [float(f) for f in cohort["split_fractions"]],
-            "epochs_scale": float(ladder.get("epochs_scale", 1.0)), "image_size": int(ladder["image_size"])}
+    profile = as_profile(params)
+    cohort, ladder = profile.cohort, profile.ladder
+    return {"profile": profile.name, "n_pairs": int(cohort.n_pairs),
+            "split_fractions": [float(f) for f in cohort.split_fractions],
+            "epochs_scale": float(ladder.epochs_scale), "image_size": int(ladder.image_size)}
 
 
 def ladder_payload(rungs: Sequence[Rung], zero_shot: pd.DataFrame, preview: pd.DataFrame,
-                   params: Mapping[str, Any]) -> dict[str, Any]:
+                   params: ProfileLike) -> dict[str, Any]:
     """What chapter 3 records: the rung table, zero-shot AUROC per label and rung, the Recall@1 preview, run sizes.
 
     zero_shot: rows ``rung, label, auroc`` (``label == "macro"`` for the macro mean); preview: one
     row per rung with ``rung, name, recall@1, chance, lift, n_test``.
     """
-    sizes = {"this": run_size(params)}
-    if params["cohort"].get("source") == "synthetic" and params["profile"] != "default":
+    profile = as_profile(params)
+    sizes = {"this": run_size(profile)}
+    if profile.cohort.simulation and profile.name != "default":
         sizes["default"] = run_size(get_profile("default"))
     return {
         "rungs": ladder_table(rungs).to_dict(orient="records"),

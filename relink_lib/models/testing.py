@@ -4,8 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+import pandas as pd
 import torch
+from transformers import BertConfig, CLIPConfig, CLIPModel, VisionTextDualEncoderConfig, VisionTextDualEncoderModel, ViTConfig
 
+from ..cohorts.base import Cohort
+from ..labels import CHEXPERT_LABELS
 from .ladder import image_processor_config
 from .tokenizer import build_tokenizer
 
@@ -20,7 +25,8 @@ def write_tiny_clip(path: str | Path, *, image_size: int = 32, patch_size: int =
                     heads: int = 2, projection_dim: int = 16, max_length: int = 32, corpus: Sequence[str] = DEMO_CORPUS,
                     seed: int = 0, mean: float = 0.5, std: float = 0.25) -> Path:
     """Write a random HF ``CLIPModel`` with its tokenizer and image processor to ``path``."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    # lazily: without torchvision (an optional extra) resolving this name logs a fallback warning on every import
+    from transformers import CLIPImageProcessor
 
     path = Path(path)
     tok = build_tokenizer(list(corpus) * 2, vocab_size=256, max_length=max_length)
@@ -42,8 +48,8 @@ def write_tiny_clip(path: str | Path, *, image_size: int = 32, patch_size: int =
 def write_tiny_dual_encoder(path: str | Path, *, image_size: int = 32, patch_size: int = 8, width: int = 32,
                             projection_dim: int = 16, corpus: Sequence[str] = DEMO_CORPUS, seed: int = 0) -> Path:
     """Write a random HF ``VisionTextDualEncoderModel`` (ViT + BERT towers) with tokenizer and ViT processor."""
-    from transformers import (BertConfig, VisionTextDualEncoderConfig, VisionTextDualEncoderModel, ViTConfig,
-                              ViTImageProcessor)
+    # lazily: without torchvision (an optional extra) resolving this name logs a fallback warning on every import
+    from transformers import ViTImageProcessor
 
     path = Path(path)
     tok = build_tokenizer(list(corpus) * 2, vocab_size=256, max_length=40)
@@ -61,19 +67,13 @@ def write_tiny_dual_encoder(path: str | Path, *, image_size: int = 32, patch_siz
     return path
 
 
-def tiny_cohort(n: int = 48, image_size: int = 16, seed: int = 0, n_val: int = 8, n_test: int = 8):
+def tiny_cohort(n: int = 48, image_size: int = 16, seed: int = 0, n_val: int = 8, n_test: int = 8) -> Cohort:
     """A small public :class:`~relink_lib.cohorts.base.Cohort` whose reports describe its images.
 
     Each image is noise plus a bright square at one of 4 positions with one of 3 sizes; the report
     names the position and size, and the labels follow the position. Splits by patient: the last
     ``n_val + n_test`` patients are val and test. Images live in memory (uint8).
     """
-    import numpy as np
-    import pandas as pd
-
-    from ..cohorts.base import Cohort
-    from ..labels import CHEXPERT_LABELS
-
     rng = np.random.default_rng(seed)
     places = [("upper left", 0, 0), ("upper right", 0, 1), ("lower left", 1, 0), ("lower right", 1, 1)]
     sizes = [("small", 3), ("moderate", 5), ("large", 7)]

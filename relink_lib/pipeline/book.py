@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 import nbformat
 import pandas as pd
+import yaml
 
 from ..profiles import project_root, results_dir
 from .baselines import CHECK_TAG
@@ -46,7 +47,7 @@ def _tags(cell: Mapping[str, Any]) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
-def _set_tags(cell: Any, tags: list[str]) -> None:
+def _set_tags(cell: nbformat.NotebookNode, tags: list[str]) -> None:
     cell.setdefault("metadata", {})["tags"] = list(dict.fromkeys(tags))
 
 
@@ -168,8 +169,6 @@ def complete_docs_toc(toc_path: Path, docs: Path, book: Path) -> list[str]:
     Chapters and notes link the method notes; a note left out of the toc would be excluded from
     the build and every link to it would fail. Returns the entries added (``docs/<stem>``).
     """
-    import yaml
-
     toc = yaml.safe_load(toc_path.read_text())
     listed = set(toc_entries(toc_path))
     included = {m.group(1) for page in book.glob("*.md")

@@ -32,6 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ..profiles import project_root
+from .toc import toc_entries
+
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars",
@@ -249,9 +252,6 @@ def check_page(base_url: str, page: str, screenshot: Path) -> dict:
 
 def book_pages(html: Path, toc: Path | None = None) -> tuple[str, ...]:
     """``index.html`` and the HTML page of every toc entry of the build (``_pages.json``, else ``_toc.yml``)."""
-    from ..profiles import project_root
-    from .toc import toc_entries
-
     listed = Path(html) / "_pages.json"
     if toc is None and listed.exists():
         return tuple(json.loads(listed.read_text()))

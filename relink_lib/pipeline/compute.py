@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..config import DPSectionConfig
 from ..profiles import project_root
 
 PAPER_SCALE: dict[str, int] = {
@@ -26,11 +27,15 @@ def _read(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def compute_table(bench_dir: Path | None = None, dp_epochs: int = 5, dp_batch: int = 256) -> pd.DataFrame:
+def compute_table(bench_dir: Path | None = None, dp_epochs: float | None = None, dp_batch: int | None = None) -> pd.DataFrame:
     """Measured kernel costs and their paper-scale projection, one row per step.
 
-    ``dp_epochs`` / ``dp_batch``: the DP schedule assumed for the projection (the default profile's).
+    ``dp_epochs`` / ``dp_batch``: the DP schedule assumed for the projection (``None``: the dp
+    section's defaults, :class:`relink_lib.config.DPSectionConfig`).
     """
+    training = DPSectionConfig().training
+    dp_epochs = training.epochs if dp_epochs is None else dp_epochs
+    dp_batch = training.batch_size if dp_batch is None else dp_batch
     bench_dir = bench_dir or project_root() / "benchmarks" / "results"
     rows = []
     audit = _read(bench_dir / "audit_cpu.json")

@@ -14,8 +14,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..cohorts import export
+from ..cohorts.stage import get_cohort
+from ..models.stage import get_ladder
 from ..numerics import apply_in_process, mode_of
 from ..profiles import get_profile, project_root
+from .execute import NotebookRun, execute_book
+from .preflight import check_paper_inputs
+from .toc import chapter_notebooks
 
 # Paper-profile parameters kept small enough for a CPU: the code path is the paper's, the scale is not.
 DRY_RUN_OVERRIDES: dict[str, Any] = {
@@ -36,10 +42,6 @@ def dry_run_dirs(root: Path | None = None) -> dict[str, Path]:
 
 def prepare_inputs(root: Path | None = None, base_profile: str = "ci") -> dict[str, str]:
     """Export the ``base_profile`` synthetic cohorts and ladder as real-data inputs; return the env vars to use."""
-    from ..cohorts import export
-    from ..cohorts.stage import get_cohort
-    from ..models.stage import get_ladder
-
     inputs = dry_run_dirs(root)["inputs"]
     params = get_profile(base_profile)
     env = {"MIMIC_CXR_ROOT": str(inputs / "mimic-cxr-jpg"), "CHEXPERT_PLUS_ROOT": str(inputs / "chexpert-plus"),
@@ -82,13 +84,9 @@ def report_text_leaks(executed: Path, texts: list[str], prefix_chars: int = 40) 
     return leaks
 
 
-def run_dry_run(root: Path | None = None, base_profile: str = "ci") -> list:
+def run_dry_run(root: Path | None = None, base_profile: str = "ci") -> list[NotebookRun]:
     """Prepare the inputs, execute every chapter on the ``paper`` profile against them, and check
     that none of the (now private) report text reached an executed notebook."""
-    from .execute import execute_book
-    from .preflight import check_paper_inputs
-    from .toc import chapter_notebooks
-
     root = root or project_root()
     dirs = dry_run_dirs(root)
     env = prepare_inputs(root, base_profile)
@@ -97,8 +95,6 @@ def run_dry_run(root: Path | None = None, base_profile: str = "ci") -> list:
     os.environ["RELINK_CACHE"] = str(dirs["cache"])
     check_paper_inputs(get_profile("paper", DRY_RUN_OVERRIDES))
     runs = execute_book(chapter_notebooks(root), "paper", overrides=DRY_RUN_OVERRIDES, out_dir=dirs["executed"])
-    from ..cohorts.stage import get_cohort
-
     params = get_profile(base_profile)
     texts = [t for site in ("internal", "external") for t in get_cohort(params, site).pairs["text"]]
     leaks = report_text_leaks(dirs["executed"], texts)

@@ -18,6 +18,9 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import jupytext
 import nbformat
+import papermill
+
+import relink_lib
 
 from .. import cache
 from ..numerics import kernel_env, mode_of
@@ -44,8 +47,6 @@ def executed_dir(profile: str, root: Path | None = None) -> Path:
 
 def library_version() -> str:
     """Hash of every source file of ``relink_lib``."""
-    import relink_lib
-
     return cache.code_version(relink_lib)
 
 
@@ -72,8 +73,6 @@ def execute_notebook(source: Path, profile: str, *, out_dir: Path | None = None,
     Writes ``<out_dir>/<stem>.ipynb`` (default ``_build/executed/<profile>/``) and a ``.hash``
     beside it; skips the run when the hash matches unless ``force``.
     """
-    import papermill
-
     if profile not in PROFILE_NAMES:
         raise ValueError(f"profile={profile!r}: expected one of {', '.join(PROFILE_NAMES)}")
     source = Path(source).resolve()

@@ -6,13 +6,15 @@ the set-up in one go instead of discovering a missing file an hour into feature 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+
+import pandas as pd
 
 from ..cohorts.chexpert_plus import CSV_NAME, LABEL_DIR
 from ..cohorts.mimic import LABEL_CSV, META_CSV, REPORTS_DIR, SPLIT_CSV
+from ..config import ProfileLike, as_profile
 from ..models import KINDS as MODEL_KINDS
 from ..models import catalog
-from ..models.catalog import ModelEntry, ModelListError
+from ..models.catalog import ModelEntry, ModelListError, ModelListSpec
 
 MIMIC_FILES = (SPLIT_CSV, LABEL_CSV, META_CSV)
 MIMIC_DIRS = ("files", f"{REPORTS_DIR}/files")
@@ -71,8 +73,6 @@ def check_mimic_files_resolve(root: Path) -> list[str]:
 
 def check_chexpert_plus_images_resolve(root: Path, n_rows: int = 200) -> list[str]:
     """At least one of the first ``n_rows`` ``path_to_image`` entries exists under ``root`` (``.png`` twin allowed)."""
-    import pandas as pd
-
     csv = root / CHEXPERT_PLUS_FILES[0]
     try:
         paths = pd.read_csv(csv, nrows=n_rows, usecols=["path_to_image"], dtype=str)["path_to_image"].dropna()
@@ -100,7 +100,7 @@ def check_chexpert_plus_root(root: str | Path | None) -> list[str]:
     return problems
 
 
-def read_model_list(models: Any) -> list[ModelEntry]:
+def read_model_list(models: ModelListSpec) -> list[ModelEntry]:
     """The rung list of a real run (:func:`relink_lib.models.catalog.read_model_list`: inline, JSON or YAML),
     with its problems raised as :class:`PreflightError`."""
     try:
@@ -109,7 +109,7 @@ def read_model_list(models: Any) -> list[ModelEntry]:
         raise PreflightError(str(err)) from err
 
 
-def check_models(models: Any) -> list[str]:
+def check_models(models: ModelListSpec) -> list[str]:
     """Problems with the checkpoint list: each path must be a directory with weights in it."""
     if not models:
         return ["MODELS is not set: expected a JSON or YAML file listing the checkpoints ({name, kind, path}), least specialised first"]
@@ -131,10 +131,10 @@ def check_models(models: Any) -> list[str]:
     return problems
 
 
-def check_paper_inputs(params: Mapping[str, Any]) -> None:
+def check_paper_inputs(params: ProfileLike) -> None:
     """Raise :class:`PreflightError` listing every problem with the real-data inputs of ``params``."""
-    data = params["data"]
-    problems = (check_mimic_root(data.get("mimic_cxr_root")) + check_chexpert_plus_root(data.get("chexpert_plus_root"))
-                + check_models(data.get("models")))
+    data = as_profile(params).data
+    problems = (check_mimic_root(data.mimic_cxr_root) + check_chexpert_plus_root(data.chexpert_plus_root)
+                + check_models(data.models))
     if problems:
         raise PreflightError("the paper profile cannot start:\n  - " + "\n  - ".join(problems))

@@ -12,24 +12,36 @@ K and N come from ``--shard K/N``, else from ``SLURM_ARRAY_TASK_ID`` (minus
 (torchrun), else ``0/1`` (every chunk). The cohort and the ladder, which every shard needs, are
 built by whichever process comes first while the others wait on a lock file in the cache, so
 N processes started on an empty cache build them once.
+
+The command line imports this module to build its parser for every command, so the modules that
+load the models (:mod:`relink_lib.features`, :mod:`relink_lib.models.stage`: transformers' model
+code, seconds) are imported inside the functions that run a ``features`` command.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, TextIO
 
+import pandas as pd
+import torch
+
+from ..cohorts.base import Cohort
+from ..cohorts.stage import get_cohort
+from ..config import ProfileLike, as_profile
 from ..profiles import cache_dir
 
-if TYPE_CHECKING:
-    import pandas as pd
+if TYPE_CHECKING:  # imported lazily at run time (see the module docstring)
+    from ..models.base import DualEncoder
+    from ..models.stage import Rung
 
 SITES: tuple[str, ...] = ("internal", "external")
-SPLITS: tuple[str, ...] = ("train", "val", "test", "all")  # relink_lib.features.SPLITS (not imported: it loads torch)
+SPLITS: tuple[str, ...] = ("train", "val", "test", "all")  # relink_lib.features.SPLITS (not imported: it loads the models)
 LOCK_NAME = ".features.lock"
 
 
@@ -110,7 +122,7 @@ def parse_targets(items: Sequence[str] | None) -> list[Target]:
     return out
 
 
-def select_rungs(rungs: Sequence[Any], wanted: Sequence[str] | None) -> list[Any]:
+def select_rungs(rungs: Sequence[Rung], wanted: Sequence[str] | None) -> list[Rung]:
     """The rungs named by index or name (``["0", "full-reports"]``, commas allowed); ``None``: every rung."""
     if not wanted:
         return list(rungs)
@@ -151,7 +163,7 @@ def cache_lock(profile: str, log: Callable[[str], None] | None = None) -> Iterat
     mount option) the block runs unlocked, with a warning: the cache's atomic renames still keep
     every entry whole, but concurrent jobs may then build the cohort and ladder more than once.
     """
-    import fcntl
+    import fcntl  # lazily: POSIX only, and the CLI imports this module for every command
 
     path = cache_dir(profile) / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,33 +194,32 @@ def _no_lock(path: Path, err: OSError, log: Callable[[str], None] | None) -> boo
 
 
 # ------------------------------------------------------------------------------ the work
-def prepare(params: Mapping[str, Any], targets: Sequence[Target], *, log: Callable[[str], None] | None = None,
-            progress: bool = False) -> tuple[dict[str, Any], list[Any]]:
+def prepare(params: ProfileLike, targets: Sequence[Target], *, log: Callable[[str], None] | None = None,
+            progress: bool = False) -> tuple[dict[str, Cohort], list[Rung]]:
     """``({site: cohort}, rungs)``: the cohorts the targets need and the ladder, built once under :func:`cache_lock`."""
-    from ..cohorts.stage import get_cohort
-    from ..models.stage import get_ladder
+    from ..models.stage import get_ladder  # lazily: loads the models (see the module docstring)
 
-    with cache_lock(params["profile"], log):
+    profile = as_profile(params)
+    with cache_lock(profile.name, log):
         start = time.perf_counter()
-        cohorts = {site: get_cohort(params, site=site) for site in dict.fromkeys(["internal", *(t.site for t in targets)])}
-        rungs = get_ladder(params, progress=progress, cohort=cohorts["internal"])
+        cohorts = {site: get_cohort(profile, site=site) for site in dict.fromkeys(["internal", *(t.site for t in targets)])}
+        rungs = get_ladder(profile, progress=progress, cohort=cohorts["internal"])
         if log:
             log(f"cohort and ladder ready in {time.perf_counter() - start:.1f} s: "
                 + ", ".join(f"{s} {len(c)} pairs" for s, c in cohorts.items()) + f"; {len(rungs)} rungs")
     return cohorts, rungs
 
 
-def status_table(params: Mapping[str, Any], cohorts: Mapping[str, Any], rungs: Sequence[Any],
+def status_table(params: ProfileLike, cohorts: Mapping[str, Cohort], rungs: Sequence[Rung],
                  targets: Sequence[Target]) -> pd.DataFrame:
     """One row per (rung, target): ``rung, name, site, split, rows, chunks, done, missing, state, missing chunks``."""
-    import pandas as pd
+    from .. import features as fe  # lazily: loads the models (see the module docstring)
 
-    from .. import features as fe
-
+    profile = as_profile(params)
     rows = []
     for rung in rungs:
         for t in targets:
-            st = fe.chunk_status(params, cohorts[t.site], rung, t.split)
+            st = fe.chunk_status(profile, cohorts[t.site], rung, t.split)
             rows.append({"rung": rung.index, "name": rung.name, "site": t.site, "split": t.split, "rows": st.n_rows,
                          "chunks": st.n_chunks, "done": len(st.done), "missing": len(st.missing), "state": st.state,
                          "missing chunks": fe.format_chunks(st.missing, limit=6) if st.missing else ""})
@@ -226,15 +237,16 @@ class ShardReport:
     wall_s: float = 0.0
 
 
-def run_shard(params: Mapping[str, Any], cohorts: Mapping[str, Any], rungs: Sequence[Any], targets: Sequence[Target],
+def run_shard(params: ProfileLike, cohorts: Mapping[str, Cohort], rungs: Sequence[Rung], targets: Sequence[Target],
               shard: tuple[int, int], *, log: Callable[[str], None] | None = None) -> ShardReport:
     """Extract the missing chunks of ``shard`` for every (rung, target), one rung's encoder loaded at a time."""
-    from .. import features as fe
+    from .. import features as fe  # lazily: loads the models (see the module docstring)
 
+    profile = as_profile(params)
     k, n = shard
     report = ShardReport(shard=shard)
     start = time.perf_counter()
-    units = [(rung, t, fe.chunk_status(params, cohorts[t.site], rung, t.split)) for rung in rungs for t in targets]
+    units = [(rung, t, fe.chunk_status(profile, cohorts[t.site], rung, t.split)) for rung in rungs for t in targets]
     plan = []
     for (rung, t, st), mine in zip(units, deal_chunks([st.n_chunks for _, _, st in units], shard)):
         todo = [] if st.merged else sorted(set(mine) & set(st.missing))
@@ -245,13 +257,13 @@ def run_shard(params: Mapping[str, Any], cohorts: Mapping[str, Any], rungs: Sequ
     spent: list[float] = []
     if log:
         log(f"shard {k}/{n}: {report.owned} chunks owned, {report.already_done} already done, {total} to extract")
-    encoders: dict[int, Any] = {}
+    encoders: dict[int, DualEncoder] = {}
     for rung, t, st, todo in plan:
         if not todo:
             continue
         if rung.index not in encoders:
             encoders.clear()  # one rung's encoder in memory at a time
-            encoders[rung.index] = rung.load(**_load_kwargs(params))
+            encoders[rung.index] = rung.load(**_load_kwargs(profile))
         encoder = encoders[rung.index]
         label = f"rung {rung.index} {rung.name}, {t}"
 
@@ -264,7 +276,7 @@ def run_shard(params: Mapping[str, Any], cohorts: Mapping[str, Any], rungs: Sequ
                 log(f"shard {k}/{n}: {label}: chunk {i} (rows {i * chunk}-{i * chunk + n_rows - 1}) in {seconds:.2f} s; "
                     f"{report.extracted}/{total} chunks, {elapsed:.0f} s elapsed, about {eta:.0f} s left")
 
-        fe.extract_features(params, cohorts[t.site], rung, t.split, chunks=todo, encoder=encoder, progress=False,
+        fe.extract_features(profile, cohorts[t.site], rung, t.split, chunks=todo, encoder=encoder, progress=False,
                             on_chunk=on_chunk)
     report.wall_s = time.perf_counter() - start
     if log:
@@ -272,24 +284,25 @@ def run_shard(params: Mapping[str, Any], cohorts: Mapping[str, Any], rungs: Sequ
     return report
 
 
-def _load_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
-    from .. import features as fe
+def _load_kwargs(params: ProfileLike) -> dict[str, str | bool | int]:
+    from .. import features as fe  # lazily: loads the models (see the module docstring)
 
     settings = fe._settings(params)
     return {"device": settings["device"], "amp": settings["amp"], "batch_size": settings["batch_size"]}
 
 
-def merge_targets(params: Mapping[str, Any], cohorts: Mapping[str, Any], rungs: Sequence[Any], targets: Sequence[Target],
+def merge_targets(params: ProfileLike, cohorts: Mapping[str, Cohort], rungs: Sequence[Rung], targets: Sequence[Target],
                   *, log: Callable[[str], None] | None = None) -> tuple[list[str], list[str]]:
     """Merge every (rung, target) whose chunks are all extracted; ``(merged, incomplete)`` as readable lines."""
-    from .. import features as fe
+    from .. import features as fe  # lazily: loads the models (see the module docstring)
 
+    profile = as_profile(params)
     merged, incomplete = [], []
-    with cache_lock(params["profile"], log):
+    with cache_lock(profile.name, log):
         for rung in rungs:
             for t in targets:
                 label = f"rung {rung.index} {rung.name}, {t}"
-                st = fe.chunk_status(params, cohorts[t.site], rung, t.split)
+                st = fe.chunk_status(profile, cohorts[t.site], rung, t.split)
                 if st.missing:
                     incomplete.append(f"{label}: {len(st.missing)} of {st.n_chunks} chunks missing: "
                                       f"{fe.format_chunks(st.missing)}")
@@ -297,13 +310,13 @@ def merge_targets(params: Mapping[str, Any], cohorts: Mapping[str, Any], rungs: 
                 if st.merged:  # not loaded again: at paper scale an entry holds gigabytes
                     merged.append(f"{label}: {st.n_rows} rows (already merged) -> {st.path}")
                     continue
-                feats = fe.merge_shards(params, cohorts[t.site], rung, t.split)
+                feats = fe.merge_shards(profile, cohorts[t.site], rung, t.split)
                 merged.append(f"{label}: {len(feats)} rows -> {feats.path}")
     return merged, incomplete
 
 
 # ------------------------------------------------------------------------------ command
-def add_arguments(parser: Any) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``features`` subcommand's options (besides ``--profile`` / ``--overrides``)."""
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--shard", default=None, metavar="K/N",
@@ -317,8 +330,9 @@ def add_arguments(parser: Any) -> None:
                         help="e.g. train val test external:all (the default: what the chapters read)")
 
 
-def run(args: Any, params: Mapping[str, Any], *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, params: ProfileLike, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Execute the parsed ``features`` command; returns the exit status (1: ``--merge`` left splits incomplete)."""
+    profile = as_profile(params)
     out = out or sys.stdout
     err = err or sys.stderr
 
@@ -336,19 +350,19 @@ def run(args: Any, params: Mapping[str, Any], *, out: TextIO | None = None, err:
     except ValueError as exc:
         print(f"error: {exc}", file=err)
         return 2
-    cohorts, ladder = prepare(params, targets, log=log)
+    cohorts, ladder = prepare(profile, targets, log=log)
     try:
         rungs = select_rungs(ladder, args.rungs)
     except ValueError as exc:
         print(f"error: {exc}", file=err)
         return 2
     if args.status:
-        table = status_table(params, cohorts, rungs, targets)
-        print(f"features of profile {params['profile']} under {cache_dir(params['profile']) / 'features'}:", file=out)
+        table = status_table(profile, cohorts, rungs, targets)
+        print(f"features of profile {profile.name} under {cache_dir(profile.name) / 'features'}:", file=out)
         print(table.to_string(index=False), file=out)
         return 0
     if args.merge:
-        merged, incomplete = merge_targets(params, cohorts, rungs, targets, log=log)
+        merged, incomplete = merge_targets(profile, cohorts, rungs, targets, log=log)
         for line in merged:
             print(f"merged {line}", file=out)
         for line in incomplete:
@@ -363,7 +377,7 @@ def run(args: Any, params: Mapping[str, Any], *, out: TextIO | None = None, err:
         log(f"shard {shard[0]}/{shard[1]} from {source}")
     if source == "torchrun":
         _bind_local_gpu(log)
-    report = run_shard(params, cohorts, rungs, targets, shard, log=log)
+    report = run_shard(profile, cohorts, rungs, targets, shard, log=log)
     print(f"shard {shard[0]}/{shard[1]}: {report.extracted} chunks extracted, {report.already_done} of {report.owned} "
           f"already done ({report.wall_s:.1f} s)", file=out)
     return 0
@@ -371,8 +385,6 @@ def run(args: Any, params: Mapping[str, Any], *, out: TextIO | None = None, err:
 
 def _bind_local_gpu(log: Callable[[str], None]) -> None:
     """Under torchrun, put this rank on GPU ``LOCAL_RANK`` (``device="cuda"`` then means that GPU)."""
-    import torch
-
     local = os.environ.get("LOCAL_RANK")
     if local is not None and torch.cuda.is_available():
         torch.cuda.set_device(int(local) % torch.cuda.device_count())

@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from .common import clip_for_log, label_simulation, log_limits, log_pool_axis
+from ..paper import PAPER
+from .common import clip_for_log, finish_axes, label_simulation, log_limits, log_pool_axis
 
 __all__ = ["PAPER_R1_LIFT", "plot_recall_vs_pool", "plot_lift_vs_pool", "plot_rank_distribution",
            "plot_random_vs_matched", "plot_detail_split", "plot_seen_unseen", "plot_risk_factors", "rung_colors"]
 
-PAPER_R1_LIFT: dict[int, float] = {100: 15.0, 10_000: 50.0}
-"""The paper's headline (Tayebi Arasteh et al., arXiv 2606.02276): strongest model's R@1 lift at N = 100 and 10,000."""
+PAPER_R1_LIFT: dict[int, float] = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}
+"""The paper's headline (:data:`relink_lib.paper.PAPER`): strongest model's R@1 lift at N = 100 and 10,000."""
 
 
 def rung_colors(models: Sequence[str]) -> dict[str, tuple]:
@@ -93,11 +94,7 @@ def plot_recall_vs_pool(table: pd.DataFrame, k: int, ax: Axes | None = None, *, 
     ax.set_yscale("log")
     ax.set_ylim(lo, hi)
     log_pool_axis(ax, sorted(sizes), full_size=full)
-    ax.set_ylabel(f"Recall@{k} (log scale)")
-    ax.set_title(f"Recall@{k}, {pool} pools")
-    if simulation:
-        label_simulation(ax)
-    return ax
+    return finish_axes(ax, simulation, ylabel=f"Recall@{k} (log scale)", title=f"Recall@{k}, {pool} pools")
 
 
 def plot_lift_vs_pool(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *, pool: str = "random", paper: bool = True,
@@ -130,11 +127,8 @@ def plot_lift_vs_pool(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *
     for n, model in zip(table.loc[sel, "pool_size"], table.loc[sel, "model"]):  # a lift of exactly 0 sits on the lower edge, marked with a downward triangle
         ax.plot(n, ax.get_ylim()[0], "v", color=colors[model], ms=7, clip_on=False)
     log_pool_axis(ax, sorted(sizes), full_size=full)
-    ax.set_ylabel(f"lift of Recall@{k} over chance (log scale)")
-    ax.set_title(f"Lift over chance, K = {k}, {pool} pools")
-    if simulation:
-        label_simulation(ax)
-    return ax
+    return finish_axes(ax, simulation, ylabel=f"lift of Recall@{k} over chance (log scale)",
+                       title=f"Lift over chance, K = {k}, {pool} pools")
 
 
 def plot_rank_distribution(histograms: Mapping[str, Mapping[str, list]], ax: Axes | None = None, *, simulation: bool = True) -> Axes:

@@ -94,8 +94,14 @@ def label_simulation(ax: Axes, text: str = SIMULATION_NOTE) -> None:
     fig._relink_simulation_note = text  # type: ignore[attr-defined]
 
 
-def finish_axes(ax: Axes, simulation: bool, legend_fontsize: float | None = None) -> Axes:
-    """The common last steps of a figure helper: a legend (when ``legend_fontsize`` is given), the simulation stamp."""
+def finish_axes(ax: Axes, simulation: bool, legend_fontsize: float | None = None, *, ylabel: str | None = None,
+                title: str | None = None) -> Axes:
+    """The common last steps of a figure helper: the y label and title (when given), a legend (when
+    ``legend_fontsize`` is given), the simulation stamp."""
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
     if legend_fontsize is not None:
         ax.legend(fontsize=legend_fontsize)
     if simulation:

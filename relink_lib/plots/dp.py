@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from ..paper import PAPER
 from .common import finish_axes, label_simulation, log_pool_axis
 
 VARIANT_STYLE = {
@@ -55,7 +56,7 @@ def plot_recall_variants(recall: pd.DataFrame, k: int = 1, ax: Axes | None = Non
     return finish_axes(ax, simulation, legend_fontsize=7)
 
 
-def plot_reductions(reductions: pd.DataFrame, ax: Axes | None = None, *, paper: float | None = 0.618,
+def plot_reductions(reductions: pd.DataFrame, ax: Axes | None = None, *, paper: float | None = PAPER.dp_r1_reduction_n10000,
                     simulation: bool = True) -> Axes:
     """Relative Recall@1 reduction at the reference N per rung (groups) and variant (bars)."""
     ax = plt.subplots()[1] if ax is None else ax
@@ -68,7 +69,7 @@ def plot_reductions(reductions: pd.DataFrame, ax: Axes | None = None, *, paper: 
         vals = [float(red[(red["model"] == m) & (red["variant"] == v)]["relative_reduction"].iloc[0]) * 100 for m in models]
         ax.bar(x + (i - (len(variants) - 1) / 2) * width, vals, width, color=VARIANT_STYLE[v]["color"], label=VARIANT_STYLE[v]["label"])
     if paper is not None:
-        ax.axhline(paper * 100, ls="--", color="0.3", lw=1, label="the paper's DP reduction (61.8%, N = 10,000)")
+        ax.axhline(paper * 100, ls="--", color="0.3", lw=1, label=f"the paper's DP reduction ({100 * paper:.1f}%, N = 10,000)")
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xticks(x)
     ax.set_xticklabels(models)
@@ -134,7 +135,7 @@ def plot_cut_vs_drift(fr: dict, ax: Axes | None = None, *, simulation: bool = Tr
     return finish_axes(ax, simulation, legend_fontsize=7)
 
 
-def plot_frontier(fr: dict, ax: Axes | None = None, *, paper: float | None = 0.618, simulation: bool = True) -> Axes:
+def plot_frontier(fr: dict, ax: Axes | None = None, *, paper: float | None = PAPER.dp_r1_reduction_n10000, simulation: bool = True) -> Axes:
     """The frontier: R@1 cut (%) against zero-shot macro AUROC drop (points), both on the report half, by init and optimizer."""
     ax = plt.subplots()[1] if ax is None else ax
     for (init, opt), st in FRONTIER_STYLE.items():
@@ -154,7 +155,7 @@ def plot_frontier(fr: dict, ax: Axes | None = None, *, paper: float | None = 0.6
     ax.axvline(fr["selection_rule"]["max_zero_shot_auroc_drop"], ls=":", color="0.4", lw=1,
                label="rule's zero-shot bound (applied on the selection half)")
     if paper is not None:
-        ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label="the paper's cut (61.8%, N = 10,000)")
+        ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label=f"the paper's cut ({100 * paper:.1f}%, N = 10,000)")
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("zero-shot macro AUROC drop (points, report half; symlog)")
@@ -165,7 +166,7 @@ def plot_frontier(fr: dict, ax: Axes | None = None, *, paper: float | None = 0.6
     return ax
 
 
-def plot_scaling(fr: dict, ax: Axes | None = None, *, paper: float | None = 0.618, simulation: bool = True) -> Axes:
+def plot_scaling(fr: dict, ax: Axes | None = None, *, paper: float | None = PAPER.dp_r1_reduction_n10000, simulation: bool = True) -> Axes:
     """R@1 cut (%, report half, mean +- seed SD) against the private-set size (log x) at the selected setting."""
     ax = plt.subplots()[1] if ax is None else ax
     ref = fr["frontier"][fr["reference"]]
@@ -177,7 +178,7 @@ def plot_scaling(fr: dict, ax: Axes | None = None, *, paper: float | None = 0.61
         ax.annotate(f"sigma {p['noise_multiplier']:.1f}", (p["n_private"], 100 * p["r1_reduction"]), fontsize=7,
                     textcoords="offset points", xytext=(4, -10))
     if paper is not None:
-        ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label="the paper's cut (61.8%, about 40x more private pairs)")
+        ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label=f"the paper's cut ({100 * paper:.1f}%, about 40x more private pairs)")
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("private training pairs (log scale)")

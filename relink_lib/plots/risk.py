@@ -1,4 +1,9 @@
-"""Figures of chapter 9: re-linkage, utility and reconstruction risk against the privacy budget."""
+"""Figures of chapter 9: re-linkage, utility and reconstruction risk against the privacy budget.
+
+They read the sweep's two tables (:class:`relink_lib.risk.sweep.BudgetSweep`): the per-eps ``table``
+and the long ``recall`` table (one row per eps, pool, k, N; :data:`relink_lib.risk.stage.RECALL_COLUMNS`).
+A budget axis works on either: one step per distinct ``target_epsilon``.
+"""
 from __future__ import annotations
 
 import math
@@ -11,8 +16,8 @@ from matplotlib.axes import Axes
 
 from .common import label_simulation
 
-__all__ = ["budget_positions", "budget_axis", "eps_tick_label", "shade_high_budget", "plot_risks", "plot_relinkage", "plot_budget_utility",
-           "HIGH_BUDGET"]
+__all__ = ["budget_positions", "budget_axis", "eps_tick_label", "pool_label", "select_recall", "recall_at", "shade_high_budget",
+           "plot_risks", "plot_relinkage", "plot_budget_utility", "plot_tradeoff_curves", "HIGH_BUDGET"]
 
 #: The "high-budget DP" range of Ziller et al. (2024).
 HIGH_BUDGET = (1e6, 1e12)
@@ -26,18 +31,17 @@ def _eps_values(table: pd.DataFrame) -> list[float | None]:
 
 
 def budget_positions(table: pd.DataFrame) -> np.ndarray:
-    """x positions of the rows: the budget's rank (0, 1, ... by increasing eps), the non-private row last.
+    """x positions of the rows: the budget's rank (0, 1, ... by increasing eps), the non-private budget last.
 
-    The sweep's budgets are unevenly spaced (0.34, 1, 8, 32, then factors of 1,000), so an axis in
-    log eps would crowd the small ones into overlapping ticks; one step per budget keeps every
-    label readable. The axis says it is not to scale.
+    Rows with the same ``target_epsilon`` (a long table) share a position. The sweep's budgets are
+    unevenly spaced (0.34, 1, 8, 32, then factors of 1,000), so an axis in log eps would crowd the
+    small ones into overlapping ticks; one step per budget keeps every label readable. The axis
+    says it is not to scale.
     """
     eps = _eps_values(table)
-    order = sorted(range(len(eps)), key=lambda i: (eps[i] is None, eps[i] if eps[i] is not None else 0.0))
-    pos = np.empty(len(eps), dtype=float)
-    for rank, i in enumerate(order):
-        pos[i] = rank
-    return pos
+    distinct = sorted(set(eps), key=lambda e: (e is None, e if e is not None else 0.0))
+    rank = {e: float(i) for i, e in enumerate(distinct)}
+    return np.array([rank[e] for e in eps], dtype=float)
 
 
 def eps_tick_label(eps: float | None) -> str:
@@ -48,6 +52,35 @@ def eps_tick_label(eps: float | None) -> str:
         power = math.log10(eps)
         return f"1e{round(power)}" if abs(power - round(power)) < 1e-9 else f"{eps:.0e}".replace("e+0", "e").replace("e+", "e")
     return f"{eps:g}"
+
+
+def pool_label(pool_size: int | None) -> str:
+    """Label of a pool size: ``"100"``, or ``"full"`` for the full database (``None``)."""
+    return "full" if pool_size is None else str(int(pool_size))
+
+
+def select_recall(recall: pd.DataFrame, pool: str, k: int, pool_size: int | None) -> pd.DataFrame:
+    """The rows of the long ``recall`` table at one (pool, k, N), one per eps, in table order.
+
+    ``pool``: ``"random"`` or ``"matched"``; ``pool_size``: N, or ``None`` for the full database.
+    """
+    if "pool" not in recall.columns:  # an evaluation without re-linkage rows
+        return recall.iloc[0:0]
+    keep = (recall["pool"] == pool) & (recall["k"] == int(k))
+    if pool_size is None:
+        keep &= recall["full_database"].astype(bool)
+    else:
+        keep &= ~recall["full_database"].astype(bool) & (recall["N"] == int(pool_size))
+    return recall[keep]
+
+
+def recall_at(table: pd.DataFrame, recall: pd.DataFrame, pool: str, k: int, pool_size: int | None,
+              column: str = "recall") -> pd.Series:
+    """``column`` (``"recall"`` or ``"lift"``) of :func:`select_recall` aligned to the per-eps ``table``'s
+    rows (by ``target_epsilon``; NaN where the long table has no row)."""
+    rows = select_recall(recall, pool, k, pool_size)
+    by_eps = dict(zip(_eps_values(rows), rows[column].astype(float)))
+    return pd.Series([by_eps.get(e, np.nan) for e in _eps_values(table)], index=table.index, dtype=float, name=column)
 
 
 def budget_axis(ax: Axes, table: pd.DataFrame, label: str = "privacy budget eps (one step per budget, not to scale)") -> None:
@@ -115,26 +148,26 @@ def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = T
     return _finish_budget_axes(ax, table, simulation)
 
 
-def plot_relinkage(table: pd.DataFrame, pool_size: str, k: int = 1, ax: Axes | None = None,
+def plot_relinkage(recall: pd.DataFrame, pool_size: int | None, k: int = 1, ax: Axes | None = None,
                    simulation: bool = True) -> Axes:
-    """Recall@k at pool size ``pool_size`` (a column suffix: ``"100"`` or ``"full"``) for random and
-    pathology-matched pools against eps, with the random-pool chance line."""
+    """Recall@k at pool size ``pool_size`` (N; ``None``: the full database) for random and
+    pathology-matched pools against eps, with the chance lines; ``recall``: the sweep's long table."""
     ax = _new(ax)
-    x = budget_positions(table)
-    for pool, style, name in (("random", "o-", "random pools"), ("hard", "s--", "pathology-matched pools")):
-        col = f"recall_{pool}_k{k}_n{pool_size}"
-        if col in table.columns:
-            ax.plot(x, table[col], style, label=f"Recall@{k}, {name}")
-    for pool, color, name in (("random", "0.45", f"chance 1/N (random pools)"),
-                              ("hard", "tab:orange", "effective chance (matched pools: the pool a query gets)")):
-        lift, rec = f"lift_{pool}_k{k}_n{pool_size}", f"recall_{pool}_k{k}_n{pool_size}"
-        if lift in table.columns and rec in table.columns:
-            chance = float((table[rec].astype(float) / table[lift].astype(float)).median())
+    x = pd.Series(budget_positions(recall), index=recall.index)
+    for pool, style, name in (("random", "o-", "random pools"), ("matched", "s--", "pathology-matched pools")):
+        rows = select_recall(recall, pool, k, pool_size)
+        if len(rows):
+            ax.plot(x[rows.index].to_numpy(), rows["recall"], style, label=f"Recall@{k}, {name}")
+    for pool, color, name in (("random", "0.45", "chance 1/N (random pools)"),
+                              ("matched", "tab:orange", "effective chance (matched pools: the pool a query gets)")):
+        rows = select_recall(recall, pool, k, pool_size)
+        if len(rows):
+            chance = float((rows["recall"].astype(float) / rows["lift"].astype(float)).median())
             if np.isfinite(chance):
                 ax.axhline(chance, color=color, ls=":", lw=1, label=f"{name} = {chance:.3g}")
-    ax.set_ylabel(f"Recall@{k} at N = {pool_size}")
+    ax.set_ylabel(f"Recall@{k} at N = {pool_label(pool_size)}")
     ax.set_ylim(bottom=0)
-    return _finish_budget_axes(ax, table, simulation)
+    return _finish_budget_axes(ax, recall, simulation)
 
 
 def plot_budget_utility(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = True) -> Axes:

@@ -20,18 +20,21 @@ head's first linear layer works, rank one or not.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:  # annotations only: the attack runs on numpy (tensors are converted on entry)
+    import torch
 
 __all__ = ["AttackResult", "clip_per_sample", "release_updates", "reconstruct_features", "gradient_inversion_attack"]
 
 DEFAULT_COS_THRESHOLD = 0.5
 
 
-def _to_numpy(x: Any, name: str, ndim: int) -> np.ndarray:
+def _to_numpy(x: np.ndarray | torch.Tensor, name: str, ndim: int) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
@@ -130,7 +133,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AttackResult:
-    """Success rates over the attacked targets (fractions in [0, 1])."""
+    """Success rates over the attacked targets (fractions in [0, 1]; as a dict: ``dataclasses.asdict``)."""
 
     n_targets: int
     n_candidates: int
@@ -141,14 +144,12 @@ class AttackResult:
     mean_abs_cos: float
     noise_multiplier: float
 
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
-
-def gradient_inversion_attack(per_sample_grads: Any, features: Any, target_index: Any, *, noise_multiplier: float,
+def gradient_inversion_attack(per_sample_grads: np.ndarray | torch.Tensor, features: np.ndarray | torch.Tensor,
+                              target_index: np.ndarray, *, noise_multiplier: float,
                               max_grad_norm: float | None, n_candidates: int,
                               cos_threshold: float = DEFAULT_COS_THRESHOLD, n_updates: int = 1,
-                              clip_norms: Any | None = None, seed: int = 0) -> AttackResult:
+                              clip_norms: np.ndarray | torch.Tensor | None = None, seed: int = 0) -> AttackResult:
     """Run the attack on ``len(target_index)`` targets.
 
     ``per_sample_grads``: ``(n_targets, d_out, d_in)``, row j the gradient of the head's linear

@@ -21,7 +21,7 @@ clip norm C, so the target's clipped contribution has norm at most 1 (the worst 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import binom, chi2, ncx2
@@ -144,7 +144,7 @@ def relaxed_risk_monte_carlo(kappa: float, mech: Mechanism, *, dof: int = 1, n_s
 
 @dataclass(frozen=True)
 class ReRoBounds:
-    """The reconstruction risks of one trained model (probabilities in [kappa, 1])."""
+    """The reconstruction risks of one trained model (probabilities in [kappa, 1]; as a dict: ``dataclasses.asdict``)."""
 
     kappa: float
     worst_case: float
@@ -152,9 +152,6 @@ class ReRoBounds:
     worst_case_gdp: float
     relaxed: float
     relaxed_dof: int
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def rero_bounds(kappa: float, mech: Mechanism, *, dof: int = 1,

@@ -7,14 +7,24 @@ and image features of the ``val`` split, which the simulation treats as public; 
 objective contrasts each private pair only against it (both directions, as in chapter 6;
 docs/dp.md), so the sweep's eps = 0.34 point is the mitigation's own training.
 
-For each eps of ``params["budget"]["epsilons"]`` (None = non-private) the heads are fine-tuned by
+For each eps of the profile's ``budget.epsilons`` (None = non-private) the heads are fine-tuned by
 :func:`relink_lib.dp.train_heads` with the profile's ``dp`` settings (same data, steps, objective and
 seed at every eps), then evaluated on the test split: Recall@K over random and pathology-matched
 pools (:func:`relink_lib.audit.relink_audit`), cross-modal utility (zero-shot macro AUROC) and the
 image-side linear probe (:func:`relink_lib.utility.probe.linear_probe_auroc`), and the three risks
-(:mod:`relink_lib.risk.sweep`). The sweep table is cached under ``cache_dir(profile)/budget/<hash>/``;
-:func:`write_budget_results` writes ``results/<profile>/privacy_budget.json``. Report text is never
-read: prompts are fixed label sentences.
+(:mod:`relink_lib.risk.sweep`).
+
+The result is a :class:`relink_lib.risk.sweep.BudgetSweep` of two tables:
+
+- ``table``, one row per eps: the DP record, the risks, the attack (:func:`relink_lib.risk.sweep.budget_sweep`),
+  ``zero_shot_macro_auroc`` and ``probe_macro_auroc``;
+- ``recall``, one row per (eps, pool, K, N): :data:`RECALL_COLUMNS` = ``target_epsilon``, ``pool``
+  (``"random"`` or ``"matched"``), ``k``, ``N`` (pool size; the database size on a full-database row),
+  ``full_database``, ``recall`` (expected Recall@K) and ``lift`` (recall / chance).
+
+Both are cached as ``{"sweep": [...], "recall": [...]}`` in ``cache_dir(profile)/budget/<hash>/sweep.json``;
+:func:`write_budget_results` writes the same two tables to ``results/<profile>/privacy_budget.json``.
+Report text is never read: prompts are fixed label sentences.
 """
 from __future__ import annotations
 
@@ -23,19 +33,34 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 from torch import nn
 
-from .. import cache
+from .. import audit, cache, dp, features, risk, utility
+from ..audit import relink_audit
+from ..cohorts.base import Cohort
+from ..cohorts.stage import cohort_label, get_cohort
+from ..config import ProfileLike, as_profile
+from ..features import Features, embed_features, get_features
 from ..labels import CHEXPERT_LABELS
+from ..models.base import DualEncoder
+from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
-from .sweep import AttackSettings, budget_sweep
+from ..results import write_results
+from ..utility.probe import linear_probe_auroc
+from ..utility.zero_shot import default_prompts, zero_shot_auroc
+from .sweep import AttackSettings, BudgetSweep, Evaluation, budget_sweep
 
 __all__ = ["BudgetInputs", "budget_inputs", "make_evaluator", "run_budget_sweep", "write_budget_results",
-           "THREAT_MODELS", "budget_label"]
+           "THREAT_MODELS", "RECALL_COLUMNS", "POOLS", "budget_label"]
+
+#: Columns of the sweep's long re-linkage table, one row per (eps, pool, k, N).
+RECALL_COLUMNS: tuple[str, ...] = ("target_epsilon", "pool", "k", "N", "full_database", "recall", "lift")
+#: The two pool kinds of the ``pool`` column, and whether their distractors are pathology-matched.
+POOLS: tuple[tuple[str, bool], ...] = (("random", False), ("matched", True))
 
 #: The three threat models of chapter 9 (Ziller et al. 2024), as rows of the chapter's table.
 THREAT_MODELS: tuple[dict[str, str], ...] = (
@@ -60,13 +85,18 @@ def budget_label(eps: float | None) -> str:
 
 @dataclass
 class BudgetInputs:
-    """What the sweep trains and evaluates on (see the module docstring)."""
+    """What the sweep trains and evaluates on (see the module docstring).
 
-    cohort: Any
-    rung: Any
-    encoder: Any
-    train: Any
-    test: Any
+    ``bank_text`` (m, d_txt), ``bank_image`` (m, d_img): float32 public bank; ``train_patients``
+    (n_train,) patient ids; ``train_labels`` (n_train, 14) and ``test_pairs`` (n_test, patient_id + 14
+    labels) in feature row order.
+    """
+
+    cohort: Cohort
+    rung: Rung
+    encoder: DualEncoder
+    train: Features
+    test: Features
     bank_text: np.ndarray
     bank_image: np.ndarray
     train_patients: np.ndarray
@@ -74,21 +104,18 @@ class BudgetInputs:
     test_pairs: pd.DataFrame
 
 
-def budget_inputs(params: Mapping[str, Any], *, progress: bool = True) -> BudgetInputs:
+def budget_inputs(params: ProfileLike, *, progress: bool = True) -> BudgetInputs:
     """Load (building on a miss) the cohort, the strongest rung, its features and the public bank."""
-    from ..cohorts.stage import get_cohort
-    from ..features import get_features
-    from ..models.stage import get_ladder
-
-    cohort = get_cohort(params, site="internal")
-    ladder = get_ladder(params, progress=progress)
+    cfg = as_profile(params)
+    cohort = get_cohort(cfg, site="internal")
+    ladder = get_ladder(cfg, progress=progress)
     if not ladder:
         raise ValueError("get_ladder: the profile has no model rung to fine-tune")
     rung = max(ladder, key=lambda r: r.index)
-    train = get_features(params, cohort, rung, "train", progress=progress)
-    test = get_features(params, cohort, rung, "test", progress=progress)
-    val = get_features(params, cohort, rung, "val", progress=progress)
-    bank_size = int(params["dp"].get("bank_size", 2048))
+    train = get_features(cfg, cohort, rung, "train", progress=progress)
+    test = get_features(cfg, cohort, rung, "test", progress=progress)
+    val = get_features(cfg, cohort, rung, "val", progress=progress)
+    bank_size = int(cfg.dp.bank_size)
     if len(val) < 1:
         raise ValueError("cohort: the val split is empty; the public report bank is drawn from it")
     bank = np.asarray(val.text[:bank_size], dtype=np.float32)
@@ -102,37 +129,37 @@ def budget_inputs(params: Mapping[str, Any], *, progress: bool = True) -> Budget
                         test_pairs=test_pairs)
 
 
-def _macro(table: Any) -> float:
-    """Macro AUROC from a utility table (a DataFrame with a ``macro`` row, a dict, or a number)."""
-    if isinstance(table, pd.DataFrame) and "label" in table.columns and "auroc" in table.columns:
-        row = table.loc[table["label"] == "macro", "auroc"]
-        return float(row.iloc[0]) if len(row) else float("nan")
-    if isinstance(table, Mapping):
-        for key in ("macro_auroc", "macro"):
-            if key in table:
-                return float(table[key])
-    if hasattr(table, "macro_auroc"):
-        return float(table.macro_auroc)
-    return float(table)
+def _macro(table: pd.DataFrame) -> float:
+    """Macro AUROC of a utility table (its ``label == "macro"`` row; NaN if it has none)."""
+    row = table.loc[table["label"] == "macro", "auroc"]
+    return float(row.iloc[0]) if len(row) else float("nan")
 
 
-def make_evaluator(inputs: BudgetInputs, params: Mapping[str, Any]) -> Callable[[nn.Module, nn.Module], dict[str, float]]:
-    """``evaluate(image_head, text_head)``: flat re-linkage and utility numbers on the test split.
+def _recall_rows(table: pd.DataFrame, pool: str) -> pd.DataFrame:
+    """An audit table (:func:`relink_lib.audit.relink_audit`) as long rows of :data:`RECALL_COLUMNS` (no eps).
 
-    Keys: ``recall_{random|hard}_k{K}_n{N|full}``, ``lift_{random|hard}_k{K}_n{N|full}``,
-    ``zero_shot_macro_auroc`` (cross-modal utility: label prompts through the text head) and
-    ``probe_macro_auroc`` (image-side linear probe: trained on the train split's embeddings,
-    tested on the test split's, disjoint patients; the protocol of :mod:`relink_lib.utility.probe`,
-    Newton-Cholesky solver).
+    A requested pool size equal to the database size and ``None`` give the same full-database row: kept once.
     """
-    from ..audit import relink_audit
-    from ..features import embed_features
-    from ..utility.probe import linear_probe_auroc
-    from ..utility.zero_shot import default_prompts, zero_shot_auroc
+    rows = pd.DataFrame({"pool": pool, "k": table["k"].astype(int), "N": table["pool_size"].astype(int),
+                         "full_database": table["full_database"].astype(bool), "recall": table["recall"].astype(float),
+                         "lift": table["lift"].astype(float)})
+    return rows.drop_duplicates(subset=["k", "N", "full_database"], keep="last")
 
-    audit = params["audit"]
-    pool_sizes, ks = tuple(audit["pool_sizes"]), tuple(audit["ks"])
-    chunk = int(audit.get("chunk_size", 4096))
+
+def make_evaluator(inputs: BudgetInputs, params: ProfileLike) -> Callable[[nn.Module, nn.Module], Evaluation]:
+    """``evaluate(image_head, text_head)``: re-linkage and utility of the heads on the test split.
+
+    ``recall``: long rows of :data:`RECALL_COLUMNS` but ``target_epsilon``, for each pool of
+    :data:`POOLS`, K of ``audit.ks`` and N of ``audit.pool_sizes`` (sizes above the test split
+    dropped). ``metrics``: ``zero_shot_macro_auroc`` (cross-modal utility: label prompts through
+    the text head) and ``probe_macro_auroc`` (image-side linear probe: trained on the train
+    split's embeddings, tested on the test split's, disjoint patients; the protocol of
+    :mod:`relink_lib.utility.probe`, Newton-Cholesky solver, ``utility.probe_C``).
+    """
+    cfg = as_profile(params)
+    pool_sizes, ks = tuple(cfg.audit.pool_sizes), tuple(cfg.audit.ks)
+    chunk = int(cfg.audit.chunk_size)
+    probe_c = float(cfg.utility.probe_C)
     labels = inputs.test_pairs[list(CHEXPERT_LABELS)]
     prompts = default_prompts()
     prompt_feats = {}
@@ -140,84 +167,70 @@ def make_evaluator(inputs: BudgetInputs, params: Mapping[str, Any]) -> Callable[
         pos_l, neg_l = ([pos] if isinstance(pos, str) else list(pos)), ([neg] if isinstance(neg, str) else list(neg))
         tf = inputs.encoder.text_features(pos_l + neg_l).numpy()
         prompt_feats[label] = (tf[:len(pos_l)], tf[len(pos_l):])
-    probe_c = float(params.get("utility", {}).get("probe_C", 1.0))
 
-    def evaluate(image_head: nn.Module, text_head: nn.Module) -> dict[str, float]:
+    def evaluate(image_head: nn.Module, text_head: nn.Module) -> Evaluation:
         img, rep = embed_features(inputs.test, image_head, text_head)
-        out: dict[str, float] = {}
-        for pool, hard in (("random", False), ("hard", True)):
+        recall = []
+        for pool, hard in POOLS:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*exceed the database size.*")
                 table = relink_audit(img, rep, pool_sizes=pool_sizes, ks=ks, labels=labels if hard else None,
                                      hard_negatives=hard, chunk_size=chunk)
-            for _, r in table.iterrows():
-                n = "full" if bool(r.get("full_database", False)) else str(int(r["pool_size"]))
-                out[f"recall_{pool}_k{int(r['k'])}_n{n}"] = float(r["recall"])
-                out[f"lift_{pool}_k{int(r['k'])}_n{n}"] = float(r["lift"])
+            recall.append(_recall_rows(table, pool))
         zs = zero_shot_auroc(None, inputs.test.image, labels, image_head=image_head, text_head=text_head,
                              prompt_features=prompt_feats)
-        out["zero_shot_macro_auroc"] = _macro(zs)
         train_img, _ = embed_features(inputs.train, image_head, text_head)
         # Newton-Cholesky converges to the optimum to machine precision, so the probe does not drift with the
         # BLAS kernel of the CPU (L-BFGS stopped at its tolerance did: docs/stack.md)
-        out["probe_macro_auroc"] = _macro(linear_probe_auroc(train_img, inputs.train_labels, img, labels, C=probe_c,
-                                                             solver="newton-cholesky"))
-        return out
+        probe = linear_probe_auroc(train_img, inputs.train_labels, img, labels, C=probe_c, solver="newton-cholesky")
+        return Evaluation(metrics={"zero_shot_macro_auroc": _macro(zs), "probe_macro_auroc": _macro(probe)},
+                          recall=pd.concat(recall, ignore_index=True))
 
     return evaluate
 
 
 def _code_version() -> str:
-    from .. import audit, dp, features, risk, utility
-
     return cache.code_version(risk, dp, audit, utility, features)
 
 
-def run_budget_sweep(params: Mapping[str, Any], *, progress: bool = True,
-                     inputs: BudgetInputs | None = None) -> tuple[pd.DataFrame, BudgetInputs]:
-    """The sweep table of the profile (cached), and the inputs it ran on."""
-    from ..dp import DPConfig
-
-    inputs = budget_inputs(params, progress=progress) if inputs is None else inputs
-    budget = params["budget"]
-    epsilons = list(budget["epsilons"])
-    config = DPConfig.from_params(params)
-    attack = AttackSettings.from_params(params)
+def run_budget_sweep(params: ProfileLike, *, progress: bool = True,
+                     inputs: BudgetInputs | None = None) -> tuple[BudgetSweep, BudgetInputs]:
+    """The profile's sweep (cached; ``.table`` per eps, ``.recall`` long), and the inputs it ran on."""
+    cfg = as_profile(params)
+    inputs = budget_inputs(cfg, progress=progress) if inputs is None else inputs
+    budget = cfg.budget
     key = {"step": "privacy-budget", "train": str(inputs.train.path), "test": str(inputs.test.path),
-           "bank": inputs.bank_text, "bank_image": inputs.bank_image, "rung": str(inputs.rung.path), "dp": dict(params["dp"]),
-           "budget": dict(budget), "audit": dict(params["audit"]), "seed": params["seed"], "code": _code_version()}
+           "bank": inputs.bank_text, "bank_image": inputs.bank_image, "rung": str(inputs.rung.path),
+           "dp": cfg.dp.to_dict(), "budget": budget.to_dict(), "audit": cfg.audit.to_dict(),
+           "utility": cfg.utility.to_dict(), "seed": cfg.seed, "code": _code_version()}
 
     def build(tmp: Path) -> None:
         log = (lambda msg: print(msg, flush=True)) if progress else None
-        table = budget_sweep(inputs.train.image, inputs.train.text, inputs.encoder.image_head, inputs.encoder.text_head,
+        sweep = budget_sweep(inputs.train.image, inputs.train.text, inputs.encoder.image_head, inputs.encoder.text_head,
                              bank_text_feats=inputs.bank_text, bank_image_feats=inputs.bank_image,
-                             epsilons=epsilons, config=config,
-                             evaluate=make_evaluator(inputs, params), attack=attack,
-                             patient_ids=inputs.train_patients, dof=int(budget.get("relaxed_dof", 1)),
-                             discretization=float(budget.get("pld_discretization", 1e-3)), progress=log)
-        rows = json.loads(table.to_json(orient="records"))
-        (tmp / "sweep.json").write_text(json.dumps(rows, indent=1) + "\n")
+                             epsilons=list(budget.epsilons), config=cfg.dp.training,
+                             evaluate=make_evaluator(inputs, cfg), attack=AttackSettings.from_config(budget, cfg.seed),
+                             patient_ids=inputs.train_patients, dof=int(budget.relaxed_dof),
+                             discretization=float(budget.pld_discretization), progress=log)
+        (tmp / "sweep.json").write_text(json.dumps(sweep.to_json(), indent=1) + "\n")
 
-    path = cache.cached_dir(cache_dir(params["profile"]), "budget", key, build)
-    table = pd.DataFrame(json.loads((path / "sweep.json").read_text()))
-    table["target_epsilon"] = table["target_epsilon"].astype(object).where(table["target_epsilon"].notna(), None)
-    return table, inputs
+    path = cache.cached_dir(cache_dir(cfg.name), "budget", key, build)
+    return BudgetSweep.from_json(json.loads((path / "sweep.json").read_text())), inputs
 
 
-def write_budget_results(params: Mapping[str, Any], table: pd.DataFrame, inputs: BudgetInputs, *,
+def write_budget_results(params: ProfileLike, sweep: BudgetSweep, inputs: BudgetInputs, *,
                          wall_time_s: float) -> Path:
-    """``results/<profile>/privacy_budget.json``: the sweep rows, the threat models and the settings."""
-    from ..cohorts.stage import cohort_label
-    from ..results import write_results
-
+    """``results/<profile>/privacy_budget.json``: ``sweep`` (per-eps rows), ``recall`` (long rows of
+    :data:`RECALL_COLUMNS`), the threat models and the settings."""
+    cfg = as_profile(params)
     payload = {
-        "sweep": table,
+        "sweep": sweep.table,
+        "recall": sweep.recall,
         "threat_models": list(THREAT_MODELS),
-        "settings": {"epsilons": list(params["budget"]["epsilons"]), "budget": dict(params["budget"]),
-                     "dp": dict(params["dp"]), "n_train_pairs": int(len(inputs.train)), "n_test_pairs": int(len(inputs.test)),
+        "settings": {"epsilons": list(cfg.budget.epsilons), "budget": cfg.budget.to_dict(),
+                     "dp": cfg.dp.to_dict(), "n_train_pairs": int(len(inputs.train)), "n_test_pairs": int(len(inputs.test)),
                      "bank_size": int(len(inputs.bank_text)), "rung": inputs.rung.name,
                      "kappa_rule": "1 / number of privacy units in the training split"},
     }
-    return write_results(params, "privacy_budget", payload, cohort=cohort_label(inputs.cohort), model=inputs.rung.name,
+    return write_results(cfg, "privacy_budget", payload, cohort=cohort_label(inputs.cohort), model=inputs.rung.name,
                          wall_time_s=wall_time_s)
-

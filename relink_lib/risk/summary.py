@@ -1,6 +1,13 @@
-"""Chapter 9's tables and generated sentences, from the privacy-budget sweep table.
+"""Chapter 9's tables and generated sentences, from the privacy-budget sweep's two tables.
 
+``table`` is the per-eps table and ``recall`` the long re-linkage table (one row per eps, pool,
+k, N: :data:`relink_lib.risk.stage.RECALL_COLUMNS`) of :class:`relink_lib.risk.sweep.BudgetSweep`;
+a pool size is an int N, or ``None`` for the full database.
+
+- :func:`budget_pool`: the largest finite random-pool size of the sweep;
 - :func:`budget_view`: the sweep as a display table (one row per budget);
+- :func:`budget_doors`: where each budget lands between eps = 0.34 and no DP;
+- :func:`budget_tradeoff_curves`: the composed trade-off curves of a few budgets;
 - :func:`budget_findings`: the chapter's summary sentences; a claim such as "re-linkage comes
   back without DP" is made only when the numbers show it beyond the held-out sampling noise
   (two binomial standard errors of Recall@1 over the ``n_test`` queries);
@@ -9,26 +16,41 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..plots.risk import eps_tick_label as budget_label  # short labels: 0.34, 1e6, no DP
+from ..plots.risk import pool_label, recall_at
+from ..tables import fmt_sig
+from .sweep import door_position
+from .tradeoff import Mechanism, tradeoff_curve
 
-__all__ = ["budget_pool", "budget_view", "budget_findings", "sampling_se", "HIGH_BUDGET"]
+__all__ = ["budget_pool", "budget_view", "budget_doors", "budget_tradeoff_curves", "budget_findings", "sampling_se",
+           "HIGH_BUDGET"]
 
 HIGH_BUDGET = (1e6, 1e12)
 
+#: Per-eps column that :func:`budget_findings` and :func:`budget_doors` add for Recall@1 over random pools.
+_R1 = "recall_at_1"
 
-def budget_pool(table: pd.DataFrame, k: int = 1) -> str:
-    """The largest finite pool-size suffix of the sweep's ``recall_random_k{k}_n{N}`` columns (``"full"`` if none)."""
-    sizes = sorted({c.split("_n")[-1] for c in table.columns if c.startswith(f"recall_random_k{k}_n")} - {"full"}, key=int)
-    return sizes[-1] if sizes else "full"
+
+def budget_pool(recall: pd.DataFrame, k: int = 1) -> int | None:
+    """The largest finite pool size N of the random-pool Recall@``k`` rows (``None``: only the full database)."""
+    if "pool" not in recall.columns:  # an evaluation without re-linkage rows
+        return None
+    rows = recall[(recall["pool"] == "random") & (recall["k"] == int(k)) & ~recall["full_database"].astype(bool)]
+    return int(rows["N"].max()) if len(rows) else None
 
 
 def _eps(table: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(table["target_epsilon"], errors="coerce")
+
+
+def _eps_labels(table: pd.DataFrame) -> list[str]:
+    """Short label of each row's budget (``None`` or NaN: ``"no DP"``)."""
+    return [budget_label(None if np.isnan(e) else float(e)) for e in _eps(table)]
 
 
 def sampling_se(recall: float, n: int) -> float:
@@ -39,19 +61,19 @@ def sampling_se(recall: float, n: int) -> float:
     return math.sqrt(p * (1 - p) / n)
 
 
-def budget_view(table: pd.DataFrame, pool: str | None = None) -> pd.DataFrame:
-    """One row per budget: eps reached, sigma, q, T, the three risks, R@1 (random and matched pools), AUROCs.
+def budget_view(table: pd.DataFrame, recall: pd.DataFrame, pool: int | None) -> pd.DataFrame:
+    """One row per budget: eps reached, sigma, q, T, the three risks, R@1 (random and matched pools of
+    size ``pool``), AUROCs.
 
     The matched-pool column is shown with the effective chance of those pools (recall / lift), since
     a matched pool is much smaller than N.
     """
-    pool = pool or budget_pool(table)
-    rec, hard = f"recall_random_k1_n{pool}", f"recall_hard_k1_n{pool}"
-    hard_lift = f"lift_hard_k1_n{pool}"
+    label = pool_label(pool)
+    hard = recall_at(table, recall, "matched", 1, pool)
+    hard_lift = recall_at(table, recall, "matched", 1, pool, column="lift")
     eps_reached = pd.to_numeric(table["epsilon"], errors="coerce")
-    target = pd.to_numeric(table["target_epsilon"], errors="coerce")
     view = pd.DataFrame({
-        "target eps": [budget_label(None if np.isnan(e) else float(e)) for e in target],
+        "target eps": _eps_labels(table),
         "eps reached": eps_reached.where(np.isfinite(eps_reached)),
         "sigma": pd.to_numeric(table["noise_multiplier"], errors="coerce"),
         "q": pd.to_numeric(table["sample_rate"], errors="coerce"),
@@ -59,19 +81,45 @@ def budget_view(table: pd.DataFrame, pool: str | None = None) -> pd.DataFrame:
         "worst-case risk": table["worst_case_risk"].astype(float),
         "relaxed risk": table["relaxed_risk"].astype(float),
         "attack success": table["realistic_risk"].astype(float),
-        f"R@1, N = {pool}": table[rec].astype(float) if rec in table.columns else np.nan,
-        f"R@1 matched, N = {pool}": table[hard].astype(float) if hard in table.columns else np.nan,
-        "matched effective chance": (table[hard].astype(float) / table[hard_lift].astype(float)
-                                     if hard in table.columns and hard_lift in table.columns else np.nan),
+        f"R@1, N = {label}": recall_at(table, recall, "random", 1, pool),
+        f"R@1 matched, N = {label}": hard,
+        "matched effective chance": hard / hard_lift,
         "probe AUROC": table["probe_macro_auroc"].astype(float),
         "zero-shot AUROC": table["zero_shot_macro_auroc"].astype(float),
     })
     return view
 
 
-def _fmt(v: Any) -> str:
-    from ..tables import fmt_sig
+def budget_doors(table: pd.DataFrame, recall: pd.DataFrame, pool: int | None) -> pd.DataFrame:
+    """:func:`relink_lib.risk.sweep.door_position` of R@1 (random pools of size ``pool``), the AUROCs and
+    the risks: one row per budget, an ``eps`` label column first."""
+    frame = table.assign(**{_R1: recall_at(table, recall, "random", 1, pool)})
+    cols = {_R1: "R@1", "probe_macro_auroc": "probe AUROC", "zero_shot_macro_auroc": "zero-shot AUROC",
+            "worst_case_risk": "worst-case risk", "relaxed_risk": "relaxed risk", "realistic_risk": "attack success"}
+    doors = pd.DataFrame({name: door_position(frame, col) for col, name in cols.items()})
+    doors.insert(0, "eps", _eps_labels(table))
+    return doors
 
+
+def budget_tradeoff_curves(table: pd.DataFrame, budgets: Sequence[float],
+                           alpha: np.ndarray | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(label, alpha, beta)`` of the composed mechanism of each private row whose eps is in ``budgets``.
+
+    ``alpha``: type-I errors (default 60 log-spaced from 1e-6 to 10^-0.01); rows without noise are skipped.
+    """
+    alpha = np.logspace(-6, -0.01, 60) if alpha is None else np.asarray(alpha, dtype=float)
+    wanted = {float(b) for b in budgets}
+    curves = []
+    for _, row in table.iterrows():
+        e, sigma = row["target_epsilon"], float(row["noise_multiplier"])
+        if e is None or not np.isfinite(sigma) or sigma <= 0 or float(e) not in wanted:
+            continue
+        mech = Mechanism(sigma, float(row["sample_rate"]), int(row["steps"]))
+        curves.append((f"eps = {budget_label(float(e))}", alpha, tradeoff_curve(alpha, mech)))
+    return curves
+
+
+def _fmt(v: float) -> str:
     return fmt_sig(v)
 
 
@@ -88,13 +136,15 @@ def _compare(strict: float, other: float, se: float, what: str) -> str:
     return f"{what}: the second is {'higher' if diff > 0 else 'lower'} by {_fmt(abs(diff))}, beyond two sampling standard errors ({_fmt(2 * se)})"
 
 
-def budget_findings(table: pd.DataFrame, n_test: int, *, pool: str | None = None, simulation: bool = True) -> list[str]:
-    """The chapter's summary bullets (Markdown), generated from the sweep ``table``.
+def budget_findings(table: pd.DataFrame, recall: pd.DataFrame, n_test: int, *, pool: int | None,
+                    simulation: bool = True) -> list[str]:
+    """The chapter's summary bullets (Markdown), generated from the sweep's tables.
 
-    ``n_test``: held-out queries behind each Recall@1 (for the sampling error).
+    ``n_test``: held-out queries behind each Recall@1 (for the sampling error); ``pool``: N of the
+    Recall@1 quoted (``None``: the full database).
     """
-    pool = pool or budget_pool(table)
-    rc = f"recall_random_k1_n{pool}"
+    rc = _R1
+    table = table.assign(**{rc: recall_at(table, recall, "random", 1, pool)})
     eps = _eps(table)
     if not eps.isna().any() or eps.isna().all():
         raise ValueError("table: needs a non-private row (target_epsilon None) and at least one DP row")
@@ -107,7 +157,7 @@ def budget_findings(table: pd.DataFrame, n_test: int, *, pool: str | None = None
     out = [f"The sweep trained the heads at {int(eps.notna().sum())} budgets and without DP, with the same data, steps "
            f"and objective; sigma runs from {_fmt(sigmas.max())} (eps = {budget_label(float(eps.min()))}) to "
            f"{_fmt(sigmas.min())} (eps = {budget_label(float(eps.max()))})."]
-    out.append(f"**Re-linkage.** Recall@1 at N = {pool} is {_fmt(strict[rc])} at eps = {budget_label(float(eps.min()))} "
+    out.append(f"**Re-linkage.** Recall@1 at N = {pool_label(pool)} is {_fmt(strict[rc])} at eps = {budget_label(float(eps.min()))} "
                f"and {_fmt(no_dp[rc])} without DP" + (f", {_range(high, rc)} for eps from 1e6 to 1e12" if len(high) else "")
                + f" (on {n_test:,} held-out queries, {what}). "
                + _compare(float(strict[rc]), float(no_dp[rc]), se, "The strictest budget and no DP") + ".")

@@ -5,14 +5,20 @@ For every target eps (``None`` = non-private) the mitigation's trainer
 the trainer's record gives sigma, q and T, from which :func:`privacy_risks` computes the
 worst-case and relaxed ReRo bounds (prior kappa = 1 / number of privacy units), and
 :func:`realistic_attack` runs the gradient-inversion attack on the trained heads. Re-linkage and
-utility come from a caller-supplied ``evaluate(image_head, text_head) -> dict`` so that this module
-stays independent of the audit and utility code (see :mod:`relink_lib.risk.stage`).
+utility come from a caller-supplied ``evaluate(image_head, text_head) -> Evaluation`` so that this
+module stays independent of the audit and utility code (see :mod:`relink_lib.risk.stage`).
+
+:func:`budget_sweep` returns a :class:`BudgetSweep`: ``table``, one row per eps (the DP record,
+the risks, the attack, the evaluation's scalars), and ``recall``, the evaluation's long rows
+stacked with their ``target_epsilon`` (one row per eps and whatever the rows index, e.g. pool,
+K and N).
 """
 from __future__ import annotations
 
+import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -20,11 +26,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .attack import DEFAULT_COS_THRESHOLD, AttackResult, gradient_inversion_attack
+from ..config import BudgetConfig, ProfileLike, as_profile
+from ..dp import DPConfig, per_sample_head_grads, train_heads
+from ..dp.objective import DEFAULT_TEMPERATURE
+from .attack import AttackResult, gradient_inversion_attack
 from .rero import kappa_for, no_dp_bounds, rero_bounds
 from .tradeoff import DEFAULT_DISCRETIZATION, Mechanism
 
-__all__ = ["AttackSettings", "privacy_risks", "realistic_attack", "budget_sweep", "door_position", "RECORD_FIELDS"]
+__all__ = ["AttackSettings", "Evaluation", "BudgetSweep", "privacy_risks", "realistic_attack", "budget_sweep",
+           "door_position", "RECORD_FIELDS"]
 
 #: The DP record's fields copied into every sweep row.
 RECORD_FIELDS = ("target_epsilon", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps",
@@ -35,22 +45,62 @@ RECORD_FIELDS = ("target_epsilon", "epsilon", "delta", "noise_multiplier", "samp
 class AttackSettings:
     """The realistic attack: ``n_targets`` training pairs attacked, ``n_candidates`` images to pick
     from (chance 1 / N), success also as |cos| >= ``cos_threshold``, ``n_updates`` intercepted
-    updates per target, ``seed``."""
+    updates per target, ``seed``. The profile's values: :meth:`from_config`."""
 
-    n_targets: int = 100
-    n_candidates: int = 100
-    cos_threshold: float = DEFAULT_COS_THRESHOLD
-    n_updates: int = 1
-    seed: int = 0
+    n_targets: int
+    n_candidates: int
+    cos_threshold: float
+    n_updates: int
+    seed: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "AttackSettings":
-        b = params.get("budget", {})
-        return cls(n_targets=int(b.get("attack_targets", cls.n_targets)),
-                   n_candidates=int(b.get("attack_candidates", cls.n_candidates)),
-                   cos_threshold=float(b.get("attack_cos_threshold", cls.cos_threshold)),
-                   n_updates=int(b.get("attack_updates", cls.n_updates)),
-                   seed=int(params.get("seed", 0)))
+    def from_config(cls, budget: BudgetConfig, seed: int) -> "AttackSettings":
+        """The ``attack_*`` settings of the profile's ``budget`` section, with the profile's seed."""
+        return cls(n_targets=int(budget.attack_targets), n_candidates=int(budget.attack_candidates),
+                   cos_threshold=float(budget.attack_cos_threshold), n_updates=int(budget.attack_updates),
+                   seed=int(seed))
+
+    @classmethod
+    def from_params(cls, params: ProfileLike) -> "AttackSettings":
+        cfg = as_profile(params)
+        return cls.from_config(cfg.budget, cfg.seed)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate(image_head, text_head)`` returns for one trained model: ``metrics``, scalar
+    columns of the per-eps table; ``recall``, long rows (any columns but ``target_epsilon``)."""
+
+    metrics: Mapping[str, float]
+    recall: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _none_eps(frame: pd.DataFrame) -> pd.DataFrame:
+    """``target_epsilon`` as floats with ``None`` (not NaN) for the non-private rows."""
+    if "target_epsilon" in frame.columns:
+        eps = frame["target_epsilon"]
+        frame["target_epsilon"] = eps.astype(object).where(eps.notna(), None)
+    return frame
+
+
+@dataclass(frozen=True)
+class BudgetSweep:
+    """The sweep's two tables: ``table``, one row per eps; ``recall``, one row per eps and
+    evaluation row (``target_epsilon`` first, then the evaluation's columns)."""
+
+    table: pd.DataFrame
+    recall: pd.DataFrame
+
+    def to_json(self) -> dict[str, list[dict[str, Any]]]:
+        """``{"sweep": per-eps rows, "recall": long rows}`` as JSON-ready records (NaN -> null)."""
+        return {"sweep": json.loads(self.table.to_json(orient="records")),
+                "recall": json.loads(self.recall.to_json(orient="records"))}
+
+    @classmethod
+    def from_json(cls, payload: Mapping[str, Sequence[Mapping[str, Any]]]) -> "BudgetSweep":
+        """The inverse of :meth:`to_json` (``target_epsilon`` null -> ``None``)."""
+        return cls(table=_none_eps(pd.DataFrame(list(payload["sweep"]))),
+                   recall=_none_eps(pd.DataFrame(list(payload["recall"]))))
 
 
 def _is_private(record: Mapping[str, Any]) -> bool:
@@ -60,9 +110,10 @@ def _is_private(record: Mapping[str, Any]) -> bool:
 
 def privacy_risks(record: Mapping[str, Any], *, n_units: int | None = None, dof: int = 1,
                   discretization: float = DEFAULT_DISCRETIZATION) -> dict[str, float]:
-    """Worst-case and relaxed ReRo of one trained model from its DP record.
+    """Worst-case and relaxed ReRo of one trained model from its DP record (probabilities).
 
-    kappa = 1 / ``n_units`` (default ``record["n_units"]``, the privacy units the trainer sampled).
+    kappa = 1 / ``n_units`` (default ``record["n_units"]``, the privacy units the trainer sampled);
+    ``dof`` and ``discretization`` (nats) as in :func:`relink_lib.risk.rero.rero_bounds`.
     A non-private record (no noise) gets risk 1: no bound holds.
     """
     missing = [k for k in ("noise_multiplier", "sample_rate", "steps") if k not in record]
@@ -87,19 +138,18 @@ def _linear_weight(head: nn.Module, name: str) -> torch.Tensor:
     raise TypeError(f"{name}: the realistic attack needs a bias-free nn.Linear head (got {type(head).__name__})")
 
 
-def realistic_attack(image_head: nn.Module, text_head: nn.Module, image_feats: Any, text_feats: Any, *,
-                     bank_text_feats: Any, record: Mapping[str, Any], settings: AttackSettings,
-                     temperature: float | None = None, bank_image_feats: Any | None = None) -> AttackResult:
+def realistic_attack(image_head: nn.Module, text_head: nn.Module, image_feats: np.ndarray, text_feats: np.ndarray, *,
+                     bank_text_feats: np.ndarray, record: Mapping[str, Any], settings: AttackSettings,
+                     temperature: float | None = None, bank_image_feats: np.ndarray | None = None) -> AttackResult:
     """Attack ``settings.n_targets`` random training pairs of the trained heads.
 
-    Each target's per-sample gradient of the trainer's objective (:func:`relink_lib.dp.per_sample_head_grads`)
-    is clipped as the trainer clips it (jointly over both heads, at ``record["max_grad_norm"]``), the
-    image-head part is released with the record's noise, and the attack must pick the target's image
-    among ``settings.n_candidates`` training images. Non-private records release the raw gradient.
+    ``image_feats`` (n, d_img), ``text_feats`` (n, d_txt): the private training pairs; banks (m, d).
+    Each target's per-sample gradient of the trainer's objective (:func:`relink_lib.dp.per_sample_head_grads`,
+    temperature ``record["temperature"]``, else ``temperature``) is clipped as the trainer clips it
+    (jointly over both heads, at ``record["max_grad_norm"]``), the image-head part is released with
+    the record's noise, and the attack must pick the target's image among ``settings.n_candidates``
+    training images. Non-private records release the raw gradient.
     """
-    from ..dp import per_sample_head_grads
-    from ..dp.objective import DEFAULT_TEMPERATURE
-
     w_img, w_txt = _linear_weight(image_head, "image_head"), _linear_weight(text_head, "text_head")
     x_img = torch.as_tensor(np.asarray(image_feats), dtype=w_img.dtype)
     x_txt = torch.as_tensor(np.asarray(text_feats), dtype=w_txt.dtype)
@@ -124,31 +174,31 @@ def realistic_attack(image_head: nn.Module, text_head: nn.Module, image_feats: A
         clip_norms=joint, seed=settings.seed + 1)
 
 
-def budget_sweep(image_feats: Any, text_feats: Any, image_head: nn.Module, text_head: nn.Module, *,
-                 bank_text_feats: Any, epsilons: Sequence[float | None], config: Any,
-                 evaluate: Callable[[nn.Module, nn.Module], Mapping[str, Any]],
-                 attack: AttackSettings = AttackSettings(), patient_ids: Any | None = None,
-                 bank_image_feats: Any | None = None, dof: int = 1,
-                 discretization: float = DEFAULT_DISCRETIZATION,
-                 progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """One row per eps in ``epsilons`` (``None`` = non-private), in the given order.
+def budget_sweep(image_feats: np.ndarray, text_feats: np.ndarray, image_head: nn.Module, text_head: nn.Module, *,
+                 bank_text_feats: np.ndarray, epsilons: Sequence[float | None], config: DPConfig,
+                 evaluate: Callable[[nn.Module, nn.Module], Evaluation], attack: AttackSettings, dof: int,
+                 discretization: float, patient_ids: np.ndarray | None = None,
+                 bank_image_feats: np.ndarray | None = None,
+                 progress: Callable[[str], None] | None = None) -> BudgetSweep:
+    """Train and measure at each eps in ``epsilons`` (``None`` = non-private), in the given order.
 
     ``config``: the mitigation's :class:`relink_lib.dp.DPConfig`; only ``target_epsilon`` changes
-    between rows (same data, steps, objective and seed). ``evaluate(image_head, text_head)``
-    returns the re-linkage and utility numbers of the trained heads (flat dict, merged into the row).
-    Columns: :data:`RECORD_FIELDS`, ``kappa, worst_case_risk, worst_case_risk_lower,
+    between budgets (same data, steps, objective and seed). ``dof``, ``discretization`` (nats): of
+    the ReRo bounds (:func:`privacy_risks`). ``evaluate(image_head, text_head)`` measures the
+    trained heads (:class:`Evaluation`).
+
+    ``table`` columns: :data:`RECORD_FIELDS`, ``kappa, worst_case_risk, worst_case_risk_lower,
     worst_case_risk_gdp, relaxed_risk, relaxed_dof, realistic_risk`` (re-identification rate of the
     attack), ``realistic_cosine_rate, realistic_mean_abs_cos, realistic_chance, attack_candidates,
-    attack_targets, train_time_s, eval_time_s``, then the ``evaluate`` columns.
+    attack_targets, attack_cos_threshold, train_time_s, eval_time_s``, then the evaluation's
+    metrics. ``recall``: ``target_epsilon``, then the evaluation's ``recall`` columns.
     """
-    from ..dp import train_heads
-
     if len(epsilons) == 0:
         raise ValueError("epsilons: expected at least one budget (None = no DP)")
     for e in epsilons:
         if e is not None and not (isinstance(e, (int, float)) and math.isfinite(e) and e > 0):
             raise ValueError(f"epsilons: {e!r} is not a finite eps > 0 or None (no DP)")
-    rows = []
+    rows, recall = [], []
     for eps in epsilons:
         label = "no DP" if eps is None else f"eps={eps:g}"
         if progress:
@@ -162,27 +212,33 @@ def budget_sweep(image_feats: Any, text_feats: Any, image_head: nn.Module, text_
         row.update(privacy_risks(rec, dof=dof, discretization=discretization))
         att = realistic_attack(result.image_head, result.text_head, image_feats, text_feats,
                                bank_text_feats=bank_text_feats, record=rec, settings=attack,
-                               temperature=getattr(cfg, "temperature", None), bank_image_feats=bank_image_feats)
+                               temperature=cfg.temperature, bank_image_feats=bank_image_feats)
         row.update({"realistic_risk": att.reidentification_rate, "realistic_cosine_rate": att.cosine_rate,
                     "realistic_mean_abs_cos": att.mean_abs_cos, "realistic_chance": att.chance,
                     "attack_candidates": att.n_candidates, "attack_targets": att.n_targets,
                     "attack_cos_threshold": att.cos_threshold, "train_time_s": rec.get("train_time_s")})
         t0 = time.perf_counter()
-        metrics = dict(evaluate(result.image_head, result.text_head))
+        evaluation = evaluate(result.image_head, result.text_head)
         row["eval_time_s"] = time.perf_counter() - t0
+        metrics = dict(evaluation.metrics)
         clash = set(metrics) & set(row)
         if clash:
-            raise ValueError(f"evaluate: returned keys {sorted(clash)} that clash with the sweep's own columns")
+            raise ValueError(f"evaluate: returned metrics {sorted(clash)} that clash with the sweep's own columns")
+        if "target_epsilon" in evaluation.recall.columns:
+            raise ValueError("evaluate: its recall rows must not carry target_epsilon (the sweep adds it)")
         row.update(metrics)
         rows.append(row)
-    return pd.DataFrame(rows)
+        recall.append(evaluation.recall.assign(target_epsilon=row["target_epsilon"])
+                      [["target_epsilon", *evaluation.recall.columns]])
+    long = pd.concat(recall, ignore_index=True) if recall else pd.DataFrame({"target_epsilon": []})
+    return BudgetSweep(table=pd.DataFrame(rows), recall=long)
 
 
 def door_position(table: pd.DataFrame, column: str) -> pd.Series:
     """Where each budget lands between the strictest budget ("vault door", 0) and no DP ("no door", 1).
 
     (value - value at the smallest eps) / (value without DP - value at the smallest eps), per row,
-    for a sweep table with a non-private row. NaN when the two ends coincide (nothing to place).
+    for a per-eps table with a non-private row. NaN when the two ends coincide (nothing to place).
     """
     if column not in table.columns:
         raise ValueError(f"column={column!r}: not in the sweep table (columns: {sorted(table.columns)})")

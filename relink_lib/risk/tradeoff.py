@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from dp_accounting.pld import privacy_loss_distribution as pld_lib
 from scipy.special import ndtr, ndtri
 
 __all__ = [
@@ -132,8 +133,6 @@ def _discretization(sigma: float, base: float) -> float:
 @functools.lru_cache(maxsize=32)
 def _composed_pld(mech: Mechanism, discretization: float) -> tuple[object, object]:
     """The T-fold composed PLD of the mechanism, split into its remove and add directions (cached)."""
-    from dp_accounting.pld import privacy_loss_distribution as pld_lib
-
     pld = pld_lib.from_gaussian_mechanism(
         standard_deviation=mech.noise_multiplier,
         sensitivity=1.0,

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
@@ -29,7 +30,7 @@ UNCERTAIN_POLICIES = ("ignore", "positive", "negative")
 PROBE_SOLVERS = ("lbfgs", "newton-cholesky")
 
 
-def binarize_labels(label_matrix: Any, uncertain: str = "ignore", n_labels: int = len(CHEXPERT_LABELS)) -> np.ndarray:
+def binarize_labels(label_matrix: ArrayLike, uncertain: str = "ignore", n_labels: int = len(CHEXPERT_LABELS)) -> np.ndarray:
     """Map 1 / 0 / -1 / NaN labels to 1 / 0 / NaN (NaN = left out) following the protocol above.
 
     Returns float ``(n, n_labels)``. Raises ``ValueError`` naming the first bad cell.
@@ -48,7 +49,7 @@ def binarize_labels(label_matrix: Any, uncertain: str = "ignore", n_labels: int 
     return out
 
 
-def patient_split(patient_ids: Sequence | np.ndarray, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def patient_split(patient_ids: ArrayLike, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Boolean (train, test) masks over rows with no patient on both sides."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction: expected a value in (0, 1), got {test_fraction}")
@@ -63,9 +64,9 @@ def patient_split(patient_ids: Sequence | np.ndarray, test_fraction: float = 0.3
     return ~test, test
 
 
-def linear_probe_auroc(train_emb: Any, train_labels: Any, test_emb: Any, test_labels: Any, *, C: float = 1.0,
-                       uncertain: str = "ignore", labels: Sequence[str] = CHEXPERT_LABELS, max_iter: int = 2000,
-                       solver: str = "lbfgs") -> pd.DataFrame:
+def linear_probe_auroc(train_emb: ArrayLike, train_labels: ArrayLike, test_emb: ArrayLike, test_labels: ArrayLike, *,
+                       C: float = 1.0, uncertain: str = "ignore", labels: Sequence[str] = CHEXPERT_LABELS,
+                       max_iter: int = 2000, solver: str = "lbfgs") -> pd.DataFrame:
     """Per-label and macro AUROC of logistic-regression probes on image embeddings.
 
     ``train_emb`` (n_tr, d), ``test_emb`` (n_te, d); labels ``(n, len(labels))`` with 1 / 0 / -1 / NaN.
@@ -82,7 +83,8 @@ def linear_probe_auroc(train_emb: Any, train_labels: Any, test_emb: Any, test_la
                                labels=labels, max_iter=max_iter, solver=solver)["test"]
 
 
-def linear_probe_aurocs(train_emb: Any, train_labels: Any, test_sets: Mapping[str, tuple[Any, Any]], *, C: float = 1.0,
+def linear_probe_aurocs(train_emb: ArrayLike, train_labels: ArrayLike,
+                        test_sets: Mapping[str, tuple[ArrayLike, ArrayLike]], *, C: float = 1.0,
                         uncertain: str = "ignore", labels: Sequence[str] = CHEXPERT_LABELS, max_iter: int = 2000,
                         solver: str = "lbfgs") -> dict[str, pd.DataFrame]:
     """:func:`linear_probe_auroc` for several test sets: one fit per label, scored on each ``(emb, labels)``.

@@ -9,10 +9,9 @@ are broken by row order. ``chance`` is the expected precision of K reports drawn
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 RELEVANCE = ("exact", "any")
 
@@ -24,7 +23,7 @@ def _relevance_matrix(pos: np.ndarray, rows: np.ndarray, relevance: str) -> np.n
     return (pos[rows].astype(np.int32) @ pos.T.astype(np.int32)) > 0
 
 
-def label_retrieval_precision(image_emb: Any, report_emb: Any, label_matrix: Any, *, k: int = 10,
+def label_retrieval_precision(image_emb: ArrayLike, report_emb: ArrayLike, label_matrix: ArrayLike, *, k: int = 10,
                               relevance: str = "exact", exclude_self: bool = True, chunk_size: int = 1024) -> pd.DataFrame:
     """Mean label-level precision@``k`` of image -> report retrieval.
 

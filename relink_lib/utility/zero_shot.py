@@ -15,16 +15,27 @@ prompt features.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence, Union
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
+from ..cohorts.base import Cohort
+from ..config import ProfileLike
+from ..features import get_features
 from ..labels import CHEXPERT_LABELS
+from ..models.base import DualEncoder
+from ..models.stage import Rung
 
 MODES: tuple[str, ...] = ("contrast", "positive")
+
+Prompts = Mapping[str, tuple[Union[str, Sequence[str]], Union[str, Sequence[str]]]]
+"""``label -> (positive, negative)`` prompts, each a string or a list of strings."""
+
+PromptFeatures = Mapping[str, tuple[np.ndarray, np.ndarray]]
+"""``label -> (positive prompt features (p, d_txt), negative prompt features (q, d_txt))``."""
 
 
 def default_prompts(labels: Sequence[str] = CHEXPERT_LABELS) -> dict[str, tuple[list[str], list[str]]]:
@@ -59,9 +70,10 @@ def _head_apply(head: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
-def zero_shot_auroc(encoder: Any, image_features: np.ndarray | torch.Tensor, label_matrix: np.ndarray | pd.DataFrame,
-                    prompts: Mapping[str, Any] | None = None, *, image_head: torch.nn.Module | None = None,
-                    text_head: torch.nn.Module | None = None, prompt_features: Mapping[str, Any] | None = None,
+def zero_shot_auroc(encoder: DualEncoder | None, image_features: np.ndarray | torch.Tensor,
+                    label_matrix: np.ndarray | pd.DataFrame, prompts: Prompts | None = None, *,
+                    image_head: torch.nn.Module | None = None, text_head: torch.nn.Module | None = None,
+                    prompt_features: PromptFeatures | None = None,
                     labels: Sequence[str] = CHEXPERT_LABELS, mode: str = "contrast") -> pd.DataFrame:
     """Per-label zero-shot AUROC and their macro mean.
 
@@ -108,12 +120,13 @@ def zero_shot_auroc(encoder: Any, image_features: np.ndarray | torch.Tensor, lab
         missing = [c for c in labels if c not in prompts]
         if missing:
             raise ValueError(f"prompts: no prompts for labels {missing}")
-        prompt_features = {}
+        embedded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for label in labels:
             pos, neg = prompts[label]
             pos_l, neg_l = _as_list(pos, label), _as_list(neg, label)
             tf = encoder.text_features(pos_l + neg_l).numpy()
-            prompt_features[label] = (tf[:len(pos_l)], tf[len(pos_l):])
+            embedded[label] = (tf[:len(pos_l)], tf[len(pos_l):])
+        prompt_features = embedded
     img = _head_apply(image_head, feats)
     rows = []
     for j, label in enumerate(labels):
@@ -139,15 +152,13 @@ def zero_shot_auroc(encoder: Any, image_features: np.ndarray | torch.Tensor, lab
     return pd.concat([df, pd.DataFrame([macro])], ignore_index=True)
 
 
-def zero_shot_by_rung(params: Mapping[str, Any], cohort: Any, rungs: Sequence[Any], split: str = "test",
-                      prompts: Mapping[str, Any] | None = None, mode: str = "contrast") -> pd.DataFrame:
+def zero_shot_by_rung(params: ProfileLike, cohort: Cohort, rungs: Sequence[Rung], split: str = "test",
+                      prompts: Prompts | None = None, mode: str = "contrast") -> pd.DataFrame:
     """Zero-shot AUROC of every rung on ``split`` of ``cohort`` from cached features.
 
     Returns the long table ``rung, rung_index, label, auroc, n_pos, n_neg, n_excluded`` (the
     ``macro`` row included per rung).
     """
-    from ..features import get_features
-
     out = []
     for rung in rungs:
         feats = get_features(params, cohort, rung, split)
