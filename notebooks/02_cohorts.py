@@ -43,13 +43,13 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
 
 from relink_lib.cohorts.phi import display_frame, show_pairs
 from relink_lib.cohorts.stage import cohort_label, get_cohort
-from relink_lib.cohorts.stats import cooccurrence, label_prevalence, split_sizes, studies_per_patient
-from relink_lib.cohorts.summary import MENTION_FLAGS, cohorts_findings, cohorts_payload, prevalence_table
+from relink_lib.cohorts.stats import cooccurrence, label_prevalence, studies_per_patient
+from relink_lib.cohorts.summary import (cohorts_findings, cohorts_payload, cooccurrence_pairs, mention_rates,
+                                        prevalence_table, split_table)
 from relink_lib.cohorts.synthetic.prevalence import CHEXPERT_PREVALENCE, MIMIC_CXR_PREVALENCE
 from relink_lib.display import provenance_banner
 from relink_lib.labels import CHEXPERT_LABELS
@@ -69,6 +69,7 @@ internal = get_cohort(params, "internal")
 external = get_cohort(params, "external")
 simulation = params.cohort.simulation
 kind = "simulation" if simulation else "real data"
+payload = cohorts_payload(internal, external, {"internal": cohort_label(internal), "external": cohort_label(external)})
 display(provenance_banner(params, f"{cohort_label(internal)}; {cohort_label(external)}"))
 
 # %% [markdown]
@@ -80,8 +81,7 @@ display(provenance_banner(params, f"{cohort_label(internal)}; {cohort_label(exte
 # split and evaluate on the internal test split and on the whole external site.
 
 # %%
-sizes = pd.concat({"internal": split_sizes(internal), "external": split_sizes(external)}, axis=1)
-sizes.columns = [f"{site} {what}" for site, what in sizes.columns]
+sizes = split_table(internal, external)
 display(html_table(sizes, index=True, caption=f"Pairs and patients per split (profile {profile}, {kind})"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
@@ -98,7 +98,7 @@ print(sizes.to_string())
 # credentialed cohort the library shows images and labels only and withholds the text.
 
 # %%
-rng = np.random.default_rng(params["seed"])
+rng = np.random.default_rng(params.seed)
 for name, cohort in (("internal", internal), ("external", external)):
     rows = rng.choice(len(cohort), size=min(6, len(cohort)), replace=False)
     fig = show_pairs(cohort, rows, ncols=3)
@@ -143,11 +143,9 @@ ax = plot_cooccurrence(cond, title=f"internal site, profile {profile} ({kind})",
 plt.show()
 
 # %% tags=["nbval-check-output"]
-pairs_of_interest = [("Pleural Effusion", "Atelectasis"), ("Pleural Effusion", "Edema"), ("Pleural Effusion", "Cardiomegaly"),
-                     ("Consolidation", "Pneumonia"), ("No Finding", "Pleural Effusion")]
 print(f"P(B positive | A positive), internal site (profile {profile}, {kind}):")
-for a, b in pairs_of_interest:
-    print(f"  {a} -> {b}: {cond.loc[a, b]:.2f}   (base rate of {b}: {prev['internal'].loc[b, 'positive']:.2f})")
+for r in cooccurrence_pairs(internal).itertuples():
+    print(f"  {r.A} -> {r.B}: {r.conditional:.2f}   (base rate of {r.B}: {r.base_rate:.2f})")
 
 # %% [markdown]
 # ## Studies per patient
@@ -163,10 +161,10 @@ ax = plot_studies_per_patient({f"{k} ({kind})": v for k, v in spp.items()}, simu
 plt.show()
 
 # %% tags=["nbval-check-output"]
-for name, series in spp.items():
-    share = (series / series.sum()).round(3)
-    print(f"{name} (profile {profile}, {kind}): patients by studies 1..{len(series)} = {share.tolist()}; "
-          f"mean {np.average(series.index, weights=series.values):.2f} studies per patient")
+for name in ("internal", "external"):
+    site = payload[name]
+    print(f"{name} (profile {profile}, {kind}): patients by studies 1..{len(site['studies_per_patient'])} = "
+          f"{site['studies_per_patient_share']}; mean {site['mean_studies_per_patient']:.2f} studies per patient")
 
 # %% [markdown]
 # ## Instance detail in the reports
@@ -176,11 +174,9 @@ for name, series in spp.items():
 # these flags); the profile's `report_detail` knob scales how often a detail is kept.
 
 # %% tags=["nbval-check-output"]
-flags = [c for c in MENTION_FLAGS if c in internal.pairs]
-if flags:
+if len(mention_rates(internal)):
     for name, cohort in (("internal", internal), ("external", external)):
-        rates = cohort.pairs[flags].mean().round(3)
-        print(f"{name} (profile {profile}, {kind}): " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+        print(f"{name} (profile {profile}, {kind}): " + ", ".join(f"{k} {v:.3f}" for k, v in mention_rates(cohort).items()))
 else:
     print(f"profile {profile}: instance-detail flags exist for synthetic cohorts only")
 
@@ -193,9 +189,8 @@ else:
 # the export writes every file, so the round trip through the official layouts is exact.
 
 # %% tags=["nbval-check-output"]
-for name, cohort in (("internal", internal), ("external", external)):
-    summary = cohort.summary.get("loader_summary", cohort.summary)
-    print(f"{name} (profile {profile}): excluded {summary.get('excluded', {})}")
+for name in ("internal", "external"):
+    print(f"{name} (profile {profile}): excluded {payload[name]['excluded']}")
 
 # %% [markdown]
 # A table view of a few pairs through the display helper (text columns are dropped for a
@@ -226,7 +221,6 @@ display_frame(internal, range(3), columns=["patient_id", "study_id", "split", "v
 # this book that comes from it is a **simulation**.
 
 # %%
-payload = cohorts_payload(internal, external, {"internal": cohort_label(internal), "external": cohort_label(external)})
 path = write_results(params, "cohorts", payload, cohort=f"{cohort_label(internal)}; {cohort_label(external)}", model="none",
                      wall_time_s=time.perf_counter() - t0)
 

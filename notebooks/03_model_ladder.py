@@ -48,13 +48,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from relink_lib.audit import relink_audit
 from relink_lib.cohorts.stage import cohort_label, get_cohort
 from relink_lib.display import provenance_banner
-from relink_lib.features import get_embeddings, get_features
 from relink_lib.models.catalog import CHECKPOINT_KINDS
 from relink_lib.models.stage import get_ladder, ladder_table
-from relink_lib.models.summary import ladder_findings, ladder_payload, zero_shot_macro
+from relink_lib.models.summary import ladder_findings, ladder_payload, recall_preview, zero_shot_macro
 from relink_lib.plots.common import set_style
 from relink_lib.plots.models import plot_ladder_training, plot_zero_shot
 from relink_lib.profiles import get_profile
@@ -137,13 +135,7 @@ for r in rungs:
 # training text carries more of the detail that tells two similar studies apart.
 
 # %%
-preview = []
-for r in rungs:
-    img, rep, rows = get_embeddings(params, cohort, r, "test")
-    full = relink_audit(img, rep, pool_sizes=(None,), ks=(1,)).iloc[0]  # ties broken at random
-    preview.append({"rung": r.index, "name": r.name, "recall@1": float(full["recall"]), "chance": float(full["chance"]),
-                    "lift": float(full["lift"]), "n_test": len(rows)})
-preview = pd.DataFrame(preview)
+preview = recall_preview(params, cohort, rungs)  # ties broken at random
 display(html_table(preview, {"recall@1": "sig3", "chance": "sig2", "lift": "lift", "n_test": "count"},
                    caption=f"Recall@1 over the whole internal test split (profile {profile}, {kind})"))
 
@@ -215,9 +207,8 @@ print(f"ladder (cached or trained) in {t_ladder:.1f} s; embedding {len(sample)} 
       f"{len(sample) / t_feat:.0f} images/s (including model load)")
 
 # %%
-payload = ladder_payload(rungs, zs, preview, params)
-payload.update(preprocessing={r.name: r.load(device="cpu").preprocess.describe() for r in rungs},
-               ladder_seconds=round(t_ladder, 1), cpu_images_per_s=round(len(sample) / t_feat, 1))
+payload = ladder_payload(rungs, zs, preview, params,
+                         timings={"ladder_seconds": t_ladder, "cpu_images_per_s": len(sample) / t_feat})
 path = write_results(params, "model_ladder", payload, cohort=cohort_label(cohort), model=[r.name for r in rungs],
                      wall_time_s=time.perf_counter() - t0)
 

@@ -47,3 +47,28 @@ def test_findings_use_the_macro_rows_only_and_compare_with_the_default_run():
 def test_zero_shot_macro_picks_macro_rows():
     zs = pd.DataFrame([{"rung": "a", "label": "macro", "auroc": 0.6}, {"rung": "a", "label": "Edema", "auroc": 0.9}])
     assert zero_shot_macro(zs).to_dict() == {"a": 0.6}
+
+
+def test_recall_preview_counts_queries_whose_own_report_is_nearest(monkeypatch):
+    import numpy as np
+
+    from relink_lib.models import summary as models_summary
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 6))
+    embeddings = {0: (z, rng.normal(size=(40, 6))),  # unrelated reports: about chance
+                  1: (z, z + 0.01 * rng.normal(size=(40, 6)))}  # near copies: every image finds its report
+
+    class _Rung:
+        def __init__(self, index):
+            self.index, self.name = index, f"r{index}"
+
+    monkeypatch.setattr(models_summary, "get_embeddings",
+                        lambda params, cohort, rung, split: (*embeddings[rung.index], np.arange(40)))
+    table = models_summary.recall_preview(get_profile("smoke"), None, [_Rung(0), _Rung(1)])
+    assert table["n_test"].tolist() == [40, 40] and table["chance"].tolist() == pytest.approx([1 / 40, 1 / 40])
+    img, rep = embeddings[0]
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    brute = float(np.mean(np.argmax(unit(img) @ unit(rep).T, axis=1) == np.arange(40)))
+    assert table.loc[0, "recall@1"] == pytest.approx(brute) and table.loc[1, "recall@1"] == 1.0
+    assert table.loc[1, "lift"] == pytest.approx(40.0)

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LinearRegression
 
 from ..labels import CHEXPERT_LABELS
 
@@ -102,8 +103,6 @@ def fit_risk_factors(props: pd.DataFrame, outcome: np.ndarray, patient_ids: Any 
     the refit, percentile), ``prevalence`` (mean of the feature), ``n`` (queries). A feature
     constant in the data gets NaN (it is not identifiable).
     """
-    from sklearn.linear_model import LinearRegression
-
     x = _design(props)
     y = np.asarray(outcome, dtype=np.float64)
     if y.shape != (x.shape[0],):

@@ -6,14 +6,14 @@ prose cannot contradict the numbers.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..labels import CHEXPERT_LABELS
 from .base import Cohort
-from .stats import label_prevalence, split_sizes, studies_per_patient
+from .stats import cooccurrence, label_prevalence, split_sizes, studies_per_patient
 from .synthetic.generate import GENERATOR_COLUMNS
 from .synthetic.prevalence import CHEXPERT_PREVALENCE, MIMIC_CXR_PREVALENCE
 
@@ -32,14 +32,41 @@ def prevalence_table(internal: Cohort, external: Cohort) -> pd.DataFrame:
     }, index=list(CHEXPERT_LABELS))
 
 
-def _site(cohort: Cohort, label: str) -> dict[str, Any]:
+COOCCURRENCE_PAIRS: tuple[tuple[str, str], ...] = (
+    ("Pleural Effusion", "Atelectasis"), ("Pleural Effusion", "Edema"), ("Pleural Effusion", "Cardiomegaly"),
+    ("Consolidation", "Pneumonia"), ("No Finding", "Pleural Effusion"))
+"""Label pairs whose co-occurrence chapter 2 quotes (the real data's strongest links, and an exclusion)."""
+
+
+def split_table(internal: Cohort, external: Cohort) -> pd.DataFrame:
+    """Pairs and patients per split (rows: train, val, test, total) of both sites, columns ``<site> pairs|patients``."""
+    sizes = pd.concat({"internal": split_sizes(internal), "external": split_sizes(external)}, axis=1)
+    sizes.columns = [f"{site} {what}" for site, what in sizes.columns]
+    return sizes
+
+
+def cooccurrence_pairs(cohort: Cohort, pairs: Sequence[tuple[str, str]] = COOCCURRENCE_PAIRS) -> pd.DataFrame:
+    """``A, B, conditional`` (P(B positive | A positive)) and ``base_rate`` (P(B positive)) for each label pair."""
+    cond, prev = cooccurrence(cohort), label_prevalence(cohort)
+    return pd.DataFrame([{"A": a, "B": b, "conditional": float(cond.loc[a, b]), "base_rate": float(prev.loc[b, "positive"])}
+                         for a, b in pairs])
+
+
+def mention_rates(cohort: Cohort) -> pd.Series:
+    """Share of pairs whose report mentions each kind of instance detail (empty for cohorts without the flags)."""
     flags = [c for c in MENTION_FLAGS if c in cohort.pairs.columns]
+    return cohort.pairs[flags].mean() if flags else pd.Series(dtype=float)
+
+
+def _site(cohort: Cohort, label: str) -> dict[str, Any]:
+    rates = mention_rates(cohort)
     spp = studies_per_patient(cohort)
     return {"cohort": label, "n_pairs": len(cohort), "n_patients": int(cohort.pairs["patient_id"].nunique()),
             "split_sizes": split_sizes(cohort).to_dict(), "prevalence": label_prevalence(cohort).round(4).to_dict(),
             "studies_per_patient": {int(k): int(v) for k, v in spp.items()},
+            "studies_per_patient_share": (spp / spp.sum()).round(3).tolist() if spp.sum() else [],
             "mean_studies_per_patient": float(np.average(spp.index, weights=spp.values)) if spp.sum() else float("nan"),
-            "mention_rates": cohort.pairs[flags].mean().round(4).to_dict() if flags else {},
+            "mention_rates": rates.round(4).to_dict(),
             "excluded": dict(cohort.summary.get("loader_summary", cohort.summary).get("excluded", {}) or {})}
 
 

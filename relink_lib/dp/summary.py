@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from ..config import ProfileLike, as_profile
 from ..paper import PAPER, PAPER_CITATION
@@ -258,8 +259,6 @@ def frontier_findings(fr: Mapping[str, Any], simulation: bool = True) -> list[st
 
 def mechanism_paragraph(fr: Mapping[str, Any]) -> str:
     """One paragraph on what explains the cut, from the frontier's numbers (drift, init, controls, seen vs held-out)."""
-    from scipy.stats import spearmanr
-
     pts = [p for p in fr["frontier"] if p["study"] == "grid"]
     ref = fr["frontier"][fr["reference"]]
     pre = [p for p in pts if p["init"] == "pretrained"]

@@ -175,6 +175,7 @@ def _train_fast(img_head: nn.Module, txt_head: nn.Module, x_img: Tensor, x_txt: 
 def _train_opacus(img_head: nn.Module, txt_head: nn.Module, x_img: Tensor, x_txt: Tensor, bank_txt: Tensor,
                   bank_img: Tensor | None, config: DPConfig, sigma: float, q: float, steps: int, per_epoch: int,
                   eval_feats: tuple[Tensor, Tensor] | None) -> tuple[list[dict[str, Any]], float | None]:
+    # lazily: Opacus (and its grad-sample hooks) load only for engine="opacus", which few runs use
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -235,9 +236,14 @@ def _history_row(step: int, per_epoch: int, img_head: nn.Module, txt_head: nn.Mo
             "clip_fraction": float(np.nanmean(clip_fracs)) if clip_fracs and config.private else math.nan}
 
 
-def train_heads(image_feats: Any, text_feats: Any, image_head: nn.Module, text_head: nn.Module, *,
-                bank_text_feats: Any, config: DPConfig, patient_ids: Sequence | np.ndarray | None = None,
-                bank_image_feats: Any | None = None, eval_feats: tuple[Any, Any] | None = None) -> HeadTrainingResult:
+FeatureMatrix = np.ndarray | Tensor
+"""A float matrix of pre-projection features, ``(n, d)``: a numpy array or a torch tensor."""
+
+
+def train_heads(image_feats: FeatureMatrix, text_feats: FeatureMatrix, image_head: nn.Module, text_head: nn.Module, *,
+                bank_text_feats: FeatureMatrix, config: DPConfig, patient_ids: Sequence | np.ndarray | None = None,
+                bank_image_feats: FeatureMatrix | None = None,
+                eval_feats: tuple[FeatureMatrix, FeatureMatrix] | None = None) -> HeadTrainingResult:
     """Fine-tune copies of the projection heads with DP-SGD (or non-privately) on frozen features.
 
     ``image_feats`` (n, D_img), ``text_feats`` (n, D_txt): pre-projection features of the

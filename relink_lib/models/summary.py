@@ -11,7 +11,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..audit import relink_audit
+from ..cohorts.base import Cohort
 from ..config import ProfileLike, as_profile
+from ..features import get_embeddings
 from ..profiles import get_profile
 from .stage import Rung, ladder_table
 
@@ -20,9 +23,18 @@ SEES_LABELS_AUROC = 0.55
 """Macro zero-shot AUROC from which a rung is said to see the labels (0.5 is chance)."""
 
 
-def recall_preview(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The full-test-split Recall@1 preview as a table: ``rung, name, recall@1, chance, lift, n_test`` (and tie bounds)."""
-    return pd.DataFrame(list(rows))
+def recall_preview(params: ProfileLike, cohort: Cohort, rungs: Sequence[Rung], split: str = "test") -> pd.DataFrame:
+    """Chapter 3's first look at re-linkage: Recall@1 of each rung over the whole ``split`` (ties broken at random).
+
+    One row per rung: ``rung, name, recall@1, chance, lift, n_test`` (chance = 1 / n_test).
+    """
+    rows = []
+    for r in rungs:
+        img, rep, idx = get_embeddings(params, cohort, r, split)
+        full = relink_audit(img, rep, pool_sizes=(None,), ks=(1,)).iloc[0]
+        rows.append({"rung": r.index, "name": r.name, "recall@1": float(full["recall"]), "chance": float(full["chance"]),
+                     "lift": float(full["lift"]), "n_test": len(idx)})
+    return pd.DataFrame(rows)
 
 
 def run_size(params: ProfileLike) -> dict[str, Any]:
@@ -34,12 +46,14 @@ def run_size(params: ProfileLike) -> dict[str, Any]:
             "epochs_scale": float(ladder.epochs_scale), "image_size": int(ladder.image_size)}
 
 
-def ladder_payload(rungs: Sequence[Rung], zero_shot: pd.DataFrame, preview: pd.DataFrame,
-                   params: ProfileLike) -> dict[str, Any]:
-    """What chapter 3 records: the rung table, zero-shot AUROC per label and rung, the Recall@1 preview, run sizes.
+def ladder_payload(rungs: Sequence[Rung], zero_shot: pd.DataFrame, preview: pd.DataFrame, params: ProfileLike, *,
+                   timings: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """What chapter 3 records: the rung table, zero-shot AUROC per label and rung, the Recall@1 preview, run
+    sizes, each rung's image preprocessing, and ``timings`` (wall-clock figures of this machine, seconds or
+    images per second: reported, never baselined).
 
     zero_shot: rows ``rung, label, auroc`` (``label == "macro"`` for the macro mean); preview: one
-    row per rung with ``rung, name, recall@1, chance, lift, n_test``.
+    row per rung with ``rung, name, recall@1, chance, lift, n_test`` (:func:`recall_preview`).
     """
     profile = as_profile(params)
     sizes = {"this": run_size(profile)}
@@ -51,6 +65,8 @@ def ladder_payload(rungs: Sequence[Rung], zero_shot: pd.DataFrame, preview: pd.D
         "zero_shot": zero_shot.to_dict(orient="records"),
         "recall_at_1_preview": preview.to_dict(orient="records"),
         "run_size": sizes,
+        "preprocessing": {r.name: r.load(device="cpu").preprocess.describe() for r in rungs},
+        **{k: round(float(v), 1) for k, v in (timings or {}).items()},
     }
 
 

@@ -24,8 +24,6 @@ PAPER_R1_LIFT: dict[int, float] = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lif
 
 def rung_colors(models: Sequence[str]) -> dict[str, tuple]:
     """One colour per model, light (least specialised) to dark (most)."""
-    import matplotlib.pyplot as plt
-
     cmap = plt.get_cmap("viridis")
     n = max(len(models), 1)
     return {m: cmap(0.15 + 0.7 * i / max(n - 1, 1)) for i, m in enumerate(models)}
