@@ -27,15 +27,14 @@ overrides = {}
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Markdown, display
 
-from relink_lib.paper import PAPER, PAPER_CITATION
-from relink_lib.plots.common import log_pool_axis, set_style
+from relink_lib.plots.common import set_style
+from relink_lib.plots.threat import plot_chance_vs_pool
 from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
 from relink_lib.tables import html_table
-from relink_lib.threat_model import chance_recall, chance_table, threat_model_table
+from relink_lib.threat_model import chance_table, threat_model_payload, threat_model_table
 
 params = get_profile(profile, overrides)
 started = time.perf_counter()
@@ -94,20 +93,8 @@ print(table.map(lambda v: f"{v:.4f}").to_string())
 # **the paper's figures**, not results of this book.
 
 # %%
-pool = np.logspace(1, 4, 200)
-fig, ax = plt.subplots()
-for k, style in zip((1, 5, 10), ("-", "--", ":")):
-    ax.plot(pool, chance_recall(k, pool), style, color="0.3", label=f"chance, K = {k}")
-paper = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}  # the paper's lift of Recall@1 over chance
-for n, lift in paper.items():
-    ax.plot(n, PAPER.r1_at(n), "D", color="tab:red", label="the paper's R@1 (strongest model)" if n == 100 else None)
-    ax.annotate(f"paper: {lift:g}x chance\n(R@1, N = {n:,})", (n, PAPER.r1_at(n)),
-                textcoords="offset points", xytext=(8, 4), fontsize=8, color="tab:red")
-ax.set_yscale("log")
-log_pool_axis(ax, (10, 100, 1000, 10000))
-ax.set_ylabel("Recall@K (log scale)")
+ax = plot_chance_vs_pool(ks=(1, 5, 10))
 ax.set_title("Chance re-linkage falls as 1/N; the paper's model stays far above it")
-ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
 plt.show()
 
 # %% [markdown]
@@ -155,12 +142,8 @@ display(html_table(threat_model_table(), index=True, caption="What each adversar
 # CheXpert Plus).
 
 # %%
-path = write_results(params, "threat_model", {
-    "chance": {f"K={k}": {str(n): float(chance_recall(k, n)) for n in (10, 100, 1000, 10000)} for k in (1, 5, 10)},
-    "paper_reference": {"source": f"{PAPER_CITATION} (the paper's figures)",
-                        "r1_lift_n100": PAPER.r1_lift_n100, "r1_lift_n10000": PAPER.r1_lift_n10000},
-    "threat_models": threat_model_table().reset_index().to_dict(orient="records"),
-}, cohort="none (analytic)", model="none", wall_time_s=time.perf_counter() - started)
+path = write_results(params, "threat_model", threat_model_payload(), cohort="none (analytic)", model="none",
+                     wall_time_s=time.perf_counter() - started)
 display(Markdown(f"Results of this chapter (profile `{params['profile']}`): `results/{params['profile']}/{path.name}`"))
 
 # %% [markdown]

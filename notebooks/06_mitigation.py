@@ -59,7 +59,7 @@ params = get_profile(profile, overrides)
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
-from IPython.display import HTML, Markdown, display
+from IPython.display import Markdown, display
 
 from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label
@@ -71,6 +71,7 @@ from relink_lib.plots.dp import (plot_cut_vs_drift, plot_frontier, plot_recall_v
                                  plot_scaling)
 from relink_lib.display import provenance_banner
 from relink_lib.results import write_results
+from relink_lib.tables import html_table
 
 # %%
 chapter = mitigation_chapter(params)
@@ -124,7 +125,12 @@ print("median seed SD over the grid (selection half):", {k: round(v, 2) for k, v
 
 # %%
 ft = frontier_table(fr)
-display(HTML(sig3(ft.drop(columns=["index", "n_private"])).assign(lr=ft["lr"].map("{:g}".format)).to_html(index=False)))
+display(html_table(ft.drop(columns=["index", "n_private"]),
+                   {"lr": "{:g}".format, "epochs": "{:g}".format, "sigma": "sig3", "steps": "count", "epsilon": "sig3",
+                    "cut_select": "signed_percent", "cut_report": "signed_percent", "cut_seed_sd": "percent",
+                    "probe_drop": "sig2", "zero_shot_drop": "sig2", "drift": "sig2"},
+                   caption="Frontier points: cuts of Recall@1 (mean over noise seeds; seed SD), AUROC drops in "
+                           "points (selection half), head drift"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(f"profile {params['profile']}, simulation={simulation}")
@@ -161,7 +167,9 @@ display(Markdown("\n\n".join(frontier_findings(fr, simulation))))
 
 # %%
 ct = controls_table(fr)
-display(HTML(sig3(ct).to_html(index=False)))
+display(html_table(ct, {"cut_report": "signed_percent", "probe_drop_report": "sig2", "zero_shot_drop_report": "sig2",
+                        "drift": "sig2", "op_zero_shot_drop_at_same_cut": "sig2"},
+                   caption="The reference DP point and the controls (report half; drops in AUROC points)"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(f"profile {params['profile']}, simulation={simulation}")

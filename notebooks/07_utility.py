@@ -56,7 +56,7 @@ from IPython.display import Markdown, display
 
 from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label
-from relink_lib.dp.summary import PAPER, per_label_probe, setting_label, utility_findings, utility_payload, utility_table
+from relink_lib.dp.summary import per_label_probe, setting_label, utility_findings, utility_payload, utility_table
 from relink_lib.plots.dp import plot_utility_by_variant
 from relink_lib.display import provenance_banner
 from relink_lib.results import write_results

@@ -21,8 +21,9 @@
 # one, and an actual attack with gradient access?
 #
 # **The method.** The mitigation's trainer (`relink_lib.dp.train_heads`) fine-tunes the strongest
-# model's heads at every eps of the profile, with the same data, steps, objective and seed; only
-# the noise multiplier sigma changes, calibrated by the RDP accountant (finite even at eps = 1e15,
+# model's heads at every eps of the profile, with the same data, steps, objective and seed (the
+# profile's own `dp` setting from the pretrained heads, not chapter 6's selected one, so that one
+# schedule serves every budget); only the noise multiplier sigma changes, calibrated by the RDP accountant (finite even at eps = 1e15,
 # where sigma is about 1e-7). Each trained model is then measured three ways:
 #
 # - **re-linkage**: Recall@K over random and pathology-matched pools of held-out pairs (chapters 4-5);

@@ -465,14 +465,16 @@ class Profile(Mapping[str, Any]):
         out["profile"] = self.name
         return out
 
-    def replace_sections(self, **sections: Mapping[str, Any]) -> "Profile":
-        """A copy with the given sections' keys updated (``replace_sections(cohort={"n_pairs": 10})``)."""
+    def replace_sections(self, *, seed: int | None = None, **sections: Mapping[str, Any]) -> "Profile":
+        """A validated copy with ``seed`` and the given sections' keys changed
+        (``replace_sections(seed=1, cohort={"n_pairs": 10})``)."""
         params = self.to_params()
+        if seed is not None:
+            params["seed"] = seed
         for key, update in sections.items():
-            if key == "seed":
-                params["seed"] = update
-            else:
-                params[key] = {**params[key], **dict(update)}
+            if key not in SECTIONS:
+                raise ValueError(f"replace_sections: unknown section {key!r}; expected one of {list(SECTIONS)}")
+            params[key] = {**params[key], **dict(update)}
         return Profile.from_params(params)
 
     def __getitem__(self, key: str) -> Any:

@@ -10,6 +10,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .paper import PAPER, PAPER_CITATION
+
 
 def chance_recall(k: int | np.ndarray, n: int | np.ndarray) -> np.ndarray:
     """Recall@K of a random ranking of a pool of ``n`` candidates: ``min(k, n) / n``.
@@ -59,3 +61,13 @@ THREAT_MODELS = pd.DataFrame(
 def threat_model_table() -> pd.DataFrame:
     """A copy of :data:`THREAT_MODELS` for display."""
     return THREAT_MODELS.copy()
+
+
+def threat_model_payload(ks: Sequence[int] = (1, 5, 10), pool_sizes: Sequence[int] = (10, 100, 1000, 10000)) -> dict:
+    """What chapter 1 records: chance Recall@K per K and N, the paper's quoted lifts, the threat-model table."""
+    return {
+        "chance": {f"K={k}": {str(n): float(chance_recall(k, n)) for n in pool_sizes} for k in ks},
+        "paper_reference": {"source": f"{PAPER_CITATION} (the paper's figures)",
+                            "r1_lift_n100": PAPER.r1_lift_n100, "r1_lift_n10000": PAPER.r1_lift_n10000},
+        "threat_models": threat_model_table().reset_index().to_dict(orient="records"),
+    }

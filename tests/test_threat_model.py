@@ -29,3 +29,24 @@ def test_chance_rejects_empty_pools():
 def test_threat_models_differ_in_capabilities():
     rows = THREAT_MODELS.loc[["worst case", "relaxed", "realistic"]]
     assert len(rows.drop_duplicates()) == 3
+
+
+def test_chapter_one_payload_and_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from relink_lib.paper import PAPER
+    from relink_lib.plots.threat import plot_chance_vs_pool
+    from relink_lib.threat_model import threat_model_payload
+
+    payload = threat_model_payload()
+    assert payload["chance"]["K=5"]["10"] == 0.5 and payload["chance"]["K=1"]["10000"] == 1e-4
+    assert payload["paper_reference"]["r1_lift_n100"] == PAPER.r1_lift_n100
+    assert len(payload["threat_models"]) == len(THREAT_MODELS)
+    ax = plot_chance_vs_pool()
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log" and ax.get_ylabel() and ax.get_xlabel()
+    line = ax.get_lines()[0]  # chance at K = 1 is 1 / N
+    assert np.allclose(line.get_ydata(), 1.0 / line.get_xdata())
+    marks = [ln for ln in ax.get_lines() if ln.get_marker() == "D"]
+    assert [(float(m.get_xdata()[0]), float(m.get_ydata()[0])) for m in marks] == [(100.0, PAPER.r1_at(100)),
+                                                                                   (10000.0, PAPER.r1_at(10_000))]

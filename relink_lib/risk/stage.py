@@ -5,7 +5,9 @@ pre-projection features of the ``train`` split (the private training pairs), the
 (held-out evaluation) and a fixed public bank. The bank is the first ``dp.bank_size`` report
 and image features of the ``val`` split, which the simulation treats as public; the mitigation's
 objective contrasts each private pair only against it (both directions, as in chapter 6;
-docs/dp.md), so the sweep's eps = 0.34 point is the mitigation's own training.
+docs/dp.md). The sweep trains the profile's own ``dp`` setting (pretrained heads, the section's
+optimizer, learning rate and epochs), not chapter 6's selected setting, so that every budget shares
+one schedule that does not depend on a selection made at eps = 0.34.
 
 For each eps of the profile's ``budget.epsilons`` (None = non-private) the heads are fine-tuned by
 :func:`relink_lib.dp.train_heads` with the profile's ``dp`` settings (same data, steps, objective and
