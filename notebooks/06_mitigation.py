@@ -64,7 +64,7 @@ from IPython.display import Markdown, display
 from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.dp.frontier_stage import get_frontier
-from relink_lib.dp.summary import (accounting_table, controls_table, frontier_findings, frontier_table,
+from relink_lib.dp.summary import (FRONTIER_HEADERS, accounting_table, controls_table, frontier_findings, frontier_table,
                                    mechanism_paragraph, mitigation_payload, reduction_table, seed_spread, setting_label,
                                    sig3)
 from relink_lib.plots.dp import (plot_cut_vs_drift, plot_frontier, plot_recall_variants, plot_reductions,
@@ -125,12 +125,12 @@ print("median seed SD over the grid (selection half):", {k: round(v, 2) for k, v
 
 # %%
 ft = frontier_table(fr)
-display(html_table(ft.drop(columns=["index", "n_private"]),
-                   {"lr": "{:g}".format, "epochs": "{:g}".format, "sigma": "sig3", "steps": "count", "epsilon": "sig3",
-                    "cut_select": "signed_percent", "cut_report": "signed_percent", "cut_seed_sd": "percent",
-                    "probe_drop": "sig2", "zero_shot_drop": "sig2", "drift": "sig2"},
-                   caption="Frontier points: cuts of Recall@1 (mean over noise seeds; seed SD), AUROC drops in "
-                           "points (selection half), head drift"))
+display(html_table(ft.drop(columns=["index", "n_private", "steps", "epsilon"]).rename(columns=FRONTIER_HEADERS),
+                   {"lr": "{:g}".format, "epochs": "{:g}".format, "sigma": "sig3", "cut (selection)": "signed_percent",
+                    "cut (report)": "signed_percent", "seed SD": "percent", "probe drop": "sig2",
+                    "zero-shot drop": "sig2", "drift": "sig2"},
+                   caption="Frontier points at eps = 0.34: cuts of Recall@1 (mean over noise seeds, and its seed SD), "
+                           "AUROC drops in points (selection half), head drift"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(f"profile {params['profile']}, simulation={simulation}")

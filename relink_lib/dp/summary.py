@@ -148,6 +148,11 @@ def setting_label(p: Mapping[str, Any]) -> str:
             f"{p['epochs']:g} epochs")
 
 
+FRONTIER_HEADERS: dict[str, str] = {"optimizer": "opt.", "cut_select": "cut (selection)", "cut_report": "cut (report)",
+                                    "cut_seed_sd": "seed SD", "probe_drop": "probe drop", "zero_shot_drop": "zero-shot drop"}
+"""Display headers of :func:`frontier_table`'s columns on the page (the table keeps its column names)."""
+
+
 def frontier_table(fr: Mapping[str, Any], study: str | None = "grid") -> pd.DataFrame:
     """One row per frontier point (``study`` = ``grid``, ``scaling`` or ``None`` for all): settings, privacy, outcomes."""
     rows = []
