@@ -186,10 +186,11 @@ def table_html(df: pd.DataFrame, formats: Mapping[str, str | Formatter] | None =
     style = "overflow-x:auto;max-width:100%;margin:0.5em 0 1em 0"
     if max_height_px:
         style += f";max-height:{int(max_height_px)}px;overflow-y:auto"
-    out = [f'<div class="relink-table" style="{style}">',
-           '<table class="table relink" style="border-collapse:collapse;font-size:0.9em;width:auto">']
-    if caption:
-        out.append(f'<caption style="caption-side:top;text-align:left">{html.escape(caption)}</caption>')
+    out = []
+    if caption:  # above the scrolling box, so a wide table does not clip it
+        out.append(f'<div class="relink-caption" style="font-size:0.9em;margin:0.5em 0 0 0">{html.escape(caption)}</div>')
+    out += [f'<div class="relink-table" style="{style}">',
+            '<table class="table relink" style="border-collapse:collapse;font-size:0.9em;width:auto">']
     out.append("<thead><tr>")
     for c in columns:
         align = "right" if numeric[c] else "left"

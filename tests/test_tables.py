@@ -96,3 +96,9 @@ def test_bad_formats_name_the_column():
         table_html(df, {"a": "pct"})
     with pytest.raises(TypeError, match="expected a pandas DataFrame"):
         table_html([1, 2])
+
+
+def test_caption_sits_above_the_scrolling_box_and_is_escaped():
+    out = table_html(pd.DataFrame({"a": [1.0]}), caption="R@1 < chance?")
+    assert out.index("R@1 &lt; chance?") < out.index('<div class="relink-table"') and "<caption" not in out
+    assert "relink-caption" not in table_html(pd.DataFrame({"a": [1.0]}))
