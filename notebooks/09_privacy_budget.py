@@ -55,9 +55,10 @@ from IPython.display import Markdown, display
 
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.plots.common import set_style
-from relink_lib.plots.risk import plot_budget_utility, plot_relinkage, plot_risks, plot_tradeoff_curves, pool_label
+from relink_lib.plots.risk import plot_budget_utility, plot_relinkage, plot_risks, plot_tradeoff_curves
 from relink_lib.risk.stage import THREAT_MODELS, run_budget_sweep, write_budget_results
-from relink_lib.risk.summary import budget_doors, budget_findings, budget_pool, budget_tradeoff_curves, budget_view
+from relink_lib.risk.summary import (budget_doors, budget_findings, budget_pool, budget_tradeoff_curves, budget_view,
+                                     pool_size_label)
 from relink_lib.tables import html_table
 
 # %%
@@ -158,7 +159,7 @@ plt.show()
 # %%
 fig, ax = plt.subplots(figsize=(7.2, 4.0))
 plot_relinkage(recall, pool_size=pool, k=1, ax=ax, simulation=simulation)
-ax.set_title(f"Re-linkage (held-out pairs, N = {pool_label(pool)})")
+ax.set_title(f"Re-linkage (held-out pairs, N = {pool_size_label(pool)})")
 plt.show()
 fig, ax = plt.subplots(figsize=(7.2, 4.0))
 plot_budget_utility(table, ax=ax, simulation=simulation)

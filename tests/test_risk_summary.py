@@ -9,8 +9,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from relink_lib.plots.risk import (budget_axis, budget_positions, eps_tick_label, plot_relinkage, plot_risks,  # noqa: E402
-                                   pool_label, recall_at, select_recall)
+from relink_lib.plots.risk import budget_axis, budget_positions, plot_relinkage, plot_risks  # noqa: E402
+from relink_lib.risk.summary import eps_tick_label, pool_size_label, recall_at, select_recall  # noqa: E402
 from relink_lib.risk.summary import (budget_doors, budget_findings, budget_pool, budget_tradeoff_curves,  # noqa: E402
                                      budget_view, sampling_se)
 
@@ -64,7 +64,7 @@ def test_sampling_se_and_pool_and_view():
         sampling_se(0.1, 0)
     table, recall = sweep()
     assert budget_pool(recall) == 100  # the largest finite pool, not the full database
-    assert budget_pool(recall[recall["full_database"]]) is None and pool_label(None) == "full"
+    assert budget_pool(recall[recall["full_database"]]) is None and pool_size_label(None) == "full"
     view = budget_view(table, recall, 100)
     assert view["target eps"].tolist()[-1] == "no DP" and view["target eps"].tolist()[5] == "1e6"
     assert np.isnan(view["eps reached"].iloc[-1]) and view["eps reached"].iloc[0] == 0.34

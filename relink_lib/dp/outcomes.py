@@ -59,7 +59,7 @@ def recall_reduction(recall: pd.DataFrame, variant: str = "dp", *, k: int = 1, p
             "relative_reduction": relative_reduction(before, after)}
 
 
-def recall_at(image_emb: np.ndarray, report_emb: np.ndarray, pool_size: int, chunk_size: int) -> float:
+def recall_at_1(image_emb: np.ndarray, report_emb: np.ndarray, pool_size: int, chunk_size: int) -> float:
     """Mean expected Recall@1 over random pools of ``pool_size`` (the whole set if it is smaller)."""
     n = len(image_emb)
     t = relink_audit(image_emb, report_emb, pool_sizes=(None if pool_size >= n else pool_size,), ks=(1,),

@@ -45,7 +45,7 @@ from .controls import nonprivate_config, tune_output_perturbation
 from .frontier import Setting
 from .frontier_stage import get_frontier, reference_setting
 from .heads import clone_head, fresh_heads
-from .outcomes import (POOLS, few_threads, prompt_features_of, recall_at, recall_reduction as _table_reduction,
+from .outcomes import (POOLS, few_threads, prompt_features_of, recall_at_1, recall_reduction as _table_reduction,
                        relink_outcomes, utility_outcomes)
 from .train import train_heads
 
@@ -164,8 +164,8 @@ def _build_mitigation(tmp: Path, cfg: Profile, cohort: Cohort, splits: Mapping[s
              "reinit": fresh}
     n_ref = reference_pool_size(len(test))
     chunk = cfg.audit.chunk_size
-    dp_r1 = recall_at(*_embed(test, heads["dp"]), n_ref, chunk)
-    fit = tune_output_perturbation(template[0], template[1], lambda i, t: recall_at(*_embed(test, (i, t)), n_ref, chunk),
+    dp_r1 = recall_at_1(*_embed(test, heads["dp"]), n_ref, chunk)
+    fit = tune_output_perturbation(template[0], template[1], lambda i, t: recall_at_1(*_embed(test, (i, t)), n_ref, chunk),
                                    dp_r1, seed=cfg.seed, abs_tol=max(0.002, 0.02 * dp_r1))
     heads["output_perturbation"] = (fit.image_head, fit.text_head)
     prompts = prompt_features_of(encoder)

@@ -6,7 +6,6 @@ A budget axis works on either: one step per distinct ``target_epsilon``.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -14,20 +13,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from ..risk.summary import HIGH_BUDGET, eps_tick_label, eps_values, pool_size_label, select_recall
 from .common import label_simulation
 
-__all__ = ["budget_positions", "budget_axis", "eps_tick_label", "pool_label", "select_recall", "recall_at", "shade_high_budget",
-           "plot_risks", "plot_relinkage", "plot_budget_utility", "plot_tradeoff_curves", "HIGH_BUDGET"]
-
-#: The "high-budget DP" range of Ziller et al. (2024).
-HIGH_BUDGET = (1e6, 1e12)
-
-
-def _eps_values(table: pd.DataFrame) -> list[float | None]:
-    out = []
-    for v in table["target_epsilon"]:
-        out.append(None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
-    return out
+__all__ = ["budget_positions", "budget_axis", "shade_high_budget", "plot_risks", "plot_relinkage", "plot_budget_utility",
+           "plot_tradeoff_curves"]
 
 
 def budget_positions(table: pd.DataFrame) -> np.ndarray:
@@ -38,55 +28,16 @@ def budget_positions(table: pd.DataFrame) -> np.ndarray:
     small ones into overlapping ticks; one step per budget keeps every label readable. The axis
     says it is not to scale.
     """
-    eps = _eps_values(table)
+    eps = eps_values(table)
     distinct = sorted(set(eps), key=lambda e: (e is None, e if e is not None else 0.0))
     rank = {e: float(i) for i, e in enumerate(distinct)}
     return np.array([rank[e] for e in eps], dtype=float)
 
 
-def eps_tick_label(eps: float | None) -> str:
-    """Short tick label of a budget: ``0.34``, ``32``, ``1e3``, ``1e15``, ``no DP``."""
-    if eps is None:
-        return "no DP"
-    if eps >= 1000:
-        power = math.log10(eps)
-        return f"1e{round(power)}" if abs(power - round(power)) < 1e-9 else f"{eps:.0e}".replace("e+0", "e").replace("e+", "e")
-    return f"{eps:g}"
-
-
-def pool_label(pool_size: int | None) -> str:
-    """Label of a pool size: ``"100"``, or ``"full"`` for the full database (``None``)."""
-    return "full" if pool_size is None else str(int(pool_size))
-
-
-def select_recall(recall: pd.DataFrame, pool: str, k: int, pool_size: int | None) -> pd.DataFrame:
-    """The rows of the long ``recall`` table at one (pool, k, N), one per eps, in table order.
-
-    ``pool``: ``"random"`` or ``"matched"``; ``pool_size``: N, or ``None`` for the full database.
-    """
-    if "pool" not in recall.columns:  # an evaluation without re-linkage rows
-        return recall.iloc[0:0]
-    keep = (recall["pool"] == pool) & (recall["k"] == int(k))
-    if pool_size is None:
-        keep &= recall["full_database"].astype(bool)
-    else:
-        keep &= ~recall["full_database"].astype(bool) & (recall["N"] == int(pool_size))
-    return recall[keep]
-
-
-def recall_at(table: pd.DataFrame, recall: pd.DataFrame, pool: str, k: int, pool_size: int | None,
-              column: str = "recall") -> pd.Series:
-    """``column`` (``"recall"`` or ``"lift"``) of :func:`select_recall` aligned to the per-eps ``table``'s
-    rows (by ``target_epsilon``; NaN where the long table has no row)."""
-    rows = select_recall(recall, pool, k, pool_size)
-    by_eps = dict(zip(_eps_values(rows), rows[column].astype(float)))
-    return pd.Series([by_eps.get(e, np.nan) for e in _eps_values(table)], index=table.index, dtype=float, name=column)
-
-
 def budget_axis(ax: Axes, table: pd.DataFrame, label: str = "privacy budget eps (one step per budget, not to scale)") -> None:
     """An eps axis with one tick per budget of the sweep and a 'no DP' tick last."""
     pos = budget_positions(table)
-    eps = _eps_values(table)
+    eps = eps_values(table)
     names = {p: eps_tick_label(e) for p, e in zip(pos, eps)}
     ticks = sorted(names)
     ax.set_xscale("linear")
@@ -100,7 +51,7 @@ def budget_axis(ax: Axes, table: pd.DataFrame, label: str = "privacy budget eps 
 def shade_high_budget(ax: Axes, table: pd.DataFrame, text: str = "high-budget DP") -> None:
     """Shade the budgets with eps in [1e6, 1e12] (Ziller et al.'s high-budget regime), if the sweep has any."""
     pos = budget_positions(table)
-    inside = [p for p, e in zip(pos, _eps_values(table)) if e is not None and HIGH_BUDGET[0] <= e <= HIGH_BUDGET[1]]
+    inside = [p for p, e in zip(pos, eps_values(table)) if e is not None and HIGH_BUDGET[0] <= e <= HIGH_BUDGET[1]]
     if not inside:
         return
     lo, hi = min(inside) - 0.4, max(inside) + 0.4
@@ -165,7 +116,7 @@ def plot_relinkage(recall: pd.DataFrame, pool_size: int | None, k: int = 1, ax: 
             chance = float((rows["recall"].astype(float) / rows["lift"].astype(float)).median())
             if np.isfinite(chance):
                 ax.axhline(chance, color=color, ls=":", lw=1, label=f"{name} = {chance:.3g}")
-    ax.set_ylabel(f"Recall@{k} at N = {pool_label(pool_size)}")
+    ax.set_ylabel(f"Recall@{k} at N = {pool_size_label(pool_size)}")
     ax.set_ylim(bottom=0)
     return _finish_budget_axes(ax, recall, simulation)
 

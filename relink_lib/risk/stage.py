@@ -31,7 +31,6 @@ Report text is never read: prompts are fixed label sentences.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,7 @@ from ..utility.zero_shot import default_prompts, zero_shot_auroc
 from .sweep import AttackSettings, BudgetSweep, Evaluation, budget_sweep
 
 __all__ = ["BudgetInputs", "budget_inputs", "make_evaluator", "run_budget_sweep", "write_budget_results",
-           "THREAT_MODELS", "RECALL_COLUMNS", "POOLS", "budget_label"]
+           "THREAT_MODELS", "RECALL_COLUMNS", "POOLS"]
 
 #: Columns of the sweep's long re-linkage table, one row per (eps, pool, k, N).
 RECALL_COLUMNS: tuple[str, ...] = ("target_epsilon", "pool", "k", "N", "full_database", "recall", "lift")
@@ -78,11 +77,6 @@ THREAT_MODELS: tuple[dict[str, str], ...] = (
      "risk": "re-identification rate of a rank-one gradient-inversion attack (chance 1/N); a stronger adversary "
              "than the re-linker (released weights only) and than Ziller et al.'s realistic setting"},
 )
-
-
-def budget_label(eps: float | None) -> str:
-    """Axis/table label of a budget: ``"no DP"`` or ``"eps=1e+06"`` style."""
-    return "no DP" if eps is None or (isinstance(eps, float) and math.isnan(eps)) else f"{eps:g}"
 
 
 @dataclass

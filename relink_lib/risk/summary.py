@@ -21,16 +21,65 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..plots.risk import eps_tick_label as budget_label  # short labels: 0.34, 1e6, no DP
-from ..plots.risk import pool_label, recall_at
 from ..tables import fmt_sig
 from .sweep import door_position
 from .tradeoff import Mechanism, tradeoff_curve
 
-__all__ = ["budget_pool", "budget_view", "budget_doors", "budget_tradeoff_curves", "budget_findings", "sampling_se",
+__all__ = ["eps_values", "eps_tick_label", "pool_size_label", "select_recall", "recall_at", "budget_pool", "budget_view",
+           "budget_doors", "budget_tradeoff_curves", "budget_findings", "sampling_se",
            "HIGH_BUDGET"]
 
 HIGH_BUDGET = (1e6, 1e12)
+"""The "high-budget DP" range of Ziller et al. (2024), eps from 1e6 to 1e12."""
+
+
+def eps_values(table: pd.DataFrame) -> list[float | None]:
+    """Each row's ``target_epsilon`` as a float, ``None`` for the non-private budget."""
+    out = []
+    for v in table["target_epsilon"]:
+        out.append(None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
+    return out
+
+
+def eps_tick_label(eps: float | None) -> str:
+    """Short tick label of a budget: ``0.34``, ``32``, ``1e3``, ``1e15``, ``no DP``."""
+    if eps is None:
+        return "no DP"
+    if eps >= 1000:
+        power = math.log10(eps)
+        return f"1e{round(power)}" if abs(power - round(power)) < 1e-9 else f"{eps:.0e}".replace("e+0", "e").replace("e+", "e")
+    return f"{eps:g}"
+
+
+def pool_size_label(pool_size: int | None) -> str:
+    """Label of a pool size: ``"100"``, or ``"full"`` for the full database (``None``)."""
+    return "full" if pool_size is None else str(int(pool_size))
+
+
+def select_recall(recall: pd.DataFrame, pool: str, k: int, pool_size: int | None) -> pd.DataFrame:
+    """The rows of the long ``recall`` table at one (pool, k, N), one per eps, in table order.
+
+    ``pool``: ``"random"`` or ``"matched"``; ``pool_size``: N, or ``None`` for the full database.
+    """
+    if "pool" not in recall.columns:  # an evaluation without re-linkage rows
+        return recall.iloc[0:0]
+    keep = (recall["pool"] == pool) & (recall["k"] == int(k))
+    if pool_size is None:
+        keep &= recall["full_database"].astype(bool)
+    else:
+        keep &= ~recall["full_database"].astype(bool) & (recall["N"] == int(pool_size))
+    return recall[keep]
+
+
+def recall_at(table: pd.DataFrame, recall: pd.DataFrame, pool: str, k: int, pool_size: int | None,
+              column: str = "recall") -> pd.Series:
+    """``column`` (``"recall"`` or ``"lift"``) of :func:`select_recall` aligned to the per-eps ``table``'s
+    rows (by ``target_epsilon``; NaN where the long table has no row)."""
+    rows = select_recall(recall, pool, k, pool_size)
+    by_eps = dict(zip(eps_values(rows), rows[column].astype(float)))
+    return pd.Series([by_eps.get(e, np.nan) for e in eps_values(table)], index=table.index, dtype=float, name=column)
+
+
 
 #: Per-eps column that :func:`budget_findings` and :func:`budget_doors` add for Recall@1 over random pools.
 _R1 = "recall_at_1"
@@ -50,7 +99,7 @@ def _eps(table: pd.DataFrame) -> pd.Series:
 
 def _eps_labels(table: pd.DataFrame) -> list[str]:
     """Short label of each row's budget (``None`` or NaN: ``"no DP"``)."""
-    return [budget_label(None if np.isnan(e) else float(e)) for e in _eps(table)]
+    return [eps_tick_label(None if np.isnan(e) else float(e)) for e in _eps(table)]
 
 
 def sampling_se(recall: float, n: int) -> float:
@@ -68,7 +117,7 @@ def budget_view(table: pd.DataFrame, recall: pd.DataFrame, pool: int | None) -> 
     The matched-pool column is shown with the effective chance of those pools (recall / lift), since
     a matched pool is much smaller than N.
     """
-    label = pool_label(pool)
+    label = pool_size_label(pool)
     hard = recall_at(table, recall, "matched", 1, pool)
     hard_lift = recall_at(table, recall, "matched", 1, pool, column="lift")
     eps_reached = pd.to_numeric(table["epsilon"], errors="coerce")
@@ -115,7 +164,7 @@ def budget_tradeoff_curves(table: pd.DataFrame, budgets: Sequence[float],
         if e is None or not np.isfinite(sigma) or sigma <= 0 or float(e) not in wanted:
             continue
         mech = Mechanism(sigma, float(row["sample_rate"]), int(row["steps"]))
-        curves.append((f"eps = {budget_label(float(e))}", alpha, tradeoff_curve(alpha, mech)))
+        curves.append((f"eps = {eps_tick_label(float(e))}", alpha, tradeoff_curve(alpha, mech)))
     return curves
 
 
@@ -155,9 +204,9 @@ def budget_findings(table: pd.DataFrame, recall: pd.DataFrame, n_test: int, *, p
     se = sampling_se(max(float(strict[rc]), float(no_dp[rc])), n_test)
     sigmas = pd.to_numeric(table.loc[eps.notna(), "noise_multiplier"], errors="coerce")
     out = [f"The sweep trained the heads at {int(eps.notna().sum())} budgets and without DP, with the same data, steps "
-           f"and objective; sigma runs from {_fmt(sigmas.max())} (eps = {budget_label(float(eps.min()))}) to "
-           f"{_fmt(sigmas.min())} (eps = {budget_label(float(eps.max()))})."]
-    out.append(f"**Re-linkage.** Recall@1 at N = {pool_label(pool)} is {_fmt(strict[rc])} at eps = {budget_label(float(eps.min()))} "
+           f"and objective; sigma runs from {_fmt(sigmas.max())} (eps = {eps_tick_label(float(eps.min()))}) to "
+           f"{_fmt(sigmas.min())} (eps = {eps_tick_label(float(eps.max()))})."]
+    out.append(f"**Re-linkage.** Recall@1 at N = {pool_size_label(pool)} is {_fmt(strict[rc])} at eps = {eps_tick_label(float(eps.min()))} "
                f"and {_fmt(no_dp[rc])} without DP" + (f", {_range(high, rc)} for eps from 1e6 to 1e12" if len(high) else "")
                + f" (on {n_test:,} held-out queries, {what}). "
                + _compare(float(strict[rc]), float(no_dp[rc]), se, "The strictest budget and no DP") + ".")
@@ -168,19 +217,19 @@ def budget_findings(table: pd.DataFrame, recall: pd.DataFrame, n_test: int, *, p
     dp_rows = table[eps.notna()].assign(eps=eps[eps.notna()])
     kappa = float(strict["kappa"])
     first_bound = dp_rows[dp_rows["worst_case_risk"] > 10 * dp_rows["kappa"]]["eps"].min()
-    out.append(f"**Formal bounds.** At eps = {budget_label(float(eps.min()))} the worst-case (ReRo) bound is "
+    out.append(f"**Formal bounds.** At eps = {eps_tick_label(float(eps.min()))} the worst-case (ReRo) bound is "
                f"{_fmt(strict['worst_case_risk'])} against a prior kappa = {_fmt(kappa)}: almost nothing is learnt about one "
                "pair even by the strongest adversary. " + (
-                   f"The bound first exceeds ten times the prior at eps = {budget_label(float(first_bound))}"
+                   f"The bound first exceeds ten times the prior at eps = {eps_tick_label(float(first_bound))}"
                    + (f" and is {_range(high, 'worst_case_risk')} at high budgets, where it certifies nothing." if len(high) else ".")
                    if np.isfinite(first_bound) else "It stays within ten times the prior at every DP budget of the sweep."))
     chance = float(strict["realistic_chance"])
     first_attack = dp_rows[dp_rows["realistic_risk"] > 2 * chance]["eps"].min()
     out.append(f"**The gradient-access attack.** It re-identifies {_fmt(strict['realistic_risk'])} of its targets at "
-               f"eps = {budget_label(float(eps.min()))} and {_fmt(no_dp['realistic_risk'])} without DP (chance "
+               f"eps = {eps_tick_label(float(eps.min()))} and {_fmt(no_dp['realistic_risk'])} without DP (chance "
                f"{_fmt(chance)}). " + (
                    "It never beats twice chance at any DP budget here." if not np.isfinite(first_attack) else
-                   f"It first beats twice chance at eps = {budget_label(float(first_attack))}"
+                   f"It first beats twice chance at eps = {eps_tick_label(float(first_attack))}"
                    + (f"; at high budgets it succeeds on {_range(high, 'realistic_risk')} of its targets, so high-budget "
                       "DP does not stop this adversary here, unlike the image-space attacks Ziller et al. studied." if len(high)
                       and float(high["realistic_risk"].min()) > 2 * chance else ".")))
