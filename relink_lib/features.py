@@ -33,7 +33,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import cache, models
-from .cli import main as cli_main
 from .cohorts.base import Cohort
 from .config import Profile, ProfileLike, as_profile
 from .models.base import DualEncoder, l2_normalize, pick_device, torch_threads
@@ -365,6 +364,8 @@ def get_embeddings(params: ProfileLike, cohort: Cohort, rung: Rung, split: str =
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m relink_lib.features ...``: the same as ``python -m relink_lib features ...``."""
+    from .cli import main as cli_main  # lazily: the command line is an entry point, not a dependency of the library
+
     return cli_main(["features", *(sys.argv[1:] if argv is None else argv)])
 
 

@@ -42,7 +42,7 @@ from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
 from ..utility.probe import patient_split
 from .controls import nonprivate_config, tune_output_perturbation
-from .frontier import Setting
+from .frontier import Setting, reference_pool_size
 from .frontier_stage import get_frontier, reference_setting
 from .heads import clone_head, fresh_heads
 from .outcomes import (POOLS, few_threads, prompt_features_of, recall_at_1, recall_reduction as _table_reduction,
@@ -51,7 +51,7 @@ from .train import train_heads
 
 VARIANTS: tuple[str, ...] = ("pretrained", "dp", "nonprivate", "reinit", "output_perturbation")
 __all__ = ["VARIANTS", "POOLS", "RungMitigation", "mitigate_rung", "load_mitigation", "mitigation_ladder",
-           "recall_reduction", "transfer_rung", "mitigation_encoder", "reference_pool_size"]
+           "recall_reduction", "transfer_rung", "mitigation_encoder"]
 
 
 @dataclass
@@ -79,11 +79,6 @@ def _outcome_key(cfg: Profile) -> dict[str, Any]:
     return {"dp": cfg.dp.to_dict(), "utility": cfg.utility.to_dict(),
             "audit": {"pool_sizes": audit.pool_sizes, "ks": audit.ks, "n_boot": audit.n_boot, "chunk_size": audit.chunk_size},
             "seed": cfg.seed}
-
-
-def reference_pool_size(n_queries: int, preferred: int = 10_000) -> int:
-    """N at which the relative Recall@1 reduction is reported: 10,000, or the whole held-out split if smaller."""
-    return int(min(preferred, n_queries))
 
 
 def _code_version() -> str:
@@ -162,7 +157,7 @@ def _build_mitigation(tmp: Path, cfg: Profile, cohort: Cohort, splits: Mapping[s
     heads = {"pretrained": (clone_head(template[0]), clone_head(template[1])),
              "dp": (dp.image_head, dp.text_head), "nonprivate": (npv.image_head, npv.text_head),
              "reinit": fresh}
-    n_ref = reference_pool_size(len(test))
+    n_ref = reference_pool_size(len(test), len(test))  # 10,000, or the whole held-out split if smaller
     chunk = cfg.audit.chunk_size
     dp_r1 = recall_at_1(*_embed(test, heads["dp"]), n_ref, chunk)
     fit = tune_output_perturbation(template[0], template[1], lambda i, t: recall_at_1(*_embed(test, (i, t)), n_ref, chunk),

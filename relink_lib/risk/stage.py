@@ -45,6 +45,7 @@ from ..audit import relink_audit
 from ..cohorts.base import Cohort
 from ..cohorts.stage import cohort_label, get_cohort
 from ..config import ProfileLike, as_profile
+from ..dp.outcomes import POOLS, prompt_features_of
 from ..features import Features, embed_features, get_features
 from ..labels import CHEXPERT_LABELS
 from ..models.base import DualEncoder
@@ -52,16 +53,14 @@ from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
 from ..results import write_results
 from ..utility.probe import linear_probe_auroc
-from ..utility.zero_shot import default_prompts, zero_shot_auroc
+from ..utility.zero_shot import zero_shot_auroc
 from .sweep import AttackSettings, BudgetSweep, Evaluation, budget_sweep
 
 __all__ = ["BudgetInputs", "budget_inputs", "make_evaluator", "run_budget_sweep", "write_budget_results",
-           "THREAT_MODELS", "RECALL_COLUMNS", "POOLS"]
+           "THREAT_MODELS", "RECALL_COLUMNS"]
 
 #: Columns of the sweep's long re-linkage table, one row per (eps, pool, k, N).
 RECALL_COLUMNS: tuple[str, ...] = ("target_epsilon", "pool", "k", "N", "full_database", "recall", "lift")
-#: The two pool kinds of the ``pool`` column, and whether their distractors are pathology-matched.
-POOLS: tuple[tuple[str, bool], ...] = (("random", False), ("matched", True))
 
 #: The three threat models of chapter 9 (Ziller et al. 2024), as rows of the chapter's table.
 THREAT_MODELS: tuple[dict[str, str], ...] = (
@@ -146,7 +145,7 @@ def make_evaluator(inputs: BudgetInputs, params: ProfileLike) -> Callable[[nn.Mo
     """``evaluate(image_head, text_head)``: re-linkage and utility of the heads on the test split.
 
     ``recall``: long rows of :data:`RECALL_COLUMNS` but ``target_epsilon``, for each pool of
-    :data:`POOLS`, K of ``audit.ks`` and N of ``audit.pool_sizes`` (sizes above the test split
+    :data:`relink_lib.dp.outcomes.POOLS`, K of ``audit.ks`` and N of ``audit.pool_sizes`` (sizes above the test split
     dropped). ``metrics``: ``zero_shot_macro_auroc`` (cross-modal utility: label prompts through
     the text head) and ``probe_macro_auroc`` (image-side linear probe: trained on the train
     split's embeddings, tested on the test split's, disjoint patients; the protocol of
@@ -157,12 +156,7 @@ def make_evaluator(inputs: BudgetInputs, params: ProfileLike) -> Callable[[nn.Mo
     chunk = int(cfg.audit.chunk_size)
     probe_c = float(cfg.utility.probe_C)
     labels = inputs.test_pairs[list(CHEXPERT_LABELS)]
-    prompts = default_prompts()
-    prompt_feats = {}
-    for label, (pos, neg) in prompts.items():
-        pos_l, neg_l = ([pos] if isinstance(pos, str) else list(pos)), ([neg] if isinstance(neg, str) else list(neg))
-        tf = inputs.encoder.text_features(pos_l + neg_l).numpy()
-        prompt_feats[label] = (tf[:len(pos_l)], tf[len(pos_l):])
+    prompt_feats = prompt_features_of(inputs.encoder)
 
     def evaluate(image_head: nn.Module, text_head: nn.Module) -> Evaluation:
         img, rep = embed_features(inputs.test, image_head, text_head)

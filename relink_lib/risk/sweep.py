@@ -230,8 +230,7 @@ def budget_sweep(image_feats: np.ndarray, text_feats: np.ndarray, image_head: nn
         rows.append(row)
         recall.append(evaluation.recall.assign(target_epsilon=row["target_epsilon"])
                       [["target_epsilon", *evaluation.recall.columns]])
-    long = pd.concat(recall, ignore_index=True) if recall else pd.DataFrame({"target_epsilon": []})
-    return BudgetSweep(table=pd.DataFrame(rows), recall=long)
+    return BudgetSweep(table=pd.DataFrame(rows), recall=pd.concat(recall, ignore_index=True))
 
 
 def door_position(table: pd.DataFrame, column: str) -> pd.Series:
