@@ -20,6 +20,7 @@ Writes ``benchmarks/results/audit_<device>.json`` and prints a markdown table (f
 ``docs/audit.md``). Run: ``.venv/bin/python benchmarks/bench_audit.py`` (``--quick`` for a
 small smoke run).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,7 @@ def _peak_mb() -> float:
 
 def _data(m: int, d: int, seed: int, noise: float):
     import torch
+
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(m, d, generator=gen)
     img = z + noise * torch.randn(m, d, generator=gen)
@@ -60,6 +62,7 @@ def _data(m: int, d: int, seed: int, noise: float):
 
 def _worker(args: argparse.Namespace) -> dict:
     import torch
+
     torch.set_num_threads(args.threads)
     img, rep = _data(args.m, args.d, args.seed, args.noise)
     device = torch.device(args.device)
@@ -97,13 +100,28 @@ def _worker(args: argparse.Namespace) -> dict:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
         out["floor"] = {"seconds": min(floor_times), "seconds_all": floor_times, "extra_peak_mb": floor_peak}
-        out["table"] = table[["pool_size", "k", "recall", "recall_ties_against", "recall_ties_for", "chance", "lift", "mrr",
-                              "median_rank", "n_queries_with_ties"]].to_dict(orient="records")
+        out["table"] = table[
+            [
+                "pool_size",
+                "k",
+                "recall",
+                "recall_ties_against",
+                "recall_ties_for",
+                "chance",
+                "lift",
+                "mrr",
+                "median_rank",
+                "n_queries_with_ties",
+            ]
+        ].to_dict(orient="records")
     elif args.worker == "faiss":
         try:
             import faiss
         except ImportError:
-            return {"method": "faiss", "skipped": "faiss-cpu is not installed (pip install faiss-cpu, the [bench] extra)"}
+            return {
+                "method": "faiss",
+                "skipped": "faiss-cpu is not installed (pip install faiss-cpu, the [bench] extra)",
+            }
         faiss.omp_set_num_threads(args.threads)
         xi, xr = img.numpy(), rep.numpy()
         for _ in range(args.repeats):
@@ -113,11 +131,14 @@ def _worker(args: argparse.Namespace) -> dict:
             _, top = index.search(xi, max(KS))
             times.append(time.perf_counter() - t0)
         import numpy as np
+
         hit = top == np.arange(args.m)[:, None]
         out["recall_full"] = {str(k): float(hit[:, :k].any(axis=1).mean()) for k in KS}
     elif args.worker == "montecarlo":
         import numpy as np
+
         from relink_lib.audit import monte_carlo_recall
+
         queries = np.random.default_rng(args.seed).choice(args.m, size=min(args.mc_queries, args.m), replace=False)
         t0 = time.perf_counter()
         sizes = [n for n in POOL_SIZES if n is None or n <= args.m]
@@ -128,6 +149,7 @@ def _worker(args: argparse.Namespace) -> dict:
         out["n_queries_measured"] = int(len(queries))
         # the exact expectation for the same queries (their counts computed directly), to compare within SE
         from relink_lib.audit import expected_recall
+
         with torch.no_grad():
             q = torch.from_numpy(queries)
             sims = img[q] @ rep.T
@@ -138,9 +160,13 @@ def _worker(args: argparse.Namespace) -> dict:
             draws = args.m - 1 if n is None else n - 1
             exact = expected_recall(counts, args.m - 1, draws, KS).mean(axis=0)
             for j, k in enumerate(KS):
-                rows.append({"pool_size": args.m if n is None else n, "k": k, "exact_recall_same_queries": float(exact[j])})
+                rows.append(
+                    {"pool_size": args.m if n is None else n, "k": k, "exact_recall_same_queries": float(exact[j])}
+                )
         merged = mc.merge(__import__("pandas").DataFrame(rows), on=["pool_size", "k"])
-        merged["z"] = (merged["recall"] - merged["exact_recall_same_queries"]) / merged["recall_se"].where(merged["recall_se"] > 0)
+        merged["z"] = (merged["recall"] - merged["exact_recall_same_queries"]) / merged["recall_se"].where(
+            merged["recall_se"] > 0
+        )
         out["table"] = merged.to_dict(orient="records")
         out["max_abs_z"] = float(merged["z"].abs().max())
     else:
@@ -155,9 +181,30 @@ def _worker(args: argparse.Namespace) -> dict:
 
 
 def _spawn(method: str, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--worker", method, "--m", str(args.m), "--d", str(args.d), "--chunk", str(args.chunk),
-           "--device", args.device, "--seed", str(args.seed), "--noise", str(args.noise), "--repeats", str(args.repeats),
-           "--mc-queries", str(args.mc_queries), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        method,
+        "--m",
+        str(args.m),
+        "--d",
+        str(args.d),
+        "--chunk",
+        str(args.chunk),
+        "--device",
+        args.device,
+        "--seed",
+        str(args.seed),
+        "--noise",
+        str(args.noise),
+        "--repeats",
+        str(args.repeats),
+        "--mc-queries",
+        str(args.mc_queries),
+        "--threads",
+        str(args.threads),
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if res.returncode != 0:
@@ -167,15 +214,24 @@ def _spawn(method: str, args: argparse.Namespace) -> dict:
 
 def _markdown(result: dict) -> str:
     floor = result["methods"]["floor"]["seconds"]
-    lines = ["| method | what it answers | time (s) | ratio to floor | extra peak memory (MB) |", "|---|---|---:|---:|---:|"]
-    what = {"floor": "nothing (bare chunked matmul, same shape)", "audit": "R@1/5/10 at all 5 N, MRR, median rank",
-            "faiss": "R@1/5/10 at the full database only", "montecarlo": "R@1/5/10 at all 5 N, with sampling noise"}
+    lines = [
+        "| method | what it answers | time (s) | ratio to floor | extra peak memory (MB) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    what = {
+        "floor": "nothing (bare chunked matmul, same shape)",
+        "audit": "R@1/5/10 at all 5 N, MRR, median rank",
+        "faiss": "R@1/5/10 at the full database only",
+        "montecarlo": "R@1/5/10 at all 5 N, with sampling noise",
+    }
     for name, r in result["methods"].items():
         if "skipped" in r:
             lines.append(f"| {name} | {what[name]} | skipped: {r['skipped']} | | |")
             continue
         note = f" (extrapolated from {r['n_queries_measured']} queries)" if name == "montecarlo" else ""
-        lines.append(f"| {name}{note} | {what[name]} | {r['seconds']:.2f} | {r['seconds'] / floor:.2f} | {r['extra_peak_mb']:.0f} |")
+        lines.append(
+            f"| {name}{note} | {what[name]} | {r['seconds']:.2f} | {r['seconds'] / floor:.2f} | {r['extra_peak_mb']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -200,10 +256,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.quick:
         args.m, args.d, args.mc_queries, args.repeats = 3000, 128, 10, 1
-    result = {"m": args.m, "d": args.d, "chunk": args.chunk, "device": args.device, "threads": args.threads,
-              "pool_sizes": [n if n is not None else "full" for n in POOL_SIZES], "ks": list(KS),
-              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                          "load_avg_at_start": os.getloadavg()}, "methods": {}}
+    result = {
+        "m": args.m,
+        "d": args.d,
+        "chunk": args.chunk,
+        "device": args.device,
+        "threads": args.threads,
+        "pool_sizes": [n if n is not None else "full" for n in POOL_SIZES],
+        "ks": list(KS),
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
+        "methods": {},
+    }
     for method in args.methods.split(","):
         print(f"running {method} ...", file=sys.stderr, flush=True)
         res = _spawn(method, args)
@@ -221,7 +284,11 @@ def main(argv: list[str] | None = None) -> None:
     if audit and "recall_full" in fa:
         full = {str(r["k"]): r["recall"] for r in audit["table"] if r["pool_size"] == args.m}
         result["faiss_vs_audit_full_max_abs_diff"] = max(abs(fa["recall_full"][k] - full[k]) for k in full)
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"audit_{args.device.split(':')[0]}{'_quick' if args.quick else ''}.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else ROOT / "benchmarks" / "results" / f"audit_{args.device.split(':')[0]}{'_quick' if args.quick else ''}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     if floor:

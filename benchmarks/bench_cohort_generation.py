@@ -8,6 +8,7 @@ and prints a markdown table (copied into ``docs/cohorts.md``).
 
 Usage: ``python benchmarks/bench_cohort_generation.py [--n 20000] [--size 128] [--repeats 1]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,6 @@ from relink_lib.cohorts import make_synthetic_cohort
 from relink_lib.cohorts.synthetic.anatomy import sample_studies
 from relink_lib.cohorts.synthetic.render import make_noise_bank, render_batch
 from relink_lib.cohorts.synthetic.reports import write_reports
-
 
 CPU: dict[str, float] = {}
 
@@ -56,25 +56,50 @@ def main() -> None:
     t_reports = _time(lambda: write_reports(s, np.random.default_rng(1), "internal"), args.repeats)
     bank = make_noise_bank(size, 64, np.random.default_rng(2))
     rows = np.arange(min(n, 2048))
-    t_render_part = _time(lambda: [render_batch(s, rows[a:a + 256], size, np.random.default_rng(a), "internal", 1.0, bank)
-                                   for a in range(0, len(rows), 256)], args.repeats)
+    t_render_part = _time(
+        lambda: [
+            render_batch(s, rows[a : a + 256], size, np.random.default_rng(a), "internal", 1.0, bank)
+            for a in range(0, len(rows), 256)
+        ],
+        args.repeats,
+    )
     t_render_1thread = t_render_part * n / len(rows)
     t_total = {}
     for jobs in (1, 2):
-        t_total[jobs] = _time(lambda: make_synthetic_cohort(n, image_size=size, seed=0, n_jobs=jobs), args.repeats, f"total{jobs}")
+        t_total[jobs] = _time(
+            lambda: make_synthetic_cohort(n, image_size=size, seed=0, n_jobs=jobs), args.repeats, f"total{jobs}"
+        )
     load_after = os.getloadavg()[0]
     result = {
-        "benchmark": "cohort_generation", "n_pairs": n, "image_size": size, "repeats": args.repeats,
-        "seconds": {"end_to_end_1_thread": round(t_total[1], 2), "end_to_end_2_threads": round(t_total[2], 2),
-                    "patients_and_labels": round(t_states, 2), "reports": round(t_reports, 2),
-                    "render_1_thread_extrapolated": round(t_render_1thread, 2), "floor_random_uint8": round(floor, 3)},
-        "cpu_seconds": {"end_to_end_1_thread": round(CPU["total1"], 2), "end_to_end_2_threads": round(CPU["total2"], 2)},
+        "benchmark": "cohort_generation",
+        "n_pairs": n,
+        "image_size": size,
+        "repeats": args.repeats,
+        "seconds": {
+            "end_to_end_1_thread": round(t_total[1], 2),
+            "end_to_end_2_threads": round(t_total[2], 2),
+            "patients_and_labels": round(t_states, 2),
+            "reports": round(t_reports, 2),
+            "render_1_thread_extrapolated": round(t_render_1thread, 2),
+            "floor_random_uint8": round(floor, 3),
+        },
+        "cpu_seconds": {
+            "end_to_end_1_thread": round(CPU["total1"], 2),
+            "end_to_end_2_threads": round(CPU["total2"], 2),
+        },
         "ratio_to_floor_2_threads": round(t_total[2] / floor, 1),
-        "target_seconds": 60.0, "meets_target": bool(t_total[2] < 60.0),
+        "target_seconds": 60.0,
+        "meets_target": bool(t_total[2] < 60.0),
         "cpu_seconds_meet_target": bool(CPU["total2"] < 60.0),  # CPU time bounds the idle-machine wall time from above
         "per_pair_ms_2_threads": round(1000 * t_total[2] / n, 3),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "numpy": np.__version__, "loadavg_1min_before": round(load_before, 2), "loadavg_1min_after": round(load_after, 2)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "loadavg_1min_before": round(load_before, 2),
+            "loadavg_1min_after": round(load_after, 2),
+        },
         "note": "wall-clock on a machine shared with other jobs when loadavg exceeds the CPU count; the 60 s target is for an idle 2-core CPU",
     }
     out = Path(args.out)

@@ -12,6 +12,7 @@ Writes ``benchmarks/results/bench_dp.json`` and prints a markdown table (copied 
 Usage: ``python benchmarks/bench_dp.py [--quick]``. Timings on a shared CPU are noisy: the
 ratios (same process, interleaved repeats, median) are what to read.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,9 @@ def make_steps(B, d_img, d_txt, d, m, symmetric, bank_grad=False, sigma=1.0, C=1
         opt.step()
 
     def dp_fast():
-        s_img, s_txt, *_ = clipped_grad_sum(ih.weight.detach(), th.weight.detach(), x_img, x_txt, bank_t, bank_i, max_grad_norm=C,
-                                            bank_grad=bank_grad)
+        s_img, s_txt, *_ = clipped_grad_sum(
+            ih.weight.detach(), th.weight.detach(), x_img, x_txt, bank_t, bank_i, max_grad_norm=C, bank_grad=bank_grad
+        )
         ih.weight.grad = (s_img + sigma * C * torch.randn(s_img.shape, generator=gen)) / B
         th.weight.grad = (s_txt + sigma * C * torch.randn(s_txt.shape, generator=gen)) / B
         opt.step()
@@ -62,29 +64,44 @@ def make_steps(B, d_img, d_txt, d, m, symmetric, bank_grad=False, sigma=1.0, C=1
 
     def f(wi, wt, x, t):
         return per_example_loss_weights(wi, wt, x[None], t[None], bank_t, bank_i, bank_grad=bank_grad)[0]
+
     psg = vmap(grad(f, argnums=(0, 1)), in_dims=(None, None, 0, 0))
 
     def dp_torch_func():
         gi, gt = psg(ih.weight.detach(), th.weight.detach(), x_img, x_txt)
         norms = (gi.pow(2).sum((1, 2)) + gt.pow(2).sum((1, 2))).sqrt()
         coef = (C / (norms + 1e-6)).clamp(max=1.0)
-        ih.weight.grad = (torch.einsum("n,nij->ij", coef, gi) + sigma * C * torch.randn(gi.shape[1:], generator=gen)) / B
-        th.weight.grad = (torch.einsum("n,nij->ij", coef, gt) + sigma * C * torch.randn(gt.shape[1:], generator=gen)) / B
+        ih.weight.grad = (
+            torch.einsum("n,nij->ij", coef, gi) + sigma * C * torch.randn(gi.shape[1:], generator=gen)
+        ) / B
+        th.weight.grad = (
+            torch.einsum("n,nij->ij", coef, gt) + sigma * C * torch.randn(gt.shape[1:], generator=gen)
+        ) / B
         opt.step()
 
     from opacus import GradSampleModule
     from opacus.optimizers import DPOptimizer
+
     ih2, th2 = nn.Linear(d_img, d, bias=False), nn.Linear(d_txt, d, bias=False)
     gsm = GradSampleModule(ExpandedBankLoss(ih2, th2, bank_t, bank_i, bank_grad=bank_grad))
-    dpo = DPOptimizer(torch.optim.Adam([ih2.weight, th2.weight], lr=1e-3), noise_multiplier=sigma, max_grad_norm=C,
-                      expected_batch_size=B)
+    dpo = DPOptimizer(
+        torch.optim.Adam([ih2.weight, th2.weight], lr=1e-3),
+        noise_multiplier=sigma,
+        max_grad_norm=C,
+        expected_batch_size=B,
+    )
 
     def dp_opacus_hooks():
         dpo.zero_grad(set_to_none=True)
         gsm(x_img, x_txt).mean().backward()
         dpo.step()
 
-    return {"nonprivate": nonprivate, "dp_fast": dp_fast, "dp_opacus_hooks": dp_opacus_hooks, "dp_torch_func": dp_torch_func}
+    return {
+        "nonprivate": nonprivate,
+        "dp_fast": dp_fast,
+        "dp_opacus_hooks": dp_opacus_hooks,
+        "dp_torch_func": dp_torch_func,
+    }
 
 
 def time_steps(steps, reps, inner):
@@ -108,10 +125,36 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="Full backward hook is firing")
     configs = [
-        {"name": "ci-like", "B": 128, "d_img": 128, "d_txt": 128, "d": 64, "m": 256, "symmetric": True, "bank_grad": False},
-        {"name": "default-like", "B": 256, "d_img": 256, "d_txt": 256, "d": 128, "m": 2048, "symmetric": True, "bank_grad": False},
-        {"name": "ci-like, gradient through bank", "B": 128, "d_img": 128, "d_txt": 128, "d": 64, "m": 256, "symmetric": True,
-         "bank_grad": True},
+        {
+            "name": "ci-like",
+            "B": 128,
+            "d_img": 128,
+            "d_txt": 128,
+            "d": 64,
+            "m": 256,
+            "symmetric": True,
+            "bank_grad": False,
+        },
+        {
+            "name": "default-like",
+            "B": 256,
+            "d_img": 256,
+            "d_txt": 256,
+            "d": 128,
+            "m": 2048,
+            "symmetric": True,
+            "bank_grad": False,
+        },
+        {
+            "name": "ci-like, gradient through bank",
+            "B": 128,
+            "d_img": 128,
+            "d_txt": 128,
+            "d": 64,
+            "m": 256,
+            "symmetric": True,
+            "bank_grad": True,
+        },
     ]
     if args.quick:
         configs = configs[:1]
@@ -126,17 +169,28 @@ def main() -> None:
         row["speedup_dp_fast_vs_torch_func"] = round(sps["dp_fast"] / sps["dp_torch_func"], 2)
         rows.append(row)
         print(json.dumps(row))
-    payload = {"benchmark": "dp head training step", "threads": args.threads, "machine": platform.machine(),
-               "processor": platform.processor(), "torch": torch.__version__, "target_ratio_dp_vs_nonprivate": 0.5,
-               "results": rows, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    payload = {
+        "benchmark": "dp head training step",
+        "threads": args.threads,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "torch": torch.__version__,
+        "target_ratio_dp_vs_nonprivate": 0.5,
+        "results": rows,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(payload, indent=1) + "\n")
-    print("\n| config | B | m | non-private steps/s | DP fast steps/s | DP Opacus hooks steps/s | DP torch.func steps/s | DP/non-private | fast/Opacus |")
+    print(
+        "\n| config | B | m | non-private steps/s | DP fast steps/s | DP Opacus hooks steps/s | DP torch.func steps/s | DP/non-private | fast/Opacus |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         s = r["steps_per_s"]
-        print(f"| {r['name']} | {r['B']} | {r['m']} | {s['nonprivate']} | {s['dp_fast']} | {s['dp_opacus_hooks']} | "
-              f"{s['dp_torch_func']} | {r['ratio_dp_fast_vs_nonprivate']} | {r['speedup_dp_fast_vs_opacus_hooks']}x |")
+        print(
+            f"| {r['name']} | {r['B']} | {r['m']} | {s['nonprivate']} | {s['dp_fast']} | {s['dp_opacus_hooks']} | "
+            f"{s['dp_torch_func']} | {r['ratio_dp_fast_vs_nonprivate']} | {r['speedup_dp_fast_vs_opacus_hooks']}x |"
+        )
 
 
 if __name__ == "__main__":

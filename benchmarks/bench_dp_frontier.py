@@ -9,6 +9,7 @@ the measured seconds per optimiser step, per run (accounting) and per evaluation
 The supplementary private pool's generation and featurisation are not in this figure (see
 docs/benchmarks.md for the cohort and feature benchmarks).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,20 +43,39 @@ def _inputs(seed: int = 0) -> dict:
     heads = (nn.Linear(D_IMG, D, bias=False), nn.Linear(D_TXT, D, bias=False))
     prompts = {k: (rng.normal(size=(2, D_TXT)), rng.normal(size=(2, D_TXT))) for k in CHEXPERT_LABELS}
     tr, te = slice(0, N_TRAIN), slice(N_TRAIN, None)
-    return {"template": heads, "train_img": x_img[tr], "train_txt": x_txt[tr], "train_labels": labels[tr],
-            "train_patients": np.arange(N_TRAIN) // 2, "test_img": x_img[te], "test_txt": x_txt[te],
-            "test_labels": labels[te], "test_patients": np.arange(N_TEST) // 2, "prompt_features": prompts,
-            "bank": {"text": rng.normal(size=(N_BANK, D_TXT)).astype(np.float32),
-                     "image": rng.normal(size=(N_BANK, D_IMG)).astype(np.float32)},
-            "probe_C": 1.0, "chunk_size": 4096}
+    return {
+        "template": heads,
+        "train_img": x_img[tr],
+        "train_txt": x_txt[tr],
+        "train_labels": labels[tr],
+        "train_patients": np.arange(N_TRAIN) // 2,
+        "test_img": x_img[te],
+        "test_txt": x_txt[te],
+        "test_labels": labels[te],
+        "test_patients": np.arange(N_TEST) // 2,
+        "prompt_features": prompts,
+        "bank": {
+            "text": rng.normal(size=(N_BANK, D_TXT)).astype(np.float32),
+            "image": rng.normal(size=(N_BANK, D_IMG)).astype(np.float32),
+        },
+        "probe_C": 1.0,
+        "chunk_size": 4096,
+    }
 
 
 def main() -> None:
     torch.set_num_threads(1)
     params = get_profile("default")
     full = params.dp.frontier
-    spec = dataclasses.replace(full, lrs={"sgd": (full.lrs["sgd"][1],)}, optimizers=("sgd",), inits=("pretrained",),
-                               scaling_sizes=(), scaling_factors=(), op_scales=(0.1, 1.0))
+    spec = dataclasses.replace(
+        full,
+        lrs={"sgd": (full.lrs["sgd"][1],)},
+        optimizers=("sgd",),
+        inits=("pretrained",),
+        scaling_sizes=(),
+        scaling_factors=(),
+        op_scales=(0.1, 1.0),
+    )
     base = params.dp.training
     t0 = time.perf_counter()
     payload, _ = build_frontier(_inputs(), spec, base)
@@ -82,15 +102,37 @@ def main() -> None:
     full_runs += full.n_seeds
     full_evals = full_runs + full.n_seeds + len(full.op_scales) + 1
     est = a * full_steps + b * full_runs + per_eval * full_evals
-    row = {"measured": {"settings": len(pts), "seeds": payload["n_seeds"], "runs": n_runs, "steps": steps,
-                        "evaluations": n_evals, "train_s": round(total_train, 1), "eval_s": round(cost["eval_s"], 1),
-                        "wall_s": round(wall, 1)},
-           "per_step_ms": round(1e3 * a, 2), "per_run_overhead_s": round(b, 2), "per_evaluation_s": round(per_eval, 2),
-           "default_full_spec": {"settings": len(grid), "runs": full_runs, "steps": int(full_steps), "evaluations": full_evals,
-                                 "estimated_s": round(est, 0), "scaling_sizes": full.scaling_sizes_above(N_TRAIN)}}
-    payload_out = {"benchmark": "dp frontier (chapter 6) at default sizes, random features", "threads": 1,
-                   "machine": platform.machine(), "torch": torch.__version__, "results": row,
-                   "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    row = {
+        "measured": {
+            "settings": len(pts),
+            "seeds": payload["n_seeds"],
+            "runs": n_runs,
+            "steps": steps,
+            "evaluations": n_evals,
+            "train_s": round(total_train, 1),
+            "eval_s": round(cost["eval_s"], 1),
+            "wall_s": round(wall, 1),
+        },
+        "per_step_ms": round(1e3 * a, 2),
+        "per_run_overhead_s": round(b, 2),
+        "per_evaluation_s": round(per_eval, 2),
+        "default_full_spec": {
+            "settings": len(grid),
+            "runs": full_runs,
+            "steps": int(full_steps),
+            "evaluations": full_evals,
+            "estimated_s": round(est, 0),
+            "scaling_sizes": full.scaling_sizes_above(N_TRAIN),
+        },
+    }
+    payload_out = {
+        "benchmark": "dp frontier (chapter 6) at default sizes, random features",
+        "threads": 1,
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "results": row,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(payload_out, indent=1) + "\n")
     print(json.dumps(payload_out, indent=1))

@@ -15,6 +15,7 @@ markdown table (for ``docs/risk.md``). Run: ``.venv/bin/python benchmarks/bench_
 (``--quick``: fewer budgets and a smaller head). Timings on a shared machine are noisy: each is
 the minimum of ``--repeat`` runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,11 +78,26 @@ def main() -> None:
         t_gdp, gdp = _best(lambda: worst_case_risk_gdp(kappa, mech), args.repeat)
         t_rel, rel = _best(lambda: relaxed_risk(kappa, mech), args.repeat)
         t_mc, (mc, se) = _best(lambda: _mc_risk(mech, kappa, n_mc), 1)
-        rows.append({"target_epsilon": eps, "noise_multiplier": sigma, "worst_case_risk": wc, "gdp_risk": gdp,
-                     "mc_risk": mc, "mc_se": se, "relaxed_risk": rel, "t_pld_s": t_pld, "t_gdp_s": t_gdp,
-                     "t_mc_s": t_mc, "t_relaxed_s": t_rel, "pld_over_mc": t_pld / t_mc})
-        print(f"eps={eps:g} sigma={sigma:.3g} pld={wc:.4g} ({t_pld:.2f}s) mc={mc:.4g}+-{se:.2g} ({t_mc:.2f}s) gdp={gdp:.4g}",
-              flush=True)
+        rows.append(
+            {
+                "target_epsilon": eps,
+                "noise_multiplier": sigma,
+                "worst_case_risk": wc,
+                "gdp_risk": gdp,
+                "mc_risk": mc,
+                "mc_se": se,
+                "relaxed_risk": rel,
+                "t_pld_s": t_pld,
+                "t_gdp_s": t_gdp,
+                "t_mc_s": t_mc,
+                "t_relaxed_s": t_rel,
+                "pld_over_mc": t_pld / t_mc,
+            }
+        )
+        print(
+            f"eps={eps:g} sigma={sigma:.3g} pld={wc:.4g} ({t_pld:.2f}s) mc={mc:.4g}+-{se:.2g} ({t_mc:.2f}s) gdp={gdp:.4g}",
+            flush=True,
+        )
     d_out, d_in, n_upd = (64, 96, 100) if args.quick else (512, 768, 100)
     rng = np.random.default_rng(0)
     upd = rng.standard_normal((n_upd, d_out, d_in)).astype(np.float64)
@@ -89,11 +105,20 @@ def main() -> None:
     n_svd = max(1, n_upd // 10)  # the peer is slow: time a tenth of the updates and scale linearly
     t_svd, _ = _best(lambda: np.linalg.svd(upd[:n_svd], full_matrices=False), 1)
     t_svd *= n_upd / n_svd
-    out = {"machine": platform.machine(), "python": platform.python_version(), "cpu_count": __import__("os").cpu_count(),
-           "schedule": {"n_train": n_train, "sample_rate": q, "steps": steps, "delta": delta, "kappa": kappa},
-           "rows": rows,
-           "attack": {"updates": n_upd, "shape": [d_out, d_in], "reconstruct_s": t_rec, "numpy_svd_s": t_svd,
-                      "svd_over_reconstruct": t_svd / t_rec}}
+    out = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": __import__("os").cpu_count(),
+        "schedule": {"n_train": n_train, "sample_rate": q, "steps": steps, "delta": delta, "kappa": kappa},
+        "rows": rows,
+        "attack": {
+            "updates": n_upd,
+            "shape": [d_out, d_in],
+            "reconstruct_s": t_rec,
+            "numpy_svd_s": t_svd,
+            "svd_over_reconstruct": t_svd / t_rec,
+        },
+    }
     path = ROOT / "benchmarks" / "results" / ("risk_cpu_quick.json" if args.quick else "risk_cpu.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
@@ -101,11 +126,15 @@ def main() -> None:
     print("| target eps | sigma | worst case (PLD) | Monte Carlo +- SE | GDP (CLT) | relaxed | PLD s | MC s | GDP s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['target_epsilon']:g} | {r['noise_multiplier']:.3g} | {r['worst_case_risk']:.4g} | "
-              f"{r['mc_risk']:.4g} +- {r['mc_se']:.1g} | {r['gdp_risk']:.4g} | {r['relaxed_risk']:.4g} | "
-              f"{r['t_pld_s']:.2f} | {r['t_mc_s']:.2f} | {r['t_gdp_s']:.1e} |")
-    print(f"\nreconstruction of {n_upd} updates of {d_out} x {d_in}: {t_rec:.2f} s (numpy full SVD {t_svd:.2f} s, "
-          f"{t_svd / t_rec:.1f}x)")
+        print(
+            f"| {r['target_epsilon']:g} | {r['noise_multiplier']:.3g} | {r['worst_case_risk']:.4g} | "
+            f"{r['mc_risk']:.4g} +- {r['mc_se']:.1g} | {r['gdp_risk']:.4g} | {r['relaxed_risk']:.4g} | "
+            f"{r['t_pld_s']:.2f} | {r['t_mc_s']:.2f} | {r['t_gdp_s']:.1e} |"
+        )
+    print(
+        f"\nreconstruction of {n_upd} updates of {d_out} x {d_in}: {t_rec:.2f} s (numpy full SVD {t_svd:.2f} s, "
+        f"{t_svd / t_rec:.1f}x)"
+    )
     print(f"wrote {path}")
 
 

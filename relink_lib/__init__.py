@@ -1,4 +1,5 @@
 """relink: audit and mitigate image-to-report re-linkage in chest X-ray VLMs."""
+
 import os as _os
 
 __version__ = "0.1.0"

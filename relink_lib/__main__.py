@@ -1,4 +1,5 @@
 """``python -m relink_lib``: see :mod:`relink_lib.cli`."""
+
 import sys
 
 from .cli import main

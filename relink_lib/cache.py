@@ -13,6 +13,7 @@ host, other hosts' ones older than :data:`STALE_FOREIGN_S` and unnamed ones olde
 process are removed on the next write to the same step. Entries and files get the ordinary
 permissions of the process umask (``tempfile`` alone would make them 0700 / 0600).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -106,7 +107,11 @@ def _canonical(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, np.ndarray):
-        return {"ndarray": hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest(), "shape": list(obj.shape), "dtype": str(obj.dtype)}
+        return {
+            "ndarray": hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest(),
+            "shape": list(obj.shape),
+            "dtype": str(obj.dtype),
+        }
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):

@@ -3,11 +3,13 @@
 :func:`mitigation_chapter` opens chapters 6-8: figure style, library warnings kept off the page,
 and the per-rung mitigation at chapter 6's selected setting (cached after chapter 6 built it).
 """
+
 from __future__ import annotations
 
 import time
 import warnings
 from dataclasses import dataclass, field
+
 from .cohorts.base import Cohort
 from .config import ProfileLike, as_profile
 from .dp.stage import RungMitigation, mitigation_ladder
@@ -38,5 +40,10 @@ def mitigation_chapter(params: ProfileLike) -> MitigationChapter:
     set_style()
     cfg = as_profile(params)
     cohort, rungs, mitigations = mitigation_ladder(cfg)
-    return MitigationChapter(cohort=cohort, rungs=list(rungs), mitigations=list(mitigations),
-                             simulation=cfg.cohort.simulation, started=started)
+    return MitigationChapter(
+        cohort=cohort,
+        rungs=list(rungs),
+        mitigations=list(mitigations),
+        simulation=cfg.cohort.simulation,
+        started=started,
+    )

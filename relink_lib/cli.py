@@ -13,6 +13,7 @@
 Each command imports its pipeline modules when it runs (lazily, on purpose): the command line
 starts without loading papermill, jupytext or the models that only other commands need.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ def _overrides(text: str | None, profile: str | None = None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SystemExit(f"--overrides: expected a JSON object, e.g. '{{\"audit\": {{\"n_boot\": 10}}}}' ({err})")
+        raise SystemExit(f'--overrides: expected a JSON object, e.g. \'{{"audit": {{"n_boot": 10}}}}\' ({err})')
     if not isinstance(value, dict):
         raise SystemExit("--overrides: expected a JSON object")
     if profile is not None:
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     p_html = sub.add_parser("html", help="build the HTML book from executed notebooks")
     add_profile(p_html)
     sub.add_parser("baselines", help="regenerate the nbval baselines (ci profile)")
-    sub.add_parser("paper-dry-run", help="run every chapter on the paper profile against synthetic data in the official layouts")
+    sub.add_parser(
+        "paper-dry-run", help="run every chapter on the paper profile against synthetic data in the official layouts"
+    )
     p_nbval = sub.add_parser("nbval", help="compare the ci-profile notebooks against their baselines")
     p_nbval.add_argument("pytest_args", nargs="*")
     p_browser = sub.add_parser("browser-check", help="open the built book in headless Chromium")
@@ -117,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline.dryrun import run_dry_run
 
         runs = run_dry_run(root)
-        print(f"paper dry run: {len(runs)} chapters executed on the paper profile against synthetic data in the official layouts")
+        print(
+            f"paper dry run: {len(runs)} chapters executed on the paper profile against synthetic data in the official layouts"
+        )
         return 0
     if args.command == "nbval":
         from .pipeline.baselines import run_nbval

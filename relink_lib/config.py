@@ -13,6 +13,7 @@ Building from a mapping (:func:`as_profile`) refuses unknown keys with the dotte
 match, fills missing keys with their defaults, turns lists into tuples (papermill turns tuples
 into strings, so overrides travel as lists) and checks every value.
 """
+
 from __future__ import annotations
 
 import copy
@@ -97,8 +98,12 @@ def _check_keys(section: str, raw: Mapping[str, Any] | None, allowed: tuple[str,
 
 
 def _fractions(value: Any) -> bool:
-    return (isinstance(value, tuple) and len(value) == 3 and all(_is_real(v) and v >= 0 for v in value)
-            and abs(sum(value) - 1.0) < 1e-9)
+    return (
+        isinstance(value, tuple)
+        and len(value) == 3
+        and all(_is_real(v) and v >= 0 for v in value)
+        and abs(sum(value) - 1.0) < 1e-9
+    )
 
 
 @dataclass(frozen=True)
@@ -138,8 +143,11 @@ class CohortConfig(_Section):
         self._need(self.source in COHORT_SOURCES, "source", f"one of {list(COHORT_SOURCES)}")
         for name in ("n_pairs", "n_pairs_external"):
             self._need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "a positive integer")
-        self._need(self.image_size is None or (_is_int(self.image_size) and self.image_size >= 8), "image_size",
-                   "an integer >= 8 (pixels) or None")
+        self._need(
+            self.image_size is None or (_is_int(self.image_size) and self.image_size >= 8),
+            "image_size",
+            "an integer >= 8 (pixels) or None",
+        )
         self._need(_is_real(self.report_detail) and 0 <= self.report_detail <= 1, "report_detail", "a value in [0, 1]")
         self._need(_is_real(self.image_noise) and self.image_noise >= 0, "image_noise", "a finite value >= 0")
         self._need(self.text in TEXT_FIELDS, "text", f"one of {list(TEXT_FIELDS)}")
@@ -168,14 +176,23 @@ class LadderConfig(_Section):
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._need(isinstance(self.rungs, tuple) and len(self.rungs) >= 1 and all(isinstance(r, str) for r in self.rungs),
-                   "rungs", "at least one rung name")
+        self._need(
+            isinstance(self.rungs, tuple) and len(self.rungs) >= 1 and all(isinstance(r, str) for r in self.rungs),
+            "rungs",
+            "at least one rung name",
+        )
         self._need(_is_int(self.image_size) and self.image_size >= 8, "image_size", "an integer >= 8 (pixels)")
         self._need(_is_real(self.epochs_scale) and self.epochs_scale > 0, "epochs_scale", "a finite value > 0")
-        self._need(self.threads is None or (_is_int(self.threads) and self.threads >= 1), "threads",
-                   "a positive integer or None")
-        self._need(isinstance(self.overrides, Mapping) and all(isinstance(v, Mapping) for v in self.overrides.values()),
-                   "overrides", "a mapping of rung name to a mapping of spec fields")
+        self._need(
+            self.threads is None or (_is_int(self.threads) and self.threads >= 1),
+            "threads",
+            "a positive integer or None",
+        )
+        self._need(
+            isinstance(self.overrides, Mapping) and all(isinstance(v, Mapping) for v in self.overrides.values()),
+            "overrides",
+            "a mapping of rung name to a mapping of spec fields",
+        )
 
 
 @dataclass(frozen=True)
@@ -195,11 +212,21 @@ class FeaturesConfig(_Section):
 
     def __post_init__(self) -> None:
         self._need(_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "a positive integer")
-        self._need(self.threads is None or (_is_int(self.threads) and self.threads >= 1), "threads",
-                   "a positive integer or None")
-        self._need(self.chunk_size is None or (_is_int(self.chunk_size) and self.chunk_size >= self.batch_size
-                                               and self.chunk_size % self.batch_size == 0),
-                   "chunk_size", f"None or a multiple of batch_size={self.batch_size}")
+        self._need(
+            self.threads is None or (_is_int(self.threads) and self.threads >= 1),
+            "threads",
+            "a positive integer or None",
+        )
+        self._need(
+            self.chunk_size is None
+            or (
+                _is_int(self.chunk_size)
+                and self.chunk_size >= self.batch_size
+                and self.chunk_size % self.batch_size == 0
+            ),
+            "chunk_size",
+            f"None or a multiple of batch_size={self.batch_size}",
+        )
         self._need(self.device is None or isinstance(self.device, str), "device", "a torch device name or None")
         self._need(isinstance(self.text_column, str) and bool(self.text_column), "text_column", "a column name")
         self._need(isinstance(self.amp, bool), "amp", "True or False")
@@ -232,11 +259,18 @@ class AuditConfig(_Section):
     risk_pool_size: int = 100
 
     def __post_init__(self) -> None:
-        self._need(isinstance(self.pool_sizes, tuple) and len(self.pool_sizes) >= 1
-                   and all(n is None or (_is_int(n) and n >= 2) for n in self.pool_sizes),
-                   "pool_sizes", "pool sizes >= 2, None for the full database")
-        self._need(isinstance(self.ks, tuple) and len(self.ks) >= 1 and all(_is_int(k) and k >= 1 for k in self.ks),
-                   "ks", "positive integers")
+        self._need(
+            isinstance(self.pool_sizes, tuple)
+            and len(self.pool_sizes) >= 1
+            and all(n is None or (_is_int(n) and n >= 2) for n in self.pool_sizes),
+            "pool_sizes",
+            "pool sizes >= 2, None for the full database",
+        )
+        self._need(
+            isinstance(self.ks, tuple) and len(self.ks) >= 1 and all(_is_int(k) and k >= 1 for k in self.ks),
+            "ks",
+            "positive integers",
+        )
         self._need(_is_int(self.n_boot) and self.n_boot >= 0, "n_boot", "an integer >= 0")
         self._need(_is_int(self.chunk_size) and self.chunk_size >= 1, "chunk_size", "a positive integer")
         self._need(isinstance(self.device, str), "device", "'auto', 'cpu' or a CUDA device name")
@@ -263,8 +297,9 @@ class FrontierConfig(_Section):
     SECTION: ClassVar[str] = "dp.frontier"
     inits: tuple[str, ...] = ("pretrained", "reinit")
     optimizers: tuple[str, ...] = ("sgd", "adam")
-    lrs: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: {"sgd": (0.03, 0.1, 0.3),
-                                                                          "adam": (1e-3, 3e-3, 1e-2)})
+    lrs: Mapping[str, tuple[float, ...]] = field(
+        default_factory=lambda: {"sgd": (0.03, 0.1, 0.3), "adam": (1e-3, 3e-3, 1e-2)}
+    )
     epochs: tuple[float, ...] = (2, 6)
     n_seeds: int = 3
     # private pairs of the scaling study: internal train + a supplementary synthetic pool
@@ -279,22 +314,44 @@ class FrontierConfig(_Section):
     split_seed: int = 0
 
     def __post_init__(self) -> None:
-        self._need(isinstance(self.inits, tuple) and len(self.inits) >= 1
-                   and set(self.inits) <= {"pretrained", "reinit"}, "inits", "names from ('pretrained', 'reinit')")
-        self._need(isinstance(self.optimizers, tuple) and len(self.optimizers) >= 1
-                   and set(self.optimizers) <= {"sgd", "adam"}, "optimizers", "names from ('sgd', 'adam')")
-        self._need(isinstance(self.lrs, Mapping) and all(
-            opt in self.lrs and len(self.lrs[opt]) >= 1 and all(_is_real(x) and x > 0 for x in self.lrs[opt])
-            for opt in self.optimizers), "lrs", "learning rates > 0 for every optimizer of the grid")
-        self._need(isinstance(self.epochs, tuple) and len(self.epochs) >= 1
-                   and all(_is_real(e) and e > 0 for e in self.epochs), "epochs", "values > 0")
+        self._need(
+            isinstance(self.inits, tuple) and len(self.inits) >= 1 and set(self.inits) <= {"pretrained", "reinit"},
+            "inits",
+            "names from ('pretrained', 'reinit')",
+        )
+        self._need(
+            isinstance(self.optimizers, tuple)
+            and len(self.optimizers) >= 1
+            and set(self.optimizers) <= {"sgd", "adam"},
+            "optimizers",
+            "names from ('sgd', 'adam')",
+        )
+        self._need(
+            isinstance(self.lrs, Mapping)
+            and all(
+                opt in self.lrs and len(self.lrs[opt]) >= 1 and all(_is_real(x) and x > 0 for x in self.lrs[opt])
+                for opt in self.optimizers
+            ),
+            "lrs",
+            "learning rates > 0 for every optimizer of the grid",
+        )
+        self._need(
+            isinstance(self.epochs, tuple)
+            and len(self.epochs) >= 1
+            and all(_is_real(e) and e > 0 for e in self.epochs),
+            "epochs",
+            "values > 0",
+        )
         self._need(_is_int(self.n_seeds) and self.n_seeds >= 1, "n_seeds", "a positive integer")
         self._need(all(_is_int(n) and n >= 1 for n in self.scaling_sizes), "scaling_sizes", "positive integers")
         self._need(all(_is_real(f) and f > 0 for f in self.scaling_factors), "scaling_factors", "values > 0")
         for name in ("max_probe_auroc_drop", "max_zero_shot_auroc_drop"):
             self._need(_is_real(getattr(self, name)) and getattr(self, name) >= 0, name, "percentage points >= 0")
-        self._need(len(self.op_scales) >= 1 and all(_is_real(s) and s > 0 for s in self.op_scales), "op_scales",
-                   "noise scales > 0")
+        self._need(
+            len(self.op_scales) >= 1 and all(_is_real(s) and s > 0 for s in self.op_scales),
+            "op_scales",
+            "noise scales > 0",
+        )
         self._need(_is_int(self.n_boot) and self.n_boot >= 1, "n_boot", "a positive integer")
         self._need(_is_int(self.probe_max_train) and self.probe_max_train >= 2, "probe_max_train", "an integer >= 2")
         self._need(_is_int(self.split_seed), "split_seed", "an integer")
@@ -331,8 +388,11 @@ class DPSectionConfig(_Section):
     def from_mapping(cls, raw: Mapping[str, Any] | None, seed: int = 0) -> "DPSectionConfig":
         values = _check_keys(cls.SECTION, raw, cls.keys())
         training = DPConfig(**{k: _freeze(v) for k, v in values.items() if k in _DP_TRAINING_KEYS}, seed=int(seed))
-        return cls(training=training, frontier=FrontierConfig.from_mapping(values.get("frontier")),
-                   **({"bank_size": values["bank_size"]} if "bank_size" in values else {}))
+        return cls(
+            training=training,
+            frontier=FrontierConfig.from_mapping(values.get("frontier")),
+            **({"bank_size": values["bank_size"]} if "bank_size" in values else {}),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self.training, name) for name in _DP_TRAINING_KEYS}
@@ -369,16 +429,28 @@ class BudgetConfig(_Section):
     pld_discretization: float = 1e-3
 
     def __post_init__(self) -> None:
-        self._need(isinstance(self.epsilons, tuple) and len(self.epsilons) >= 1
-                   and all(e is None or (_is_real(e) and e > 0) for e in self.epsilons),
-                   "epsilons", "values > 0, None for non-private")
-        self._need(_is_int(self.attack_candidates) and self.attack_candidates >= 2, "attack_candidates", "an integer >= 2")
+        self._need(
+            isinstance(self.epsilons, tuple)
+            and len(self.epsilons) >= 1
+            and all(e is None or (_is_real(e) and e > 0) for e in self.epsilons),
+            "epsilons",
+            "values > 0, None for non-private",
+        )
+        self._need(
+            _is_int(self.attack_candidates) and self.attack_candidates >= 2, "attack_candidates", "an integer >= 2"
+        )
         for name in ("attack_targets", "attack_updates", "relaxed_dof"):
             self._need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "a positive integer")
-        self._need(_is_real(self.attack_cos_threshold) and 0 <= self.attack_cos_threshold <= 1,
-                   "attack_cos_threshold", "a value in [0, 1]")
-        self._need(_is_real(self.pld_discretization) and self.pld_discretization > 0, "pld_discretization",
-                   "a value > 0 (nats)")
+        self._need(
+            _is_real(self.attack_cos_threshold) and 0 <= self.attack_cos_threshold <= 1,
+            "attack_cos_threshold",
+            "a value in [0, 1]",
+        )
+        self._need(
+            _is_real(self.pld_discretization) and self.pld_discretization > 0,
+            "pld_discretization",
+            "a value > 0 (nats)",
+        )
 
 
 @dataclass(frozen=True)
@@ -398,8 +470,15 @@ class DataConfig(_Section):
 
 
 SECTIONS: dict[str, type[_Section]] = {
-    "numerics": NumericsConfig, "cohort": CohortConfig, "ladder": LadderConfig, "features": FeaturesConfig,
-    "audit": AuditConfig, "dp": DPSectionConfig, "utility": UtilityConfig, "budget": BudgetConfig, "data": DataConfig,
+    "numerics": NumericsConfig,
+    "cohort": CohortConfig,
+    "ladder": LadderConfig,
+    "features": FeaturesConfig,
+    "audit": AuditConfig,
+    "dp": DPSectionConfig,
+    "utility": UtilityConfig,
+    "budget": BudgetConfig,
+    "data": DataConfig,
 }
 """Section name -> its config class, in the order of a profile."""
 
@@ -428,7 +507,9 @@ class Profile(Mapping[str, Any]):
         if not _is_int(self.seed):
             raise ValueError(f"params['seed']={self.seed!r}: expected an integer")
         if self.dp.training.seed != self.seed:
-            raise ValueError(f"params['dp'] training seed {self.dp.training.seed} differs from params['seed']={self.seed}")
+            raise ValueError(
+                f"params['dp'] training seed {self.dp.training.seed} differs from params['seed']={self.seed}"
+            )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "Profile":
@@ -449,8 +530,9 @@ class Profile(Mapping[str, Any]):
         sections: dict[str, Any] = {}
         for key, kind in SECTIONS.items():
             raw = params.get(key)
-            sections[key] = DPSectionConfig.from_mapping(raw, seed=int(seed)) if kind is DPSectionConfig \
-                else kind.from_mapping(raw)
+            sections[key] = (
+                DPSectionConfig.from_mapping(raw, seed=int(seed)) if kind is DPSectionConfig else kind.from_mapping(raw)
+            )
         return cls(name=str(params.get("profile", "default")), seed=int(seed), **sections)
 
     def to_params(self) -> dict[str, Any]:

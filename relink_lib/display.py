@@ -1,4 +1,5 @@
 """Display helpers for the chapter notebooks: the banner saying which run produced a page's numbers."""
+
 from __future__ import annotations
 
 from IPython.display import Markdown
@@ -11,12 +12,19 @@ def provenance_banner(params: ProfileLike, cohort: str | None = None) -> Markdow
     """A one-paragraph note: profile, seed, cohort, and whether the numbers are a simulation."""
     cfg = as_profile(params)
     simulation = cfg.cohort.simulation
-    cohort = cohort or ("embedded synthetic paired cohort" if simulation else "real cohorts (MIMIC-CXR-JPG, CheXpert Plus)")
-    kind = ("**Simulation.** The numbers on this page come from a synthetic cohort: they show the method, "
-            "not the size of the risk on real patients." if simulation else
-            "**Real data.** The numbers on this page come from credentialed cohorts; no report text is shown.")
-    return Markdown(f"> {kind} Profile `{cfg.name}`, seed {cfg.seed}, cohort: {cohort}. "
-                    f"{run_size_note(cfg)}Re-run with `python -m relink_lib book --profile {cfg.name}`.")
+    cohort = cohort or (
+        "embedded synthetic paired cohort" if simulation else "real cohorts (MIMIC-CXR-JPG, CheXpert Plus)"
+    )
+    kind = (
+        "**Simulation.** The numbers on this page come from a synthetic cohort: they show the method, "
+        "not the size of the risk on real patients."
+        if simulation
+        else "**Real data.** The numbers on this page come from credentialed cohorts; no report text is shown."
+    )
+    return Markdown(
+        f"> {kind} Profile `{cfg.name}`, seed {cfg.seed}, cohort: {cohort}. "
+        f"{run_size_note(cfg)}Re-run with `python -m relink_lib book --profile {cfg.name}`."
+    )
 
 
 def run_size_note(params: ProfileLike) -> str:
@@ -37,5 +45,7 @@ def run_size_note(params: ProfileLike) -> str:
     changed = sorted(cfg.ladder.overrides)
     if changed:
         differences.append("per-rung training changed for " + ", ".join(f"`{name}`" for name in changed))
-    return (f"`{cfg.name}` is a smaller run than the main `default` profile ({'; '.join(differences)}): "
-            f"its effects are weaker and its intervals wider. ")
+    return (
+        f"`{cfg.name}` is a smaller run than the main `default` profile ({'; '.join(differences)}): "
+        f"its effects are weaker and its intervals wider. "
+    )

@@ -16,6 +16,7 @@ so the DP chapter can put other heads on the same cached features.
 From the command line, ``python -m relink_lib features`` (:mod:`relink_lib.pipeline.shards`)
 runs one shard of every requested rung and split, merges them and prints their status.
 """
+
 from __future__ import annotations
 
 import io
@@ -67,7 +68,11 @@ def model_hash(path: str | Path) -> str:
     """Content hash of a checkpoint directory (memoised on path, mtime and size of its files)."""
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    stamp = (str(path.resolve()), max((p.stat().st_mtime for p in files), default=0.0), sum(p.stat().st_size for p in files))
+    stamp = (
+        str(path.resolve()),
+        max((p.stat().st_mtime for p in files), default=0.0),
+        sum(p.stat().st_size for p in files),
+    )
     if stamp not in _MODEL_HASHES:
         _MODEL_HASHES[stamp] = cache.file_hash(path)
     return _MODEL_HASHES[stamp]
@@ -86,8 +91,13 @@ def _settings(params: ProfileLike) -> dict[str, Any]:
     """The extraction settings of the features section, with the device resolved (part of the cache key)."""
     cfg = as_profile(params).features
     device = pick_device(cfg.device)
-    return {"batch_size": int(cfg.batch_size), "chunk_size": cfg.rows_per_chunk, "text_column": cfg.text_column,
-            "device": device.type, "amp": cfg.amp and device.type == "cuda"}
+    return {
+        "batch_size": int(cfg.batch_size),
+        "chunk_size": cfg.rows_per_chunk,
+        "text_column": cfg.text_column,
+        "device": device.type,
+        "amp": cfg.amp and device.type == "cuda",
+    }
 
 
 def _code_version() -> str:
@@ -98,12 +108,22 @@ def feature_key(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) -> 
     """Everything the features of (cohort, rung, split) depend on."""
     settings = _settings(params)
     if settings["text_column"] not in cohort.pairs.columns:
-        raise ValueError(f"params['features']['text_column']={settings['text_column']!r}: not a column of cohort "
-                         f"{getattr(cohort, 'name', '')!r}")
+        raise ValueError(
+            f"params['features']['text_column']={settings['text_column']!r}: not a column of cohort "
+            f"{getattr(cohort, 'name', '')!r}"
+        )
     rows = split_rows(cohort, split)
-    return {"step": "features", "cohort": cohort_fingerprint(cohort), "split": split, "rows": cache.content_hash(rows),
-            "model": model_hash(rung.path), "kind": rung.kind, "settings": settings, "code": _code_version(),
-            "numerics": cache_token()}
+    return {
+        "step": "features",
+        "cohort": cohort_fingerprint(cohort),
+        "split": split,
+        "rows": cache.content_hash(rows),
+        "model": model_hash(rung.path),
+        "kind": rung.kind,
+        "settings": settings,
+        "code": _code_version(),
+        "numerics": cache_token(),
+    }
 
 
 def feature_dir(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) -> Path:
@@ -130,8 +150,13 @@ def _chunk_file(parts: Path, i: int) -> Path:
 
 def _load(path: Path) -> Features:
     meta = json.loads((path / "meta.json").read_text())
-    return Features(image=np.load(path / "image.npy"), text=np.load(path / "text.npy"), rows=np.load(path / "rows.npy"),
-                    meta=meta, path=path)
+    return Features(
+        image=np.load(path / "image.npy"),
+        text=np.load(path / "text.npy"),
+        rows=np.load(path / "rows.npy"),
+        meta=meta,
+        path=path,
+    )
 
 
 # ------------------------------------------------------------------------------ extraction
@@ -147,9 +172,18 @@ ChunkCallback = Callable[[int, int, float], None]
 """``on_chunk(chunk_index, n_rows_in_chunk, seconds)``: called after each chunk is written."""
 
 
-def extract_features(params: ProfileLike, cohort: Cohort, rung: Rung, split: str, shard: tuple[int, int] | None = None,
-                     *, chunks: Sequence[int] | None = None, encoder: DualEncoder | None = None, progress: bool = True,
-                     on_chunk: ChunkCallback | None = None) -> Path:
+def extract_features(
+    params: ProfileLike,
+    cohort: Cohort,
+    rung: Rung,
+    split: str,
+    shard: tuple[int, int] | None = None,
+    *,
+    chunks: Sequence[int] | None = None,
+    encoder: DualEncoder | None = None,
+    progress: bool = True,
+    on_chunk: ChunkCallback | None = None,
+) -> Path:
     """Extract the missing chunks of shard ``(k, n)`` (default: all chunks) and return the parts directory.
 
     ``chunks``: extract these chunk indices instead of the shard's (the command line deals the
@@ -188,22 +222,46 @@ def extract_features(params: ProfileLike, cohort: Cohort, rung: Rung, split: str
     if encoder is None:
         encoder = rung.load(device=settings["device"], amp=settings["amp"], batch_size=settings["batch_size"])
     with torch_threads(profile.features.threads):
-        _extract_chunks(cohort, rung, split, rows, todo, chunk, settings, encoder, parts, (k, n_shards), progress, on_chunk)
+        _extract_chunks(
+            cohort, rung, split, rows, todo, chunk, settings, encoder, parts, (k, n_shards), progress, on_chunk
+        )
     return parts
 
 
-def _extract_chunks(cohort: Cohort, rung: Rung, split: str, rows: np.ndarray, todo: list[int], chunk: int,
-                    settings: Mapping[str, Any], encoder: DualEncoder, parts: Path, shard: tuple[int, int], progress: bool,
-                    on_chunk: ChunkCallback | None = None) -> None:
+def _extract_chunks(
+    cohort: Cohort,
+    rung: Rung,
+    split: str,
+    rows: np.ndarray,
+    todo: list[int],
+    chunk: int,
+    settings: Mapping[str, Any],
+    encoder: DualEncoder,
+    parts: Path,
+    shard: tuple[int, int],
+    progress: bool,
+    on_chunk: ChunkCallback | None = None,
+) -> None:
     k, n_shards = shard
     texts_all = cohort.pairs[settings["text_column"]]
-    for i in tqdm(todo, desc=f"features {rung.name}/{split}" + (f" shard {k}/{n_shards}" if n_shards > 1 else ""),
-                  disable=not progress, leave=False):
+    for i in tqdm(
+        todo,
+        desc=f"features {rung.name}/{split}" + (f" shard {k}/{n_shards}" if n_shards > 1 else ""),
+        disable=not progress,
+        leave=False,
+    ):
         start = time.perf_counter()
-        sel = rows[i * chunk:(i + 1) * chunk]
-        image = encoder.image_features(cohort.load_images(sel), batch_size=settings["batch_size"]).numpy().astype(np.float32)
-        text = encoder.text_features([str(t) for t in texts_all.iloc[sel].tolist()],
-                                     batch_size=settings["batch_size"]).numpy().astype(np.float32)
+        sel = rows[i * chunk : (i + 1) * chunk]
+        image = (
+            encoder.image_features(cohort.load_images(sel), batch_size=settings["batch_size"])
+            .numpy()
+            .astype(np.float32)
+        )
+        text = (
+            encoder.text_features([str(t) for t in texts_all.iloc[sel].tolist()], batch_size=settings["batch_size"])
+            .numpy()
+            .astype(np.float32)
+        )
         buf = io.BytesIO()
         np.savez(buf, image=image, text=text, rows=sel)
         cache.atomic_write_bytes(_chunk_file(parts, i), buf.getvalue())
@@ -286,9 +344,11 @@ def merge_shards(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) ->
     n_chunks = _n_chunks(len(rows), key["settings"]["chunk_size"])
     missing = [i for i in range(n_chunks) if not _chunk_file(parts, i).exists()]
     if missing:
-        raise RuntimeError(f"features {rung.name}/{split}: {len(missing)} of {n_chunks} chunks missing "
-                           f"(chunks {format_chunks(missing)}); extract them first (re-run the shard jobs that own "
-                           f"them, or extract_features without a shard)")
+        raise RuntimeError(
+            f"features {rung.name}/{split}: {len(missing)} of {n_chunks} chunks missing "
+            f"(chunks {format_chunks(missing)}); extract them first (re-run the shard jobs that own "
+            f"them, or extract_features without a shard)"
+        )
     images, texts, got = [], [], []
     for i in range(n_chunks):
         with np.load(_chunk_file(parts, i)) as z:
@@ -301,9 +361,17 @@ def merge_shards(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) ->
     encoder_dims = (images[0].shape[1], texts[0].shape[1]) if images else (0, 0)
     image = np.concatenate(images) if images else np.zeros((0, 0), np.float32)
     text = np.concatenate(texts) if texts else np.zeros((0, 0), np.float32)
-    meta = {"rung": rung.name, "kind": rung.kind, "split": split, "n": int(len(rows)), "image_dim": int(encoder_dims[0]),
-            "text_dim": int(encoder_dims[1]), "key": cache._canonical(key), "n_chunks": n_chunks,
-            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta = {
+        "rung": rung.name,
+        "kind": rung.kind,
+        "split": split,
+        "n": int(len(rows)),
+        "image_dim": int(encoder_dims[0]),
+        "text_dim": int(encoder_dims[1]),
+        "key": cache._canonical(key),
+        "n_chunks": n_chunks,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     with cache.atomic_dir(final) as tmp:
         np.save(tmp / "image.npy", image.astype(np.float32))
         np.save(tmp / "text.npy", text.astype(np.float32))
@@ -325,8 +393,9 @@ def get_features(params: ProfileLike, cohort: Cohort, rung: Rung, split: str, *,
 
 # ------------------------------------------------------------------------------ heads
 @torch.no_grad()
-def embed_features(features: Features, image_head: nn.Module, text_head: nn.Module,
-                   batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def embed_features(
+    features: Features, image_head: nn.Module, text_head: nn.Module, batch_size: int = 8192
+) -> tuple[np.ndarray, np.ndarray]:
     """Apply heads to cached features: ``(normalize(image_head(image)), normalize(text_head(text)))``.
 
     Returns float32 numpy ``(n, d)`` each, L2-normalised rows. The heads run in float32 on
@@ -345,16 +414,19 @@ def embed_features(features: Features, image_head: nn.Module, text_head: nn.Modu
         was_training = head.training
         head.eval()
         try:
-            parts = [l2_normalize(head(torch.from_numpy(x[s:s + batch_size]).to(device, dtype)).float()).cpu().numpy()
-                     for s in range(0, len(x), batch_size)]
+            parts = [
+                l2_normalize(head(torch.from_numpy(x[s : s + batch_size]).to(device, dtype)).float()).cpu().numpy()
+                for s in range(0, len(x), batch_size)
+            ]
         finally:
             head.train(was_training)
         out.append(np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0), np.float32))
     return out[0], out[1]
 
 
-def get_embeddings(params: ProfileLike, cohort: Cohort, rung: Rung, split: str = "test",
-                   *, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def get_embeddings(
+    params: ProfileLike, cohort: Cohort, rung: Rung, split: str = "test", *, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(image_emb, report_emb, rows)`` of ``split`` through the rung's own heads (L2-normalised float32)."""
     feats = get_features(params, cohort, rung, split, progress=progress)
     encoder = rung.load(device="cpu")

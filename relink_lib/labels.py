@@ -1,4 +1,5 @@
 """The 14 CheXpert labels, in the order of the official label files."""
+
 from __future__ import annotations
 
 CHEXPERT_LABELS: tuple[str, ...] = (

@@ -18,6 +18,7 @@ user's shell; the kernel then applies the in-process switches when it imports
 :mod:`relink_lib` (``RELINK_NUMERICS`` in the environment). :func:`record` says what a process
 actually ran under; every results file carries it in its provenance.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,9 +60,19 @@ class NumericalMode:
 MODES: dict[str, NumericalMode] = {
     "portable": NumericalMode(
         name="portable",
-        env={"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "OMP_NUM_THREADS": "1",
-             "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", MODE_ENV: "portable"},
-        threads=1, disable_mkldnn=True, disable_nnpack=True, deterministic=True),
+        env={
+            "ATEN_CPU_CAPABILITY": "default",
+            "MKL_CBWR": "COMPATIBLE",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            MODE_ENV: "portable",
+        },
+        threads=1,
+        disable_mkldnn=True,
+        disable_nnpack=True,
+        deterministic=True,
+    ),
     "native": NumericalMode(name="native", env={MODE_ENV: "native"}),
 }
 """The modes a profile may name in ``params["numerics"]["mode"]``."""
@@ -121,9 +132,12 @@ def apply_in_process(mode: NumericalMode) -> None:
     expected = mode.expected_capability
     actual = torch.backends.cpu.get_cpu_capability()
     if expected and actual != expected:
-        warnings.warn(f"numerical mode {mode.name!r} needs torch CPU capability {expected}, but this process runs {actual}: "
-                      f"start it through `python -m relink_lib` (or with {MODE_ENV}={mode.name} and "
-                      f"ATEN_CPU_CAPABILITY={mode.env['ATEN_CPU_CAPABILITY']}) to get the baselined numbers", stacklevel=2)
+        warnings.warn(
+            f"numerical mode {mode.name!r} needs torch CPU capability {expected}, but this process runs {actual}: "
+            f"start it through `python -m relink_lib` (or with {MODE_ENV}={mode.name} and "
+            f"ATEN_CPU_CAPABILITY={mode.env['ATEN_CPU_CAPABILITY']}) to get the baselined numbers",
+            stacklevel=2,
+        )
 
 
 def apply_from_env() -> None:
@@ -154,7 +168,11 @@ def cache_token() -> str:
     different dispatch never share a cache entry.
     """
     portable = MODES["portable"]
-    in_force = (torch.backends.cpu.get_cpu_capability() == portable.expected_capability
-                and os.environ.get("MKL_CBWR") == portable.env["MKL_CBWR"] and torch.get_num_threads() == portable.threads
-                and not torch.backends.mkldnn.enabled and not torch._C._get_nnpack_enabled())
+    in_force = (
+        torch.backends.cpu.get_cpu_capability() == portable.expected_capability
+        and os.environ.get("MKL_CBWR") == portable.env["MKL_CBWR"]
+        and torch.get_num_threads() == portable.threads
+        and not torch.backends.mkldnn.enabled
+        and not torch._C._get_nnpack_enabled()
+    )
     return "portable" if in_force else f"native-{torch.backends.cpu.get_cpu_capability()}"

@@ -4,6 +4,7 @@ These are **the paper's** numbers (its strongest model, MIMIC-CXR), quoted besid
 simulation; nothing here is computed by this project. Chapters and the summary read them from
 :data:`PAPER` so that a figure is typed once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,12 +44,21 @@ class PaperFigures:
         """One row per quoted figure: ``figure``, ``value`` (display text), ``source``."""
         return [
             {"figure": "R@1 lift over chance, N = 100", "value": f"{self.r1_lift_n100:g}x", "source": PAPER_CITATION},
-            {"figure": "R@1 lift over chance, N = 10,000", "value": f"{self.r1_lift_n10000:g}x", "source": PAPER_CITATION},
-            {"figure": f"cut of R@1 at N = 10,000 by DP heads (eps = {self.dp_epsilon:g})",
-             "value": f"{100 * self.dp_r1_reduction_n10000:.1f}%", "source": PAPER_CITATION},
-            {"figure": "linear-probe macro AUROC, before -> after DP",
-             "value": f"{100 * self.probe_macro_auroc_before:.2f}% -> {100 * self.probe_macro_auroc_after:.2f}%",
-             "source": PAPER_CITATION},
+            {
+                "figure": "R@1 lift over chance, N = 10,000",
+                "value": f"{self.r1_lift_n10000:g}x",
+                "source": PAPER_CITATION,
+            },
+            {
+                "figure": f"cut of R@1 at N = 10,000 by DP heads (eps = {self.dp_epsilon:g})",
+                "value": f"{100 * self.dp_r1_reduction_n10000:.1f}%",
+                "source": PAPER_CITATION,
+            },
+            {
+                "figure": "linear-probe macro AUROC, before -> after DP",
+                "value": f"{100 * self.probe_macro_auroc_before:.2f}% -> {100 * self.probe_macro_auroc_after:.2f}%",
+                "source": PAPER_CITATION,
+            },
         ]
 
 

@@ -10,6 +10,7 @@ library. Every notebook runs on every profile.
 - ``default``: the main job on a laptop CPU.
 - ``paper``: real cohorts and checkpoints on a GPU (roots given by the user).
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,9 +30,19 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "ladder": {"image_size": 32, "epochs_scale": 0.05},
         "features": {"batch_size": 64},
         "audit": {"pool_sizes": (10, 100, None), "n_boot": 20, "chunk_size": 128},
-        "dp": {"epochs": 1, "batch_size": 64, "bank_size": 64,
-               "frontier": {"lrs": {"sgd": (0.1,), "adam": (1e-2,)}, "epochs": (1,), "scaling_sizes": (),
-                            "scaling_factors": (2.0, 3.0), "op_scales": (0.1, 0.4, 1.6), "n_boot": 100}},
+        "dp": {
+            "epochs": 1,
+            "batch_size": 64,
+            "bank_size": 64,
+            "frontier": {
+                "lrs": {"sgd": (0.1,), "adam": (1e-2,)},
+                "epochs": (1,),
+                "scaling_sizes": (),
+                "scaling_factors": (2.0, 3.0),
+                "op_scales": (0.1, 0.4, 1.6),
+                "n_boot": 100,
+            },
+        },
         "budget": {"epsilons": (0.34, 8.0, 1e6, 1e15, None), "attack_candidates": 10, "attack_targets": 20},
     },
     "ci": {
@@ -39,14 +50,29 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         # A smaller run than default that still shows the effect nbval guards (top rung >= 5x chance at N = 100,
         # rungs in rising order): more held-out pairs (30%) for tighter estimates, half the image noise (an
         # easier-to-link cohort than default's), and a longer top rung; measured in docs/models.md.
-        "cohort": {"n_pairs": 4000, "n_pairs_external": 600, "image_size": 64, "split_fractions": (0.6, 0.1, 0.3),
-                   "image_noise": 0.5},
+        "cohort": {
+            "n_pairs": 4000,
+            "n_pairs_external": 600,
+            "image_size": 64,
+            "split_fractions": (0.6, 0.1, 0.3),
+            "image_noise": 0.5,
+        },
         "ladder": {"image_size": 64, "epochs_scale": 1.0, "overrides": {"full-reports": {"epochs": 24.0}}},
         "features": {"batch_size": 128},
         "audit": {"pool_sizes": (10, 100, 1000, None), "n_boot": 50, "chunk_size": 512},
-        "dp": {"epochs": 3, "batch_size": 128, "bank_size": 256,
-               "frontier": {"epochs": (3,), "scaling_sizes": (), "scaling_factors": (1.5, 2.0), "n_boot": 200,
-                            "op_scales": (0.1, 0.4, 1.6), "probe_max_train": 1000}},
+        "dp": {
+            "epochs": 3,
+            "batch_size": 128,
+            "bank_size": 256,
+            "frontier": {
+                "epochs": (3,),
+                "scaling_sizes": (),
+                "scaling_factors": (1.5, 2.0),
+                "n_boot": 200,
+                "op_scales": (0.1, 0.4, 1.6),
+                "probe_max_train": 1000,
+            },
+        },
         "budget": {"attack_candidates": 50, "attack_targets": 100},
     },
     "default": {
@@ -128,12 +154,15 @@ def validate_overrides(name: str, overrides: Mapping[str, Any] | None) -> None:
             target = ref.get(key)
             if isinstance(target, Mapping):
                 if not isinstance(value, Mapping):
-                    raise ValueError(f"overrides: {here!r} is a section; expected a mapping of its keys, "
-                                     f"got {type(value).__name__}")
+                    raise ValueError(
+                        f"overrides: {here!r} is a section; expected a mapping of its keys, got {type(value).__name__}"
+                    )
                 walk(path + (str(key),), value, target)
             elif isinstance(value, Mapping) and target is not None:
-                raise ValueError(f"overrides: {here!r} holds a {type(target).__name__} in profile {name!r}, "
-                                 f"not a section; got a mapping")
+                raise ValueError(
+                    f"overrides: {here!r} holds a {type(target).__name__} in profile {name!r}, "
+                    f"not a section; got a mapping"
+                )
 
     walk((), overrides, base)
     try:

@@ -1,4 +1,5 @@
 """Results JSON with a provenance block, one file per chapter under ``results/<profile>/``."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,16 @@ def git_commit() -> str:
     """The repository's HEAD commit, with ``+dirty`` when tracked files differ; ``unknown`` outside git."""
     root = project_root()
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
@@ -77,8 +86,15 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_results(params: ProfileLike, chapter: str, payload: Mapping[str, Any], *, cohort: str,
-                  model: str | list[str], wall_time_s: float) -> Path:
+def write_results(
+    params: ProfileLike,
+    chapter: str,
+    payload: Mapping[str, Any],
+    *,
+    cohort: str,
+    model: str | list[str],
+    wall_time_s: float,
+) -> Path:
     """Write ``results/<profile>/<chapter>.json`` with ``payload`` and a ``provenance`` block.
 
     NaN becomes ``null``; numpy scalars, arrays and DataFrames (as lists of rows) are converted.
@@ -94,5 +110,7 @@ def read_results(profile: str, chapter: str) -> dict[str, Any]:
     """Read ``results/<profile>/<chapter>.json``; a clear error names the file when it is missing."""
     path = results_dir(profile) / f"{chapter}.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no results for chapter {chapter!r} on profile {profile!r}; run that chapter first")
+        raise FileNotFoundError(
+            f"{path}: no results for chapter {chapter!r} on profile {profile!r}; run that chapter first"
+        )
     return json.loads(path.read_text())

@@ -17,6 +17,7 @@ Payload of :func:`summary_payload` (all numbers are fractions; ``None`` = not av
 - ``utility``, ``transfer``, ``risk``: linear-probe AUROC before/after, external Recall@1
   before/after, worst-case bound and attack success at the strictest budget.
 """
+
 from __future__ import annotations
 
 import html
@@ -29,12 +30,31 @@ from .paper import PAPER, PAPER_CITATION
 from .results import read_results
 from .tables import fmt_lift, fmt_sig, fmt_signed_percent
 
-CHAPTERS = ("threat_model", "cohorts", "model_ladder", "audit", "hard_negatives", "mitigation", "utility", "transfer",
-            "privacy_budget")
+CHAPTERS = (
+    "threat_model",
+    "cohorts",
+    "model_ladder",
+    "audit",
+    "hard_negatives",
+    "mitigation",
+    "utility",
+    "transfer",
+    "privacy_budget",
+)
 NA = "not available"
 
-__all__ = ["load_payloads", "summary_payload", "summary_findings", "summary_table", "summary_display", "calibration_box", "lift_points",
-           "CALIBRATED_KNOBS", "paper_table", "NA"]
+__all__ = [
+    "load_payloads",
+    "summary_payload",
+    "summary_findings",
+    "summary_table",
+    "summary_display",
+    "calibration_box",
+    "lift_points",
+    "CALIBRATED_KNOBS",
+    "paper_table",
+    "NA",
+]
 
 
 def load_payloads(profile: str, chapters: Sequence[str] = CHAPTERS) -> dict[str, Mapping[str, Any] | None]:
@@ -100,10 +120,18 @@ def audit_headline(audit: Mapping[str, Any] | None) -> dict[str, Any] | None:
     for row in (n100[0] if n100 else None, big):
         if row is None:
             continue
-        points.append({"n": int(_num(row["pool_size"])), "recall": _num(row.get("recall")), "ci": _ci(row),
-                       "lift": _num(row.get("lift")), "lift_ci": _ci(row, "lift_ci_low", "lift_ci_high"),
-                       "chance": _num(row.get("chance")), "full_database": bool(row.get("full_database")),
-                       "n_queries": row.get("n_queries")})
+        points.append(
+            {
+                "n": int(_num(row["pool_size"])),
+                "recall": _num(row.get("recall")),
+                "ci": _ci(row),
+                "lift": _num(row.get("lift")),
+                "lift_ci": _ci(row, "lift_ci_low", "lift_ci_high"),
+                "chance": _num(row.get("chance")),
+                "full_database": bool(row.get("full_database")),
+                "n_queries": row.get("n_queries"),
+            }
+        )
     return {"rung": rung, "model": rows[0].get("model"), "points": points}
 
 
@@ -118,10 +146,18 @@ def hard_negative_headline(hard: Mapping[str, Any] | None) -> dict[str, Any] | N
     pool = _num(row.get("mean_pool_size"))
     chance = _num(row.get("chance"))
     recall = _num(row.get("recall"))
-    return {"rung": rung, "model": row.get("model"), "n": int(_num(row["pool_size"])), "recall": recall, "ci": _ci(row),
-            "effective_pool": pool, "effective_chance": chance,
-            "lift_effective": (recall / chance) if recall is not None and chance else None,
-            "n_queries": row.get("n_queries"), "n_excluded": row.get("n_excluded")}
+    return {
+        "rung": rung,
+        "model": row.get("model"),
+        "n": int(_num(row["pool_size"])),
+        "recall": recall,
+        "ci": _ci(row),
+        "effective_pool": pool,
+        "effective_chance": chance,
+        "lift_effective": (recall / chance) if recall is not None and chance else None,
+        "n_queries": row.get("n_queries"),
+        "n_excluded": row.get("n_excluded"),
+    }
 
 
 def _frontier_headline(mitigation: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -133,17 +169,29 @@ def _frontier_headline(mitigation: Mapping[str, Any]) -> dict[str, Any] | None:
     point = frontier[ref]
     heldout = mitigation.get("heldout") if isinstance(mitigation.get("heldout"), Mapping) else {}
     base = heldout.get("baseline") if isinstance(heldout.get("baseline"), Mapping) else {}
-    n = _num(heldout.get("reference_pool_size")) or _num((mitigation.get("selection_rule") or {}).get("reference_pool_size"))
+    n = _num(heldout.get("reference_pool_size")) or _num(
+        (mitigation.get("selection_rule") or {}).get("reference_pool_size")
+    )
     setting = ", ".join(f"{k} {point[k]}" for k in ("init", "optimizer", "lr", "epochs") if k in point)
-    chosen = ("selected by the chapter's rule" if mitigation.get("selected") == ref
-              else "with the largest cut (no point met the chapter's rule)")
-    return {"rung": (mitigation.get("rung") or {}).get("index") if isinstance(mitigation.get("rung"), Mapping) else None,
-            "model": (mitigation.get("rung") or {}).get("name") if isinstance(mitigation.get("rung"), Mapping) else None,
-            "epsilon": _num(point.get("epsilon")), "delta": _num(point.get("delta")),
-            "target_epsilon": _num(point.get("target_epsilon")), "n": int(n) if n else None,
-            "reduction": _num(point["r1_reduction"]), "ci": _ci(mitigation, "r1_reduction_ci_low", "r1_reduction_ci_high"),
-            "before": _num(base.get("r1_report")), "after": _num(point.get("r1_report")),
-            "baseline": "the pretrained heads, on the held-out report half", "point": f"{chosen} ({setting})"}
+    chosen = (
+        "selected by the chapter's rule"
+        if mitigation.get("selected") == ref
+        else "with the largest cut (no point met the chapter's rule)"
+    )
+    return {
+        "rung": (mitigation.get("rung") or {}).get("index") if isinstance(mitigation.get("rung"), Mapping) else None,
+        "model": (mitigation.get("rung") or {}).get("name") if isinstance(mitigation.get("rung"), Mapping) else None,
+        "epsilon": _num(point.get("epsilon")),
+        "delta": _num(point.get("delta")),
+        "target_epsilon": _num(point.get("target_epsilon")),
+        "n": int(n) if n else None,
+        "reduction": _num(point["r1_reduction"]),
+        "ci": _ci(mitigation, "r1_reduction_ci_low", "r1_reduction_ci_high"),
+        "before": _num(base.get("r1_report")),
+        "after": _num(point.get("r1_report")),
+        "baseline": "the pretrained heads, on the held-out report half",
+        "point": f"{chosen} ({setting})",
+    }
 
 
 def dp_headline(mitigation: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -163,15 +211,26 @@ def dp_headline(mitigation: Mapping[str, Any] | None) -> dict[str, Any] | None:
     rows = _pick(_records(rung.get("reduction")), variant="dp", k=1, pool="random")
     row = _largest_pool(rows, cap=10_000)
     record = rung.get("dp_record") if isinstance(rung.get("dp_record"), Mapping) else {}
-    out: dict[str, Any] = {"rung": rung.get("rung"), "model": rung.get("model"),
-                           "epsilon": _num(record.get("epsilon")), "delta": _num(record.get("delta")),
-                           "target_epsilon": _num(record.get("target_epsilon"))}
+    out: dict[str, Any] = {
+        "rung": rung.get("rung"),
+        "model": rung.get("model"),
+        "epsilon": _num(record.get("epsilon")),
+        "delta": _num(record.get("delta")),
+        "target_epsilon": _num(record.get("target_epsilon")),
+    }
     if row is None:
         return {**out, "reduction": None}
     ci = _ci(row, "relative_reduction_ci_low", "relative_reduction_ci_high") or _ci(row)
     baseline = row.get("baseline") or rung.get("baseline") or "the pretrained heads (no fine-tuning)"
-    return {**out, "n": int(_num(row["pool_size"])), "reduction": _num(row.get("relative_reduction")), "ci": ci,
-            "before": _num(row.get("recall_before")), "after": _num(row.get("recall_after")), "baseline": str(baseline)}
+    return {
+        **out,
+        "n": int(_num(row["pool_size"])),
+        "reduction": _num(row.get("relative_reduction")),
+        "ci": ci,
+        "before": _num(row.get("recall_before")),
+        "after": _num(row.get("recall_after")),
+        "baseline": str(baseline),
+    }
 
 
 def utility_headline(utility: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -183,9 +242,15 @@ def utility_headline(utility: Mapping[str, Any] | None) -> dict[str, Any] | None
         return None
     get = lambda rows, key: _num(rows[0].get(key)) if rows else None  # noqa: E731
     ci = lambda rows: _ci(rows[0], "probe_macro_auroc_ci_low", "probe_macro_auroc_ci_high") if rows else None  # noqa: E731
-    return {"rung": rung, "probe_before": get(before, "probe_macro_auroc"), "probe_after": get(after, "probe_macro_auroc"),
-            "probe_before_ci": ci(before), "probe_after_ci": ci(after),
-            "zero_shot_before": get(before, "zero_shot_macro_auroc"), "zero_shot_after": get(after, "zero_shot_macro_auroc")}
+    return {
+        "rung": rung,
+        "probe_before": get(before, "probe_macro_auroc"),
+        "probe_after": get(after, "probe_macro_auroc"),
+        "probe_before_ci": ci(before),
+        "probe_after_ci": ci(after),
+        "zero_shot_before": get(before, "zero_shot_macro_auroc"),
+        "zero_shot_after": get(after, "zero_shot_macro_auroc"),
+    }
 
 
 def transfer_headline(transfer: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -199,9 +264,14 @@ def transfer_headline(transfer: Mapping[str, Any] | None) -> dict[str, Any] | No
     after = _largest_pool(_pick(rows, variant="dp", pool="random", k=1), cap=10_000)
     if before is None and after is None:
         return None
-    return {"rung": rung.get("rung"), "n": int(_num((before or after)["pool_size"])),
-            "before": _num((before or {}).get("recall")), "before_ci": _ci(before or {}),
-            "after": _num((after or {}).get("recall")), "after_ci": _ci(after or {})}
+    return {
+        "rung": rung.get("rung"),
+        "n": int(_num((before or after)["pool_size"])),
+        "before": _num((before or {}).get("recall")),
+        "before_ci": _ci(before or {}),
+        "after": _num((after or {}).get("recall")),
+        "after_ci": _ci(after or {}),
+    }
 
 
 def risk_headline(budget: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -212,14 +282,19 @@ def risk_headline(budget: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     strict = min(finite, key=lambda r: _num(r["target_epsilon"]))
     no_dp = next((r for r in rows if _num(r.get("target_epsilon")) is None), None)
-    return {"epsilon": _num(strict.get("target_epsilon")), "kappa": _num(strict.get("kappa")),
-            "worst_case": _num(strict.get("worst_case_risk")), "attack": _num(strict.get("realistic_risk")),
-            "attack_chance": _num(strict.get("realistic_chance")),
-            "attack_no_dp": _num((no_dp or {}).get("realistic_risk"))}
+    return {
+        "epsilon": _num(strict.get("target_epsilon")),
+        "kappa": _num(strict.get("kappa")),
+        "worst_case": _num(strict.get("worst_case_risk")),
+        "attack": _num(strict.get("realistic_risk")),
+        "attack_chance": _num(strict.get("realistic_chance")),
+        "attack_no_dp": _num((no_dp or {}).get("realistic_risk")),
+    }
 
 
 def summary_payload(payloads: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
     """The summary's numbers from the chapters' payloads (keys of :data:`CHAPTERS`; missing ones allowed)."""
+
     def safe(fn, key):  # a chapter whose results changed shape must not take the summary down
         try:
             return fn(payloads.get(key))
@@ -231,10 +306,15 @@ def summary_payload(payloads: Mapping[str, Mapping[str, Any] | None]) -> dict[st
         if isinstance(p, Mapping) and isinstance(p.get("provenance"), Mapping) and "simulation" in p["provenance"]:
             simulation = bool(p["provenance"]["simulation"])
             break
-    return {"simulation": simulation,
-            "audit": safe(audit_headline, "audit"), "hard_negatives": safe(hard_negative_headline, "hard_negatives"),
-            "dp": safe(dp_headline, "mitigation"), "utility": safe(utility_headline, "utility"),
-            "transfer": safe(transfer_headline, "transfer"), "risk": safe(risk_headline, "privacy_budget")}
+    return {
+        "simulation": simulation,
+        "audit": safe(audit_headline, "audit"),
+        "hard_negatives": safe(hard_negative_headline, "hard_negatives"),
+        "dp": safe(dp_headline, "mitigation"),
+        "utility": safe(utility_headline, "utility"),
+        "transfer": safe(transfer_headline, "transfer"),
+        "risk": safe(risk_headline, "privacy_budget"),
+    }
 
 
 def _f(v: float | None, digits: int = 3) -> str:
@@ -271,19 +351,29 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
             parts.append(f"Recall@1 = {_f(p['recall'])} ({_ci_text(p['ci'])}) at {_pool(p)}, {lift}")
         has_10k = any(p["n"] == 10_000 and not p["full_database"] for p in audit["points"])
         tail = "" if has_10k else " N = 10,000 is not available: the held-out split of this profile is smaller."
-        out.append(f"**Re-linkage.** On {sim} the most specialised rung (`{audit['model']}`) re-links at "
-                   + "; ".join(parts) + f". The paper reports {PAPER.r1_lift_n100:g}x at N = 100 and "
-                   f"{PAPER.r1_lift_n10000:g}x at N = 10,000 ({PAPER_CITATION}).{tail}")
+        out.append(
+            f"**Re-linkage.** On {sim} the most specialised rung (`{audit['model']}`) re-links at "
+            + "; ".join(parts)
+            + f". The paper reports {PAPER.r1_lift_n100:g}x at N = 100 and "
+            f"{PAPER.r1_lift_n10000:g}x at N = 10,000 ({PAPER_CITATION}).{tail}"
+        )
     hard = payload.get("hard_negatives")
     if not hard or hard.get("recall") is None:
         out.append(f"**Hard negatives.** {NA}: chapter 5 has not run on this profile.")
     else:
-        verdict = ("above" if hard["ci"] and hard["ci"][0] > (hard["effective_chance"] or 0)
-                   else "not distinguishable from" if hard["ci"] else "compared with")
-        out.append(f"**Hard negatives.** With pathology-matched distractors at nominal N = {hard['n']:,}, a query "
-                   f"gets on average an effective pool of {_f(hard['effective_pool'])} candidates (effective chance "
-                   f"{_f(hard['effective_chance'])}), not N: Recall@1 = {_f(hard['recall'])} ({_ci_text(hard['ci'])}) is "
-                   f"{verdict} that effective chance ({_f(hard['lift_effective'])}x).")
+        verdict = (
+            "above"
+            if hard["ci"] and hard["ci"][0] > (hard["effective_chance"] or 0)
+            else "not distinguishable from"
+            if hard["ci"]
+            else "compared with"
+        )
+        out.append(
+            f"**Hard negatives.** With pathology-matched distractors at nominal N = {hard['n']:,}, a query "
+            f"gets on average an effective pool of {_f(hard['effective_pool'])} candidates (effective chance "
+            f"{_f(hard['effective_chance'])}), not N: Recall@1 = {_f(hard['recall'])} ({_ci_text(hard['ci'])}) is "
+            f"{verdict} that effective chance ({_f(hard['lift_effective'])}x)."
+        )
     dp = payload.get("dp")
     if not dp or dp.get("reduction") is None:
         out.append(f"**DP heads.** {NA}: chapter 6 has not run, or its results carry no Recall@1 reduction.")
@@ -293,37 +383,50 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
         ci = _ci_text(dp["ci"], _spct)
         where = f"N = {dp['n']:,}" if dp.get("n") else "the chapter's reference pool"
         point = f" {dp['point']}" if dp.get("point") else ""
-        out.append(f"**DP heads.** At eps = {eps} the DP heads{point} {direction} Recall@1 at {where}: "
-                   f"{_f(dp['before'])} -> {_f(dp['after'])}, a relative cut of {_spct(dp['reduction'])} ({ci}) "
-                   f"against {dp['baseline']}. The paper reports a {_pct(PAPER.dp_r1_reduction_n10000)} cut at "
-                   f"N = 10,000." + (" Without an interval, a relative change of so small a recall is not evidence "
-                                     "either way." if not dp.get("ci") else " The interval includes zero: this run cannot "
-                                     "tell a cut from none." if dp["ci"][0] <= 0 <= dp["ci"][1] else ""))
+        out.append(
+            f"**DP heads.** At eps = {eps} the DP heads{point} {direction} Recall@1 at {where}: "
+            f"{_f(dp['before'])} -> {_f(dp['after'])}, a relative cut of {_spct(dp['reduction'])} ({ci}) "
+            f"against {dp['baseline']}. The paper reports a {_pct(PAPER.dp_r1_reduction_n10000)} cut at "
+            f"N = 10,000."
+            + (
+                " Without an interval, a relative change of so small a recall is not evidence either way."
+                if not dp.get("ci")
+                else " The interval includes zero: this run cannot tell a cut from none."
+                if dp["ci"][0] <= 0 <= dp["ci"][1]
+                else ""
+            )
+        )
     util = payload.get("utility")
     if not util or util.get("probe_before") is None:
         out.append(f"**Utility.** {NA}: chapter 7 has not run on this profile.")
     else:
         cis = [f" ({_ci_text(util[k])})" if util.get(k) else "" for k in ("probe_before_ci", "probe_after_ci")]
-        out.append(f"**Utility.** Linear-probe macro AUROC {_f(util['probe_before'])}{cis[0]} with the pretrained heads and "
-                   f"{_f(util['probe_after'])}{cis[1]} with the DP heads; zero-shot (cross-modal) {_f(util['zero_shot_before'])} "
-                   f"-> {_f(util['zero_shot_after'])}. The paper reports {_pct(PAPER.probe_macro_auroc_before)} -> "
-                   f"{_pct(PAPER.probe_macro_auroc_after)} (probe).")
+        out.append(
+            f"**Utility.** Linear-probe macro AUROC {_f(util['probe_before'])}{cis[0]} with the pretrained heads and "
+            f"{_f(util['probe_after'])}{cis[1]} with the DP heads; zero-shot (cross-modal) {_f(util['zero_shot_before'])} "
+            f"-> {_f(util['zero_shot_after'])}. The paper reports {_pct(PAPER.probe_macro_auroc_before)} -> "
+            f"{_pct(PAPER.probe_macro_auroc_after)} (probe)."
+        )
     tr = payload.get("transfer")
     if not tr or (tr.get("before") is None and tr.get("after") is None):
         out.append(f"**Transfer.** {NA}: chapter 8 has not run on this profile.")
     else:
-        out.append(f"**Transfer.** On the external cohort (N = {tr['n']:,}) Recall@1 is {_f(tr['before'])} "
-                   f"({_ci_text(tr['before_ci'])}) with the pretrained heads and {_f(tr['after'])} "
-                   f"({_ci_text(tr['after_ci'])}) with the DP heads applied unchanged.")
+        out.append(
+            f"**Transfer.** On the external cohort (N = {tr['n']:,}) Recall@1 is {_f(tr['before'])} "
+            f"({_ci_text(tr['before_ci'])}) with the pretrained heads and {_f(tr['after'])} "
+            f"({_ci_text(tr['after_ci'])}) with the DP heads applied unchanged."
+        )
     risk = payload.get("risk")
     if not risk or risk.get("worst_case") is None:
         out.append(f"**Reconstruction risk.** {NA}: chapter 9 has not run on this profile.")
     else:
-        out.append(f"**Reconstruction risk.** At eps = {risk['epsilon']:g} the worst-case (ReRo) bound is "
-                   f"{_f(risk['worst_case'])} against a prior kappa of {_f(risk['kappa'])}; the gradient-access attack "
-                   f"(which sees one pair's isolated noisy update, stronger than the re-linker) re-identifies "
-                   f"{_f(risk['attack'])} of its targets (chance {_f(risk['attack_chance'])}; without DP "
-                   f"{_f(risk['attack_no_dp'])}).")
+        out.append(
+            f"**Reconstruction risk.** At eps = {risk['epsilon']:g} the worst-case (ReRo) bound is "
+            f"{_f(risk['worst_case'])} against a prior kappa of {_f(risk['kappa'])}; the gradient-access attack "
+            f"(which sees one pair's isolated noisy update, stronger than the re-linker) re-identifies "
+            f"{_f(risk['attack'])} of its targets (chance {_f(risk['attack_chance'])}; without DP "
+            f"{_f(risk['attack_no_dp'])})."
+        )
     return out
 
 
@@ -333,21 +436,42 @@ def summary_table(payload: Mapping[str, Any]) -> pd.DataFrame:
     audit = payload.get("audit") or {}
     for p in audit.get("points", []):
         paper = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}.get(p["n"]) if not p["full_database"] else None
-        rows.append({"finding": f"R@1 lift over chance, {_pool(p)}", "this run": p["lift"],
-                     "CI low": (p["lift_ci"] or (None, None))[0], "CI high": (p["lift_ci"] or (None, None))[1],
-                     "the paper": paper})
+        rows.append(
+            {
+                "finding": f"R@1 lift over chance, {_pool(p)}",
+                "this run": p["lift"],
+                "CI low": (p["lift_ci"] or (None, None))[0],
+                "CI high": (p["lift_ci"] or (None, None))[1],
+                "the paper": paper,
+            }
+        )
     hard = payload.get("hard_negatives") or {}
     if hard:
-        rows.append({"finding": f"R@1 / effective chance, matched pools (effective pool {_f(hard.get('effective_pool'))})",
-                     "this run": hard.get("lift_effective"), "CI low": None, "CI high": None, "the paper": None})
+        rows.append(
+            {
+                "finding": f"R@1 / effective chance, matched pools (effective pool {_f(hard.get('effective_pool'))})",
+                "this run": hard.get("lift_effective"),
+                "CI low": None,
+                "CI high": None,
+                "the paper": None,
+            }
+        )
     dp = payload.get("dp") or {}
     if dp.get("reduction") is not None:
-        rows.append({"finding": "relative cut of R@1 by DP" + (f", N = {dp['n']:,}" if dp.get("n") else ""), "this run": dp["reduction"],
-                     "CI low": (dp["ci"] or (None, None))[0], "CI high": (dp["ci"] or (None, None))[1],
-                     "the paper": PAPER.dp_r1_reduction_n10000})
+        rows.append(
+            {
+                "finding": "relative cut of R@1 by DP" + (f", N = {dp['n']:,}" if dp.get("n") else ""),
+                "this run": dp["reduction"],
+                "CI low": (dp["ci"] or (None, None))[0],
+                "CI high": (dp["ci"] or (None, None))[1],
+                "the paper": PAPER.dp_r1_reduction_n10000,
+            }
+        )
     util = payload.get("utility") or {}
-    for key, name, paper in (("probe_before", "linear-probe macro AUROC, pretrained", PAPER.probe_macro_auroc_before),
-                             ("probe_after", "linear-probe macro AUROC, DP heads", PAPER.probe_macro_auroc_after)):
+    for key, name, paper in (
+        ("probe_before", "linear-probe macro AUROC, pretrained", PAPER.probe_macro_auroc_before),
+        ("probe_after", "linear-probe macro AUROC, DP heads", PAPER.probe_macro_auroc_after),
+    ):
         if util.get(key) is not None:
             rows.append({"finding": name, "this run": util[key], "CI low": None, "CI high": None, "the paper": paper})
     return pd.DataFrame(rows, columns=["finding", "this run", "CI low", "CI high", "the paper"])
@@ -363,28 +487,55 @@ def summary_display(payload: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for r in summary_table(payload).to_dict(orient="records"):
         name = r["finding"]
-        fmt = fmt_lift if ("lift" in name or "effective chance" in name) else fmt_signed_percent if "cut" in name else fmt_sig
+        fmt = (
+            fmt_lift
+            if ("lift" in name or "effective chance" in name)
+            else fmt_signed_percent
+            if "cut" in name
+            else fmt_sig
+        )
         value = fmt(r["this run"])
         if _num(r["CI low"]) is not None and _num(r["CI high"]) is not None:
             value += f" ({fmt(r['CI low'])} to {fmt(r['CI high'])})"
-        rows.append({"finding": name, "this run (95% CI)": value,
-                     "the paper": NA if _num(r["the paper"]) is None else fmt(r["the paper"])})
+        rows.append(
+            {
+                "finding": name,
+                "this run (95% CI)": value,
+                "the paper": NA if _num(r["the paper"]) is None else fmt(r["the paper"]),
+            }
+        )
     return pd.DataFrame(rows, columns=["finding", "this run (95% CI)", "the paper"])
 
 
 #: Knobs of the simulation that were set against a target, with the target (the calibration box).
 CALIBRATED_KNOBS: tuple[tuple[str, str, str], ...] = (
-    ("cohort.report_detail", "how much instance detail a synthetic report keeps",
-     "tuned, with the ladder's steps, so that the default profile's top rung re-links near the paper's "
-     f"{PAPER.r1_lift_n100:g}x (N = 100) and {PAPER.r1_lift_n10000:g}x (N = 10,000) chance"),
-    ("ladder.epochs_scale", "training steps of the embedded model ladder (x each rung's epochs)",
-     "the same target: the top rung near the paper's lifts, and Recall@1 rising with the rung"),
-    ("cohort.image_noise, ladder.overrides", "image noise of the renderer and per-rung schedules",
-     "1 and none on default; on the smaller ci profile halved noise and a longer top rung, set so that ci still shows "
-     "the effect its regression checks guard (top rung at 5x chance or more at N = 100, rungs rising; docs/models.md)"),
-    ("cohort.n_pairs, cohort.split_fractions", "cohort and split sizes",
-     "a held-out split larger than 10,000 pairs on the default profile, so the audit reaches N = 10,000 as the paper's does"),
-    ("dp.target_epsilon, dp.delta", "the DP budget", f"copied from the paper's protocol (eps = {PAPER.dp_epsilon:g}, delta = {PAPER.dp_delta:g})"),
+    (
+        "cohort.report_detail",
+        "how much instance detail a synthetic report keeps",
+        "tuned, with the ladder's steps, so that the default profile's top rung re-links near the paper's "
+        f"{PAPER.r1_lift_n100:g}x (N = 100) and {PAPER.r1_lift_n10000:g}x (N = 10,000) chance",
+    ),
+    (
+        "ladder.epochs_scale",
+        "training steps of the embedded model ladder (x each rung's epochs)",
+        "the same target: the top rung near the paper's lifts, and Recall@1 rising with the rung",
+    ),
+    (
+        "cohort.image_noise, ladder.overrides",
+        "image noise of the renderer and per-rung schedules",
+        "1 and none on default; on the smaller ci profile halved noise and a longer top rung, set so that ci still shows "
+        "the effect its regression checks guard (top rung at 5x chance or more at N = 100, rungs rising; docs/models.md)",
+    ),
+    (
+        "cohort.n_pairs, cohort.split_fractions",
+        "cohort and split sizes",
+        "a held-out split larger than 10,000 pairs on the default profile, so the audit reaches N = 10,000 as the paper's does",
+    ),
+    (
+        "dp.target_epsilon, dp.delta",
+        "the DP budget",
+        f"copied from the paper's protocol (eps = {PAPER.dp_epsilon:g}, delta = {PAPER.dp_delta:g})",
+    ),
 )
 
 
@@ -394,26 +545,40 @@ def _get(params: Mapping[str, Any], dotted: str) -> str:
         node: Any = params
         for part in name.split("."):
             node = node.get(part) if isinstance(node, Mapping) else None
-        values.append("none" if node is None else (", ".join(f"{v:g}" for v in node) if isinstance(node, (list, tuple)) and
-                                              all(isinstance(v, (int, float)) for v in node) else f"{node:,}" if isinstance(node, int) else str(node)))
+        values.append(
+            "none"
+            if node is None
+            else (
+                ", ".join(f"{v:g}" for v in node)
+                if isinstance(node, (list, tuple)) and all(isinstance(v, (int, float)) for v in node)
+                else f"{node:,}"
+                if isinstance(node, int)
+                else str(node)
+            )
+        )
     return "; ".join(values)
 
 
 def calibration_box(params: Mapping[str, Any]) -> str:
     """The "what was calibrated" box for the profile ``params``: an HTML admonition (the theme's classes)."""
+
     def code(text: str) -> str:
         return f"<code>{html.escape(text)}</code>"
 
-    items = "".join(f"<li>{code(knob)} = {html.escape(_get(params, knob))} ({html.escape(what)}): {html.escape(target)}.</li>"
-                    for knob, what, target in CALIBRATED_KNOBS)
-    return ('<div class="admonition important relink-calibration">'
-            '<p class="admonition-title">What was calibrated, and what is a prediction</p>'
-            f"<p>On profile {code(str(params.get('profile', NA)))} these knobs of the simulation were <strong>set against a "
-            "target</strong>; a number that lands near the paper's because of them is a calibration, not a replication:</p>"
-            f"<ul>{items}</ul>"
-            "<p>Everything else is a <strong>prediction of the simulation</strong>, not tuned to any target: the ordering "
-            "of the rungs at other pool sizes, hard-negative recall, the DP cut and what it costs in utility, transfer to "
-            "the external cohort, and the reconstruction risks.</p></div>")
+    items = "".join(
+        f"<li>{code(knob)} = {html.escape(_get(params, knob))} ({html.escape(what)}): {html.escape(target)}.</li>"
+        for knob, what, target in CALIBRATED_KNOBS
+    )
+    return (
+        '<div class="admonition important relink-calibration">'
+        '<p class="admonition-title">What was calibrated, and what is a prediction</p>'
+        f"<p>On profile {code(str(params.get('profile', NA)))} these knobs of the simulation were <strong>set against a "
+        "target</strong>; a number that lands near the paper's because of them is a calibration, not a replication:</p>"
+        f"<ul>{items}</ul>"
+        "<p>Everything else is a <strong>prediction of the simulation</strong>, not tuned to any target: the ordering "
+        "of the rungs at other pool sizes, hard-negative recall, the DP cut and what it costs in utility, transfer to "
+        "the external cohort, and the reconstruction risks.</p></div>"
+    )
 
 
 def lift_points(audit: Mapping[str, Any] | None) -> pd.DataFrame:
@@ -431,7 +596,15 @@ def lift_points(audit: Mapping[str, Any] | None) -> pd.DataFrame:
         for row in (n100[0] if n100 else None, big):
             if row is not None:
                 ci = _ci(row, "lift_ci_low", "lift_ci_high") or (None, None)
-                out.append({"rung": rung, "model": row.get("model"), "n": int(_num(row["pool_size"])),
-                            "full_database": bool(row.get("full_database")), "lift": _num(row.get("lift")),
-                            "lift_ci_low": ci[0], "lift_ci_high": ci[1]})
+                out.append(
+                    {
+                        "rung": rung,
+                        "model": row.get("model"),
+                        "n": int(_num(row["pool_size"])),
+                        "full_database": bool(row.get("full_database")),
+                        "lift": _num(row.get("lift")),
+                        "lift_ci_low": ci[0],
+                        "lift_ci_high": ci[1],
+                    }
+                )
     return pd.DataFrame(out, columns=["rung", "model", "n", "full_database", "lift", "lift_ci_low", "lift_ci_high"])

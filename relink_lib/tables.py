@@ -15,6 +15,7 @@ Format names (or pass any callable ``value -> str``):
 - ``"lift"``: a multiple of chance (``17.4x``);
 - ``"text"``: ``str(value)``.
 """
+
 from __future__ import annotations
 
 import html
@@ -32,8 +33,19 @@ MISSING = "n/a"
 SCI_BELOW = 1e-3  # |v| below this (and not 0) prints in scientific notation
 SCI_ABOVE = 1e6  # |v| at or above this (non-integers) prints in scientific notation
 
-__all__ = ["html_table", "table_html", "format_value", "fmt_sig", "fmt_count", "fmt_percent", "fmt_signed_percent",
-           "fmt_sci", "fmt_lift", "FORMATS", "MISSING"]
+__all__ = [
+    "html_table",
+    "table_html",
+    "format_value",
+    "fmt_sig",
+    "fmt_count",
+    "fmt_percent",
+    "fmt_signed_percent",
+    "fmt_sci",
+    "fmt_lift",
+    "FORMATS",
+    "MISSING",
+]
 
 
 def _missing(value: Any) -> bool:
@@ -53,11 +65,13 @@ def _number(value: Any) -> float | None:
 
 def _numeric(render: Callable[[float], str]) -> Formatter:
     """A formatter that prints missing values as :data:`MISSING`, non-numbers as ``str`` and numbers with ``render``."""
+
     def fmt(value: Any) -> str:
         if _missing(value):
             return MISSING
         v = _number(value)
         return str(value) if v is None else render(v)
+
     return fmt
 
 
@@ -170,8 +184,14 @@ def _is_numeric_column(series: pd.Series) -> bool:
     return bool(values) and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
 
 
-def table_html(df: pd.DataFrame, formats: Mapping[str, str | Formatter] | None = None, *, index: bool = False,
-               caption: str | None = None, max_height_px: int | None = None) -> str:
+def table_html(
+    df: pd.DataFrame,
+    formats: Mapping[str, str | Formatter] | None = None,
+    *,
+    index: bool = False,
+    caption: str | None = None,
+    max_height_px: int | None = None,
+) -> str:
     """The HTML string of :func:`html_table` (same arguments)."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"html_table: expected a pandas DataFrame, got {type(df).__name__}")
@@ -179,7 +199,9 @@ def table_html(df: pd.DataFrame, formats: Mapping[str, str | Formatter] | None =
     frame = df.reset_index() if index else df
     unknown = sorted(set(formats) - {str(c) for c in frame.columns})
     if unknown:
-        raise ValueError(f"formats: column(s) {unknown} not in the table; its columns are {[str(c) for c in frame.columns]}")
+        raise ValueError(
+            f"formats: column(s) {unknown} not in the table; its columns are {[str(c) for c in frame.columns]}"
+        )
     columns = [str(c) for c in frame.columns]
     fns = {c: (_formatter(formats[c], c) if c in formats else format_value) for c in columns}
     numeric = {c: _is_numeric_column(frame.iloc[:, i]) for i, c in enumerate(columns)}
@@ -188,9 +210,13 @@ def table_html(df: pd.DataFrame, formats: Mapping[str, str | Formatter] | None =
         style += f";max-height:{int(max_height_px)}px;overflow-y:auto"
     out = []
     if caption:  # above the scrolling box, so a wide table does not clip it
-        out.append(f'<div class="relink-caption" style="font-size:0.9em;margin:0.5em 0 0 0">{html.escape(caption)}</div>')
-    out += [f'<div class="relink-table" style="{style}">',
-            '<table class="table relink" style="border-collapse:collapse;font-size:0.9em;width:auto">']
+        out.append(
+            f'<div class="relink-caption" style="font-size:0.9em;margin:0.5em 0 0 0">{html.escape(caption)}</div>'
+        )
+    out += [
+        f'<div class="relink-table" style="{style}">',
+        '<table class="table relink" style="border-collapse:collapse;font-size:0.9em;width:auto">',
+    ]
     out.append("<thead><tr>")
     for c in columns:
         align = "right" if numeric[c] else "left"
@@ -208,8 +234,14 @@ def table_html(df: pd.DataFrame, formats: Mapping[str, str | Formatter] | None =
     return "".join(out)
 
 
-def html_table(df: pd.DataFrame, formats: Mapping[str, str | Formatter] | None = None, *, index: bool = False,
-               caption: str | None = None, max_height_px: int | None = None) -> HTML:
+def html_table(
+    df: pd.DataFrame,
+    formats: Mapping[str, str | Formatter] | None = None,
+    *,
+    index: bool = False,
+    caption: str | None = None,
+    max_height_px: int | None = None,
+) -> HTML:
     """Render ``df`` as an HTML table (an ``IPython.display.HTML`` to ``display()``).
 
     ``formats`` maps a column name to a format name of :data:`FORMATS` (``"sig"``, ``"count"``,

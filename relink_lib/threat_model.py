@@ -3,6 +3,7 @@
 Chance: an adversary who ranks a pool of N candidate reports (the true one and N-1 distractors)
 at random puts the true report in the top K with probability min(K, N)/N.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -31,8 +32,10 @@ def lift_over_chance(recall: float | np.ndarray, k: int | np.ndarray, n: int | n
 
 def chance_table(ks: Sequence[int] = (1, 5, 10), pool_sizes: Sequence[int] = (10, 100, 1000, 10000)) -> pd.DataFrame:
     """Chance Recall@K for each K (rows) and pool size N (columns)."""
-    return pd.DataFrame({f"N = {n:,}": [float(chance_recall(k, n)) for k in ks] for n in pool_sizes},
-                        index=pd.Index([f"K = {k}" for k in ks], name="Recall@K"))
+    return pd.DataFrame(
+        {f"N = {n:,}": [float(chance_recall(k, n)) for k in ks] for n in pool_sizes},
+        index=pd.Index([f"K = {k}" for k in ks], name="Recall@K"),
+    )
 
 
 # Capabilities of the three reconstruction threat models of Ziller et al. (2024), as used in
@@ -67,7 +70,10 @@ def threat_model_payload(ks: Sequence[int] = (1, 5, 10), pool_sizes: Sequence[in
     """What chapter 1 records: chance Recall@K per K and N, the paper's quoted lifts, the threat-model table."""
     return {
         "chance": {f"K={k}": {str(n): float(chance_recall(k, n)) for n in pool_sizes} for k in ks},
-        "paper_reference": {"source": f"{PAPER_CITATION} (the paper's figures)",
-                            "r1_lift_n100": PAPER.r1_lift_n100, "r1_lift_n10000": PAPER.r1_lift_n10000},
+        "paper_reference": {
+            "source": f"{PAPER_CITATION} (the paper's figures)",
+            "r1_lift_n100": PAPER.r1_lift_n100,
+            "r1_lift_n10000": PAPER.r1_lift_n10000,
+        },
         "threat_models": threat_model_table().reset_index().to_dict(orient="records"),
     }

@@ -4,16 +4,16 @@ then print one JSON line with the CPU capability in use and SHA-256 hashes of th
 The child starts with whatever environment the test gives it; ``relink_lib`` applies the numerical
 mode named by ``RELINK_NUMERICS`` on import, as in a notebook kernel started by the pipeline.
 """
+
 import hashlib
 import json
 import sys
 from pathlib import Path
 
-import relink_lib  # noqa: F401  (applies RELINK_NUMERICS before torch dispatches anything)
 import numpy as np
-import torch
 from safetensors.torch import load_file
 
+import relink_lib  # noqa: F401  (applies RELINK_NUMERICS before torch dispatches anything)
 from relink_lib.cohorts.synthetic.generate import make_synthetic_cohort
 from relink_lib.features import get_features
 from relink_lib.models.ladder import RungSpec, prepare_pixels, train_rung, training_texts
@@ -24,10 +24,25 @@ from relink_lib.profiles import get_profile
 out = Path(sys.argv[1])
 cohort = make_synthetic_cohort(160, image_size=32, seed=3, n_jobs=1)
 train = np.flatnonzero((cohort.pairs["split"] == "train").to_numpy())
-spec = RungSpec(name="probe", description="dispatch probe", text="text", vision_width=32, vision_heads=2, text_width=32,
-                text_heads=2, projection_dim=16, patch_size=8, vocab_size=512, max_length=48, epochs=2.0, batch_size=16)
+spec = RungSpec(
+    name="probe",
+    description="dispatch probe",
+    text="text",
+    vision_width=32,
+    vision_heads=2,
+    text_width=32,
+    text_heads=2,
+    projection_dim=16,
+    patch_size=8,
+    vocab_size=512,
+    max_length=48,
+    epochs=2.0,
+    batch_size=16,
+)
 pixels = prepare_pixels(cohort.load_images, train, 32, progress=False)
-train_rung(spec, pixels, training_texts(cohort.pairs.iloc[train], "text"), out / "rung", seed=0, progress=False, threads=1)
+train_rung(
+    spec, pixels, training_texts(cohort.pairs.iloc[train], "text"), out / "rung", seed=0, progress=False, threads=1
+)
 weights = load_file(str(out / "rung" / "model.safetensors"))
 digest = hashlib.sha256()
 for name in sorted(weights):

@@ -3,6 +3,7 @@
 nbval cells (the ci-profile notebooks) are left alone: they share ``cache/ci`` and
 ``results/ci`` with ``make book PROFILE=ci``, so the book build after the tests reuses their steps.
 """
+
 from __future__ import annotations
 
 import os

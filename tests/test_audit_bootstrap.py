@@ -1,4 +1,5 @@
 """Patient-level bootstrap: cluster resampling, shared resamples, known-variance checks."""
+
 from __future__ import annotations
 
 import numpy as np

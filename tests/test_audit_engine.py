@@ -1,4 +1,5 @@
 """relink_audit against explicit enumeration of every pool, Monte Carlo, and its own invariants."""
+
 from __future__ import annotations
 
 import itertools
@@ -62,7 +63,7 @@ def test_matches_enumeration_of_all_pools():
     img, rep = _pairs(9, 4, seed=0)
     ks, sizes = (1, 2, 5), (2, 3, 5, 9, None)
     table = relink_audit(img, rep, pool_sizes=sizes, ks=ks, chunk_size=4)
-    assert list(table.columns[:len(TABLE_COLUMNS)]) == list(TABLE_COLUMNS)
+    assert list(table.columns[: len(TABLE_COLUMNS)]) == list(TABLE_COLUMNS)
     assert len(table) == len(sizes) * len(ks)
     ref = _enumerate_audit(img, rep, [2, 3, 5, None], ks)
     _check(table.iloc[:9], {n: ref[n] for n in (2, 3, 5)}, ks, 9)
@@ -78,8 +79,14 @@ def test_ties_against_bound_counts_ties_against_the_query_in_every_pool():
     rep[5] = rep[4]  # two identical pairs: each one's twin ties
     ref = _enumerate_audit(img, rep, [3, 4, None], (1, 3))
     table = relink_audit(img, rep, pool_sizes=(3, 4, None), ks=(1, 3))
-    _check(table.assign(recall=table.recall_ties_against, mrr=table.mrr_ties_against,
-                        lift=table.recall_ties_against / table.chance), ref, (1, 3), 8)
+    _check(
+        table.assign(
+            recall=table.recall_ties_against, mrr=table.mrr_ties_against, lift=table.recall_ties_against / table.chance
+        ),
+        ref,
+        (1, 3),
+        8,
+    )
     rc = rank_counts(img, rep)
     assert rc.counts[4] >= 1 and rc.counts[5] >= 1 and rc.counts[0] >= 2
     assert rc.tied[0] == 2 and rc.tied[4] == 1 and rc.tied[5] == 1
@@ -111,7 +118,9 @@ def test_hard_negatives_with_label_matrix_and_options():
     assert int(t.n_excluded.iloc[0]) == 1  # row 4 alone
     t2 = relink_audit(img, rep, pool_sizes=(None,), ks=(1,), labels=lab, hard_negatives=True, uncertain_as=0.0)
     assert int(t2.n_excluded.iloc[0]) == 0
-    groups_loose = relink_audit(img, rep, pool_sizes=(None,), ks=(1,), labels=lab, hard_negatives=True, match="positive")
+    groups_loose = relink_audit(
+        img, rep, pool_sizes=(None,), ks=(1,), labels=lab, hard_negatives=True, match="positive"
+    )
     assert int(groups_loose.n_excluded.iloc[0]) == 0 and "positive" in groups_loose.match.iloc[0]
 
 

@@ -1,4 +1,5 @@
 """Exact expectations (hypergeometric tails, reciprocal rank) against scipy and brute-force enumeration."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,8 +11,14 @@ import numpy as np
 import pytest
 from scipy.stats import hypergeom
 
-from relink_lib.audit.expected import (chance_reciprocal_rank, chance_recall, expected_reciprocal_rank, expected_recall,
-                                       hypergeom_lower_tail, log_comb)
+from relink_lib.audit.expected import (
+    chance_recall,
+    chance_reciprocal_rank,
+    expected_recall,
+    expected_reciprocal_rank,
+    hypergeom_lower_tail,
+    log_comb,
+)
 
 
 def test_log_comb_matches_math_comb():
@@ -71,8 +78,9 @@ def test_recall_boundaries_are_exact():
 
 
 def test_chance_formulas():
-    np.testing.assert_allclose(chance_recall([10, 100, 3], [1, 5, 10]),
-                               [[0.1, 0.5, 1.0], [0.01, 0.05, 0.1], [1 / 3, 1.0, 1.0]])
+    np.testing.assert_allclose(
+        chance_recall([10, 100, 3], [1, 5, 10]), [[0.1, 0.5, 1.0], [0.01, 0.05, 0.1], [1 / 3, 1.0, 1.0]]
+    )
     for n in (1, 2, 10, 1000):
         assert chance_reciprocal_rank(n)[0] == pytest.approx(sum(1.0 / r for r in range(1, n + 1)) / n, rel=1e-12)
 

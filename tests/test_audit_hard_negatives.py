@@ -1,4 +1,5 @@
 """Label keys for pathology-matched pools: exact and positive-set matching, NaN and -1 options."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,14 +14,16 @@ def _same(groups: np.ndarray) -> set[tuple[int, int]]:
     return {(i, j) for i in range(len(groups)) for j in range(i + 1, len(groups)) if groups[i] == groups[j]}
 
 
-ROWS = np.array([
-    [1, 0, np.nan],   # 0
-    [1, 0, 0],        # 1  == 0 when NaN -> 0
-    [1, -1, 0],       # 2  uncertain
-    [1, 1, 0],        # 3
-    [1, np.nan, -1],  # 4
-    [1, 0, np.nan],   # 5  == 0 always
-])
+ROWS = np.array(
+    [
+        [1, 0, np.nan],  # 0
+        [1, 0, 0],  # 1  == 0 when NaN -> 0
+        [1, -1, 0],  # 2  uncertain
+        [1, 1, 0],  # 3
+        [1, np.nan, -1],  # 4
+        [1, 0, np.nan],  # 5  == 0 always
+    ]
+)
 
 
 def test_exact_defaults_nan_is_negative_uncertain_distinct():
@@ -32,8 +35,18 @@ def test_nan_kept_distinct():
 
 
 def test_uncertain_as_negative_or_positive():
-    assert _same(label_groups(ROWS, uncertain_as=0.0)) == {(0, 1), (0, 2), (0, 4), (0, 5), (1, 2), (1, 4), (1, 5),
-                                                            (2, 4), (2, 5), (4, 5)}
+    assert _same(label_groups(ROWS, uncertain_as=0.0)) == {
+        (0, 1),
+        (0, 2),
+        (0, 4),
+        (0, 5),
+        (1, 2),
+        (1, 4),
+        (1, 5),
+        (2, 4),
+        (2, 5),
+        (4, 5),
+    }
     assert _same(label_groups(ROWS, uncertain_as=1.0)) == {(0, 1), (0, 5), (1, 5), (2, 3)}
 
 

@@ -1,4 +1,5 @@
 """The chunked similarity kernel against direct sorting in float64 numpy."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -63,7 +64,9 @@ def test_torch_and_numpy_inputs_and_dtypes_agree():
     img, rep = _pairs(50, 8, seed=3)
     ref = _brute_counts(img, rep)
     for cast in (np.float32, np.float64):
-        got = count_at_least_own(as_embeddings(img.astype(cast), "i"), as_embeddings(rep.astype(cast), "r"), chunk_size=9)
+        got = count_at_least_own(
+            as_embeddings(img.astype(cast), "i"), as_embeddings(rep.astype(cast), "r"), chunk_size=9
+        )
         np.testing.assert_array_equal(got, ref)
     timg, trep = torch.tensor(img, requires_grad=True), torch.tensor(rep)
     np.testing.assert_array_equal(count_at_least_own(as_embeddings(timg, "i"), as_embeddings(trep, "r")), ref)
@@ -94,7 +97,9 @@ def test_within_groups_equals_per_group_audit():
     img, rep = _pairs(45, 6, seed=5)
     groups = np.random.default_rng(1).integers(0, 5, size=45)
     groups[0] = 99  # a singleton group
-    better, tied, population = count_within_groups(as_embeddings(img, "i"), as_embeddings(rep, "r"), groups, chunk_size=4)
+    better, tied, population = count_within_groups(
+        as_embeddings(img, "i"), as_embeddings(rep, "r"), groups, chunk_size=4
+    )
     counts = better + tied
     assert population[0] == 0 and counts[0] == 0
     for g in np.unique(groups):

@@ -1,4 +1,5 @@
 """Chapter 4/5 figure helpers: log axes, labelled axes, one line per rung, the paper's marks."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -12,8 +13,13 @@ import pytest  # noqa: E402
 from relink_lib.audit.stage import audit_rung, rank_histogram  # noqa: E402
 from relink_lib.config import AuditConfig  # noqa: E402
 from relink_lib.labels import CHEXPERT_LABELS  # noqa: E402
-from relink_lib.plots.audit import (plot_detail_split, plot_lift_vs_pool, plot_rank_distribution,  # noqa: E402
-                                    plot_random_vs_matched, plot_recall_vs_pool)
+from relink_lib.plots.audit import (
+    plot_detail_split,
+    plot_lift_vs_pool,
+    plot_random_vs_matched,
+    plot_rank_distribution,  # noqa: E402
+    plot_recall_vs_pool,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +31,9 @@ def tables():
     pairs = pd.DataFrame(labels, columns=CHEXPERT_LABELS)
     pairs.insert(0, "patient_id", np.arange(m) // 2)
     pairs["mentions_device"] = rng.random(m) < 0.5
-    settings = AuditConfig(pool_sizes=(10, 50, None), ks=(1, 5), n_boot=20, chunk_size=64, device="cpu",
-                nan_as=0.0, uncertain_as=-1.0)
+    settings = AuditConfig(
+        pool_sizes=(10, 50, None), ks=(1, 5), n_boot=20, chunk_size=64, device="cpu", nan_as=0.0, uncertain_as=-1.0
+    )
     tabs, parts, hists = [], [], {}
     for rung, noise in enumerate((2.0, 0.5)):
         z = rng.normal(size=(m, 8))
@@ -116,10 +123,17 @@ def test_seen_unseen_and_risk_figures(tables):
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     with pytest.raises(ValueError, match="split='train'"):
         plot_seen_unseen(table.assign(split="test"), 1, ax=ax)
-    eff = pd.DataFrame({"feature": list(FEATURES), "label": [PROPERTY_LABELS[f] for f in FEATURES],
-                        "effect": [0.1, -0.02, np.nan, 0.0, 0.01, 0.005, -0.03],
-                        "ci_low": [0.05, -0.05, np.nan, -0.01, 0.0, -0.001, -0.06],
-                        "ci_high": [0.15, 0.01, np.nan, 0.01, 0.02, 0.01, -0.01], "model": "m", "rung": 0})
+    eff = pd.DataFrame(
+        {
+            "feature": list(FEATURES),
+            "label": [PROPERTY_LABELS[f] for f in FEATURES],
+            "effect": [0.1, -0.02, np.nan, 0.0, 0.01, 0.005, -0.03],
+            "ci_low": [0.05, -0.05, np.nan, -0.01, 0.0, -0.001, -0.06],
+            "ci_high": [0.15, 0.01, np.nan, 0.01, 0.02, 0.01, -0.01],
+            "model": "m",
+            "rung": 0,
+        }
+    )
     fig, ax = plt.subplots()
     plot_risk_factors(eff, ax=ax)
     assert [t.get_text() for t in ax.get_yticklabels()][0] == "names a device"

@@ -1,21 +1,29 @@
 """Per-study risk: the report-property extractor, the linear model with bootstrap CIs, and the validation."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from relink_lib.audit.risk_factors import (FEATURES, fit_risk_factors, report_properties, study_properties,
-                                           validate_properties)
+from relink_lib.audit.risk_factors import (
+    FEATURES,
+    fit_risk_factors,
+    report_properties,
+    study_properties,
+    validate_properties,
+)
 from relink_lib.labels import CHEXPERT_LABELS
 
 
 def test_report_properties_on_known_sentences():
-    texts = ["Endotracheal tube terminates 4.5 cm above the carina.",
-             "Small left pleural effusion, unchanged since the prior study.",
-             "The lungs are clear bilaterally. No acute cardiopulmonary process.",
-             "Right upper lobe nodule measuring 12 mm. Right chest wall pacemaker.",
-             None]
+    texts = [
+        "Endotracheal tube terminates 4.5 cm above the carina.",
+        "Small left pleural effusion, unchanged since the prior study.",
+        "The lungs are clear bilaterally. No acute cardiopulmonary process.",
+        "Right upper lobe nodule measuring 12 mm. Right chest wall pacemaker.",
+        None,
+    ]
     p = report_properties(texts)
     assert p.device.tolist() == [True, False, False, True, False]
     assert p.laterality.tolist() == [False, True, False, True, False]  # "bilaterally" is not a side
@@ -32,8 +40,10 @@ def _pairs(n, seed=0):
     frame = pd.DataFrame(labels, columns=CHEXPERT_LABELS)
     dev = rng.random(n) < 0.4
     lat = rng.random(n) < 0.5
-    frame["text"] = [("Left chest tube in place. " if d else "") + ("Right effusion. " if l else "") + "Lungs clear."
-                     for d, l in zip(dev, lat)]
+    frame["text"] = [
+        ("Left chest tube in place. " if d else "") + ("Right effusion. " if l else "") + "Lungs clear."
+        for d, l in zip(dev, lat)
+    ]
     frame["view"] = np.where(rng.random(n) < 0.5, "AP", "PA")
     frame["patient_id"] = [f"p{i // 3}" for i in range(n)]
     return frame, dev, lat
@@ -68,10 +78,21 @@ def test_fit_recovers_known_effects_with_covering_intervals():
 
 
 def test_validation_counts_precision_and_recall():
-    props = pd.DataFrame({"device": [True, True, False, False], "laterality": [True, False, True, False],
-                          "measurement": [False] * 4, "prior_comparison": [True, True, False, False]})
-    truth = pd.DataFrame({"mentions_device": [True, False, True, False], "mentions_laterality": [True, False, True, True],
-                          "study_order": [0, 2, 0, 1]})
+    props = pd.DataFrame(
+        {
+            "device": [True, True, False, False],
+            "laterality": [True, False, True, False],
+            "measurement": [False] * 4,
+            "prior_comparison": [True, True, False, False],
+        }
+    )
+    truth = pd.DataFrame(
+        {
+            "mentions_device": [True, False, True, False],
+            "mentions_laterality": [True, False, True, True],
+            "study_order": [0, 2, 0, 1],
+        }
+    )
     v = validate_properties(props, truth).set_index("property")
     assert v.loc["device", "precision"] == 0.5 and v.loc["device", "recall"] == 0.5
     assert v.loc["laterality", "precision"] == 1.0 and v.loc["laterality", "recall"] == pytest.approx(2 / 3)

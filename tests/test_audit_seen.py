@@ -1,4 +1,5 @@
 """Seen vs unseen: the patient-level training sample and the gap with its bootstrap interval."""
+
 from __future__ import annotations
 
 import numpy as np

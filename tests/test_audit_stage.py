@@ -1,4 +1,5 @@
 """The chapter-4/5 stage: per-rung audit, detail split, caching and results JSON (upstream stages faked)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,11 +31,14 @@ def _fake_pairs(m: int, seed: int = 0) -> pd.DataFrame:
 def _emb(m: int, d: int = 8, seed: int = 0):
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(m, d))
-    return (z + 0.8 * rng.normal(size=(m, d))).astype(np.float32), (z + 0.8 * rng.normal(size=(m, d))).astype(np.float32)
+    return (z + 0.8 * rng.normal(size=(m, d))).astype(np.float32), (z + 0.8 * rng.normal(size=(m, d))).astype(
+        np.float32
+    )
 
 
-SETTINGS = AuditConfig(pool_sizes=(10, 50, None), ks=(1, 5), n_boot=30, chunk_size=32, device="cpu",
-            nan_as=0.0, uncertain_as=-1.0)
+SETTINGS = AuditConfig(
+    pool_sizes=(10, 50, None), ks=(1, 5), n_boot=30, chunk_size=32, device="cpu", nan_as=0.0, uncertain_as=-1.0
+)
 
 
 def test_audit_rung_tables_agree_with_relink_audit_and_split_is_a_partition():
@@ -114,7 +118,12 @@ def fake_upstream(monkeypatch):
     pairs = _fake_pairs(m, seed=3)
     pairs["split"] = np.where(np.arange(m) < 60, "test", "train")
     pairs["view"] = np.where(np.arange(m) % 3 == 0, "AP", "PA")
-    words = ["Left pleural effusion.", "ET tube 4 cm above the carina.", "Compared to the prior study, stable.", "Clear."]
+    words = [
+        "Left pleural effusion.",
+        "ET tube 4 cm above the carina.",
+        "Compared to the prior study, stable.",
+        "Clear.",
+    ]
     pairs["text"] = [" ".join(words[: 1 + (i * 7) % 4]) for i in range(m)]
     cohort = _Cohort(pairs)
     rungs = [_Rung(0, "captions"), _Rung(1, "full-reports")]
@@ -143,8 +152,20 @@ def test_audit_ladder_writes_results_and_caches(fake_upstream):
     table = audit_stage.audit_ladder(params)
     assert fake_upstream["audit"] == 2
     assert set(table.model) == {"captions", "full-reports"} and set(table.rung) == {0, 1}
-    assert {"model", "rung", "cohort", "hard_negatives", "ci_low", "ci_high", "pool_size", "k", "recall", "chance",
-            "lift", "n_queries"} <= set(table.columns)
+    assert {
+        "model",
+        "rung",
+        "cohort",
+        "hard_negatives",
+        "ci_low",
+        "ci_high",
+        "pool_size",
+        "k",
+        "recall",
+        "chance",
+        "lift",
+        "n_queries",
+    } <= set(table.columns)
     body = json.loads((results_dir("smoke") / "audit.json").read_text())
     assert len(body["rows"]) == len(table) and body["provenance"]["cohort"] == "fake-internal"
     assert set(table.split) == {"train", "test"} and {r["split"] for r in body["rows"]} == {"train", "test"}

@@ -1,4 +1,5 @@
 """Chapters 4 and 5 text: the tables and sentences follow the numbers of the stage (built on a real audit)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,14 +8,22 @@ import pytest
 
 from relink_lib.audit.risk_factors import fit_risk_factors, study_properties
 from relink_lib.audit.stage import audit_rung
-from relink_lib.audit.summary import (audit_findings, audit_overview, audit_tables, build_audit_payload,
-                                      build_hard_negative_payload, hard_negative_findings, hard_negative_tables,
-                                      pool_label)
+from relink_lib.audit.summary import (
+    audit_findings,
+    audit_overview,
+    audit_tables,
+    build_audit_payload,
+    build_hard_negative_payload,
+    hard_negative_findings,
+    hard_negative_tables,
+    pool_label,
+)
 from relink_lib.config import AuditConfig
 from relink_lib.labels import CHEXPERT_LABELS
 
-SETTINGS = AuditConfig(pool_sizes=(10, 100, None), ks=(1, 5), n_boot=40, chunk_size=64, device="cpu",
-            nan_as=0.0, uncertain_as=-1.0)
+SETTINGS = AuditConfig(
+    pool_sizes=(10, 100, None), ks=(1, 5), n_boot=40, chunk_size=64, device="cpu", nan_as=0.0, uncertain_as=-1.0
+)
 
 
 def _pairs(m, seed):
@@ -54,9 +63,15 @@ def stage_outputs():
         eff = fit_risk_factors(study_properties(test_pairs), outcome, test_pairs.patient_id, n_boot=30)
         risks.append(eff.assign(model=name, rung=rung, mean_outcome=outcome.mean()))
     table = pd.concat(tables, ignore_index=True)
-    saved = {"provenance": {"profile": "unit", "cohort": "fake", "simulation": True}, "dropped_pool_sizes": [1000],
-             "gap": pd.concat(gaps).to_dict(orient="records"), "risk_factors": pd.concat(risks).to_dict(orient="records"),
-             "risk_pool_size": 100, "extractor_validation": [], "rank_histograms": {}}
+    saved = {
+        "provenance": {"profile": "unit", "cohort": "fake", "simulation": True},
+        "dropped_pool_sizes": [1000],
+        "gap": pd.concat(gaps).to_dict(orient="records"),
+        "risk_factors": pd.concat(risks).to_dict(orient="records"),
+        "risk_pool_size": 100,
+        "extractor_validation": [],
+        "rank_histograms": {},
+    }
     return table, saved, pd.concat(breakdowns, ignore_index=True)
 
 
@@ -80,7 +95,9 @@ def test_findings_state_the_numbers_they_come_from(stage_outputs):
     table, saved, _ = stage_outputs
     p = build_audit_payload(table, saved, (1, 5))
     text = "\n".join(audit_findings(p))
-    strong = p["random"][(p["random"].model == "strong") & (p["random"].k == 1) & (p["random"].pool_size == 100)].iloc[0]
+    strong = p["random"][(p["random"].model == "strong") & (p["random"].k == 1) & (p["random"].pool_size == 100)].iloc[
+        0
+    ]
     assert f"Recall@1 = {strong.recall:.3f}" in text and f"{strong.lift:.1f}x chance" in text
     assert "N = 10,000 is larger than this profile's held-out database (120 pairs)" in text
     assert "Ties: weak" in text and "between" in text
@@ -109,8 +126,12 @@ def test_hard_negative_text_gives_effective_pool_and_chance(stage_outputs):
     p = build_hard_negative_payload(table, breakdown, saved, "same 14-label vector")
     assert set(p["table"].split) == {"test"}
     tabs = hard_negative_tables(p)
-    m = p["table"][(p["table"].model == "strong") & (p["table"].pool == "matched") & (p["table"].k == 1)
-                   & (p["table"].pool_size == 100)].iloc[0]
+    m = p["table"][
+        (p["table"].model == "strong")
+        & (p["table"].pool == "matched")
+        & (p["table"].k == 1)
+        & (p["table"].pool_size == 100)
+    ].iloc[0]
     side = tabs["side"].set_index(["model", "N"]).loc[("strong", "100")]
     assert side["effective chance"] == m.chance and side["effective pool"] == m.mean_pool_size
     text = "\n".join(hard_negative_findings(p))

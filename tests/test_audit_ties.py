@@ -4,6 +4,7 @@ The enumerator below shares no code with the audit: it lists every pool of every
 the pool by sorting exact float64 similarities, and then lists every order of the tied items
 (itertools.permutations), counting each order once. Fractions keep it exact.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -13,10 +14,20 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from relink_lib.audit import (
+    RankCounts,
+    audit_table,
+    expected_recall,
+    expected_recall_ties,
+    expected_reciprocal_rank,
+    expected_reciprocal_rank_ties,
+    per_query_recall,
+    rank_counts,
+    rank_statistics,
+    relink_audit,
+    tie_median_rank,
+)
 from relink_lib.audit.expected import _recall_ties_closed_form
-from relink_lib.audit import (RankCounts, audit_table, expected_recall, expected_recall_ties, expected_reciprocal_rank,
-                              expected_reciprocal_rank_ties, per_query_recall, rank_counts, rank_statistics, relink_audit,
-                              tie_median_rank)
 
 
 def _grid_pairs(m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,8 +66,10 @@ def _brute(img, rep, pool_sizes, ks, groups=None):
                 for conv, ranks in (("fair", ranks_fair), ("against", [1 + above + len(tied)]), ("for", [1 + above])):
                     rec, rr = per[conv]
                     w = Fraction(1, len(pools) * len(ranks))
-                    per[conv] = ([r + w * sum(rk <= k for rk in ranks) for r, k in zip(rec, ks)],
-                                 rr + w * sum(Fraction(1, rk) for rk in ranks))
+                    per[conv] = (
+                        [r + w * sum(rk <= k for rk in ranks) for r, k in zip(rec, ks)],
+                        rr + w * sum(Fraction(1, rk) for rk in ranks),
+                    )
             for conv in acc:
                 rec, rr = acc[conv]
                 acc[conv] = ([a + b for a, b in zip(rec, per[conv][0])], rr + per[conv][1])
@@ -67,8 +80,11 @@ def _brute(img, rep, pool_sizes, ks, groups=None):
 def _check(table, ref, m):
     for n, conv in ref.items():
         rows = table[table.pool_size == (m if n is None else n)].sort_values("k")
-        for name, col, mrr in (("fair", "recall", "mrr"), ("against", "recall_ties_against", "mrr_ties_against"),
-                               ("for", "recall_ties_for", "mrr_ties_for")):
+        for name, col, mrr in (
+            ("fair", "recall", "mrr"),
+            ("against", "recall_ties_against", "mrr_ties_against"),
+            ("for", "recall_ties_for", "mrr_ties_for"),
+        ):
             np.testing.assert_allclose(rows[col], conv[name][0], atol=1e-12, err_msg=f"N={n} {col}")
             np.testing.assert_allclose(rows[mrr], conv[name][1], atol=1e-12, err_msg=f"N={n} {mrr}")
         np.testing.assert_allclose(rows.lift, rows.recall / rows.chance, rtol=1e-12)

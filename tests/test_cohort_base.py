@@ -1,4 +1,5 @@
 """Cohort type: subsets, labels, cache format, validation errors; patient-level splits."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,9 +21,19 @@ def cohort() -> Cohort:
 
 
 def _minimal_pairs(n: int = 4) -> pd.DataFrame:
-    frame = pd.DataFrame({"patient_id": [f"p{i // 2}" for i in range(n)], "study_id": [f"s{i}" for i in range(n)],
-                          "image_path": [f"img{i}.png" for i in range(n)], "text": [f"report {i}" for i in range(n)],
-                          "findings": "", "impression": [f"report {i}" for i in range(n)], "split": "train", "view": "PA", "site": "x"})
+    frame = pd.DataFrame(
+        {
+            "patient_id": [f"p{i // 2}" for i in range(n)],
+            "study_id": [f"s{i}" for i in range(n)],
+            "image_path": [f"img{i}.png" for i in range(n)],
+            "text": [f"report {i}" for i in range(n)],
+            "findings": "",
+            "impression": [f"report {i}" for i in range(n)],
+            "split": "train",
+            "view": "PA",
+            "site": "x",
+        }
+    )
     for label in CHEXPERT_LABELS:
         frame[label] = np.nan
     return frame
@@ -69,15 +80,27 @@ def test_row_errors(cohort: Cohort) -> None:
     assert "report" not in repr(cohort) and cohort.pairs["text"].iloc[0] not in repr(cohort)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda f: f.drop(columns=["view"]), r"lack column\(s\) \['view'\]"),
-    (lambda f: f.assign(Edema=[1.0, 2.0, np.nan, 0.0]), r"row 1 column 'Edema' has value 2.0"),
-    (lambda f: f.assign(Edema=["1", "yes", "", "0"]), r"row 1 column 'Edema' has a non-numeric value \(not shown\)"),
-    (lambda f: f.assign(split=["train", "train", "holdout", "holdout"]), r"row 2 column 'split' is not one of"),
-    (lambda f: f.assign(text=["a", " ", "c", "d"]), r"row 1 has empty report text"),
-    (lambda f: pd.concat([f, f.iloc[[0]]], ignore_index=True), r"row 4 duplicates an earlier row's study_id and image_path"),
-    (lambda f: f.assign(split=["train", "test", "val", "val"]), r"patient_id='p0' appears in splits \['test', 'train'\]"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda f: f.drop(columns=["view"]), r"lack column\(s\) \['view'\]"),
+        (lambda f: f.assign(Edema=[1.0, 2.0, np.nan, 0.0]), r"row 1 column 'Edema' has value 2.0"),
+        (
+            lambda f: f.assign(Edema=["1", "yes", "", "0"]),
+            r"row 1 column 'Edema' has a non-numeric value \(not shown\)",
+        ),
+        (lambda f: f.assign(split=["train", "train", "holdout", "holdout"]), r"row 2 column 'split' is not one of"),
+        (lambda f: f.assign(text=["a", " ", "c", "d"]), r"row 1 has empty report text"),
+        (
+            lambda f: pd.concat([f, f.iloc[[0]]], ignore_index=True),
+            r"row 4 duplicates an earlier row's study_id and image_path",
+        ),
+        (
+            lambda f: f.assign(split=["train", "test", "val", "val"]),
+            r"patient_id='p0' appears in splits \['test', 'train'\]",
+        ),
+    ],
+)
 def test_validation_errors(mutate, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Cohort(mutate(_minimal_pairs()), name="fixture")

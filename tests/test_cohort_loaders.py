@@ -1,4 +1,5 @@
 """Real-layout loaders (MIMIC-CXR-JPG, CheXpert Plus, folder), export round trips and bad input."""
+
 from __future__ import annotations
 
 import gzip
@@ -16,9 +17,24 @@ from relink_lib.cohorts.images import ImageReadError
 from relink_lib.cohorts.text import compose_text, parse_sections
 from relink_lib.labels import CHEXPERT_LABELS
 
-KEY_COLUMNS = ["patient_id", "study_id", "image_path", "text", "findings", "impression", "split", "view", "site",
-               *CHEXPERT_LABELS, "study_order"]
-SPLIT, LABELS, META = "mimic-cxr-2.0.0-split.csv.gz", "mimic-cxr-2.0.0-chexpert.csv.gz", "mimic-cxr-2.0.0-metadata.csv.gz"
+KEY_COLUMNS = [
+    "patient_id",
+    "study_id",
+    "image_path",
+    "text",
+    "findings",
+    "impression",
+    "split",
+    "view",
+    "site",
+    *CHEXPERT_LABELS,
+    "study_order",
+]
+SPLIT, LABELS, META = (
+    "mimic-cxr-2.0.0-split.csv.gz",
+    "mimic-cxr-2.0.0-chexpert.csv.gz",
+    "mimic-cxr-2.0.0-metadata.csv.gz",
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +85,11 @@ def test_mimic_round_trip_is_exact(internal: Cohort, mimic_dir: Path) -> None:
     diff = np.abs(back.load_images() - internal.load_images())
     assert diff.mean() < 2.5 / 255  # JPEG quality 95
     # the report files hold header sections that never reach the text
-    report = (mimic_dir / "mimic-cxr-reports" / internal.pairs["image_path"].iloc[0].rsplit("/", 1)[0]).with_suffix(".txt").read_text()
+    report = (
+        (mimic_dir / "mimic-cxr-reports" / internal.pairs["image_path"].iloc[0].rsplit("/", 1)[0])
+        .with_suffix(".txt")
+        .read_text()
+    )
     sections = parse_sections(report)
     assert {"EXAMINATION", "INDICATION", "TECHNIQUE", "COMPARISON", "IMPRESSION"} <= set(sections)
     assert sections["INDICATION"] not in back.pairs["text"].iloc[0] and "INDICATION" not in " ".join(back.pairs["text"])
@@ -116,22 +136,38 @@ def test_mimic_view_policy_and_counted_exclusions(mimic_copy: Path, internal: Co
     pa_row = int(np.flatnonzero(p["view"] == "PA")[0])
     ap_row = int(np.flatnonzero(p["view"] == "AP")[0])
     extra = []
-    for row, view, dicom in ((pa_row, "AP", "aaaa-extra-ap"), (ap_row, "PA", "zzzz-extra-pa"), (2, "LATERAL", "0000-lateral")):
+    for row, view, dicom in (
+        (pa_row, "AP", "aaaa-extra-ap"),
+        (ap_row, "PA", "zzzz-extra-pa"),
+        (2, "LATERAL", "0000-lateral"),
+    ):
         extra.append((p["patient_id"][row], p["study_id"][row], dicom, view))
     # a lateral-only study
     extra.append((p["patient_id"][0], "59999999", "lat-only", "LATERAL"))
     for subject, study, dicom, view in extra:
-        split.loc[len(split)] = {"dicom_id": dicom, "study_id": study, "subject_id": subject, "split": p["split"][0] if study == "59999999" else
-                                 p.loc[p["study_id"] == study, "split"].iloc[0]}
-        meta.loc[len(meta)] = {**meta.iloc[0].to_dict(), "dicom_id": dicom, "study_id": study, "subject_id": subject, "ViewPosition": view}
+        split.loc[len(split)] = {
+            "dicom_id": dicom,
+            "study_id": study,
+            "subject_id": subject,
+            "split": p["split"][0] if study == "59999999" else p.loc[p["study_id"] == study, "split"].iloc[0],
+        }
+        meta.loc[len(meta)] = {
+            **meta.iloc[0].to_dict(),
+            "dicom_id": dicom,
+            "study_id": study,
+            "subject_id": subject,
+            "ViewPosition": view,
+        }
         img = mimic_copy / f"files/p{subject[:2]}/p{subject}/s{study}/{dicom}.jpg"
         img.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((32, 32), 200, np.uint8)).save(img)
     _write(split, mimic_copy / SPLIT)
     _write(meta, mimic_copy / META)
+
     # a study without a report, one with an empty report, one without its image
     def report(row: int) -> Path:
         return mimic_copy / "mimic-cxr-reports" / (p["image_path"][row].rsplit("/", 1)[0] + ".txt")
+
     report(3).unlink()
     report(4).write_text(" EXAMINATION:  CHEST\n INDICATION:  ___ with cough.\n")
     (mimic_copy / p["image_path"][5]).unlink()
@@ -140,7 +176,10 @@ def test_mimic_view_policy_and_counted_exclusions(mimic_copy: Path, internal: Co
     assert (ex["no_frontal_image"], ex["no_report"], ex["empty_report"], ex["missing_image"]) == (1, 1, 1, 1)
     assert len(back) == len(internal) - 3
     chosen = back.pairs.set_index("study_id")
-    assert chosen.loc[p["study_id"][pa_row], "view"] == "PA" and chosen.loc[p["study_id"][pa_row], "dicom_id"] == p["dicom_id"][pa_row]
+    assert (
+        chosen.loc[p["study_id"][pa_row], "view"] == "PA"
+        and chosen.loc[p["study_id"][pa_row], "dicom_id"] == p["dicom_id"][pa_row]
+    )
     assert chosen.loc[p["study_id"][ap_row], "dicom_id"] == "zzzz-extra-pa"
     assert chosen.loc[p["study_id"][2], "dicom_id"] == p["dicom_id"][2]
 
@@ -152,7 +191,9 @@ def test_mimic_duplicates(mimic_copy: Path) -> None:
     clash = labels.iloc[[0]].copy()
     clash["Edema"] = "1.0" if labels["Edema"].iloc[0] != "1.0" else "0.0"
     _write(pd.concat([labels, clash]), mimic_copy / LABELS)
-    with pytest.raises(ValueError, match=r"chexpert.csv.gz: conflicting duplicate rows \[\d+, \d+\].*same \['study_id'\]"):
+    with pytest.raises(
+        ValueError, match=r"chexpert.csv.gz: conflicting duplicate rows \[\d+, \d+\].*same \['study_id'\]"
+    ):
         load_mimic_cxr(mimic_copy)
 
 
@@ -204,14 +245,26 @@ def test_corrupt_image_error_names_the_file(mimic_copy: Path) -> None:
 def test_chexpert_policy_nulls_and_errors(chexpert_copy: Path, external: Cohort) -> None:
     table = pd.read_csv(chexpert_copy / "df_chexpert_plus_240401.csv", dtype=str)
     first = table.iloc[0].to_dict()
-    lateral = {**first, "path_to_image": first["path_to_image"].replace("view1_frontal", "view2_lateral"), "frontal_lateral": "Lateral",
-               "ap_pa": np.nan}
-    other_pa = {**first, "path_to_image": first["path_to_image"].replace("view1_frontal", "view3_frontal"), "ap_pa": "PA"}
+    lateral = {
+        **first,
+        "path_to_image": first["path_to_image"].replace("view1_frontal", "view2_lateral"),
+        "frontal_lateral": "Lateral",
+        "ap_pa": np.nan,
+    }
+    other_pa = {
+        **first,
+        "path_to_image": first["path_to_image"].replace("view1_frontal", "view3_frontal"),
+        "ap_pa": "PA",
+    }
     table = pd.concat([table, pd.DataFrame([lateral, other_pa])], ignore_index=True)
-    Image.fromarray(np.full((32, 32), 50, np.uint8)).save(chexpert_copy / other_pa["path_to_image"].replace(".jpg", ".png"))
+    Image.fromarray(np.full((32, 32), 50, np.uint8)).save(
+        chexpert_copy / other_pa["path_to_image"].replace(".jpg", ".png")
+    )
     table.to_csv(chexpert_copy / "df_chexpert_plus_240401.csv", index=False)
     back = load_chexpert_plus(chexpert_copy)
-    expected_first = other_pa["path_to_image"].replace(".jpg", ".png") if first["ap_pa"] == "AP" else first["path_to_image"]
+    expected_first = (
+        other_pa["path_to_image"].replace(".jpg", ".png") if first["ap_pa"] == "AP" else first["path_to_image"]
+    )
     assert back.pairs.set_index("study_id").loc[external.pairs["study_id"][0], "image_path"] == expected_first
     assert back.summary["excluded"]["no_label_line"] == (1 if first["ap_pa"] == "AP" else 0)
     assert np.isnan(back.label_matrix()).any()
@@ -244,11 +297,23 @@ def test_chexpert_empty_reports_counted(chexpert_copy: Path) -> None:
 def test_load_folder(tmp_path: Path) -> None:
     for i in range(6):
         Image.fromarray(np.full((20, 24), 40 * i, np.uint8)).save(tmp_path / f"im{i}.png")
-    frame = pd.DataFrame({"patient_id": ["a", "a", "b", "c", "d", "d"], "image_path": [f"im{i}.png" for i in range(6)],
-                          "findings": ["Clear lungs.", "Small left effusion.", "", "x", "Edema.", "Normal."],
-                          "impression": ["Normal.", "Effusion.", "", "y", "", "Normal."], "Edema": [np.nan, 0, np.nan, 1, 1, -1]})
+    frame = pd.DataFrame(
+        {
+            "patient_id": ["a", "a", "b", "c", "d", "d"],
+            "image_path": [f"im{i}.png" for i in range(6)],
+            "findings": ["Clear lungs.", "Small left effusion.", "", "x", "Edema.", "Normal."],
+            "impression": ["Normal.", "Effusion.", "", "y", "", "Normal."],
+            "Edema": [np.nan, 0, np.nan, 1, 1, -1],
+        }
+    )
     frame = pd.concat([frame, frame.iloc[[1]]], ignore_index=True)  # an exact duplicate row
-    frame.loc[len(frame)] = {"patient_id": "e", "image_path": "missing.png", "findings": "a", "impression": "b", "Edema": np.nan}
+    frame.loc[len(frame)] = {
+        "patient_id": "e",
+        "image_path": "missing.png",
+        "findings": "a",
+        "impression": "b",
+        "Edema": np.nan,
+    }
     frame.to_csv(tmp_path / "pairs.csv", index=False)
     c = load_folder(tmp_path / "pairs.csv", tmp_path, image_size=16)
     assert c.summary["excluded"] == {"duplicate_rows": 1, "empty_report": 1, "missing_image": 1}

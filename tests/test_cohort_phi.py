@@ -1,4 +1,5 @@
 """PHI guard: no report text of a private cohort reaches a rendered page."""
+
 from __future__ import annotations
 
 import re
@@ -10,8 +11,13 @@ import pytest
 matplotlib.use("Agg")
 
 from relink_lib.cohorts import Cohort, export, load_mimic_cxr, make_synthetic_cohort  # noqa: E402
-from relink_lib.cohorts.phi import (PrivateTextError, display_frame, render_pairs_html,  # noqa: E402
-                                    report_text_for_display, show_pairs)
+from relink_lib.cohorts.phi import (
+    PrivateTextError,
+    display_frame,
+    render_pairs_html,  # noqa: E402
+    report_text_for_display,
+    show_pairs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +55,9 @@ def test_text_helpers_refuse_private(private: Cohort, public: Cohort) -> None:
     assert "text" in display_frame(public, [0]).columns
 
 
-def test_rendered_page_of_private_cohort_holds_none_of_its_text(tmp_path: Path, private: Cohort, public: Cohort) -> None:
+def test_rendered_page_of_private_cohort_holds_none_of_its_text(
+    tmp_path: Path, private: Cohort, public: Cohort
+) -> None:
     rows = list(range(6))
     page = render_pairs_html(private, rows, title="private fixture")
     (tmp_path / "page.html").write_text(page)
@@ -60,4 +68,4 @@ def test_rendered_page_of_private_cohort_holds_none_of_its_text(tmp_path: Path, 
     assert "withheld" in page
     # control: the same page for the public twin shows its text, so the check above can fail
     public_page = render_pairs_html(public, rows)
-    assert any(s in public_page for s in _fragments(public, rows)[len(rows):])
+    assert any(s in public_page for s in _fragments(public, rows)[len(rows) :])

@@ -1,4 +1,5 @@
 """Pipeline stage get_cohort: cached synthetic cohorts via the real loaders, real-data checks."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,14 +24,22 @@ def test_synthetic_internal_and_external_cached(params: dict, monkeypatch: pytes
     assert len(internal) == 120 and internal.public and internal.summary["roundtrip"] == "mimic-cxr-jpg"
     assert internal.pairs["text"].tolist() == direct.pairs["text"].tolist()
     np.testing.assert_array_equal(internal.label_matrix(), direct.label_matrix())
-    assert internal.pairs["mentions_device"].dtype == bool and internal.pairs["mentions_device"].equals(direct.pairs["mentions_device"])
+    assert internal.pairs["mentions_device"].dtype == bool and internal.pairs["mentions_device"].equals(
+        direct.pairs["mentions_device"]
+    )
     assert np.abs(internal.load_images() - direct.load_images()).mean() < 2.5 / 255
     assert internal.root is not None and (internal.root / internal.pairs["image_path"].iloc[0]).is_file()
     external = stage.get_cohort(params, "external")
-    assert len(external) == 50 and set(external.pairs["site"]) == {"external"} and external.summary["roundtrip"] == "chexpert-plus"
+    assert (
+        len(external) == 50
+        and set(external.pairs["site"]) == {"external"}
+        and external.summary["roundtrip"] == "chexpert-plus"
+    )
     assert set(external.pairs["split"]) <= {"train", "val"}
     # cached: a second call must not generate again
-    monkeypatch.setattr(stage, "make_synthetic_cohort", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rebuilt")))
+    monkeypatch.setattr(
+        stage, "make_synthetic_cohort", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rebuilt"))
+    )
     again = stage.get_cohort(params)
     assert again.summary["cache_key"] == internal.summary["cache_key"]
     np.testing.assert_array_equal(again.load_images([0, 1]), internal.load_images([0, 1]))
@@ -42,7 +51,9 @@ def test_synthetic_internal_and_external_cached(params: dict, monkeypatch: pytes
 
 
 def test_real_source_checks_roots_first(params: dict, tmp_path: Path) -> None:
-    real = dict(params, cohort=dict(params["cohort"], source="real"), data={"mimic_cxr_root": None, "chexpert_plus_root": None})
+    real = dict(
+        params, cohort=dict(params["cohort"], source="real"), data={"mimic_cxr_root": None, "chexpert_plus_root": None}
+    )
     with pytest.raises(FileNotFoundError, match="mimic_cxr_root"):
         stage.get_cohort(real)
     with pytest.raises(FileNotFoundError, match="chexpert_plus_root"):

@@ -1,4 +1,5 @@
 """Chapter 2 statistics on a hand-made cohort with known answers."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -15,9 +16,19 @@ from relink_lib.plots.cohort import plot_cooccurrence, plot_prevalence_vs_refere
 
 def _cohort() -> Cohort:
     n = 6
-    frame = pd.DataFrame({"patient_id": ["a", "a", "a", "b", "c", "c"], "study_id": [f"s{i}" for i in range(n)],
-                          "image_path": [f"{i}.png" for i in range(n)], "text": "t", "findings": "", "impression": "t",
-                          "split": ["train", "train", "train", "val", "test", "test"], "view": "PA", "site": "x"})
+    frame = pd.DataFrame(
+        {
+            "patient_id": ["a", "a", "a", "b", "c", "c"],
+            "study_id": [f"s{i}" for i in range(n)],
+            "image_path": [f"{i}.png" for i in range(n)],
+            "text": "t",
+            "findings": "",
+            "impression": "t",
+            "split": ["train", "train", "train", "val", "test", "test"],
+            "view": "PA",
+            "site": "x",
+        }
+    )
     for label in CHEXPERT_LABELS:
         frame[label] = np.nan
     frame["Pleural Effusion"] = [1, 1, 1, 0, -1, np.nan]

@@ -1,12 +1,20 @@
 """Chapter 2's payload and sentences follow the cohorts they are given."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from relink_lib.cohorts.base import Cohort
-from relink_lib.cohorts.summary import (MENTION_FLAGS, cohorts_findings, cohorts_payload, cooccurrence_pairs,
-                                        mention_rates, prevalence_table, split_table)
+from relink_lib.cohorts.summary import (
+    MENTION_FLAGS,
+    cohorts_findings,
+    cohorts_payload,
+    cooccurrence_pairs,
+    mention_rates,
+    prevalence_table,
+    split_table,
+)
 from relink_lib.cohorts.synthetic.generate import make_synthetic_cohort
 from relink_lib.cohorts.synthetic.prevalence import MIMIC_CXR_PREVALENCE
 from relink_lib.labels import CHEXPERT_LABELS
@@ -14,8 +22,10 @@ from relink_lib.labels import CHEXPERT_LABELS
 
 @pytest.fixture(scope="module")
 def sites():
-    return (make_synthetic_cohort(150, image_size=16, seed=1, n_jobs=1),
-            make_synthetic_cohort(60, image_size=16, seed=1, site="external", n_jobs=1))
+    return (
+        make_synthetic_cohort(150, image_size=16, seed=1, n_jobs=1),
+        make_synthetic_cohort(60, image_size=16, seed=1, site="external", n_jobs=1),
+    )
 
 
 def test_prevalence_table_counts_positive_labels_and_quotes_the_references(sites):
@@ -53,5 +63,7 @@ def test_chapter_tables_count_pairs_patients_and_conditional_shares(sites):
     rates = mention_rates(internal)
     assert set(rates.index) == set(MENTION_FLAGS) and 0 <= rates.min() <= rates.max() <= 1
     assert mention_rates(Cohort(internal.pairs.drop(columns=list(MENTION_FLAGS)), name="no flags")).empty
-    share = cohorts_payload(internal, external, {"internal": "a", "external": "b"})["internal"]["studies_per_patient_share"]
+    share = cohorts_payload(internal, external, {"internal": "a", "external": "b"})["internal"][
+        "studies_per_patient_share"
+    ]
     assert sum(share) == pytest.approx(1.0, abs=0.01)

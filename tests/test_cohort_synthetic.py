@@ -1,4 +1,5 @@
 """The synthetic paired cohort: contract, determinism, prevalence, co-occurrence, shared instance detail."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,7 +36,14 @@ def labelled() -> dict[str, pd.DataFrame]:
 def test_contract_columns_types_and_images(small: Cohort) -> None:
     pairs = small.pairs
     assert len(small) == 240 and small.public and small.name == "synthetic-internal"
-    for col in (*REQUIRED_COLUMNS, *CHEXPERT_LABELS, "mentions_device", "mentions_measurement", "mentions_laterality", "mentions_chronic"):
+    for col in (
+        *REQUIRED_COLUMNS,
+        *CHEXPERT_LABELS,
+        "mentions_device",
+        "mentions_measurement",
+        "mentions_laterality",
+        "mentions_chronic",
+    ):
         assert col in pairs.columns, col
     for col in ("mentions_device", "mentions_measurement", "mentions_laterality", "mentions_chronic"):
         assert pairs[col].dtype == bool
@@ -65,7 +73,9 @@ def test_patients_hold_one_to_six_studies_with_stable_anatomy_and_chronic_device
     s = sample_studies(3000, np.random.default_rng(0), "internal")
     counts = np.bincount(s["patient"])
     assert counts.min() >= 1 and counts.max() <= 6 and (counts >= 2).mean() > 0.4
-    frame = pd.DataFrame({k: s[k] for k in ("patient", "lung_w", "rib_spacing", "sternotomy", "port", "pacemaker", "scoliosis")})
+    frame = pd.DataFrame(
+        {k: s[k] for k in ("patient", "lung_w", "rib_spacing", "sternotomy", "port", "pacemaker", "scoliosis")}
+    )
     per_patient = frame.groupby("patient").nunique()
     assert (per_patient.drop(columns=[]) == 1).all().all()  # anatomy and chronic devices stable within a patient
     assert s["support_devices"][s["sternotomy"]].all()
@@ -126,7 +136,9 @@ def test_image_and_report_share_instance_detail() -> None:
     text = c.pairs["findings"].str.lower()
     imgs = c.load_images()
     lower = imgs[:, 30:44]
-    asym = lower[:, :, 4:22].mean(axis=(1, 2)) - lower[:, :, 26:44].mean(axis=(1, 2))  # image left (patient right) minus image right
+    asym = lower[:, :, 4:22].mean(axis=(1, 2)) - lower[:, :, 26:44].mean(
+        axis=(1, 2)
+    )  # image left (patient right) minus image right
     right = text.str.contains("right pleural effusion") & ~text.str.contains("left pleural effusion|bilateral")
     left = text.str.contains("left pleural effusion") & ~text.str.contains("right pleural effusion|bilateral")
     assert right.sum() > 10 and left.sum() > 10
@@ -152,9 +164,16 @@ def test_image_noise_knob_and_site_style() -> None:
     assert ext_imgs[:, 2, 3].mean() > ext_imgs[:, 2, 28].mean() + 0.3
 
 
-@pytest.mark.parametrize("kwargs, word", [({"n_pairs": 0}, "n_pairs"), ({"image_size": 8}, "image_size"),
-                                          ({"site": "mars"}, "site"), ({"report_detail": -1.0}, "report_detail"),
-                                          ({"image_noise": float("nan")}, "image_noise")])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"n_pairs": 0}, "n_pairs"),
+        ({"image_size": 8}, "image_size"),
+        ({"site": "mars"}, "site"),
+        ({"report_detail": -1.0}, "report_detail"),
+        ({"image_noise": float("nan")}, "image_noise"),
+    ],
+)
 def test_bad_arguments_name_the_parameter(kwargs: dict, word: str) -> None:
     args = {"n_pairs": 10, "image_size": 32} | kwargs
     with pytest.raises(ValueError, match=word):

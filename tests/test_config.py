@@ -1,4 +1,5 @@
 """The typed profile config: one frozen, validated dataclass per section, defaults in one place."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,8 +7,18 @@ import json
 
 import pytest
 
-from relink_lib.config import (SECTIONS, AuditConfig, BudgetConfig, CohortConfig, DPSectionConfig, FeaturesConfig,
-                               FrontierConfig, LadderConfig, Profile, as_profile)
+from relink_lib.config import (
+    SECTIONS,
+    AuditConfig,
+    BudgetConfig,
+    CohortConfig,
+    DPSectionConfig,
+    FeaturesConfig,
+    FrontierConfig,
+    LadderConfig,
+    Profile,
+    as_profile,
+)
 from relink_lib.dp import DPConfig
 from relink_lib.profiles import PROFILE_NAMES, get_profile
 
@@ -47,25 +58,39 @@ def test_dp_section_is_flat_and_its_training_config_carries_the_profile_seed():
 
 
 def test_lists_become_tuples_as_papermill_delivers_them():
-    cfg = as_profile({"audit": {"pool_sizes": [10, None]}, "budget": {"epsilons": [1.0, None]},
-                      "dp": {"frontier": {"lrs": {"sgd": [0.1], "adam": [0.01]}}}})
+    cfg = as_profile(
+        {
+            "audit": {"pool_sizes": [10, None]},
+            "budget": {"epsilons": [1.0, None]},
+            "dp": {"frontier": {"lrs": {"sgd": [0.1], "adam": [0.01]}}},
+        }
+    )
     assert cfg.audit.pool_sizes == (10, None) and cfg.budget.epsilons == (1.0, None)
     assert cfg.dp.frontier.lrs == {"sgd": (0.1,), "adam": (0.01,)}
 
 
-@pytest.mark.parametrize("params, match", [
-    ({"audit": {"n_boot": -1}}, r"params\['audit'\]\['n_boot'\]=-1: expected an integer >= 0"),
-    ({"audit": {"pool_sizes": (1,)}}, r"params\['audit'\]\['pool_sizes'\]"),
-    ({"cohort": {"source": "mimic"}}, r"params\['cohort'\]\['source'\]='mimic': expected one of \['synthetic', 'real'\]"),
-    ({"cohort": {"split_fractions": (0.5, 0.5, 0.5)}}, r"params\['cohort'\]\['split_fractions'\].*summing to 1"),
-    ({"features": {"batch_size": 64, "chunk_size": 100}}, r"params\['features'\]\['chunk_size'\]=100: expected None or a multiple of batch_size=64"),
-    ({"dp": {"frontier": {"lrs": {"sgd": (0.1,)}}}}, r"params\['dp'\]\['frontier'\]\['lrs'\]"),
-    ({"dp": {"delta": 2.0}}, r"DPConfig.delta"),
-    ({"budget": {"epsilons": (0.0,)}}, r"params\['budget'\]\['epsilons'\]"),
-    ({"numerics": {"mode": "fast"}}, r"params\['numerics'\]\['mode'\]='fast'"),
-    ({"ladder": {"rungs": ()}}, r"params\['ladder'\]\['rungs'\]"),
-    ({"seed": 1.5}, r"params\['seed'\]=1.5: expected an integer"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"audit": {"n_boot": -1}}, r"params\['audit'\]\['n_boot'\]=-1: expected an integer >= 0"),
+        ({"audit": {"pool_sizes": (1,)}}, r"params\['audit'\]\['pool_sizes'\]"),
+        (
+            {"cohort": {"source": "mimic"}},
+            r"params\['cohort'\]\['source'\]='mimic': expected one of \['synthetic', 'real'\]",
+        ),
+        ({"cohort": {"split_fractions": (0.5, 0.5, 0.5)}}, r"params\['cohort'\]\['split_fractions'\].*summing to 1"),
+        (
+            {"features": {"batch_size": 64, "chunk_size": 100}},
+            r"params\['features'\]\['chunk_size'\]=100: expected None or a multiple of batch_size=64",
+        ),
+        ({"dp": {"frontier": {"lrs": {"sgd": (0.1,)}}}}, r"params\['dp'\]\['frontier'\]\['lrs'\]"),
+        ({"dp": {"delta": 2.0}}, r"DPConfig.delta"),
+        ({"budget": {"epsilons": (0.0,)}}, r"params\['budget'\]\['epsilons'\]"),
+        ({"numerics": {"mode": "fast"}}, r"params\['numerics'\]\['mode'\]='fast'"),
+        ({"ladder": {"rungs": ()}}, r"params\['ladder'\]\['rungs'\]"),
+        ({"seed": 1.5}, r"params\['seed'\]=1.5: expected an integer"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_key(params, match):
     with pytest.raises(ValueError, match=match):
         as_profile(params)
@@ -99,7 +124,10 @@ def test_replace_sections_changes_only_the_named_keys():
 
 
 def test_section_helpers():
-    assert FeaturesConfig(batch_size=32).rows_per_chunk == 256 and FeaturesConfig(batch_size=32, chunk_size=64).rows_per_chunk == 64
+    assert (
+        FeaturesConfig(batch_size=32).rows_per_chunk == 256
+        and FeaturesConfig(batch_size=32, chunk_size=64).rows_per_chunk == 64
+    )
     assert AuditConfig(pool_sizes=(10, None, 100)).finite_pool_sizes == (10, 100)
     spec = FrontierConfig(scaling_sizes=(500, 2000), scaling_factors=(1.5, 3.0))
     assert spec.scaling_sizes_above(1000) == [1500, 2000, 3000]

@@ -1,4 +1,5 @@
 """Accounting: calibration within 1% below target, and epsilon recomputed by independent accountants."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,10 @@ from relink_lib.dp.accounting import independent_epsilons
 
 def _analytic_gaussian_eps(sigma: float, delta: float) -> float:
     """Exact eps of one Gaussian mechanism with sensitivity 1 (Balle & Wang 2018), by root finding."""
+
     def delta_of(eps):
         return norm.cdf(0.5 / sigma - eps * sigma) - math.exp(eps) * norm.cdf(-0.5 / sigma - eps * sigma) - delta
+
     return brentq(delta_of, 0.0, 100.0)
 
 
@@ -37,8 +40,10 @@ def test_pld_matches_analytic_gaussian():
     assert rdp_epsilon(sigma, 1.0, 1, delta)[0] >= exact  # RDP is an upper bound
 
 
-@pytest.mark.parametrize("target,q,steps", [(0.34, 128 / 1400, 33), (0.34, 0.01, 500), (1.0, 0.05, 60),
-                                            (8.0, 0.1, 30), (1e3, 0.1, 30), (1e15, 0.1, 30)])
+@pytest.mark.parametrize(
+    "target,q,steps",
+    [(0.34, 128 / 1400, 33), (0.34, 0.01, 500), (1.0, 0.05, 60), (8.0, 0.1, 30), (1e3, 0.1, 30), (1e15, 0.1, 30)],
+)
 def test_calibration_within_one_percent_below_target(target, q, steps):
     sigma = calibrate_noise(target, 6e-6, q, steps)
     eps = rdp_epsilon(sigma, q, steps, 6e-6)[0]
@@ -74,12 +79,15 @@ def test_group_privacy_known_values():
     assert group_privacy(1e15, 1e-6, 2)[1] == 1.0
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(target_epsilon=0.0, delta=1e-5, sample_rate=0.1, steps=10), "target_epsilon"),
-    (dict(target_epsilon=1.0, delta=0.0, sample_rate=0.1, steps=10), "delta"),
-    (dict(target_epsilon=1.0, delta=1e-5, sample_rate=1.5, steps=10), "sample_rate"),
-    (dict(target_epsilon=1.0, delta=1e-5, sample_rate=0.1, steps=0), "steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(target_epsilon=0.0, delta=1e-5, sample_rate=0.1, steps=10), "target_epsilon"),
+        (dict(target_epsilon=1.0, delta=0.0, sample_rate=0.1, steps=10), "delta"),
+        (dict(target_epsilon=1.0, delta=1e-5, sample_rate=1.5, steps=10), "sample_rate"),
+        (dict(target_epsilon=1.0, delta=1e-5, sample_rate=0.1, steps=0), "steps"),
+    ],
+)
 def test_calibration_rejects_bad_inputs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         calibrate_noise(**kwargs)
@@ -106,6 +114,7 @@ def test_calibration_confirms_with_opacus_and_refuses_anything_above_target(monk
     def inflated(*args, **kwargs):
         eps, order = real_spent(*args, **kwargs)
         return eps * inflate, order
+
     monkeypatch.setattr(cal._rdp, "get_privacy_spent", inflated)
     target, q, steps = 0.34, 128 / 1400, 33
     try:

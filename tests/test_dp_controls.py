@@ -1,4 +1,5 @@
 """Controls: output perturbation scale and tuning, re-initialisation, the non-private config."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,6 +45,7 @@ def test_tuning_hits_the_target_score():
         w0 = torch.cat([ih.weight.flatten(), th.weight.flatten()])
         w = torch.cat([i.weight.flatten(), t.weight.flatten()])
         return float(torch.nn.functional.cosine_similarity(w, w0, dim=0).detach())
+
     fit = tune_output_perturbation(ih, th, score, target_score=0.6, seed=5, abs_tol=0.002)  # seed != init seed
     assert fit.score == pytest.approx(0.6, abs=0.002)
     assert fit.baseline_score == pytest.approx(1.0)

@@ -1,4 +1,5 @@
 """The DP frontier: grid, held-out halves, seed aggregation, the selection rule, the bootstrap CI, a tiny build."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,17 @@ from torch import nn
 from relink_lib.config import FrontierConfig
 from relink_lib.dp import DPConfig
 from relink_lib.dp.accounting import epsilon_dp_accounting
-from relink_lib.dp.frontier import (Setting, aggregate_seeds, frontier_grid, heldout_halves, interpolate_at_cut,
-                                    per_query_recall_at_1, reduction_interval, reference_pool_size, select_point)
+from relink_lib.dp.frontier import (
+    Setting,
+    aggregate_seeds,
+    frontier_grid,
+    heldout_halves,
+    interpolate_at_cut,
+    per_query_recall_at_1,
+    reduction_interval,
+    reference_pool_size,
+    select_point,
+)
 from relink_lib.dp.frontier_stage import build_frontier
 from relink_lib.dp.heads import fresh_heads, relative_drift
 
@@ -21,19 +31,27 @@ RULE = {"max_probe_auroc_drop": 0.5, "max_zero_shot_auroc_drop": 1.0, "reference
 
 
 def _pt(cut, probe, zs, n=1000, private=True):
-    return {"r1_reduction_select": cut, "probe_auroc_drop": probe, "zero_shot_auroc_drop": zs, "n_private": n,
-            "private": private, "r1_reduction": 0.99}
+    return {
+        "r1_reduction_select": cut,
+        "probe_auroc_drop": probe,
+        "zero_shot_auroc_drop": zs,
+        "n_private": n,
+        "private": private,
+        "r1_reduction": 0.99,
+    }
 
 
 def test_select_point_picks_the_largest_eligible_cut():
-    points = [_pt(0.30, 0.1, 0.2),
-              _pt(0.90, 0.6, 0.0),   # probe too costly
-              _pt(0.80, 0.1, 1.5),   # zero-shot too costly
-              _pt(0.95, 0.0, 0.0, n=50_000),  # another private-set size (scaling study)
-              _pt(0.99, 0.0, 0.0, private=False),  # a control, not DP
-              _pt(0.45, 0.5, 1.0),   # on the bounds: eligible
-              _pt(float("nan"), 0.0, 0.0),
-              _pt(0.45, 0.0, 0.0)]   # ties go to the first index
+    points = [
+        _pt(0.30, 0.1, 0.2),
+        _pt(0.90, 0.6, 0.0),  # probe too costly
+        _pt(0.80, 0.1, 1.5),  # zero-shot too costly
+        _pt(0.95, 0.0, 0.0, n=50_000),  # another private-set size (scaling study)
+        _pt(0.99, 0.0, 0.0, private=False),  # a control, not DP
+        _pt(0.45, 0.5, 1.0),  # on the bounds: eligible
+        _pt(float("nan"), 0.0, 0.0),
+        _pt(0.45, 0.0, 0.0),
+    ]  # ties go to the first index
     assert select_point(points, RULE) == 5
     assert select_point(points[:5], RULE) == 0
     assert select_point([_pt(0.9, 2.0, 0.0)], RULE) is None
@@ -47,17 +65,31 @@ def test_select_point_picks_the_largest_eligible_cut():
 def test_select_point_agrees_with_brute_force_on_random_frontiers():
     rng = np.random.default_rng(0)
     for _ in range(50):
-        pts = [_pt(float(rng.uniform(-0.2, 1)), float(rng.uniform(-1, 1)), float(rng.uniform(-2, 3)),
-                   n=int(rng.choice([1000, 5000]))) for _ in range(12)]
-        ok = [i for i, p in enumerate(pts) if p["n_private"] == 1000 and p["probe_auroc_drop"] <= 0.5
-              and p["zero_shot_auroc_drop"] <= 1.0]
+        pts = [
+            _pt(
+                float(rng.uniform(-0.2, 1)),
+                float(rng.uniform(-1, 1)),
+                float(rng.uniform(-2, 3)),
+                n=int(rng.choice([1000, 5000])),
+            )
+            for _ in range(12)
+        ]
+        ok = [
+            i
+            for i, p in enumerate(pts)
+            if p["n_private"] == 1000 and p["probe_auroc_drop"] <= 0.5 and p["zero_shot_auroc_drop"] <= 1.0
+        ]
         expected = max(ok, key=lambda i: pts[i]["r1_reduction_select"]) if ok else None
         assert select_point(pts, RULE) == expected
 
 
 def test_frontier_grid_order_and_validation():
-    spec = FrontierConfig(inits=("pretrained", "reinit"), optimizers=("sgd", "adam"),
-                          lrs={"sgd": (0.1, 1.0, 3.0), "adam": (1e-3, 1e-2, 3e-2)}, epochs=(5, 20))
+    spec = FrontierConfig(
+        inits=("pretrained", "reinit"),
+        optimizers=("sgd", "adam"),
+        lrs={"sgd": (0.1, 1.0, 3.0), "adam": (1e-3, 1e-2, 3e-2)},
+        epochs=(5, 20),
+    )
     grid = frontier_grid(spec)
     assert len(grid) == 24
     assert grid[0] == Setting("pretrained", "sgd", 0.1, 5.0) and grid[-1] == Setting("reinit", "adam", 3e-2, 20.0)
@@ -84,8 +116,10 @@ def test_heldout_halves_split_patients_and_cover_every_row():
 
 
 def test_aggregate_seeds_mean_and_sample_sd():
-    agg = aggregate_seeds([{"r1_reduction": 0.1, "drift": 1.0}, {"r1_reduction": 0.3, "drift": 1.0},
-                           {"r1_reduction": 0.5, "drift": 1.0}], metrics=("r1_reduction", "drift"))
+    agg = aggregate_seeds(
+        [{"r1_reduction": 0.1, "drift": 1.0}, {"r1_reduction": 0.3, "drift": 1.0}, {"r1_reduction": 0.5, "drift": 1.0}],
+        metrics=("r1_reduction", "drift"),
+    )
     assert agg["n_seeds"] == 3
     assert agg["r1_reduction"] == pytest.approx(0.3)
     assert agg["r1_reduction_seed_sd"] == pytest.approx(0.2)
@@ -109,6 +143,7 @@ def test_reduction_interval_covers_the_point_estimate_and_shrinks_with_more_pati
         point = 1 - noisy.mean() / before.mean()
         assert lo <= point <= hi
         return hi - lo
+
     assert width(400) < width(25)
     with pytest.raises(ValueError, match="same length"):
         reduction_interval(np.ones(3), np.ones(4), np.arange(3))
@@ -161,35 +196,80 @@ def _tiny_inputs(seed=0, n_train=120, n_test=60, d_img=6, d_txt=5, d=4):
     with torch.no_grad():
         ih.weight.copy_(torch.linalg.pinv(a).T)
         th.weight.copy_(torch.linalg.pinv(b).T)
-    prompts = {k: (rng.normal(size=(1, d_txt)), rng.normal(size=(1, d_txt))) for k in
-               __import__("relink_lib.labels", fromlist=["CHEXPERT_LABELS"]).CHEXPERT_LABELS}
+    prompts = {
+        k: (rng.normal(size=(1, d_txt)), rng.normal(size=(1, d_txt)))
+        for k in __import__("relink_lib.labels", fromlist=["CHEXPERT_LABELS"]).CHEXPERT_LABELS
+    }
     tr, te = slice(0, n_train), slice(n_train, None)
     bank = rng.normal(size=(16, d_txt)).astype(np.float32), rng.normal(size=(16, d_img)).astype(np.float32)
-    return {"template": (ih, th), "train_img": x_img[tr], "train_txt": x_txt[tr], "train_labels": labels[tr],
-            "train_patients": np.arange(n_train) // 2, "test_img": x_img[te], "test_txt": x_txt[te],
-            "test_labels": labels[te], "test_patients": np.arange(n_test) // 2,
-            "bank": {"text": bank[0], "image": bank[1]}, "prompt_features": prompts, "chunk_size": 64, "probe_C": 1.0}
+    return {
+        "template": (ih, th),
+        "train_img": x_img[tr],
+        "train_txt": x_txt[tr],
+        "train_labels": labels[tr],
+        "train_patients": np.arange(n_train) // 2,
+        "test_img": x_img[te],
+        "test_txt": x_txt[te],
+        "test_labels": labels[te],
+        "test_patients": np.arange(n_test) // 2,
+        "bank": {"text": bank[0], "image": bank[1]},
+        "prompt_features": prompts,
+        "chunk_size": 64,
+        "probe_C": 1.0,
+    }
 
 
 def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
     inputs = _tiny_inputs()
-    spec = FrontierConfig(inits=("pretrained", "reinit"), optimizers=("sgd", "adam"), lrs={"sgd": (0.5,), "adam": (1e-2,)},
-                          epochs=(1,), n_seeds=2, scaling_sizes=(200,), max_probe_auroc_drop=0.5,
-                          max_zero_shot_auroc_drop=1.0, op_scales=(0.1, 1.0), n_boot=50, split_seed=0,
-                          probe_max_train=2000)
+    spec = FrontierConfig(
+        inits=("pretrained", "reinit"),
+        optimizers=("sgd", "adam"),
+        lrs={"sgd": (0.5,), "adam": (1e-2,)},
+        epochs=(1,),
+        n_seeds=2,
+        scaling_sizes=(200,),
+        max_probe_auroc_drop=0.5,
+        max_zero_shot_auroc_drop=1.0,
+        op_scales=(0.1, 1.0),
+        n_boot=50,
+        split_seed=0,
+        probe_max_train=2000,
+    )
     extra = _tiny_inputs(seed=1, n_train=100, n_test=2)
 
     def pool(n):
-        return {"image": extra["train_img"][:n], "text": extra["train_txt"][:n],
-                "patients": np.char.add("pool:", extra["train_patients"][:n].astype(str)), "n_pairs": n}
+        return {
+            "image": extra["train_img"][:n],
+            "text": extra["train_txt"][:n],
+            "patients": np.char.add("pool:", extra["train_patients"][:n].astype(str)),
+            "n_pairs": n,
+        }
+
     base = DPConfig(target_epsilon=0.34, delta=6e-6, epochs=1, batch_size=16, engine="fast")
     payload, arrays = build_frontier(inputs, spec, base, pool=pool)
     fr = payload["frontier"]
     assert len(fr) == 5 and [p["study"] for p in fr] == ["grid"] * 4 + ["scaling"]
     assert fr[-1]["n_private"] == 200
-    fields = ("init", "optimizer", "lr", "epochs", "n_private", "epsilon", "delta", "noise_multiplier", "sample_rate",
-              "steps", "max_grad_norm", "r1_reduction_select", "r1_reduction", "probe_auroc_drop",
-              "zero_shot_auroc_drop", "drift", "n_seeds", "r1_reduction_seed_sd")
+    fields = (
+        "init",
+        "optimizer",
+        "lr",
+        "epochs",
+        "n_private",
+        "epsilon",
+        "delta",
+        "noise_multiplier",
+        "sample_rate",
+        "steps",
+        "max_grad_norm",
+        "r1_reduction_select",
+        "r1_reduction",
+        "probe_auroc_drop",
+        "zero_shot_auroc_drop",
+        "drift",
+        "n_seeds",
+        "r1_reduction_seed_sd",
+    )
     for p in fr:
         assert all(k in p for k in fields)
         assert p["n_seeds"] == 2
@@ -198,7 +278,11 @@ def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
     assert payload["selected"] == select_point(fr, payload["selection_rule"])
     ref = fr[payload["reference"]]
     assert ref["r1_reduction_ci_low"] <= ref["r1_reduction_ci_high"]
-    assert {c["control"] for c in payload["controls"]} == {"nonprivate", "reinit_untrained", "output_perturbation_matched"}
+    assert {c["control"] for c in payload["controls"]} == {
+        "nonprivate",
+        "reinit_untrained",
+        "output_perturbation_matched",
+    }
     npv = next(c for c in payload["controls"] if c["control"] == "nonprivate")
     assert npv["private"] is False and npv["epsilon"] == math.inf
     # the pretrained heads' drift is 0 and the curve's drift follows the relative scale
@@ -209,28 +293,93 @@ def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
 
 def _fake_frontier(cut=0.62, ci=(0.55, 0.70), probe=0.2, selected=True):
     def point(i, init, opt, c, drift, study="grid", n=8000):
-        return {"init": init, "optimizer": opt, "lr": 0.1 * (i + 1), "epochs": 3.0, "n_private": n, "study": study,
-                "private": True, "epsilon": 0.339, "delta": 6e-6, "noise_multiplier": 4.7, "sample_rate": 0.03,
-                "steps": 96, "max_grad_norm": 1.0, "r1_reduction_select": c, "r1_reduction": c,
-                "r1_reduction_seed_sd": 0.05, "probe_auroc_drop": 0.1, "zero_shot_auroc_drop": 0.3,
-                "probe_auroc_drop_report": 0.1, "zero_shot_auroc_drop_report": 0.3, "drift": drift,
-                "r1_select": 0.01, "r1_report": 0.01, "n_seeds": 3}
-    pts = [point(0, "pretrained", "sgd", 0.1, 0.1), point(1, "pretrained", "sgd", 0.2, 0.3),
-           point(2, "pretrained", "adam", 0.3, 0.6), point(3, "reinit", "sgd", cut, 1.4)]
+        return {
+            "init": init,
+            "optimizer": opt,
+            "lr": 0.1 * (i + 1),
+            "epochs": 3.0,
+            "n_private": n,
+            "study": study,
+            "private": True,
+            "epsilon": 0.339,
+            "delta": 6e-6,
+            "noise_multiplier": 4.7,
+            "sample_rate": 0.03,
+            "steps": 96,
+            "max_grad_norm": 1.0,
+            "r1_reduction_select": c,
+            "r1_reduction": c,
+            "r1_reduction_seed_sd": 0.05,
+            "probe_auroc_drop": 0.1,
+            "zero_shot_auroc_drop": 0.3,
+            "probe_auroc_drop_report": 0.1,
+            "zero_shot_auroc_drop_report": 0.3,
+            "drift": drift,
+            "r1_select": 0.01,
+            "r1_report": 0.01,
+            "n_seeds": 3,
+        }
+
+    pts = [
+        point(0, "pretrained", "sgd", 0.1, 0.1),
+        point(1, "pretrained", "sgd", 0.2, 0.3),
+        point(2, "pretrained", "adam", 0.3, 0.6),
+        point(3, "reinit", "sgd", cut, 1.4),
+    ]
     pts[3]["probe_auroc_drop_report"] = probe
     pts.append(point(4, "reinit", "sgd", 0.8, 1.4, study="scaling", n=50_000))
-    rule = {"max_probe_auroc_drop": 0.5, "max_zero_shot_auroc_drop": 1.0, "reference_pool_size": 5000, "n_private": 8000}
-    ctrl = [{"control": "nonprivate", "r1_reduction": 0.05, "zero_shot_auroc_drop_report": 0.0, "probe_auroc_drop_report": 0.0,
-             "drift": 0.2},
-            {"control": "reinit_untrained", "r1_reduction": 0.9, "zero_shot_auroc_drop_report": 30.0,
-             "probe_auroc_drop_report": 0.1, "drift": 1.4},
-            {"control": "output_perturbation_matched", "r1_reduction": cut, "zero_shot_auroc_drop_report": 8.0,
-             "probe_auroc_drop_report": 0.3, "drift": 2.0, "scale": 2.0}]
-    seen = {"pool_size": 5000, "seen_r1_before": 0.02, "seen_r1_after": 0.008, "seen_r1_reduction": 0.6,
-            "heldout_r1_before": 0.01, "heldout_r1_after": 0.004, "heldout_r1_reduction": cut}
-    return {"frontier": pts, "selection_rule": rule, "selected": 3 if selected else None, "reference": 3,
-            "reference_is_selected": selected, "r1_reduction_ci_low": ci[0], "r1_reduction_ci_high": ci[1],
-            "controls": ctrl, "seen": seen, "n_seeds": 3, "output_perturbation_curve": []}
+    rule = {
+        "max_probe_auroc_drop": 0.5,
+        "max_zero_shot_auroc_drop": 1.0,
+        "reference_pool_size": 5000,
+        "n_private": 8000,
+    }
+    ctrl = [
+        {
+            "control": "nonprivate",
+            "r1_reduction": 0.05,
+            "zero_shot_auroc_drop_report": 0.0,
+            "probe_auroc_drop_report": 0.0,
+            "drift": 0.2,
+        },
+        {
+            "control": "reinit_untrained",
+            "r1_reduction": 0.9,
+            "zero_shot_auroc_drop_report": 30.0,
+            "probe_auroc_drop_report": 0.1,
+            "drift": 1.4,
+        },
+        {
+            "control": "output_perturbation_matched",
+            "r1_reduction": cut,
+            "zero_shot_auroc_drop_report": 8.0,
+            "probe_auroc_drop_report": 0.3,
+            "drift": 2.0,
+            "scale": 2.0,
+        },
+    ]
+    seen = {
+        "pool_size": 5000,
+        "seen_r1_before": 0.02,
+        "seen_r1_after": 0.008,
+        "seen_r1_reduction": 0.6,
+        "heldout_r1_before": 0.01,
+        "heldout_r1_after": 0.004,
+        "heldout_r1_reduction": cut,
+    }
+    return {
+        "frontier": pts,
+        "selection_rule": rule,
+        "selected": 3 if selected else None,
+        "reference": 3,
+        "reference_is_selected": selected,
+        "r1_reduction_ci_low": ci[0],
+        "r1_reduction_ci_high": ci[1],
+        "controls": ctrl,
+        "seen": seen,
+        "n_seeds": 3,
+        "output_perturbation_curve": [],
+    }
 
 
 def test_findings_state_the_claim_from_the_numbers():
@@ -247,7 +396,10 @@ def test_findings_state_the_claim_from_the_numbers():
     miss = _fake_frontier(cut=0.3)
     assert not paper_claim_check(miss)["selected"]["reached"]
     text_miss = " ".join(frontier_findings(miss))
-    assert "does not reach the paper's claim" in text_miss and "the selected cut is 30% with a probe drop of +0.20" in text_miss
+    assert (
+        "does not reach the paper's claim" in text_miss
+        and "the selected cut is 30% with a probe drop of +0.20" in text_miss
+    )
     costly = _fake_frontier(probe=0.8)  # the report half's probe drop breaks the claim though the rule passed it
     assert not paper_claim_check(costly)["selected"]["reached"]
     none = " ".join(frontier_findings(_fake_frontier(selected=False)))
@@ -265,14 +417,17 @@ def test_findings_state_the_claim_from_the_numbers():
 
 def test_frontier_figures_draw_every_point_and_control():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from relink_lib.plots.dp import plot_cut_vs_drift, plot_frontier, plot_scaling
 
     fr = _fake_frontier()
-    fr["output_perturbation_curve"] = [{"scale": 0.1, "drift": 0.1, "r1_reduction": 0.05}, {"scale": 1.0, "drift": 1.0,
-                                                                                          "r1_reduction": 0.5}]
+    fr["output_perturbation_curve"] = [
+        {"scale": 0.1, "drift": 0.1, "r1_reduction": 0.05},
+        {"scale": 1.0, "drift": 1.0, "r1_reduction": 0.5},
+    ]
     fig, axes = plt.subplots(1, 3)
     plot_frontier(fr, ax=axes[0])
     offsets = np.concatenate([c.get_offsets() for c in axes[0].collections if len(c.get_offsets())])

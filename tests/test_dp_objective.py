@@ -1,4 +1,5 @@
 """The bank objective: known values, module/functional agreement, and per-example decomposability."""
+
 from __future__ import annotations
 
 import math
@@ -6,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from _dp_fixtures import linear_heads, tiny_problem
 from torch.func import grad, vmap
 
-from _dp_fixtures import linear_heads, tiny_problem
 from relink_lib.dp.objective import ExpandedBankLoss, batch_infonce, per_example_loss, per_example_loss_weights
 
 
@@ -47,13 +48,15 @@ def test_changing_one_pair_leaves_other_pairs_gradients(symmetric, bank_grad):
     def grads(x_img, x_txt):
         def f(wi, wt, x, t):
             return per_example_loss_weights(wi, wt, x[None], t[None], p["bank_txt"], bank_img, bank_grad=bank_grad)[0]
+
         return vmap(grad(f, argnums=(0, 1)), in_dims=(None, None, 0, 0))(p["w_img"], p["w_txt"], x_img, x_txt)
 
     def batch_grads(x_img, x_txt):
         # gradient of loss_i computed inside the whole batch (what training does)
         jac = torch.autograd.functional.jacobian(
             lambda wi, wt: per_example_loss_weights(wi, wt, x_img, x_txt, p["bank_txt"], bank_img, bank_grad=bank_grad),
-            (p["w_img"], p["w_txt"]))
+            (p["w_img"], p["w_txt"]),
+        )
         return jac
 
     j0 = batch_grads(p["x_img"], p["x_txt"])

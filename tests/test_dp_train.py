@@ -1,4 +1,5 @@
 """train_heads end to end on random features: record, noise scale, inputs untouched, engines, errors."""
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,16 @@ from relink_lib.dp.accounting import independent_epsilons
 
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
-REQUIRED = ("target_epsilon", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant")
+REQUIRED = (
+    "target_epsilon",
+    "epsilon",
+    "delta",
+    "noise_multiplier",
+    "sample_rate",
+    "steps",
+    "max_grad_norm",
+    "accountant",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -70,11 +80,14 @@ def test_noise_has_the_stated_scale(sigma):
     ih, th = nn.Linear(d_img, d, bias=False), nn.Linear(d_txt, d, bias=False)
     C, lr = 0.8, 0.05
     cfg = DPConfig(noise_multiplier=sigma, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=1, batch_size=50, seed=3)
-    res = train_heads(torch.zeros(n, d_img), torch.zeros(n, d_txt), ih, th, bank_text_feats=torch.randn(8, d_txt),
-                      config=cfg)
+    res = train_heads(
+        torch.zeros(n, d_img), torch.zeros(n, d_txt), ih, th, bank_text_feats=torch.randn(8, d_txt), config=cfg
+    )
     steps, B = res.record["steps"], res.record["expected_batch_size"]
     assert (steps, B) == (4, 50)
-    delta_w = torch.cat([(res.image_head.weight - ih.weight).flatten(), (res.text_head.weight - th.weight).flatten()]).detach()
+    delta_w = torch.cat(
+        [(res.image_head.weight - ih.weight).flatten(), (res.text_head.weight - th.weight).flatten()]
+    ).detach()
     expected_std = lr * sigma * C * math.sqrt(steps) / B
     assert float(delta_w.std()) == pytest.approx(expected_std, rel=0.04)  # 1680 draws: ~2% sampling error
     assert abs(float(delta_w.mean())) < 4 * expected_std / math.sqrt(delta_w.numel())
@@ -113,8 +126,9 @@ def test_patient_sampling_and_group_privacy_records():
     by_pair = train_heads(xi, xt, ih, th, bank_text_feats=bt, config=base, patient_ids=pid).record
     assert by_pair["group_privacy"]["max_pairs_per_patient"] == 3
     assert by_pair["group_privacy"]["patient_epsilon"] == pytest.approx(3 * by_pair["epsilon"])
-    by_patient = train_heads(xi, xt, ih, th, bank_text_feats=bt, config=base.replace(sampling="patient"),
-                             patient_ids=pid).record
+    by_patient = train_heads(
+        xi, xt, ih, th, bank_text_feats=bt, config=base.replace(sampling="patient"), patient_ids=pid
+    ).record
     assert by_patient["n_units"] == 30 and "patient" in by_patient["neighbouring"]
     assert by_patient["epsilon"] <= 1.0
 
@@ -132,18 +146,21 @@ def test_poisson_batches_keep_patients_whole_and_have_the_expected_size():
     assert np.mean(sizes) == pytest.approx(0.2 * 200, rel=0.05)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(xi_rows=10), "same number of rows"),
-    (dict(xt_cols=3), "text_feats: expected 10 feature columns"),
-    (dict(nan=True), "NaN"),
-    (dict(config=DPConfig(sampling="patient")), "patient_ids"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(xi_rows=10), "same number of rows"),
+        (dict(xt_cols=3), "text_feats: expected 10 feature columns"),
+        (dict(nan=True), "NaN"),
+        (dict(config=DPConfig(sampling="patient")), "patient_ids"),
+    ],
+)
 def test_input_validation(kwargs, match):
     xi, xt, bi, bt, ih, th = _data()
     if "xi_rows" in kwargs:
-        xi = xi[:kwargs["xi_rows"]]
+        xi = xi[: kwargs["xi_rows"]]
     if "xt_cols" in kwargs:
-        xt = xt[:, :kwargs["xt_cols"]]
+        xt = xt[:, : kwargs["xt_cols"]]
     if kwargs.get("nan"):
         xi = xi.clone()
         xi[0, 0] = float("nan")
@@ -157,13 +174,20 @@ def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="DPConfig.sampling"):
         DPConfig(sampling="study")
     with pytest.raises(ValueError, match="engine='fast'"):
-        train_heads(torch.randn(4, 3), torch.randn(4, 3), nn.Linear(3, 2), nn.Linear(3, 2, bias=False),
-                    bank_text_feats=torch.randn(2, 3), config=DPConfig(engine="fast"))
+        train_heads(
+            torch.randn(4, 3),
+            torch.randn(4, 3),
+            nn.Linear(3, 2),
+            nn.Linear(3, 2, bias=False),
+            bank_text_feats=torch.randn(2, 3),
+            config=DPConfig(engine="fast"),
+        )
 
 
 # --- The mechanism itself: each test below fails under a one-line mutation of the training loop
 # (docs/dp.md, "What the DP tests defend"): no clipping, the wrong sample rate, per-pair clipping in
 # patient mode, division by the actual batch size.
+
 
 def _aligned(n_rows: int, d_img: int = 8, d_txt: int = 6, d: int = 4, weight_scale: float = 1e-2, seed: int = 0):
     """Identical rows (so every unit's gradient points the same way) and tiny head weights (so the
@@ -189,8 +213,16 @@ def _update_norm(res, ih, th) -> float:
 
 def _per_pair_grad_norm(x_img, x_txt, bank, ih, th) -> float:
     from relink_lib.dp.train import clipped_grad_sum
-    _, _, norms, _, _ = clipped_grad_sum(ih.weight.detach(), th.weight.detach(), x_img[:1], x_txt[:1], bank,
-                                         max_grad_norm=None, bank_grad=DPConfig().bank_grad)
+
+    _, _, norms, _, _ = clipped_grad_sum(
+        ih.weight.detach(),
+        th.weight.detach(),
+        x_img[:1],
+        x_txt[:1],
+        bank,
+        max_grad_norm=None,
+        bank_grad=DPConfig().bank_grad,
+    )
     return float(norms[0])
 
 
@@ -215,8 +247,9 @@ def test_per_patient_clipping_bounds_a_whole_patient():
     pid = np.repeat(np.arange(3), 4)
     C, lr = 1.0, 0.1
     x_img, x_txt, bank, ih, th = _aligned(len(pid))
-    cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=1, batch_size=len(pid),
-                   sampling="patient")
+    cfg = DPConfig(
+        noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=1, batch_size=len(pid), sampling="patient"
+    )
     res = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=cfg, patient_ids=pid)
     assert (res.record["n_units"], res.record["expected_batch_size"], res.record["steps"]) == (3, 3, 1)
     assert _update_norm(res, ih, th) <= lr * C * (1 + 1e-9)
@@ -234,6 +267,7 @@ def _record_batches(monkeypatch) -> list[int]:
         for rows, groups, n_groups in real(units, sample_rate, steps, generator):
             sizes.append(int(rows.numel()))
             yield rows, groups, n_groups
+
     monkeypatch.setattr(train_mod, "poisson_batches", spy)
     return sizes
 
@@ -249,8 +283,9 @@ def test_noisy_mean_is_divided_by_the_expected_batch(monkeypatch, n, batch, seed
     ratios = []
     for seed in seeds:
         x_img, x_txt, bank, ih, th = _aligned(n, seed=seed)
-        cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=batch / n,
-                       batch_size=batch, seed=seed)
+        cfg = DPConfig(
+            noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=batch / n, batch_size=batch, seed=seed
+        )
         res = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=cfg)
         assert (res.record["steps"], res.record["expected_batch_size"]) == (1, batch)
         ratios.append((_update_norm(res, ih, th) / (lr * C), sizes[-1] / batch))
@@ -272,7 +307,9 @@ def test_empirical_batch_sizes_match_the_recorded_sample_rate(monkeypatch, sampl
     assert len(sizes) == rec["steps"] == 200
     # E|B| = q * n rows (pairs or patients x 2 rows); over 200 steps the mean is within ~3% (sd of the mean)
     expected = rec["sample_rate"] * n
-    sd_of_mean = math.sqrt(n * rec["sample_rate"] * (1 - rec["sample_rate"]) * (2 if sampling == "patient" else 1)) / math.sqrt(200)
+    sd_of_mean = math.sqrt(
+        n * rec["sample_rate"] * (1 - rec["sample_rate"]) * (2 if sampling == "patient" else 1)
+    ) / math.sqrt(200)
     assert abs(np.mean(sizes) - expected) < 4 * sd_of_mean + 1e-9
     assert 4 * sd_of_mean < 0.25 * expected  # the check separates q from 2q (and from 0.75q)
 
@@ -287,12 +324,22 @@ def test_opacus_and_fast_engines_take_the_same_clipped_step(bank_image, bank_gra
     g = torch.Generator().manual_seed(5)
     x_img = x_img + 0.1 * torch.randn(x_img.shape, generator=g, dtype=torch.float64)
     bank_img = torch.randn(6, x_img.shape[1], generator=g, dtype=torch.float64) if bank_image else None
-    cfg = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=lr, optimizer="sgd", epochs=1, batch_size=n,
-                   bank_grad=bank_grad, temperature=temperature)
-    fast = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, bank_image_feats=bank_img,
-                       config=cfg.replace(engine="fast"))
-    opac = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, bank_image_feats=bank_img,
-                       config=cfg.replace(engine="opacus"))
+    cfg = DPConfig(
+        noise_multiplier=0.0,
+        max_grad_norm=C,
+        lr=lr,
+        optimizer="sgd",
+        epochs=1,
+        batch_size=n,
+        bank_grad=bank_grad,
+        temperature=temperature,
+    )
+    fast = train_heads(
+        x_img, x_txt, ih, th, bank_text_feats=bank, bank_image_feats=bank_img, config=cfg.replace(engine="fast")
+    )
+    opac = train_heads(
+        x_img, x_txt, ih, th, bank_text_feats=bank, bank_image_feats=bank_img, config=cfg.replace(engine="opacus")
+    )
     assert opac.record["engine"] == "opacus"
     torch.testing.assert_close(opac.image_head.weight, fast.image_head.weight, rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(opac.text_head.weight, fast.text_head.weight, rtol=1e-6, atol=1e-9)
@@ -309,10 +356,17 @@ def test_opacus_engine_samples_poisson_batches_at_the_recorded_rate(monkeypatch)
         def forward(self, image_feats, text_feats):
             sizes.append(int(image_feats.shape[0]))
             return super().forward(image_feats, text_feats)
+
     monkeypatch.setattr(train_mod, "ExpandedBankLoss", Spy)
     xi, xt, bi, bt, ih, th = _data()
-    rec = train_heads(xi, xt, ih, th, bank_text_feats=bt, config=DPConfig(noise_multiplier=1.0, epochs=10, batch_size=20,
-                                                                         engine="opacus")).record
+    rec = train_heads(
+        xi,
+        xt,
+        ih,
+        th,
+        bank_text_feats=bt,
+        config=DPConfig(noise_multiplier=1.0, epochs=10, batch_size=20, engine="opacus"),
+    ).record
     assert len(sizes) == rec["steps"] == 60
     assert len(set(sizes)) > 3  # Poisson: the sizes vary
     sd_of_mean = math.sqrt(120 * rec["sample_rate"] * (1 - rec["sample_rate"]) / 60)
@@ -326,14 +380,17 @@ def test_opacus_engine_learns():
     assert h["public_eval_loss"].iloc[-1] < h["public_eval_loss"].iloc[0] - 0.05
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("lr", math.inf, "DPConfig.lr: expected a finite value"),
-    ("lr", math.nan, "DPConfig.lr"),
-    ("epochs", math.inf, "DPConfig.epochs: expected a finite value"),
-    ("batch_size", math.inf, "DPConfig.batch_size"),
-    ("delta", "1e-5", "DPConfig.delta"),
-    ("temperature", math.inf, "DPConfig.temperature"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("lr", math.inf, "DPConfig.lr: expected a finite value"),
+        ("lr", math.nan, "DPConfig.lr"),
+        ("epochs", math.inf, "DPConfig.epochs: expected a finite value"),
+        ("batch_size", math.inf, "DPConfig.batch_size"),
+        ("delta", "1e-5", "DPConfig.delta"),
+        ("temperature", math.inf, "DPConfig.temperature"),
+    ],
+)
 def test_config_refuses_non_finite_and_non_numeric_values(field, value, match):
     with pytest.raises(ValueError, match=match):
         DPConfig(**{field: value})

@@ -4,6 +4,7 @@ private cohort reaches no message and no display.
 
 Small cohorts exported in the official layouts and then broken on purpose, as a new user would.
 """
+
 from __future__ import annotations
 
 import io
@@ -56,7 +57,9 @@ def _reports(root: Path) -> list[Path]:
 
 def _real_params(tmp_path: Path, root: Path) -> dict:
     os.environ["RELINK_CACHE"] = str(tmp_path / "cache")
-    params = get_profile("smoke", {"data": {"mimic_cxr_root": str(root)}, "cohort": {"source": "real", "image_size": 32}})
+    params = get_profile(
+        "smoke", {"data": {"mimic_cxr_root": str(root)}, "cohort": {"source": "real", "image_size": 32}}
+    )
     return params
 
 
@@ -90,13 +93,17 @@ def test_cache_key_covers_every_report_and_image(tmp_path, mimic, monkeypatch):
 
 
 # ---------------------------------------------------------------- row 2: 0 usable pairs
-@pytest.mark.parametrize("breakage,reason,looked", [
-    ("reports_too_deep", "no_report", "mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt"),
-    ("images_missing", "missing_image", "files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg"),
-    ("all_lateral", "no_frontal_image", "metadata.csv.gz (ViewPosition"),
-])
-def test_zero_pairs_is_an_error_naming_the_reason_and_path_and_nothing_is_cached(tmp_path, mimic, monkeypatch,
-                                                                                 breakage, reason, looked):
+@pytest.mark.parametrize(
+    "breakage,reason,looked",
+    [
+        ("reports_too_deep", "no_report", "mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt"),
+        ("images_missing", "missing_image", "files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg"),
+        ("all_lateral", "no_frontal_image", "metadata.csv.gz (ViewPosition"),
+    ],
+)
+def test_zero_pairs_is_an_error_naming_the_reason_and_path_and_nothing_is_cached(
+    tmp_path, mimic, monkeypatch, breakage, reason, looked
+):
     monkeypatch.setenv("RELINK_CACHE", str(tmp_path / "cache"))
     if breakage == "reports_too_deep":
         reports = mimic / "mimic-cxr-reports"
@@ -110,8 +117,11 @@ def test_zero_pairs_is_an_error_naming_the_reason_and_path_and_nothing_is_cached
         meta = pd.read_csv(mimic / META, dtype=str)
         meta["ViewPosition"] = "LATERAL"
         meta.to_csv(mimic / META, index=False)
-    with pytest.raises(ValueError, match=rf"0 of 30 studies usable: largest exclusion reason '{reason}' \(30 of 30\)"
-                                         rf".*looked in .*{looked.replace('(', '[(]')}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"0 of 30 studies usable: largest exclusion reason '{reason}' \(30 of 30\)"
+        rf".*looked in .*{looked.replace('(', '[(]')}",
+    ):
         load_mimic_cxr(mimic)
     with pytest.raises(ValueError, match="0 of 30 studies usable"):
         stage.get_cohort(_real_params(tmp_path, mimic))
@@ -123,16 +133,23 @@ def test_zero_pairs_is_an_error_naming_the_reason_and_path_and_nothing_is_cached
 def _folder(tmp_path: Path, n: int = 8, ext: str = ".png") -> pd.DataFrame:
     for i in range(n):
         Image.fromarray(np.full((16, 16), 20 * i, np.uint8)).save(tmp_path / f"im{i}{ext}")
-    return pd.DataFrame({"patient_id": [f"p{i // 2}" for i in range(n)], "image_path": [f"im{i}.png" for i in range(n)],
-                         "text": [f"Report number {i}." for i in range(n)],
-                         "split": ["train", "train", "val", "val", "test", "test", "train", "train"][:n]})
+    return pd.DataFrame(
+        {
+            "patient_id": [f"p{i // 2}" for i in range(n)],
+            "image_path": [f"im{i}.png" for i in range(n)],
+            "text": [f"Report number {i}." for i in range(n)],
+            "split": ["train", "train", "val", "val", "test", "test", "train", "train"][:n],
+        }
+    )
 
 
 def test_blank_given_split_is_an_error_naming_the_row(tmp_path):
     frame = _folder(tmp_path)
     frame.loc[3, "split"] = np.nan
     frame.to_csv(tmp_path / "pairs.csv", index=False)
-    with pytest.raises(ValueError, match=r"pairs.csv: row 3 column 'split' is blank; a given split column is used as given"):
+    with pytest.raises(
+        ValueError, match=r"pairs.csv: row 3 column 'split' is blank; a given split column is used as given"
+    ):
         load_folder(tmp_path / "pairs.csv", tmp_path)
     frame.loc[3, "split"] = "holdout"
     frame.to_csv(tmp_path / "pairs.csv", index=False)
@@ -229,8 +246,14 @@ def test_dp_configuration_faults():
     with pytest.raises(FloatingPointError, match="NaN or inf weights"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            train_heads(x, t, ih, th, bank_text_feats=bank,
-                        config=DPConfig(target_epsilon=None, epochs=2, batch_size=10, lr=3e38, optimizer="sgd"))
+            train_heads(
+                x,
+                t,
+                ih,
+                th,
+                bank_text_feats=bank,
+                config=DPConfig(target_epsilon=None, epochs=2, batch_size=10, lr=3e38, optimizer="sgd"),
+            )
 
 
 # ---------------------------------------------------------------- row 10: two writers of one key
@@ -238,6 +261,7 @@ def _writer(root: str, barrier, out) -> None:
     def build(tmp: Path) -> None:
         (tmp / "big.bin").write_bytes(os.urandom(1 << 16))
         barrier.wait()  # both writers are inside build at once
+
     try:
         final = cache.cached_dir(root, "step", {"k": 1}, build)
         out.put(("ok", len((final / "big.bin").read_bytes())))
@@ -260,10 +284,12 @@ def test_two_processes_writing_one_cache_key(tmp_path):
 
 # ---------------------------------------------------------------- row 11: killed run, permissions
 def test_killed_run_leaves_an_orphan_that_the_next_run_removes(tmp_path):
-    code = ("import os, sys; from relink_lib import cache\n"
-            "with cache.atomic_dir(sys.argv[1]) as tmp:\n"
-            "    (tmp / 'half').write_text('x')\n"
-            "    os._exit(9)\n")
+    code = (
+        "import os, sys; from relink_lib import cache\n"
+        "with cache.atomic_dir(sys.argv[1]) as tmp:\n"
+        "    (tmp / 'half').write_text('x')\n"
+        "    os._exit(9)\n"
+    )
     final = tmp_path / "step" / "key"
     subprocess.run([sys.executable, "-c", code, str(final)], check=False)
     assert [p.name.split(".tmp-")[0] for p in (tmp_path / "step").iterdir()] == [".key"]  # the orphan
@@ -277,7 +303,9 @@ def test_results_and_cache_get_normal_permissions(tmp_path, monkeypatch):
     monkeypatch.setenv("RELINK_RESULTS", str(tmp_path / "results"))
     old = os.umask(0o022)
     try:
-        path = write_results(get_profile("smoke"), "threat_model", {"x": 1}, cohort="none", model="none", wall_time_s=0.0)
+        path = write_results(
+            get_profile("smoke"), "threat_model", {"x": 1}, cohort="none", model="none", wall_time_s=0.0
+        )
         entry = cache.cached_dir(tmp_path / "cache", "step", {"k": 1}, lambda out: (out / "v").write_text("1"))
     finally:
         os.umask(old)
@@ -313,8 +341,10 @@ def test_bad_overrides_stop_the_cli_before_a_kernel(tmp_path, monkeypatch):
 def _plant_everywhere(root: Path) -> None:
     """A marker in every text-bearing place of the MIMIC layout: every section of every report."""
     for i, p in enumerate(_reports(root)):
-        p.write_text(f"EXAMINATION: {MARKER} exam\nINDICATION: {MARKER} ind\nFINDINGS: {MARKER} finding {i}.\n"
-                     f"IMPRESSION: {MARKER} impression {i}.\n")
+        p.write_text(
+            f"EXAMINATION: {MARKER} exam\nINDICATION: {MARKER} ind\nFINDINGS: {MARKER} finding {i}.\n"
+            f"IMPRESSION: {MARKER} impression {i}.\n"
+        )
 
 
 def _messages(fn) -> list[str]:
@@ -354,7 +384,9 @@ def test_marker_reaches_no_message_and_no_display(tmp_path, mimic):
     texts += _messages(lambda: load_mimic_cxr(mimic))
     labels.to_csv(mimic / LABELS, index=False)
     split = pd.read_csv(mimic / "mimic-cxr-2.0.0-split.csv.gz", dtype=str)
-    split.assign(split=[f"{MARKER}"] + list(split["split"].iloc[1:])).to_csv(mimic / "mimic-cxr-2.0.0-split.csv.gz", index=False)
+    split.assign(split=[f"{MARKER}"] + list(split["split"].iloc[1:])).to_csv(
+        mimic / "mimic-cxr-2.0.0-split.csv.gz", index=False
+    )
     texts += _messages(lambda: load_mimic_cxr(mimic))
     split.to_csv(mimic / "mimic-cxr-2.0.0-split.csv.gz", index=False)
     for p in _reports(mimic)[:10]:
@@ -366,8 +398,9 @@ def test_marker_reaches_no_message_and_no_display(tmp_path, mimic):
     # the folder loader: marker in text, findings, impression, notes and misaligned cells
     folder = tmp_path / "folder"
     folder.mkdir()
-    frame = _folder(folder).assign(findings=f"{MARKER} f", impression=f"{MARKER} i", notes=f"{MARKER} n",
-                                   Edema=[1.0] * 8)
+    frame = _folder(folder).assign(
+        findings=f"{MARKER} f", impression=f"{MARKER} i", notes=f"{MARKER} n", Edema=[1.0] * 8
+    )
     frame.to_csv(folder / "ok.csv", index=False)
     fc = load_folder(folder / "ok.csv", folder)
     texts += [display_frame(fc).to_html(), repr(fc), render_pairs_html(fc, [0, 1])]

@@ -1,6 +1,7 @@
 """``python -m relink_lib features``: shard arguments and their defaults from Slurm / torchrun,
 status and merge messages, and three shard processes run concurrently on one cache (one of them
 killed part-way and re-run) whose merge equals an unsharded extraction into another cache bit for bit."""
+
 from __future__ import annotations
 
 import json
@@ -37,11 +38,13 @@ def test_shard_from_env():
     assert shards.shard_from_env({}) == ((0, 1), "default")
     assert shards.shard_from_env({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "8"}) == ((3, 8), "slurm")
     # --array=1-8: IDs 1..8 map to shards 0..7
-    assert shards.shard_from_env({"SLURM_ARRAY_TASK_ID": "8", "SLURM_ARRAY_TASK_COUNT": "8",
-                                  "SLURM_ARRAY_TASK_MIN": "1"}) == ((7, 8), "slurm")
+    assert shards.shard_from_env(
+        {"SLURM_ARRAY_TASK_ID": "8", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MIN": "1"}
+    ) == ((7, 8), "slurm")
     # Slurm wins over torchrun's variables when both are set
-    assert shards.shard_from_env({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "RANK": "0",
-                                  "WORLD_SIZE": "4"}) == ((1, 2), "slurm")
+    assert shards.shard_from_env(
+        {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "RANK": "0", "WORLD_SIZE": "4"}
+    ) == ((1, 2), "slurm")
     assert shards.shard_from_env({"RANK": "2", "WORLD_SIZE": "4"}) == ((2, 4), "torchrun")
     with pytest.raises(ValueError, match="contiguous"):  # --array=0-14:2 gives IDs up to 14 with 8 tasks
         shards.shard_from_env({"SLURM_ARRAY_TASK_ID": "14", "SLURM_ARRAY_TASK_COUNT": "8"})
@@ -127,11 +130,15 @@ def test_status_and_merge_name_the_missing_chunks(tiny):
     assert sum("chunk 4 (rows 16-19)" in line for line in lines) == 1
     table = shards.status_table(params, cohorts, rungs, targets)
     assert table[["split", "chunks", "done", "missing", "state", "missing chunks"]].values.tolist() == [
-        ["train", 6, 2, 4, "partial", "0, 2-3, 5"], ["test", 2, 1, 1, "partial", "0"]]
+        ["train", 6, 2, 4, "partial", "0, 2-3, 5"],
+        ["test", 2, 1, 1, "partial", "0"],
+    ]
     merged, incomplete = shards.merge_targets(params, cohorts, rungs, targets)
     assert merged == []
-    assert incomplete == ["rung 0 tiny, internal:train: 4 of 6 chunks missing: 0, 2-3, 5",
-                          "rung 0 tiny, internal:test: 1 of 2 chunks missing: 0"]
+    assert incomplete == [
+        "rung 0 tiny, internal:train: 4 of 6 chunks missing: 0, 2-3, 5",
+        "rung 0 tiny, internal:test: 1 of 2 chunks missing: 0",
+    ]
     with pytest.raises(RuntimeError, match=r"chunks 0, 2-3, 5"):
         fe.merge_shards(params, cohorts["internal"], rungs[0], "train")
     again = shards.run_shard(params, cohorts, rungs, targets, (1, 3))  # a re-run of a finished shard does nothing
@@ -141,8 +148,10 @@ def test_status_and_merge_name_the_missing_chunks(tiny):
     merged, incomplete = shards.merge_targets(params, cohorts, rungs, targets)
     assert incomplete == [] and len(merged) == 2
     again, _ = shards.merge_targets(params, cohorts, rungs, targets)
-    assert [line.split(" -> ")[0] for line in again] == ["rung 0 tiny, internal:train: 24 rows (already merged)",
-                                                         "rung 0 tiny, internal:test: 8 rows (already merged)"]
+    assert [line.split(" -> ")[0] for line in again] == [
+        "rung 0 tiny, internal:train: 24 rows (already merged)",
+        "rung 0 tiny, internal:test: 8 rows (already merged)",
+    ]
     assert [line.split(" -> ")[1] for line in again] == [line.split(" -> ")[1] for line in merged]
     table = shards.status_table(params, cohorts, rungs, targets)
     assert table["state"].tolist() == ["merged", "merged"] and table["missing"].tolist() == [0, 0]
@@ -185,25 +194,51 @@ sys.exit(main(sys.argv[1:]))
 
 
 def _env(cache: Path, results: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SLURM_") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(RELINK_CACHE=str(cache), RELINK_RESULTS=str(results), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SLURM_") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    }
+    env.update(
+        RELINK_CACHE=str(cache),
+        RELINK_RESULTS=str(results),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+    )
     return env
 
 
 def _start(args: list[str], env: dict[str, str], cwd: Path, kill: bool = False) -> subprocess.Popen:
     head = [sys.executable, "-c", KILLER] if kill else [sys.executable, "-m", "relink_lib"]
-    return subprocess.Popen(head + ["features", "--profile", "smoke", "--overrides", OVERRIDES, *SELECT, *args],
-                            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        head + ["features", "--profile", "smoke", "--overrides", OVERRIDES, *SELECT, *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _start_array_task(k: int, n: int, env: dict[str, str]) -> subprocess.Popen:
     """Task k of an n-task Slurm array running the recipe ``examples/slurm/extract_features.sbatch``."""
-    env = dict(env, SLURM_ARRAY_TASK_ID=str(k), SLURM_ARRAY_TASK_COUNT=str(n), SLURM_ARRAY_TASK_MIN="0",
-               RELINK_PROFILE="smoke", PYTHON=sys.executable, RELINK_REPO=str(ROOT))
-    return subprocess.Popen(["bash", str(ROOT / "examples" / "slurm" / "extract_features.sbatch"), "--overrides", OVERRIDES,
-                             *SELECT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(
+        env,
+        SLURM_ARRAY_TASK_ID=str(k),
+        SLURM_ARRAY_TASK_COUNT=str(n),
+        SLURM_ARRAY_TASK_MIN="0",
+        RELINK_PROFILE="smoke",
+        PYTHON=sys.executable,
+        RELINK_REPO=str(ROOT),
+    )
+    return subprocess.Popen(
+        ["bash", str(ROOT / "examples" / "slurm" / "extract_features.sbatch"), "--overrides", OVERRIDES, *SELECT],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -230,15 +265,20 @@ def test_three_concurrent_shards_merge_to_the_unsharded_run(tmp_path, monkeypatc
     env_a, env_b = _env(tmp_path / "a", results), _env(tmp_path / "b", results)
     # three shards on one empty cache at the same time (shard 1 is killed part-way), and an
     # unsharded extraction into another cache beside them
-    procs = [_start(["--shard", "0/3"], env_a, work), _start(["--shard", "1/3"], env_a, work, kill=True),
-             _start_array_task(2, 3, env_a)]  # shard 2 as the Slurm recipe runs it: K/N from the array's variables
+    procs = [
+        _start(["--shard", "0/3"], env_a, work),
+        _start(["--shard", "1/3"], env_a, work, kill=True),
+        _start_array_task(2, 3, env_a),
+    ]  # shard 2 as the Slurm recipe runs it: K/N from the array's variables
     procs.append(_start([], env_b, work))
     done = [_finish(p) for p in procs]
     assert [d[0] for d in done] == [0, -9, 0, 0], [d[2][-2000:] for d in done]
     assert "shard 0/3: 4 chunks extracted, 0 of 4 already done" in done[0][1]  # train 0, 3, 6 and external 1
     assert "chunk 6 (rows 192-223)" in done[0][2] and "about" in done[0][2]  # progress, one line per chunk
     assert "extracting every chunk (shard 0/1)" in done[3][2]
-    assert "shard 2/3 from slurm" in done[2][2] and "shard 2/3: 4 chunks extracted" in done[2][1]  # train 2, 5; ext 0, 3
+    assert (
+        "shard 2/3 from slurm" in done[2][2] and "shard 2/3: 4 chunks extracted" in done[2][1]
+    )  # train 2, 5; ext 0, 3
     rc, out = _cli(["--status"], tmp_path / "a", monkeypatch, capsys)
     assert rc == 0 and re.search(r"2 full-reports internal train +237 +8 +6 +2 +partial +4, 7", out), out
     assert re.search(r"2 full-reports external +all +120 +4 +3 +1 +partial +2", out), out
@@ -254,7 +294,11 @@ def test_three_concurrent_shards_merge_to_the_unsharded_run(tmp_path, monkeypatc
     rc, out = _cli(["--merge"], tmp_path / "a", monkeypatch, capsys)
     assert rc == 0, out
     merged = _merged(out)
-    assert sorted(merged) == sorted(reference) == ["rung 2 full-reports, external:all", "rung 2 full-reports, internal:train"]
+    assert (
+        sorted(merged)
+        == sorted(reference)
+        == ["rung 2 full-reports, external:all", "rung 2 full-reports, internal:train"]
+    )
     for label, path in merged.items():
         assert path.parent.parent.parent == tmp_path / "a" and reference[label].parent.parent.parent == tmp_path / "b"
         for name in ("image.npy", "text.npy", "rows.npy"):
@@ -265,7 +309,9 @@ def test_three_concurrent_shards_merge_to_the_unsharded_run(tmp_path, monkeypatc
 
 
 def test_recipes_parse_and_the_book_quotes_them():
-    scripts = {name: (ROOT / "examples" / "slurm" / name).read_text() for name in ("extract_features.sbatch", "book.sbatch")}
+    scripts = {
+        name: (ROOT / "examples" / "slurm" / name).read_text() for name in ("extract_features.sbatch", "book.sbatch")
+    }
     for name in scripts:
         assert subprocess.run(["bash", "-n", str(ROOT / "examples" / "slurm" / name)]).returncode == 0, name
     assert "#SBATCH --array=" in scripts["extract_features.sbatch"] and "--merge" in scripts["book.sbatch"]

@@ -1,5 +1,6 @@
 """Feature engine: cache hit / miss / invalidation, resume, shards merge to the unsharded run,
 and embeddings through the heads equal the model's own."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -116,7 +117,9 @@ def test_killed_run_resumes(setup, monkeypatch):
     assert len(feats) == 24 and fe.feature_dir(fresh, cohort, rung, "train") == feats.path
     enc2 = load_dual_encoder(rung.path, device="cpu")
     rows = feats.rows
-    np.testing.assert_allclose(feats.image, enc2.image_features(cohort.load_images(rows), batch_size=4).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        feats.image, enc2.image_features(cohort.load_images(rows), batch_size=4).numpy(), atol=1e-6
+    )
 
 
 def test_shards_merge_to_the_unsharded_run(setup, tmp_path, monkeypatch):
@@ -166,12 +169,21 @@ def test_chunk_status_and_progress_callback(setup):
     st = fe.chunk_status(params, cohort, rung, "train")
     assert (st.n_rows, st.n_chunks, st.done, st.missing, st.state) == (24, 3, [], [0, 1, 2], "not started")
     seen = []
-    fe.extract_features(params, cohort, rung, "train", shard=(1, 2), progress=False,
-                        on_chunk=lambda i, n, s: seen.append((i, n, s >= 0)))
+    fe.extract_features(
+        params,
+        cohort,
+        rung,
+        "train",
+        shard=(1, 2),
+        progress=False,
+        on_chunk=lambda i, n, s: seen.append((i, n, s >= 0)),
+    )
     assert seen == [(1, 8, True)]  # shard 1 of 2 owns chunk 1 only
     st = fe.chunk_status(params, cohort, rung, "train")
     assert (st.done, st.missing, st.state) == ([1], [0, 2], "partial")
-    fe.extract_features(params, cohort, rung, "train", shard=(0, 2), progress=False, on_chunk=lambda *a: seen.append(a[0]))
+    fe.extract_features(
+        params, cohort, rung, "train", shard=(0, 2), progress=False, on_chunk=lambda *a: seen.append(a[0])
+    )
     assert seen[1:] == [0, 2] and fe.chunk_status(params, cohort, rung, "train").state == "complete"
     feats = fe.merge_shards(params, cohort, rung, "train")
     st = fe.chunk_status(params, cohort, rung, "train")
@@ -181,7 +193,9 @@ def test_chunk_status_and_progress_callback(setup):
 def test_explicit_chunks(setup):
     params, cohort, rung = setup  # 24 train rows in chunks of 8
     seen = []
-    fe.extract_features(params, cohort, rung, "train", chunks=[2, 0, 2], progress=False, on_chunk=lambda i, n, s: seen.append(i))
+    fe.extract_features(
+        params, cohort, rung, "train", chunks=[2, 0, 2], progress=False, on_chunk=lambda i, n, s: seen.append(i)
+    )
     assert seen == [0, 2] and fe.missing_chunks(params, cohort, rung, "train") == [1]
     with pytest.raises(ValueError, match=r"chunks=\[3\].*chunks 0 to 2"):
         fe.extract_features(params, cohort, rung, "train", chunks=[1, 3], progress=False)

@@ -1,4 +1,5 @@
 """Adapters: tiny random HF checkpoints load offline and reproduce HF's own features."""
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,9 @@ def test_heads_are_the_models_projections(clip_dir):
     feats = enc.image_features(images)
     assert feats.shape == (4, enc.image_dim) == (4, 32)
     # head(features) is exactly the model's unnormalised get_image_features
-    torch.testing.assert_close(enc.image_head(feats), enc.hf_image_embeds(enc.preprocess_images(images)), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        enc.image_head(feats), enc.hf_image_embeds(enc.preprocess_images(images)), rtol=0, atol=1e-6
+    )
     tfeats = enc.text_features(TEXTS)
     torch.testing.assert_close(enc.text_head(tfeats), enc.hf_text_embeds(TEXTS), rtol=0, atol=1e-6)
     # changing the head changes the embedding: the head really is the mapping that is used
@@ -85,14 +88,24 @@ def test_pil_input_uses_the_checkpoints_processor(clip_dir):
 
 
 def test_preprocess_matches_config_by_hand():
-    pre = ImagePreprocess.from_hf_config({"size": {"shortest_edge": 4}, "crop_size": {"height": 2, "width": 2},
-                                         "do_center_crop": True, "resample": 2, "image_mean": [0.5] * 3, "image_std": [0.25] * 3})
+    pre = ImagePreprocess.from_hf_config(
+        {
+            "size": {"shortest_edge": 4},
+            "crop_size": {"height": 2, "width": 2},
+            "do_center_crop": True,
+            "resample": 2,
+            "image_mean": [0.5] * 3,
+            "image_std": [0.25] * 3,
+        }
+    )
     img = np.zeros((1, 8, 12), np.float32)
     img[0, :, 6:] = 1.0  # right half bright
     out = pre(img)
     assert out.shape == (1, 3, 2, 2)
     # resized to 4 x 6, crop rows 1-2, cols 2-3: left column dark half, right column bright half
-    resized = F.interpolate(torch.from_numpy(img)[None], size=(4, 6), mode="bilinear", antialias=True, align_corners=False)[0, 0]
+    resized = F.interpolate(
+        torch.from_numpy(img)[None], size=(4, 6), mode="bilinear", antialias=True, align_corners=False
+    )[0, 0]
     torch.testing.assert_close(out[0, 0], (resized[1:3, 2:4] - 0.5) / 0.25)
     torch.testing.assert_close(out[0, 0], out[0, 2])
 

@@ -1,5 +1,6 @@
 """Ladder: captions, tokenizer, training that learns, saved rungs that load like checkpoints,
 caching and determinism, external checkpoint lists."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,15 @@ import torch
 
 from relink_lib.labels import CHEXPERT_LABELS
 from relink_lib.models import load_dual_encoder
-from relink_lib.models.ladder import RUNG_SPECS, augment_batch, caption_from_labels, prepare_pixels, rung_specs, train_rung, training_texts
+from relink_lib.models.ladder import (
+    RUNG_SPECS,
+    augment_batch,
+    caption_from_labels,
+    prepare_pixels,
+    rung_specs,
+    train_rung,
+    training_texts,
+)
 from relink_lib.models.stage import external_rungs, get_ladder
 from relink_lib.models.testing import tiny_cohort, write_tiny_clip
 from relink_lib.models.tokenizer import build_tokenizer
@@ -26,13 +35,34 @@ def _one_thread():
     yield
     torch.set_num_threads(before)
 
-TINY = dict(vision_width=32, text_width=32, vision_layers=1, text_layers=1, vision_heads=2, text_heads=2,
-            projection_dim=16, patch_size=4, batch_size=16, max_length=32, vocab_size=128)
+
+TINY = dict(
+    vision_width=32,
+    text_width=32,
+    vision_layers=1,
+    text_layers=1,
+    vision_heads=2,
+    text_heads=2,
+    projection_dim=16,
+    patch_size=4,
+    batch_size=16,
+    max_length=32,
+    vocab_size=128,
+)
 
 
 def tiny_params(epochs: float = 0.5, rungs=("captions", "impressions", "full-reports")):
-    return get_profile("smoke", {"ladder": {"image_size": 16, "epochs_scale": 1.0, "rungs": rungs,
-                                            "overrides": {n: {**TINY, "epochs": epochs} for n in rungs}}})
+    return get_profile(
+        "smoke",
+        {
+            "ladder": {
+                "image_size": 16,
+                "epochs_scale": 1.0,
+                "rungs": rungs,
+                "overrides": {n: {**TINY, "epochs": epochs} for n in rungs},
+            }
+        },
+    )
 
 
 def test_caption_from_labels():
@@ -80,7 +110,7 @@ def test_augment_batch_translates_and_jitters():
     assert shifted.shape == x.shape and torch.equal(shifted, augment_batch(x, 0.1, 0.0, gen()))
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
     for i in range(len(x)):  # brute force: every output is one of the 25 edge-replicated crops
-        crops = [padded[i, :, dy:dy + 20, dx:dx + 20] for dy in range(5) for dx in range(5)]
+        crops = [padded[i, :, dy : dy + 20, dx : dx + 20] for dy in range(5) for dx in range(5)]
         assert any(torch.equal(shifted[i], c) for c in crops), i
     assert not torch.equal(shifted, x)
     jittered = augment_batch(x, 0.0, 0.2, gen())
@@ -96,7 +126,9 @@ def test_training_learns_and_saves_a_loadable_checkpoint(tmp_path):
     train = np.flatnonzero(cohort.pairs["split"] == "train")
     pixels = prepare_pixels(cohort.load_images, train, 16, progress=False)
     assert pixels.shape == (32, 1, 16, 16) and pixels.dtype == torch.float16
-    spec = type(RUNG_SPECS["full-reports"])(**{**RUNG_SPECS["full-reports"].__dict__, **TINY, "epochs": 30.0, "lr": 3e-3})
+    spec = type(RUNG_SPECS["full-reports"])(
+        **{**RUNG_SPECS["full-reports"].__dict__, **TINY, "epochs": 30.0, "lr": 3e-3}
+    )
     texts = training_texts(cohort.pairs.iloc[train], "text")
     hist = train_rung(spec, pixels, texts, tmp_path, seed=0, progress=False)
     assert list(hist.columns[:5]) == ["step", "epoch", "loss", "lr", "logit_scale"] and len(hist) == 60
@@ -133,7 +165,9 @@ def test_get_ladder_caches_and_is_deterministic(tmp_path, monkeypatch):
     # same seed in a fresh cache: identical weights; another seed: another cache entry
     monkeypatch.setenv("RELINK_CACHE", str(tmp_path / "fresh"))
     fresh = get_ladder(params, cohort=cohort, progress=False)
-    torch.testing.assert_close(load_dual_encoder(fresh[1].path, device="cpu").model.visual_projection.weight, w0, rtol=0, atol=0)
+    torch.testing.assert_close(
+        load_dual_encoder(fresh[1].path, device="cpu").model.visual_projection.weight, w0, rtol=0, atol=0
+    )
     other = get_ladder({**params, "seed": 1}, cohort=cohort, progress=False)
     assert other[0].path != fresh[0].path
 

@@ -1,6 +1,7 @@
 """OpenAI-CLIP (CheXzero) state dicts: an independent re-implementation of OpenAI's CLIP
 (written here in the layout of openai/CLIP's model.py) must give the same embeddings as the
 adapter, which maps the state dict onto HF CLIPModel."""
+
 from __future__ import annotations
 
 import gzip
@@ -27,7 +28,9 @@ class ResBlock(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(d, heads)
         self.ln_1 = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(d, 4 * d)), ("gelu", QuickGELU()), ("c_proj", nn.Linear(4 * d, d))]))
+        self.mlp = nn.Sequential(
+            OrderedDict([("c_fc", nn.Linear(d, 4 * d)), ("gelu", QuickGELU()), ("c_proj", nn.Linear(4 * d, d))])
+        )
         self.ln_2 = nn.LayerNorm(d)
         self.mask = mask
 
@@ -50,12 +53,12 @@ class Visual(nn.Module):
     def __init__(self, res, patch, width, layers, heads, out):
         super().__init__()
         self.conv1 = nn.Conv2d(3, width, patch, patch, bias=False)
-        self.class_embedding = nn.Parameter(torch.randn(width) * width ** -0.5)
-        self.positional_embedding = nn.Parameter(torch.randn((res // patch) ** 2 + 1, width) * width ** -0.5)
+        self.class_embedding = nn.Parameter(torch.randn(width) * width**-0.5)
+        self.positional_embedding = nn.Parameter(torch.randn((res // patch) ** 2 + 1, width) * width**-0.5)
         self.ln_pre = nn.LayerNorm(width)
         self.transformer = Transformer(width, layers, heads)
         self.ln_post = nn.LayerNorm(width)
-        self.proj = nn.Parameter(torch.randn(width, out) * width ** -0.5)
+        self.proj = nn.Parameter(torch.randn(width, out) * width**-0.5)
 
     def forward(self, x):
         x = self.conv1(x).flatten(2).permute(0, 2, 1)
@@ -74,7 +77,7 @@ class OpenAICLIP(nn.Module):
         self.token_embedding = nn.Embedding(vocab, tw)
         self.positional_embedding = nn.Parameter(torch.randn(ctx, tw) * 0.01)
         self.ln_final = nn.LayerNorm(tw)
-        self.text_projection = nn.Parameter(torch.randn(tw, embed) * tw ** -0.5)
+        self.text_projection = nn.Parameter(torch.randn(tw, embed) * tw**-0.5)
         self.logit_scale = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
         for p in self.parameters():  # non-trivial LayerNorm / bias values
             if p.ndim == 1 and p is not self.logit_scale:
@@ -105,8 +108,19 @@ def test_architecture_inferred_from_state_dict(chexzero_dir):
     d, ref = chexzero_dir
     sd = ref.state_dict()
     arch = architecture(sd)
-    assert arch == {"embed_dim": 16, "vision_width": 64, "patch_size": 8, "image_size": 32, "vision_layers": 2, "vision_heads": 1,
-                    "context_length": 12, "vocab_size": 50, "text_width": 64, "text_layers": 2, "text_heads": 1}
+    assert arch == {
+        "embed_dim": 16,
+        "vision_width": 64,
+        "patch_size": 8,
+        "image_size": 32,
+        "vision_layers": 2,
+        "vision_heads": 1,
+        "context_length": 12,
+        "vocab_size": 50,
+        "text_width": 64,
+        "text_layers": 2,
+        "text_heads": 1,
+    }
     assert detect_kind(d) == "openai-clip"
 
 

@@ -1,4 +1,5 @@
 """Chapter 3's generated sentences follow the numbers they are given."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -9,9 +10,11 @@ from relink_lib.profiles import get_profile
 
 
 def _payload(lifts, with_default=True):
-    preview = [{"rung": i, "name": f"r{i}", "recall@1": lift / 200, "chance": 1 / 200, "lift": lift, "n_test": 200}
-               for i, lift in enumerate(lifts)]
-    zs = [{"rung": f"r{i}", "label": "macro", "auroc": a} for i, a in enumerate((0.61, 0.70, 0.66)[:len(lifts)])]
+    preview = [
+        {"rung": i, "name": f"r{i}", "recall@1": lift / 200, "chance": 1 / 200, "lift": lift, "n_test": 200}
+        for i, lift in enumerate(lifts)
+    ]
+    zs = [{"rung": f"r{i}", "label": "macro", "auroc": a} for i, a in enumerate((0.61, 0.70, 0.66)[: len(lifts)])]
     zs += [{"rung": "r0", "label": "Edema", "auroc": 0.99}]
     sizes = {"this": run_size(get_profile("ci"))}
     if with_default:
@@ -56,15 +59,18 @@ def test_recall_preview_counts_queries_whose_own_report_is_nearest(monkeypatch):
 
     rng = np.random.default_rng(0)
     z = rng.normal(size=(40, 6))
-    embeddings = {0: (z, rng.normal(size=(40, 6))),  # unrelated reports: about chance
-                  1: (z, z + 0.01 * rng.normal(size=(40, 6)))}  # near copies: every image finds its report
+    embeddings = {
+        0: (z, rng.normal(size=(40, 6))),  # unrelated reports: about chance
+        1: (z, z + 0.01 * rng.normal(size=(40, 6))),
+    }  # near copies: every image finds its report
 
     class _Rung:
         def __init__(self, index):
             self.index, self.name = index, f"r{index}"
 
-    monkeypatch.setattr(models_summary, "get_embeddings",
-                        lambda params, cohort, rung, split: (*embeddings[rung.index], np.arange(40)))
+    monkeypatch.setattr(
+        models_summary, "get_embeddings", lambda params, cohort, rung, split: (*embeddings[rung.index], np.arange(40))
+    )
     table = models_summary.recall_preview(get_profile("smoke"), None, [_Rung(0), _Rung(1)])
     assert table["n_test"].tolist() == [40, 40] and table["chance"].tolist() == pytest.approx([1 / 40, 1 / 40])
     img, rep = embeddings[0]

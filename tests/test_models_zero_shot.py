@@ -1,4 +1,5 @@
 """Zero-shot label AUROC: known answers, uncertain / NaN handling, and both head routes agree."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,9 @@ def test_known_answer_and_uncertain_excluded():
     feats[:, 0] += 3.0 * (y[:, 0] == 1)  # axis 0 carries label 0
     e = np.eye(3, dtype=np.float32)
     prompt_features = {"Cardiomegaly": (e[[0]], e[[1]]), "Edema": (e[[2]], e[[1]])}
-    df = zero_shot_auroc(None, feats, y, prompt_features=prompt_features, image_head=identity(3), text_head=identity(3),
-                         labels=LABELS)
+    df = zero_shot_auroc(
+        None, feats, y, prompt_features=prompt_features, image_head=identity(3), text_head=identity(3), labels=LABELS
+    )
     unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
     for j, label in enumerate(LABELS):
         pos_axis = 0 if j == 0 else 2
@@ -53,8 +55,16 @@ def test_positive_mode_and_undefined_labels():
     feats = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)
     y = np.array([[1, 1], [1, 1], [0, -1], [0, np.nan]])
     e = np.eye(2, dtype=np.float32)
-    df = zero_shot_auroc(None, feats, y, prompt_features={"Cardiomegaly": (e[[0]], e[[1]]), "Edema": (e[[0]], e[[1]])},
-                         image_head=identity(2), text_head=identity(2), labels=LABELS, mode="positive")
+    df = zero_shot_auroc(
+        None,
+        feats,
+        y,
+        prompt_features={"Cardiomegaly": (e[[0]], e[[1]]), "Edema": (e[[0]], e[[1]])},
+        image_head=identity(2),
+        text_head=identity(2),
+        labels=LABELS,
+        mode="positive",
+    )
     by = df.set_index("label")["auroc"]
     assert by["Cardiomegaly"] == 1.0 and np.isnan(by["Edema"])  # Edema has no negative image
     assert by["macro"] == 1.0
@@ -69,7 +79,9 @@ def test_encoder_route_equals_precomputed_prompts(tmp_path):
     got = zero_shot_auroc(enc, feats, y, labels=LABELS)
     prompts = default_prompts(LABELS)
     pf = {lab: (enc.text_features(p).numpy(), enc.text_features(q).numpy()) for lab, (p, q) in prompts.items()}
-    want = zero_shot_auroc(None, feats, y, prompt_features=pf, image_head=enc.image_head, text_head=enc.text_head, labels=LABELS)
+    want = zero_shot_auroc(
+        None, feats, y, prompt_features=pf, image_head=enc.image_head, text_head=enc.text_head, labels=LABELS
+    )
     pd.testing.assert_frame_equal(got, want)
     # through other heads (e.g. DP heads): a sign flip of the image head mirrors every AUROC
     flipped = torch.nn.Linear(enc.image_dim, 16, bias=False)
@@ -81,8 +93,12 @@ def test_encoder_route_equals_precomputed_prompts(tmp_path):
 
 def test_validation():
     e = np.eye(2, dtype=np.float32)
-    kw = dict(prompt_features={"Cardiomegaly": (e[[0]], e[[1]]), "Edema": (e[[0]], e[[1]])}, image_head=identity(2),
-              text_head=identity(2), labels=LABELS)
+    kw = dict(
+        prompt_features={"Cardiomegaly": (e[[0]], e[[1]]), "Edema": (e[[0]], e[[1]])},
+        image_head=identity(2),
+        text_head=identity(2),
+        labels=LABELS,
+    )
     with pytest.raises(ValueError, match="expected shape \\(3, 2\\)"):
         zero_shot_auroc(None, np.zeros((3, 2)), np.zeros((2, 2)), **kw)
     with pytest.raises(ValueError, match="value 2.0"):

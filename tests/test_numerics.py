@@ -6,6 +6,7 @@ differ in torch's CPU capability and in MKL's and oneDNN's instruction-set setti
 machines differ. Under ``native`` the same two runs give different weights, which shows the
 settings matter and that the equality under ``portable`` is not vacuous.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,12 @@ from relink_lib.profiles import get_profile
 PROBE = Path(__file__).with_name("_dispatch_probe.py")
 OUTER = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AUTO", "OMP_NUM_THREADS": "2"},
-    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-               "ONEDNN_MAX_CPU_ISA": "SSE41"},
+    "avx512": {
+        "ATEN_CPU_CAPABILITY": "avx512",
+        "MKL_CBWR": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ONEDNN_MAX_CPU_ISA": "SSE41",
+    },
 }
 
 
@@ -70,7 +75,11 @@ def test_kernel_env_overrides_the_shell_only_in_portable_mode():
 
 def test_baselined_profiles_are_portable_and_others_native():
     assert {p: mode_of(get_profile(p)).name for p in ("smoke", "ci", "default", "paper")} == {
-        "smoke": "portable", "ci": "portable", "default": "native", "paper": "native"}
+        "smoke": "portable",
+        "ci": "portable",
+        "default": "native",
+        "paper": "native",
+    }
     with pytest.raises(ValueError, match=r"\['numerics'\]\['mode'\]='fast'"):
         mode_of(get_profile("ci", {"numerics": {"mode": "fast"}}))
     assert set(MODES) == {"portable", "native"}

@@ -1,4 +1,5 @@
 """The book pipeline: toc parsing, content-hash skip, resume after a failure, baselines."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from relink_lib.pipeline.browser import console_errors
 from relink_lib.pipeline.execute import execute_notebook, to_ipynb
 from relink_lib.pipeline.toc import chapter_notebooks, toc_entries
 
-NOTEBOOK = textwrap.dedent('''\
+NOTEBOOK = textwrap.dedent("""\
     # %% tags=["parameters"]
     profile = "default"
     overrides = {}
@@ -23,7 +24,7 @@ NOTEBOOK = textwrap.dedent('''\
 
     # %% tags=["nbval-check-output"]
     print(f"profile={profile} value={value}")
-    ''')
+    """)
 
 
 def write_notebook(path: Path, value: str) -> Path:
@@ -32,7 +33,8 @@ def write_notebook(path: Path, value: str) -> Path:
 
 
 def test_toc_entries_in_book_order(tmp_path):
-    (tmp_path / "_toc.yml").write_text(textwrap.dedent("""\
+    (tmp_path / "_toc.yml").write_text(
+        textwrap.dedent("""\
         format: jb-book
         root: book/intro
         parts:
@@ -45,8 +47,15 @@ def test_toc_entries_in_book_order(tmp_path):
           - caption: B
             chapters:
               - file: book/refs
-        """))
-    assert toc_entries(tmp_path / "_toc.yml") == ["book/intro", "notebooks/01_a", "notebooks/02_b", "notebooks/03_c", "book/refs"]
+        """)
+    )
+    assert toc_entries(tmp_path / "_toc.yml") == [
+        "book/intro",
+        "notebooks/01_a",
+        "notebooks/02_b",
+        "notebooks/03_c",
+        "book/refs",
+    ]
     (tmp_path / "notebooks").mkdir()
     for name in ("01_a", "02_b"):
         (tmp_path / "notebooks" / f"{name}.py").write_text("")
@@ -110,11 +119,13 @@ def test_slim_baseline_keeps_only_tagged_outputs():
 
 
 def test_console_errors_are_found_in_chromium_log():
-    log = "\n".join([
-        '[1:1:INFO:CONSOLE:62] "Uncaught SyntaxError: Identifier \'X\' has already been declared", source: a.html (62)',
-        '[1:1:INFO:CONSOLE:3] "hello", source: a.html (3)',
-        "[1:1:WARNING:gpu] something unrelated",
-    ])
+    log = "\n".join(
+        [
+            "[1:1:INFO:CONSOLE:62] \"Uncaught SyntaxError: Identifier 'X' has already been declared\", source: a.html (62)",
+            '[1:1:INFO:CONSOLE:3] "hello", source: a.html (3)',
+            "[1:1:WARNING:gpu] something unrelated",
+        ]
+    )
     errors = console_errors(log)
     assert len(errors) == 1 and "Uncaught SyntaxError" in errors[0]
 
@@ -138,13 +149,16 @@ def _executed_notebook() -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell("make book", metadata={"tags": ["show-code"]}),
         nbformat.v4.new_code_cell("print(r5)", metadata={"tags": ["nbval-check-output"]}),
     ]
-    cells[3].outputs = [nbformat.v4.new_output("stream", name="stderr", text="100%|###| /home/me/cache\n"),
-                        nbformat.v4.new_output("stream", name="stdout", text="kept\n"),
-                        nbformat.v4.new_output("execute_result", data={"text/plain": "Text(0.5, 1.0, 'title')"}, execution_count=1),
-                        nbformat.v4.new_output("display_data", data={"text/plain": "<Figure size 640x480 with 0 Axes>"}),
-                        nbformat.v4.new_output("execute_result", data={"text/plain": "Text(0.5, 1.0, 't')", "image/png": "iVBO"},
-                                               execution_count=2),
-                        nbformat.v4.new_output("execute_result", data={"text/plain": "0.25"}, execution_count=3)]
+    cells[3].outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="100%|###| /home/me/cache\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="kept\n"),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "Text(0.5, 1.0, 'title')"}, execution_count=1),
+        nbformat.v4.new_output("display_data", data={"text/plain": "<Figure size 640x480 with 0 Axes>"}),
+        nbformat.v4.new_output(
+            "execute_result", data={"text/plain": "Text(0.5, 1.0, 't')", "image/png": "iVBO"}, execution_count=2
+        ),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "0.25"}, execution_count=3),
+    ]
     nb.cells = cells
     return nb
 
@@ -171,12 +185,19 @@ def test_render_rules_hide_code_keep_one_parameters_cell_and_drop_stderr():
 def test_main_table_named_preferred_or_largest_and_nested_records_exploded():
     from relink_lib.pipeline.book import main_table, results_name
 
-    nested = {"rungs": [{"rung": 0, "model": "a", "recall": [{"k": 1, "recall": 0.1}, {"k": 5, "recall": 0.4}]},
-                        {"rung": 1, "model": "b", "recall": [{"k": 1, "recall": 0.2}]}], "provenance": {"x": 1}}
+    nested = {
+        "rungs": [
+            {"rung": 0, "model": "a", "recall": [{"k": 1, "recall": 0.1}, {"k": 5, "recall": 0.4}]},
+            {"rung": 1, "model": "b", "recall": [{"k": 1, "recall": 0.2}]},
+        ],
+        "provenance": {"x": 1},
+    }
     table = main_table(nested)
-    assert table.to_dict(orient="records") == [{"rung": 0, "model": "a", "k": 1, "recall": 0.1},
-                                               {"rung": 0, "model": "a", "k": 5, "recall": 0.4},
-                                               {"rung": 1, "model": "b", "k": 1, "recall": 0.2}]
+    assert table.to_dict(orient="records") == [
+        {"rung": 0, "model": "a", "k": 1, "recall": 0.1},
+        {"rung": 0, "model": "a", "k": 5, "recall": 0.4},
+        {"rung": 1, "model": "b", "k": 1, "recall": 0.2},
+    ]
     big = [{"i": i} for i in range(10)]
     assert len(main_table({"extra": big, "rows": [{"a": 1}]})) == 1  # a preferred name wins over size
     assert len(main_table({"small": [{"a": 1}], "extra": big})) == 10  # else the largest
@@ -196,13 +217,17 @@ def test_stage_book_applies_rules_and_links_downloads(tmp_path):
     (root / "book").mkdir(parents=True)
     (root / "docs").mkdir()
     (root / "_config.yml").write_text("title: t\n")
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/04_audit\n  - file: notebooks/10_reproduce\n")
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/04_audit\n  - file: notebooks/10_reproduce\n"
+    )
     executed, results = tmp_path / "executed", tmp_path / "results"
     executed.mkdir()
     results.mkdir()
     for stem in ("04_audit", "10_reproduce"):
         nbformat.write(_executed_notebook(), executed / f"{stem}.ipynb")
-    (results / "audit.json").write_text(json.dumps({"rows": [{"k": 1, "recall": 0.25}], "provenance": {"profile": "ci"}}))
+    (results / "audit.json").write_text(
+        json.dumps({"rows": [{"k": 1, "recall": 0.25}], "provenance": {"profile": "ci"}})
+    )
     src = stage_book("ci", root, executed=executed, results=results)
     nb = nbformat.read(src / "notebooks" / "04_audit.ipynb", 4)
     assert "hide-input" in nb.cells[3].metadata["tags"]
@@ -210,10 +235,18 @@ def test_stage_book_applies_rules_and_links_downloads(tmp_path):
     assert "{download}`ci_audit.json </downloads/ci_audit.json>`" in last and "ci_audit.csv" in last
     with open(src / "downloads" / "ci_audit.csv") as fh:
         assert list(csv.DictReader(fh)) == [{"k": "1", "recall": "0.25"}]
-    assert json.loads((src / "downloads.json").read_text()) == {"notebooks/04_audit.html": ["ci_audit.json", "ci_audit.csv"]}
-    assert "Downloads" not in nbformat.read(src / "notebooks" / "10_reproduce.ipynb", 4).cells[-1].source  # no results file
-    assert json.loads((src / "pages.json").read_text()) == ["index.html", "book/intro.html", "notebooks/04_audit.html",
-                                                             "notebooks/10_reproduce.html"]
+    assert json.loads((src / "downloads.json").read_text()) == {
+        "notebooks/04_audit.html": ["ci_audit.json", "ci_audit.csv"]
+    }
+    assert (
+        "Downloads" not in nbformat.read(src / "notebooks" / "10_reproduce.ipynb", 4).cells[-1].source
+    )  # no results file
+    assert json.loads((src / "pages.json").read_text()) == [
+        "index.html",
+        "book/intro.html",
+        "notebooks/04_audit.html",
+        "notebooks/10_reproduce.html",
+    ]
     (executed / "10_reproduce.ipynb").unlink()
     with pytest.raises(FileNotFoundError, match="10_reproduce"):
         stage_book("ci", root, executed=executed, results=results)
@@ -224,8 +257,18 @@ def test_browser_findings_round_trip_and_problems():
 
     assert "</script>" in check_script() and "%(" not in check_script()
     assert all(line.count("'") % 2 == 0 for line in check_script().splitlines()), "a JS string literal spans lines"
-    clean = {"math": 2, "typeset": 2, "mathjax": True, "raw_tex": [], "reprs": [], "wide_tables": [],
-             "page_overflow_px": 0, "images": 1, "broken_images": [], "links": ["../_downloads/ab/ci_audit.json"]}
+    clean = {
+        "math": 2,
+        "typeset": 2,
+        "mathjax": True,
+        "raw_tex": [],
+        "reprs": [],
+        "wide_tables": [],
+        "page_overflow_px": 0,
+        "images": 1,
+        "broken_images": [],
+        "links": ["../_downloads/ab/ci_audit.json"],
+    }
     dom = f'<html><body><script type="application/json" id="{RESULT_ID}">{json.dumps(clean)}</script></body></html>'
     found = page_findings(dom)
     assert found == clean
@@ -234,12 +277,21 @@ def test_browser_findings_round_trip_and_problems():
     bad = dict(found, typeset=0, raw_tex=["\\(x\\)"], reprs=["Text(0.5, 1.0, 'x')"], wide_tables=["R@1 (1400 px)"])
     problems = page_problems("p.html", dict(ok, findings=bad), ["ci_audit.json", "ci_audit.csv"])
     text = "; ".join(problems)
-    for needle in ("math not typeset: 0 of 2", "raw TeX", "Python reprs", "wider than the content column", "ci_audit.csv"):
+    for needle in (
+        "math not typeset: 0 of 2",
+        "raw TeX",
+        "Python reprs",
+        "wider than the content column",
+        "ci_audit.csv",
+    ):
         assert needle in text
     assert "did not finish" in page_problems("p.html", dict(ok, findings=page_findings("<html></html>")))[0]
     from relink_lib.pipeline.browser import page_notes
 
-    assert page_notes(ok) == [] and "1 printed output(s)" in page_notes(dict(ok, findings=dict(clean, wide_text_outputs=["x"])))[0]
+    assert (
+        page_notes(ok) == []
+        and "1 printed output(s)" in page_notes(dict(ok, findings=dict(clean, wide_text_outputs=["x"])))[0]
+    )
 
 
 def test_every_method_note_joins_the_toc_unless_a_book_page_includes_it(tmp_path):
@@ -253,7 +305,9 @@ def test_every_method_note_joins_the_toc_unless_a_book_page_includes_it(tmp_path
         (tmp_path / "docs" / f"{stem}.md").write_text(f"# {stem}\n")
     (tmp_path / "book" / "benchmarks.md").write_text("# B\n\n```{include} ../docs/benchmarks.md\n```\n")
     toc = tmp_path / "_toc.yml"
-    toc.write_text("format: jb-book\nroot: book/intro\nparts:\n  - caption: Method notes\n    chapters:\n      - file: docs/audit\n")
+    toc.write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n  - caption: Method notes\n    chapters:\n      - file: docs/audit\n"
+    )
     assert complete_docs_toc(toc, tmp_path / "docs", tmp_path / "book") == ["docs/mutation"]
     assert toc_entries(toc) == ["book/intro", "docs/audit", "docs/mutation"]
     assert yaml.safe_load(toc.read_text())["format"] == "jb-book"

@@ -1,4 +1,5 @@
 """Shared figure helpers: non-overlapping log ticks, log limits that ignore zeros, the simulation stamp."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -8,8 +9,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from relink_lib.plots.common import (SIMULATION_NOTE, clip_for_log, label_simulation, log_limits, log_pool_axis,  # noqa: E402
-                                     spaced_log_ticks)
+from relink_lib.plots.common import (
+    SIMULATION_NOTE,
+    clip_for_log,
+    label_simulation,
+    log_limits,
+    log_pool_axis,  # noqa: E402
+    spaced_log_ticks,
+)
 
 
 def test_spaced_ticks_drop_the_smaller_of_two_close_values():
@@ -32,7 +39,7 @@ def test_full_database_tick_never_overlaps_a_pool_size():
 
 def test_log_limits_ignore_zeros_and_clip_for_log_raises_them():
     lo, hi = log_limits([0.0, 0.002, 0.02, np.nan, -1.0])
-    assert lo == pytest.approx(0.002 / 10 ** 0.15) and hi == pytest.approx(0.02 * 10 ** 0.15)
+    assert lo == pytest.approx(0.002 / 10**0.15) and hi == pytest.approx(0.02 * 10**0.15)
     assert clip_for_log([0.0, 0.5, np.nan], lo).tolist() == [lo, 0.5, lo]
     with pytest.raises(ValueError, match="no positive finite value"):
         log_limits([0.0, np.nan])

@@ -4,7 +4,12 @@ import pytest
 
 from relink_lib.cli import main
 from relink_lib.pipeline.preflight import (
-    PreflightError, check_chexpert_plus_root, check_mimic_root, check_models, check_paper_inputs, read_model_list,
+    PreflightError,
+    check_chexpert_plus_root,
+    check_mimic_root,
+    check_models,
+    check_paper_inputs,
+    read_model_list,
 )
 from relink_lib.profiles import get_profile
 
@@ -23,7 +28,9 @@ def make_mimic(root):
 
 def make_chexpert_plus(root):
     (root / "chexbert_labels").mkdir(parents=True)
-    (root / "df_chexpert_plus_240401.csv").write_text("path_to_image,report\ntrain/patient1/study1/view1_frontal.jpg,x\n")
+    (root / "df_chexpert_plus_240401.csv").write_text(
+        "path_to_image,report\ntrain/patient1/study1/view1_frontal.jpg,x\n"
+    )
     (root / "train" / "patient1" / "study1").mkdir(parents=True)
     (root / "train" / "patient1" / "study1" / "view1_frontal.png").write_bytes(b"png")
     for s in ("impression", "findings", "report"):
@@ -41,9 +48,16 @@ def make_models(tmp_path):
 
 
 def test_complete_layouts_pass(tmp_path):
-    params = get_profile("paper", {"data": {"mimic_cxr_root": str(make_mimic(tmp_path / "m")),
-                                            "chexpert_plus_root": str(make_chexpert_plus(tmp_path / "c")),
-                                            "models": str(make_models(tmp_path))}})
+    params = get_profile(
+        "paper",
+        {
+            "data": {
+                "mimic_cxr_root": str(make_mimic(tmp_path / "m")),
+                "chexpert_plus_root": str(make_chexpert_plus(tmp_path / "c")),
+                "models": str(make_models(tmp_path)),
+            }
+        },
+    )
     check_paper_inputs(params)
 
 
@@ -86,14 +100,18 @@ def test_report_text_leak_detector_finds_a_report_in_outputs(tmp_path):
 
     from relink_lib.pipeline.dryrun import report_text_leaks
 
-    texts = ["FINDINGS: Small left apical pneumothorax measuring 12 mm. IMPRESSION: Pneumothorax.",
-             "FINDINGS: The heart is normal in size. Lungs are clear. IMPRESSION: No acute process."]
+    texts = [
+        "FINDINGS: Small left apical pneumothorax measuring 12 mm. IMPRESSION: Pneumothorax.",
+        "FINDINGS: The heart is normal in size. Lungs are clear. IMPRESSION: No acute process.",
+    ]
     clean, leaky = nbformat.v4.new_notebook(), nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("x")
     cell.outputs = [nbformat.v4.new_output("stream", text="R@1 = 0.123\n")]
     clean.cells = [cell]
     shown = nbformat.v4.new_code_cell("y")
-    shown.outputs = [nbformat.v4.new_output("execute_result", data={"text/html": f"<td>{texts[0][:50]}...</td>"}, execution_count=1)]
+    shown.outputs = [
+        nbformat.v4.new_output("execute_result", data={"text/html": f"<td>{texts[0][:50]}...</td>"}, execution_count=1)
+    ]
     leaky.cells = [shown]
     nbformat.write(clean, tmp_path / "a.ipynb")
     nbformat.write(leaky, tmp_path / "b.ipynb")
@@ -119,8 +137,9 @@ def test_preflight_resolves_at_least_one_report_and_one_image(tmp_path):
     cx = make_chexpert_plus(tmp_path / "c")
     assert check_chexpert_plus_root(cx) == []
     (cx / "train" / "patient1" / "study1" / "view1_frontal.png").unlink()
-    assert check_chexpert_plus_root(cx) == [f"{cx}: none of the first 1 path_to_image entries of "
-                                            f"df_chexpert_plus_240401.csv exists under the root"]
+    assert check_chexpert_plus_root(cx) == [
+        f"{cx}: none of the first 1 path_to_image entries of df_chexpert_plus_240401.csv exists under the root"
+    ]
 
 
 def test_a_yaml_models_list_passes_the_preflight_like_json(tmp_path):
@@ -132,7 +151,9 @@ def test_a_yaml_models_list_passes_the_preflight_like_json(tmp_path):
     assert check_models(listing) == []
     assert [(e.name, e.kind) for e in read_model_list(listing)] == [("general", "hf-clip"), ("auto", None)]
     as_json = tmp_path / "models.json"
-    as_json.write_text(json.dumps([{"name": "general", "kind": "hf-clip", "path": str(ckpt)}, {"name": "auto", "path": str(ckpt)}]))
+    as_json.write_text(
+        json.dumps([{"name": "general", "kind": "hf-clip", "path": str(ckpt)}, {"name": "auto", "path": str(ckpt)}])
+    )
     assert read_model_list(as_json) == read_model_list(listing)
 
 
@@ -149,4 +170,7 @@ def test_checkpoint_kind_table_covers_every_kind_the_adapter_loads():
 
     assert [row["kind"] for row in CHECKPOINT_KINDS] == list(KINDS)
     assert {len(row) for row in CHECKPOINT_KINDS} == {4}
-    assert "visual.head.proj" in next(r for r in CHECKPOINT_KINDS if r["kind"] == "open-clip")["heads (pre-projection -> joint)"]
+    assert (
+        "visual.head.proj"
+        in next(r for r in CHECKPOINT_KINDS if r["kind"] == "open-clip")["heads (pre-projection -> joint)"]
+    )

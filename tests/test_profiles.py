@@ -46,8 +46,15 @@ def test_output_dirs_follow_environment(tmp_path, monkeypatch):
 def test_overrides_are_validated_at_every_depth():
     from relink_lib.profiles import validate_overrides
 
-    validate_overrides("ci", {"audit": {"n_boot": 7}, "dp": {"engine": "fast", "target_epsilon": 8.0},
-                              "features": {"device": "cpu"}, "ladder": {"overrides": {"captions": {"epochs": 1}}}})
+    validate_overrides(
+        "ci",
+        {
+            "audit": {"n_boot": 7},
+            "dp": {"engine": "fast", "target_epsilon": 8.0},
+            "features": {"device": "cpu"},
+            "ladder": {"overrides": {"captions": {"epochs": 1}}},
+        },
+    )
     with pytest.raises(ValueError, match=r"unknown key 'dp.target_eps' \(did you mean 'target_epsilon'\?\)"):
         validate_overrides("ci", {"dp": {"target_eps": 8}})
     with pytest.raises(ValueError, match="unknown key 'audt'"):
@@ -64,6 +71,7 @@ def test_cli_refuses_a_bad_override_before_any_kernel_starts(tmp_path, monkeypat
 
     def no_kernel(*args, **kwargs):
         raise AssertionError("a kernel was started")
+
     monkeypatch.setattr(execute, "execute_notebook", no_kernel)
     monkeypatch.setattr(execute, "execute_book", no_kernel)
     with pytest.raises(SystemExit, match=r"--overrides: unknown key 'dp.target_eps'"):

@@ -12,8 +12,14 @@ from relink_lib.results import read_results, write_results
 def test_results_json_carries_provenance_and_converts_types():
     params = get_profile("smoke")
     frame = pd.DataFrame({"pool_size": [10, None], "recall": [0.5, np.float32(0.25)]})
-    path = write_results(params, "unit", {"table": frame, "x": np.int64(3), "nan": math.nan, "arr": np.ones(2)},
-                         cohort="synthetic", model="rung0", wall_time_s=1.23456)
+    path = write_results(
+        params,
+        "unit",
+        {"table": frame, "x": np.int64(3), "nan": math.nan, "arr": np.ones(2)},
+        cohort="synthetic",
+        model="rung0",
+        wall_time_s=1.23456,
+    )
     body = json.loads(path.read_text())
     assert path.parent.name == "smoke" and path.name == "unit.json"
     assert body["x"] == 3 and body["nan"] is None and body["arr"] == [1.0, 1.0]

@@ -1,4 +1,5 @@
 """The realistic attack: reconstruct a pair's image feature from its (noisy) head-gradient update."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,7 @@ import pytest
 import torch
 
 from relink_lib.dp import per_sample_head_grads, rdp_epsilon
-from relink_lib.risk.attack import (clip_per_sample, gradient_inversion_attack, reconstruct_features,
-                                    release_updates)
+from relink_lib.risk.attack import clip_per_sample, gradient_inversion_attack, reconstruct_features, release_updates
 
 Q, STEPS, DELTA = 0.05, 100, 1e-5
 SIGMA_HUGE_EPS, SIGMA_TINY_EPS = 9e-3, 6.0  # eps >= 1e6 and eps <= 0.34 at (Q, STEPS, DELTA), checked below
@@ -45,8 +45,9 @@ def test_attack_succeeds_at_huge_eps_and_without_dp():
     x, g_img, g_txt = _toy()
     joint = np.sqrt((g_img**2).sum((1, 2)) + (g_txt**2).sum((1, 2)))
     idx = np.arange(len(x))
-    res = gradient_inversion_attack(g_img, x, idx, noise_multiplier=SIGMA_HUGE_EPS, max_grad_norm=1.0,
-                                    n_candidates=20, clip_norms=joint, seed=1)
+    res = gradient_inversion_attack(
+        g_img, x, idx, noise_multiplier=SIGMA_HUGE_EPS, max_grad_norm=1.0, n_candidates=20, clip_norms=joint, seed=1
+    )
     assert res.reidentification_rate >= 0.95 and res.cosine_rate >= 0.95
     res = gradient_inversion_attack(g_img, x, idx, noise_multiplier=0.0, max_grad_norm=None, n_candidates=20, seed=1)
     assert res.reidentification_rate == 1.0 and res.mean_abs_cos == pytest.approx(1.0)
@@ -54,22 +55,28 @@ def test_attack_succeeds_at_huge_eps_and_without_dp():
 
 def test_attack_fails_near_chance_at_tiny_eps():
     x, g_img, _ = _toy(n=400, seed=2)
-    res = gradient_inversion_attack(g_img, x, np.arange(len(x)), noise_multiplier=SIGMA_TINY_EPS, max_grad_norm=1.0,
-                                    n_candidates=20, seed=3)
+    res = gradient_inversion_attack(
+        g_img, x, np.arange(len(x)), noise_multiplier=SIGMA_TINY_EPS, max_grad_norm=1.0, n_candidates=20, seed=3
+    )
     se = math.sqrt(res.chance * (1 - res.chance) / res.n_targets)
     assert res.chance == 0.05
     assert res.reidentification_rate <= res.chance + 4 * se
     assert res.cosine_rate <= 0.02  # |cos| of a random direction in 24 dims rarely reaches 0.5
     # and infinite noise is exactly a blind guess
-    res_inf = gradient_inversion_attack(g_img, x, np.arange(len(x)), noise_multiplier=math.inf, max_grad_norm=1.0,
-                                        n_candidates=20, seed=3)
+    res_inf = gradient_inversion_attack(
+        g_img, x, np.arange(len(x)), noise_multiplier=math.inf, max_grad_norm=1.0, n_candidates=20, seed=3
+    )
     assert res_inf.reidentification_rate <= res_inf.chance + 4 * se
 
 
 def test_success_falls_with_noise():
     x, g_img, _ = _toy(seed=4)
-    rates = [gradient_inversion_attack(g_img, x, np.arange(len(x)), noise_multiplier=s, max_grad_norm=1.0,
-                                       n_candidates=20, seed=5).reidentification_rate for s in (0.01, 0.05, 0.2, 1.0)]
+    rates = [
+        gradient_inversion_attack(
+            g_img, x, np.arange(len(x)), noise_multiplier=s, max_grad_norm=1.0, n_candidates=20, seed=5
+        ).reidentification_rate
+        for s in (0.01, 0.05, 0.2, 1.0)
+    ]
     assert rates[0] > rates[-1] and rates[0] >= 0.95 and rates[-1] <= 0.3
 
 

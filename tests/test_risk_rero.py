@@ -1,15 +1,22 @@
 """ReRo bounds: known answers, agreement with independent computations, ordering and robustness."""
+
 from __future__ import annotations
 
 import math
 import warnings
 
-import numpy as np
 import pytest
 
 from relink_lib.dp import rdp_epsilon
-from relink_lib.risk.rero import (kappa_for, no_dp_bounds, relaxed_risk, relaxed_risk_monte_carlo, rero_bounds,
-                                  worst_case_risk, worst_case_risk_gdp, worst_case_risk_lower)
+from relink_lib.risk.rero import (
+    kappa_for,
+    no_dp_bounds,
+    relaxed_risk,
+    relaxed_risk_monte_carlo,
+    rero_bounds,
+    worst_case_risk,
+    worst_case_risk_gdp,
+)
 from relink_lib.risk.tradeoff import Mechanism
 
 

@@ -1,4 +1,5 @@
 """Chapter 9's generated sentences and display table, on small synthetic sweep tables."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -10,9 +11,18 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from relink_lib.plots.risk import budget_axis, budget_positions, plot_relinkage, plot_risks  # noqa: E402
-from relink_lib.risk.summary import eps_tick_label, pool_size_label, recall_at, select_recall  # noqa: E402
-from relink_lib.risk.summary import (budget_doors, budget_findings, budget_pool, budget_tradeoff_curves,  # noqa: E402
-                                     budget_view, sampling_se)
+from relink_lib.risk.summary import (  # noqa: E402
+    budget_doors,
+    budget_findings,
+    budget_pool,
+    budget_tradeoff_curves,  # noqa: E402
+    budget_view,
+    eps_tick_label,
+    pool_size_label,
+    recall_at,
+    sampling_se,
+    select_recall,
+)
 
 EPS = [0.34, 1.0, 8.0, 32.0, 1e3, 1e6, 1e9, 1e12, 1e15, None]
 N_FULL = 220  # the held-out database
@@ -23,18 +33,62 @@ def sweep(r1_strict=0.02, r1_no_dp=0.02, attack_high=0.9):
     rows, recall = [], []
     for i, e in enumerate(EPS):
         frac = i / (len(EPS) - 1)
-        rows.append({"target_epsilon": e, "epsilon": e, "noise_multiplier": 5.0 / (1 + i) ** 3 if e else 0.0,
-                     "sample_rate": 0.08, "steps": 39, "kappa": 1e-3, "worst_case_risk": 1e-3 + 0.99 * frac,
-                     "relaxed_risk": 1e-3 + 0.9 * frac, "realistic_chance": 0.02,
-                     "realistic_risk": 0.02 if e is not None and e < 1e6 else attack_high, "attack_candidates": 50,
-                     "probe_macro_auroc": 0.8, "zero_shot_macro_auroc": 0.7})
+        rows.append(
+            {
+                "target_epsilon": e,
+                "epsilon": e,
+                "noise_multiplier": 5.0 / (1 + i) ** 3 if e else 0.0,
+                "sample_rate": 0.08,
+                "steps": 39,
+                "kappa": 1e-3,
+                "worst_case_risk": 1e-3 + 0.99 * frac,
+                "relaxed_risk": 1e-3 + 0.9 * frac,
+                "realistic_chance": 0.02,
+                "realistic_risk": 0.02 if e is not None and e < 1e6 else attack_high,
+                "attack_candidates": 50,
+                "probe_macro_auroc": 0.8,
+                "zero_shot_macro_auroc": 0.7,
+            }
+        )
         r1 = r1_strict + (r1_no_dp - r1_strict) * frac
-        recall += [{"target_epsilon": e, "pool": "random", "k": 1, "N": 10, "full_database": False, "recall": 0.3, "lift": 3.0},
-                   {"target_epsilon": e, "pool": "random", "k": 1, "N": 100, "full_database": False, "recall": r1, "lift": r1 * 100},
-                   {"target_epsilon": e, "pool": "random", "k": 1, "N": N_FULL, "full_database": True, "recall": 0.005,
-                    "lift": 1.0},
-                   {"target_epsilon": e, "pool": "matched", "k": 1, "N": 100, "full_database": False, "recall": 0.12,
-                    "lift": 0.12 / 0.057}]
+        recall += [
+            {
+                "target_epsilon": e,
+                "pool": "random",
+                "k": 1,
+                "N": 10,
+                "full_database": False,
+                "recall": 0.3,
+                "lift": 3.0,
+            },
+            {
+                "target_epsilon": e,
+                "pool": "random",
+                "k": 1,
+                "N": 100,
+                "full_database": False,
+                "recall": r1,
+                "lift": r1 * 100,
+            },
+            {
+                "target_epsilon": e,
+                "pool": "random",
+                "k": 1,
+                "N": N_FULL,
+                "full_database": True,
+                "recall": 0.005,
+                "lift": 1.0,
+            },
+            {
+                "target_epsilon": e,
+                "pool": "matched",
+                "k": 1,
+                "N": 100,
+                "full_database": False,
+                "recall": 0.12,
+                "lift": 0.12 / 0.057,
+            },
+        ]
     return pd.DataFrame(rows), pd.DataFrame(recall)
 
 
@@ -87,8 +141,15 @@ def test_rows_are_selected_from_the_long_table_and_aligned_to_the_budgets():
     assert r1.iloc[0] == pytest.approx(0.02) and r1.iloc[-1] == pytest.approx(0.30)  # by eps, not by row order
     assert recall_at(table, recall[recall["target_epsilon"].notna()], "random", 1, 100).isna().tolist()[-1]
     doors = budget_doors(table, recall, 100)
-    assert doors.columns.tolist() == ["eps", "R@1", "probe AUROC", "zero-shot AUROC", "worst-case risk", "relaxed risk",
-                                      "attack success"]
+    assert doors.columns.tolist() == [
+        "eps",
+        "R@1",
+        "probe AUROC",
+        "zero-shot AUROC",
+        "worst-case risk",
+        "relaxed risk",
+        "attack success",
+    ]
     np.testing.assert_allclose(doors["R@1"], [i / (len(EPS) - 1) for i in range(len(EPS))])
     assert doors["eps"].tolist()[-1] == "no DP" and doors["probe AUROC"].isna().all()  # flat: nothing to place
 

@@ -1,5 +1,6 @@
 """The budget sweep on a toy linear-head set-up: one row per eps, risks ordered, the record carried,
 the long table tagged with its budget; the attack settings come from the profile's budget section."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,15 @@ from relink_lib.audit import relink_audit
 from relink_lib.config import BudgetConfig, as_profile
 from relink_lib.dp import DPConfig
 from relink_lib.risk.stage import RECALL_COLUMNS, _recall_rows
-from relink_lib.risk.sweep import (RECORD_FIELDS, AttackSettings, BudgetSweep, Evaluation, budget_sweep, door_position,
-                                   privacy_risks)
+from relink_lib.risk.sweep import (
+    RECORD_FIELDS,
+    AttackSettings,
+    BudgetSweep,
+    Evaluation,
+    budget_sweep,
+    door_position,
+    privacy_risks,
+)
 
 ATTACK = AttackSettings(n_targets=60, n_candidates=20, cos_threshold=0.5, n_updates=1, seed=0)
 
@@ -45,8 +53,19 @@ def test_sweep_rows_and_risk_ordering():
         return Evaluation(metrics={"emb_norm": float(np.linalg.norm(emb, axis=1).mean())}, recall=rows)
 
     eps = [0.34, 1e15, None]
-    result = budget_sweep(x_img, x_txt, img_head, txt_head, bank_text_feats=bank, epsilons=eps, config=cfg,
-                          evaluate=evaluate, attack=ATTACK, dof=1, discretization=1e-3)
+    result = budget_sweep(
+        x_img,
+        x_txt,
+        img_head,
+        txt_head,
+        bank_text_feats=bank,
+        epsilons=eps,
+        config=cfg,
+        evaluate=evaluate,
+        attack=ATTACK,
+        dof=1,
+        discretization=1e-3,
+    )
     df = result.table
     assert len(df) == 3 and len(calls) == 3
     # the long table: the evaluation's rows of each budget, tagged with it, target_epsilon first
@@ -88,25 +107,50 @@ def test_privacy_risks_validation_and_no_dp():
 def test_sweep_validation():
     x_img, x_txt, bank, img_head, txt_head = _toy(n=20)
     with pytest.raises(ValueError, match="epsilons"):
-        budget_sweep(x_img, x_txt, img_head, txt_head, bank_text_feats=bank, epsilons=[float("inf")],
-                     config=DPConfig(), evaluate=lambda a, b: Evaluation({}), attack=ATTACK, dof=1, discretization=1e-3)
+        budget_sweep(
+            x_img,
+            x_txt,
+            img_head,
+            txt_head,
+            bank_text_feats=bank,
+            epsilons=[float("inf")],
+            config=DPConfig(),
+            evaluate=lambda a, b: Evaluation({}),
+            attack=ATTACK,
+            dof=1,
+            discretization=1e-3,
+        )
     cfg = DPConfig(target_epsilon=None, epochs=1, batch_size=10, seed=0)
     with pytest.raises(ValueError, match="clash"):
-        budget_sweep(x_img, x_txt, img_head, txt_head, bank_text_feats=bank, epsilons=[None], config=cfg,
-                     evaluate=lambda a, b: Evaluation({"kappa": 1.0}),
-                     attack=AttackSettings(n_targets=5, n_candidates=5, cos_threshold=0.5, n_updates=1, seed=0),
-                     dof=1, discretization=1e-3)
+        budget_sweep(
+            x_img,
+            x_txt,
+            img_head,
+            txt_head,
+            bank_text_feats=bank,
+            epsilons=[None],
+            config=cfg,
+            evaluate=lambda a, b: Evaluation({"kappa": 1.0}),
+            attack=AttackSettings(n_targets=5, n_candidates=5, cos_threshold=0.5, n_updates=1, seed=0),
+            dof=1,
+            discretization=1e-3,
+        )
 
 
 def test_attack_settings_are_the_profiles_budget_section():
     budget = BudgetConfig(attack_candidates=30, attack_targets=7, attack_cos_threshold=0.25, attack_updates=3)
-    assert AttackSettings.from_config(budget, seed=4) == AttackSettings(n_targets=7, n_candidates=30, cos_threshold=0.25,
-                                                                        n_updates=3, seed=4)
+    assert AttackSettings.from_config(budget, seed=4) == AttackSettings(
+        n_targets=7, n_candidates=30, cos_threshold=0.25, n_updates=3, seed=4
+    )
     cfg = as_profile({"seed": 2, "budget": {"attack_targets": 9}})
     default = BudgetConfig()
-    assert AttackSettings.from_params(cfg) == AttackSettings(n_targets=9, n_candidates=default.attack_candidates,
-                                                             cos_threshold=default.attack_cos_threshold,
-                                                             n_updates=default.attack_updates, seed=2)
+    assert AttackSettings.from_params(cfg) == AttackSettings(
+        n_targets=9,
+        n_candidates=default.attack_candidates,
+        cos_threshold=default.attack_cos_threshold,
+        n_updates=default.attack_updates,
+        seed=2,
+    )
 
 
 def test_audit_tables_become_long_rows_with_the_full_database_once():
@@ -115,11 +159,17 @@ def test_audit_tables_become_long_rows_with_the_full_database_once():
     table = relink_audit(img, rep, pool_sizes=(10, 40, None), ks=(1, 5))  # N = 40 = M is the full database too
     rows = _recall_rows(table, "random")
     assert rows.columns.tolist() == list(RECALL_COLUMNS[1:])
-    assert rows[["k", "N", "full_database"]].values.tolist() == [[1, 10, False], [5, 10, False], [1, 40, True], [5, 40, True]]
+    assert rows[["k", "N", "full_database"]].values.tolist() == [
+        [1, 10, False],
+        [5, 10, False],
+        [1, 40, True],
+        [5, 40, True],
+    ]
     full = table[table["full_database"] & (table["k"] == 1)]["recall"].iloc[-1]
     assert rows[(rows["k"] == 1) & rows["full_database"]]["recall"].item() == full
     assert (rows["pool"] == "random").all() and rows["lift"].tolist() == table.drop_duplicates(
-        subset=["k", "pool_size", "full_database"], keep="last")["lift"].tolist()
+        subset=["k", "pool_size", "full_database"], keep="last"
+    )["lift"].tolist()
 
 
 def test_door_position_known_answer():

@@ -1,4 +1,5 @@
 """Trade-off curves of the Poisson-subsampled Gaussian: PLD against exact, GDP and Monte Carlo answers."""
+
 from __future__ import annotations
 
 import math
@@ -8,9 +9,17 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from relink_lib.risk.tradeoff import (Mechanism, gdp_mu, gdp_tradeoff, max_test_beta, monte_carlo_privacy_loss,
-                                      monte_carlo_profile, noiseless_limit_beta, tradeoff_curve,
-                                      tradeoff_from_profile)
+from relink_lib.risk.tradeoff import (
+    Mechanism,
+    gdp_mu,
+    gdp_tradeoff,
+    max_test_beta,
+    monte_carlo_privacy_loss,
+    monte_carlo_profile,
+    noiseless_limit_beta,
+    tradeoff_curve,
+    tradeoff_from_profile,
+)
 
 
 @pytest.mark.parametrize("sigma,steps", [(2.0, 10), (5.0, 100), (0.8, 3)])
@@ -50,7 +59,9 @@ def test_monte_carlo_profile_gives_the_same_curve():
     eps = np.linspace(0, 8, 801)
     d_r, d_a = monte_carlo_profile(eps, mech, 200_000, seed=2)
     for alpha in (0.02, 0.1):
-        assert float(tradeoff_from_profile(alpha, eps, d_r, d_a)) == pytest.approx(float(tradeoff_curve(alpha, mech)), abs=0.01)
+        assert float(tradeoff_from_profile(alpha, eps, d_r, d_a)) == pytest.approx(
+            float(tradeoff_curve(alpha, mech)), abs=0.01
+        )
 
 
 def test_pure_dp_profile_gives_the_randomised_response_curve():
@@ -111,12 +122,15 @@ def test_curve_is_a_trade_off_function():
     assert np.all(beta <= 1 - alpha + 1e-12)  # never better than guessing
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(noise_multiplier=-1.0, sample_rate=0.1, steps=5), "noise_multiplier"),
-    (dict(noise_multiplier=float("nan"), sample_rate=0.1, steps=5), "noise_multiplier"),
-    (dict(noise_multiplier=1.0, sample_rate=1.5, steps=5), "sample_rate"),
-    (dict(noise_multiplier=1.0, sample_rate=0.1, steps=2.5), "steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(noise_multiplier=-1.0, sample_rate=0.1, steps=5), "noise_multiplier"),
+        (dict(noise_multiplier=float("nan"), sample_rate=0.1, steps=5), "noise_multiplier"),
+        (dict(noise_multiplier=1.0, sample_rate=1.5, steps=5), "sample_rate"),
+        (dict(noise_multiplier=1.0, sample_rate=0.1, steps=2.5), "steps"),
+    ],
+)
 def test_mechanism_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Mechanism(**kwargs)

@@ -1,4 +1,5 @@
 """The summary page's generated findings, on small synthetic payloads (no chapter needs to run)."""
+
 from __future__ import annotations
 
 import json
@@ -7,43 +8,149 @@ import pytest
 
 from relink_lib.paper import PAPER
 from relink_lib.profiles import get_profile
-from relink_lib.summary import (CALIBRATED_KNOBS, NA, calibration_box, load_payloads, summary_display, summary_findings,
-                                summary_payload, summary_table)
+from relink_lib.summary import (
+    CALIBRATED_KNOBS,
+    NA,
+    calibration_box,
+    load_payloads,
+    summary_display,
+    summary_findings,
+    summary_payload,
+    summary_table,
+)
 
 
 def _audit_rows(rung, model, n_big, full=False):
     rows = []
     for n, recall, lift in ((10, 0.4, 4.0), (100, 0.15, 15.0), (n_big, 50.0 / n_big, 50.0)):
-        rows.append({"rung": rung, "model": model, "pool": "random", "k": 1, "pool_size": n, "recall": recall,
-                     "lift": lift, "chance": 1 / n, "ci_low": recall * 0.8, "ci_high": recall * 1.2,
-                     "lift_ci_low": lift * 0.8, "lift_ci_high": lift * 1.2, "full_database": full and n == n_big})
+        rows.append(
+            {
+                "rung": rung,
+                "model": model,
+                "pool": "random",
+                "k": 1,
+                "pool_size": n,
+                "recall": recall,
+                "lift": lift,
+                "chance": 1 / n,
+                "ci_low": recall * 0.8,
+                "ci_high": recall * 1.2,
+                "lift_ci_low": lift * 0.8,
+                "lift_ci_high": lift * 1.2,
+                "full_database": full and n == n_big,
+            }
+        )
     return rows
 
 
 def payloads(n_big=10_000, full=False):
     return {
-        "audit": {"rows": _audit_rows(0, "captions", n_big, full) + _audit_rows(2, "full-reports", n_big, full),
-                  "provenance": {"simulation": True}},
-        "hard_negatives": {"matched_pools": [
-            {"rung": 2, "model": "full-reports", "pool": "matched", "k": 1, "pool_size": 10_000, "recall": 0.127,
-             "chance": 0.057, "mean_pool_size": 17.5, "ci_low": 0.10, "ci_high": 0.15, "n_queries": 900},
-            {"rung": 2, "model": "full-reports", "pool": "matched", "k": 1, "pool_size": 100, "recall": 0.2,
-             "chance": 0.06, "mean_pool_size": 16.0, "ci_low": 0.1, "ci_high": 0.3}]},
-        "mitigation": {"rungs": [{"rung": 2, "model": "full-reports",
-                                  "dp_record": {"epsilon": 0.339, "delta": 6e-6, "target_epsilon": 0.34},
-                                  "reduction": [{"variant": "dp", "k": 1, "pool": "random", "pool_size": 10_000,
-                                                 "recall_before": 0.0057, "recall_after": 0.0049,
-                                                 "relative_reduction": 0.139, "relative_reduction_ci_low": -0.2,
-                                                 "relative_reduction_ci_high": 0.4, "baseline": "non-private fine-tuning"}]}]},
-        "utility": {"table": [{"rung": 2, "variant": "pretrained", "probe_macro_auroc": 0.812, "zero_shot_macro_auroc": 0.7},
-                              {"rung": 2, "variant": "dp", "probe_macro_auroc": 0.81, "zero_shot_macro_auroc": 0.69}]},
-        "transfer": {"rungs": [{"rung": 2, "recall": [
-            {"variant": "pretrained", "pool": "random", "k": 1, "pool_size": 600, "recall": 0.01, "ci_low": 0.005, "ci_high": 0.02},
-            {"variant": "dp", "pool": "random", "k": 1, "pool_size": 600, "recall": 0.01}]}]},
-        "privacy_budget": {"sweep": [
-            {"target_epsilon": 0.34, "kappa": 1e-4, "worst_case_risk": 1.02e-4, "realistic_risk": 0.01, "realistic_chance": 0.01},
-            {"target_epsilon": 1e6, "kappa": 1e-4, "worst_case_risk": 0.99, "realistic_risk": 0.9, "realistic_chance": 0.01},
-            {"target_epsilon": None, "kappa": 1e-4, "worst_case_risk": 1.0, "realistic_risk": 0.97, "realistic_chance": 0.01}]},
+        "audit": {
+            "rows": _audit_rows(0, "captions", n_big, full) + _audit_rows(2, "full-reports", n_big, full),
+            "provenance": {"simulation": True},
+        },
+        "hard_negatives": {
+            "matched_pools": [
+                {
+                    "rung": 2,
+                    "model": "full-reports",
+                    "pool": "matched",
+                    "k": 1,
+                    "pool_size": 10_000,
+                    "recall": 0.127,
+                    "chance": 0.057,
+                    "mean_pool_size": 17.5,
+                    "ci_low": 0.10,
+                    "ci_high": 0.15,
+                    "n_queries": 900,
+                },
+                {
+                    "rung": 2,
+                    "model": "full-reports",
+                    "pool": "matched",
+                    "k": 1,
+                    "pool_size": 100,
+                    "recall": 0.2,
+                    "chance": 0.06,
+                    "mean_pool_size": 16.0,
+                    "ci_low": 0.1,
+                    "ci_high": 0.3,
+                },
+            ]
+        },
+        "mitigation": {
+            "rungs": [
+                {
+                    "rung": 2,
+                    "model": "full-reports",
+                    "dp_record": {"epsilon": 0.339, "delta": 6e-6, "target_epsilon": 0.34},
+                    "reduction": [
+                        {
+                            "variant": "dp",
+                            "k": 1,
+                            "pool": "random",
+                            "pool_size": 10_000,
+                            "recall_before": 0.0057,
+                            "recall_after": 0.0049,
+                            "relative_reduction": 0.139,
+                            "relative_reduction_ci_low": -0.2,
+                            "relative_reduction_ci_high": 0.4,
+                            "baseline": "non-private fine-tuning",
+                        }
+                    ],
+                }
+            ]
+        },
+        "utility": {
+            "table": [
+                {"rung": 2, "variant": "pretrained", "probe_macro_auroc": 0.812, "zero_shot_macro_auroc": 0.7},
+                {"rung": 2, "variant": "dp", "probe_macro_auroc": 0.81, "zero_shot_macro_auroc": 0.69},
+            ]
+        },
+        "transfer": {
+            "rungs": [
+                {
+                    "rung": 2,
+                    "recall": [
+                        {
+                            "variant": "pretrained",
+                            "pool": "random",
+                            "k": 1,
+                            "pool_size": 600,
+                            "recall": 0.01,
+                            "ci_low": 0.005,
+                            "ci_high": 0.02,
+                        },
+                        {"variant": "dp", "pool": "random", "k": 1, "pool_size": 600, "recall": 0.01},
+                    ],
+                }
+            ]
+        },
+        "privacy_budget": {
+            "sweep": [
+                {
+                    "target_epsilon": 0.34,
+                    "kappa": 1e-4,
+                    "worst_case_risk": 1.02e-4,
+                    "realistic_risk": 0.01,
+                    "realistic_chance": 0.01,
+                },
+                {
+                    "target_epsilon": 1e6,
+                    "kappa": 1e-4,
+                    "worst_case_risk": 0.99,
+                    "realistic_risk": 0.9,
+                    "realistic_chance": 0.01,
+                },
+                {
+                    "target_epsilon": None,
+                    "kappa": 1e-4,
+                    "worst_case_risk": 1.0,
+                    "realistic_risk": 0.97,
+                    "realistic_chance": 0.01,
+                },
+            ]
+        },
     }
 
 
@@ -94,8 +201,12 @@ def test_utility_states_its_intervals_when_the_chapter_has_them():
 def test_missing_chapters_and_changed_shapes_say_not_available():
     findings = summary_findings(summary_payload({}))
     assert len(findings) == 6 and all(NA in f for f in findings)
-    odd = {"audit": {"rows": "not a list"}, "mitigation": {"rungs": [{"rung": 2, "reduction": [{"variant": "dp"}]}]},
-           "utility": {"table": [{"rung": "x"}]}, "privacy_budget": {"sweep": [{"target_epsilon": "n/a"}]}}
+    odd = {
+        "audit": {"rows": "not a list"},
+        "mitigation": {"rungs": [{"rung": 2, "reduction": [{"variant": "dp"}]}]},
+        "utility": {"table": [{"rung": "x"}]},
+        "privacy_budget": {"sweep": [{"target_epsilon": "n/a"}]},
+    }
     findings = summary_findings(summary_payload(odd))
     assert all(NA in f for f in findings)
     assert list(summary_table(summary_payload({})).columns) == ["finding", "this run", "CI low", "CI high", "the paper"]
@@ -171,11 +282,31 @@ def test_summary_chart_marks_the_paper_beside_the_strongest_rung_with_ci_whisker
 
 def test_headlines_use_n_10000_when_the_full_database_is_larger():
     data = payloads()
-    data["audit"]["rows"].append({"rung": 2, "model": "full-reports", "pool": "random", "k": 1, "pool_size": 10_861,
-                                  "recall": 0.004, "lift": 43.0, "full_database": True})
-    data["hard_negatives"]["matched_pools"].append({"rung": 2, "model": "full-reports", "pool": "matched", "k": 1,
-                                                    "pool_size": 10_861, "recall": 0.1, "chance": 0.05,
-                                                    "mean_pool_size": 20.0, "full_database": True})
+    data["audit"]["rows"].append(
+        {
+            "rung": 2,
+            "model": "full-reports",
+            "pool": "random",
+            "k": 1,
+            "pool_size": 10_861,
+            "recall": 0.004,
+            "lift": 43.0,
+            "full_database": True,
+        }
+    )
+    data["hard_negatives"]["matched_pools"].append(
+        {
+            "rung": 2,
+            "model": "full-reports",
+            "pool": "matched",
+            "k": 1,
+            "pool_size": 10_861,
+            "recall": 0.1,
+            "chance": 0.05,
+            "mean_pool_size": 20.0,
+            "full_database": True,
+        }
+    )
     payload = summary_payload(data)
     assert [p["n"] for p in payload["audit"]["points"]] == [100, 10_000]
     assert payload["hard_negatives"]["n"] == 10_000 and payload["hard_negatives"]["effective_pool"] == 17.5
@@ -183,14 +314,36 @@ def test_headlines_use_n_10000_when_the_full_database_is_larger():
 
 def test_dp_cut_comes_from_the_frontier_reference_point_when_chapter_6_has_one():
     data = payloads()
-    data["mitigation"].update({
-        "frontier": [{"init": "pretrained", "r1_reduction": 0.1, "epsilon": 0.339},
-                     {"init": "reinit", "optimizer": "sgd", "lr": 0.03, "epochs": 3.0, "r1_reduction": 0.733,
-                      "epsilon": 0.339, "delta": 6e-6, "r1_report": 0.014}],
-        "reference": 1, "selected": 1, "r1_reduction_ci_low": -0.333, "r1_reduction_ci_high": 0.944,
-        "heldout": {"reference_pool_size": 95, "baseline": {"r1_report": 0.0526}}})
+    data["mitigation"].update(
+        {
+            "frontier": [
+                {"init": "pretrained", "r1_reduction": 0.1, "epsilon": 0.339},
+                {
+                    "init": "reinit",
+                    "optimizer": "sgd",
+                    "lr": 0.03,
+                    "epochs": 3.0,
+                    "r1_reduction": 0.733,
+                    "epsilon": 0.339,
+                    "delta": 6e-6,
+                    "r1_report": 0.014,
+                },
+            ],
+            "reference": 1,
+            "selected": 1,
+            "r1_reduction_ci_low": -0.333,
+            "r1_reduction_ci_high": 0.944,
+            "heldout": {"reference_pool_size": 95, "baseline": {"r1_report": 0.0526}},
+        }
+    )
     dp = summary_payload(data)["dp"]
-    assert (dp["reduction"], dp["ci"], dp["n"], dp["before"], dp["after"]) == (0.733, (-0.333, 0.944), 95, 0.0526, 0.014)
+    assert (dp["reduction"], dp["ci"], dp["n"], dp["before"], dp["after"]) == (
+        0.733,
+        (-0.333, 0.944),
+        95,
+        0.0526,
+        0.014,
+    )
     text = summary_findings(summary_payload(data))[2]
     assert "the DP heads selected by the chapter's rule (init reinit, optimizer sgd, lr 0.03, epochs 3.0) cut" in text
     assert "The interval includes zero" in text

@@ -1,22 +1,46 @@
 """HTML tables: number formats on known values, the column checks, and the rendered structure."""
+
 from __future__ import annotations
 
-import re
 from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from relink_lib.tables import (MISSING, fmt_count, fmt_lift, fmt_percent, fmt_sci, fmt_sig, fmt_signed_percent,
-                               format_value, html_table, table_html)
+from relink_lib.tables import (
+    MISSING,
+    fmt_count,
+    fmt_lift,
+    fmt_percent,
+    fmt_sci,
+    fmt_sig,
+    fmt_signed_percent,
+    format_value,
+    html_table,
+    table_html,
+)
 
 
-@pytest.mark.parametrize("value, text", [
-    (2.456, "2.46"), (0.198, "0.198"), (0.0057, "0.00570"), (0.000123, "1.23e-04"), (1.5e-8, "1.50e-08"),
-    (0.0, "0"), (-0.0421, "-0.0421"), (17.43, "17.4"), (9.996, "10.0"), (0.9996, "1.00"), (12345.6, "12,346"),
-    (3.2e7, "3.20e+07"), (float("inf"), "inf"), (np.float32(0.25), "0.250"),
-])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (2.456, "2.46"),
+        (0.198, "0.198"),
+        (0.0057, "0.00570"),
+        (0.000123, "1.23e-04"),
+        (1.5e-8, "1.50e-08"),
+        (0.0, "0"),
+        (-0.0421, "-0.0421"),
+        (17.43, "17.4"),
+        (9.996, "10.0"),
+        (0.9996, "1.00"),
+        (12345.6, "12,346"),
+        (3.2e7, "3.20e+07"),
+        (float("inf"), "inf"),
+        (np.float32(0.25), "0.250"),
+    ],
+)
 def test_significant_figures_and_scientific_notation(value, text):
     assert fmt_sig(value) == text
 
@@ -68,15 +92,24 @@ def _parse(text):
 
 
 def test_table_applies_formats_per_column_and_defaults_elsewhere():
-    df = pd.DataFrame({"rung": ["captions", "full <reports>"], "N": [10861, 4000], "R@1": [0.000123, 0.198],
-                       "cut": [0.618, -2.0], "lift": [0.92, 17.43]})
+    df = pd.DataFrame(
+        {
+            "rung": ["captions", "full <reports>"],
+            "N": [10861, 4000],
+            "R@1": [0.000123, 0.198],
+            "cut": [0.618, -2.0],
+            "lift": [0.92, 17.43],
+        }
+    )
     text = table_html(df, {"cut": "signed_percent", "lift": "lift"})
     header, rows = _parse(text)
     assert header == ["rung", "N", "R@1", "cut", "lift"]
-    assert rows == [["captions", "10,861", "1.23e-04", "+61.8%", "0.920x"],
-                    ["full <reports>", "4,000", "0.198", "-200.0%", "17.4x"]]
+    assert rows == [
+        ["captions", "10,861", "1.23e-04", "+61.8%", "0.920x"],
+        ["full <reports>", "4,000", "0.198", "-200.0%", "17.4x"],
+    ]
     assert "full &lt;reports&gt;" in text  # cell text is escaped
-    assert 'overflow-x:auto' in text  # wide tables scroll inside the column, never cut off
+    assert "overflow-x:auto" in text  # wide tables scroll inside the column, never cut off
     assert html_table(df).data == table_html(df)
 
 

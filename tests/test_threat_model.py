@@ -48,5 +48,7 @@ def test_chapter_one_payload_and_figure():
     line = ax.get_lines()[0]  # chance at K = 1 is 1 / N
     assert np.allclose(line.get_ydata(), 1.0 / line.get_xdata())
     marks = [ln for ln in ax.get_lines() if ln.get_marker() == "D"]
-    assert [(float(m.get_xdata()[0]), float(m.get_ydata()[0])) for m in marks] == [(100.0, PAPER.r1_at(100)),
-                                                                                   (10000.0, PAPER.r1_at(10_000))]
+    assert [(float(m.get_xdata()[0]), float(m.get_ydata()[0])) for m in marks] == [
+        (100.0, PAPER.r1_at(100)),
+        (10000.0, PAPER.r1_at(10_000)),
+    ]

@@ -1,4 +1,5 @@
 """Linear probe: known answers, uncertain handling, patient-level splits, and the invariance chapter 7 discusses."""
+
 from __future__ import annotations
 
 import numpy as np

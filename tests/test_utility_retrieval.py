@@ -1,4 +1,5 @@
 """Label-level retrieval precision@K against a brute-force loop and known answers."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,11 @@ def _brute(img, rep, y, k, relevance, exclude_self):
         cands = [j for j in range(len(img)) if not (exclude_self and j == i)]
         sims = [(-(img[i] @ rep[j]), j) for j in cands]
         top = [j for _, j in sorted(sims)[:k]]
-        rel = (lambda j: bool((pos[i] == pos[j]).all())) if relevance == "exact" else (lambda j: bool((pos[i] & pos[j]).any()))
+        rel = (
+            (lambda j: bool((pos[i] == pos[j]).all()))
+            if relevance == "exact"
+            else (lambda j: bool((pos[i] & pos[j]).any()))
+        )
         prec.append(np.mean([rel(j) for j in top]))
         chance.append(np.mean([rel(j) for j in cands]))
     return np.mean(prec), np.mean(chance)

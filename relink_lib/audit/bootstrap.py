@@ -6,6 +6,7 @@ all of their queries. The per-query expectations are computed once; a replicate 
 weighted mean of them, so ``n_boot`` replicates cost ``O(n_boot * P * S)`` and no
 similarity is recomputed.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -22,15 +23,20 @@ def _patient_index(patient_ids: Any, n: int) -> np.ndarray:
     if ids.ndim != 1 or ids.shape[0] != n:
         raise ValueError(f"patient_ids: expected a 1-D array of length {n} (one id per query), got shape {ids.shape}")
     if ids.dtype.kind == "f" and np.isnan(ids).any():
-        raise ValueError(f"patient_ids: row {int(np.flatnonzero(np.isnan(ids))[0])} is NaN; every query needs a patient id")
+        raise ValueError(
+            f"patient_ids: row {int(np.flatnonzero(np.isnan(ids))[0])} is NaN; every query needs a patient id"
+        )
     if ids.dtype == object and any(v is None for v in ids):
-        raise ValueError(f"patient_ids: row {[v is None for v in ids].index(True)} is None; every query needs a patient id")
+        raise ValueError(
+            f"patient_ids: row {[v is None for v in ids].index(True)} is None; every query needs a patient id"
+        )
     _, inverse = np.unique(ids.astype(str) if ids.dtype == object else ids, return_inverse=True)
     return inverse.ravel()
 
 
-def patient_bootstrap(per_query: Mapping[str, np.ndarray], patient_ids: Any = None, *, n_boot: int = 1000,
-                      seed: int = 0, batch: int = 128) -> dict[str, np.ndarray]:
+def patient_bootstrap(
+    per_query: Mapping[str, np.ndarray], patient_ids: Any = None, *, n_boot: int = 1000, seed: int = 0, batch: int = 128
+) -> dict[str, np.ndarray]:
     """Bootstrap replicates of the mean of each per-query array.
 
     ``per_query`` maps a name to an ``(n,)`` or ``(n, S)`` array (one row per query; all the

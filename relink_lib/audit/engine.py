@@ -19,6 +19,7 @@ dropped from the table with a ``UserWarning`` that names them (``oversize="drop"
 default) or raise a ``ValueError`` (``oversize="raise"``). ``None`` always means the full
 database (``N = M``; for hard negatives, each query's whole matched pool).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -31,21 +32,55 @@ import torch
 from scipy.special import digamma
 
 from .bootstrap import patient_bootstrap, percentile_interval
-from .expected import (chance_reciprocal_rank, expected_reciprocal_rank, expected_reciprocal_rank_ties, expected_recall,
-                       expected_recall_ties, tie_median_rank, _check_ks)
+from .expected import (
+    _check_ks,
+    chance_reciprocal_rank,
+    expected_recall,
+    expected_recall_ties,
+    expected_reciprocal_rank,
+    expected_reciprocal_rank_ties,
+    tie_median_rank,
+)
 from .hard_negatives import describe_match, label_groups
 from .kernel import as_embeddings, count_better_and_tied, count_within_groups
 
-__all__ = ["RankCounts", "rank_counts", "audit_table", "relink_audit", "rank_statistics", "per_query_recall", "TABLE_COLUMNS",
-           "DEFAULT_POOL_SIZES", "DEFAULT_KS"]
+__all__ = [
+    "RankCounts",
+    "rank_counts",
+    "audit_table",
+    "relink_audit",
+    "rank_statistics",
+    "per_query_recall",
+    "TABLE_COLUMNS",
+    "DEFAULT_POOL_SIZES",
+    "DEFAULT_KS",
+]
 
 DEFAULT_POOL_SIZES: tuple[int | None, ...] = (10, 100, 1000, 10000, None)
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 
 TABLE_COLUMNS: tuple[str, ...] = (
-    "pool_size", "k", "recall", "recall_ties_against", "recall_ties_for", "chance", "lift", "n_queries",
-    "n_queries_with_ties", "full_database", "hard_negatives", "match", "mrr", "mrr_ties_against", "mrr_ties_for",
-    "chance_mrr", "median_rank", "median_rank_ties_against", "median_rank_ties_for", "n_full_pools", "mean_pool_size",
+    "pool_size",
+    "k",
+    "recall",
+    "recall_ties_against",
+    "recall_ties_for",
+    "chance",
+    "lift",
+    "n_queries",
+    "n_queries_with_ties",
+    "full_database",
+    "hard_negatives",
+    "match",
+    "mrr",
+    "mrr_ties_against",
+    "mrr_ties_for",
+    "chance_mrr",
+    "median_rank",
+    "median_rank_ties_against",
+    "median_rank_ties_for",
+    "n_full_pools",
+    "mean_pool_size",
     "n_excluded",
 )
 """Columns of :func:`audit_table` (``ci_low, ci_high, lift_ci_low, lift_ci_high`` are added with a bootstrap)."""
@@ -99,10 +134,20 @@ class RankCounts:
         return self.counts + 1
 
 
-def rank_counts(image_emb: Any, report_emb: Any, *, labels: Any = None, hard_negatives: bool = False,
-                match: str = "exact", nan_as: float | None = 0.0, uncertain_as: float = -1.0,
-                chunk_size: int = 4096, device: str | torch.device | None = "cpu", tie_tol: float = 0.0,
-                compute_dtype: torch.dtype = torch.float32) -> RankCounts:
+def rank_counts(
+    image_emb: Any,
+    report_emb: Any,
+    *,
+    labels: Any = None,
+    hard_negatives: bool = False,
+    match: str = "exact",
+    nan_as: float | None = 0.0,
+    uncertain_as: float = -1.0,
+    chunk_size: int = 4096,
+    device: str | torch.device | None = "cpu",
+    tie_tol: float = 0.0,
+    compute_dtype: torch.dtype = torch.float32,
+) -> RankCounts:
     """Run the similarity pass; see :class:`RankCounts`.
 
     ``image_emb``, ``report_emb``: ``(M, d)`` numpy arrays or torch tensors of any float
@@ -114,8 +159,10 @@ def rank_counts(image_emb: Any, report_emb: Any, *, labels: Any = None, hard_neg
     img = as_embeddings(image_emb, "image_emb", dtype=compute_dtype)
     rep = as_embeddings(report_emb, "report_emb", dtype=compute_dtype)
     if img.shape != rep.shape:
-        raise ValueError(f"image_emb has shape {tuple(img.shape)} but report_emb has shape {tuple(rep.shape)}; "
-                         "row i of image_emb must pair with row i of report_emb (same n and d)")
+        raise ValueError(
+            f"image_emb has shape {tuple(img.shape)} but report_emb has shape {tuple(rep.shape)}; "
+            "row i of image_emb must pair with row i of report_emb (same n and d)"
+        )
     m = img.shape[0]
     if m < 2:
         raise ValueError(f"image_emb: expected at least 2 pairs to audit, got {m}")
@@ -125,13 +172,18 @@ def rank_counts(image_emb: Any, report_emb: Any, *, labels: Any = None, hard_neg
         better, tied = count_better_and_tied(img, rep, chunk_size=chunk_size, device=device, tie_tol=tie_tol)
         return RankCounts(counts=better + tied, population=np.full(m, m - 1, dtype=np.int64), tied=tied)
     if labels is None:
-        raise ValueError("labels: required when hard_negatives=True (an (M, 14) CheXpert label matrix or (M,) group keys)")
+        raise ValueError(
+            "labels: required when hard_negatives=True (an (M, 14) CheXpert label matrix or (M,) group keys)"
+        )
     groups = label_groups(labels, n_rows=m, match=match, nan_as=nan_as, uncertain_as=uncertain_as)
-    better, tied, population = count_within_groups(img, rep, groups, chunk_size=chunk_size, device=device, tie_tol=tie_tol)
+    better, tied, population = count_within_groups(
+        img, rep, groups, chunk_size=chunk_size, device=device, tie_tol=tie_tol
+    )
     one_d = not isinstance(labels, pd.DataFrame) and np.asarray(labels).ndim == 1
     desc = "given group keys" if one_d else describe_match(match, nan_as, uncertain_as)
-    return RankCounts(counts=better + tied, population=population, hard_negatives=True, match=desc, groups=groups,
-                      tied=tied)
+    return RankCounts(
+        counts=better + tied, population=population, hard_negatives=True, match=desc, groups=groups, tied=tied
+    )
 
 
 def _pool_sizes(pool_sizes: Iterable[int | None], m: int, oversize: str) -> list[tuple[int | None, int]]:
@@ -152,8 +204,10 @@ def _pool_sizes(pool_sizes: Iterable[int | None], m: int, oversize: str) -> list
             continue
         out.append((int(n), int(n)))
     if dropped:
-        msg = (f"pool_sizes {dropped} exceed the database size M={m}: a pool of N-1 distractors cannot be "
-               f"drawn without replacement from {m - 1} other reports")
+        msg = (
+            f"pool_sizes {dropped} exceed the database size M={m}: a pool of N-1 distractors cannot be "
+            f"drawn without replacement from {m - 1} other reports"
+        )
         if oversize == "raise":
             raise ValueError(msg)
         warnings.warn(msg + "; those rows are dropped from the table", UserWarning, stacklevel=3)
@@ -168,8 +222,9 @@ def _per_query(rc: RankCounts, requested: int | None, size: int, ks: list[int]) 
     has_ties = rc.tied > 0
     recall = against.copy()  # no tie: all three agree; the closed form runs only where there are ties
     if has_ties.any():
-        recall[has_ties] = expected_recall_ties(rc.better[has_ties], rc.tied[has_ties], rc.population[has_ties],
-                                                draws[has_ties], ks)
+        recall[has_ties] = expected_recall_ties(
+            rc.better[has_ties], rc.tied[has_ties], rc.population[has_ties], draws[has_ties], ks
+        )
     pool = draws + 1
     k = np.asarray(ks, dtype=np.float64)[None, :]
     chance = np.minimum(k, pool[:, None]) / pool[:, None]
@@ -177,16 +232,35 @@ def _per_query(rc: RankCounts, requested: int | None, size: int, ks: list[int]) 
     rr_for = expected_reciprocal_rank(rc.better, rc.population, draws)
     rr = rr_against.copy()
     if has_ties.any():
-        rr[has_ties] = expected_reciprocal_rank_ties(rc.better[has_ties], rc.tied[has_ties], rc.population[has_ties],
-                                                     draws[has_ties])
-    return {"recall": recall, "recall_against": against, "recall_for": ties_for, "chance": chance, "rr": rr,
-            "rr_against": rr_against, "rr_for": rr_for, "chance_rr": chance_reciprocal_rank(pool),
-            "pool": pool.astype(np.float64), "full_pool": (draws == size - 1) if requested is not None else np.ones_like(draws, bool)}
+        rr[has_ties] = expected_reciprocal_rank_ties(
+            rc.better[has_ties], rc.tied[has_ties], rc.population[has_ties], draws[has_ties]
+        )
+    return {
+        "recall": recall,
+        "recall_against": against,
+        "recall_for": ties_for,
+        "chance": chance,
+        "rr": rr,
+        "rr_against": rr_against,
+        "rr_for": rr_for,
+        "chance_rr": chance_reciprocal_rank(pool),
+        "pool": pool.astype(np.float64),
+        "full_pool": (draws == size - 1) if requested is not None else np.ones_like(draws, bool),
+    }
 
 
-def audit_table(rc: RankCounts, pool_sizes: Sequence[int | None] = DEFAULT_POOL_SIZES, ks: Sequence[int] = DEFAULT_KS, *,
-                patient_ids: Any = None, n_boot: int = 0, seed: int = 0, level: float = 0.95,
-                query_mask: Any = None, oversize: str = "drop") -> pd.DataFrame:
+def audit_table(
+    rc: RankCounts,
+    pool_sizes: Sequence[int | None] = DEFAULT_POOL_SIZES,
+    ks: Sequence[int] = DEFAULT_KS,
+    *,
+    patient_ids: Any = None,
+    n_boot: int = 0,
+    seed: int = 0,
+    level: float = 0.95,
+    query_mask: Any = None,
+    oversize: str = "drop",
+) -> pd.DataFrame:
     """The audit table from per-query counts: one row per (pool size, K).
 
     Columns (:data:`TABLE_COLUMNS`): ``pool_size`` (``N``; ``M`` for the full database),
@@ -215,13 +289,17 @@ def audit_table(rc: RankCounts, pool_sizes: Sequence[int | None] = DEFAULT_POOL_
     if query_mask is not None:
         mask = np.asarray(query_mask)
         if mask.dtype != bool or mask.shape != (m,):
-            raise ValueError(f"query_mask: expected a boolean array of shape ({m},), got dtype {mask.dtype} shape {mask.shape}")
+            raise ValueError(
+                f"query_mask: expected a boolean array of shape ({m},), got dtype {mask.dtype} shape {mask.shape}"
+            )
         include = include & mask
     ids = None
     if patient_ids is not None:
         ids = np.asarray(patient_ids)
         if ids.ndim != 1 or ids.shape[0] != m:
-            raise ValueError(f"patient_ids: expected a 1-D array of length {m} (one id per query), got shape {ids.shape}")
+            raise ValueError(
+                f"patient_ids: expected a 1-D array of length {m} (one id per query), got shape {ids.shape}"
+            )
         ids = ids[include]
     sub = RankCounts(counts=rc.counts[include], population=rc.population[include], tied=rc.tied[include])
     n_q = int(include.sum())
@@ -240,24 +318,40 @@ def audit_table(rc: RankCounts, pool_sizes: Sequence[int | None] = DEFAULT_POOL_
             mean = (lambda key, col=j: float(pq[key][:, col].mean())) if pq else (lambda key, col=j: nan)
             mean1 = (lambda key: float(pq[key].mean())) if pq else (lambda key: nan)
             recall, chance = mean("recall"), mean("chance")
-            rows.append({
-                "pool_size": size, "k": k, "recall": recall, "recall_ties_against": mean("recall_against"),
-                "recall_ties_for": mean("recall_for"), "chance": chance,
-                "lift": recall / chance if pq else nan, "n_queries": n_q, "n_queries_with_ties": int((sub.tied > 0).sum()),
-                "full_database": full, "hard_negatives": rc.hard_negatives, "match": rc.match,
-                "mrr": mean1("rr"), "mrr_ties_against": mean1("rr_against"), "mrr_ties_for": mean1("rr_for"),
-                "chance_mrr": mean1("chance_rr"),
-                "median_rank": tie_median_rank(sub.better, sub.tied) if pq and full else nan,
-                "median_rank_ties_against": float(np.median(sub.counts + 1)) if pq and full else nan,
-                "median_rank_ties_for": float(np.median(sub.better + 1)) if pq and full else nan,
-                "n_full_pools": int(pq["full_pool"].sum()) if pq else 0,
-                "mean_pool_size": float(pq["pool"].mean()) if pq else float("nan"),
-                "n_excluded": n_excluded,
-            })
+            rows.append(
+                {
+                    "pool_size": size,
+                    "k": k,
+                    "recall": recall,
+                    "recall_ties_against": mean("recall_against"),
+                    "recall_ties_for": mean("recall_for"),
+                    "chance": chance,
+                    "lift": recall / chance if pq else nan,
+                    "n_queries": n_q,
+                    "n_queries_with_ties": int((sub.tied > 0).sum()),
+                    "full_database": full,
+                    "hard_negatives": rc.hard_negatives,
+                    "match": rc.match,
+                    "mrr": mean1("rr"),
+                    "mrr_ties_against": mean1("rr_against"),
+                    "mrr_ties_for": mean1("rr_for"),
+                    "chance_mrr": mean1("chance_rr"),
+                    "median_rank": tie_median_rank(sub.better, sub.tied) if pq and full else nan,
+                    "median_rank_ties_against": float(np.median(sub.counts + 1)) if pq and full else nan,
+                    "median_rank_ties_for": float(np.median(sub.better + 1)) if pq and full else nan,
+                    "n_full_pools": int(pq["full_pool"].sum()) if pq else 0,
+                    "mean_pool_size": float(pq["pool"].mean()) if pq else float("nan"),
+                    "n_excluded": n_excluded,
+                }
+            )
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     if n_boot and n_q > 0:
-        reps = patient_bootstrap({"recall": np.concatenate(recall_cols, axis=1),
-                                  "chance": np.concatenate(chance_cols, axis=1)}, ids, n_boot=n_boot, seed=seed)
+        reps = patient_bootstrap(
+            {"recall": np.concatenate(recall_cols, axis=1), "chance": np.concatenate(chance_cols, axis=1)},
+            ids,
+            n_boot=n_boot,
+            seed=seed,
+        )
         lo, hi = percentile_interval(reps["recall"], level)
         with np.errstate(divide="ignore", invalid="ignore"):
             llo, lhi = percentile_interval(reps["recall"] / reps["chance"], level)
@@ -269,12 +363,26 @@ def audit_table(rc: RankCounts, pool_sizes: Sequence[int | None] = DEFAULT_POOL_
     return table
 
 
-def relink_audit(image_emb: Any, report_emb: Any, pool_sizes: Sequence[int | None] = DEFAULT_POOL_SIZES,
-                 ks: Sequence[int] = DEFAULT_KS, labels: Any = None, hard_negatives: bool = False, *,
-                 match: str = "exact", nan_as: float | None = 0.0, uncertain_as: float = -1.0,
-                 chunk_size: int = 4096, device: str | torch.device | None = "cpu", tie_tol: float = 0.0,
-                 patient_ids: Any = None, n_boot: int = 0, seed: int = 0, level: float = 0.95,
-                 oversize: str = "drop") -> pd.DataFrame:
+def relink_audit(
+    image_emb: Any,
+    report_emb: Any,
+    pool_sizes: Sequence[int | None] = DEFAULT_POOL_SIZES,
+    ks: Sequence[int] = DEFAULT_KS,
+    labels: Any = None,
+    hard_negatives: bool = False,
+    *,
+    match: str = "exact",
+    nan_as: float | None = 0.0,
+    uncertain_as: float = -1.0,
+    chunk_size: int = 4096,
+    device: str | torch.device | None = "cpu",
+    tie_tol: float = 0.0,
+    patient_ids: Any = None,
+    n_boot: int = 0,
+    seed: int = 0,
+    level: float = 0.95,
+    oversize: str = "drop",
+) -> pd.DataFrame:
     """Exact expected Recall@K of image-to-report re-linkage over random (or matched) pools.
 
     Row ``i`` of ``image_emb`` pairs with row ``i`` of ``report_emb`` (``(M, d)``, numpy or
@@ -287,10 +395,21 @@ def relink_audit(image_emb: Any, report_emb: Any, pool_sizes: Sequence[int | Non
     the :func:`audit_table` DataFrame; keyword-only arguments are passed to
     :func:`rank_counts` and :func:`audit_table`.
     """
-    rc = rank_counts(image_emb, report_emb, labels=labels, hard_negatives=hard_negatives, match=match, nan_as=nan_as,
-                     uncertain_as=uncertain_as, chunk_size=chunk_size, device=device, tie_tol=tie_tol)
-    return audit_table(rc, pool_sizes, ks, patient_ids=patient_ids, n_boot=n_boot, seed=seed, level=level,
-                       oversize=oversize)
+    rc = rank_counts(
+        image_emb,
+        report_emb,
+        labels=labels,
+        hard_negatives=hard_negatives,
+        match=match,
+        nan_as=nan_as,
+        uncertain_as=uncertain_as,
+        chunk_size=chunk_size,
+        device=device,
+        tie_tol=tie_tol,
+    )
+    return audit_table(
+        rc, pool_sizes, ks, patient_ids=patient_ids, n_boot=n_boot, seed=seed, level=level, oversize=oversize
+    )
 
 
 def rank_statistics(rc: RankCounts) -> dict[str, float]:
@@ -306,9 +425,15 @@ def rank_statistics(rc: RankCounts) -> dict[str, float]:
     t = rc.tied[include].astype(np.float64)
     harmonic = lambda x: digamma(x + 1) + np.euler_gamma  # noqa: E731  H_x
     rr = (harmonic(b + t + 1) - harmonic(b)) / (t + 1)
-    return {"mrr": float(np.mean(rr)), "median_rank": tie_median_rank(b.astype(np.int64), t.astype(np.int64)),
-            "mean_rank": float(np.mean(1 + b + t / 2)), "recall_at_1": float(np.mean((b == 0) / (t + 1))),
-            "n_queries": int(b.size), "n_queries_with_ties": int((t > 0).sum()), "n_database": rc.n_database}
+    return {
+        "mrr": float(np.mean(rr)),
+        "median_rank": tie_median_rank(b.astype(np.int64), t.astype(np.int64)),
+        "mean_rank": float(np.mean(1 + b + t / 2)),
+        "recall_at_1": float(np.mean((b == 0) / (t + 1))),
+        "n_queries": int(b.size),
+        "n_queries_with_ties": int((t > 0).sum()),
+        "n_database": rc.n_database,
+    }
 
 
 def per_query_recall(rc: RankCounts, pool_size: int | None, k: int = 1) -> np.ndarray:

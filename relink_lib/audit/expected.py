@@ -12,14 +12,23 @@ report's rank is ``1 + X``:
 
 All functions are vectorised over queries (arrays of equal length, or scalars broadcast).
 """
+
 from __future__ import annotations
 
 import numpy as np
 from scipy.special import digamma, gammaln
 
-__all__ = ["log_comb", "hypergeom_lower_tail", "expected_recall", "expected_reciprocal_rank", "chance_recall",
-           "expected_recall_ties", "expected_reciprocal_rank_ties", "tie_median_rank",
-           "chance_reciprocal_rank"]
+__all__ = [
+    "log_comb",
+    "hypergeom_lower_tail",
+    "expected_recall",
+    "expected_reciprocal_rank",
+    "chance_recall",
+    "expected_recall_ties",
+    "expected_reciprocal_rank_ties",
+    "tie_median_rank",
+    "chance_reciprocal_rank",
+]
 
 
 def log_comb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -49,15 +58,20 @@ def _check(counts: np.ndarray, population: np.ndarray, draws: np.ndarray) -> tup
     c, d, n = np.broadcast_arrays(c, d, n)
     if np.any(c < 0) or np.any(c > d):
         bad = int(np.flatnonzero((c < 0) | (c > d))[0])
-        raise ValueError(f"counts: entry {bad} is {int(c.flat[bad])}, expected 0 <= count <= population ({int(d.flat[bad])})")
+        raise ValueError(
+            f"counts: entry {bad} is {int(c.flat[bad])}, expected 0 <= count <= population ({int(d.flat[bad])})"
+        )
     if np.any(n < 0) or np.any(n > d):
         bad = int(np.flatnonzero((n < 0) | (n > d))[0])
-        raise ValueError(f"draws: entry {bad} is {int(n.flat[bad])}, expected 0 <= draws <= population ({int(d.flat[bad])})")
+        raise ValueError(
+            f"draws: entry {bad} is {int(n.flat[bad])}, expected 0 <= draws <= population ({int(d.flat[bad])})"
+        )
     return c, d, n
 
 
-def hypergeom_lower_tail(x_max: int, population: np.ndarray | int, successes: np.ndarray | int,
-                         draws: np.ndarray | int) -> np.ndarray:
+def hypergeom_lower_tail(
+    x_max: int, population: np.ndarray | int, successes: np.ndarray | int, draws: np.ndarray | int
+) -> np.ndarray:
     """``P(X <= x)`` for ``x = 0 .. x_max`` with ``X ~ HG(population, successes, draws)``.
 
     Returns an array of shape ``(len, x_max + 1)`` (``len`` = broadcast length of the inputs).
@@ -66,16 +80,16 @@ def hypergeom_lower_tail(x_max: int, population: np.ndarray | int, successes: np
     c, d, n = _check(successes, population, draws)
     c, d, n = (np.atleast_1d(v).ravel() for v in (c, d, n))
     x = np.arange(x_max + 1, dtype=np.float64)[None, :]
-    log_pmf = (log_comb(c[:, None], x) + log_comb((d - c)[:, None], n[:, None] - x)
-               - log_comb(d, n)[:, None])
+    log_pmf = log_comb(c[:, None], x) + log_comb((d - c)[:, None], n[:, None] - x) - log_comb(d, n)[:, None]
     cdf = np.minimum(np.cumsum(np.exp(log_pmf), axis=1), 1.0)
     # exact 1 where the whole support lies at or below x (X <= min(c, n))
     cdf[x >= np.minimum(c, n)[:, None]] = 1.0
     return cdf
 
 
-def expected_recall(counts: np.ndarray, population: np.ndarray | int, draws: np.ndarray | int,
-                    ks: tuple[int, ...] | list[int]) -> np.ndarray:
+def expected_recall(
+    counts: np.ndarray, population: np.ndarray | int, draws: np.ndarray | int, ks: tuple[int, ...] | list[int]
+) -> np.ndarray:
     """Expected Recall@K per query, shape ``(n_queries, len(ks))``.
 
     ``counts``: distractors scoring at least the truth; ``population``: distractors available;
@@ -142,6 +156,7 @@ def _check_ks(ks: tuple[int, ...] | list[int]) -> list[int]:
 # to the pool is a uniformly random order of the pool's tied items); :func:`expected_reciprocal_rank_ties`
 # uses that form, with cumulative sums over ``c``.
 
+
 def _log1mexp(x: np.ndarray) -> np.ndarray:
     """``log(1 - exp(x))`` for ``x <= 0`` (``-inf`` at ``x = 0``), stable at both ends."""
     x = np.asarray(x, dtype=np.float64)
@@ -150,8 +165,9 @@ def _log1mexp(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, -np.inf, out)
 
 
-def _check_ties(better: np.ndarray, tied: np.ndarray, population: np.ndarray | int,
-                draws: np.ndarray | int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _check_ties(
+    better: np.ndarray, tied: np.ndarray, population: np.ndarray | int, draws: np.ndarray | int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     b = _as_int("better", better)
     t = _as_int("tied", tied)
     b, t = np.broadcast_arrays(b, t)
@@ -172,8 +188,13 @@ closed form. Against exact rational arithmetic at M = 43,793 both are within 1e-
 (the log-space hypergeometric itself carries ~4e-11)."""
 
 
-def expected_recall_ties(better: np.ndarray, tied: np.ndarray, population: np.ndarray | int,
-                         draws: np.ndarray | int, ks: tuple[int, ...] | list[int]) -> np.ndarray:
+def expected_recall_ties(
+    better: np.ndarray,
+    tied: np.ndarray,
+    population: np.ndarray | int,
+    draws: np.ndarray | int,
+    ks: tuple[int, ...] | list[int],
+) -> np.ndarray:
     """Expected Recall@K under random pools and uniformly random tie-breaking, ``(n_queries, len(ks))``.
 
     ``better``: distractors scoring strictly above the truth; ``tied``: distractors scoring the
@@ -192,7 +213,9 @@ def expected_recall_ties(better: np.ndarray, tied: np.ndarray, population: np.nd
         starts = np.concatenate([[0], np.cumsum(reps)[:-1]])
         owner = np.repeat(np.arange(reps.size), reps)
         c = b[small][owner] + (np.arange(owner.size) - starts[owner])
-        vals = expected_recall(c.astype(np.int64), d[small][owner].astype(np.int64), n[small][owner].astype(np.int64), ks)
+        vals = expected_recall(
+            c.astype(np.int64), d[small][owner].astype(np.int64), n[small][owner].astype(np.int64), ks
+        )
         out[small] = np.add.reduceat(vals, starts, axis=0) / reps[:, None]
     if (~small).any():
         out[~small] = _recall_ties_closed_form(b[~small], t[~small], d[~small], n[~small], ks)
@@ -232,14 +255,21 @@ def _recall_ties_closed_form(b: np.ndarray, t: np.ndarray, d: np.ndarray, n: np.
         x = np.arange(k, dtype=np.float64)[None, :]  # x = 0 .. K-1
         m = n[:, None] - x + 1
         log_hi = log_comb((d - b + 1)[:, None], m)
-        gap = np.where(np.isfinite(log_hi), _log_binom_ratio(np.broadcast_to(r[:, None], m.shape),
-                                                             np.broadcast_to((d - b + 1)[:, None], m.shape), m), -np.inf)
-        log_a = (log_comb(b[:, None], x) - log_total[:, None] - np.log(t + 1)[:, None] + log_hi + _log1mexp(gap))
+        gap = np.where(
+            np.isfinite(log_hi),
+            _log_binom_ratio(np.broadcast_to(r[:, None], m.shape), np.broadcast_to((d - b + 1)[:, None], m.shape), m),
+            -np.inf,
+        )
+        log_a = log_comb(b[:, None], x) - log_total[:, None] - np.log(t + 1)[:, None] + log_hi + _log1mexp(gap)
         total = ((k - x) * np.exp(log_a)).sum(axis=1)
         for xi in range(k):
             y = np.arange(k - xi, dtype=np.float64)[None, :]  # y = 0 .. K-x-1
-            log_pmf = (log_comb(b, xi)[:, None] + log_comb(t[:, None], y)
-                       + log_comb(r[:, None], n[:, None] - xi - y) - log_total[:, None])
+            log_pmf = (
+                log_comb(b, xi)[:, None]
+                + log_comb(t[:, None], y)
+                + log_comb(r[:, None], n[:, None] - xi - y)
+                - log_total[:, None]
+            )
             total += (np.exp(log_pmf) * (1.0 - (k - xi) / (y + 1.0))).sum(axis=1)
         out[:, j] = total
     out = np.clip(out, 0.0, 1.0)
@@ -248,8 +278,9 @@ def _recall_ties_closed_form(b: np.ndarray, t: np.ndarray, d: np.ndarray, n: np.
     return out
 
 
-def expected_reciprocal_rank_ties(better: np.ndarray, tied: np.ndarray, population: np.ndarray | int,
-                                  draws: np.ndarray | int) -> np.ndarray:
+def expected_reciprocal_rank_ties(
+    better: np.ndarray, tied: np.ndarray, population: np.ndarray | int, draws: np.ndarray | int
+) -> np.ndarray:
     """Expected reciprocal rank under random pools and uniformly random tie-breaking, ``(n_queries,)``.
 
     The mean of :func:`expected_reciprocal_rank` over ``c = better .. better + tied``, from one

@@ -11,6 +11,7 @@ The 14 CheXpert labels take the values 1 (positive), 0 (negative), -1 (uncertain
 
 ``nan_as=None`` keeps NaN as a value of its own (NaN matches NaN only).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -57,8 +58,14 @@ def _check_value(name: str, value: float | None, allow_none: bool) -> float | No
     return float(value)
 
 
-def label_groups(labels: Any, *, n_rows: int | None = None, match: str = "exact", nan_as: float | None = 0.0,
-                 uncertain_as: float = -1.0) -> np.ndarray:
+def label_groups(
+    labels: Any,
+    *,
+    n_rows: int | None = None,
+    match: str = "exact",
+    nan_as: float | None = 0.0,
+    uncertain_as: float = -1.0,
+) -> np.ndarray:
     """Group id per row, ``(n,)`` int64: rows with equal label keys share an id.
 
     ``labels`` is an ``(n, 14)`` matrix or DataFrame of CheXpert labels (values 1, 0, -1,

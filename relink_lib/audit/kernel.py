@@ -11,6 +11,7 @@ so memory is ``O(chunk_size * M)`` and the ``M x M`` matrix is never materialise
 score ``s_ii`` is read from the same matrix product as the distractors' scores, so exact
 duplicates of the true report tie exactly.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -74,7 +75,8 @@ def _check_pair(image_emb: torch.Tensor, report_emb: torch.Tensor) -> None:
     if image_emb.shape != report_emb.shape:
         raise ValueError(
             f"image_emb has shape {tuple(image_emb.shape)} but report_emb has shape {tuple(report_emb.shape)}; "
-            "row i of image_emb must pair with row i of report_emb (same n and d)")
+            "row i of image_emb must pair with row i of report_emb (same n and d)"
+        )
 
 
 def _check_chunk(chunk_size: int) -> int:
@@ -97,8 +99,14 @@ def _row_count(mask: torch.Tensor, dev: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def count_better_and_tied(image_emb: torch.Tensor, report_emb: torch.Tensor, *, chunk_size: int = 4096,
-                          device: str | torch.device | None = "cpu", tie_tol: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def count_better_and_tied(
+    image_emb: torch.Tensor,
+    report_emb: torch.Tensor,
+    *,
+    chunk_size: int = 4096,
+    device: str | torch.device | None = "cpu",
+    tie_tol: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-query ``(better, tied)``, both ``(M,)`` int64.
 
     ``better[i] = #{j != i : s_ij > s_ii + tie_tol}`` (distractors strictly above the true
@@ -134,8 +142,14 @@ def count_better_and_tied(image_emb: torch.Tensor, report_emb: torch.Tensor, *, 
     return better, at_least.cpu().numpy() - better
 
 
-def count_at_least_own(image_emb: torch.Tensor, report_emb: torch.Tensor, *, chunk_size: int = 4096,
-                       device: str | torch.device | None = "cpu", tie_tol: float = 0.0) -> np.ndarray:
+def count_at_least_own(
+    image_emb: torch.Tensor,
+    report_emb: torch.Tensor,
+    *,
+    chunk_size: int = 4096,
+    device: str | torch.device | None = "cpu",
+    tie_tol: float = 0.0,
+) -> np.ndarray:
     """Per-query number of distractors scoring at least the true report (``better + tied``), ``(M,)`` int64.
 
     The count with ties against the query; see :func:`count_better_and_tied`.
@@ -144,9 +158,15 @@ def count_at_least_own(image_emb: torch.Tensor, report_emb: torch.Tensor, *, chu
     return better + tied
 
 
-def count_within_groups(image_emb: torch.Tensor, report_emb: torch.Tensor, groups: np.ndarray, *,
-                        chunk_size: int = 4096, device: str | torch.device | None = "cpu",
-                        tie_tol: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def count_within_groups(
+    image_emb: torch.Tensor,
+    report_emb: torch.Tensor,
+    groups: np.ndarray,
+    *,
+    chunk_size: int = 4096,
+    device: str | torch.device | None = "cpu",
+    tie_tol: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts restricted to distractors of the query's own group (hard negatives).
 
     ``groups`` is an ``(M,)`` integer array of group ids. Returns ``(better, tied, population)``,
@@ -170,6 +190,7 @@ def count_within_groups(image_emb: torch.Tensor, report_emb: torch.Tensor, group
         if len(members) < 2:
             continue
         idx = torch.from_numpy(members)
-        better[members], tied[members] = count_better_and_tied(image_emb[idx], report_emb[idx], chunk_size=chunk_size,
-                                                               device=device, tie_tol=tie_tol)
+        better[members], tied[members] = count_better_and_tied(
+            image_emb[idx], report_emb[idx], chunk_size=chunk_size, device=device, tie_tol=tie_tol
+        )
     return better, tied, population

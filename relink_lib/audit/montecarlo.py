@@ -8,6 +8,7 @@ and average. It shares no code with the torch kernel
 or the hypergeometric formulas, so agreement within its standard error is a real test.
 It is slow by design (``O(queries * n_pools * N)``) and meant for tests and benchmarks.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -26,9 +27,18 @@ def _normalise(x: Any, name: str) -> np.ndarray:
     return arr / np.linalg.norm(arr, axis=1, keepdims=True)
 
 
-def monte_carlo_recall(image_emb: Any, report_emb: Any, pool_sizes: Sequence[int | None], ks: Sequence[int] = (1, 5, 10), *,
-                       n_pools: int = 100, seed: int = 0, groups: np.ndarray | None = None,
-                       queries: np.ndarray | None = None, ties: str = "random") -> pd.DataFrame:
+def monte_carlo_recall(
+    image_emb: Any,
+    report_emb: Any,
+    pool_sizes: Sequence[int | None],
+    ks: Sequence[int] = (1, 5, 10),
+    *,
+    n_pools: int = 100,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+    queries: np.ndarray | None = None,
+    ties: str = "random",
+) -> pd.DataFrame:
     """Monte Carlo estimate of Recall@K and MRR with standard errors.
 
     ``groups`` (``(M,)`` ids) restricts distractors to the query's group (hard negatives; a
@@ -52,7 +62,11 @@ def monte_carlo_recall(image_emb: Any, report_emb: Any, pool_sizes: Sequence[int
         hits = []  # per query: (n_pools, len(ks)) indicators and (n_pools,) reciprocal ranks
         rrs = []
         for i in qs:
-            cand = np.flatnonzero(np.arange(m) != i) if groups is None else np.flatnonzero((groups == groups[i]) & (np.arange(m) != i))
+            cand = (
+                np.flatnonzero(np.arange(m) != i)
+                if groups is None
+                else np.flatnonzero((groups == groups[i]) & (np.arange(m) != i))
+            )
             if cand.size == 0:
                 continue
             sims = rep[cand] @ img[i]
@@ -74,6 +88,16 @@ def monte_carlo_recall(image_emb: Any, report_emb: Any, pool_sizes: Sequence[int
         mrr = r.mean()
         mrr_se = np.sqrt(r.var(axis=1, ddof=1).sum() / n_pools) / q
         for j, k in enumerate(ks):
-            rows.append({"pool_size": m if n_req is None else int(n_req), "k": k, "recall": recall[j],
-                         "recall_se": recall_se[j], "mrr": mrr, "mrr_se": mrr_se, "n_queries": q, "n_pools": n_pools})
+            rows.append(
+                {
+                    "pool_size": m if n_req is None else int(n_req),
+                    "k": k,
+                    "recall": recall[j],
+                    "recall_se": recall_se[j],
+                    "mrr": mrr,
+                    "mrr_se": mrr_se,
+                    "n_queries": q,
+                    "n_pools": n_pools,
+                }
+            )
     return pd.DataFrame(rows)

@@ -10,6 +10,7 @@ patient-bootstrap percentile intervals of every coefficient. :func:`validate_pro
 the text properties against a synthetic cohort's ground-truth flags (precision and recall per
 property). Only the derived properties and the fitted effects leave this module, never text.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,12 +22,20 @@ from sklearn.linear_model import LinearRegression
 
 from ..labels import CHEXPERT_LABELS
 
-__all__ = ["PROPERTY_PATTERNS", "PROPERTY_LABELS", "report_properties", "study_properties", "fit_risk_factors",
-           "validate_properties", "GROUND_TRUTH", "FEATURES"]
+__all__ = [
+    "PROPERTY_PATTERNS",
+    "PROPERTY_LABELS",
+    "report_properties",
+    "study_properties",
+    "fit_risk_factors",
+    "validate_properties",
+    "GROUND_TRUTH",
+    "FEATURES",
+]
 
 PROPERTY_PATTERNS: dict[str, str] = {
     "device": r"\b(?:tubes?|catheters?|lines?|picc|pacemakers?|pacers?|ports?|leads?|wires?|drains?|stents?|"
-              r"sternotomy|clips?|icd|defibrillator|valve|support devices?|monitoring devices?)\b",
+    r"sternotomy|clips?|icd|defibrillator|valve|support devices?|monitoring devices?)\b",
     "laterality": r"\b(?:left|right|bilateral)\b",
     "measurement": r"\b\d+(?:\.\d+)?\s*(?:cm|mm)\b",
     "prior_comparison": r"\b(?:prior|previous|compared|comparison|interval|since|unchanged|stable|new)\b",
@@ -34,17 +43,31 @@ PROPERTY_PATTERNS: dict[str, str] = {
 """Case-insensitive regular expressions of the four text properties (documented in ``docs/audit.md``)."""
 
 PROPERTY_LABELS: dict[str, str] = {
-    "device": "names a device", "laterality": "laterality word", "measurement": "gives a measurement (cm/mm)",
-    "prior_comparison": "compares with a prior", "n_positive": "positive findings (per label)",
-    "length_10_words": "report length (per 10 words)", "view_ap": "AP view",
+    "device": "names a device",
+    "laterality": "laterality word",
+    "measurement": "gives a measurement (cm/mm)",
+    "prior_comparison": "compares with a prior",
+    "n_positive": "positive findings (per label)",
+    "length_10_words": "report length (per 10 words)",
+    "view_ap": "AP view",
 }
 """Readable names of the model's features, for tables and figures."""
 
-FEATURES: tuple[str, ...] = ("device", "laterality", "measurement", "prior_comparison", "n_positive", "length_10_words",
-                             "view_ap")
+FEATURES: tuple[str, ...] = (
+    "device",
+    "laterality",
+    "measurement",
+    "prior_comparison",
+    "n_positive",
+    "length_10_words",
+    "view_ap",
+)
 
-GROUND_TRUTH: dict[str, str] = {"device": "mentions_device", "laterality": "mentions_laterality",
-                                "measurement": "mentions_measurement"}
+GROUND_TRUTH: dict[str, str] = {
+    "device": "mentions_device",
+    "laterality": "mentions_laterality",
+    "measurement": "mentions_measurement",
+}
 """The synthetic generator's flag for each text property that has one (it records no prior-comparison flag)."""
 
 _COMPILED = {name: re.compile(p, re.IGNORECASE) for name, p in PROPERTY_PATTERNS.items()}
@@ -94,8 +117,15 @@ def _design(props: pd.DataFrame) -> np.ndarray:
     return props[list(FEATURES)].to_numpy(dtype=np.float64)
 
 
-def fit_risk_factors(props: pd.DataFrame, outcome: np.ndarray, patient_ids: Any = None, *, n_boot: int = 200,
-                     seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+def fit_risk_factors(
+    props: pd.DataFrame,
+    outcome: np.ndarray,
+    patient_ids: Any = None,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """Linear model of a per-query outcome (e.g. expected R@1 at N = 100) on :data:`FEATURES`.
 
     Returns one row per feature: ``feature``, ``label``, ``effect`` (coefficient: change of the
@@ -110,7 +140,9 @@ def fit_risk_factors(props: pd.DataFrame, outcome: np.ndarray, patient_ids: Any 
     keep = np.isfinite(y)
     x, y = x[keep], y[keep]
     if y.size < len(FEATURES) + 2:
-        raise ValueError(f"outcome: {y.size} finite values, expected at least {len(FEATURES) + 2} to fit {len(FEATURES)} effects")
+        raise ValueError(
+            f"outcome: {y.size} finite values, expected at least {len(FEATURES) + 2} to fit {len(FEATURES)} effects"
+        )
     varying = x.std(axis=0) > 0
     coef = np.full(len(FEATURES), np.nan)
     model = LinearRegression().fit(x[:, varying], y)
@@ -133,11 +165,22 @@ def fit_risk_factors(props: pd.DataFrame, outcome: np.ndarray, patient_ids: Any 
         done = np.isfinite(reps[:, varying]).all(axis=1)  # replicates where every varying feature still varied
         if done.any():
             lo[varying], hi[varying] = np.quantile(reps[done][:, varying], [alpha, 1.0 - alpha], axis=0)
-    return pd.DataFrame({"feature": list(FEATURES), "label": [PROPERTY_LABELS[f] for f in FEATURES], "effect": coef,
-                         "ci_low": lo, "ci_high": hi, "prevalence": x.mean(axis=0), "n": int(y.size)})
+    return pd.DataFrame(
+        {
+            "feature": list(FEATURES),
+            "label": [PROPERTY_LABELS[f] for f in FEATURES],
+            "effect": coef,
+            "ci_low": lo,
+            "ci_high": hi,
+            "prevalence": x.mean(axis=0),
+            "n": int(y.size),
+        }
+    )
 
 
-def validate_properties(props: pd.DataFrame, truth: pd.DataFrame, mapping: Mapping[str, str] = GROUND_TRUTH) -> pd.DataFrame:
+def validate_properties(
+    props: pd.DataFrame, truth: pd.DataFrame, mapping: Mapping[str, str] = GROUND_TRUTH
+) -> pd.DataFrame:
     """Precision and recall of each text property against ground-truth flags (a synthetic cohort's generator columns).
 
     ``props`` from :func:`report_properties`; ``truth`` holds the flag columns named by
@@ -153,17 +196,33 @@ def validate_properties(props: pd.DataFrame, truth: pd.DataFrame, mapping: Mappi
         pred = props[prop].to_numpy(dtype=bool)
         true = truth[col].fillna(False).to_numpy(dtype=bool)
         tp = int((pred & true).sum())
-        rows.append({"property": prop, "truth_column": col,
-                     "precision": tp / int(pred.sum()) if pred.any() else float("nan"),
-                     "recall": tp / int(true.sum()) if true.any() else float("nan"),
-                     "prevalence_true": float(true.mean()), "prevalence_extracted": float(pred.mean()), "n": int(len(pred))})
+        rows.append(
+            {
+                "property": prop,
+                "truth_column": col,
+                "precision": tp / int(pred.sum()) if pred.any() else float("nan"),
+                "recall": tp / int(true.sum()) if true.any() else float("nan"),
+                "prevalence_true": float(true.mean()),
+                "prevalence_extracted": float(pred.mean()),
+                "n": int(len(pred)),
+            }
+        )
     if "prior_comparison" in props.columns and "study_order" in truth.columns:
         # no flag for comparisons, but a first study has no prior to compare with: precision against "a prior exists"
         pred = props["prior_comparison"].to_numpy(dtype=bool)
         has_prior = pd.to_numeric(truth["study_order"], errors="coerce").fillna(0).to_numpy() > 0
-        rows.append({"property": "prior_comparison", "truth_column": "study_order > 0 (a prior exists; precision only)",
-                     "precision": int((pred & has_prior).sum()) / int(pred.sum()) if pred.any() else float("nan"),
-                     "recall": float("nan"), "prevalence_true": float(has_prior.mean()),
-                     "prevalence_extracted": float(pred.mean()), "n": int(len(pred))})
-    return pd.DataFrame(rows, columns=["property", "truth_column", "precision", "recall", "prevalence_true",
-                                       "prevalence_extracted", "n"])
+        rows.append(
+            {
+                "property": "prior_comparison",
+                "truth_column": "study_order > 0 (a prior exists; precision only)",
+                "precision": int((pred & has_prior).sum()) / int(pred.sum()) if pred.any() else float("nan"),
+                "recall": float("nan"),
+                "prevalence_true": float(has_prior.mean()),
+                "prevalence_extracted": float(pred.mean()),
+                "n": int(len(pred)),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["property", "truth_column", "precision", "recall", "prevalence_true", "prevalence_extracted", "n"],
+    )

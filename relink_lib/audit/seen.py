@@ -7,6 +7,7 @@ patient-level sample of the ``train`` split of the same size (:func:`sample_pati
 interval (the two splits hold disjoint patients, so their replicates are drawn independently
 and the interval is that of the difference of the two replicate means).
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -20,8 +21,19 @@ from .expected import _check_ks
 
 __all__ = ["sample_patients", "seen_unseen_gap", "GAP_COLUMNS"]
 
-GAP_COLUMNS: tuple[str, ...] = ("pool_size", "full_database", "k", "recall_train", "recall_test", "gap", "gap_ci_low", "gap_ci_high",
-                                "ratio", "n_train", "n_test")
+GAP_COLUMNS: tuple[str, ...] = (
+    "pool_size",
+    "full_database",
+    "k",
+    "recall_train",
+    "recall_test",
+    "gap",
+    "gap_ci_low",
+    "gap_ci_high",
+    "ratio",
+    "n_train",
+    "n_test",
+)
 """Columns of :func:`seen_unseen_gap` (``ratio = recall_train / recall_test``)."""
 
 
@@ -46,9 +58,18 @@ def sample_patients(patient_ids: Any, n: int, *, seed: int = 0) -> np.ndarray:
     return np.sort(rows[:n])
 
 
-def seen_unseen_gap(train: RankCounts, test: RankCounts, pool_sizes: Sequence[int | None], ks: Sequence[int], *,
-                    train_patients: Any = None, test_patients: Any = None, n_boot: int = 200, seed: int = 0,
-                    level: float = 0.95) -> pd.DataFrame:
+def seen_unseen_gap(
+    train: RankCounts,
+    test: RankCounts,
+    pool_sizes: Sequence[int | None],
+    ks: Sequence[int],
+    *,
+    train_patients: Any = None,
+    test_patients: Any = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """``recall(train) - recall(test)`` per pool size (``None`` = each split's full database) and K.
 
     Recall is the fair one (random pools, random tie-breaking), from :func:`.engine.per_query_recall`.
@@ -72,8 +93,19 @@ def seen_unseen_gap(train: RankCounts, test: RankCounts, pool_sizes: Sequence[in
             lo = hi = float("nan")
             if n_boot:
                 lo, hi = percentile_interval(per["train"][1][:, j] - per["test"][1][:, j], level)
-            rows.append({"pool_size": train.n_database if n is None else int(n), "full_database": n is None, "k": k, "recall_train": float(tr),
-                         "recall_test": float(te), "gap": float(tr - te), "gap_ci_low": float(lo), "gap_ci_high": float(hi),
-                         "ratio": float(tr / te) if te > 0 else float("nan"), "n_train": per["train"][2],
-                         "n_test": per["test"][2]})
+            rows.append(
+                {
+                    "pool_size": train.n_database if n is None else int(n),
+                    "full_database": n is None,
+                    "k": k,
+                    "recall_train": float(tr),
+                    "recall_test": float(te),
+                    "gap": float(tr - te),
+                    "gap_ci_low": float(lo),
+                    "gap_ci_high": float(hi),
+                    "ratio": float(tr / te) if te > 0 else float("nan"),
+                    "n_train": per["train"][2],
+                    "n_test": per["test"][2],
+                }
+            )
     return pd.DataFrame(rows, columns=list(GAP_COLUMNS))

@@ -21,6 +21,7 @@ embeddings' content, the audit parameters and this package's code version). Resu
 ``results/<profile>/audit.json`` (:func:`audit_ladder`) and ``results/<profile>/hard_negatives.json``
 (:func:`hard_negative_breakdown`). No report text is written anywhere.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,14 +47,26 @@ from .engine import RankCounts, audit_table, per_query_recall, rank_counts
 from .risk_factors import fit_risk_factors, study_properties, validate_properties
 from .seen import sample_patients, seen_unseen_gap
 
-__all__ = ["DETAIL_COLUMNS", "RungAudit", "audit_rung", "audit_ladder", "hard_negative_breakdown", "rank_histogram",
-           "load_ladder_audits", "reference_pool_size", "risk_factor_tables"]
+__all__ = [
+    "DETAIL_COLUMNS",
+    "RungAudit",
+    "audit_rung",
+    "audit_ladder",
+    "hard_negative_breakdown",
+    "rank_histogram",
+    "load_ladder_audits",
+    "reference_pool_size",
+    "risk_factor_tables",
+]
 
 DETAIL_COLUMNS: tuple[str, ...] = ("mentions_device", "mentions_measurement", "mentions_laterality", "mentions_chronic")
 """Instance-detail flags of synthetic cohorts, used for the chapter-5 split."""
 
-POOL_TYPES: tuple[tuple[str, bool, str], ...] = (("random", False, "exact"), ("matched", True, "exact"),
-                                                  ("matched-positive", True, "positive"))
+POOL_TYPES: tuple[tuple[str, bool, str], ...] = (
+    ("random", False, "exact"),
+    ("matched", True, "exact"),
+    ("matched-positive", True, "positive"),
+)
 
 
 @dataclass
@@ -91,30 +104,59 @@ def _check_pairs(pairs: pd.DataFrame, n: int, name: str = "pairs") -> None:
         raise ValueError(f"{name}: missing column(s) {missing}")
 
 
-def _audit_train(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFrame, config: AuditConfig, seed: int,
-                 test_rc: RankCounts, test_patients: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, RankCounts]:
+def _audit_train(
+    image_emb: np.ndarray,
+    report_emb: np.ndarray,
+    pairs: pd.DataFrame,
+    config: AuditConfig,
+    seed: int,
+    test_rc: RankCounts,
+    test_patients: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame, RankCounts]:
     _check_pairs(pairs, len(image_emb), "train pairs")
     labels = pairs[list(CHEXPERT_LABELS)]
     patients = pairs["patient_id"].astype(str).to_numpy()
     tables, rc_random = [], None
     for name, hard, match in POOL_TYPES[:2]:
-        rc = rank_counts(image_emb, report_emb, labels=labels if hard else None, hard_negatives=hard, match=match,
-                         nan_as=config.nan_as, uncertain_as=config.uncertain_as,
-                         chunk_size=config.chunk_size, device=config.device)
+        rc = rank_counts(
+            image_emb,
+            report_emb,
+            labels=labels if hard else None,
+            hard_negatives=hard,
+            match=match,
+            nan_as=config.nan_as,
+            uncertain_as=config.uncertain_as,
+            chunk_size=config.chunk_size,
+            device=config.device,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t = audit_table(rc, config.pool_sizes, config.ks, patient_ids=patients, n_boot=config.n_boot,
-                            seed=seed + 7)
+            t = audit_table(rc, config.pool_sizes, config.ks, patient_ids=patients, n_boot=config.n_boot, seed=seed + 7)
         t.insert(0, "pool", name)
         tables.append(t)
         rc_random = rc if name == "random" else rc_random
-    gap = seen_unseen_gap(rc_random, test_rc, config.pool_sizes, config.ks, train_patients=patients,
-                          test_patients=test_patients, n_boot=config.n_boot, seed=seed)
+    gap = seen_unseen_gap(
+        rc_random,
+        test_rc,
+        config.pool_sizes,
+        config.ks,
+        train_patients=patients,
+        test_patients=test_patients,
+        n_boot=config.n_boot,
+        seed=seed,
+    )
     return pd.concat(tables, ignore_index=True), gap, rc_random
 
 
-def audit_rung(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFrame, config: AuditConfig, *,
-               seed: int = 0, train: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None = None) -> RungAudit:
+def audit_rung(
+    image_emb: np.ndarray,
+    report_emb: np.ndarray,
+    pairs: pd.DataFrame,
+    config: AuditConfig,
+    *,
+    seed: int = 0,
+    train: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None = None,
+) -> RungAudit:
     """Audit one rung's held-out embeddings; ``pairs`` holds the rows' ``patient_id``, labels and detail flags.
 
     Pure function of its inputs (no files): random, exact-matched and positive-matched pools,
@@ -128,9 +170,17 @@ def audit_rung(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFram
     common = {"patient_ids": patients, "n_boot": config.n_boot, "seed": seed}
     tables, parts, ranks, dropped, counts, test_rc = [], [], {}, set(), {}, None
     for name, hard, match in POOL_TYPES:
-        rc = rank_counts(image_emb, report_emb, labels=labels if hard else None, hard_negatives=hard, match=match,
-                         nan_as=config.nan_as, uncertain_as=config.uncertain_as,
-                         chunk_size=config.chunk_size, device=config.device)
+        rc = rank_counts(
+            image_emb,
+            report_emb,
+            labels=labels if hard else None,
+            hard_negatives=hard,
+            match=match,
+            nan_as=config.nan_as,
+            uncertain_as=config.uncertain_as,
+            chunk_size=config.chunk_size,
+            device=config.device,
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             t = audit_table(rc, config.pool_sizes, config.ks, **common)
@@ -165,8 +215,15 @@ def audit_rung(image_emb: np.ndarray, report_emb: np.ndarray, pairs: pd.DataFram
     if train is not None:
         train_table, gap, train_rc = _audit_train(*train, config, seed, test_rc, patients)
         counts["train_better"], counts["train_tied"] = train_rc.better, train_rc.tied
-    return RungAudit(table=pd.concat(tables, ignore_index=True), breakdown=breakdown, ranks=ranks,
-                     dropped_pool_sizes=sorted(dropped), train_table=train_table, gap=gap, counts=counts)
+    return RungAudit(
+        table=pd.concat(tables, ignore_index=True),
+        breakdown=breakdown,
+        ranks=ranks,
+        dropped_pool_sizes=sorted(dropped),
+        train_table=train_table,
+        gap=gap,
+        counts=counts,
+    )
 
 
 def _save(ra: RungAudit, directory: Path) -> None:
@@ -192,10 +249,15 @@ def _load(directory: Path) -> RungAudit:
     with np.load(directory / "counts.npz") as z:
         counts = {k: z[k] for k in z.files}
     meta = json.loads((directory / "meta.json").read_text())
-    return RungAudit(table=_read_csv(directory / "table.csv"), breakdown=_read_csv(directory / "breakdown.csv"),
-                     ranks=ranks, dropped_pool_sizes=meta["dropped_pool_sizes"],
-                     train_table=_read_csv(directory / "train_table.csv"), gap=_read_csv(directory / "gap.csv"),
-                     counts=counts)
+    return RungAudit(
+        table=_read_csv(directory / "table.csv"),
+        breakdown=_read_csv(directory / "breakdown.csv"),
+        ranks=ranks,
+        dropped_pool_sizes=meta["dropped_pool_sizes"],
+        train_table=_read_csv(directory / "train_table.csv"),
+        gap=_read_csv(directory / "gap.csv"),
+        counts=counts,
+    )
 
 
 def load_ladder_audits(params: ProfileLike, *, progress: bool = False) -> tuple[Cohort, list[Rung], list[RungAudit]]:
@@ -216,22 +278,36 @@ def load_ladder_audits(params: ProfileLike, *, progress: bool = False) -> tuple[
         train = None
         if config.seen:
             t_img, t_rep, t_rows = get_embeddings(params, cohort, rung, split="train", progress=progress)
-            pick = sample_patients(cohort.pairs.iloc[np.asarray(t_rows)]["patient_id"].to_numpy(), len(rows),
-                                   seed=seed)
+            pick = sample_patients(cohort.pairs.iloc[np.asarray(t_rows)]["patient_id"].to_numpy(), len(rows), seed=seed)
             t_pairs = cohort.pairs.iloc[np.asarray(t_rows)[pick]][keep].reset_index(drop=True)
             train = (t_img[pick], t_rep[pick], t_pairs)
-        key = {"step": "audit", "image": image_emb, "report": report_emb, "rows": np.asarray(rows),
-               "labels": np.nan_to_num(pairs[list(CHEXPERT_LABELS)].to_numpy(dtype=np.float64), nan=9.0),
-               "patients": cache.content_hash(pairs["patient_id"].astype(str).tolist()),
-               "details": {c: pairs[c].astype(bool).tolist() for c in DETAIL_COLUMNS if c in pairs.columns},
-               "train": None if train is None else {"image": train[0], "report": train[1],
-                                                    "labels": np.nan_to_num(train[2][list(CHEXPERT_LABELS)].to_numpy(
-                                                        dtype=np.float64), nan=9.0),
-                                                    "patients": cache.content_hash(train[2]["patient_id"].astype(str).tolist())},
-               "settings": {**{k: v for k, v in config.to_dict().items() if k != "device"}, "seed": seed}, "code": code}
-        path = cache.cached_dir(cache_dir(cfg.name), "audit", key,
-                                lambda tmp, a=image_emb, b=report_emb, p=pairs, tr=train: _save(
-                                    audit_rung(a, b, p, config, seed=seed, train=tr), tmp))
+        key = {
+            "step": "audit",
+            "image": image_emb,
+            "report": report_emb,
+            "rows": np.asarray(rows),
+            "labels": np.nan_to_num(pairs[list(CHEXPERT_LABELS)].to_numpy(dtype=np.float64), nan=9.0),
+            "patients": cache.content_hash(pairs["patient_id"].astype(str).tolist()),
+            "details": {c: pairs[c].astype(bool).tolist() for c in DETAIL_COLUMNS if c in pairs.columns},
+            "train": None
+            if train is None
+            else {
+                "image": train[0],
+                "report": train[1],
+                "labels": np.nan_to_num(train[2][list(CHEXPERT_LABELS)].to_numpy(dtype=np.float64), nan=9.0),
+                "patients": cache.content_hash(train[2]["patient_id"].astype(str).tolist()),
+            },
+            "settings": {**{k: v for k, v in config.to_dict().items() if k != "device"}, "seed": seed},
+            "code": code,
+        }
+        path = cache.cached_dir(
+            cache_dir(cfg.name),
+            "audit",
+            key,
+            lambda tmp, a=image_emb, b=report_emb, p=pairs, tr=train: _save(
+                audit_rung(a, b, p, config, seed=seed, train=tr), tmp
+            ),
+        )
         ra = _load(path)
         ra.counts["rows"] = np.asarray(rows)
         audits.append(ra)
@@ -254,8 +330,9 @@ def reference_pool_size(config: AuditConfig, n_database: int) -> int | None:
     return None if int(n) > n_database else int(n)
 
 
-def risk_factor_tables(cohort: Cohort, rungs: Sequence[Rung], audits: Sequence[RungAudit], config: AuditConfig,
-                       seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, int | None]:
+def risk_factor_tables(
+    cohort: Cohort, rungs: Sequence[Rung], audits: Sequence[RungAudit], config: AuditConfig, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, int | None]:
     """Per-rung effects of report properties on each held-out query's expected R@1, and the extractor's validation.
 
     Returns ``(effects, validation, reference_n)``: ``effects`` has ``model, rung`` and the
@@ -275,8 +352,9 @@ def risk_factor_tables(cohort: Cohort, rungs: Sequence[Rung], audits: Sequence[R
         b, t = ra.counts["test_better"], ra.counts["test_tied"]
         rc = RankCounts(counts=b + t, population=np.full(len(b), len(b) - 1), tied=t)
         outcome = per_query_recall(rc, ref, 1)
-        eff = fit_risk_factors(props, outcome, pairs["patient_id"].astype(str).to_numpy(), n_boot=config.n_boot,
-                               seed=seed)
+        eff = fit_risk_factors(
+            props, outcome, pairs["patient_id"].astype(str).to_numpy(), n_boot=config.n_boot, seed=seed
+        )
         eff.insert(0, "rung", int(rung.index))
         eff.insert(0, "model", rung.name)
         eff["mean_outcome"] = float(np.nanmean(outcome))
@@ -307,20 +385,30 @@ def audit_ladder(params: ProfileLike, *, write: bool = True, progress: bool = Fa
         dropped = sorted({n for a in audits for n in a.dropped_pool_sizes})
         gaps = [_label_rows(a.gap, r, cohort) for r, a in zip(rungs, audits) if len(a.gap)]
         effects, validation, ref = risk_factor_tables(cohort, rungs, audits, cfg.audit, cfg.seed)
-        write_results(params, "audit", {
-            "rows": table,
-            "gap": pd.concat(gaps, ignore_index=True) if gaps else [],
-            "risk_factors": effects, "risk_pool_size": ref, "extractor_validation": validation,
-            "rank_histograms": {r.name: rank_histogram(a.ranks["random"]) for r, a in zip(rungs, audits)},
-            "split": "test", "splits": sorted(set(table["split"])),
-            "n_database": {r.name: int(len(a.ranks["random"])) for r, a in zip(rungs, audits)},
-            "dropped_pool_sizes": dropped,
-            "notes": "recall is the exact expected Recall@K over uniformly random pools and uniformly random "
-                     "tie-breaking (recall_ties_against / recall_ties_for are the bounds); rows with split=train audit "
-                     "a patient-level sample of the training pairs of the same size as the held-out split; pool sizes "
-                     "larger than the database are dropped; CIs: patient-level bootstrap, "
-                     f"{cfg.audit.n_boot} replicates, percentile 95%",
-        }, cohort=cohort.name, model=[r.name for r in rungs], wall_time_s=time.perf_counter() - started)
+        write_results(
+            params,
+            "audit",
+            {
+                "rows": table,
+                "gap": pd.concat(gaps, ignore_index=True) if gaps else [],
+                "risk_factors": effects,
+                "risk_pool_size": ref,
+                "extractor_validation": validation,
+                "rank_histograms": {r.name: rank_histogram(a.ranks["random"]) for r, a in zip(rungs, audits)},
+                "split": "test",
+                "splits": sorted(set(table["split"])),
+                "n_database": {r.name: int(len(a.ranks["random"])) for r, a in zip(rungs, audits)},
+                "dropped_pool_sizes": dropped,
+                "notes": "recall is the exact expected Recall@K over uniformly random pools and uniformly random "
+                "tie-breaking (recall_ties_against / recall_ties_for are the bounds); rows with split=train audit "
+                "a patient-level sample of the training pairs of the same size as the held-out split; pool sizes "
+                "larger than the database are dropped; CIs: patient-level bootstrap, "
+                f"{cfg.audit.n_boot} replicates, percentile 95%",
+            },
+            cohort=cohort.name,
+            model=[r.name for r in rungs],
+            wall_time_s=time.perf_counter() - started,
+        )
     return table
 
 
@@ -336,14 +424,42 @@ def hard_negative_breakdown(params: ProfileLike, *, write: bool = True, progress
     breakdown = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if write:
         table = pd.concat([_label_rows(a.table, r, cohort, "test") for r, a in zip(rungs, audits)], ignore_index=True)
-        matched = table[table["pool"] != "random"][["model", "rung", "split", "pool", "match", "pool_size", "k", "recall",
-                                                    "recall_ties_against", "recall_ties_for", "chance",
-                                                    "lift", "n_queries", "n_queries_with_ties", "n_full_pools", "mean_pool_size", "n_excluded",
-                                                    "ci_low", "ci_high"]]
-        write_results(params, "hard_negatives", {
-            "matched_pools": matched, "by_detail": breakdown,
-            "detail_columns": [c for c in DETAIL_COLUMNS if c in cohort.pairs.columns], "split": "test",
-        }, cohort=cohort.name, model=[r.name for r in rungs], wall_time_s=time.perf_counter() - started)
+        matched = table[table["pool"] != "random"][
+            [
+                "model",
+                "rung",
+                "split",
+                "pool",
+                "match",
+                "pool_size",
+                "k",
+                "recall",
+                "recall_ties_against",
+                "recall_ties_for",
+                "chance",
+                "lift",
+                "n_queries",
+                "n_queries_with_ties",
+                "n_full_pools",
+                "mean_pool_size",
+                "n_excluded",
+                "ci_low",
+                "ci_high",
+            ]
+        ]
+        write_results(
+            params,
+            "hard_negatives",
+            {
+                "matched_pools": matched,
+                "by_detail": breakdown,
+                "detail_columns": [c for c in DETAIL_COLUMNS if c in cohort.pairs.columns],
+                "split": "test",
+            },
+            cohort=cohort.name,
+            model=[r.name for r in rungs],
+            wall_time_s=time.perf_counter() - started,
+        )
     return breakdown
 
 
@@ -356,6 +472,8 @@ def rank_histogram(ranks: Sequence[int] | np.ndarray, n_bins: int = 24) -> dict[
     if r.ndim != 1 or r.size == 0 or r.min() < 1:
         raise ValueError("ranks: expected a non-empty 1-D array of ranks >= 1")
     top = int(r.max()) + 1
-    edges = np.unique(np.concatenate([[1, 2], np.round(np.logspace(np.log10(2), np.log10(top), n_bins)).astype(np.int64), [top]]))
+    edges = np.unique(
+        np.concatenate([[1, 2], np.round(np.logspace(np.log10(2), np.log10(top), n_bins)).astype(np.int64), [top]])
+    )
     counts, _ = np.histogram(r, bins=edges)
     return {"edges": edges.tolist(), "counts": counts.tolist()}

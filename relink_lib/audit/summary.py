@@ -6,6 +6,7 @@ write the summary sentences from the same numbers, so the prose cannot contradic
 The payload builders ``build_audit_payload`` / ``build_hard_negative_payload`` are pure functions
 of the stage's table and results JSON (tested without the pipeline).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,9 +22,20 @@ from .hard_negatives import describe_match
 from .risk_factors import PROPERTY_LABELS
 from .stage import audit_ladder, hard_negative_breakdown
 
-__all__ = ["audit_payload", "build_audit_payload", "audit_overview", "audit_tables", "audit_findings",
-           "hard_negative_payload", "build_hard_negative_payload", "hard_negative_tables", "hard_negative_findings",
-           "pool_label", "compact", "TIE_TOLERANCE"]
+__all__ = [
+    "audit_payload",
+    "build_audit_payload",
+    "audit_overview",
+    "audit_tables",
+    "audit_findings",
+    "hard_negative_payload",
+    "build_hard_negative_payload",
+    "hard_negative_tables",
+    "hard_negative_findings",
+    "pool_label",
+    "compact",
+    "TIE_TOLERANCE",
+]
 
 TIE_TOLERANCE = 1e-9
 """Bounds closer than this (absolute recall) are reported as equal: no tie moves the result."""
@@ -42,6 +54,7 @@ def compact(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     Magnitudes below ``1e-6`` print as ``"<1e-06"``: such expectations (a far-ranked report's
     chance of topping a pool) sit at the level of floating-point noise, which differs between CPUs.
     """
+
     def sig(v: Any) -> Any:
         if not isinstance(v, (float, np.floating)):
             return v
@@ -62,8 +75,9 @@ def pool_label(n: int, full: bool) -> str:
 
 
 def _n_label(frame: pd.DataFrame) -> pd.Series:
-    return pd.Series([pool_label(n, f) for n, f in zip(frame["pool_size"], frame["full_database"].astype(bool))],
-                     index=frame.index)
+    return pd.Series(
+        [pool_label(n, f) for n, f in zip(frame["pool_size"], frame["full_database"].astype(bool))], index=frame.index
+    )
 
 
 def _records(value: Any) -> pd.DataFrame:
@@ -88,12 +102,20 @@ def build_audit_payload(table: pd.DataFrame, saved: Mapping[str, Any], ks: Seque
     prov = saved.get("provenance", {})
     n_db = int(test.loc[test["full_database"], "pool_size"].max())
     return {
-        "profile": prov.get("profile"), "cohort": prov.get("cohort"), "simulation": bool(prov.get("simulation", True)),
-        "ks": [int(k) for k in ks], "n_database": n_db, "n_models": int(test["model"].nunique()),
-        "dropped": list(saved.get("dropped_pool_sizes", [])), "table": table, "random": test,
+        "profile": prov.get("profile"),
+        "cohort": prov.get("cohort"),
+        "simulation": bool(prov.get("simulation", True)),
+        "ks": [int(k) for k in ks],
+        "n_database": n_db,
+        "n_models": int(test["model"].nunique()),
+        "dropped": list(saved.get("dropped_pool_sizes", [])),
+        "table": table,
+        "random": test,
         "train": table[(table["split"] == "train") & (table["pool"] == "random")].copy(),
-        "gap": _records(saved.get("gap")), "risk": _records(saved.get("risk_factors")),
-        "risk_pool_size": saved.get("risk_pool_size"), "validation": _records(saved.get("extractor_validation")),
+        "gap": _records(saved.get("gap")),
+        "risk": _records(saved.get("risk_factors")),
+        "risk_pool_size": saved.get("risk_pool_size"),
+        "validation": _records(saved.get("extractor_validation")),
         "rank_histograms": saved.get("rank_histograms", {}),
     }
 
@@ -108,8 +130,10 @@ def audit_payload(params: ProfileLike) -> dict[str, Any]:
 def audit_overview(p: Mapping[str, Any]) -> str:
     """The chapter's first sentence: profile, cohort, models, database size and dropped pool sizes."""
     what = "a **simulation** on the synthetic cohort" if p["simulation"] else "real data"
-    text = (f"Profile `{p['profile']}`, cohort `{p['cohort']}` ({what}): {p['n_models']} models, each audited on the "
-            f"held-out test split of {p['n_database']:,} image-report pairs (the full database)")
+    text = (
+        f"Profile `{p['profile']}`, cohort `{p['cohort']}` ({what}): {p['n_models']} models, each audited on the "
+        f"held-out test split of {p['n_database']:,} image-report pairs (the full database)"
+    )
     if len(p["train"]):
         n_train = int(p["train"].loc[p["train"]["full_database"].astype(bool), "pool_size"].max())
         text += f" and on a patient-level sample of {n_train:,} of the pairs it was trained on"
@@ -117,8 +141,10 @@ def audit_overview(p: Mapping[str, Any]) -> str:
     dropped = p["dropped"]
     if dropped:
         many = len(dropped) > 1
-        text += (f"Pool size{'s' if many else ''} {', '.join(f'{n:,}' for n in dropped)} exceed{'' if many else 's'} "
-                 f"that database and {'are' if many else 'is'} not reported.")
+        text += (
+            f"Pool size{'s' if many else ''} {', '.join(f'{n:,}' for n in dropped)} exceed{'' if many else 's'} "
+            f"that database and {'are' if many else 'is'} not reported."
+        )
     else:
         text += "Every requested pool size fits in the database."
     return text
@@ -134,10 +160,27 @@ def _wide(frame: pd.DataFrame, value: str, ks: list[int], fmt: str) -> pd.DataFr
 def _tie_rows(random: pd.DataFrame) -> pd.DataFrame:
     spread = (random["recall_ties_for"] - random["recall_ties_against"]).abs()
     rows = random[spread > TIE_TOLERANCE]
-    return rows.assign(N=_n_label(rows))[["rung", "model", "N", "k", "recall_ties_against", "recall", "recall_ties_for",
-                                          "n_queries_with_ties", "n_queries"]].rename(
-        columns={"recall_ties_against": "ties against", "recall": "fair (random tie-break)", "recall_ties_for": "ties for",
-                 "n_queries_with_ties": "queries with ties", "n_queries": "queries"})
+    return rows.assign(N=_n_label(rows))[
+        [
+            "rung",
+            "model",
+            "N",
+            "k",
+            "recall_ties_against",
+            "recall",
+            "recall_ties_for",
+            "n_queries_with_ties",
+            "n_queries",
+        ]
+    ].rename(
+        columns={
+            "recall_ties_against": "ties against",
+            "recall": "fair (random tie-break)",
+            "recall_ties_for": "ties for",
+            "n_queries_with_ties": "queries with ties",
+            "n_queries": "queries",
+        }
+    )
 
 
 def audit_tables(p: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
@@ -146,27 +189,63 @@ def audit_tables(p: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     r, ks = p["random"], p["ks"]
     k1 = r[r["k"] == min(ks)]
     out = {"recall": _wide(r, "recall", ks, "R@{k}"), "lift": _wide(r, "lift", ks, "lift@{k}")}
-    out["ci"] = k1.assign(N=_n_label(k1))[["rung", "model", "N", "recall", "ci_low", "ci_high", "lift", "lift_ci_low",
-                                          "lift_ci_high"]].reset_index(drop=True)
+    out["ci"] = k1.assign(N=_n_label(k1))[
+        ["rung", "model", "N", "recall", "ci_low", "ci_high", "lift", "lift_ci_low", "lift_ci_high"]
+    ].reset_index(drop=True)
     out["ties"] = _tie_rows(r).reset_index(drop=True)
     full = k1[k1["full_database"]]
-    out["ranks"] = full[["rung", "model", "pool_size", "mrr", "chance_mrr", "median_rank", "median_rank_ties_for",
-                         "median_rank_ties_against"]].rename(columns={
-        "pool_size": "database", "chance_mrr": "chance MRR", "median_rank": "median rank",
-        "median_rank_ties_for": "median rank (ties for)", "median_rank_ties_against": "median rank (ties against)"}
-    ).reset_index(drop=True)
+    out["ranks"] = (
+        full[
+            [
+                "rung",
+                "model",
+                "pool_size",
+                "mrr",
+                "chance_mrr",
+                "median_rank",
+                "median_rank_ties_for",
+                "median_rank_ties_against",
+            ]
+        ]
+        .rename(
+            columns={
+                "pool_size": "database",
+                "chance_mrr": "chance MRR",
+                "median_rank": "median rank",
+                "median_rank_ties_for": "median rank (ties for)",
+                "median_rank_ties_against": "median rank (ties against)",
+            }
+        )
+        .reset_index(drop=True)
+    )
     gap = p["gap"]
     if len(gap):
         g = gap.assign(N=_n_label(gap))
-        out["gap"] = g[["rung", "model", "N", "k", "recall_train", "recall_test", "gap", "gap_ci_low", "gap_ci_high",
-                        "n_train", "n_test"]].reset_index(drop=True)
+        out["gap"] = g[
+            [
+                "rung",
+                "model",
+                "N",
+                "k",
+                "recall_train",
+                "recall_test",
+                "gap",
+                "gap_ci_low",
+                "gap_ci_high",
+                "n_train",
+                "n_test",
+            ]
+        ].reset_index(drop=True)
     else:
         out["gap"] = pd.DataFrame()
     risk = p["risk"]
     if len(risk):
         top = risk[risk["rung"] == risk["rung"].max()]
-        out["risk"] = top[["label", "effect", "ci_low", "ci_high", "prevalence"]].rename(
-            columns={"label": "property", "prevalence": "share of studies"}).reset_index(drop=True)
+        out["risk"] = (
+            top[["label", "effect", "ci_low", "ci_high", "prevalence"]]
+            .rename(columns={"label": "property", "prevalence": "share of studies"})
+            .reset_index(drop=True)
+        )
     else:
         out["risk"] = pd.DataFrame()
     out["validation"] = p["validation"]
@@ -188,53 +267,76 @@ def _lift_below_one(r: pd.DataFrame) -> list[str]:
         if below:
             verdict = "below chance beyond sampling noise"
         elif expected_hits < MIN_EXPECTED_HITS:
-            verdict = (f"chance alone expects only {expected_hits:.2g} of its {row.n_queries:,} queries first, too "
-                       "few to tell this from chance")
+            verdict = (
+                f"chance alone expects only {expected_hits:.2g} of its {row.n_queries:,} queries first, too "
+                "few to tell this from chance"
+            )
         else:
             verdict = "consistent with chance"
-        parts.append(f"{row.model} at N = {pool_label(row.pool_size, row.full_database)}: {row.lift:.2f}x"
-                     f"{_ci_text(row.lift_ci_low, row.lift_ci_high, '.2f')}, {verdict}")
-    return ["Lift below 1 means the true report ranks below a random distractor more often than chance: "
-            + "; ".join(parts) + ". With ties broken at random a model without any signal scores exactly 1x, so a "
-            "lift reliably below 1 is a property of the model (its similarity favours other reports, e.g. the most "
-            "common wording, over the pair's own), not of the tie convention."]
+        parts.append(
+            f"{row.model} at N = {pool_label(row.pool_size, row.full_database)}: {row.lift:.2f}x"
+            f"{_ci_text(row.lift_ci_low, row.lift_ci_high, '.2f')}, {verdict}"
+        )
+    return [
+        "Lift below 1 means the true report ranks below a random distractor more often than chance: "
+        + "; ".join(parts)
+        + ". With ties broken at random a model without any signal scores exactly 1x, so a "
+        "lift reliably below 1 is a property of the model (its similarity favours other reports, e.g. the most "
+        "common wording, over the pair's own), not of the tie convention."
+    ]
 
 
 def audit_findings(p: Mapping[str, Any]) -> list[str]:
     """The summary sentences of chapter 4, each generated from the payload's numbers."""
     r = p["random"]
-    lines = [f"Profile `{p['profile']}`, cohort `{p['cohort']}`"
-             + (" (simulation: synthetic cohort, tiny models; the mechanism, not the size of the real risk)."
-                if p["simulation"] else ".")]
+    lines = [
+        f"Profile `{p['profile']}`, cohort `{p['cohort']}`"
+        + (
+            " (simulation: synthetic cohort, tiny models; the mechanism, not the size of the real risk)."
+            if p["simulation"]
+            else "."
+        )
+    ]
     best = _strongest(r[(r["k"] == 1) & ~r["full_database"]]).set_index("pool_size")
     for n in (100, 10_000):
         if n in best.index:
             row = best.loc[n]
-            lines.append(f"Most specialised model ({row['model']}), N = {n:,}: Recall@1 = {row['recall']:.3f}"
-                         f"{_ci_text(row['ci_low'], row['ci_high'])}, {row['lift']:.1f}x chance; the paper "
-                         f"({PAPER_CITATION}) reports {PAPER_LIFT[n]:g}x for its strongest model on real data.")
+            lines.append(
+                f"Most specialised model ({row['model']}), N = {n:,}: Recall@1 = {row['recall']:.3f}"
+                f"{_ci_text(row['ci_low'], row['ci_high'])}, {row['lift']:.1f}x chance; the paper "
+                f"({PAPER_CITATION}) reports {PAPER_LIFT[n]:g}x for its strongest model on real data."
+            )
         else:
-            lines.append(f"N = {n:,} is larger than this profile's held-out database ({p['n_database']:,} pairs): no "
-                         f"row; the paper reports {PAPER_LIFT[n]:g}x chance there.")
+            lines.append(
+                f"N = {n:,} is larger than this profile's held-out database ({p['n_database']:,} pairs): no "
+                f"row; the paper reports {PAPER_LIFT[n]:g}x chance there."
+            )
     by_rung = r[(r["k"] == 1) & r["full_database"]].sort_values("rung")
-    lines.append("Full-database Recall@1 by rung (least to most specialised): "
-                 + ", ".join(f"{x.model} {x.recall:.3g}" for x in by_rung.itertuples()) + ".")
+    lines.append(
+        "Full-database Recall@1 by rung (least to most specialised): "
+        + ", ".join(f"{x.model} {x.recall:.3g}" for x in by_rung.itertuples())
+        + "."
+    )
     ties = _tie_rows(r[r["k"] == 1])
     if ties.empty:
         lines.append("No held-out query ties with a distractor, so the fair recall equals both tie bounds.")
     else:
         worst = ties.assign(spread=ties["ties for"] - ties["ties against"]).sort_values("spread").iloc[-1]
-        lines.append(f"Ties: {', '.join(dict.fromkeys(ties.sort_values('rung')['model']))} score some distractors exactly like the true "
-                     f"report ({int(worst['queries with ties']):,} of {int(worst['queries']):,} queries of "
-                     f"{worst['model']}); there, at N = {worst['N']}, Recall@1 is {worst['fair (random tie-break)']:.3g} "
-                     f"with ties broken at random, between {worst['ties against']:.3g} (every tie against the query) "
-                     f"and {worst['ties for']:.3g} (every tie for it).")
+        lines.append(
+            f"Ties: {', '.join(dict.fromkeys(ties.sort_values('rung')['model']))} score some distractors exactly like the true "
+            f"report ({int(worst['queries with ties']):,} of {int(worst['queries']):,} queries of "
+            f"{worst['model']}); there, at N = {worst['N']}, Recall@1 is {worst['fair (random tie-break)']:.3g} "
+            f"with ties broken at random, between {worst['ties against']:.3g} (every tie against the query) "
+            f"and {worst['ties for']:.3g} (every tie for it)."
+        )
     lines += _lift_below_one(r)
     lines += _gap_findings(p)
     lines += _risk_findings(p)
-    lines.append("Recall is an exact expectation over random pools and random tie-breaking; intervals are "
-                 "patient-level bootstrap 95% CIs. Chapter 5 asks how much survives when every distractor has the "
-                 "same findings.")
+    lines.append(
+        "Recall is an exact expectation over random pools and random tie-breaking; intervals are "
+        "patient-level bootstrap 95% CIs. Chapter 5 asks how much survives when every distractor has the "
+        "same findings."
+    )
     return lines
 
 
@@ -248,12 +350,17 @@ def _gap_findings(p: Mapping[str, Any]) -> list[str]:
     resolved = row["gap_ci_low"] > 0 or row["gap_ci_high"] < 0
     direction = "higher" if row["gap"] > 0 else "lower"
     n_txt = pool_label(row["pool_size"], bool(row["full_database"]))
-    verdict = (f"{direction} on the pairs it was trained on, beyond sampling noise" if resolved
-               else "not distinguishable between trained-on and held-out pairs at this sample size")
-    return [f"Seen vs unseen ({row['model']}, N = {n_txt}): Recall@1 {row['recall_train']:.3g} on "
-            f"{int(row['n_train']):,} training pairs against {row['recall_test']:.3g} on {int(row['n_test']):,} "
-            f"held-out pairs, a gap of {row['gap']:+.3g}{_ci_text(row['gap_ci_low'], row['gap_ci_high'], '+.3g')}: "
-            f"re-linkage is {verdict}. The DP guarantee is about the trained-on pairs."]
+    verdict = (
+        f"{direction} on the pairs it was trained on, beyond sampling noise"
+        if resolved
+        else "not distinguishable between trained-on and held-out pairs at this sample size"
+    )
+    return [
+        f"Seen vs unseen ({row['model']}, N = {n_txt}): Recall@1 {row['recall_train']:.3g} on "
+        f"{int(row['n_train']):,} training pairs against {row['recall_test']:.3g} on {int(row['n_test']):,} "
+        f"held-out pairs, a gap of {row['gap']:+.3g}{_ci_text(row['gap_ci_low'], row['gap_ci_high'], '+.3g')}: "
+        f"re-linkage is {verdict}. The DP guarantee is about the trained-on pairs."
+    ]
 
 
 def _risk_findings(p: Mapping[str, Any]) -> list[str]:
@@ -265,20 +372,29 @@ def _risk_findings(p: Mapping[str, Any]) -> list[str]:
     where = f"N = {n_ref:,}" if n_ref else "the full database"
     resolved = top[(top["ci_low"] > 0) | (top["ci_high"] < 0)]
     if resolved.empty:
-        return [f"Per-study risk ({top['model'].iloc[0]}, expected Recall@1 at {where}): no report property has an "
-                "effect whose 95% interval excludes zero."]
+        return [
+            f"Per-study risk ({top['model'].iloc[0]}, expected Recall@1 at {where}): no report property has an "
+            "effect whose 95% interval excludes zero."
+        ]
     ordered = resolved.reindex(resolved["effect"].abs().sort_values(ascending=False).index)
-    parts = [f"{PROPERTY_LABELS.get(x.feature, x.feature)} {x.effect:+.3g}{_ci_text(x.ci_low, x.ci_high, '+.3g')}"
-             for x in ordered.itertuples()]
-    return [f"Per-study risk ({top['model'].iloc[0]}, expected Recall@1 at {where}, mean "
-            f"{top['mean_outcome'].iloc[0]:.3g}): the properties whose effect excludes zero, largest first, are "
-            + "; ".join(parts) + " (change in expected Recall@1 per unit, the others held fixed)."]
+    parts = [
+        f"{PROPERTY_LABELS.get(x.feature, x.feature)} {x.effect:+.3g}{_ci_text(x.ci_low, x.ci_high, '+.3g')}"
+        for x in ordered.itertuples()
+    ]
+    return [
+        f"Per-study risk ({top['model'].iloc[0]}, expected Recall@1 at {where}, mean "
+        f"{top['mean_outcome'].iloc[0]:.3g}): the properties whose effect excludes zero, largest first, are "
+        + "; ".join(parts)
+        + " (change in expected Recall@1 per unit, the others held fixed)."
+    ]
 
 
 # --- chapter 5 -----------------------------------------------------------------------------------
 
-def build_hard_negative_payload(table: pd.DataFrame, breakdown: pd.DataFrame, saved: Mapping[str, Any],
-                                rule: str) -> dict[str, Any]:
+
+def build_hard_negative_payload(
+    table: pd.DataFrame, breakdown: pd.DataFrame, saved: Mapping[str, Any], rule: str
+) -> dict[str, Any]:
     """Chapter 5's payload from the audit table (test split), the detail breakdown and ``hard_negatives.json``."""
     table = table.copy()
     if "split" in table.columns:
@@ -287,9 +403,16 @@ def build_hard_negative_payload(table: pd.DataFrame, breakdown: pd.DataFrame, sa
     prov = saved.get("provenance", {})
     matched = table[table["pool"] == "matched"]
     n_db = int(table.loc[table["full_database"] & (table["pool"] == "random"), "pool_size"].max())
-    return {"profile": prov.get("profile"), "cohort": prov.get("cohort"), "simulation": bool(prov.get("simulation", True)),
-            "rule": rule, "table": table, "breakdown": breakdown, "n_database": n_db,
-            "n_excluded": int(matched["n_excluded"].iloc[0]) if len(matched) else 0}
+    return {
+        "profile": prov.get("profile"),
+        "cohort": prov.get("cohort"),
+        "simulation": bool(prov.get("simulation", True)),
+        "rule": rule,
+        "table": table,
+        "breakdown": breakdown,
+        "n_database": n_db,
+        "n_excluded": int(matched["n_excluded"].iloc[0]) if len(matched) else 0,
+    }
 
 
 def hard_negative_payload(params: ProfileLike) -> dict[str, Any]:
@@ -312,20 +435,35 @@ def hard_negative_tables(p: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     k1 = t[t["k"] == 1].assign(N=lambda f: _n_label(f))
     rnd = k1[k1["pool"] == "random"].set_index(["rung", "model", "N"])
     mat = k1[k1["pool"] == "matched"].set_index(["rung", "model", "N"])
-    side = pd.DataFrame({"R@1 random": rnd["recall"], "lift random": rnd["lift"], "R@1 matched": mat["recall"],
-                         "effective pool": mat["mean_pool_size"], "effective chance": mat["chance"],
-                         "lift matched": mat["lift"], "complete pools": mat["n_full_pools"],
-                         "queries": mat["n_queries"]}).reset_index()
+    side = pd.DataFrame(
+        {
+            "R@1 random": rnd["recall"],
+            "lift random": rnd["lift"],
+            "R@1 matched": mat["recall"],
+            "effective pool": mat["mean_pool_size"],
+            "effective chance": mat["chance"],
+            "lift matched": mat["lift"],
+            "complete pools": mat["n_full_pools"],
+            "queries": mat["n_queries"],
+        }
+    ).reset_index()
     out = {"side": side, "ties": _tie_rows(t[(t["pool"] == "matched") & (t["k"] == 1)]).reset_index(drop=True)}
     pos = k1[k1["pool"] == "matched-positive"].set_index(["rung", "model", "N"])
-    out["sensitivity"] = pd.DataFrame({"lift (exact match)": mat["lift"], "complete pools (exact)": mat["n_full_pools"],
-                                       "lift (positive set)": pos["lift"],
-                                       "complete pools (positive set)": pos["n_full_pools"]}).reset_index()
+    out["sensitivity"] = pd.DataFrame(
+        {
+            "lift (exact match)": mat["lift"],
+            "complete pools (exact)": mat["n_full_pools"],
+            "lift (positive set)": pos["lift"],
+            "complete pools (positive set)": pos["n_full_pools"],
+        }
+    ).reset_index()
     b = p["breakdown"]
     if len(b):
         n_show = _detail_pool_size(b, p["n_database"])
         sel = b[(b["k"] == 1) & (b["pool_size"] == n_show)]
-        split = sel.pivot_table(index=["rung", "model", "detail"], columns=["pool", "mentioned"], values="lift", sort=False)
+        split = sel.pivot_table(
+            index=["rung", "model", "detail"], columns=["pool", "mentioned"], values="lift", sort=False
+        )
         order = [(pool, m) for pool in ("random", "matched") for m in (True, False) if (pool, m) in split.columns]
         split = split[order]
         split.columns = [f"{pool}, {'mentioned' if m else 'not mentioned'}" for pool, m in split.columns]
@@ -343,32 +481,42 @@ def hard_negative_findings(p: Mapping[str, Any]) -> list[str]:
     n_sum = 100 if (top["pool_size"] == 100).any() else int(top["pool_size"].max())
     r = top[(top["pool"] == "random") & (top["pool_size"] == n_sum)].iloc[0]
     m = top[(top["pool"] == "matched") & (top["pool_size"] == n_sum)].iloc[0]
-    lines = [f"Profile `{p['profile']}`, cohort `{p['cohort']}`"
-             + (" (simulation: synthetic cohort and tiny models)." if p["simulation"] else "."),
-             f"Most specialised model ({r['model']}), nominal N = {n_sum:,}, Recall@1: random pools {r['recall']:.3g} "
-             f"(chance {r['chance']:.3g}, lift {r['lift']:.1f}x); pathology-matched pools {m['recall']:.3g}"
-             f"{_ci_text(m['ci_low'], m['ci_high'], '.3g')}, where a query gets on average {m['mean_pool_size']:.1f} "
-             f"candidates (effective pool; {int(m['n_full_pools']):,} of {int(m['n_queries']):,} queries had all "
-             f"{n_sum:,}), so the effective chance is {m['chance']:.3g} and the lift {m['lift']:.1f}x"
-             f"{_ci_text(m['lift_ci_low'], m['lift_ci_high'], '.2f')}.",
-             f"Matching rule: {p['rule']}; {p['n_excluded']:,} of {p['n_database']:,} held-out queries share their label "
-             "vector with no other report and are left out; the looser positive-set match is the sensitivity analysis."]
+    lines = [
+        f"Profile `{p['profile']}`, cohort `{p['cohort']}`"
+        + (" (simulation: synthetic cohort and tiny models)." if p["simulation"] else "."),
+        f"Most specialised model ({r['model']}), nominal N = {n_sum:,}, Recall@1: random pools {r['recall']:.3g} "
+        f"(chance {r['chance']:.3g}, lift {r['lift']:.1f}x); pathology-matched pools {m['recall']:.3g}"
+        f"{_ci_text(m['ci_low'], m['ci_high'], '.3g')}, where a query gets on average {m['mean_pool_size']:.1f} "
+        f"candidates (effective pool; {int(m['n_full_pools']):,} of {int(m['n_queries']):,} queries had all "
+        f"{n_sum:,}), so the effective chance is {m['chance']:.3g} and the lift {m['lift']:.1f}x"
+        f"{_ci_text(m['lift_ci_low'], m['lift_ci_high'], '.2f')}.",
+        f"Matching rule: {p['rule']}; {p['n_excluded']:,} of {p['n_database']:,} held-out queries share their label "
+        "vector with no other report and are left out; the looser positive-set match is the sensitivity analysis.",
+    ]
     if m["lift"] < 1.0:
-        lines.append("The matched-pool lift is below 1: among reports with the same findings this model ranks the true "
-                     "report below a random one more often than chance would; with ties broken at random a model "
-                     "without signal scores exactly 1x.")
+        lines.append(
+            "The matched-pool lift is below 1: among reports with the same findings this model ranks the true "
+            "report below a random one more often than chance would; with ties broken at random a model "
+            "without signal scores exactly 1x."
+        )
     ties = _tie_rows(t[(t["pool"] == "matched") & (t["k"] == 1)])
     if not ties.empty:
         w = ties.assign(s=ties["ties for"] - ties["ties against"]).sort_values("s").iloc[-1]
-        lines.append(f"Ties inside matched pools ({w['model']}, N = {w['N']}): Recall@1 {w['fair (random tie-break)']:.3g} "
-                     f"with random tie-breaking, bounds {w['ties against']:.3g} to {w['ties for']:.3g}.")
+        lines.append(
+            f"Ties inside matched pools ({w['model']}, N = {w['N']}): Recall@1 {w['fair (random tie-break)']:.3g} "
+            f"with random tie-breaking, bounds {w['ties against']:.3g} to {w['ties for']:.3g}."
+        )
     b = p["breakdown"]
     if len(b):
         n_show = _detail_pool_size(b, p["n_database"])
         bm = b[(b["pool"] == "matched") & (b["k"] == 1) & (b["pool_size"] == n_show) & (b["rung"] == t["rung"].max())]
         gaps = {d: g.set_index("mentioned")["lift"] for d, g in bm.groupby("detail")}
         fmt = lambda v: "n/a" if not np.isfinite(v) else f"{v:.2f}x"  # noqa: E731  a subset without matched pools
-        gap_txt = ", ".join(f"{d} {fmt(v.get(True, math.nan))} vs {fmt(v.get(False, math.nan))}" for d, v in gaps.items())
-        lines.append(f"Matched-pool lift of Recall@1 at N = {n_show:,} when the report mentions / does not mention a "
-                     f"detail: {gap_txt}.")
+        gap_txt = ", ".join(
+            f"{d} {fmt(v.get(True, math.nan))} vs {fmt(v.get(False, math.nan))}" for d, v in gaps.items()
+        )
+        lines.append(
+            f"Matched-pool lift of Recall@1 at N = {n_show:,} when the report mentions / does not mention a "
+            f"detail: {gap_txt}."
+        )
     return lines

@@ -6,6 +6,7 @@ Public API::
 
 Pipeline stage: ``relink_lib.cohorts.stage.get_cohort(params, site)``.
 """
+
 from .base import Cohort
 from .chexpert_plus import load_chexpert_plus
 from .export import export

@@ -1,4 +1,5 @@
 """The one cohort type: paired images and reports, labels, patient-level splits."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,17 @@ from ..labels import CHEXPERT_LABELS, LABEL_VALUES
 from .images import read_image, to_uint8
 from .splits import assert_patient_disjoint, validate_split_values
 
-REQUIRED_COLUMNS: tuple[str, ...] = ("patient_id", "study_id", "image_path", "text", "findings", "impression",
-                                     "split", "view", "site")
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "patient_id",
+    "study_id",
+    "image_path",
+    "text",
+    "findings",
+    "impression",
+    "split",
+    "view",
+    "site",
+)
 """Columns every ``Cohort.pairs`` carries besides the 14 label columns."""
 
 TEXT_COLUMNS: tuple[str, ...] = ("text", "findings", "impression")
@@ -29,7 +39,9 @@ def validate_labels(frame: pd.DataFrame, where: str, row_offset: int = 0) -> pd.
     """
     missing = [c for c in CHEXPERT_LABELS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{where}: missing label column(s) {missing}; expected the 14 CheXpert labels {list(CHEXPERT_LABELS)}")
+        raise ValueError(
+            f"{where}: missing label column(s) {missing}; expected the 14 CheXpert labels {list(CHEXPERT_LABELS)}"
+        )
     out = frame.copy()
     allowed = np.array(sorted(LABEL_VALUES))
     for col in CHEXPERT_LABELS:
@@ -41,8 +53,7 @@ def validate_labels(frame: pd.DataFrame, where: str, row_offset: int = 0) -> pd.
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             shown = f"value {float(values.iloc[i])!r}" if bad_value.to_numpy()[i] else "a non-numeric value (not shown)"
-            raise ValueError(f"{where}: row {i + row_offset} column {col!r} has {shown}; "
-                             f"expected 1, 0, -1 or blank")
+            raise ValueError(f"{where}: row {i + row_offset} column {col!r} has {shown}; expected 1, 0, -1 or blank")
         out[col] = values.astype(np.float64)
     return out
 
@@ -68,13 +79,24 @@ class Cohort:
         Square side in pixels that images are resized to; None keeps the files' size.
     """
 
-    def __init__(self, pairs: pd.DataFrame, *, root: str | Path | None = None, public: bool = False, name: str = "cohort",
-                 summary: Mapping[str, Any] | None = None, image_size: int | None = None,
-                 images: np.ndarray | None = None, image_index: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        pairs: pd.DataFrame,
+        *,
+        root: str | Path | None = None,
+        public: bool = False,
+        name: str = "cohort",
+        summary: Mapping[str, Any] | None = None,
+        image_size: int | None = None,
+        images: np.ndarray | None = None,
+        image_index: np.ndarray | None = None,
+    ) -> None:
         missing = [c for c in REQUIRED_COLUMNS if c not in pairs.columns]
         if missing:
-            raise ValueError(f"cohort {name!r}: pairs lack column(s) {missing}; expected at least {list(REQUIRED_COLUMNS)} "
-                             f"and the 14 labels")
+            raise ValueError(
+                f"cohort {name!r}: pairs lack column(s) {missing}; expected at least {list(REQUIRED_COLUMNS)} "
+                f"and the 14 labels"
+            )
         pairs = validate_labels(pairs, f"cohort {name!r}").reset_index(drop=True)
         for col in ("patient_id", "study_id", "image_path", "view", "site", "split"):
             pairs[col] = pairs[col].astype(str)
@@ -83,8 +105,10 @@ class Cohort:
         validate_split_values(pairs["split"], f"cohort {name!r}")
         empty = (pairs["text"].str.strip() == "").to_numpy()
         if empty.any():
-            raise ValueError(f"cohort {name!r}: row {int(np.flatnonzero(empty)[0])} has empty report text; "
-                             f"loaders exclude and count such rows")
+            raise ValueError(
+                f"cohort {name!r}: row {int(np.flatnonzero(empty)[0])} has empty report text; "
+                f"loaders exclude and count such rows"
+            )
         dup = pairs.duplicated(["study_id", "image_path"]).to_numpy()
         if dup.any():
             i = int(np.flatnonzero(dup)[0])
@@ -96,7 +120,9 @@ class Cohort:
             if image_index is None:
                 image_index = np.arange(len(pairs))
             image_index = np.asarray(image_index, dtype=np.int64)
-            if image_index.shape != (len(pairs),) or (len(image_index) and (image_index.min() < 0 or image_index.max() >= len(images))):
+            if image_index.shape != (len(pairs),) or (
+                len(image_index) and (image_index.min() < 0 or image_index.max() >= len(images))
+            ):
                 raise ValueError(f"image_index: expected {len(pairs)} indices into {len(images)} images")
         self.pairs = pairs
         self.root = Path(root) if root is not None else None
@@ -113,8 +139,10 @@ class Cohort:
 
     def __repr__(self) -> str:  # never shows report text
         counts = self.pairs["split"].value_counts().to_dict() if len(self) else {}
-        return (f"Cohort(name={self.name!r}, n_pairs={len(self)}, n_patients={self.pairs['patient_id'].nunique()}, "
-                f"public={self.public}, splits={counts})")
+        return (
+            f"Cohort(name={self.name!r}, n_pairs={len(self)}, n_patients={self.pairs['patient_id'].nunique()}, "
+            f"public={self.public}, splits={counts})"
+        )
 
     @property
     def in_memory(self) -> bool:
@@ -143,7 +171,11 @@ class Cohort:
 
     def load_images(self, rows: Iterable[int] | None = None) -> np.ndarray:
         """Images of positional ``rows`` (all rows by default) as float32 ``(n, H, W)`` in ``[0, 1]``."""
-        rows = np.arange(len(self)) if rows is None else np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows)
+        rows = (
+            np.arange(len(self))
+            if rows is None
+            else np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows)
+        )
         if rows.dtype == bool:
             raise TypeError("rows: expected positional integer rows, got a boolean mask")
         rows = rows.astype(np.int64)
@@ -158,7 +190,9 @@ class Cohort:
             return np.zeros((0, size, size), dtype=np.float32)
         shapes = {im.shape for im in images}
         if len(shapes) > 1:
-            raise ValueError(f"cohort {self.name!r}: images differ in size {sorted(shapes)[:3]}; load the cohort with image_size=")
+            raise ValueError(
+                f"cohort {self.name!r}: images differ in size {sorted(shapes)[:3]}; load the cohort with image_size="
+            )
         return np.stack(images)
 
     # ----------------------------------------------------------------- subsets
@@ -168,9 +202,16 @@ class Cohort:
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
         rows = rows.astype(np.int64)
-        return Cohort(self.pairs.iloc[rows].reset_index(drop=True), root=self.root, public=self.public,
-                      name=name or self.name, summary=self.summary, image_size=self.image_size,
-                      images=self._images, image_index=None if self._images is None else self._image_index[rows])
+        return Cohort(
+            self.pairs.iloc[rows].reset_index(drop=True),
+            root=self.root,
+            public=self.public,
+            name=name or self.name,
+            summary=self.summary,
+            image_size=self.image_size,
+            images=self._images,
+            image_index=None if self._images is None else self._image_index[rows],
+        )
 
     def split(self, name: str) -> "Cohort":
         """The rows of split ``name`` (``train``, ``val`` or ``test``) as a cohort, positional rows re-indexed."""
@@ -187,14 +228,27 @@ class Cohort:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.pairs.to_pickle(directory / "pairs.pkl")
-        meta = {"root": None if self.root is None else str(self.root), "public": self.public, "name": self.name,
-                "summary": self.summary, "image_size": self.image_size, "images": bool(images)}
+        meta = {
+            "root": None if self.root is None else str(self.root),
+            "public": self.public,
+            "name": self.name,
+            "summary": self.summary,
+            "image_size": self.image_size,
+            "images": bool(images),
+        }
         if images:
             if self._images is not None:
                 arr = np.ascontiguousarray(self._images[self._image_index])
             else:
-                parts = [to_uint8(self.load_images(np.arange(s, min(s + batch, len(self))))) for s in range(0, len(self), batch)]
-                arr = np.concatenate(parts) if parts else np.zeros((0, self.image_size or 0, self.image_size or 0), np.uint8)
+                parts = [
+                    to_uint8(self.load_images(np.arange(s, min(s + batch, len(self)))))
+                    for s in range(0, len(self), batch)
+                ]
+                arr = (
+                    np.concatenate(parts)
+                    if parts
+                    else np.zeros((0, self.image_size or 0, self.image_size or 0), np.uint8)
+                )
             np.save(directory / "images.npy", arr)
             meta["image_size"] = int(arr.shape[1]) if arr.ndim == 3 and len(arr) else self.image_size
         (directory / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
@@ -215,5 +269,12 @@ class Cohort:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: not found (meta.json says images were saved)")
             images = np.load(path, mmap_mode="r" if mmap else None)
-        return cls(pairs, root=meta.get("root"), public=meta["public"], name=meta["name"], summary=meta.get("summary"),
-                   image_size=meta.get("image_size"), images=images)
+        return cls(
+            pairs,
+            root=meta.get("root"),
+            public=meta["public"],
+            name=meta["name"],
+            summary=meta.get("summary"),
+            image_size=meta.get("image_size"),
+            images=images,
+        )

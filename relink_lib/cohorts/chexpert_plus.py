@@ -9,6 +9,7 @@ Layout under ``root``::
                                     JSON lines keyed by path_to_image with the 14 labels (1, 0, -1, null)
     <path_to_image>                 the images (a ``.png`` twin is accepted when the ``.jpg`` is absent)
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,16 @@ from .text import TEXT_MODES, compose_text
 CSV_NAME = "df_chexpert_plus_240401.csv"
 LABEL_DIR = "chexbert_labels"
 LABEL_SOURCES: tuple[str, ...] = ("report", "findings", "impression")
-CSV_COLUMNS: tuple[str, ...] = ("path_to_image", "frontal_lateral", "ap_pa", "deid_patient_id", "patient_report_date_order",
-                                "section_findings", "section_impression", "split")
+CSV_COLUMNS: tuple[str, ...] = (
+    "path_to_image",
+    "frontal_lateral",
+    "ap_pa",
+    "deid_patient_id",
+    "patient_report_date_order",
+    "section_findings",
+    "section_impression",
+    "split",
+)
 
 
 def study_of_path(path: str) -> str:
@@ -50,14 +59,25 @@ def read_label_jsonl(path: Path) -> pd.DataFrame:
             if not isinstance(rec, dict) or "path_to_image" not in rec:
                 raise ValueError(f"{path}: line {lineno} has no 'path_to_image' key")
             records.append(rec)
-    frame = pd.DataFrame.from_records(records, columns=["path_to_image", *CHEXPERT_LABELS]) if records else \
-        pd.DataFrame(columns=["path_to_image", *CHEXPERT_LABELS])
+    frame = (
+        pd.DataFrame.from_records(records, columns=["path_to_image", *CHEXPERT_LABELS])
+        if records
+        else pd.DataFrame(columns=["path_to_image", *CHEXPERT_LABELS])
+    )
     return frame
 
 
-def load_chexpert_plus(root: str | Path, *, text: str = "findings+impression", labels_from: str = "report",
-                       image_size: int | None = None, check_images: bool = True, site: str = "chexpert-plus",
-                       public: bool = False, name: str = "chexpert-plus") -> Cohort:
+def load_chexpert_plus(
+    root: str | Path,
+    *,
+    text: str = "findings+impression",
+    labels_from: str = "report",
+    image_size: int | None = None,
+    check_images: bool = True,
+    site: str = "chexpert-plus",
+    public: bool = False,
+    name: str = "chexpert-plus",
+) -> Cohort:
     """Load CheXpert Plus as one frontal image per study (PA preferred over AP, then the lowest view number).
 
     ``text`` is composed from ``section_findings`` / ``section_impression`` (header sections never
@@ -73,11 +93,15 @@ def load_chexpert_plus(root: str | Path, *, text: str = "findings+impression", l
     root = require_dir(root, "CheXpert Plus root (holding df_chexpert_plus_240401.csv and chexbert_labels/)")
     csv_path = find_file(root, (CSV_NAME,), "CheXpert Plus report table")
     label_path = find_file(root, (f"{LABEL_DIR}/{labels_from}_fixed.json",), "CheXbert labels")
-    table = read_csv(csv_path, CSV_COLUMNS, str_columns=("path_to_image", "deid_patient_id", "ap_pa", "frontal_lateral", "split"))
+    table = read_csv(
+        csv_path, CSV_COLUMNS, str_columns=("path_to_image", "deid_patient_id", "ap_pa", "frontal_lateral", "split")
+    )
     excluded: dict[str, int] = {}
     table, excluded["duplicate_rows"] = drop_duplicates(table, ["path_to_image"], csv_path)
     labels = read_label_jsonl(label_path)
-    labels, excluded["duplicate_label_lines"] = drop_duplicates(labels.astype({"path_to_image": str}), ["path_to_image"], label_path)
+    labels, excluded["duplicate_label_lines"] = drop_duplicates(
+        labels.astype({"path_to_image": str}), ["path_to_image"], label_path
+    )
     labels = validate_labels(labels, str(label_path))
     bad_split = ~table["split"].isin(list(OFFICIAL_SPLIT_NAMES))
     if bad_split.any():
@@ -101,11 +125,13 @@ def load_chexpert_plus(root: str | Path, *, text: str = "findings+impression", l
     excluded["empty_report"] = int(empty.sum())
     chosen = chosen[~empty]
     if check_images:
+
         def resolve(p: str) -> str | None:
             if (root / p).is_file():
                 return p
             alt = str(PurePosixPath(p).with_suffix(".png"))
             return alt if (root / alt).is_file() else None
+
         resolved = chosen["path_to_image"].map(resolve)
         excluded["missing_image"] = int(resolved.isna().sum())
         chosen = chosen[resolved.notna()].copy()
@@ -118,13 +144,37 @@ def load_chexpert_plus(root: str | Path, *, text: str = "findings+impression", l
     pairs["split"] = pairs["split"].map(OFFICIAL_SPLIT_NAMES)
     pairs["site"] = site
     pairs["study_order"] = pd.to_numeric(pairs["patient_report_date_order"], errors="coerce").astype("Int64")
-    cols = ["patient_id", "study_id", "image_path", "text", "findings", "impression", "split", "view", "site", *CHEXPERT_LABELS,
-            "study_order"]
+    cols = [
+        "patient_id",
+        "study_id",
+        "image_path",
+        "text",
+        "findings",
+        "impression",
+        "split",
+        "view",
+        "site",
+        *CHEXPERT_LABELS,
+        "study_order",
+    ]
     pairs = pairs[cols].sort_values(["patient_id", "study_order", "study_id"]).reset_index(drop=True)
-    check_exclusions(n_studies, len(pairs), {k: excluded[k] for k in ("no_frontal_image", "empty_report", "missing_image")},
-                     root, f"{csv_path} (frontal_lateral, section_findings / section_impression) and images under {root}",
-                     unit="studies")
-    summary = {"source": "chexpert-plus", "root": str(root), "n_images_listed": int(len(table)), "n_studies_listed": int(n_studies),
-               "n_pairs": int(len(pairs)), "n_patients": int(pairs["patient_id"].nunique()), "text": text,
-               "labels_from": labels_from, "excluded": {k: int(v) for k, v in excluded.items()}}
+    check_exclusions(
+        n_studies,
+        len(pairs),
+        {k: excluded[k] for k in ("no_frontal_image", "empty_report", "missing_image")},
+        root,
+        f"{csv_path} (frontal_lateral, section_findings / section_impression) and images under {root}",
+        unit="studies",
+    )
+    summary = {
+        "source": "chexpert-plus",
+        "root": str(root),
+        "n_images_listed": int(len(table)),
+        "n_studies_listed": int(n_studies),
+        "n_pairs": int(len(pairs)),
+        "n_patients": int(pairs["patient_id"].nunique()),
+        "text": text,
+        "labels_from": labels_from,
+        "excluded": {k: int(v) for k, v in excluded.items()},
+    }
     return Cohort(pairs, root=root, public=public, name=name, summary=summary, image_size=image_size)

@@ -1,4 +1,5 @@
 """Export a cohort to the official MIMIC-CXR-JPG or CheXpert Plus layout, so the real loaders can read it back."""
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,14 @@ def _label_str(v: float) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1f}"
 
 
-def export(cohort: Cohort, directory: str | Path, layout: str = "mimic-cxr-jpg", *, jpeg_quality: int = 95,
-           overwrite: bool = False) -> Path:
+def export(
+    cohort: Cohort,
+    directory: str | Path,
+    layout: str = "mimic-cxr-jpg",
+    *,
+    jpeg_quality: int = 95,
+    overwrite: bool = False,
+) -> Path:
     """Write ``cohort`` to ``directory`` in the official ``layout`` (``"mimic-cxr-jpg"`` or ``"chexpert-plus"``).
 
     Writes JPEG images, the CSV files, report files (MIMIC) or report columns (CheXpert Plus) and
@@ -70,7 +77,9 @@ def export(cohort: Cohort, directory: str | Path, layout: str = "mimic-cxr-jpg",
     return directory
 
 
-def _write_images(cohort: Cohort, directory: Path, rel_paths: list[str], quality: int, batch: int = 512) -> list[tuple[int, int]]:
+def _write_images(
+    cohort: Cohort, directory: Path, rel_paths: list[str], quality: int, batch: int = 512
+) -> list[tuple[int, int]]:
     sizes = []
     for a in range(0, len(cohort), batch):
         rows = np.arange(a, min(a + batch, len(cohort)))
@@ -84,37 +93,64 @@ def _write_images(cohort: Cohort, directory: Path, rel_paths: list[str], quality
 def _export_mimic(cohort: Cohort, directory: Path, quality: int) -> None:
     pairs = cohort.pairs
     subj, study, recoded = _numeric_ids(pairs)
-    dicom = pairs["dicom_id"] if "dicom_id" in pairs.columns else pairs["study_id"].map(
-        lambda s: "-".join(hashlib.sha1(s.encode()).hexdigest()[k:k + 8] for k in range(0, 40, 8)))
+    dicom = (
+        pairs["dicom_id"]
+        if "dicom_id" in pairs.columns
+        else pairs["study_id"].map(
+            lambda s: "-".join(hashlib.sha1(s.encode()).hexdigest()[k : k + 8] for k in range(0, 40, 8))
+        )
+    )
     rel_img, rel_rep = zip(*[mimic_paths(s, st, d) for s, st, d in zip(subj, study, dicom)]) if len(pairs) else ((), ())
     sizes = _write_images(cohort, directory, list(rel_img), quality)
     reports_root = directory / REPORTS_DIR
     order = _study_order(pairs)
     sex = pairs["sex"] if "sex" in pairs.columns else pd.Series("F", index=pairs.index)
-    for k, (rel, f, imp, view, sx, o, sid) in enumerate(zip(rel_rep, pairs["findings"], pairs["impression"], pairs["view"], sex,
-                                                            order, pairs["study_id"])):
+    for k, (rel, f, imp, view, sx, o, sid) in enumerate(
+        zip(rel_rep, pairs["findings"], pairs["impression"], pairs["view"], sex, order, pairs["study_id"])
+    ):
         path = reports_root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(full_report(f, imp, "internal", view, sx, o > 1, _key(sid)), encoding="utf-8")
-    pd.DataFrame({"dicom_id": dicom, "study_id": study, "subject_id": subj, "split": pairs["split"].map(_MIMIC_SPLIT)}).to_csv(
-        directory / (SPLIT_CSV + ".gz"), index=False)
+    pd.DataFrame(
+        {"dicom_id": dicom, "study_id": study, "subject_id": subj, "split": pairs["split"].map(_MIMIC_SPLIT)}
+    ).to_csv(directory / (SPLIT_CSV + ".gz"), index=False)
     lab = pd.DataFrame({"subject_id": subj, "study_id": study})
     for label in CHEXPERT_LABELS:
         lab[label] = pairs[label].to_numpy()
     lab.to_csv(directory / (LABEL_CSV + ".gz"), index=False, float_format="%.1f")
-    dates = pairs["study_date"] if "study_date" in pairs.columns else pd.Series(
-        [f"2150{1 + (o - 1) // 28 % 12:02d}{1 + (o - 1) % 28:02d}" for o in order], index=pairs.index)
+    dates = (
+        pairs["study_date"]
+        if "study_date" in pairs.columns
+        else pd.Series([f"2150{1 + (o - 1) // 28 % 12:02d}{1 + (o - 1) % 28:02d}" for o in order], index=pairs.index)
+    )
     times = [f"{(8 + _key(s) % 10):02d}{_key(s) % 60:02d}{(_key(s) // 60) % 60:02d}.000" for s in pairs["study_id"]]
-    pd.DataFrame({"dicom_id": dicom, "subject_id": subj, "study_id": study,
-                  "PerformedProcedureStepDescription": np.where(pairs["view"] == "AP", "CHEST (PORTABLE AP)", "CHEST (PA AND LAT)"),
-                  "ViewPosition": pairs["view"], "Rows": [s[0] for s in sizes], "Columns": [s[1] for s in sizes],
-                  "StudyDate": dates, "StudyTime": times,
-                  "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)",
-                  "ViewCodeSequence_CodeMeaning": np.where(pairs["view"] == "AP", "antero-posterior", "postero-anterior"),
-                  "PatientOrientationCodeSequence_CodeMeaning": "Erect"}).to_csv(directory / (META_CSV + ".gz"), index=False)
+    pd.DataFrame(
+        {
+            "dicom_id": dicom,
+            "subject_id": subj,
+            "study_id": study,
+            "PerformedProcedureStepDescription": np.where(
+                pairs["view"] == "AP", "CHEST (PORTABLE AP)", "CHEST (PA AND LAT)"
+            ),
+            "ViewPosition": pairs["view"],
+            "Rows": [s[0] for s in sizes],
+            "Columns": [s[1] for s in sizes],
+            "StudyDate": dates,
+            "StudyTime": times,
+            "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)",
+            "ViewCodeSequence_CodeMeaning": np.where(pairs["view"] == "AP", "antero-posterior", "postero-anterior"),
+            "PatientOrientationCodeSequence_CodeMeaning": "Erect",
+        }
+    ).to_csv(directory / (META_CSV + ".gz"), index=False)
     if recoded:
-        pd.DataFrame({"patient_id": pairs["patient_id"], "study_id": pairs["study_id"], "subject_id": subj,
-                      "mimic_study_id": study}).to_csv(directory / "id_map.csv", index=False)
+        pd.DataFrame(
+            {
+                "patient_id": pairs["patient_id"],
+                "study_id": pairs["study_id"],
+                "subject_id": subj,
+                "mimic_study_id": study,
+            }
+        ).to_csv(directory / "id_map.csv", index=False)
 
 
 def _export_chexpert(cohort: Cohort, directory: Path, quality: int) -> None:
@@ -122,22 +158,37 @@ def _export_chexpert(cohort: Cohort, directory: Path, quality: int) -> None:
     order = _study_order(pairs)
     split_dir = np.where(pairs["split"].to_numpy() == "train", "train", "valid")
     if (pairs["split"] == "test").any():
-        raise ValueError("export(layout='chexpert-plus'): the cohort has a 'test' split, which CheXpert Plus does not have "
-                         "(train/valid only); export a cohort without test rows (e.g. the synthetic external site)")
+        raise ValueError(
+            "export(layout='chexpert-plus'): the cohort has a 'test' split, which CheXpert Plus does not have "
+            "(train/valid only); export a cohort without test rows (e.g. the synthetic external site)"
+        )
     paths = [f"{sd}/{p}/study{o}/view1_frontal.jpg" for sd, p, o in zip(split_dir, pairs["patient_id"], order)]
     expected = [f"{p}/study{o}" for p, o in zip(pairs["patient_id"], order)]
     recoded = [e != s for e, s in zip(expected, pairs["study_id"])]
     _write_images(cohort, directory, paths, quality)
     sex = pairs["sex"] if "sex" in pairs.columns else pd.Series("F", index=pairs.index)
     age = pairs["age"] if "age" in pairs.columns else pd.Series(np.nan, index=pairs.index)
-    table = pd.DataFrame({
-        "path_to_image": paths, "path_to_dcm": [p.replace(".jpg", ".dcm") for p in paths],
-        "frontal_lateral": "Frontal", "ap_pa": pairs["view"], "deid_patient_id": pairs["patient_id"],
-        "patient_report_date_order": order,
-        "report": [full_report(f, i, "external", v, sx, o > 1, _key(s)) for f, i, v, sx, o, s in
-                   zip(pairs["findings"], pairs["impression"], pairs["view"], sex, order, pairs["study_id"])],
-        "section_findings": pairs["findings"].replace("", np.nan), "section_impression": pairs["impression"].replace("", np.nan),
-        "age": age, "sex": sex.map({"M": "Male", "F": "Female"}), "split": np.where(pairs["split"] == "train", "train", "valid")})
+    table = pd.DataFrame(
+        {
+            "path_to_image": paths,
+            "path_to_dcm": [p.replace(".jpg", ".dcm") for p in paths],
+            "frontal_lateral": "Frontal",
+            "ap_pa": pairs["view"],
+            "deid_patient_id": pairs["patient_id"],
+            "patient_report_date_order": order,
+            "report": [
+                full_report(f, i, "external", v, sx, o > 1, _key(s))
+                for f, i, v, sx, o, s in zip(
+                    pairs["findings"], pairs["impression"], pairs["view"], sex, order, pairs["study_id"]
+                )
+            ],
+            "section_findings": pairs["findings"].replace("", np.nan),
+            "section_impression": pairs["impression"].replace("", np.nan),
+            "age": age,
+            "sex": sex.map({"M": "Male", "F": "Female"}),
+            "split": np.where(pairs["split"] == "train", "train", "valid"),
+        }
+    )
     table.to_csv(directory / CSV_NAME, index=False)
     (directory / LABEL_DIR).mkdir(parents=True, exist_ok=True)
     lines = []
@@ -151,4 +202,6 @@ def _export_chexpert(cohort: Cohort, directory: Path, quality: int) -> None:
     for source in LABEL_SOURCES:
         (directory / LABEL_DIR / f"{source}_fixed.json").write_text(body, encoding="utf-8")
     if any(recoded):
-        pd.DataFrame({"study_id": pairs["study_id"], "chexpert_study_id": expected}).to_csv(directory / "id_map.csv", index=False)
+        pd.DataFrame({"study_id": pairs["study_id"], "chexpert_study_id": expected}).to_csv(
+            directory / "id_map.csv", index=False
+        )

@@ -1,4 +1,5 @@
 """Bring-your-own cohort: a CSV of image-report pairs and a folder of images."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,21 +15,31 @@ from .splits import SPLITS, patient_split
 from .text import TEXT_MODES, compose_text, normalise_whitespace
 
 
-def load_folder(csv: str | Path, root: str | Path, *, text: str = "findings+impression", image_size: int | None = None,
-                split_fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0, check_images: bool = True,
-                public: bool = False, site: str = "folder", name: str | None = None) -> Cohort:
+def load_folder(
+    csv: str | Path,
+    root: str | Path,
+    *,
+    text: str = "findings+impression",
+    image_size: int | None = None,
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    check_images: bool = True,
+    public: bool = False,
+    site: str = "folder",
+    name: str | None = None,
+) -> Cohort:
     """Load a cohort from ``csv`` (one row per image-report pair) with images under ``root``.
 
-    Required columns: ``patient_id``, ``image_path`` (relative to ``root``) and either ``text`` or
-    ``findings`` / ``impression``. Optional: ``study_id`` (default: one study per row), ``split``
-    (train/val/test; default: patient-level split with ``split_fractions`` and ``seed``), ``view``,
-    ``site`` and any of the 14 label columns (missing ones are blank). A given ``split`` is used as
-given: a blank or unknown value is an error naming the row. ``image_path`` must stay inside
-``root`` (absolute paths and ``..`` are errors). Exact duplicate rows and
-    rows with empty text or (``check_images``) a missing image file are left out and counted in
-    ``summary["excluded"]`` (more than 5% left out warns; none left is an error naming the largest
-    reason); conflicting duplicates and bad label values raise errors naming the file and row, never a cell.
-    The cohort is private unless ``public=True``.
+        Required columns: ``patient_id``, ``image_path`` (relative to ``root``) and either ``text`` or
+        ``findings`` / ``impression``. Optional: ``study_id`` (default: one study per row), ``split``
+        (train/val/test; default: patient-level split with ``split_fractions`` and ``seed``), ``view``,
+        ``site`` and any of the 14 label columns (missing ones are blank). A given ``split`` is used as
+    given: a blank or unknown value is an error naming the row. ``image_path`` must stay inside
+    ``root`` (absolute paths and ``..`` are errors). Exact duplicate rows and
+        rows with empty text or (``check_images``) a missing image file are left out and counted in
+        ``summary["excluded"]`` (more than 5% left out warns; none left is an error naming the largest
+        reason); conflicting duplicates and bad label values raise errors naming the file and row, never a cell.
+        The cohort is private unless ``public=True``.
     """
     if text not in TEXT_MODES:
         raise ValueError(f"text={text!r}: expected one of {list(TEXT_MODES)}")
@@ -36,7 +47,9 @@ given: a blank or unknown value is an error naming the row. ``image_path`` must 
     csv = Path(csv)
     if not csv.is_file():
         raise FileNotFoundError(f"{csv}: cohort CSV not found")
-    frame = read_csv(csv, ("patient_id", "image_path"), str_columns=("patient_id", "study_id", "image_path", "split", "view", "site"))
+    frame = read_csv(
+        csv, ("patient_id", "image_path"), str_columns=("patient_id", "study_id", "image_path", "split", "view", "site")
+    )
     if "text" not in frame.columns and not {"findings", "impression"} & set(frame.columns):
         raise ValueError(f"{csv}: needs a 'text' column or 'findings' / 'impression' columns")
     excluded: dict[str, int] = {}
@@ -47,8 +60,10 @@ given: a blank or unknown value is an error naming the row. ``image_path`` must 
     if given_split:  # used as given: a blank or unknown value is an error naming the row (never the cell)
         for i, value in enumerate(frame["split"]):
             if pd.isna(value) or str(value).strip() == "":
-                raise ValueError(f"{csv}: row {i} column 'split' is blank; a given split column is used as given, "
-                                 f"so every row needs one of {list(SPLITS)} (or drop the column to draw a patient split)")
+                raise ValueError(
+                    f"{csv}: row {i} column 'split' is blank; a given split column is used as given, "
+                    f"so every row needs one of {list(SPLITS)} (or drop the column to draw a patient split)"
+                )
             if str(value).strip() not in SPLITS:
                 raise ValueError(f"{csv}: row {i} column 'split' is not one of {list(SPLITS)} (value not shown)")
         frame["split"] = frame["split"].astype(str).str.strip()
@@ -72,13 +87,25 @@ given: a blank or unknown value is an error naming the row. ``image_path`` must 
     for label in CHEXPERT_LABELS:
         if label not in frame.columns:
             frame[label] = np.nan
-    check_exclusions(n_listed, len(frame), excluded, csv,
-                     f"{csv} (report text) and {root} (image_path{', checked on disk' if check_images else ''})")
+    check_exclusions(
+        n_listed,
+        len(frame),
+        excluded,
+        csv,
+        f"{csv} (report text) and {root} (image_path{', checked on disk' if check_images else ''})",
+    )
     if not given_split:
         frame["split"] = patient_split(frame["patient_id"], split_fractions, seed)
     frame["view"] = frame["view"].fillna("unknown") if "view" in frame.columns else "unknown"
     frame["site"] = frame["site"].fillna(site) if "site" in frame.columns else site
-    summary = {"source": "folder", "csv": str(csv), "root": str(root), "n_rows_listed": int(n_listed),
-               "n_pairs": int(len(frame)), "n_patients": int(frame["patient_id"].nunique()), "excluded": excluded}
+    summary = {
+        "source": "folder",
+        "csv": str(csv),
+        "root": str(root),
+        "n_rows_listed": int(n_listed),
+        "n_pairs": int(len(frame)),
+        "n_patients": int(frame["patient_id"].nunique()),
+        "excluded": excluded,
+    }
     frame = validate_labels(frame, str(csv))
     return Cohort(frame, root=root, public=public, name=name or csv.stem, summary=summary, image_size=image_size)

@@ -1,4 +1,5 @@
 """Reading image files: grayscale float32 in [0, 1], optional square resize; errors name the file."""
+
 from __future__ import annotations
 
 from pathlib import Path

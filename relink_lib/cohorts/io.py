@@ -2,6 +2,7 @@
 decoding, paths inside the dataset root, exclusion checks and the file manifest of the cache key.
 
 Error messages about text-bearing tables name the file, row and column, never a cell's value."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,9 @@ import pandas as pd
 def require_dir(path: str | Path | None, what: str) -> Path:
     """Return ``path`` as a directory or raise ``FileNotFoundError`` naming it and ``what`` it should hold."""
     if path is None or str(path) == "":
-        raise FileNotFoundError(f"{what}: no directory given (set the root, e.g. params['data'][...] or an environment variable)")
+        raise FileNotFoundError(
+            f"{what}: no directory given (set the root, e.g. params['data'][...] or an environment variable)"
+        )
     path = Path(path).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: directory not found ({what})")
@@ -29,7 +32,9 @@ def find_file(root: Path, names: Sequence[str], what: str) -> Path:
     for name in names:
         if (root / name).is_file():
             return root / name
-    raise FileNotFoundError(f"{root / names[0]}: not found ({what}; also looked for {', '.join(names[1:]) or 'nothing else'})")
+    raise FileNotFoundError(
+        f"{root / names[0]}: not found ({what}; also looked for {', '.join(names[1:]) or 'nothing else'})"
+    )
 
 
 def read_csv(path: Path, required: Iterable[str], str_columns: Iterable[str] = ()) -> pd.DataFrame:
@@ -38,7 +43,9 @@ def read_csv(path: Path, required: Iterable[str], str_columns: Iterable[str] = (
     try:
         frame = pd.read_csv(path, dtype=dtype, keep_default_na=True, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, OSError) as exc:
-        raise ValueError(f"{path}: malformed CSV ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''})") from exc
+        raise ValueError(
+            f"{path}: malformed CSV ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''})"
+        ) from exc
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; found {list(frame.columns)[:20]}")
@@ -54,8 +61,10 @@ def drop_duplicates(frame: pd.DataFrame, key: Sequence[str], where: str | Path) 
     if clash.any():
         rows = np.flatnonzero(clash)[:2].tolist()
         # rows and columns only: the table may hold report text, so no cell value is echoed
-        raise ValueError(f"{where}: conflicting duplicate rows {rows} (after exact duplicates were dropped): same "
-                         f"{list(key)}, different values elsewhere")
+        raise ValueError(
+            f"{where}: conflicting duplicate rows {rows} (after exact duplicates were dropped): same "
+            f"{list(key)}, different values elsewhere"
+        )
     return frame.reset_index(drop=True), n_exact
 
 
@@ -87,9 +96,16 @@ def safe_relative(root: Path, rel: str, where: str | Path, row: int, column: str
     the dataset root, never from elsewhere on the machine.
     """
     p = Path(str(rel))
-    if p.is_absolute() or str(rel).startswith(("/", "\\")) or ".." in p.parts or ".." in Path(str(rel).replace("\\", "/")).parts:
-        raise ValueError(f"{where}: row {row} column {column!r} is an absolute path or contains '..'; "
-                         f"expected a path relative to {root} that stays inside it")
+    if (
+        p.is_absolute()
+        or str(rel).startswith(("/", "\\"))
+        or ".." in p.parts
+        or ".." in Path(str(rel).replace("\\", "/")).parts
+    ):
+        raise ValueError(
+            f"{where}: row {row} column {column!r} is an absolute path or contains '..'; "
+            f"expected a path relative to {root} that stays inside it"
+        )
     return str(rel)
 
 
@@ -99,8 +115,15 @@ def check_safe_paths(frame: pd.DataFrame, column: str, root: Path, where: str | 
         safe_relative(root, rel, where, i, column)
 
 
-def check_exclusions(n_listed: int, n_kept: int, excluded: Mapping[str, int], where: str | Path, looked_in: str,
-                     unit: str = "rows", warn_share: float = EXCLUSION_WARN_SHARE) -> None:
+def check_exclusions(
+    n_listed: int,
+    n_kept: int,
+    excluded: Mapping[str, int],
+    where: str | Path,
+    looked_in: str,
+    unit: str = "rows",
+    warn_share: float = EXCLUSION_WARN_SHARE,
+) -> None:
     """Refuse an empty cohort and warn about a large exclusion.
 
     ``n_kept == 0``: ``ValueError`` naming the largest exclusion reason and ``looked_in`` (where the
@@ -118,8 +141,12 @@ def check_exclusions(n_listed: int, n_kept: int, excluded: Mapping[str, int], wh
         raise ValueError(f"{where}: 0 of {n_listed} {unit} usable: {why}; looked in {looked_in}")
     n_out = n_listed - n_kept
     if n_listed and n_out / n_listed > warn_share:
-        warnings.warn(f"{where}: {n_out} of {n_listed} {unit} ({n_out / n_listed:.0%}) left out, more than "
-                      f"{warn_share:.0%}: {reasons}; looked in {looked_in}", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{where}: {n_out} of {n_listed} {unit} ({n_out / n_listed:.0%}) left out, more than "
+            f"{warn_share:.0%}: {reasons}; looked in {looked_in}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def tree_manifest(*dirs: Path) -> dict[str, Any]:

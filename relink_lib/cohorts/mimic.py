@@ -8,6 +8,7 @@ Layout under ``root``::
     mimic-cxr-2.0.0-metadata.csv[.gz]     dicom_id, subject_id, study_id, ViewPosition, Rows, Columns, StudyDate, StudyTime, ...
     mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt   free-text reports (from MIMIC-CXR)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,17 @@ import pandas as pd
 
 from ..labels import CHEXPERT_LABELS
 from .base import Cohort, validate_labels
-from .io import UndecodableReport, check_exclusions, check_safe_paths, safe_relative, drop_duplicates, find_file, read_csv, read_report, require_dir
+from .io import (
+    UndecodableReport,
+    check_exclusions,
+    check_safe_paths,
+    drop_duplicates,
+    find_file,
+    read_csv,
+    read_report,
+    require_dir,
+    safe_relative,
+)
 from .splits import OFFICIAL_SPLIT_NAMES
 from .text import TEXT_MODES, compose_text, findings_impression
 
@@ -36,9 +47,18 @@ def mimic_paths(subject_id: str, study_id: str, dicom_id: str | None = None) -> 
     return f"{folder}/s{study_id}/{dicom_id}.jpg", f"{folder}/s{study_id}.txt"
 
 
-def load_mimic_cxr(root: str | Path, *, text: str = "findings+impression", image_size: int | None = None,
-                   reports_dir: str | Path | None = None, check_images: bool = True, site: str = "mimic-cxr",
-                   views: Sequence[str] = VIEW_PREFERENCE, public: bool = False, name: str = "mimic-cxr-jpg") -> Cohort:
+def load_mimic_cxr(
+    root: str | Path,
+    *,
+    text: str = "findings+impression",
+    image_size: int | None = None,
+    reports_dir: str | Path | None = None,
+    check_images: bool = True,
+    site: str = "mimic-cxr",
+    views: Sequence[str] = VIEW_PREFERENCE,
+    public: bool = False,
+    name: str = "mimic-cxr-jpg",
+) -> Cohort:
     """Load MIMIC-CXR-JPG as one frontal image per study (PA preferred over AP).
 
     Studies without a frontal image, without a report file, with an empty FINDINGS+IMPRESSION
@@ -55,8 +75,10 @@ def load_mimic_cxr(root: str | Path, *, text: str = "findings+impression", image
     split_path = find_file(root, (SPLIT_CSV, SPLIT_CSV + ".gz"), "MIMIC-CXR-JPG split file")
     label_path = find_file(root, (LABEL_CSV, LABEL_CSV + ".gz"), "MIMIC-CXR-JPG CheXpert label file")
     meta_path = find_file(root, (META_CSV, META_CSV + ".gz"), "MIMIC-CXR-JPG metadata file")
-    reports_root = require_dir(Path(reports_dir) if reports_dir is not None else root / REPORTS_DIR,
-                               "MIMIC-CXR free-text reports (mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt)")
+    reports_root = require_dir(
+        Path(reports_dir) if reports_dir is not None else root / REPORTS_DIR,
+        "MIMIC-CXR free-text reports (mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt)",
+    )
     ids = ("dicom_id", "study_id", "subject_id")
     split = read_csv(split_path, ids + ("split",), str_columns=ids)
     meta = read_csv(meta_path, ids + ("ViewPosition",), str_columns=ids + ("StudyDate", "StudyTime"))
@@ -71,8 +93,11 @@ def load_mimic_cxr(root: str | Path, *, text: str = "findings+impression", image
         i = int(np.flatnonzero(bad_split.to_numpy())[0])
         raise ValueError(f"{split_path}: row {i} column 'split' is not train, validate or test (value not shown)")
 
-    images = split.merge(meta[["dicom_id", "ViewPosition"] + [c for c in ("StudyDate", "StudyTime") if c in meta.columns]],
-                         on="dicom_id", how="left")
+    images = split.merge(
+        meta[["dicom_id", "ViewPosition"] + [c for c in ("StudyDate", "StudyTime") if c in meta.columns]],
+        on="dicom_id",
+        how="left",
+    )
     n_studies = images["study_id"].nunique()
     view = images["ViewPosition"].fillna("").astype(str).str.strip().str.upper()
     rank = {v: k for k, v in enumerate(views)}
@@ -112,7 +137,9 @@ def load_mimic_cxr(root: str | Path, *, text: str = "findings+impression", image
     excluded["no_report"], excluded["empty_report"] = n_no_report, n_empty
     excluded["undecodable_report"] = n_undecodable
     chosen = chosen[np.asarray(keep, dtype=bool)]
-    chosen["image_path"] = [mimic_paths(s, st, d)[0] for s, st, d in zip(chosen["subject_id"], chosen["study_id"], chosen["dicom_id"])]
+    chosen["image_path"] = [
+        mimic_paths(s, st, d)[0] for s, st, d in zip(chosen["subject_id"], chosen["study_id"], chosen["dicom_id"])
+    ]
     check_safe_paths(chosen, "image_path", root, split_path)
     if check_images:
         exists = np.array([(root / p).is_file() for p in chosen["image_path"]], dtype=bool)
@@ -132,18 +159,45 @@ def load_mimic_cxr(root: str | Path, *, text: str = "findings+impression", image
         tod = pd.to_numeric(pairs["StudyTime"], errors="coerce").fillna(0) if "StudyTime" in pairs.columns else 0
         when = date * 1e6 + tod
         pairs["study_order"] = when.groupby(pairs["patient_id"]).rank(method="first").astype(int)
-    cols = ["patient_id", "study_id", "dicom_id", "image_path", "text", "findings", "impression", "split", "view", "site",
-            *CHEXPERT_LABELS] + [c for c in ("study_order", "study_date") if c in pairs.columns]
+    cols = [
+        "patient_id",
+        "study_id",
+        "dicom_id",
+        "image_path",
+        "text",
+        "findings",
+        "impression",
+        "split",
+        "view",
+        "site",
+        *CHEXPERT_LABELS,
+    ] + [c for c in ("study_order", "study_date") if c in pairs.columns]
     pairs = pairs[cols].sort_values(["patient_id", "study_id"]).reset_index(drop=True)
     # no pair is the error "0 usable", naming the largest reason and where the loader looked
-    study_reasons = {k: excluded[k] for k in ("no_frontal_image", "no_report", "undecodable_report", "empty_report",
-                                              "missing_image")}
-    where_looked = {"no_frontal_image": f"{meta_path} (ViewPosition in {list(views)})",
-                    "missing_image": f"{root}/files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg"}
+    study_reasons = {
+        k: excluded[k] for k in ("no_frontal_image", "no_report", "undecodable_report", "empty_report", "missing_image")
+    }
+    where_looked = {
+        "no_frontal_image": f"{meta_path} (ViewPosition in {list(views)})",
+        "missing_image": f"{root}/files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg",
+    }
     top = max(study_reasons, key=study_reasons.get) if any(study_reasons.values()) else "no_report"
-    check_exclusions(n_studies, len(pairs), study_reasons, root, where_looked.get(
-        top, f"{reports_root}/files/pXX/pSUBJECT/sSTUDY.txt"), unit="studies")
-    summary = {"source": "mimic-cxr-jpg", "root": str(root), "n_images_listed": int(len(split)), "n_studies_listed": int(n_studies),
-               "n_pairs": int(len(pairs)), "n_patients": int(pairs["patient_id"].nunique()), "text": text,
-               "excluded": {k: int(v) for k, v in excluded.items()}}
+    check_exclusions(
+        n_studies,
+        len(pairs),
+        study_reasons,
+        root,
+        where_looked.get(top, f"{reports_root}/files/pXX/pSUBJECT/sSTUDY.txt"),
+        unit="studies",
+    )
+    summary = {
+        "source": "mimic-cxr-jpg",
+        "root": str(root),
+        "n_images_listed": int(len(split)),
+        "n_studies_listed": int(n_studies),
+        "n_pairs": int(len(pairs)),
+        "n_patients": int(pairs["patient_id"].nunique()),
+        "text": text,
+        "excluded": {k: int(v) for k, v in excluded.items()},
+    }
     return Cohort(pairs, root=root, public=public, name=name, summary=summary, image_size=image_size)

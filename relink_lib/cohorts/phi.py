@@ -4,6 +4,7 @@ Notebooks show pairs only through these helpers. For a private cohort they show 
 labels, never ``text`` / ``findings`` / ``impression``; asking for the text raises
 ``PrivateTextError``.
 """
+
 from __future__ import annotations
 
 import html
@@ -21,8 +22,17 @@ from .base import TEXT_COLUMNS, Cohort
 
 WITHHELD = "[report text withheld: credentialed cohort]"
 
-PRIVATE_DISPLAY_COLUMNS: tuple[str, ...] = ("patient_id", "study_id", "dicom_id", "image_path", "split", "view", "site",
-                                           "study_order", *CHEXPERT_LABELS)
+PRIVATE_DISPLAY_COLUMNS: tuple[str, ...] = (
+    "patient_id",
+    "study_id",
+    "dicom_id",
+    "image_path",
+    "split",
+    "view",
+    "site",
+    "study_order",
+    *CHEXPERT_LABELS,
+)
 """The only columns :func:`display_frame` shows for a private cohort (an allow-list: any other
 column, such as a free-text ``notes`` a user's CSV carried along, is never shown)."""
 
@@ -38,7 +48,9 @@ def report_text_for_display(cohort: Cohort, i: int) -> str:
     return str(cohort.pairs["text"].iloc[cohort._check_row(i)])
 
 
-def display_frame(cohort: Cohort, rows: Iterable[int] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def display_frame(
+    cohort: Cohort, rows: Iterable[int] | None = None, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
     """A table of ``rows`` for display.
 
     A public cohort shows ``columns`` (default all). A private cohort shows only the columns of
@@ -59,8 +71,9 @@ def _labels_line(row: pd.Series) -> str:
     return ", ".join(pos + [f"{l}?" for l in unc]) or "(no positive label)"
 
 
-def show_pairs(cohort: Cohort, rows: Sequence[int], ncols: int = 3, text_chars: int = 260,
-               show_text: bool | None = None) -> Figure:
+def show_pairs(
+    cohort: Cohort, rows: Sequence[int], ncols: int = 3, text_chars: int = 260, show_text: bool | None = None
+) -> Figure:
     """A matplotlib figure of image-report pairs of ``rows``: image, labels and (public cohorts only) the report.
 
     ``show_text=True`` on a private cohort raises ``PrivateTextError``; the default shows text
@@ -72,7 +85,9 @@ def show_pairs(cohort: Cohort, rows: Sequence[int], ncols: int = 3, text_chars: 
         raise PrivateTextError(f"cohort {cohort.name!r} is not public: show_pairs(show_text=True) refused")
     rows = list(rows)
     nrows = int(np.ceil(len(rows) / ncols))
-    fig, axes = plt.subplots(nrows, ncols * 2, figsize=(ncols * 4.6, nrows * 2.4), gridspec_kw={"width_ratios": [1, 1.3] * ncols})
+    fig, axes = plt.subplots(
+        nrows, ncols * 2, figsize=(ncols * 4.6, nrows * 2.4), gridspec_kw={"width_ratios": [1, 1.3] * ncols}
+    )
     axes = np.atleast_2d(axes)
     for ax in axes.ravel():
         ax.axis("off")
@@ -84,8 +99,15 @@ def show_pairs(cohort: Cohort, rows: Sequence[int], ncols: int = 3, text_chars: 
         ax_img.set_title(f"{row['site']} | {row['view']} | {row['split']}", fontsize=7)
         body = report_text_for_display(cohort, r) if show_text else WITHHELD
         body = body if len(body) <= text_chars else body[: text_chars - 3] + "..."
-        ax_txt.text(0, 1, "\n".join(textwrap.wrap(body, 38)) + "\n\nlabels: " + "\n".join(textwrap.wrap(_labels_line(row), 38)),
-                    va="top", ha="left", fontsize=6.5, transform=ax_txt.transAxes)
+        ax_txt.text(
+            0,
+            1,
+            "\n".join(textwrap.wrap(body, 38)) + "\n\nlabels: " + "\n".join(textwrap.wrap(_labels_line(row), 38)),
+            va="top",
+            ha="left",
+            fontsize=6.5,
+            transform=ax_txt.transAxes,
+        )
     fig.tight_layout()
     return fig
 
@@ -99,9 +121,11 @@ def render_pairs_html(cohort: Cohort, rows: Sequence[int], title: str | None = N
         fig.savefig(buf, format="svg", dpi=80)
     plt.close(fig)
     svg = buf.getvalue()
-    svg = svg[svg.find("<svg"):]
+    svg = svg[svg.find("<svg") :]
     table = display_frame(cohort, rows).to_html(index=False, na_rep="")
     summary = html.escape(repr(cohort))
-    return (f"<html><head><meta charset='utf-8'><title>{html.escape(title or cohort.name)}</title></head><body>"
-            f"<h1>{html.escape(title or cohort.name)}</h1><p>{summary}</p>"
-            f"{svg}{table}</body></html>")
+    return (
+        f"<html><head><meta charset='utf-8'><title>{html.escape(title or cohort.name)}</title></head><body>"
+        f"<h1>{html.escape(title or cohort.name)}</h1><p>{summary}</p>"
+        f"{svg}{table}</body></html>"
+    )

@@ -1,4 +1,5 @@
 """Patient-level splits: no patient in two splits, asserted on every load."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -7,20 +8,37 @@ import numpy as np
 import pandas as pd
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-OFFICIAL_SPLIT_NAMES: dict[str, str] = {"train": "train", "validate": "val", "valid": "val", "val": "val", "test": "test"}
+OFFICIAL_SPLIT_NAMES: dict[str, str] = {
+    "train": "train",
+    "validate": "val",
+    "valid": "val",
+    "val": "val",
+    "test": "test",
+}
 """Official split spellings (MIMIC-CXR ``validate``, CheXpert ``valid``) mapped to ours."""
 
 
-def patient_split(patient_ids: Sequence | np.ndarray | pd.Series, fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                  seed: int = 0, names: Sequence[str] = SPLITS) -> np.ndarray:
+def patient_split(
+    patient_ids: Sequence | np.ndarray | pd.Series,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    names: Sequence[str] = SPLITS,
+) -> np.ndarray:
     """Assign each row a split by patient, so that all rows of a patient share one split.
 
     Patients (unique ids) are shuffled with ``seed`` and cut at the cumulative ``fractions``
     (which must be non-negative and sum to 1). Returns an object array of split names, one per row.
     """
     fractions = np.asarray(fractions, dtype=float)
-    if fractions.ndim != 1 or len(fractions) != len(names) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
-        raise ValueError(f"fractions={fractions.tolist()}: expected {len(names)} non-negative numbers summing to 1 (for {list(names)})")
+    if (
+        fractions.ndim != 1
+        or len(fractions) != len(names)
+        or np.any(fractions < 0)
+        or not np.isclose(fractions.sum(), 1.0)
+    ):
+        raise ValueError(
+            f"fractions={fractions.tolist()}: expected {len(names)} non-negative numbers summing to 1 (for {list(names)})"
+        )
     ids = pd.Series(np.asarray(patient_ids).astype(str))
     unique = np.sort(ids.unique())
     rng = np.random.default_rng(seed)
@@ -42,8 +60,10 @@ def assert_patient_disjoint(pairs: pd.DataFrame, where: str = "cohort") -> None:
     if len(leaking):
         pid = leaking.index[0]
         got = sorted(pairs.loc[pairs["patient_id"] == pid, "split"].unique())
-        raise ValueError(f"{where}: patient_id={pid!r} appears in splits {got}; splits must be patient-level "
-                         f"({len(leaking)} patient(s) leak)")
+        raise ValueError(
+            f"{where}: patient_id={pid!r} appears in splits {got}; splits must be patient-level "
+            f"({len(leaking)} patient(s) leak)"
+        )
 
 
 def validate_split_values(split: pd.Series, where: str = "cohort") -> None:

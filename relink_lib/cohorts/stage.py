@@ -7,6 +7,7 @@ joined back by ``study_id``. The loaded cohort is materialised (uint8 images ``.
 Real source: MIMIC-CXR-JPG (internal) and CheXpert Plus (external) from the profile's ``data``
 section; the roots and their files are checked before anything long runs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,10 +39,14 @@ def _site_params(params: ProfileLike, site: str) -> dict[str, Any]:
     out = {"source": cohort.source, "site": site, "image_size": cohort.image_size, "text": cohort.text}
     if cohort.simulation:
         internal = site == "internal"
-        out.update(n_pairs=int(cohort.n_pairs if internal else cohort.n_pairs_external),
-                   report_detail=float(cohort.report_detail), image_noise=float(cohort.image_noise),
-                   split_fractions=tuple(cohort.split_fractions if internal else cohort.external_split_fractions),
-                   roundtrip=bool(cohort.roundtrip), seed=int(cfg.seed))
+        out.update(
+            n_pairs=int(cohort.n_pairs if internal else cohort.n_pairs_external),
+            report_detail=float(cohort.report_detail),
+            image_noise=float(cohort.image_noise),
+            split_fractions=tuple(cohort.split_fractions if internal else cohort.external_split_fractions),
+            roundtrip=bool(cohort.roundtrip),
+            seed=int(cfg.seed),
+        )
     return out
 
 
@@ -49,13 +54,17 @@ def check_real_data(params: ProfileLike, site: str = "internal") -> Path:
     """Check that the real cohort's root and official files exist; raise ``FileNotFoundError`` naming what is missing."""
     data = as_profile(params).data
     if site == "internal":
-        root = require_dir(data.mimic_cxr_root, "params['data']['mimic_cxr_root'] / MIMIC_CXR_ROOT (MIMIC-CXR-JPG 2.0.0)")
+        root = require_dir(
+            data.mimic_cxr_root, "params['data']['mimic_cxr_root'] / MIMIC_CXR_ROOT (MIMIC-CXR-JPG 2.0.0)"
+        )
         for name in (SPLIT_CSV, LABEL_CSV, META_CSV):
             find_file(root, (name, name + ".gz"), "MIMIC-CXR-JPG")
         require_dir(root / REPORTS_DIR, "MIMIC-CXR reports (unzip mimic-cxr-reports.zip into the root)")
         require_dir(root / "files", "MIMIC-CXR-JPG images")
     else:
-        root = require_dir(data.chexpert_plus_root, "params['data']['chexpert_plus_root'] / CHEXPERT_PLUS_ROOT (CheXpert Plus)")
+        root = require_dir(
+            data.chexpert_plus_root, "params['data']['chexpert_plus_root'] / CHEXPERT_PLUS_ROOT (CheXpert Plus)"
+        )
         find_file(root, (CSV_NAME,), "CheXpert Plus")
         find_file(root, (f"{LABEL_DIR}/report_fixed.json",), "CheXpert Plus CheXbert labels")
     return root
@@ -74,8 +83,11 @@ def cohort_key(params: ProfileLike, site: str = "internal") -> dict[str, Any]:
         files = [p for p in sorted(root.glob("*.csv*")) + sorted((root / LABEL_DIR).glob("*.json")) if p.is_file()]
         key["root"] = str(root)
         key["files"] = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-        trees = (root / REPORTS_DIR, root / "files") if site == "internal" else \
-            tuple(sorted(p for p in root.iterdir() if p.is_dir() and p.name != LABEL_DIR))
+        trees = (
+            (root / REPORTS_DIR, root / "files")
+            if site == "internal"
+            else tuple(sorted(p for p in root.iterdir() if p.is_dir() and p.name != LABEL_DIR))
+        )
         key["manifest"] = tree_manifest(*trees)
     return key
 
@@ -111,9 +123,16 @@ def _build(profile: Profile, cfg: dict[str, Any], tmp: Path) -> Cohort:
         if site == "internal":
             return load_mimic_cxr(data.mimic_cxr_root, text=cfg["text"], image_size=cfg["image_size"], site=site)
         return load_chexpert_plus(data.chexpert_plus_root, text=cfg["text"], image_size=cfg["image_size"], site=site)
-    gen = make_synthetic_cohort(cfg["n_pairs"], image_size=cfg["image_size"], seed=cfg["seed"], site=site,
-                                report_detail=cfg["report_detail"], image_noise=cfg["image_noise"],
-                                split_fractions=cfg["split_fractions"], text=cfg["text"])
+    gen = make_synthetic_cohort(
+        cfg["n_pairs"],
+        image_size=cfg["image_size"],
+        seed=cfg["seed"],
+        site=site,
+        report_detail=cfg["report_detail"],
+        image_noise=cfg["image_noise"],
+        split_fractions=cfg["split_fractions"],
+        text=cfg["text"],
+    )
     if not cfg["roundtrip"]:
         return gen
     layout = LAYOUT_OF_SITE[site]

@@ -1,4 +1,5 @@
 """Descriptive statistics of a cohort for chapter 2: prevalence, co-occurrence, studies per patient, splits."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,15 @@ def label_prevalence(cohort: Cohort) -> pd.DataFrame:
     """Fraction of pairs per label value: columns ``positive, uncertain, negative, blank`` (rows: the 14 labels)."""
     m = cohort.label_matrix()
     n = max(len(cohort), 1)
-    return pd.DataFrame({"positive": (m == 1).sum(0) / n, "uncertain": (m == -1).sum(0) / n,
-                         "negative": (m == 0).sum(0) / n, "blank": np.isnan(m).sum(0) / n}, index=list(CHEXPERT_LABELS))
+    return pd.DataFrame(
+        {
+            "positive": (m == 1).sum(0) / n,
+            "uncertain": (m == -1).sum(0) / n,
+            "negative": (m == 0).sum(0) / n,
+            "blank": np.isnan(m).sum(0) / n,
+        },
+        index=list(CHEXPERT_LABELS),
+    )
 
 
 def cooccurrence(cohort: Cohort, include_uncertain: bool = False) -> pd.DataFrame:

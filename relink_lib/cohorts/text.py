@@ -1,4 +1,5 @@
 """Report text: section parsing (MIMIC-CXR free text), whitespace normalisation, text composition."""
+
 from __future__ import annotations
 
 import re
@@ -7,8 +8,19 @@ import textwrap
 TEXT_MODES: tuple[str, ...] = ("findings+impression", "impression", "findings", "longer")
 """How ``text`` is built from the sections: both joined (default), one of them, or the longer one."""
 
-EXCLUDED_SECTIONS: tuple[str, ...] = ("EXAMINATION", "INDICATION", "HISTORY", "COMPARISON", "TECHNIQUE", "CLINICAL HISTORY",
-                                      "REASON FOR EXAMINATION", "NOTIFICATION", "WET READ", "FINAL REPORT", "ADDENDUM")
+EXCLUDED_SECTIONS: tuple[str, ...] = (
+    "EXAMINATION",
+    "INDICATION",
+    "HISTORY",
+    "COMPARISON",
+    "TECHNIQUE",
+    "CLINICAL HISTORY",
+    "REASON FOR EXAMINATION",
+    "NOTIFICATION",
+    "WET READ",
+    "FINAL REPORT",
+    "ADDENDUM",
+)
 """Header sections that never enter ``text``."""
 
 _HEADER = re.compile(r"^\s*([A-Z][A-Z /&()-]{2,40}?)\s*:", re.MULTILINE)
@@ -32,7 +44,7 @@ def parse_sections(report: str) -> dict[str, str]:
         out[""] = lead
     for m, end in zip(matches, starts[1:]):
         name = m.group(1).strip()
-        body = normalise_whitespace(report[m.end(): end])
+        body = normalise_whitespace(report[m.end() : end])
         out[name] = (out[name] + " " + body).strip() if name in out else body
     return out
 
@@ -59,5 +71,13 @@ def compose_text(findings: str, impression: str, mode: str = "findings+impressio
 
 def wrap_report_section(text: str, width: int = 72, indent: str = " ") -> str:
     """Wrap a section body like MIMIC-CXR's report files (leading space, ~72 columns)."""
-    return "\n".join(textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent,
-                                   break_long_words=False, break_on_hyphens=False))
+    return "\n".join(
+        textwrap.wrap(
+            text,
+            width=width,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    )

@@ -9,6 +9,7 @@ Public API:
 - :func:`independent_epsilons`, :func:`epsilon_dp_accounting`, :func:`group_privacy` (:mod:`.accounting`)
 - :func:`reinit_heads`, :func:`perturb_heads` (:mod:`.heads`), :func:`tune_output_perturbation` (:mod:`.controls`)
 """
+
 from .accounting import epsilon_dp_accounting, group_privacy, independent_epsilons
 from .calibrate import RDP_ORDERS, calibrate_noise, rdp_epsilon
 from .config import DPConfig, HeadTrainingResult
@@ -20,11 +21,25 @@ from .sampling import poisson_batches, privacy_units
 from .train import sampling_plan, train_heads
 
 __all__ = [
-    "DPConfig", "HeadTrainingResult", "train_heads", "sampling_plan",
-    "per_example_loss", "per_example_loss_weights", "ExpandedBankLoss",
-    "HeadGradFactors", "head_grad_factors", "per_sample_head_grads",
-    "calibrate_noise", "rdp_epsilon", "RDP_ORDERS",
-    "independent_epsilons", "epsilon_dp_accounting", "group_privacy",
-    "reinit_heads", "perturb_heads", "tune_output_perturbation",
-    "poisson_batches", "privacy_units",
+    "DPConfig",
+    "HeadTrainingResult",
+    "train_heads",
+    "sampling_plan",
+    "per_example_loss",
+    "per_example_loss_weights",
+    "ExpandedBankLoss",
+    "HeadGradFactors",
+    "head_grad_factors",
+    "per_sample_head_grads",
+    "calibrate_noise",
+    "rdp_epsilon",
+    "RDP_ORDERS",
+    "independent_epsilons",
+    "epsilon_dp_accounting",
+    "group_privacy",
+    "reinit_heads",
+    "perturb_heads",
+    "tune_output_perturbation",
+    "poisson_batches",
+    "privacy_units",
 ]

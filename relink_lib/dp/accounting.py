@@ -11,6 +11,7 @@ as a ``dp_accounting`` event and re-accounted by a separate implementation:
 
 Group privacy for patients with several pairs when the unit is one pair is in :func:`group_privacy`.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,9 +33,15 @@ def dp_event(noise_multiplier: float, sample_rate: float, steps: int) -> dp_acco
     return dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(sample_rate, gauss), int(steps))
 
 
-def epsilon_dp_accounting(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
-                          method: str = "pld", orders: tuple[float, ...] = RDP_ORDERS,
-                          pld_discretization: float | None = None) -> float:
+def epsilon_dp_accounting(
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    method: str = "pld",
+    orders: tuple[float, ...] = RDP_ORDERS,
+    pld_discretization: float | None = None,
+) -> float:
     """Epsilon from dp-accounting with ``method`` = ``"pld"`` or ``"rdp"``.
 
     ``pld_discretization``: the PLD grid step of privacy-loss values; default ``1e-4``, widened to
@@ -45,7 +52,9 @@ def epsilon_dp_accounting(noise_multiplier: float, sample_rate: float, steps: in
         acc = _rdpacc.RdpAccountant(orders=list(orders))
     elif method == "pld":
         if pld_discretization is None:
-            pld_discretization = 1e-4 * max(1.0, rdp_epsilon(noise_multiplier, sample_rate, steps, delta, orders, backend="numpy")[0])
+            pld_discretization = 1e-4 * max(
+                1.0, rdp_epsilon(noise_multiplier, sample_rate, steps, delta, orders, backend="numpy")[0]
+            )
         acc = _pld.PLDAccountant(value_discretization_interval=pld_discretization)
     else:
         raise ValueError(f"method: expected 'pld' or 'rdp', got {method!r}")
@@ -62,8 +71,12 @@ def independent_epsilons(record: Mapping[str, Any]) -> dict[str, float | None]:
     for key in ("noise_multiplier", "sample_rate", "steps", "delta"):
         if record.get(key) is None:
             raise ValueError(f"record: missing {key!r} (a non-private run has no epsilon to recompute)")
-    sigma, q, steps, delta = (float(record["noise_multiplier"]), float(record["sample_rate"]),
-                              int(record["steps"]), float(record["delta"]))
+    sigma, q, steps, delta = (
+        float(record["noise_multiplier"]),
+        float(record["sample_rate"]),
+        int(record["steps"]),
+        float(record["delta"]),
+    )
     eps_opacus = rdp_epsilon(sigma, q, steps, delta)[0]
     out: dict[str, float | None] = {
         "opacus_rdp": eps_opacus,

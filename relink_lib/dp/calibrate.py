@@ -10,17 +10,20 @@ works from eps = 1e-2 to eps = 1e15 (where sigma is ~1e-7). It stops only when t
 epsilon is at most the target AND within ``rel_tol`` (default 1%) of it: the guarantee is
 never weaker than asked and not needlessly stronger.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
 
 import numpy as np
+from opacus.accountants.analysis import rdp as _rdp
 from scipy.optimize import brentq
 from scipy.special import gammaln, logsumexp
-from opacus.accountants.analysis import rdp as _rdp
 
-RDP_ORDERS: tuple[float, ...] = tuple(float(a) for a in list(range(2, 65)) + [80, 96, 128, 160, 192, 256, 384, 512, 768, 1024, 2048, 4096])
+RDP_ORDERS: tuple[float, ...] = tuple(
+    float(a) for a in list(range(2, 65)) + [80, 96, 128, 160, 192, 256, 384, 512, 768, 1024, 2048, 4096]
+)
 """Renyi orders of the primary accountant: integers only.
 
 For integer orders the RDP of the subsampled Gaussian is a finite sum, computed exactly (in log
@@ -64,8 +67,14 @@ def _spent(orders: np.ndarray, rdp: np.ndarray, delta: float) -> tuple[float, fl
     return float(eps[idx]), float(orders[idx])
 
 
-def rdp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
-                orders: tuple[float, ...] = RDP_ORDERS, backend: str = "opacus") -> tuple[float, float]:
+def rdp_epsilon(
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    orders: tuple[float, ...] = RDP_ORDERS,
+    backend: str = "opacus",
+) -> tuple[float, float]:
     """(epsilon, best order) of ``steps`` Poisson-subsampled Gaussian steps under RDP.
 
     ``noise_multiplier`` sigma: noise std / clipping norm; ``sample_rate`` q: the Poisson
@@ -95,9 +104,16 @@ def rdp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: 
     return (eps if math.isfinite(eps) else math.inf), float(order)
 
 
-def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, steps: int, *,
-                    rel_tol: float = 0.01, orders: tuple[float, ...] = RDP_ORDERS,
-                    max_iter: int = 400) -> float:
+def calibrate_noise(
+    target_epsilon: float,
+    delta: float,
+    sample_rate: float,
+    steps: int,
+    *,
+    rel_tol: float = 0.01,
+    orders: tuple[float, ...] = RDP_ORDERS,
+    max_iter: int = 400,
+) -> float:
     """Smallest noise multiplier (to ``rel_tol``) with ``rdp_epsilon <= target_epsilon``.
 
     Brent's method on log eps against log sigma inside a widened bracket, aiming at
@@ -106,7 +122,9 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
     ``ValueError`` for invalid inputs and ``RuntimeError`` if no bracket is found.
     """
     if not (isinstance(target_epsilon, (int, float)) and math.isfinite(target_epsilon) and target_epsilon > 0):
-        raise ValueError(f"target_epsilon: expected a finite value > 0 (None means non-private), got {target_epsilon!r}")
+        raise ValueError(
+            f"target_epsilon: expected a finite value > 0 (None means non-private), got {target_epsilon!r}"
+        )
     if not 0 < rel_tol < 1:
         raise ValueError(f"rel_tol: expected a value in (0, 1), got {rel_tol}")
     _check_common(sample_rate, steps, delta)
@@ -121,28 +139,34 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
             break
         lo, hi = hi, hi + math.log(4.0)
     else:
-        raise RuntimeError(f"calibrate_noise: no sigma reaches eps <= {target_epsilon} at delta={delta}, "
-                           f"sample_rate={sample_rate}, steps={steps}")
+        raise RuntimeError(
+            f"calibrate_noise: no sigma reaches eps <= {target_epsilon} at delta={delta}, "
+            f"sample_rate={sample_rate}, steps={steps}"
+        )
     for _ in range(200):
         if eps_of(lo) > target_epsilon:
             break
         hi, lo = lo, lo - math.log(4.0)
     else:
-        raise RuntimeError(f"calibrate_noise: eps stays below {target_epsilon} for every sigma tried at delta={delta} "
-                           f"(sample_rate={sample_rate}, steps={steps}); is delta too large?")
+        raise RuntimeError(
+            f"calibrate_noise: eps stays below {target_epsilon} for every sigma tried at delta={delta} "
+            f"(sample_rate={sample_rate}, steps={steps}); is delta too large?"
+        )
     # root of log eps(sigma) = log(aim) in log(sigma), aiming a quarter of the tolerance below the target
     aim = (1 - rel_tol / 4) * target_epsilon
     if eps_of(hi) >= (1 - rel_tol) * target_epsilon:
         root = hi
     else:
         # eps can reach 0 or below at a large delta: clamp before the log (the root lies where eps = aim > 0)
-        root = brentq(lambda x: math.log(max(eps_of(x), 1e-300)) - math.log(aim), lo, hi, xtol=1e-12, rtol=1e-12,
-                      maxiter=max_iter)
+        root = brentq(
+            lambda x: math.log(max(eps_of(x), 1e-300)) - math.log(aim), lo, hi, xtol=1e-12, rtol=1e-12, maxiter=max_iter
+        )
     return _confirm_with_opacus(math.exp(root), target_epsilon, rel_tol, delta, sample_rate, steps, orders)
 
 
-def _confirm_with_opacus(sigma: float, target: float, rel_tol: float, delta: float, sample_rate: float, steps: int,
-                         orders: tuple[float, ...]) -> float:
+def _confirm_with_opacus(
+    sigma: float, target: float, rel_tol: float, delta: float, sample_rate: float, steps: int, orders: tuple[float, ...]
+) -> float:
     """Re-check sigma with Opacus' RDP (the recorded accountant); nudge it up if rounding differs."""
     for _ in range(50):
         eps = rdp_epsilon(sigma, sample_rate, steps, delta, orders)[0]

@@ -1,4 +1,5 @@
 """Configuration and result types of DP head training."""
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,13 @@ def check_delta(delta: float, n_units: int, unit: str = "pair") -> None:
     ``ValueError`` naming delta, n and the bound.
     """
     if n_units >= 1 and delta >= 1.0 / n_units:
-        raise ValueError(f"DPConfig.delta={delta!r}: expected delta < 1/n_private = 1/{n_units} = {1.0 / n_units:.3g} "
-                         f"(n_private = {n_units} private {unit}s); with delta >= 1/n a mechanism that publishes one "
-                         f"random {unit} in the clear satisfies the guarantee, so it protects nobody")
+        raise ValueError(
+            f"DPConfig.delta={delta!r}: expected delta < 1/n_private = 1/{n_units} = {1.0 / n_units:.3g} "
+            f"(n_private = {n_units} private {unit}s); with delta >= 1/n a mechanism that publishes one "
+            f"random {unit} in the clear satisfies the guarantee, so it protects nobody"
+        )
+
+
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -71,6 +76,7 @@ class DPConfig:
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> ValueError:
             return ValueError(f"DPConfig.{name}: expected {expected}, got {getattr(self, name)!r}")
+
         te = self.target_epsilon
         if te is not None and not (isinstance(te, (int, float)) and math.isfinite(te) and te > 0):
             raise bad("target_epsilon", "a finite value > 0 or None (non-private)")
@@ -78,8 +84,11 @@ class DPConfig:
             raise bad("delta", "a value in (0, 1), below 1/n_private (checked against the data by train_heads)")
         if not (_real(self.epochs) and math.isfinite(self.epochs) and self.epochs > 0):
             raise bad("epochs", "a finite value > 0")
-        if not (_real(self.batch_size) and math.isfinite(self.batch_size)) or int(self.batch_size) != self.batch_size \
-                or self.batch_size < 1:
+        if (
+            not (_real(self.batch_size) and math.isfinite(self.batch_size))
+            or int(self.batch_size) != self.batch_size
+            or self.batch_size < 1
+        ):
             raise bad("batch_size", "a positive integer")
         if not (_real(self.max_grad_norm) and math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
             raise bad("max_grad_norm", "a finite value > 0")
@@ -93,7 +102,9 @@ class DPConfig:
             raise bad("optimizer", f"one of {OPTIMIZERS}")
         if self.engine not in ENGINES:
             raise bad("engine", f"one of {ENGINES}")
-        if self.noise_multiplier is not None and not (_real(self.noise_multiplier) and math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0):
+        if self.noise_multiplier is not None and not (
+            _real(self.noise_multiplier) and math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0
+        ):
             raise bad("noise_multiplier", "a finite value >= 0 or None (calibrate)")
 
     @property

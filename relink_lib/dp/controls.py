@@ -9,6 +9,7 @@
   adds over plain noise at the same loss of re-linkage. (Noise tuned to a score measured on
   held-out data is a control, not a privacy mechanism: it has no epsilon.)
 """
+
 from __future__ import annotations
 
 import math
@@ -38,9 +39,17 @@ class PerturbationFit:
     evaluations: int
 
 
-def tune_output_perturbation(image_head: nn.Module, text_head: nn.Module, score_fn: Callable[[nn.Module, nn.Module], float],
-                             target_score: float, *, seed: int = 0, abs_tol: float = 0.005,
-                             max_scale: float = 1e3, max_iter: int = 30) -> PerturbationFit:
+def tune_output_perturbation(
+    image_head: nn.Module,
+    text_head: nn.Module,
+    score_fn: Callable[[nn.Module, nn.Module], float],
+    target_score: float,
+    *,
+    seed: int = 0,
+    abs_tol: float = 0.005,
+    max_scale: float = 1e3,
+    max_iter: int = 30,
+) -> PerturbationFit:
     """Find the relative noise scale whose perturbed heads score ``target_score``.
 
     ``score_fn(image_head, text_head)``: e.g. Recall@1 at N on held-out pairs, assumed to fall
@@ -62,7 +71,9 @@ def tune_output_perturbation(image_head: nn.Module, text_head: nn.Module, score_
     while True:
         score, img, txt = evaluate(hi)
         evals += 1
-        best = (hi, score, img, txt) if best is None or abs(score - target_score) < abs(best[1] - target_score) else best
+        best = (
+            (hi, score, img, txt) if best is None or abs(score - target_score) < abs(best[1] - target_score) else best
+        )
         if score <= target_score or hi >= max_scale:
             break
         lo, hi = hi, hi * 2

@@ -19,6 +19,7 @@ With ``bank_grad=False`` (the training default, see :class:`relink_lib.dp.DPConf
 embeddings are constants within a step and ``G_i = e_i x_i^T``: norm ``|e_i| |x_i|``, the plain
 ghost-norm of a linear layer, O(n (d + D)) on top of the forward pass.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -120,8 +121,9 @@ class HeadGradFactors:
         return out
 
 
-def _bank_terms(query: Tensor, bank_feat: Tensor, bank_proj: Tensor, p_bank: Tensor, scale: float
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _bank_terms(
+    query: Tensor, bank_feat: Tensor, bank_proj: Tensor, p_bank: Tensor, scale: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(F, R, Omega, K)`` of the head whose bank is ``bank_feat``, for the direction queried by ``query``.
 
     ``query`` (n, d) unit embeddings, ``bank_proj`` (m, d) the bank's projections, ``p_bank`` (n, m)
@@ -133,10 +135,16 @@ def _bank_terms(query: Tensor, bank_feat: Tensor, bank_proj: Tensor, p_bank: Ten
     return query, weighted @ bank_feat, weighted * (query @ K.T), K
 
 
-def head_grad_factors(w_img: Tensor, w_txt: Tensor, image_feats: Tensor, text_feats: Tensor,
-                      bank_text_feats: Tensor, bank_image_feats: Tensor | None = None,
-                      temperature: float = DEFAULT_TEMPERATURE, bank_grad: bool = True
-                      ) -> tuple[HeadGradFactors, HeadGradFactors, Tensor]:
+def head_grad_factors(
+    w_img: Tensor,
+    w_txt: Tensor,
+    image_feats: Tensor,
+    text_feats: Tensor,
+    bank_text_feats: Tensor,
+    bank_image_feats: Tensor | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+    bank_grad: bool = True,
+) -> tuple[HeadGradFactors, HeadGradFactors, Tensor]:
     """Factored per-sample gradients of both heads and the per-example losses.
 
     ``w_img`` (d, D_img), ``w_txt`` (d, D_txt): head weights (no bias). Features as in
@@ -170,24 +178,37 @@ def head_grad_factors(w_img: Tensor, w_txt: Tensor, image_feats: Tensor, text_fe
     scale = wgt / tau
     # report bank -> text head, queried by the image embedding u
     p_t = logp.detach().exp()[:, 1:]
-    txt = HeadGradFactors(e_txt, text_feats, *_bank_terms(u, bank_text_feats, bank_t.detach(), p_t, scale),
-                          bank_feat=bank_text_feats)
+    txt = HeadGradFactors(
+        e_txt, text_feats, *_bank_terms(u, bank_text_feats, bank_t.detach(), p_t, scale), bank_feat=bank_text_feats
+    )
     if symmetric:
         p_i = logp2.detach().exp()[:, 1:]
-        img = HeadGradFactors(e_img, image_feats, *_bank_terms(v, bank_image_feats, bank_i.detach(), p_i, scale),
-                              bank_feat=bank_image_feats)
+        img = HeadGradFactors(
+            e_img,
+            image_feats,
+            *_bank_terms(v, bank_image_feats, bank_i.detach(), p_i, scale),
+            bank_feat=bank_image_feats,
+        )
     else:
         img = HeadGradFactors(e_img, image_feats)
     return img, txt, loss
 
 
-def per_sample_head_grads(w_img: Tensor, w_txt: Tensor, image_feats: Tensor, text_feats: Tensor,
-                          bank_text_feats: Tensor, bank_image_feats: Tensor | None = None,
-                          temperature: float = DEFAULT_TEMPERATURE, bank_grad: bool = True) -> tuple[Tensor, Tensor]:
+def per_sample_head_grads(
+    w_img: Tensor,
+    w_txt: Tensor,
+    image_feats: Tensor,
+    text_feats: Tensor,
+    bank_text_feats: Tensor,
+    bank_image_feats: Tensor | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+    bank_grad: bool = True,
+) -> tuple[Tensor, Tensor]:
     """Dense per-sample gradients of the decomposable objective: (n, d, D_img) and (n, d, D_txt).
 
     The same gradients DP-SGD clips (before clipping), for reuse by gradient-based attacks.
     """
-    img, txt, _ = head_grad_factors(w_img, w_txt, image_feats, text_feats, bank_text_feats,
-                                    bank_image_feats, temperature, bank_grad)
+    img, txt, _ = head_grad_factors(
+        w_img, w_txt, image_feats, text_feats, bank_text_feats, bank_image_feats, temperature, bank_grad
+    )
     return img.materialize(), txt.materialize()

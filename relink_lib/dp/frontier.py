@@ -13,6 +13,7 @@ re-linkage and at what utility cost. This module holds the pieces that do not tr
 
 Training and caching live in :mod:`relink_lib.dp.frontier_stage`.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,15 @@ from .outcomes import relative_reduction
 INITS: tuple[str, ...] = ("pretrained", "reinit")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 SEED_METRICS: tuple[str, ...] = (
-    "r1_reduction_select", "r1_reduction", "probe_auroc_drop", "zero_shot_auroc_drop",
-    "probe_auroc_drop_report", "zero_shot_auroc_drop_report", "drift", "r1_select", "r1_report",
+    "r1_reduction_select",
+    "r1_reduction",
+    "probe_auroc_drop",
+    "zero_shot_auroc_drop",
+    "probe_auroc_drop_report",
+    "zero_shot_auroc_drop_report",
+    "drift",
+    "r1_select",
+    "r1_report",
 )
 """Per-seed metrics averaged by :func:`aggregate_seeds` (each also gets a ``*_seed_sd``)."""
 
@@ -69,8 +77,13 @@ def frontier_grid(spec: FrontierConfig) -> list[Setting]:
     ``lrs`` maps each optimizer to its learning rates (SGD and Adam steps live on different
     scales). Order: init, optimizer, lr, epochs (the frontier list keeps it).
     """
-    return [Setting(str(init), str(opt), float(lr), float(ep))
-            for init in spec.inits for opt in spec.optimizers for lr in spec.lrs[opt] for ep in spec.epochs]
+    return [
+        Setting(str(init), str(opt), float(lr), float(ep))
+        for init in spec.inits
+        for opt in spec.optimizers
+        for lr in spec.lrs[opt]
+        for ep in spec.epochs
+    ]
 
 
 def heldout_halves(patient_ids: Sequence | np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +100,9 @@ def reference_pool_size(n_select: int, n_report: int, preferred: int = 10_000) -
     return n
 
 
-def per_query_recall_at_1(image_emb: np.ndarray, report_emb: np.ndarray, pool_size: int, chunk_size: int = 4096) -> np.ndarray:
+def per_query_recall_at_1(
+    image_emb: np.ndarray, report_emb: np.ndarray, pool_size: int, chunk_size: int = 4096
+) -> np.ndarray:
     """Expected Recall@1 of every query over random pools of ``pool_size`` within the given rows, ``(n,)``."""
     rc = rank_counts(image_emb, report_emb, chunk_size=chunk_size, device="cpu")
     draws = np.minimum(int(pool_size) - 1, rc.population)
@@ -100,7 +115,9 @@ def _embed_images(head: nn.Module, x_img: np.ndarray) -> np.ndarray:
         return (a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
 
 
-def embed_heads(heads: tuple[nn.Module, nn.Module], x_img: np.ndarray, x_txt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def embed_heads(
+    heads: tuple[nn.Module, nn.Module], x_img: np.ndarray, x_txt: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """L2-normalised embeddings ``(n, d)`` of pre-projection image and text features through ``heads``."""
     with torch.no_grad():
         dtype = next(heads[0].parameters()).dtype
@@ -121,10 +138,23 @@ class HeldoutEvaluator:
     :meth:`relative` the frontier's fields against :attr:`baseline` (the pretrained heads).
     """
 
-    def __init__(self, pretrained: tuple[nn.Module, nn.Module], test_img: np.ndarray, test_txt: np.ndarray,
-                 test_labels: np.ndarray, test_patients: np.ndarray, train_img: np.ndarray, train_labels: np.ndarray,
-                 prompt_features: Mapping[str, Any] | None, *, probe_C: float = 1.0, split_seed: int = 0,
-                 preferred_pool_size: int = 10_000, chunk_size: int = 4096, probe_max_train: int | None = None) -> None:
+    def __init__(
+        self,
+        pretrained: tuple[nn.Module, nn.Module],
+        test_img: np.ndarray,
+        test_txt: np.ndarray,
+        test_labels: np.ndarray,
+        test_patients: np.ndarray,
+        train_img: np.ndarray,
+        train_labels: np.ndarray,
+        prompt_features: Mapping[str, Any] | None,
+        *,
+        probe_C: float = 1.0,
+        split_seed: int = 0,
+        preferred_pool_size: int = 10_000,
+        chunk_size: int = 4096,
+        probe_max_train: int | None = None,
+    ) -> None:
         self.test_img, self.test_txt = np.asarray(test_img), np.asarray(test_txt)
         self.test_labels = np.asarray(test_labels, dtype=float)
         self.test_patients = np.asarray(test_patients).astype(str)
@@ -135,10 +165,14 @@ class HeldoutEvaluator:
         self.pool_size = reference_pool_size(int(self.select.sum()), int(self.report.sum()), preferred_pool_size)
         self.train_img, self.train_labels = np.asarray(train_img), np.asarray(train_labels, dtype=float)
         if len(self.train_img) != len(self.train_labels):
-            raise ValueError(f"train_img/train_labels: expected the same number of rows, got {len(self.train_img)} "
-                             f"and {len(self.train_labels)}")
+            raise ValueError(
+                f"train_img/train_labels: expected the same number of rows, got {len(self.train_img)} "
+                f"and {len(self.train_labels)}"
+            )
         if probe_max_train is not None and len(self.train_img) > int(probe_max_train):
-            keep = np.sort(np.random.default_rng(split_seed).choice(len(self.train_img), int(probe_max_train), replace=False))
+            keep = np.sort(
+                np.random.default_rng(split_seed).choice(len(self.train_img), int(probe_max_train), replace=False)
+            )
             self.train_img, self.train_labels = self.train_img[keep], self.train_labels[keep]
         self.prompt_features = prompt_features
         self.probe_C = float(probe_C)
@@ -160,17 +194,27 @@ class HeldoutEvaluator:
         if not utility:
             return out
         tr_img = _embed_images(heads[0], self.train_img)
-        probes = linear_probe_aurocs(tr_img, self.train_labels,
-                                     {h: (img[m], self.test_labels[m]) for h, m in (("select", self.select), ("report", self.report))},
-                                     C=self.probe_C, solver="newton-cholesky")
+        probes = linear_probe_aurocs(
+            tr_img,
+            self.train_labels,
+            {h: (img[m], self.test_labels[m]) for h, m in (("select", self.select), ("report", self.report))},
+            C=self.probe_C,
+            solver="newton-cholesky",
+        )
         for half in ("select", "report"):
             t = probes[half]
             out[f"probe_{half}"] = float(t.loc[t["label"] == "macro", "auroc"].iloc[0])
             out[f"zero_shot_{half}"] = math.nan
         if self.prompt_features is not None:
             for half, mask in (("select", self.select), ("report", self.report)):
-                zs = zero_shot_auroc(None, self.test_img[mask], self.test_labels[mask], image_head=heads[0],
-                                     text_head=heads[1], prompt_features=self.prompt_features)
+                zs = zero_shot_auroc(
+                    None,
+                    self.test_img[mask],
+                    self.test_labels[mask],
+                    image_head=heads[0],
+                    text_head=heads[1],
+                    prompt_features=self.prompt_features,
+                )
                 out[f"zero_shot_{half}"] = float(zs.loc[zs["label"] == "macro", "auroc"].iloc[0])
         return out
 
@@ -183,14 +227,19 @@ class HeldoutEvaluator:
         AUROC in percentage points (positive = worse).
         """
         b = self.baseline
-        out = {"r1_select": m["r1_select"], "r1_report": m["r1_report"],
-               "r1_reduction_select": relative_reduction(b["r1_select"], m["r1_select"]),
-               "r1_reduction": relative_reduction(b["r1_report"], m["r1_report"])}
+        out = {
+            "r1_select": m["r1_select"],
+            "r1_report": m["r1_report"],
+            "r1_reduction_select": relative_reduction(b["r1_select"], m["r1_select"]),
+            "r1_reduction": relative_reduction(b["r1_report"], m["r1_report"]),
+        }
         if "probe_select" in m:
-            out.update(probe_auroc_drop=100 * (b["probe_select"] - m["probe_select"]),
-                       probe_auroc_drop_report=100 * (b["probe_report"] - m["probe_report"]),
-                       zero_shot_auroc_drop=100 * (b["zero_shot_select"] - m["zero_shot_select"]),
-                       zero_shot_auroc_drop_report=100 * (b["zero_shot_report"] - m["zero_shot_report"]))
+            out.update(
+                probe_auroc_drop=100 * (b["probe_select"] - m["probe_select"]),
+                probe_auroc_drop_report=100 * (b["probe_report"] - m["probe_report"]),
+                zero_shot_auroc_drop=100 * (b["zero_shot_select"] - m["zero_shot_select"]),
+                zero_shot_auroc_drop_report=100 * (b["zero_shot_report"] - m["zero_shot_report"]),
+            )
         return out
 
 
@@ -231,13 +280,18 @@ def select_point(points: Sequence[Mapping[str, Any]], rule: Mapping[str, Any]) -
         if any(math.isnan(v) for v in vals):
             continue
         cut, probe, zs = vals
-        if probe <= float(rule["max_probe_auroc_drop"]) and zs <= float(rule["max_zero_shot_auroc_drop"]) and cut > best_val:
+        if (
+            probe <= float(rule["max_probe_auroc_drop"])
+            and zs <= float(rule["max_zero_shot_auroc_drop"])
+            and cut > best_val
+        ):
             best, best_val = i, cut
     return best
 
 
-def reduction_interval(before: np.ndarray, after: np.ndarray, patient_ids: Any, *, n_boot: int = 1000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
+def reduction_interval(
+    before: np.ndarray, after: np.ndarray, patient_ids: Any, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Patient-bootstrap percentile CI of ``1 - mean(after) / mean(before)``.
 
     ``before``, ``after``: per-query expected Recall@1 (n,) of the pretrained and the mitigated
@@ -245,7 +299,9 @@ def reduction_interval(before: np.ndarray, after: np.ndarray, patient_ids: Any, 
     """
     before, after = np.asarray(before, float), np.asarray(after, float)
     if before.shape != after.shape or before.ndim != 1:
-        raise ValueError(f"before/after: expected two (n,) arrays of the same length, got {before.shape} and {after.shape}")
+        raise ValueError(
+            f"before/after: expected two (n,) arrays of the same length, got {before.shape} and {after.shape}"
+        )
     reps = patient_bootstrap({"before": before, "after": after}, patient_ids, n_boot=n_boot, seed=seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = 1.0 - reps["after"] / reps["before"]
@@ -259,8 +315,11 @@ def reduction_interval(before: np.ndarray, after: np.ndarray, patient_ids: Any, 
 def interpolate_at_cut(curve: Sequence[Mapping[str, float]], cut: float, column: str) -> float:
     """``column`` of a control curve (e.g. output perturbation at increasing scale) linearly
     interpolated at R@1 cut ``cut`` (the curve's ``r1_reduction``); NaN outside its range."""
-    pts = sorted((float(c["r1_reduction"]), float(c[column])) for c in curve
-                 if math.isfinite(float(c["r1_reduction"])) and math.isfinite(float(c[column])))
+    pts = sorted(
+        (float(c["r1_reduction"]), float(c[column]))
+        for c in curve
+        if math.isfinite(float(c["r1_reduction"])) and math.isfinite(float(c[column]))
+    )
     if not pts or not math.isfinite(cut) or cut < pts[0][0] or cut > pts[-1][0]:
         return math.nan
     xs, ys = zip(*pts)

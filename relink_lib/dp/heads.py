@@ -1,4 +1,5 @@
 """Projection-head helpers: copies, the linear fast-path check, re-initialisation, perturbation."""
+
 from __future__ import annotations
 
 import copy
@@ -52,7 +53,9 @@ def reinit_heads(image_head: nn.Module, text_head: nn.Module, seed: int = 0) -> 
 
 
 @torch.no_grad()
-def perturb_heads(image_head: nn.Module, text_head: nn.Module, scale: float, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+def perturb_heads(
+    image_head: nn.Module, text_head: nn.Module, scale: float, seed: int = 0
+) -> tuple[nn.Module, nn.Module]:
     """Output perturbation: copies with ``W + scale * rms(W) * N(0, I)`` on every parameter.
 
     ``scale`` is relative to each parameter's RMS (0 returns exact copies). The same ``seed``
@@ -97,7 +100,9 @@ def relative_drift(heads: tuple[nn.Module, nn.Module], reference: tuple[nn.Modul
     for h, r in zip(heads, reference):
         for p, q in zip(h.parameters(), r.parameters()):
             if p.shape != q.shape:
-                raise ValueError(f"heads: parameter shape {tuple(p.shape)} differs from the reference's {tuple(q.shape)}")
+                raise ValueError(
+                    f"heads: parameter shape {tuple(p.shape)} differs from the reference's {tuple(q.shape)}"
+                )
             num += float((p.detach() - q.detach()).pow(2).sum())
             den += float(q.detach().pow(2).sum())
     if den == 0:

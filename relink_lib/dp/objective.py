@@ -18,6 +18,7 @@ Two implementations of the same loss are provided: :func:`per_example_loss` (the
 arbitrary modules, used with Opacus hooks and ``torch.func``) and the closed-form per-sample
 gradients of bias-free linear heads in :mod:`relink_lib.dp.fastgrad`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,9 +48,16 @@ def _direction_loss(query: Tensor, positive: Tensor, bank: Tensor, temperature: 
     return -F.log_softmax(logits, dim=1)[:, 0]
 
 
-def per_example_loss(image_head: nn.Module, text_head: nn.Module, image_feats: Tensor, text_feats: Tensor,
-                     bank_text_feats: Tensor, bank_image_feats: Tensor | None = None,
-                     temperature: float = DEFAULT_TEMPERATURE, bank_grad: bool = True) -> Tensor:
+def per_example_loss(
+    image_head: nn.Module,
+    text_head: nn.Module,
+    image_feats: Tensor,
+    text_feats: Tensor,
+    bank_text_feats: Tensor,
+    bank_image_feats: Tensor | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+    bank_grad: bool = True,
+) -> Tensor:
     """The decomposable contrastive loss of each private pair, shape (n,).
 
     ``image_feats`` (n, D_img) and ``text_feats`` (n, D_txt) are pre-projection features of the
@@ -70,15 +78,30 @@ def per_example_loss(image_head: nn.Module, text_head: nn.Module, image_feats: T
     return 0.5 * (loss + _direction_loss(v, u, k_img, temperature))
 
 
-def per_example_loss_weights(w_img: Tensor, w_txt: Tensor, image_feats: Tensor, text_feats: Tensor,
-                             bank_text_feats: Tensor, bank_image_feats: Tensor | None = None,
-                             temperature: float = DEFAULT_TEMPERATURE, bank_grad: bool = True) -> Tensor:
+def per_example_loss_weights(
+    w_img: Tensor,
+    w_txt: Tensor,
+    image_feats: Tensor,
+    text_feats: Tensor,
+    bank_text_feats: Tensor,
+    bank_image_feats: Tensor | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+    bank_grad: bool = True,
+) -> Tensor:
     """:func:`per_example_loss` for bias-free linear heads given as weight matrices (d, D).
 
     A pure function of the weights, for ``torch.func.grad``/``vmap`` brute-force checks.
     """
-    return per_example_loss(lambda x: x @ w_img.T, lambda x: x @ w_txt.T, image_feats, text_feats,
-                            bank_text_feats, bank_image_feats, temperature, bank_grad)
+    return per_example_loss(
+        lambda x: x @ w_img.T,
+        lambda x: x @ w_txt.T,
+        image_feats,
+        text_feats,
+        bank_text_feats,
+        bank_image_feats,
+        temperature,
+        bank_grad,
+    )
 
 
 class ExpandedBankLoss(nn.Module):
@@ -91,9 +114,15 @@ class ExpandedBankLoss(nn.Module):
     times; :mod:`relink_lib.dp.fastgrad` avoids that for linear heads.
     """
 
-    def __init__(self, image_head: nn.Module, text_head: nn.Module, bank_text_feats: Tensor,
-                 bank_image_feats: Tensor | None = None, temperature: float = DEFAULT_TEMPERATURE,
-                 bank_grad: bool = True) -> None:
+    def __init__(
+        self,
+        image_head: nn.Module,
+        text_head: nn.Module,
+        bank_text_feats: Tensor,
+        bank_image_feats: Tensor | None = None,
+        temperature: float = DEFAULT_TEMPERATURE,
+        bank_grad: bool = True,
+    ) -> None:
         super().__init__()
         self.image_head = image_head
         self.text_head = text_head

@@ -3,6 +3,7 @@
 Shared by the mitigation (chapters 6-8, :mod:`.stage`), the frontier (:mod:`.frontier_stage`) and
 the privacy-budget sweep: the encoders never run here, only the heads on pre-projection features.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,15 @@ def relative_reduction(before: float, after: float) -> float:
     return (before - after) / before if before > 0 else math.nan
 
 
-def recall_reduction(recall: pd.DataFrame, variant: str = "dp", *, k: int = 1, pool: str = "random",
-                     pool_size: int | None = None, baseline: str = "pretrained") -> dict[str, float]:
+def recall_reduction(
+    recall: pd.DataFrame,
+    variant: str = "dp",
+    *,
+    k: int = 1,
+    pool: str = "random",
+    pool_size: int | None = None,
+    baseline: str = "pretrained",
+) -> dict[str, float]:
     """Recall@``k`` of ``variant`` against ``baseline`` at one N of a long recall table, and the relative cut.
 
     ``recall``: rows ``variant, pool, k, pool_size, recall`` (as :func:`relink_outcomes` with a
@@ -55,20 +63,26 @@ def recall_reduction(recall: pd.DataFrame, variant: str = "dp", *, k: int = 1, p
         if name not in at_n.index:
             raise ValueError(f"recall: no row for variant {name!r} at N = {n}; variants: {sorted(at_n.index)}")
     before, after = float(at_n[baseline]), float(at_n[variant])
-    return {"pool_size": n, "recall_before": before, "recall_after": after,
-            "relative_reduction": relative_reduction(before, after)}
+    return {
+        "pool_size": n,
+        "recall_before": before,
+        "recall_after": after,
+        "relative_reduction": relative_reduction(before, after),
+    }
 
 
 def recall_at_1(image_emb: np.ndarray, report_emb: np.ndarray, pool_size: int, chunk_size: int) -> float:
     """Mean expected Recall@1 over random pools of ``pool_size`` (the whole set if it is smaller)."""
     n = len(image_emb)
-    t = relink_audit(image_emb, report_emb, pool_sizes=(None if pool_size >= n else pool_size,), ks=(1,),
-                     chunk_size=chunk_size)
+    t = relink_audit(
+        image_emb, report_emb, pool_sizes=(None if pool_size >= n else pool_size,), ks=(1,), chunk_size=chunk_size
+    )
     return float(t["recall"].iloc[0])
 
 
-def relink_outcomes(feats: Features, pairs: pd.DataFrame, heads: tuple[nn.Module, nn.Module], audit: AuditConfig,
-                    seed: int = 0) -> pd.DataFrame:
+def relink_outcomes(
+    feats: Features, pairs: pd.DataFrame, heads: tuple[nn.Module, nn.Module], audit: AuditConfig, seed: int = 0
+) -> pd.DataFrame:
     """Re-linkage of one pair of heads on ``feats``: random and matched pools, patient-bootstrap CIs.
 
     Rows of :func:`relink_lib.audit.audit_table` at ``audit.pool_sizes`` x ``audit.ks`` with a
@@ -79,8 +93,9 @@ def relink_outcomes(feats: Features, pairs: pd.DataFrame, heads: tuple[nn.Module
     patients = pairs["patient_id"].astype(str).to_numpy()
     tables = []
     for name, hard in POOLS:
-        rc = rank_counts(img, rep, labels=labels if hard else None, hard_negatives=hard, chunk_size=audit.chunk_size,
-                         device="cpu")
+        rc = rank_counts(
+            img, rep, labels=labels if hard else None, hard_negatives=hard, chunk_size=audit.chunk_size, device="cpu"
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t = audit_table(rc, audit.pool_sizes, audit.ks, patient_ids=patients, n_boot=audit.n_boot, seed=seed)
@@ -89,9 +104,15 @@ def relink_outcomes(feats: Features, pairs: pd.DataFrame, heads: tuple[nn.Module
     return pd.concat(tables, ignore_index=True)
 
 
-def utility_outcomes(test_feats: Features, test_pairs: pd.DataFrame, train_feats: Features, train_pairs: pd.DataFrame,
-                     heads: tuple[nn.Module, nn.Module], probe_C: float,
-                     prompt_features: PromptFeatures | None) -> pd.DataFrame:
+def utility_outcomes(
+    test_feats: Features,
+    test_pairs: pd.DataFrame,
+    train_feats: Features,
+    train_pairs: pd.DataFrame,
+    heads: tuple[nn.Module, nn.Module],
+    probe_C: float,
+    prompt_features: PromptFeatures | None,
+) -> pd.DataFrame:
     """Utility of one pair of heads: rows ``metric, label, value``.
 
     Metrics: ``linear_probe_auroc`` (probe with inverse L2 strength ``probe_C`` fit on
@@ -102,16 +123,25 @@ def utility_outcomes(test_feats: Features, test_pairs: pd.DataFrame, train_feats
     img, rep = embed_features(test_feats, heads[0], heads[1])
     labels = test_pairs[list(CHEXPERT_LABELS)]
     tr_img, _ = embed_features(train_feats, heads[0], heads[1])
-    probe = linear_probe_auroc(tr_img, train_pairs[list(CHEXPERT_LABELS)].to_numpy(float), img, labels.to_numpy(float),
-                               C=float(probe_C), solver="newton-cholesky")
+    probe = linear_probe_auroc(
+        tr_img,
+        train_pairs[list(CHEXPERT_LABELS)].to_numpy(float),
+        img,
+        labels.to_numpy(float),
+        C=float(probe_C),
+        solver="newton-cholesky",
+    )
     util = [{"metric": "linear_probe_auroc", "label": r.label, "value": r.auroc} for r in probe.itertuples()]
     if prompt_features is not None:
-        zs = zero_shot_auroc(None, test_feats.image, labels, image_head=heads[0], text_head=heads[1],
-                             prompt_features=prompt_features)
+        zs = zero_shot_auroc(
+            None, test_feats.image, labels, image_head=heads[0], text_head=heads[1], prompt_features=prompt_features
+        )
         util += [{"metric": "zero_shot_auroc", "label": r.label, "value": r.auroc} for r in zs.itertuples()]
     ret = label_retrieval_precision(img, rep, labels.to_numpy(float), k=min(10, len(img) - 1))
-    util += [{"metric": "retrieval_precision@10", "label": "all", "value": float(ret["precision"].iloc[0])},
-             {"metric": "retrieval_chance@10", "label": "all", "value": float(ret["chance"].iloc[0])}]
+    util += [
+        {"metric": "retrieval_precision@10", "label": "all", "value": float(ret["precision"].iloc[0])},
+        {"metric": "retrieval_chance@10", "label": "all", "value": float(ret["chance"].iloc[0])},
+    ]
     return pd.DataFrame(util)
 
 
@@ -124,7 +154,7 @@ def prompt_features_of(encoder: DualEncoder) -> dict[str, tuple[np.ndarray, np.n
         for label, (pos, neg) in default_prompts().items():
             tf = encoder.text_features(list(pos) + list(neg))
             tf = tf.detach().cpu().numpy() if isinstance(tf, torch.Tensor) else np.asarray(tf)
-            out[label] = (tf[:len(pos)], tf[len(pos):])
+            out[label] = (tf[: len(pos)], tf[len(pos) :])
     return out
 
 

@@ -5,6 +5,7 @@ the neighbouring relation is add/remove one pair. With ``sampling="patient"`` ea
 enters with probability q together with all of their pairs, the per-patient summed gradient is
 clipped, and the guarantee is for add/remove one patient (all of their studies).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ class PrivacyUnits:
         return int(torch.bincount(self.unit_of_row, minlength=self.n_units).max()) if self.n_units else 0
 
 
-def privacy_units(n_rows: int, sampling: str = "pair", patient_ids: Sequence | np.ndarray | None = None) -> PrivacyUnits:
+def privacy_units(
+    n_rows: int, sampling: str = "pair", patient_ids: Sequence | np.ndarray | None = None
+) -> PrivacyUnits:
     """Privacy units for ``n_rows`` training pairs; ``patient_ids`` (n_rows,) is needed for ``"patient"``."""
     if sampling not in SAMPLING_MODES:
         raise ValueError(f"sampling: expected one of {SAMPLING_MODES}, got {sampling!r}")
@@ -48,8 +51,9 @@ def privacy_units(n_rows: int, sampling: str = "pair", patient_ids: Sequence | n
     return PrivacyUnits(torch.as_tensor(inverse.reshape(-1), dtype=torch.int64), int(inverse.max()) + 1, "patient")
 
 
-def poisson_batches(units: PrivacyUnits, sample_rate: float, steps: int, generator: torch.Generator
-                    ) -> Iterator[tuple[Tensor, Tensor, int]]:
+def poisson_batches(
+    units: PrivacyUnits, sample_rate: float, steps: int, generator: torch.Generator
+) -> Iterator[tuple[Tensor, Tensor, int]]:
     """Yield ``(rows, groups, n_groups)`` per step.
 
     Each unit is included independently with probability ``sample_rate``; ``rows`` are the

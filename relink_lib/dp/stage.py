@@ -19,6 +19,7 @@ For every rung of the ladder (:func:`mitigate_rung`, cached per rung):
 exported to the CheXpert Plus layout and read back by ``load_chexpert_plus``). Report text is
 never read here: only features, labels and patient ids.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,13 +46,31 @@ from .controls import nonprivate_config, tune_output_perturbation
 from .frontier import Setting, reference_pool_size
 from .frontier_stage import get_frontier, reference_setting
 from .heads import clone_head, fresh_heads
-from .outcomes import (POOLS, few_threads, prompt_features_of, recall_at_1, recall_reduction as _table_reduction,
-                       relink_outcomes, utility_outcomes)
+from .outcomes import (
+    POOLS,
+    few_threads,
+    prompt_features_of,
+    recall_at_1,
+    relink_outcomes,
+    utility_outcomes,
+)
+from .outcomes import (
+    recall_reduction as _table_reduction,
+)
 from .train import train_heads
 
 VARIANTS: tuple[str, ...] = ("pretrained", "dp", "nonprivate", "reinit", "output_perturbation")
-__all__ = ["VARIANTS", "POOLS", "RungMitigation", "mitigate_rung", "load_mitigation", "mitigation_ladder",
-           "recall_reduction", "transfer_rung", "mitigation_encoder"]
+__all__ = [
+    "VARIANTS",
+    "POOLS",
+    "RungMitigation",
+    "mitigate_rung",
+    "load_mitigation",
+    "mitigation_ladder",
+    "recall_reduction",
+    "transfer_rung",
+    "mitigation_encoder",
+]
 
 
 @dataclass
@@ -76,13 +95,22 @@ class RungMitigation:
 def _outcome_key(cfg: Profile) -> dict[str, Any]:
     """The settings the mitigation's outcomes depend on (part of its cache keys)."""
     audit = cfg.audit
-    return {"dp": cfg.dp.to_dict(), "utility": cfg.utility.to_dict(),
-            "audit": {"pool_sizes": audit.pool_sizes, "ks": audit.ks, "n_boot": audit.n_boot, "chunk_size": audit.chunk_size},
-            "seed": cfg.seed}
+    return {
+        "dp": cfg.dp.to_dict(),
+        "utility": cfg.utility.to_dict(),
+        "audit": {
+            "pool_sizes": audit.pool_sizes,
+            "ks": audit.ks,
+            "n_boot": audit.n_boot,
+            "chunk_size": audit.chunk_size,
+        },
+        "seed": cfg.seed,
+    }
 
 
 def _code_version() -> str:
     from .. import dp, utility  # lazily: the dp package is still initialising while this module loads
+
     return cache.code_version(dp, utility)
 
 
@@ -111,8 +139,9 @@ def _load_heads(path: Path, template: tuple[nn.Module, nn.Module]) -> dict[str, 
     return out
 
 
-def mitigate_rung(params: ProfileLike, cohort: Cohort, rung: Rung, *, setting: Setting | None = None,
-                  progress: bool = False) -> RungMitigation:
+def mitigate_rung(
+    params: ProfileLike, cohort: Cohort, rung: Rung, *, setting: Setting | None = None, progress: bool = False
+) -> RungMitigation:
     """Train the DP heads and the controls for ``rung`` and evaluate every variant (cached).
 
     ``setting``: a :class:`relink_lib.dp.frontier.Setting` (init, optimizer, lr, epochs; chapter 6
@@ -125,9 +154,16 @@ def mitigate_rung(params: ProfileLike, cohort: Cohort, rung: Rung, *, setting: S
     splits = {s: get_features(cfg, cohort, rung, s, progress=progress) for s in ("train", "val", "test")}
     for s in ("train", "val", "test"):
         if len(splits[s]) < 2:
-            raise ValueError(f"cohort split {s!r}: needs at least 2 pairs for the mitigation stage, has {len(splits[s])}")
-    key = {"step": "dp-mitigation", "features": {s: feature_dir(cfg, cohort, rung, s).name for s in splits},
-           "settings": _outcome_key(cfg), "setting": setting.as_dict(), "code": _code_version()}
+            raise ValueError(
+                f"cohort split {s!r}: needs at least 2 pairs for the mitigation stage, has {len(splits[s])}"
+            )
+    key = {
+        "step": "dp-mitigation",
+        "features": {s: feature_dir(cfg, cohort, rung, s).name for s in splits},
+        "settings": _outcome_key(cfg),
+        "setting": setting.as_dict(),
+        "code": _code_version(),
+    }
     encoder = rung.load(device="cpu")
     template = (encoder.image_head, encoder.text_head)
 
@@ -141,27 +177,47 @@ def mitigate_rung(params: ProfileLike, cohort: Cohort, rung: Rung, *, setting: S
     return out
 
 
-def _build_mitigation(tmp: Path, cfg: Profile, cohort: Cohort, splits: Mapping[str, Features], encoder: DualEncoder,
-                      template: tuple[nn.Module, nn.Module], setting: Setting) -> None:
+def _build_mitigation(
+    tmp: Path,
+    cfg: Profile,
+    cohort: Cohort,
+    splits: Mapping[str, Features],
+    encoder: DualEncoder,
+    template: tuple[nn.Module, nn.Module],
+    setting: Setting,
+) -> None:
     t0 = time.perf_counter()
     train, val, test = splits["train"], splits["val"], splits["test"]
     train_pairs, test_pairs = _rows_of(cohort, train), _rows_of(cohort, test)
     bank = min(cfg.dp.bank_size, len(val))
     config = cfg.dp.training.replace(optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs)
-    common = dict(bank_text_feats=val.text[:bank], bank_image_feats=val.image[:bank],
-                  patient_ids=train_pairs["patient_id"].astype(str).to_numpy(), eval_feats=(val.image, val.text))
+    common = dict(
+        bank_text_feats=val.text[:bank],
+        bank_image_feats=val.image[:bank],
+        patient_ids=train_pairs["patient_id"].astype(str).to_numpy(),
+        eval_feats=(val.image, val.text),
+    )
     fresh = fresh_heads(template[0], template[1], seed=config.seed)
     start = fresh if setting.init == "reinit" else template
     dp = train_heads(train.image, train.text, start[0], start[1], config=config, **common)
     npv = train_heads(train.image, train.text, start[0], start[1], config=nonprivate_config(config), **common)
-    heads = {"pretrained": (clone_head(template[0]), clone_head(template[1])),
-             "dp": (dp.image_head, dp.text_head), "nonprivate": (npv.image_head, npv.text_head),
-             "reinit": fresh}
+    heads = {
+        "pretrained": (clone_head(template[0]), clone_head(template[1])),
+        "dp": (dp.image_head, dp.text_head),
+        "nonprivate": (npv.image_head, npv.text_head),
+        "reinit": fresh,
+    }
     n_ref = reference_pool_size(len(test), len(test))  # 10,000, or the whole held-out split if smaller
     chunk = cfg.audit.chunk_size
     dp_r1 = recall_at_1(*_embed(test, heads["dp"]), n_ref, chunk)
-    fit = tune_output_perturbation(template[0], template[1], lambda i, t: recall_at_1(*_embed(test, (i, t)), n_ref, chunk),
-                                   dp_r1, seed=cfg.seed, abs_tol=max(0.002, 0.02 * dp_r1))
+    fit = tune_output_perturbation(
+        template[0],
+        template[1],
+        lambda i, t: recall_at_1(*_embed(test, (i, t)), n_ref, chunk),
+        dp_r1,
+        seed=cfg.seed,
+        abs_tol=max(0.002, 0.02 * dp_r1),
+    )
     heads["output_perturbation"] = (fit.image_head, fit.text_head)
     prompts = prompt_features_of(encoder)
     recalls, utils = [], []
@@ -177,12 +233,21 @@ def _build_mitigation(tmp: Path, cfg: Profile, cohort: Cohort, splits: Mapping[s
     pd.concat(utils, ignore_index=True).to_csv(tmp / "utility.csv", index=False)
     dp.history.to_csv(tmp / "history_dp.csv", index=False)
     npv.history.to_csv(tmp / "history_nonprivate.csv", index=False)
-    meta = {"record": dp.record, "nonprivate_record": npv.record, "reference_pool_size": n_ref,
-            "perturbation": {"relative_scale": fit.scale, "recall_at_1": fit.score, "target_recall_at_1": dp_r1,
-                             "pretrained_recall_at_1": fit.baseline_score, "evaluations": fit.evaluations,
-                             "seed": cfg.seed},
-            "bank": {"source": "internal cohort, val split (declared public)", "size": bank},
-            "build_time_s": time.perf_counter() - t0}
+    meta = {
+        "record": dp.record,
+        "nonprivate_record": npv.record,
+        "reference_pool_size": n_ref,
+        "perturbation": {
+            "relative_scale": fit.scale,
+            "recall_at_1": fit.score,
+            "target_recall_at_1": dp_r1,
+            "pretrained_recall_at_1": fit.baseline_score,
+            "evaluations": fit.evaluations,
+            "seed": cfg.seed,
+        },
+        "bank": {"source": "internal cohort, val split (declared public)", "size": bank},
+        "build_time_s": time.perf_counter() - t0,
+    }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
 
 
@@ -192,10 +257,19 @@ def load_mitigation(path: Path, rung: Rung, template: tuple[nn.Module, nn.Module
     recall = pd.read_csv(path / "recall.csv")
     recall["pool_size"] = recall["pool_size"].astype(int)
     return RungMitigation(
-        rung_index=rung.index, rung_name=rung.name, record=meta["record"], nonprivate_record=meta["nonprivate_record"],
-        history=pd.read_csv(path / "history_dp.csv"), nonprivate_history=pd.read_csv(path / "history_nonprivate.csv"),
-        perturbation=meta["perturbation"], recall=recall, utility=pd.read_csv(path / "utility.csv"),
-        reference_pool_size=int(meta["reference_pool_size"]), heads=_load_heads(path / "heads.pt", template), path=path)
+        rung_index=rung.index,
+        rung_name=rung.name,
+        record=meta["record"],
+        nonprivate_record=meta["nonprivate_record"],
+        history=pd.read_csv(path / "history_dp.csv"),
+        nonprivate_history=pd.read_csv(path / "history_nonprivate.csv"),
+        perturbation=meta["perturbation"],
+        recall=recall,
+        utility=pd.read_csv(path / "utility.csv"),
+        reference_pool_size=int(meta["reference_pool_size"]),
+        heads=_load_heads(path / "heads.pt", template),
+        path=path,
+    )
 
 
 def _json_default(obj: Any) -> Any:
@@ -204,7 +278,9 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def mitigation_ladder(params: ProfileLike, *, progress: bool = False) -> tuple[Cohort, list[Rung], list[RungMitigation]]:
+def mitigation_ladder(
+    params: ProfileLike, *, progress: bool = False
+) -> tuple[Cohort, list[Rung], list[RungMitigation]]:
     """``(cohort, rungs, mitigations)`` for every rung of the profile's ladder, at chapter 6's selected setting.
 
     The setting is the frontier's selected point (:func:`relink_lib.dp.frontier_stage.get_frontier`;
@@ -227,8 +303,9 @@ def _subset(feats: Features, mask: np.ndarray) -> Features:
     return Features(image=feats.image[mask], text=feats.text[mask], rows=feats.rows[mask])
 
 
-def transfer_rung(params: ProfileLike, external: Cohort, rung: Rung, mitigation: RungMitigation,
-                  *, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def transfer_rung(
+    params: ProfileLike, external: Cohort, rung: Rung, mitigation: RungMitigation, *, progress: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Apply the rung's heads (all variants), unchanged, to the external cohort (cached).
 
     Recall is measured over all external pairs (none was seen in training); the linear probe
@@ -237,9 +314,13 @@ def transfer_rung(params: ProfileLike, external: Cohort, rung: Rung, mitigation:
     """
     cfg = as_profile(params)
     allf = get_features(cfg, external, rung, "all", progress=progress)
-    key = {"step": "dp-transfer", "features": feature_dir(cfg, external, rung, "all").name,
-           "mitigation": mitigation.path.name if mitigation.path else None, "settings": _outcome_key(cfg),
-           "code": _code_version()}
+    key = {
+        "step": "dp-transfer",
+        "features": feature_dir(cfg, external, rung, "all").name,
+        "mitigation": mitigation.path.name if mitigation.path else None,
+        "settings": _outcome_key(cfg),
+        "code": _code_version(),
+    }
 
     def build(tmp: Path) -> None:
         with few_threads():
@@ -256,9 +337,15 @@ def transfer_rung(params: ProfileLike, external: Cohort, rung: Rung, mitigation:
         recalls, utils = [], []
         for name in VARIANTS:
             r = relink_outcomes(everything, pairs, mitigation.heads[name], cfg.audit, cfg.seed)
-            u = utility_outcomes(test, pairs[~is_train].reset_index(drop=True), train,
-                                 pairs[is_train].reset_index(drop=True), mitigation.heads[name], cfg.utility.probe_C,
-                                 prompts)
+            u = utility_outcomes(
+                test,
+                pairs[~is_train].reset_index(drop=True),
+                train,
+                pairs[is_train].reset_index(drop=True),
+                mitigation.heads[name],
+                cfg.utility.probe_C,
+                prompts,
+            )
             r.insert(0, "variant", name)
             u.insert(0, "variant", name)
             recalls.append(r)

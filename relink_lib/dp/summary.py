@@ -1,4 +1,5 @@
 """Tables and results payloads of chapters 6-8 from the cached stage outputs (:mod:`relink_lib.dp.stage`)."""
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,16 @@ from .stage import VARIANTS, RungMitigation, recall_reduction
 
 PAPER_REFERENCE: dict[str, Any] = {**asdict(PAPER), "source": f"{PAPER_CITATION} (the paper's numbers, not ours)"}
 """The paper's figures as the results JSON quotes them (from :data:`relink_lib.paper.PAPER`)."""
-RECORD_KEYS = ("target_epsilon", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant")
+RECORD_KEYS = (
+    "target_epsilon",
+    "epsilon",
+    "delta",
+    "noise_multiplier",
+    "sample_rate",
+    "steps",
+    "max_grad_norm",
+    "accountant",
+)
 
 
 def accounting_table(ms: Sequence[RungMitigation]) -> pd.DataFrame:
@@ -25,13 +35,23 @@ def accounting_table(ms: Sequence[RungMitigation]) -> pd.DataFrame:
     for m in ms:
         r = m.record
         ind = r.get("epsilon_independent", {})
-        rows.append({"rung": m.rung_index, "model": m.rung_name, "target_epsilon": r["target_epsilon"], "delta": r["delta"],
-                     "noise_multiplier": r["noise_multiplier"], "sample_rate": r["sample_rate"], "steps": r["steps"],
-                     "max_grad_norm": r["max_grad_norm"], "epsilon_opacus_rdp": r["epsilon"],
-                     "epsilon_dp_accounting_rdp": ind.get("dp_accounting_rdp"),
-                     "epsilon_dp_accounting_pld": ind.get("dp_accounting_pld"),
-                     "patient_epsilon_group": (r.get("group_privacy") or {}).get("patient_epsilon"),
-                     "max_pairs_per_patient": (r.get("group_privacy") or {}).get("max_pairs_per_patient")})
+        rows.append(
+            {
+                "rung": m.rung_index,
+                "model": m.rung_name,
+                "target_epsilon": r["target_epsilon"],
+                "delta": r["delta"],
+                "noise_multiplier": r["noise_multiplier"],
+                "sample_rate": r["sample_rate"],
+                "steps": r["steps"],
+                "max_grad_norm": r["max_grad_norm"],
+                "epsilon_opacus_rdp": r["epsilon"],
+                "epsilon_dp_accounting_rdp": ind.get("dp_accounting_rdp"),
+                "epsilon_dp_accounting_pld": ind.get("dp_accounting_pld"),
+                "patient_epsilon_group": (r.get("group_privacy") or {}).get("patient_epsilon"),
+                "max_pairs_per_patient": (r.get("group_privacy") or {}).get("max_pairs_per_patient"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -42,7 +62,9 @@ def reduction_table(ms: Sequence[RungMitigation], ks: Sequence[int] = (1, 5, 10)
         for variant in VARIANTS[1:]:
             for k in ks:
                 red = recall_reduction(m, variant, k, pool)
-                rows.append({"rung": m.rung_index, "model": m.rung_name, "variant": variant, "k": k, "pool": pool, **red})
+                rows.append(
+                    {"rung": m.rung_index, "model": m.rung_name, "variant": variant, "k": k, "pool": pool, **red}
+                )
     return pd.DataFrame(rows)
 
 
@@ -57,11 +79,18 @@ def utility_table(ms: Sequence[RungMitigation]) -> pd.DataFrame:
             def get(metric: str, label: str) -> float:
                 s = v[(v["metric"] == metric) & (v["label"] == label)]["value"]
                 return float(s.iloc[0]) if len(s) else math.nan
-            rows.append({"rung": m.rung_index, "model": m.rung_name, "variant": variant,
-                         "probe_macro_auroc": get("linear_probe_auroc", "macro"),
-                         "zero_shot_macro_auroc": get("zero_shot_auroc", "macro"),
-                         "retrieval_precision@10": get("retrieval_precision@10", "all"),
-                         "retrieval_chance@10": get("retrieval_chance@10", "all")})
+
+            rows.append(
+                {
+                    "rung": m.rung_index,
+                    "model": m.rung_name,
+                    "variant": variant,
+                    "probe_macro_auroc": get("linear_probe_auroc", "macro"),
+                    "zero_shot_macro_auroc": get("zero_shot_auroc", "macro"),
+                    "retrieval_precision@10": get("retrieval_precision@10", "all"),
+                    "retrieval_chance@10": get("retrieval_chance@10", "all"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -72,56 +101,77 @@ def per_label_probe(ms: Sequence[RungMitigation], rung: int = -1) -> pd.DataFram
     return u.pivot_table(index="label", columns=["metric", "variant"], values="value", sort=False)
 
 
-def mitigation_payload(params: ProfileLike, ms: Sequence[RungMitigation],
-                       fr: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def mitigation_payload(
+    params: ProfileLike, ms: Sequence[RungMitigation], fr: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """results/<profile>/mitigation.json: DP records, independent epsilons, controls, outcomes per rung,
     and (with ``fr``, :func:`relink_lib.dp.frontier_stage.get_frontier`) the frontier."""
     rungs = []
     for m in ms:
-        rungs.append({
-            "rung": m.rung_index, "model": m.rung_name,
-            "dp_record": {**{k: m.record[k] for k in RECORD_KEYS}, **{k: v for k, v in m.record.items() if k not in RECORD_KEYS}},
-            "nonprivate_record": m.nonprivate_record,
-            "output_perturbation": m.perturbation,
-            "reference_pool_size": m.reference_pool_size,
-            "reduction": reduction_table([m]).to_dict(orient="records"),
-            "reduction_matched": reduction_table([m], pool="matched").to_dict(orient="records"),
-            "recall": m.recall.to_dict(orient="records"),
-            "history_dp": m.history.to_dict(orient="records"),
-        })
+        rungs.append(
+            {
+                "rung": m.rung_index,
+                "model": m.rung_name,
+                "dp_record": {
+                    **{k: m.record[k] for k in RECORD_KEYS},
+                    **{k: v for k, v in m.record.items() if k not in RECORD_KEYS},
+                },
+                "nonprivate_record": m.nonprivate_record,
+                "output_perturbation": m.perturbation,
+                "reference_pool_size": m.reference_pool_size,
+                "reduction": reduction_table([m]).to_dict(orient="records"),
+                "reduction_matched": reduction_table([m], pool="matched").to_dict(orient="records"),
+                "recall": m.recall.to_dict(orient="records"),
+                "history_dp": m.history.to_dict(orient="records"),
+            }
+        )
     training = as_profile(params).dp.training
-    return {"target": {"epsilon": training.target_epsilon, "delta": training.delta},
-            "neighbouring_relation": "add/remove one image-report pair of the private training split (pair sampling); "
-                                     "patients with several pairs: group privacy (see group_privacy in each record)",
-            "bank": "fixed bank of the internal cohort's val split (declared public), never the private training pairs",
-            "paper_reference": PAPER_REFERENCE, "rungs": rungs,
-            "setting": ms[-1].setting if ms else None,
-            **(frontier_payload(fr) if fr is not None else {})}
+    return {
+        "target": {"epsilon": training.target_epsilon, "delta": training.delta},
+        "neighbouring_relation": "add/remove one image-report pair of the private training split (pair sampling); "
+        "patients with several pairs: group privacy (see group_privacy in each record)",
+        "bank": "fixed bank of the internal cohort's val split (declared public), never the private training pairs",
+        "paper_reference": PAPER_REFERENCE,
+        "rungs": rungs,
+        "setting": ms[-1].setting if ms else None,
+        **(frontier_payload(fr) if fr is not None else {}),
+    }
 
 
 def utility_payload(ms: Sequence[RungMitigation]) -> dict[str, Any]:
     """results/<profile>/utility.json."""
-    return {"protocol": {"linear_probe": "logistic regression (C from the profile) on standardised L2-normalised image "
-                                         "embeddings; train split -> test split (patient-level); NaN -> negative, "
-                                         "uncertain (-1) left out (U-Ignore)",
-                         "zero_shot": "cos(image, positive prompt) - cos(image, negative prompt); uncertain and missing "
-                                      "left out",
-                         "retrieval": "image -> report top-10 among the other held-out reports; relevant = same "
-                                      "positive-label set"},
-            "paper_reference": PAPER_REFERENCE, "setting": ms[-1].setting if ms else None,
-            "table": utility_table(ms).to_dict(orient="records"),
-            "per_label": [m.utility.assign(rung=m.rung_index, model=m.rung_name).to_dict(orient="records") for m in ms]}
+    return {
+        "protocol": {
+            "linear_probe": "logistic regression (C from the profile) on standardised L2-normalised image "
+            "embeddings; train split -> test split (patient-level); NaN -> negative, "
+            "uncertain (-1) left out (U-Ignore)",
+            "zero_shot": "cos(image, positive prompt) - cos(image, negative prompt); uncertain and missing left out",
+            "retrieval": "image -> report top-10 among the other held-out reports; relevant = same positive-label set",
+        },
+        "paper_reference": PAPER_REFERENCE,
+        "setting": ms[-1].setting if ms else None,
+        "table": utility_table(ms).to_dict(orient="records"),
+        "per_label": [m.utility.assign(rung=m.rung_index, model=m.rung_name).to_dict(orient="records") for m in ms],
+    }
 
 
-def transfer_payload(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], internal: Sequence[RungMitigation]) -> dict[str, Any]:
+def transfer_payload(
+    results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], internal: Sequence[RungMitigation]
+) -> dict[str, Any]:
     """results/<profile>/transfer.json: external recall and utility per rung and variant."""
     out = []
     for m in internal:
         recall, util = results[m.rung_name]
         rand = recall[(recall["pool"] == "random") & (recall["k"] == 1)]
-        out.append({"rung": m.rung_index, "model": m.rung_name, "recall": recall.to_dict(orient="records"),
-                    "utility": util.to_dict(orient="records"),
-                    "r1_by_variant": rand[["variant", "pool_size", "recall", "lift"]].to_dict(orient="records")})
+        out.append(
+            {
+                "rung": m.rung_index,
+                "model": m.rung_name,
+                "recall": recall.to_dict(orient="records"),
+                "utility": util.to_dict(orient="records"),
+                "r1_by_variant": rand[["variant", "pool_size", "recall", "lift"]].to_dict(orient="records"),
+            }
+        )
     return {"setting": internal[-1].setting if internal else None, "rungs": out}
 
 
@@ -130,9 +180,25 @@ PAPER_CLAIM = {"min_r1_reduction": 0.5, "max_probe_auroc_drop": 0.5}
 """The paper's claim in the terms the book checks: a cut of R@1 of at least 50% with a linear-probe
 macro AUROC drop of at most 0.5 points (the paper's own figures: :data:`relink_lib.paper.PAPER`)."""
 
-FRONTIER_KEYS = ("frontier", "selection_rule", "selected", "reference", "reference_is_selected", "r1_reduction_ci_low",
-                 "r1_reduction_ci_high", "controls", "output_perturbation_curve", "seen", "heldout", "private_pool",
-                 "n_seeds", "seeds", "rung", "bank", "cost")
+FRONTIER_KEYS = (
+    "frontier",
+    "selection_rule",
+    "selected",
+    "reference",
+    "reference_is_selected",
+    "r1_reduction_ci_low",
+    "r1_reduction_ci_high",
+    "controls",
+    "output_perturbation_curve",
+    "seen",
+    "heldout",
+    "private_pool",
+    "n_seeds",
+    "seeds",
+    "rung",
+    "bank",
+    "cost",
+)
 
 
 def frontier_payload(fr: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,12 +210,17 @@ def frontier_payload(fr: Mapping[str, Any]) -> dict[str, Any]:
 
 def setting_label(p: Mapping[str, Any]) -> str:
     """``reinit heads, SGD lr 0.1, 10 epochs`` for a frontier point."""
-    return (f"{p['init']} heads, {'SGD' if p['optimizer'] == 'sgd' else 'Adam'} lr {p['lr']:g}, "
-            f"{p['epochs']:g} epochs")
+    return f"{p['init']} heads, {'SGD' if p['optimizer'] == 'sgd' else 'Adam'} lr {p['lr']:g}, {p['epochs']:g} epochs"
 
 
-FRONTIER_HEADERS: dict[str, str] = {"optimizer": "opt.", "cut_select": "cut (selection)", "cut_report": "cut (report)",
-                                    "cut_seed_sd": "seed SD", "probe_drop": "probe drop", "zero_shot_drop": "zero-shot drop"}
+FRONTIER_HEADERS: dict[str, str] = {
+    "optimizer": "opt.",
+    "cut_select": "cut (selection)",
+    "cut_report": "cut (report)",
+    "cut_seed_sd": "seed SD",
+    "probe_drop": "probe drop",
+    "zero_shot_drop": "zero-shot drop",
+}
 """Display headers of :func:`frontier_table`'s columns on the page (the table keeps its column names)."""
 
 
@@ -159,12 +230,26 @@ def frontier_table(fr: Mapping[str, Any], study: str | None = "grid") -> pd.Data
     for i, p in enumerate(fr["frontier"]):
         if study is not None and p["study"] != study:
             continue
-        rows.append({"index": i, "init": p["init"], "optimizer": p["optimizer"], "lr": p["lr"], "epochs": p["epochs"],
-                     "n_private": p["n_private"], "sigma": p["noise_multiplier"], "steps": p["steps"],
-                     "epsilon": p["epsilon"], "cut_select": p["r1_reduction_select"], "cut_report": p["r1_reduction"],
-                     "cut_seed_sd": p["r1_reduction_seed_sd"], "probe_drop": p["probe_auroc_drop"],
-                     "zero_shot_drop": p["zero_shot_auroc_drop"], "drift": p["drift"],
-                     "selected": i == fr.get("selected")})
+        rows.append(
+            {
+                "index": i,
+                "init": p["init"],
+                "optimizer": p["optimizer"],
+                "lr": p["lr"],
+                "epochs": p["epochs"],
+                "n_private": p["n_private"],
+                "sigma": p["noise_multiplier"],
+                "steps": p["steps"],
+                "epsilon": p["epsilon"],
+                "cut_select": p["r1_reduction_select"],
+                "cut_report": p["r1_reduction"],
+                "cut_seed_sd": p["r1_reduction_seed_sd"],
+                "probe_drop": p["probe_auroc_drop"],
+                "zero_shot_drop": p["zero_shot_auroc_drop"],
+                "drift": p["drift"],
+                "selected": i == fr.get("selected"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -173,17 +258,24 @@ def controls_table(fr: Mapping[str, Any]) -> pd.DataFrame:
     utility at the same cut (interpolated on its scale curve)."""
     ref = fr["frontier"][fr["reference"]]
     rows = [{"variant": "DP (" + ("selected" if fr["reference_is_selected"] else "reference") + ")", **_axes(ref)}]
-    names = {"nonprivate": "non-private fine-tuning", "reinit_untrained": "re-initialised, untrained",
-             "output_perturbation_matched": "output perturbation (matched R@1)"}
+    names = {
+        "nonprivate": "non-private fine-tuning",
+        "reinit_untrained": "re-initialised, untrained",
+        "output_perturbation_matched": "output perturbation (matched R@1)",
+    }
     for c in fr["controls"]:
         rows.append({"variant": names.get(c["control"], c["control"]), **_axes(c)})
     return pd.DataFrame(rows)
 
 
 def _axes(p: Mapping[str, Any]) -> dict[str, float]:
-    return {"cut_report": p.get("r1_reduction", math.nan), "probe_drop_report": p.get("probe_auroc_drop_report", math.nan),
-            "zero_shot_drop_report": p.get("zero_shot_auroc_drop_report", math.nan), "drift": p.get("drift", math.nan),
-            "op_zero_shot_drop_at_same_cut": p.get("output_perturbation_zero_shot_auroc_drop_report_at_same_cut", math.nan)}
+    return {
+        "cut_report": p.get("r1_reduction", math.nan),
+        "probe_drop_report": p.get("probe_auroc_drop_report", math.nan),
+        "zero_shot_drop_report": p.get("zero_shot_auroc_drop_report", math.nan),
+        "drift": p.get("drift", math.nan),
+        "op_zero_shot_drop_at_same_cut": p.get("output_perturbation_zero_shot_auroc_drop_report_at_same_cut", math.nan),
+    }
 
 
 def paper_claim_check(fr: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,17 +285,24 @@ def paper_claim_check(fr: Mapping[str, Any]) -> dict[str, Any]:
     the claim (``reached``; ``ci_above``: the whole CI is at least 50%); ``any_point``: the frontier
     and scaling points (means over seeds, report half) that meet it.
     """
+
     def meets(p: Mapping[str, Any]) -> bool:
         cut, probe = p.get("r1_reduction", math.nan), p.get("probe_auroc_drop_report", math.nan)
         return bool(cut >= PAPER_CLAIM["min_r1_reduction"] and probe <= PAPER_CLAIM["max_probe_auroc_drop"])
+
     sel = fr.get("selected")
-    out: dict[str, Any] = {"selected": None,
-                           "any_point": [i for i, p in enumerate(fr["frontier"]) if meets(p)]}
+    out: dict[str, Any] = {"selected": None, "any_point": [i for i, p in enumerate(fr["frontier"]) if meets(p)]}
     if sel is not None:
         p = fr["frontier"][sel]
-        out["selected"] = {"index": sel, "cut": p["r1_reduction"], "ci_low": fr["r1_reduction_ci_low"],
-                           "ci_high": fr["r1_reduction_ci_high"], "probe_drop": p["probe_auroc_drop_report"],
-                           "reached": meets(p), "ci_above": bool(fr["r1_reduction_ci_low"] >= PAPER_CLAIM["min_r1_reduction"])}
+        out["selected"] = {
+            "index": sel,
+            "cut": p["r1_reduction"],
+            "ci_low": fr["r1_reduction_ci_low"],
+            "ci_high": fr["r1_reduction_ci_high"],
+            "probe_drop": p["probe_auroc_drop_report"],
+            "reached": meets(p),
+            "ci_above": bool(fr["r1_reduction_ci_low"] >= PAPER_CLAIM["min_r1_reduction"]),
+        }
     return out
 
 
@@ -221,44 +320,65 @@ def frontier_findings(fr: Mapping[str, Any], simulation: bool = True) -> list[st
     rule, pts = fr["selection_rule"], fr["frontier"]
     grid = [p for p in pts if p["study"] == "grid"]
     n = rule["reference_pool_size"]
-    out = [f"The frontier holds {len(grid)} settings at the own private-set size ({rule['n_private']:,} pairs), each "
-           f"with {fr['n_seeds']} noise seeds, all at epsilon <= {max(p['epsilon'] for p in pts):.3f} "
-           f"(delta = {pts[0]['delta']:g}); cuts are in Recall@1 at N = {n:,}, within each held-out half."]
+    out = [
+        f"The frontier holds {len(grid)} settings at the own private-set size ({rule['n_private']:,} pairs), each "
+        f"with {fr['n_seeds']} noise seeds, all at epsilon <= {max(p['epsilon'] for p in pts):.3f} "
+        f"(delta = {pts[0]['delta']:g}); cuts are in Recall@1 at N = {n:,}, within each held-out half."
+    ]
     sel = fr.get("selected")
     ref = pts[fr["reference"]]
     ci = f"95% patient-bootstrap CI {_pct(fr['r1_reduction_ci_low'])} to {_pct(fr['r1_reduction_ci_high'])}"
     if sel is not None:
-        out.append(f"The declared rule (probe drop <= {rule['max_probe_auroc_drop']:g} points and zero-shot drop <= "
-                   f"{rule['max_zero_shot_auroc_drop']:g} points on the selection half) selects {setting_label(ref)}: "
-                   f"a cut of {_pct(ref['r1_reduction_select'])} on the selection half and {_pct(ref['r1_reduction'])} "
-                   f"on the report half ({ci}; seed SD {_pct(ref['r1_reduction_seed_sd'])}), with a probe drop of "
-                   f"{_pts(ref['probe_auroc_drop_report'])} and a zero-shot drop of {_pts(ref['zero_shot_auroc_drop_report'])}.")
+        out.append(
+            f"The declared rule (probe drop <= {rule['max_probe_auroc_drop']:g} points and zero-shot drop <= "
+            f"{rule['max_zero_shot_auroc_drop']:g} points on the selection half) selects {setting_label(ref)}: "
+            f"a cut of {_pct(ref['r1_reduction_select'])} on the selection half and {_pct(ref['r1_reduction'])} "
+            f"on the report half ({ci}; seed SD {_pct(ref['r1_reduction_seed_sd'])}), with a probe drop of "
+            f"{_pts(ref['probe_auroc_drop_report'])} and a zero-shot drop of {_pts(ref['zero_shot_auroc_drop_report'])}."
+        )
     else:
-        out.append(f"No setting meets the declared rule (probe drop <= {rule['max_probe_auroc_drop']:g} and zero-shot "
-                   f"drop <= {rule['max_zero_shot_auroc_drop']:g} points on the selection half). The largest cut on the "
-                   f"selection half, {setting_label(ref)} ({_pct(ref['r1_reduction_select'])}; report half "
-                   f"{_pct(ref['r1_reduction'])}, {ci}), is used as the reference for the controls and chapters 7-8.")
+        out.append(
+            f"No setting meets the declared rule (probe drop <= {rule['max_probe_auroc_drop']:g} and zero-shot "
+            f"drop <= {rule['max_zero_shot_auroc_drop']:g} points on the selection half). The largest cut on the "
+            f"selection half, {setting_label(ref)} ({_pct(ref['r1_reduction_select'])}; report half "
+            f"{_pct(ref['r1_reduction'])}, {ci}), is used as the reference for the controls and chapters 7-8."
+        )
     chk = paper_claim_check(fr)
     s = chk["selected"]
     claim = "the paper's claim (a cut of at least 50% with a probe drop of at most 0.5 points)"
     if s is not None and s["reached"]:
-        out.append(f"So {what} reaches {claim} at the selected setting" +
-                   (", and the whole CI lies above 50%." if s["ci_above"] else ", but the CI reaches below 50%."))
+        out.append(
+            f"So {what} reaches {claim} at the selected setting"
+            + (", and the whole CI lies above 50%." if s["ci_above"] else ", but the CI reaches below 50%.")
+        )
     else:
         others = [i for i in chk["any_point"]]
         tail = ""
         if others:
-            tail = " Points that do meet it on the report half (not selectable under the rule, or outside the own size): " + \
-                   "; ".join(f"{setting_label(pts[i])} at {pts[i]['n_private']:,} pairs ({_pct(pts[i]['r1_reduction'])})"
-                             for i in others[:4]) + "."
-        reason = (f"the selected cut is {_pct(s['cut'])} with a probe drop of {_pts(s['probe_drop'])} on the report half"
-                  if s is not None else "no setting meets the rule")
+            tail = (
+                " Points that do meet it on the report half (not selectable under the rule, or outside the own size): "
+                + "; ".join(
+                    f"{setting_label(pts[i])} at {pts[i]['n_private']:,} pairs ({_pct(pts[i]['r1_reduction'])})"
+                    for i in others[:4]
+                )
+                + "."
+            )
+        reason = (
+            f"the selected cut is {_pct(s['cut'])} with a probe drop of {_pts(s['probe_drop'])} on the report half"
+            if s is not None
+            else "no setting meets the rule"
+        )
         out.append(f"So {what} does not reach {claim}: {reason}.{tail}")
     scal = sorted((p for p in pts if p["study"] == "scaling"), key=lambda p: p["n_private"])
     if scal:
-        out.append("At larger private sets the same setting cuts " + ", ".join(
-            f"{_pct(p['r1_reduction'])} at {p['n_private']:,} pairs (sigma {p['noise_multiplier']:.2f})" for p in scal) +
-            f", against {_pct(ref['r1_reduction'])} at {ref['n_private']:,} (sigma {ref['noise_multiplier']:.2f}).")
+        out.append(
+            "At larger private sets the same setting cuts "
+            + ", ".join(
+                f"{_pct(p['r1_reduction'])} at {p['n_private']:,} pairs (sigma {p['noise_multiplier']:.2f})"
+                for p in scal
+            )
+            + f", against {_pct(ref['r1_reduction'])} at {ref['n_private']:,} (sigma {ref['noise_multiplier']:.2f})."
+        )
     return out
 
 
@@ -275,50 +395,80 @@ def mechanism_paragraph(fr: Mapping[str, Any]) -> str:
     if not math.isfinite(rho):
         trend = "The pretrained-init points are too few (or too uniform) to relate drift and cut"
     else:
-        how = ("rises with" if rho >= 0.4 else "falls with" if rho <= -0.4 else "is not tied to")
-        trend = (f"Among the DP fine-tunings of the pretrained heads the cut {how} how far the heads move "
-                 f"(Spearman rho {rho:+.2f} between drift and cut over {len(pre)} settings)")
+        how = "rises with" if rho >= 0.4 else "falls with" if rho <= -0.4 else "is not tied to"
+        trend = (
+            f"Among the DP fine-tunings of the pretrained heads the cut {how} how far the heads move "
+            f"(Spearman rho {rho:+.2f} between drift and cut over {len(pre)} settings)"
+        )
     parts = [trend]
-    parts.append(f"; starting from fresh heads cuts {_pct(mean([p['r1_reduction'] for p in rei]))} on average against "
-                 f"{_pct(mean([p['r1_reduction'] for p in pre]))} from the pretrained ones, while untrained fresh heads cut "
-                 f"{_pct(re0['r1_reduction'])} at a zero-shot cost of {_pts(re0['zero_shot_auroc_drop_report'])}" if re0 else "")
+    parts.append(
+        f"; starting from fresh heads cuts {_pct(mean([p['r1_reduction'] for p in rei]))} on average against "
+        f"{_pct(mean([p['r1_reduction'] for p in pre]))} from the pretrained ones, while untrained fresh heads cut "
+        f"{_pct(re0['r1_reduction'])} at a zero-shot cost of {_pts(re0['zero_shot_auroc_drop_report'])}"
+        if re0
+        else ""
+    )
     parts.append(". ")
     if op is not None and op["scale"] == 0:
-        parts.append("The reference point does not lower Recall@1 on the selection half, so output perturbation matched "
-                     "to it is the pretrained heads themselves (scale 0). ")
+        parts.append(
+            "The reference point does not lower Recall@1 on the selection half, so output perturbation matched "
+            "to it is the pretrained heads themselves (scale 0). "
+        )
     elif op is not None:
-        parts.append(f"Plain Gaussian noise on the pretrained weights matched to the {'selected' if fr['reference_is_selected'] else 'reference'} "
-                     f"point's Recall@1 needs a relative scale of {op['scale']:.2f} (drift {op['drift']:.2f}, against the DP "
-                     f"heads' {ref['drift']:.2f}) and costs {_pts(op['zero_shot_auroc_drop_report'])} of zero-shot AUROC "
-                     f"against the DP heads' {_pts(ref['zero_shot_auroc_drop_report'])}: ")
+        parts.append(
+            f"Plain Gaussian noise on the pretrained weights matched to the {'selected' if fr['reference_is_selected'] else 'reference'} "
+            f"point's Recall@1 needs a relative scale of {op['scale']:.2f} (drift {op['drift']:.2f}, against the DP "
+            f"heads' {ref['drift']:.2f}) and costs {_pts(op['zero_shot_auroc_drop_report'])} of zero-shot AUROC "
+            f"against the DP heads' {_pts(ref['zero_shot_auroc_drop_report'])}: "
+        )
         better = op["zero_shot_auroc_drop_report"] - ref["zero_shot_auroc_drop_report"]
-        parts.append("what DP training adds over noise of the same effect is that it keeps the label-level alignment "
-                     "while it breaks the instance-level one. " if better > 0.5 else
-                     "at this cut DP training keeps no more cross-modal utility than plain noise. ")
+        parts.append(
+            "what DP training adds over noise of the same effect is that it keeps the label-level alignment "
+            "while it breaks the instance-level one. "
+            if better > 0.5
+            else "at this cut DP training keeps no more cross-modal utility than plain noise. "
+        )
     if npv is not None and re0 is not None and ref["init"] == "reinit":
-        relearn = (ref["r1_reduction"] > npv["r1_reduction"] + 0.1
-                   and ref["zero_shot_auroc_drop_report"] < re0["zero_shot_auroc_drop_report"] - 1)
-        parts.append(f"From fresh heads (untrained: a cut of {_pct(re0['r1_reduction'])}, zero-shot "
-                     f"{_pts(re0['zero_shot_auroc_drop_report'])}), non-private training with the same setting re-learns the "
-                     f"alignment (cut {_pct(npv['r1_reduction'])}, zero-shot {_pts(npv['zero_shot_auroc_drop_report'])}), "
-                     f"while DP training reaches a zero-shot change of {_pts(ref['zero_shot_auroc_drop_report'])} at a cut of "
-                     f"{_pct(ref['r1_reduction'])}"
-                     + (": the cut is the instance-level detail the noise keeps the heads from re-learning, while the "
-                        "coarser label-level alignment comes back. " if relearn else ". "))
+        relearn = (
+            ref["r1_reduction"] > npv["r1_reduction"] + 0.1
+            and ref["zero_shot_auroc_drop_report"] < re0["zero_shot_auroc_drop_report"] - 1
+        )
+        parts.append(
+            f"From fresh heads (untrained: a cut of {_pct(re0['r1_reduction'])}, zero-shot "
+            f"{_pts(re0['zero_shot_auroc_drop_report'])}), non-private training with the same setting re-learns the "
+            f"alignment (cut {_pct(npv['r1_reduction'])}, zero-shot {_pts(npv['zero_shot_auroc_drop_report'])}), "
+            f"while DP training reaches a zero-shot change of {_pts(ref['zero_shot_auroc_drop_report'])} at a cut of "
+            f"{_pct(ref['r1_reduction'])}"
+            + (
+                ": the cut is the instance-level detail the noise keeps the heads from re-learning, while the "
+                "coarser label-level alignment comes back. "
+                if relearn
+                else ". "
+            )
+        )
     elif npv is not None:
-        parts.append(f"Non-private fine-tuning with the same setting cuts {_pct(npv['r1_reduction'])}, so "
-                     + ("most of the cut comes from the noise and clipping, not from the objective. " if
-                        npv["r1_reduction"] < 0.5 * ref["r1_reduction"] else
-                        "much of the cut comes from re-fitting the heads to the public-bank objective itself. "))
+        parts.append(
+            f"Non-private fine-tuning with the same setting cuts {_pct(npv['r1_reduction'])}, so "
+            + (
+                "most of the cut comes from the noise and clipping, not from the objective. "
+                if npv["r1_reduction"] < 0.5 * ref["r1_reduction"]
+                else "much of the cut comes from re-fitting the heads to the public-bank objective itself. "
+            )
+        )
     seen = fr["seen"]
     close = abs(seen["seen_r1_reduction"] - seen["heldout_r1_reduction"]) < 0.1
-    parts.append(f"On the pairs the DP heads were fine-tuned on, Recall@1 at N = {seen['pool_size']:,} goes "
-                 f"{seen['seen_r1_before']:.4f} -> {seen['seen_r1_after']:.4f} (a cut of {_pct(seen['seen_r1_reduction'])}), "
-                 f"on held-out pairs {seen['heldout_r1_before']:.4f} -> {seen['heldout_r1_after']:.4f} "
-                 f"({_pct(seen['heldout_r1_reduction'])})" +
-                 (": about the same, so the cut is a property of the heads' alignment, not of which pairs they saw."
-                  if close else ": the cut differs between pairs the heads saw and pairs they did not "
-                                "(the pretrained encoders and heads were trained on the seen pairs)."))
+    parts.append(
+        f"On the pairs the DP heads were fine-tuned on, Recall@1 at N = {seen['pool_size']:,} goes "
+        f"{seen['seen_r1_before']:.4f} -> {seen['seen_r1_after']:.4f} (a cut of {_pct(seen['seen_r1_reduction'])}), "
+        f"on held-out pairs {seen['heldout_r1_before']:.4f} -> {seen['heldout_r1_after']:.4f} "
+        f"({_pct(seen['heldout_r1_reduction'])})"
+        + (
+            ": about the same, so the cut is a property of the heads' alignment, not of which pairs they saw."
+            if close
+            else ": the cut differs between pairs the heads saw and pairs they did not "
+            "(the pretrained encoders and heads were trained on the seen pairs)."
+        )
+    )
     return "".join(parts)
 
 
@@ -334,32 +484,45 @@ def utility_findings(ms: Sequence[RungMitigation], simulation: bool = True) -> l
     def move(col: str, v: str) -> str:
         a, b = pre[col], row[v][col]
         return f"{a:.3f} -> {b:.3f} ({100 * (b - a):+.2f} points)"
+
     label = setting_label(m.setting) if m.setting else "the profile's setting"
-    out = [f"At chapter 6's setting ({label}; one noise seed, whole held-out split) the DP heads of {m.rung_name} move "
-           f"the linear probe's macro AUROC {move('probe_macro_auroc', 'dp')} and zero-shot macro AUROC "
-           f"{move('zero_shot_macro_auroc', 'dp')}; label-level retrieval precision@10 goes "
-           f"{pre['retrieval_precision@10']:.3f} -> {dp['retrieval_precision@10']:.3f} "
-           f"(chance {pre['retrieval_chance@10']:.3f})."]
+    out = [
+        f"At chapter 6's setting ({label}; one noise seed, whole held-out split) the DP heads of {m.rung_name} move "
+        f"the linear probe's macro AUROC {move('probe_macro_auroc', 'dp')} and zero-shot macro AUROC "
+        f"{move('zero_shot_macro_auroc', 'dp')}; label-level retrieval precision@10 goes "
+        f"{pre['retrieval_precision@10']:.3f} -> {dp['retrieval_precision@10']:.3f} "
+        f"(chance {pre['retrieval_chance@10']:.3f})."
+    ]
     drop = 100 * (pre["probe_macro_auroc"] - dp["probe_macro_auroc"])
-    out.append(f"The probe drop of {drop:.2f} points is {'within' if drop <= PAPER_CLAIM['max_probe_auroc_drop'] else 'beyond'} "
-               f"the {PAPER_CLAIM['max_probe_auroc_drop']:g} points the paper's claim allows (the paper reports "
-               f"{100 * PAPER.probe_macro_auroc_before:.2f}% -> {100 * PAPER.probe_macro_auroc_after:.2f}%, the paper's "
-               f"figures).")
+    out.append(
+        f"The probe drop of {drop:.2f} points is {'within' if drop <= PAPER_CLAIM['max_probe_auroc_drop'] else 'beyond'} "
+        f"the {PAPER_CLAIM['max_probe_auroc_drop']:g} points the paper's claim allows (the paper reports "
+        f"{100 * PAPER.probe_macro_auroc_before:.2f}% -> {100 * PAPER.probe_macro_auroc_after:.2f}%, the paper's "
+        f"figures)."
+    )
     re_p = 100 * (row["reinit"]["probe_macro_auroc"] - pre["probe_macro_auroc"])
     re_z = 100 * (row["reinit"]["zero_shot_macro_auroc"] - pre["zero_shot_macro_auroc"])
     blind = abs(re_p) < 2 and re_z < -5
-    out.append(f"Untrained fresh heads change the probe by {re_p:+.2f} points and zero-shot AUROC by {re_z:+.2f} points"
-               + (": the probe cannot tell heads that align images with text from random ones, zero-shot AUROC can."
-                  if blind else "."))
+    out.append(
+        f"Untrained fresh heads change the probe by {re_p:+.2f} points and zero-shot AUROC by {re_z:+.2f} points"
+        + (
+            ": the probe cannot tell heads that align images with text from random ones, zero-shot AUROC can."
+            if blind
+            else "."
+        )
+    )
     op_z = 100 * (row["output_perturbation"]["zero_shot_macro_auroc"] - pre["zero_shot_macro_auroc"])
     dp_z = 100 * (dp["zero_shot_macro_auroc"] - pre["zero_shot_macro_auroc"])
-    out.append(f"Output perturbation matched to the DP heads' Recall@1 changes zero-shot AUROC by {op_z:+.2f} points "
-               f"against the DP heads' {dp_z:+.2f}. All numbers are this {what}'s.")
+    out.append(
+        f"Output perturbation matched to the DP heads' Recall@1 changes zero-shot AUROC by {op_z:+.2f} points "
+        f"against the DP heads' {dp_z:+.2f}. All numbers are this {what}'s."
+    )
     return out
 
 
-def transfer_tables(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]],
-                    ms: Sequence[RungMitigation]) -> dict[str, pd.DataFrame]:
+def transfer_tables(
+    results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], ms: Sequence[RungMitigation]
+) -> dict[str, pd.DataFrame]:
     """Chapter 8's tables from :func:`relink_lib.dp.stage.transfer_rung`'s ``(recall, utility)`` per model.
 
     ``recall``: ``model, N, variant, recall@1, relative_reduction`` (random pools, the largest N of
@@ -372,16 +535,24 @@ def transfer_tables(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]],
         variants = [v for v in VARIANTS if v in set(recall["variant"])]
         for v in variants:
             red = table_reduction(recall, v, k=1, pool="random")
-            rows.append({"model": m.rung_name, "N": red["pool_size"], "variant": v, "recall@1": red["recall_after"],
-                         "relative_reduction": red["relative_reduction"]})
+            rows.append(
+                {
+                    "model": m.rung_name,
+                    "N": red["pool_size"],
+                    "variant": v,
+                    "recall@1": red["recall_after"],
+                    "relative_reduction": red["relative_reduction"],
+                }
+            )
         u = util[util["label"].isin(["macro", "all"])].pivot(index="variant", columns="metric", values="value")
         u.insert(0, "model", m.rung_name)
         urows.append(u.reset_index())
     return {"recall": pd.DataFrame(rows), "utility": pd.concat(urows, ignore_index=True) if urows else pd.DataFrame()}
 
 
-def transfer_findings(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], ms: Sequence[RungMitigation],
-                      simulation: bool = True) -> list[str]:
+def transfer_findings(
+    results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], ms: Sequence[RungMitigation], simulation: bool = True
+) -> list[str]:
     """Chapter 8's conclusions: the selected DP heads' cut and utility on the external site (most specialised model)."""
     m = ms[-1]
     recall, util = results[m.rung_name]
@@ -390,25 +561,33 @@ def transfer_findings(results: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], 
     inside = recall_reduction(m, "dp")
     s = util[util["label"].isin(["macro"])].pivot(index="variant", columns="metric", values="value")
     label = setting_label(m.setting) if m.setting else "the profile's setting"
-    out = [f"On the external site ({'simulation' if simulation else 'real data'}), Recall@1 at N = {n:,} goes "
-           f"{r1['pretrained']:.4f} -> {r1['dp']:.4f} with the DP heads of {m.rung_name} ({label}): a cut of "
-           f"{_pct(cut['dp'])}, against {_pct(inside['relative_reduction'])} on the internal held-out split at "
-           f"N = {inside['pool_size']:,}."]
-    out.append(f"Controls there: non-private fine-tuning {_pct(cut['nonprivate'])}, fresh untrained heads "
-               f"{_pct(cut['reinit'])}, output perturbation {_pct(cut['output_perturbation'])}.")
+    out = [
+        f"On the external site ({'simulation' if simulation else 'real data'}), Recall@1 at N = {n:,} goes "
+        f"{r1['pretrained']:.4f} -> {r1['dp']:.4f} with the DP heads of {m.rung_name} ({label}): a cut of "
+        f"{_pct(cut['dp'])}, against {_pct(inside['relative_reduction'])} on the internal held-out split at "
+        f"N = {inside['pool_size']:,}."
+    ]
+    out.append(
+        f"Controls there: non-private fine-tuning {_pct(cut['nonprivate'])}, fresh untrained heads "
+        f"{_pct(cut['reinit'])}, output perturbation {_pct(cut['output_perturbation'])}."
+    )
     if "zero_shot_auroc" in s.columns:
-        out.append(f"Utility there: linear-probe macro AUROC {s.loc['pretrained', 'linear_probe_auroc']:.3f} -> "
-                   f"{s.loc['dp', 'linear_probe_auroc']:.3f}, zero-shot macro AUROC "
-                   f"{s.loc['pretrained', 'zero_shot_auroc']:.3f} -> {s.loc['dp', 'zero_shot_auroc']:.3f}.")
+        out.append(
+            f"Utility there: linear-probe macro AUROC {s.loc['pretrained', 'linear_probe_auroc']:.3f} -> "
+            f"{s.loc['dp', 'linear_probe_auroc']:.3f}, zero-shot macro AUROC "
+            f"{s.loc['pretrained', 'zero_shot_auroc']:.3f} -> {s.loc['dp', 'zero_shot_auroc']:.3f}."
+        )
     return out
 
 
 def sig3(df: pd.DataFrame) -> pd.DataFrame:
     """A copy with every float rounded to 3 significant figures (the printed, nbval-checked tables)."""
+
     def r(x: Any) -> Any:
         if isinstance(x, (float, np.floating)) and math.isfinite(x) and x != 0:
             return float(f"{x:.3g}")
         return x
+
     return df.apply(lambda col: col.map(r) if col.dtype.kind == "f" else col)
 
 
@@ -419,5 +598,9 @@ def seed_spread(fr: Mapping[str, Any]) -> dict[str, float]:
     def med(key: str) -> float:
         vals = [p.get(key) for p in grid if p.get(key) is not None and math.isfinite(p.get(key))]
         return float(np.median(vals)) if vals else math.nan
-    return {"cut": med("r1_reduction_select_seed_sd"), "probe_drop": med("probe_auroc_drop_seed_sd"),
-            "zero_shot_drop": med("zero_shot_auroc_drop_seed_sd")}
+
+    return {
+        "cut": med("r1_reduction_select_seed_sd"),
+        "probe_drop": med("probe_auroc_drop_seed_sd"),
+        "zero_shot_drop": med("zero_shot_auroc_drop_seed_sd"),
+    }

@@ -16,6 +16,7 @@ bias-free linear heads (:mod:`relink_lib.dp.fastgrad`); ``"opacus"`` runs Opacus
 sampling only). sigma is calibrated by :func:`relink_lib.dp.calibrate.calibrate_noise` for the
 same (q, steps) either way, so the record's epsilon holds for both.
 """
+
 from __future__ import annotations
 
 import functools
@@ -77,7 +78,9 @@ def resolve_engine(config: DPConfig, image_head: nn.Module, text_head: nn.Module
     if config.engine == "fast" and not linear:
         raise ValueError("DPConfig.engine='fast': needs bias-free nn.Linear heads; use engine='opacus' or 'auto'")
     if config.engine == "opacus" and config.sampling == "patient":
-        raise ValueError("DPConfig.sampling='patient': per-patient clipping needs engine='fast' (bias-free linear heads)")
+        raise ValueError(
+            "DPConfig.sampling='patient': per-patient clipping needs engine='fast' (bias-free linear heads)"
+        )
     if config.engine == "auto":
         if linear:
             return "fast"
@@ -94,17 +97,29 @@ def _make_optimizer(params: list[nn.Parameter], config: DPConfig) -> torch.optim
 
 
 @torch.no_grad()
-def _eval_loss(image_head: nn.Module, text_head: nn.Module, eval_feats: tuple[Tensor, Tensor] | None, temperature: float) -> float:
+def _eval_loss(
+    image_head: nn.Module, text_head: nn.Module, eval_feats: tuple[Tensor, Tensor] | None, temperature: float
+) -> float:
     if eval_feats is None:
         return math.nan
     img, txt = eval_feats
     return float(batch_infonce(l2_normalize(image_head(img)), l2_normalize(text_head(txt)), temperature))
 
 
-def clipped_grad_sum(w_img: Tensor, w_txt: Tensor, x_img: Tensor, x_txt: Tensor, bank_txt: Tensor,
-                     bank_img: Tensor | None = None, *, max_grad_norm: float | None,
-                     temperature: float = DEFAULT_TEMPERATURE, groups: Tensor | None = None,
-                     n_groups: int | None = None, bank_grad: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def clipped_grad_sum(
+    w_img: Tensor,
+    w_txt: Tensor,
+    x_img: Tensor,
+    x_txt: Tensor,
+    bank_txt: Tensor,
+    bank_img: Tensor | None = None,
+    *,
+    max_grad_norm: float | None,
+    temperature: float = DEFAULT_TEMPERATURE,
+    groups: Tensor | None = None,
+    n_groups: int | None = None,
+    bank_grad: bool = True,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Sum over units of the per-unit gradients of both heads, each clipped jointly to ``max_grad_norm``.
 
     ``groups`` (n,) maps rows to units (per-patient clipping); ``None`` = one unit per row.
@@ -121,9 +136,21 @@ def clipped_grad_sum(w_img: Tensor, w_txt: Tensor, x_img: Tensor, x_txt: Tensor,
     return f_img.weighted_sum(weights), f_txt.weighted_sum(weights), norms, coef, loss
 
 
-def _fast_private_step(w_img: Tensor, w_txt: Tensor, x_img: Tensor, x_txt: Tensor, groups: Tensor, n_groups: int,
-                       bank_txt: Tensor, bank_img: Tensor | None, config: DPConfig, sigma: float, clip: bool,
-                       expected_batch: float, noise_gen: torch.Generator | None) -> tuple[Tensor, Tensor, float, float]:
+def _fast_private_step(
+    w_img: Tensor,
+    w_txt: Tensor,
+    x_img: Tensor,
+    x_txt: Tensor,
+    groups: Tensor,
+    n_groups: int,
+    bank_txt: Tensor,
+    bank_img: Tensor | None,
+    config: DPConfig,
+    sigma: float,
+    clip: bool,
+    expected_batch: float,
+    noise_gen: torch.Generator | None,
+) -> tuple[Tensor, Tensor, float, float]:
     """Noisy clipped mean gradient of both heads for one batch; returns (g_img, g_txt, mean loss, clip fraction)."""
     g_img = torch.zeros_like(w_img)
     g_txt = torch.zeros_like(w_txt)
@@ -131,9 +158,18 @@ def _fast_private_step(w_img: Tensor, w_txt: Tensor, x_img: Tensor, x_txt: Tenso
     if x_img.shape[0] > 0:
         grp = groups if config.sampling == "patient" else None
         g_img, g_txt, norms, _, loss = clipped_grad_sum(
-            w_img, w_txt, x_img, x_txt, bank_txt, bank_img, max_grad_norm=config.max_grad_norm if clip else None,
-            temperature=config.temperature, groups=grp, n_groups=n_groups if grp is not None else None,
-            bank_grad=config.bank_grad)
+            w_img,
+            w_txt,
+            x_img,
+            x_txt,
+            bank_txt,
+            bank_img,
+            max_grad_norm=config.max_grad_norm if clip else None,
+            temperature=config.temperature,
+            groups=grp,
+            n_groups=n_groups if grp is not None else None,
+            bank_grad=config.bank_grad,
+        )
         loss_mean = float(loss.mean())
         clipped = float((norms > config.max_grad_norm).float().mean())
     if clip and sigma > 0:
@@ -144,9 +180,21 @@ def _fast_private_step(w_img: Tensor, w_txt: Tensor, x_img: Tensor, x_txt: Tenso
     return g_img / denom, g_txt / denom, loss_mean, clipped
 
 
-def _train_fast(img_head: nn.Module, txt_head: nn.Module, x_img: Tensor, x_txt: Tensor, bank_txt: Tensor,
-                bank_img: Tensor | None, units: PrivacyUnits, config: DPConfig, sigma: float, q: float, steps: int,
-                per_epoch: int, eval_feats: tuple[Tensor, Tensor] | None) -> list[dict[str, Any]]:
+def _train_fast(
+    img_head: nn.Module,
+    txt_head: nn.Module,
+    x_img: Tensor,
+    x_txt: Tensor,
+    bank_txt: Tensor,
+    bank_img: Tensor | None,
+    units: PrivacyUnits,
+    config: DPConfig,
+    sigma: float,
+    q: float,
+    steps: int,
+    per_epoch: int,
+    eval_feats: tuple[Tensor, Tensor] | None,
+) -> list[dict[str, Any]]:
     w_img, w_txt = img_head.weight, txt_head.weight
     opt = _make_optimizer([w_img, w_txt], config)
     sample_gen = torch.Generator().manual_seed(int(config.seed))
@@ -158,23 +206,49 @@ def _train_fast(img_head: nn.Module, txt_head: nn.Module, x_img: Tensor, x_txt: 
     clip_fracs: list[float] = []
     for step, (rows, groups, n_groups) in enumerate(poisson_batches(units, q, steps, sample_gen), start=1):
         g_img, g_txt, loss_mean, clipped = _fast_private_step(
-            w_img.detach(), w_txt.detach(), x_img[rows], x_txt[rows], groups, n_groups, bank_txt, bank_img,
-            config, sigma, private, expected_batch, noise_gen)
+            w_img.detach(),
+            w_txt.detach(),
+            x_img[rows],
+            x_txt[rows],
+            groups,
+            n_groups,
+            bank_txt,
+            bank_img,
+            config,
+            sigma,
+            private,
+            expected_batch,
+            noise_gen,
+        )
         w_img.grad, w_txt.grad = g_img, g_txt
         opt.step()
         opt.zero_grad(set_to_none=True)
         batch_losses.append(loss_mean)
         clip_fracs.append(clipped)
         if step % per_epoch == 0 or step == steps:
-            rows_log.append(_history_row(step, per_epoch, img_head, txt_head, eval_feats, config, sigma, q,
-                                         batch_losses, clip_fracs))
+            rows_log.append(
+                _history_row(
+                    step, per_epoch, img_head, txt_head, eval_feats, config, sigma, q, batch_losses, clip_fracs
+                )
+            )
             batch_losses, clip_fracs = [], []
     return rows_log
 
 
-def _train_opacus(img_head: nn.Module, txt_head: nn.Module, x_img: Tensor, x_txt: Tensor, bank_txt: Tensor,
-                  bank_img: Tensor | None, config: DPConfig, sigma: float, q: float, steps: int, per_epoch: int,
-                  eval_feats: tuple[Tensor, Tensor] | None) -> tuple[list[dict[str, Any]], float | None]:
+def _train_opacus(
+    img_head: nn.Module,
+    txt_head: nn.Module,
+    x_img: Tensor,
+    x_txt: Tensor,
+    bank_txt: Tensor,
+    bank_img: Tensor | None,
+    config: DPConfig,
+    sigma: float,
+    q: float,
+    steps: int,
+    per_epoch: int,
+    eval_feats: tuple[Tensor, Tensor] | None,
+) -> tuple[list[dict[str, Any]], float | None]:
     # lazily: Opacus (and its grad-sample hooks) load only for engine="opacus", which few runs use
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
@@ -191,9 +265,14 @@ def _train_opacus(img_head: nn.Module, txt_head: nn.Module, x_img: Tensor, x_txt
         if config.private:
             engine = PrivacyEngine(accountant="rdp")
             gsm, opt, loader = engine.make_private(
-                module=module, optimizer=opt, data_loader=loader, noise_multiplier=sigma,
-                max_grad_norm=config.max_grad_norm, poisson_sampling=True,
-                noise_generator=torch.Generator().manual_seed(int(config.seed) + 7919))
+                module=module,
+                optimizer=opt,
+                data_loader=loader,
+                noise_multiplier=sigma,
+                max_grad_norm=config.max_grad_norm,
+                poisson_sampling=True,
+                noise_generator=torch.Generator().manual_seed(int(config.seed) + 7919),
+            )
         else:
             engine, gsm = None, module
         step = 0
@@ -208,8 +287,11 @@ def _train_opacus(img_head: nn.Module, txt_head: nn.Module, x_img: Tensor, x_txt
                 step += 1
                 batch_losses.append(float(loss.detach()) if per_ex.shape[0] else math.nan)
                 if step % per_epoch == 0 or step == steps:
-                    rows_log.append(_history_row(step, per_epoch, img_head, txt_head, eval_feats, config, sigma, q,
-                                                 batch_losses, []))
+                    rows_log.append(
+                        _history_row(
+                            step, per_epoch, img_head, txt_head, eval_feats, config, sigma, q, batch_losses, []
+                        )
+                    )
                     batch_losses = []
                 if step >= steps:
                     break
@@ -219,31 +301,56 @@ def _train_opacus(img_head: nn.Module, txt_head: nn.Module, x_img: Tensor, x_txt
     return rows_log, engine_eps
 
 
-def _history_row(step: int, per_epoch: int, img_head: nn.Module, txt_head: nn.Module,
-                 eval_feats: tuple[Tensor, Tensor] | None, config: DPConfig, sigma: float, q: float,
-                 batch_losses: list[float], clip_fracs: list[float]) -> dict[str, Any]:
+def _history_row(
+    step: int,
+    per_epoch: int,
+    img_head: nn.Module,
+    txt_head: nn.Module,
+    eval_feats: tuple[Tensor, Tensor] | None,
+    config: DPConfig,
+    sigma: float,
+    q: float,
+    batch_losses: list[float],
+    clip_fracs: list[float],
+) -> dict[str, Any]:
     if step == 0:
         eps = 0.0
     else:
         # the running figure per epoch uses the vectorised twin of the accountant (tested to agree with
         # Opacus); the record's epsilon is Opacus' own (_make_record)
-        eps = rdp_epsilon(sigma, q, step, config.delta, backend="numpy")[0] if (config.private and sigma > 0) else math.inf
+        eps = (
+            rdp_epsilon(sigma, q, step, config.delta, backend="numpy")[0]
+            if (config.private and sigma > 0)
+            else math.inf
+        )
     # Statistics of private batches are outside the guarantee: kept for non-private runs only.
     priv_loss = float(np.nanmean(batch_losses)) if (not config.private and batch_losses) else math.nan
-    return {"step": step, "epoch": step / per_epoch, "epsilon_spent": eps,
-            "public_eval_loss": _eval_loss(img_head, txt_head, eval_feats, config.temperature),
-            "train_loss_nonprivate": priv_loss,
-            "clip_fraction": float(np.nanmean(clip_fracs)) if clip_fracs and config.private else math.nan}
+    return {
+        "step": step,
+        "epoch": step / per_epoch,
+        "epsilon_spent": eps,
+        "public_eval_loss": _eval_loss(img_head, txt_head, eval_feats, config.temperature),
+        "train_loss_nonprivate": priv_loss,
+        "clip_fraction": float(np.nanmean(clip_fracs)) if clip_fracs and config.private else math.nan,
+    }
 
 
 FeatureMatrix = np.ndarray | Tensor
 """A float matrix of pre-projection features, ``(n, d)``: a numpy array or a torch tensor."""
 
 
-def train_heads(image_feats: FeatureMatrix, text_feats: FeatureMatrix, image_head: nn.Module, text_head: nn.Module, *,
-                bank_text_feats: FeatureMatrix, config: DPConfig, patient_ids: Sequence | np.ndarray | None = None,
-                bank_image_feats: FeatureMatrix | None = None,
-                eval_feats: tuple[FeatureMatrix, FeatureMatrix] | None = None) -> HeadTrainingResult:
+def train_heads(
+    image_feats: FeatureMatrix,
+    text_feats: FeatureMatrix,
+    image_head: nn.Module,
+    text_head: nn.Module,
+    *,
+    bank_text_feats: FeatureMatrix,
+    config: DPConfig,
+    patient_ids: Sequence | np.ndarray | None = None,
+    bank_image_feats: FeatureMatrix | None = None,
+    eval_feats: tuple[FeatureMatrix, FeatureMatrix] | None = None,
+) -> HeadTrainingResult:
     """Fine-tune copies of the projection heads with DP-SGD (or non-privately) on frozen features.
 
     ``image_feats`` (n, D_img), ``text_feats`` (n, D_txt): pre-projection features of the
@@ -263,17 +370,23 @@ def train_heads(image_feats: FeatureMatrix, text_feats: FeatureMatrix, image_hea
     x_img = _as_tensor(image_feats, "image_feats", dtype, _in_features(img_head, "image_head"))
     x_txt = _as_tensor(text_feats, "text_feats", dtype, _in_features(txt_head, "text_head"))
     if x_img.shape[0] != x_txt.shape[0]:
-        raise ValueError(f"image_feats/text_feats: expected the same number of rows (pairs), got {x_img.shape[0]} and {x_txt.shape[0]}")
+        raise ValueError(
+            f"image_feats/text_feats: expected the same number of rows (pairs), got {x_img.shape[0]} and {x_txt.shape[0]}"
+        )
     if x_img.shape[0] < 2:
         raise ValueError(f"image_feats: expected at least 2 training pairs, got {x_img.shape[0]}")
     bank_txt = _as_tensor(bank_text_feats, "bank_text_feats", dtype, x_txt.shape[1])
-    bank_img = None if bank_image_feats is None else _as_tensor(bank_image_feats, "bank_image_feats", dtype, x_img.shape[1])
+    bank_img = (
+        None if bank_image_feats is None else _as_tensor(bank_image_feats, "bank_image_feats", dtype, x_img.shape[1])
+    )
     if bank_txt.shape[0] < 1:
         raise ValueError("bank_text_feats: expected at least one public report")
     ev = None
     if eval_feats is not None:
-        ev = (_as_tensor(eval_feats[0], "eval_feats[0]", dtype, x_img.shape[1])[:EVAL_MAX_ROWS],
-              _as_tensor(eval_feats[1], "eval_feats[1]", dtype, x_txt.shape[1])[:EVAL_MAX_ROWS])
+        ev = (
+            _as_tensor(eval_feats[0], "eval_feats[0]", dtype, x_img.shape[1])[:EVAL_MAX_ROWS],
+            _as_tensor(eval_feats[1], "eval_feats[1]", dtype, x_txt.shape[1])[:EVAL_MAX_ROWS],
+        )
     n = x_img.shape[0]
     units = privacy_units(n, config.sampling, patient_ids)
     if config.private:
@@ -288,16 +401,22 @@ def train_heads(image_feats: FeatureMatrix, text_feats: FeatureMatrix, image_hea
     history0 = _history_row(0, per_epoch, img_head, txt_head, ev, config, sigma, q, [], []) if ev is not None else None
     engine_eps = None
     if engine_name == "fast":
-        rows = _train_fast(img_head, txt_head, x_img, x_txt, bank_txt, bank_img, units, config, sigma, q, steps, per_epoch, ev)
+        rows = _train_fast(
+            img_head, txt_head, x_img, x_txt, bank_txt, bank_img, units, config, sigma, q, steps, per_epoch, ev
+        )
     else:
-        rows, engine_eps = _train_opacus(img_head, txt_head, x_img, x_txt, bank_txt, bank_img, config, sigma, q, steps, per_epoch, ev)
+        rows, engine_eps = _train_opacus(
+            img_head, txt_head, x_img, x_txt, bank_txt, bank_img, config, sigma, q, steps, per_epoch, ev
+        )
     if history0 is not None:
         rows = [history0] + rows
     history = pd.DataFrame(rows)
     for name, head in (("image_head", img_head), ("text_head", txt_head)):
         if not all(bool(torch.isfinite(p).all()) for p in head.parameters()):
-            raise FloatingPointError(f"train_heads: the trained {name} has NaN or inf weights after {steps} steps "
-                                     f"(lr={config.lr}, optimizer={config.optimizer!r}); lower DPConfig.lr")
+            raise FloatingPointError(
+                f"train_heads: the trained {name} has NaN or inf weights after {steps} steps "
+                f"(lr={config.lr}, optimizer={config.optimizer!r}); lower DPConfig.lr"
+            )
     for head in (img_head, txt_head):
         head.zero_grad(set_to_none=True)
         for p in head.parameters():
@@ -316,20 +435,44 @@ def _accounted(sigma: float, q: float, steps: int, delta: float) -> tuple[float,
     return eps, tuple(ind.items())
 
 
-def _make_record(config: DPConfig, engine: str, sigma: float, q: float, steps: int, units: PrivacyUnits, n: int,
-                 bank_txt: Tensor, bank_img: Tensor | None, patient_ids: Any, engine_eps: float | None) -> dict[str, Any]:
+def _make_record(
+    config: DPConfig,
+    engine: str,
+    sigma: float,
+    q: float,
+    steps: int,
+    units: PrivacyUnits,
+    n: int,
+    bank_txt: Tensor,
+    bank_img: Tensor | None,
+    patient_ids: Any,
+    engine_eps: float | None,
+) -> dict[str, Any]:
     unit = "one image-report pair" if units.kind == "pair" else "one patient (all of their image-report pairs)"
     rec: dict[str, Any] = {
         "target_epsilon": config.target_epsilon,
-        "epsilon": math.inf, "delta": config.delta, "noise_multiplier": sigma, "sample_rate": q, "steps": steps,
+        "epsilon": math.inf,
+        "delta": config.delta,
+        "noise_multiplier": sigma,
+        "sample_rate": q,
+        "steps": steps,
         "max_grad_norm": config.max_grad_norm if config.private else None,
         "accountant": ACCOUNTANT_NAME if config.private else "none (non-private training)",
         "private": config.private,
-        "unit": unit, "neighbouring": f"add/remove {unit}", "sampling": f"Poisson over {units.kind}s",
-        "n_pairs": n, "n_units": units.n_units, "expected_batch_size": max(1, int(units.n_units * q)),
-        "epochs": config.epochs, "lr": config.lr, "optimizer": config.optimizer, "temperature": config.temperature,
-        "engine": engine, "bank_text_size": int(bank_txt.shape[0]),
-        "bank_image_size": None if bank_img is None else int(bank_img.shape[0]), "seed": config.seed,
+        "unit": unit,
+        "neighbouring": f"add/remove {unit}",
+        "sampling": f"Poisson over {units.kind}s",
+        "n_pairs": n,
+        "n_units": units.n_units,
+        "expected_batch_size": max(1, int(units.n_units * q)),
+        "epochs": config.epochs,
+        "lr": config.lr,
+        "optimizer": config.optimizer,
+        "temperature": config.temperature,
+        "engine": engine,
+        "bank_text_size": int(bank_txt.shape[0]),
+        "bank_image_size": None if bank_img is None else int(bank_img.shape[0]),
+        "seed": config.seed,
         "objective": "per-pair contrastive loss against a fixed bank of public features (decomposable)",
         "bank_grad": config.bank_grad,
     }
@@ -342,6 +485,10 @@ def _make_record(config: DPConfig, engine: str, sigma: float, q: float, steps: i
         counts = np.unique(np.asarray(patient_ids), return_counts=True)[1]
         k = int(counts.max())
         g_eps, g_delta = group_privacy(rec["epsilon"], config.delta, k)
-        rec["group_privacy"] = {"max_pairs_per_patient": k, "mean_pairs_per_patient": float(counts.mean()),
-                                "patient_epsilon": g_eps, "patient_delta": g_delta}
+        rec["group_privacy"] = {
+            "max_pairs_per_patient": k,
+            "mean_pairs_per_patient": float(counts.mean()),
+            "patient_epsilon": g_eps,
+            "patient_delta": g_delta,
+        }
     return rec

@@ -12,6 +12,7 @@ kind                files in the directory
 ``openai-clip``     one ``*.pt`` / ``*.pth`` / ``*.ckpt`` OpenAI-CLIP state dict (CheXzero)
 ==================  ==========================================================================
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,9 @@ def detect_kind(path: str | Path) -> str:
     if path.is_file():
         if path.suffix in OPENAI_SUFFIXES:
             return "openai-clip"
-        raise ValueError(f"{path}: expected a checkpoint directory (or an OpenAI-CLIP *.pt file), got a {path.suffix or 'plain'} file")
+        raise ValueError(
+            f"{path}: expected a checkpoint directory (or an OpenAI-CLIP *.pt file), got a {path.suffix or 'plain'} file"
+        )
     if (path / "open_clip_config.json").exists():
         return "open-clip"
     if (path / "config.json").exists():
@@ -50,16 +53,27 @@ def detect_kind(path: str | Path) -> str:
             raise ValueError(f"{path}/config.json: not valid JSON ({err})") from err
         if model_type in HF_MODEL_TYPES:
             return HF_MODEL_TYPES[model_type]
-        raise ValueError(f"{path}/config.json: model_type={model_type!r} is not a supported dual encoder; "
-                         f"expected one of {sorted(HF_MODEL_TYPES)} (or pass kind= one of {KINDS})")
+        raise ValueError(
+            f"{path}/config.json: model_type={model_type!r} is not a supported dual encoder; "
+            f"expected one of {sorted(HF_MODEL_TYPES)} (or pass kind= one of {KINDS})"
+        )
     if any(p.suffix in OPENAI_SUFFIXES for p in path.iterdir() if p.is_file()):
         return "openai-clip"
-    raise ValueError(f"{path}: cannot tell the checkpoint kind: expected config.json (HF), open_clip_config.json "
-                     f"(open_clip) or a *.pt state dict (OpenAI CLIP / CheXzero)")
+    raise ValueError(
+        f"{path}: cannot tell the checkpoint kind: expected config.json (HF), open_clip_config.json "
+        f"(open_clip) or a *.pt state dict (OpenAI CLIP / CheXzero)"
+    )
 
 
-def load_dual_encoder(path: str | Path, kind: str | None = None, *, device: str | torch.device | None = None,
-                      amp: bool = True, batch_size: int = 64, **options: Any) -> DualEncoder:
+def load_dual_encoder(
+    path: str | Path,
+    kind: str | None = None,
+    *,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    batch_size: int = 64,
+    **options: Any,
+) -> DualEncoder:
     """Load a dual encoder from a local directory, offline.
 
     path: checkpoint directory (or an OpenAI-CLIP ``.pt`` file). kind: one of :data:`KINDS`,

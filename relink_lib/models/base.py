@@ -9,6 +9,7 @@ features to the joint embedding space::
 
 The DP chapter re-trains only the heads on cached features, so this split is the contract.
 """
+
 from __future__ import annotations
 
 import abc
@@ -199,7 +200,12 @@ class DualEncoder(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """What identifies this model's features: kind, preprocessing, dims."""
-        return {"kind": self.kind, "preprocess": self.preprocess.describe(), "image_dim": self.image_dim, "text_dim": self.text_dim}
+        return {
+            "kind": self.kind,
+            "preprocess": self.preprocess.describe(),
+            "image_dim": self.image_dim,
+            "text_dim": self.text_dim,
+        }
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, path={str(getattr(self, 'path', ''))!r}, image_dim={self.image_dim}, text_dim={self.text_dim})"
@@ -238,7 +244,9 @@ def linear_from_proj(proj: torch.Tensor) -> nn.Linear:
     proj = torch.as_tensor(proj).detach()
     if proj.ndim != 2:
         raise ValueError(f"proj: expected a 2-D (in, out) matrix, got shape {tuple(proj.shape)}")
-    linear = nn.Linear(proj.shape[0], proj.shape[1], bias=False, dtype=proj.dtype if proj.is_floating_point() else torch.float32)
+    linear = nn.Linear(
+        proj.shape[0], proj.shape[1], bias=False, dtype=proj.dtype if proj.is_floating_point() else torch.float32
+    )
     with torch.no_grad():
         linear.weight.copy_(proj.T)
     return linear

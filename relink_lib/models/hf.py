@@ -5,6 +5,7 @@ Both keep their projection heads as bias-free ``nn.Linear`` modules ``visual_pro
 ``get_image_features`` / ``get_text_features`` compute. The adapter calls the towers for the
 pre-projection features and exposes the two projections as ``image_head`` / ``text_head``.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ def read_hf_config(path: str | Path) -> dict[str, Any]:
     """``path/config.json`` as a dictionary, with a clear error when missing or invalid."""
     file = Path(path) / "config.json"
     if not file.exists():
-        raise FileNotFoundError(f"{file}: no config.json; expected an HF checkpoint directory written by save_pretrained")
+        raise FileNotFoundError(
+            f"{file}: no config.json; expected an HF checkpoint directory written by save_pretrained"
+        )
     try:
         return json.loads(file.read_text())
     except json.JSONDecodeError as err:
@@ -43,16 +46,26 @@ class HFDualEncoder(DualEncoder):
     tokenizer's ``model_max_length`` and the text tower's ``max_position_embeddings``.
     """
 
-    def __init__(self, path: str | Path, kind: str | None = None, device: str | torch.device | None = None,
-                 amp: bool = True, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str | None = None,
+        device: str | torch.device | None = None,
+        amp: bool = True,
+        batch_size: int = 64,
+    ) -> None:
         self.path = Path(path)
         config = read_hf_config(self.path)
         model_type = config.get("model_type")
         detected = HF_MODEL_TYPES.get(str(model_type))
         if detected is None:
-            raise ValueError(f"{self.path}/config.json: model_type={model_type!r}; expected one of {sorted(HF_MODEL_TYPES)}")
+            raise ValueError(
+                f"{self.path}/config.json: model_type={model_type!r}; expected one of {sorted(HF_MODEL_TYPES)}"
+            )
         if kind is not None and kind != detected:
-            raise ValueError(f"kind={kind!r} but {self.path}/config.json says model_type={model_type!r} (kind {detected!r})")
+            raise ValueError(
+                f"kind={kind!r} but {self.path}/config.json says model_type={model_type!r} (kind {detected!r})"
+            )
         self.kind = detected
         cls = CLIPModel if detected == "hf-clip" else VisionTextDualEncoderModel
         hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar adds nothing to a log or a page
@@ -62,18 +75,26 @@ class HFDualEncoder(DualEncoder):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         except (OSError, ValueError) as err:
-            raise FileNotFoundError(f"{self.path}: no usable tokenizer files (tokenizer.json / vocab files): {err}") from err
+            raise FileNotFoundError(
+                f"{self.path}: no usable tokenizer files (tokenizer.json / vocab files): {err}"
+            ) from err
         vision_cfg = self.model.config.vision_config
         text_cfg = self.model.config.text_config
         channels = int(getattr(vision_cfg, "num_channels", 3))
         pre = ImagePreprocess.from_pretrained_dir(self.path, channels=channels)
         if pre is None:
             size = int(getattr(vision_cfg, "image_size", 224))
-            warnings.warn(f"{self.path}: no preprocessor_config.json; using OpenAI CLIP preprocessing at {size} px", stacklevel=2)
+            warnings.warn(
+                f"{self.path}: no preprocessor_config.json; using OpenAI CLIP preprocessing at {size} px", stacklevel=2
+            )
             pre = ImagePreprocess(resize=("shortest_edge", size), crop=(size, size), channels=channels)
         self.preprocess = pre
-        self.max_length = int(min(getattr(self.tokenizer, "model_max_length", 10**6) or 10**6,
-                                  getattr(text_cfg, "max_position_embeddings", 512)))
+        self.max_length = int(
+            min(
+                getattr(self.tokenizer, "model_max_length", 10**6) or 10**6,
+                getattr(text_cfg, "max_position_embeddings", 512),
+            )
+        )
         self.image_head: nn.Module = self.model.visual_projection
         self.text_head: nn.Module = self.model.text_projection
         self.amp = amp
@@ -86,8 +107,14 @@ class HFDualEncoder(DualEncoder):
         return [self.model]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        keep = ("input_ids", "attention_mask") if self.kind == "hf-clip" else ("input_ids", "attention_mask", "token_type_ids")
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        keep = (
+            ("input_ids", "attention_mask")
+            if self.kind == "hf-clip"
+            else ("input_ids", "attention_mask", "token_type_ids")
+        )
         return {k: v for k, v in enc.items() if k in keep}
 
     def _image_backbone(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ The rungs differ the way public models differ in how much clinical text they wer
 - ``full-reports``: FINDINGS + IMPRESSION with more capacity and more steps, like a model
   specialised on full radiology reports.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,12 +77,19 @@ class RungSpec:
     def __post_init__(self) -> None:
         if self.text not in TEXT_SOURCES:
             raise ValueError(f"RungSpec(name={self.name!r}).text={self.text!r}: expected one of {TEXT_SOURCES}")
-        for width, heads, what in ((self.vision_width, self.vision_heads, "vision"), (self.text_width, self.text_heads, "text")):
+        for width, heads, what in (
+            (self.vision_width, self.vision_heads, "vision"),
+            (self.text_width, self.text_heads, "text"),
+        ):
             if width % heads:
-                raise ValueError(f"RungSpec(name={self.name!r}): {what}_width={width} is not divisible by {what}_heads={heads}")
+                raise ValueError(
+                    f"RungSpec(name={self.name!r}): {what}_width={width} is not divisible by {what}_heads={heads}"
+                )
         if not (0.0 <= self.augment_shift < 0.5 and 0.0 <= self.augment_jitter < 1.0):
-            raise ValueError(f"RungSpec(name={self.name!r}): expected 0 <= augment_shift < 0.5 and 0 <= augment_jitter < 1, "
-                             f"got {self.augment_shift}, {self.augment_jitter}")
+            raise ValueError(
+                f"RungSpec(name={self.name!r}): expected 0 <= augment_shift < 0.5 and 0 <= augment_jitter < 1, "
+                f"got {self.augment_shift}, {self.augment_jitter}"
+            )
         if self.epochs <= 0 or self.batch_size < 2 or self.lr <= 0:
             raise ValueError(f"RungSpec(name={self.name!r}): expected epochs > 0, batch_size >= 2, lr > 0")
 
@@ -90,16 +98,26 @@ RUNG_SPECS: dict[str, RungSpec] = {
     "captions": RungSpec(
         name="captions",
         description="label-level captions only (e.g. 'cardiomegaly, pleural effusion'): aligned to the 14 labels, "
-                    "blind to instance detail, like a weakly specialised model",
-        text="captions", epochs=4.0),
+        "blind to instance detail, like a weakly specialised model",
+        text="captions",
+        epochs=4.0,
+    ),
     "impressions": RungSpec(
         name="impressions",
         description="the IMPRESSION section: the radiologist's summary, some instance detail",
-        text="impression", epochs=6.0),
+        text="impression",
+        epochs=6.0,
+    ),
     "full-reports": RungSpec(
         name="full-reports",
         description="FINDINGS + IMPRESSION with more capacity and more steps: the most specialised rung",
-        text="text", vision_width=96, vision_heads=3, projection_dim=96, vocab_size=4096, epochs=16.0),
+        text="text",
+        vision_width=96,
+        vision_heads=3,
+        projection_dim=96,
+        vocab_size=4096,
+        epochs=16.0,
+    ),
 }
 """The default rungs (ViT patch 16, i.e. 16 image tokens on the 64 px ladder images). Lengths were
 chosen so that the default profile's three rungs train within about 10 minutes on one CPU core and
@@ -114,7 +132,9 @@ def rung_specs(params: ProfileLike) -> list[RungSpec]:
     out = []
     for name in ladder.rungs:
         if name not in RUNG_SPECS:
-            raise ValueError(f"params['ladder']['rungs']: unknown rung {name!r}; expected names from {sorted(RUNG_SPECS)}")
+            raise ValueError(
+                f"params['ladder']['rungs']: unknown rung {name!r}; expected names from {sorted(RUNG_SPECS)}"
+            )
         out.append(replace(RUNG_SPECS[name], **dict(ladder.overrides.get(name, {}))))
     return out
 
@@ -151,37 +171,72 @@ def training_texts(pairs: pd.DataFrame, source: str) -> list[str]:
 
 def image_processor_config(image_size: int, mean: float, std: float) -> dict[str, Any]:
     """A ``CLIPImageProcessor`` configuration for grayscale images repeated to RGB."""
-    return {"size": {"shortest_edge": int(image_size)}, "crop_size": {"height": int(image_size), "width": int(image_size)},
-            "do_resize": True, "do_center_crop": True, "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255,
-            "do_normalize": True, "image_mean": [float(mean)] * 3, "image_std": [float(std)] * 3, "do_convert_rgb": True}
+    return {
+        "size": {"shortest_edge": int(image_size)},
+        "crop_size": {"height": int(image_size), "width": int(image_size)},
+        "do_resize": True,
+        "do_center_crop": True,
+        "resample": 3,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [float(mean)] * 3,
+        "image_std": [float(std)] * 3,
+        "do_convert_rgb": True,
+    }
 
 
-def build_clip(spec: RungSpec, vocab_size: int, image_size: int, eos_token_id: int, bos_token_id: int,
-               pad_token_id: int, seed: int) -> CLIPModel:
+def build_clip(
+    spec: RungSpec, vocab_size: int, image_size: int, eos_token_id: int, bos_token_id: int, pad_token_id: int, seed: int
+) -> CLIPModel:
     """A randomly initialised HF ``CLIPModel`` for ``spec`` (deterministic from ``seed``)."""
     if image_size % spec.patch_size:
-        raise ValueError(f"ladder image_size={image_size} is not divisible by rung {spec.name!r} patch_size={spec.patch_size}")
-    text_config = {"vocab_size": int(vocab_size), "hidden_size": spec.text_width, "intermediate_size": 4 * spec.text_width,
-                   "num_hidden_layers": spec.text_layers, "num_attention_heads": spec.text_heads,
-                   "max_position_embeddings": spec.max_length, "eos_token_id": int(eos_token_id),
-                   "bos_token_id": int(bos_token_id), "pad_token_id": int(pad_token_id), "projection_dim": spec.projection_dim}
-    vision_config = {"hidden_size": spec.vision_width, "intermediate_size": 4 * spec.vision_width,
-                     "num_hidden_layers": spec.vision_layers, "num_attention_heads": spec.vision_heads,
-                     "image_size": int(image_size), "patch_size": spec.patch_size, "num_channels": 3,
-                     "projection_dim": spec.projection_dim}
+        raise ValueError(
+            f"ladder image_size={image_size} is not divisible by rung {spec.name!r} patch_size={spec.patch_size}"
+        )
+    text_config = {
+        "vocab_size": int(vocab_size),
+        "hidden_size": spec.text_width,
+        "intermediate_size": 4 * spec.text_width,
+        "num_hidden_layers": spec.text_layers,
+        "num_attention_heads": spec.text_heads,
+        "max_position_embeddings": spec.max_length,
+        "eos_token_id": int(eos_token_id),
+        "bos_token_id": int(bos_token_id),
+        "pad_token_id": int(pad_token_id),
+        "projection_dim": spec.projection_dim,
+    }
+    vision_config = {
+        "hidden_size": spec.vision_width,
+        "intermediate_size": 4 * spec.vision_width,
+        "num_hidden_layers": spec.vision_layers,
+        "num_attention_heads": spec.vision_heads,
+        "image_size": int(image_size),
+        "patch_size": spec.patch_size,
+        "num_channels": 3,
+        "projection_dim": spec.projection_dim,
+    }
     config = CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=spec.projection_dim)
     torch.manual_seed(seed)
     return CLIPModel(config)
 
 
-def prepare_pixels(load_images: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, image_size: int,
-                   chunk: int = 512, progress: bool = True, desc: str = "images") -> torch.Tensor:
+def prepare_pixels(
+    load_images: Callable[[np.ndarray], np.ndarray],
+    rows: np.ndarray,
+    image_size: int,
+    chunk: int = 512,
+    progress: bool = True,
+    desc: str = "images",
+) -> torch.Tensor:
     """Load ``rows`` in chunks and resize to ``image_size`` (bicubic, as the saved processor does).
 
     Returns float16 ``(n, 1, image_size, image_size)`` intensities in [0, 1] (normalisation and
     the repeat to 3 channels happen per batch, to keep memory at a third).
     """
-    resize = ImagePreprocess(resize=("shortest_edge", image_size), crop=(image_size, image_size), mean=(0.0,), std=(1.0,), channels=1)
+    resize = ImagePreprocess(
+        resize=("shortest_edge", image_size), crop=(image_size, image_size), mean=(0.0,), std=(1.0,), channels=1
+    )
     out = torch.empty((len(rows), 1, image_size, image_size), dtype=torch.float16)
     for start in tqdm(range(0, len(rows), chunk), desc=desc, disable=not progress, leave=False):
         stop = min(len(rows), start + chunk)
@@ -197,7 +252,7 @@ def augment_batch(x: torch.Tensor, shift: float, jitter: float, gen: torch.Gener
     if s > 0:
         padded = F.pad(x, (s, s, s, s), mode="replicate")
         off = torch.randint(0, 2 * s + 1, (b, 2), generator=gen).tolist()
-        x = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(off)])
+        x = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(off)])
     if jitter > 0:
         gain = 1 + jitter * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
         bias = 0.5 * jitter * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
@@ -212,9 +267,19 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torc
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-def train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_dir: str | Path, *, seed: int = 0,
-               epochs_scale: float = 1.0, val: tuple[torch.Tensor, Sequence[str]] | None = None,
-               progress: bool = True, device: str | torch.device = "cpu", threads: int | None = None) -> pd.DataFrame:
+def train_rung(
+    spec: RungSpec,
+    pixels: torch.Tensor,
+    texts: Sequence[str],
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    epochs_scale: float = 1.0,
+    val: tuple[torch.Tensor, Sequence[str]] | None = None,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+) -> pd.DataFrame:
     """Train one rung and save it as an HF directory in ``out_dir``.
 
     pixels: float16/32 ``(n, 1, S, S)`` intensities in [0, 1] from :func:`prepare_pixels`;
@@ -226,13 +291,31 @@ def train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_d
     threads: CPU intra-op threads while training (``None``: torch's default).
     """
     with torch_threads(threads):
-        return _train_rung(spec, pixels, texts, out_dir, seed=seed, epochs_scale=epochs_scale, val=val,
-                           progress=progress, device=device)
+        return _train_rung(
+            spec,
+            pixels,
+            texts,
+            out_dir,
+            seed=seed,
+            epochs_scale=epochs_scale,
+            val=val,
+            progress=progress,
+            device=device,
+        )
 
 
-def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_dir: str | Path, *, seed: int,
-                epochs_scale: float, val: tuple[torch.Tensor, Sequence[str]] | None, progress: bool,
-                device: str | torch.device) -> pd.DataFrame:
+def _train_rung(
+    spec: RungSpec,
+    pixels: torch.Tensor,
+    texts: Sequence[str],
+    out_dir: str | Path,
+    *,
+    seed: int,
+    epochs_scale: float,
+    val: tuple[torch.Tensor, Sequence[str]] | None,
+    progress: bool,
+    device: str | torch.device,
+) -> pd.DataFrame:
     texts = list(texts)
     if len(texts) != len(pixels):
         raise ValueError(f"texts: expected {len(pixels)} texts (one per image), got {len(texts)}")
@@ -244,8 +327,9 @@ def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_
     out_dir = Path(out_dir)
     device = torch.device(device)
     tokenizer = build_tokenizer(texts, vocab_size=spec.vocab_size, max_length=spec.max_length)
-    model = build_clip(spec, len(tokenizer), image_size, tokenizer.eos_token_id, tokenizer.bos_token_id,
-                       tokenizer.pad_token_id, seed).to(device)
+    model = build_clip(
+        spec, len(tokenizer), image_size, tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id, seed
+    ).to(device)
     flat = pixels.float()
     mean, std = float(flat.mean()), float(flat.std().clamp_min(1e-3))
     del flat
@@ -276,10 +360,18 @@ def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=spec.lr, betas=(0.9, 0.98), eps=1e-6)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=spec.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))))
+        opt,
+        lambda s: (
+            (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup)))
+        ),
+    )
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator().manual_seed(seed + 1)
     records: list[dict[str, Any]] = []
@@ -291,7 +383,7 @@ def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_
     for step in bar:
         if pos + bs > n:
             order, pos = torch.randperm(n, generator=gen), 0
-        idx = order[pos:pos + bs]
+        idx = order[pos : pos + bs]
         pos += bs
         loss = step_loss(idx, pixels, texts, augment=True)
         opt.zero_grad(set_to_none=True)
@@ -302,8 +394,15 @@ def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_
         with torch.no_grad():
             model.logit_scale.clamp_(0.0, math.log(100.0))
         epoch = (step + 1) / steps_per_epoch
-        rec = {"step": step + 1, "epoch": epoch, "loss": float(loss.detach()), "lr": float(sched.get_last_lr()[0]),
-               "logit_scale": float(model.logit_scale.detach().exp()), "val_loss": float("nan"), "batch_size": bs}
+        rec = {
+            "step": step + 1,
+            "epoch": epoch,
+            "loss": float(loss.detach()),
+            "lr": float(sched.get_last_lr()[0]),
+            "logit_scale": float(model.logit_scale.detach().exp()),
+            "val_loss": float("nan"),
+            "batch_size": bs,
+        }
         end_of_epoch = (step + 1) % steps_per_epoch == 0 or step + 1 == total
         if val is not None and end_of_epoch and len(val[1]) >= 2:
             rec["val_loss"] = _eval_loss(model, step_loss, val, bs)
@@ -321,14 +420,30 @@ def _train_rung(spec: RungSpec, pixels: torch.Tensor, texts: Sequence[str], out_
     CLIPImageProcessor(**image_processor_config(image_size, mean, std)).save_pretrained(str(out_dir))
     history = pd.DataFrame.from_records(records)
     history.to_csv(out_dir / "history.csv", index=False)
-    (out_dir / "rung.json").write_text(json.dumps({"spec": asdict(spec), "seed": seed, "epochs_scale": epochs_scale,
-                                                   "n_train": n, "steps": total, "train_wall_s": round(wall, 3)}, indent=1))
+    (out_dir / "rung.json").write_text(
+        json.dumps(
+            {
+                "spec": asdict(spec),
+                "seed": seed,
+                "epochs_scale": epochs_scale,
+                "n_train": n,
+                "steps": total,
+                "train_wall_s": round(wall, 3),
+            },
+            indent=1,
+        )
+    )
     return history
 
 
 @torch.no_grad()
-def _eval_loss(model: torch.nn.Module, step_loss: Callable[..., torch.Tensor], val: tuple[torch.Tensor, Sequence[str]],
-               bs: int, max_pairs: int = 2048) -> float:
+def _eval_loss(
+    model: torch.nn.Module,
+    step_loss: Callable[..., torch.Tensor],
+    val: tuple[torch.Tensor, Sequence[str]],
+    bs: int,
+    max_pairs: int = 2048,
+) -> float:
     model.eval()
     pix, txt = val
     n = min(len(txt), max_pairs)

@@ -14,6 +14,7 @@ Linear 768 -> 512) or a native ViT's ``visual.proj``; an HF text tower's ``text.
 out of the model (replacing it by the identity) so the model returns pre-projection features,
 and ``embed = normalize(head(features))`` is what ``encode_image`` / ``encode_text`` computed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,9 +40,11 @@ def import_open_clip() -> ModuleType:
     try:
         import open_clip  # type: ignore[import-not-found]  # lazily: optional extra relink[openclip]
     except ImportError as err:
-        raise ImportError(f"open_clip checkpoints (e.g. BiomedCLIP) need the optional extra: `{EXTRA_HINT}` "
-                          f"(open_clip_torch, timm, torchvision; install them in a separate environment if torchvision "
-                          f"does not match this torch). Underlying error: {err}") from err
+        raise ImportError(
+            f"open_clip checkpoints (e.g. BiomedCLIP) need the optional extra: `{EXTRA_HINT}` "
+            f"(open_clip_torch, timm, torchvision; install them in a separate environment if torchvision "
+            f"does not match this torch). Underlying error: {err}"
+        ) from err
     return open_clip
 
 
@@ -96,8 +99,9 @@ class OpenClipDualEncoder(DualEncoder):
 
     kind = "open-clip"
 
-    def __init__(self, path: str | Path, device: str | torch.device | None = None, amp: bool = True,
-                 batch_size: int = 64) -> None:
+    def __init__(
+        self, path: str | Path, device: str | torch.device | None = None, amp: bool = True, batch_size: int = 64
+    ) -> None:
         self.path = Path(path)
         cfg_file = self.path / "open_clip_config.json"
         if not cfg_file.is_file():
@@ -128,13 +132,19 @@ class OpenClipDualEncoder(DualEncoder):
         size = pre.get("size", model_cfg.get("vision_cfg", {}).get("image_size", 224))
         size = int(size[0] if isinstance(size, (list, tuple)) else size)
         interp = str(pre.get("interpolation", "bicubic"))
-        self.preprocess = ImagePreprocess(resize=("shortest_edge", size), crop=(size, size),
-                                          resample=interp if interp in ("bilinear", "bicubic", "nearest") else "bicubic",
-                                          mean=tuple(pre.get("mean", OPENAI_CLIP_MEAN)), std=tuple(pre.get("std", OPENAI_CLIP_STD)))
+        self.preprocess = ImagePreprocess(
+            resize=("shortest_edge", size),
+            crop=(size, size),
+            resample=interp if interp in ("bilinear", "bicubic", "nearest") else "bicubic",
+            mean=tuple(pre.get("mean", OPENAI_CLIP_MEAN)),
+            std=tuple(pre.get("std", OPENAI_CLIP_STD)),
+        )
         self.context_length = int(text_cfg.get("context_length", 77))
         self._hf_tokenizer = None
         for tok_dir in (self.path, text_dir):
-            if tok_dir.is_dir() and any((tok_dir / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+            if tok_dir.is_dir() and any(
+                (tok_dir / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+            ):
                 self._hf_tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
                 break
         if self._hf_tokenizer is None:
@@ -147,11 +157,17 @@ class OpenClipDualEncoder(DualEncoder):
     @staticmethod
     def _detach_heads(model: nn.Module) -> tuple[nn.Module, nn.Module]:
         visual = model.visual
-        image_head = _take_head(visual, ("head", nn.Module) if hasattr(visual, "trunk") else None, ("proj", torch.Tensor))
+        image_head = _take_head(
+            visual, ("head", nn.Module) if hasattr(visual, "trunk") else None, ("proj", torch.Tensor)
+        )
         if image_head is None:
-            raise ValueError("open_clip vision tower: no projection head found (expected a timm tower with .head or a ViT with .proj)")
+            raise ValueError(
+                "open_clip vision tower: no projection head found (expected a timm tower with .head or a ViT with .proj)"
+            )
         text = getattr(model, "text", model)
-        text_head = _take_head(text, ("proj", nn.Module), ("text_projection", nn.Linear), ("text_projection", torch.Tensor))
+        text_head = _take_head(
+            text, ("proj", nn.Module), ("text_projection", nn.Linear), ("text_projection", torch.Tensor)
+        )
         if text_head is None:
             raise ValueError("open_clip text tower: no projection head found (expected .proj or .text_projection)")
         return image_head, text_head
@@ -162,8 +178,9 @@ class OpenClipDualEncoder(DualEncoder):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         if self._hf_tokenizer is not None:
-            enc = self._hf_tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.context_length,
-                                     return_tensors="pt")
+            enc = self._hf_tokenizer(
+                list(texts), padding="max_length", truncation=True, max_length=self.context_length, return_tensors="pt"
+            )
             return {"text": enc["input_ids"]}
         return {"text": self._oc_tokenizer(list(texts))}
 

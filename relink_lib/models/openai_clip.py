@@ -14,6 +14,7 @@ Preprocessing: ``preprocessor_config.json`` when present, else :data:`PRESETS` `
 CheXzero's own (mean 101.48761 / 255, std 83.43944 / 255, bicubic resize to 224) is
 ``preset="chexzero"`` (see :func:`write_preprocessor_config`).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -54,9 +55,13 @@ def load_state_dict(file: str | Path) -> dict[str, torch.Tensor]:
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{file}: expected a state dict (a mapping of parameter names to tensors), got {type(obj).__name__}")
+        raise ValueError(
+            f"{file}: expected a state dict (a mapping of parameter names to tensors), got {type(obj).__name__}"
+        )
     out = {re.sub(r"^module\.", "", k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    missing = [k for k in ("visual.proj", "text_projection", "token_embedding.weight", "positional_embedding") if k not in out]
+    missing = [
+        k for k in ("visual.proj", "text_projection", "token_embedding.weight", "positional_embedding") if k not in out
+    ]
     if missing:
         if "visual.attnpool.c_proj.weight" in out:
             raise ValueError(f"{file}: a ResNet (ModifiedResNet) CLIP; only ViT CLIP checkpoints are supported")
@@ -75,11 +80,19 @@ def architecture(sd: Mapping[str, torch.Tensor], overrides: Mapping[str, Any] | 
     patch = sd["visual.conv1.weight"].shape[-1]
     grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
     text_width = sd["ln_final.weight"].shape[0]
-    arch = {"embed_dim": sd["text_projection"].shape[1], "vision_width": vision_width, "patch_size": patch,
-            "image_size": patch * grid, "vision_layers": _count_layers(sd, "visual.transformer.resblocks."),
-            "vision_heads": max(1, vision_width // 64), "context_length": sd["positional_embedding"].shape[0],
-            "vocab_size": sd["token_embedding.weight"].shape[0], "text_width": text_width,
-            "text_layers": _count_layers(sd, "transformer.resblocks."), "text_heads": max(1, text_width // 64)}
+    arch = {
+        "embed_dim": sd["text_projection"].shape[1],
+        "vision_width": vision_width,
+        "patch_size": patch,
+        "image_size": patch * grid,
+        "vision_layers": _count_layers(sd, "visual.transformer.resblocks."),
+        "vision_heads": max(1, vision_width // 64),
+        "context_length": sd["positional_embedding"].shape[0],
+        "vocab_size": sd["token_embedding.weight"].shape[0],
+        "text_width": text_width,
+        "text_layers": _count_layers(sd, "transformer.resblocks."),
+        "text_heads": max(1, text_width // 64),
+    }
     arch.update({k: int(v) for k, v in (overrides or {}).items() if k in arch})
     return arch
 
@@ -93,31 +106,47 @@ def to_hf_state_dict(sd: Mapping[str, torch.Tensor], arch: Mapping[str, int]) ->
             s, d = f"{src}{i}.", f"{dst}{i}."
             q, k, v = sd[s + "attn.in_proj_weight"].chunk(3)
             qb, kb, vb = sd[s + "attn.in_proj_bias"].chunk(3)
-            out.update({d + "self_attn.q_proj.weight": q, d + "self_attn.k_proj.weight": k, d + "self_attn.v_proj.weight": v,
-                        d + "self_attn.q_proj.bias": qb, d + "self_attn.k_proj.bias": kb, d + "self_attn.v_proj.bias": vb,
-                        d + "self_attn.out_proj.weight": sd[s + "attn.out_proj.weight"],
-                        d + "self_attn.out_proj.bias": sd[s + "attn.out_proj.bias"],
-                        d + "layer_norm1.weight": sd[s + "ln_1.weight"], d + "layer_norm1.bias": sd[s + "ln_1.bias"],
-                        d + "layer_norm2.weight": sd[s + "ln_2.weight"], d + "layer_norm2.bias": sd[s + "ln_2.bias"],
-                        d + "mlp.fc1.weight": sd[s + "mlp.c_fc.weight"], d + "mlp.fc1.bias": sd[s + "mlp.c_fc.bias"],
-                        d + "mlp.fc2.weight": sd[s + "mlp.c_proj.weight"], d + "mlp.fc2.bias": sd[s + "mlp.c_proj.bias"]})
+            out.update(
+                {
+                    d + "self_attn.q_proj.weight": q,
+                    d + "self_attn.k_proj.weight": k,
+                    d + "self_attn.v_proj.weight": v,
+                    d + "self_attn.q_proj.bias": qb,
+                    d + "self_attn.k_proj.bias": kb,
+                    d + "self_attn.v_proj.bias": vb,
+                    d + "self_attn.out_proj.weight": sd[s + "attn.out_proj.weight"],
+                    d + "self_attn.out_proj.bias": sd[s + "attn.out_proj.bias"],
+                    d + "layer_norm1.weight": sd[s + "ln_1.weight"],
+                    d + "layer_norm1.bias": sd[s + "ln_1.bias"],
+                    d + "layer_norm2.weight": sd[s + "ln_2.weight"],
+                    d + "layer_norm2.bias": sd[s + "ln_2.bias"],
+                    d + "mlp.fc1.weight": sd[s + "mlp.c_fc.weight"],
+                    d + "mlp.fc1.bias": sd[s + "mlp.c_fc.bias"],
+                    d + "mlp.fc2.weight": sd[s + "mlp.c_proj.weight"],
+                    d + "mlp.fc2.bias": sd[s + "mlp.c_proj.bias"],
+                }
+            )
 
     block("visual.transformer.resblocks.", "vision_model.encoder.layers.", arch["vision_layers"])
     block("transformer.resblocks.", "text_model.encoder.layers.", arch["text_layers"])
-    out.update({
-        "vision_model.embeddings.class_embedding": sd["visual.class_embedding"],
-        "vision_model.embeddings.patch_embedding.weight": sd["visual.conv1.weight"],
-        "vision_model.embeddings.position_embedding.weight": sd["visual.positional_embedding"],
-        "vision_model.pre_layrnorm.weight": sd["visual.ln_pre.weight"], "vision_model.pre_layrnorm.bias": sd["visual.ln_pre.bias"],
-        "vision_model.post_layernorm.weight": sd["visual.ln_post.weight"],
-        "vision_model.post_layernorm.bias": sd["visual.ln_post.bias"],
-        "visual_projection.weight": sd["visual.proj"].T.contiguous(),
-        "text_model.embeddings.token_embedding.weight": sd["token_embedding.weight"],
-        "text_model.embeddings.position_embedding.weight": sd["positional_embedding"],
-        "text_model.final_layer_norm.weight": sd["ln_final.weight"], "text_model.final_layer_norm.bias": sd["ln_final.bias"],
-        "text_projection.weight": sd["text_projection"].T.contiguous(),
-        "logit_scale": sd.get("logit_scale", torch.tensor(2.6592)).reshape(()),
-    })
+    out.update(
+        {
+            "vision_model.embeddings.class_embedding": sd["visual.class_embedding"],
+            "vision_model.embeddings.patch_embedding.weight": sd["visual.conv1.weight"],
+            "vision_model.embeddings.position_embedding.weight": sd["visual.positional_embedding"],
+            "vision_model.pre_layrnorm.weight": sd["visual.ln_pre.weight"],
+            "vision_model.pre_layrnorm.bias": sd["visual.ln_pre.bias"],
+            "vision_model.post_layernorm.weight": sd["visual.ln_post.weight"],
+            "vision_model.post_layernorm.bias": sd["visual.ln_post.bias"],
+            "visual_projection.weight": sd["visual.proj"].T.contiguous(),
+            "text_model.embeddings.token_embedding.weight": sd["token_embedding.weight"],
+            "text_model.embeddings.position_embedding.weight": sd["positional_embedding"],
+            "text_model.final_layer_norm.weight": sd["ln_final.weight"],
+            "text_model.final_layer_norm.bias": sd["ln_final.bias"],
+            "text_projection.weight": sd["text_projection"].T.contiguous(),
+            "logit_scale": sd.get("logit_scale", torch.tensor(2.6592)).reshape(()),
+        }
+    )
     return {k: v.float() for k, v in out.items()}
 
 
@@ -125,21 +154,39 @@ def build_hf_clip(sd: Mapping[str, torch.Tensor], overrides: Mapping[str, Any] |
     """An HF ``CLIPModel`` holding the weights of an OpenAI-CLIP state dict (strict load)."""
     arch = architecture(sd, overrides)
     config = CLIPConfig(
-        text_config={"vocab_size": arch["vocab_size"], "hidden_size": arch["text_width"], "intermediate_size": 4 * arch["text_width"],
-                     "num_hidden_layers": arch["text_layers"], "num_attention_heads": arch["text_heads"],
-                     "max_position_embeddings": arch["context_length"], "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
-                     "eos_token_id": arch["vocab_size"] - 1, "bos_token_id": arch["vocab_size"] - 2, "pad_token_id": 0},
-        vision_config={"hidden_size": arch["vision_width"], "intermediate_size": 4 * arch["vision_width"],
-                       "num_hidden_layers": arch["vision_layers"], "num_attention_heads": arch["vision_heads"],
-                       "image_size": arch["image_size"], "patch_size": arch["patch_size"], "hidden_act": "quick_gelu",
-                       "layer_norm_eps": 1e-5},
-        projection_dim=arch["embed_dim"])
+        text_config={
+            "vocab_size": arch["vocab_size"],
+            "hidden_size": arch["text_width"],
+            "intermediate_size": 4 * arch["text_width"],
+            "num_hidden_layers": arch["text_layers"],
+            "num_attention_heads": arch["text_heads"],
+            "max_position_embeddings": arch["context_length"],
+            "hidden_act": "quick_gelu",
+            "layer_norm_eps": 1e-5,
+            "eos_token_id": arch["vocab_size"] - 1,
+            "bos_token_id": arch["vocab_size"] - 2,
+            "pad_token_id": 0,
+        },
+        vision_config={
+            "hidden_size": arch["vision_width"],
+            "intermediate_size": 4 * arch["vision_width"],
+            "num_hidden_layers": arch["vision_layers"],
+            "num_attention_heads": arch["vision_heads"],
+            "image_size": arch["image_size"],
+            "patch_size": arch["patch_size"],
+            "hidden_act": "quick_gelu",
+            "layer_norm_eps": 1e-5,
+        },
+        projection_dim=arch["embed_dim"],
+    )
     model = CLIPModel(config)
     hf_sd = to_hf_state_dict(sd, arch)
     result = model.load_state_dict(hf_sd, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
     if missing or result.unexpected_keys:
-        raise ValueError(f"OpenAI-CLIP -> HF mapping incomplete: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}")
+        raise ValueError(
+            f"OpenAI-CLIP -> HF mapping incomplete: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
     return model.eval()
 
 
@@ -154,9 +201,14 @@ def bpe_to_hf_files(bpe_gz: str | Path, out_dir: str | Path) -> tuple[Path, Path
             cs.append(256 + n)
             n += 1
     byte_chars = [chr(c) for c in cs]
-    merges = gzip.open(bpe_gz).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    merges = gzip.open(bpe_gz).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
     pairs = [tuple(m.split()) for m in merges if m.strip()]
-    vocab = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(p) for p in pairs] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = (
+        byte_chars
+        + [c + "</w>" for c in byte_chars]
+        + ["".join(p) for p in pairs]
+        + ["<|startoftext|>", "<|endoftext|>"]
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
@@ -169,10 +221,20 @@ def write_preprocessor_config(path: str | Path, preset: str = "chexzero") -> Pat
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r}: expected one of {sorted(PRESETS)}")
     p = PRESETS[preset]
-    cfg = {"image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": p["size"]},
-           "do_center_crop": True, "crop_size": {"height": p["size"], "width": p["size"]}, "resample": 3,
-           "do_normalize": True, "image_mean": list(p["mean"]), "image_std": list(p["std"]), "do_convert_rgb": True,
-           "do_rescale": True, "rescale_factor": 1 / 255}
+    cfg = {
+        "image_processor_type": "CLIPImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": p["size"]},
+        "do_center_crop": True,
+        "crop_size": {"height": p["size"], "width": p["size"]},
+        "resample": 3,
+        "do_normalize": True,
+        "image_mean": list(p["mean"]),
+        "image_std": list(p["std"]),
+        "do_convert_rgb": True,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+    }
     file = Path(path) / "preprocessor_config.json"
     file.write_text(json.dumps(cfg, indent=1))
     return file
@@ -183,13 +245,21 @@ class OpenAIClipDualEncoder(DualEncoder):
 
     kind = "openai-clip"
 
-    def __init__(self, path: str | Path, device: str | torch.device | None = None, amp: bool = True, batch_size: int = 64,
-                 preset: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        amp: bool = True,
+        batch_size: int = 64,
+        preset: str | None = None,
+    ) -> None:
 
         path = Path(path)
         files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in (".pt", ".pth", ".ckpt"))
         if len(files) != 1:
-            raise ValueError(f"{path}: expected exactly one *.pt / *.pth / *.ckpt state dict, found {[f.name for f in files]}")
+            raise ValueError(
+                f"{path}: expected exactly one *.pt / *.pth / *.ckpt state dict, found {[f.name for f in files]}"
+            )
         self.path = path
         directory = path if path.is_dir() else path.parent
         overrides_file = directory / "openai_clip_config.json"
@@ -205,8 +275,13 @@ class OpenAIClipDualEncoder(DualEncoder):
         if pre is None:
             p = PRESETS[preset or "openai"]
             size = self.arch["image_size"] if preset is None else p["size"]
-            pre = ImagePreprocess(resize=("shortest_edge", size), crop=(size, size), resample=p["resample"],
-                                  mean=tuple(p["mean"]), std=tuple(p["std"]))
+            pre = ImagePreprocess(
+                resize=("shortest_edge", size),
+                crop=(size, size),
+                resample=p["resample"],
+                mean=tuple(p["mean"]),
+                std=tuple(p["std"]),
+            )
         self.preprocess = pre
         self.image_head = self.model.visual_projection
         self.text_head = self.model.text_projection
@@ -225,15 +300,19 @@ class OpenAIClipDualEncoder(DualEncoder):
             tmp = Path(tempfile.mkdtemp(prefix="relink-bpe-"))
             vocab, merges = bpe_to_hf_files(gz[0], tmp)
             return CLIPTokenizer(str(vocab), str(merges))
-        raise FileNotFoundError(f"{directory}: no tokenizer; put OpenAI's bpe_simple_vocab_16e6.txt.gz (from the CLIP repository) "
-                                f"or HF CLIP tokenizer files (vocab.json + merges.txt) next to the checkpoint")
+        raise FileNotFoundError(
+            f"{directory}: no tokenizer; put OpenAI's bpe_simple_vocab_16e6.txt.gz (from the CLIP repository) "
+            f"or HF CLIP tokenizer files (vocab.json + merges.txt) next to the checkpoint"
+        )
 
     @property
     def modules(self) -> list[nn.Module]:
         return [self.model]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def _image_backbone(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ to 8 bits, so :class:`ImagePreprocess` reads the processor's configuration (resi
 resampling filter, centre crop, mean and std) and applies the same steps to a whole batch in
 torch. PIL inputs still go through the checkpoint's own processor (see the adapters).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,9 @@ class ImagePreprocess:
         if self.resample not in _RESAMPLE.values():
             raise ValueError(f"resample={self.resample!r}: expected one of {sorted(_RESAMPLE.values())}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError(f"mean/std: expected {self.channels} values each, got {len(self.mean)} and {len(self.std)}")
+            raise ValueError(
+                f"mean/std: expected {self.channels} values each, got {len(self.mean)} and {len(self.std)}"
+            )
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std={self.std}: expected positive values")
 
@@ -79,7 +82,9 @@ class ImagePreprocess:
             elif "height" in size and "width" in size:
                 resize = ("exact", (int(size["height"]), int(size["width"])))
             else:
-                raise ValueError(f"preprocessor config: size={size!r} is not understood; expected shortest_edge or height/width")
+                raise ValueError(
+                    f"preprocessor config: size={size!r} is not understood; expected shortest_edge or height/width"
+                )
         crop = None
         if config.get("do_center_crop", False) and config.get("crop_size") is not None:
             cs = config["crop_size"]
@@ -137,10 +142,18 @@ class ImagePreprocess:
             ch, cw = self.crop
             h, w = x.shape[-2:]
             if ch > h or cw > w:
-                x = F.pad(x, (max(0, (cw - w) // 2), max(0, cw - w - (cw - w) // 2), max(0, (ch - h) // 2), max(0, ch - h - (ch - h) // 2)))
+                x = F.pad(
+                    x,
+                    (
+                        max(0, (cw - w) // 2),
+                        max(0, cw - w - (cw - w) // 2),
+                        max(0, (ch - h) // 2),
+                        max(0, ch - h - (ch - h) // 2),
+                    ),
+                )
                 h, w = x.shape[-2:]
             top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
-            x = x[..., top:top + ch, left:left + cw]
+            x = x[..., top : top + ch, left : left + cw]
         if x.shape[1] == 1 and self.channels != 1:
             x = x.expand(-1, self.channels, -1, -1)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
@@ -166,8 +179,12 @@ def to_gray_array(images: np.ndarray | torch.Tensor) -> np.ndarray:
     if arr.ndim not in (3, 4):
         raise ValueError(f"images: expected an array (n, H, W) with values in [0, 1], got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"images: expected float intensities in [0, 1], got dtype {arr.dtype} (divide 8-bit images by 255)")
+        raise ValueError(
+            f"images: expected float intensities in [0, 1], got dtype {arr.dtype} (divide 8-bit images by 255)"
+        )
     arr = arr.astype(np.float32, copy=False)
     if arr.size and (not np.isfinite(arr).all() or arr.min() < -1e-6 or arr.max() > 1 + 1e-6):
-        raise ValueError(f"images: expected finite values in [0, 1], got range [{np.nanmin(arr):.3g}, {np.nanmax(arr):.3g}]")
+        raise ValueError(
+            f"images: expected finite values in [0, 1], got range [{np.nanmin(arr):.3g}, {np.nanmax(arr):.3g}]"
+        )
     return arr

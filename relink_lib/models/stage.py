@@ -5,6 +5,7 @@ internal cohort's training split, one cached HF directory per rung under
 ``cache_dir(profile)/ladder/<hash>/``. Real-data profiles (cohort source ``"real"``) list
 local checkpoints in the data section's ``models``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,8 +69,15 @@ def cohort_fingerprint(cohort: Cohort) -> str:
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(cohort.pairs, index=True).to_numpy().tobytes())
     digest.update(json.dumps([str(c) for c in cohort.pairs.columns]).encode())
-    digest.update(json.dumps({"name": getattr(cohort, "name", ""), "image_size": getattr(cohort, "image_size", None),
-                              "root": str(getattr(cohort, "root", None))}).encode())
+    digest.update(
+        json.dumps(
+            {
+                "name": getattr(cohort, "name", ""),
+                "image_size": getattr(cohort, "image_size", None),
+                "root": str(getattr(cohort, "root", None)),
+            }
+        ).encode()
+    )
     images = getattr(cohort, "_images", None)
     summary_key = (getattr(cohort, "summary", None) or {}).get("cache_key")
     if summary_key:  # a cached pipeline cohort: its key stands for the pixels; rows and pairs hashed above
@@ -81,7 +89,7 @@ def cohort_fingerprint(cohort: Cohort) -> str:
         index = getattr(cohort, "_image_index", None)
         digest.update(np.asarray(index if index is not None else np.arange(len(cohort)), dtype=np.int64).tobytes())
         for start in range(0, len(images), 1024):
-            digest.update(np.ascontiguousarray(images[start:start + 1024]).tobytes())
+            digest.update(np.ascontiguousarray(images[start : start + 1024]).tobytes())
     out = digest.hexdigest()[:16]
     try:
         cohort._relink_fingerprint = out
@@ -122,28 +130,57 @@ def get_ladder(params: ProfileLike, *, progress: bool = True, cohort: Cohort | N
 
     def pixels() -> tuple[torch.Tensor, torch.Tensor]:
         if "train" not in state:
-            state["train"] = prepare_pixels(cohort.load_images, train_rows, image_size, progress=progress, desc="ladder images (train)")
-            state["val"] = prepare_pixels(cohort.load_images, val_rows[:2048], image_size, progress=progress, desc="ladder images (val)")
+            state["train"] = prepare_pixels(
+                cohort.load_images, train_rows, image_size, progress=progress, desc="ladder images (train)"
+            )
+            state["val"] = prepare_pixels(
+                cohort.load_images, val_rows[:2048], image_size, progress=progress, desc="ladder images (val)"
+            )
         return state["train"], state["val"]
 
     rungs = []
     train_pairs = cohort.pairs.iloc[train_rows]
     val_pairs = cohort.pairs.iloc[val_rows[:2048]]
     for index, spec in enumerate(specs):
-        key = {"step": "ladder-rung", "cohort": fp, "spec": asdict(spec), "seed": seed + index, "image_size": image_size,
-               "epochs_scale": scale, "code": code, "numerics": cache_token()}
+        key = {
+            "step": "ladder-rung",
+            "cohort": fp,
+            "spec": asdict(spec),
+            "seed": seed + index,
+            "image_size": image_size,
+            "epochs_scale": scale,
+            "code": code,
+            "numerics": cache_token(),
+        }
 
         def build(tmp: Path, spec=spec, index=index) -> None:
             train_pix, val_pix = pixels()
-            train_rung(spec, train_pix, training_texts(train_pairs, spec.text), tmp, seed=seed + index, epochs_scale=scale,
-                       val=(val_pix, training_texts(val_pairs, spec.text)), progress=progress,
-                       threads=cfg.threads)
+            train_rung(
+                spec,
+                train_pix,
+                training_texts(train_pairs, spec.text),
+                tmp,
+                seed=seed + index,
+                epochs_scale=scale,
+                val=(val_pix, training_texts(val_pairs, spec.text)),
+                progress=progress,
+                threads=cfg.threads,
+            )
 
         path = cache.cached_dir(root, "ladder", key, build)
         history = pd.read_csv(path / "history.csv")
         info = json.loads((path / "rung.json").read_text())
-        rungs.append(Rung(index=index, name=spec.name, path=path, description=spec.description, history=history,
-                          kind="hf-clip", info=info))
+        rungs.append(
+            Rung(
+                index=index,
+                name=spec.name,
+                path=path,
+                description=spec.description,
+                history=history,
+                kind="hf-clip",
+                info=info,
+            )
+        )
     return rungs
 
 
@@ -160,9 +197,19 @@ def external_rungs(models: ModelListSpec) -> list[Rung]:
         detected = detect_kind(entry.path)
         kind = entry.kind or detected
         if detected != kind:
-            raise ValueError(f"models[{i}] ({entry.name!r}): kind={kind!r} but the files at {str(entry.path)!r} look like {detected!r}")
-        out.append(Rung(index=i, name=entry.name, path=entry.path, description=entry.description, kind=kind,
-                        info={"external": True}))
+            raise ValueError(
+                f"models[{i}] ({entry.name!r}): kind={kind!r} but the files at {str(entry.path)!r} look like {detected!r}"
+            )
+        out.append(
+            Rung(
+                index=i,
+                name=entry.name,
+                path=entry.path,
+                description=entry.description,
+                kind=kind,
+                info={"external": True},
+            )
+        )
     return out
 
 
@@ -171,10 +218,20 @@ def ladder_table(rungs: Sequence[Rung]) -> pd.DataFrame:
     rows = []
     for r in rungs:
         spec = r.info.get("spec", {})
-        rows.append({"rung": r.index, "name": r.name, "kind": r.kind, "trained on": spec.get("text", "external"),
-                     "vision (width x layers)": f"{spec['vision_width']} x {spec['vision_layers']}" if spec else "",
-                     "text (width x layers)": f"{spec['text_width']} x {spec['text_layers']}" if spec else "",
-                     "joint dim": spec.get("projection_dim", ""), "train pairs": r.info.get("n_train", ""),
-                     "steps": r.info.get("steps", ""), "final train loss": round(float(r.history["loss"].tail(10).mean()), 3)
-                     if len(r.history) else float("nan")})
+        rows.append(
+            {
+                "rung": r.index,
+                "name": r.name,
+                "kind": r.kind,
+                "trained on": spec.get("text", "external"),
+                "vision (width x layers)": f"{spec['vision_width']} x {spec['vision_layers']}" if spec else "",
+                "text (width x layers)": f"{spec['text_width']} x {spec['text_layers']}" if spec else "",
+                "joint dim": spec.get("projection_dim", ""),
+                "train pairs": r.info.get("n_train", ""),
+                "steps": r.info.get("steps", ""),
+                "final train loss": round(float(r.history["loss"].tail(10).mean()), 3)
+                if len(r.history)
+                else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)

@@ -4,6 +4,7 @@
 ``ladder_findings`` turns it into the chapter's summary sentences, so the prose cannot contradict
 the numbers. The payload holds plain lists of records (JSON-ready).
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -18,7 +19,6 @@ from ..features import get_embeddings
 from ..profiles import get_profile
 from .stage import Rung, ladder_table
 
-
 SEES_LABELS_AUROC = 0.55
 """Macro zero-shot AUROC from which a rung is said to see the labels (0.5 is chance)."""
 
@@ -32,8 +32,16 @@ def recall_preview(params: ProfileLike, cohort: Cohort, rungs: Sequence[Rung], s
     for r in rungs:
         img, rep, idx = get_embeddings(params, cohort, r, split)
         full = relink_audit(img, rep, pool_sizes=(None,), ks=(1,)).iloc[0]
-        rows.append({"rung": r.index, "name": r.name, "recall@1": float(full["recall"]), "chance": float(full["chance"]),
-                     "lift": float(full["lift"]), "n_test": len(idx)})
+        rows.append(
+            {
+                "rung": r.index,
+                "name": r.name,
+                "recall@1": float(full["recall"]),
+                "chance": float(full["chance"]),
+                "lift": float(full["lift"]),
+                "n_test": len(idx),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -41,13 +49,23 @@ def run_size(params: ProfileLike) -> dict[str, Any]:
     """How large a profile's synthetic run is: pairs, split fractions and the ladder's epoch scale."""
     profile = as_profile(params)
     cohort, ladder = profile.cohort, profile.ladder
-    return {"profile": profile.name, "n_pairs": int(cohort.n_pairs),
-            "split_fractions": [float(f) for f in cohort.split_fractions],
-            "epochs_scale": float(ladder.epochs_scale), "image_size": int(ladder.image_size)}
+    return {
+        "profile": profile.name,
+        "n_pairs": int(cohort.n_pairs),
+        "split_fractions": [float(f) for f in cohort.split_fractions],
+        "epochs_scale": float(ladder.epochs_scale),
+        "image_size": int(ladder.image_size),
+    }
 
 
-def ladder_payload(rungs: Sequence[Rung], zero_shot: pd.DataFrame, preview: pd.DataFrame, params: ProfileLike, *,
-                   timings: Mapping[str, float] | None = None) -> dict[str, Any]:
+def ladder_payload(
+    rungs: Sequence[Rung],
+    zero_shot: pd.DataFrame,
+    preview: pd.DataFrame,
+    params: ProfileLike,
+    *,
+    timings: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
     """What chapter 3 records: the rung table, zero-shot AUROC per label and rung, the Recall@1 preview, run
     sizes, each rung's image preprocessing, and ``timings`` (wall-clock figures of this machine, seconds or
     images per second: reported, never baselined).
@@ -86,26 +104,39 @@ def ladder_findings(payload: Mapping[str, Any], simulation: bool = True) -> list
     top = preview.iloc[-1]
     lifts = preview["lift"].astype(float).tolist()
     order = "rises with every rung" if rises_in_order(lifts) else "does **not** rise with every rung"
-    out.append(f"Recall@1 over the whole test split ({int(top['n_test']):,} pairs, chance {float(top['chance']):.2g}) "
-               f"{order}: " + ", ".join(f"rung {int(r['rung'])} `{r['name']}` {float(r['lift']):.1f}x chance"
-                                        for r in preview.to_dict(orient="records")) + f" ({kind}).")
+    out.append(
+        f"Recall@1 over the whole test split ({int(top['n_test']):,} pairs, chance {float(top['chance']):.2g}) "
+        f"{order}: "
+        + ", ".join(
+            f"rung {int(r['rung'])} `{r['name']}` {float(r['lift']):.1f}x chance"
+            for r in preview.to_dict(orient="records")
+        )
+        + f" ({kind})."
+    )
     macro = zs[zs["label"] == "macro"].set_index("rung")["auroc"].astype(float)
     if len(macro):
         span = f"zero-shot macro AUROC {macro.min():.2f} to {macro.max():.2f} over {n} rungs (0.5 is chance)"
         blind = [str(name) for name, auc in macro.items() if auc < SEES_LABELS_AUROC]
         if not blind:
-            out.append(f"Every rung sees the labels: {span}. Label recognition is not what separates the rungs; "
-                       "instance detail is.")
+            out.append(
+                f"Every rung sees the labels: {span}. Label recognition is not what separates the rungs; "
+                "instance detail is."
+            )
         else:
-            out.append(f"Not every rung sees the labels: {span}; below {SEES_LABELS_AUROC:g}: "
-                       + ", ".join(f"`{b}`" for b in blind) + ".")
+            out.append(
+                f"Not every rung sees the labels: {span}; below {SEES_LABELS_AUROC:g}: "
+                + ", ".join(f"`{b}`" for b in blind)
+                + "."
+            )
     sizes = payload.get("run_size", {})
     this, default = sizes.get("this"), sizes.get("default")
     if this and default:
-        out.append(f"This is the `{this['profile']}` profile, a smaller run than `default`: {this['n_pairs']:,} pairs "
-                   f"({this['split_fractions'][0]:.0%} for training) against {default['n_pairs']:,} "
-                   f"({default['split_fractions'][0]:.0%}), with the ladder's schedules scaled by {this['epochs_scale']:g} "
-                   f"(default {default['epochs_scale']:g}); its re-linkage is weaker and its intervals wider.")
+        out.append(
+            f"This is the `{this['profile']}` profile, a smaller run than `default`: {this['n_pairs']:,} pairs "
+            f"({this['split_fractions'][0]:.0%} for training) against {default['n_pairs']:,} "
+            f"({default['split_fractions'][0]:.0%}), with the ladder's schedules scaled by {this['epochs_scale']:g} "
+            f"(default {default['epochs_scale']:g}); its re-linkage is weaker and its intervals wider."
+        )
     return out
 
 

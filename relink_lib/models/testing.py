@@ -1,4 +1,5 @@
 """Tiny random checkpoints written to a directory, for tests and demos (no download needed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from transformers import BertConfig, CLIPConfig, CLIPModel, VisionTextDualEncoderConfig, VisionTextDualEncoderModel, ViTConfig
+from transformers import (
+    BertConfig,
+    CLIPConfig,
+    CLIPModel,
+    VisionTextDualEncoderConfig,
+    VisionTextDualEncoderModel,
+    ViTConfig,
+)
 
 from ..cohorts.base import Cohort
 from ..labels import CHEXPERT_LABELS
@@ -15,15 +23,32 @@ from .ladder import image_processor_config
 from .tokenizer import build_tokenizer
 
 DEMO_CORPUS: tuple[str, ...] = (
-    "no acute cardiopulmonary process", "small left pleural effusion", "moderate cardiomegaly with pulmonary edema",
-    "right lower lobe consolidation concerning for pneumonia", "no pneumothorax", "stable sternotomy wires",
-    "right internal jugular catheter tip in the svc", "no focal consolidation pleural effusion or pneumothorax",
+    "no acute cardiopulmonary process",
+    "small left pleural effusion",
+    "moderate cardiomegaly with pulmonary edema",
+    "right lower lobe consolidation concerning for pneumonia",
+    "no pneumothorax",
+    "stable sternotomy wires",
+    "right internal jugular catheter tip in the svc",
+    "no focal consolidation pleural effusion or pneumothorax",
 )
 
 
-def write_tiny_clip(path: str | Path, *, image_size: int = 32, patch_size: int = 8, width: int = 32, layers: int = 1,
-                    heads: int = 2, projection_dim: int = 16, max_length: int = 32, corpus: Sequence[str] = DEMO_CORPUS,
-                    seed: int = 0, mean: float = 0.5, std: float = 0.25) -> Path:
+def write_tiny_clip(
+    path: str | Path,
+    *,
+    image_size: int = 32,
+    patch_size: int = 8,
+    width: int = 32,
+    layers: int = 1,
+    heads: int = 2,
+    projection_dim: int = 16,
+    max_length: int = 32,
+    corpus: Sequence[str] = DEMO_CORPUS,
+    seed: int = 0,
+    mean: float = 0.5,
+    std: float = 0.25,
+) -> Path:
     """Write a random HF ``CLIPModel`` with its tokenizer and image processor to ``path``."""
     # lazily: without torchvision (an optional extra) resolving this name logs a fallback warning on every import
     from transformers import CLIPImageProcessor
@@ -31,12 +56,27 @@ def write_tiny_clip(path: str | Path, *, image_size: int = 32, patch_size: int =
     path = Path(path)
     tok = build_tokenizer(list(corpus) * 2, vocab_size=256, max_length=max_length)
     config = CLIPConfig(
-        text_config={"vocab_size": len(tok), "hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": layers,
-                     "num_attention_heads": heads, "max_position_embeddings": max_length, "eos_token_id": tok.eos_token_id,
-                     "bos_token_id": tok.bos_token_id, "pad_token_id": tok.pad_token_id},
-        vision_config={"hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": layers,
-                       "num_attention_heads": heads, "image_size": image_size, "patch_size": patch_size},
-        projection_dim=projection_dim)
+        text_config={
+            "vocab_size": len(tok),
+            "hidden_size": width,
+            "intermediate_size": 2 * width,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "max_position_embeddings": max_length,
+            "eos_token_id": tok.eos_token_id,
+            "bos_token_id": tok.bos_token_id,
+            "pad_token_id": tok.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": width,
+            "intermediate_size": 2 * width,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "image_size": image_size,
+            "patch_size": patch_size,
+        },
+        projection_dim=projection_dim,
+    )
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
     model.save_pretrained(str(path))
@@ -45,25 +85,47 @@ def write_tiny_clip(path: str | Path, *, image_size: int = 32, patch_size: int =
     return path
 
 
-def write_tiny_dual_encoder(path: str | Path, *, image_size: int = 32, patch_size: int = 8, width: int = 32,
-                            projection_dim: int = 16, corpus: Sequence[str] = DEMO_CORPUS, seed: int = 0) -> Path:
+def write_tiny_dual_encoder(
+    path: str | Path,
+    *,
+    image_size: int = 32,
+    patch_size: int = 8,
+    width: int = 32,
+    projection_dim: int = 16,
+    corpus: Sequence[str] = DEMO_CORPUS,
+    seed: int = 0,
+) -> Path:
     """Write a random HF ``VisionTextDualEncoderModel`` (ViT + BERT towers) with tokenizer and ViT processor."""
     # lazily: without torchvision (an optional extra) resolving this name logs a fallback warning on every import
     from transformers import ViTImageProcessor
 
     path = Path(path)
     tok = build_tokenizer(list(corpus) * 2, vocab_size=256, max_length=40)
-    vit = ViTConfig(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1, num_attention_heads=2,
-                    image_size=image_size, patch_size=patch_size)
-    bert = BertConfig(vocab_size=len(tok), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1,
-                      num_attention_heads=2, max_position_embeddings=64, pad_token_id=tok.pad_token_id)
+    vit = ViTConfig(
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+    bert = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+    )
     config = VisionTextDualEncoderConfig.from_vision_text_configs(vit, bert, projection_dim=projection_dim)
     torch.manual_seed(seed)
     model = VisionTextDualEncoderModel(config=config).eval()
     model.save_pretrained(str(path))
     tok.save_pretrained(str(path))
-    ViTImageProcessor(size={"height": image_size, "width": image_size}, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                      resample=2).save_pretrained(str(path))
+    ViTImageProcessor(
+        size={"height": image_size, "width": image_size}, image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=2
+    ).save_pretrained(str(path))
     return path
 
 
@@ -84,7 +146,7 @@ def tiny_cohort(n: int = 48, image_size: int = 16, seed: int = 0, n_val: int = 8
         p, s = int(rng.integers(4)), int(rng.integers(3))
         (place, r, c), (size_word, size) = places[p], sizes[s]
         top, left = r * half + (half - size) // 2, c * half + (half - size) // 2
-        images[i, top:top + size, left:left + size] = 230
+        images[i, top : top + size, left : left + size] = 230
         split = "train" if i < n - n_val - n_test else ("val" if i < n - n_test else "test")
         labels = {lab: 0.0 for lab in CHEXPERT_LABELS}
         labels[CHEXPERT_LABELS[p]] = 1.0
@@ -92,7 +154,18 @@ def tiny_cohort(n: int = 48, image_size: int = 16, seed: int = 0, n_val: int = 8
         labels["Fracture"] = float("nan")
         findings = f"FINDINGS: {size_word} opacity in the {place} zone."
         impression = f"IMPRESSION: {size_word} {place} opacity."
-        records.append({"patient_id": f"p{i}", "study_id": f"s{i}", "image_path": f"img/{i}.png", "view": "PA",
-                        "site": "tiny", "split": split, "findings": findings, "impression": impression,
-                        "text": findings + " " + impression, **labels})
+        records.append(
+            {
+                "patient_id": f"p{i}",
+                "study_id": f"s{i}",
+                "image_path": f"img/{i}.png",
+                "view": "PA",
+                "site": "tiny",
+                "split": split,
+                "findings": findings,
+                "impression": impression,
+                "text": findings + " " + impression,
+                **labels,
+            }
+        )
     return Cohort(pd.DataFrame.from_records(records), public=True, name="tiny", images=images)

@@ -7,6 +7,7 @@ as a ``PreTrainedTokenizerFast`` so that ``save_pretrained`` / ``AutoTokenizer.f
 work like any HF checkpoint. Every sequence is ``[BOS] words... [EOS]``; the EOS position is
 where CLIP's text tower pools.
 """
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -20,8 +21,9 @@ PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, BOS, EOS)
 
 
-def build_tokenizer(corpus: Iterable[str], *, vocab_size: int = 4096, min_frequency: int = 2,
-                    max_length: int = 128) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    corpus: Iterable[str], *, vocab_size: int = 4096, min_frequency: int = 2, max_length: int = 128
+) -> PreTrainedTokenizerFast:
     """Train a word-level tokenizer on ``corpus`` and wrap it for ``transformers``.
 
     vocab_size: the most frequent ``vocab_size - 4`` words are kept (plus the 4 special
@@ -40,12 +42,22 @@ def build_tokenizer(corpus: Iterable[str], *, vocab_size: int = 4096, min_freque
     tok = Tokenizer(WordLevel(unk_token=UNK))
     tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()])
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
-                               show_progress=False)
+    trainer = WordLevelTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     bos_id, eos_id = tok.token_to_id(BOS), tok.token_to_id(EOS)
-    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B {EOS}",
-                                                       special_tokens=[(BOS, bos_id), (EOS, eos_id)])
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=UNK, pad_token=PAD, bos_token=BOS, eos_token=EOS,
-                                      model_max_length=max_length, padding_side="right", truncation_side="right")
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B {EOS}", special_tokens=[(BOS, bos_id), (EOS, eos_id)]
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token=UNK,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        model_max_length=max_length,
+        padding_side="right",
+        truncation_side="right",
+    )
     return wrapped

@@ -3,6 +3,7 @@
 CI re-executes them with ``pytest --nbval-lax``: only cells tagged ``nbval-check-output`` are
 compared, after the substitutions in ``tests/nbval/sanitize.cfg``.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,20 @@ def run_nbval(root: Path, extra_args: Sequence[str] = ()) -> int:
     if missing:
         print(f"nbval: no baseline for {', '.join(missing)}; run `python -m relink_lib baselines`", file=sys.stderr)
         return 2
-    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-sanitize-with", str(out_dir / "sanitize.cfg"),
-           "--nbval-cell-timeout", "1200", "-p", "no:cacheprovider", *map(str, files), *extra_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--nbval-lax",
+        "--nbval-sanitize-with",
+        str(out_dir / "sanitize.cfg"),
+        "--nbval-cell-timeout",
+        "1200",
+        "-p",
+        "no:cacheprovider",
+        *map(str, files),
+        *extra_args,
+    ]
     env = kernel_env(mode_of(get_profile(BASELINE_PROFILE)))  # the baselines' numerical mode, whatever the shell says
     return subprocess.run(cmd, cwd=root, env=env).returncode
 

@@ -16,6 +16,7 @@ Staging applies the book's rendering rules to every executed chapter, so no note
   into the build through Sphinx's ``{download}`` role. ``_build/html/_downloads.json`` lists
   them per page for the browser check.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,7 +90,9 @@ def _flat_records(value: Any) -> list[dict[str, Any]] | None:
     rows: list[dict[str, Any]] = []
     for record in value:
         scalars = {k: v for k, v in record.items() if not isinstance(v, (Mapping, list))}
-        nested = [(k, v) for k, v in record.items() if isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v)]
+        nested = [
+            (k, v) for k, v in record.items() if isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v)
+        ]
         if nested:
             key, inner = max(nested, key=lambda kv: len(kv[1]))
             for sub in inner:
@@ -155,7 +158,11 @@ def downloads_cell(files: list[str], profile: str) -> nbformat.NotebookNode:
     """The markdown cell that links a chapter's downloads (Sphinx ``{download}`` role)."""
     lines = ["## Downloads", "", f"The numbers of this page (profile `{profile}`):", ""]
     for f in files:
-        what = "every number of this chapter, with its provenance (JSON)" if f.endswith(".json") else "the chapter's main table (CSV)"
+        what = (
+            "every number of this chapter, with its provenance (JSON)"
+            if f.endswith(".json")
+            else "the chapter's main table (CSV)"
+        )
         lines.append(f"- {{download}}`{Path(f).name} <{f}>`: {what}")
     return nbformat.v4.new_markdown_cell("\n".join(lines))
 
@@ -171,9 +178,14 @@ def complete_docs_toc(toc_path: Path, docs: Path, book: Path) -> list[str]:
     """
     toc = yaml.safe_load(toc_path.read_text())
     listed = set(toc_entries(toc_path))
-    included = {m.group(1) for page in book.glob("*.md")
-                for m in re.finditer(r"\{include\}\s+\.\./docs/([\w.-]+)\.md", page.read_text())}
-    missing = [f"docs/{f.stem}" for f in sorted(docs.glob("*.md")) if f"docs/{f.stem}" not in listed and f.stem not in included]
+    included = {
+        m.group(1)
+        for page in book.glob("*.md")
+        for m in re.finditer(r"\{include\}\s+\.\./docs/([\w.-]+)\.md", page.read_text())
+    }
+    missing = [
+        f"docs/{f.stem}" for f in sorted(docs.glob("*.md")) if f"docs/{f.stem}" not in listed and f.stem not in included
+    ]
     if not missing:
         return []
     parts = toc.setdefault("parts", [])
@@ -186,8 +198,14 @@ def complete_docs_toc(toc_path: Path, docs: Path, book: Path) -> list[str]:
     return missing
 
 
-def stage_book(profile: str, root: Path | None = None, *, executed: Path | None = None,
-               results: Path | None = None, build_root: Path | None = None) -> Path:
+def stage_book(
+    profile: str,
+    root: Path | None = None,
+    *,
+    executed: Path | None = None,
+    results: Path | None = None,
+    build_root: Path | None = None,
+) -> Path:
     """Copy the book config, ``book/`` pages, ``docs/`` and the profile's executed notebooks to ``_build/src/<profile>/``.
 
     Every ``notebooks/...`` entry of ``_toc.yml`` must have been executed; the error names the missing one.
@@ -214,7 +232,9 @@ def stage_book(profile: str, root: Path | None = None, *, executed: Path | None 
             continue
         source = done / f"{Path(entry).name}.ipynb"
         if not source.exists():
-            raise FileNotFoundError(f"{source}: chapter {entry!r} has not been executed on profile {profile!r}; run `python -m relink_lib book --profile {profile}`")
+            raise FileNotFoundError(
+                f"{source}: chapter {entry!r} has not been executed on profile {profile!r}; run `python -m relink_lib book --profile {profile}`"
+            )
         nb = apply_render_rules(nbformat.read(source, as_version=4))
         files = stage_downloads(entry, profile, src, results)
         if files:
@@ -227,8 +247,15 @@ def stage_book(profile: str, root: Path | None = None, *, executed: Path | None 
     return src
 
 
-def build_html(profile: str, root: Path | None = None, warnings_as_errors: bool = True, *,
-               executed: Path | None = None, results: Path | None = None, build_root: Path | None = None) -> Path:
+def build_html(
+    profile: str,
+    root: Path | None = None,
+    warnings_as_errors: bool = True,
+    *,
+    executed: Path | None = None,
+    results: Path | None = None,
+    build_root: Path | None = None,
+) -> Path:
     """Build ``<build_root>/_build/html`` (default: the project's) from the staged sources with jupyter-book.
 
     Sphinx warnings fail the build unless ``warnings_as_errors=False``.
@@ -239,12 +266,23 @@ def build_html(profile: str, root: Path | None = None, warnings_as_errors: bool 
     html = out / "_build" / "html"
     if html.exists():
         shutil.rmtree(html)
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(src), "--path-output", str(out), "--builder", "html", "--all"]
+    cmd = [
+        str(Path(sys.executable).parent / "jupyter-book"),
+        "build",
+        str(src),
+        "--path-output",
+        str(out),
+        "--builder",
+        "html",
+        "--all",
+    ]
     if warnings_as_errors:
         cmd += ["-W", "--keep-going"]
     proc = subprocess.run(cmd, cwd=root)
     if proc.returncode != 0:
-        raise RuntimeError(f"jupyter-book build failed for profile {profile!r} (exit {proc.returncode}); see the warnings above")
+        raise RuntimeError(
+            f"jupyter-book build failed for profile {profile!r} (exit {proc.returncode}); see the warnings above"
+        )
     (html / "PROFILE").write_text(profile + "\n")
     shutil.copy2(src / "downloads.json", html / "_downloads.json")
     shutil.copy2(src / "pages.json", html / "_pages.json")

@@ -16,6 +16,7 @@ Console errors come from Chromium's log. A screenshot of every page lands in
 ``_build/html/_screenshots/``. Pages listed in ``_build/html/_downloads.json`` (written by
 :mod:`relink_lib.pipeline.book`) must link each of their downloads.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,17 +36,32 @@ from typing import Any, Iterator, Sequence
 from ..profiles import project_root
 from .toc import toc_entries
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars",
-                  # the network is off: only the loopback server resolves (a CDN request fails)
-                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    # the network is off: only the loopback server resolves (a CDN request fails)
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+)
 WINDOW = "1280,2000"
 RESULT_ID = "relink-check-result"
 
 #: Python reprs that must never reach a rendered cell output.
-REPR_PATTERNS = (r"\bText\(", r"<Figure size", r"<matplotlib\.", r"<Axes[:\s]", r"\bLine2D\(", r"<IPython\.core",
-                 r"<pandas\.io\.formats\.style\.Styler")
+REPR_PATTERNS = (
+    r"\bText\(",
+    r"<Figure size",
+    r"<matplotlib\.",
+    r"<Axes[:\s]",
+    r"\bLine2D\(",
+    r"<IPython\.core",
+    r"<pandas\.io\.formats\.style\.Styler",
+)
 
 CHECK_SCRIPT = """
 <script>
@@ -121,7 +137,9 @@ def find_chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    raise FileNotFoundError("no Chromium found on PATH: install the Debian package `chromium` (apt-get install chromium)")
+    raise FileNotFoundError(
+        "no Chromium found on PATH: install the Debian package `chromium` (apt-get install chromium)"
+    )
 
 
 def check_script() -> str:
@@ -171,8 +189,17 @@ def serve(directory: Path, inject: str | None = None) -> Iterator[str]:
 
 def _chromium(url: str, *extra: str, timeout: int = 120) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="relink-chromium-") as profile:
-        cmd = [find_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-               f"--window-size={WINDOW}", "--virtual-time-budget=10000", *extra, url]
+        cmd = [
+            find_chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--window-size={WINDOW}",
+            "--virtual-time-budget=10000",
+            *extra,
+            url,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -211,7 +238,9 @@ def page_problems(page: str, result: dict[str, Any], downloads: Sequence[str] = 
         problems.append("the check script did not finish (a page script failed or MathJax never became ready)")
     else:
         if found["math"] and (not found["mathjax"] or found["typeset"] < found["math"]):
-            problems.append(f"math not typeset: {found['typeset']} of {found['math']} formulas (MathJax loaded: {found['mathjax']})")
+            problems.append(
+                f"math not typeset: {found['typeset']} of {found['math']} formulas (MathJax loaded: {found['mathjax']})"
+            )
         if found["raw_tex"]:
             problems.append(f"raw TeX left in the page: {found['raw_tex'][:3]}")
         if found["reprs"]:
@@ -273,6 +302,7 @@ def check_book(html: Path, pages: Sequence[str] | None = None, workers: int = 2)
     downloads = json.loads(manifest.read_text()) if manifest.exists() else {}
     report, failures = {}, []
     with serve(html, inject=check_script()) as base:
+
         def one(page: str) -> tuple[str, dict]:
             shot = html / "_screenshots" / (page.replace("/", "__").removesuffix(".html") + ".png")
             return page, check_page(base, page, shot)

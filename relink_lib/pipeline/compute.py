@@ -4,6 +4,7 @@ The benchmark JSON files under ``benchmarks/results/`` are measured; the paper-s
 are those measurements scaled by the work counts of the paper's cohorts (stated in
 :data:`PAPER_SCALE`), never invented. Missing benchmarks are reported as missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,9 @@ def _read(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def compute_table(bench_dir: Path | None = None, dp_epochs: float | None = None, dp_batch: int | None = None) -> pd.DataFrame:
+def compute_table(
+    bench_dir: Path | None = None, dp_epochs: float | None = None, dp_batch: int | None = None
+) -> pd.DataFrame:
     """Measured kernel costs and their paper-scale projection, one row per step.
 
     ``dp_epochs`` / ``dp_batch``: the DP schedule assumed for the projection (``None``: the dp
@@ -41,27 +44,50 @@ def compute_table(bench_dir: Path | None = None, dp_epochs: float | None = None,
     audit = _read(bench_dir / "audit_cpu.json")
     if audit:
         secs = audit["methods"]["audit"].get("seconds")
-        rows.append({"step": "full-database audit (all N, K)", "measured on": f"CPU, {audit.get('threads', '?')} threads",
-                     "measured at": f"M = {audit['m']:,}, d = {audit['d']}",
-                     "measured": f"{secs:.1f} s" if secs else "n/a",
-                     "paper scale": f"M = {PAPER_SCALE['mimic_test_pairs']:,}: same size, {secs:.1f} s" if secs else "n/a"})
+        rows.append(
+            {
+                "step": "full-database audit (all N, K)",
+                "measured on": f"CPU, {audit.get('threads', '?')} threads",
+                "measured at": f"M = {audit['m']:,}, d = {audit['d']}",
+                "measured": f"{secs:.1f} s" if secs else "n/a",
+                "paper scale": f"M = {PAPER_SCALE['mimic_test_pairs']:,}: same size, {secs:.1f} s" if secs else "n/a",
+            }
+        )
     dp = _read(bench_dir / "bench_dp.json")
     if dp:
         best = max(dp["results"], key=lambda r: r.get("d_img", 0))
         rate = best["steps_per_s"]["dp_fast"]
         n_train = PAPER_SCALE["all_pairs"] - PAPER_SCALE["mimic_test_pairs"] - PAPER_SCALE["chexpert_plus_pairs"]
         steps = dp_epochs * n_train // dp_batch
-        rows.append({"step": "DP head training (per step)", "measured on": f"CPU, {dp.get('threads', '?')} thread(s)",
-                     "measured at": f"B = {best['B']}, d_img = {best['d_img']}, d = {best['d']}",
-                     "measured": f"{rate:.1f} steps/s",
-                     "paper scale": f"~{steps:,} steps ({dp_epochs} epochs of <= {n_train:,} pairs, B = {dp_batch}): ~{steps / rate / 60:.0f} min at that rate"})
+        rows.append(
+            {
+                "step": "DP head training (per step)",
+                "measured on": f"CPU, {dp.get('threads', '?')} thread(s)",
+                "measured at": f"B = {best['B']}, d_img = {best['d_img']}, d = {best['d']}",
+                "measured": f"{rate:.1f} steps/s",
+                "paper scale": f"~{steps:,} steps ({dp_epochs} epochs of <= {n_train:,} pairs, B = {dp_batch}): ~{steps / rate / 60:.0f} min at that rate",
+            }
+        )
     feats = _read(bench_dir / "bench_features.json")
     if feats:
         for r in feats.get("rows", [])[-1:]:  # the adapter row (the first is its floor)
-            rows.append({"step": "feature extraction", "measured on": r["device"], "measured at": r["what"],
-                         "measured": f"{r['images_per_s']} images/s",
-                         "paper scale": "a ViT-B/16 at 224 px costs far more per image than the ladder's tiny encoders: measure it on the GPU"})
+            rows.append(
+                {
+                    "step": "feature extraction",
+                    "measured on": r["device"],
+                    "measured at": r["what"],
+                    "measured": f"{r['images_per_s']} images/s",
+                    "paper scale": "a ViT-B/16 at 224 px costs far more per image than the ladder's tiny encoders: measure it on the GPU",
+                }
+            )
     if not rows:
-        rows.append({"step": "(no benchmark results found)", "measured on": "", "measured at": "", "measured": "",
-                     "paper scale": "run `make bench`"})
+        rows.append(
+            {
+                "step": "(no benchmark results found)",
+                "measured on": "",
+                "measured at": "",
+                "measured": "",
+                "paper scale": "run `make bench`",
+            }
+        )
     return pd.DataFrame(rows)

@@ -6,6 +6,7 @@ as ``hf-clip`` models, and every chapter runs on the ``paper`` profile against t
 the real loaders, the preflight and the offline checkpoint adapters. Its results, cache and
 executed notebooks go to ``*/dryrun/`` folders so they never mix with a real paper run.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,17 +37,26 @@ DRY_RUN_OVERRIDES: dict[str, Any] = {
 def dry_run_dirs(root: Path | None = None) -> dict[str, Path]:
     """Where the dry run writes: inputs (exported layouts, models.json), results, cache, executed notebooks."""
     root = root or project_root()
-    return {"inputs": root / "cache" / "dryrun-inputs", "results": root / "results" / "dryrun",
-            "cache": root / "cache" / "dryrun", "executed": root / "_build" / "executed" / "paper-dryrun"}
+    return {
+        "inputs": root / "cache" / "dryrun-inputs",
+        "results": root / "results" / "dryrun",
+        "cache": root / "cache" / "dryrun",
+        "executed": root / "_build" / "executed" / "paper-dryrun",
+    }
 
 
 def prepare_inputs(root: Path | None = None, base_profile: str = "ci") -> dict[str, str]:
     """Export the ``base_profile`` synthetic cohorts and ladder as real-data inputs; return the env vars to use."""
     inputs = dry_run_dirs(root)["inputs"]
     params = get_profile(base_profile)
-    env = {"MIMIC_CXR_ROOT": str(inputs / "mimic-cxr-jpg"), "CHEXPERT_PLUS_ROOT": str(inputs / "chexpert-plus"),
-           "MODELS": str(inputs / "models.json")}
-    apply_in_process(mode_of(params))  # so the base profile's cached ladder (trained in its mode) is found, not retrained
+    env = {
+        "MIMIC_CXR_ROOT": str(inputs / "mimic-cxr-jpg"),
+        "CHEXPERT_PLUS_ROOT": str(inputs / "chexpert-plus"),
+        "MODELS": str(inputs / "models.json"),
+    }
+    apply_in_process(
+        mode_of(params)
+    )  # so the base profile's cached ladder (trained in its mode) is found, not retrained
     for site, name in (("internal", "mimic-cxr-jpg"), ("external", "chexpert-plus")):
         if not (inputs / name).exists():  # exported whole or not at all: a killed export leaves no partial layout
             tmp = inputs / f".{name}.partial"

@@ -6,6 +6,7 @@ executed notebook and its hash are written only after a successful run, so a run
 part-way resumes at the first notebook that did not finish (and, inside it, from the
 library's cached steps).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,13 +62,22 @@ def to_ipynb(source: Path) -> nbformat.NotebookNode:
     nb = jupytext.read(source)
     code = [c for c in nb.cells if c.cell_type == "code"]
     if not code or "parameters" not in code[0].get("metadata", {}).get("tags", []):
-        raise ValueError(f"{source}: the first code cell must be tagged 'parameters' (papermill injects the profile there)")
+        raise ValueError(
+            f"{source}: the first code cell must be tagged 'parameters' (papermill injects the profile there)"
+        )
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     return nb
 
 
-def execute_notebook(source: Path, profile: str, *, out_dir: Path | None = None, force: bool = False,
-                     overrides: Mapping[str, Any] | None = None, progress: bool = True) -> NotebookRun:
+def execute_notebook(
+    source: Path,
+    profile: str,
+    *,
+    out_dir: Path | None = None,
+    force: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> NotebookRun:
     """Execute one jupytext notebook on ``profile`` with papermill (kernel ``python3``).
 
     Writes ``<out_dir>/<stem>.ipynb`` (default ``_build/executed/<profile>/``) and a ``.hash``
@@ -95,8 +105,13 @@ def execute_notebook(source: Path, profile: str, *, out_dir: Path | None = None,
     try:
         with kernel_environment(profile, overrides):
             papermill.execute_notebook(
-                str(src_nb), str(tmp_out), parameters=parameters, kernel_name="python3",
-                cwd=str(source.parent), progress_bar=progress, log_output=False,
+                str(src_nb),
+                str(tmp_out),
+                parameters=parameters,
+                kernel_name="python3",
+                cwd=str(source.parent),
+                progress_bar=progress,
+                log_output=False,
             )
     finally:
         src_nb.unlink(missing_ok=True)
@@ -126,8 +141,14 @@ def execution_order(notebooks: Sequence[Path]) -> list[Path]:
     return [nb for nb in notebooks if nb.stem != SUMMARY_STEM] + [nb for nb in notebooks if nb.stem == SUMMARY_STEM]
 
 
-def execute_book(notebooks: Sequence[Path], profile: str, *, force: bool = False,
-                 overrides: Mapping[str, Any] | None = None, out_dir: Path | None = None) -> list[NotebookRun]:
+def execute_book(
+    notebooks: Sequence[Path],
+    profile: str,
+    *,
+    force: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+    out_dir: Path | None = None,
+) -> list[NotebookRun]:
     """Execute every chapter notebook in order (the summary last), printing per-notebook wall time.
 
     ``out_dir`` defaults to ``_build/executed/<profile>/``.
@@ -145,4 +166,3 @@ def execute_book(notebooks: Sequence[Path], profile: str, *, force: bool = False
     record = {r.name: {"status": r.status, "wall_s": round(r.wall_s, 1)} for r in runs}
     (out_dir / "runs.json").write_text(json.dumps(record, indent=1) + "\n")
     return runs
-

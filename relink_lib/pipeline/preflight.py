@@ -3,6 +3,7 @@
 Each problem is reported with the path and what was expected, all at once, so a reviewer fixes
 the set-up in one go instead of discovering a missing file an hour into feature extraction.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,6 @@ import pandas as pd
 from ..cohorts.chexpert_plus import CSV_NAME, LABEL_DIR
 from ..cohorts.mimic import LABEL_CSV, META_CSV, REPORTS_DIR, SPLIT_CSV
 from ..config import ProfileLike, as_profile
-from ..models import KINDS as MODEL_KINDS
 from ..models import catalog
 from ..models.catalog import ModelEntry, ModelListError, ModelListSpec
 
@@ -43,9 +43,16 @@ def check_mimic_root(root: str | Path | None) -> list[str]:
     if problem:
         return problem
     root = Path(root)
-    problems = [f"{root / name}: missing (MIMIC-CXR-JPG 2.0.0 file, .csv or .csv.gz)" for name in MIMIC_FILES if not _exists_csv(root, name)]
-    problems += [f"{root / d}: missing folder (images files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg, reports mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt)"
-                 for d in MIMIC_DIRS if not (root / d).is_dir()]
+    problems = [
+        f"{root / name}: missing (MIMIC-CXR-JPG 2.0.0 file, .csv or .csv.gz)"
+        for name in MIMIC_FILES
+        if not _exists_csv(root, name)
+    ]
+    problems += [
+        f"{root / d}: missing folder (images files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg, reports mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt)"
+        for d in MIMIC_DIRS
+        if not (root / d).is_dir()
+    ]
     return problems + check_mimic_files_resolve(root)
 
 
@@ -61,11 +68,15 @@ def check_mimic_files_resolve(root: Path) -> list[str]:
     or not at all, before anything long runs.
     """
     problems = []
-    for rel, pattern, what in (("files", "p*/p*/s*/*.jpg", "image"), ("mimic-cxr-reports/files", "p*/p*/s*.txt", "report")):
+    for rel, pattern, what in (
+        ("files", "p*/p*/s*/*.jpg", "image"),
+        ("mimic-cxr-reports/files", "p*/p*/s*.txt", "report"),
+    ):
         base = root / rel
         if base.is_dir() and _first(base, pattern) is None:
-            deeper = [str(p.relative_to(root)) for p in base.glob(f"*/{pattern}")][:1] + \
-                [str(p.relative_to(root)) for p in base.parent.glob(f"*/{rel.split('/')[-1]}/{pattern}")][:1]
+            deeper = [str(p.relative_to(root)) for p in base.glob(f"*/{pattern}")][:1] + [
+                str(p.relative_to(root)) for p in base.parent.glob(f"*/{rel.split('/')[-1]}/{pattern}")
+            ][:1]
             hint = f"; found {deeper[0]} one level deeper: unpacked into an extra folder?" if deeper else ""
             problems.append(f"{base}: no {what} at {rel}/{pattern}{hint}")
     return problems
@@ -93,8 +104,11 @@ def check_chexpert_plus_root(root: str | Path | None) -> list[str]:
     if problem:
         return problem
     root = Path(root)
-    problems = [f"{root / name}: missing (CheXpert Plus file)" for name in CHEXPERT_PLUS_FILES + CHEXPERT_PLUS_LABEL_FILES
-                if not (root / name).exists()]
+    problems = [
+        f"{root / name}: missing (CheXpert Plus file)"
+        for name in CHEXPERT_PLUS_FILES + CHEXPERT_PLUS_LABEL_FILES
+        if not (root / name).exists()
+    ]
     if (root / CHEXPERT_PLUS_FILES[0]).exists():
         problems += check_chexpert_plus_images_resolve(root)
     return problems
@@ -112,7 +126,9 @@ def read_model_list(models: ModelListSpec) -> list[ModelEntry]:
 def check_models(models: ModelListSpec) -> list[str]:
     """Problems with the checkpoint list: each path must be a directory with weights in it."""
     if not models:
-        return ["MODELS is not set: expected a JSON or YAML file listing the checkpoints ({name, kind, path}), least specialised first"]
+        return [
+            "MODELS is not set: expected a JSON or YAML file listing the checkpoints ({name, kind, path}), least specialised first"
+        ]
     try:
         entries = read_model_list(models)
     except PreflightError as err:
@@ -127,14 +143,19 @@ def check_models(models: ModelListSpec) -> list[str]:
             continue
         weights = [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth")]
         if not weights:
-            problems.append(f"{path}: no weights (*.safetensors, *.bin, *.pt) in the checkpoint of model {entry.name!r}")
+            problems.append(
+                f"{path}: no weights (*.safetensors, *.bin, *.pt) in the checkpoint of model {entry.name!r}"
+            )
     return problems
 
 
 def check_paper_inputs(params: ProfileLike) -> None:
     """Raise :class:`PreflightError` listing every problem with the real-data inputs of ``params``."""
     data = as_profile(params).data
-    problems = (check_mimic_root(data.mimic_cxr_root) + check_chexpert_plus_root(data.chexpert_plus_root)
-                + check_models(data.models))
+    problems = (
+        check_mimic_root(data.mimic_cxr_root)
+        + check_chexpert_plus_root(data.chexpert_plus_root)
+        + check_models(data.models)
+    )
     if problems:
         raise PreflightError("the paper profile cannot start:\n  - " + "\n  - ".join(problems))

@@ -17,6 +17,7 @@ The command line imports this module to build its parser for every command, so t
 load the models (:mod:`relink_lib.features`, :mod:`relink_lib.models.stage`: transformers' model
 code, seconds) are imported inside the functions that run a ``features`` command.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,12 @@ if TYPE_CHECKING:  # imported lazily at run time (see the module docstring)
     from ..models.stage import Rung
 
 SITES: tuple[str, ...] = ("internal", "external")
-SPLITS: tuple[str, ...] = ("train", "val", "test", "all")  # relink_lib.features.SPLITS (not imported: it loads the models)
+SPLITS: tuple[str, ...] = (
+    "train",
+    "val",
+    "test",
+    "all",
+)  # relink_lib.features.SPLITS (not imported: it loads the models)
 LOCK_NAME = ".features.lock"
 
 
@@ -56,8 +62,12 @@ class Target:
         return f"{self.site}:{self.split}"
 
 
-DEFAULT_TARGETS: tuple[Target, ...] = (Target("internal", "train"), Target("internal", "val"), Target("internal", "test"),
-                                       Target("external", "all"))
+DEFAULT_TARGETS: tuple[Target, ...] = (
+    Target("internal", "train"),
+    Target("internal", "val"),
+    Target("internal", "test"),
+    Target("external", "all"),
+)
 """What the chapters read: the internal train/val/test splits (audit, DP, utility, risk) and all
 external pairs (transfer, chapter 8)."""
 
@@ -84,13 +94,17 @@ def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[tuple[int, int
     env = os.environ if env is None else env
     if env.get("SLURM_ARRAY_TASK_ID"):
         if not env.get("SLURM_ARRAY_TASK_COUNT"):
-            raise ValueError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass --shard K/N explicitly")
+            raise ValueError(
+                "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass --shard K/N explicitly"
+            )
         try:
             task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env["SLURM_ARRAY_TASK_COUNT"])
             low = int(env.get("SLURM_ARRAY_TASK_MIN") or 0)
         except ValueError:
-            raise ValueError(f"SLURM_ARRAY_TASK_ID={env['SLURM_ARRAY_TASK_ID']!r} / SLURM_ARRAY_TASK_COUNT="
-                             f"{env['SLURM_ARRAY_TASK_COUNT']!r}: expected integers") from None
+            raise ValueError(
+                f"SLURM_ARRAY_TASK_ID={env['SLURM_ARRAY_TASK_ID']!r} / SLURM_ARRAY_TASK_COUNT="
+                f"{env['SLURM_ARRAY_TASK_COUNT']!r}: expected integers"
+            ) from None
         text = f"{task - low}/{count}"
         try:
             return parse_shard(text, "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN / SLURM_ARRAY_TASK_COUNT"), "slurm"
@@ -194,24 +208,31 @@ def _no_lock(path: Path, err: OSError, log: Callable[[str], None] | None) -> boo
 
 
 # ------------------------------------------------------------------------------ the work
-def prepare(params: ProfileLike, targets: Sequence[Target], *, log: Callable[[str], None] | None = None,
-            progress: bool = False) -> tuple[dict[str, Cohort], list[Rung]]:
+def prepare(
+    params: ProfileLike, targets: Sequence[Target], *, log: Callable[[str], None] | None = None, progress: bool = False
+) -> tuple[dict[str, Cohort], list[Rung]]:
     """``({site: cohort}, rungs)``: the cohorts the targets need and the ladder, built once under :func:`cache_lock`."""
     from ..models.stage import get_ladder  # lazily: loads the models (see the module docstring)
 
     profile = as_profile(params)
     with cache_lock(profile.name, log):
         start = time.perf_counter()
-        cohorts = {site: get_cohort(profile, site=site) for site in dict.fromkeys(["internal", *(t.site for t in targets)])}
+        cohorts = {
+            site: get_cohort(profile, site=site) for site in dict.fromkeys(["internal", *(t.site for t in targets)])
+        }
         rungs = get_ladder(profile, progress=progress, cohort=cohorts["internal"])
         if log:
-            log(f"cohort and ladder ready in {time.perf_counter() - start:.1f} s: "
-                + ", ".join(f"{s} {len(c)} pairs" for s, c in cohorts.items()) + f"; {len(rungs)} rungs")
+            log(
+                f"cohort and ladder ready in {time.perf_counter() - start:.1f} s: "
+                + ", ".join(f"{s} {len(c)} pairs" for s, c in cohorts.items())
+                + f"; {len(rungs)} rungs"
+            )
     return cohorts, rungs
 
 
-def status_table(params: ProfileLike, cohorts: Mapping[str, Cohort], rungs: Sequence[Rung],
-                 targets: Sequence[Target]) -> pd.DataFrame:
+def status_table(
+    params: ProfileLike, cohorts: Mapping[str, Cohort], rungs: Sequence[Rung], targets: Sequence[Target]
+) -> pd.DataFrame:
     """One row per (rung, target): ``rung, name, site, split, rows, chunks, done, missing, state, missing chunks``."""
     from .. import features as fe  # lazily: loads the models (see the module docstring)
 
@@ -220,9 +241,20 @@ def status_table(params: ProfileLike, cohorts: Mapping[str, Cohort], rungs: Sequ
     for rung in rungs:
         for t in targets:
             st = fe.chunk_status(profile, cohorts[t.site], rung, t.split)
-            rows.append({"rung": rung.index, "name": rung.name, "site": t.site, "split": t.split, "rows": st.n_rows,
-                         "chunks": st.n_chunks, "done": len(st.done), "missing": len(st.missing), "state": st.state,
-                         "missing chunks": fe.format_chunks(st.missing, limit=6) if st.missing else ""})
+            rows.append(
+                {
+                    "rung": rung.index,
+                    "name": rung.name,
+                    "site": t.site,
+                    "split": t.split,
+                    "rows": st.n_rows,
+                    "chunks": st.n_chunks,
+                    "done": len(st.done),
+                    "missing": len(st.missing),
+                    "state": st.state,
+                    "missing chunks": fe.format_chunks(st.missing, limit=6) if st.missing else "",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -237,8 +269,15 @@ class ShardReport:
     wall_s: float = 0.0
 
 
-def run_shard(params: ProfileLike, cohorts: Mapping[str, Cohort], rungs: Sequence[Rung], targets: Sequence[Target],
-              shard: tuple[int, int], *, log: Callable[[str], None] | None = None) -> ShardReport:
+def run_shard(
+    params: ProfileLike,
+    cohorts: Mapping[str, Cohort],
+    rungs: Sequence[Rung],
+    targets: Sequence[Target],
+    shard: tuple[int, int],
+    *,
+    log: Callable[[str], None] | None = None,
+) -> ShardReport:
     """Extract the missing chunks of ``shard`` for every (rung, target), one rung's encoder loaded at a time."""
     from .. import features as fe  # lazily: loads the models (see the module docstring)
 
@@ -273,11 +312,14 @@ def run_shard(params: ProfileLike, cohorts: Mapping[str, Cohort], rungs: Sequenc
             elapsed = time.perf_counter() - start
             eta = sum(spent) / len(spent) * (total - report.extracted)  # encoder loading excluded
             if log:
-                log(f"shard {k}/{n}: {label}: chunk {i} (rows {i * chunk}-{i * chunk + n_rows - 1}) in {seconds:.2f} s; "
-                    f"{report.extracted}/{total} chunks, {elapsed:.0f} s elapsed, about {eta:.0f} s left")
+                log(
+                    f"shard {k}/{n}: {label}: chunk {i} (rows {i * chunk}-{i * chunk + n_rows - 1}) in {seconds:.2f} s; "
+                    f"{report.extracted}/{total} chunks, {elapsed:.0f} s elapsed, about {eta:.0f} s left"
+                )
 
-        fe.extract_features(profile, cohorts[t.site], rung, t.split, chunks=todo, encoder=encoder, progress=False,
-                            on_chunk=on_chunk)
+        fe.extract_features(
+            profile, cohorts[t.site], rung, t.split, chunks=todo, encoder=encoder, progress=False, on_chunk=on_chunk
+        )
     report.wall_s = time.perf_counter() - start
     if log:
         log(f"shard {k}/{n}: done, {report.extracted} chunks extracted in {report.wall_s:.1f} s")
@@ -291,8 +333,14 @@ def _load_kwargs(params: ProfileLike) -> dict[str, str | bool | int]:
     return {"device": settings["device"], "amp": settings["amp"], "batch_size": settings["batch_size"]}
 
 
-def merge_targets(params: ProfileLike, cohorts: Mapping[str, Cohort], rungs: Sequence[Rung], targets: Sequence[Target],
-                  *, log: Callable[[str], None] | None = None) -> tuple[list[str], list[str]]:
+def merge_targets(
+    params: ProfileLike,
+    cohorts: Mapping[str, Cohort],
+    rungs: Sequence[Rung],
+    targets: Sequence[Target],
+    *,
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[str], list[str]]:
     """Merge every (rung, target) whose chunks are all extracted; ``(merged, incomplete)`` as readable lines."""
     from .. import features as fe  # lazily: loads the models (see the module docstring)
 
@@ -304,8 +352,9 @@ def merge_targets(params: ProfileLike, cohorts: Mapping[str, Cohort], rungs: Seq
                 label = f"rung {rung.index} {rung.name}, {t}"
                 st = fe.chunk_status(profile, cohorts[t.site], rung, t.split)
                 if st.missing:
-                    incomplete.append(f"{label}: {len(st.missing)} of {st.n_chunks} chunks missing: "
-                                      f"{fe.format_chunks(st.missing)}")
+                    incomplete.append(
+                        f"{label}: {len(st.missing)} of {st.n_chunks} chunks missing: {fe.format_chunks(st.missing)}"
+                    )
                     continue
                 if st.merged:  # not loaded again: at paper scale an entry holds gigabytes
                     merged.append(f"{label}: {st.n_rows} rows (already merged) -> {st.path}")
@@ -319,15 +368,29 @@ def merge_targets(params: ProfileLike, cohorts: Mapping[str, Cohort], rungs: Seq
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``features`` subcommand's options (besides ``--profile`` / ``--overrides``)."""
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--shard", default=None, metavar="K/N",
-                      help="extract shard K of N (default: SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, "
-                           "else RANK/WORLD_SIZE, else 0/1 = everything)")
+    mode.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="extract shard K of N (default: SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, "
+        "else RANK/WORLD_SIZE, else 0/1 = everything)",
+    )
     mode.add_argument("--merge", action="store_true", help="merge every split whose chunks are all extracted")
     mode.add_argument("--status", action="store_true", help="print done and missing chunks per rung and split")
-    parser.add_argument("--rungs", nargs="+", default=None, metavar="RUNG",
-                        help="rung indices or names (default: every rung of the ladder)")
-    parser.add_argument("--splits", nargs="+", default=None, metavar="[SITE:]SPLIT",
-                        help="e.g. train val test external:all (the default: what the chapters read)")
+    parser.add_argument(
+        "--rungs",
+        nargs="+",
+        default=None,
+        metavar="RUNG",
+        help="rung indices or names (default: every rung of the ladder)",
+    )
+    parser.add_argument(
+        "--splits",
+        nargs="+",
+        default=None,
+        metavar="[SITE:]SPLIT",
+        help="e.g. train val test external:all (the default: what the chapters read)",
+    )
 
 
 def run(args: argparse.Namespace, params: ProfileLike, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -368,7 +431,10 @@ def run(args: argparse.Namespace, params: ProfileLike, *, out: TextIO | None = N
         for line in incomplete:
             print(f"incomplete {line}", file=out)
         if incomplete:
-            print("re-run the shard jobs (the whole array is fine: finished chunks are skipped), then --merge again", file=out)
+            print(
+                "re-run the shard jobs (the whole array is fine: finished chunks are skipped), then --merge again",
+                file=out,
+            )
             return 1
         return 0
     if source == "default":
@@ -378,8 +444,11 @@ def run(args: argparse.Namespace, params: ProfileLike, *, out: TextIO | None = N
     if source == "torchrun":
         _bind_local_gpu(log)
     report = run_shard(profile, cohorts, rungs, targets, shard, log=log)
-    print(f"shard {shard[0]}/{shard[1]}: {report.extracted} chunks extracted, {report.already_done} of {report.owned} "
-          f"already done ({report.wall_s:.1f} s)", file=out)
+    print(
+        f"shard {shard[0]}/{shard[1]}: {report.extracted} chunks extracted, {report.already_done} of {report.owned} "
+        f"already done ({report.wall_s:.1f} s)",
+        file=out,
+    )
     return 0
 
 

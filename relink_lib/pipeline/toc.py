@@ -1,4 +1,5 @@
 """Read the book's table of contents (``_toc.yml``) to find the chapter notebooks, in order."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 All take the tables of :mod:`relink_lib.audit.stage` (columns ``model, rung, pool, pool_size,
 k, recall, chance, lift, full_database, ci_low, ci_high, ...``) and draw on given axes.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -15,8 +16,17 @@ from matplotlib.axes import Axes
 from ..paper import PAPER
 from .common import clip_for_log, finish_axes, label_simulation, log_limits, log_pool_axis
 
-__all__ = ["PAPER_R1_LIFT", "plot_recall_vs_pool", "plot_lift_vs_pool", "plot_rank_distribution",
-           "plot_random_vs_matched", "plot_detail_split", "plot_seen_unseen", "plot_risk_factors", "rung_colors"]
+__all__ = [
+    "PAPER_R1_LIFT",
+    "plot_recall_vs_pool",
+    "plot_lift_vs_pool",
+    "plot_rank_distribution",
+    "plot_random_vs_matched",
+    "plot_detail_split",
+    "plot_seen_unseen",
+    "plot_risk_factors",
+    "rung_colors",
+]
 
 PAPER_R1_LIFT: dict[int, float] = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}
 """The paper's headline (:data:`relink_lib.paper.PAPER`): strongest model's R@1 lift at N = 100 and 10,000."""
@@ -47,8 +57,9 @@ def _full_size(rows: pd.DataFrame) -> int | None:
     return int(full["pool_size"].max()) if len(full) else None
 
 
-def _rows_by_rung(table: pd.DataFrame, pool: str, k: int, split: str = "test"
-                  ) -> tuple[list[tuple[str, pd.DataFrame]], set[int], int | None]:
+def _rows_by_rung(
+    table: pd.DataFrame, pool: str, k: int, split: str = "test"
+) -> tuple[list[tuple[str, pd.DataFrame]], set[int], int | None]:
     """Per rung (least specialised first) its rows of ``pool`` and ``k``; every pool size seen; the full-database size."""
     lines, sizes, full = [], set(), None
     for model in _ordered_models(table):
@@ -59,8 +70,15 @@ def _rows_by_rung(table: pd.DataFrame, pool: str, k: int, split: str = "test"
     return lines, sizes, full
 
 
-def plot_recall_vs_pool(table: pd.DataFrame, k: int, ax: Axes | None = None, *, pool: str = "random", split: str = "test",
-                        simulation: bool = True) -> Axes:
+def plot_recall_vs_pool(
+    table: pd.DataFrame,
+    k: int,
+    ax: Axes | None = None,
+    *,
+    pool: str = "random",
+    split: str = "test",
+    simulation: bool = True,
+) -> Axes:
     """Recall@K against N (log-log), one line per rung with its 95% CI band, and the chance line.
 
     The y range fits the recalls and chance (a CI reaching zero is drawn clipped at the lower
@@ -81,13 +99,25 @@ def plot_recall_vs_pool(table: pd.DataFrame, k: int, ax: Axes | None = None, *, 
         if len(zero):  # a recall of exactly 0 sits on the lower edge, marked with a downward triangle
             ax.plot(zero["pool_size"], np.full(len(zero), lo), "v", color=colors[model], ms=7, clip_on=False)
         if {"ci_low", "ci_high"} <= set(rows.columns):
-            ax.fill_between(rows["pool_size"], clip_for_log(rows["ci_low"], lo), clip_for_log(rows["ci_high"], lo),
-                            color=colors[model], alpha=0.2, lw=0)
+            ax.fill_between(
+                rows["pool_size"],
+                clip_for_log(rows["ci_low"], lo),
+                clip_for_log(rows["ci_high"], lo),
+                color=colors[model],
+                alpha=0.2,
+                lw=0,
+            )
         if {"recall_ties_against", "recall_ties_for"} <= set(rows.columns):
             tied = rows[(rows["recall_ties_for"] - rows["recall_ties_against"]).abs() > 1e-9]
             if len(tied):
-                ax.vlines(tied["pool_size"], clip_for_log(tied["recall_ties_against"], lo),
-                          clip_for_log(tied["recall_ties_for"], lo), color=colors[model], lw=2.5, alpha=0.6)
+                ax.vlines(
+                    tied["pool_size"],
+                    clip_for_log(tied["recall_ties_against"], lo),
+                    clip_for_log(tied["recall_ties_for"], lo),
+                    color=colors[model],
+                    lw=2.5,
+                    alpha=0.6,
+                )
     ax.plot(grid, chance.to_numpy(), "k--", lw=1, label="chance" if pool == "random" else "chance (matched pools)")
     ax.set_yscale("log")
     ax.set_ylim(lo, hi)
@@ -95,8 +125,15 @@ def plot_recall_vs_pool(table: pd.DataFrame, k: int, ax: Axes | None = None, *, 
     return finish_axes(ax, simulation, ylabel=f"Recall@{k} (log scale)", title=f"Recall@{k}, {pool} pools")
 
 
-def plot_lift_vs_pool(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *, pool: str = "random", paper: bool = True,
-                      simulation: bool = True) -> Axes:
+def plot_lift_vs_pool(
+    table: pd.DataFrame,
+    k: int = 1,
+    ax: Axes | None = None,
+    *,
+    pool: str = "random",
+    paper: bool = True,
+    simulation: bool = True,
+) -> Axes:
     """Lift over chance against N for every rung, with the paper's R@1 headline as labelled marks (K = 1)."""
     ax = plt.subplots()[1] if ax is None else ax
     colors = rung_colors(_ordered_models(table))
@@ -107,14 +144,29 @@ def plot_lift_vs_pool(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *
         yerr = None
         if {"lift_ci_low", "lift_ci_high"} <= set(rows.columns):
             yerr = np.vstack([rows["lift"] - rows["lift_ci_low"], rows["lift_ci_high"] - rows["lift"]]).clip(min=0)
-        ax.errorbar(rows["pool_size"], rows["lift"], yerr=yerr, fmt="o-", color=colors[model], label=model, ms=4, capsize=2)
+        ax.errorbar(
+            rows["pool_size"], rows["lift"], yerr=yerr, fmt="o-", color=colors[model], label=model, ms=4, capsize=2
+        )
     ax.axhline(1.0, color="k", ls="--", lw=1, label="chance (lift = 1)")
     if paper and k == 1:
         for n, lift in PAPER_R1_LIFT.items():
-            ax.plot(n, lift, marker="*", ms=12, color="tab:red", ls="none",
-                    label="paper's strongest model (R@1)" if n == 100 else None)
-            ax.annotate(f"paper: {lift:g}x\n(N = {n:,})", (n, lift), textcoords="offset points", xytext=(6, 6),
-                        fontsize=8, color="tab:red")
+            ax.plot(
+                n,
+                lift,
+                marker="*",
+                ms=12,
+                color="tab:red",
+                ls="none",
+                label="paper's strongest model (R@1)" if n == 100 else None,
+            )
+            ax.annotate(
+                f"paper: {lift:g}x\n(N = {n:,})",
+                (n, lift),
+                textcoords="offset points",
+                xytext=(6, 6),
+                fontsize=8,
+                color="tab:red",
+            )
             sizes.add(n)
             values.append(lift)
     ax.set_yscale("log")
@@ -122,14 +174,22 @@ def plot_lift_vs_pool(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *
     sel = (table["pool"] == pool) & (table["k"] == k) & (table["lift"] <= 0)
     if "split" in table.columns:
         sel &= table["split"] == "test"
-    for n, model in zip(table.loc[sel, "pool_size"], table.loc[sel, "model"]):  # a lift of exactly 0 sits on the lower edge, marked with a downward triangle
+    for n, model in zip(
+        table.loc[sel, "pool_size"], table.loc[sel, "model"]
+    ):  # a lift of exactly 0 sits on the lower edge, marked with a downward triangle
         ax.plot(n, ax.get_ylim()[0], "v", color=colors[model], ms=7, clip_on=False)
     log_pool_axis(ax, sorted(sizes), full_size=full)
-    return finish_axes(ax, simulation, ylabel=f"lift of Recall@{k} over chance (log scale)",
-                       title=f"Lift over chance, K = {k}, {pool} pools")
+    return finish_axes(
+        ax,
+        simulation,
+        ylabel=f"lift of Recall@{k} over chance (log scale)",
+        title=f"Lift over chance, K = {k}, {pool} pools",
+    )
 
 
-def plot_rank_distribution(histograms: Mapping[str, Mapping[str, list]], ax: Axes | None = None, *, simulation: bool = True) -> Axes:
+def plot_rank_distribution(
+    histograms: Mapping[str, Mapping[str, list]], ax: Axes | None = None, *, simulation: bool = True
+) -> Axes:
     """Cumulative share of queries whose true report ranks within r, against r (log), one line per model.
 
     ``histograms``: model -> ``{"edges": [...], "counts": [...]}`` (from :func:`~relink_lib.audit.stage.rank_histogram`),
@@ -156,8 +216,14 @@ def plot_rank_distribution(histograms: Mapping[str, Mapping[str, list]], ax: Axe
     return ax
 
 
-def plot_random_vs_matched(table: pd.DataFrame, k: int = 1, axes: Sequence[Axes] | None = None, *, matched: str = "matched",
-                           simulation: bool = True) -> Sequence[Axes]:
+def plot_random_vs_matched(
+    table: pd.DataFrame,
+    k: int = 1,
+    axes: Sequence[Axes] | None = None,
+    *,
+    matched: str = "matched",
+    simulation: bool = True,
+) -> Sequence[Axes]:
     """Two panels with a shared y axis: Recall@K against N for random and pathology-matched pools (``axes``: two)."""
     axes = plt.subplots(1, 2, figsize=(10, 3.8))[1] if axes is None else axes
     if len(axes) != 2:
@@ -171,8 +237,16 @@ def plot_random_vs_matched(table: pd.DataFrame, k: int = 1, axes: Sequence[Axes]
     return axes
 
 
-def plot_detail_split(breakdown: pd.DataFrame, ax: Axes | None = None, *, model: str, pool_size: int, k: int = 1,
-                      metric: str = "lift", simulation: bool = True) -> Axes:
+def plot_detail_split(
+    breakdown: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    model: str,
+    pool_size: int,
+    k: int = 1,
+    metric: str = "lift",
+    simulation: bool = True,
+) -> Axes:
     """Recall@K (``metric="recall"``) or its lift over each subset's own chance (``"lift"``, the default)
     by instance detail mentioned / not mentioned, random and matched pools, with 95% CIs.
 
@@ -195,13 +269,27 @@ def plot_detail_split(breakdown: pd.DataFrame, ax: Axes | None = None, *, model:
     j = 0
     for pool in pools:
         for mentioned in (True, False):
-            sub = rows[(rows["pool"] == pool) & (rows["mentioned"].astype(bool) == mentioned)].set_index("detail").reindex(details)
+            sub = (
+                rows[(rows["pool"] == pool) & (rows["mentioned"].astype(bool) == mentioned)]
+                .set_index("detail")
+                .reindex(details)
+            )
             err = None
             if {lo_col, hi_col} <= set(sub.columns):
                 err = np.vstack([sub[metric] - sub[lo_col], sub[hi_col] - sub[metric]]).clip(min=0)
-            ax.bar(x + (j - (2 * len(pools) - 1) / 2) * width, sub[metric], width, yerr=err, capsize=2,
-                   color=palette.get(pool, "0.5"), alpha=1.0 if mentioned else 0.45, edgecolor="0.2", lw=0.5,
-                   label=f"{pool} pools, {'mentioned' if mentioned else 'not mentioned'}", **styles[mentioned])
+            ax.bar(
+                x + (j - (2 * len(pools) - 1) / 2) * width,
+                sub[metric],
+                width,
+                yerr=err,
+                capsize=2,
+                color=palette.get(pool, "0.5"),
+                alpha=1.0 if mentioned else 0.45,
+                edgecolor="0.2",
+                lw=0.5,
+                label=f"{pool} pools, {'mentioned' if mentioned else 'not mentioned'}",
+                **styles[mentioned],
+            )
             j += 1
     if metric == "lift":
         ax.axhline(1.0, color="k", ls="--", lw=1, label="chance (lift = 1)")
@@ -212,7 +300,11 @@ def plot_detail_split(breakdown: pd.DataFrame, ax: Axes | None = None, *, model:
     ax.set_xticks(x)
     ax.set_xticklabels(details)
     ax.set_xlabel("instance detail in the report")
-    ax.set_ylabel(f"Recall@{k} at N = {pool_size:,}" if metric == "recall" else f"lift of Recall@{k} over chance, N = {pool_size:,}")
+    ax.set_ylabel(
+        f"Recall@{k} at N = {pool_size:,}"
+        if metric == "recall"
+        else f"lift of Recall@{k} over chance, N = {pool_size:,}"
+    )
     ax.set_title(f"{model}: what carries the signal")
     if simulation:
         label_simulation(ax)
@@ -240,14 +332,26 @@ def plot_seen_unseen(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *,
             series.append((model, split, style, rows))
     lo, hi = log_limits(np.concatenate([r["recall"].to_numpy() for *_, r in series]))
     for model, split, style, rows in series:
-        ax.plot(rows["pool_size"], clip_for_log(rows["recall"], lo), style, color=colors[model], ms=4,
-                label=f"{model}, {'held-out (unseen)' if split == 'test' else 'trained-on (seen)'}")
+        ax.plot(
+            rows["pool_size"],
+            clip_for_log(rows["recall"], lo),
+            style,
+            color=colors[model],
+            ms=4,
+            label=f"{model}, {'held-out (unseen)' if split == 'test' else 'trained-on (seen)'}",
+        )
         zero = rows[rows["recall"] <= 0]
         if len(zero):  # exactly 0: on the lower edge, a downward triangle
             ax.plot(zero["pool_size"], np.full(len(zero), lo), "v", color=colors[model], ms=7, clip_on=False)
         if {"ci_low", "ci_high"} <= set(rows.columns):
-            ax.fill_between(rows["pool_size"], clip_for_log(rows["ci_low"], lo), clip_for_log(rows["ci_high"], lo),
-                            color=colors[model], alpha=0.12, lw=0)
+            ax.fill_between(
+                rows["pool_size"],
+                clip_for_log(rows["ci_low"], lo),
+                clip_for_log(rows["ci_high"], lo),
+                color=colors[model],
+                alpha=0.12,
+                lw=0,
+            )
     ax.set_yscale("log")
     ax.set_ylim(lo, min(hi, 1.5))
     log_pool_axis(ax, sorted(sizes), full_size=full)
@@ -258,7 +362,9 @@ def plot_seen_unseen(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *,
     return ax
 
 
-def plot_risk_factors(effects: pd.DataFrame, ax: Axes | None = None, *, model: str | None = None, simulation: bool = True) -> Axes:
+def plot_risk_factors(
+    effects: pd.DataFrame, ax: Axes | None = None, *, model: str | None = None, simulation: bool = True
+) -> Axes:
     """Forest plot: effect of each report property on a query's expected Recall@1, with its 95% CI.
 
     ``effects``: rows of :func:`relink_lib.audit.risk_factors.fit_risk_factors` with ``model``

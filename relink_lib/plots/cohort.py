@@ -1,4 +1,5 @@
 """Chapter 2 figures: label prevalence against a reference, co-occurrence heatmap, studies per patient."""
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -12,9 +13,12 @@ from ..labels import CHEXPERT_LABELS
 from .common import label_simulation
 
 
-def plot_prevalence_vs_reference(prevalence: Mapping[str, pd.DataFrame],
-                                 reference: Mapping[str, Mapping[str, tuple[float, float]]], ax: Axes | None = None,
-                                 simulation: bool = True) -> Axes:
+def plot_prevalence_vs_reference(
+    prevalence: Mapping[str, pd.DataFrame],
+    reference: Mapping[str, Mapping[str, tuple[float, float]]],
+    ax: Axes | None = None,
+    simulation: bool = True,
+) -> Axes:
     """Horizontal bars of positive-label prevalence per cohort, with published reference values as markers.
 
     ``prevalence``: name -> ``label_prevalence`` frame; ``reference``: name -> {label: (positive, uncertain)}.
@@ -25,10 +29,23 @@ def plot_prevalence_vs_reference(prevalence: Mapping[str, pd.DataFrame],
     h = 0.8 / max(len(prevalence), 1)
     markers = ["D", "o", "s", "^"]
     for k, (name, frame) in enumerate(prevalence.items()):
-        ax.barh(y + (k - (len(prevalence) - 1) / 2) * h, frame.loc[labels, "positive"] * 100, height=h, label=f"{name}: positive")
+        ax.barh(
+            y + (k - (len(prevalence) - 1) / 2) * h,
+            frame.loc[labels, "positive"] * 100,
+            height=h,
+            label=f"{name}: positive",
+        )
     for k, (name, ref) in enumerate(reference.items()):
         offs = (k - (len(reference) - 1) / 2) * h
-        ax.scatter([ref[l][0] * 100 for l in labels], y + offs, marker=markers[k % 4], color="k", s=18, zorder=3, label=f"{name} (published)")
+        ax.scatter(
+            [ref[l][0] * 100 for l in labels],
+            y + offs,
+            marker=markers[k % 4],
+            color="k",
+            s=18,
+            zorder=3,
+            label=f"{name} (published)",
+        )
     ax.set_yticks(y)
     ax.set_yticklabels(labels)
     ax.invert_yaxis()

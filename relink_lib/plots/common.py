@@ -1,4 +1,5 @@
 """Shared figure style and axis helpers."""
+
 from __future__ import annotations
 
 import math
@@ -16,16 +17,18 @@ MIN_TICK_DECADES = 0.25
 
 def set_style() -> None:
     """The book's figure style: readable at page width, no chart junk."""
-    plt.rcParams.update({
-        "figure.figsize": (6.4, 4.0),
-        "figure.dpi": 110,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "legend.frameon": False,
-        "font.size": 10,
-    })
+    plt.rcParams.update(
+        {
+            "figure.figsize": (6.4, 4.0),
+            "figure.dpi": 110,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "legend.frameon": False,
+            "font.size": 10,
+        }
+    )
 
 
 def spaced_log_ticks(values: Sequence[float], min_decades: float = MIN_TICK_DECADES) -> list[float]:
@@ -42,7 +45,9 @@ def spaced_log_ticks(values: Sequence[float], min_decades: float = MIN_TICK_DECA
     return sorted(kept)
 
 
-def log_pool_axis(ax: Axes, pool_sizes: Sequence[int], full_size: int | None = None, label: str = "candidate pool size N (log scale)") -> None:
+def log_pool_axis(
+    ax: Axes, pool_sizes: Sequence[int], full_size: int | None = None, label: str = "candidate pool size N (log scale)"
+) -> None:
     """Put pool sizes N on a log x axis with tick labels at the given N (and 'full' at the database size).
 
     A pool size within :data:`MIN_TICK_DECADES` of the full database gets no label of its own; the
@@ -73,7 +78,7 @@ def log_limits(values: Sequence[float], pad_decades: float = 0.15) -> tuple[floa
     if arr.size == 0:
         raise ValueError("log_limits: no positive finite value to scale a log axis to")
     lo, hi = float(arr.min()), float(arr.max())
-    return lo / 10 ** pad_decades, hi * 10 ** pad_decades
+    return lo / 10**pad_decades, hi * 10**pad_decades
 
 
 def clip_for_log(values: Sequence[float] | np.ndarray, floor: float) -> np.ndarray:
@@ -94,8 +99,14 @@ def label_simulation(ax: Axes, text: str = SIMULATION_NOTE) -> None:
     fig._relink_simulation_note = text  # type: ignore[attr-defined]
 
 
-def finish_axes(ax: Axes, simulation: bool, legend_fontsize: float | None = None, *, ylabel: str | None = None,
-                title: str | None = None) -> Axes:
+def finish_axes(
+    ax: Axes,
+    simulation: bool,
+    legend_fontsize: float | None = None,
+    *,
+    ylabel: str | None = None,
+    title: str | None = None,
+) -> Axes:
     """The common last steps of a figure helper: the y label and title (when given), a legend (when
     ``legend_fontsize`` is given), the simulation stamp."""
     if ylabel is not None:

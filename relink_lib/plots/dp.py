@@ -1,4 +1,5 @@
 """Figures of chapters 6-8: training curves, recall before/after with CIs, reductions, utility, transfer."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -31,8 +32,15 @@ def plot_epsilon_spent(history: pd.DataFrame, target: float, ax: Axes | None = N
     return ax
 
 
-def plot_recall_variants(recall: pd.DataFrame, k: int = 1, ax: Axes | None = None, *, pool: str = "random",
-                         variants: Sequence[str] = tuple(VARIANT_STYLE), simulation: bool = True) -> Axes:
+def plot_recall_variants(
+    recall: pd.DataFrame,
+    k: int = 1,
+    ax: Axes | None = None,
+    *,
+    pool: str = "random",
+    variants: Sequence[str] = tuple(VARIANT_STYLE),
+    simulation: bool = True,
+) -> Axes:
     """Recall@K against N (log-log) per variant with 95% CI bars, and chance."""
     ax = plt.subplots()[1] if ax is None else ax
     rows = recall[(recall["pool"] == pool) & (recall["k"] == k)]
@@ -44,20 +52,40 @@ def plot_recall_variants(recall: pd.DataFrame, k: int = 1, ax: Axes | None = Non
         st = VARIANT_STYLE[v]
         yerr = None
         if {"ci_low", "ci_high"} <= set(r.columns):
-            yerr = np.vstack([np.clip(r["recall"] - r["ci_low"], 0, None), np.clip(r["ci_high"] - r["recall"], 0, None)])
-        ax.errorbar(r["pool_size"], r["recall"], yerr=yerr, marker=st["marker"], color=st["color"], label=st["label"],
-                    ms=4, capsize=2, lw=1)
+            yerr = np.vstack(
+                [np.clip(r["recall"] - r["ci_low"], 0, None), np.clip(r["ci_high"] - r["recall"], 0, None)]
+            )
+        ax.errorbar(
+            r["pool_size"],
+            r["recall"],
+            yerr=yerr,
+            marker=st["marker"],
+            color=st["color"],
+            label=st["label"],
+            ms=4,
+            capsize=2,
+            lw=1,
+        )
     chance = rows.groupby("pool_size")["chance"].mean()
     ax.plot(chance.index, chance.values, ":", color="0.5", label="chance")
     ax.set_yscale("log")
-    full = int(rows[rows["full_database"].astype(bool)]["pool_size"].max()) if "full_database" in rows and rows["full_database"].astype(bool).any() else None
+    full = (
+        int(rows[rows["full_database"].astype(bool)]["pool_size"].max())
+        if "full_database" in rows and rows["full_database"].astype(bool).any()
+        else None
+    )
     log_pool_axis(ax, sizes, full)
     ax.set_ylabel(f"Recall@{k} (log scale)")
     return finish_axes(ax, simulation, legend_fontsize=7)
 
 
-def plot_reductions(reductions: pd.DataFrame, ax: Axes | None = None, *, paper: float | None = PAPER.dp_r1_reduction_n10000,
-                    simulation: bool = True) -> Axes:
+def plot_reductions(
+    reductions: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    paper: float | None = PAPER.dp_r1_reduction_n10000,
+    simulation: bool = True,
+) -> Axes:
     """Relative Recall@1 reduction at the reference N per rung (groups) and variant (bars)."""
     ax = plt.subplots()[1] if ax is None else ax
     red = reductions[reductions["k"] == 1]
@@ -66,10 +94,20 @@ def plot_reductions(reductions: pd.DataFrame, ax: Axes | None = None, *, paper: 
     width = 0.8 / max(len(variants), 1)
     x = np.arange(len(models))
     for i, v in enumerate(variants):
-        vals = [float(red[(red["model"] == m) & (red["variant"] == v)]["relative_reduction"].iloc[0]) * 100 for m in models]
-        ax.bar(x + (i - (len(variants) - 1) / 2) * width, vals, width, color=VARIANT_STYLE[v]["color"], label=VARIANT_STYLE[v]["label"])
+        vals = [
+            float(red[(red["model"] == m) & (red["variant"] == v)]["relative_reduction"].iloc[0]) * 100 for m in models
+        ]
+        ax.bar(
+            x + (i - (len(variants) - 1) / 2) * width,
+            vals,
+            width,
+            color=VARIANT_STYLE[v]["color"],
+            label=VARIANT_STYLE[v]["label"],
+        )
     if paper is not None:
-        ax.axhline(paper * 100, ls="--", color="0.3", lw=1, label=f"the paper's DP reduction ({100 * paper:.1f}%, N = 10,000)")
+        ax.axhline(
+            paper * 100, ls="--", color="0.3", lw=1, label=f"the paper's DP reduction ({100 * paper:.1f}%, N = 10,000)"
+        )
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xticks(x)
     ax.set_xticklabels(models)
@@ -78,8 +116,9 @@ def plot_reductions(reductions: pd.DataFrame, ax: Axes | None = None, *, paper: 
     return finish_axes(ax, simulation, legend_fontsize=7)
 
 
-def plot_utility_by_variant(table: pd.DataFrame, metric: str, ylabel: str, ax: Axes | None = None, *,
-                            simulation: bool = True) -> Axes:
+def plot_utility_by_variant(
+    table: pd.DataFrame, metric: str, ylabel: str, ax: Axes | None = None, *, simulation: bool = True
+) -> Axes:
     """One utility metric per rung (groups) and variant (bars)."""
     ax = plt.subplots()[1] if ax is None else ax
     models = list(dict.fromkeys(table["model"]))
@@ -88,7 +127,13 @@ def plot_utility_by_variant(table: pd.DataFrame, metric: str, ylabel: str, ax: A
     x = np.arange(len(models))
     for i, v in enumerate(variants):
         vals = [float(table[(table["model"] == m) & (table["variant"] == v)][metric].iloc[0]) for m in models]
-        ax.bar(x + (i - (len(variants) - 1) / 2) * width, vals, width, color=VARIANT_STYLE[v]["color"], label=VARIANT_STYLE[v]["label"])
+        ax.bar(
+            x + (i - (len(variants) - 1) / 2) * width,
+            vals,
+            width,
+            color=VARIANT_STYLE[v]["color"],
+            label=VARIANT_STYLE[v]["label"],
+        )
     ax.set_xticks(x)
     ax.set_xticklabels(models)
     ax.set_xlabel("model (rung of the ladder)")
@@ -111,8 +156,16 @@ def _grid_points(fr: dict) -> list[dict]:
 
 def _mark_reference(ax: Axes, fr: dict, x: str, y: str, scale: float = 1.0) -> None:
     p = fr["frontier"][fr["reference"]]
-    ax.scatter([p[x]], [p[y] * scale], s=160, facecolors="none", edgecolors="k", lw=1.5, zorder=5,
-               label="selected" if fr["reference_is_selected"] else "reference (no point meets the rule)")
+    ax.scatter(
+        [p[x]],
+        [p[y] * scale],
+        s=160,
+        facecolors="none",
+        edgecolors="k",
+        lw=1.5,
+        zorder=5,
+        label="selected" if fr["reference_is_selected"] else "reference (no point meets the rule)",
+    )
 
 
 def plot_cut_vs_drift(fr: dict, ax: Axes | None = None, *, simulation: bool = True) -> Axes:
@@ -121,12 +174,26 @@ def plot_cut_vs_drift(fr: dict, ax: Axes | None = None, *, simulation: bool = Tr
     for (init, opt), st in FRONTIER_STYLE.items():
         pts = [p for p in _grid_points(fr) if p["init"] == init and p["optimizer"] == opt]
         if pts:
-            ax.errorbar([p["drift"] for p in pts], [100 * p["r1_reduction"] for p in pts],
-                        yerr=[100 * (p.get("r1_reduction_seed_sd") or 0) for p in pts], fmt=st["marker"],
-                        color=st["color"], label=f"DP, {st['label']}", ms=5, capsize=2, lw=0.8)
+            ax.errorbar(
+                [p["drift"] for p in pts],
+                [100 * p["r1_reduction"] for p in pts],
+                yerr=[100 * (p.get("r1_reduction_seed_sd") or 0) for p in pts],
+                fmt=st["marker"],
+                color=st["color"],
+                label=f"DP, {st['label']}",
+                ms=5,
+                capsize=2,
+                lw=0.8,
+            )
     curve = sorted(fr["output_perturbation_curve"], key=lambda o: o["drift"])
-    ax.plot([o["drift"] for o in curve], [100 * o["r1_reduction"] for o in curve], "d--", color="tab:red", ms=5,
-            label="output perturbation (scale sweep)")
+    ax.plot(
+        [o["drift"] for o in curve],
+        [100 * o["r1_reduction"] for o in curve],
+        "d--",
+        color="tab:red",
+        ms=5,
+        label="output perturbation (scale sweep)",
+    )
     _mark_reference(ax, fr, "drift", "r1_reduction", 100)
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("log")
@@ -135,25 +202,48 @@ def plot_cut_vs_drift(fr: dict, ax: Axes | None = None, *, simulation: bool = Tr
     return finish_axes(ax, simulation, legend_fontsize=7)
 
 
-def plot_frontier(fr: dict, ax: Axes | None = None, *, paper: float | None = PAPER.dp_r1_reduction_n10000, simulation: bool = True) -> Axes:
+def plot_frontier(
+    fr: dict, ax: Axes | None = None, *, paper: float | None = PAPER.dp_r1_reduction_n10000, simulation: bool = True
+) -> Axes:
     """The frontier: R@1 cut (%) against zero-shot macro AUROC drop (points), both on the report half, by init and optimizer."""
     ax = plt.subplots()[1] if ax is None else ax
     for (init, opt), st in FRONTIER_STYLE.items():
         pts = [p for p in _grid_points(fr) if p["init"] == init and p["optimizer"] == opt]
         if pts:
-            ax.scatter([p["zero_shot_auroc_drop_report"] for p in pts], [100 * p["r1_reduction"] for p in pts],
-                       marker=st["marker"], color=st["color"], label=f"DP, {st['label']}", s=30)
-    ctrl_style = {"nonprivate": ("P", "tab:orange", "non-private fine-tuning"),
-                  "reinit_untrained": ("X", "tab:gray", "fresh heads, untrained"),
-                  "output_perturbation_matched": ("D", "tab:red", "output perturbation (matched R@1)")}
+            ax.scatter(
+                [p["zero_shot_auroc_drop_report"] for p in pts],
+                [100 * p["r1_reduction"] for p in pts],
+                marker=st["marker"],
+                color=st["color"],
+                label=f"DP, {st['label']}",
+                s=30,
+            )
+    ctrl_style = {
+        "nonprivate": ("P", "tab:orange", "non-private fine-tuning"),
+        "reinit_untrained": ("X", "tab:gray", "fresh heads, untrained"),
+        "output_perturbation_matched": ("D", "tab:red", "output perturbation (matched R@1)"),
+    }
     for c in fr["controls"]:
         m, col, lab = ctrl_style.get(c["control"], ("*", "k", c["control"]))
         ax.scatter([c["zero_shot_auroc_drop_report"]], [100 * c["r1_reduction"]], marker=m, color=col, s=60, label=lab)
     p = fr["frontier"][fr["reference"]]
-    ax.scatter([p["zero_shot_auroc_drop_report"]], [100 * p["r1_reduction"]], s=160, facecolors="none",
-               edgecolors="k", lw=1.5, zorder=5, label="selected" if fr["reference_is_selected"] else "reference")
-    ax.axvline(fr["selection_rule"]["max_zero_shot_auroc_drop"], ls=":", color="0.4", lw=1,
-               label="rule's zero-shot bound (applied on the selection half)")
+    ax.scatter(
+        [p["zero_shot_auroc_drop_report"]],
+        [100 * p["r1_reduction"]],
+        s=160,
+        facecolors="none",
+        edgecolors="k",
+        lw=1.5,
+        zorder=5,
+        label="selected" if fr["reference_is_selected"] else "reference",
+    )
+    ax.axvline(
+        fr["selection_rule"]["max_zero_shot_auroc_drop"],
+        ls=":",
+        color="0.4",
+        lw=1,
+        label="rule's zero-shot bound (applied on the selection half)",
+    )
     if paper is not None:
         ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label=f"the paper's cut ({100 * paper:.1f}%, N = 10,000)")
     ax.axhline(0, color="0.5", lw=0.8)
@@ -166,19 +256,38 @@ def plot_frontier(fr: dict, ax: Axes | None = None, *, paper: float | None = PAP
     return ax
 
 
-def plot_scaling(fr: dict, ax: Axes | None = None, *, paper: float | None = PAPER.dp_r1_reduction_n10000, simulation: bool = True) -> Axes:
+def plot_scaling(
+    fr: dict, ax: Axes | None = None, *, paper: float | None = PAPER.dp_r1_reduction_n10000, simulation: bool = True
+) -> Axes:
     """R@1 cut (%, report half, mean +- seed SD) against the private-set size (log x) at the selected setting."""
     ax = plt.subplots()[1] if ax is None else ax
     ref = fr["frontier"][fr["reference"]]
     pts = [ref] + sorted((p for p in fr["frontier"] if p["study"] == "scaling"), key=lambda p: p["n_private"])
-    ax.errorbar([p["n_private"] for p in pts], [100 * p["r1_reduction"] for p in pts],
-                yerr=[100 * (p.get("r1_reduction_seed_sd") or 0) for p in pts], fmt="o-", color="tab:blue", capsize=3,
-                label="DP heads, " + ("selected" if fr["reference_is_selected"] else "reference") + " setting")
+    ax.errorbar(
+        [p["n_private"] for p in pts],
+        [100 * p["r1_reduction"] for p in pts],
+        yerr=[100 * (p.get("r1_reduction_seed_sd") or 0) for p in pts],
+        fmt="o-",
+        color="tab:blue",
+        capsize=3,
+        label="DP heads, " + ("selected" if fr["reference_is_selected"] else "reference") + " setting",
+    )
     for p in pts:
-        ax.annotate(f"sigma {p['noise_multiplier']:.1f}", (p["n_private"], 100 * p["r1_reduction"]), fontsize=7,
-                    textcoords="offset points", xytext=(4, -10))
+        ax.annotate(
+            f"sigma {p['noise_multiplier']:.1f}",
+            (p["n_private"], 100 * p["r1_reduction"]),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(4, -10),
+        )
     if paper is not None:
-        ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label=f"the paper's cut ({100 * paper:.1f}%, about 40x more private pairs)")
+        ax.axhline(
+            100 * paper,
+            ls="--",
+            color="0.3",
+            lw=1,
+            label=f"the paper's cut ({100 * paper:.1f}%, about 40x more private pairs)",
+        )
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("private training pairs (log scale)")

@@ -1,4 +1,5 @@
 """Figures of chapter 3: training curves of the ladder and zero-shot label AUROC per rung."""
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -11,8 +12,9 @@ from matplotlib.axes import Axes
 from .common import label_simulation, set_style
 
 
-def plot_ladder_training(histories: Mapping[str, pd.DataFrame], ax: Axes | None = None, *, smooth: int = 5,
-                         simulation: bool = True) -> Axes:
+def plot_ladder_training(
+    histories: Mapping[str, pd.DataFrame], ax: Axes | None = None, *, smooth: int = 5, simulation: bool = True
+) -> Axes:
     """Training loss (moving average over ``smooth`` steps) and per-epoch validation loss per rung.
 
     histories: rung name -> history DataFrame (``step, epoch, loss, val_loss``). x axis: epochs.
@@ -37,8 +39,9 @@ def plot_ladder_training(histories: Mapping[str, pd.DataFrame], ax: Axes | None 
     return ax
 
 
-def plot_zero_shot(table: pd.DataFrame, ax: Axes | None = None, *, rung_order: Sequence[str] | None = None,
-                   simulation: bool = True) -> Axes:
+def plot_zero_shot(
+    table: pd.DataFrame, ax: Axes | None = None, *, rung_order: Sequence[str] | None = None, simulation: bool = True
+) -> Axes:
     """Zero-shot AUROC per label (rows) and rung (columns) as a heat map, macro AUROC last.
 
     table: long format with columns ``rung, label, auroc``.
@@ -47,9 +50,13 @@ def plot_zero_shot(table: pd.DataFrame, ax: Axes | None = None, *, rung_order: S
     wide = table.pivot(index="label", columns="rung", values="auroc")
     if rung_order is not None:
         wide = wide[[r for r in rung_order if r in wide.columns]]
-    order = [lab for lab in table["label"].drop_duplicates() if lab != "macro"] + (["macro"] if "macro" in wide.index else [])
+    order = [lab for lab in table["label"].drop_duplicates() if lab != "macro"] + (
+        ["macro"] if "macro" in wide.index else []
+    )
     wide = wide.loc[order]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * wide.shape[1], 0.32 * len(wide) + 1.2)) if ax is None else (ax.figure, ax)
+    fig, ax = (
+        plt.subplots(figsize=(1.6 + 1.3 * wide.shape[1], 0.32 * len(wide) + 1.2)) if ax is None else (ax.figure, ax)
+    )
     im = ax.imshow(wide.to_numpy(dtype=float), cmap="RdBu_r", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(wide.shape[1]))
     ax.set_xticklabels(wide.columns, rotation=20, ha="right")
@@ -57,8 +64,15 @@ def plot_zero_shot(table: pd.DataFrame, ax: Axes | None = None, *, rung_order: S
     ax.set_yticklabels(wide.index)
     ax.grid(False)
     for (r, c), v in np.ndenumerate(wide.to_numpy(dtype=float)):
-        ax.text(c, r, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if not np.isnan(v) and abs(v - 0.5) > 0.3 else "black")
+        ax.text(
+            c,
+            r,
+            "n/a" if np.isnan(v) else f"{v:.2f}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if not np.isnan(v) and abs(v - 0.5) > 0.3 else "black",
+        )
     ax.set_xlabel("rung (rising clinical specialization)")
     ax.set_ylabel("CheXpert label")
     fig.colorbar(im, ax=ax, label="zero-shot AUROC (0.5 = chance)", fraction=0.05)

@@ -4,6 +4,7 @@ They read the sweep's two tables (:class:`relink_lib.risk.sweep.BudgetSweep`): t
 and the long ``recall`` table (one row per eps, pool, k, N; :data:`relink_lib.risk.stage.RECALL_COLUMNS`).
 A budget axis works on either: one step per distinct ``target_epsilon``.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -16,8 +17,15 @@ from matplotlib.axes import Axes
 from ..risk.summary import HIGH_BUDGET, eps_tick_label, eps_values, pool_size_label, select_recall
 from .common import label_simulation
 
-__all__ = ["budget_positions", "budget_axis", "shade_high_budget", "plot_risks", "plot_relinkage", "plot_budget_utility",
-           "plot_tradeoff_curves"]
+__all__ = [
+    "budget_positions",
+    "budget_axis",
+    "shade_high_budget",
+    "plot_risks",
+    "plot_relinkage",
+    "plot_budget_utility",
+    "plot_tradeoff_curves",
+]
 
 
 def budget_positions(table: pd.DataFrame) -> np.ndarray:
@@ -34,7 +42,9 @@ def budget_positions(table: pd.DataFrame) -> np.ndarray:
     return np.array([rank[e] for e in eps], dtype=float)
 
 
-def budget_axis(ax: Axes, table: pd.DataFrame, label: str = "privacy budget eps (one step per budget, not to scale)") -> None:
+def budget_axis(
+    ax: Axes, table: pd.DataFrame, label: str = "privacy budget eps (one step per budget, not to scale)"
+) -> None:
     """An eps axis with one tick per budget of the sweep and a 'no DP' tick last."""
     pos = budget_positions(table)
     eps = eps_values(table)
@@ -87,20 +97,38 @@ def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = T
     # a success rate of 0 has no place on a log axis: drawn on the bottom edge
     ax.plot(x, table["worst_case_risk"], "o-", color="tab:red", label="worst case (ReRo bound, PLD)")
     ax.plot(x, table["relaxed_risk"], "s-", color="tab:purple", label="relaxed (GLRT bound)")
-    ax.plot(x, np.maximum(table["realistic_risk"].astype(float), floor), "^-", color="tab:blue",
-            label="gradient-access attack: images re-identified (0 on the bottom edge)")
-    ax.plot(x, np.full(len(x), table["kappa"].iloc[0]), ":", color="tab:red", lw=1,
-            label=f"worst-case prior kappa = 1/{round(1 / table['kappa'].iloc[0]):,}")
-    ax.plot(x, np.full(len(x), table["realistic_chance"].iloc[0]), ":", color="tab:blue", lw=1,
-            label=f"attack chance 1/N = 1/{int(table['attack_candidates'].iloc[0])}")
+    ax.plot(
+        x,
+        np.maximum(table["realistic_risk"].astype(float), floor),
+        "^-",
+        color="tab:blue",
+        label="gradient-access attack: images re-identified (0 on the bottom edge)",
+    )
+    ax.plot(
+        x,
+        np.full(len(x), table["kappa"].iloc[0]),
+        ":",
+        color="tab:red",
+        lw=1,
+        label=f"worst-case prior kappa = 1/{round(1 / table['kappa'].iloc[0]):,}",
+    )
+    ax.plot(
+        x,
+        np.full(len(x), table["realistic_chance"].iloc[0]),
+        ":",
+        color="tab:blue",
+        lw=1,
+        label=f"attack chance 1/N = 1/{int(table['attack_candidates'].iloc[0])}",
+    )
     ax.set_yscale("log")
     ax.set_ylim(floor, 1.5)
     ax.set_ylabel("probability of reconstruction (log scale)")
     return _finish_budget_axes(ax, table, simulation)
 
 
-def plot_relinkage(recall: pd.DataFrame, pool_size: int | None, k: int = 1, ax: Axes | None = None,
-                   simulation: bool = True) -> Axes:
+def plot_relinkage(
+    recall: pd.DataFrame, pool_size: int | None, k: int = 1, ax: Axes | None = None, simulation: bool = True
+) -> Axes:
     """Recall@k at pool size ``pool_size`` (N; ``None``: the full database) for random and
     pathology-matched pools against eps, with the chance lines; ``recall``: the sweep's long table."""
     ax = _new(ax)
@@ -109,8 +137,10 @@ def plot_relinkage(recall: pd.DataFrame, pool_size: int | None, k: int = 1, ax: 
         rows = select_recall(recall, pool, k, pool_size)
         if len(rows):
             ax.plot(x[rows.index].to_numpy(), rows["recall"], style, label=f"Recall@{k}, {name}")
-    for pool, color, name in (("random", "0.45", "chance 1/N (random pools)"),
-                              ("matched", "tab:orange", "effective chance (matched pools: the pool a query gets)")):
+    for pool, color, name in (
+        ("random", "0.45", "chance 1/N (random pools)"),
+        ("matched", "tab:orange", "effective chance (matched pools: the pool a query gets)"),
+    ):
         rows = select_recall(recall, pool, k, pool_size)
         if len(rows):
             chance = float((rows["recall"].astype(float) / rows["lift"].astype(float)).median())
@@ -125,8 +155,10 @@ def plot_budget_utility(table: pd.DataFrame, ax: Axes | None = None, simulation:
     """Image-side linear-probe and zero-shot (cross-modal) macro AUROC against eps."""
     ax = _new(ax)
     x = budget_positions(table)
-    for col, style, name in (("probe_macro_auroc", "o-", "linear probe (image side)"),
-                             ("zero_shot_macro_auroc", "s-", "zero-shot (cross-modal)")):
+    for col, style, name in (
+        ("probe_macro_auroc", "o-", "linear probe (image side)"),
+        ("zero_shot_macro_auroc", "s-", "zero-shot (cross-modal)"),
+    ):
         if col in table.columns:
             ax.plot(x, table[col], style, label=f"{name} macro AUROC")
     ax.axhline(0.5, color="0.5", ls=":", lw=1, label="chance AUROC 0.5")

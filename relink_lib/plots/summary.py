@@ -1,4 +1,5 @@
 """The summary page's chart: Recall@1 lift per rung with CIs, and the paper's figures marked."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -30,12 +31,25 @@ def plot_lift_summary(points: pd.DataFrame, ax: Axes | None = None, simulation: 
         lo = np.clip(lift - sel["lift_ci_low"].astype(float).to_numpy(), 0, None)
         hi = np.clip(sel["lift_ci_high"].astype(float).to_numpy() - lift, 0, None)
         name = f"full database (N = {n:,})" if full else f"N = {n:,}"
-        ax.bar(x + i * width, lift, width, yerr=np.vstack([np.nan_to_num(lo), np.nan_to_num(hi)]), capsize=3,
-               label=f"this run, {name} (95% CI)")
+        ax.bar(
+            x + i * width,
+            lift,
+            width,
+            yerr=np.vstack([np.nan_to_num(lo), np.nan_to_num(hi)]),
+            capsize=3,
+            label=f"this run, {name} (95% CI)",
+        )
         paper = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}.get(int(n)) if not full else None
         if paper is not None:
-            ax.plot(x[-1] + i * width, paper, "D", color="tab:red", ms=7, zorder=5,
-                    label=f"the paper's {paper:g}x at N = {n:,} (strongest model, MIMIC-CXR)")
+            ax.plot(
+                x[-1] + i * width,
+                paper,
+                "D",
+                color="tab:red",
+                ms=7,
+                zorder=5,
+                label=f"the paper's {paper:g}x at N = {n:,} (strongest model, MIMIC-CXR)",
+            )
     ax.axhline(1.0, color="0.3", lw=1, ls="--", label="chance (lift 1)")
     labels = points.drop_duplicates("rung").set_index("rung").reindex(rungs)["model"]
     ax.set_xticks(x + width * (len(groups) - 1) / 2)

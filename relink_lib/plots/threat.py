@@ -1,4 +1,5 @@
 """Chapter 1's figure: chance re-linkage against the pool size, with the paper's Recall@1 marked."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -14,8 +15,13 @@ from .common import log_pool_axis
 __all__ = ["plot_chance_vs_pool"]
 
 
-def plot_chance_vs_pool(ks: Sequence[int] = (1, 5, 10), ax: Axes | None = None, *, pool_range: tuple[float, float] = (10, 1e4),
-                        paper: bool = True) -> Axes:
+def plot_chance_vs_pool(
+    ks: Sequence[int] = (1, 5, 10),
+    ax: Axes | None = None,
+    *,
+    pool_range: tuple[float, float] = (10, 1e4),
+    paper: bool = True,
+) -> Axes:
     """Chance Recall@K = min(K, N)/N against N (log-log), one line per K; with ``paper`` the paper's
     Recall@1 of its strongest model at N = 100 and N = 10,000 (its lift x chance) as labelled marks."""
     ax = plt.subplots()[1] if ax is None else ax
@@ -24,9 +30,17 @@ def plot_chance_vs_pool(ks: Sequence[int] = (1, 5, 10), ax: Axes | None = None, 
         ax.plot(pool, chance_recall(k, pool), style, color="0.3", label=f"chance, K = {k}")
     if paper:
         for n, lift in ((100, PAPER.r1_lift_n100), (10_000, PAPER.r1_lift_n10000)):
-            ax.plot(n, PAPER.r1_at(n), "D", color="tab:red", label="the paper's R@1 (strongest model)" if n == 100 else None)
-            ax.annotate(f"paper: {lift:g}x chance\n(R@1, N = {n:,})", (n, PAPER.r1_at(n)),
-                        textcoords="offset points", xytext=(8, 4), fontsize=8, color="tab:red")
+            ax.plot(
+                n, PAPER.r1_at(n), "D", color="tab:red", label="the paper's R@1 (strongest model)" if n == 100 else None
+            )
+            ax.annotate(
+                f"paper: {lift:g}x chance\n(R@1, N = {n:,})",
+                (n, PAPER.r1_at(n)),
+                textcoords="offset points",
+                xytext=(8, 4),
+                fontsize=8,
+                color="tab:red",
+            )
     ax.set_yscale("log")
     log_pool_axis(ax, [int(n) for n in (10, 100, 1000, 10000) if pool_range[0] <= n <= pool_range[1]])
     ax.set_ylabel("Recall@K (log scale)")

@@ -17,6 +17,7 @@ With ``n_updates`` > 1 the adversary sums that many releases of the same contrib
 std grows as sqrt(n), the signal as n). Nothing here needs the loss: any per-sample gradient of a
 head's first linear layer works, rank one or not.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,8 +69,14 @@ def clip_per_sample(grads: np.ndarray, max_grad_norm: float | None, norms: np.nd
     return g * scale[:, None, None]
 
 
-def release_updates(clipped: np.ndarray, *, noise_multiplier: float, max_grad_norm: float | None,
-                    rng: np.random.Generator, n_updates: int = 1) -> np.ndarray:
+def release_updates(
+    clipped: np.ndarray,
+    *,
+    noise_multiplier: float,
+    max_grad_norm: float | None,
+    rng: np.random.Generator,
+    n_updates: int = 1,
+) -> np.ndarray:
     """What the adversary sees: ``n_updates`` x contribution + N(0, n_updates sigma^2 C^2) per entry.
 
     ``clipped``: ``(n, d_out, d_in)``. Noise needs a clip norm (``max_grad_norm=None`` and
@@ -84,7 +91,9 @@ def release_updates(clipped: np.ndarray, *, noise_multiplier: float, max_grad_no
     out = n_updates * clipped.astype(np.float64, copy=True)
     if noise_multiplier > 0:
         if math.isinf(noise_multiplier):
-            return rng.standard_normal(out.shape)  # signal is nothing against infinite noise: only the direction matters
+            return rng.standard_normal(
+                out.shape
+            )  # signal is nothing against infinite noise: only the direction matters
         out += rng.standard_normal(out.shape) * (noise_multiplier * max_grad_norm * math.sqrt(n_updates))
     return out
 
@@ -145,11 +154,19 @@ class AttackResult:
     noise_multiplier: float
 
 
-def gradient_inversion_attack(per_sample_grads: np.ndarray | torch.Tensor, features: np.ndarray | torch.Tensor,
-                              target_index: np.ndarray, *, noise_multiplier: float,
-                              max_grad_norm: float | None, n_candidates: int,
-                              cos_threshold: float = DEFAULT_COS_THRESHOLD, n_updates: int = 1,
-                              clip_norms: np.ndarray | torch.Tensor | None = None, seed: int = 0) -> AttackResult:
+def gradient_inversion_attack(
+    per_sample_grads: np.ndarray | torch.Tensor,
+    features: np.ndarray | torch.Tensor,
+    target_index: np.ndarray,
+    *,
+    noise_multiplier: float,
+    max_grad_norm: float | None,
+    n_candidates: int,
+    cos_threshold: float = DEFAULT_COS_THRESHOLD,
+    n_updates: int = 1,
+    clip_norms: np.ndarray | torch.Tensor | None = None,
+    seed: int = 0,
+) -> AttackResult:
     """Run the attack on ``len(target_index)`` targets.
 
     ``per_sample_grads``: ``(n_targets, d_out, d_in)``, row j the gradient of the head's linear
@@ -162,7 +179,9 @@ def gradient_inversion_attack(per_sample_grads: np.ndarray | torch.Tensor, featu
     feats = _to_numpy(features, "features", 2)
     idx = np.asarray(target_index)
     if idx.ndim != 1 or idx.shape[0] != grads.shape[0] or not np.issubdtype(idx.dtype, np.integer):
-        raise ValueError(f"target_index: expected {grads.shape[0]} integer row indices (one per gradient), got shape {idx.shape}")
+        raise ValueError(
+            f"target_index: expected {grads.shape[0]} integer row indices (one per gradient), got shape {idx.shape}"
+        )
     if np.any(idx < 0) or np.any(idx >= feats.shape[0]):
         raise ValueError(f"target_index: indices must lie in [0, {feats.shape[0]})")
     if grads.shape[2] != feats.shape[1]:
@@ -172,8 +191,13 @@ def gradient_inversion_attack(per_sample_grads: np.ndarray | torch.Tensor, featu
     if not 0.0 < cos_threshold <= 1.0:
         raise ValueError(f"cos_threshold={cos_threshold!r}: expected in (0, 1]")
     rng = np.random.default_rng(seed)
-    released = release_updates(clip_per_sample(grads, max_grad_norm, clip_norms), noise_multiplier=noise_multiplier,
-                               max_grad_norm=max_grad_norm, rng=rng, n_updates=n_updates)
+    released = release_updates(
+        clip_per_sample(grads, max_grad_norm, clip_norms),
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        rng=rng,
+        n_updates=n_updates,
+    )
     x_hat = reconstruct_features(released)
     unit_feats = _unit(feats.astype(np.float64))
     hits = np.zeros(len(idx), dtype=bool)

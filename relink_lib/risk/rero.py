@@ -18,6 +18,7 @@ under which a blind guess succeeds with probability ``kappa`` (Hayes et al. 2023
 Units: ``noise_multiplier`` is sigma (noise std / clip norm), the observation is scaled by the
 clip norm C, so the target's clipped contribution has norm at most 1 (the worst case is norm 1).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom, chi2, ncx2
 
-from .tradeoff import (DEFAULT_DISCRETIZATION, Mechanism, gdp_mu, gdp_tradeoff, max_test_beta,
-                       noiseless_limit_beta, tradeoff_curve)
+from .tradeoff import (
+    DEFAULT_DISCRETIZATION,
+    Mechanism,
+    gdp_mu,
+    gdp_tradeoff,
+    max_test_beta,
+    noiseless_limit_beta,
+    tradeoff_curve,
+)
 
 __all__ = [
     "ReRoBounds",
@@ -42,7 +50,11 @@ __all__ = [
 
 
 def _check_kappa(kappa: float) -> float:
-    if isinstance(kappa, bool) or not isinstance(kappa, (int, float, np.integer, np.floating)) or not 0.0 < float(kappa) < 1.0:
+    if (
+        isinstance(kappa, bool)
+        or not isinstance(kappa, (int, float, np.integer, np.floating))
+        or not 0.0 < float(kappa) < 1.0
+    ):
         raise ValueError(f"kappa={kappa!r}: expected the prior success probability in (0, 1), e.g. 1 / n_train")
     return float(kappa)
 
@@ -120,8 +132,9 @@ def relaxed_risk(kappa: float, mech: Mechanism, *, dof: int = 1) -> float:
     return min(max(risk, kappa), 1.0)
 
 
-def relaxed_risk_monte_carlo(kappa: float, mech: Mechanism, *, dof: int = 1, n_samples: int = 100_000,
-                             seed: int = 0) -> float:
+def relaxed_risk_monte_carlo(
+    kappa: float, mech: Mechanism, *, dof: int = 1, n_samples: int = 100_000, seed: int = 0
+) -> float:
     """Monte Carlo estimate of :func:`relaxed_risk`: simulate the updates, threshold sum ||y_t||^2.
 
     The threshold is the exact chi2 quantile; the target's unit-norm contribution is added in the
@@ -154,8 +167,9 @@ class ReRoBounds:
     relaxed_dof: int
 
 
-def rero_bounds(kappa: float, mech: Mechanism, *, dof: int = 1,
-                discretization: float = DEFAULT_DISCRETIZATION) -> ReRoBounds:
+def rero_bounds(
+    kappa: float, mech: Mechanism, *, dof: int = 1, discretization: float = DEFAULT_DISCRETIZATION
+) -> ReRoBounds:
     """All the bounds of one mechanism at prior ``kappa``."""
     return ReRoBounds(
         kappa=_check_kappa(kappa),
@@ -170,4 +184,6 @@ def rero_bounds(kappa: float, mech: Mechanism, *, dof: int = 1,
 def no_dp_bounds(kappa: float, dof: int = 1) -> ReRoBounds:
     """Non-private training gives no bound: every risk is 1 (the model may reveal the pair exactly)."""
     kappa = _check_kappa(kappa)
-    return ReRoBounds(kappa=kappa, worst_case=1.0, worst_case_lower=math.nan, worst_case_gdp=1.0, relaxed=1.0, relaxed_dof=int(dof))
+    return ReRoBounds(
+        kappa=kappa, worst_case=1.0, worst_case_lower=math.nan, worst_case_gdp=1.0, relaxed=1.0, relaxed_dof=int(dof)
+    )

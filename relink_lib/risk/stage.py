@@ -28,6 +28,7 @@ Both are cached as ``{"sweep": [...], "recall": [...]}`` in ``cache_dir(profile)
 :func:`write_budget_results` writes the same two tables to ``results/<profile>/privacy_budget.json``.
 Report text is never read: prompts are fixed label sentences.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,25 +57,40 @@ from ..utility.probe import linear_probe_auroc
 from ..utility.zero_shot import zero_shot_auroc
 from .sweep import AttackSettings, BudgetSweep, Evaluation, budget_sweep
 
-__all__ = ["BudgetInputs", "budget_inputs", "make_evaluator", "run_budget_sweep", "write_budget_results",
-           "THREAT_MODELS", "RECALL_COLUMNS"]
+__all__ = [
+    "BudgetInputs",
+    "budget_inputs",
+    "make_evaluator",
+    "run_budget_sweep",
+    "write_budget_results",
+    "THREAT_MODELS",
+    "RECALL_COLUMNS",
+]
 
 #: Columns of the sweep's long re-linkage table, one row per (eps, pool, k, N).
 RECALL_COLUMNS: tuple[str, ...] = ("target_epsilon", "pool", "k", "N", "full_database", "recall", "lift")
 
 #: The three threat models of chapter 9 (Ziller et al. 2024), as rows of the chapter's table.
 THREAT_MODELS: tuple[dict[str, str], ...] = (
-    {"threat model": "worst case", "adversary knows": "every training pair but the target, the code, every update",
-     "adversary must": "match the target among n_train candidates (prior kappa = 1/n_train)",
-     "risk": "ReRo bound 1 - T(P,Q)(kappa) of the composed subsampled Gaussian (PLD)"},
-    {"threat model": "relaxed", "adversary knows": "the same, but not the target's gradient",
-     "adversary must": "reconstruct the target, not match it",
-     "risk": "power of the generalised likelihood-ratio test on the squared updates at level kappa"},
-    {"threat model": "gradient access (this book's \"realistic\" attack)",
-     "adversary knows": "one pair's isolated noisy update of the image head (gradient access), N candidate images",
-     "adversary must": "reconstruct the image feature from the update and pick the image",
-     "risk": "re-identification rate of a rank-one gradient-inversion attack (chance 1/N); a stronger adversary "
-             "than the re-linker (released weights only) and than Ziller et al.'s realistic setting"},
+    {
+        "threat model": "worst case",
+        "adversary knows": "every training pair but the target, the code, every update",
+        "adversary must": "match the target among n_train candidates (prior kappa = 1/n_train)",
+        "risk": "ReRo bound 1 - T(P,Q)(kappa) of the composed subsampled Gaussian (PLD)",
+    },
+    {
+        "threat model": "relaxed",
+        "adversary knows": "the same, but not the target's gradient",
+        "adversary must": "reconstruct the target, not match it",
+        "risk": "power of the generalised likelihood-ratio test on the squared updates at level kappa",
+    },
+    {
+        "threat model": 'gradient access (this book\'s "realistic" attack)',
+        "adversary knows": "one pair's isolated noisy update of the image head (gradient access), N candidate images",
+        "adversary must": "reconstruct the image feature from the update and pick the image",
+        "risk": "re-identification rate of a rank-one gradient-inversion attack (chance 1/N); a stronger adversary "
+        "than the re-linker (released weights only) and than Ziller et al.'s realistic setting",
+    },
 )
 
 
@@ -118,10 +134,18 @@ def budget_inputs(params: ProfileLike, *, progress: bool = True) -> BudgetInputs
     pairs = cohort.pairs
     keep = ["patient_id", *CHEXPERT_LABELS]
     test_pairs = pairs.iloc[test.rows][keep].reset_index(drop=True)
-    return BudgetInputs(cohort=cohort, rung=rung, encoder=rung.load(device="cpu"), train=train, test=test,
-                        bank_text=bank, bank_image=bank_image, train_patients=pairs.iloc[train.rows]["patient_id"].astype(str).to_numpy(),
-                        train_labels=pairs.iloc[train.rows][list(CHEXPERT_LABELS)].reset_index(drop=True),
-                        test_pairs=test_pairs)
+    return BudgetInputs(
+        cohort=cohort,
+        rung=rung,
+        encoder=rung.load(device="cpu"),
+        train=train,
+        test=test,
+        bank_text=bank,
+        bank_image=bank_image,
+        train_patients=pairs.iloc[train.rows]["patient_id"].astype(str).to_numpy(),
+        train_labels=pairs.iloc[train.rows][list(CHEXPERT_LABELS)].reset_index(drop=True),
+        test_pairs=test_pairs,
+    )
 
 
 def _macro(table: pd.DataFrame) -> float:
@@ -135,9 +159,16 @@ def _recall_rows(table: pd.DataFrame, pool: str) -> pd.DataFrame:
 
     A requested pool size equal to the database size and ``None`` give the same full-database row: kept once.
     """
-    rows = pd.DataFrame({"pool": pool, "k": table["k"].astype(int), "N": table["pool_size"].astype(int),
-                         "full_database": table["full_database"].astype(bool), "recall": table["recall"].astype(float),
-                         "lift": table["lift"].astype(float)})
+    rows = pd.DataFrame(
+        {
+            "pool": pool,
+            "k": table["k"].astype(int),
+            "N": table["pool_size"].astype(int),
+            "full_database": table["full_database"].astype(bool),
+            "recall": table["recall"].astype(float),
+            "lift": table["lift"].astype(float),
+        }
+    )
     return rows.drop_duplicates(subset=["k", "N", "full_database"], keep="last")
 
 
@@ -164,17 +195,27 @@ def make_evaluator(inputs: BudgetInputs, params: ProfileLike) -> Callable[[nn.Mo
         for pool, hard in POOLS:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*exceed the database size.*")
-                table = relink_audit(img, rep, pool_sizes=pool_sizes, ks=ks, labels=labels if hard else None,
-                                     hard_negatives=hard, chunk_size=chunk)
+                table = relink_audit(
+                    img,
+                    rep,
+                    pool_sizes=pool_sizes,
+                    ks=ks,
+                    labels=labels if hard else None,
+                    hard_negatives=hard,
+                    chunk_size=chunk,
+                )
             recall.append(_recall_rows(table, pool))
-        zs = zero_shot_auroc(None, inputs.test.image, labels, image_head=image_head, text_head=text_head,
-                             prompt_features=prompt_feats)
+        zs = zero_shot_auroc(
+            None, inputs.test.image, labels, image_head=image_head, text_head=text_head, prompt_features=prompt_feats
+        )
         train_img, _ = embed_features(inputs.train, image_head, text_head)
         # Newton-Cholesky converges to the optimum to machine precision, so the probe does not drift with the
         # BLAS kernel of the CPU (L-BFGS stopped at its tolerance did: docs/stack.md)
         probe = linear_probe_auroc(train_img, inputs.train_labels, img, labels, C=probe_c, solver="newton-cholesky")
-        return Evaluation(metrics={"zero_shot_macro_auroc": _macro(zs), "probe_macro_auroc": _macro(probe)},
-                          recall=pd.concat(recall, ignore_index=True))
+        return Evaluation(
+            metrics={"zero_shot_macro_auroc": _macro(zs), "probe_macro_auroc": _macro(probe)},
+            recall=pd.concat(recall, ignore_index=True),
+        )
 
     return evaluate
 
@@ -183,33 +224,53 @@ def _code_version() -> str:
     return cache.code_version(risk, dp, audit, utility, features)
 
 
-def run_budget_sweep(params: ProfileLike, *, progress: bool = True,
-                     inputs: BudgetInputs | None = None) -> tuple[BudgetSweep, BudgetInputs]:
+def run_budget_sweep(
+    params: ProfileLike, *, progress: bool = True, inputs: BudgetInputs | None = None
+) -> tuple[BudgetSweep, BudgetInputs]:
     """The profile's sweep (cached; ``.table`` per eps, ``.recall`` long), and the inputs it ran on."""
     cfg = as_profile(params)
     inputs = budget_inputs(cfg, progress=progress) if inputs is None else inputs
     budget = cfg.budget
-    key = {"step": "privacy-budget", "train": str(inputs.train.path), "test": str(inputs.test.path),
-           "bank": inputs.bank_text, "bank_image": inputs.bank_image, "rung": str(inputs.rung.path),
-           "dp": cfg.dp.to_dict(), "budget": budget.to_dict(), "audit": cfg.audit.to_dict(),
-           "utility": cfg.utility.to_dict(), "seed": cfg.seed, "code": _code_version()}
+    key = {
+        "step": "privacy-budget",
+        "train": str(inputs.train.path),
+        "test": str(inputs.test.path),
+        "bank": inputs.bank_text,
+        "bank_image": inputs.bank_image,
+        "rung": str(inputs.rung.path),
+        "dp": cfg.dp.to_dict(),
+        "budget": budget.to_dict(),
+        "audit": cfg.audit.to_dict(),
+        "utility": cfg.utility.to_dict(),
+        "seed": cfg.seed,
+        "code": _code_version(),
+    }
 
     def build(tmp: Path) -> None:
         log = (lambda msg: print(msg, flush=True)) if progress else None
-        sweep = budget_sweep(inputs.train.image, inputs.train.text, inputs.encoder.image_head, inputs.encoder.text_head,
-                             bank_text_feats=inputs.bank_text, bank_image_feats=inputs.bank_image,
-                             epsilons=list(budget.epsilons), config=cfg.dp.training,
-                             evaluate=make_evaluator(inputs, cfg), attack=AttackSettings.from_config(budget, cfg.seed),
-                             patient_ids=inputs.train_patients, dof=int(budget.relaxed_dof),
-                             discretization=float(budget.pld_discretization), progress=log)
+        sweep = budget_sweep(
+            inputs.train.image,
+            inputs.train.text,
+            inputs.encoder.image_head,
+            inputs.encoder.text_head,
+            bank_text_feats=inputs.bank_text,
+            bank_image_feats=inputs.bank_image,
+            epsilons=list(budget.epsilons),
+            config=cfg.dp.training,
+            evaluate=make_evaluator(inputs, cfg),
+            attack=AttackSettings.from_config(budget, cfg.seed),
+            patient_ids=inputs.train_patients,
+            dof=int(budget.relaxed_dof),
+            discretization=float(budget.pld_discretization),
+            progress=log,
+        )
         (tmp / "sweep.json").write_text(json.dumps(sweep.to_json(), indent=1) + "\n")
 
     path = cache.cached_dir(cache_dir(cfg.name), "budget", key, build)
     return BudgetSweep.from_json(json.loads((path / "sweep.json").read_text())), inputs
 
 
-def write_budget_results(params: ProfileLike, sweep: BudgetSweep, inputs: BudgetInputs, *,
-                         wall_time_s: float) -> Path:
+def write_budget_results(params: ProfileLike, sweep: BudgetSweep, inputs: BudgetInputs, *, wall_time_s: float) -> Path:
     """``results/<profile>/privacy_budget.json``: ``sweep`` (per-eps rows), ``recall`` (long rows of
     :data:`RECALL_COLUMNS`), the threat models and the settings."""
     cfg = as_profile(params)
@@ -217,10 +278,22 @@ def write_budget_results(params: ProfileLike, sweep: BudgetSweep, inputs: Budget
         "sweep": sweep.table,
         "recall": sweep.recall,
         "threat_models": list(THREAT_MODELS),
-        "settings": {"epsilons": list(cfg.budget.epsilons), "budget": cfg.budget.to_dict(),
-                     "dp": cfg.dp.to_dict(), "n_train_pairs": int(len(inputs.train)), "n_test_pairs": int(len(inputs.test)),
-                     "bank_size": int(len(inputs.bank_text)), "rung": inputs.rung.name,
-                     "kappa_rule": "1 / number of privacy units in the training split"},
+        "settings": {
+            "epsilons": list(cfg.budget.epsilons),
+            "budget": cfg.budget.to_dict(),
+            "dp": cfg.dp.to_dict(),
+            "n_train_pairs": int(len(inputs.train)),
+            "n_test_pairs": int(len(inputs.test)),
+            "bank_size": int(len(inputs.bank_text)),
+            "rung": inputs.rung.name,
+            "kappa_rule": "1 / number of privacy units in the training split",
+        },
     }
-    return write_results(cfg, "privacy_budget", payload, cohort=cohort_label(inputs.cohort), model=inputs.rung.name,
-                         wall_time_s=wall_time_s)
+    return write_results(
+        cfg,
+        "privacy_budget",
+        payload,
+        cohort=cohort_label(inputs.cohort),
+        model=inputs.rung.name,
+        wall_time_s=wall_time_s,
+    )

@@ -13,6 +13,7 @@ a pool size is an int N, or ``None`` for the full database.
   (two binomial standard errors of Recall@1 over the ``n_test`` queries);
 - :data:`THREAT_MODEL_ROWS` (in :mod:`.stage`) is rendered with :func:`relink_lib.tables.html_table`.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,9 +26,20 @@ from ..tables import fmt_sig
 from .sweep import door_position
 from .tradeoff import Mechanism, tradeoff_curve
 
-__all__ = ["eps_values", "eps_tick_label", "pool_size_label", "select_recall", "recall_at", "budget_pool", "budget_view",
-           "budget_doors", "budget_tradeoff_curves", "budget_findings", "sampling_se",
-           "HIGH_BUDGET"]
+__all__ = [
+    "eps_values",
+    "eps_tick_label",
+    "pool_size_label",
+    "select_recall",
+    "recall_at",
+    "budget_pool",
+    "budget_view",
+    "budget_doors",
+    "budget_tradeoff_curves",
+    "budget_findings",
+    "sampling_se",
+    "HIGH_BUDGET",
+]
 
 HIGH_BUDGET = (1e6, 1e12)
 """The "high-budget DP" range of Ziller et al. (2024), eps from 1e6 to 1e12."""
@@ -47,7 +59,11 @@ def eps_tick_label(eps: float | None) -> str:
         return "no DP"
     if eps >= 1000:
         power = math.log10(eps)
-        return f"1e{round(power)}" if abs(power - round(power)) < 1e-9 else f"{eps:.0e}".replace("e+0", "e").replace("e+", "e")
+        return (
+            f"1e{round(power)}"
+            if abs(power - round(power)) < 1e-9
+            else f"{eps:.0e}".replace("e+0", "e").replace("e+", "e")
+        )
     return f"{eps:g}"
 
 
@@ -71,14 +87,14 @@ def select_recall(recall: pd.DataFrame, pool: str, k: int, pool_size: int | None
     return recall[keep]
 
 
-def recall_at(table: pd.DataFrame, recall: pd.DataFrame, pool: str, k: int, pool_size: int | None,
-              column: str = "recall") -> pd.Series:
+def recall_at(
+    table: pd.DataFrame, recall: pd.DataFrame, pool: str, k: int, pool_size: int | None, column: str = "recall"
+) -> pd.Series:
     """``column`` (``"recall"`` or ``"lift"``) of :func:`select_recall` aligned to the per-eps ``table``'s
     rows (by ``target_epsilon``; NaN where the long table has no row)."""
     rows = select_recall(recall, pool, k, pool_size)
     by_eps = dict(zip(eps_values(rows), rows[column].astype(float)))
     return pd.Series([by_eps.get(e, np.nan) for e in eps_values(table)], index=table.index, dtype=float, name=column)
-
 
 
 #: Per-eps column that :func:`budget_findings` and :func:`budget_doors` add for Recall@1 over random pools.
@@ -121,21 +137,23 @@ def budget_view(table: pd.DataFrame, recall: pd.DataFrame, pool: int | None) -> 
     hard = recall_at(table, recall, "matched", 1, pool)
     hard_lift = recall_at(table, recall, "matched", 1, pool, column="lift")
     eps_reached = pd.to_numeric(table["epsilon"], errors="coerce")
-    view = pd.DataFrame({
-        "target eps": _eps_labels(table),
-        "eps reached": eps_reached.where(np.isfinite(eps_reached)),
-        "sigma": pd.to_numeric(table["noise_multiplier"], errors="coerce"),
-        "q": pd.to_numeric(table["sample_rate"], errors="coerce"),
-        "T": pd.to_numeric(table["steps"], errors="coerce").astype("Int64"),
-        "worst-case risk": table["worst_case_risk"].astype(float),
-        "relaxed risk": table["relaxed_risk"].astype(float),
-        "attack success": table["realistic_risk"].astype(float),
-        f"R@1, N = {label}": recall_at(table, recall, "random", 1, pool),
-        f"R@1 matched, N = {label}": hard,
-        "matched effective chance": hard / hard_lift,
-        "probe AUROC": table["probe_macro_auroc"].astype(float),
-        "zero-shot AUROC": table["zero_shot_macro_auroc"].astype(float),
-    })
+    view = pd.DataFrame(
+        {
+            "target eps": _eps_labels(table),
+            "eps reached": eps_reached.where(np.isfinite(eps_reached)),
+            "sigma": pd.to_numeric(table["noise_multiplier"], errors="coerce"),
+            "q": pd.to_numeric(table["sample_rate"], errors="coerce"),
+            "T": pd.to_numeric(table["steps"], errors="coerce").astype("Int64"),
+            "worst-case risk": table["worst_case_risk"].astype(float),
+            "relaxed risk": table["relaxed_risk"].astype(float),
+            "attack success": table["realistic_risk"].astype(float),
+            f"R@1, N = {label}": recall_at(table, recall, "random", 1, pool),
+            f"R@1 matched, N = {label}": hard,
+            "matched effective chance": hard / hard_lift,
+            "probe AUROC": table["probe_macro_auroc"].astype(float),
+            "zero-shot AUROC": table["zero_shot_macro_auroc"].astype(float),
+        }
+    )
     return view
 
 
@@ -143,15 +161,22 @@ def budget_doors(table: pd.DataFrame, recall: pd.DataFrame, pool: int | None) ->
     """:func:`relink_lib.risk.sweep.door_position` of R@1 (random pools of size ``pool``), the AUROCs and
     the risks: one row per budget, an ``eps`` label column first."""
     frame = table.assign(**{_R1: recall_at(table, recall, "random", 1, pool)})
-    cols = {_R1: "R@1", "probe_macro_auroc": "probe AUROC", "zero_shot_macro_auroc": "zero-shot AUROC",
-            "worst_case_risk": "worst-case risk", "relaxed_risk": "relaxed risk", "realistic_risk": "attack success"}
+    cols = {
+        _R1: "R@1",
+        "probe_macro_auroc": "probe AUROC",
+        "zero_shot_macro_auroc": "zero-shot AUROC",
+        "worst_case_risk": "worst-case risk",
+        "relaxed_risk": "relaxed risk",
+        "realistic_risk": "attack success",
+    }
     doors = pd.DataFrame({name: door_position(frame, col) for col, name in cols.items()})
     doors.insert(0, "eps", _eps_labels(table))
     return doors
 
 
-def budget_tradeoff_curves(table: pd.DataFrame, budgets: Sequence[float],
-                           alpha: np.ndarray | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def budget_tradeoff_curves(
+    table: pd.DataFrame, budgets: Sequence[float], alpha: np.ndarray | None = None
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(label, alpha, beta)`` of the composed mechanism of each private row whose eps is in ``budgets``.
 
     ``alpha``: type-I errors (default 60 log-spaced from 1e-6 to 10^-0.01); rows without noise are skipped.
@@ -185,8 +210,9 @@ def _compare(strict: float, other: float, se: float, what: str) -> str:
     return f"{what}: the second is {'higher' if diff > 0 else 'lower'} by {_fmt(abs(diff))}, beyond two sampling standard errors ({_fmt(2 * se)})"
 
 
-def budget_findings(table: pd.DataFrame, recall: pd.DataFrame, n_test: int, *, pool: int | None,
-                    simulation: bool = True) -> list[str]:
+def budget_findings(
+    table: pd.DataFrame, recall: pd.DataFrame, n_test: int, *, pool: int | None, simulation: bool = True
+) -> list[str]:
     """The chapter's summary bullets (Markdown), generated from the sweep's tables.
 
     ``n_test``: held-out queries behind each Recall@1 (for the sampling error); ``pool``: N of the
@@ -203,38 +229,65 @@ def budget_findings(table: pd.DataFrame, recall: pd.DataFrame, n_test: int, *, p
     what = "this simulation" if simulation else "this run"
     se = sampling_se(max(float(strict[rc]), float(no_dp[rc])), n_test)
     sigmas = pd.to_numeric(table.loc[eps.notna(), "noise_multiplier"], errors="coerce")
-    out = [f"The sweep trained the heads at {int(eps.notna().sum())} budgets and without DP, with the same data, steps "
-           f"and objective; sigma runs from {_fmt(sigmas.max())} (eps = {eps_tick_label(float(eps.min()))}) to "
-           f"{_fmt(sigmas.min())} (eps = {eps_tick_label(float(eps.max()))})."]
-    out.append(f"**Re-linkage.** Recall@1 at N = {pool_size_label(pool)} is {_fmt(strict[rc])} at eps = {eps_tick_label(float(eps.min()))} "
-               f"and {_fmt(no_dp[rc])} without DP" + (f", {_range(high, rc)} for eps from 1e6 to 1e12" if len(high) else "")
-               + f" (on {n_test:,} held-out queries, {what}). "
-               + _compare(float(strict[rc]), float(no_dp[rc]), se, "The strictest budget and no DP") + ".")
+    out = [
+        f"The sweep trained the heads at {int(eps.notna().sum())} budgets and without DP, with the same data, steps "
+        f"and objective; sigma runs from {_fmt(sigmas.max())} (eps = {eps_tick_label(float(eps.min()))}) to "
+        f"{_fmt(sigmas.min())} (eps = {eps_tick_label(float(eps.max()))})."
+    ]
+    out.append(
+        f"**Re-linkage.** Recall@1 at N = {pool_size_label(pool)} is {_fmt(strict[rc])} at eps = {eps_tick_label(float(eps.min()))} "
+        f"and {_fmt(no_dp[rc])} without DP"
+        + (f", {_range(high, rc)} for eps from 1e6 to 1e12" if len(high) else "")
+        + f" (on {n_test:,} held-out queries, {what}). "
+        + _compare(float(strict[rc]), float(no_dp[rc]), se, "The strictest budget and no DP")
+        + "."
+    )
     pr = "probe_macro_auroc"
-    out.append(f"**Utility.** Linear-probe macro AUROC {_fmt(strict[pr])} at the strictest budget, {_fmt(no_dp[pr])} "
-               f"without DP" + (f", {_range(high, pr)} at high budgets" if len(high) else "") + "; zero-shot "
-               f"{_fmt(strict['zero_shot_macro_auroc'])} and {_fmt(no_dp['zero_shot_macro_auroc'])}.")
+    out.append(
+        f"**Utility.** Linear-probe macro AUROC {_fmt(strict[pr])} at the strictest budget, {_fmt(no_dp[pr])} "
+        f"without DP" + (f", {_range(high, pr)} at high budgets" if len(high) else "") + "; zero-shot "
+        f"{_fmt(strict['zero_shot_macro_auroc'])} and {_fmt(no_dp['zero_shot_macro_auroc'])}."
+    )
     dp_rows = table[eps.notna()].assign(eps=eps[eps.notna()])
     kappa = float(strict["kappa"])
     first_bound = dp_rows[dp_rows["worst_case_risk"] > 10 * dp_rows["kappa"]]["eps"].min()
-    out.append(f"**Formal bounds.** At eps = {eps_tick_label(float(eps.min()))} the worst-case (ReRo) bound is "
-               f"{_fmt(strict['worst_case_risk'])} against a prior kappa = {_fmt(kappa)}: almost nothing is learnt about one "
-               "pair even by the strongest adversary. " + (
-                   f"The bound first exceeds ten times the prior at eps = {eps_tick_label(float(first_bound))}"
-                   + (f" and is {_range(high, 'worst_case_risk')} at high budgets, where it certifies nothing." if len(high) else ".")
-                   if np.isfinite(first_bound) else "It stays within ten times the prior at every DP budget of the sweep."))
+    out.append(
+        f"**Formal bounds.** At eps = {eps_tick_label(float(eps.min()))} the worst-case (ReRo) bound is "
+        f"{_fmt(strict['worst_case_risk'])} against a prior kappa = {_fmt(kappa)}: almost nothing is learnt about one "
+        "pair even by the strongest adversary. "
+        + (
+            f"The bound first exceeds ten times the prior at eps = {eps_tick_label(float(first_bound))}"
+            + (
+                f" and is {_range(high, 'worst_case_risk')} at high budgets, where it certifies nothing."
+                if len(high)
+                else "."
+            )
+            if np.isfinite(first_bound)
+            else "It stays within ten times the prior at every DP budget of the sweep."
+        )
+    )
     chance = float(strict["realistic_chance"])
     first_attack = dp_rows[dp_rows["realistic_risk"] > 2 * chance]["eps"].min()
-    out.append(f"**The gradient-access attack.** It re-identifies {_fmt(strict['realistic_risk'])} of its targets at "
-               f"eps = {eps_tick_label(float(eps.min()))} and {_fmt(no_dp['realistic_risk'])} without DP (chance "
-               f"{_fmt(chance)}). " + (
-                   "It never beats twice chance at any DP budget here." if not np.isfinite(first_attack) else
-                   f"It first beats twice chance at eps = {eps_tick_label(float(first_attack))}"
-                   + (f"; at high budgets it succeeds on {_range(high, 'realistic_risk')} of its targets, so high-budget "
-                      "DP does not stop this adversary here, unlike the image-space attacks Ziller et al. studied." if len(high)
-                      and float(high["realistic_risk"].min()) > 2 * chance else ".")))
-    out.append("**Whom this protects against.** This attack sees one pair's isolated noisy update of the image head: "
-               "that is gradient access, a stronger adversary than the re-linker (who holds only the released weights) "
-               "and than Ziller et al.'s realistic setting (an attacker of the trained model). Its success at a budget does "
-               "not mean the re-linker succeeds there, and its failure holds only for the attack that was tried.")
+    out.append(
+        f"**The gradient-access attack.** It re-identifies {_fmt(strict['realistic_risk'])} of its targets at "
+        f"eps = {eps_tick_label(float(eps.min()))} and {_fmt(no_dp['realistic_risk'])} without DP (chance "
+        f"{_fmt(chance)}). "
+        + (
+            "It never beats twice chance at any DP budget here."
+            if not np.isfinite(first_attack)
+            else f"It first beats twice chance at eps = {eps_tick_label(float(first_attack))}"
+            + (
+                f"; at high budgets it succeeds on {_range(high, 'realistic_risk')} of its targets, so high-budget "
+                "DP does not stop this adversary here, unlike the image-space attacks Ziller et al. studied."
+                if len(high) and float(high["realistic_risk"].min()) > 2 * chance
+                else "."
+            )
+        )
+    )
+    out.append(
+        "**Whom this protects against.** This attack sees one pair's isolated noisy update of the image head: "
+        "that is gradient access, a stronger adversary than the re-linker (who holds only the released weights) "
+        "and than Ziller et al.'s realistic setting (an attacker of the trained model). Its success at a budget does "
+        "not mean the re-linker succeeds there, and its failure holds only for the attack that was tried."
+    )
     return out

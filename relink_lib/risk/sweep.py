@@ -13,6 +13,7 @@ the risks, the attack, the evaluation's scalars), and ``recall``, the evaluation
 stacked with their ``target_epsilon`` (one row per eps and whatever the rows index, e.g. pool,
 K and N).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,12 +34,28 @@ from .attack import AttackResult, gradient_inversion_attack
 from .rero import kappa_for, no_dp_bounds, rero_bounds
 from .tradeoff import DEFAULT_DISCRETIZATION, Mechanism
 
-__all__ = ["AttackSettings", "Evaluation", "BudgetSweep", "privacy_risks", "realistic_attack", "budget_sweep",
-           "door_position", "RECORD_FIELDS"]
+__all__ = [
+    "AttackSettings",
+    "Evaluation",
+    "BudgetSweep",
+    "privacy_risks",
+    "realistic_attack",
+    "budget_sweep",
+    "door_position",
+    "RECORD_FIELDS",
+]
 
 #: The DP record's fields copied into every sweep row.
-RECORD_FIELDS = ("target_epsilon", "epsilon", "delta", "noise_multiplier", "sample_rate", "steps",
-                 "max_grad_norm", "accountant")
+RECORD_FIELDS = (
+    "target_epsilon",
+    "epsilon",
+    "delta",
+    "noise_multiplier",
+    "sample_rate",
+    "steps",
+    "max_grad_norm",
+    "accountant",
+)
 
 
 @dataclass(frozen=True)
@@ -56,9 +73,13 @@ class AttackSettings:
     @classmethod
     def from_config(cls, budget: BudgetConfig, seed: int) -> "AttackSettings":
         """The ``attack_*`` settings of the profile's ``budget`` section, with the profile's seed."""
-        return cls(n_targets=int(budget.attack_targets), n_candidates=int(budget.attack_candidates),
-                   cos_threshold=float(budget.attack_cos_threshold), n_updates=int(budget.attack_updates),
-                   seed=int(seed))
+        return cls(
+            n_targets=int(budget.attack_targets),
+            n_candidates=int(budget.attack_candidates),
+            cos_threshold=float(budget.attack_cos_threshold),
+            n_updates=int(budget.attack_updates),
+            seed=int(seed),
+        )
 
     @classmethod
     def from_params(cls, params: ProfileLike) -> "AttackSettings":
@@ -93,14 +114,18 @@ class BudgetSweep:
 
     def to_json(self) -> dict[str, list[dict[str, Any]]]:
         """``{"sweep": per-eps rows, "recall": long rows}`` as JSON-ready records (NaN -> null)."""
-        return {"sweep": json.loads(self.table.to_json(orient="records")),
-                "recall": json.loads(self.recall.to_json(orient="records"))}
+        return {
+            "sweep": json.loads(self.table.to_json(orient="records")),
+            "recall": json.loads(self.recall.to_json(orient="records")),
+        }
 
     @classmethod
     def from_json(cls, payload: Mapping[str, Sequence[Mapping[str, Any]]]) -> "BudgetSweep":
         """The inverse of :meth:`to_json` (``target_epsilon`` null -> ``None``)."""
-        return cls(table=_none_eps(pd.DataFrame(list(payload["sweep"]))),
-                   recall=_none_eps(pd.DataFrame(list(payload["recall"]))))
+        return cls(
+            table=_none_eps(pd.DataFrame(list(payload["sweep"]))),
+            recall=_none_eps(pd.DataFrame(list(payload["recall"]))),
+        )
 
 
 def _is_private(record: Mapping[str, Any]) -> bool:
@@ -108,8 +133,13 @@ def _is_private(record: Mapping[str, Any]) -> bool:
     return bool(record.get("private", True)) and sigma is not None and float(sigma) > 0
 
 
-def privacy_risks(record: Mapping[str, Any], *, n_units: int | None = None, dof: int = 1,
-                  discretization: float = DEFAULT_DISCRETIZATION) -> dict[str, float]:
+def privacy_risks(
+    record: Mapping[str, Any],
+    *,
+    n_units: int | None = None,
+    dof: int = 1,
+    discretization: float = DEFAULT_DISCRETIZATION,
+) -> dict[str, float]:
     """Worst-case and relaxed ReRo of one trained model from its DP record (probabilities).
 
     kappa = 1 / ``n_units`` (default ``record["n_units"]``, the privacy units the trainer sampled);
@@ -128,8 +158,14 @@ def privacy_risks(record: Mapping[str, Any], *, n_units: int | None = None, dof:
     else:
         mech = Mechanism(float(record["noise_multiplier"]), float(record["sample_rate"]), int(record["steps"]))
         bounds = rero_bounds(kappa, mech, dof=dof, discretization=discretization)
-    return {"kappa": bounds.kappa, "worst_case_risk": bounds.worst_case, "worst_case_risk_lower": bounds.worst_case_lower,
-            "worst_case_risk_gdp": bounds.worst_case_gdp, "relaxed_risk": bounds.relaxed, "relaxed_dof": bounds.relaxed_dof}
+    return {
+        "kappa": bounds.kappa,
+        "worst_case_risk": bounds.worst_case,
+        "worst_case_risk_lower": bounds.worst_case_lower,
+        "worst_case_risk_gdp": bounds.worst_case_gdp,
+        "relaxed_risk": bounds.relaxed,
+        "relaxed_dof": bounds.relaxed_dof,
+    }
 
 
 def _linear_weight(head: nn.Module, name: str) -> torch.Tensor:
@@ -138,9 +174,18 @@ def _linear_weight(head: nn.Module, name: str) -> torch.Tensor:
     raise TypeError(f"{name}: the realistic attack needs a bias-free nn.Linear head (got {type(head).__name__})")
 
 
-def realistic_attack(image_head: nn.Module, text_head: nn.Module, image_feats: np.ndarray, text_feats: np.ndarray, *,
-                     bank_text_feats: np.ndarray, record: Mapping[str, Any], settings: AttackSettings,
-                     temperature: float | None = None, bank_image_feats: np.ndarray | None = None) -> AttackResult:
+def realistic_attack(
+    image_head: nn.Module,
+    text_head: nn.Module,
+    image_feats: np.ndarray,
+    text_feats: np.ndarray,
+    *,
+    bank_text_feats: np.ndarray,
+    record: Mapping[str, Any],
+    settings: AttackSettings,
+    temperature: float | None = None,
+    bank_image_feats: np.ndarray | None = None,
+) -> AttackResult:
     """Attack ``settings.n_targets`` random training pairs of the trained heads.
 
     ``image_feats`` (n, d_img), ``text_feats`` (n, d_txt): the private training pairs; banks (m, d).
@@ -154,7 +199,9 @@ def realistic_attack(image_head: nn.Module, text_head: nn.Module, image_feats: n
     x_img = torch.as_tensor(np.asarray(image_feats), dtype=w_img.dtype)
     x_txt = torch.as_tensor(np.asarray(text_feats), dtype=w_txt.dtype)
     if x_img.shape[0] != x_txt.shape[0]:
-        raise ValueError(f"image_feats/text_feats: expected the same number of rows, got {x_img.shape[0]} and {x_txt.shape[0]}")
+        raise ValueError(
+            f"image_feats/text_feats: expected the same number of rows, got {x_img.shape[0]} and {x_txt.shape[0]}"
+        )
     n = x_img.shape[0]
     if settings.n_candidates > n:
         raise ValueError(f"settings.n_candidates={settings.n_candidates}: more than the {n} training images")
@@ -167,19 +214,36 @@ def realistic_attack(image_head: nn.Module, text_head: nn.Module, image_feats: n
     joint = torch.sqrt((g_img**2).sum((1, 2)) + (g_txt**2).sum((1, 2))).numpy()
     private = _is_private(record)
     return gradient_inversion_attack(
-        g_img.numpy(), x_img.numpy(), targets,
+        g_img.numpy(),
+        x_img.numpy(),
+        targets,
         noise_multiplier=float(record["noise_multiplier"]) if private else 0.0,
         max_grad_norm=float(record["max_grad_norm"]) if private else None,
-        n_candidates=settings.n_candidates, cos_threshold=settings.cos_threshold, n_updates=settings.n_updates,
-        clip_norms=joint, seed=settings.seed + 1)
+        n_candidates=settings.n_candidates,
+        cos_threshold=settings.cos_threshold,
+        n_updates=settings.n_updates,
+        clip_norms=joint,
+        seed=settings.seed + 1,
+    )
 
 
-def budget_sweep(image_feats: np.ndarray, text_feats: np.ndarray, image_head: nn.Module, text_head: nn.Module, *,
-                 bank_text_feats: np.ndarray, epsilons: Sequence[float | None], config: DPConfig,
-                 evaluate: Callable[[nn.Module, nn.Module], Evaluation], attack: AttackSettings, dof: int,
-                 discretization: float, patient_ids: np.ndarray | None = None,
-                 bank_image_feats: np.ndarray | None = None,
-                 progress: Callable[[str], None] | None = None) -> BudgetSweep:
+def budget_sweep(
+    image_feats: np.ndarray,
+    text_feats: np.ndarray,
+    image_head: nn.Module,
+    text_head: nn.Module,
+    *,
+    bank_text_feats: np.ndarray,
+    epsilons: Sequence[float | None],
+    config: DPConfig,
+    evaluate: Callable[[nn.Module, nn.Module], Evaluation],
+    attack: AttackSettings,
+    dof: int,
+    discretization: float,
+    patient_ids: np.ndarray | None = None,
+    bank_image_feats: np.ndarray | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BudgetSweep:
     """Train and measure at each eps in ``epsilons`` (``None`` = non-private), in the given order.
 
     ``config``: the mitigation's :class:`relink_lib.dp.DPConfig`; only ``target_epsilon`` changes
@@ -204,19 +268,43 @@ def budget_sweep(image_feats: np.ndarray, text_feats: np.ndarray, image_head: nn
         if progress:
             progress(f"budget sweep: training at {label}")
         cfg = config.replace(target_epsilon=None if eps is None else float(eps), noise_multiplier=None)
-        result = train_heads(image_feats, text_feats, image_head, text_head, bank_text_feats=bank_text_feats,
-                             config=cfg, patient_ids=patient_ids, bank_image_feats=bank_image_feats)
+        result = train_heads(
+            image_feats,
+            text_feats,
+            image_head,
+            text_head,
+            bank_text_feats=bank_text_feats,
+            config=cfg,
+            patient_ids=patient_ids,
+            bank_image_feats=bank_image_feats,
+        )
         rec = result.record
         row: dict[str, Any] = {k: rec.get(k) for k in RECORD_FIELDS}
         row["target_epsilon"] = None if eps is None else float(eps)
         row.update(privacy_risks(rec, dof=dof, discretization=discretization))
-        att = realistic_attack(result.image_head, result.text_head, image_feats, text_feats,
-                               bank_text_feats=bank_text_feats, record=rec, settings=attack,
-                               temperature=cfg.temperature, bank_image_feats=bank_image_feats)
-        row.update({"realistic_risk": att.reidentification_rate, "realistic_cosine_rate": att.cosine_rate,
-                    "realistic_mean_abs_cos": att.mean_abs_cos, "realistic_chance": att.chance,
-                    "attack_candidates": att.n_candidates, "attack_targets": att.n_targets,
-                    "attack_cos_threshold": att.cos_threshold, "train_time_s": rec.get("train_time_s")})
+        att = realistic_attack(
+            result.image_head,
+            result.text_head,
+            image_feats,
+            text_feats,
+            bank_text_feats=bank_text_feats,
+            record=rec,
+            settings=attack,
+            temperature=cfg.temperature,
+            bank_image_feats=bank_image_feats,
+        )
+        row.update(
+            {
+                "realistic_risk": att.reidentification_rate,
+                "realistic_cosine_rate": att.cosine_rate,
+                "realistic_mean_abs_cos": att.mean_abs_cos,
+                "realistic_chance": att.chance,
+                "attack_candidates": att.n_candidates,
+                "attack_targets": att.n_targets,
+                "attack_cos_threshold": att.cos_threshold,
+                "train_time_s": rec.get("train_time_s"),
+            }
+        )
         t0 = time.perf_counter()
         evaluation = evaluate(result.image_head, result.text_head)
         row["eval_time_s"] = time.perf_counter() - t0
@@ -228,8 +316,11 @@ def budget_sweep(image_feats: np.ndarray, text_feats: np.ndarray, image_head: nn
             raise ValueError("evaluate: its recall rows must not carry target_epsilon (the sweep adds it)")
         row.update(metrics)
         rows.append(row)
-        recall.append(evaluation.recall.assign(target_epsilon=row["target_epsilon"])
-                      [["target_epsilon", *evaluation.recall.columns]])
+        recall.append(
+            evaluation.recall.assign(target_epsilon=row["target_epsilon"])[
+                ["target_epsilon", *evaluation.recall.columns]
+            ]
+        )
     return BudgetSweep(table=pd.DataFrame(rows), recall=pd.concat(recall, ignore_index=True))
 
 

@@ -21,6 +21,7 @@ to compute it live here:
   mu = q sqrt(T (e^{1/sigma^2} - 1)), exact when q = 1 (mu = sqrt(T) / sigma).
 - :func:`monte_carlo_profile`: a Monte Carlo estimate of the privacy loss and of delta(eps).
 """
+
 from __future__ import annotations
 
 import functools
@@ -64,7 +65,12 @@ class Mechanism:
 
     def __post_init__(self) -> None:
         sigma, q, steps = self.noise_multiplier, self.sample_rate, self.steps
-        if sigma is None or not isinstance(sigma, (int, float, np.integer, np.floating)) or math.isnan(sigma) or sigma < 0:
+        if (
+            sigma is None
+            or not isinstance(sigma, (int, float, np.integer, np.floating))
+            or math.isnan(sigma)
+            or sigma < 0
+        ):
             raise ValueError(f"noise_multiplier={sigma!r}: expected a number >= 0 (math.inf allowed)")
         if not isinstance(q, (int, float, np.integer, np.floating)) or not 0.0 <= q <= 1.0:
             raise ValueError(f"sample_rate={q!r}: expected a probability in [0, 1]")
@@ -82,7 +88,9 @@ class Mechanism:
     @property
     def inclusion_probability(self) -> float:
         """P(the target is sampled in at least one step) = 1 - (1 - q)^T."""
-        return -math.expm1(self.steps * math.log1p(-self.sample_rate)) if self.sample_rate < 1 else float(self.steps > 0)
+        return (
+            -math.expm1(self.steps * math.log1p(-self.sample_rate)) if self.sample_rate < 1 else float(self.steps > 0)
+        )
 
 
 def _as_alpha(alpha: float | np.ndarray) -> np.ndarray:
@@ -148,8 +156,9 @@ def _composed_pld(mech: Mechanism, discretization: float) -> tuple[object, objec
     return remove, add
 
 
-def privacy_profile(epsilons: np.ndarray, mech: Mechanism, *,
-                    discretization: float = DEFAULT_DISCRETIZATION) -> tuple[np.ndarray, np.ndarray]:
+def privacy_profile(
+    epsilons: np.ndarray, mech: Mechanism, *, discretization: float = DEFAULT_DISCRETIZATION
+) -> tuple[np.ndarray, np.ndarray]:
     """Hockey-stick divergences of the composed mechanism from dp_accounting's PLD.
 
     Returns ``(delta_remove, delta_add)`` at ``epsilons`` (nats, >= 0, any shape):
@@ -169,8 +178,9 @@ def privacy_profile(epsilons: np.ndarray, mech: Mechanism, *,
     return out[0], out[1]
 
 
-def tradeoff_from_profile(alpha: float | np.ndarray, epsilons: np.ndarray, delta_remove: np.ndarray,
-                          delta_add: np.ndarray | None = None) -> np.ndarray:
+def tradeoff_from_profile(
+    alpha: float | np.ndarray, epsilons: np.ndarray, delta_remove: np.ndarray, delta_add: np.ndarray | None = None
+) -> np.ndarray:
     """The trade-off curve T(P, Q)(alpha) implied by the two hockey-stick profiles on an eps grid.
 
     For a test of H0 'target absent' (P) against H1 'present' (Q) with type-I error alpha,
@@ -184,7 +194,9 @@ def tradeoff_from_profile(alpha: float | np.ndarray, epsilons: np.ndarray, delta
     d_r = np.asarray(delta_remove, dtype=float).ravel()
     d_a = d_r if delta_add is None else np.asarray(delta_add, dtype=float).ravel()
     if eps.size == 0 or eps.shape != d_r.shape or eps.shape != d_a.shape:
-        raise ValueError(f"epsilons/deltas: expected non-empty arrays of one length, got {eps.shape}, {d_r.shape}, {d_a.shape}")
+        raise ValueError(
+            f"epsilons/deltas: expected non-empty arrays of one length, got {eps.shape}, {d_r.shape}, {d_a.shape}"
+        )
     if np.any(eps < 0) or np.any(~np.isfinite(eps)):
         raise ValueError("epsilons: expected finite eps >= 0")
     af = a.ravel()[:, None]
@@ -216,8 +228,9 @@ def _pld_beta(alpha: np.ndarray, mech: Mechanism, discretization: float) -> np.n
     return tradeoff_from_profile(alpha, grid, d_r, d_a)
 
 
-def tradeoff_curve(alpha: float | np.ndarray, mech: Mechanism, *, discretization: float = DEFAULT_DISCRETIZATION,
-                   tol: float = 1e-6) -> np.ndarray:
+def tradeoff_curve(
+    alpha: float | np.ndarray, mech: Mechanism, *, discretization: float = DEFAULT_DISCRETIZATION, tol: float = 1e-6
+) -> np.ndarray:
     """beta(alpha) of the composed Poisson-subsampled Gaussian, from the PLD.
 
     Exact edge cases: sigma = inf, q = 0 or T = 0 -> 1 - alpha; sigma = 0 -> the noiseless limit
@@ -308,8 +321,9 @@ def _mc_hockey_stick(loss: np.ndarray, eps: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(val, nan=0.0), 0.0, 1.0)
 
 
-def monte_carlo_profile(epsilons: np.ndarray, mech: Mechanism, n_samples: int = 200_000, *,
-                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def monte_carlo_profile(
+    epsilons: np.ndarray, mech: Mechanism, n_samples: int = 200_000, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo ``(delta_remove, delta_add)``: E_Q[(1 - e^{eps - L})_+] and E_P[(1 - e^{eps + L})_+]."""
     eps = np.asarray(epsilons, dtype=float)
     loss_p, loss_q = monte_carlo_privacy_loss(mech, n_samples, seed=seed)

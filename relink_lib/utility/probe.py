@@ -12,6 +12,7 @@ Protocol (stated in chapter 7):
   :func:`patient_split`); a label without both classes in train or test gets AUROC NaN and is left
   out of the macro mean (the table says how many labels it averages).
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -30,7 +31,9 @@ UNCERTAIN_POLICIES = ("ignore", "positive", "negative")
 PROBE_SOLVERS = ("lbfgs", "newton-cholesky")
 
 
-def binarize_labels(label_matrix: ArrayLike, uncertain: str = "ignore", n_labels: int = len(CHEXPERT_LABELS)) -> np.ndarray:
+def binarize_labels(
+    label_matrix: ArrayLike, uncertain: str = "ignore", n_labels: int = len(CHEXPERT_LABELS)
+) -> np.ndarray:
     """Map 1 / 0 / -1 / NaN labels to 1 / 0 / NaN (NaN = left out) following the protocol above.
 
     Returns float ``(n, n_labels)``. Raises ``ValueError`` naming the first bad cell.
@@ -64,9 +67,18 @@ def patient_split(patient_ids: ArrayLike, test_fraction: float = 0.3, seed: int 
     return ~test, test
 
 
-def linear_probe_auroc(train_emb: ArrayLike, train_labels: ArrayLike, test_emb: ArrayLike, test_labels: ArrayLike, *,
-                       C: float = 1.0, uncertain: str = "ignore", labels: Sequence[str] = CHEXPERT_LABELS,
-                       max_iter: int = 2000, solver: str = "lbfgs") -> pd.DataFrame:
+def linear_probe_auroc(
+    train_emb: ArrayLike,
+    train_labels: ArrayLike,
+    test_emb: ArrayLike,
+    test_labels: ArrayLike,
+    *,
+    C: float = 1.0,
+    uncertain: str = "ignore",
+    labels: Sequence[str] = CHEXPERT_LABELS,
+    max_iter: int = 2000,
+    solver: str = "lbfgs",
+) -> pd.DataFrame:
     """Per-label and macro AUROC of logistic-regression probes on image embeddings.
 
     ``train_emb`` (n_tr, d), ``test_emb`` (n_te, d); labels ``(n, len(labels))`` with 1 / 0 / -1 / NaN.
@@ -77,16 +89,32 @@ def linear_probe_auroc(train_emb: ArrayLike, train_labels: ArrayLike, test_emb: 
     n_tr, n_te = len(np.asarray(train_emb)), len(np.asarray(test_emb))
     n_ytr, n_yte = len(np.asarray(train_labels)), len(np.asarray(test_labels))
     if (n_ytr, n_yte) != (n_tr, n_te):
-        raise ValueError(f"train_labels/test_labels: expected {n_tr} and {n_te} rows (one per embedding), "
-                         f"got {n_ytr} and {n_yte}")
-    return linear_probe_aurocs(train_emb, train_labels, {"test": (test_emb, test_labels)}, C=C, uncertain=uncertain,
-                               labels=labels, max_iter=max_iter, solver=solver)["test"]
+        raise ValueError(
+            f"train_labels/test_labels: expected {n_tr} and {n_te} rows (one per embedding), got {n_ytr} and {n_yte}"
+        )
+    return linear_probe_aurocs(
+        train_emb,
+        train_labels,
+        {"test": (test_emb, test_labels)},
+        C=C,
+        uncertain=uncertain,
+        labels=labels,
+        max_iter=max_iter,
+        solver=solver,
+    )["test"]
 
 
-def linear_probe_aurocs(train_emb: ArrayLike, train_labels: ArrayLike,
-                        test_sets: Mapping[str, tuple[ArrayLike, ArrayLike]], *, C: float = 1.0,
-                        uncertain: str = "ignore", labels: Sequence[str] = CHEXPERT_LABELS, max_iter: int = 2000,
-                        solver: str = "lbfgs") -> dict[str, pd.DataFrame]:
+def linear_probe_aurocs(
+    train_emb: ArrayLike,
+    train_labels: ArrayLike,
+    test_sets: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    *,
+    C: float = 1.0,
+    uncertain: str = "ignore",
+    labels: Sequence[str] = CHEXPERT_LABELS,
+    max_iter: int = 2000,
+    solver: str = "lbfgs",
+) -> dict[str, pd.DataFrame]:
     """:func:`linear_probe_auroc` for several test sets: one fit per label, scored on each ``(emb, labels)``.
 
     Returns ``name -> table`` as :func:`linear_probe_auroc` (the same probes score every test set).
@@ -124,24 +152,37 @@ def linear_probe_aurocs(train_emb: ArrayLike, train_labels: ArrayLike,
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in tests}
     with threadpool_limits(limits=1):  # small dense problems: BLAS threads would only contend
         for j, label in enumerate(labels):
-            for name, row in _fit_label(ztr, ytr[:, j], {n: (zte[n], tests[n][1][:, j]) for n in tests}, label, C,
-                                        max_iter, solver).items():
+            for name, row in _fit_label(
+                ztr, ytr[:, j], {n: (zte[n], tests[n][1][:, j]) for n in tests}, label, C, max_iter, solver
+            ).items():
                 rows[name].append(row)
     out = {}
     for name, r in rows.items():
         df = pd.DataFrame(r)
         defined = df["auroc"].dropna()
-        macro = {"label": "macro", "auroc": float(defined.mean()) if len(defined) else np.nan,
-                 "n_train_pos": int(df["n_train_pos"].sum()), "n_train_neg": int(df["n_train_neg"].sum()),
-                 "n_test_pos": int(df["n_test_pos"].sum()), "n_test_neg": int(df["n_test_neg"].sum())}
+        macro = {
+            "label": "macro",
+            "auroc": float(defined.mean()) if len(defined) else np.nan,
+            "n_train_pos": int(df["n_train_pos"].sum()),
+            "n_train_neg": int(df["n_train_neg"].sum()),
+            "n_test_pos": int(df["n_test_pos"].sum()),
+            "n_test_neg": int(df["n_test_neg"].sum()),
+        }
         df = pd.concat([df, pd.DataFrame([macro])], ignore_index=True)
         df["n_labels"] = len(defined)
         out[name] = df
     return out
 
 
-def _fit_label(ztr: np.ndarray, ytr: np.ndarray, tests: Mapping[str, tuple[np.ndarray, np.ndarray]], label: str,
-               C: float, max_iter: int, solver: str = "lbfgs") -> dict[str, dict[str, Any]]:
+def _fit_label(
+    ztr: np.ndarray,
+    ytr: np.ndarray,
+    tests: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    label: str,
+    C: float,
+    max_iter: int,
+    solver: str = "lbfgs",
+) -> dict[str, dict[str, Any]]:
     """One label's probe: fit on rows with a defined label, AUROC on each test set's rows with one."""
     mtr = ~np.isnan(ytr)
     a = ytr[mtr]
@@ -151,8 +192,14 @@ def _fit_label(ztr: np.ndarray, ytr: np.ndarray, tests: Mapping[str, tuple[np.nd
     for name, (zte, yte) in tests.items():
         mte = ~np.isnan(yte)
         b = yte[mte]
-        row = {"label": label, "auroc": np.nan, "n_train_pos": n_pos, "n_train_neg": n_neg,
-               "n_test_pos": int(b.sum()), "n_test_neg": int((b == 0).sum())}
+        row = {
+            "label": label,
+            "auroc": np.nan,
+            "n_train_pos": n_pos,
+            "n_train_neg": n_neg,
+            "n_test_pos": int(b.sum()),
+            "n_test_neg": int((b == 0).sum()),
+        }
         if min(n_pos, n_neg, row["n_test_pos"], row["n_test_neg"]) > 0:
             if clf is None:
                 clf = LogisticRegression(C=C, max_iter=max_iter, solver=solver).fit(ztr[mtr], a)

@@ -7,6 +7,7 @@ equals the query's (``relevance="exact"``; labels 1 = positive, 0 / -1 / NaN = n
 or when the two share at least one positive label (``relevance="any"``). Ties in similarity
 are broken by row order. ``chance`` is the expected precision of K reports drawn at random.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,16 @@ def _relevance_matrix(pos: np.ndarray, rows: np.ndarray, relevance: str) -> np.n
     return (pos[rows].astype(np.int32) @ pos.T.astype(np.int32)) > 0
 
 
-def label_retrieval_precision(image_emb: ArrayLike, report_emb: ArrayLike, label_matrix: ArrayLike, *, k: int = 10,
-                              relevance: str = "exact", exclude_self: bool = True, chunk_size: int = 1024) -> pd.DataFrame:
+def label_retrieval_precision(
+    image_emb: ArrayLike,
+    report_emb: ArrayLike,
+    label_matrix: ArrayLike,
+    *,
+    k: int = 10,
+    relevance: str = "exact",
+    exclude_self: bool = True,
+    chunk_size: int = 1024,
+) -> pd.DataFrame:
     """Mean label-level precision@``k`` of image -> report retrieval.
 
     ``image_emb`` / ``report_emb`` (n, d), row i pairs with row i (L2-normalised here);
@@ -35,7 +44,9 @@ def label_retrieval_precision(image_emb: ArrayLike, report_emb: ArrayLike, label
         raise ValueError(f"relevance: expected one of {RELEVANCE}, got {relevance!r}")
     img, rep = np.asarray(image_emb, dtype=np.float32), np.asarray(report_emb, dtype=np.float32)
     if img.ndim != 2 or img.shape != rep.shape:
-        raise ValueError(f"image_emb/report_emb: expected two (n, d) arrays of the same shape, got {img.shape} and {rep.shape}")
+        raise ValueError(
+            f"image_emb/report_emb: expected two (n, d) arrays of the same shape, got {img.shape} and {rep.shape}"
+        )
     y = np.asarray(label_matrix, dtype=np.float64)
     if y.ndim != 2 or len(y) != len(img):
         raise ValueError(f"label_matrix: expected {len(img)} rows (one per pair), got shape {y.shape}")
@@ -61,5 +72,14 @@ def label_retrieval_precision(image_emb: ArrayLike, report_emb: ArrayLike, label
         top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         precision[rows] = np.take_along_axis(rel_c, top, axis=1).mean(1)
         chance[rows] = rel_c.sum(1) / n_cand
-    return pd.DataFrame([{"k": int(k), "relevance": relevance, "precision": float(precision.mean()),
-                          "chance": float(chance.mean()), "n_queries": n}])
+    return pd.DataFrame(
+        [
+            {
+                "k": int(k),
+                "relevance": relevance,
+                "precision": float(precision.mean()),
+                "chance": float(chance.mean()),
+                "n_queries": n,
+            }
+        ]
+    )

@@ -13,6 +13,7 @@ Works through any heads: pass a :class:`~relink_lib.models.base.DualEncoder` (it
 or an encoder plus other ``image_head`` / ``text_head`` (e.g. the DP heads), or precomputed
 prompt features.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence, Union
@@ -70,11 +71,18 @@ def _head_apply(head: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
-def zero_shot_auroc(encoder: DualEncoder | None, image_features: np.ndarray | torch.Tensor,
-                    label_matrix: np.ndarray | pd.DataFrame, prompts: Prompts | None = None, *,
-                    image_head: torch.nn.Module | None = None, text_head: torch.nn.Module | None = None,
-                    prompt_features: PromptFeatures | None = None,
-                    labels: Sequence[str] = CHEXPERT_LABELS, mode: str = "contrast") -> pd.DataFrame:
+def zero_shot_auroc(
+    encoder: DualEncoder | None,
+    image_features: np.ndarray | torch.Tensor,
+    label_matrix: np.ndarray | pd.DataFrame,
+    prompts: Prompts | None = None,
+    *,
+    image_head: torch.nn.Module | None = None,
+    text_head: torch.nn.Module | None = None,
+    prompt_features: PromptFeatures | None = None,
+    labels: Sequence[str] = CHEXPERT_LABELS,
+    mode: str = "contrast",
+) -> pd.DataFrame:
     """Per-label zero-shot AUROC and their macro mean.
 
     encoder: a DualEncoder (supplies ``text_features`` for the prompts and, unless overridden,
@@ -99,16 +107,24 @@ def zero_shot_auroc(encoder: DualEncoder | None, image_features: np.ndarray | to
         y_all = label_matrix[labels].to_numpy(dtype=np.float64)
     else:
         y_all = np.asarray(label_matrix, dtype=np.float64)
-    feats = image_features.detach().cpu().numpy() if isinstance(image_features, torch.Tensor) else np.asarray(image_features)
+    feats = (
+        image_features.detach().cpu().numpy()
+        if isinstance(image_features, torch.Tensor)
+        else np.asarray(image_features)
+    )
     if feats.ndim != 2:
         raise ValueError(f"image_features: expected a 2-D array (n, d_img), got shape {feats.shape}")
     if y_all.shape != (len(feats), len(labels)):
-        raise ValueError(f"label_matrix: expected shape ({len(feats)}, {len(labels)}) (one row per image, one column per label), "
-                         f"got {y_all.shape}")
+        raise ValueError(
+            f"label_matrix: expected shape ({len(feats)}, {len(labels)}) (one row per image, one column per label), "
+            f"got {y_all.shape}"
+        )
     bad = ~np.isnan(y_all) & ~np.isin(y_all, (1.0, 0.0, -1.0))
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise ValueError(f"label_matrix: row {r} column {labels[c]!r} has value {float(y_all[r, c])!r}; expected 1, 0, -1 or NaN")
+        raise ValueError(
+            f"label_matrix: row {r} column {labels[c]!r} has value {float(y_all[r, c])!r}; expected 1, 0, -1 or NaN"
+        )
     image_head = image_head if image_head is not None else getattr(encoder, "image_head", None)
     text_head = text_head if text_head is not None else getattr(encoder, "text_head", None)
     if image_head is None or text_head is None:
@@ -125,7 +141,7 @@ def zero_shot_auroc(encoder: DualEncoder | None, image_features: np.ndarray | to
             pos, neg = prompts[label]
             pos_l, neg_l = _as_list(pos, label), _as_list(neg, label)
             tf = encoder.text_features(pos_l + neg_l).numpy()
-            embedded[label] = (tf[:len(pos_l)], tf[len(pos_l):])
+            embedded[label] = (tf[: len(pos_l)], tf[len(pos_l) :])
         prompt_features = embedded
     img = _head_apply(image_head, feats)
     rows = []
@@ -147,13 +163,24 @@ def zero_shot_auroc(encoder: DualEncoder | None, image_features: np.ndarray | to
         rows.append({"label": label, "auroc": auroc, "n_pos": n_pos, "n_neg": n_neg, "n_excluded": int((~keep).sum())})
     df = pd.DataFrame(rows)
     defined = df["auroc"].dropna()
-    macro = {"label": "macro", "auroc": float(defined.mean()) if len(defined) else float("nan"),
-             "n_pos": int(df["n_pos"].sum()), "n_neg": int(df["n_neg"].sum()), "n_excluded": int(df["n_excluded"].sum())}
+    macro = {
+        "label": "macro",
+        "auroc": float(defined.mean()) if len(defined) else float("nan"),
+        "n_pos": int(df["n_pos"].sum()),
+        "n_neg": int(df["n_neg"].sum()),
+        "n_excluded": int(df["n_excluded"].sum()),
+    }
     return pd.concat([df, pd.DataFrame([macro])], ignore_index=True)
 
 
-def zero_shot_by_rung(params: ProfileLike, cohort: Cohort, rungs: Sequence[Rung], split: str = "test",
-                      prompts: Prompts | None = None, mode: str = "contrast") -> pd.DataFrame:
+def zero_shot_by_rung(
+    params: ProfileLike,
+    cohort: Cohort,
+    rungs: Sequence[Rung],
+    split: str = "test",
+    prompts: Prompts | None = None,
+    mode: str = "contrast",
+) -> pd.DataFrame:
     """Zero-shot AUROC of every rung on ``split`` of ``cohort`` from cached features.
 
     Returns the long table ``rung, rung_index, label, auroc, n_pos, n_neg, n_excluded`` (the

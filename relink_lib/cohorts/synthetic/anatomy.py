@@ -4,18 +4,35 @@ Everything is drawn with vectorised numpy from one ``Generator``; the result is 
 arrays, one entry per study (``n``), that both the renderer and the report writer read, so the
 image and the report carry the same instance detail.
 """
+
 from __future__ import annotations
 
 import numpy as np
-
-from .prevalence import (CHRONIC_DEVICE_RATES, FACTORS, HEALTHY_PERSISTENCE, PATHOLOGIES, POSITIVE, UNCERTAIN,
-                         assign_states, calibrate, latent_liabilities)
 from scipy.special import ndtri
+
+from .prevalence import (
+    CHRONIC_DEVICE_RATES,
+    FACTORS,
+    HEALTHY_PERSISTENCE,
+    PATHOLOGIES,
+    POSITIVE,
+    UNCERTAIN,
+    assign_states,
+    calibrate,
+    latent_liabilities,
+)
 
 STUDIES_PER_PATIENT_P: np.ndarray = np.array([0.34, 0.22, 0.16, 0.12, 0.09, 0.07])
 """Probability of 1..6 studies per patient (mean about 2.5)."""
 
-LOBES: tuple[str, ...] = ("right upper lobe", "right middle lobe", "right lower lobe", "left upper lobe", "lingula", "left lower lobe")
+LOBES: tuple[str, ...] = (
+    "right upper lobe",
+    "right middle lobe",
+    "right lower lobe",
+    "left upper lobe",
+    "lingula",
+    "left lower lobe",
+)
 # lobe centres in image coordinates (u: -1 image left = patient right .. 1; v: -1 top .. 1 bottom)
 LOBE_U = np.array([-0.40, -0.38, -0.42, 0.40, 0.36, 0.42])
 LOBE_V = np.array([-0.42, 0.02, 0.28, -0.42, 0.05, 0.30])
@@ -86,7 +103,9 @@ def sample_studies(n_pairs: int, rng: np.random.Generator, site: str) -> dict[st
     pats, pid, order = sample_patients(n_pairs, rng)
     n = n_pairs
     healthy_rate, q_pos, q_unc = calibrate(site)
-    z = latent_liabilities(pats["f"][pid], rng.standard_normal((n, len(FACTORS))), pats["e"][pid], rng.standard_normal((n, 13)))
+    z = latent_liabilities(
+        pats["f"][pid], rng.standard_normal((n, len(FACTORS))), pats["e"][pid], rng.standard_normal((n, 13))
+    )
     hz = np.sqrt(HEALTHY_PERSISTENCE) * pats["h"][pid] + np.sqrt(1 - HEALTHY_PERSISTENCE) * rng.standard_normal(n)
     healthy = hz > ndtri(1.0 - healthy_rate)
     states = assign_states(z, healthy, q_pos, q_unc)
@@ -95,6 +114,7 @@ def sample_studies(n_pairs: int, rng: np.random.Generator, site: str) -> dict[st
     for j, label in enumerate(PATHOLOGIES):
         s["state_" + label] = states[:, j]
     s["state_acute_devices"] = states[:, 12]
+
     # uncertain findings are visible but subtle on the image in 60% of studies
     def present(label: str) -> np.ndarray:
         st = s["state_" + label]
@@ -106,8 +126,25 @@ def sample_studies(n_pairs: int, rng: np.random.Generator, site: str) -> dict[st
 
     idx = {l: j for j, l in enumerate(PATHOLOGIES)}
     # copy patient anatomy onto studies
-    for key in ("age", "male", "ctr", "lung_w", "lung_h", "med_w", "rib_phase", "rib_spacing", "dome", "scoliosis",
-                "sternotomy", "n_wires", "pacemaker", "pacer_side", "port", "port_side", "texture"):
+    for key in (
+        "age",
+        "male",
+        "ctr",
+        "lung_w",
+        "lung_h",
+        "med_w",
+        "rib_phase",
+        "rib_spacing",
+        "dome",
+        "scoliosis",
+        "sternotomy",
+        "n_wires",
+        "pacemaker",
+        "pacer_side",
+        "port",
+        "port_side",
+        "texture",
+    ):
         s[key] = pats[key][pid]
     s["age"] = s["age"] + order  # roughly a study a year
     # acquisition: view, rotation, inspiration, exposure
@@ -122,12 +159,17 @@ def sample_studies(n_pairs: int, rng: np.random.Generator, site: str) -> dict[st
     # cardiomegaly: heart size from the patient's baseline and the label state
     cm = s["state_Cardiomegaly"]
     cm_sev = severity(idx["Cardiomegaly"])
-    ctr = np.where(cm == POSITIVE, np.maximum(s["ctr"], 0.53 + 0.045 * cm_sev + rng.normal(0, 0.01, n)),
-                   np.where(cm == UNCERTAIN, np.clip(s["ctr"], 0.49, 0.53), np.minimum(s["ctr"], 0.49)))
+    ctr = np.where(
+        cm == POSITIVE,
+        np.maximum(s["ctr"], 0.53 + 0.045 * cm_sev + rng.normal(0, 0.01, n)),
+        np.where(cm == UNCERTAIN, np.clip(s["ctr"], 0.49, 0.53), np.minimum(s["ctr"], 0.49)),
+    )
     s["ctr"] = ctr + rng.normal(0, 0.006, n)
     s["cardiomegaly_severity"] = cm_sev
     # enlarged cardiomediastinum: widened mediastinum
-    s["med_w"] = s["med_w"] + present("Enlarged Cardiomediastinum") * (0.04 + 0.03 * severity(idx["Enlarged Cardiomediastinum"]))
+    s["med_w"] = s["med_w"] + present("Enlarged Cardiomediastinum") * (
+        0.04 + 0.03 * severity(idx["Enlarged Cardiomediastinum"])
+    )
     # effusion: side and size
     eff = present("Pleural Effusion")
     s["effusion_side"] = np.where(eff, _cat(rng, [0.36, 0.30, 0.34], n), -1)
@@ -174,7 +216,10 @@ def sample_studies(n_pairs: int, rng: np.random.Generator, site: str) -> dict[st
     chest = acute & (rng.random(n) < np.where(ptx | eff, 0.35, 0.04))
     none = acute & ~(et | ng | cvc | picc | chest)
     pick = _cat(rng, [0.3, 0.15, 0.3, 0.25], n)
-    et |= none & (pick == 0); ng |= none & (pick == 1); cvc |= none & (pick == 2); picc |= none & (pick == 3)
+    et |= none & (pick == 0)
+    ng |= none & (pick == 1)
+    cvc |= none & (pick == 2)
+    picc |= none & (pick == 3)
     s.update({"et_tube": et, "ng_tube": ng, "cvc": cvc, "picc": picc, "chest_tube": chest})
     s["et_tip_cm"] = np.clip(rng.normal(4.5, 1.3, n), 0.8, 9.0)  # above the carina
     s["cvc_side"] = np.where(rng.random(n) < 0.75, -1, 1)  # internal jugular, -1 = right

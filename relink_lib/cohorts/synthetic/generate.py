@@ -1,4 +1,5 @@
 """``make_synthetic_cohort``: the embedded paired cohort, deterministic from a seed."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,14 @@ SITE_CODES = {"internal": 1, "external": 2}
 DEFAULT_SPLIT_FRACTIONS = {"internal": (0.8, 0.1, 0.1), "external": (0.85, 0.15, 0.0)}
 """Patient-level split fractions (train, val, test); the external site mimics CheXpert Plus (train/valid only)."""
 
-GENERATOR_COLUMNS: tuple[str, ...] = ("mentions_device", "mentions_measurement", "mentions_laterality", "mentions_chronic",
-                                      "sex", "age")
+GENERATOR_COLUMNS: tuple[str, ...] = (
+    "mentions_device",
+    "mentions_measurement",
+    "mentions_laterality",
+    "mentions_chronic",
+    "sex",
+    "age",
+)
 """Columns only the generator knows (kept in the cache by the stage, not in the official layouts' round trip)."""
 
 _CHUNK = 256
@@ -28,12 +35,20 @@ _CHUNK = 256
 
 def _dicom_id(seed: int, site: str, i: int) -> str:
     h = hashlib.sha1(f"{seed}:{site}:{i}".encode()).hexdigest()[:40]
-    return "-".join(h[k:k + 8] for k in range(0, 40, 8))
+    return "-".join(h[k : k + 8] for k in range(0, 40, 8))
 
 
-def make_synthetic_cohort(n_pairs: int, image_size: int = 128, seed: int = 0, site: str = "internal", report_detail: float = 1.0,
-                          image_noise: float = 1.0, split_fractions: Sequence[float] | None = None,
-                          text: str = "findings+impression", n_jobs: int | None = None) -> Cohort:
+def make_synthetic_cohort(
+    n_pairs: int,
+    image_size: int = 128,
+    seed: int = 0,
+    site: str = "internal",
+    report_detail: float = 1.0,
+    image_noise: float = 1.0,
+    split_fractions: Sequence[float] | None = None,
+    text: str = "findings+impression",
+    n_jobs: int | None = None,
+) -> Cohort:
     """Generate a public synthetic paired cohort of ``n_pairs`` image-report pairs (one frontal image per study).
 
     Parameters
@@ -79,18 +94,24 @@ def make_synthetic_cohort(n_pairs: int, image_size: int = 128, seed: int = 0, si
         study_id = np.char.add(np.char.add(patient_id, "/study"), np.char.mod("%d", order + 1))
     pairs.insert(0, "patient_id", patient_id.astype(object))
     pairs.insert(1, "study_id", study_id.astype(object))
-    pairs["split"] = patient_split(pairs["patient_id"], fractions, seed=int(np.random.default_rng(s_split).integers(2**31)))
+    pairs["split"] = patient_split(
+        pairs["patient_id"], fractions, seed=int(np.random.default_rng(s_split).integers(2**31))
+    )
     if site == "internal":
         dicom = [_dicom_id(seed, site, i) for i in range(n_pairs)]
         pairs["dicom_id"] = dicom
-        pairs["image_path"] = [f"files/p{p[:2]}/p{p}/s{st}/{d}.jpg" for p, st, d in zip(pairs["patient_id"], pairs["study_id"], dicom)]
+        pairs["image_path"] = [
+            f"files/p{p[:2]}/p{p}/s{st}/{d}.jpg" for p, st, d in zip(pairs["patient_id"], pairs["study_id"], dicom)
+        ]
     else:
         split_dir = np.where(pairs["split"].to_numpy() == "train", "train", "valid")
         pairs["image_path"] = [f"{sd}/{st}/view1_frontal.jpg" for sd, st in zip(split_dir, pairs["study_id"])]
     pairs["view"] = s["view"].astype(object)
     pairs["site"] = site
     pairs["study_order"] = order + 1
-    base = pd.Timestamp("2150-01-01") + pd.to_timedelta(np.random.default_rng(s_split).integers(0, 3650, pid.max() + 1)[pid], unit="D")
+    base = pd.Timestamp("2150-01-01") + pd.to_timedelta(
+        np.random.default_rng(s_split).integers(0, 3650, pid.max() + 1)[pid], unit="D"
+    )
     pairs["study_date"] = (base + pd.to_timedelta(order * 90, unit="D")).strftime("%Y%m%d").astype(str)
     pairs["sex"] = np.where(s["male"], "M", "F")
     pairs["age"] = s["age"].astype(int)
@@ -103,7 +124,9 @@ def make_synthetic_cohort(n_pairs: int, image_size: int = 128, seed: int = 0, si
 
     def work(k: int) -> None:
         rows_k = chunks[k]
-        images[rows_k] = render_batch(s, rows_k, image_size, np.random.default_rng(chunk_seeds[k]), site, image_noise, bank)
+        images[rows_k] = render_batch(
+            s, rows_k, image_size, np.random.default_rng(chunk_seeds[k]), site, image_noise, bank
+        )
 
     n_jobs = n_jobs or min(2, os.cpu_count() or 1)
     if n_jobs > 1 and len(chunks) > 1:
@@ -112,7 +135,15 @@ def make_synthetic_cohort(n_pairs: int, image_size: int = 128, seed: int = 0, si
     else:
         for k in range(len(chunks)):
             work(k)
-    summary = {"source": "synthetic", "site": site, "seed": int(seed), "n_pairs": n_pairs,
-               "n_patients": int(pairs["patient_id"].nunique()), "image_size": image_size,
-               "report_detail": float(report_detail), "image_noise": float(image_noise), "excluded": {}}
+    summary = {
+        "source": "synthetic",
+        "site": site,
+        "seed": int(seed),
+        "n_pairs": n_pairs,
+        "n_patients": int(pairs["patient_id"].nunique()),
+        "image_size": image_size,
+        "report_detail": float(report_detail),
+        "image_noise": float(image_noise),
+        "excluded": {},
+    }
     return Cohort(pairs, root=None, public=True, name=f"synthetic-{site}", summary=summary, images=images)

@@ -8,6 +8,7 @@ quoting them). ``CHEXPERT_PREVALENCE`` is the same for the CheXpert training set
 latent Gaussian factor model at these marginals, so the co-occurrence comes from shared factors
 (cardiac, infection, intensive care, trauma, mass) and a patient-level random effect.
 """
+
 from __future__ import annotations
 
 import functools
@@ -77,17 +78,31 @@ LOADINGS: dict[str, tuple[float, float, float, float, float]] = {
 FACTOR_PERSISTENCE: tuple[float, ...] = (0.6, 0.3, 0.4, 0.5, 0.85)
 """Share of each factor's variance that is the patient's (stable across their studies)."""
 
-LABEL_PERSISTENCE: dict[str, float] = {"Cardiomegaly": 0.8, "Lung Lesion": 0.85, "Pleural Other": 0.8,
-                                       "Enlarged Cardiomediastinum": 0.6, "Fracture": 0.5}
+LABEL_PERSISTENCE: dict[str, float] = {
+    "Cardiomegaly": 0.8,
+    "Lung Lesion": 0.85,
+    "Pleural Other": 0.8,
+    "Enlarged Cardiomediastinum": 0.6,
+    "Fracture": 0.5,
+}
 """Share of each label's idiosyncratic variance that is the patient's (default 0.3)."""
 
 HEALTHY_PERSISTENCE = 0.5
 
 # probability that a report explicitly negates a label the study does not have
 NEGATION_RATE: dict[str, float] = {
-    "Atelectasis": 0.01, "Cardiomegaly": 0.10, "Consolidation": 0.16, "Edema": 0.14,
-    "Enlarged Cardiomediastinum": 0.06, "Fracture": 0.02, "Lung Lesion": 0.01, "Lung Opacity": 0.03,
-    "Pleural Effusion": 0.22, "Pleural Other": 0.0, "Pneumonia": 0.12, "Pneumothorax": 0.30,
+    "Atelectasis": 0.01,
+    "Cardiomegaly": 0.10,
+    "Consolidation": 0.16,
+    "Edema": 0.14,
+    "Enlarged Cardiomediastinum": 0.06,
+    "Fracture": 0.02,
+    "Lung Lesion": 0.01,
+    "Lung Opacity": 0.03,
+    "Pleural Effusion": 0.22,
+    "Pleural Other": 0.0,
+    "Pneumonia": 0.12,
+    "Pneumothorax": 0.30,
 }
 
 CHRONIC_DEVICE_RATES: dict[str, float] = {"sternotomy": 0.06, "pacemaker": 0.035, "port": 0.035}
@@ -138,12 +153,18 @@ def calibrate(site: str) -> tuple[float, np.ndarray, np.ndarray]:
     prev = site_prevalence(site)
     chronic_sd = 1.0 - np.prod([1.0 - r for r in CHRONIC_DEVICE_RATES.values()])
     h = prev["No Finding"][0]
-    pos_t = np.array([prev[l][0] for l in PATHOLOGIES] + [max(prev["Support Devices"][0] - chronic_sd, 1e-4) / (1 - chronic_sd)])
+    pos_t = np.array(
+        [prev[l][0] for l in PATHOLOGIES] + [max(prev["Support Devices"][0] - chronic_sd, 1e-4) / (1 - chronic_sd)]
+    )
     unc_t = np.array([prev[l][1] for l in PATHOLOGIES] + [prev["Support Devices"][1]])
     rng = np.random.default_rng(12345)
     n = 40000
-    z = latent_liabilities(rng.standard_normal((n, len(FACTORS))), rng.standard_normal((n, len(FACTORS))),
-                           rng.standard_normal((n, 13)), rng.standard_normal((n, 13)))
+    z = latent_liabilities(
+        rng.standard_normal((n, len(FACTORS))),
+        rng.standard_normal((n, len(FACTORS))),
+        rng.standard_normal((n, 13)),
+        rng.standard_normal((n, 13)),
+    )
     healthy = rng.random(n) < h
     pos, unc = pos_t / (1 - h), unc_t / (1 - h)
     for _ in range(12):
@@ -158,12 +179,14 @@ def calibrate(site: str) -> tuple[float, np.ndarray, np.ndarray]:
     return float(h), q_pos, q_unc
 
 
-def latent_liabilities(f_patient: np.ndarray, f_study: np.ndarray, e_patient: np.ndarray, e_study: np.ndarray) -> np.ndarray:
+def latent_liabilities(
+    f_patient: np.ndarray, f_study: np.ndarray, e_patient: np.ndarray, e_study: np.ndarray
+) -> np.ndarray:
     """Standard-normal liabilities ``(n, 13)`` from patient/study factor draws ``(n, 5)`` and noise ``(n, 13)``."""
     rho_f = np.asarray(FACTOR_PERSISTENCE)
     factors = np.sqrt(rho_f) * f_patient + np.sqrt(1 - rho_f) * f_study
     load = loading_matrix()
     rho_e = np.array([LABEL_PERSISTENCE.get(l, 0.3) for l in PATHOLOGIES] + [0.3])
     noise = np.sqrt(rho_e) * e_patient + np.sqrt(1 - rho_e) * e_study
-    resid = np.sqrt(1.0 - (load ** 2).sum(axis=1))
+    resid = np.sqrt(1.0 - (load**2).sum(axis=1))
     return factors @ load.T + resid * noise

@@ -6,6 +6,7 @@ Images are drawn analytically on a per-image rotated/shifted coordinate grid ``(
 diaphragm, findings, devices) goes through a site-specific film response, then noise. Findings
 and devices are drawn only on the images that have them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -105,8 +106,15 @@ def _upsample(x: np.ndarray, size: int) -> np.ndarray:
     return _smooth_field(x, size)
 
 
-def render_batch(s: dict[str, np.ndarray], rows: np.ndarray, size: int, rng: np.random.Generator, site: str,
-                 image_noise: float = 1.0, noise_bank: np.ndarray | None = None) -> np.ndarray:
+def render_batch(
+    s: dict[str, np.ndarray],
+    rows: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    site: str,
+    image_noise: float = 1.0,
+    noise_bank: np.ndarray | None = None,
+) -> np.ndarray:
     """Render studies ``rows`` of the state dict ``s`` as uint8 images ``(len(rows), size, size)``.
 
     ``noise_bank`` (``(K, size, size)`` standard normals) supplies the pixel noise frames; each image
@@ -161,7 +169,9 @@ def render_batch(s: dict[str, np.ndarray], rows: np.ndarray, size: int, rng: np.
     # clavicles: both at once, a band along a line rising laterally from the manubrium
     au = np.abs(u)
     clav_line = _F(-0.74) - _F(0.22) * (au - _F(0.07))
-    dens += _F(0.12) * _bump((v - clav_line) ** 2, 0.035 ** 2) * _sig((au - 0.07) * _F(60.0)) * _sig((0.62 - au) * _F(40.0))
+    dens += (
+        _F(0.12) * _bump((v - clav_line) ** 2, 0.035**2) * _sig((au - 0.07) * _F(60.0)) * _sig((0.62 - au) * _F(40.0))
+    )
     lung_of = {-1: lungR, 1: lungL}
 
     def sub(mask: np.ndarray) -> np.ndarray:
@@ -198,7 +208,7 @@ def render_batch(s: dict[str, np.ndarray], rows: np.ndarray, size: int, rng: np.
     if len(i):
         sgn = g["pleural_side"][i].astype(_F)[:, None, None]
         xn = (u[i] - sgn * _F(0.40) * lw_[i]) / (_F(0.30) * lw_[i])
-        dens[i] += _F(0.14) * _bump((np.abs(xn) - 0.93) ** 2, 0.06 ** 2) * _sig(sgn * xn * _F(10.0)) * body[i]
+        dens[i] += _F(0.14) * _bump((np.abs(xn) - 0.93) ** 2, 0.06**2) * _sig(sgn * xn * _F(10.0)) * body[i]
     # ---- full resolution: upsample the smooth part, add thin and sharp detail on the rows that have it
     dens = _upsample(dens, size)
 
@@ -220,7 +230,10 @@ def render_batch(s: dict[str, np.ndarray], rows: np.ndarray, size: int, rng: np.
     if len(i):
         uf, vf = full(i)
         r = (g["lesion_mm"][i] / 2 / THORAX_HALF_WIDTH_MM).astype(_F)[:, None, None]
-        d = np.sqrt((uf - g["lesion_u"][i].astype(_F)[:, None, None]) ** 2 + (vf - g["lesion_v"][i].astype(_F)[:, None, None]) ** 2)
+        d = np.sqrt(
+            (uf - g["lesion_u"][i].astype(_F)[:, None, None]) ** 2
+            + (vf - g["lesion_v"][i].astype(_F)[:, None, None]) ** 2
+        )
         dens[i] += _F(0.22) * _sig((r - d) / _F(px * 0.5))
     # pneumothorax: lucent rim without markings and a visceral pleural line
     for sgn in (-1, 1):
@@ -251,7 +264,13 @@ def render_batch(s: dict[str, np.ndarray], rows: np.ndarray, size: int, rng: np.
     if len(i):
         uf, vf = full(i)
         tip = carina_v - (g["et_tip_cm"][i] / cm_per_unit).astype(_F)
-        pts = np.stack([np.stack([np.full_like(tip, 0.01), np.full_like(tip, -1.1)], 1), np.stack([np.full_like(tip, 0.0), tip], 1)], 1)
+        pts = np.stack(
+            [
+                np.stack([np.full_like(tip, 0.01), np.full_like(tip, -1.1)], 1),
+                np.stack([np.full_like(tip, 0.0), tip], 1),
+            ],
+            1,
+        )
         dens[i] += _F(0.30) * _polyline(uf, vf, pts, lw * 1.4)
     i = sub(g["ng_tube"])
     if len(i):
@@ -266,40 +285,75 @@ def render_batch(s: dict[str, np.ndarray], rows: np.ndarray, size: int, rng: np.
         uf, vf = full(i)
         sgn = g["cvc_side"][i].astype(_F)
         tv = tip_v[g["line_tip"][i]]
-        pts = np.stack([np.stack([sgn * 0.30, np.full_like(sgn, -1.08)], 1), np.stack([sgn * 0.13, np.full_like(sgn, -0.62)], 1),
-                        np.stack([np.full_like(sgn, -0.05), np.full_like(sgn, -0.45)], 1), np.stack([np.full_like(sgn, -0.06), tv], 1)], 1)
+        pts = np.stack(
+            [
+                np.stack([sgn * 0.30, np.full_like(sgn, -1.08)], 1),
+                np.stack([sgn * 0.13, np.full_like(sgn, -0.62)], 1),
+                np.stack([np.full_like(sgn, -0.05), np.full_like(sgn, -0.45)], 1),
+                np.stack([np.full_like(sgn, -0.06), tv], 1),
+            ],
+            1,
+        )
         dens[i] += _F(0.26) * _polyline(uf, vf, pts, lw)
     i = sub(g["picc"])
     if len(i):
         uf, vf = full(i)
         sgn = g["picc_side"][i].astype(_F)
         tv = tip_v[g["line_tip"][i]]
-        pts = np.stack([np.stack([sgn * 1.0, np.full_like(sgn, -0.50)], 1), np.stack([sgn * 0.55, np.full_like(sgn, -0.66)], 1),
-                        np.stack([sgn * 0.15, np.full_like(sgn, -0.55)], 1), np.stack([np.full_like(sgn, -0.06), tv], 1)], 1)
+        pts = np.stack(
+            [
+                np.stack([sgn * 1.0, np.full_like(sgn, -0.50)], 1),
+                np.stack([sgn * 0.55, np.full_like(sgn, -0.66)], 1),
+                np.stack([sgn * 0.15, np.full_like(sgn, -0.55)], 1),
+                np.stack([np.full_like(sgn, -0.06), tv], 1),
+            ],
+            1,
+        )
         dens[i] += _F(0.22) * _polyline(uf, vf, pts, lw)
     i = sub(g["chest_tube"])
     if len(i):
         uf, vf = full(i)
         sgn = g["chest_tube_side"][i].astype(_F)
-        pts = np.stack([np.stack([sgn * 0.95, np.full_like(sgn, 0.45)], 1), np.stack([sgn * 0.62, np.full_like(sgn, 0.05)], 1),
-                        np.stack([sgn * 0.45, np.full_like(sgn, -0.50)], 1)], 1)
+        pts = np.stack(
+            [
+                np.stack([sgn * 0.95, np.full_like(sgn, 0.45)], 1),
+                np.stack([sgn * 0.62, np.full_like(sgn, 0.05)], 1),
+                np.stack([sgn * 0.45, np.full_like(sgn, -0.50)], 1),
+            ],
+            1,
+        )
         dens[i] += _F(0.32) * _polyline(uf, vf, pts, lw * 2.0)
     i = sub(g["pacemaker"])
     if len(i):
         uf, vf = full(i)
         sgn = g["pacer_side"][i].astype(_F)[:, None, None]
-        box = _sig((_F(0.085) - np.abs(uf - sgn * 0.52)) / _F(px * 0.6)) * _sig((_F(0.06) - np.abs(vf + 0.70)) / _F(px * 0.6))
+        box = _sig((_F(0.085) - np.abs(uf - sgn * 0.52)) / _F(px * 0.6)) * _sig(
+            (_F(0.06) - np.abs(vf + 0.70)) / _F(px * 0.6)
+        )
         sg = g["pacer_side"][i].astype(_F)
-        leads = np.stack([np.stack([sg * 0.50, np.full_like(sg, -0.66)], 1), np.stack([sg * 0.12, np.full_like(sg, -0.45)], 1),
-                          np.stack([np.full_like(sg, 0.0), np.full_like(sg, 0.05)], 1), np.stack([np.full_like(sg, 0.14), np.full_like(sg, 0.38)], 1)], 1)
+        leads = np.stack(
+            [
+                np.stack([sg * 0.50, np.full_like(sg, -0.66)], 1),
+                np.stack([sg * 0.12, np.full_like(sg, -0.45)], 1),
+                np.stack([np.full_like(sg, 0.0), np.full_like(sg, 0.05)], 1),
+                np.stack([np.full_like(sg, 0.14), np.full_like(sg, 0.38)], 1),
+            ],
+            1,
+        )
         dens[i] += _F(0.55) * box + _F(0.28) * _polyline(uf, vf, leads, lw)
     i = sub(g["port"])
     if len(i):
         uf, vf = full(i)
         sgn = g["port_side"][i].astype(_F)
         d = np.sqrt((uf - (sgn * 0.45)[:, None, None]) ** 2 + (vf + 0.52) ** 2)
-        cath = np.stack([np.stack([sgn * 0.45, np.full_like(sgn, -0.52)], 1), np.stack([sgn * 0.15, np.full_like(sgn, -0.62)], 1),
-                         np.stack([np.full_like(sgn, -0.06), np.full_like(sgn, -0.20)], 1)], 1)
+        cath = np.stack(
+            [
+                np.stack([sgn * 0.45, np.full_like(sgn, -0.52)], 1),
+                np.stack([sgn * 0.15, np.full_like(sgn, -0.62)], 1),
+                np.stack([np.full_like(sgn, -0.06), np.full_like(sgn, -0.20)], 1),
+            ],
+            1,
+        )
         dens[i] += _F(0.50) * _sig((_F(0.045) - d) / _F(px * 0.6)) + _F(0.22) * _polyline(uf, vf, cath, lw)
     i = sub(g["sternotomy"])
     if len(i):
@@ -316,7 +370,9 @@ def render_batch(s: dict[str, np.ndarray], rows: np.ndarray, size: int, rng: np.
     mu, mv = (0.82, -0.86) if site == "internal" else (-0.80, -0.84)
     grid = np.linspace(-1 + px / 2, 1 - px / 2, size, dtype=_F)
     U0, V0 = grid[None, None, :], grid[None, :, None]
-    marker = _sig((_F(max(0.06, 1.2 * px)) - np.abs(U0 - mu)) / _F(px * 0.5)) * _sig((_F(max(0.04, px)) - np.abs(V0 - mv)) / _F(px * 0.5))
+    marker = _sig((_F(max(0.06, 1.2 * px)) - np.abs(U0 - mu)) / _F(px * 0.5)) * _sig(
+        (_F(max(0.04, px)) - np.abs(V0 - mv)) / _F(px * 0.5)
+    )
     # film response (rational, no transcendentals): exposure shifts the curve; the external site looks harder
     expo = col("exposure")
     np.maximum(dens, 0, out=dens)
@@ -342,7 +398,7 @@ def render_batch(s: dict[str, np.ndarray], rows: np.ndarray, size: int, rng: np.
     sigma = _F((0.022 if site == "internal" else 0.03) * image_noise)
     img += _F(0.025 * image_noise) * lf
     img += sigma * noise
-    img *= 1 - _F(0.08) * (U0 ** 2 + V0 ** 2)
+    img *= 1 - _F(0.08) * (U0**2 + V0**2)
     img *= 255
     np.clip(img, 0, 255, out=img)
     return np.rint(img).astype(np.uint8)
