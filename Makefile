@@ -1,18 +1,19 @@
 # relink: two commands do all the set-up.
 #   make book   creates .venv if missing, executes every chapter on PROFILE (default), builds _build/html
-#   make test   creates .venv if missing, runs the unit tests, then the ci-profile notebooks under nbval
+#   make test   creates .venv if missing, runs the guards (ruff, mypy, the DP mutation check), the unit tests,
+#               then the ci-profile notebooks under nbval
 PROFILE ?= default
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.relink-installed
 
-.PHONY: book test env unit nbval html baselines browser-check paper-dry-run bench clean distclean
+.PHONY: book test env lint unit nbval html baselines browser-check paper-dry-run bench clean distclean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e .
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 env: $(STAMP)
@@ -23,7 +24,13 @@ book: env
 html: env
 	$(PY) -m relink_lib html --profile $(PROFILE)
 
-test: env unit nbval
+test: env lint unit nbval
+
+# the guards: lint and format (rules justified in pyproject.toml), types, and the DP mutation check
+lint: env
+	$(VENV)/bin/ruff check relink_lib tests benchmarks examples
+	$(VENV)/bin/ruff format --check relink_lib tests benchmarks examples
+	$(VENV)/bin/mypy
 
 unit: env
 	$(PY) -m pytest tests

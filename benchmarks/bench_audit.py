@@ -230,7 +230,8 @@ def _markdown(result: dict) -> str:
             continue
         note = f" (extrapolated from {r['n_queries_measured']} queries)" if name == "montecarlo" else ""
         lines.append(
-            f"| {name}{note} | {what[name]} | {r['seconds']:.2f} | {r['seconds'] / floor:.2f} | {r['extra_peak_mb']:.0f} |"
+            f"| {name}{note} | {what[name]} | {r['seconds']:.2f} | {r['seconds'] / floor:.2f} "
+            f"| {r['extra_peak_mb']:.0f} |"
         )
     return "\n".join(lines)
 

@@ -67,7 +67,9 @@ def main() -> None:
     t_total = {}
     for jobs in (1, 2):
         t_total[jobs] = _time(
-            lambda: make_synthetic_cohort(n, image_size=size, seed=0, n_jobs=jobs), args.repeats, f"total{jobs}"
+            lambda jobs=jobs: make_synthetic_cohort(n, image_size=size, seed=0, n_jobs=jobs),
+            args.repeats,
+            f"total{jobs}",
         )
     load_after = os.getloadavg()[0]
     result = {
@@ -100,7 +102,8 @@ def main() -> None:
             "loadavg_1min_before": round(load_before, 2),
             "loadavg_1min_after": round(load_after, 2),
         },
-        "note": "wall-clock on a machine shared with other jobs when loadavg exceeds the CPU count; the 60 s target is for an idle 2-core CPU",
+        "note": "wall-clock on a machine shared with other jobs when loadavg exceeds the CPU count; "
+        "the 60 s target is for an idle 2-core CPU",
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

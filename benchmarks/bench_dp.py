@@ -182,7 +182,8 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(payload, indent=1) + "\n")
     print(
-        "\n| config | B | m | non-private steps/s | DP fast steps/s | DP Opacus hooks steps/s | DP torch.func steps/s | DP/non-private | fast/Opacus |"
+        "\n| config | B | m | non-private steps/s | DP fast steps/s | DP Opacus hooks steps/s | DP torch.func steps/s "
+        "| DP/non-private | fast/Opacus |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:

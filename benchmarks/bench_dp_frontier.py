@@ -76,7 +76,7 @@ def main() -> None:
         scaling_factors=(),
         op_scales=(0.1, 1.0),
     )
-    base = params.dp.training
+    base = params.dp.training_config(optimizer="sgd", lr=spec.lrs["sgd"][0], epochs=spec.epochs[0])  # set per run
     t0 = time.perf_counter()
     payload, _ = build_frontier(_inputs(), spec, base)
     wall = time.perf_counter() - t0

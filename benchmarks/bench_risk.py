@@ -10,10 +10,10 @@ q = 0.0183, T = 273) and the sigma each budget of the sweep calibrates to, time
 - ``relaxed``: the GLRT bound.
 
 and the realistic attack's reconstruction step for 100 updates of a 512 x 768 head (subspace
-iteration) against numpy's full SVD (timed on a tenth of the updates, scaled linearly). Writes ``benchmarks/results/risk_cpu.json`` and prints a
-markdown table (for ``docs/risk.md``). Run: ``.venv/bin/python benchmarks/bench_risk.py``
-(``--quick``: fewer budgets and a smaller head). Timings on a shared machine are noisy: each is
-the minimum of ``--repeat`` runs.
+iteration) against numpy's full SVD (timed on a tenth of the updates, scaled linearly). Writes
+``benchmarks/results/risk_cpu.json`` and prints a markdown table (for ``docs/risk.md``).
+Run: ``.venv/bin/python benchmarks/bench_risk.py`` (``--quick``: fewer budgets and a smaller
+head). Timings on a shared machine are noisy: each is the minimum of ``--repeat`` runs.
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ def main() -> None:
     for eps in budgets:
         sigma = calibrate_noise(eps, delta, q, steps)
         mech = Mechanism(sigma, q, steps)
-        t_pld, wc = _best(lambda: worst_case_risk(kappa, mech), args.repeat)
-        t_gdp, gdp = _best(lambda: worst_case_risk_gdp(kappa, mech), args.repeat)
-        t_rel, rel = _best(lambda: relaxed_risk(kappa, mech), args.repeat)
-        t_mc, (mc, se) = _best(lambda: _mc_risk(mech, kappa, n_mc), 1)
+        t_pld, wc = _best(lambda mech=mech: worst_case_risk(kappa, mech), args.repeat)
+        t_gdp, gdp = _best(lambda mech=mech: worst_case_risk_gdp(kappa, mech), args.repeat)
+        t_rel, rel = _best(lambda mech=mech: relaxed_risk(kappa, mech), args.repeat)
+        t_mc, (mc, se) = _best(lambda mech=mech: _mc_risk(mech, kappa, n_mc), 1)
         rows.append(
             {
                 "target_epsilon": eps,
@@ -95,7 +95,8 @@ def main() -> None:
             }
         )
         print(
-            f"eps={eps:g} sigma={sigma:.3g} pld={wc:.4g} ({t_pld:.2f}s) mc={mc:.4g}+-{se:.2g} ({t_mc:.2f}s) gdp={gdp:.4g}",
+            f"eps={eps:g} sigma={sigma:.3g} pld={wc:.4g} ({t_pld:.2f}s) mc={mc:.4g}+-{se:.2g} ({t_mc:.2f}s) "
+            f"gdp={gdp:.4g}",
             flush=True,
         )
     d_out, d_in, n_upd = (64, 96, 100) if args.quick else (512, 768, 100)

@@ -16,6 +16,7 @@ permissions of the process umask (``tempfile`` alone would make them 0700 / 0600
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -138,6 +139,86 @@ def file_hash(path: str | Path, length: int = 16) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()[:length]
+
+
+CODE_ROOT: Path = Path(__file__).resolve().parent.parent
+"""The directory holding the ``relink_lib`` package whose sources stage code versions hash."""
+_PARSED: dict[Path, tuple[tuple[int, int], bytes, tuple[tuple[int, str | None, tuple[str, ...]], ...]]] = {}
+
+
+def _module_file(root: Path, name: str) -> Path | None:
+    """The source file of dotted module ``name`` below ``root`` (the directory holding the root package)."""
+    base = root.joinpath(*name.split("."))
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    source = base.with_suffix(".py")
+    return source if source.is_file() else None
+
+
+def _imports_of(source: Path) -> tuple[bytes, tuple[tuple[int, str | None, tuple[str, ...]], ...]]:
+    """``(bytes, imports)`` of a source file; every import statement anywhere in it, as ``(level, module, names)``."""
+    stat = source.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    hit = _PARSED.get(source)
+    if hit is not None and hit[0] == stamp:
+        return hit[1], hit[2]
+    data = source.read_bytes()
+    found: list[tuple[int, str | None, tuple[str, ...]]] = []
+    for node in ast.walk(ast.parse(data, filename=str(source))):
+        if isinstance(node, ast.Import):
+            found.extend((0, alias.name, ()) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.level, node.module, tuple(alias.name for alias in node.names)))
+    _PARSED[source] = (stamp, data, tuple(found))
+    return data, tuple(found)
+
+
+def module_closure(module: str, root: str | Path | None = None) -> dict[str, Path]:
+    """Modules of ``module``'s own package that importing ``module`` can execute: ``{dotted name: file}``.
+
+    Follows every import statement in each file, at module level or inside a function (a lazy
+    import is a dependency too), relative or absolute, and adds the ``__init__`` of every package
+    on the way (importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__``). Imports outside the
+    root package (``relink_lib`` for ``relink_lib.audit.stage``) are not followed. ``root`` is the
+    directory that holds the root package (default :data:`CODE_ROOT`).
+    """
+    top = module.split(".")[0]
+    base = Path(root) if root is not None else CODE_ROOT
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen or name.split(".")[0] != top:
+            continue
+        source = _module_file(base, name)
+        if source is None:
+            continue
+        seen[name] = source
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # the packages' __init__ on the way
+        package = parts if source.name == "__init__.py" else parts[:-1]
+        for level, target, names in _imports_of(source)[1]:
+            if level:
+                anchor = package[: len(package) - level + 1]
+                target = ".".join(anchor + ([target] if target else []))
+            if target is None:
+                continue
+            todo.append(target)
+            todo.extend(f"{target}.{n}" for n in names if n != "*")  # `from pkg import submodule`
+    return seen
+
+
+def stage_code_version(module: str, root: str | Path | None = None) -> str:
+    """Hash of the source of ``module`` and of its import closure within its package (:func:`module_closure`).
+
+    A stage puts ``stage_code_version(__name__)`` in its cache key: a change in any module the stage
+    can run, however indirect, recomputes it; a change elsewhere in the package does not.
+    """
+    digest = hashlib.sha256()
+    for name, source in sorted(module_closure(module, root).items()):
+        digest.update(name.encode() + b"\0")
+        digest.update(_imports_of(source)[0])
+    return digest.hexdigest()[:16]
 
 
 def code_version(*modules: ModuleType) -> str:

@@ -28,7 +28,9 @@ def provenance_banner(params: ProfileLike, cohort: str | None = None) -> Markdow
 
 
 def run_size_note(params: ProfileLike) -> str:
-    """For a synthetic profile other than ``default``: a sentence saying it is a smaller run than ``default`` (else "")."""
+    """For a synthetic profile other than ``default``: a sentence saying it is a smaller run than ``default``.
+
+    Returns "" for ``default`` and real-data profiles."""
     cfg = as_profile(params)
     if not cfg.cohort.simulation or cfg.name in ("default", "paper"):
         return ""

@@ -18,9 +18,9 @@ def _brute(img, rep, y, k, relevance, exclude_self):
         sims = [(-(img[i] @ rep[j]), j) for j in cands]
         top = [j for _, j in sorted(sims)[:k]]
         rel = (
-            (lambda j: bool((pos[i] == pos[j]).all()))
+            (lambda j, i=i: bool((pos[i] == pos[j]).all()))
             if relevance == "exact"
-            else (lambda j: bool((pos[i] & pos[j]).any()))
+            else (lambda j, i=i: bool((pos[i] & pos[j]).any()))
         )
         prec.append(np.mean([rel(j) for j in top]))
         chance.append(np.mean([rel(j) for j in cands]))

@@ -6,8 +6,8 @@ For a query image ``i`` with its own report ``i``, the whole audit depends on on
 
 the number of distractor reports that rank at or above the true report, split into those
 strictly above (``better``) and those that tie it (``tied``, so that the audit can break ties
-uniformly at random and report both bounds). The kernel streams the similarity matrix in row blocks of ``chunk_size`` queries,
-so memory is ``O(chunk_size * M)`` and the ``M x M`` matrix is never materialised. The true
+uniformly at random and report both bounds). The kernel streams the similarity matrix in row blocks
+of ``chunk_size`` queries, so memory is ``O(chunk_size * M)`` and the ``M x M`` matrix is never materialised. The true
 score ``s_ii`` is read from the same matrix product as the distractors' scores, so exact
 duplicates of the true report tie exactly.
 """

@@ -206,12 +206,13 @@ def stage_book(
     results: Path | None = None,
     build_root: Path | None = None,
 ) -> Path:
-    """Copy the book config, ``book/`` pages, ``docs/`` and the profile's executed notebooks to ``_build/src/<profile>/``.
+    """Copy the book config, ``book/`` pages, ``docs/`` and the executed notebooks to ``_build/src/<profile>/``.
 
     Every ``notebooks/...`` entry of ``_toc.yml`` must have been executed; the error names the missing one.
     ``executed`` (default ``_build/executed/<profile>/``) and ``results`` (default
     ``results/<profile>/``) say where the executed notebooks and the results JSON are;
-    ``build_root`` (default ``root``) where ``_build/src/<profile>/`` goes. Writes ``downloads.json`` (page -> staged download paths) beside the staged sources.
+    ``build_root`` (default ``root``) where ``_build/src/<profile>/`` goes. Writes ``downloads.json``
+    (page -> staged download paths) beside the staged sources.
     """
     root = root or project_root()
     src = (Path(build_root) if build_root else root) / "_build" / "src" / profile
@@ -233,7 +234,8 @@ def stage_book(
         source = done / f"{Path(entry).name}.ipynb"
         if not source.exists():
             raise FileNotFoundError(
-                f"{source}: chapter {entry!r} has not been executed on profile {profile!r}; run `python -m relink_lib book --profile {profile}`"
+                f"{source}: chapter {entry!r} has not been executed on profile {profile!r}; "
+                f"run `python -m relink_lib book --profile {profile}`"
             )
         nb = apply_render_rules(nbformat.read(source, as_version=4))
         files = stage_downloads(entry, profile, src, results)

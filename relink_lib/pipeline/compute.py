@@ -36,7 +36,7 @@ def compute_table(
     ``dp_epochs`` / ``dp_batch``: the DP schedule assumed for the projection (``None``: the dp
     section's defaults, :class:`relink_lib.config.DPSectionConfig`).
     """
-    training = DPSectionConfig().training
+    training = DPSectionConfig().budget_sweep_training
     dp_epochs = training.epochs if dp_epochs is None else dp_epochs
     dp_batch = training.batch_size if dp_batch is None else dp_batch
     bench_dir = bench_dir or project_root() / "benchmarks" / "results"
@@ -65,7 +65,8 @@ def compute_table(
                 "measured on": f"CPU, {dp.get('threads', '?')} thread(s)",
                 "measured at": f"B = {best['B']}, d_img = {best['d_img']}, d = {best['d']}",
                 "measured": f"{rate:.1f} steps/s",
-                "paper scale": f"~{steps:,} steps ({dp_epochs} epochs of <= {n_train:,} pairs, B = {dp_batch}): ~{steps / rate / 60:.0f} min at that rate",
+                "paper scale": f"~{steps:,} steps ({dp_epochs} epochs of <= {n_train:,} pairs, B = {dp_batch}): "
+                f"~{steps / rate / 60:.0f} min at that rate",
             }
         )
     feats = _read(bench_dir / "bench_features.json")
@@ -77,7 +78,8 @@ def compute_table(
                     "measured on": r["device"],
                     "measured at": r["what"],
                     "measured": f"{r['images_per_s']} images/s",
-                    "paper scale": "a ViT-B/16 at 224 px costs far more per image than the ladder's tiny encoders: measure it on the GPU",
+                    "paper scale": "a ViT-B/16 at 224 px costs far more per image than the ladder's tiny encoders: "
+                    "measure it on the GPU",
                 }
             )
     if not rows:

@@ -157,7 +157,9 @@ def relaxed_risk_monte_carlo(
 
 @dataclass(frozen=True)
 class ReRoBounds:
-    """The reconstruction risks of one trained model (probabilities in [kappa, 1]; as a dict: ``dataclasses.asdict``)."""
+    """The reconstruction risks of one trained model (probabilities in [kappa, 1]).
+
+    As a dict: ``dataclasses.asdict``."""
 
     kappa: float
     worst_case: float
