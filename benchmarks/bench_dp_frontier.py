@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from relink_lib.dp.frontier import frontier_grid
-from relink_lib.dp.frontier_stage import build_frontier
+from relink_lib.dp.frontier_stage import FrontierInputs, build_frontier
 from relink_lib.dp.train import sampling_plan
 from relink_lib.labels import CHEXPERT_LABELS
 from relink_lib.profiles import get_profile
@@ -78,7 +78,10 @@ def main() -> None:
     )
     base = params.dp.training_config(optimizer="sgd", lr=spec.lrs["sgd"][0], epochs=spec.epochs[0])  # set per run
     t0 = time.perf_counter()
-    payload, _ = build_frontier(_inputs(), spec, base)
+    raw = _inputs()
+    bank = raw.pop("bank")
+    result, _ = build_frontier(FrontierInputs(**raw, bank_text=bank["text"], bank_image=bank["image"]), spec, base)
+    payload = result.to_json()
     wall = time.perf_counter() - t0
     cost = payload["cost"]
     log = np.array(cost["runs_steps_seconds"], float)  # (runs, 2): steps, seconds

@@ -46,18 +46,27 @@ from relink_lib.profiles import get_profile
 params = get_profile(profile, overrides)
 
 # %% tags=["hide-input"]
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
+from relink_lib.audit.stage import audit_ladder
 from relink_lib.audit.summary import audit_findings, audit_overview, audit_payload, audit_tables, compact
 from relink_lib.plots.audit import (plot_lift_vs_pool, plot_rank_distribution, plot_recall_vs_pool, plot_risk_factors,
                                     plot_seen_unseen)
 from relink_lib.plots.common import set_style
+from relink_lib.results import write_results
 from relink_lib.tables import html_table
 
+# %% tags=["hide-input"]
 set_style()
-payload = audit_payload(params)
+t0 = time.perf_counter()
+result = audit_ladder(params)  # the stage's typed result (AuditResult; cached per rung)
+write_results(params, "audit", result.to_json(), cohort=result.cohort, model=result.models,
+              wall_time_s=time.perf_counter() - t0)
+payload = audit_payload(params, result)
 tables = audit_tables(payload)
 ks = payload["ks"]
 simulation, cohort_name = payload["simulation"], payload["cohort"]

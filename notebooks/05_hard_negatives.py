@@ -43,16 +43,25 @@ from relink_lib.profiles import get_profile
 params = get_profile(profile, overrides)
 
 # %% tags=["hide-input"]
+import time
+
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
+from relink_lib.audit.stage import audit_ladder, hard_negative_breakdown
 from relink_lib.audit.summary import compact, hard_negative_findings, hard_negative_payload, hard_negative_tables
 from relink_lib.plots.audit import plot_detail_split, plot_random_vs_matched
 from relink_lib.plots.common import set_style
+from relink_lib.results import write_results
 from relink_lib.tables import html_table
 
+# %% tags=["hide-input"]
 set_style()
-payload = hard_negative_payload(params)
+t0 = time.perf_counter()
+audit, hard = audit_ladder(params), hard_negative_breakdown(params)  # typed stage results (cached)
+write_results(params, "hard_negatives", hard.to_json(), cohort=audit.cohort, model=audit.models,
+              wall_time_s=time.perf_counter() - t0)
+payload = hard_negative_payload(params, audit, hard)
 tables = hard_negative_tables(payload)
 simulation, cohort_name = payload["simulation"], payload["cohort"]
 display(Markdown(

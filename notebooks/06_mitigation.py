@@ -81,13 +81,13 @@ display(provenance_banner(params, cohort_label(cohort)))
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 path = write_results(params, "mitigation", mitigation_payload(params, ms, fr), cohort=cohort_label(cohort),
                      model=[r.name for r in rungs], wall_time_s=chapter.wall_time_s())
-rule, held = fr["selection_rule"], fr["heldout"]
+rule, held = fr.selection_rule, fr.heldout
 display(Markdown(
     f"Profile `{params['profile']}`, cohort `{cohort_label(cohort)}` ({what}); frontier on the most specialised "
-    f"model, `{fr['rung']['name']}`. Private training pairs: {rule['n_private']:,}; public bank: "
-    f"{fr['bank']['size']:,} reports and images of the val split; held-out halves: {held['n_select']:,} pairs "
-    f"(selection) and {held['n_report']:,} pairs (report), reference N = {rule['reference_pool_size']:,}. "
-    f"{len(fr['frontier'])} DP points with {fr['n_seeds']} noise seeds each."))
+    f"model, `{fr.rung.name}`. Private training pairs: {rule.n_private:,}; public bank: "
+    f"{fr.bank.size:,} reports and images of the val split; held-out halves: {held.n_select:,} pairs "
+    f"(selection) and {held.n_report:,} pairs (report), reference N = {rule.reference_pool_size:,}. "
+    f"{len(fr.frontier)} DP points with {fr.n_seeds} noise seeds each."))
 
 # %% [markdown]
 # ## The rule, declared before the report half is looked at
@@ -111,9 +111,10 @@ display(Markdown(
 
 # %% tags=["nbval-check-output"]
 print(f"profile {params['profile']}, simulation={simulation}")
-print({k: rule[k] for k in ("max_probe_auroc_drop", "max_zero_shot_auroc_drop", "reference_pool_size", "n_private")})
-print(f"selected index: {fr['selected']}; points: {len(fr['frontier'])}; seeds per point: {fr['n_seeds']}; "
-      f"max epsilon {max(p['epsilon'] for p in fr['frontier']):.3f}")
+print({k: getattr(rule, k) for k in ("max_probe_auroc_drop", "max_zero_shot_auroc_drop", "reference_pool_size",
+                                     "n_private")})
+print(f"selected index: {fr.selected}; points: {len(fr.frontier)}; seeds per point: {fr.n_seeds}; "
+      f"max epsilon {max(p.epsilon for p in fr.frontier):.3f}")
 print("median seed SD over the grid (selection half):", {k: round(v, 2) for k, v in seed_spread(fr).items()})
 
 # %% [markdown]
@@ -145,7 +146,7 @@ print(sig3(ft[["init", "optimizer", "lr", "epochs", "sigma", "cut_select", "cut_
 # %%
 fig, ax = plt.subplots(figsize=(8, 4.8))
 plot_frontier(fr, ax=ax, simulation=simulation)
-ax.set_title(f"{fr['rung']['name']}: DP frontier at eps = {params.dp.training.target_epsilon}")
+ax.set_title(f"{fr.rung.name}: DP frontier at eps = {params.dp.target_epsilon}")
 plt.tight_layout()
 plt.show()
 
@@ -226,7 +227,7 @@ print(sig3(scaling[["n_private", "sigma", "steps", "epsilon", "cut_report", "cut
 
 # %% tags=["nbval-check-output"]
 acc = accounting_table(ms)
-print(f"profile {params['profile']}, simulation={simulation}, delta = {params.dp.training.delta:.0e}, "
+print(f"profile {params['profile']}, simulation={simulation}, delta = {params.dp.delta:.0e}, "
       f"setting: {setting_label(ms[-1].setting)}")
 print(acc[["model", "noise_multiplier", "sample_rate", "steps", "epsilon_opacus_rdp", "epsilon_dp_accounting_rdp",
            "epsilon_dp_accounting_pld", "max_pairs_per_patient", "patient_epsilon_group"]].pipe(sig3).to_string(index=False))

@@ -22,7 +22,7 @@
 #
 # **The method.** The mitigation's trainer (`relink_lib.dp.train_heads`) fine-tunes the strongest
 # model's heads at every eps of the profile, with the same data, steps, objective and seed (the
-# profile's own `dp` setting from the pretrained heads, not chapter 6's selected one, so that one
+# profile's own `dp.budget_sweep` setting from the pretrained heads, not chapter 6's selected one, so that one
 # schedule serves every budget); only the noise multiplier sigma changes, calibrated by the RDP accountant (finite even at eps = 1e15,
 # where sigma is about 1e-7). Each trained model is then measured three ways:
 #
@@ -41,12 +41,12 @@
 profile = "default"
 overrides = {}
 
-# %%
+# %% tags=["hide-input"]
 from relink_lib.profiles import get_profile
 
 params = get_profile(profile, overrides)
 
-# %%
+# %% tags=["hide-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -56,19 +56,21 @@ from IPython.display import Markdown, display
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.plots.common import set_style
 from relink_lib.plots.risk import plot_budget_utility, plot_relinkage, plot_risks, plot_tradeoff_curves
-from relink_lib.risk.stage import THREAT_MODELS, run_budget_sweep, write_budget_results
+from relink_lib.results import write_results
+from relink_lib.risk.stage import run_budget_sweep
 from relink_lib.risk.summary import (budget_doors, budget_findings, budget_pool, budget_tradeoff_curves, budget_view,
                                      pool_size_label)
 from relink_lib.tables import html_table
 
-# %%
+# %% tags=["hide-input"]
 set_style()
 t0 = time.perf_counter()
-sweep, inputs = run_budget_sweep(params, progress=False)
-write_budget_results(params, sweep, inputs, wall_time_s=time.perf_counter() - t0)
+sweep, inputs = run_budget_sweep(params, progress=False)  # the stage's typed result (SweepResult; cached)
+cohort_name = cohort_label(inputs.cohort)
+write_results(params, "privacy_budget", sweep.to_json(), cohort=cohort_name, model=inputs.rung.name,
+              wall_time_s=time.perf_counter() - t0)
 table, recall = sweep.table, sweep.recall  # one row per budget; one row per (budget, pool, k, N)
 simulation = params.cohort.simulation
-cohort_name = cohort_label(inputs.cohort)
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 n_train, n_test = len(inputs.train), len(inputs.test)
 display(Markdown(
@@ -95,8 +97,8 @@ display(Markdown(
 # released weights, and stronger than the "realistic" adversary of Ziller et al., who attacks the
 # trained model. Its success says how much one update leaks; it does not measure re-linkage.
 
-# %%
-display(html_table(pd.DataFrame(list(THREAT_MODELS)), caption="The three threat models of this chapter"))
+# %% tags=["hide-input"]
+display(html_table(pd.DataFrame(list(sweep.threat_models)), caption="The three threat models of this chapter"))
 
 # %% [markdown]
 # ## The sweep: accounting and outcomes
@@ -109,7 +111,7 @@ display(html_table(pd.DataFrame(list(THREAT_MODELS)), caption="The three threat 
 # random and matched pools, is in the sweep's long table (`sweep.recall`, one row per budget,
 # pool, K and N; `recall` in the results JSON).
 
-# %%
+# %% tags=["hide-input"]
 pool = budget_pool(recall)
 display(Markdown(f"Prior of the worst case kappa = 1/{round(1 / table['kappa'].iloc[0]):,}; the attack picks among "
                  f"{int(table['attack_candidates'].iloc[0])} candidate images (chance 1/{int(table['attack_candidates'].iloc[0])})."))
@@ -176,7 +178,7 @@ plt.show()
 # is not monotone in eps; when the two ends are close (compare them in the table above), such
 # positions are sampling noise of the held-out split, not an effect.
 
-# %%
+# %% tags=["hide-input"]
 doors = budget_doors(table, recall, pool)
 display(html_table(doors, {name: "sig2" for name in doors.columns if name != "eps"}))
 
@@ -190,5 +192,5 @@ print(doors.set_index("eps").round(2).to_string())
 # every profile; a difference is called one only when it exceeds two sampling standard errors of
 # the held-out split.
 
-# %%
+# %% tags=["hide-input"]
 display(Markdown("\n".join(f"- {line}" for line in budget_findings(table, recall, n_test, pool=pool, simulation=simulation))))

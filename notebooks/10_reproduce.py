@@ -137,7 +137,7 @@ print(json.dumps(DRY_RUN_OVERRIDES, default=str, sort_keys=True, indent=1))
 # a GPU cuts the audit and feature extraction by orders of magnitude.
 
 # %%
-compute = compute_table(dp_epochs=params.dp.training.epochs, dp_batch=params.dp.training.batch_size)
+compute = compute_table(dp_epochs=params.dp.budget_sweep.epochs, dp_batch=params.dp.batch_size)
 display(html_table(compute))
 write_results(params, "reproduce", {"table": compute, "paper_scale": dict(PAPER_SCALE), "dry_run_overrides": DRY_RUN_OVERRIDES},
               cohort="none (instructions)", model="none", wall_time_s=0.0)

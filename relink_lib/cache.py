@@ -225,6 +225,8 @@ def code_version(*modules: ModuleType) -> str:
     """Hash of the source files of the given modules (so a code change invalidates the cache)."""
     digest = hashlib.sha256()
     for module in modules:
+        if module.__file__ is None:
+            raise TypeError(f"module {module.__name__!r} has no source file (__file__ is None) to hash")
         source = Path(module.__file__)
         files = sorted(source.parent.rglob("*.py")) if source.name == "__init__.py" else [source]
         for file in files:

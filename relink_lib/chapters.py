@@ -17,10 +17,10 @@ from .models.stage import Rung
 from .plots.common import set_style
 
 
-@dataclass
+@dataclass(frozen=True)
 class MitigationChapter:
-    """What chapters 6-8 start from: one :class:`~relink_lib.dp.stage.RungMitigation` per rung; started:
-    ``time.perf_counter()`` at the start (for the results' wall time, seconds)."""
+    """What chapters 6-8 start from: one :class:`~relink_lib.dp.stage.RungMitigation` per rung (the stage's
+    frozen result); started: ``time.perf_counter()`` at the start (for the results' wall time, seconds)."""
 
     cohort: Cohort
     rungs: list[Rung]

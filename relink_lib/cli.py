@@ -34,14 +34,16 @@ def _overrides(text: str | None, profile: str | None = None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SystemExit(f'--overrides: expected a JSON object, e.g. \'{{"audit": {{"n_boot": 10}}}}\' ({err})')
+        raise SystemExit(
+            f'--overrides: expected a JSON object, e.g. \'{{"audit": {{"n_boot": 10}}}}\' ({err})'
+        ) from err
     if not isinstance(value, dict):
         raise SystemExit("--overrides: expected a JSON object")
     if profile is not None:
         try:
             validate_overrides(profile, value)
         except ValueError as err:
-            raise SystemExit(f"--{err}")
+            raise SystemExit(f"--{err}") from err
     return value
 
 
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
         runs = run_dry_run(root)
         print(
-            f"paper dry run: {len(runs)} chapters executed on the paper profile against synthetic data in the official layouts"
+            f"paper dry run: {len(runs)} chapters executed on the paper profile "
+            "against synthetic data in the official layouts"
         )
         return 0
     if args.command == "nbval":

@@ -4,7 +4,10 @@ A profile (:mod:`relink_lib.profiles`) is a :class:`Profile`: the run's ``seed``
 section each for the numerics, the cohorts, the model ladder, feature extraction, the audit, the
 DP mitigation (with chapter 6's frontier), the utility probe, the privacy-budget sweep and the
 real-data inputs. Every default lives here, as a field default; a stage reads its section
-(``as_profile(params).audit.n_boot``) and never re-defaults a key.
+(``as_profile(params).audit.n_boot``) and never re-defaults a key. :class:`DPConfig`, the
+hyper-parameters of one DP head training, lives here too (re-exported by :mod:`relink_lib.dp`),
+with the names its fields take (:data:`OPTIMIZERS`, :data:`SAMPLING_MODES`, :data:`ENGINES`).
+This module imports nothing from the rest of the package: every other module may import it.
 
 The plain nested dict (:meth:`Profile.to_params`) is the wire format: what papermill injects as
 ``overrides``, what results JSON and cache keys record. ``Profile`` also reads as that mapping
@@ -19,16 +22,29 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-from dataclasses import dataclass, field, fields
+import numbers
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
-
-from .dp.config import DPConfig
-from .numerics import MODES
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 COHORT_SOURCES: tuple[str, ...] = ("synthetic", "real")
 TEXT_FIELDS: tuple[str, ...] = ("findings+impression", "impression", "findings", "longer")
+NUMERICAL_MODES: tuple[str, ...] = ("portable", "native")
+"""The modes a profile may name in ``params["numerics"]["mode"]`` (defined in :data:`relink_lib.numerics.MODES`)."""
+DEFAULT_POOL_SIZES: tuple[int | None, ...] = (10, 100, 1000, 10000, None)
+"""Candidate pool sizes of the audit (``None``: the full database): :class:`AuditConfig`'s and ``relink_audit``'s
+default."""
+DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
+"""The K of Recall@K; :class:`AuditConfig`'s and ``relink_audit``'s default."""
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+"""Optimizers of DP head training (:class:`DPConfig`, chapter 6's frontier grid, chapter 9's budget sweep)."""
+SAMPLING_MODES: tuple[str, ...] = ("pair", "patient")
+"""Privacy units of DP head training (:mod:`relink_lib.dp.sampling`): one pair, or one patient with all their pairs."""
+ENGINES: tuple[str, ...] = ("auto", "fast", "opacus")
+"""Per-sample gradient engines of DP head training (:func:`relink_lib.dp.train_heads`)."""
+DEFAULT_TEMPERATURE: float = 0.07
+"""Temperature of the contrastive objective (:mod:`relink_lib.dp.objective`)."""
 
 
 def _freeze(value: Any) -> Any:
@@ -55,6 +71,82 @@ def _is_real(x: Any) -> bool:
 
 def _is_int(x: Any) -> bool:
     return _is_real(x) and int(x) == x
+
+
+_DP_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "target_epsilon": (lambda v: v is None or (_is_real(v) and v > 0), "a finite value > 0 or None (non-private)"),
+    "delta": (
+        lambda v: _is_real(v) and 0 < v < 1,
+        "a value in (0, 1), below 1/n_private (checked against the data by train_heads)",
+    ),
+    "epochs": (lambda v: _is_real(v) and v > 0, "a finite value > 0"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "max_grad_norm": (lambda v: _is_real(v) and v > 0, "a finite value > 0"),
+    "lr": (lambda v: _is_real(v) and v > 0, "a finite value > 0"),
+    "sampling": (lambda v: v in SAMPLING_MODES, f"one of {SAMPLING_MODES}"),
+    "temperature": (lambda v: _is_real(v) and v > 0, "a finite value > 0"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+    "engine": (lambda v: v in ENGINES, f"one of {ENGINES}"),
+    "noise_multiplier": (lambda v: v is None or (_is_real(v) and v >= 0), "a finite value >= 0 or None (calibrate)"),
+    "bank_grad": (lambda v: isinstance(v, bool), "True or False"),
+    "seed": (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool), "an integer"),
+}
+"""What each field of :class:`DPConfig` accepts: (check, what is expected); the ``dp`` section's keys use the same."""
+
+
+@dataclass(frozen=True)
+class DPConfig:
+    """Hyper-parameters of (DP) head training.
+
+    - ``target_epsilon``: the (eps, delta) target; ``None`` trains non-privately (no clipping, no noise).
+    - ``delta``: target delta (per privacy unit).
+    - ``epochs``: passes in expectation; steps = round(epochs / sample_rate).
+    - ``batch_size``: EXPECTED pairs per step under Poisson sampling (sample_rate = batch_size / n_pairs).
+    - ``max_grad_norm``: per-unit clipping bound C (Frobenius norm over both heads together).
+    - ``lr``, ``optimizer`` (one of :data:`OPTIMIZERS`), ``seed``.
+    - ``sampling``: ``"pair"`` (unit = one image-report pair) or ``"patient"`` (unit = one patient).
+    - ``temperature``: of the contrastive objective.
+    - ``engine``: ``"fast"`` (closed-form per-sample gradients, bias-free linear heads),
+      ``"opacus"`` (Opacus PrivacyEngine with grad-sample hooks) or ``"auto"``.
+    - ``noise_multiplier``: fixes sigma instead of calibrating it (tests, benchmarks).
+    - ``bank_grad``: whether gradients flow through the public bank's embeddings. ``False``
+      (default): the bank's embeddings are constants within a step (as MoCo's keys), each
+      pair's gradient is rank one per head and DP steps cost about a non-private step;
+      ``True``: the full gradient, exact too but O(m^2 d) per step for a bank of m.
+
+    A profile builds it from its ``dp`` section (:class:`DPSectionConfig`): the shared keys, the
+    per-run ``optimizer``, ``lr`` and ``epochs`` of chapter 6's grid point or of chapter 9's
+    ``dp.budget_sweep``, and the profile's seed.
+    """
+
+    target_epsilon: float | None = 0.34
+    delta: float = 6e-6
+    epochs: float = 5
+    batch_size: int = 256
+    max_grad_norm: float = 1.0
+    lr: float = 1e-3
+    seed: int = 0
+    sampling: str = "pair"
+    temperature: float = DEFAULT_TEMPERATURE
+    optimizer: str = "adam"
+    engine: str = "auto"
+    noise_multiplier: float | None = None
+    bank_grad: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            ok, expected = _DP_CHECKS[f.name]
+            value = getattr(self, f.name)
+            if not ok(value):
+                raise ValueError(f"DPConfig.{f.name}: expected {expected}, got {value!r}")
+
+    @property
+    def private(self) -> bool:
+        return self.target_epsilon is not None or self.noise_multiplier is not None
+
+    def replace(self, **changes: Any) -> "DPConfig":
+        """A copy with some fields changed."""
+        return replace(self, **changes)
 
 
 class _Section:
@@ -84,6 +176,21 @@ class _Section:
         return {name: _thaw(getattr(self, name)) for name in self.keys()}
 
 
+MOVED_KEYS: dict[str, str] = {
+    f"dp.{key}": f"'dp.budget_sweep.{key}' (chapter 9; chapter 6's frontier sets it per grid point)"
+    for key in ("optimizer", "lr", "epochs")
+}
+"""Dotted keys that moved, and where they live now (named by the error an old override gets)."""
+
+
+def unknown_key_hint(path: str, key: str, allowed: Sequence[str]) -> str:
+    """The hint after "unknown key '<path>'": where a moved key lives now, else the closest of ``allowed``."""
+    if path in MOVED_KEYS:
+        return f" (moved to {MOVED_KEYS[path]})"
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _check_keys(section: str, raw: Mapping[str, Any] | None, allowed: tuple[str, ...]) -> dict[str, Any]:
     if raw is None:
         return {}
@@ -91,9 +198,9 @@ def _check_keys(section: str, raw: Mapping[str, Any] | None, allowed: tuple[str,
         raise ValueError(f"{section!r} is a section; expected a mapping of its keys, got {type(raw).__name__}")
     unknown = [str(k) for k in raw if k not in allowed]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown key '{section}.{unknown[0]}'{hint}; section {section!r} has keys {sorted(allowed)}")
+        path = f"{section}.{unknown[0]}"
+        hint = unknown_key_hint(path, unknown[0], allowed)
+        raise ValueError(f"unknown key '{path}'{hint}; section {section!r} has keys {sorted(allowed)}")
     return dict(raw)
 
 
@@ -115,7 +222,7 @@ class NumericsConfig(_Section):
     mode: str = "native"
 
     def __post_init__(self) -> None:
-        self._need(self.mode in MODES, "mode", f"one of {sorted(MODES)}")
+        self._need(self.mode in NUMERICAL_MODES, "mode", f"one of {sorted(NUMERICAL_MODES)}")
 
 
 @dataclass(frozen=True)
@@ -248,8 +355,8 @@ class AuditConfig(_Section):
     risk model (the full database if it does not fit)."""
 
     SECTION: ClassVar[str] = "audit"
-    pool_sizes: tuple[int | None, ...] = (10, 100, 1000, 10000, None)
-    ks: tuple[int, ...] = (1, 5, 10)
+    pool_sizes: tuple[int | None, ...] = DEFAULT_POOL_SIZES
+    ks: tuple[int, ...] = DEFAULT_KS
     n_boot: int = 200
     chunk_size: int = 4096
     device: str = "auto"
@@ -292,11 +399,12 @@ class FrontierConfig(_Section):
     scaling study's private-set sizes (``scaling_sizes``, and ``scaling_factors`` times the own
     private set); the output-perturbation control's ``op_scales``; ``n_boot`` bootstrap resamples
     of the reduction; ``probe_max_train`` probe fit rows per evaluation; ``split_seed`` of the
-    selection / report split."""
+    selection / report split; ``reference_pool_size``: N of the DP chapters' cuts (the paper's
+    estimand is N = 10,000; a held-out half with fewer pairs uses all of its pairs)."""
 
     SECTION: ClassVar[str] = "dp.frontier"
     inits: tuple[str, ...] = ("pretrained", "reinit")
-    optimizers: tuple[str, ...] = ("sgd", "adam")
+    optimizers: tuple[str, ...] = ("sgd", "adam")  # the order of the grid (OPTIMIZERS names the choices)
     lrs: Mapping[str, tuple[float, ...]] = field(
         default_factory=lambda: {"sgd": (0.03, 0.1, 0.3), "adam": (1e-3, 3e-3, 1e-2)}
     )
@@ -312,6 +420,7 @@ class FrontierConfig(_Section):
     n_boot: int = 1000
     probe_max_train: int = 1000
     split_seed: int = 0
+    reference_pool_size: int = 10_000
 
     def __post_init__(self) -> None:
         self._need(
@@ -322,9 +431,9 @@ class FrontierConfig(_Section):
         self._need(
             isinstance(self.optimizers, tuple)
             and len(self.optimizers) >= 1
-            and set(self.optimizers) <= {"sgd", "adam"},
+            and set(self.optimizers) <= set(OPTIMIZERS),
             "optimizers",
-            "names from ('sgd', 'adam')",
+            f"names from {OPTIMIZERS}",
         )
         self._need(
             isinstance(self.lrs, Mapping)
@@ -355,48 +464,115 @@ class FrontierConfig(_Section):
         self._need(_is_int(self.n_boot) and self.n_boot >= 1, "n_boot", "a positive integer")
         self._need(_is_int(self.probe_max_train) and self.probe_max_train >= 2, "probe_max_train", "an integer >= 2")
         self._need(_is_int(self.split_seed), "split_seed", "an integer")
+        self._need(
+            _is_int(self.reference_pool_size) and self.reference_pool_size >= 2,
+            "reference_pool_size",
+            "an integer >= 2",
+        )
 
     def scaling_sizes_above(self, n_own: int) -> list[int]:
-        """Private-set sizes of the scaling study above ``n_own``: ``scaling_sizes`` and ``scaling_factors`` x ``n_own``."""
+        """Private-set sizes of the scaling study above ``n_own``: ``scaling_sizes`` and ``scaling_factors`` x
+        ``n_own``."""
         sizes = {int(n) for n in self.scaling_sizes} | {int(round(float(f) * n_own)) for f in self.scaling_factors}
         return sorted(n for n in sizes if n > n_own)
 
 
-_DP_TRAINING_KEYS: tuple[str, ...] = tuple(f.name for f in fields(DPConfig) if f.name != "seed")
+@dataclass(frozen=True)
+class BudgetSweepConfig(_Section):
+    """Chapter 9's privacy-budget sweep (docs/risk.md): the ``optimizer``, learning rate ``lr`` and
+    ``epochs`` of each of its trainings (one per target epsilon of the ``budget`` section, from the
+    pretrained heads). Chapter 6's frontier sets these per grid point instead (:class:`FrontierConfig`)."""
+
+    SECTION: ClassVar[str] = "dp.budget_sweep"
+    optimizer: str = DPConfig.optimizer
+    lr: float = DPConfig.lr
+    epochs: float = DPConfig.epochs
+
+    def __post_init__(self) -> None:
+        for name in self.keys():
+            ok, expected = _DP_CHECKS[name]
+            self._need(ok(getattr(self, name)), name, expected)
+
+
+_DP_SHARED_KEYS: tuple[str, ...] = (
+    "target_epsilon",
+    "delta",
+    "batch_size",
+    "max_grad_norm",
+    "sampling",
+    "temperature",
+    "engine",
+    "noise_multiplier",
+    "bank_grad",
+)
+"""The :class:`DPConfig` fields every DP training of a profile shares: the ``dp`` section's flat keys."""
+_DP_RUN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(BudgetSweepConfig))
+"""The :class:`DPConfig` fields each study sets per run (chapter 6's grid point, chapter 9's ``budget_sweep``)."""
 
 
 @dataclass(frozen=True)
 class DPSectionConfig(_Section):
-    """The DP mitigation (docs/dp.md): ``training``, the :class:`relink_lib.dp.DPConfig` of head
-    training (its fields are the section's flat keys, its defaults the defaults, the profile's seed
-    its seed); ``bank_size``: the public bank, at most this many reports and images of the internal
-    val split; ``frontier``: chapter 6's study."""
+    """The DP mitigation (docs/dp.md). Flat keys: the :class:`DPConfig` fields every DP training of
+    the profile shares (``target_epsilon``, ``delta``, ``batch_size``, ``max_grad_norm``,
+    ``sampling``, ``temperature``, ``engine``, ``noise_multiplier``, ``bank_grad``; DPConfig's
+    defaults). ``bank_size``: the public bank, at most this many reports and images of the internal
+    val split. Sub-sections, one per study, with the per-run ``optimizer``, ``lr`` and ``epochs``:
+    ``frontier`` (chapter 6's grid, :class:`FrontierConfig`) and ``budget_sweep`` (chapter 9,
+    :class:`BudgetSweepConfig`). ``seed`` is the profile's, not a key of the section."""
 
     SECTION: ClassVar[str] = "dp"
-    training: DPConfig = field(default_factory=DPConfig)
+    target_epsilon: float | None = DPConfig.target_epsilon
+    delta: float = DPConfig.delta
+    batch_size: int = DPConfig.batch_size
+    max_grad_norm: float = DPConfig.max_grad_norm
+    sampling: str = DPConfig.sampling
+    temperature: float = DPConfig.temperature
+    engine: str = DPConfig.engine
+    noise_multiplier: float | None = DPConfig.noise_multiplier
+    bank_grad: bool = DPConfig.bank_grad
     bank_size: int = 2048
     frontier: FrontierConfig = field(default_factory=FrontierConfig)
+    budget_sweep: BudgetSweepConfig = field(default_factory=BudgetSweepConfig)
+    seed: int = 0
 
     def __post_init__(self) -> None:
+        for name in _DP_SHARED_KEYS:
+            ok, expected = _DP_CHECKS[name]
+            self._need(ok(getattr(self, name)), name, expected)
         self._need(_is_int(self.bank_size) and self.bank_size >= 1, "bank_size", "a positive integer")
+        self._need(_is_int(self.seed), "seed", "an integer (the profile's seed)")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
-        return (*_DP_TRAINING_KEYS, "bank_size", "frontier")
+        return (*_DP_SHARED_KEYS, "bank_size", "frontier", "budget_sweep")
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None, seed: int = 0) -> "DPSectionConfig":
         values = _check_keys(cls.SECTION, raw, cls.keys())
-        training = DPConfig(**{k: _freeze(v) for k, v in values.items() if k in _DP_TRAINING_KEYS}, seed=int(seed))
+        flat = {k: _freeze(v) for k, v in values.items() if k not in ("frontier", "budget_sweep")}
         return cls(
-            training=training,
+            **flat,
             frontier=FrontierConfig.from_mapping(values.get("frontier")),
-            **({"bank_size": values["bank_size"]} if "bank_size" in values else {}),
+            budget_sweep=BudgetSweepConfig.from_mapping(values.get("budget_sweep")),
+            seed=int(seed),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self.training, name) for name in _DP_TRAINING_KEYS}
-        return {**out, "bank_size": self.bank_size, "frontier": self.frontier.to_dict()}
+        out = {name: _thaw(getattr(self, name)) for name in (*_DP_SHARED_KEYS, "bank_size")}
+        return {**out, "frontier": self.frontier.to_dict(), "budget_sweep": self.budget_sweep.to_dict()}
+
+    def training_config(self, *, optimizer: str, lr: float, epochs: float, seed: int | None = None) -> DPConfig:
+        """The :class:`DPConfig` of one training run: the section's shared keys, the run's ``optimizer``,
+        ``lr`` and ``epochs``, and ``seed`` (``None``: the profile's)."""
+        shared = {name: getattr(self, name) for name in _DP_SHARED_KEYS}
+        return DPConfig(
+            **shared, optimizer=optimizer, lr=lr, epochs=epochs, seed=self.seed if seed is None else int(seed)
+        )
+
+    @property
+    def budget_sweep_training(self) -> DPConfig:
+        """The :class:`DPConfig` chapter 9's budget sweep trains with (its ``target_epsilon`` is set per budget)."""
+        return self.training_config(**{name: getattr(self.budget_sweep, name) for name in _DP_RUN_KEYS})
 
 
 @dataclass(frozen=True)
@@ -413,7 +589,8 @@ class UtilityConfig(_Section):
 @dataclass(frozen=True)
 class BudgetConfig(_Section):
     """Chapter 9's privacy-budget sweep (docs/risk.md): target ``epsilons`` (``None``: non-private),
-    each trained with the ``dp`` section's data, steps and objective. The realistic attack picks
+    each trained with the ``dp`` section's shared keys and its ``dp.budget_sweep`` optimizer, lr and
+    epochs (:attr:`DPSectionConfig.budget_sweep_training`). The realistic attack picks
     from ``attack_candidates`` images (chance 1/N) for ``attack_targets`` training pairs, with
     ``attack_updates`` intercepted updates each, and also counts |cos| >= ``attack_cos_threshold``;
     ``relaxed_dof``: dimension of one observation of the GLRT adversary (1 favours it most);
@@ -486,7 +663,7 @@ SECTIONS: dict[str, type[_Section]] = {
 @dataclass(frozen=True)
 class Profile(Mapping[str, Any]):
     """A whole run configuration: ``name`` (the profile it came from), ``seed`` and one typed config
-    per section. Reads as the nested dict of :meth:`to_params` too (``profile["dp"]["lr"]``; the
+    per section. Reads as the nested dict of :meth:`to_params` too (``profile["dp"]["target_epsilon"]``; the
     ``"profile"`` key is the name)."""
 
     name: str = "default"
@@ -506,10 +683,8 @@ class Profile(Mapping[str, Any]):
             raise ValueError(f"params['profile']={self.name!r}: expected a profile name")
         if not _is_int(self.seed):
             raise ValueError(f"params['seed']={self.seed!r}: expected an integer")
-        if self.dp.training.seed != self.seed:
-            raise ValueError(
-                f"params['dp'] training seed {self.dp.training.seed} differs from params['seed']={self.seed}"
-            )
+        if self.dp.seed != self.seed:
+            raise ValueError(f"params['dp'] training seed {self.dp.seed} differs from params['seed']={self.seed}")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "Profile":

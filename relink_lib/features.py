@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import cache, models
+from . import cache
 from .cohorts.base import Cohort
 from .config import Profile, ProfileLike, as_profile
 from .models.base import DualEncoder, l2_normalize, pick_device, torch_threads
@@ -100,10 +99,6 @@ def _settings(params: ProfileLike) -> dict[str, Any]:
     }
 
 
-def _code_version() -> str:
-    return cache.code_version(models, sys.modules[__name__])
-
-
 def feature_key(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) -> dict[str, Any]:
     """Everything the features of (cohort, rung, split) depend on."""
     settings = _settings(params)
@@ -121,7 +116,7 @@ def feature_key(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) -> 
         "model": model_hash(rung.path),
         "kind": rung.kind,
         "settings": settings,
-        "code": _code_version(),
+        "code": cache.stage_code_version(__name__),
         "numerics": cache_token(),
     }
 
@@ -432,14 +427,3 @@ def get_embeddings(
     encoder = rung.load(device="cpu")
     image, text = embed_features(feats, encoder.image_head, encoder.text_head)
     return image, text, feats.rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m relink_lib.features ...``: the same as ``python -m relink_lib features ...``."""
-    from .cli import main as cli_main  # lazily: the command line is an entry point, not a dependency of the library
-
-    return cli_main(["features", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

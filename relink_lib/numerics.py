@@ -24,13 +24,12 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import torch
 from threadpoolctl import threadpool_limits
 
-if TYPE_CHECKING:
-    from .config import ProfileLike
+from .config import NUMERICAL_MODES, ProfileLike, as_profile
 
 MODE_ENV = "RELINK_NUMERICS"
 
@@ -75,7 +74,9 @@ MODES: dict[str, NumericalMode] = {
     ),
     "native": NumericalMode(name="native", env={MODE_ENV: "native"}),
 }
-"""The modes a profile may name in ``params["numerics"]["mode"]``."""
+"""The modes a profile may name in ``params["numerics"]["mode"]`` (:data:`relink_lib.config.NUMERICAL_MODES`)."""
+if tuple(MODES) != NUMERICAL_MODES:  # the config validates mode names without importing torch: keep the two in step
+    raise ImportError(f"numerics.MODES {tuple(MODES)} and config.NUMERICAL_MODES {NUMERICAL_MODES} differ")
 
 # Variables the portable mode overrides even when the user's shell sets them. Others that steer
 # dispatch (MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA) are left alone on purpose: under
@@ -91,9 +92,7 @@ def get_mode(name: str) -> NumericalMode:
 
 
 def mode_of(params: ProfileLike) -> NumericalMode:
-    """The mode a profile asks for (its ``numerics.mode``; the default is :class:`relink_lib.config.NumericsConfig`'s)."""
-    from .config import as_profile  # lazily: cycle, relink_lib.config imports MODES from this module
-
+    """The mode a profile asks for: its ``numerics.mode`` (default: :class:`relink_lib.config.NumericsConfig`'s)."""
     return get_mode(as_profile(params).numerics.mode)
 
 
@@ -124,7 +123,7 @@ def apply_in_process(mode: NumericalMode) -> None:
         torch.set_num_threads(mode.threads)
         threadpool_limits(mode.threads)
     if mode.disable_mkldnn:
-        torch.backends.mkldnn.enabled = False
+        torch.backends.mkldnn.enabled = False  # type: ignore[assignment]  # a ContextProp in the stubs
     if mode.disable_nnpack:
         torch.backends.nnpack.set_flags(False)
     if mode.deterministic:

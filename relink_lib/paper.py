@@ -33,12 +33,21 @@ class PaperFigures:
     probe_macro_auroc_after: float = 0.7943
     """The same after DP (79.43%)."""
 
+    @property
+    def r1_lift_by_pool(self) -> dict[int, float]:
+        """The paper's Recall@1 lift over chance by pool size N: ``{100: 15.0, 10_000: 50.0}`` (a fresh dict)."""
+        return {100: self.r1_lift_n100, 10_000: self.r1_lift_n10000}
+
+    def r1_lift_at(self, n: int) -> float | None:
+        """The paper's Recall@1 lift at pool size ``n``; ``None`` where the paper quotes none (only N = 100, 10,000)."""
+        return self.r1_lift_by_pool.get(int(n))
+
     def r1_at(self, n: int) -> float:
         """The paper's Recall@1 implied by its lift at ``n`` (100 or 10,000): lift / n."""
-        lifts = {100: self.r1_lift_n100, 10_000: self.r1_lift_n10000}
-        if n not in lifts:
+        lift = self.r1_lift_at(n)
+        if lift is None:
             raise ValueError(f"n={n}: the paper quotes Recall@1 lift at N = 100 and N = 10,000 only")
-        return lifts[n] / n
+        return lift / n
 
     def as_rows(self) -> list[dict[str, object]]:
         """One row per quoted figure: ``figure``, ``value`` (display text), ``source``."""

@@ -14,12 +14,11 @@ library. Every notebook runs on every profile.
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import Profile
+from .config import Profile, unknown_key_hint
 
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "ci", "default", "paper")
 
@@ -31,9 +30,9 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "features": {"batch_size": 64},
         "audit": {"pool_sizes": (10, 100, None), "n_boot": 20, "chunk_size": 128},
         "dp": {
-            "epochs": 1,
             "batch_size": 64,
             "bank_size": 64,
+            "budget_sweep": {"epochs": 1},
             "frontier": {
                 "lrs": {"sgd": (0.1,), "adam": (1e-2,)},
                 "epochs": (1,),
@@ -61,9 +60,9 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "features": {"batch_size": 128},
         "audit": {"pool_sizes": (10, 100, 1000, None), "n_boot": 50, "chunk_size": 512},
         "dp": {
-            "epochs": 3,
             "batch_size": 128,
             "bank_size": 256,
+            "budget_sweep": {"epochs": 3},
             "frontier": {
                 "epochs": (3,),
                 "scaling_sizes": (),
@@ -145,8 +144,7 @@ def validate_overrides(name: str, overrides: Mapping[str, Any] | None) -> None:
         for key, value in over.items():
             here = ".".join(path + (str(key),))
             if key not in ref:
-                close = difflib.get_close_matches(str(key), sorted(map(str, ref)), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = unknown_key_hint(here, str(key), sorted(map(str, ref)))
                 where = f"section {'.'.join(path)!r}" if path else "the profile"
                 raise ValueError(f"overrides: unknown key {here!r}{hint}; {where} has keys {sorted(map(str, ref))}")
             if path + (str(key),) in OPEN_KEYS:

@@ -1,4 +1,10 @@
-"""Results JSON with a provenance block, one file per chapter under ``results/<profile>/``."""
+"""Results JSON with a provenance block, one file per chapter under ``results/<profile>/``.
+
+Results are written one way: a stage returns a typed result (e.g. :class:`relink_lib.audit.stage.AuditResult`)
+whose ``to_json()`` gives the chapter's payload, and the chapter's notebook calls :func:`write_results`
+with it. :func:`jsonable` is the conversion :func:`write_results` applies (the typed results use it in
+their ``to_json``), :func:`frame_from_records` its inverse for tables (their ``from_json``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 
 from .cache import atomic_write_bytes
 from .config import ProfileLike, as_profile
@@ -84,6 +91,47 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as JSON-ready values, as :func:`write_results` writes them.
+
+    Mappings and sequences recursively; DataFrames become lists of row records; numpy scalars and
+    arrays become Python numbers and lists; NaN becomes ``None`` and +-inf the strings ``"inf"`` / ``"-inf"``.
+    """
+    return _jsonable(obj)
+
+
+def _inf_back(value: Any) -> Any:
+    if isinstance(value, str) and value in ("inf", "-inf"):
+        return math.inf if value == "inf" else -math.inf
+    return value
+
+
+def _number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def frame_from_records(records: Any) -> pd.DataFrame:
+    """A table from its JSON records (the inverse of :func:`jsonable` on a DataFrame).
+
+    ``None`` or an empty list gives an empty frame; a DataFrame is copied. ``null`` in a numeric
+    column becomes NaN (pandas' inference), in any other column ``None`` (an object column); the
+    strings ``"inf"`` / ``"-inf"`` of a column whose other values are numbers become floats again.
+    """
+    if isinstance(records, pd.DataFrame):
+        return records.copy()
+    frame = pd.DataFrame([dict(r) for r in (records or [])])
+    for col in frame.columns:
+        values = frame[col]
+        if values.dtype.kind in "biufcmM":
+            continue
+        back = values.map(_inf_back)
+        if (back != values).any() and back.map(_number_or_null).all():
+            frame[col] = back.astype(float)
+        elif values.isna().any():
+            frame[col] = values.astype(object).where(values.notna(), None)
+    return frame
 
 
 def write_results(

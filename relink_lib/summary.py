@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -76,6 +76,18 @@ def _num(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _count(value: Any) -> int:
+    """A pool size read from a results row; a missing or non-finite one raises (the chapter is then not available)."""
+    v = _num(value)
+    if v is None:
+        raise TypeError(f"expected a finite number, got {value!r}")
+    return int(v)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _records(value: Any) -> list[Mapping[str, Any]]:
     return [r for r in value if isinstance(r, Mapping)] if isinstance(value, list) else []
 
@@ -95,16 +107,16 @@ def _ci(row: Mapping[str, Any], lo: str = "ci_low", hi: str = "ci_high") -> tupl
 
 
 def _strongest(rows: Sequence[Mapping[str, Any]]) -> Any:
-    rungs = [r.get("rung") for r in rows if isinstance(r.get("rung"), (int, float))]
+    rungs: list[float] = [r["rung"] for r in rows if isinstance(r.get("rung"), (int, float))]
     return max(rungs) if rungs else None
 
 
 def _largest_pool(rows: Sequence[Mapping[str, Any]], cap: int = 10_000) -> Mapping[str, Any] | None:
     """The row of the largest finite pool up to ``cap``; the full database when it is the only one beyond N = 100."""
-    sized = [r for r in rows if _num(r.get("pool_size")) is not None and _num(r["pool_size"]) <= cap]
+    sized = [r for r in rows if (n := _num(r.get("pool_size"))) is not None and n <= cap]
     if not sized:
         return None
-    return max(sized, key=lambda r: (_num(r["pool_size"]), not bool(r.get("full_database"))))
+    return max(sized, key=lambda r: (_count(r["pool_size"]), not bool(r.get("full_database"))))
 
 
 def audit_headline(audit: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -122,7 +134,7 @@ def audit_headline(audit: Mapping[str, Any] | None) -> dict[str, Any] | None:
             continue
         points.append(
             {
-                "n": int(_num(row["pool_size"])),
+                "n": _count(row["pool_size"]),
                 "recall": _num(row.get("recall")),
                 "ci": _ci(row),
                 "lift": _num(row.get("lift")),
@@ -149,7 +161,7 @@ def hard_negative_headline(hard: Mapping[str, Any] | None) -> dict[str, Any] | N
     return {
         "rung": rung,
         "model": row.get("model"),
-        "n": int(_num(row["pool_size"])),
+        "n": _count(row["pool_size"]),
         "recall": recall,
         "ci": _ci(row),
         "effective_pool": pool,
@@ -167,8 +179,8 @@ def _frontier_headline(mitigation: Mapping[str, Any]) -> dict[str, Any] | None:
     if not isinstance(ref, int) or not 0 <= ref < len(frontier) or _num(frontier[ref].get("r1_reduction")) is None:
         return None
     point = frontier[ref]
-    heldout = mitigation.get("heldout") if isinstance(mitigation.get("heldout"), Mapping) else {}
-    base = heldout.get("baseline") if isinstance(heldout.get("baseline"), Mapping) else {}
+    heldout = _mapping(mitigation.get("heldout"))
+    base = _mapping(heldout.get("baseline"))
     n = _num(heldout.get("reference_pool_size")) or _num(
         (mitigation.get("selection_rule") or {}).get("reference_pool_size")
     )
@@ -210,7 +222,7 @@ def dp_headline(mitigation: Mapping[str, Any] | None) -> dict[str, Any] | None:
     rung = max(rungs, key=lambda r: r.get("rung", -1) if isinstance(r.get("rung"), (int, float)) else -1)
     rows = _pick(_records(rung.get("reduction")), variant="dp", k=1, pool="random")
     row = _largest_pool(rows, cap=10_000)
-    record = rung.get("dp_record") if isinstance(rung.get("dp_record"), Mapping) else {}
+    record = _mapping(rung.get("dp_record"))
     out: dict[str, Any] = {
         "rung": rung.get("rung"),
         "model": rung.get("model"),
@@ -224,7 +236,7 @@ def dp_headline(mitigation: Mapping[str, Any] | None) -> dict[str, Any] | None:
     baseline = row.get("baseline") or rung.get("baseline") or "the pretrained heads (no fine-tuning)"
     return {
         **out,
-        "n": int(_num(row["pool_size"])),
+        "n": _count(row["pool_size"]),
         "reduction": _num(row.get("relative_reduction")),
         "ci": ci,
         "before": _num(row.get("recall_before")),
@@ -266,7 +278,7 @@ def transfer_headline(transfer: Mapping[str, Any] | None) -> dict[str, Any] | No
         return None
     return {
         "rung": rung.get("rung"),
-        "n": int(_num((before or after)["pool_size"])),
+        "n": _count(_mapping(before or after)["pool_size"]),
         "before": _num((before or {}).get("recall")),
         "before_ci": _ci(before or {}),
         "after": _num((after or {}).get("recall")),
@@ -280,7 +292,7 @@ def risk_headline(budget: Mapping[str, Any] | None) -> dict[str, Any] | None:
     finite = [r for r in rows if _num(r.get("target_epsilon")) is not None]
     if not finite:
         return None
-    strict = min(finite, key=lambda r: _num(r["target_epsilon"]))
+    strict = min(finite, key=lambda r: float(r["target_epsilon"]))
     no_dp = next((r for r in rows if _num(r.get("target_epsilon")) is None), None)
     return {
         "epsilon": _num(strict.get("target_epsilon")),
@@ -295,7 +307,9 @@ def risk_headline(budget: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def summary_payload(payloads: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
     """The summary's numbers from the chapters' payloads (keys of :data:`CHAPTERS`; missing ones allowed)."""
 
-    def safe(fn, key):  # a chapter whose results changed shape must not take the summary down
+    def safe(
+        fn: Callable[[Any], Any], key: str
+    ) -> Any:  # a chapter whose results changed shape must not take the summary down
         try:
             return fn(payloads.get(key))
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -321,7 +335,7 @@ def _f(v: float | None, digits: int = 3) -> str:
     return NA if v is None else fmt_sig(v, digits)
 
 
-def _ci_text(ci: tuple[float, float] | None, fmt=_f) -> str:
+def _ci_text(ci: tuple[float, float] | None, fmt: Callable[[float | None], str] = _f) -> str:
     return "no CI in the results" if ci is None else f"95% CI {fmt(ci[0])} to {fmt(ci[1])}"
 
 
@@ -403,7 +417,8 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
         cis = [f" ({_ci_text(util[k])})" if util.get(k) else "" for k in ("probe_before_ci", "probe_after_ci")]
         out.append(
             f"**Utility.** Linear-probe macro AUROC {_f(util['probe_before'])}{cis[0]} with the pretrained heads and "
-            f"{_f(util['probe_after'])}{cis[1]} with the DP heads; zero-shot (cross-modal) {_f(util['zero_shot_before'])} "
+            f"{_f(util['probe_after'])}{cis[1]} with the DP heads; zero-shot (cross-modal) "
+            f"{_f(util['zero_shot_before'])} "
             f"-> {_f(util['zero_shot_after'])}. The paper reports {_pct(PAPER.probe_macro_auroc_before)} -> "
             f"{_pct(PAPER.probe_macro_auroc_after)} (probe)."
         )
@@ -435,7 +450,7 @@ def summary_table(payload: Mapping[str, Any]) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     audit = payload.get("audit") or {}
     for p in audit.get("points", []):
-        paper = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}.get(p["n"]) if not p["full_database"] else None
+        paper = PAPER.r1_lift_at(p["n"]) if not p["full_database"] else None
         rows.append(
             {
                 "finding": f"R@1 lift over chance, {_pool(p)}",
@@ -523,13 +538,15 @@ CALIBRATED_KNOBS: tuple[tuple[str, str, str], ...] = (
     (
         "cohort.image_noise, ladder.overrides",
         "image noise of the renderer and per-rung schedules",
-        "1 and none on default; on the smaller ci profile halved noise and a longer top rung, set so that ci still shows "
-        "the effect its regression checks guard (top rung at 5x chance or more at N = 100, rungs rising; docs/models.md)",
+        "1 and none on default; on the smaller ci profile halved noise and a longer top rung, set so that ci "
+        "still shows the effect its regression checks guard (top rung at 5x chance or more at N = 100, rungs "
+        "rising; docs/models.md)",
     ),
     (
         "cohort.n_pairs, cohort.split_fractions",
         "cohort and split sizes",
-        "a held-out split larger than 10,000 pairs on the default profile, so the audit reaches N = 10,000 as the paper's does",
+        "a held-out split larger than 10,000 pairs on the default profile, so the audit reaches N = 10,000 as the "
+        "paper's does",
     ),
     (
         "dp.target_epsilon, dp.delta",
@@ -572,8 +589,9 @@ def calibration_box(params: Mapping[str, Any]) -> str:
     return (
         '<div class="admonition important relink-calibration">'
         '<p class="admonition-title">What was calibrated, and what is a prediction</p>'
-        f"<p>On profile {code(str(params.get('profile', NA)))} these knobs of the simulation were <strong>set against a "
-        "target</strong>; a number that lands near the paper's because of them is a calibration, not a replication:</p>"
+        f"<p>On profile {code(str(params.get('profile', NA)))} these knobs of the simulation were "
+        "<strong>set against a target</strong>; a number that lands near the paper's because of them is a "
+        "calibration, not a replication:</p>"
         f"<ul>{items}</ul>"
         "<p>Everything else is a <strong>prediction of the simulation</strong>, not tuned to any target: the ordering "
         "of the rungs at other pool sizes, hard-negative recall, the DP cut and what it costs in utility, transfer to "
@@ -589,7 +607,7 @@ def lift_points(audit: Mapping[str, Any] | None) -> pd.DataFrame:
     """
     rows = _records((audit or {}).get("rows"))
     out = []
-    for rung in sorted({r.get("rung") for r in rows if isinstance(r.get("rung"), (int, float))}):
+    for rung in sorted({r["rung"] for r in rows if isinstance(r.get("rung"), (int, float))}):
         mine = _pick(_held_out(rows), rung=rung, k=1, pool="random")
         n100 = [r for r in mine if _num(r.get("pool_size")) == 100 and not r.get("full_database")]
         big = _largest_pool([r for r in mine if (_num(r.get("pool_size")) or 0) > 100])
@@ -600,7 +618,7 @@ def lift_points(audit: Mapping[str, Any] | None) -> pd.DataFrame:
                     {
                         "rung": rung,
                         "model": row.get("model"),
-                        "n": int(_num(row["pool_size"])),
+                        "n": _count(row["pool_size"]),
                         "full_database": bool(row.get("full_database")),
                         "lift": _num(row.get("lift")),
                         "lift_ci_low": ci[0],

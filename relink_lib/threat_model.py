@@ -72,8 +72,7 @@ def threat_model_payload(ks: Sequence[int] = (1, 5, 10), pool_sizes: Sequence[in
         "chance": {f"K={k}": {str(n): float(chance_recall(k, n)) for n in pool_sizes} for k in ks},
         "paper_reference": {
             "source": f"{PAPER_CITATION} (the paper's figures)",
-            "r1_lift_n100": PAPER.r1_lift_n100,
-            "r1_lift_n10000": PAPER.r1_lift_n10000,
+            **{f"r1_lift_n{n}": lift for n, lift in PAPER.r1_lift_by_pool.items()},
         },
         "threat_models": threat_model_table().reset_index().to_dict(orient="records"),
     }

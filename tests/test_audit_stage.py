@@ -52,7 +52,7 @@ def test_audit_rung_tables_agree_with_relink_audit_and_split_is_a_partition():
     np.testing.assert_allclose(got.recall, direct.recall)
     assert {"ci_low", "ci_high", "lift_ci_low", "lift_ci_high"} <= set(ra.table.columns)
     # mentioned / not mentioned partition the queries: their weighted mean is the overall recall
-    for (pool, detail), part in ra.breakdown.groupby(["pool", "detail"]):
+    for (pool, _detail), part in ra.breakdown.groupby(["pool", "detail"]):
         overall = ra.table[ra.table.pool == pool].set_index(["pool_size", "k"])
         for (n, k), rows in part.groupby(["pool_size", "k"]):
             w = rows.n_queries.to_numpy()
@@ -147,9 +147,13 @@ def fake_upstream(monkeypatch):
     return calls
 
 
-def test_audit_ladder_writes_results_and_caches(fake_upstream):
+def test_audit_ladder_returns_its_result_caches_and_writes_nothing(fake_upstream):
     params = get_profile("smoke", {"audit": {"n_boot": 10, "pool_sizes": (10, 100, None), "device": "cpu"}})
-    table = audit_stage.audit_ladder(params)
+    written = sorted(results_dir("smoke").glob("*.json"))
+    before = {p: p.stat().st_mtime_ns for p in written}
+    result = audit_stage.audit_ladder(params)
+    assert isinstance(result, audit_stage.AuditResult)
+    table = result.table
     assert fake_upstream["audit"] == 2
     assert set(table.model) == {"captions", "full-reports"} and set(table.rung) == {0, 1}
     assert {
@@ -166,8 +170,22 @@ def test_audit_ladder_writes_results_and_caches(fake_upstream):
         "lift",
         "n_queries",
     } <= set(table.columns)
-    body = json.loads((results_dir("smoke") / "audit.json").read_text())
-    assert len(body["rows"]) == len(table) and body["provenance"]["cohort"] == "fake-internal"
+    assert result.cohort == "fake-internal" and result.models == ["captions", "full-reports"]
+    body = result.to_json()
+    assert list(body) == [  # the field names of results/<profile>/audit.json
+        "rows",
+        "gap",
+        "risk_factors",
+        "risk_pool_size",
+        "extractor_validation",
+        "rank_histograms",
+        "split",
+        "splits",
+        "n_database",
+        "dropped_pool_sizes",
+        "notes",
+    ]
+    assert len(body["rows"]) == len(table)
     assert set(table.split) == {"train", "test"} and {r["split"] for r in body["rows"]} == {"train", "test"}
     assert {"recall", "recall_ties_against", "recall_ties_for"} <= set(body["rows"][0])
     train = table[table.split == "train"]
@@ -177,12 +195,55 @@ def test_audit_ladder_writes_results_and_caches(fake_upstream):
     assert body["risk_pool_size"] is None  # 60 held-out pairs: N = 100 does not fit, the full database is used
     assert body["dropped_pool_sizes"] == [100]  # 60 held-out pairs
     assert sum(body["rank_histograms"]["captions"]["counts"]) == 60
+    assert "10 replicates" in body["notes"]
     again = audit_stage.audit_ladder(params)
     assert fake_upstream["audit"] == 2  # served from the cache
-    pd.testing.assert_frame_equal(again, table, check_dtype=False)
-    breakdown = audit_stage.hard_negative_breakdown(params)
+    pd.testing.assert_frame_equal(again.table, table, check_dtype=False)
+    hard = audit_stage.hard_negative_breakdown(params)
     assert fake_upstream["audit"] == 2
+    breakdown = hard.by_detail
     assert set(breakdown.detail) == {"device", "chronic"} and set(breakdown.pool) == {"random", "matched"}
-    hn = json.loads((results_dir("smoke") / "hard_negatives.json").read_text())
+    hn = hard.to_json()
+    assert list(hn) == ["matched_pools", "by_detail", "detail_columns", "split"]
     assert hn["detail_columns"] == ["mentions_device", "mentions_chronic"]
     assert all(r["pool"] != "random" for r in hn["matched_pools"])
+    assert list(hard.matched_pools.columns) == list(audit_stage.MATCHED_POOL_COLUMNS)
+    # the stage writes no results file: the chapter's notebook does (relink_lib.results.write_results)
+    assert {p: p.stat().st_mtime_ns for p in sorted(results_dir("smoke").glob("*.json"))} == before
+
+
+def _json_round_trip(result):
+    return type(result).from_json(json.loads(json.dumps(result.to_json(), allow_nan=False)))
+
+
+def test_audit_result_round_trips_through_json(fake_upstream):
+    params = get_profile("smoke", {"audit": {"n_boot": 10, "pool_sizes": (10, 100, None), "device": "cpu"}})
+    result = audit_stage.audit_ladder(params)
+    back = _json_round_trip(result)
+    assert back.to_json() == result.to_json()
+    for name in ("table", "gap", "risk_factors", "extractor_validation"):
+        pd.testing.assert_frame_equal(getattr(back, name), getattr(result, name), check_dtype=False)
+    assert back.rank_histograms == result.rank_histograms and back.n_database == result.n_database
+    assert back.risk_pool_size == result.risk_pool_size and back.dropped_pool_sizes == result.dropped_pool_sizes
+    assert back.cohort == result.cohort and back.models == result.models and back.notes == result.notes
+    # a written audit.json reads back too: its provenance block is not part of the result
+    assert audit_stage.AuditResult.from_json({**result.to_json(), "provenance": {"profile": "smoke"}}).to_json() == (
+        result.to_json()
+    )
+
+
+def test_hard_negative_result_round_trips_through_json(fake_upstream):
+    params = get_profile("smoke", {"audit": {"n_boot": 10, "pool_sizes": (10, 100, None), "device": "cpu"}})
+    hard = audit_stage.hard_negative_breakdown(params)
+    back = _json_round_trip(hard)
+    assert back.to_json() == hard.to_json()
+    pd.testing.assert_frame_equal(back.by_detail, hard.by_detail, check_dtype=False)
+    pd.testing.assert_frame_equal(back.matched_pools, hard.matched_pools.reset_index(drop=True), check_dtype=False)
+    assert back.detail_columns == hard.detail_columns and back.split == "test"
+    empty = audit_stage.HardNegativeResult(matched_pools=hard.matched_pools, by_detail=pd.DataFrame())
+    assert empty.to_json()["by_detail"] == [] and _json_round_trip(empty).by_detail.empty
+
+
+def test_risk_factor_pool_size_is_the_configured_n_when_it_fits():
+    assert audit_stage.risk_factor_pool_size(dataclasses.replace(SETTINGS, risk_pool_size=100), 120) == 100
+    assert audit_stage.risk_factor_pool_size(dataclasses.replace(SETTINGS, risk_pool_size=100), 60) is None

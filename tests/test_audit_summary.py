@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from relink_lib.audit.risk_factors import fit_risk_factors, study_properties
-from relink_lib.audit.stage import audit_rung
+from relink_lib.audit.stage import AuditResult, HardNegativeResult, audit_rung
 from relink_lib.audit.summary import (
     audit_findings,
     audit_overview,
@@ -55,29 +57,42 @@ def stage_outputs():
             rep[1:6] = rep[0]  # duplicated reports: ties for the weak rung
         t_img, t_rep = _emb(m, noise / 3, seed=10 + rung)  # the trained-on pairs are re-linked more
         ra = audit_rung(img, rep, test_pairs, SETTINGS, train=(t_img, t_rep, _pairs(m, 1)))
-        lab = lambda f, split=None: f.assign(model=name, rung=rung, **({"split": split} if split else {}))  # noqa: E731
+        lab = lambda f, split=None, name=name, rung=rung: f.assign(  # noqa: E731
+            model=name, rung=rung, **({"split": split} if split else {})
+        )
         tables += [lab(ra.table, "test"), lab(ra.train_table, "train")]
         gaps.append(lab(ra.gap))
         breakdowns.append(lab(ra.breakdown))
         outcome = 1.0 / (1.0 + ra.counts["test_better"] + ra.counts["test_tied"] / 2)
         eff = fit_risk_factors(study_properties(test_pairs), outcome, test_pairs.patient_id, n_boot=30)
         risks.append(eff.assign(model=name, rung=rung, mean_outcome=outcome.mean()))
-    table = pd.concat(tables, ignore_index=True)
-    saved = {
-        "provenance": {"profile": "unit", "cohort": "fake", "simulation": True},
-        "dropped_pool_sizes": [1000],
-        "gap": pd.concat(gaps).to_dict(orient="records"),
-        "risk_factors": pd.concat(risks).to_dict(orient="records"),
-        "risk_pool_size": 100,
-        "extractor_validation": [],
-        "rank_histograms": {},
-    }
-    return table, saved, pd.concat(breakdowns, ignore_index=True)
+    table = pd.concat(tables, ignore_index=True).assign(cohort="fake")
+    audit = AuditResult(
+        table=table,
+        gap=pd.concat(gaps, ignore_index=True),
+        risk_factors=pd.concat(risks, ignore_index=True),
+        risk_pool_size=100,
+        extractor_validation=pd.DataFrame(),
+        rank_histograms={},
+        n_database={"weak": m, "strong": m},
+        dropped_pool_sizes=(1000,),
+    )
+    hard = HardNegativeResult(
+        matched_pools=table[table.pool != "random"], by_detail=pd.concat(breakdowns, ignore_index=True)
+    )
+    return audit, hard
+
+
+def _payload(audit, table=None):
+    audit = audit if table is None else dataclasses.replace(audit, table=table)
+    return build_audit_payload(audit, (1, 5), profile="unit", simulation=True)
 
 
 def test_tables_hold_the_stage_numbers(stage_outputs):
-    table, saved, _ = stage_outputs
-    p = build_audit_payload(table, saved, (1, 5))
+    audit, _ = stage_outputs
+    table = audit.table
+    p = _payload(audit)
+    assert (p["profile"], p["cohort"], p["simulation"]) == ("unit", "fake", True)
     t = audit_tables(p)
     assert p["n_database"] == 120 and set(p["random"].split) == {"test"}
     strong = table[(table.split == "test") & (table.pool == "random") & (table.model == "strong") & (table.k == 1)]
@@ -92,8 +107,8 @@ def test_tables_hold_the_stage_numbers(stage_outputs):
 
 
 def test_findings_state_the_numbers_they_come_from(stage_outputs):
-    table, saved, _ = stage_outputs
-    p = build_audit_payload(table, saved, (1, 5))
+    audit, _ = stage_outputs
+    p = _payload(audit)
     text = "\n".join(audit_findings(p))
     strong = p["random"][(p["random"].model == "strong") & (p["random"].k == 1) & (p["random"].pool_size == 100)].iloc[
         0
@@ -108,22 +123,23 @@ def test_findings_state_the_numbers_they_come_from(stage_outputs):
 
 
 def test_lift_below_one_is_explained_only_when_it_happens(stage_outputs):
-    table, saved, _ = stage_outputs
-    t = table.copy()
+    audit, _ = stage_outputs
+    t = audit.table.copy()
     sel = (t.model == "weak") & (t.pool == "random") & (t.k == 1) & (t.pool_size == 10) & (t.split == "test")
     t.loc[sel, ["lift", "lift_ci_low", "lift_ci_high"]] = [0.5, 0.3, 0.8]
-    text = "\n".join(audit_findings(build_audit_payload(t, saved, (1, 5))))
+    text = "\n".join(audit_findings(_payload(audit, t)))
     assert "weak at N = 10: 0.50x (95% CI 0.30 to 0.80), below chance beyond sampling noise" in text  # 12 expected
     t.loc[sel, "n_queries"] = 30  # 3 queries expected first by chance: too few to call
-    text = "\n".join(audit_findings(build_audit_payload(t, saved, (1, 5))))
+    text = "\n".join(audit_findings(_payload(audit, t)))
     assert "chance alone expects only 3 of its 30 queries first, too few to tell this from chance" in text
     t.loc[(t.pool == "random") & (t.split == "test"), "lift"] = 1.5
-    assert "Lift below 1" not in "\n".join(audit_findings(build_audit_payload(t, saved, (1, 5))))
+    assert "Lift below 1" not in "\n".join(audit_findings(_payload(audit, t)))
 
 
 def test_hard_negative_text_gives_effective_pool_and_chance(stage_outputs):
-    table, saved, breakdown = stage_outputs
-    p = build_hard_negative_payload(table, breakdown, saved, "same 14-label vector")
+    audit, hard = stage_outputs
+    p = build_hard_negative_payload(audit, hard, "same 14-label vector", profile="unit", simulation=True)
+    assert p["cohort"] == "fake" and p["breakdown"] is hard.by_detail
     assert set(p["table"].split) == {"test"}
     tabs = hard_negative_tables(p)
     m = p["table"][

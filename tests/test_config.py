@@ -8,9 +8,13 @@ import json
 import pytest
 
 from relink_lib.config import (
+    DEFAULT_KS,
+    DEFAULT_POOL_SIZES,
+    OPTIMIZERS,
     SECTIONS,
     AuditConfig,
     BudgetConfig,
+    BudgetSweepConfig,
     CohortConfig,
     DPSectionConfig,
     FeaturesConfig,
@@ -19,7 +23,9 @@ from relink_lib.config import (
     Profile,
     as_profile,
 )
+from relink_lib.config import DPConfig as ConfigDPConfig
 from relink_lib.dp import DPConfig
+from relink_lib.dp.config import DPConfig as DPConfigOfDP
 from relink_lib.profiles import PROFILE_NAMES, get_profile
 
 
@@ -44,17 +50,58 @@ def test_missing_keys_take_the_dataclass_defaults():
     cfg = as_profile({"audit": {"n_boot": 7}})
     assert cfg.audit.n_boot == 7 and cfg.audit.ks == AuditConfig().ks
     assert cfg.cohort == CohortConfig() and cfg.name == "default" and cfg.seed == 0
-    assert cfg.dp.training == DPConfig(seed=0) and cfg.dp.bank_size == DPSectionConfig().bank_size
+    assert cfg.dp.budget_sweep_training == DPConfig(seed=0) and cfg.dp.bank_size == DPSectionConfig().bank_size
 
 
-def test_dp_section_is_flat_and_its_training_config_carries_the_profile_seed():
-    cfg = as_profile({"seed": 5, "dp": {"lr": 0.01, "optimizer": "sgd", "bank_size": 64, "frontier": {"n_seeds": 2}}})
-    assert cfg.dp.training == DPConfig(lr=0.01, optimizer="sgd", seed=5)
+def test_dp_config_has_one_home_and_the_dp_package_re_exports_it():
+    assert DPConfig is ConfigDPConfig is DPConfigOfDP
+    assert OPTIMIZERS == ("adam", "sgd") and set(FrontierConfig().optimizers) <= set(OPTIMIZERS)
+    assert AuditConfig().pool_sizes == DEFAULT_POOL_SIZES == (10, 100, 1000, 10000, None)
+    assert AuditConfig().ks == DEFAULT_KS == (1, 5, 10)
+
+
+def test_dp_section_shared_keys_are_flat_and_the_budget_sweep_has_its_own_run_knobs():
+    cfg = as_profile(
+        {
+            "seed": 5,
+            "dp": {
+                "target_epsilon": 8.0,
+                "bank_size": 64,
+                "budget_sweep": {"lr": 0.01, "optimizer": "sgd"},
+                "frontier": {"n_seeds": 2},
+            },
+        }
+    )
+    assert cfg.dp.budget_sweep == BudgetSweepConfig(optimizer="sgd", lr=0.01)
+    assert cfg.dp.budget_sweep_training == DPConfig(target_epsilon=8.0, lr=0.01, optimizer="sgd", seed=5)
+    assert cfg.dp.training_config(optimizer="adam", lr=0.3, epochs=2) == DPConfig(
+        target_epsilon=8.0, lr=0.3, optimizer="adam", epochs=2, seed=5
+    )
     assert cfg.dp.bank_size == 64 and cfg.dp.frontier.n_seeds == 2
     flat = cfg["dp"]
-    assert flat["lr"] == 0.01 and "seed" not in flat and flat["frontier"]["n_seeds"] == 2
+    assert flat["target_epsilon"] == 8.0 and flat["budget_sweep"]["lr"] == 0.01 and flat["frontier"]["n_seeds"] == 2
+    assert "seed" not in flat and not {"lr", "optimizer", "epochs"} & set(flat)
     with pytest.raises(ValueError, match=r"unknown key 'dp.seed'"):
         as_profile({"dp": {"seed": 3}})
+    with pytest.raises(ValueError, match=r"unknown key 'dp.lr' \(moved to 'dp.budget_sweep.lr'"):
+        as_profile({"dp": {"lr": 0.01}})  # the per-run knobs live in the studies' sub-sections
+    with pytest.raises(ValueError, match=r"unknown key 'dp.budget_sweep.learning_rate'"):
+        as_profile({"dp": {"budget_sweep": {"learning_rate": 0.01}}})
+    with pytest.raises(ValueError, match=r"unknown key 'dp.budget_sweep.epoch' \(did you mean 'epochs'\?\)"):
+        as_profile({"dp": {"budget_sweep": {"epoch": 2}}})
+
+
+def test_the_section_defaults_are_dp_configs_defaults():
+    """No number changes: the shared keys and the budget sweep's knobs default to DPConfig's values."""
+    section, default = DPSectionConfig(), DPConfig()
+    assert section.budget_sweep_training == default
+    assert (default.optimizer, default.lr, default.epochs) == ("adam", 1e-3, 5)
+    assert {p: get_profile(p).dp.budget_sweep.epochs for p in PROFILE_NAMES} == {
+        "smoke": 1,
+        "ci": 3,
+        "default": 5,
+        "paper": 5,
+    }
 
 
 def test_lists_become_tuples_as_papermill_delivers_them():
@@ -84,7 +131,20 @@ def test_lists_become_tuples_as_papermill_delivers_them():
             r"params\['features'\]\['chunk_size'\]=100: expected None or a multiple of batch_size=64",
         ),
         ({"dp": {"frontier": {"lrs": {"sgd": (0.1,)}}}}, r"params\['dp'\]\['frontier'\]\['lrs'\]"),
-        ({"dp": {"delta": 2.0}}, r"DPConfig.delta"),
+        ({"dp": {"delta": 2.0}}, r"params\['dp'\]\['delta'\]=2.0: expected a value in \(0, 1\)"),
+        ({"dp": {"engine": "gpu"}}, r"params\['dp'\]\['engine'\]='gpu': expected one of"),
+        (
+            {"dp": {"budget_sweep": {"lr": 0}}},
+            r"params\['dp'\]\['budget_sweep'\]\['lr'\]=0: expected a finite value > 0",
+        ),
+        (
+            {"dp": {"budget_sweep": {"optimizer": "rmsprop"}}},
+            r"params\['dp'\]\['budget_sweep'\]\['optimizer'\]='rmsprop': expected one of \('adam', 'sgd'\)",
+        ),
+        (
+            {"dp": {"frontier": {"optimizers": ("sgd", "lbfgs")}}},
+            r"params\['dp'\]\['frontier'\]\['optimizers'\].*names from \('adam', 'sgd'\)",
+        ),
         ({"budget": {"epsilons": (0.0,)}}, r"params\['budget'\]\['epsilons'\]"),
         ({"numerics": {"mode": "fast"}}, r"params\['numerics'\]\['mode'\]='fast'"),
         ({"ladder": {"rungs": ()}}, r"params\['ladder'\]\['rungs'\]"),
@@ -118,7 +178,7 @@ def test_profile_is_frozen_and_reads_as_a_copy():
 def test_replace_sections_changes_only_the_named_keys():
     cfg = get_profile("ci")
     other = cfg.replace_sections(seed=9, cohort={"n_pairs": 100})
-    assert other.seed == 9 and other.dp.training.seed == 9 and other.cohort.n_pairs == 100
+    assert other.seed == 9 and other.dp.budget_sweep_training.seed == 9 and other.cohort.n_pairs == 100
     assert other.cohort.image_noise == cfg.cohort.image_noise and other.audit == cfg.audit
     assert cfg.seed == 0 and cfg.cohort.n_pairs == 4000
 

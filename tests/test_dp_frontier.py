@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -14,17 +15,19 @@ from relink_lib.config import FrontierConfig
 from relink_lib.dp import DPConfig
 from relink_lib.dp.accounting import epsilon_dp_accounting
 from relink_lib.dp.frontier import (
+    SEED_METRICS,
+    FrontierResult,
     Setting,
     aggregate_seeds,
     frontier_grid,
     heldout_halves,
+    heldout_reference_pool_size,
     interpolate_at_cut,
     per_query_recall_at_1,
     reduction_interval,
-    reference_pool_size,
     select_point,
 )
-from relink_lib.dp.frontier_stage import build_frontier
+from relink_lib.dp.frontier_stage import FrontierInputs, build_frontier
 from relink_lib.dp.heads import fresh_heads, relative_drift
 
 RULE = {"max_probe_auroc_drop": 0.5, "max_zero_shot_auroc_drop": 1.0, "reference_pool_size": 100, "n_private": 1000}
@@ -110,9 +113,12 @@ def test_heldout_halves_split_patients_and_cover_every_row():
     assert len(set(ids[sel])) == 20
     again = heldout_halves(ids, seed=3)
     assert (again[0] == sel).all()
-    assert reference_pool_size(5400, 5461) == 5400 and reference_pool_size(20_000, 30_000) == 10_000
+    assert heldout_reference_pool_size(5400, 5461, 10_000) == 5400
+    assert heldout_reference_pool_size(20_000, 30_000, 10_000) == 10_000
+    assert heldout_reference_pool_size(20_000, 30_000, FrontierConfig().reference_pool_size) == 10_000
+    assert heldout_reference_pool_size(20_000, 30_000, 1000) == 1000
     with pytest.raises(ValueError, match="at least 2 pairs"):
-        reference_pool_size(1, 10)
+        heldout_reference_pool_size(1, 10, 10_000)
 
 
 def test_aggregate_seeds_mean_and_sample_sd():
@@ -161,6 +167,49 @@ def test_per_query_recall_matches_brute_force_pools():
     assert 0 < per_query_recall_at_1(img, rep, pool_size=5).mean() < 1
 
 
+def test_per_query_recall_breaks_exact_ties_uniformly_at_random():
+    # all-equal embeddings: every distractor ties the truth, so R@1 is chance, 1 / N, exactly
+    same = np.ones((12, 3))
+    for n in (2, 5, 12, 50):
+        np.testing.assert_allclose(per_query_recall_at_1(same, same, pool_size=n), 1 / min(n, 12), rtol=0, atol=1e-12)
+    # exact ties and strict orders mixed: cosines in {0, 1/sqrt(2), 1} from three distinct directions
+    basis = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    rng = np.random.default_rng(3)
+    img, rep = basis[rng.integers(0, 3, 9)], basis[rng.integers(0, 3, 9)]
+    u = img / np.linalg.norm(img, axis=1, keepdims=True)
+    v = rep / np.linalg.norm(rep, axis=1, keepdims=True)
+    s = np.round(u @ v.T, 12)
+    m = len(s)
+    for n in (2, 4, 9):
+        got = per_query_recall_at_1(img, rep, pool_size=n)
+        # brute force: the mean over every pool of n - 1 distractors of R@1 under a uniform random tie-break
+        want = np.zeros(m)
+        for i in range(m):
+            others = [j for j in range(m) if j != i]
+            pools = list(itertools.combinations(others, n - 1))
+            for pool in pools:
+                better = sum(s[i, j] > s[i, i] for j in pool)
+                tied = sum(s[i, j] == s[i, i] for j in pool)
+                want[i] += (better == 0) / (tied + 1) / len(pools)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+        # and a Monte Carlo of random pools with random tie-breaking agrees within its error
+        hits = np.zeros(m)
+        draws = 4000
+        for i in range(m):
+            others = np.array([j for j in range(m) if j != i])
+            for _ in range(draws):
+                pool = np.concatenate([[i], rng.choice(others, n - 1, replace=False)])
+                scores = s[i, pool]
+                top = pool[scores == scores.max()]
+                hits[i] += rng.choice(top) == i
+        np.testing.assert_allclose(hits / draws, want, atol=4.5 * np.sqrt(0.25 / draws))
+    # the mitigation's mean R@1 is the same function
+    from relink_lib.dp.outcomes import recall_at_1
+
+    assert recall_at_1(same, same, 5, 64) == pytest.approx(0.2, abs=1e-12)
+    assert recall_at_1(img, rep, 4, 64) == pytest.approx(float(per_query_recall_at_1(img, rep, 4).mean()), abs=1e-12)
+
+
 def test_interpolate_at_cut():
     curve = [{"r1_reduction": 0.0, "zs": 0.0}, {"r1_reduction": 0.5, "zs": 10.0}, {"r1_reduction": 1.0, "zs": 30.0}]
     assert interpolate_at_cut(curve, 0.25, "zs") == pytest.approx(5.0)
@@ -202,54 +251,65 @@ def _tiny_inputs(seed=0, n_train=120, n_test=60, d_img=6, d_txt=5, d=4):
     }
     tr, te = slice(0, n_train), slice(n_train, None)
     bank = rng.normal(size=(16, d_txt)).astype(np.float32), rng.normal(size=(16, d_img)).astype(np.float32)
-    return {
-        "template": (ih, th),
-        "train_img": x_img[tr],
-        "train_txt": x_txt[tr],
-        "train_labels": labels[tr],
-        "train_patients": np.arange(n_train) // 2,
-        "test_img": x_img[te],
-        "test_txt": x_txt[te],
-        "test_labels": labels[te],
-        "test_patients": np.arange(n_test) // 2,
-        "bank": {"text": bank[0], "image": bank[1]},
-        "prompt_features": prompts,
-        "chunk_size": 64,
-        "probe_C": 1.0,
-    }
-
-
-def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
-    inputs = _tiny_inputs()
-    spec = FrontierConfig(
-        inits=("pretrained", "reinit"),
-        optimizers=("sgd", "adam"),
-        lrs={"sgd": (0.5,), "adam": (1e-2,)},
-        epochs=(1,),
-        n_seeds=2,
-        scaling_sizes=(200,),
-        max_probe_auroc_drop=0.5,
-        max_zero_shot_auroc_drop=1.0,
-        op_scales=(0.1, 1.0),
-        n_boot=50,
-        split_seed=0,
-        probe_max_train=2000,
+    return FrontierInputs(
+        template=(ih, th),
+        train_img=x_img[tr],
+        train_txt=x_txt[tr],
+        train_labels=labels[tr],
+        train_patients=np.arange(n_train) // 2,
+        test_img=x_img[te],
+        test_txt=x_txt[te],
+        test_labels=labels[te],
+        test_patients=np.arange(n_test) // 2,
+        bank_text=bank[0],
+        bank_image=bank[1],
+        prompt_features=prompts,
+        chunk_size=64,
+        probe_C=1.0,
     )
+
+
+TINY_SPEC = FrontierConfig(
+    inits=("pretrained", "reinit"),
+    optimizers=("sgd", "adam"),
+    lrs={"sgd": (0.5,), "adam": (1e-2,)},
+    epochs=(1,),
+    n_seeds=2,
+    scaling_sizes=(200,),
+    max_probe_auroc_drop=0.5,
+    max_zero_shot_auroc_drop=1.0,
+    op_scales=(0.1, 1.0),
+    n_boot=50,
+    split_seed=0,
+    probe_max_train=2000,
+)
+TINY_BASE = DPConfig(target_epsilon=0.34, delta=6e-6, epochs=1, batch_size=16, engine="fast")
+
+
+def tiny_frontier(spec: FrontierConfig = TINY_SPEC) -> tuple[FrontierResult, dict]:
+    """A whole frontier build on tiny arrays, with a supplementary pool for the scaling study."""
     extra = _tiny_inputs(seed=1, n_train=100, n_test=2)
 
     def pool(n):
         return {
-            "image": extra["train_img"][:n],
-            "text": extra["train_txt"][:n],
-            "patients": np.char.add("pool:", extra["train_patients"][:n].astype(str)),
+            "image": extra.train_img[:n],
+            "text": extra.train_txt[:n],
+            "patients": np.char.add("pool:", extra.train_patients[:n].astype(str)),
             "n_pairs": n,
         }
 
-    base = DPConfig(target_epsilon=0.34, delta=6e-6, epochs=1, batch_size=16, engine="fast")
-    payload, arrays = build_frontier(inputs, spec, base, pool=pool)
+    return build_frontier(_tiny_inputs(), spec, TINY_BASE, pool=pool)
+
+
+def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
+    result, arrays = tiny_frontier()
+    payload = result.to_json()
     fr = payload["frontier"]
     assert len(fr) == 5 and [p["study"] for p in fr] == ["grid"] * 4 + ["scaling"]
     assert fr[-1]["n_private"] == 200
+    assert [p.study for p in result.frontier] == ["grid"] * 4 + ["scaling"]
+    assert result.cost.n_evaluations == 5 * 2 + 2 + 2 + len(TINY_SPEC.op_scales) + 1  # points x seeds, controls
+    assert result.cost.n_runs_trained == 5 * 2 + 2 and len(result.cost.runs_steps_seconds) == 12
     fields = (
         "init",
         "optimizer",
@@ -276,7 +336,10 @@ def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
         eps = epsilon_dp_accounting(p["noise_multiplier"], p["sample_rate"], p["steps"], 6e-6, "rdp")
         assert eps <= 0.34 * 1.01 and p["epsilon"] <= 0.34 * 1.01
     assert payload["selected"] == select_point(fr, payload["selection_rule"])
+    assert result.selected == select_point(result.frontier, result.selection_rule)
+    assert result.selection_rule.reference_pool_size == result.heldout.reference_pool_size == 30  # the smaller half
     ref = fr[payload["reference"]]
+    assert "r1_reduction_ci_low" in ref and sum("r1_reduction_ci_low" in p for p in fr) == 1
     assert ref["r1_reduction_ci_low"] <= ref["r1_reduction_ci_high"]
     assert {c["control"] for c in payload["controls"]} == {
         "nonprivate",
@@ -382,37 +445,76 @@ def _fake_frontier(cut=0.62, ci=(0.55, 0.70), probe=0.2, selected=True):
     }
 
 
+def _result(fake: dict) -> FrontierResult:
+    """The :class:`FrontierResult` of a fake frontier dict, its missing fields filled with placeholders."""
+    nan = math.nan
+    point = {
+        "target_epsilon": 0.34,
+        "accountant": "rdp",
+        "epsilon_dp_accounting_rdp": 0.339,
+        "epsilon_dp_accounting_pld": 0.3,
+        "seeds": [0, 1, 2],
+        "per_seed": [],
+        **{f"{k}_seed_sd": nan for k in SEED_METRICS},
+    }
+    seen = {"n_seen": 8000, "n_heldout": 5000}
+    rest = {
+        "private_pool": None,
+        "heldout": {"n_select": 5000, "n_report": 5000, "split_seed": 0, "reference_pool_size": 5000, "baseline": {}},
+        "seeds": [0, 1, 2],
+        "cost": {
+            "train_s": 1.0,
+            "eval_s": 1.0,
+            "total_s": 2.0,
+            "n_runs_trained": 1,
+            "n_evaluations": 1,
+            "runs_steps_seconds": [[96, 1.0]],
+        },
+    }
+    return FrontierResult.from_json(
+        {
+            **rest,
+            **fake,
+            "frontier": [{**point, **p} for p in fake["frontier"]],
+            "seen": {**seen, **fake["seen"]},
+        }
+    )
+
+
 def test_findings_state_the_claim_from_the_numbers():
     from relink_lib.dp.summary import frontier_findings, mechanism_paragraph, paper_claim_check
 
-    fr = _fake_frontier()
+    fr = _result(_fake_frontier())
     chk = paper_claim_check(fr)
     assert chk["selected"]["reached"] and chk["selected"]["ci_above"] and chk["any_point"] == [3, 4]
     text = " ".join(frontier_findings(fr))
     assert "reaches the paper's claim" in text and "whole CI lies above 50%" in text and "62%" in text
     assert "80% at 50,000 pairs" in text
-    low_ci = " ".join(frontier_findings(_fake_frontier(ci=(0.45, 0.7))))
+    low_ci = " ".join(frontier_findings(_result(_fake_frontier(ci=(0.45, 0.7)))))
     assert "but the CI reaches below 50%" in low_ci
-    miss = _fake_frontier(cut=0.3)
+    miss = _result(_fake_frontier(cut=0.3))
     assert not paper_claim_check(miss)["selected"]["reached"]
     text_miss = " ".join(frontier_findings(miss))
     assert (
         "does not reach the paper's claim" in text_miss
         and "the selected cut is 30% with a probe drop of +0.20" in text_miss
     )
-    costly = _fake_frontier(probe=0.8)  # the report half's probe drop breaks the claim though the rule passed it
+    costly = _result(
+        _fake_frontier(probe=0.8)
+    )  # the report half's probe drop breaks the claim though the rule passed it
     assert not paper_claim_check(costly)["selected"]["reached"]
-    none = " ".join(frontier_findings(_fake_frontier(selected=False)))
+    none = " ".join(frontier_findings(_result(_fake_frontier(selected=False))))
     assert "No setting meets the declared rule" in none and "no setting meets the rule" in none
     para = mechanism_paragraph(fr)
     assert "Spearman rho +1.00" in para  # the three pretrained points rise with drift
     assert "costs +8.00 points of zero-shot AUROC against the DP heads' +0.30 points" in para
     assert "keeps the label-level alignment" in para
     assert "the instance-level detail the noise keeps the heads from re-learning" in para  # a fresh-init reference
-    fr["frontier"][3]["init"] = "pretrained"
-    assert "most of the cut comes from the noise and clipping" in mechanism_paragraph(fr)
-    fr["frontier"][1]["r1_reduction"], fr["frontier"][2]["r1_reduction"] = 0.9, 0.05
-    assert "is not tied to how far the heads move" in mechanism_paragraph(fr)
+    fake = _fake_frontier()
+    fake["frontier"][3]["init"] = "pretrained"
+    assert "most of the cut comes from the noise and clipping" in mechanism_paragraph(_result(fake))
+    fake["frontier"][1]["r1_reduction"], fake["frontier"][2]["r1_reduction"] = 0.9, 0.05
+    assert "is not tied to how far the heads move" in mechanism_paragraph(_result(fake))
 
 
 def test_frontier_figures_draw_every_point_and_control():
@@ -423,11 +525,12 @@ def test_frontier_figures_draw_every_point_and_control():
 
     from relink_lib.plots.dp import plot_cut_vs_drift, plot_frontier, plot_scaling
 
-    fr = _fake_frontier()
-    fr["output_perturbation_curve"] = [
+    fake = _fake_frontier()
+    fake["output_perturbation_curve"] = [
         {"scale": 0.1, "drift": 0.1, "r1_reduction": 0.05},
         {"scale": 1.0, "drift": 1.0, "r1_reduction": 0.5},
     ]
+    fr = _result(fake)
     fig, axes = plt.subplots(1, 3)
     plot_frontier(fr, ax=axes[0])
     offsets = np.concatenate([c.get_offsets() for c in axes[0].collections if len(c.get_offsets())])
@@ -445,9 +548,10 @@ def test_frontier_figures_draw_every_point_and_control():
 def test_seed_spread_is_the_median_over_the_grid_only():
     from relink_lib.dp.summary import seed_spread
 
-    fr = _fake_frontier()
-    for i, p in enumerate(fr["frontier"]):
+    fake = _fake_frontier()
+    for i, p in enumerate(fake["frontier"]):
         p["zero_shot_auroc_drop_seed_sd"] = 100.0 if p["study"] == "scaling" else float(i)
+    fr = _result(fake)
     assert seed_spread(fr)["zero_shot_drop"] == pytest.approx(1.5)  # median of 0, 1, 2, 3
     assert math.isnan(seed_spread(fr)["probe_drop"])
 

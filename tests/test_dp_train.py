@@ -450,3 +450,30 @@ def test_private_runs_are_reproducible_from_the_seed():
     c = train_heads(xi, xt, ih, th, bank_text_feats=bt, config=cfg.replace(seed=5))
     torch.testing.assert_close(a.image_head.weight, b.image_head.weight, rtol=0, atol=0)
     assert not torch.allclose(a.image_head.weight, c.image_head.weight)
+
+
+def test_noise_is_drawn_from_the_seed_plus_the_named_offset():
+    # q = 1 (every pair, one step), SGD at lr = 1: the noisy run minus the noiseless run is exactly the
+    # noise over the expected batch, -sigma * C * z / E[B], with z drawn image head first, then text head,
+    # from a generator seeded config.seed + NOISE_SEED_OFFSET (a stream apart from the sampler's).
+    from relink_lib.dp.train import NOISE_SEED_OFFSET, expected_batch_size
+
+    n, C, sigma, seed = 6, 1.0, 0.5, 3
+    x_img, x_txt, bank, ih, th = _aligned(n)
+    base = DPConfig(noise_multiplier=0.0, max_grad_norm=C, lr=1.0, optimizer="sgd", epochs=1, batch_size=n, seed=seed)
+    quiet = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=base)
+    noisy = train_heads(x_img, x_txt, ih, th, bank_text_feats=bank, config=base.replace(noise_multiplier=sigma))
+    e_b = expected_batch_size(n, 1.0)
+    assert e_b == noisy.record["expected_batch_size"] == n
+    g = torch.Generator().manual_seed(seed + NOISE_SEED_OFFSET)
+    z_img = torch.randn(ih.weight.shape, generator=g, dtype=torch.float64)
+    z_txt = torch.randn(th.weight.shape, generator=g, dtype=torch.float64)
+    for got, want in (
+        (noisy.image_head.weight - quiet.image_head.weight, -sigma * C * z_img / e_b),
+        (noisy.text_head.weight - quiet.text_head.weight, -sigma * C * z_txt / e_b),
+    ):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-9, atol=1e-12)
+    # not the sampler's stream (a generator seeded config.seed)
+    z_sampler = torch.randn(ih.weight.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    assert not torch.allclose(noisy.image_head.weight - quiet.image_head.weight, -sigma * C * z_sampler / e_b)
+    assert expected_batch_size(10, 0.05) == 1 and expected_batch_size(1000, 0.1) == 100

@@ -121,7 +121,8 @@ def test_slim_baseline_keeps_only_tagged_outputs():
 def test_console_errors_are_found_in_chromium_log():
     log = "\n".join(
         [
-            "[1:1:INFO:CONSOLE:62] \"Uncaught SyntaxError: Identifier 'X' has already been declared\", source: a.html (62)",
+            "[1:1:INFO:CONSOLE:62] \"Uncaught SyntaxError: Identifier 'X' has already been declared\", "
+            "source: a.html (62)",
             '[1:1:INFO:CONSOLE:3] "hello", source: a.html (3)',
             "[1:1:WARNING:gpu] something unrelated",
         ]
@@ -306,7 +307,8 @@ def test_every_method_note_joins_the_toc_unless_a_book_page_includes_it(tmp_path
     (tmp_path / "book" / "benchmarks.md").write_text("# B\n\n```{include} ../docs/benchmarks.md\n```\n")
     toc = tmp_path / "_toc.yml"
     toc.write_text(
-        "format: jb-book\nroot: book/intro\nparts:\n  - caption: Method notes\n    chapters:\n      - file: docs/audit\n"
+        "format: jb-book\nroot: book/intro\nparts:\n  - caption: Method notes\n"
+        "    chapters:\n      - file: docs/audit\n"
     )
     assert complete_docs_toc(toc, tmp_path / "docs", tmp_path / "book") == ["docs/mutation"]
     assert toc_entries(toc) == ["book/intro", "docs/audit", "docs/mutation"]

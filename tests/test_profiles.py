@@ -65,6 +65,19 @@ def test_overrides_are_validated_at_every_depth():
         validate_overrides("ci", {"seed": {"x": 1}})
 
 
+def test_budget_sweep_overrides_are_validated_and_old_flat_keys_say_where_they_moved():
+    from relink_lib.profiles import validate_overrides
+
+    validate_overrides("ci", {"dp": {"budget_sweep": {"lr": 0.01, "optimizer": "sgd", "epochs": 2}}})
+    assert get_profile("ci", {"dp": {"budget_sweep": {"lr": 0.01}}}).dp.budget_sweep_training.lr == 0.01
+    with pytest.raises(ValueError, match=r"unknown key 'dp.epochs' \(moved to 'dp.budget_sweep.epochs'"):
+        validate_overrides("ci", {"dp": {"epochs": 2}})
+    with pytest.raises(ValueError, match=r"unknown key 'dp.budget_sweep.lrs' \(did you mean 'lr'\?\)"):
+        validate_overrides("ci", {"dp": {"budget_sweep": {"lrs": 0.01}}})
+    with pytest.raises(ValueError, match=r"overrides: params\['dp'\]\['budget_sweep'\]\['epochs'\]=0: expected"):
+        validate_overrides("ci", {"dp": {"budget_sweep": {"epochs": 0}}})
+
+
 def test_cli_refuses_a_bad_override_before_any_kernel_starts(tmp_path, monkeypatch):
     import relink_lib.pipeline.execute as execute
     from relink_lib.cli import main

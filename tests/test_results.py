@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from relink_lib.profiles import get_profile
-from relink_lib.results import read_results, write_results
+from relink_lib.results import frame_from_records, jsonable, read_results, write_results
 
 
 def test_results_json_carries_provenance_and_converts_types():
@@ -34,3 +34,22 @@ def test_results_json_carries_provenance_and_converts_types():
 def test_missing_results_name_the_file():
     with pytest.raises(FileNotFoundError, match="nope.json"):
         read_results("smoke", "nope")
+
+
+def test_tables_round_trip_through_their_json_records():
+    frame = pd.DataFrame(
+        {
+            "model": ["a", "b", "c"],
+            "match": pd.Series([None, "exact", "positive"], dtype=object),
+            "pool_size": [10, 100, 1000],
+            "full_database": [False, False, True],
+            "lift": [1.5, math.inf, math.nan],
+        }
+    )
+    records = jsonable(frame)
+    assert records[1]["lift"] == "inf" and records[2]["lift"] is None and records[0]["match"] is None
+    back = frame_from_records(json.loads(json.dumps(records, allow_nan=False)))
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    assert back["match"].tolist() == [None, "exact", "positive"] and back["lift"].dtype.kind == "f"
+    assert frame_from_records([]).empty and frame_from_records(None).empty
+    assert frame_from_records(frame) is not frame

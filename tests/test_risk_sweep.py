@@ -19,8 +19,8 @@ from relink_lib.risk.stage import RECALL_COLUMNS, _recall_rows
 from relink_lib.risk.sweep import (
     RECORD_FIELDS,
     AttackSettings,
-    BudgetSweep,
     Evaluation,
+    SweepResult,
     budget_sweep,
     door_position,
     privacy_risks,
@@ -73,7 +73,7 @@ def test_sweep_rows_and_risk_ordering():
     assert long.columns.tolist() == ["target_epsilon", "pool", "k", "recall"] and len(long) == 6
     assert long["target_epsilon"].tolist()[:4] == [0.34, 0.34, 1e15, 1e15] and long["target_epsilon"].iloc[-1] is None
     assert long["recall"].tolist() == [1, -1, 2, -2, 3, -3]
-    back = BudgetSweep.from_json(json.loads(json.dumps(result.to_json())))
+    back = SweepResult.from_json(json.loads(json.dumps(result.to_json())))
     assert back.table["target_epsilon"].tolist()[-1] is None and back.recall["target_epsilon"].tolist()[-1] is None
     pd.testing.assert_frame_equal(back.recall.drop(columns="target_epsilon"), long.drop(columns="target_epsilon"))
     assert set(RECORD_FIELDS) <= set(df.columns)
@@ -181,3 +181,41 @@ def test_door_position_known_answer():
         door_position(table.iloc[:3], "recall")
     with pytest.raises(ValueError, match="column"):
         door_position(table, "nope")
+
+
+def test_sweep_result_round_trips_with_its_threat_models_and_settings():
+    table = pd.DataFrame(
+        {
+            "target_epsilon": [0.34, 1e15, None],
+            "epsilon": [0.34, 1e15, np.inf],
+            "steps": [10, 10, 10],
+            "worst_case_risk": [0.0105, 0.99, 1.0],
+        }
+    )
+    recall = pd.DataFrame(
+        {
+            "target_epsilon": [0.34, 0.34, None],
+            "pool": ["random", "matched", "random"],
+            "k": [1, 1, 1],
+            "N": [100, 100, 100],
+            "full_database": [False, False, False],
+            "recall": [0.02, 0.1, 0.25],
+            "lift": [2.0, 1.5, 25.0],
+        }
+    )
+    settings = {"epsilons": (0.34, 1e15, None), "budget": {"relaxed_dof": 1}, "rung": "full-reports"}
+    result = SweepResult(
+        table=table, recall=recall, threat_models=({"threat model": "worst case", "risk": "ReRo"},), settings=settings
+    )
+    body = result.to_json()
+    assert list(body) == ["sweep", "recall", "threat_models", "settings"]  # the field names of privacy_budget.json
+    assert body["settings"]["epsilons"] == [0.34, 1e15, None]
+    back = SweepResult.from_json(json.loads(json.dumps(body)))
+    assert back.to_json() == body
+    pd.testing.assert_frame_equal(back.recall.drop(columns="target_epsilon"), recall.drop(columns="target_epsilon"))
+    assert back.recall["target_epsilon"].tolist() == [0.34, 0.34, None]
+    assert back.table["target_epsilon"].tolist() == [0.34, 1e15, None]
+    assert np.isnan(back.table["epsilon"].iloc[-1])  # inf is not JSON: the cache and results hold null
+    assert back.threat_models == ({"threat model": "worst case", "risk": "ReRo"},)
+    cached = SweepResult.from_json({"sweep": body["sweep"], "recall": body["recall"]})  # a cached sweep: tables only
+    assert cached.threat_models == () and cached.settings == {}

@@ -11,9 +11,8 @@ import math
 import pandas as pd
 import pytest
 
-from relink_lib.dp.outcomes import recall_reduction as table_reduction
-from relink_lib.dp.outcomes import relative_reduction
-from relink_lib.dp.stage import RungMitigation, recall_reduction
+from relink_lib.dp.outcomes import recall_reduction, relative_reduction
+from relink_lib.dp.stage import RungMitigation, reduction_at_reference
 from relink_lib.dp.summary import accounting_table, reduction_table, transfer_tables
 
 
@@ -76,7 +75,7 @@ def _mitigation(
 
 def test_relative_reduction_is_before_minus_after_over_before():
     m = _mitigation({10: 0.5, 100: 0.2}, {10: 0.4, 100: 0.05})
-    red = recall_reduction(m, "dp", k=1)
+    red = reduction_at_reference(m, "dp", k=1)
     assert red == {
         "pool_size": 100,
         "recall_before": 0.2,
@@ -84,16 +83,16 @@ def test_relative_reduction_is_before_minus_after_over_before():
         "relative_reduction": pytest.approx(0.75),
     }
     # an increase is a negative reduction, not a positive one
-    up = recall_reduction(_mitigation({100: 0.1}, {100: 0.15}), "dp")
+    up = reduction_at_reference(_mitigation({100: 0.1}, {100: 0.15}), "dp")
     assert up["relative_reduction"] == pytest.approx(-0.5)
     # nothing to reduce: NaN, not a division error or a fake 0
-    assert math.isnan(recall_reduction(_mitigation({100: 0.0}, {100: 0.0}), "dp")["relative_reduction"])
+    assert math.isnan(reduction_at_reference(_mitigation({100: 0.0}, {100: 0.0}), "dp")["relative_reduction"])
 
 
 def test_reduction_falls_back_to_the_largest_pool():
     # reference N = 10,000 is not available (a held-out split of 600): the largest pool is used
     m = _mitigation({10: 0.5, 100: 0.2, 600: 0.04}, {10: 0.5, 100: 0.2, 600: 0.03}, reference=10_000)
-    red = recall_reduction(m, "dp")
+    red = reduction_at_reference(m, "dp")
     assert red["pool_size"] == 600 and red["relative_reduction"] == pytest.approx(0.25)
 
 
@@ -164,13 +163,13 @@ def test_one_reduction_rule_serves_tables_and_the_frontier():
     assert math.isnan(relative_reduction(0.0, 0.0))
     rows = _recall_rows({10: 0.5, 100: 0.2}, {10: 0.4, 100: 0.05})
     # no N asked for: the largest N of the table (the full database of an external cohort)
-    assert table_reduction(rows, "dp")["pool_size"] == 100
-    assert table_reduction(rows, "dp", pool_size=10)["relative_reduction"] == pytest.approx(0.2)
-    assert table_reduction(rows, "dp", k=5, pool="matched")["recall_before"] == pytest.approx(0.5)
+    assert recall_reduction(rows, "dp")["pool_size"] == 100
+    assert recall_reduction(rows, "dp", pool_size=10)["relative_reduction"] == pytest.approx(0.2)
+    assert recall_reduction(rows, "dp", k=5, pool="matched")["recall_before"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="no row for variant 'ghost'"):
-        table_reduction(rows, "ghost")
+        recall_reduction(rows, "ghost")
     with pytest.raises(ValueError, match="no rows with pool='hard'"):
-        table_reduction(rows, "dp", pool="hard")
+        recall_reduction(rows, "dp", pool="hard")
 
 
 def test_transfer_tables_give_each_variants_cut_at_the_largest_external_n():

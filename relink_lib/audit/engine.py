@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy.special import digamma
 
+from ..config import DEFAULT_KS, DEFAULT_POOL_SIZES  # AuditConfig's defaults, defined once
 from .bootstrap import patient_bootstrap, percentile_interval
 from .expected import (
     _check_ks,
@@ -55,9 +56,6 @@ __all__ = [
     "DEFAULT_POOL_SIZES",
     "DEFAULT_KS",
 ]
-
-DEFAULT_POOL_SIZES: tuple[int | None, ...] = (10, 100, 1000, 10000, None)
-DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 
 TABLE_COLUMNS: tuple[str, ...] = (
     "pool_size",
@@ -103,7 +101,8 @@ class RankCounts:
     hard_negatives: bool = False
     match: str | None = None
     groups: np.ndarray | None = field(default=None, repr=False)
-    tied: np.ndarray | None = None
+    # ``tied=None`` (no ties) becomes zeros in ``__post_init__``: the attribute is always an array
+    tied: np.ndarray = cast("np.ndarray", None)
 
     def __post_init__(self) -> None:
         counts = np.asarray(self.counts, dtype=np.int64)
@@ -192,7 +191,8 @@ def _pool_sizes(pool_sizes: Iterable[int | None], m: int, oversize: str) -> list
     sizes = list(pool_sizes)
     if not sizes:
         raise ValueError("pool_sizes: expected at least one pool size (an int >= 1, or None for the full database)")
-    out, dropped = [], []
+    out: list[tuple[int | None, int]] = []
+    dropped: list[int] = []
     for n in sizes:
         if n is None:
             out.append((None, m))
@@ -315,8 +315,10 @@ def audit_table(
             chance_cols.append(pq["chance"])
         for j, k in enumerate(ks):
             nan = float("nan")
-            mean = (lambda key, col=j: float(pq[key][:, col].mean())) if pq else (lambda key, col=j: nan)
-            mean1 = (lambda key: float(pq[key].mean())) if pq else (lambda key: nan)
+            mean = (
+                (lambda key, col=j, pq=pq: float(pq[key][:, col].mean())) if pq else (lambda key, col=j, nan=nan: nan)
+            )
+            mean1 = (lambda key, pq=pq: float(pq[key].mean())) if pq else (lambda key, nan=nan: nan)
             recall, chance = mean("recall"), mean("chance")
             rows.append(
                 {

@@ -15,6 +15,8 @@ All functions are vectorised over queries (arrays of equal length, or scalars br
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from scipy.special import digamma, gammaln
 
@@ -31,7 +33,7 @@ __all__ = [
 ]
 
 
-def log_comb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def log_comb(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
     """``log C(a, b)`` elementwise for ``0 <= b <= a`` (``-inf`` where ``b < 0`` or ``b > a``)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -51,7 +53,9 @@ def _as_int(name: str, x: np.ndarray | int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _check(counts: np.ndarray, population: np.ndarray, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check(
+    counts: np.ndarray | int, population: np.ndarray | int, draws: np.ndarray | int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     c = _as_int("counts", counts)
     d = _as_int("population", population)
     n = _as_int("draws", draws)
@@ -128,7 +132,7 @@ def chance_reciprocal_rank(pool_size: np.ndarray | int) -> np.ndarray:
     return (digamma(size + 1) + np.euler_gamma) / size
 
 
-def _check_ks(ks: tuple[int, ...] | list[int]) -> list[int]:
+def _check_ks(ks: Sequence[int]) -> list[int]:
     out = list(ks)
     if not out:
         raise ValueError("ks: expected at least one K")

@@ -81,7 +81,7 @@ def seen_unseen_gap(
     for n in pool_sizes:
         if n is not None and n > min(train.n_database, test.n_database):
             continue
-        per = {}
+        per: dict[str, tuple[np.ndarray, np.ndarray | None, int]] = {}
         for name, rc, ids, s in (("train", train, train_patients, seed), ("test", test, test_patients, seed + 1)):
             vals = np.stack([per_query_recall(rc, n, k) for k in ks], axis=1)
             keep = ~np.isnan(vals[:, 0])
@@ -90,9 +90,12 @@ def seen_unseen_gap(
             per[name] = (vals[keep].mean(axis=0), reps, int(keep.sum()))
         for j, k in enumerate(ks):
             tr, te = per["train"][0][j], per["test"][0][j]
-            lo = hi = float("nan")
+            lo: float | np.ndarray = float("nan")
+            hi: float | np.ndarray = float("nan")
             if n_boot:
-                lo, hi = percentile_interval(per["train"][1][:, j] - per["test"][1][:, j], level)
+                reps_train, reps_test = per["train"][1], per["test"][1]
+                assert reps_train is not None and reps_test is not None  # replicates are drawn when n_boot > 0
+                lo, hi = percentile_interval(reps_train[:, j] - reps_test[:, j], level)
             rows.append(
                 {
                     "pool_size": train.n_database if n is None else int(n),

@@ -17,19 +17,21 @@ detail a report mentions (synthetic cohorts carry ``mentions_device``, ``mention
 ``mentions_laterality``, ``mentions_chronic``; real cohorts have no such flags and get no split).
 
 The per-rung computation is cached under ``cache_dir(profile)/audit/<hash>/`` (key: the
-embeddings' content, the audit parameters and this package's code version). Results:
-``results/<profile>/audit.json`` (:func:`audit_ladder`) and ``results/<profile>/hard_negatives.json``
-(:func:`hard_negative_breakdown`). No report text is written anywhere.
+embeddings' content, the audit parameters and this package's code version). The stage writes no
+results: :func:`audit_ladder` returns an :class:`AuditResult` and :func:`hard_negative_breakdown` a
+:class:`HardNegativeResult`, whose ``to_json()`` the chapters' notebooks pass to
+:func:`relink_lib.results.write_results` (``results/<profile>/audit.json``, ``hard_negatives.json``).
+No report text is written anywhere.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,25 +44,51 @@ from ..features import get_embeddings
 from ..labels import CHEXPERT_LABELS
 from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
-from ..results import write_results
+from ..results import frame_from_records, jsonable
 from .engine import RankCounts, audit_table, per_query_recall, rank_counts
 from .risk_factors import fit_risk_factors, study_properties, validate_properties
 from .seen import sample_patients, seen_unseen_gap
 
 __all__ = [
     "DETAIL_COLUMNS",
+    "MATCHED_POOL_COLUMNS",
     "RungAudit",
+    "AuditResult",
+    "HardNegativeResult",
     "audit_rung",
     "audit_ladder",
     "hard_negative_breakdown",
     "rank_histogram",
     "load_ladder_audits",
-    "reference_pool_size",
+    "risk_factor_pool_size",
     "risk_factor_tables",
 ]
 
 DETAIL_COLUMNS: tuple[str, ...] = ("mentions_device", "mentions_measurement", "mentions_laterality", "mentions_chronic")
 """Instance-detail flags of synthetic cohorts, used for the chapter-5 split."""
+
+MATCHED_POOL_COLUMNS: tuple[str, ...] = (
+    "model",
+    "rung",
+    "split",
+    "pool",
+    "match",
+    "pool_size",
+    "k",
+    "recall",
+    "recall_ties_against",
+    "recall_ties_for",
+    "chance",
+    "lift",
+    "n_queries",
+    "n_queries_with_ties",
+    "n_full_pools",
+    "mean_pool_size",
+    "n_excluded",
+    "ci_low",
+    "ci_high",
+)
+"""Columns of :attr:`HardNegativeResult.matched_pools` (``matched_pools`` of ``hard_negatives.json``)."""
 
 POOL_TYPES: tuple[tuple[str, bool, str], ...] = (
     ("random", False, "exact"),
@@ -90,12 +118,6 @@ class RungAudit:
     counts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _code_version() -> str:
-    from .. import audit  # lazily: the package imports this module
-
-    return cache.code_version(audit)
-
-
 def _check_pairs(pairs: pd.DataFrame, n: int, name: str = "pairs") -> None:
     if len(pairs) != n:
         raise ValueError(f"{name}: expected {n} rows (one per embedding), got {len(pairs)}")
@@ -116,7 +138,8 @@ def _audit_train(
     _check_pairs(pairs, len(image_emb), "train pairs")
     labels = pairs[list(CHEXPERT_LABELS)]
     patients = pairs["patient_id"].astype(str).to_numpy()
-    tables, rc_random = [], None
+    tables: list[pd.DataFrame] = []
+    rc_random: RankCounts | None = None
     for name, hard, match in POOL_TYPES[:2]:
         rc = rank_counts(
             image_emb,
@@ -135,6 +158,8 @@ def _audit_train(
         t.insert(0, "pool", name)
         tables.append(t)
         rc_random = rc if name == "random" else rc_random
+    if rc_random is None:
+        raise ValueError("POOL_TYPES: expected a 'random' pool for the seen/unseen gap")
     gap = seen_unseen_gap(
         rc_random,
         test_rc,
@@ -168,7 +193,12 @@ def audit_rung(
     labels = pairs[list(CHEXPERT_LABELS)]
     patients = pairs["patient_id"].astype(str).to_numpy()
     common = {"patient_ids": patients, "n_boot": config.n_boot, "seed": seed}
-    tables, parts, ranks, dropped, counts, test_rc = [], [], {}, set(), {}, None
+    tables: list[pd.DataFrame] = []
+    parts: list[pd.DataFrame] = []
+    ranks: dict[str, np.ndarray] = {}
+    dropped: set[int] = set()
+    counts: dict[str, np.ndarray] = {}
+    test_rc: RankCounts | None = None
     for name, hard, match in POOL_TYPES:
         rc = rank_counts(
             image_emb,
@@ -213,6 +243,8 @@ def audit_rung(
     breakdown = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     train_table, gap = pd.DataFrame(), pd.DataFrame()
     if train is not None:
+        if test_rc is None:
+            raise ValueError("POOL_TYPES: expected a 'random' pool for the train split's comparison")
         train_table, gap, train_rc = _audit_train(*train, config, seed, test_rc, patients)
         counts["train_better"], counts["train_tied"] = train_rc.better, train_rc.tied
     return RungAudit(
@@ -226,13 +258,26 @@ def audit_rung(
     )
 
 
+def _audit_into(
+    image_emb: np.ndarray,
+    report_emb: np.ndarray,
+    pairs: pd.DataFrame,
+    config: AuditConfig,
+    seed: int,
+    train: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None,
+    directory: Path,
+) -> None:
+    """Audit one rung (:func:`audit_rung`) and save it to the cache entry ``directory``."""
+    _save(audit_rung(image_emb, report_emb, pairs, config, seed=seed, train=train), directory)
+
+
 def _save(ra: RungAudit, directory: Path) -> None:
     ra.table.to_csv(directory / "table.csv", index=False)
     ra.breakdown.to_csv(directory / "breakdown.csv", index=False)
     ra.train_table.to_csv(directory / "train_table.csv", index=False)
     ra.gap.to_csv(directory / "gap.csv", index=False)
-    np.savez(directory / "ranks.npz", **ra.ranks)
-    np.savez(directory / "counts.npz", **ra.counts)
+    np.savez(directory / "ranks.npz", **ra.ranks)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+    np.savez(directory / "counts.npz", **ra.counts)  # type: ignore[arg-type]  # (allow_pickle): arrays are allowed
     (directory / "meta.json").write_text(json.dumps({"dropped_pool_sizes": ra.dropped_pool_sizes}))
 
 
@@ -261,7 +306,8 @@ def _load(directory: Path) -> RungAudit:
 
 
 def load_ladder_audits(params: ProfileLike, *, progress: bool = False) -> tuple[Cohort, list[Rung], list[RungAudit]]:
-    """``(cohort, rungs, audits)`` for the profile: each rung audited on the test split and a same-size train sample (cached).
+    """``(cohort, rungs, audits)`` for the profile: each rung audited on the test split and a same-size
+    train sample (cached).
 
     Each audit carries ``rows`` (positions into ``cohort.pairs`` of its held-out queries) in ``counts``.
     """
@@ -269,7 +315,7 @@ def load_ladder_audits(params: ProfileLike, *, progress: bool = False) -> tuple[
     cohort = get_cohort(cfg, site="internal")
     rungs = get_ladder(cfg, progress=progress)
     config, seed = cfg.audit, cfg.seed
-    code = _code_version()
+    code = cache.stage_code_version(__name__)
     audits = []
     keep = ["patient_id", *CHEXPERT_LABELS, *[c for c in DETAIL_COLUMNS if c in cohort.pairs.columns]]
     for rung in rungs:
@@ -304,9 +350,7 @@ def load_ladder_audits(params: ProfileLike, *, progress: bool = False) -> tuple[
             cache_dir(cfg.name),
             "audit",
             key,
-            lambda tmp, a=image_emb, b=report_emb, p=pairs, tr=train: _save(
-                audit_rung(a, b, p, config, seed=seed, train=tr), tmp
-            ),
+            partial(_audit_into, image_emb, report_emb, pairs, config, seed, train),
         )
         ra = _load(path)
         ra.counts["rows"] = np.asarray(rows)
@@ -324,8 +368,10 @@ def _label_rows(frame: pd.DataFrame, rung: Rung, cohort: Cohort, split: str | No
     return out
 
 
-def reference_pool_size(config: AuditConfig, n_database: int) -> int | None:
-    """The pool size of the per-query risk model: ``audit.risk_pool_size`` if it fits, else ``None`` (the full database)."""
+def risk_factor_pool_size(config: AuditConfig, n_database: int) -> int | None:
+    """The pool size N at which :func:`risk_factor_tables` takes each held-out query's expected Recall@1 as
+    the outcome of the per-study risk model: ``audit.risk_pool_size`` if it fits in the held-out database
+    of ``n_database`` pairs, else ``None`` (the full database). Saved as ``risk_pool_size`` in ``audit.json``."""
     n = config.risk_pool_size
     return None if int(n) > n_database else int(n)
 
@@ -344,7 +390,7 @@ def risk_factor_tables(
     pairs = cohort.pairs.iloc[rows].reset_index(drop=True)
     props = study_properties(pairs)
     validation = validate_properties(props, pairs)
-    ref = reference_pool_size(config, len(rows))
+    ref = risk_factor_pool_size(config, len(rows))
     parts = []
     for rung, ra in zip(rungs, audits):
         if not np.array_equal(ra.counts["rows"], rows):
@@ -362,17 +408,134 @@ def risk_factor_tables(
     return pd.concat(parts, ignore_index=True), validation, ref
 
 
-def audit_ladder(params: ProfileLike, *, write: bool = True, progress: bool = False) -> pd.DataFrame:
-    """The audit table of every rung (random and matched pools, with CIs); writes ``results/<profile>/audit.json``.
+def _notes(n_boot: int) -> str:
+    return (
+        "recall is the exact expected Recall@K over uniformly random pools and uniformly random "
+        "tie-breaking (recall_ties_against / recall_ties_for are the bounds); rows with split=train audit "
+        "a patient-level sample of the training pairs of the same size as the held-out split; pool sizes "
+        "larger than the database are dropped; CIs: patient-level bootstrap, "
+        f"{n_boot} replicates, percentile 95%"
+    )
 
-    Columns: ``model, rung, cohort, split, pool`` then :data:`~relink_lib.audit.engine.TABLE_COLUMNS`
-    and ``ci_low, ci_high, lift_ci_low, lift_ci_high``. ``split`` is ``test`` (held out) or
-    ``train`` (a same-size patient-level sample of the pairs the rung was trained on; random and
-    matched pools). ``pool`` is ``random``, ``matched`` (exact label vector) or
-    ``matched-positive`` (same positive labels). The JSON also holds the seen/unseen ``gap``, the
-    per-query ``risk_factors`` and the extractor's ``extractor_validation``.
+
+@dataclass(frozen=True, eq=False)
+class AuditResult:
+    """Chapter 4's stage result (:func:`audit_ladder`); :meth:`to_json` is ``results/<profile>/audit.json``'s payload.
+
+    - ``table`` (JSON ``rows``): the audit table of every rung, columns ``model, rung, cohort, split, pool``
+      then :data:`~relink_lib.audit.engine.TABLE_COLUMNS` and ``ci_low, ci_high, lift_ci_low, lift_ci_high``.
+      ``split`` is ``test`` (held out) or ``train`` (a same-size patient-level sample of the pairs the rung
+      was trained on; random and matched pools). ``pool`` is ``random``, ``matched`` (exact label vector)
+      or ``matched-positive`` (same positive labels).
+    - ``gap``: the seen/unseen gap per rung (:func:`.seen.seen_unseen_gap`, labelled rows; empty without a
+      training sample).
+    - ``risk_factors``, ``risk_pool_size``, ``extractor_validation``: :func:`risk_factor_tables`.
+    - ``rank_histograms``: per model, :func:`rank_histogram` of the full-database ranks (random pools).
+    - ``n_database``: per model, the held-out database size; ``dropped_pool_sizes``: requested pool sizes
+      larger than it; ``notes``: how to read the numbers.
     """
-    started = time.perf_counter()
+
+    table: pd.DataFrame
+    gap: pd.DataFrame
+    risk_factors: pd.DataFrame
+    risk_pool_size: int | None
+    extractor_validation: pd.DataFrame
+    rank_histograms: Mapping[str, Mapping[str, list]]
+    n_database: Mapping[str, int]
+    dropped_pool_sizes: tuple[int, ...] = ()
+    notes: str = ""
+
+    @property
+    def cohort(self) -> str:
+        """The audited cohort's name (the table's ``cohort`` column)."""
+        return str(self.table["cohort"].iloc[0])
+
+    @property
+    def models(self) -> list[str]:
+        """The rungs' model names, least specialised first."""
+        return [str(m) for m in dict.fromkeys(self.table.sort_values("rung", kind="stable")["model"])]
+
+    @property
+    def splits(self) -> list[str]:
+        """The splits the table holds (``["test"]`` or ``["test", "train"]``)."""
+        return sorted(set(self.table["split"]))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON payload (field names of ``audit.json``; tables as row records, NaN -> null)."""
+        return jsonable(
+            {
+                "rows": self.table,
+                "gap": self.gap,
+                "risk_factors": self.risk_factors,
+                "risk_pool_size": self.risk_pool_size,
+                "extractor_validation": self.extractor_validation,
+                "rank_histograms": self.rank_histograms,
+                "split": "test",
+                "splits": self.splits,
+                "n_database": self.n_database,
+                "dropped_pool_sizes": list(self.dropped_pool_sizes),
+                "notes": self.notes,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, payload: Mapping[str, Any]) -> "AuditResult":
+        """The inverse of :meth:`to_json` (a written ``audit.json`` also works: its ``provenance`` is ignored)."""
+        ref = payload.get("risk_pool_size")
+        return cls(
+            table=frame_from_records(payload["rows"]),
+            gap=frame_from_records(payload.get("gap")),
+            risk_factors=frame_from_records(payload.get("risk_factors")),
+            risk_pool_size=None if ref is None else int(ref),
+            extractor_validation=frame_from_records(payload.get("extractor_validation")),
+            rank_histograms={str(k): dict(v) for k, v in (payload.get("rank_histograms") or {}).items()},
+            n_database={str(k): int(v) for k, v in (payload.get("n_database") or {}).items()},
+            dropped_pool_sizes=tuple(int(n) for n in payload.get("dropped_pool_sizes") or ()),
+            notes=str(payload.get("notes", "")),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class HardNegativeResult:
+    """Chapter 5's stage result (:func:`hard_negative_breakdown`); :meth:`to_json` is ``hard_negatives.json``'s payload.
+
+    ``matched_pools``: the held-out audit rows of the matched pools (``matched``, ``matched-positive``),
+    columns :data:`MATCHED_POOL_COLUMNS`; ``by_detail``: recall by instance detail mentioned, random and
+    exact-matched pools, every rung (columns ``model, rung, cohort, pool, detail, mentioned`` then the
+    audit-table columns; empty for cohorts without detail flags); ``detail_columns``: the cohort's
+    detail flags; ``split``: the audited split (``test``).
+    """
+
+    matched_pools: pd.DataFrame
+    by_detail: pd.DataFrame
+    detail_columns: tuple[str, ...] = ()
+    split: str = "test"
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON payload (field names of ``hard_negatives.json``; tables as row records, NaN -> null)."""
+        return jsonable(
+            {
+                "matched_pools": self.matched_pools,
+                "by_detail": self.by_detail,
+                "detail_columns": list(self.detail_columns),
+                "split": self.split,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, payload: Mapping[str, Any]) -> "HardNegativeResult":
+        """The inverse of :meth:`to_json` (a written ``hard_negatives.json`` also works)."""
+        return cls(
+            matched_pools=frame_from_records(payload["matched_pools"]),
+            by_detail=frame_from_records(payload.get("by_detail")),
+            detail_columns=tuple(str(c) for c in payload.get("detail_columns") or ()),
+            split=str(payload.get("split", "test")),
+        )
+
+
+def audit_ladder(params: ProfileLike, *, progress: bool = False) -> AuditResult:
+    """Chapter 4's stage: every rung audited (random and matched pools, with CIs), the seen/unseen gap,
+    the per-study risk model and the rank histograms (:class:`AuditResult`; cached per rung, writes nothing)."""
     cfg = as_profile(params)
     cohort, rungs, audits = load_ladder_audits(params, progress=progress)
     parts = []
@@ -380,87 +543,33 @@ def audit_ladder(params: ProfileLike, *, write: bool = True, progress: bool = Fa
         parts.append(_label_rows(a.table, r, cohort, "test"))
         if len(a.train_table):
             parts.append(_label_rows(a.train_table, r, cohort, "train"))
-    table = pd.concat(parts, ignore_index=True)
-    if write:
-        dropped = sorted({n for a in audits for n in a.dropped_pool_sizes})
-        gaps = [_label_rows(a.gap, r, cohort) for r, a in zip(rungs, audits) if len(a.gap)]
-        effects, validation, ref = risk_factor_tables(cohort, rungs, audits, cfg.audit, cfg.seed)
-        write_results(
-            params,
-            "audit",
-            {
-                "rows": table,
-                "gap": pd.concat(gaps, ignore_index=True) if gaps else [],
-                "risk_factors": effects,
-                "risk_pool_size": ref,
-                "extractor_validation": validation,
-                "rank_histograms": {r.name: rank_histogram(a.ranks["random"]) for r, a in zip(rungs, audits)},
-                "split": "test",
-                "splits": sorted(set(table["split"])),
-                "n_database": {r.name: int(len(a.ranks["random"])) for r, a in zip(rungs, audits)},
-                "dropped_pool_sizes": dropped,
-                "notes": "recall is the exact expected Recall@K over uniformly random pools and uniformly random "
-                "tie-breaking (recall_ties_against / recall_ties_for are the bounds); rows with split=train audit "
-                "a patient-level sample of the training pairs of the same size as the held-out split; pool sizes "
-                "larger than the database are dropped; CIs: patient-level bootstrap, "
-                f"{cfg.audit.n_boot} replicates, percentile 95%",
-            },
-            cohort=cohort.name,
-            model=[r.name for r in rungs],
-            wall_time_s=time.perf_counter() - started,
-        )
-    return table
+    gaps = [_label_rows(a.gap, r, cohort) for r, a in zip(rungs, audits) if len(a.gap)]
+    effects, validation, ref = risk_factor_tables(cohort, rungs, audits, cfg.audit, cfg.seed)
+    return AuditResult(
+        table=pd.concat(parts, ignore_index=True),
+        gap=pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame(),
+        risk_factors=effects,
+        risk_pool_size=ref,
+        extractor_validation=validation,
+        rank_histograms={r.name: rank_histogram(a.ranks["random"]) for r, a in zip(rungs, audits)},
+        n_database={r.name: int(len(a.ranks["random"])) for r, a in zip(rungs, audits)},
+        dropped_pool_sizes=tuple(sorted({n for a in audits for n in a.dropped_pool_sizes})),
+        notes=_notes(cfg.audit.n_boot),
+    )
 
 
-def hard_negative_breakdown(params: ProfileLike, *, write: bool = True, progress: bool = False) -> pd.DataFrame:
-    """Chapter 5: recall by instance detail mentioned, random and matched pools, every rung.
-
-    Columns: ``model, rung, cohort, pool, detail, mentioned`` then the audit-table columns.
-    Writes ``results/<profile>/hard_negatives.json`` with it and the matched-pool summary.
-    """
-    started = time.perf_counter()
+def hard_negative_breakdown(params: ProfileLike, *, progress: bool = False) -> HardNegativeResult:
+    """Chapter 5's stage: the matched-pool rows and the recall by instance detail mentioned, random and
+    matched pools, every rung (:class:`HardNegativeResult`; from the cached audits, writes nothing)."""
     cohort, rungs, audits = load_ladder_audits(params, progress=progress)
     parts = [_label_rows(a.breakdown, r, cohort) for r, a in zip(rungs, audits) if len(a.breakdown)]
-    breakdown = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    if write:
-        table = pd.concat([_label_rows(a.table, r, cohort, "test") for r, a in zip(rungs, audits)], ignore_index=True)
-        matched = table[table["pool"] != "random"][
-            [
-                "model",
-                "rung",
-                "split",
-                "pool",
-                "match",
-                "pool_size",
-                "k",
-                "recall",
-                "recall_ties_against",
-                "recall_ties_for",
-                "chance",
-                "lift",
-                "n_queries",
-                "n_queries_with_ties",
-                "n_full_pools",
-                "mean_pool_size",
-                "n_excluded",
-                "ci_low",
-                "ci_high",
-            ]
-        ]
-        write_results(
-            params,
-            "hard_negatives",
-            {
-                "matched_pools": matched,
-                "by_detail": breakdown,
-                "detail_columns": [c for c in DETAIL_COLUMNS if c in cohort.pairs.columns],
-                "split": "test",
-            },
-            cohort=cohort.name,
-            model=[r.name for r in rungs],
-            wall_time_s=time.perf_counter() - started,
-        )
-    return breakdown
+    table = pd.concat([_label_rows(a.table, r, cohort, "test") for r, a in zip(rungs, audits)], ignore_index=True)
+    return HardNegativeResult(
+        matched_pools=table[table["pool"] != "random"][list(MATCHED_POOL_COLUMNS)],
+        by_detail=pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(),
+        detail_columns=tuple(c for c in DETAIL_COLUMNS if c in cohort.pairs.columns),
+        split="test",
+    )
 
 
 def rank_histogram(ranks: Sequence[int] | np.ndarray, n_bins: int = 24) -> dict[str, list]:

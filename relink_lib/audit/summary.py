@@ -1,10 +1,12 @@
 """Chapters 4 and 5 from their numbers: payload, tables and the sentences that state them.
 
-``audit_payload(params)`` / ``hard_negative_payload(params)`` run the stage (cached) and gather
-what the chapter shows; ``*_tables(payload)`` give the displayed tables; ``*_findings(payload)``
-write the summary sentences from the same numbers, so the prose cannot contradict the tables.
-The payload builders ``build_audit_payload`` / ``build_hard_negative_payload`` are pure functions
-of the stage's table and results JSON (tested without the pipeline).
+``audit_payload(params, result)`` / ``hard_negative_payload(params, audit, hard)`` gather what the
+chapter shows from the stage's typed results (:class:`.stage.AuditResult`,
+:class:`.stage.HardNegativeResult`; run, from the cache, when not given); ``*_tables(payload)`` give
+the displayed tables; ``*_findings(payload)`` write the summary sentences from the same numbers, so
+the prose cannot contradict the tables. The payload builders ``build_audit_payload`` /
+``build_hard_negative_payload`` are pure functions of those results (tested without the pipeline);
+nothing here reads or writes a results file.
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ import pandas as pd
 
 from ..config import ProfileLike, as_profile
 from ..paper import PAPER, PAPER_CITATION
-from ..results import read_results
 from .hard_negatives import describe_match
 from .risk_factors import PROPERTY_LABELS
-from .stage import audit_ladder, hard_negative_breakdown
+from .stage import AuditResult, HardNegativeResult, audit_ladder, hard_negative_breakdown
 
 __all__ = [
     "audit_payload",
@@ -40,8 +41,6 @@ __all__ = [
 TIE_TOLERANCE = 1e-9
 """Bounds closer than this (absolute recall) are reported as equal: no tie moves the result."""
 
-PAPER_LIFT = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}
-
 MIN_EXPECTED_HITS = 5.0
 """A lift below 1 is called "beyond sampling noise" only when its bootstrap interval excludes 1 and
 chance alone would put at least this many queries' reports first (n_queries x chance): with fewer,
@@ -58,6 +57,7 @@ def compact(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     def sig(v: Any) -> Any:
         if not isinstance(v, (float, np.floating)):
             return v
+        v = float(v)
         if np.isfinite(v) and 0 < abs(v) < 1e-6:
             return "<1e-06" if v > 0 else "-<1e-06"
         return f"{float(v):.{digits}g}"
@@ -80,51 +80,46 @@ def _n_label(frame: pd.DataFrame) -> pd.Series:
     )
 
 
-def _records(value: Any) -> pd.DataFrame:
-    if isinstance(value, pd.DataFrame):
-        return value.copy()
-    return pd.DataFrame(list(value or []))
-
-
 def _ci_text(lo: Any, hi: Any, fmt: str = ".3f") -> str:
     if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
         return ""
     return f" (95% CI {lo:{fmt}} to {hi:{fmt}})"
 
 
-def build_audit_payload(table: pd.DataFrame, saved: Mapping[str, Any], ks: Sequence[int]) -> dict[str, Any]:
-    """Chapter 4's payload from :func:`.stage.audit_ladder`'s table and ``results/<profile>/audit.json``."""
-    table = table.copy()
+def build_audit_payload(
+    result: AuditResult, ks: Sequence[int], *, profile: str | None, simulation: bool = True
+) -> dict[str, Any]:
+    """Chapter 4's payload from the stage's :class:`.stage.AuditResult` (``profile``, ``simulation``: of the run)."""
+    table = result.table.copy()
     if "split" not in table.columns:
         table["split"] = "test"
     table["full_database"] = table["full_database"].astype(bool)
     test = table[(table["split"] == "test") & (table["pool"] == "random")].copy()
-    prov = saved.get("provenance", {})
     n_db = int(test.loc[test["full_database"], "pool_size"].max())
     return {
-        "profile": prov.get("profile"),
-        "cohort": prov.get("cohort"),
-        "simulation": bool(prov.get("simulation", True)),
+        "profile": profile,
+        "cohort": result.cohort,
+        "simulation": bool(simulation),
         "ks": [int(k) for k in ks],
         "n_database": n_db,
         "n_models": int(test["model"].nunique()),
-        "dropped": list(saved.get("dropped_pool_sizes", [])),
+        "dropped": list(result.dropped_pool_sizes),
         "table": table,
         "random": test,
         "train": table[(table["split"] == "train") & (table["pool"] == "random")].copy(),
-        "gap": _records(saved.get("gap")),
-        "risk": _records(saved.get("risk_factors")),
-        "risk_pool_size": saved.get("risk_pool_size"),
-        "validation": _records(saved.get("extractor_validation")),
-        "rank_histograms": saved.get("rank_histograms", {}),
+        "gap": result.gap.copy(),
+        "risk": result.risk_factors.copy(),
+        "risk_pool_size": result.risk_pool_size,
+        "validation": result.extractor_validation.copy(),
+        "rank_histograms": dict(result.rank_histograms),
     }
 
 
-def audit_payload(params: ProfileLike) -> dict[str, Any]:
-    """Run (or read from the cache) the chapter-4 stage and build its payload."""
+def audit_payload(params: ProfileLike, result: AuditResult | None = None) -> dict[str, Any]:
+    """Chapter 4's payload from ``result`` (default: run, or read from the cache, :func:`.stage.audit_ladder`)."""
     cfg = as_profile(params)
-    table = audit_ladder(cfg)
-    return build_audit_payload(table, read_results(cfg.name, "audit"), cfg.audit.ks)
+    result = audit_ladder(cfg) if result is None else result
+    return build_audit_payload(result, cfg.audit.ks, profile=cfg.name, simulation=cfg.cohort.simulation)
 
 
 def audit_overview(p: Mapping[str, Any]) -> str:
@@ -298,18 +293,18 @@ def audit_findings(p: Mapping[str, Any]) -> list[str]:
         )
     ]
     best = _strongest(r[(r["k"] == 1) & ~r["full_database"]]).set_index("pool_size")
-    for n in (100, 10_000):
+    for n in PAPER.r1_lift_by_pool:
         if n in best.index:
             row = best.loc[n]
             lines.append(
                 f"Most specialised model ({row['model']}), N = {n:,}: Recall@1 = {row['recall']:.3f}"
                 f"{_ci_text(row['ci_low'], row['ci_high'])}, {row['lift']:.1f}x chance; the paper "
-                f"({PAPER_CITATION}) reports {PAPER_LIFT[n]:g}x for its strongest model on real data."
+                f"({PAPER_CITATION}) reports {PAPER.r1_lift_at(n):g}x for its strongest model on real data."
             )
         else:
             lines.append(
                 f"N = {n:,} is larger than this profile's held-out database ({p['n_database']:,} pairs): no "
-                f"row; the paper reports {PAPER_LIFT[n]:g}x chance there."
+                f"row; the paper reports {PAPER.r1_lift_at(n):g}x chance there."
             )
     by_rung = r[(r["k"] == 1) & r["full_database"]].sort_values("rung")
     lines.append(
@@ -323,8 +318,8 @@ def audit_findings(p: Mapping[str, Any]) -> list[str]:
     else:
         worst = ties.assign(spread=ties["ties for"] - ties["ties against"]).sort_values("spread").iloc[-1]
         lines.append(
-            f"Ties: {', '.join(dict.fromkeys(ties.sort_values('rung')['model']))} score some distractors exactly like the true "
-            f"report ({int(worst['queries with ties']):,} of {int(worst['queries']):,} queries of "
+            f"Ties: {', '.join(dict.fromkeys(ties.sort_values('rung')['model']))} score some distractors exactly "
+            f"like the true report ({int(worst['queries with ties']):,} of {int(worst['queries']):,} queries of "
             f"{worst['model']}); there, at N = {worst['N']}, Recall@1 is {worst['fair (random tie-break)']:.3g} "
             f"with ties broken at random, between {worst['ties against']:.3g} (every tie against the query) "
             f"and {worst['ties for']:.3g} (every tie for it)."
@@ -393,35 +388,37 @@ def _risk_findings(p: Mapping[str, Any]) -> list[str]:
 
 
 def build_hard_negative_payload(
-    table: pd.DataFrame, breakdown: pd.DataFrame, saved: Mapping[str, Any], rule: str
+    audit: AuditResult, hard: HardNegativeResult, rule: str, *, profile: str | None, simulation: bool = True
 ) -> dict[str, Any]:
-    """Chapter 5's payload from the audit table (test split), the detail breakdown and ``hard_negatives.json``."""
-    table = table.copy()
+    """Chapter 5's payload from the audit's table (test split) and the stage's :class:`.stage.HardNegativeResult`."""
+    table = audit.table.copy()
     if "split" in table.columns:
         table = table[table["split"] == "test"]
     table["full_database"] = table["full_database"].astype(bool)
-    prov = saved.get("provenance", {})
     matched = table[table["pool"] == "matched"]
     n_db = int(table.loc[table["full_database"] & (table["pool"] == "random"), "pool_size"].max())
     return {
-        "profile": prov.get("profile"),
-        "cohort": prov.get("cohort"),
-        "simulation": bool(prov.get("simulation", True)),
+        "profile": profile,
+        "cohort": audit.cohort,
+        "simulation": bool(simulation),
         "rule": rule,
         "table": table,
-        "breakdown": breakdown,
+        "breakdown": hard.by_detail,
         "n_database": n_db,
         "n_excluded": int(matched["n_excluded"].iloc[0]) if len(matched) else 0,
     }
 
 
-def hard_negative_payload(params: ProfileLike) -> dict[str, Any]:
-    """Run (or read from the cache) the chapter-5 stage and build its payload."""
+def hard_negative_payload(
+    params: ProfileLike, audit: AuditResult | None = None, hard: HardNegativeResult | None = None
+) -> dict[str, Any]:
+    """Chapter 5's payload from the stage's results (default: run, or read from the cache,
+    :func:`.stage.audit_ladder` and :func:`.stage.hard_negative_breakdown`)."""
     cfg = as_profile(params)
-    table = audit_ladder(cfg, write=False)
-    breakdown = hard_negative_breakdown(cfg)
+    audit = audit_ladder(cfg) if audit is None else audit
+    hard = hard_negative_breakdown(cfg) if hard is None else hard
     rule = describe_match("exact", cfg.audit.nan_as, cfg.audit.uncertain_as)
-    return build_hard_negative_payload(table, breakdown, read_results(cfg.name, "hard_negatives"), rule)
+    return build_hard_negative_payload(audit, hard, rule, profile=cfg.name, simulation=cfg.cohort.simulation)
 
 
 def _detail_pool_size(breakdown: pd.DataFrame, n_db: int) -> int:

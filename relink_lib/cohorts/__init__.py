@@ -2,7 +2,8 @@
 
 Public API::
 
-    from relink_lib.cohorts import Cohort, make_synthetic_cohort, load_mimic_cxr, load_chexpert_plus, load_folder, export
+    from relink_lib.cohorts import Cohort, make_synthetic_cohort, export
+    from relink_lib.cohorts import load_mimic_cxr, load_chexpert_plus, load_folder
 
 Pipeline stage: ``relink_lib.cohorts.stage.get_cohort(params, site)``.
 """

@@ -79,6 +79,9 @@ class Cohort:
         Square side in pixels that images are resized to; None keeps the files' size.
     """
 
+    _relink_fingerprint: str | None = None
+    """Memo of :func:`relink_lib.models.stage.cohort_fingerprint` (set on first use)."""
+
     def __init__(
         self,
         pairs: pd.DataFrame,
@@ -164,6 +167,7 @@ class Cohort:
         """Image of positional row ``i`` as float32 ``(H, W)`` in ``[0, 1]``."""
         i = self._check_row(i)
         if self._images is not None:
+            assert self._image_index is not None  # set with the images in __init__
             return self._images[self._image_index[i]].astype(np.float32) / 255.0
         if self.root is None:
             raise ValueError(f"cohort {self.name!r}: no root directory and no in-memory images to load row {i} from")
@@ -183,6 +187,7 @@ class Cohort:
             raise IndexError(f"rows: expected positional rows in [0, {len(self)})")
         rows = rows % max(len(self), 1)
         if self._images is not None:
+            assert self._image_index is not None  # set with the images in __init__
             return self._images[self._image_index[rows]].astype(np.float32) / 255.0
         images = [self.load_image(int(i)) for i in rows]
         if not images:
@@ -202,6 +207,10 @@ class Cohort:
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
         rows = rows.astype(np.int64)
+        image_index = None
+        if self._images is not None:
+            assert self._image_index is not None  # set with the images in __init__
+            image_index = self._image_index[rows]
         return Cohort(
             self.pairs.iloc[rows].reset_index(drop=True),
             root=self.root,
@@ -210,7 +219,7 @@ class Cohort:
             summary=self.summary,
             image_size=self.image_size,
             images=self._images,
-            image_index=None if self._images is None else self._image_index[rows],
+            image_index=image_index,
         )
 
     def split(self, name: str) -> "Cohort":

@@ -46,7 +46,10 @@ def study_of_path(path: str) -> str:
 
 
 def read_label_jsonl(path: Path) -> pd.DataFrame:
-    """Read a CheXbert label file (JSON lines with ``path_to_image`` and the 14 labels); errors name the file and line."""
+    """Read a CheXbert label file (JSON lines with ``path_to_image`` and the 14 labels).
+
+    Errors name the file and line.
+    """
     records = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -68,7 +71,7 @@ def read_label_jsonl(path: Path) -> pd.DataFrame:
 
 
 def load_chexpert_plus(
-    root: str | Path,
+    root: str | Path | None,
     *,
     text: str = "findings+impression",
     labels_from: str = "report",

@@ -105,7 +105,7 @@ def _export_mimic(cohort: Cohort, directory: Path, quality: int) -> None:
     reports_root = directory / REPORTS_DIR
     order = _study_order(pairs)
     sex = pairs["sex"] if "sex" in pairs.columns else pd.Series("F", index=pairs.index)
-    for k, (rel, f, imp, view, sx, o, sid) in enumerate(
+    for _k, (rel, f, imp, view, sx, o, sid) in enumerate(
         zip(rel_rep, pairs["findings"], pairs["impression"], pairs["view"], sex, order, pairs["study_id"])
     ):
         path = reports_root / rel
@@ -193,7 +193,7 @@ def _export_chexpert(cohort: Cohort, directory: Path, quality: int) -> None:
     (directory / LABEL_DIR).mkdir(parents=True, exist_ok=True)
     lines = []
     for k, path in enumerate(paths):
-        rec = {"path_to_image": path}
+        rec: dict[str, str | float | None] = {"path_to_image": path}
         for label in CHEXPERT_LABELS:
             v = pairs[label].iloc[k]
             rec[label] = None if pd.isna(v) else float(v)

@@ -34,7 +34,9 @@ def read_image(path: str | Path, image_size: int | None = None) -> np.ndarray:
                 w, h = img_f.size
                 s = min(w, h)
                 left, top = (w - s) // 2, (h - s) // 2
-                img_f = img_f.crop((left, top, left + s, top + s)).resize((image_size, image_size), Image.BILINEAR)
+                img_f = img_f.crop((left, top, left + s, top + s)).resize(
+                    (image_size, image_size), Image.Resampling.BILINEAR
+                )
                 arr = None
             if arr is None:
                 arr = np.asarray(img_f, dtype=np.float32)

@@ -38,7 +38,10 @@ def find_file(root: Path, names: Sequence[str], what: str) -> Path:
 
 
 def read_csv(path: Path, required: Iterable[str], str_columns: Iterable[str] = ()) -> pd.DataFrame:
-    """Read a CSV (``.csv`` or ``.csv.gz``); malformed files and missing columns raise ``ValueError`` naming the file."""
+    """Read a CSV (``.csv`` or ``.csv.gz``).
+
+    Malformed files and missing columns raise ``ValueError`` naming the file.
+    """
     dtype = {c: str for c in str_columns}
     try:
         frame = pd.read_csv(path, dtype=dtype, keep_default_na=True, na_values=[""])
@@ -53,7 +56,10 @@ def read_csv(path: Path, required: Iterable[str], str_columns: Iterable[str] = (
 
 
 def drop_duplicates(frame: pd.DataFrame, key: Sequence[str], where: str | Path) -> tuple[pd.DataFrame, int]:
-    """Drop exact duplicate rows (returning how many); rows sharing ``key`` but differing elsewhere raise ``ValueError``."""
+    """Drop exact duplicate rows (returning how many).
+
+    Rows sharing ``key`` but differing elsewhere raise ``ValueError``.
+    """
     exact = frame.duplicated(keep="first")
     n_exact = int(exact.sum())
     frame = frame.loc[~exact]
@@ -134,7 +140,7 @@ def check_exclusions(
     reasons = {k: int(v) for k, v in excluded.items() if int(v) > 0}
     if n_kept == 0:
         if reasons:
-            top = max(reasons, key=reasons.get)
+            top = max(reasons, key=reasons.__getitem__)
             why = f"largest exclusion reason {top!r} ({reasons[top]} of {n_listed}); all reasons {reasons}"
         else:
             why = "nothing was listed"

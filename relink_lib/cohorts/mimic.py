@@ -5,7 +5,8 @@ Layout under ``root``::
     files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg
     mimic-cxr-2.0.0-split.csv[.gz]        dicom_id, study_id, subject_id, split (train/validate/test)
     mimic-cxr-2.0.0-chexpert.csv[.gz]     subject_id, study_id, 14 labels (1.0, 0.0, -1.0, blank)
-    mimic-cxr-2.0.0-metadata.csv[.gz]     dicom_id, subject_id, study_id, ViewPosition, Rows, Columns, StudyDate, StudyTime, ...
+    mimic-cxr-2.0.0-metadata.csv[.gz]     dicom_id, subject_id, study_id, ViewPosition, Rows, Columns,
+                                          StudyDate, StudyTime, ...
     mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt   free-text reports (from MIMIC-CXR)
 """
 
@@ -42,13 +43,16 @@ VIEW_PREFERENCE: tuple[str, ...] = ("PA", "AP")
 
 
 def mimic_paths(subject_id: str, study_id: str, dicom_id: str | None = None) -> tuple[str, str]:
-    """Relative image path (``files/pXX/pSUBJECT/sSTUDY/DICOM.jpg``) and report path (``files/pXX/pSUBJECT/sSTUDY.txt``)."""
+    """Relative image path and report path of a study.
+
+    ``files/pXX/pSUBJECT/sSTUDY/DICOM.jpg`` and ``files/pXX/pSUBJECT/sSTUDY.txt``.
+    """
     folder = f"files/p{subject_id[:2]}/p{subject_id}"
     return f"{folder}/s{study_id}/{dicom_id}.jpg", f"{folder}/s{study_id}.txt"
 
 
 def load_mimic_cxr(
-    root: str | Path,
+    root: str | Path | None,
     *,
     text: str = "findings+impression",
     image_size: int | None = None,
@@ -181,7 +185,7 @@ def load_mimic_cxr(
         "no_frontal_image": f"{meta_path} (ViewPosition in {list(views)})",
         "missing_image": f"{root}/files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg",
     }
-    top = max(study_reasons, key=study_reasons.get) if any(study_reasons.values()) else "no_report"
+    top = max(study_reasons, key=study_reasons.__getitem__) if any(study_reasons.values()) else "no_report"
     check_exclusions(
         n_studies,
         len(pairs),

@@ -113,7 +113,9 @@ def show_pairs(
 
 
 def render_pairs_html(cohort: Cohort, rows: Sequence[int], title: str | None = None) -> str:
-    """A self-contained HTML page of ``rows`` (figure as inline SVG with text as text, plus a table) via the guarded helpers."""
+    """A self-contained HTML page of ``rows`` via the guarded helpers.
+
+    The figure is inline SVG (its text kept as text), followed by a table."""
     # SVG with text kept as text, so any string that reached the figure is searchable in the page
     with plt.rc_context({"svg.fonttype": "none"}):
         fig = show_pairs(cohort, rows)

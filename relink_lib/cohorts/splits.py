@@ -29,21 +29,16 @@ def patient_split(
     Patients (unique ids) are shuffled with ``seed`` and cut at the cumulative ``fractions``
     (which must be non-negative and sum to 1). Returns an object array of split names, one per row.
     """
-    fractions = np.asarray(fractions, dtype=float)
-    if (
-        fractions.ndim != 1
-        or len(fractions) != len(names)
-        or np.any(fractions < 0)
-        or not np.isclose(fractions.sum(), 1.0)
-    ):
+    fracs = np.asarray(fractions, dtype=float)
+    if fracs.ndim != 1 or len(fracs) != len(names) or np.any(fracs < 0) or not np.isclose(fracs.sum(), 1.0):
         raise ValueError(
-            f"fractions={fractions.tolist()}: expected {len(names)} non-negative numbers summing to 1 (for {list(names)})"
+            f"fractions={fracs.tolist()}: expected {len(names)} non-negative numbers summing to 1 (for {list(names)})"
         )
     ids = pd.Series(np.asarray(patient_ids).astype(str))
     unique = np.sort(ids.unique())
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(unique))
-    cuts = np.round(np.cumsum(fractions)[:-1] * len(unique)).astype(int)
+    cuts = np.round(np.cumsum(fracs)[:-1] * len(unique)).astype(int)
     which = np.empty(len(unique), dtype=np.int64)
     which[order] = np.searchsorted(cuts, np.arange(len(unique)), side="right")
     lookup = dict(zip(unique, which))

@@ -15,8 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import cohorts as _cohorts_pkg
-from ..cache import cached_dir, code_version, content_hash
+from ..cache import cached_dir, content_hash, stage_code_version
 from ..config import Profile, ProfileLike, as_profile
 from ..profiles import cache_dir
 from .base import TEXT_COLUMNS, Cohort
@@ -36,7 +35,7 @@ def _site_params(params: ProfileLike, site: str) -> dict[str, Any]:
         raise ValueError(f"site={site!r}: expected one of {list(SITES)}")
     cfg = as_profile(params)
     cohort = cfg.cohort
-    out = {"source": cohort.source, "site": site, "image_size": cohort.image_size, "text": cohort.text}
+    out: dict[str, Any] = {"source": cohort.source, "site": site, "image_size": cohort.image_size, "text": cohort.text}
     if cohort.simulation:
         internal = site == "internal"
         out.update(
@@ -51,7 +50,10 @@ def _site_params(params: ProfileLike, site: str) -> dict[str, Any]:
 
 
 def check_real_data(params: ProfileLike, site: str = "internal") -> Path:
-    """Check that the real cohort's root and official files exist; raise ``FileNotFoundError`` naming what is missing."""
+    """Check that the real cohort's root and official files exist.
+
+    Raises ``FileNotFoundError`` naming what is missing.
+    """
     data = as_profile(params).data
     if site == "internal":
         root = require_dir(
@@ -77,7 +79,7 @@ def cohort_key(params: ProfileLike, site: str = "internal") -> dict[str, Any]:
     (relative path, size, mtime in ns; :func:`relink_lib.cohorts.io.tree_manifest`): adding,
     removing or editing any file invalidates the cached cohort.
     """
-    key: dict[str, Any] = {"cohort": _site_params(params, site), "code": code_version(_cohorts_pkg)}
+    key: dict[str, Any] = {"cohort": _site_params(params, site), "code": stage_code_version(__name__)}
     if key["cohort"]["source"] == "real":
         root = check_real_data(params, site)
         files = [p for p in sorted(root.glob("*.csv*")) + sorted((root / LABEL_DIR).glob("*.json")) if p.is_file()]

@@ -2,8 +2,9 @@
 
 - non-private fine-tuning: :func:`relink_lib.dp.train_heads` with ``config.replace(target_epsilon=None)``
   (same objective, data, sampling and steps; no clipping, no noise);
-- re-initialised heads: :func:`relink_lib.dp.heads.fresh_heads` (data-independent; :func:`relink_lib.dp.heads.reinit_heads`
-  keeps the pretrained scale and embeds identically, since cosines are scale-invariant);
+- re-initialised heads: :func:`relink_lib.dp.heads.fresh_heads` (data-independent;
+  :func:`relink_lib.dp.heads.reinit_heads` keeps the pretrained scale and embeds identically, since
+  cosines are scale-invariant);
 - output perturbation: Gaussian noise on the pretrained head weights, its scale tuned here so
   the re-linkage score falls as far as under DP. Comparing DP with it asks what DP's training
   adds over plain noise at the same loss of re-linkage. (Noise tuned to a score measured on
@@ -18,7 +19,7 @@ from typing import Callable
 
 from torch import nn
 
-from .config import DPConfig
+from ..config import DPConfig
 from .heads import perturb_heads
 
 

@@ -51,12 +51,19 @@ class HeadGradFactors:
     def has_bank(self) -> bool:
         return self.bank_coef is not None
 
+    def _bank(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(F, R, Omega, K, Z)`` of a head with a bank (:attr:`has_bank`): all set together."""
+        F, R, om, K, Z = self.cross_coef, self.cross_feat, self.bank_coef, self.bank_emb, self.bank_feat
+        assert F is not None and R is not None and om is not None and K is not None and Z is not None
+        return F, R, om, K, Z
+
     def materialize(self) -> Tensor:
         """The per-sample gradients as a dense (n, d, D) tensor (memory n*d*D; for checks and attacks)."""
         g = torch.einsum("nd,nD->ndD", self.own_coef, self.own_feat)
         if self.has_bank:
-            g = g + torch.einsum("nd,nD->ndD", self.cross_coef, self.cross_feat)
-            g = g - torch.einsum("nm,md,mD->ndD", self.bank_coef, self.bank_emb, self.bank_feat)
+            Fc, R, om, K, Z = self._bank()
+            g = g + torch.einsum("nd,nD->ndD", Fc, R)
+            g = g - torch.einsum("nm,md,mD->ndD", om, K, Z)
         return g
 
     def _own_gram(self) -> Tensor:
@@ -64,7 +71,7 @@ class HeadGradFactors:
         E, X = self.own_coef, self.own_feat
         gram = (E @ E.T) * (X @ X.T)
         if self.has_bank:
-            Fc, R = self.cross_coef, self.cross_feat
+            Fc, R = self._bank()[:2]
             gram = gram + (Fc @ Fc.T) * (R @ R.T) + (E @ Fc.T) * (X @ R.T) + (Fc @ E.T) * (R @ X.T)
         return gram
 
@@ -73,18 +80,18 @@ class HeadGradFactors:
         E, X = self.own_coef, self.own_feat
         sq = (E * E).sum(1) * (X * X).sum(1)
         if self.has_bank:
-            Fc, R = self.cross_coef, self.cross_feat
+            Fc, R = self._bank()[:2]
             sq = sq + (Fc * Fc).sum(1) * (R * R).sum(1) + 2 * (E * Fc).sum(1) * (X * R).sum(1)
         return sq
 
     def _bank_cross(self) -> Tensor:
         """(n, m) inner products <A_i, k_j z_j^T>."""
-        K, Z = self.bank_emb, self.bank_feat
-        return (self.own_coef @ K.T) * (self.own_feat @ Z.T) + (self.cross_coef @ K.T) * (self.cross_feat @ Z.T)
+        Fc, R, _, K, Z = self._bank()
+        return (self.own_coef @ K.T) * (self.own_feat @ Z.T) + (Fc @ K.T) * (R @ Z.T)
 
     def bank_gram(self) -> Tensor:
         """(m, m) matrix M = (K K^T) * (Z Z^T) of inner products of the bank's rank-one terms."""
-        K, Z = self.bank_emb, self.bank_feat
+        K, Z = self._bank()[3:]
         return (K @ K.T) * (Z @ Z.T)
 
     def sq_norms(self, groups: Tensor | None = None, n_groups: int | None = None) -> Tensor:
@@ -97,7 +104,7 @@ class HeadGradFactors:
         if groups is None:
             sq = self._own_sq()
             if self.has_bank:
-                om = self.bank_coef
+                om = self._bank()[2]
                 sq = sq + ((om @ self.bank_gram()) * om).sum(1) - 2 * (om * self._bank_cross()).sum(1)
             return sq.clamp_min(0)
         if groups.shape != (n,):
@@ -107,7 +114,7 @@ class HeadGradFactors:
         onehot[groups, torch.arange(n, device=groups.device)] = 1.0
         sq = ((onehot @ self._own_gram()) * onehot).sum(1)
         if self.has_bank:
-            om_g = onehot @ self.bank_coef
+            om_g = onehot @ self._bank()[2]
             sq = sq + ((om_g @ self.bank_gram()) * om_g).sum(1) - 2 * (om_g * (onehot @ self._bank_cross())).sum(1)
         return sq.clamp_min(0)
 
@@ -116,8 +123,9 @@ class HeadGradFactors:
         w = weights[:, None]
         out = (self.own_coef * w).T @ self.own_feat
         if self.has_bank:
-            out = out + (self.cross_coef * w).T @ self.cross_feat
-            out = out - self.bank_emb.T @ ((weights @ self.bank_coef)[:, None] * self.bank_feat)
+            Fc, R, om, K, Z = self._bank()
+            out = out + (Fc * w).T @ R
+            out = out - K.T @ ((weights @ om)[:, None] * Z)
         return out
 
 
@@ -165,7 +173,7 @@ def head_grad_factors(
         logits = torch.cat([(u * v).sum(1, keepdim=True), u @ k_t.T], 1) / tau
         logp = torch.log_softmax(logits, 1)
         loss = -logp[:, 0]
-        if symmetric:
+        if bank_image_feats is not None:
             bank_i = bank_image_feats @ w_img.T
             k_i = l2_normalize(bank_i)
             logits2 = torch.cat([(u * v).sum(1, keepdim=True), v @ k_i.T], 1) / tau
@@ -181,7 +189,7 @@ def head_grad_factors(
     txt = HeadGradFactors(
         e_txt, text_feats, *_bank_terms(u, bank_text_feats, bank_t.detach(), p_t, scale), bank_feat=bank_text_feats
     )
-    if symmetric:
+    if bank_image_feats is not None:
         p_i = logp2.detach().exp()[:, 1:]
         img = HeadGradFactors(
             e_img,

@@ -14,17 +14,22 @@ On the most specialised rung (cached pre-projection features; the encoders never
    generated and featurised, never audited) -- a scaling study beside the selection;
 5. the selected heads' effect on the pairs they were fine-tuned on (seen) and on held-out pairs.
 
-Writes ``frontier.json`` (what ``results/<profile>/mitigation.json`` stores under ``frontier``,
-``selection_rule``, ``selected`` ...) and ``report_per_query.npz``.
+One function per step (:func:`make_evaluator`, :func:`run_grid`, :func:`select_reference`,
+:func:`seen_vs_heldout`, :func:`run_controls`, :func:`run_scaling`), each returning a frozen record;
+:func:`build_frontier` runs them in order and assembles the :class:`~relink_lib.dp.frontier.FrontierResult`.
+Writes ``frontier.json`` (``FrontierResult.to_json()``: what ``results/<profile>/mitigation.json``
+stores under ``frontier``, ``selection_rule``, ``selected`` ...) and ``report_per_query.npz``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from torch import nn
@@ -40,7 +45,18 @@ from .calibrate import calibrate_noise
 from .config import DPConfig
 from .controls import nonprivate_config, tune_output_perturbation
 from .frontier import (
+    PER_SEED_KEYS,
+    BankInfo,
+    FrontierCost,
+    FrontierPoint,
+    FrontierResult,
     HeldoutEvaluator,
+    HeldoutSplit,
+    PrivatePoolInfo,
+    RungInfo,
+    SeedOutcome,
+    SeenVsHeldout,
+    SelectionRule,
     Setting,
     aggregate_seeds,
     embed_heads,
@@ -51,7 +67,7 @@ from .frontier import (
     select_point,
 )
 from .heads import clone_head, fresh_heads, perturb_heads, relative_drift
-from .outcomes import few_threads, prompt_features_of, relative_reduction
+from .outcomes import PromptFeatures, few_threads, prompt_features_of, relative_reduction
 from .train import sampling_plan, train_heads
 
 POOL_SEED_OFFSET = 7001
@@ -66,12 +82,6 @@ PRIVACY_FIELDS = (
     "max_grad_norm",
     "accountant",
 )
-
-
-def _code_version() -> str:
-    from .. import audit, dp, utility  # lazily: the dp package is still initialising while this module loads
-
-    return cache.code_version(dp, utility, audit)
 
 
 def pool_params(params: ProfileLike, n_pairs: int) -> Profile:
@@ -103,40 +113,147 @@ def private_pool(params: ProfileLike, rung: Rung, n_pairs: int, *, progress: boo
     }
 
 
+Heads = tuple[nn.Module, nn.Module]
+"""A pair of projection heads: ``(image_head, text_head)``."""
+
+
+@dataclass(frozen=True, eq=False)
+class FrontierInputs:
+    """What one frontier build reads (in memory; :func:`get_frontier` fills it from the caches).
+
+    ``template``: the pretrained heads; ``train_*``: pre-projection features ``(n, D)``, CheXpert
+    labels ``(n, 14)`` and patient ids of the private training pairs; ``test_*``: the same of the
+    held-out split (cut into the selection and report halves); ``bank_text`` / ``bank_image``: the
+    public bank of the objective; ``prompt_features``: pre-projection text features of the zero-shot
+    prompts (``None``: no zero-shot AUROC); ``probe_C``: the linear probe's inverse L2 strength;
+    ``chunk_size``: rows per similarity chunk.
+    """
+
+    template: Heads
+    train_img: np.ndarray
+    train_txt: np.ndarray
+    train_labels: np.ndarray
+    train_patients: np.ndarray
+    test_img: np.ndarray
+    test_txt: np.ndarray
+    test_labels: np.ndarray
+    test_patients: np.ndarray
+    bank_text: np.ndarray
+    bank_image: np.ndarray
+    prompt_features: PromptFeatures | None
+    probe_C: float
+    chunk_size: int
+
+
+@dataclass(frozen=True, eq=False)
+class PrivateSet:
+    """Private training pairs: pre-projection ``image`` and ``text`` features and ``patients`` (the privacy units'
+    grouping)."""
+
+    image: np.ndarray
+    text: np.ndarray
+    patients: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    def extended(self, pool: Mapping[str, Any], k: int) -> PrivateSet:
+        """This set and the first ``k`` pairs of a supplementary ``pool`` (``image``, ``text``, ``patients``)."""
+        return PrivateSet(
+            np.concatenate([self.image, pool["image"][:k]]),
+            np.concatenate([self.text, pool["text"][:k]]),
+            np.concatenate([self.patients, np.asarray(pool["patients"])[:k]]),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class PointRun:
+    """One trained point: its record, the mean per-query report-half R@1 over seeds and each seed's heads."""
+
+    point: FrontierPoint
+    report_per_query: np.ndarray
+    heads: tuple[Heads, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class GridRun:
+    """Step 1: every setting of the grid at the own private-set size (in grid order)."""
+
+    runs: tuple[PointRun, ...]
+
+    @property
+    def points(self) -> tuple[FrontierPoint, ...]:
+        return tuple(r.point for r in self.runs)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Step 2: the rule, its pick, the reference point (the pick, or the largest selection-half cut) and the
+    reference's patient-bootstrap CI of the report-half cut."""
+
+    rule: SelectionRule
+    selected: int | None
+    reference: int
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class ControlsRun:
+    """Step 4: the controls at the reference setting (JSON records), output perturbation's scale sweep, and
+    output perturbation's report-half utility drops at the reference point's cut."""
+
+    controls: tuple[Mapping[str, Any], ...]
+    op_curve: tuple[Mapping[str, Any], ...]
+    reference_at_same_cut: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ScalingRun:
+    """Step 5: the reference setting at larger private sets, and the supplementary pool it drew on."""
+
+    points: tuple[FrontierPoint, ...]
+    pool: PrivatePoolInfo | None
+
+
+AT_SAME_CUT_COLUMNS: tuple[str, ...] = ("zero_shot_auroc_drop_report", "probe_auroc_drop_report")
+"""Report-half utility drops of output perturbation read off its scale sweep at another row's cut."""
+
+
+@dataclass(slots=True)
 class _Runner:
-    """Trains settings with several seeds on one private set and evaluates them (shared state of one build)."""
+    """Trains settings with several seeds on one private set and evaluates them.
 
-    def __init__(
-        self,
-        evaluator: HeldoutEvaluator,
-        template: tuple[nn.Module, nn.Module],
-        base: DPConfig,
-        bank: Mapping[str, np.ndarray],
-        seeds: list[int],
-    ) -> None:
-        self.ev, self.template, self.base, self.bank, self.seeds = evaluator, template, base, bank, seeds
-        self.sigmas: dict[tuple[float, int], float] = {}
-        self.train_s = self.eval_s = 0.0
-        self.run_log: list[tuple[int, float]] = []  # (steps, seconds) of every training run
+    The explicit mutable state of one build: the noise multipliers calibrated so far per (sample
+    rate, steps), the seconds spent training and evaluating, the number of evaluations and the
+    ``(steps, seconds)`` of every training run.
+    """
 
-    def init_heads(self, init: str, seed: int) -> tuple[nn.Module, nn.Module]:
+    ev: HeldoutEvaluator
+    template: Heads
+    base: DPConfig
+    bank_text: np.ndarray
+    bank_image: np.ndarray
+    seeds: tuple[int, ...]
+    sigmas: dict[tuple[float, int], float] = field(default_factory=dict)
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    n_evals: int = 0
+    run_log: list[tuple[int, float]] = field(default_factory=list)
+
+    def init_heads(self, init: str, seed: int) -> Heads:
         if init == "pretrained":
             return clone_head(self.template[0]), clone_head(self.template[1])
         return fresh_heads(self.template[0], self.template[1], seed=seed)
 
     def train(
-        self,
-        setting: Setting,
-        seed: int,
-        x_img: np.ndarray,
-        x_txt: np.ndarray,
-        patients: np.ndarray,
-        private: bool = True,
-    ) -> tuple[tuple[nn.Module, nn.Module], dict[str, Any]]:
+        self, setting: Setting, seed: int, data: PrivateSet, private: bool = True
+    ) -> tuple[Heads, dict[str, Any]]:
         cfg = self.base.replace(optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs, seed=seed)
         if private:
-            q, steps, _ = sampling_plan(len(x_img), cfg)
+            q, steps, _ = sampling_plan(len(data), cfg)
             if (q, steps) not in self.sigmas:
+                assert cfg.target_epsilon is not None, "a private frontier run needs dp.training.target_epsilon"
                 self.sigmas[(q, steps)] = calibrate_noise(float(cfg.target_epsilon), cfg.delta, q, steps)
             cfg = cfg.replace(noise_multiplier=self.sigmas[(q, steps)])
         else:
@@ -144,169 +261,149 @@ class _Runner:
         start = self.init_heads(setting.init, seed)
         t0 = time.perf_counter()
         res = train_heads(
-            x_img,
-            x_txt,
+            data.image,
+            data.text,
             start[0],
             start[1],
             config=cfg,
-            patient_ids=patients,
-            bank_text_feats=self.bank["text"],
-            bank_image_feats=self.bank["image"],
+            patient_ids=data.patients,
+            bank_text_feats=self.bank_text,
+            bank_image_feats=self.bank_image,
         )
         self.train_s += time.perf_counter() - t0
         self.run_log.append((int(res.record["steps"]), time.perf_counter() - t0))
         return (res.image_head, res.text_head), res.record
 
-    def evaluate(self, heads: tuple[nn.Module, nn.Module]) -> tuple[dict[str, float], np.ndarray]:
+    def evaluate(self, heads: Heads) -> tuple[dict[str, float], np.ndarray]:
         t0 = time.perf_counter()
         m = self.ev.measure(heads)
         rel = self.ev.relative(m)
         rel["drift"] = relative_drift(heads, self.template)
         self.eval_s += time.perf_counter() - t0
-        self.n_evals = getattr(self, "n_evals", 0) + 1
+        self.n_evals += 1
         return rel, m["r1_report_per_query"]
 
-    def point(
-        self,
-        setting: Setting,
-        x_img: np.ndarray,
-        x_txt: np.ndarray,
-        patients: np.ndarray,
-        *,
-        study: str,
-        private: bool = True,
-    ) -> tuple[dict[str, Any], np.ndarray, list[tuple[nn.Module, nn.Module]]]:
-        """One frontier point: ``len(seeds)`` runs, their mean and spread; with the mean per-query report R@1 and the heads."""
-        per_seed, pq, heads_list, record = [], [], [], None
+    def point(self, setting: Setting, data: PrivateSet, *, study: str, private: bool = True) -> PointRun:
+        """One frontier point: ``len(seeds)`` runs, their mean and spread; with the mean per-query report R@1 and
+        the heads."""
+        per_seed, pq, heads_list = [], [], []
+        record: dict[str, Any] = {}
         for seed in self.seeds:
-            heads, record = self.train(setting, seed, x_img, x_txt, patients, private)
+            heads, record = self.train(setting, seed, data, private)
             rel, q = self.evaluate(heads)
             per_seed.append(dict(rel, seed=seed))
             pq.append(q)
             heads_list.append(heads)
-        out: dict[str, Any] = {**setting.as_dict(), "n_private": int(len(x_img)), "study": study, "private": private}
-        out.update({k: record.get(k) for k in PRIVACY_FIELDS})
         ind = record.get("epsilon_independent") or {}
-        out["epsilon_dp_accounting_rdp"] = ind.get("dp_accounting_rdp")
-        out["epsilon_dp_accounting_pld"] = ind.get("dp_accounting_pld")
-        out.update(aggregate_seeds(per_seed))
-        out["seeds"] = list(self.seeds)
-        out["per_seed"] = [
-            {
-                k: s[k]
-                for k in (
-                    "seed",
-                    "r1_reduction_select",
-                    "r1_reduction",
-                    "probe_auroc_drop",
-                    "zero_shot_auroc_drop",
-                    "drift",
-                )
-            }
-            for s in per_seed
-        ]
-        return out, np.mean(pq, axis=0), heads_list
+        privacy: dict[str, Any] = {k: record.get(k) for k in PRIVACY_FIELDS}
+        means: dict[str, Any] = aggregate_seeds(per_seed)
+        outcomes: list[dict[str, Any]] = [{k: s[k] for k in PER_SEED_KEYS} for s in per_seed]
+        point = FrontierPoint(
+            **setting.as_dict(),
+            n_private=int(len(data)),
+            study=study,
+            private=private,
+            **privacy,
+            epsilon_dp_accounting_rdp=ind.get("dp_accounting_rdp"),
+            epsilon_dp_accounting_pld=ind.get("dp_accounting_pld"),
+            **means,
+            seeds=self.seeds,
+            per_seed=tuple(SeedOutcome(**o) for o in outcomes),
+        )
+        return PointRun(point, np.mean(pq, axis=0), tuple(heads_list))
 
 
-def build_frontier(
-    inputs: Mapping[str, Any],
-    spec: FrontierConfig,
-    base: DPConfig,
-    *,
-    seed: int = 0,
-    pool: Callable[[int], Mapping[str, Any]] | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Run the whole frontier study on in-memory ``inputs`` (see :func:`get_frontier` for the keys).
-
-    ``pool(n)``: supplementary private pairs (``image``, ``text``, ``patients``) for the scaling
-    study (``None``: only sizes up to the own set). Returns ``(payload, arrays)``: the JSON payload
-    and the per-query report-half R@1 of the pretrained and the selected heads.
-    """
-    t_start = time.perf_counter()
-    say = progress or (lambda s: None)
-    template = inputs["template"]
-    ev = HeldoutEvaluator(
-        template,
-        inputs["test_img"],
-        inputs["test_txt"],
-        inputs["test_labels"],
-        inputs["test_patients"],
-        inputs["train_img"],
-        inputs["train_labels"],
-        inputs.get("prompt_features"),
-        probe_C=float(inputs["probe_C"]),
+def make_evaluator(inputs: FrontierInputs, spec: FrontierConfig) -> HeldoutEvaluator:
+    """The held-out evaluator of a build: the halves, the reference N (``spec.reference_pool_size``, or the smaller
+    half) and the pretrained heads' baseline."""
+    return HeldoutEvaluator(
+        inputs.template,
+        inputs.test_img,
+        inputs.test_txt,
+        inputs.test_labels,
+        inputs.test_patients,
+        inputs.train_img,
+        inputs.train_labels,
+        inputs.prompt_features,
+        probe_C=float(inputs.probe_C),
         split_seed=spec.split_seed,
-        chunk_size=int(inputs["chunk_size"]),
+        reference_pool_size=spec.reference_pool_size,
+        chunk_size=int(inputs.chunk_size),
         probe_max_train=spec.probe_max_train,
     )
-    seeds = [int(seed) + i for i in range(spec.n_seeds)]
-    run = _Runner(ev, template, base, inputs["bank"], seeds)
-    x_img, x_txt, pats = inputs["train_img"], inputs["train_txt"], np.asarray(inputs["train_patients"]).astype(str)
-    n_own = len(x_img)
-    rule = {
-        "max_probe_auroc_drop": float(spec.max_probe_auroc_drop),
-        "max_zero_shot_auroc_drop": float(spec.max_zero_shot_auroc_drop),
-        "reference_pool_size": int(ev.pool_size),
-        "n_private": int(n_own),
-        "objective": "largest r1_reduction_select (mean over noise seeds, selection half)",
-        "among": "DP points at the profile's own private-set size with probe_auroc_drop and zero_shot_auroc_drop "
-        "(selection half, percentage points) at most the maxima",
-    }
-    points, report_pq, heads_of = [], [], []
+
+
+def run_grid(run: _Runner, spec: FrontierConfig, own: PrivateSet, say: Callable[[str], None]) -> GridRun:
+    """Step 1: every setting of :func:`frontier_grid` on the own private set, ``n_seeds`` noise seeds each."""
     grid = frontier_grid(spec)
+    runs = []
     for i, setting in enumerate(grid):
         say(f"frontier {i + 1}/{len(grid)}: {setting}")
-        pt, pq, hs = run.point(setting, x_img, x_txt, pats, study="grid")
-        points.append(pt)
-        report_pq.append(pq)
-        heads_of.append(hs)
-    selected = select_point(points, rule)
-    own = [i for i, p in enumerate(points) if p["n_private"] == n_own]
-    reference = selected if selected is not None else max(own, key=lambda i: (points[i]["r1_reduction_select"], -i))
-    base_pq = ev.baseline["r1_report_per_query"]
-    rep_pat = ev.test_patients[ev.report]
-    lo, hi = reduction_interval(base_pq, report_pq[reference], rep_pat, n_boot=spec.n_boot, seed=seed)
-    points[reference]["r1_reduction_ci_low"], points[reference]["r1_reduction_ci_high"] = lo, hi
-    ref = points[reference]
-    ref_setting = Setting(ref["init"], ref["optimizer"], ref["lr"], ref["epochs"])
+        runs.append(run.point(setting, own, study="grid"))
+    return GridRun(tuple(runs))
 
-    # seen (the private pairs the heads were fine-tuned on) vs held-out (report half), at the same N
-    seen_before = per_query_recall_at_1(*embed_heads(template, x_img, x_txt), ev.pool_size).mean()
-    seen_after = float(
-        np.mean(
-            [per_query_recall_at_1(*embed_heads(h, x_img, x_txt), ev.pool_size).mean() for h in heads_of[reference]]
-        )
+
+def select_reference(grid: GridRun, ev: HeldoutEvaluator, spec: FrontierConfig, *, seed: int) -> Selection:
+    """Step 2: the declared rule on the selection half, the reference point and its report-half bootstrap CI."""
+    points = grid.points
+    n_own = points[0].n_private
+    rule = SelectionRule(
+        max_probe_auroc_drop=float(spec.max_probe_auroc_drop),
+        max_zero_shot_auroc_drop=float(spec.max_zero_shot_auroc_drop),
+        reference_pool_size=int(ev.pool_size),
+        n_private=int(n_own),
     )
-    seen = {
-        "pool_size": int(ev.pool_size),
-        "n_seen": int(n_own),
-        "n_heldout": int(ev.report.sum()),
-        "seen_r1_before": float(seen_before),
-        "seen_r1_after": seen_after,
-        "seen_r1_reduction": relative_reduction(float(seen_before), seen_after),
-        "heldout_r1_before": ev.baseline["r1_report"],
-        "heldout_r1_after": ref["r1_report"],
-        "heldout_r1_reduction": ref["r1_reduction"],
+    selected = select_point(points, rule)
+    own = [i for i, p in enumerate(points) if p.n_private == n_own]
+    reference = selected if selected is not None else max(own, key=lambda i: (points[i].r1_reduction_select, -i))
+    lo, hi = reduction_interval(
+        ev.baseline["r1_report_per_query"],
+        grid.runs[reference].report_per_query,
+        ev.test_patients[ev.report],
+        n_boot=spec.n_boot,
+        seed=seed,
+    )
+    return Selection(rule, selected, reference, lo, hi)
+
+
+def seen_vs_heldout(
+    ev: HeldoutEvaluator, template: Heads, own: PrivateSet, ref: PointRun, baseline_r1_report: float
+) -> SeenVsHeldout:
+    """Step 3: R@1 at the reference N on the pairs the reference heads were fine-tuned on and on the report half."""
+    before = float(per_query_recall_at_1(*embed_heads(template, own.image, own.text), ev.pool_size).mean())
+    after = float(
+        np.mean([per_query_recall_at_1(*embed_heads(h, own.image, own.text), ev.pool_size).mean() for h in ref.heads])
+    )
+    return SeenVsHeldout(
+        pool_size=int(ev.pool_size),
+        n_seen=int(len(own)),
+        n_heldout=int(ev.report.sum()),
+        seen_r1_before=before,
+        seen_r1_after=after,
+        seen_r1_reduction=relative_reduction(before, after),
+        heldout_r1_before=baseline_r1_report,
+        heldout_r1_after=ref.point.r1_report,
+        heldout_r1_reduction=ref.point.r1_reduction,
+    )
+
+
+def _at_same_cut(op_points: Sequence[Mapping[str, Any]], cut: float) -> dict[str, float]:
+    return {
+        f"output_perturbation_{col}_at_same_cut": interpolate_at_cut(op_points, cut, col) for col in AT_SAME_CUT_COLUMNS
     }
 
-    # controls on the same axes
-    say("frontier controls")
-    controls = []
-    npv, _, _ = run.point(ref_setting, x_img, x_txt, pats, study="control", private=False)
-    controls.append(dict(npv, control="nonprivate"))
-    re_rows = []
-    for s in seeds:
-        rel, _ = run.evaluate(fresh_heads(template[0], template[1], seed=s))
-        re_rows.append(rel)
-    controls.append(
-        {"control": "reinit_untrained", "init": "reinit", "private": False, "n_private": 0, **aggregate_seeds(re_rows)}
-    )
+
+def run_controls(run: _Runner, spec: FrontierConfig, ref: FrontierPoint, own: PrivateSet, *, seed: int) -> ControlsRun:
+    """Step 4: non-private fine-tuning at the reference setting, untrained fresh heads, output perturbation over
+    ``spec.op_scales`` and matched to the reference point's selection-half R@1."""
+    template, ev = run.template, run.ev
+    npv = run.point(ref.setting, own, study="control", private=False).point.to_json()
+    reinit = [run.evaluate(fresh_heads(template[0], template[1], seed=s))[0] for s in run.seeds]
     op_curve = []
     for s in spec.op_scales:
         rel, _ = run.evaluate(perturb_heads(template[0], template[1], float(s), seed))
         op_curve.append(dict(rel, scale=float(s)))
-    target = ref["r1_select"]
+    target = ref.r1_select
     fit = tune_output_perturbation(
         template[0],
         template[1],
@@ -316,118 +413,168 @@ def build_frontier(
         abs_tol=max(1e-4, 0.02 * target),
     )
     rel, _ = run.evaluate((fit.image_head, fit.text_head))
-    controls.append(
-        {
-            "control": "output_perturbation_matched",
-            "private": False,
-            "scale": fit.scale,
-            "matched_to": "the reference point's mean R@1 on the selection half",
-            **rel,
-            "n_seeds": 1,
-        }
-    )
-    op_points = op_curve + [controls[-1]]  # the matched fit is one more point of the same curve
-    for c in [ref] + controls:
-        for col in ("zero_shot_auroc_drop_report", "probe_auroc_drop_report"):
-            c[f"output_perturbation_{col}_at_same_cut"] = interpolate_at_cut(
-                op_points, c.get("r1_reduction", math.nan), col
-            )
-
-    # the reference setting at larger private sets
-    sizes = spec.scaling_sizes_above(n_own)
-    pool_info = None
-    if sizes and pool is not None:
-        say(f"frontier scaling: private pool of {sizes[-1] - n_own} pairs")
-        t0 = time.perf_counter()
-        extra = pool(sizes[-1] - n_own)
-        pool_info = {
-            "n_pairs": int(extra["n_pairs"]),
-            "features": extra.get("features"),
-            "generation_and_features_s": time.perf_counter() - t0,
-            "source": "supplementary synthetic private pool: the profile's generator and cohort settings with "
-            f"seed + {POOL_SEED_OFFSET}, no export round trip, all pairs private (train)",
-        }
-        for n in sizes:
-            k = n - n_own
-            say(f"frontier scaling: n_private = {n}")
-            xi = np.concatenate([x_img, extra["image"][:k]])
-            xt = np.concatenate([x_txt, extra["text"][:k]])
-            pp = np.concatenate([pats, np.asarray(extra["patients"])[:k]])
-            pt, _, _ = run.point(ref_setting, xi, xt, pp, study="scaling")
-            points.append(pt)
-    payload = {
-        "frontier": points,
-        "selection_rule": rule,
-        "selected": selected,
-        "reference": reference,
-        "reference_is_selected": selected is not None,
-        "r1_reduction_ci_low": lo,
-        "r1_reduction_ci_high": hi,
-        "controls": controls,
-        "output_perturbation_curve": op_curve,
-        "seen": seen,
-        "private_pool": pool_info,
-        "heldout": {
-            "n_select": int(ev.select.sum()),
-            "n_report": int(ev.report.sum()),
-            "split_seed": spec.split_seed,
-            "reference_pool_size": int(ev.pool_size),
-            "baseline": {k: v for k, v in ev.baseline.items() if k != "r1_report_per_query"},
-        },
-        "n_seeds": len(seeds),
-        "seeds": seeds,
-        "cost": {
-            "train_s": run.train_s,
-            "eval_s": run.eval_s,
-            "total_s": time.perf_counter() - t_start,
-            "n_runs_trained": len(run.run_log),
-            "n_evaluations": int(getattr(run, "n_evals", 0)),
-            "runs_steps_seconds": [[n, round(t, 4)] for n, t in run.run_log],
-        },
+    matched = {
+        "control": "output_perturbation_matched",
+        "private": False,
+        "scale": fit.scale,
+        "matched_to": "the reference point's mean R@1 on the selection half",
+        **rel,
+        "n_seeds": 1,
     }
-    return payload, {"pretrained": base_pq, "reference": report_pq[reference], "report_patients": rep_pat}
+    op_points = op_curve + [matched]  # the matched fit is one more point of the same curve
+    controls = [
+        dict(npv, control="nonprivate"),
+        {"control": "reinit_untrained", "init": "reinit", "private": False, "n_private": 0, **aggregate_seeds(reinit)},
+        matched,
+    ]
+    controls = [dict(c, **_at_same_cut(op_points, c.get("r1_reduction", math.nan))) for c in controls]
+    return ControlsRun(tuple(controls), tuple(op_curve), _at_same_cut(op_points, ref.r1_reduction))
 
 
-def get_frontier(params: ProfileLike, *, progress: bool = False) -> dict[str, Any]:
+def run_scaling(
+    run: _Runner,
+    spec: FrontierConfig,
+    ref: Setting,
+    own: PrivateSet,
+    pool: Callable[[int], Mapping[str, Any]] | None,
+    say: Callable[[str], None],
+) -> ScalingRun:
+    """Step 5: the reference setting at the sizes of :meth:`FrontierConfig.scaling_sizes_above` the own set, on the
+    own pairs plus the first pairs of the supplementary pool ``pool(n)`` (none without ``pool``)."""
+    n_own = len(own)
+    sizes = spec.scaling_sizes_above(n_own)
+    if not sizes or pool is None:
+        return ScalingRun((), None)
+    say(f"frontier scaling: private pool of {sizes[-1] - n_own} pairs")
+    t0 = time.perf_counter()
+    extra = pool(sizes[-1] - n_own)
+    info = PrivatePoolInfo(
+        n_pairs=int(extra["n_pairs"]),
+        features=extra.get("features"),
+        generation_and_features_s=time.perf_counter() - t0,
+        source="supplementary synthetic private pool: the profile's generator and cohort settings with "
+        f"seed + {POOL_SEED_OFFSET}, no export round trip, all pairs private (train)",
+    )
+    points = []
+    for n in sizes:
+        say(f"frontier scaling: n_private = {n}")
+        points.append(run.point(ref, own.extended(extra, n - n_own), study="scaling").point)
+    return ScalingRun(tuple(points), info)
+
+
+def build_frontier(
+    inputs: FrontierInputs,
+    spec: FrontierConfig,
+    base: DPConfig,
+    *,
+    seed: int = 0,
+    pool: Callable[[int], Mapping[str, Any]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[FrontierResult, dict[str, Any]]:
+    """Run the whole frontier study on in-memory ``inputs``, one step after the other (see the module docstring).
+
+    ``pool(n)``: supplementary private pairs (``image``, ``text``, ``patients``, ``n_pairs``) for the
+    scaling study (``None``: only sizes up to the own set). Returns ``(result, arrays)``: the
+    :class:`FrontierResult` (without ``rung`` and ``bank``) and the per-query report-half R@1 of the
+    pretrained and the reference heads with the report half's patient ids.
+    """
+    t_start = time.perf_counter()
+    say = progress or (lambda s: None)
+    ev = make_evaluator(inputs, spec)
+    seeds = tuple(int(seed) + i for i in range(spec.n_seeds))
+    run = _Runner(ev, inputs.template, base, inputs.bank_text, inputs.bank_image, seeds)
+    own = PrivateSet(inputs.train_img, inputs.train_txt, np.asarray(inputs.train_patients).astype(str))
+    grid = run_grid(run, spec, own, say)
+    sel = select_reference(grid, ev, spec, seed=seed)
+    ref_run = grid.runs[sel.reference]
+    ref = dataclasses.replace(ref_run.point, r1_reduction_ci_low=sel.ci_low, r1_reduction_ci_high=sel.ci_high)
+    seen = seen_vs_heldout(ev, inputs.template, own, ref_run, ev.baseline["r1_report"])
+    say("frontier controls")
+    ctrl = run_controls(run, spec, ref, own, seed=seed)
+    ref = dataclasses.replace(ref, **ctrl.reference_at_same_cut)
+    scaling = run_scaling(run, spec, ref.setting, own, pool, say)
+    points = list(grid.points)
+    points[sel.reference] = ref
+    result = FrontierResult(
+        frontier=tuple(points) + scaling.points,
+        selection_rule=sel.rule,
+        selected=sel.selected,
+        reference=sel.reference,
+        reference_is_selected=sel.selected is not None,
+        r1_reduction_ci_low=sel.ci_low,
+        r1_reduction_ci_high=sel.ci_high,
+        controls=ctrl.controls,
+        output_perturbation_curve=ctrl.op_curve,
+        seen=seen,
+        private_pool=scaling.pool,
+        heldout=HeldoutSplit(
+            n_select=int(ev.select.sum()),
+            n_report=int(ev.report.sum()),
+            split_seed=spec.split_seed,
+            reference_pool_size=int(ev.pool_size),
+            baseline={k: v for k, v in ev.baseline.items() if k != "r1_report_per_query"},
+        ),
+        n_seeds=len(seeds),
+        seeds=seeds,
+        cost=FrontierCost(
+            train_s=run.train_s,
+            eval_s=run.eval_s,
+            total_s=time.perf_counter() - t_start,
+            n_runs_trained=len(run.run_log),
+            n_evaluations=run.n_evals,
+            runs_steps_seconds=tuple((n, round(t, 4)) for n, t in run.run_log),
+        ),
+    )
+    arrays: dict[str, Any] = {
+        "pretrained": ev.baseline["r1_report_per_query"],
+        "reference": ref_run.report_per_query,
+        "report_patients": ev.test_patients[ev.report],
+    }
+    return result, arrays
+
+
+def get_frontier(params: ProfileLike, *, progress: bool = False) -> FrontierResult:
     """The frontier payload of the profile's most specialised rung (cached; see the module docstring)."""
     cfg = as_profile(params)
     spec = cfg.dp.frontier
     cohort = get_cohort(cfg, site="internal")
     rung = get_ladder(cfg, progress=progress)[-1]
     splits = {s: get_features(cfg, cohort, rung, s, progress=progress) for s in ("train", "val", "test")}
-    base = cfg.dp.training
+    first = spec.optimizers[0]  # the grid sets optimizer, lr, epochs and seed per run
+    base = cfg.dp.training_config(optimizer=first, lr=spec.lrs[first][0], epochs=spec.epochs[0])
     bank_n = min(cfg.dp.bank_size, len(splits["val"]))
     key = {
         "step": "dp-frontier",
         "features": {s: feature_dir(cfg, cohort, rung, s).name for s in splits},
         "spec": spec.to_dict(),
-        "dp": {k: v for k, v in cfg.dp.to_dict().items() if k != "frontier"},
+        "dp": {k: v for k, v in cfg.dp.to_dict().items() if k not in ("frontier", "budget_sweep")},
         "probe_C": cfg.utility.probe_C,
         "seed": cfg.seed,
         "chunk": cfg.audit.chunk_size,
-        "code": _code_version(),
+        "code": cache.stage_code_version(__name__),
     }
 
     def build(tmp: Path) -> None:
         encoder = rung.load(device="cpu")
         pairs = {s: cohort.pairs.iloc[np.asarray(f.rows)].reset_index(drop=True) for s, f in splits.items()}
-        inputs = {
-            "template": (encoder.image_head, encoder.text_head),
-            "train_img": splits["train"].image,
-            "train_txt": splits["train"].text,
-            "train_labels": pairs["train"][list(CHEXPERT_LABELS)].to_numpy(float),
-            "train_patients": pairs["train"]["patient_id"].astype(str).to_numpy(),
-            "test_img": splits["test"].image,
-            "test_txt": splits["test"].text,
-            "test_labels": pairs["test"][list(CHEXPERT_LABELS)].to_numpy(float),
-            "test_patients": pairs["test"]["patient_id"].astype(str).to_numpy(),
-            "bank": {"text": splits["val"].text[:bank_n], "image": splits["val"].image[:bank_n]},
-            "prompt_features": prompt_features_of(encoder),
-            "probe_C": cfg.utility.probe_C,
-            "chunk_size": cfg.audit.chunk_size,
-        }
+        inputs = FrontierInputs(
+            template=(encoder.image_head, encoder.text_head),
+            train_img=splits["train"].image,
+            train_txt=splits["train"].text,
+            train_labels=pairs["train"][list(CHEXPERT_LABELS)].to_numpy(float),
+            train_patients=pairs["train"]["patient_id"].astype(str).to_numpy(),
+            test_img=splits["test"].image,
+            test_txt=splits["test"].text,
+            test_labels=pairs["test"][list(CHEXPERT_LABELS)].to_numpy(float),
+            test_patients=pairs["test"]["patient_id"].astype(str).to_numpy(),
+            bank_text=splits["val"].text[:bank_n],
+            bank_image=splits["val"].image[:bank_n],
+            prompt_features=prompt_features_of(encoder),
+            probe_C=cfg.utility.probe_C,
+            chunk_size=cfg.audit.chunk_size,
+        )
         with few_threads():
-            payload, arrays = build_frontier(
+            result, arrays = build_frontier(
                 inputs,
                 spec,
                 base,
@@ -435,19 +582,21 @@ def get_frontier(params: ProfileLike, *, progress: bool = False) -> dict[str, An
                 pool=lambda n: private_pool(cfg, rung, n, progress=progress),
                 progress=print if progress else None,
             )
-        payload["rung"] = {"index": rung.index, "name": rung.name}
-        payload["bank"] = {"source": "internal cohort, val split (declared public)", "size": bank_n}
-        (tmp / "frontier.json").write_text(json.dumps(payload, indent=1, default=_json_default))
+        result = dataclasses.replace(
+            result,
+            rung=RungInfo(rung.index, rung.name),
+            bank=BankInfo("internal cohort, val split (declared public)", bank_n),
+        )
+        (tmp / "frontier.json").write_text(json.dumps(result.to_json(), indent=1, default=_json_default))
         np.savez(tmp / "report_per_query.npz", **arrays)
 
     path = cache.cached_dir(cache_dir(cfg.name), "dp-frontier", key, build)
-    return json.loads((path / "frontier.json").read_text())
+    return FrontierResult.from_json(json.loads((path / "frontier.json").read_text()))
 
 
-def reference_setting(frontier: Mapping[str, Any]) -> Setting:
+def reference_setting(frontier: FrontierResult) -> Setting:
     """The setting chapters 7-8 use: the selected point, or (when no point meets the rule) the reference point."""
-    p = frontier["frontier"][int(frontier["reference"])]
-    return Setting(p["init"], p["optimizer"], float(p["lr"]), float(p["epochs"]))
+    return frontier.reference_point.setting
 
 
 def _json_default(obj: Any) -> Any:

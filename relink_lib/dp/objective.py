@@ -21,11 +21,13 @@ gradients of bias-free linear heads in :mod:`relink_lib.dp.fastgrad`.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-DEFAULT_TEMPERATURE = 0.07
+from ..config import DEFAULT_TEMPERATURE  # defined with DPConfig's other defaults; re-exported here
 
 
 def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
@@ -49,8 +51,8 @@ def _direction_loss(query: Tensor, positive: Tensor, bank: Tensor, temperature: 
 
 
 def per_example_loss(
-    image_head: nn.Module,
-    text_head: nn.Module,
+    image_head: Callable[[Tensor], Tensor],
+    text_head: Callable[[Tensor], Tensor],
     image_feats: Tensor,
     text_feats: Tensor,
     bank_text_feats: Tensor,
@@ -113,6 +115,11 @@ class ExpandedBankLoss(nn.Module):
     ``forward`` returns the per-example losses (n,). Exact, but it repeats the bank pass n
     times; :mod:`relink_lib.dp.fastgrad` avoids that for linear heads.
     """
+
+    image_head: nn.Module
+    text_head: nn.Module
+    bank_text: Tensor
+    bank_image: Tensor | None
 
     def __init__(
         self,

@@ -17,7 +17,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from ..audit import audit_table, rank_counts, relink_audit
+from ..audit import audit_table, per_query_recall, rank_counts
 from ..config import AuditConfig
 from ..features import Features, embed_features
 from ..labels import CHEXPERT_LABELS
@@ -28,6 +28,9 @@ from ..utility.zero_shot import default_prompts, zero_shot_auroc
 
 POOLS: tuple[tuple[str, bool], ...] = (("random", False), ("matched", True))
 """Pool types of the mitigation's re-linkage tables: name, hard negatives."""
+
+RETRIEVAL_K = 10
+"""Label-level retrieval is scored over each query's top ``RETRIEVAL_K`` reports (metric ``retrieval_precision@10``)."""
 
 PromptFeatures = Mapping[str, tuple[np.ndarray, np.ndarray]]
 """Label -> (positive, negative) pre-projection text features of the zero-shot prompts."""
@@ -72,12 +75,10 @@ def recall_reduction(
 
 
 def recall_at_1(image_emb: np.ndarray, report_emb: np.ndarray, pool_size: int, chunk_size: int) -> float:
-    """Mean expected Recall@1 over random pools of ``pool_size`` (the whole set if it is smaller)."""
-    n = len(image_emb)
-    t = relink_audit(
-        image_emb, report_emb, pool_sizes=(None if pool_size >= n else pool_size,), ks=(1,), chunk_size=chunk_size
-    )
-    return float(t["recall"].iloc[0])
+    """Mean expected Recall@1 over random pools of ``pool_size`` (the whole set if it is smaller), ties broken
+    uniformly at random (:func:`relink_lib.audit.engine.per_query_recall`, as the frontier's per-query R@1)."""
+    rc = rank_counts(image_emb, report_emb, chunk_size=chunk_size, device="cpu")
+    return float(np.mean(per_query_recall(rc, int(pool_size), 1)))
 
 
 def relink_outcomes(
@@ -137,10 +138,10 @@ def utility_outcomes(
             None, test_feats.image, labels, image_head=heads[0], text_head=heads[1], prompt_features=prompt_features
         )
         util += [{"metric": "zero_shot_auroc", "label": r.label, "value": r.auroc} for r in zs.itertuples()]
-    ret = label_retrieval_precision(img, rep, labels.to_numpy(float), k=min(10, len(img) - 1))
+    ret = label_retrieval_precision(img, rep, labels.to_numpy(float), k=min(RETRIEVAL_K, len(img) - 1))
     util += [
-        {"metric": "retrieval_precision@10", "label": "all", "value": float(ret["precision"].iloc[0])},
-        {"metric": "retrieval_chance@10", "label": "all", "value": float(ret["chance"].iloc[0])},
+        {"metric": f"retrieval_precision@{RETRIEVAL_K}", "label": "all", "value": float(ret["precision"].iloc[0])},
+        {"metric": f"retrieval_chance@{RETRIEVAL_K}", "label": "all", "value": float(ret["chance"].iloc[0])},
     ]
     return pd.DataFrame(util)
 
@@ -149,11 +150,11 @@ def prompt_features_of(encoder: DualEncoder) -> dict[str, tuple[np.ndarray, np.n
     """Pre-projection text features of the default zero-shot prompts (text tower run once)."""
     if not hasattr(encoder, "text_features"):
         return None
-    out = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with torch.no_grad():
         for label, (pos, neg) in default_prompts().items():
-            tf = encoder.text_features(list(pos) + list(neg))
-            tf = tf.detach().cpu().numpy() if isinstance(tf, torch.Tensor) else np.asarray(tf)
+            raw = encoder.text_features(list(pos) + list(neg))
+            tf = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
             out[label] = (tf[: len(pos)], tf[len(pos) :])
     return out
 

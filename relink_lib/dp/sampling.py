@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-SAMPLING_MODES = ("pair", "patient")
+from ..config import SAMPLING_MODES  # defined with DPConfig's other names; re-exported here
 
 
 @dataclass(frozen=True)

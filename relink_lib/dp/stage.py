@@ -9,8 +9,9 @@ For every rung of the ladder (:func:`mitigate_rung`, cached per rung):
 - variants: ``pretrained`` heads; ``dp`` (DP-SGD at the profile's (eps, delta) with chapter 6's
   selected setting: init, optimizer, learning rate, epochs); ``nonprivate`` (same objective, data,
   start, sampling and steps, no clipping/noise); ``reinit`` (data-independent random heads,
-  untrained: the DP start when the setting's init is ``reinit``); ``output_perturbation`` (Gaussian noise on the pretrained weights, scale tuned so
-  Recall@1 at the reference N falls as far as under DP);
+  untrained: the DP start when the setting's init is ``reinit``); ``output_perturbation`` (Gaussian
+  noise on the pretrained weights, scale tuned so Recall@1 at the reference N,
+  ``dp.frontier.reference_pool_size``, falls as far as under DP);
 - outcomes on the held-out split, per variant: Recall@1/5/10 at every N over random and
   pathology-matched pools with patient-bootstrap CIs; the image-side linear probe (train split ->
   test split), zero-shot label AUROC and label-level retrieval precision@10.
@@ -22,6 +23,7 @@ never read here: only features, labels and patient ids.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -43,7 +45,7 @@ from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
 from ..utility.probe import patient_split
 from .controls import nonprivate_config, tune_output_perturbation
-from .frontier import Setting, reference_pool_size
+from .frontier import Setting, heldout_reference_pool_size
 from .frontier_stage import get_frontier, reference_setting
 from .heads import clone_head, fresh_heads
 from .outcomes import (
@@ -51,11 +53,9 @@ from .outcomes import (
     few_threads,
     prompt_features_of,
     recall_at_1,
+    recall_reduction,
     relink_outcomes,
     utility_outcomes,
-)
-from .outcomes import (
-    recall_reduction as _table_reduction,
 )
 from .train import train_heads
 
@@ -67,15 +67,38 @@ __all__ = [
     "mitigate_rung",
     "load_mitigation",
     "mitigation_ladder",
-    "recall_reduction",
+    "reduction_at_reference",
     "transfer_rung",
     "mitigation_encoder",
 ]
 
+MITIGATION_FORMAT = 2
+"""Version of a cached mitigation directory's layout (part of its cache key): 2 = ``mitigation.json``
+(:meth:`RungMitigation.to_json`), ``heads.pt`` and ``build.json``; 1 was ``meta.json`` and CSV tables."""
+OP_MATCH_ABS_TOL = 0.002
+"""Output perturbation is tuned until its Recall@1 at the reference N is within
+``max(OP_MATCH_ABS_TOL, OP_MATCH_REL_TOL * dp_recall)`` of the DP heads'."""
+OP_MATCH_REL_TOL = 0.02
+EXTERNAL_PROBE_TEST_FRACTION = 0.3
+"""Fraction of the external cohort's patients the probe is scored on when its ``split`` column has no
+``train`` rows or only ``train`` rows (otherwise the external ``train`` split is the probe's train side)."""
 
-@dataclass
+_TABLES = ("history", "nonprivate_history", "recall", "utility")
+
+
+@dataclass(frozen=True, eq=False)
 class RungMitigation:
-    """Everything chapters 6-9 need about one rung (see the module docstring)."""
+    """Result of :func:`mitigate_rung`: everything chapters 6-9 need about one rung (see the module docstring).
+
+    ``record`` / ``nonprivate_record``: the DP and non-private training records
+    (:func:`relink_lib.dp.train.train_heads`); ``history`` / ``nonprivate_history``: their per-epoch logs;
+    ``perturbation``: the output-perturbation fit; ``recall``: :func:`relink_outcomes` rows with a ``variant``
+    column; ``utility``: :func:`utility_outcomes` rows with a ``variant`` column; ``reference_pool_size``: N of
+    the cuts (:func:`reduction_at_reference`); ``setting``: chapter 6's setting the DP heads were trained at
+    (``Setting.as_dict()``); ``heads``: variant -> (image head, text head), not part of the JSON (saved as
+    ``heads.pt``); ``path``: the cache directory it was read from (``None`` when built in memory).
+    Frozen; compared by identity (its tables are DataFrames).
+    """
 
     rung_index: int
     rung_name: str
@@ -90,6 +113,49 @@ class RungMitigation:
     heads: dict[str, tuple[nn.Module, nn.Module]]
     path: Path | None = None
     setting: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON part: every field but ``heads`` and ``path``, tables as lists of row records.
+
+        Plain Python types only (numpy scalars converted); NaN and inf stay floats (Python's ``json``
+        writes them as ``NaN`` / ``Infinity``). :meth:`from_json` inverts it.
+        """
+        out = {
+            "rung_index": self.rung_index,
+            "rung_name": self.rung_name,
+            "record": self.record,
+            "nonprivate_record": self.nonprivate_record,
+            "perturbation": self.perturbation,
+            "reference_pool_size": self.reference_pool_size,
+            "setting": self.setting,
+            **{name: getattr(self, name).to_dict(orient="records") for name in _TABLES},
+        }
+        return json.loads(json.dumps(out, default=_json_default))
+
+    @classmethod
+    def from_json(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        heads: Mapping[str, tuple[nn.Module, nn.Module]] | None = None,
+        path: Path | None = None,
+    ) -> RungMitigation:
+        """The result whose :meth:`to_json` is ``data``, with ``heads`` (default none) and ``path``."""
+        tables = {name: pd.DataFrame.from_records(data[name]) for name in _TABLES}
+        if "pool_size" in tables["recall"]:
+            tables["recall"]["pool_size"] = tables["recall"]["pool_size"].astype(int)
+        return cls(
+            rung_index=int(data["rung_index"]),
+            rung_name=str(data["rung_name"]),
+            record=dict(data["record"]),
+            nonprivate_record=dict(data["nonprivate_record"]),
+            perturbation=dict(data["perturbation"]),
+            reference_pool_size=int(data["reference_pool_size"]),
+            setting=None if data["setting"] is None else dict(data["setting"]),
+            heads=dict(heads or {}),
+            path=path,
+            **tables,
+        )
 
 
 def _outcome_key(cfg: Profile) -> dict[str, Any]:
@@ -106,12 +172,6 @@ def _outcome_key(cfg: Profile) -> dict[str, Any]:
         },
         "seed": cfg.seed,
     }
-
-
-def _code_version() -> str:
-    from .. import dp, utility  # lazily: the dp package is still initialising while this module loads
-
-    return cache.code_version(dp, utility)
 
 
 def _rows_of(cohort: Cohort, feats: Features) -> pd.DataFrame:
@@ -145,11 +205,11 @@ def mitigate_rung(
     """Train the DP heads and the controls for ``rung`` and evaluate every variant (cached).
 
     ``setting``: a :class:`relink_lib.dp.frontier.Setting` (init, optimizer, lr, epochs; chapter 6
-    selects it on the frontier); ``None`` uses the profile's ``dp`` section from the pretrained heads.
+    selects it on the frontier); ``None``: the pretrained heads at the ``dp.budget_sweep`` optimizer, lr and epochs.
     """
     cfg = as_profile(params)
     if setting is None:
-        t = cfg.dp.training
+        t = cfg.dp.budget_sweep
         setting = Setting("pretrained", t.optimizer, float(t.lr), float(t.epochs))
     splits = {s: get_features(cfg, cohort, rung, s, progress=progress) for s in ("train", "val", "test")}
     for s in ("train", "val", "test"):
@@ -162,35 +222,39 @@ def mitigate_rung(
         "features": {s: feature_dir(cfg, cohort, rung, s).name for s in splits},
         "settings": _outcome_key(cfg),
         "setting": setting.as_dict(),
-        "code": _code_version(),
+        "format": MITIGATION_FORMAT,
+        "code": cache.stage_code_version(__name__),
     }
     encoder = rung.load(device="cpu")
     template = (encoder.image_head, encoder.text_head)
 
     def build(tmp: Path) -> None:
+        t0 = time.perf_counter()
         with few_threads():
-            _build_mitigation(tmp, cfg, cohort, splits, encoder, template, setting)
+            result, bank = _compute_mitigation(cfg, cohort, rung, splits, encoder, template, setting)
+        _save_heads(tmp / "heads.pt", result.heads)
+        (tmp / "mitigation.json").write_text(json.dumps(result.to_json(), indent=1))
+        build_info = {"bank": bank, "build_time_s": time.perf_counter() - t0}
+        (tmp / "build.json").write_text(json.dumps(build_info, indent=1))
 
     path = cache.cached_dir(cache_dir(cfg.name), "dp-mitigation", key, build)
-    out = load_mitigation(path, rung, template)
-    out.setting = setting.as_dict()
-    return out
+    return load_mitigation(path, rung, template)
 
 
-def _build_mitigation(
-    tmp: Path,
+def _compute_mitigation(
     cfg: Profile,
     cohort: Cohort,
+    rung: Rung,
     splits: Mapping[str, Features],
     encoder: DualEncoder,
     template: tuple[nn.Module, nn.Module],
     setting: Setting,
-) -> None:
-    t0 = time.perf_counter()
+) -> tuple[RungMitigation, dict[str, Any]]:
+    """The mitigation of one rung (heads included, ``path`` None) and a description of the public bank."""
     train, val, test = splits["train"], splits["val"], splits["test"]
     train_pairs, test_pairs = _rows_of(cohort, train), _rows_of(cohort, test)
     bank = min(cfg.dp.bank_size, len(val))
-    config = cfg.dp.training.replace(optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs)
+    config = cfg.dp.training_config(optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs)
     common = dict(
         bank_text_feats=val.text[:bank],
         bank_image_feats=val.image[:bank],
@@ -207,7 +271,8 @@ def _build_mitigation(
         "nonprivate": (npv.image_head, npv.text_head),
         "reinit": fresh,
     }
-    n_ref = reference_pool_size(len(test), len(test))  # 10,000, or the whole held-out split if smaller
+    # the profile's reference N, or the whole held-out split if smaller
+    n_ref = heldout_reference_pool_size(len(test), len(test), cfg.dp.frontier.reference_pool_size)
     chunk = cfg.audit.chunk_size
     dp_r1 = recall_at_1(*_embed(test, heads["dp"]), n_ref, chunk)
     fit = tune_output_perturbation(
@@ -216,7 +281,7 @@ def _build_mitigation(
         lambda i, t: recall_at_1(*_embed(test, (i, t)), n_ref, chunk),
         dp_r1,
         seed=cfg.seed,
-        abs_tol=max(0.002, 0.02 * dp_r1),
+        abs_tol=max(OP_MATCH_ABS_TOL, OP_MATCH_REL_TOL * dp_r1),
     )
     heads["output_perturbation"] = (fit.image_head, fit.text_head)
     prompts = prompt_features_of(encoder)
@@ -228,16 +293,14 @@ def _build_mitigation(
         u.insert(0, "variant", name)
         recalls.append(r)
         utils.append(u)
-    _save_heads(tmp / "heads.pt", heads)
-    pd.concat(recalls, ignore_index=True).to_csv(tmp / "recall.csv", index=False)
-    pd.concat(utils, ignore_index=True).to_csv(tmp / "utility.csv", index=False)
-    dp.history.to_csv(tmp / "history_dp.csv", index=False)
-    npv.history.to_csv(tmp / "history_nonprivate.csv", index=False)
-    meta = {
-        "record": dp.record,
-        "nonprivate_record": npv.record,
-        "reference_pool_size": n_ref,
-        "perturbation": {
+    result = RungMitigation(
+        rung_index=rung.index,
+        rung_name=rung.name,
+        record=dp.record,
+        nonprivate_record=npv.record,
+        history=dp.history,
+        nonprivate_history=npv.history,
+        perturbation={
             "relative_scale": fit.scale,
             "recall_at_1": fit.score,
             "target_recall_at_1": dp_r1,
@@ -245,31 +308,23 @@ def _build_mitigation(
             "evaluations": fit.evaluations,
             "seed": cfg.seed,
         },
-        "bank": {"source": "internal cohort, val split (declared public)", "size": bank},
-        "build_time_s": time.perf_counter() - t0,
-    }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
+        recall=pd.concat(recalls, ignore_index=True),
+        utility=pd.concat(utils, ignore_index=True),
+        reference_pool_size=n_ref,
+        heads=heads,
+        setting=setting.as_dict(),
+    )
+    return result, {"source": "internal cohort, val split (declared public)", "size": bank}
 
 
 def load_mitigation(path: Path, rung: Rung, template: tuple[nn.Module, nn.Module]) -> RungMitigation:
-    """Read one rung's cached mitigation directory."""
-    meta = json.loads((path / "meta.json").read_text())
-    recall = pd.read_csv(path / "recall.csv")
-    recall["pool_size"] = recall["pool_size"].astype(int)
-    return RungMitigation(
-        rung_index=rung.index,
-        rung_name=rung.name,
-        record=meta["record"],
-        nonprivate_record=meta["nonprivate_record"],
-        history=pd.read_csv(path / "history_dp.csv"),
-        nonprivate_history=pd.read_csv(path / "history_nonprivate.csv"),
-        perturbation=meta["perturbation"],
-        recall=recall,
-        utility=pd.read_csv(path / "utility.csv"),
-        reference_pool_size=int(meta["reference_pool_size"]),
-        heads=_load_heads(path / "heads.pt", template),
-        path=path,
-    )
+    """Read one rung's cached mitigation directory (format :data:`MITIGATION_FORMAT`) as built for ``rung``.
+
+    ``template``: the rung's (image head, text head), the modules the saved weights are loaded into.
+    """
+    data = json.loads((path / "mitigation.json").read_text())
+    data = {**data, "rung_index": rung.index, "rung_name": rung.name}
+    return RungMitigation.from_json(data, heads=_load_heads(path / "heads.pt", template), path=path)
 
 
 def _json_default(obj: Any) -> Any:
@@ -293,10 +348,25 @@ def mitigation_ladder(
     return cohort, rungs, [mitigate_rung(cfg, cohort, r, setting=setting, progress=progress) for r in rungs]
 
 
-def recall_reduction(m: RungMitigation, variant: str = "dp", k: int = 1, pool: str = "random") -> dict[str, float]:
-    """Recall@k of ``variant`` vs pretrained at the rung's reference N (the full database when smaller),
-    and the relative reduction (:func:`relink_lib.dp.outcomes.recall_reduction`)."""
-    return _table_reduction(m.recall, variant, k=k, pool=pool, pool_size=m.reference_pool_size)
+def reduction_at_reference(
+    m: RungMitigation, variant: str = "dp", k: int = 1, pool: str = "random"
+) -> dict[str, float]:
+    """Recall@k of ``variant`` vs pretrained in ``m.recall`` at the rung's reference N (the full held-out split
+    when smaller), and the relative reduction: :func:`relink_lib.dp.outcomes.recall_reduction` at
+    ``pool_size=m.reference_pool_size``."""
+    return recall_reduction(m.recall, variant, k=k, pool=pool, pool_size=m.reference_pool_size)
+
+
+def _heads_digest(heads: Mapping[str, tuple[nn.Module, nn.Module]]) -> str:
+    """Hash of every variant's head weights: what the transfer reads of a mitigation (part of its cache key)."""
+    digest = hashlib.sha256()
+    for name in sorted(heads):
+        for side, head in zip(("image", "text"), heads[name]):
+            for pname, t in sorted(head.state_dict().items()):
+                arr = t.detach().cpu().contiguous().numpy()
+                digest.update(f"{name}/{side}/{pname}/{arr.dtype}/{arr.shape}".encode())
+                digest.update(arr.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _subset(feats: Features, mask: np.ndarray) -> Features:
@@ -317,9 +387,9 @@ def transfer_rung(
     key = {
         "step": "dp-transfer",
         "features": feature_dir(cfg, external, rung, "all").name,
-        "mitigation": mitigation.path.name if mitigation.path else None,
+        "heads": _heads_digest(mitigation.heads),
         "settings": _outcome_key(cfg),
-        "code": _code_version(),
+        "code": cache.stage_code_version(__name__),
     }
 
     def build(tmp: Path) -> None:
@@ -330,7 +400,8 @@ def transfer_rung(
         pairs = _rows_of(external, allf)
         is_train = (pairs["split"] == "train").to_numpy()
         if is_train.all() or not is_train.any():
-            is_train, _ = patient_split(pairs["patient_id"].astype(str).to_numpy(), 0.3, cfg.seed)
+            ids = pairs["patient_id"].astype(str).to_numpy()
+            is_train, _ = patient_split(ids, EXTERNAL_PROBE_TEST_FRACTION, cfg.seed)
         everything = _subset(allf, np.ones(len(allf), bool))
         train, test = _subset(allf, is_train), _subset(allf, ~is_train)
         prompts = prompt_features_of(mitigation_encoder(rung))

@@ -12,8 +12,9 @@ from scipy.stats import spearmanr
 
 from ..config import ProfileLike, as_profile
 from ..paper import PAPER, PAPER_CITATION
-from .outcomes import recall_reduction as table_reduction
-from .stage import VARIANTS, RungMitigation, recall_reduction
+from .frontier import FrontierPoint, FrontierResult
+from .outcomes import recall_reduction
+from .stage import VARIANTS, RungMitigation, reduction_at_reference
 
 PAPER_REFERENCE: dict[str, Any] = {**asdict(PAPER), "source": f"{PAPER_CITATION} (the paper's numbers, not ours)"}
 """The paper's figures as the results JSON quotes them (from :data:`relink_lib.paper.PAPER`)."""
@@ -61,7 +62,7 @@ def reduction_table(ms: Sequence[RungMitigation], ks: Sequence[int] = (1, 5, 10)
     for m in ms:
         for variant in VARIANTS[1:]:
             for k in ks:
-                red = recall_reduction(m, variant, k, pool)
+                red = reduction_at_reference(m, variant, k, pool)
                 rows.append(
                     {"rung": m.rung_index, "model": m.rung_name, "variant": variant, "k": k, "pool": pool, **red}
                 )
@@ -76,7 +77,7 @@ def utility_table(ms: Sequence[RungMitigation]) -> pd.DataFrame:
         for variant in VARIANTS:
             v = u[u["variant"] == variant]
 
-            def get(metric: str, label: str) -> float:
+            def get(metric: str, label: str, v: pd.DataFrame = v) -> float:
                 s = v[(v["metric"] == metric) & (v["label"] == label)]["value"]
                 return float(s.iloc[0]) if len(s) else math.nan
 
@@ -102,7 +103,7 @@ def per_label_probe(ms: Sequence[RungMitigation], rung: int = -1) -> pd.DataFram
 
 
 def mitigation_payload(
-    params: ProfileLike, ms: Sequence[RungMitigation], fr: Mapping[str, Any] | None = None
+    params: ProfileLike, ms: Sequence[RungMitigation], fr: FrontierResult | None = None
 ) -> dict[str, Any]:
     """results/<profile>/mitigation.json: DP records, independent epsilons, controls, outcomes per rung,
     and (with ``fr``, :func:`relink_lib.dp.frontier_stage.get_frontier`) the frontier."""
@@ -125,9 +126,9 @@ def mitigation_payload(
                 "history_dp": m.history.to_dict(orient="records"),
             }
         )
-    training = as_profile(params).dp.training
+    dp = as_profile(params).dp
     return {
-        "target": {"epsilon": training.target_epsilon, "delta": training.delta},
+        "target": {"epsilon": dp.target_epsilon, "delta": dp.delta},
         "neighbouring_relation": "add/remove one image-report pair of the private training split (pair sampling); "
         "patients with several pairs: group privacy (see group_privacy in each record)",
         "bank": "fixed bank of the internal cohort's val split (declared public), never the private training pairs",
@@ -201,15 +202,19 @@ FRONTIER_KEYS = (
 )
 
 
-def frontier_payload(fr: Mapping[str, Any]) -> dict[str, Any]:
-    """The frontier's part of ``results/<profile>/mitigation.json`` (``frontier``, ``selection_rule``, ``selected``, ...)."""
-    out = {k: fr[k] for k in FRONTIER_KEYS if k in fr}
+def frontier_payload(fr: FrontierResult) -> dict[str, Any]:
+    """The frontier's part of ``results/<profile>/mitigation.json`` (``frontier``, ``selection_rule``,
+    ``selected``, ...: :meth:`FrontierResult.to_json`'s fields) and the paper's claim checked against it."""
+    data = fr.to_json()
+    out = {k: data[k] for k in FRONTIER_KEYS if k in data}
     out["paper_claim"] = dict(PAPER_CLAIM, check=paper_claim_check(fr))
     return out
 
 
-def setting_label(p: Mapping[str, Any]) -> str:
-    """``reinit heads, SGD lr 0.1, 10 epochs`` for a frontier point."""
+def setting_label(p: FrontierPoint | Mapping[str, Any]) -> str:
+    """``reinit heads, SGD lr 0.1, 10 epochs`` for a frontier point (or a setting's dict)."""
+    if isinstance(p, FrontierPoint):
+        p = p.setting.as_dict()
     return f"{p['init']} heads, {'SGD' if p['optimizer'] == 'sgd' else 'Adam'} lr {p['lr']:g}, {p['epochs']:g} epochs"
 
 
@@ -224,46 +229,47 @@ FRONTIER_HEADERS: dict[str, str] = {
 """Display headers of :func:`frontier_table`'s columns on the page (the table keeps its column names)."""
 
 
-def frontier_table(fr: Mapping[str, Any], study: str | None = "grid") -> pd.DataFrame:
-    """One row per frontier point (``study`` = ``grid``, ``scaling`` or ``None`` for all): settings, privacy, outcomes."""
+def frontier_table(fr: FrontierResult, study: str | None = "grid") -> pd.DataFrame:
+    """One row per frontier point (``study`` = ``grid``, ``scaling`` or ``None`` for all): settings, privacy,
+    outcomes."""
     rows = []
-    for i, p in enumerate(fr["frontier"]):
-        if study is not None and p["study"] != study:
+    for i, p in enumerate(fr.frontier):
+        if study is not None and p.study != study:
             continue
         rows.append(
             {
                 "index": i,
-                "init": p["init"],
-                "optimizer": p["optimizer"],
-                "lr": p["lr"],
-                "epochs": p["epochs"],
-                "n_private": p["n_private"],
-                "sigma": p["noise_multiplier"],
-                "steps": p["steps"],
-                "epsilon": p["epsilon"],
-                "cut_select": p["r1_reduction_select"],
-                "cut_report": p["r1_reduction"],
-                "cut_seed_sd": p["r1_reduction_seed_sd"],
-                "probe_drop": p["probe_auroc_drop"],
-                "zero_shot_drop": p["zero_shot_auroc_drop"],
-                "drift": p["drift"],
-                "selected": i == fr.get("selected"),
+                "init": p.init,
+                "optimizer": p.optimizer,
+                "lr": p.lr,
+                "epochs": p.epochs,
+                "n_private": p.n_private,
+                "sigma": p.noise_multiplier,
+                "steps": p.steps,
+                "epsilon": p.epsilon,
+                "cut_select": p.r1_reduction_select,
+                "cut_report": p.r1_reduction,
+                "cut_seed_sd": p.r1_reduction_seed_sd,
+                "probe_drop": p.probe_auroc_drop,
+                "zero_shot_drop": p.zero_shot_auroc_drop,
+                "drift": p.drift,
+                "selected": i == fr.selected,
             }
         )
     return pd.DataFrame(rows)
 
 
-def controls_table(fr: Mapping[str, Any]) -> pd.DataFrame:
+def controls_table(fr: FrontierResult) -> pd.DataFrame:
     """The reference DP point and the controls on the same axes (report half), with output perturbation's
     utility at the same cut (interpolated on its scale curve)."""
-    ref = fr["frontier"][fr["reference"]]
-    rows = [{"variant": "DP (" + ("selected" if fr["reference_is_selected"] else "reference") + ")", **_axes(ref)}]
+    ref = fr.reference_point.to_json()
+    rows = [{"variant": "DP (" + ("selected" if fr.reference_is_selected else "reference") + ")", **_axes(ref)}]
     names = {
         "nonprivate": "non-private fine-tuning",
         "reinit_untrained": "re-initialised, untrained",
         "output_perturbation_matched": "output perturbation (matched R@1)",
     }
-    for c in fr["controls"]:
+    for c in fr.controls:
         rows.append({"variant": names.get(c["control"], c["control"]), **_axes(c)})
     return pd.DataFrame(rows)
 
@@ -278,7 +284,7 @@ def _axes(p: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def paper_claim_check(fr: Mapping[str, Any]) -> dict[str, Any]:
+def paper_claim_check(fr: FrontierResult) -> dict[str, Any]:
     """Whether the simulation reaches the paper's claim (:data:`PAPER_CLAIM`) on the report half.
 
     ``selected``: the selected point's cut, CI and probe drop (report half) and whether they meet
@@ -286,22 +292,22 @@ def paper_claim_check(fr: Mapping[str, Any]) -> dict[str, Any]:
     and scaling points (means over seeds, report half) that meet it.
     """
 
-    def meets(p: Mapping[str, Any]) -> bool:
-        cut, probe = p.get("r1_reduction", math.nan), p.get("probe_auroc_drop_report", math.nan)
+    def meets(p: FrontierPoint) -> bool:
+        cut, probe = p.r1_reduction, p.probe_auroc_drop_report
         return bool(cut >= PAPER_CLAIM["min_r1_reduction"] and probe <= PAPER_CLAIM["max_probe_auroc_drop"])
 
-    sel = fr.get("selected")
-    out: dict[str, Any] = {"selected": None, "any_point": [i for i, p in enumerate(fr["frontier"]) if meets(p)]}
+    sel = fr.selected
+    out: dict[str, Any] = {"selected": None, "any_point": [i for i, p in enumerate(fr.frontier) if meets(p)]}
     if sel is not None:
-        p = fr["frontier"][sel]
+        p = fr.frontier[sel]
         out["selected"] = {
             "index": sel,
-            "cut": p["r1_reduction"],
-            "ci_low": fr["r1_reduction_ci_low"],
-            "ci_high": fr["r1_reduction_ci_high"],
-            "probe_drop": p["probe_auroc_drop_report"],
+            "cut": p.r1_reduction,
+            "ci_low": fr.r1_reduction_ci_low,
+            "ci_high": fr.r1_reduction_ci_high,
+            "probe_drop": p.probe_auroc_drop_report,
             "reached": meets(p),
-            "ci_above": bool(fr["r1_reduction_ci_low"] >= PAPER_CLAIM["min_r1_reduction"]),
+            "ci_above": bool(fr.r1_reduction_ci_low >= PAPER_CLAIM["min_r1_reduction"]),
         }
     return out
 
@@ -314,34 +320,35 @@ def _pts(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:+.2f} points"
 
 
-def frontier_findings(fr: Mapping[str, Any], simulation: bool = True) -> list[str]:
+def frontier_findings(fr: FrontierResult, simulation: bool = True) -> list[str]:
     """Chapter 6's conclusions, generated from the frontier so they cannot contradict its tables."""
     what = "this simulation" if simulation else "this run"
-    rule, pts = fr["selection_rule"], fr["frontier"]
-    grid = [p for p in pts if p["study"] == "grid"]
-    n = rule["reference_pool_size"]
+    rule, pts = fr.selection_rule, fr.frontier
+    grid = fr.points("grid")
+    n = rule.reference_pool_size
+    eps_max = max(float(p.epsilon) for p in pts if p.epsilon is not None)
     out = [
-        f"The frontier holds {len(grid)} settings at the own private-set size ({rule['n_private']:,} pairs), each "
-        f"with {fr['n_seeds']} noise seeds, all at epsilon <= {max(p['epsilon'] for p in pts):.3f} "
-        f"(delta = {pts[0]['delta']:g}); cuts are in Recall@1 at N = {n:,}, within each held-out half."
+        f"The frontier holds {len(grid)} settings at the own private-set size ({rule.n_private:,} pairs), each "
+        f"with {fr.n_seeds} noise seeds, all at epsilon <= {eps_max:.3f} "
+        f"(delta = {pts[0].delta:g}); cuts are in Recall@1 at N = {n:,}, within each held-out half."
     ]
-    sel = fr.get("selected")
-    ref = pts[fr["reference"]]
-    ci = f"95% patient-bootstrap CI {_pct(fr['r1_reduction_ci_low'])} to {_pct(fr['r1_reduction_ci_high'])}"
+    sel = fr.selected
+    ref = fr.reference_point
+    ci = f"95% patient-bootstrap CI {_pct(fr.r1_reduction_ci_low)} to {_pct(fr.r1_reduction_ci_high)}"
     if sel is not None:
         out.append(
-            f"The declared rule (probe drop <= {rule['max_probe_auroc_drop']:g} points and zero-shot drop <= "
-            f"{rule['max_zero_shot_auroc_drop']:g} points on the selection half) selects {setting_label(ref)}: "
-            f"a cut of {_pct(ref['r1_reduction_select'])} on the selection half and {_pct(ref['r1_reduction'])} "
-            f"on the report half ({ci}; seed SD {_pct(ref['r1_reduction_seed_sd'])}), with a probe drop of "
-            f"{_pts(ref['probe_auroc_drop_report'])} and a zero-shot drop of {_pts(ref['zero_shot_auroc_drop_report'])}."
+            f"The declared rule (probe drop <= {rule.max_probe_auroc_drop:g} points and zero-shot drop <= "
+            f"{rule.max_zero_shot_auroc_drop:g} points on the selection half) selects {setting_label(ref)}: "
+            f"a cut of {_pct(ref.r1_reduction_select)} on the selection half and {_pct(ref.r1_reduction)} "
+            f"on the report half ({ci}; seed SD {_pct(ref.r1_reduction_seed_sd)}), with a probe drop of "
+            f"{_pts(ref.probe_auroc_drop_report)} and a zero-shot drop of {_pts(ref.zero_shot_auroc_drop_report)}."
         )
     else:
         out.append(
-            f"No setting meets the declared rule (probe drop <= {rule['max_probe_auroc_drop']:g} and zero-shot "
-            f"drop <= {rule['max_zero_shot_auroc_drop']:g} points on the selection half). The largest cut on the "
-            f"selection half, {setting_label(ref)} ({_pct(ref['r1_reduction_select'])}; report half "
-            f"{_pct(ref['r1_reduction'])}, {ci}), is used as the reference for the controls and chapters 7-8."
+            f"No setting meets the declared rule (probe drop <= {rule.max_probe_auroc_drop:g} and zero-shot "
+            f"drop <= {rule.max_zero_shot_auroc_drop:g} points on the selection half). The largest cut on the "
+            f"selection half, {setting_label(ref)} ({_pct(ref.r1_reduction_select)}; report half "
+            f"{_pct(ref.r1_reduction)}, {ci}), is used as the reference for the controls and chapters 7-8."
         )
     chk = paper_claim_check(fr)
     s = chk["selected"]
@@ -358,7 +365,7 @@ def frontier_findings(fr: Mapping[str, Any], simulation: bool = True) -> list[st
             tail = (
                 " Points that do meet it on the report half (not selectable under the rule, or outside the own size): "
                 + "; ".join(
-                    f"{setting_label(pts[i])} at {pts[i]['n_private']:,} pairs ({_pct(pts[i]['r1_reduction'])})"
+                    f"{setting_label(pts[i])} at {pts[i].n_private:,} pairs ({_pct(pts[i].r1_reduction)})"
                     for i in others[:4]
                 )
                 + "."
@@ -369,28 +376,27 @@ def frontier_findings(fr: Mapping[str, Any], simulation: bool = True) -> list[st
             else "no setting meets the rule"
         )
         out.append(f"So {what} does not reach {claim}: {reason}.{tail}")
-    scal = sorted((p for p in pts if p["study"] == "scaling"), key=lambda p: p["n_private"])
+    scal = sorted(fr.points("scaling"), key=lambda p: p.n_private)
     if scal:
         out.append(
             "At larger private sets the same setting cuts "
             + ", ".join(
-                f"{_pct(p['r1_reduction'])} at {p['n_private']:,} pairs (sigma {p['noise_multiplier']:.2f})"
-                for p in scal
+                f"{_pct(p.r1_reduction)} at {p.n_private:,} pairs (sigma {p.noise_multiplier:.2f})" for p in scal
             )
-            + f", against {_pct(ref['r1_reduction'])} at {ref['n_private']:,} (sigma {ref['noise_multiplier']:.2f})."
+            + f", against {_pct(ref.r1_reduction)} at {ref.n_private:,} (sigma {ref.noise_multiplier:.2f})."
         )
     return out
 
 
-def mechanism_paragraph(fr: Mapping[str, Any]) -> str:
+def mechanism_paragraph(fr: FrontierResult) -> str:
     """One paragraph on what explains the cut, from the frontier's numbers (drift, init, controls, seen vs held-out)."""
-    pts = [p for p in fr["frontier"] if p["study"] == "grid"]
-    ref = fr["frontier"][fr["reference"]]
-    pre = [p for p in pts if p["init"] == "pretrained"]
-    rei = [p for p in pts if p["init"] == "reinit"]
-    rho = spearmanr([p["drift"] for p in pre], [p["r1_reduction"] for p in pre]).statistic if len(pre) > 2 else math.nan
-    ctrl = {c["control"]: c for c in fr["controls"]}
-    op, re0, npv = ctrl.get("output_perturbation_matched"), ctrl.get("reinit_untrained"), ctrl.get("nonprivate")
+    pts = fr.points("grid")
+    ref = fr.reference_point
+    pre = [p for p in pts if p.init == "pretrained"]
+    rei = [p for p in pts if p.init == "reinit"]
+    rho = spearmanr([p.drift for p in pre], [p.r1_reduction for p in pre]).statistic if len(pre) > 2 else math.nan
+    op, re0 = fr.control("output_perturbation_matched"), fr.control("reinit_untrained")
+    npv = fr.control("nonprivate")
     mean = lambda xs: float(np.mean(xs)) if xs else math.nan  # noqa: E731
     if not math.isfinite(rho):
         trend = "The pretrained-init points are too few (or too uniform) to relate drift and cut"
@@ -402,8 +408,8 @@ def mechanism_paragraph(fr: Mapping[str, Any]) -> str:
         )
     parts = [trend]
     parts.append(
-        f"; starting from fresh heads cuts {_pct(mean([p['r1_reduction'] for p in rei]))} on average against "
-        f"{_pct(mean([p['r1_reduction'] for p in pre]))} from the pretrained ones, while untrained fresh heads cut "
+        f"; starting from fresh heads cuts {_pct(mean([p.r1_reduction for p in rei]))} on average against "
+        f"{_pct(mean([p.r1_reduction for p in pre]))} from the pretrained ones, while untrained fresh heads cut "
         f"{_pct(re0['r1_reduction'])} at a zero-shot cost of {_pts(re0['zero_shot_auroc_drop_report'])}"
         if re0
         else ""
@@ -416,29 +422,30 @@ def mechanism_paragraph(fr: Mapping[str, Any]) -> str:
         )
     elif op is not None:
         parts.append(
-            f"Plain Gaussian noise on the pretrained weights matched to the {'selected' if fr['reference_is_selected'] else 'reference'} "
+            f"Plain Gaussian noise on the pretrained weights matched to the "
+            f"{'selected' if fr.reference_is_selected else 'reference'} "
             f"point's Recall@1 needs a relative scale of {op['scale']:.2f} (drift {op['drift']:.2f}, against the DP "
-            f"heads' {ref['drift']:.2f}) and costs {_pts(op['zero_shot_auroc_drop_report'])} of zero-shot AUROC "
-            f"against the DP heads' {_pts(ref['zero_shot_auroc_drop_report'])}: "
+            f"heads' {ref.drift:.2f}) and costs {_pts(op['zero_shot_auroc_drop_report'])} of zero-shot AUROC "
+            f"against the DP heads' {_pts(ref.zero_shot_auroc_drop_report)}: "
         )
-        better = op["zero_shot_auroc_drop_report"] - ref["zero_shot_auroc_drop_report"]
+        better = op["zero_shot_auroc_drop_report"] - ref.zero_shot_auroc_drop_report
         parts.append(
             "what DP training adds over noise of the same effect is that it keeps the label-level alignment "
             "while it breaks the instance-level one. "
             if better > 0.5
             else "at this cut DP training keeps no more cross-modal utility than plain noise. "
         )
-    if npv is not None and re0 is not None and ref["init"] == "reinit":
+    if npv is not None and re0 is not None and ref.init == "reinit":
         relearn = (
-            ref["r1_reduction"] > npv["r1_reduction"] + 0.1
-            and ref["zero_shot_auroc_drop_report"] < re0["zero_shot_auroc_drop_report"] - 1
+            ref.r1_reduction > npv["r1_reduction"] + 0.1
+            and ref.zero_shot_auroc_drop_report < re0["zero_shot_auroc_drop_report"] - 1
         )
         parts.append(
             f"From fresh heads (untrained: a cut of {_pct(re0['r1_reduction'])}, zero-shot "
             f"{_pts(re0['zero_shot_auroc_drop_report'])}), non-private training with the same setting re-learns the "
             f"alignment (cut {_pct(npv['r1_reduction'])}, zero-shot {_pts(npv['zero_shot_auroc_drop_report'])}), "
-            f"while DP training reaches a zero-shot change of {_pts(ref['zero_shot_auroc_drop_report'])} at a cut of "
-            f"{_pct(ref['r1_reduction'])}"
+            f"while DP training reaches a zero-shot change of {_pts(ref.zero_shot_auroc_drop_report)} at a cut of "
+            f"{_pct(ref.r1_reduction)}"
             + (
                 ": the cut is the instance-level detail the noise keeps the heads from re-learning, while the "
                 "coarser label-level alignment comes back. "
@@ -451,17 +458,17 @@ def mechanism_paragraph(fr: Mapping[str, Any]) -> str:
             f"Non-private fine-tuning with the same setting cuts {_pct(npv['r1_reduction'])}, so "
             + (
                 "most of the cut comes from the noise and clipping, not from the objective. "
-                if npv["r1_reduction"] < 0.5 * ref["r1_reduction"]
+                if npv["r1_reduction"] < 0.5 * ref.r1_reduction
                 else "much of the cut comes from re-fitting the heads to the public-bank objective itself. "
             )
         )
-    seen = fr["seen"]
-    close = abs(seen["seen_r1_reduction"] - seen["heldout_r1_reduction"]) < 0.1
+    seen = fr.seen
+    close = abs(seen.seen_r1_reduction - seen.heldout_r1_reduction) < 0.1
     parts.append(
-        f"On the pairs the DP heads were fine-tuned on, Recall@1 at N = {seen['pool_size']:,} goes "
-        f"{seen['seen_r1_before']:.4f} -> {seen['seen_r1_after']:.4f} (a cut of {_pct(seen['seen_r1_reduction'])}), "
-        f"on held-out pairs {seen['heldout_r1_before']:.4f} -> {seen['heldout_r1_after']:.4f} "
-        f"({_pct(seen['heldout_r1_reduction'])})"
+        f"On the pairs the DP heads were fine-tuned on, Recall@1 at N = {seen.pool_size:,} goes "
+        f"{seen.seen_r1_before:.4f} -> {seen.seen_r1_after:.4f} (a cut of {_pct(seen.seen_r1_reduction)}), "
+        f"on held-out pairs {seen.heldout_r1_before:.4f} -> {seen.heldout_r1_after:.4f} "
+        f"({_pct(seen.heldout_r1_reduction)})"
         + (
             ": about the same, so the cut is a property of the heads' alignment, not of which pairs they saw."
             if close
@@ -495,7 +502,8 @@ def utility_findings(ms: Sequence[RungMitigation], simulation: bool = True) -> l
     ]
     drop = 100 * (pre["probe_macro_auroc"] - dp["probe_macro_auroc"])
     out.append(
-        f"The probe drop of {drop:.2f} points is {'within' if drop <= PAPER_CLAIM['max_probe_auroc_drop'] else 'beyond'} "
+        f"The probe drop of {drop:.2f} points is "
+        f"{'within' if drop <= PAPER_CLAIM['max_probe_auroc_drop'] else 'beyond'} "
         f"the {PAPER_CLAIM['max_probe_auroc_drop']:g} points the paper's claim allows (the paper reports "
         f"{100 * PAPER.probe_macro_auroc_before:.2f}% -> {100 * PAPER.probe_macro_auroc_after:.2f}%, the paper's "
         f"figures)."
@@ -534,7 +542,7 @@ def transfer_tables(
         recall, util = results[m.rung_name]
         variants = [v for v in VARIANTS if v in set(recall["variant"])]
         for v in variants:
-            red = table_reduction(recall, v, k=1, pool="random")
+            red = recall_reduction(recall, v, k=1, pool="random")
             rows.append(
                 {
                     "model": m.rung_name,
@@ -558,7 +566,7 @@ def transfer_findings(
     recall, util = results[m.rung_name]
     t = transfer_tables(results, [m])["recall"].set_index("variant")
     n, r1, cut = int(t["N"].iloc[0]), t["recall@1"], t["relative_reduction"]
-    inside = recall_reduction(m, "dp")
+    inside = reduction_at_reference(m, "dp")
     s = util[util["label"].isin(["macro"])].pivot(index="variant", columns="metric", values="value")
     label = setting_label(m.setting) if m.setting else "the profile's setting"
     out = [
@@ -591,12 +599,13 @@ def sig3(df: pd.DataFrame) -> pd.DataFrame:
     return df.apply(lambda col: col.map(r) if col.dtype.kind == "f" else col)
 
 
-def seed_spread(fr: Mapping[str, Any]) -> dict[str, float]:
-    """Median over the grid of the seed SD of the cut (fraction) and of the two utility drops (points, selection half)."""
-    grid = [p for p in fr["frontier"] if p["study"] == "grid"]
+def seed_spread(fr: FrontierResult) -> dict[str, float]:
+    """Median over the grid of the seed SD of the cut (fraction) and of the two utility drops (points, selection
+    half)."""
+    grid = fr.points("grid")
 
     def med(key: str) -> float:
-        vals = [p.get(key) for p in grid if p.get(key) is not None and math.isfinite(p.get(key))]
+        vals = [v for v in (getattr(p, key) for p in grid) if v is not None and math.isfinite(v)]
         return float(np.median(vals)) if vals else math.nan
 
     return {

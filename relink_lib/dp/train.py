@@ -39,6 +39,10 @@ from .objective import DEFAULT_TEMPERATURE, ExpandedBankLoss, batch_infonce, l2_
 from .sampling import PrivacyUnits, poisson_batches, privacy_units
 
 EVAL_MAX_ROWS = 1024
+"""Rows of the public evaluation features whose loss is logged per epoch."""
+NOISE_SEED_OFFSET = 7919
+"""The noise generator's seed is ``config.seed + NOISE_SEED_OFFSET`` (both engines): a stream apart from the
+sampler's (seeded ``config.seed``), so the same seed never draws the batches and the noise from one stream."""
 
 
 def _as_tensor(x: Any, name: str, dtype: torch.dtype, ncols: int | None = None) -> Tensor:
@@ -72,6 +76,11 @@ def sampling_plan(n_rows: int, config: DPConfig) -> tuple[float, int, int]:
     return 1.0 / per_epoch, max(1, int(round(config.epochs * per_epoch))), per_epoch
 
 
+def expected_batch_size(n_units: int, sample_rate: float) -> int:
+    """The divisor of the noisy clipped sum: ``max(1, int(sample_rate * n_units))`` units (Opacus' convention)."""
+    return max(1, int(n_units * sample_rate))
+
+
 def resolve_engine(config: DPConfig, image_head: nn.Module, text_head: nn.Module) -> str:
     """The engine that will run: ``auto`` picks ``fast`` when both heads are bias-free ``nn.Linear``."""
     linear = linear_weight(image_head) is not None and linear_weight(text_head) is not None
@@ -90,7 +99,7 @@ def resolve_engine(config: DPConfig, image_head: nn.Module, text_head: nn.Module
     return config.engine
 
 
-def _make_optimizer(params: list[nn.Parameter], config: DPConfig) -> torch.optim.Optimizer:
+def _make_optimizer(params: Sequence[Tensor], config: DPConfig) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr)
     return torch.optim.Adam(params, lr=config.lr)
@@ -195,11 +204,13 @@ def _train_fast(
     per_epoch: int,
     eval_feats: tuple[Tensor, Tensor] | None,
 ) -> list[dict[str, Any]]:
+    if not (isinstance(img_head, nn.Linear) and isinstance(txt_head, nn.Linear)):
+        raise TypeError("the fast engine needs bias-free nn.Linear heads (resolve_engine picks it only for those)")
     w_img, w_txt = img_head.weight, txt_head.weight
     opt = _make_optimizer([w_img, w_txt], config)
     sample_gen = torch.Generator().manual_seed(int(config.seed))
-    noise_gen = torch.Generator().manual_seed(int(config.seed) + 7919)
-    expected_batch = max(1, int(units.n_units * q))
+    noise_gen = torch.Generator().manual_seed(int(config.seed) + NOISE_SEED_OFFSET)
+    expected_batch = expected_batch_size(units.n_units, q)
     private = config.private
     rows_log: list[dict[str, Any]] = []
     batch_losses: list[float] = []
@@ -271,7 +282,7 @@ def _train_opacus(
                 noise_multiplier=sigma,
                 max_grad_norm=config.max_grad_norm,
                 poisson_sampling=True,
-                noise_generator=torch.Generator().manual_seed(int(config.seed) + 7919),
+                noise_generator=torch.Generator().manual_seed(int(config.seed) + NOISE_SEED_OFFSET),
             )
         else:
             engine, gsm = None, module
@@ -371,7 +382,8 @@ def train_heads(
     x_txt = _as_tensor(text_feats, "text_feats", dtype, _in_features(txt_head, "text_head"))
     if x_img.shape[0] != x_txt.shape[0]:
         raise ValueError(
-            f"image_feats/text_feats: expected the same number of rows (pairs), got {x_img.shape[0]} and {x_txt.shape[0]}"
+            f"image_feats/text_feats: expected the same number of rows (pairs), "
+            f"got {x_img.shape[0]} and {x_txt.shape[0]}"
         )
     if x_img.shape[0] < 2:
         raise ValueError(f"image_feats: expected at least 2 training pairs, got {x_img.shape[0]}")
@@ -464,7 +476,7 @@ def _make_record(
         "sampling": f"Poisson over {units.kind}s",
         "n_pairs": n,
         "n_units": units.n_units,
-        "expected_batch_size": max(1, int(units.n_units * q)),
+        "expected_batch_size": expected_batch_size(units.n_units, q),
         "epochs": config.epochs,
         "lr": config.lr,
         "optimizer": config.optimizer,

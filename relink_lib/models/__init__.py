@@ -42,7 +42,8 @@ def detect_kind(path: str | Path) -> str:
         if path.suffix in OPENAI_SUFFIXES:
             return "openai-clip"
         raise ValueError(
-            f"{path}: expected a checkpoint directory (or an OpenAI-CLIP *.pt file), got a {path.suffix or 'plain'} file"
+            f"{path}: expected a checkpoint directory (or an OpenAI-CLIP *.pt file), "
+            f"got a {path.suffix or 'plain'} file"
         )
     if (path / "open_clip_config.json").exists():
         return "open-clip"
@@ -86,9 +87,8 @@ def load_dual_encoder(
         kind = detected
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {KINDS}")
-    common = {"device": device, "amp": amp, "batch_size": batch_size}
     if kind in ("hf-clip", "hf-dual-encoder"):
-        return HFDualEncoder(path, kind=kind, **common, **options)
+        return HFDualEncoder(path, kind=kind, device=device, amp=amp, batch_size=batch_size, **options)
     if kind == "openai-clip":
-        return OpenAIClipDualEncoder(path, **common, **options)
-    return OpenClipDualEncoder(path, **common, **options)
+        return OpenAIClipDualEncoder(path, device=device, amp=amp, batch_size=batch_size, **options)
+    return OpenClipDualEncoder(path, device=device, amp=amp, batch_size=batch_size, **options)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Iterator, Sequence, SupportsInt, Union, cast
 
 import numpy as np
 import torch
@@ -208,7 +208,10 @@ class DualEncoder(abc.ABC):
         }
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(kind={self.kind!r}, path={str(getattr(self, 'path', ''))!r}, image_dim={self.image_dim}, text_dim={self.text_dim})"
+        return (
+            f"{type(self).__name__}(kind={self.kind!r}, path={str(getattr(self, 'path', ''))!r}, "
+            f"image_dim={self.image_dim}, text_dim={self.text_dim})"
+        )
 
 
 def _project(head: nn.Module, features: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -225,7 +228,7 @@ def _linear_in(module: nn.Module) -> int:
         if isinstance(sub, nn.Linear):
             return sub.in_features
     if hasattr(module, "in_features"):
-        return int(module.in_features)
+        return int(cast("SupportsInt", module.in_features))
     raise TypeError(f"cannot infer the input width of head {type(module).__name__}")
 
 

@@ -84,7 +84,8 @@ def read_model_list(models: ModelListSpec) -> list[ModelEntry]:
     for i, entry in enumerate(models):
         if not isinstance(entry, dict):
             problems.append(
-                f"MODELS entry {i}: expected a mapping with name, path (and optionally kind), got {type(entry).__name__}"
+                f"MODELS entry {i}: expected a mapping with name, path (and optionally kind), "
+                f"got {type(entry).__name__}"
             )
             continue
         missing = [k for k in ("name", "path") if not entry.get(k)]

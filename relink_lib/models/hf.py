@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from PIL import Image
@@ -21,6 +21,9 @@ from transformers.utils import logging as hf_logging
 
 from .base import DualEncoder, pick_device
 from .preprocess import ImagePreprocess
+
+if TYPE_CHECKING:
+    from transformers import BaseImageProcessor
 
 HF_MODEL_TYPES: dict[str, str] = {"clip": "hf-clip", "vision-text-dual-encoder": "hf-dual-encoder"}
 
@@ -99,7 +102,7 @@ class HFDualEncoder(DualEncoder):
         self.text_head: nn.Module = self.model.text_projection
         self.amp = amp
         self.batch_size = batch_size
-        self._processor = None
+        self._processor: BaseImageProcessor | None = None
         self.to(pick_device(device))
 
     @property

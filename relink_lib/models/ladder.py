@@ -329,7 +329,7 @@ def _train_rung(
     tokenizer = build_tokenizer(texts, vocab_size=spec.vocab_size, max_length=spec.max_length)
     model = build_clip(
         spec, len(tokenizer), image_size, tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id, seed
-    ).to(device)
+    ).to(device)  # type: ignore[arg-type]  # transformers: PreTrainedModel.to is @wraps(nn.Module.to), typed as unbound
     flat = pixels.float()
     mean, std = float(flat.mean()), float(flat.std().clamp_min(1e-3))
     del flat
@@ -357,7 +357,8 @@ def _train_rung(
     steps_per_epoch = max(1, n // bs)
     total = max(2, int(round(spec.epochs * epochs_scale * steps_per_epoch)))
     warmup = max(1, int(spec.warmup_frac * total))
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
     opt = torch.optim.AdamW(

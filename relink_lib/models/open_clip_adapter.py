@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, cast
 
 import torch
 from torch import nn
@@ -38,7 +38,7 @@ WEIGHT_NAMES: tuple[str, ...] = ("open_clip_pytorch_model.bin", "open_clip_model
 def import_open_clip() -> ModuleType:
     """Import ``open_clip`` or raise an ``ImportError`` naming the extra to install."""
     try:
-        import open_clip  # type: ignore[import-not-found]  # lazily: optional extra relink[openclip]
+        import open_clip  # lazily: optional extra relink[openclip]
     except ImportError as err:
         raise ImportError(
             f"open_clip checkpoints (e.g. BiomedCLIP) need the optional extra: `{EXTRA_HINT}` "
@@ -72,7 +72,7 @@ def _weights_file(path: Path) -> Path:
     return found[0]
 
 
-def _take_head(tower: nn.Module, *places: tuple[str, type] | None) -> nn.Module | None:
+def _take_head(tower: nn.Module, *places: tuple[str, type[nn.Module] | type[torch.Tensor]] | None) -> nn.Module | None:
     """Move the first head found at ``places`` (attribute, expected type) out of ``tower``.
 
     A module head is replaced by the identity; a projection matrix becomes an equal bias-free
@@ -156,13 +156,14 @@ class OpenClipDualEncoder(DualEncoder):
 
     @staticmethod
     def _detach_heads(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-        visual = model.visual
+        visual = cast(nn.Module, model.visual)  # an open_clip model's vision tower
         image_head = _take_head(
             visual, ("head", nn.Module) if hasattr(visual, "trunk") else None, ("proj", torch.Tensor)
         )
         if image_head is None:
             raise ValueError(
-                "open_clip vision tower: no projection head found (expected a timm tower with .head or a ViT with .proj)"
+                "open_clip vision tower: no projection head found "
+                "(expected a timm tower with .head or a ViT with .proj)"
             )
         text = getattr(model, "text", model)
         text_head = _take_head(

@@ -273,14 +273,14 @@ class OpenAIClipDualEncoder(DualEncoder):
         self.max_length = self.arch["context_length"]
         pre = None if preset is not None else ImagePreprocess.from_pretrained_dir(directory)
         if pre is None:
-            p = PRESETS[preset or "openai"]
-            size = self.arch["image_size"] if preset is None else p["size"]
+            spec = PRESETS[preset or "openai"]
+            size = self.arch["image_size"] if preset is None else spec["size"]
             pre = ImagePreprocess(
                 resize=("shortest_edge", size),
                 crop=(size, size),
-                resample=p["resample"],
-                mean=tuple(p["mean"]),
-                std=tuple(p["std"]),
+                resample=spec["resample"],
+                mean=tuple(spec["mean"]),
+                std=tuple(spec["std"]),
             )
         self.preprocess = pre
         self.image_head = self.model.visual_projection

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ OPENAI_CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.2757771
 
 # PIL resampling codes used in HF image-processor configs -> torch interpolate modes.
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+
+Resize = tuple[Literal["shortest_edge"], int] | tuple[Literal["exact"], tuple[int, int]]
+"""An :attr:`ImagePreprocess.resize` rule: ``("shortest_edge", s)`` or ``("exact", (h, w))``."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class ImagePreprocess:
     (grayscale input is repeated to 3 channels, as ``do_convert_rgb`` does).
     """
 
-    resize: tuple[str, int | tuple[int, int]] | None = ("shortest_edge", 224)
+    resize: Resize | None = ("shortest_edge", 224)
     crop: tuple[int, int] | None = (224, 224)
     resample: str = "bicubic"
     mean: tuple[float, ...] = OPENAI_CLIP_MEAN
@@ -60,7 +63,7 @@ class ImagePreprocess:
         if self.crop is not None:
             return self.crop
         if self.resize is not None and self.resize[0] == "exact":
-            return tuple(self.resize[1])  # type: ignore[return-value]
+            return cast("tuple[int, int]", tuple(self.resize[1]))
         return None
 
     def describe(self) -> dict[str, Any]:
@@ -72,7 +75,7 @@ class ImagePreprocess:
     @classmethod
     def from_hf_config(cls, config: Mapping[str, Any], channels: int = 3) -> "ImagePreprocess":
         """Build from an HF ``preprocessor_config.json`` dictionary (CLIP, ViT, SigLIP style)."""
-        resize: tuple[str, int | tuple[int, int]] | None = None
+        resize: Resize | None = None
         if config.get("do_resize", True) and config.get("size") is not None:
             size = config["size"]
             if isinstance(size, (int, float)):
@@ -129,7 +132,9 @@ class ImagePreprocess:
             if self.resize[0] == "shortest_edge":
                 s = int(self.resize[1])
                 scale = s / min(h, w)
-                target = (s, max(1, int(round(w * scale)))) if h <= w else (max(1, int(round(h * scale))), s)
+                target: tuple[int, ...] = (
+                    (s, max(1, int(round(w * scale)))) if h <= w else (max(1, int(round(h * scale))), s)
+                )
             else:
                 target = tuple(int(v) for v in self.resize[1])
             if target != (h, w):
@@ -170,7 +175,7 @@ def _per_channel(values: float | Sequence[float], channels: int) -> Sequence[flo
     return values
 
 
-def to_gray_array(images: np.ndarray | torch.Tensor) -> np.ndarray:
+def to_gray_array(images: np.ndarray | torch.Tensor | Sequence[Any]) -> np.ndarray:
     """Validate a batch of images and return float32 ``(n, H, W)`` (or ``(n, C, H, W)``) in [0, 1].
 
     Accepts a numpy array or torch tensor ``(n, H, W)`` / ``(n, C, H, W)``; values must be in [0, 1].

@@ -24,10 +24,10 @@ from ..cohorts.stage import get_cohort
 from ..config import ProfileLike, as_profile
 from ..numerics import cache_token
 from ..profiles import cache_dir
-from . import detect_kind, ladder, load_dual_encoder, preprocess, tokenizer
+from . import detect_kind, load_dual_encoder
 from .base import DualEncoder
 from .catalog import ModelListSpec, read_model_list
-from .ladder import prepare_pixels, rung_specs, train_rung, training_texts
+from .ladder import RungSpec, prepare_pixels, rung_specs, train_rung, training_texts
 
 
 @dataclass
@@ -98,10 +98,6 @@ def cohort_fingerprint(cohort: Cohort) -> str:
     return out
 
 
-def _code_version() -> str:
-    return cache.code_version(ladder, tokenizer, preprocess)
-
-
 def get_ladder(params: ProfileLike, *, progress: bool = True, cohort: Cohort | None = None) -> list[Rung]:
     """The ladder of rungs for ``params`` (trained and cached on first use for synthetic profiles).
 
@@ -122,7 +118,7 @@ def get_ladder(params: ProfileLike, *, progress: bool = True, cohort: Cohort | N
     scale = float(cfg.epochs_scale)
     seed = int(profile.seed)
     fp = cohort_fingerprint(cohort)
-    code = _code_version()
+    code = cache.stage_code_version(__name__)
     root = cache_dir(profile.name)
     train_rows = np.flatnonzero((cohort.pairs["split"] == "train").to_numpy())
     val_rows = np.flatnonzero((cohort.pairs["split"] == "val").to_numpy())
@@ -153,7 +149,7 @@ def get_ladder(params: ProfileLike, *, progress: bool = True, cohort: Cohort | N
             "numerics": cache_token(),
         }
 
-        def build(tmp: Path, spec=spec, index=index) -> None:
+        def build(tmp: Path, spec: RungSpec = spec, index: int = index) -> None:
             train_pix, val_pix = pixels()
             train_rung(
                 spec,
@@ -198,7 +194,8 @@ def external_rungs(models: ModelListSpec) -> list[Rung]:
         kind = entry.kind or detected
         if detected != kind:
             raise ValueError(
-                f"models[{i}] ({entry.name!r}): kind={kind!r} but the files at {str(entry.path)!r} look like {detected!r}"
+                f"models[{i}] ({entry.name!r}): kind={kind!r} "
+                f"but the files at {str(entry.path)!r} look like {detected!r}"
             )
         out.append(
             Rung(

@@ -29,7 +29,7 @@ DRY_RUN_OVERRIDES: dict[str, Any] = {
     "cohort": {"image_size": 64},
     "features": {"batch_size": 128},
     "audit": {"n_boot": 20, "chunk_size": 512},
-    "dp": {"epochs": 2, "batch_size": 128, "bank_size": 256, "frontier": {"epochs": [2]}},
+    "dp": {"budget_sweep": {"epochs": 2}, "batch_size": 128, "bank_size": 256, "frontier": {"epochs": [2]}},
     "budget": {"epsilons": [0.34, 8.0, 1e6, None], "attack_candidates": 20},
 }
 

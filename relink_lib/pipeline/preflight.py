@@ -42,6 +42,7 @@ def check_mimic_root(root: str | Path | None) -> list[str]:
     problem = _root_problem(root, "MIMIC_CXR_ROOT", "the MIMIC-CXR-JPG 2.0.0 folder (with files/ and the 2.0.0 CSVs)")
     if problem:
         return problem
+    assert root is not None  # _root_problem reports a missing root
     root = Path(root)
     problems = [
         f"{root / name}: missing (MIMIC-CXR-JPG 2.0.0 file, .csv or .csv.gz)"
@@ -49,7 +50,8 @@ def check_mimic_root(root: str | Path | None) -> list[str]:
         if not _exists_csv(root, name)
     ]
     problems += [
-        f"{root / d}: missing folder (images files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg, reports mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt)"
+        f"{root / d}: missing folder (images files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg, "
+        "reports mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt)"
         for d in MIMIC_DIRS
         if not (root / d).is_dir()
     ]
@@ -103,6 +105,7 @@ def check_chexpert_plus_root(root: str | Path | None) -> list[str]:
     problem = _root_problem(root, "CHEXPERT_PLUS_ROOT", f"the CheXpert Plus folder with {CSV_NAME}")
     if problem:
         return problem
+    assert root is not None  # _root_problem reports a missing root
     root = Path(root)
     problems = [
         f"{root / name}: missing (CheXpert Plus file)"
@@ -127,7 +130,8 @@ def check_models(models: ModelListSpec) -> list[str]:
     """Problems with the checkpoint list: each path must be a directory with weights in it."""
     if not models:
         return [
-            "MODELS is not set: expected a JSON or YAML file listing the checkpoints ({name, kind, path}), least specialised first"
+            "MODELS is not set: expected a JSON or YAML file listing the checkpoints ({name, kind, path}), "
+            "least specialised first"
         ]
     try:
         entries = read_model_list(models)

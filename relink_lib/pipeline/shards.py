@@ -86,7 +86,8 @@ def parse_shard(text: str, what: str = "--shard") -> tuple[int, int]:
 
 
 def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[tuple[int, int], str]:
-    """``((K, N), source)`` from a Slurm job array, else torchrun's ``RANK``/``WORLD_SIZE``, else ``((0, 1), "default")``.
+    """``((K, N), source)``: from a Slurm job array, else torchrun's ``RANK``/``WORLD_SIZE``, else
+    ``((0, 1), "default")``.
 
     Slurm: ``K = SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` (so ``--array=1-8`` works too) and
     ``N = SLURM_ARRAY_TASK_COUNT``; an array with a step (``0-15:2``) is refused, its IDs are not 0..N-1.
@@ -118,7 +119,8 @@ def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[tuple[int, int
 
 
 def parse_targets(items: Sequence[str] | None) -> list[Target]:
-    """``["train", "external:all", "val,test"]`` -> targets (site ``internal`` when not given); ``None``: :data:`DEFAULT_TARGETS`."""
+    """``["train", "external:all", "val,test"]`` -> targets (site ``internal`` when not given);
+    ``None``: :data:`DEFAULT_TARGETS`."""
     if not items:
         return list(DEFAULT_TARGETS)
     out: list[Target] = []
@@ -313,7 +315,8 @@ def run_shard(
             eta = sum(spent) / len(spent) * (total - report.extracted)  # encoder loading excluded
             if log:
                 log(
-                    f"shard {k}/{n}: {label}: chunk {i} (rows {i * chunk}-{i * chunk + n_rows - 1}) in {seconds:.2f} s; "
+                    f"shard {k}/{n}: {label}: chunk {i} (rows {i * chunk}-{i * chunk + n_rows - 1}) "
+                    f"in {seconds:.2f} s; "
                     f"{report.extracted}/{total} chunks, {elapsed:.0f} s elapsed, about {eta:.0f} s left"
                 )
 
@@ -437,6 +440,7 @@ def run(args: argparse.Namespace, params: ProfileLike, *, out: TextIO | None = N
             )
             return 1
         return 0
+    assert shard is not None  # set for every command but --status and --merge, which returned above
     if source == "default":
         log("no --shard, SLURM_ARRAY_TASK_ID or RANK/WORLD_SIZE: extracting every chunk (shard 0/1)")
     elif source != "--shard":

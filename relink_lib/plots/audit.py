@@ -17,7 +17,6 @@ from ..paper import PAPER
 from .common import clip_for_log, finish_axes, label_simulation, log_limits, log_pool_axis
 
 __all__ = [
-    "PAPER_R1_LIFT",
     "plot_recall_vs_pool",
     "plot_lift_vs_pool",
     "plot_rank_distribution",
@@ -27,9 +26,6 @@ __all__ = [
     "plot_risk_factors",
     "rung_colors",
 ]
-
-PAPER_R1_LIFT: dict[int, float] = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}
-"""The paper's headline (:data:`relink_lib.paper.PAPER`): strongest model's R@1 lift at N = 100 and 10,000."""
 
 
 def rung_colors(models: Sequence[str]) -> dict[str, tuple]:
@@ -60,7 +56,8 @@ def _full_size(rows: pd.DataFrame) -> int | None:
 def _rows_by_rung(
     table: pd.DataFrame, pool: str, k: int, split: str = "test"
 ) -> tuple[list[tuple[str, pd.DataFrame]], set[int], int | None]:
-    """Per rung (least specialised first) its rows of ``pool`` and ``k``; every pool size seen; the full-database size."""
+    """Per rung (least specialised first) its rows of ``pool`` and ``k``; every pool size seen; the
+    full-database size."""
     lines, sizes, full = [], set(), None
     for model in _ordered_models(table):
         rows = _select(table[table["model"] == model], pool, k, split)
@@ -149,7 +146,7 @@ def plot_lift_vs_pool(
         )
     ax.axhline(1.0, color="k", ls="--", lw=1, label="chance (lift = 1)")
     if paper and k == 1:
-        for n, lift in PAPER_R1_LIFT.items():
+        for n, lift in PAPER.r1_lift_by_pool.items():
             ax.plot(
                 n,
                 lift,
@@ -192,8 +189,8 @@ def plot_rank_distribution(
 ) -> Axes:
     """Cumulative share of queries whose true report ranks within r, against r (log), one line per model.
 
-    ``histograms``: model -> ``{"edges": [...], "counts": [...]}`` (from :func:`~relink_lib.audit.stage.rank_histogram`),
-    in rung order.
+    ``histograms``: model -> ``{"edges": [...], "counts": [...]}`` (from
+    :func:`~relink_lib.audit.stage.rank_histogram`), in rung order.
     """
     ax = plt.subplots()[1] if ax is None else ax
     colors = rung_colors(list(histograms))
@@ -264,7 +261,7 @@ def plot_detail_split(
     pools = list(dict.fromkeys(rows["pool"]))
     width = 0.8 / (2 * len(pools))
     x = np.arange(len(details))
-    styles = {True: {"hatch": None}, False: {"hatch": "//"}}
+    hatches: dict[bool, str | None] = {True: None, False: "//"}
     palette = {"random": "tab:blue", "matched": "tab:orange", "matched-positive": "tab:green"}
     j = 0
     for pool in pools:
@@ -288,7 +285,7 @@ def plot_detail_split(
                 edgecolor="0.2",
                 lw=0.5,
                 label=f"{pool} pools, {'mentioned' if mentioned else 'not mentioned'}",
-                **styles[mentioned],
+                hatch=hatches[mentioned],
             )
             j += 1
     if metric == "lift":
@@ -330,7 +327,7 @@ def plot_seen_unseen(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *,
             sizes.update(rows["pool_size"].astype(int))
             full = full or (_full_size(rows) if split == "test" else None)
             series.append((model, split, style, rows))
-    lo, hi = log_limits(np.concatenate([r["recall"].to_numpy() for *_, r in series]))
+    lo, hi = log_limits(np.concatenate([r["recall"].to_numpy() for *_, r in series]).tolist())
     for model, split, style, rows in series:
         ax.plot(
             rows["pool_size"],

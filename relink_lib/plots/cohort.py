@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from ..labels import CHEXPERT_LABELS
 from .common import label_simulation
+
+# A given ``ax`` lies on a Figure (``cast(Figure, ax.figure)``): a SubFigure has no tight_layout.
 
 
 def plot_prevalence_vs_reference(
@@ -25,7 +28,7 @@ def plot_prevalence_vs_reference(
     """
     labels = list(CHEXPERT_LABELS)
     y = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(6.8, 6.0)) if ax is None else (ax.figure, ax)
+    fig, ax = plt.subplots(figsize=(6.8, 6.0)) if ax is None else (cast(Figure, ax.figure), ax)
     h = 0.8 / max(len(prevalence), 1)
     markers = ["D", "o", "s", "^"]
     for k, (name, frame) in enumerate(prevalence.items()):
@@ -59,7 +62,7 @@ def plot_prevalence_vs_reference(
 
 def plot_cooccurrence(cond: pd.DataFrame, ax: Axes | None = None, title: str = "", simulation: bool = True) -> Axes:
     """Heatmap of ``P(column positive | row positive)`` (from ``relink_lib.cohorts.stats.cooccurrence``)."""
-    fig, ax = plt.subplots(figsize=(6.6, 5.6)) if ax is None else (ax.figure, ax)
+    fig, ax = plt.subplots(figsize=(6.6, 5.6)) if ax is None else (cast(Figure, ax.figure), ax)
     im = ax.imshow(cond.to_numpy() * 100, cmap="viridis", vmin=0, vmax=100)
     ax.set_xticks(range(len(cond.columns)))
     ax.set_xticklabels(cond.columns, rotation=60, ha="right", fontsize=7)
@@ -79,7 +82,7 @@ def plot_cooccurrence(cond: pd.DataFrame, ax: Axes | None = None, title: str = "
 
 def plot_studies_per_patient(counts: Mapping[str, pd.Series], ax: Axes | None = None, simulation: bool = True) -> Axes:
     """Share of patients by number of studies, one bar group per cohort."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.4)) if ax is None else (ax.figure, ax)
+    fig, ax = plt.subplots(figsize=(5.6, 3.4)) if ax is None else (cast(Figure, ax.figure), ax)
     w = 0.8 / max(len(counts), 1)
     for k, (name, series) in enumerate(counts.items()):
         share = series / series.sum() * 100

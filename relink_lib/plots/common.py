@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
 
 SIMULATION_NOTE = "simulation: synthetic cohort"
+
+#: The simulation note each figure is stamped with (:func:`label_simulation`), so it is stamped once.
+_SIMULATION_NOTES: weakref.WeakKeyDictionary[Figure | SubFigure, str] = weakref.WeakKeyDictionary()
 
 #: Two tick labels of a log axis closer than this many decades are merged into one (the larger N wins).
 MIN_TICK_DECADES = 0.25
@@ -93,10 +98,10 @@ def label_simulation(ax: Axes, text: str = SIMULATION_NOTE) -> None:
     One stamp per figure, however many of its axes call this.
     """
     fig = ax.figure
-    if getattr(fig, "_relink_simulation_note", None) == text:
+    if _SIMULATION_NOTES.get(fig) == text:
         return
     fig.text(0.995, 0.995, text, ha="right", va="top", fontsize=7, color="0.35", style="italic")
-    fig._relink_simulation_note = text  # type: ignore[attr-defined]
+    _SIMULATION_NOTES[fig] = text
 
 
 def finish_axes(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -11,6 +11,9 @@ from matplotlib.axes import Axes
 
 from ..paper import PAPER
 from .common import finish_axes, label_simulation, log_pool_axis
+
+if TYPE_CHECKING:  # the figures read the records' attributes only; no torch import for the plots
+    from ..dp.frontier import FrontierPoint, FrontierResult
 
 VARIANT_STYLE = {
     "pretrained": {"color": "0.2", "marker": "o", "label": "pretrained heads"},
@@ -150,34 +153,40 @@ FRONTIER_STYLE = {
 }
 
 
-def _grid_points(fr: dict) -> list[dict]:
-    return [p for p in fr["frontier"] if p["study"] == "grid"]
+def _grid_points(fr: FrontierResult, init: str, optimizer: str) -> list[FrontierPoint]:
+    return [p for p in fr.points("grid") if p.init == init and p.optimizer == optimizer]
 
 
-def _mark_reference(ax: Axes, fr: dict, x: str, y: str, scale: float = 1.0) -> None:
-    p = fr["frontier"][fr["reference"]]
+def _mark_reference(ax: Axes, fr: FrontierResult, x: str, y: str, scale: float = 1.0) -> None:
+    p = fr.reference_point
     ax.scatter(
-        [p[x]],
-        [p[y] * scale],
+        [getattr(p, x)],
+        [getattr(p, y) * scale],
         s=160,
         facecolors="none",
         edgecolors="k",
         lw=1.5,
         zorder=5,
-        label="selected" if fr["reference_is_selected"] else "reference (no point meets the rule)",
+        label="selected" if fr.reference_is_selected else "reference (no point meets the rule)",
     )
 
 
-def plot_cut_vs_drift(fr: dict, ax: Axes | None = None, *, simulation: bool = True) -> Axes:
-    """Relative R@1 cut (report half, %) against head drift ||W - W0|| / ||W0|| (log x): DP points and output perturbation."""
+def _finite_or_0(x: float | None) -> float:
+    """A seed SD for an error bar: 0 where there is none (one seed: NaN)."""
+    return 0.0 if x is None or not np.isfinite(x) else float(x)
+
+
+def plot_cut_vs_drift(fr: FrontierResult, ax: Axes | None = None, *, simulation: bool = True) -> Axes:
+    """Relative R@1 cut (report half, %) against head drift ||W - W0|| / ||W0|| (log x): DP points and output
+    perturbation."""
     ax = plt.subplots()[1] if ax is None else ax
     for (init, opt), st in FRONTIER_STYLE.items():
-        pts = [p for p in _grid_points(fr) if p["init"] == init and p["optimizer"] == opt]
+        pts = _grid_points(fr, init, opt)
         if pts:
             ax.errorbar(
-                [p["drift"] for p in pts],
-                [100 * p["r1_reduction"] for p in pts],
-                yerr=[100 * (p.get("r1_reduction_seed_sd") or 0) for p in pts],
+                [p.drift for p in pts],
+                [100 * p.r1_reduction for p in pts],
+                yerr=[100 * _finite_or_0(p.r1_reduction_seed_sd) for p in pts],
                 fmt=st["marker"],
                 color=st["color"],
                 label=f"DP, {st['label']}",
@@ -185,7 +194,7 @@ def plot_cut_vs_drift(fr: dict, ax: Axes | None = None, *, simulation: bool = Tr
                 capsize=2,
                 lw=0.8,
             )
-    curve = sorted(fr["output_perturbation_curve"], key=lambda o: o["drift"])
+    curve = sorted(fr.output_perturbation_curve, key=lambda o: o["drift"])
     ax.plot(
         [o["drift"] for o in curve],
         [100 * o["r1_reduction"] for o in curve],
@@ -198,21 +207,26 @@ def plot_cut_vs_drift(fr: dict, ax: Axes | None = None, *, simulation: bool = Tr
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("head drift ||W - W_pretrained|| / ||W_pretrained|| (log scale)")
-    ax.set_ylabel(f"R@1 cut at N = {fr['selection_rule']['reference_pool_size']:,}\n(%, report half, mean +- seed SD)")
+    ax.set_ylabel(f"R@1 cut at N = {fr.selection_rule.reference_pool_size:,}\n(%, report half, mean +- seed SD)")
     return finish_axes(ax, simulation, legend_fontsize=7)
 
 
 def plot_frontier(
-    fr: dict, ax: Axes | None = None, *, paper: float | None = PAPER.dp_r1_reduction_n10000, simulation: bool = True
+    fr: FrontierResult,
+    ax: Axes | None = None,
+    *,
+    paper: float | None = PAPER.dp_r1_reduction_n10000,
+    simulation: bool = True,
 ) -> Axes:
-    """The frontier: R@1 cut (%) against zero-shot macro AUROC drop (points), both on the report half, by init and optimizer."""
+    """The frontier: R@1 cut (%) against zero-shot macro AUROC drop (points), both on the report half, by init and
+    optimizer."""
     ax = plt.subplots()[1] if ax is None else ax
     for (init, opt), st in FRONTIER_STYLE.items():
-        pts = [p for p in _grid_points(fr) if p["init"] == init and p["optimizer"] == opt]
+        pts = _grid_points(fr, init, opt)
         if pts:
             ax.scatter(
-                [p["zero_shot_auroc_drop_report"] for p in pts],
-                [100 * p["r1_reduction"] for p in pts],
+                [p.zero_shot_auroc_drop_report for p in pts],
+                [100 * p.r1_reduction for p in pts],
                 marker=st["marker"],
                 color=st["color"],
                 label=f"DP, {st['label']}",
@@ -223,22 +237,22 @@ def plot_frontier(
         "reinit_untrained": ("X", "tab:gray", "fresh heads, untrained"),
         "output_perturbation_matched": ("D", "tab:red", "output perturbation (matched R@1)"),
     }
-    for c in fr["controls"]:
+    for c in fr.controls:
         m, col, lab = ctrl_style.get(c["control"], ("*", "k", c["control"]))
         ax.scatter([c["zero_shot_auroc_drop_report"]], [100 * c["r1_reduction"]], marker=m, color=col, s=60, label=lab)
-    p = fr["frontier"][fr["reference"]]
+    p = fr.reference_point
     ax.scatter(
-        [p["zero_shot_auroc_drop_report"]],
-        [100 * p["r1_reduction"]],
+        [p.zero_shot_auroc_drop_report],
+        [100 * p.r1_reduction],
         s=160,
         facecolors="none",
         edgecolors="k",
         lw=1.5,
         zorder=5,
-        label="selected" if fr["reference_is_selected"] else "reference",
+        label="selected" if fr.reference_is_selected else "reference",
     )
     ax.axvline(
-        fr["selection_rule"]["max_zero_shot_auroc_drop"],
+        fr.selection_rule.max_zero_shot_auroc_drop,
         ls=":",
         color="0.4",
         lw=1,
@@ -257,25 +271,28 @@ def plot_frontier(
 
 
 def plot_scaling(
-    fr: dict, ax: Axes | None = None, *, paper: float | None = PAPER.dp_r1_reduction_n10000, simulation: bool = True
+    fr: FrontierResult,
+    ax: Axes | None = None,
+    *,
+    paper: float | None = PAPER.dp_r1_reduction_n10000,
+    simulation: bool = True,
 ) -> Axes:
     """R@1 cut (%, report half, mean +- seed SD) against the private-set size (log x) at the selected setting."""
     ax = plt.subplots()[1] if ax is None else ax
-    ref = fr["frontier"][fr["reference"]]
-    pts = [ref] + sorted((p for p in fr["frontier"] if p["study"] == "scaling"), key=lambda p: p["n_private"])
+    pts = [fr.reference_point] + sorted(fr.points("scaling"), key=lambda p: p.n_private)
     ax.errorbar(
-        [p["n_private"] for p in pts],
-        [100 * p["r1_reduction"] for p in pts],
-        yerr=[100 * (p.get("r1_reduction_seed_sd") or 0) for p in pts],
+        [p.n_private for p in pts],
+        [100 * p.r1_reduction for p in pts],
+        yerr=[100 * _finite_or_0(p.r1_reduction_seed_sd) for p in pts],
         fmt="o-",
         color="tab:blue",
         capsize=3,
-        label="DP heads, " + ("selected" if fr["reference_is_selected"] else "reference") + " setting",
+        label="DP heads, " + ("selected" if fr.reference_is_selected else "reference") + " setting",
     )
     for p in pts:
         ax.annotate(
-            f"sigma {p['noise_multiplier']:.1f}",
-            (p["n_private"], 100 * p["r1_reduction"]),
+            f"sigma {p.noise_multiplier:.1f}",
+            (p.n_private, 100 * p.r1_reduction),
             fontsize=7,
             textcoords="offset points",
             xytext=(4, -10),

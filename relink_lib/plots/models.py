@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from .common import label_simulation, set_style
+
+# A given ``ax`` lies on a Figure (``cast(Figure, ax.figure)``): a SubFigure has no tight_layout.
 
 
 def plot_ladder_training(
@@ -20,7 +23,7 @@ def plot_ladder_training(
     histories: rung name -> history DataFrame (``step, epoch, loss, val_loss``). x axis: epochs.
     """
     set_style()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8)) if ax is None else (ax.figure, ax)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8)) if ax is None else (cast(Figure, ax.figure), ax)
     for i, (name, hist) in enumerate(histories.items()):
         if hist is None or hist.empty:
             continue
@@ -55,7 +58,9 @@ def plot_zero_shot(
     )
     wide = wide.loc[order]
     fig, ax = (
-        plt.subplots(figsize=(1.6 + 1.3 * wide.shape[1], 0.32 * len(wide) + 1.2)) if ax is None else (ax.figure, ax)
+        plt.subplots(figsize=(1.6 + 1.3 * wide.shape[1], 0.32 * len(wide) + 1.2))
+        if ax is None
+        else (cast(Figure, ax.figure), ax)
     )
     im = ax.imshow(wide.to_numpy(dtype=float), cmap="RdBu_r", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(wide.shape[1]))

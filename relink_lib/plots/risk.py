@@ -1,6 +1,6 @@
 """Figures of chapter 9: re-linkage, utility and reconstruction risk against the privacy budget.
 
-They read the sweep's two tables (:class:`relink_lib.risk.sweep.BudgetSweep`): the per-eps ``table``
+They read the sweep's two tables (:class:`relink_lib.risk.sweep.SweepResult`): the per-eps ``table``
 and the long ``recall`` table (one row per eps, pool, k, N; :data:`relink_lib.risk.stage.RECALL_COLUMNS`).
 A budget axis works on either: one step per distinct ``target_epsilon``.
 """

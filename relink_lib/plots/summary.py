@@ -39,7 +39,7 @@ def plot_lift_summary(points: pd.DataFrame, ax: Axes | None = None, simulation: 
             capsize=3,
             label=f"this run, {name} (95% CI)",
         )
-        paper = {100: PAPER.r1_lift_n100, 10_000: PAPER.r1_lift_n10000}.get(int(n)) if not full else None
+        paper = PAPER.r1_lift_at(int(n)) if not full else None
         if paper is not None:
             ax.plot(
                 x[-1] + i * width,

@@ -29,7 +29,7 @@ def plot_chance_vs_pool(
     for k, style in zip(ks, ("-", "--", ":", "-.")):
         ax.plot(pool, chance_recall(k, pool), style, color="0.3", label=f"chance, K = {k}")
     if paper:
-        for n, lift in ((100, PAPER.r1_lift_n100), (10_000, PAPER.r1_lift_n10000)):
+        for n, lift in PAPER.r1_lift_by_pool.items():
             ax.plot(
                 n, PAPER.r1_at(n), "D", color="tab:red", label="the paper's R@1 (strongest model)" if n == 100 else None
             )

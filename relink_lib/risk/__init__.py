@@ -5,7 +5,7 @@
 - :mod:`.rero`: worst-case and relaxed reconstruction-robustness bounds.
 - :mod:`.attack`: the realistic threat model, a rank-one gradient-inversion attack on a head update.
 - :mod:`.sweep`: the privacy-budget sweep (train at each eps, then risk, re-linkage, utility): a
-  per-eps table and a long re-linkage table (:class:`.sweep.BudgetSweep`).
+  per-eps table and a long re-linkage table (:class:`.sweep.SweepResult`).
 - :mod:`.stage`: the chapter's pipeline stage (imported lazily: it needs the cohort and model stages).
 """
 
@@ -21,7 +21,7 @@ from .rero import (
     worst_case_risk_gdp,
     worst_case_risk_lower,
 )
-from .sweep import RECORD_FIELDS, AttackSettings, BudgetSweep, Evaluation, budget_sweep, privacy_risks, realistic_attack
+from .sweep import RECORD_FIELDS, AttackSettings, Evaluation, SweepResult, budget_sweep, privacy_risks, realistic_attack
 from .tradeoff import (
     Mechanism,
     gdp_mu,
@@ -62,7 +62,7 @@ __all__ = [
     "gradient_inversion_attack",
     "AttackSettings",
     "Evaluation",
-    "BudgetSweep",
+    "SweepResult",
     "privacy_risks",
     "realistic_attack",
     "budget_sweep",

@@ -48,7 +48,9 @@ def _to_numpy(x: np.ndarray | torch.Tensor, name: str, ndim: int) -> np.ndarray:
     return arr
 
 
-def clip_per_sample(grads: np.ndarray, max_grad_norm: float | None, norms: np.ndarray | None = None) -> np.ndarray:
+def clip_per_sample(
+    grads: np.ndarray | torch.Tensor, max_grad_norm: float | None, norms: np.ndarray | torch.Tensor | None = None
+) -> np.ndarray:
     """Scale each ``grads[i]`` by min(1, C / norms[i]) (None: no clipping).
 
     ``norms`` (n,): the norm the trainer clips (e.g. over both heads together); default the
@@ -90,6 +92,7 @@ def release_updates(
         raise ValueError("max_grad_norm=None with noise_multiplier > 0: noise is calibrated to the clip norm")
     out = n_updates * clipped.astype(np.float64, copy=True)
     if noise_multiplier > 0:
+        assert max_grad_norm is not None  # refused above
         if math.isinf(noise_multiplier):
             return rng.standard_normal(
                 out.shape

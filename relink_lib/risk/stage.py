@@ -5,8 +5,8 @@ pre-projection features of the ``train`` split (the private training pairs), the
 (held-out evaluation) and a fixed public bank. The bank is the first ``dp.bank_size`` report
 and image features of the ``val`` split, which the simulation treats as public; the mitigation's
 objective contrasts each private pair only against it (both directions, as in chapter 6;
-docs/dp.md). The sweep trains the profile's own ``dp`` setting (pretrained heads, the section's
-optimizer, learning rate and epochs), not chapter 6's selected setting, so that every budget shares
+docs/dp.md). The sweep trains the profile's own ``dp`` setting (pretrained heads, the
+``dp.budget_sweep`` optimizer, learning rate and epochs), not chapter 6's selected setting, so that every budget shares
 one schedule that does not depend on a selection made at eps = 0.34.
 
 For each eps of the profile's ``budget.epsilons`` (None = non-private) the heads are fine-tuned by
@@ -16,7 +16,7 @@ pools (:func:`relink_lib.audit.relink_audit`), cross-modal utility (zero-shot ma
 image-side linear probe (:func:`relink_lib.utility.probe.linear_probe_auroc`), and the three risks
 (:mod:`relink_lib.risk.sweep`).
 
-The result is a :class:`relink_lib.risk.sweep.BudgetSweep` of two tables:
+The result is a :class:`relink_lib.risk.sweep.SweepResult` of two tables:
 
 - ``table``, one row per eps: the DP record, the risks, the attack (:func:`relink_lib.risk.sweep.budget_sweep`),
   ``zero_shot_macro_auroc`` and ``probe_macro_auroc``;
@@ -25,26 +25,29 @@ The result is a :class:`relink_lib.risk.sweep.BudgetSweep` of two tables:
   ``full_database``, ``recall`` (expected Recall@K) and ``lift`` (recall / chance).
 
 Both are cached as ``{"sweep": [...], "recall": [...]}`` in ``cache_dir(profile)/budget/<hash>/sweep.json``;
-:func:`write_budget_results` writes the same two tables to ``results/<profile>/privacy_budget.json``.
+:func:`run_budget_sweep` adds the :data:`THREAT_MODELS` and the settings (:func:`budget_settings`), and the
+chapter's notebook writes the result's ``to_json()`` to ``results/<profile>/privacy_budget.json``
+(:func:`relink_lib.results.write_results`).
 Report text is never read: prompts are fixed label sentences.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 from torch import nn
 
-from .. import audit, cache, dp, features, risk, utility
+from .. import cache
 from ..audit import relink_audit
 from ..cohorts.base import Cohort
-from ..cohorts.stage import cohort_label, get_cohort
+from ..cohorts.stage import get_cohort
 from ..config import ProfileLike, as_profile
 from ..dp.outcomes import POOLS, prompt_features_of
 from ..features import Features, embed_features, get_features
@@ -52,17 +55,16 @@ from ..labels import CHEXPERT_LABELS
 from ..models.base import DualEncoder
 from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
-from ..results import write_results
 from ..utility.probe import linear_probe_auroc
 from ..utility.zero_shot import zero_shot_auroc
-from .sweep import AttackSettings, BudgetSweep, Evaluation, budget_sweep
+from .sweep import AttackSettings, Evaluation, SweepResult, budget_sweep
 
 __all__ = [
     "BudgetInputs",
     "budget_inputs",
     "make_evaluator",
     "run_budget_sweep",
-    "write_budget_results",
+    "budget_settings",
     "THREAT_MODELS",
     "RECALL_COLUMNS",
 ]
@@ -220,14 +222,11 @@ def make_evaluator(inputs: BudgetInputs, params: ProfileLike) -> Callable[[nn.Mo
     return evaluate
 
 
-def _code_version() -> str:
-    return cache.code_version(risk, dp, audit, utility, features)
-
-
 def run_budget_sweep(
     params: ProfileLike, *, progress: bool = True, inputs: BudgetInputs | None = None
-) -> tuple[BudgetSweep, BudgetInputs]:
-    """The profile's sweep (cached; ``.table`` per eps, ``.recall`` long), and the inputs it ran on."""
+) -> tuple[SweepResult, BudgetInputs]:
+    """The profile's sweep (cached; ``.table`` per eps, ``.recall`` long, with :data:`THREAT_MODELS` and
+    :func:`budget_settings`), and the inputs it ran on. Writes no results file."""
     cfg = as_profile(params)
     inputs = budget_inputs(cfg, progress=progress) if inputs is None else inputs
     budget = cfg.budget
@@ -243,7 +242,7 @@ def run_budget_sweep(
         "audit": cfg.audit.to_dict(),
         "utility": cfg.utility.to_dict(),
         "seed": cfg.seed,
-        "code": _code_version(),
+        "code": cache.stage_code_version(__name__),
     }
 
     def build(tmp: Path) -> None:
@@ -256,7 +255,7 @@ def run_budget_sweep(
             bank_text_feats=inputs.bank_text,
             bank_image_feats=inputs.bank_image,
             epsilons=list(budget.epsilons),
-            config=cfg.dp.training,
+            config=cfg.dp.budget_sweep_training,
             evaluate=make_evaluator(inputs, cfg),
             attack=AttackSettings.from_config(budget, cfg.seed),
             patient_ids=inputs.train_patients,
@@ -264,36 +263,26 @@ def run_budget_sweep(
             discretization=float(budget.pld_discretization),
             progress=log,
         )
-        (tmp / "sweep.json").write_text(json.dumps(sweep.to_json(), indent=1) + "\n")
+        tables = {k: v for k, v in sweep.to_json().items() if k in ("sweep", "recall")}
+        (tmp / "sweep.json").write_text(json.dumps(tables, indent=1) + "\n")
 
     path = cache.cached_dir(cache_dir(cfg.name), "budget", key, build)
-    return BudgetSweep.from_json(json.loads((path / "sweep.json").read_text())), inputs
+    sweep = SweepResult.from_json(json.loads((path / "sweep.json").read_text()))
+    sweep = dataclasses.replace(sweep, threat_models=THREAT_MODELS, settings=budget_settings(cfg, inputs))
+    return sweep, inputs
 
 
-def write_budget_results(params: ProfileLike, sweep: BudgetSweep, inputs: BudgetInputs, *, wall_time_s: float) -> Path:
-    """``results/<profile>/privacy_budget.json``: ``sweep`` (per-eps rows), ``recall`` (long rows of
-    :data:`RECALL_COLUMNS`), the threat models and the settings."""
+def budget_settings(params: ProfileLike, inputs: BudgetInputs) -> dict[str, Any]:
+    """What the sweep ran with (``settings`` of ``privacy_budget.json``): the budgets, the ``budget`` and
+    ``dp`` sections, the split and bank sizes, the rung and the rule of the prior kappa."""
     cfg = as_profile(params)
-    payload = {
-        "sweep": sweep.table,
-        "recall": sweep.recall,
-        "threat_models": list(THREAT_MODELS),
-        "settings": {
-            "epsilons": list(cfg.budget.epsilons),
-            "budget": cfg.budget.to_dict(),
-            "dp": cfg.dp.to_dict(),
-            "n_train_pairs": int(len(inputs.train)),
-            "n_test_pairs": int(len(inputs.test)),
-            "bank_size": int(len(inputs.bank_text)),
-            "rung": inputs.rung.name,
-            "kappa_rule": "1 / number of privacy units in the training split",
-        },
+    return {
+        "epsilons": list(cfg.budget.epsilons),
+        "budget": cfg.budget.to_dict(),
+        "dp": cfg.dp.to_dict(),
+        "n_train_pairs": int(len(inputs.train)),
+        "n_test_pairs": int(len(inputs.test)),
+        "bank_size": int(len(inputs.bank_text)),
+        "rung": inputs.rung.name,
+        "kappa_rule": "1 / number of privacy units in the training split",
     }
-    return write_results(
-        cfg,
-        "privacy_budget",
-        payload,
-        cohort=cohort_label(inputs.cohort),
-        model=inputs.rung.name,
-        wall_time_s=wall_time_s,
-    )

@@ -1,7 +1,7 @@
 """Chapter 9's tables and generated sentences, from the privacy-budget sweep's two tables.
 
 ``table`` is the per-eps table and ``recall`` the long re-linkage table (one row per eps, pool,
-k, N: :data:`relink_lib.risk.stage.RECALL_COLUMNS`) of :class:`relink_lib.risk.sweep.BudgetSweep`;
+k, N: :data:`relink_lib.risk.stage.RECALL_COLUMNS`) of :class:`relink_lib.risk.sweep.SweepResult`;
 a pool size is an int N, or ``None`` for the full database.
 
 - :func:`budget_pool`: the largest finite random-pool size of the sweep;
@@ -206,8 +206,14 @@ def _compare(strict: float, other: float, se: float, what: str) -> str:
     """'higher' / 'lower' / 'not distinguishable' for two values with a common standard error."""
     diff = other - strict
     if abs(diff) <= 2 * se:
-        return f"{what} are within two sampling standard errors ({_fmt(2 * se)}) of each other: no difference this split can resolve"
-    return f"{what}: the second is {'higher' if diff > 0 else 'lower'} by {_fmt(abs(diff))}, beyond two sampling standard errors ({_fmt(2 * se)})"
+        return (
+            f"{what} are within two sampling standard errors ({_fmt(2 * se)}) of each other: no difference this "
+            "split can resolve"
+        )
+    return (
+        f"{what}: the second is {'higher' if diff > 0 else 'lower'} by {_fmt(abs(diff))}, beyond two sampling "
+        f"standard errors ({_fmt(2 * se)})"
+    )
 
 
 def budget_findings(
@@ -235,7 +241,8 @@ def budget_findings(
         f"{_fmt(sigmas.min())} (eps = {eps_tick_label(float(eps.max()))})."
     ]
     out.append(
-        f"**Re-linkage.** Recall@1 at N = {pool_size_label(pool)} is {_fmt(strict[rc])} at eps = {eps_tick_label(float(eps.min()))} "
+        f"**Re-linkage.** Recall@1 at N = {pool_size_label(pool)} is {_fmt(strict[rc])} at "
+        f"eps = {eps_tick_label(float(eps.min()))} "
         f"and {_fmt(no_dp[rc])} without DP"
         + (f", {_range(high, rc)} for eps from 1e6 to 1e12" if len(high) else "")
         + f" (on {n_test:,} held-out queries, {what}). "

@@ -8,10 +8,12 @@ worst-case and relaxed ReRo bounds (prior kappa = 1 / number of privacy units), 
 utility come from a caller-supplied ``evaluate(image_head, text_head) -> Evaluation`` so that this
 module stays independent of the audit and utility code (see :mod:`relink_lib.risk.stage`).
 
-:func:`budget_sweep` returns a :class:`BudgetSweep`: ``table``, one row per eps (the DP record,
+:func:`budget_sweep` returns a :class:`SweepResult`: ``table``, one row per eps (the DP record,
 the risks, the attack, the evaluation's scalars), and ``recall``, the evaluation's long rows
 stacked with their ``target_epsilon`` (one row per eps and whatever the rows index, e.g. pool,
-K and N).
+K and N). The chapter's stage (:func:`relink_lib.risk.stage.run_budget_sweep`) adds the threat
+models and the settings; :meth:`SweepResult.to_json` is then ``results/<profile>/privacy_budget.json``'s
+payload, written by the chapter's notebook.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch import nn
 from ..config import BudgetConfig, ProfileLike, as_profile
 from ..dp import DPConfig, per_sample_head_grads, train_heads
 from ..dp.objective import DEFAULT_TEMPERATURE
+from ..results import jsonable
 from .attack import AttackResult, gradient_inversion_attack
 from .rero import kappa_for, no_dp_bounds, rero_bounds
 from .tradeoff import DEFAULT_DISCRETIZATION, Mechanism
@@ -37,7 +40,7 @@ from .tradeoff import DEFAULT_DISCRETIZATION, Mechanism
 __all__ = [
     "AttackSettings",
     "Evaluation",
-    "BudgetSweep",
+    "SweepResult",
     "privacy_risks",
     "realistic_attack",
     "budget_sweep",
@@ -104,27 +107,40 @@ def _none_eps(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-@dataclass(frozen=True)
-class BudgetSweep:
-    """The sweep's two tables: ``table``, one row per eps; ``recall``, one row per eps and
-    evaluation row (``target_epsilon`` first, then the evaluation's columns)."""
+@dataclass(frozen=True, eq=False)
+class SweepResult:
+    """The privacy-budget sweep (chapter 9).
+
+    ``table`` (JSON ``sweep``), one row per eps; ``recall``, one row per eps and evaluation row
+    (``target_epsilon`` first, then the evaluation's columns); ``threat_models``, the rows of the
+    chapter's threat-model table, and ``settings``, what the sweep ran with (both empty as
+    :func:`budget_sweep` returns it; :func:`relink_lib.risk.stage.run_budget_sweep` fills them).
+    """
 
     table: pd.DataFrame
     recall: pd.DataFrame
+    threat_models: tuple[Mapping[str, str], ...] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, list[dict[str, Any]]]:
-        """``{"sweep": per-eps rows, "recall": long rows}`` as JSON-ready records (NaN -> null)."""
+    def to_json(self) -> dict[str, Any]:
+        """``{"sweep": per-eps rows, "recall": long rows, "threat_models": [...], "settings": {...}}``, JSON-ready
+        (the field names of ``privacy_budget.json``; tables as records through pandas, NaN and inf -> null)."""
         return {
             "sweep": json.loads(self.table.to_json(orient="records")),
             "recall": json.loads(self.recall.to_json(orient="records")),
+            "threat_models": [dict(t) for t in self.threat_models],
+            "settings": jsonable(self.settings),
         }
 
     @classmethod
-    def from_json(cls, payload: Mapping[str, Sequence[Mapping[str, Any]]]) -> "BudgetSweep":
-        """The inverse of :meth:`to_json` (``target_epsilon`` null -> ``None``)."""
+    def from_json(cls, payload: Mapping[str, Any]) -> "SweepResult":
+        """The inverse of :meth:`to_json` (``target_epsilon`` null -> ``None``; missing ``threat_models`` or
+        ``settings``, as in a cached sweep, -> empty)."""
         return cls(
             table=_none_eps(pd.DataFrame(list(payload["sweep"]))),
             recall=_none_eps(pd.DataFrame(list(payload["recall"]))),
+            threat_models=tuple(dict(t) for t in payload.get("threat_models") or ()),
+            settings=dict(payload.get("settings") or {}),
         )
 
 
@@ -243,10 +259,11 @@ def budget_sweep(
     patient_ids: np.ndarray | None = None,
     bank_image_feats: np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
-) -> BudgetSweep:
+) -> SweepResult:
     """Train and measure at each eps in ``epsilons`` (``None`` = non-private), in the given order.
 
-    ``config``: the mitigation's :class:`relink_lib.dp.DPConfig`; only ``target_epsilon`` changes
+    ``config``: the :class:`relink_lib.dp.DPConfig` of the sweep (the profile's
+    ``DPSectionConfig.budget_sweep_training``); only ``target_epsilon`` changes
     between budgets (same data, steps, objective and seed). ``dof``, ``discretization`` (nats): of
     the ReRo bounds (:func:`privacy_risks`). ``evaluate(image_head, text_head)`` measures the
     trained heads (:class:`Evaluation`).
@@ -321,7 +338,7 @@ def budget_sweep(
                 ["target_epsilon", *evaluation.recall.columns]
             ]
         )
-    return BudgetSweep(table=pd.DataFrame(rows), recall=pd.concat(recall, ignore_index=True))
+    return SweepResult(table=pd.DataFrame(rows), recall=pd.concat(recall, ignore_index=True))
 
 
 def door_position(table: pd.DataFrame, column: str) -> pd.Series:

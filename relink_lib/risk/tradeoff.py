@@ -139,7 +139,9 @@ def _discretization(sigma: float, base: float) -> float:
 
 
 @functools.lru_cache(maxsize=32)
-def _composed_pld(mech: Mechanism, discretization: float) -> tuple[object, object]:
+def _composed_pld(
+    mech: Mechanism, discretization: float
+) -> tuple[pld_lib.PrivacyLossDistribution, pld_lib.PrivacyLossDistribution]:
     """The T-fold composed PLD of the mechanism, split into its remove and add directions (cached)."""
     pld = pld_lib.from_gaussian_mechanism(
         standard_deviation=mech.noise_multiplier,

@@ -192,7 +192,7 @@ def _fit_label(
     for name, (zte, yte) in tests.items():
         mte = ~np.isnan(yte)
         b = yte[mte]
-        row = {
+        row: dict[str, Any] = {
             "label": label,
             "auroc": np.nan,
             "n_train_pos": n_pos,

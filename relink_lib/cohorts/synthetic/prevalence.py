@@ -151,7 +151,7 @@ def calibrate(site: str) -> tuple[float, np.ndarray, np.ndarray]:
     for the 12 pathologies and acute support devices.
     """
     prev = site_prevalence(site)
-    chronic_sd = 1.0 - np.prod([1.0 - r for r in CHRONIC_DEVICE_RATES.values()])
+    chronic_sd = float(1.0 - np.prod([1.0 - r for r in CHRONIC_DEVICE_RATES.values()]))
     h = prev["No Finding"][0]
     pos_t = np.array(
         [prev[l][0] for l in PATHOLOGIES] + [max(prev["Support Devices"][0] - chronic_sd, 1e-4) / (1 - chronic_sd)]

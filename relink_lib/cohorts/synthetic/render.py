@@ -19,14 +19,17 @@ THORAX_HALF_WIDTH_MM = 175.0
 
 
 def _sig(x: np.ndarray) -> np.ndarray:
-    """A cheap logistic: smoothstep of ``x / 6`` (same slope at 0, saturates at |x| = 3); float32, no transcendentals."""
+    """A cheap logistic: smoothstep of ``x / 6`` (same slope at 0, saturates at |x| = 3).
+
+    float32, no transcendentals.
+    """
     t = x * _F(1 / 6)
     t += _F(0.5)
     np.clip(t, 0, 1, out=t)
     return t * t * (_F(3) - _F(2) * t)
 
 
-def _bump(d2: np.ndarray, w2: float | np.ndarray) -> np.ndarray:
+def _bump(d2: np.ndarray, w2: float | np.floating | np.ndarray) -> np.ndarray:
     """A cheap Gaussian ``exp(-d2 / w2)``: ``(1 - d2 / (3 w2))_+^2`` (compact support)."""
     t = _F(1) - d2 / (_F(3) * w2)
     np.maximum(t, 0, out=t)
@@ -50,6 +53,7 @@ def _polyline(u: np.ndarray, v: np.ndarray, points: np.ndarray, width: float) ->
     for k in range(points.shape[1] - 1):
         dk = _seg_d2(u, v, points[:, k], points[:, k + 1])
         d2 = dk if d2 is None else np.minimum(d2, dk)
+    assert d2 is not None  # points holds at least two points
     return _bump(d2, _F(width * width))
 
 

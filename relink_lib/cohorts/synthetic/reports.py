@@ -487,7 +487,8 @@ def _write_one(
         )
         if compare and prior is not None and s["edema_severity"][prior] >= 0:
             imp(
-                f"{sev}pulmonary edema, {'improved' if s['edema_severity'][prior] > s['edema_severity'][i] else 'unchanged'}",
+                f"{sev}pulmonary edema, "
+                f"{'improved' if s['edema_severity'][prior] > s['edema_severity'][i] else 'unchanged'}",
                 {"Edema": 1.0},
             )
         else:
@@ -592,18 +593,18 @@ def _write_one(
     if compare and len(imp_items) and d.keep(0.5):
         s0, l0, f0 = imp_items[0]
         imp_items[0] = (f"{d.pick(st['compare'])} {s0[0].lower() + s0[1:]}", l0, f0)
-    for k, (sent, labels, flags) in enumerate(imp_items[:4]):
+    for k, (sent, sent_labels, flags) in enumerate(imp_items[:4]):
         sent = " ".join(sent.split())
         if st["numbered"] and len(imp_items) > 1:
             sent = f"{k + 1}. {sent[0].upper() + sent[1:]}"
-        I.add(sent, labels, **flags)
+        I.add(sent, sent_labels, **flags)
 
     sections = [I] if impression_only else [F, I]
     labels: dict[str, float] = {}
     for sec in sections:
         for label, value in sec.labels.items():
             labels[label] = _merge(labels.get(label), value)
-    row = {label: labels.get(label, np.nan) for label in CHEXPERT_LABELS}
+    row: dict[str, Any] = {label: labels.get(label, np.nan) for label in CHEXPERT_LABELS}
     path_pos = any(labels.get(l) in (1.0, -1.0) for l in CHEXPERT_LABELS if l not in ("No Finding", "Support Devices"))
     row["No Finding"] = np.nan if path_pos else 1.0
     findings = "" if impression_only else F.text()
