@@ -33,7 +33,8 @@ from IPython.display import Markdown, display
 from relink_lib.models.catalog import CHECKPOINT_KINDS
 from relink_lib.pipeline.compute import PAPER_SCALE, compute_table
 from relink_lib.pipeline.dryrun import DRY_RUN_OVERRIDES
-from relink_lib.pipeline.preflight import CHEXPERT_PLUS_FILES, CHEXPERT_PLUS_LABEL_FILES, MIMIC_DIRS, MIMIC_FILES, MODEL_KINDS
+from relink_lib.models import KINDS as MODEL_KINDS
+from relink_lib.pipeline.preflight import CHEXPERT_PLUS_FILES, CHEXPERT_PLUS_LABEL_FILES, MIMIC_DIRS, MIMIC_FILES
 from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
 from relink_lib.tables import html_table
