@@ -39,6 +39,9 @@ DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 """The K of Recall@K; :class:`AuditConfig`'s and ``relink_audit``'s default."""
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 """Optimizers of DP head training (:class:`DPConfig`, chapter 6's frontier grid, chapter 9's budget sweep)."""
+BUDGET_SWEEP_STARTS: tuple[str, ...] = ("released", "profile")
+"""Starts of chapter 9's budget sweep (``dp.budget_sweep.start``): fresh heads at chapter 6's released setting, or
+the pretrained heads at the ``dp.budget_sweep`` optimizer, lr and epochs."""
 SAMPLING_MODES: tuple[str, ...] = ("pair", "patient")
 """Privacy units of DP head training (:mod:`relink_lib.dp.sampling`): one pair, or one patient with all their pairs."""
 ENGINES: tuple[str, ...] = ("auto", "fast", "opacus")
@@ -479,19 +482,80 @@ class FrontierConfig(_Section):
 
 @dataclass(frozen=True)
 class BudgetSweepConfig(_Section):
-    """Chapter 9's privacy-budget sweep (docs/risk.md): the ``optimizer``, learning rate ``lr`` and
-    ``epochs`` of each of its trainings (one per target epsilon of the ``budget`` section, from the
-    pretrained heads). Chapter 6's frontier sets these per grid point instead (:class:`FrontierConfig`)."""
+    """The profile's own head-training schedule: ``optimizer``, learning rate ``lr`` and ``epochs`` from the
+    pretrained heads (the per-rung mitigation without a selected setting, chapter 10's compute table).
+    Chapter 9's budget sweep trains from fresh heads at chapter 6's released setting unless ``start`` is
+    ``"profile"`` (an explicit override: this schedule from the pretrained heads; docs/risk.md).
+    Chapter 6's frontier sets these per grid point instead (:class:`FrontierConfig`)."""
 
     SECTION: ClassVar[str] = "dp.budget_sweep"
     optimizer: str = DPConfig.optimizer
     lr: float = DPConfig.lr
     epochs: float = DPConfig.epochs
+    start: str = "released"
 
     def __post_init__(self) -> None:
-        for name in self.keys():
+        for name in _DP_RUN_KEYS:
             ok, expected = _DP_CHECKS[name]
             self._need(ok(getattr(self, name)), name, expected)
+        self._need(self.start in BUDGET_SWEEP_STARTS, "start", f"one of {BUDGET_SWEEP_STARTS}")
+
+
+@dataclass(frozen=True)
+class ConfirmationConfig(_Section):
+    """Chapter 6's confirmation cohort (docs/dp.md): ``n_pairs`` fresh held-out synthetic pairs (same
+    generator and cohort settings, another seed; never seen by the ladder, the DP training or the
+    selection) on which the factorial and the paper's estimand are measured; the re-linkage curve's
+    ``pool_sizes`` and ``ks``. Real-data profiles have no confirmation cohort."""
+
+    SECTION: ClassVar[str] = "dp.confirmation"
+    n_pairs: int = 20_000
+    pool_sizes: tuple[int, ...] = (10, 100, 1000, 10_000)
+    ks: tuple[int, ...] = (1, 5, 10)
+
+    def __post_init__(self) -> None:
+        self._need(_is_int(self.n_pairs) and self.n_pairs >= 4, "n_pairs", "an integer >= 4")
+        self._need(
+            isinstance(self.pool_sizes, tuple) and len(self.pool_sizes) >= 1 and all(_is_int(n) and n >= 2 for n in self.pool_sizes),
+            "pool_sizes",
+            "integers >= 2",
+        )
+        self._need(
+            isinstance(self.ks, tuple) and len(self.ks) >= 1 and all(_is_int(k) and k >= 1 for k in self.ks),
+            "ks",
+            "positive integers",
+        )
+
+
+@dataclass(frozen=True)
+class FactorialConfig(_Section):
+    """Chapter 6's factorial decomposition of the selected setting's cut (docs/dp.md): DP arms at each
+    of ``epsilons`` (the profile's target is always one of them), ``n_seeds`` seeds per arm, ``n_boot``
+    paired bootstrap resamples (patients and seeds); the non-private learning curve from fresh heads at
+    ``curve_epochs`` with ``curve_n_seeds`` seeds (one run per seed to the largest epoch count,
+    evaluated at checkpoints)."""
+
+    SECTION: ClassVar[str] = "dp.factorial"
+    epsilons: tuple[float, ...] = (0.34, 1.0, 8.0, 1000.0)
+    n_seeds: int = 10
+    n_boot: int = 1000
+    curve_epochs: tuple[float, ...] = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 50)
+    curve_n_seeds: int = 3
+
+    def __post_init__(self) -> None:
+        self._need(
+            isinstance(self.epsilons, tuple) and all(_is_real(e) and e > 0 for e in self.epsilons),
+            "epsilons",
+            "finite values > 0",
+        )
+        self._need(_is_int(self.n_seeds) and self.n_seeds >= 1, "n_seeds", "a positive integer")
+        self._need(_is_int(self.n_boot) and self.n_boot >= 1, "n_boot", "a positive integer")
+        self._need(
+            isinstance(self.curve_epochs, tuple) and all(_is_real(e) and e > 0 for e in self.curve_epochs),
+            "curve_epochs",
+            "values > 0",
+        )
+        self._need(_is_int(self.curve_n_seeds) and self.curve_n_seeds >= 1, "curve_n_seeds", "a positive integer")
 
 
 _DP_SHARED_KEYS: tuple[str, ...] = (
@@ -506,8 +570,11 @@ _DP_SHARED_KEYS: tuple[str, ...] = (
     "bank_grad",
 )
 """The :class:`DPConfig` fields every DP training of a profile shares: the ``dp`` section's flat keys."""
-_DP_RUN_KEYS: tuple[str, ...] = tuple(f.name for f in fields(BudgetSweepConfig))
+_DP_RUN_KEYS: tuple[str, ...] = ("optimizer", "lr", "epochs")
 """The :class:`DPConfig` fields each study sets per run (chapter 6's grid point, chapter 9's ``budget_sweep``)."""
+_DP_SUBSECTIONS: tuple[str, ...] = ("frontier", "budget_sweep", "confirmation", "factorial")
+"""The ``dp`` section's sub-sections: chapter 6's frontier, chapter 9's sweep, chapter 6's confirmation cohort and
+factorial."""
 
 
 @dataclass(frozen=True)
@@ -533,6 +600,8 @@ class DPSectionConfig(_Section):
     bank_size: int = 2048
     frontier: FrontierConfig = field(default_factory=FrontierConfig)
     budget_sweep: BudgetSweepConfig = field(default_factory=BudgetSweepConfig)
+    confirmation: ConfirmationConfig = field(default_factory=ConfirmationConfig)
+    factorial: FactorialConfig = field(default_factory=FactorialConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -544,22 +613,24 @@ class DPSectionConfig(_Section):
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
-        return (*_DP_SHARED_KEYS, "bank_size", "frontier", "budget_sweep")
+        return (*_DP_SHARED_KEYS, "bank_size", *_DP_SUBSECTIONS)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None, seed: int = 0) -> "DPSectionConfig":
         values = _check_keys(cls.SECTION, raw, cls.keys())
-        flat = {k: _freeze(v) for k, v in values.items() if k not in ("frontier", "budget_sweep")}
+        flat = {k: _freeze(v) for k, v in values.items() if k not in _DP_SUBSECTIONS}
         return cls(
             **flat,
             frontier=FrontierConfig.from_mapping(values.get("frontier")),
             budget_sweep=BudgetSweepConfig.from_mapping(values.get("budget_sweep")),
+            confirmation=ConfirmationConfig.from_mapping(values.get("confirmation")),
+            factorial=FactorialConfig.from_mapping(values.get("factorial")),
             seed=int(seed),
         )
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: _thaw(getattr(self, name)) for name in (*_DP_SHARED_KEYS, "bank_size")}
-        return {**out, "frontier": self.frontier.to_dict(), "budget_sweep": self.budget_sweep.to_dict()}
+        return {**out, **{name: getattr(self, name).to_dict() for name in _DP_SUBSECTIONS}}
 
     def training_config(self, *, optimizer: str, lr: float, epochs: float, seed: int | None = None) -> DPConfig:
         """The :class:`DPConfig` of one training run: the section's shared keys, the run's ``optimizer``,
@@ -589,8 +660,9 @@ class UtilityConfig(_Section):
 @dataclass(frozen=True)
 class BudgetConfig(_Section):
     """Chapter 9's privacy-budget sweep (docs/risk.md): target ``epsilons`` (``None``: non-private),
-    each trained with the ``dp`` section's shared keys and its ``dp.budget_sweep`` optimizer, lr and
-    epochs (:attr:`DPSectionConfig.budget_sweep_training`). The realistic attack picks
+    each trained ``n_seeds`` times (seeds ``seed``, ``seed + 1``, ...) from fresh heads with the ``dp``
+    section's shared keys and chapter 6's released optimizer, lr and epochs (``dp.budget_sweep.start``).
+    The gradient-access attack picks
     from ``attack_candidates`` images (chance 1/N) for ``attack_targets`` training pairs, with
     ``attack_updates`` intercepted updates each, and also counts |cos| >= ``attack_cos_threshold``;
     ``relaxed_dof``: dimension of one observation of the GLRT adversary (1 favours it most);
@@ -598,6 +670,7 @@ class BudgetConfig(_Section):
 
     SECTION: ClassVar[str] = "budget"
     epsilons: tuple[float | None, ...] = (0.34, 1.0, 8.0, 32.0, 1e3, 1e6, 1e9, 1e12, 1e15, None)
+    n_seeds: int = 3
     attack_candidates: int = 100
     attack_targets: int = 200
     attack_cos_threshold: float = 0.5
@@ -616,7 +689,7 @@ class BudgetConfig(_Section):
         self._need(
             _is_int(self.attack_candidates) and self.attack_candidates >= 2, "attack_candidates", "an integer >= 2"
         )
-        for name in ("attack_targets", "attack_updates", "relaxed_dof"):
+        for name in ("n_seeds", "attack_targets", "attack_updates", "relaxed_dof"):
             self._need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "a positive integer")
         self._need(
             _is_real(self.attack_cos_threshold) and 0 <= self.attack_cos_threshold <= 1,

@@ -41,8 +41,15 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
                 "op_scales": (0.1, 0.4, 1.6),
                 "n_boot": 100,
             },
+            "confirmation": {"n_pairs": 300, "pool_sizes": (10, 100)},
+            "factorial": {"n_seeds": 2, "n_boot": 100, "curve_epochs": (0.25, 0.5, 1, 2), "curve_n_seeds": 1},
         },
-        "budget": {"epsilons": (0.34, 8.0, 1e6, 1e15, None), "attack_candidates": 10, "attack_targets": 20},
+        "budget": {
+            "epsilons": (0.34, 8.0, 1e6, 1e15, None),
+            "n_seeds": 1,
+            "attack_candidates": 10,
+            "attack_targets": 20,
+        },
     },
     "ci": {
         "numerics": {"mode": "portable"},
@@ -71,8 +78,10 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
                 "op_scales": (0.1, 0.4, 1.6),
                 "probe_max_train": 1000,
             },
+            "confirmation": {"n_pairs": 2500, "pool_sizes": (10, 100, 1000)},
+            "factorial": {"n_seeds": 3, "n_boot": 200, "curve_epochs": (0.25, 0.5, 1, 2, 4, 8), "curve_n_seeds": 2},
         },
-        "budget": {"attack_candidates": 50, "attack_targets": 100},
+        "budget": {"n_seeds": 2, "attack_candidates": 50, "attack_targets": 100},
     },
     "default": {
         # a held-out split larger than 10,000 pairs, so the audit reaches N = 10,000 as the paper's does

@@ -30,9 +30,14 @@ from torch import nn
 from ..audit.bootstrap import patient_bootstrap, percentile_interval
 from ..audit.engine import per_query_recall, rank_counts
 from ..config import OPTIMIZERS, FrontierConfig
-from ..utility.probe import linear_probe_aurocs, patient_split
-from ..utility.zero_shot import zero_shot_auroc
-from .outcomes import relative_reduction
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from ..utility.probe import binarize_labels, patient_split
+from ..utility.retrieval import label_retrieval_precision
+from .outcomes import RETRIEVAL_K, relative_reduction
 
 INITS: tuple[str, ...] = ("pretrained", "reinit")
 SEED_METRICS: tuple[str, ...] = (
@@ -42,6 +47,7 @@ SEED_METRICS: tuple[str, ...] = (
     "zero_shot_auroc_drop",
     "probe_auroc_drop_report",
     "zero_shot_auroc_drop_report",
+    "retrieval_p10_drop_report",
     "drift",
     "r1_select",
     "r1_report",
