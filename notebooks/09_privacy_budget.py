@@ -15,18 +15,24 @@
 # because a realistic adversary is far weaker than the one the eps guarantee is written for.
 # This chapter measures both views on the same model and data.
 #
-# **The question.** As the budget grows from eps = 0.34 to 1e15 (and on to no DP at all), how do
-# re-linkage and utility change, and how fast does the risk that a training pair is reconstructed
-# grow, under three threat models: the worst case the eps guarantee is written for, a relaxed
-# one, and an actual attack with gradient access?
+# **The question.** As the budget grows from eps = 0.34 to 1e15 (and on to no DP at all), how much
+# re-linkage does DP training of the heads let back, what does it cost in utility, and how fast does
+# the risk that a training pair is reconstructed grow, under three threat models: the worst case the
+# eps guarantee is written for, a relaxed one, and a gradient-access reconstruction?
 #
-# **The method.** The mitigation's trainer (`relink_lib.dp.train_heads`) fine-tunes the strongest
-# model's heads at every eps of the profile, with the same data, steps, objective and seed (the
-# profile's own `dp.budget_sweep` setting from the pretrained heads, not chapter 6's selected one, so that one
-# schedule serves every budget); only the noise multiplier sigma changes, calibrated by the RDP accountant (finite even at eps = 1e15,
-# where sigma is about 1e-7). Each trained model is then measured three ways:
+# **The method.** Every run starts from **fresh heads**: data-independent weights drawn from the run's
+# seed (`relink_lib.dp.heads.fresh_heads`), with nothing kept of the pretrained heads, trained by the
+# mitigation's trainer (`relink_lib.dp.train_heads`) at **chapter 6's released setting** (its
+# optimizer, learning rate and epochs, `reference_setting(get_frontier(params))`). Fine-tuning the
+# pretrained heads instead would start from the full re-linkage and, at these schedules, cut almost
+# nothing at any budget; from fresh heads the relative cut of Recall@1 against the pretrained heads,
+# cut(eps), is a dose-response: how much re-linkage training at eps puts back. Every budget has the
+# same data, steps, objective and seeds (`budget.n_seeds` of them); only the noise multiplier sigma
+# changes, calibrated by the RDP accountant (finite even at eps = 1e15, where sigma is about 1e-7).
+# Each trained model is then measured three ways:
 #
-# - **re-linkage**: Recall@K over random and pathology-matched pools of held-out pairs (chapters 4-5);
+# - **re-linkage**: Recall@K over random and pathology-matched pools of held-out pairs (chapters 4-5),
+#   and the cut with a CI over held-out patients (bootstrap) and seeds;
 # - **utility**: the image-side linear probe and the zero-shot (cross-modal) macro AUROC (chapter 7);
 # - **reconstruction risk** under the three threat models of the table below
 #   (`relink_lib.risk`, [the method note](../docs/risk.md)).
@@ -36,6 +42,11 @@
 # type-I error kappa, where T is the trade-off curve of the Poisson-subsampled Gaussian composed
 # over all steps, computed from its privacy loss distribution (PLD). The tests check it against
 # the exact Gaussian-DP answer (full batches), the CLT approximation and Monte Carlo.
+#
+# **What the bounds cover.** Only the heads are trained here, and every bound below (eps itself,
+# the ReRo and relaxed bounds) covers that head training only. The image and text encoders, which
+# compute the features the heads map, are frozen and were trained **without DP on the same
+# patients**; nothing in this chapter bounds what they leak.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -55,11 +66,12 @@ from IPython.display import Markdown, display
 
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.plots.common import set_style
-from relink_lib.plots.risk import plot_budget_utility, plot_relinkage, plot_risks, plot_tradeoff_curves
+from relink_lib.plots.risk import (plot_budget_utility, plot_cut, plot_relinkage, plot_rero_priors, plot_risks,
+                                   plot_tradeoff_curves)
 from relink_lib.results import write_results
 from relink_lib.risk.stage import run_budget_sweep
-from relink_lib.risk.summary import (budget_doors, budget_findings, budget_pool, budget_tradeoff_curves, budget_view,
-                                     pool_size_label)
+from relink_lib.risk.summary import (budget_cut_view, budget_doors, budget_findings, budget_pool, budget_rero_view,
+                                     budget_tradeoff_curves, budget_view, pool_size_label)
 from relink_lib.tables import html_table
 
 # %% tags=["hide-input"]
@@ -69,14 +81,16 @@ sweep, inputs = run_budget_sweep(params, progress=False)  # the stage's typed re
 cohort_name = cohort_label(inputs.cohort)
 write_results(params, "privacy_budget", sweep.to_json(), cohort=cohort_name, model=inputs.rung.name,
               wall_time_s=time.perf_counter() - t0)
-table, recall = sweep.table, sweep.recall  # one row per budget; one row per (budget, pool, k, N)
+table, recall, rero = sweep.table, sweep.recall, sweep.rero  # per budget; per (budget, pool, k, N); per (budget, prior)
 simulation = params.cohort.simulation
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 n_train, n_test = len(inputs.train), len(inputs.test)
 display(Markdown(
     f"Profile `{params['profile']}`, cohort `{cohort_name}` ({what}), model `{inputs.rung.name}` (the most "
-    f"specialised rung): heads fine-tuned on {n_train:,} private training pairs at {len(table)} budgets, "
-    f"evaluated on {n_test:,} held-out pairs. Every number below comes from this run."))
+    f"specialised rung): fresh heads trained on {n_train:,} private training pairs at {len(table)} budgets "
+    f"({sweep.start['optimizer']}, lr {sweep.start['lr']:g}, {sweep.start['epochs']:g} epochs, init "
+    f"`{sweep.start['init']}`; {len(sweep.start['seeds'])} seed(s) each), evaluated on {n_test:,} held-out pairs. "
+    "Every number below comes from this run."))
 
 # %% [markdown]
 # ## Three threat models
@@ -88,14 +102,20 @@ display(Markdown(
 # generalised likelihood-ratio test (GLRT) on the squared updates, whose power at level kappa is
 # the relaxed bound.
 #
-# The third adversary runs an actual attack, and it is **not** a weak one. It sees *one pair's
-# isolated noisy update* of the image head (a client training on one pair, or an adversary who can
-# subtract the rest of the batch): that is **gradient access** during training. It takes the top
-# singular vector of that update as the reconstructed pre-projection image feature (a linear
-# head's per-sample gradient is rank one, outer(dL/dz, x)) and must pick the right image among N
-# candidates. This adversary is stronger than the re-linker of chapters 4-8, who holds only the
-# released weights, and stronger than the "realistic" adversary of Ziller et al., who attacks the
-# trained model. Its success says how much one update leaks; it does not measure re-linkage.
+# The worst-case bound is also read at the **re-linkage prior**: the re-linker of chapters 4-8
+# picks the target's report among a pool of N, so its blind guess succeeds with kappa = 1/N (N = 10,
+# 100, ... the audit's pool sizes), a far larger prior than 1/n_train. The bound is the same
+# trade-off curve read at a larger type-I error.
+#
+# The third adversary is a **gradient-access reconstruction**, and it is **not** a weak one. It sees
+# *one pair's individual clipped, noisy per-sample update* of the image head (a client training on
+# one pair, or an adversary who can subtract the rest of the batch): that is **gradient access**
+# during training. It takes the top singular vector of that update as the reconstructed
+# pre-projection image feature (a linear head's per-sample gradient is rank one, outer(dL/dz, x))
+# and must pick the right image among N candidates. This adversary is stronger than the re-linker of
+# chapters 4-8, who holds only the released weights, and stronger than the "realistic" adversary of
+# Ziller et al., who attacks the trained model. Its success says how much one update leaks; it does
+# not measure re-linkage.
 
 # %% tags=["hide-input"]
 display(html_table(pd.DataFrame(list(sweep.threat_models)), caption="The three threat models of this chapter"))
@@ -113,10 +133,10 @@ display(html_table(pd.DataFrame(list(sweep.threat_models)), caption="The three t
 
 # %% tags=["hide-input"]
 pool = budget_pool(recall)
-display(Markdown(f"Prior of the worst case kappa = 1/{round(1 / table['kappa'].iloc[0]):,}; the attack picks among "
+display(Markdown(f"Training-set prior of the worst case kappa = 1/{round(1 / table['kappa'].iloc[0]):,}; the gradient-access reconstruction picks among "
                  f"{int(table['attack_candidates'].iloc[0])} candidate images (chance 1/{int(table['attack_candidates'].iloc[0])})."))
 view = budget_view(table, recall, pool)
-accounting = ["target eps", "eps reached", "sigma", "q", "T", "worst-case risk", "relaxed risk", "attack success"]
+accounting = ["target eps", "eps reached", "sigma", "q", "T", "worst-case risk", "relaxed risk", "gradient-access success"]
 display(html_table(view[accounting], {"q": "sig", "T": "count", "eps reached": "sig"},
                    caption="Accounting and reconstruction risk per budget"))
 display(html_table(view[["target eps"] + [c for c in view.columns if c not in accounting]],
@@ -126,6 +146,31 @@ display(html_table(view[["target eps"] + [c for c in view.columns if c not in ac
 with pd.option_context("display.float_format", lambda v: f"{v:.3g}", "display.width", 200):
     print(f"kappa = 1/{round(1 / table['kappa'].iloc[0])}, attack chance = 1/{int(table['attack_candidates'].iloc[0])}")
     print(budget_view(table, recall, pool).set_index("target eps").round(3).to_string())
+
+# %% [markdown]
+# ## The dose-response: how much re-linkage training at eps puts back
+#
+# The cut is 1 - (Recall@1 of the trained heads) / (Recall@1 of the pretrained heads) on the
+# held-out pairs, at the pool size of the table above, averaged over the seeds: 1 would mean that no
+# query is re-linked at all, heads at chance reach 1 - chance / (Recall@1 of the pretrained heads),
+# 0 means they re-link as well as the pretrained heads, below 0 better. The CI resamples held-out patients and, in each
+# replicate, the seeds, so it holds both the held-out sampling noise and the seed-to-seed spread.
+# Where it includes zero, the run cannot tell the cut from no cut at all.
+
+# %% tags=["hide-input"]
+cuts = budget_cut_view(table)
+display(html_table(cuts, {"cut": "signed_percent", "CI low": "signed_percent", "CI high": "signed_percent",
+                          "seed SD": "sig2", "seeds": "count"},
+                   caption=f"Relative cut of Recall@1 at N = {pool_size_label(pool)} per budget (held-out pairs)"))
+
+# %% tags=["nbval-check-output", "remove-cell"]
+print(cuts.set_index("target eps").drop(columns="seed SD").round(2).to_string())
+
+# %%
+fig, ax = plt.subplots(figsize=(7.2, 4.0))
+plot_cut(table, ax=ax, simulation=simulation, pool_size=pool)
+ax.set_title("Dose-response: cut of re-linkage by the budget" + (" (simulation)" if simulation else ""))
+plt.show()
 
 # %% [markdown]
 # ## Reconstruction risk against the budget
@@ -140,6 +185,28 @@ with pd.option_context("display.float_format", lambda v: f"{v:.3g}", "display.wi
 fig, ax = plt.subplots(figsize=(7.2, 4.4))
 plot_risks(table, ax=ax, simulation=simulation)
 ax.set_title("Reconstruction risk under three threat models" + (" (simulation)" if simulation else ""))
+plt.show()
+
+# %% [markdown]
+# ## The worst-case bound at the re-linkage prior
+#
+# The same bound read at kappa = 1/N for the audit's pool sizes, beside the training-set prior
+# 1/n_train: what DP on the heads guarantees against an adversary who, like the re-linker, has to
+# pick one report out of N. A bound close to its prior certifies that the heads taught the adversary
+# almost nothing; a bound near 1 certifies nothing. Dotted lines are the priors.
+
+# %% tags=["hide-input"]
+rero_view = budget_rero_view(rero)
+display(html_table(rero_view, {c: "sig" for c in rero_view.columns if c != "target eps"},
+                   caption="Worst-case ReRo bound per budget and prior (training-set and re-linkage)"))
+
+# %% tags=["nbval-check-output", "remove-cell"]
+print(rero_view.set_index("target eps").round(3).to_string())
+
+# %%
+fig, ax = plt.subplots(figsize=(7.2, 4.4))
+plot_rero_priors(rero, ax=ax, simulation=simulation)
+ax.set_title("Worst-case bound at the training-set and the re-linkage priors" + (" (simulation)" if simulation else ""))
 plt.show()
 
 # %% [markdown]
@@ -190,7 +257,9 @@ print(doors.set_index("eps").round(2).to_string())
 #
 # Generated from the sweep above (`relink_lib.risk.summary.budget_findings`), so it stays true on
 # every profile; a difference is called one only when it exceeds two sampling standard errors of
-# the held-out split.
+# the held-out split, and a cut whose CI includes zero is reported as one the run cannot tell apart
+# from no cut.
 
 # %% tags=["hide-input"]
-display(Markdown("\n".join(f"- {line}" for line in budget_findings(table, recall, n_test, pool=pool, simulation=simulation))))
+findings = budget_findings(table, recall, n_test, pool=pool, simulation=simulation, rero=rero, start=sweep.start)
+display(Markdown("\n".join(f"- {line}" for line in findings)))

@@ -118,8 +118,8 @@ class DPConfig:
       ``True``: the full gradient, exact too but O(m^2 d) per step for a bank of m.
 
     A profile builds it from its ``dp`` section (:class:`DPSectionConfig`): the shared keys, the
-    per-run ``optimizer``, ``lr`` and ``epochs`` of chapter 6's grid point or of chapter 9's
-    ``dp.budget_sweep``, and the profile's seed.
+    per-run ``optimizer``, ``lr`` and ``epochs`` of chapter 6's grid point (chapter 9 trains at the released
+    one) or of ``dp.budget_sweep``, and the profile's seed.
     """
 
     target_epsilon: float | None = 0.34
@@ -516,7 +516,9 @@ class ConfirmationConfig(_Section):
     def __post_init__(self) -> None:
         self._need(_is_int(self.n_pairs) and self.n_pairs >= 4, "n_pairs", "an integer >= 4")
         self._need(
-            isinstance(self.pool_sizes, tuple) and len(self.pool_sizes) >= 1 and all(_is_int(n) and n >= 2 for n in self.pool_sizes),
+            isinstance(self.pool_sizes, tuple)
+            and len(self.pool_sizes) >= 1
+            and all(_is_int(n) and n >= 2 for n in self.pool_sizes),
             "pool_sizes",
             "integers >= 2",
         )
@@ -533,7 +535,8 @@ class FactorialConfig(_Section):
     of ``epsilons`` (the profile's target is always one of them), ``n_seeds`` seeds per arm, ``n_boot``
     paired bootstrap resamples (patients and seeds); the non-private learning curve from fresh heads at
     ``curve_epochs`` with ``curve_n_seeds`` seeds (one run per seed to the largest epoch count,
-    evaluated at checkpoints)."""
+    evaluated at checkpoints); label-level retrieval P@10 among the first ``retrieval_pairs`` confirmation
+    pairs (its cost grows with the square of the pairs; R@1 uses them all)."""
 
     SECTION: ClassVar[str] = "dp.factorial"
     epsilons: tuple[float, ...] = (0.34, 1.0, 8.0, 1000.0)
@@ -541,6 +544,7 @@ class FactorialConfig(_Section):
     n_boot: int = 1000
     curve_epochs: tuple[float, ...] = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 50)
     curve_n_seeds: int = 3
+    retrieval_pairs: int = 2000
 
     def __post_init__(self) -> None:
         self._need(
@@ -556,6 +560,7 @@ class FactorialConfig(_Section):
             "values > 0",
         )
         self._need(_is_int(self.curve_n_seeds) and self.curve_n_seeds >= 1, "curve_n_seeds", "a positive integer")
+        self._need(_is_int(self.retrieval_pairs) and self.retrieval_pairs >= 11, "retrieval_pairs", "an integer >= 11")
 
 
 _DP_SHARED_KEYS: tuple[str, ...] = (
@@ -719,6 +724,53 @@ class DataConfig(_Section):
             self._need(value is None or isinstance(value, (str, Path)), name, "a directory path or None")
 
 
+@dataclass(frozen=True)
+class AdaptiveConfig(_Section):
+    """Chapter 11's adaptive attacker and the custodian's decision (docs/adaptive.md): the attacker's public
+    pairs ``m_values`` (0: the passive attacker, released heads as they are; ``None``: all of a source's public
+    pairs); ``m_reference``: the m of the adaptive column of the protection and decision tables (the largest
+    available m up to it); ``ridge_alpha``: the ridge penalty relative to ``trace(X^T X) / d`` of the centred
+    public image features; ``cca_components`` (at most) and ``cca_reg`` (relative, as ridge); the trained attacks'
+    ``attack_epochs``, ``attack_lr`` (Adam) and ``attack_batch_size``; ``n_max``: the largest pool of the
+    restricted-access release option; the custodian's risk tolerances ``max_adaptive_lift_n10000`` (x chance)
+    and ``max_zero_shot_drop`` (percentage points of macro zero-shot AUROC); ``n_boot`` patient-bootstrap
+    resamples (``None``: the audit's)."""
+
+    SECTION: ClassVar[str] = "adaptive"
+    m_values: tuple[int | None, ...] = (0, 50, 200, 1000, 5000, None)
+    m_reference: int = 1000
+    ridge_alpha: float = 1e-2
+    cca_components: int = 64
+    cca_reg: float = 1e-2
+    attack_epochs: float = 20
+    attack_lr: float = 1e-2
+    attack_batch_size: int = 256
+    n_max: int = 100
+    max_adaptive_lift_n10000: float = 5.0
+    max_zero_shot_drop: float = 1.0
+    n_boot: int | None = None
+
+    def __post_init__(self) -> None:
+        self._need(
+            isinstance(self.m_values, tuple)
+            and len(self.m_values) >= 1
+            and all(m is None or (_is_int(m) and m >= 0) for m in self.m_values),
+            "m_values",
+            "integers >= 0, None for all public pairs",
+        )
+        self._need(_is_int(self.m_reference) and self.m_reference >= 2, "m_reference", "an integer >= 2")
+        for name in ("ridge_alpha", "cca_reg", "attack_epochs", "attack_lr"):
+            self._need(_is_real(getattr(self, name)) and getattr(self, name) > 0, name, "a finite value > 0")
+        for name in ("cca_components", "attack_batch_size"):
+            self._need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "a positive integer")
+        self._need(_is_int(self.n_max) and self.n_max >= 2, "n_max", "an integer >= 2")
+        for name in ("max_adaptive_lift_n10000", "max_zero_shot_drop"):
+            self._need(_is_real(getattr(self, name)) and getattr(self, name) >= 0, name, "a finite value >= 0")
+        self._need(
+            self.n_boot is None or (_is_int(self.n_boot) and self.n_boot >= 1), "n_boot", "a positive integer or None"
+        )
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "numerics": NumericsConfig,
     "cohort": CohortConfig,
@@ -728,6 +780,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "dp": DPSectionConfig,
     "utility": UtilityConfig,
     "budget": BudgetConfig,
+    "adaptive": AdaptiveConfig,
     "data": DataConfig,
 }
 """Section name -> its config class, in the order of a profile."""
@@ -749,6 +802,7 @@ class Profile(Mapping[str, Any]):
     dp: DPSectionConfig = field(default_factory=DPSectionConfig)
     utility: UtilityConfig = field(default_factory=UtilityConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:

@@ -40,6 +40,7 @@ CHAPTERS = (
     "utility",
     "transfer",
     "privacy_budget",
+    "adaptive",
 )
 NA = "not available"
 
@@ -298,10 +299,21 @@ def risk_headline(budget: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "epsilon": _num(strict.get("target_epsilon")),
         "kappa": _num(strict.get("kappa")),
         "worst_case": _num(strict.get("worst_case_risk")),
-        "attack": _num(strict.get("realistic_risk")),
-        "attack_chance": _num(strict.get("realistic_chance")),
-        "attack_no_dp": _num((no_dp or {}).get("realistic_risk")),
+        # the gradient-access reconstruction's columns (named realistic_* in results written before issue 22)
+        "attack": _num(strict.get("gradient_access_risk", strict.get("realistic_risk"))),
+        "attack_chance": _num(strict.get("gradient_access_chance", strict.get("realistic_chance"))),
+        "attack_no_dp": _num((no_dp or {}).get("gradient_access_risk", (no_dp or {}).get("realistic_risk"))),
+        "start_init": ((budget or {}).get("start") or {}).get("init"),
     }
+
+
+def adaptive_headline(adaptive: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Chapter 11's headline (``headline`` of its payload: the adaptive lift on the DP release with its CI)."""
+    h = _mapping((adaptive or {}).get("headline"))
+    if _num(h.get("dp_adaptive")) is None or _num(h.get("dp_passive")) is None:
+        return None
+    keys = ("n", "m", "attack", "full_passive", "dp_passive", "dp_adaptive", "dp_adaptive_ci", "recovered", "verdict")
+    return {k: h.get(k) for k in keys}
 
 
 def summary_payload(payloads: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
@@ -328,6 +340,7 @@ def summary_payload(payloads: Mapping[str, Mapping[str, Any] | None]) -> dict[st
         "utility": safe(utility_headline, "utility"),
         "transfer": safe(transfer_headline, "transfer"),
         "risk": safe(risk_headline, "privacy_budget"),
+        "adaptive": safe(adaptive_headline, "adaptive"),
     }
 
 
@@ -437,11 +450,22 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
     else:
         out.append(
             f"**Reconstruction risk.** At eps = {risk['epsilon']:g} the worst-case (ReRo) bound is "
-            f"{_f(risk['worst_case'])} against a prior kappa of {_f(risk['kappa'])}; the gradient-access attack "
-            f"(which sees one pair's isolated noisy update, stronger than the re-linker) re-identifies "
+            f"{_f(risk['worst_case'])} against a prior kappa of {_f(risk['kappa'])}"
+            + (
+                " for heads trained from fresh at chapter 6's released setting"
+                if risk.get("start_init") == "reinit"
+                else ""
+            )
+            + " (a bound on the head training only, not on the encoders); the gradient-access reconstruction "
+            f"(which sees one pair's individual clipped noisy update, stronger than the re-linker) re-identifies "
             f"{_f(risk['attack'])} of its targets (chance {_f(risk['attack_chance'])}; without DP "
             f"{_f(risk['attack_no_dp'])})."
         )
+    adaptive = payload.get("adaptive")
+    if adaptive:  # chapter 11 is optional for the summary: no sentence when it has not run
+        from .adaptive.summary import headline_sentence  # the chapter's own sentence, one definition
+
+        out.append("**Adaptive attacker.** " + headline_sentence(adaptive, payload.get("simulation")))
     return out
 
 

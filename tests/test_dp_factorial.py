@@ -18,11 +18,6 @@ from relink_lib.dp.factorial import (
 )
 
 
-def _arms(rng: np.random.Generator, n: int = 60, s: int = 4) -> dict[str, np.ndarray]:
-    base = rng.uniform(0.3, 0.7, n)
-    return {"base": base, "dp": base[None, :] * rng.uniform(0.3, 0.5, (s, n)), "clip": base * 0.7 + 0 * rng.random((s, n))}
-
-
 def test_identical_arms_have_share_zero_with_a_degenerate_interval() -> None:
     rng = np.random.default_rng(0)
     base = rng.uniform(0.2, 0.8, 40)
@@ -70,7 +65,9 @@ def test_replicates_agree_with_brute_force_resampling() -> None:
         rows = [i for p, k in zip(order, w[b]) for _ in range(int(k)) for i in np.flatnonzero(pats == p)]
         seeds = [j for j, k in enumerate(c[b]) for _ in range(int(k))]
         assert got["base"][b] == pytest.approx(arms["base"][rows].mean())
-        assert got["dp"][b] == pytest.approx(arms["dp"][np.ix_(seeds, rows)].mean())
+        assert got["dp"][b] == pytest.approx(
+            arms["dp"][np.ix_(np.array(seeds, dtype=np.intp), np.array(rows, dtype=np.intp))].mean()
+        )
 
 
 def test_resample_weights_draw_patients_and_seeds_with_replacement() -> None:

@@ -27,7 +27,7 @@ from relink_lib.dp.frontier import (
     reduction_interval,
     select_point,
 )
-from relink_lib.dp.frontier_stage import FrontierInputs, build_frontier
+from relink_lib.dp.frontier_stage import FrontierInputs, build_frontier, reference_setting
 from relink_lib.dp.heads import fresh_heads, relative_drift
 
 RULE = {"max_probe_auroc_drop": 0.5, "max_zero_shot_auroc_drop": 1.0, "reference_pool_size": 100, "n_private": 1000}
@@ -233,14 +233,15 @@ def test_fresh_heads_are_data_independent_and_drift_is_relative():
     assert relative_drift(doubled, (ih, th)) == pytest.approx(1.0)
 
 
-def _tiny_inputs(seed=0, n_train=120, n_test=60, d_img=6, d_txt=5, d=4):
+def _tiny_inputs(seed=0, n_train=120, n_test=60, d_img=6, d_txt=5, d=4, n_public=0):
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    latent = torch.randn(n_train + n_test, d, generator=g)
+    n_all = n_train + n_test + n_public
+    latent = torch.randn(n_all, d, generator=g)
     a, b = torch.randn(d, d_img, generator=g), torch.randn(d, d_txt, generator=g)
-    x_img = (latent @ a + 0.5 * torch.randn(n_train + n_test, d_img, generator=g)).numpy()
-    x_txt = (latent @ b + 0.5 * torch.randn(n_train + n_test, d_txt, generator=g)).numpy()
-    labels = rng.choice([0.0, 1.0], size=(n_train + n_test, 14))
+    x_img = (latent @ a + 0.5 * torch.randn(n_all, d_img, generator=g)).numpy()
+    x_txt = (latent @ b + 0.5 * torch.randn(n_all, d_txt, generator=g)).numpy()
+    labels = rng.choice([0.0, 1.0], size=(n_all, 14))
     ih, th = nn.Linear(d_img, d, bias=False), nn.Linear(d_txt, d, bias=False)
     with torch.no_grad():
         ih.weight.copy_(torch.linalg.pinv(a).T)
@@ -249,7 +250,17 @@ def _tiny_inputs(seed=0, n_train=120, n_test=60, d_img=6, d_txt=5, d=4):
         k: (rng.normal(size=(1, d_txt)), rng.normal(size=(1, d_txt)))
         for k in __import__("relink_lib.labels", fromlist=["CHEXPERT_LABELS"]).CHEXPERT_LABELS
     }
-    tr, te = slice(0, n_train), slice(n_train, None)
+    tr, te, pu = slice(0, n_train), slice(n_train, n_train + n_test), slice(n_train + n_test, None)
+    public = (
+        {
+            "public_img": x_img[pu],
+            "public_txt": x_txt[pu],
+            "public_labels": labels[pu],
+            "public_patients": np.arange(n_public) // 2,
+        }
+        if n_public
+        else {}
+    )
     bank = rng.normal(size=(16, d_txt)).astype(np.float32), rng.normal(size=(16, d_img)).astype(np.float32)
     return FrontierInputs(
         template=(ih, th),
@@ -266,6 +277,7 @@ def _tiny_inputs(seed=0, n_train=120, n_test=60, d_img=6, d_txt=5, d=4):
         prompt_features=prompts,
         chunk_size=64,
         probe_C=1.0,
+        **public,
     )
 
 
@@ -298,7 +310,7 @@ def tiny_frontier(spec: FrontierConfig = TINY_SPEC) -> tuple[FrontierResult, dic
             "n_pairs": n,
         }
 
-    return build_frontier(_tiny_inputs(), spec, TINY_BASE, pool=pool)
+    return build_frontier(_tiny_inputs(n_public=60), spec, TINY_BASE, pool=pool)
 
 
 def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
@@ -308,8 +320,9 @@ def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
     assert len(fr) == 5 and [p["study"] for p in fr] == ["grid"] * 4 + ["scaling"]
     assert fr[-1]["n_private"] == 200
     assert [p.study for p in result.frontier] == ["grid"] * 4 + ["scaling"]
-    assert result.cost.n_evaluations == 5 * 2 + 2 + 2 + len(TINY_SPEC.op_scales) + 1  # points x seeds, controls
-    assert result.cost.n_runs_trained == 5 * 2 + 2 and len(result.cost.runs_steps_seconds) == 12
+    # points x seeds (grid, pilot, scaling), the released run's evaluation, controls
+    assert result.cost.n_evaluations == 9 * 2 + 1 + 2 + 2 + len(TINY_SPEC.op_scales) + 1
+    assert result.cost.n_runs_trained == 9 * 2 + 2 and len(result.cost.runs_steps_seconds) == 20
     fields = (
         "init",
         "optimizer",
@@ -335,8 +348,33 @@ def test_tiny_frontier_build_records_every_field_and_honest_epsilons():
         assert p["n_seeds"] == 2
         eps = epsilon_dp_accounting(p["noise_multiplier"], p["sample_rate"], p["steps"], 6e-6, "rdp")
         assert eps <= 0.34 * 1.01 and p["epsilon"] <= 0.34 * 1.01
-    assert payload["selected"] == select_point(fr, payload["selection_rule"])
-    assert result.selected == select_point(result.frontier, result.selection_rule)
+    # the headline is the public pilot: its pick on the pilot's points is the released (reference) setting
+    assert result.headline_protocol == "public_pilot" and [p.name for p in result.protocols] == [
+        "public_pilot",
+        "private_frontier",
+    ]
+    pilot, private = result.protocols
+    assert len(result.pilot) == 4 and all(p.study == "pilot" and p.n_private == 30 for p in result.pilot)
+    pilot_rule = dataclasses.replace(result.selection_rule, n_private=30)
+    pick = select_point(result.pilot, pilot_rule)
+    assert result.selected == (None if pick is None else result.reference) and pilot.fallback == (pick is None)
+    assert result.frontier[result.reference].setting == result.pilot[pilot.frontier_index].setting
+    assert reference_setting(result) == result.frontier[pilot.frontier_index].setting
+    assert payload["selected"] in (None, payload["reference"])
+    # the private frontier's pick is the rule on the private grid; fresh heads only, upper bounds
+    priv_pick = select_point(result.frontier, result.selection_rule)
+    assert private.fallback == (priv_pick is None) and (priv_pick is None or priv_pick == private.frontier_index)
+    assert result.selection_rule.inits == ("reinit",) and result.selection_rule.drop_statistic == "upper95"
+    grid = result.points("grid")
+    for p in grid + list(result.pilot):
+        assert p.probe_auroc_drop_upper is not None and p.zero_shot_auroc_drop_upper is not None
+        assert p.retrieval_p10_drop_report is not None
+    # privacy: one run for the pilot's release; the composition of all 4 x 2 runs for the private frontier
+    assert pilot.n_dp_runs_on_private == 1 and pilot.epsilon <= 0.34 * 1.01
+    assert private.n_dp_runs_on_private == 8 and private.epsilon == private.epsilon_composed
+    assert private.epsilon_composed == pytest.approx(private.epsilon_composed_dp_accounting_rdp, rel=1e-4)
+    assert private.epsilon > 0.34 and private.tuning_mu == 8 and private.epsilon_tuning_bound > 0.34
+    assert 0 <= pilot.seed_winners_agree <= pilot.n_seeds == 2
     assert result.selection_rule.reference_pool_size == result.heldout.reference_pool_size == 30  # the smaller half
     ref = fr[payload["reference"]]
     assert "r1_reduction_ci_low" in ref and sum("r1_reduction_ci_low" in p for p in fr) == 1
@@ -566,3 +604,76 @@ def test_fresh_and_rms_matched_reinit_heads_embed_identically():
     a = _embed(fresh_heads(ih, th, seed=5), x_img, x_txt)
     b = _embed(reinit_heads(ih, th, seed=5), x_img, x_txt)
     assert np.allclose(a[0], b[0], atol=1e-6) and np.allclose(a[1], b[1], atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ issue 22: the rule's bounds
+UPPER_RULE = dict(RULE, inits=("reinit",), drop_statistic="upper95")
+
+
+def _up(cut, probe_up, zs_up, init="reinit"):
+    return dict(_pt(cut, 0.0, 0.0), init=init, probe_auroc_drop_upper=probe_up, zero_shot_auroc_drop_upper=zs_up)
+
+
+def test_select_point_bounds_the_upper_drops_and_keeps_to_fresh_heads():
+    points = [
+        _up(0.9, 0.1, 0.1, init="pretrained"),  # covers only the update: not selectable
+        _up(0.8, 0.6, 0.1),  # mean drops 0 but upper probe bound too high
+        _up(0.5, 0.5, 1.0),  # on the bounds
+        _up(0.4, 0.0, 0.0),
+    ]
+    assert select_point(points, UPPER_RULE) == 2
+    assert select_point(points, RULE) == 0  # a stored rule without the new keys keeps the mean semantics
+    assert select_point([dict(points[1], probe_auroc_drop_upper=None)], UPPER_RULE) is None
+
+
+def test_seed_winners_apply_the_rule_to_each_seed():
+    from relink_lib.dp.frontier import FrontierPoint, SeedOutcome, seed_winners
+
+    def point(init, cuts):
+        nan = math.nan
+        base = {f.name: nan for f in dataclasses.fields(FrontierPoint) if f.default is dataclasses.MISSING}
+        per = tuple(SeedOutcome(i, c, c, 0.0, 0.0, 0.0) for i, c in enumerate(cuts))
+        return FrontierPoint(
+            **dict(
+                base,
+                init=init,
+                optimizer="sgd",
+                lr=0.1,
+                epochs=1.0,
+                n_private=1000,
+                study="grid",
+                private=True,
+                n_seeds=len(cuts),
+                seeds=tuple(range(len(cuts))),
+                per_seed=per,
+            )
+        )
+
+    pts = [point("reinit", [0.5, 0.2, 0.5]), point("reinit", [0.4, 0.6, 0.1]), point("pretrained", [0.9, 0.9, 0.9])]
+    assert seed_winners(pts, UPPER_RULE) == [0, 1, 0]
+
+
+def test_weighted_macro_auroc_matches_sklearn_and_the_bound_covers_the_drop():
+    from sklearn.metrics import roc_auc_score
+
+    from relink_lib.dp.frontier import drop_upper_bound, macro_auroc, weighted_macro_auroc
+
+    rng = np.random.default_rng(0)
+    n = 200
+    y = rng.choice([0.0, 1.0], size=(n, 3))
+    y[:5, 0] = np.nan
+    base = np.nan_to_num(y) + rng.normal(0, 0.8, size=y.shape)
+    base[:, 1] = np.round(base[:, 1])  # ties
+    want = np.mean([roc_auc_score(y[~np.isnan(y[:, j]), j], base[~np.isnan(y[:, j]), j]) for j in range(3)])
+    assert macro_auroc(base, y) == pytest.approx(want)
+    assert weighted_macro_auroc(base, y, np.ones((1, n)))[0] == pytest.approx(want)
+    # integer weights = duplicated rows
+    w = rng.integers(0, 3, size=n)
+    rows = np.repeat(np.arange(n), w)
+    assert weighted_macro_auroc(base, y, w[None].astype(float))[0] == pytest.approx(macro_auroc(base[rows], y[rows]))
+    seeds = [np.nan_to_num(y) + rng.normal(0, 1.2, size=y.shape) for _ in range(3)]
+    drop = 100 * (macro_auroc(base, y) - np.mean([macro_auroc(s, y) for s in seeds]))
+    up = drop_upper_bound(base, seeds, y, np.arange(n) // 2, n_boot=300, seed=1)
+    assert up > drop > 0
+    # identical heads: the drop and its bound are 0
+    assert drop_upper_bound(base, [base, base], y, np.arange(n), n_boot=50) == pytest.approx(0.0, abs=1e-12)

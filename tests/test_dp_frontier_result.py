@@ -68,3 +68,63 @@ def test_a_stored_payload_reads_back_to_the_same_dict(built: FrontierResult) -> 
     assert FrontierResult.from_json(fr.to_json()) == fr
     with pytest.raises(ValueError, match="unknown fields"):
         FrontierResult.from_json({**stored, "frontir": []})
+
+
+def test_protocol_findings_and_table_from_hand_made_protocols(built: FrontierResult) -> None:
+    import dataclasses
+
+    from relink_lib.dp.frontier import Protocol
+    from relink_lib.dp.summary import protocol_findings, protocol_table
+
+    common = dict(
+        description="",
+        r1_reduction_ci_low=0.3,
+        r1_reduction_ci_high=0.5,
+        probe_auroc_drop_report=0.2,
+        zero_shot_auroc_drop_report=0.4,
+        retrieval_p10_drop_report=0.1,
+        delta=6e-6,
+        n_seeds=3,
+    )
+    pilot = Protocol(
+        name="public_pilot",
+        setting={"init": "reinit"},
+        fallback=False,
+        frontier_index=1,
+        n_pairs_candidates_trained_on=500,
+        r1_reduction=0.4,
+        epsilon=0.339,
+        epsilon_single_run=0.339,
+        n_dp_runs_on_private=1,
+        seed_winners_agree=2,
+        **common,
+    )
+    private = Protocol(
+        name="private_frontier",
+        setting=None,
+        fallback=True,
+        frontier_index=3,
+        n_pairs_candidates_trained_on=8000,
+        r1_reduction=0.6,
+        epsilon=2.26,
+        epsilon_single_run=0.339,
+        n_dp_runs_on_private=36,
+        seed_winners_agree=1,
+        epsilon_composed=2.26,
+        epsilon_tuning_bound=4.65,
+        tuning_mu=36.0,
+        **common,
+    )
+    fr = dataclasses.replace(built, protocols=(pilot, private), headline_protocol="public_pilot")
+    text = protocol_findings(fr, simulation=True)
+    assert len(text) == 3
+    assert "Public pilot: on 500 public pairs the rule selects" in text[0]
+    assert "epsilon = 0.339 at delta = 6e-06" in text[0] and "2 of 3 noise seeds" in text[0]
+    assert "among the 36 DP runs" in text[1] and "no setting meets the rule" in text[1]
+    assert "epsilon = 2.26" in text[1] and "Poisson(36)" in text[1] and "<= 4.65" in text[1]
+    assert "headline of this simulation uses the public pilot" in text[2]
+    t = protocol_table(fr)
+    assert list(t["protocol"]) == ["public pilot (headline)", "private frontier"]
+    assert list(t["dp_runs_on_private"]) == [1, 36] and t["seed_winners_agree"].tolist() == ["2/3", "1/3"]
+    assert "fallback" in t["setting"].iloc[1]
+    assert protocol_findings(dataclasses.replace(fr, protocols=()))[0].startswith("This frontier was built without")

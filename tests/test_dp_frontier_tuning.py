@@ -82,3 +82,11 @@ def test_bad_inputs_are_refused() -> None:
         poisson_tuning_rdp(run_rdp([(SIGMA, Q, STEPS)]), 0.0)
     with pytest.raises(ValueError, match="runs"):
         run_rdp([])
+
+
+@pytest.mark.parametrize("mu", [1.0, 3.0, 10.0, 72.0])
+def test_poisson_bound_agrees_with_dp_accounting_repeat_and_select(mu: float) -> None:
+    """dp-accounting implements the same theorem (RepeatAndSelectDpEvent, Poisson shape) independently."""
+    acc = rdp_acc.RdpAccountant(orders=list(RDP_ORDERS))
+    acc.compose(dp_accounting.dp_event.RepeatAndSelectDpEvent(dp_event(SIGMA, Q, STEPS), mu, math.inf))
+    assert poisson_tuning_epsilon((SIGMA, Q, STEPS), mu, DELTA) == pytest.approx(acc.get_epsilon(DELTA), rel=1e-6)

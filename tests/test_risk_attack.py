@@ -1,4 +1,4 @@
-"""The realistic attack: reconstruct a pair's image feature from its (noisy) head-gradient update."""
+"""The gradient-access reconstruction: reconstruct a pair's image feature from its (noisy) head-gradient update."""
 
 from __future__ import annotations
 

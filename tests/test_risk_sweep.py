@@ -1,5 +1,6 @@
 """The budget sweep on a toy linear-head set-up: one row per eps, risks ordered, the record carried,
-the long table tagged with its budget; the attack settings come from the profile's budget section."""
+the long table tagged with its budget, seeds averaged, the cut with its CI, the bounds at the re-linkage
+priors; the attack settings come from the profile's budget section."""
 
 from __future__ import annotations
 
@@ -18,11 +19,15 @@ from relink_lib.dp import DPConfig
 from relink_lib.risk.stage import RECALL_COLUMNS, _recall_rows
 from relink_lib.risk.sweep import (
     RECORD_FIELDS,
+    RERO_COLUMNS,
     AttackSettings,
+    CutBaseline,
     Evaluation,
     SweepResult,
     budget_sweep,
+    cut_interval,
     door_position,
+    prior_risks,
     privacy_risks,
 )
 
@@ -56,8 +61,7 @@ def test_sweep_rows_and_risk_ordering():
     result = budget_sweep(
         x_img,
         x_txt,
-        img_head,
-        txt_head,
+        lambda seed: (img_head, txt_head),
         bank_text_feats=bank,
         epsilons=eps,
         config=cfg,
@@ -77,7 +81,7 @@ def test_sweep_rows_and_risk_ordering():
     assert back.table["target_epsilon"].tolist()[-1] is None and back.recall["target_epsilon"].tolist()[-1] is None
     pd.testing.assert_frame_equal(back.recall.drop(columns="target_epsilon"), long.drop(columns="target_epsilon"))
     assert set(RECORD_FIELDS) <= set(df.columns)
-    for col in ("kappa", "worst_case_risk", "relaxed_risk", "realistic_risk", "emb_norm"):
+    for col in ("kappa", "worst_case_risk", "relaxed_risk", "gradient_access_risk", "emb_norm", "emb_norm_seed_sd"):
         assert col in df.columns
     assert pd.isna(df["target_epsilon"].iloc[-1])
     assert np.allclose(df["kappa"], 1 / 96)
@@ -91,8 +95,10 @@ def test_sweep_rows_and_risk_ordering():
     assert np.all(rx <= wc + 1e-12) and wc[-1] == 1.0
     assert wc[0] < 3 / 96
     # the attack: near chance at eps = 0.34, near certain at eps = 1e15 and without DP
-    assert df["realistic_risk"].iloc[0] <= 0.05 + 4 * math.sqrt(0.05 * 0.95 / 60)
-    assert df["realistic_risk"].iloc[1] >= 0.9 and df["realistic_risk"].iloc[2] >= 0.9
+    assert df["gradient_access_risk"].iloc[0] <= 0.05 + 4 * math.sqrt(0.05 * 0.95 / 60)
+    assert df["gradient_access_risk"].iloc[1] >= 0.9 and df["gradient_access_risk"].iloc[2] >= 0.9
+    assert not any(c.startswith("realistic") for c in df.columns)  # named for what it is: gradient access
+    assert (df["n_seeds"] == 1).all() and result.runs["seed"].tolist() == [0, 0, 0]
 
 
 def test_privacy_risks_validation_and_no_dp():
@@ -110,8 +116,7 @@ def test_sweep_validation():
         budget_sweep(
             x_img,
             x_txt,
-            img_head,
-            txt_head,
+            lambda seed: (img_head, txt_head),
             bank_text_feats=bank,
             epsilons=[float("inf")],
             config=DPConfig(),
@@ -125,12 +130,11 @@ def test_sweep_validation():
         budget_sweep(
             x_img,
             x_txt,
-            img_head,
-            txt_head,
+            lambda seed: (img_head, txt_head),
             bank_text_feats=bank,
             epsilons=[None],
             config=cfg,
-            evaluate=lambda a, b: Evaluation({"kappa": 1.0}),
+            evaluate=lambda a, b: Evaluation({"gradient_access_risk": 1.0}),
             attack=AttackSettings(n_targets=5, n_candidates=5, cos_threshold=0.5, n_updates=1, seed=0),
             dof=1,
             discretization=1e-3,
@@ -208,7 +212,8 @@ def test_sweep_result_round_trips_with_its_threat_models_and_settings():
         table=table, recall=recall, threat_models=({"threat model": "worst case", "risk": "ReRo"},), settings=settings
     )
     body = result.to_json()
-    assert list(body) == ["sweep", "recall", "threat_models", "settings"]  # the field names of privacy_budget.json
+    # the field names of privacy_budget.json (an empty rero / runs / start as budget_sweep's callers may leave them)
+    assert list(body) == ["sweep", "recall", "rero", "runs", "threat_models", "settings", "start"]
     assert body["settings"]["epsilons"] == [0.34, 1e15, None]
     back = SweepResult.from_json(json.loads(json.dumps(body)))
     assert back.to_json() == body
@@ -219,3 +224,149 @@ def test_sweep_result_round_trips_with_its_threat_models_and_settings():
     assert back.threat_models == ({"threat model": "worst case", "risk": "ReRo"},)
     cached = SweepResult.from_json({"sweep": body["sweep"], "recall": body["recall"]})  # a cached sweep: tables only
     assert cached.threat_models == () and cached.settings == {}
+
+
+def _toy_eval(x_img, x_txt, n_eval=40):
+    """An evaluator on the first ``n_eval`` pairs: one long row and per-query Recall@1 at N = 10 (brute force)."""
+    from relink_lib.audit.engine import per_query_recall, rank_counts
+
+    def evaluate(ih, th):
+        with torch.no_grad():
+            a = ih(torch.as_tensor(x_img[:n_eval])).numpy()
+            b = th(torch.as_tensor(x_txt[:n_eval])).numpy()
+        pq = per_query_recall(rank_counts(a, b, chunk_size=64, device="cpu"), 10, 1)
+        rows = pd.DataFrame({"pool": ["random"], "k": [1], "recall": [float(pq.mean())], "lift": [10 * pq.mean()]})
+        return Evaluation(metrics={"probe_macro_auroc": 0.7}, recall=rows, per_query=pq)
+
+    return evaluate
+
+
+def test_seeds_are_averaged_the_cut_has_a_ci_and_fresh_heads_are_drawn_per_seed():
+    from relink_lib.dp.heads import fresh_heads
+
+    x_img, x_txt, bank, img_head, txt_head = _toy()
+    cfg = DPConfig(target_epsilon=0.34, delta=1e-5, epochs=2, batch_size=16, max_grad_norm=1.0, lr=1e-2, seed=0)
+    evaluate = _toy_eval(x_img, x_txt)
+    before = evaluate(img_head, txt_head).per_query
+    drawn = []
+
+    def start(seed):
+        drawn.append(seed)
+        return fresh_heads(img_head, txt_head, seed=seed)
+
+    result = budget_sweep(
+        x_img,
+        x_txt,
+        start,
+        bank_text_feats=bank,
+        epsilons=[0.34, None],
+        config=cfg,
+        seeds=(3, 4),
+        evaluate=evaluate,
+        attack=ATTACK,
+        dof=1,
+        discretization=1e-3,
+        cut=CutBaseline(per_query=before, patient_ids=np.arange(40) // 2, pool_size=10, n_boot=200, seed=0),
+        relinkage_pool_sizes=(10, 100),
+    )
+    assert drawn == [3, 4, 3, 4]
+    df, runs = result.table, result.runs
+    assert len(df) == 2 and len(runs) == 4 and runs["seed"].tolist() == [3, 4, 3, 4]
+    assert (df["n_seeds"] == 2).all()
+    # the per-eps row is the mean of its seeds; the long recall rows too
+    np.testing.assert_allclose(df["gradient_access_risk"], runs.groupby(runs.index // 2)["gradient_access_risk"].mean())
+    np.testing.assert_allclose(result.recall["recall"], runs.groupby(runs.index // 2)["r1_after"].mean())
+    np.testing.assert_allclose(df["r1_after"], result.recall["recall"])
+    # the cut: 1 - after / before, inside its CI
+    np.testing.assert_allclose(df["r1_cut"], 1 - df["r1_after"] / before.mean())
+    assert (df["r1_cut_ci_low"] <= df["r1_cut"] + 1e-12).all() and (df["r1_cut"] <= df["r1_cut_ci_high"] + 1e-12).all()
+    assert (df["cut_pool_size"] == 10).all() and df["r1_before"].iloc[0] == pytest.approx(before.mean())
+    # the bounds at the training-set prior and the re-linkage priors 1/10 and 1/100, in the long table
+    rero = result.rero
+    assert rero.columns.tolist() == list(RERO_COLUMNS) and len(rero) == 6
+    assert rero["prior"].tolist()[:3] == ["training set", "re-linkage", "re-linkage"]
+    assert rero["N"].tolist()[:3] == [96, 10, 100]
+    np.testing.assert_allclose(rero["kappa"].iloc[:3], [1 / 96, 0.1, 0.01])
+    strict = rero[rero["target_epsilon"] == 0.34]
+    assert strict["worst_case_risk"].iloc[0] == pytest.approx(df["worst_case_risk"].iloc[0])
+    # a larger prior (1/10 > 1/96 > 1/100), a larger bound, but never below the prior
+    assert (strict["worst_case_risk"] >= strict["kappa"] - 1e-12).all()
+    assert strict["worst_case_risk"].iloc[1] > strict["worst_case_risk"].iloc[0] > strict["worst_case_risk"].iloc[2]
+    assert (rero[rero["target_epsilon"].isna()]["worst_case_risk"] == 1.0).all()
+    back = SweepResult.from_json(json.loads(json.dumps(result.to_json())))
+    pd.testing.assert_frame_equal(back.rero.drop(columns="target_epsilon"), rero.drop(columns="target_epsilon"))
+    assert back.runs["seed"].tolist() == [3, 4, 3, 4] and back.rero["target_epsilon"].tolist()[-1] is None
+    with pytest.raises(ValueError, match="per_query"):
+        budget_sweep(
+            x_img,
+            x_txt,
+            start,
+            bank_text_feats=bank,
+            epsilons=[None],
+            config=cfg,
+            evaluate=lambda a, b: Evaluation({}),
+            attack=ATTACK,
+            dof=1,
+            discretization=1e-3,
+            cut=CutBaseline(per_query=before, patient_ids=None, pool_size=10, n_boot=10, seed=0),
+        )
+
+
+def test_cut_interval_known_answers_and_seed_spread():
+    rng = np.random.default_rng(0)
+    before = rng.uniform(0.2, 0.6, size=200)
+    ids = np.arange(200) // 4
+    # identical seeds and after = before / 2: the cut is 0.5 in every replicate
+    cut, lo, hi = cut_interval(before, np.stack([before / 2, before / 2], axis=1), ids, n_boot=200)
+    assert cut == pytest.approx(0.5) and lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
+    # two seeds that disagree (cut 0.2 and 0.8): the interval spans most of the seed spread
+    after = np.stack([0.8 * before, 0.2 * before], axis=1)
+    cut, lo, hi = cut_interval(before, after, ids, n_boot=400, seed=1)
+    assert cut == pytest.approx(0.5) and lo <= 0.25 and hi >= 0.75
+    # one seed: the patient bootstrap alone; noise around no cut gives a CI that includes zero
+    noisy = np.clip(before + rng.normal(0, 0.2, size=200), 0, 1)
+    cut, lo, hi = cut_interval(before, noisy, ids, n_boot=400)
+    assert lo < 0 < hi and lo < cut < hi
+    assert all(np.isnan(v) for v in cut_interval(np.zeros(5), np.zeros(5), None, n_boot=10))
+    with pytest.raises(ValueError, match="same n"):
+        cut_interval(before, after[:10], ids)
+
+
+def test_prior_risks_at_the_relinkage_priors():
+    rec = {"noise_multiplier": 1.0, "sample_rate": 0.05, "steps": 40}
+    rows = prior_risks(rec, [("training set", 1000), ("re-linkage", 10), ("re-linkage", 100)])
+    assert [r["N"] for r in rows] == [1000, 10, 100] and [r["kappa"] for r in rows] == [1e-3, 0.1, 0.01]
+    risks = [r["worst_case_risk"] for r in rows]
+    assert risks[1] > risks[2] > risks[0] and all(r["worst_case_risk"] >= r["kappa"] for r in rows)
+    assert all(r["relaxed_risk"] <= r["worst_case_risk"] + 1e-12 for r in rows)
+    assert rows[0]["worst_case_risk"] == privacy_risks(rec, n_units=1000)["worst_case_risk"]
+    none = prior_risks({**rec, "noise_multiplier": 0.0, "private": False}, [("re-linkage", 10)])
+    assert none[0]["worst_case_risk"] == 1.0
+
+
+def test_profile_knobs_of_the_start_the_seeds_and_the_priors():
+    from relink_lib.profiles import get_profile
+    from relink_lib.risk.stage import budget_seeds, cut_pool_size, relinkage_pool_sizes
+
+    assert BudgetConfig().n_seeds == 3
+    assert get_profile("smoke").budget.n_seeds == 1 and get_profile("ci").budget.n_seeds == 2
+    assert budget_seeds({"seed": 5, "budget": {"n_seeds": 3}}) == (5, 6, 7)
+    with pytest.raises(ValueError, match=r"\['budget'\]\['n_seeds'\]=0"):
+        as_profile({"budget": {"n_seeds": 0}})
+    # chapter 9 starts from chapter 6's released setting unless told to use the profile's own schedule
+    assert as_profile({}).dp.budget_sweep.start == "released"
+    assert as_profile({"dp": {"budget_sweep": {"start": "profile"}}}).dp.budget_sweep.start == "profile"
+    assert "start" not in dataclasses_fields_of_training()
+    with pytest.raises(ValueError, match=r"\['budget_sweep'\]\['start'\]='pretrained'"):
+        as_profile({"dp": {"budget_sweep": {"start": "pretrained"}}})
+    # the re-linkage priors: the finite audit pool sizes; the cut's N: the largest below the test split
+    cfg = {"audit": {"pool_sizes": [10, 100, 1000, None]}}
+    assert relinkage_pool_sizes(cfg) == (10, 100, 1000)
+    assert cut_pool_size(cfg, 1200) == 1000 and cut_pool_size(cfg, 1000) == 100 and cut_pool_size(cfg, 5) is None
+
+
+def dataclasses_fields_of_training():
+    """The DPConfig fields of the profile's own training schedule (``start`` is not one: it is the sweep's)."""
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(as_profile({}).dp.budget_sweep_training)}

@@ -157,11 +157,12 @@ def paired_bootstrap(
     """``statistic`` of the arms' means with a paired percentile interval over patients and seeds (see module)."""
     rows, n, n_seeds = _check_arms(arms)
     n_pat = int(patient_index(patient_ids, n).max()) + 1
-    value = float(statistic(full_means(rows)))
     w, c = resample_weights(n_pat, n_seeds, n_boot, seed)
     with np.errstate(divide="ignore", invalid="ignore"):
+        value = float(statistic(full_means(rows)))
         reps = np.asarray(statistic(replicate_means(rows, patient_ids, w, c)), dtype=np.float64)
     reps = reps[np.isfinite(reps)]
+    value = value if math.isfinite(value) else math.nan  # e.g. a share of a zero cut
     if len(reps) == 0:
         return Estimate(value, math.nan, math.nan, definition)
     lo, hi = percentile_interval(reps, level)

@@ -25,18 +25,19 @@ from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from ..audit.bootstrap import patient_bootstrap, percentile_interval
 from ..audit.engine import per_query_recall, rank_counts
 from ..config import OPTIMIZERS, FrontierConfig
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
-
+from ..labels import CHEXPERT_LABELS
 from ..utility.probe import binarize_labels, patient_split
 from ..utility.retrieval import label_retrieval_precision
+from ..utility.zero_shot import _head_apply
 from .outcomes import RETRIEVAL_K, relative_reduction
 
 INITS: tuple[str, ...] = ("pretrained", "reinit")
@@ -143,9 +144,10 @@ class HeldoutEvaluator:
     """Outcomes of a pair of heads on the two held-out halves, and relative to the pretrained heads.
 
     ``test_*``: pre-projection features (n, D), labels (n, 14) and patient ids of the held-out
-    split; ``train_*``: the private training pairs' image features and labels (the probe's fit
-    set, as in chapter 7); ``prompt_features``: pre-projection text features of the zero-shot
-    prompts (or ``None``: no zero-shot AUROC); ``reference_pool_size``: the preferred N of the cuts
+    split; ``train_*``: image features and labels of the probe's fit set (the public val split in
+    chapter 6's frontier, so the rule reads no private pairs); ``prompt_features``: pre-projection
+    text features of the zero-shot prompts (or ``None``: no zero-shot AUROC); ``reference_pool_size``:
+    the preferred N of the cuts
     (``dp.frontier.reference_pool_size``; the smaller half when it has fewer pairs). :meth:`measure`
     gives absolute numbers, :meth:`relative` the frontier's fields against :attr:`baseline` (the
     pretrained heads).
@@ -190,6 +192,8 @@ class HeldoutEvaluator:
             )
             self.train_img, self.train_labels = self.train_img[keep], self.train_labels[keep]
         self.prompt_features = prompt_features
+        self.y_probe = binarize_labels(self.test_labels)
+        self.y_zero_shot = np.where(np.isin(self.test_labels, (0.0, 1.0)), self.test_labels, np.nan)
         self.probe_C = float(probe_C)
         self.chunk_size = int(chunk_size)
         self.pretrained = pretrained
@@ -198,7 +202,9 @@ class HeldoutEvaluator:
     def measure(self, heads: tuple[nn.Module, nn.Module], *, utility: bool = True) -> dict[str, Any]:
         """Absolute outcomes: ``r1_select, r1_report`` (mean expected R@1 at :attr:`pool_size`),
         ``r1_report_per_query`` (n_report,), and with ``utility`` ``probe_select, probe_report,
-        zero_shot_select, zero_shot_report`` (macro AUROC, fractions)."""
+        zero_shot_select, zero_shot_report`` (macro AUROC, fractions), ``retrieval_report`` (label-level
+        retrieval precision@10 on the report half) and the selection half's per-label scores
+        ``probe_scores_select`` / ``zero_shot_scores_select`` (n_select, 14) for :func:`drop_upper_bound`."""
         img, rep = embed_heads(heads, self.test_img, self.test_txt)
         out: dict[str, Any] = {}
         for half, mask in (("select", self.select), ("report", self.report)):
@@ -208,29 +214,18 @@ class HeldoutEvaluator:
                 out["r1_report_per_query"] = pq
         if not utility:
             return out
-        tr_img = _embed_images(heads[0], self.train_img)
-        probes = linear_probe_aurocs(
-            tr_img,
-            self.train_labels,
-            {h: (img[m], self.test_labels[m]) for h, m in (("select", self.select), ("report", self.report))},
-            C=self.probe_C,
-            solver="newton-cholesky",
+        ps = probe_scores(_embed_images(heads[0], self.train_img), self.train_labels, img, C=self.probe_C)
+        zs = zero_shot_scores(heads, self.test_img, self.prompt_features) if self.prompt_features is not None else None
+        for half, mask in (("select", self.select), ("report", self.report)):
+            out[f"probe_{half}"] = macro_auroc(ps[mask], self.y_probe[mask])
+            out[f"zero_shot_{half}"] = macro_auroc(zs[mask], self.y_zero_shot[mask]) if zs is not None else math.nan
+        out["probe_scores_select"] = ps[self.select]
+        out["zero_shot_scores_select"] = zs[self.select] if zs is not None else None
+        m = self.report
+        ret = label_retrieval_precision(
+            img[m], rep[m], self.test_labels[m], k=max(1, min(RETRIEVAL_K, int(m.sum()) - 1))
         )
-        for half in ("select", "report"):
-            t = probes[half]
-            out[f"probe_{half}"] = float(t.loc[t["label"] == "macro", "auroc"].iloc[0])
-            out[f"zero_shot_{half}"] = math.nan
-        if self.prompt_features is not None:
-            for half, mask in (("select", self.select), ("report", self.report)):
-                zs = zero_shot_auroc(
-                    None,
-                    self.test_img[mask],
-                    self.test_labels[mask],
-                    image_head=heads[0],
-                    text_head=heads[1],
-                    prompt_features=self.prompt_features,
-                )
-                out[f"zero_shot_{half}"] = float(zs.loc[zs["label"] == "macro", "auroc"].iloc[0])
+        out["retrieval_report"] = float(ret["precision"].iloc[0])
         return out
 
     def relative(self, m: Mapping[str, Any]) -> dict[str, float]:
@@ -255,7 +250,117 @@ class HeldoutEvaluator:
                 zero_shot_auroc_drop=100 * (b["zero_shot_select"] - m["zero_shot_select"]),
                 zero_shot_auroc_drop_report=100 * (b["zero_shot_report"] - m["zero_shot_report"]),
             )
+        if "retrieval_report" in m:
+            out["retrieval_p10_drop_report"] = 100 * (b["retrieval_report"] - m["retrieval_report"])
         return out
+
+
+# ------------------------------------------------------------------------------------------ utility scores and bounds
+def probe_scores(
+    train_emb: np.ndarray, train_labels: np.ndarray, test_emb: np.ndarray, *, C: float = 1.0
+) -> np.ndarray:
+    """Per-label linear-probe decision scores ``(n_test, 14)`` (NaN columns: a label without both classes in the fit
+    set). The protocol of :func:`relink_lib.utility.probe.linear_probe_aurocs` (standardised embeddings, L2 logistic
+    regression, newton-cholesky; NaN label -> negative, uncertain left out of the fit)."""
+    xtr, xte = np.asarray(train_emb, dtype=np.float64), np.asarray(test_emb, dtype=np.float64)
+    ytr = binarize_labels(train_labels)
+    scaler = StandardScaler().fit(xtr)
+    ztr, zte = scaler.transform(xtr), scaler.transform(xte)
+    out = np.full((len(xte), ytr.shape[1]), np.nan)
+    with threadpool_limits(limits=1):
+        for j in range(ytr.shape[1]):
+            keep = ~np.isnan(ytr[:, j])
+            a = ytr[keep, j]
+            if a.sum() > 0 and (a == 0).sum() > 0:
+                clf = LogisticRegression(C=C, max_iter=2000, solver="newton-cholesky").fit(ztr[keep], a)
+                out[:, j] = clf.decision_function(zte)
+    return out
+
+
+def zero_shot_scores(heads: tuple[nn.Module, nn.Module], x_img: np.ndarray, prompts: Mapping[str, Any]) -> np.ndarray:
+    """Per-label zero-shot scores ``(n, 14)``: cos(image, positive prompt) - cos(image, negative prompt), as
+    :func:`relink_lib.utility.zero_shot.zero_shot_auroc` (``mode="contrast"``) computes them."""
+    img = _head_apply(heads[0], x_img)
+    out = np.empty((len(img), len(CHEXPERT_LABELS)))
+    for j, label in enumerate(CHEXPERT_LABELS):
+        pos_f, neg_f = (np.atleast_2d(np.asarray(a, dtype=np.float32)) for a in prompts[label])
+        pos, neg = _head_apply(heads[1], pos_f).mean(0), _head_apply(heads[1], neg_f).mean(0)
+        pos /= max(np.linalg.norm(pos), 1e-12)
+        neg /= max(np.linalg.norm(neg), 1e-12)
+        out[:, j] = img @ pos - img @ neg
+    return out
+
+
+def macro_auroc(scores: np.ndarray, y: np.ndarray) -> float:
+    """Mean AUROC over the labels with a score and both classes (``y``: 1 / 0, NaN = left out); NaN when none."""
+    vals = []
+    for j in range(scores.shape[1]):
+        keep = ~np.isnan(y[:, j])
+        b = y[keep, j]
+        if np.isnan(scores[:, j]).any() or b.sum() == 0 or (b == 0).sum() == 0:
+            continue
+        vals.append(float(roc_auc_score(b, scores[keep, j])))
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def weighted_macro_auroc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """:func:`macro_auroc` under row weights ``(B, n)`` (e.g. bootstrap multiplicities), one value per row of
+    ``weights``: the Mann-Whitney statistic with ties counted one half, vectorised over the rows."""
+    weights = np.atleast_2d(np.asarray(weights, dtype=float))
+    aucs = []
+    for j in range(scores.shape[1]):
+        keep = ~np.isnan(y[:, j])
+        if np.isnan(scores[:, j]).any() or not keep.any():
+            continue
+        x, yv, w = scores[keep, j], y[keep, j], weights[:, keep]
+        order = np.argsort(x, kind="mergesort")
+        xs, ys, ws = x[order], yv[order], w[:, order]
+        starts = np.r_[0, np.flatnonzero(np.diff(xs)) + 1]
+        pos = np.add.reduceat(ws * ys, starts, axis=1)
+        neg = np.add.reduceat(ws * (1 - ys), starts, axis=1)
+        below = np.cumsum(neg, axis=1) - neg
+        den = pos.sum(1) * neg.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            aucs.append(np.where(den > 0, (pos * (below + 0.5 * neg)).sum(1) / den, np.nan))
+    if not aucs:
+        return np.full(len(weights), np.nan)
+    a = np.stack(aucs)
+    with np.errstate(invalid="ignore"):
+        n_def = np.isfinite(a).sum(0)
+        return np.where(n_def > 0, np.nansum(a, 0) / np.maximum(n_def, 1), np.nan)
+
+
+DROP_BOUND_N_BOOT = 200
+"""Bootstrap resamples of :func:`drop_upper_bound` in the frontier (at most ``dp.frontier.n_boot``)."""
+
+
+def drop_upper_bound(
+    base_scores: np.ndarray,
+    seed_scores: Sequence[np.ndarray],
+    y: np.ndarray,
+    patient_ids: Any,
+    *,
+    n_boot: int = DROP_BOUND_N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+) -> float:
+    """One-sided upper ``level`` bound of a macro-AUROC drop (percentage points, positive = worse) over patients and
+    noise seeds: each resample draws the patients (with replacement) and the seeds (with replacement among
+    ``seed_scores``) and takes ``100 * (AUROC_base - mean over the drawn seeds of AUROC_seed)``; the bound is the
+    ``level`` quantile. ``base_scores`` / each of ``seed_scores``: per-label scores ``(n, L)`` of the pretrained and
+    of each seed's heads on the same rows; ``y`` ``(n, L)``: 1 / 0 / NaN (left out). NaN when no resample is defined."""
+    if not seed_scores:
+        raise ValueError("seed_scores: expected at least one seed's scores")
+    uniq, inv = np.unique(np.asarray(patient_ids).astype(str), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(uniq), np.full(len(uniq), 1.0 / len(uniq)), size=int(n_boot))
+    w = counts[:, inv].astype(float)
+    a0 = weighted_macro_auroc(base_scores, y, w)
+    a_s = np.stack([weighted_macro_auroc(s, y, w) for s in seed_scores])
+    pick = rng.integers(0, len(seed_scores), size=(int(n_boot), len(seed_scores)))
+    drops = 100 * (a0 - a_s[pick, np.arange(int(n_boot))[:, None]].mean(1))
+    drops = drops[np.isfinite(drops)]
+    return float(np.quantile(drops, level)) if len(drops) else math.nan
 
 
 def aggregate_seeds(per_seed: Sequence[Mapping[str, float]], metrics: Sequence[str] = SEED_METRICS) -> dict[str, float]:
@@ -275,15 +380,39 @@ def aggregate_seeds(per_seed: Sequence[Mapping[str, float]], metrics: Sequence[s
 RULE_KEYS: tuple[str, ...] = ("max_probe_auroc_drop", "max_zero_shot_auroc_drop", "reference_pool_size", "n_private")
 
 
+DROP_STATISTICS: dict[str, tuple[str, str]] = {
+    "upper95": ("probe_auroc_drop_upper", "zero_shot_auroc_drop_upper"),
+    "mean": ("probe_auroc_drop", "zero_shot_auroc_drop"),
+}
+"""The drops a rule bounds: the upper 95% bound over patients and seeds (the rule since issue 22) or the mean
+over seeds (rules stored before it, which carry no ``drop_statistic``)."""
+
+
+def _eligible(p: Mapping[str, Any], rule: Mapping[str, Any]) -> float | None:
+    """The point's selection-half cut when it is eligible under ``rule``, else ``None``."""
+    if not p.get("private", True) or int(p["n_private"]) != int(rule["n_private"]):
+        return None
+    if p.get("init", "reinit") not in tuple(rule.get("inits", INITS)):
+        return None
+    probe_key, zs_key = DROP_STATISTICS[str(rule.get("drop_statistic", "mean"))]
+    vals = [math.nan if p.get(k) is None else float(p[k]) for k in ("r1_reduction_select", probe_key, zs_key)]
+    if any(math.isnan(v) for v in vals):
+        return None
+    cut, probe, zs = vals
+    ok = probe <= float(rule["max_probe_auroc_drop"]) and zs <= float(rule["max_zero_shot_auroc_drop"])
+    return cut if ok else None
+
+
 def select_point(
     points: Sequence[FrontierPoint | Mapping[str, Any]], rule: SelectionRule | Mapping[str, Any]
 ) -> int | None:
     """Index of the largest ``r1_reduction_select`` among the eligible points, or ``None``.
 
-    Eligible: a DP point (``private`` not false) at ``rule["n_private"]`` whose
-    ``probe_auroc_drop <= rule["max_probe_auroc_drop"]`` and ``zero_shot_auroc_drop <=
-    rule["max_zero_shot_auroc_drop"]`` (both in points, measured on the selection half); points
-    with a NaN in one of these are not eligible. Ties go to the first index. Reads nothing of the
+    Eligible: a DP point (``private`` not false) at ``rule["n_private"]`` with an init in ``rule["inits"]``
+    (default: any) whose two selection-half utility drops are at most ``rule["max_probe_auroc_drop"]`` and
+    ``rule["max_zero_shot_auroc_drop"]``: the upper 95% bounds ``*_upper`` when ``rule["drop_statistic"]`` is
+    ``"upper95"``, the means over seeds when it is ``"mean"`` (or absent: rules stored before the bounds).
+    Points with a NaN in one of these are not eligible. Ties go to the first index. Reads nothing of the
     report half. ``points`` and ``rule``: typed records or their JSON dicts.
     """
     rule = rule.to_json() if isinstance(rule, SelectionRule) else rule
@@ -293,19 +422,25 @@ def select_point(
     best, best_val = None, -math.inf
     for i, q in enumerate(points):
         p = q.to_json() if isinstance(q, FrontierPoint) else q
-        if not p.get("private", True) or int(p["n_private"]) != int(rule["n_private"]):
-            continue
-        vals = [float(p[k]) for k in ("r1_reduction_select", "probe_auroc_drop", "zero_shot_auroc_drop")]
-        if any(math.isnan(v) for v in vals):
-            continue
-        cut, probe, zs = vals
-        if (
-            probe <= float(rule["max_probe_auroc_drop"])
-            and zs <= float(rule["max_zero_shot_auroc_drop"])
-            and cut > best_val
-        ):
+        cut = _eligible(p, rule)
+        if cut is not None and cut > best_val:
             best, best_val = i, cut
     return best
+
+
+def seed_winners(points: Sequence[FrontierPoint], rule: SelectionRule | Mapping[str, Any]) -> list[int | None]:
+    """The rule applied to each noise seed alone (its own cut and drops on the selection half, the same bounds and
+    inits): one winner index per seed (``None``: no point qualifies for that seed)."""
+    r = dict(rule.to_json() if isinstance(rule, SelectionRule) else rule, drop_statistic="mean")
+    n = max((len(p.per_seed) for p in points), default=0)
+    out: list[int | None] = []
+    for k in range(n):
+        one = [
+            dict(p.to_json(), **(p.per_seed[k].to_json() if k < len(p.per_seed) else {"r1_reduction_select": math.nan}))
+            for p in points
+        ]
+        out.append(select_point(one, r))
+    return out
 
 
 def reduction_interval(
@@ -428,9 +563,12 @@ class SelectionRule(JsonRecord):
     n_private: int
     objective: str = "largest r1_reduction_select (mean over noise seeds, selection half)"
     among: str = (
-        "DP points at the profile's own private-set size with probe_auroc_drop and zero_shot_auroc_drop "
-        "(selection half, percentage points) at most the maxima"
+        "DP points with fresh (reinit) heads at the private-set size of the run, whose upper 95% bounds of the "
+        "probe and zero-shot macro-AUROC drops (selection half, percentage points; patient and seed bootstrap) are "
+        "at most the maxima; the probe is fit on the public val split"
     )
+    inits: tuple[str, ...] = ("reinit",)
+    drop_statistic: str = "upper95"
 
 
 @dataclass(frozen=True)
@@ -443,6 +581,9 @@ class SeedOutcome(JsonRecord):
     probe_auroc_drop: float
     zero_shot_auroc_drop: float
     drift: float
+    retrieval_p10_drop_report: float | None = None
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("retrieval_p10_drop_report",)
 
 
 PER_SEED_KEYS: tuple[str, ...] = tuple(f.name for f in fields(SeedOutcome))
@@ -500,8 +641,16 @@ class FrontierPoint(JsonRecord):
     r1_reduction_ci_high: float | None = None
     output_perturbation_zero_shot_auroc_drop_report_at_same_cut: float | None = None
     output_perturbation_probe_auroc_drop_report_at_same_cut: float | None = None
+    retrieval_p10_drop_report: float | None = None
+    retrieval_p10_drop_report_seed_sd: float | None = None
+    probe_auroc_drop_upper: float | None = None
+    zero_shot_auroc_drop_upper: float | None = None
 
     OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "retrieval_p10_drop_report",
+        "retrieval_p10_drop_report_seed_sd",
+        "probe_auroc_drop_upper",
+        "zero_shot_auroc_drop_upper",
         "r1_reduction_ci_low",
         "r1_reduction_ci_high",
         "output_perturbation_zero_shot_auroc_drop_report_at_same_cut",
@@ -583,6 +732,56 @@ class BankInfo(JsonRecord):
 
 
 @dataclass(frozen=True)
+class Protocol(JsonRecord):
+    """How the released heads were chosen, and what they carry (``protocols`` of ``mitigation.json``).
+
+    ``public_pilot``: the grid run on public pairs (the val split) with the private run's noise, batch size and
+    steps, the rule applied there, then one DP run on the private pairs with the chosen setting: the released heads
+    are exactly one (eps, delta)-DP mechanism (``epsilon``). ``private_frontier``: the rule applied to the grid run
+    on the private pairs; the release depends on every DP run, so ``epsilon`` is their RDP composition
+    (``epsilon_composed``), and ``epsilon_tuning_bound`` is what Papernot & Steinke's Theorem 6 charges a version of
+    the study with a Poisson(``tuning_mu``) number of runs.
+
+    ``setting``: the chosen setting (``None``: no point met the rule, ``fallback`` then names the largest
+    selection-half cut among fresh heads used instead); ``frontier_index``: the point of ``frontier`` with that
+    setting (the private grid's mean over seeds); ``r1_reduction`` and its CI: the released heads' cut on the report
+    half (public pilot: the one released run; private frontier: the mean over the chosen point's seeds), with the
+    report-half utility drops beside it; ``seed_winners_agree`` of ``n_seeds``: seeds whose own winner (the rule on
+    that seed alone) is the chosen setting.
+    """
+
+    name: str
+    description: str
+    setting: Mapping[str, Any] | None
+    fallback: bool
+    frontier_index: int
+    n_pairs_candidates_trained_on: int
+    r1_reduction: float
+    r1_reduction_ci_low: float
+    r1_reduction_ci_high: float
+    probe_auroc_drop_report: float
+    zero_shot_auroc_drop_report: float
+    retrieval_p10_drop_report: float
+    epsilon: float
+    delta: float
+    epsilon_single_run: float
+    n_dp_runs_on_private: int
+    seed_winners_agree: int
+    n_seeds: int
+    epsilon_composed: float | None = None
+    epsilon_composed_dp_accounting_rdp: float | None = None
+    epsilon_tuning_bound: float | None = None
+    tuning_mu: float | None = None
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "epsilon_composed",
+        "epsilon_composed_dp_accounting_rdp",
+        "epsilon_tuning_bound",
+        "tuning_mu",
+    )
+
+
+@dataclass(frozen=True)
 class FrontierResult(JsonRecord):
     """The whole frontier study (``frontier.json``; what ``results/<profile>/mitigation.json`` stores).
 
@@ -612,10 +811,15 @@ class FrontierResult(JsonRecord):
     cost: FrontierCost
     rung: RungInfo | None = None
     bank: BankInfo | None = None
+    pilot: tuple[FrontierPoint, ...] = ()
+    protocols: tuple[Protocol, ...] = ()
+    headline_protocol: str | None = None
 
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("rung", "bank")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("rung", "bank", "headline_protocol")
     NESTED: ClassVar[Mapping[str, Any]] = {
         "frontier": (FrontierPoint,),
+        "pilot": (FrontierPoint,),
+        "protocols": (Protocol,),
         "selection_rule": SelectionRule,
         "seen": SeenVsHeldout,
         "private_pool": PrivatePoolInfo,
@@ -634,6 +838,11 @@ class FrontierResult(JsonRecord):
         """The control record named ``name`` (``nonprivate``, ``reinit_untrained``,
         ``output_perturbation_matched``), or ``None``."""
         return next((c for c in self.controls if c.get("control") == name), None)
+
+    def protocol(self, name: str | None = None) -> Protocol | None:
+        """The protocol record ``name`` (default: the headline protocol), or ``None``."""
+        name = name or self.headline_protocol
+        return next((p for p in self.protocols if p.name == name), None)
 
     def points(self, study: str | None = "grid") -> list[FrontierPoint]:
         """The points of one study (``grid``, ``scaling``; ``None``: all)."""

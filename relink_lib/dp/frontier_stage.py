@@ -14,7 +14,8 @@ On the most specialised rung (cached pre-projection features; the encoders never
    generated and featurised, never audited) -- a scaling study beside the selection;
 5. the selected heads' effect on the pairs they were fine-tuned on (seen) and on held-out pairs.
 
-One function per step (:func:`make_evaluator`, :func:`run_grid`, :func:`select_reference`,
+One function per step (:func:`make_evaluator`, :func:`run_grid`, :func:`private_frontier_protocol`,
+:func:`run_pilot`, :func:`public_pilot_protocol`,
 :func:`seen_vs_heldout`, :func:`run_controls`, :func:`run_scaling`), each returning a frozen record;
 :func:`build_frontier` runs them in order and assembles the :class:`~relink_lib.dp.frontier.FrontierResult`.
 Writes ``frontier.json`` (``FrontierResult.to_json()``: what ``results/<profile>/mitigation.json``
@@ -31,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import dp_accounting
 import numpy as np
+from dp_accounting import rdp as dp_accounting_rdp
 from torch import nn
 
 from .. import cache
@@ -41,10 +44,13 @@ from ..features import feature_dir, get_features
 from ..labels import CHEXPERT_LABELS
 from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
-from .calibrate import calibrate_noise
+from ..utility.probe import patient_split
+from .accounting import dp_event
+from .calibrate import RDP_ORDERS, calibrate_noise
 from .config import DPConfig
 from .controls import nonprivate_config, tune_output_perturbation
 from .frontier import (
+    DROP_BOUND_N_BOOT,
     PER_SEED_KEYS,
     BankInfo,
     FrontierCost,
@@ -53,22 +59,26 @@ from .frontier import (
     HeldoutEvaluator,
     HeldoutSplit,
     PrivatePoolInfo,
+    Protocol,
     RungInfo,
     SeedOutcome,
     SeenVsHeldout,
     SelectionRule,
     Setting,
     aggregate_seeds,
+    drop_upper_bound,
     embed_heads,
     frontier_grid,
     interpolate_at_cut,
     per_query_recall_at_1,
     reduction_interval,
+    seed_winners,
     select_point,
 )
 from .heads import clone_head, fresh_heads, perturb_heads, relative_drift
 from .outcomes import PromptFeatures, few_threads, prompt_features_of, relative_reduction
 from .train import sampling_plan, train_heads
+from .tuning import composed_epsilon, poisson_tuning_epsilon_of_runs
 
 POOL_SEED_OFFSET = 7001
 """The supplementary private pool is generated with ``params["seed"] + POOL_SEED_OFFSET``."""
@@ -126,7 +136,9 @@ class FrontierInputs:
     held-out split (cut into the selection and report halves); ``bank_text`` / ``bank_image``: the
     public bank of the objective; ``prompt_features``: pre-projection text features of the zero-shot
     prompts (``None``: no zero-shot AUROC); ``probe_C``: the linear probe's inverse L2 strength;
-    ``chunk_size``: rows per similarity chunk.
+    ``chunk_size``: rows per similarity chunk; ``public_*``: features, labels and patient ids of the public
+    val split: the probe's fit set and the public pilot's pairs (``None``: the probe is fit on the private
+    pairs and there is no pilot, as before issue 22).
     """
 
     template: Heads
@@ -143,6 +155,14 @@ class FrontierInputs:
     prompt_features: PromptFeatures | None
     probe_C: float
     chunk_size: int
+    public_img: np.ndarray | None = None
+    public_txt: np.ndarray | None = None
+    public_labels: np.ndarray | None = None
+    public_patients: np.ndarray | None = None
+
+
+PILOT_SPLIT_SEED = 11
+"""Seed of the patient split of the public val split into the pilot's training half and its bank half."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,11 +188,13 @@ class PrivateSet:
 
 @dataclass(frozen=True, eq=False)
 class PointRun:
-    """One trained point: its record, the mean per-query report-half R@1 over seeds and each seed's heads."""
+    """One trained point: its record, the mean per-query report-half R@1 over seeds and each seed's heads (and
+    each seed's per-query report-half R@1)."""
 
     point: FrontierPoint
     report_per_query: np.ndarray
     heads: tuple[Heads, ...]
+    seed_report_per_query: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -235,6 +257,7 @@ class _Runner:
     bank_text: np.ndarray
     bank_image: np.ndarray
     seeds: tuple[int, ...]
+    n_boot: int = DROP_BOUND_N_BOOT
     sigmas: dict[tuple[float, int], float] = field(default_factory=dict)
     train_s: float = 0.0
     eval_s: float = 0.0
@@ -247,15 +270,20 @@ class _Runner:
         return fresh_heads(self.template[0], self.template[1], seed=seed)
 
     def train(
-        self, setting: Setting, seed: int, data: PrivateSet, private: bool = True
+        self, setting: Setting, seed: int, data: PrivateSet, private: bool = True, match_n: int | None = None
     ) -> tuple[Heads, dict[str, Any]]:
+        """One run. ``match_n``: run with the noise multiplier and number of steps of a DP run on ``match_n`` pairs
+        (the public pilot: same batch size, noise and steps as the private run, on other pairs)."""
         cfg = self.base.replace(optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs, seed=seed)
         if private:
-            q, steps, _ = sampling_plan(len(data), cfg)
+            q, steps, _ = sampling_plan(match_n or len(data), cfg)
             if (q, steps) not in self.sigmas:
                 assert cfg.target_epsilon is not None, "a private frontier run needs dp.training.target_epsilon"
                 self.sigmas[(q, steps)] = calibrate_noise(float(cfg.target_epsilon), cfg.delta, q, steps)
             cfg = cfg.replace(noise_multiplier=self.sigmas[(q, steps)])
+            if match_n is not None:
+                per_epoch = sampling_plan(len(data), cfg)[2]
+                cfg = cfg.replace(epochs=steps / per_epoch)
         else:
             cfg = nonprivate_config(cfg)
         start = self.init_heads(setting.init, seed)
@@ -274,30 +302,70 @@ class _Runner:
         self.run_log.append((int(res.record["steps"]), time.perf_counter() - t0))
         return (res.image_head, res.text_head), res.record
 
-    def evaluate(self, heads: Heads) -> tuple[dict[str, float], np.ndarray]:
+    def evaluate(self, heads: Heads) -> tuple[dict[str, float], dict[str, Any]]:
+        """The frontier's fields of ``heads`` (with ``drift``) and the evaluator's raw measurement."""
         t0 = time.perf_counter()
         m = self.ev.measure(heads)
         rel = self.ev.relative(m)
         rel["drift"] = relative_drift(heads, self.template)
         self.eval_s += time.perf_counter() - t0
         self.n_evals += 1
-        return rel, m["r1_report_per_query"]
+        return rel, m
 
-    def point(self, setting: Setting, data: PrivateSet, *, study: str, private: bool = True) -> PointRun:
-        """One frontier point: ``len(seeds)`` runs, their mean and spread; with the mean per-query report R@1 and
-        the heads."""
-        per_seed, pq, heads_list = [], [], []
+    def bounds(self, measured: Sequence[Mapping[str, Any]], seed: int) -> dict[str, float]:
+        """Upper 95% bounds (patients and seeds) of the selection-half probe and zero-shot drops."""
+        ev, b = self.ev, self.ev.baseline
+        pats = ev.test_patients[ev.select]
+        n_boot = min(self.n_boot, DROP_BOUND_N_BOOT)
+        out = {
+            "probe_auroc_drop_upper": drop_upper_bound(
+                b["probe_scores_select"],
+                [m["probe_scores_select"] for m in measured],
+                ev.y_probe[ev.select],
+                pats,
+                n_boot=n_boot,
+                seed=seed,
+            ),
+            "zero_shot_auroc_drop_upper": math.nan,
+        }
+        if b.get("zero_shot_scores_select") is not None:
+            out["zero_shot_auroc_drop_upper"] = drop_upper_bound(
+                b["zero_shot_scores_select"],
+                [m["zero_shot_scores_select"] for m in measured],
+                ev.y_zero_shot[ev.select],
+                pats,
+                n_boot=n_boot,
+                seed=seed,
+            )
+        return out
+
+    def point(
+        self,
+        setting: Setting,
+        data: PrivateSet,
+        *,
+        study: str,
+        private: bool = True,
+        match_n: int | None = None,
+    ) -> PointRun:
+        """One frontier point: ``len(seeds)`` runs, their mean and spread and the upper bounds of the utility
+        drops; with the mean per-query report R@1 and the heads."""
+        per_seed, pq, heads_list, measured = [], [], [], []
         record: dict[str, Any] = {}
         for seed in self.seeds:
-            heads, record = self.train(setting, seed, data, private)
-            rel, q = self.evaluate(heads)
+            heads, record = self.train(setting, seed, data, private, match_n)
+            rel, m = self.evaluate(heads)
             per_seed.append(dict(rel, seed=seed))
-            pq.append(q)
+            pq.append(m["r1_report_per_query"])
+            measured.append(m)
             heads_list.append(heads)
+        t0 = time.perf_counter()
+        upper: dict[str, Any] = self.bounds(measured, self.seeds[0]) if private else {}
+        self.eval_s += time.perf_counter() - t0
         ind = record.get("epsilon_independent") or {}
         privacy: dict[str, Any] = {k: record.get(k) for k in PRIVACY_FIELDS}
         means: dict[str, Any] = aggregate_seeds(per_seed)
-        outcomes: list[dict[str, Any]] = [{k: s[k] for k in PER_SEED_KEYS} for s in per_seed]
+        outcomes: list[dict[str, Any]] = [{k: s[k] for k in PER_SEED_KEYS if k in s} for s in per_seed]
         point = FrontierPoint(
             **setting.as_dict(),
             n_private=int(len(data)),
@@ -307,23 +375,24 @@ class _Runner:
             epsilon_dp_accounting_rdp=ind.get("dp_accounting_rdp"),
             epsilon_dp_accounting_pld=ind.get("dp_accounting_pld"),
             **means,
+            **upper,
             seeds=self.seeds,
             per_seed=tuple(SeedOutcome(**o) for o in outcomes),
         )
-        return PointRun(point, np.mean(pq, axis=0), tuple(heads_list))
+        return PointRun(point, np.mean(pq, axis=0), tuple(heads_list), tuple(pq))
 
 
 def make_evaluator(inputs: FrontierInputs, spec: FrontierConfig) -> HeldoutEvaluator:
     """The held-out evaluator of a build: the halves, the reference N (``spec.reference_pool_size``, or the smaller
-    half) and the pretrained heads' baseline."""
+    half), the probe's fit set (the public val split when given) and the pretrained heads' baseline."""
     return HeldoutEvaluator(
         inputs.template,
         inputs.test_img,
         inputs.test_txt,
         inputs.test_labels,
         inputs.test_patients,
-        inputs.train_img,
-        inputs.train_labels,
+        inputs.public_img if inputs.public_img is not None else inputs.train_img,
+        inputs.public_labels if inputs.public_labels is not None else inputs.train_labels,
         inputs.prompt_features,
         probe_C=float(inputs.probe_C),
         split_seed=spec.split_seed,
@@ -343,27 +412,145 @@ def run_grid(run: _Runner, spec: FrontierConfig, own: PrivateSet, say: Callable[
     return GridRun(tuple(runs))
 
 
-def select_reference(grid: GridRun, ev: HeldoutEvaluator, spec: FrontierConfig, *, seed: int) -> Selection:
-    """Step 2: the declared rule on the selection half, the reference point and its report-half bootstrap CI."""
-    points = grid.points
-    n_own = points[0].n_private
-    rule = SelectionRule(
+def make_rule(spec: FrontierConfig, pool_size: int, n_private: int) -> SelectionRule:
+    """The declared rule at ``n_private`` pairs: the profile's utility bounds on the upper 95% bounds of the
+    selection-half drops, fresh heads only."""
+    return SelectionRule(
         max_probe_auroc_drop=float(spec.max_probe_auroc_drop),
         max_zero_shot_auroc_drop=float(spec.max_zero_shot_auroc_drop),
-        reference_pool_size=int(ev.pool_size),
-        n_private=int(n_own),
+        reference_pool_size=int(pool_size),
+        n_private=int(n_private),
     )
+
+
+def choose(points: Sequence[FrontierPoint], rule: SelectionRule) -> tuple[int | None, int]:
+    """``(selected, chosen)``: the rule's pick (``None`` when no point qualifies) and the point used: the pick, or
+    else the largest selection-half cut among the rule's inits at its size (any point there when none has them)."""
     selected = select_point(points, rule)
-    own = [i for i, p in enumerate(points) if p.n_private == n_own]
-    reference = selected if selected is not None else max(own, key=lambda i: (points[i].r1_reduction_select, -i))
-    lo, hi = reduction_interval(
-        ev.baseline["r1_report_per_query"],
-        grid.runs[reference].report_per_query,
-        ev.test_patients[ev.report],
-        n_boot=spec.n_boot,
-        seed=seed,
+    if selected is not None:
+        return selected, selected
+    own = [i for i, p in enumerate(points) if p.n_private == rule.n_private and p.private]
+    cands = [i for i in own if points[i].init in rule.inits] or own
+    return None, max(cands, key=lambda i: (points[i].r1_reduction_select, -i))
+
+
+def run_pilot(
+    run: _Runner, spec: FrontierConfig, pilot: PrivateSet, n_private: int, say: Callable[[str], None]
+) -> GridRun:
+    """The public pilot: every setting of the grid on the pilot's public pairs, with the batch size, noise
+    multiplier and number of steps of the same setting's DP run on ``n_private`` private pairs."""
+    grid = frontier_grid(spec)
+    runs = []
+    for i, setting in enumerate(grid):
+        say(f"public pilot {i + 1}/{len(grid)}: {setting}")
+        runs.append(run.point(setting, pilot, study="pilot", match_n=n_private))
+    return GridRun(tuple(runs))
+
+
+def _ci(ev: HeldoutEvaluator, after: np.ndarray, spec: FrontierConfig, seed: int) -> tuple[float, float]:
+    return reduction_interval(
+        ev.baseline["r1_report_per_query"], after, ev.test_patients[ev.report], n_boot=spec.n_boot, seed=seed
     )
-    return Selection(rule, selected, reference, lo, hi)
+
+
+def private_frontier_protocol(
+    grid: GridRun, ev: HeldoutEvaluator, spec: FrontierConfig, base: DPConfig, *, seed: int
+) -> Protocol:
+    """The rule on the grid run on the private pairs; its privacy cost: the composition of every DP run of the grid
+    (all seeds), checked with dp-accounting, and Papernot & Steinke's bound for a Poisson number of runs."""
+    points = grid.points
+    rule = make_rule(spec, ev.pool_size, points[0].n_private)
+    selected, idx = choose(points, rule)
+    p = points[idx]
+    lo, hi = _ci(ev, grid.runs[idx].report_per_query, spec, seed)
+    runs = [
+        (float(q.noise_multiplier or 0), float(q.sample_rate or 0), int(q.steps or 0)) for q in points for _ in q.seeds
+    ]
+    acc = dp_accounting_rdp.RdpAccountant(orders=list(RDP_ORDERS))
+    acc.compose(dp_accounting.ComposedDpEvent([dp_event(*r) for r in runs]))
+    winners = seed_winners(points, rule)
+    return Protocol(
+        name="private_frontier",
+        description="the rule applied to the grid trained on the private pairs (every setting, every seed); the "
+        "release depends on all of these DP runs",
+        setting=None if selected is None else p.setting.as_dict(),
+        fallback=selected is None,
+        frontier_index=idx,
+        n_pairs_candidates_trained_on=int(p.n_private),
+        r1_reduction=float(p.r1_reduction),
+        r1_reduction_ci_low=lo,
+        r1_reduction_ci_high=hi,
+        probe_auroc_drop_report=float(p.probe_auroc_drop_report),
+        zero_shot_auroc_drop_report=float(p.zero_shot_auroc_drop_report),
+        retrieval_p10_drop_report=float(
+            p.retrieval_p10_drop_report if p.retrieval_p10_drop_report is not None else math.nan
+        ),
+        epsilon=composed_epsilon(runs, float(base.delta)),
+        delta=float(base.delta),
+        epsilon_single_run=float(p.epsilon if p.epsilon is not None else math.nan),
+        n_dp_runs_on_private=len(runs),
+        seed_winners_agree=sum(w == idx for w in winners),
+        n_seeds=len(winners),
+        epsilon_composed=composed_epsilon(runs, float(base.delta)),
+        epsilon_composed_dp_accounting_rdp=float(acc.get_epsilon(float(base.delta))),
+        epsilon_tuning_bound=poisson_tuning_epsilon_of_runs(runs, float(len(runs)), float(base.delta)),
+        tuning_mu=float(len(runs)),
+    )
+
+
+def public_pilot_protocol(pilot: GridRun, grid: GridRun, run: _Runner, spec: FrontierConfig, *, seed: int) -> Protocol:
+    """The rule on the public pilot; the released heads: one DP run on the private pairs with the chosen setting
+    (the grid's run of that setting with the first noise seed, evaluated on its own)."""
+    ev = run.ev
+    pts = pilot.points
+    rule = make_rule(spec, ev.pool_size, pts[0].n_private)
+    selected, idx = choose(pts, rule)
+    setting = pts[idx].setting
+    fidx = next(i for i, q in enumerate(grid.points) if q.setting == setting)
+    priv = grid.runs[fidx]
+    rel, m = run.evaluate(priv.heads[0])
+    lo, hi = _ci(ev, m["r1_report_per_query"], spec, seed)
+    winners = seed_winners(pts, rule)
+    q = priv.point
+    return Protocol(
+        name="public_pilot",
+        description=f"the rule applied to the grid trained on {pts[0].n_private:,} public pairs (half the val "
+        "split's patients) with the private runs' batch size, noise multiplier and steps; then one DP run on the "
+        "private pairs with the chosen setting (noise seed "
+        f"{run.seeds[0]}): the released heads are that one (eps, delta)-DP run",
+        setting=None if selected is None else setting.as_dict(),
+        fallback=selected is None,
+        frontier_index=fidx,
+        n_pairs_candidates_trained_on=int(pts[0].n_private),
+        r1_reduction=float(rel["r1_reduction"]),
+        r1_reduction_ci_low=lo,
+        r1_reduction_ci_high=hi,
+        probe_auroc_drop_report=float(rel["probe_auroc_drop_report"]),
+        zero_shot_auroc_drop_report=float(rel["zero_shot_auroc_drop_report"]),
+        retrieval_p10_drop_report=float(rel.get("retrieval_p10_drop_report", math.nan)),
+        epsilon=float(q.epsilon if q.epsilon is not None else math.nan),
+        delta=float(q.delta if q.delta is not None else math.nan),
+        epsilon_single_run=float(q.epsilon if q.epsilon is not None else math.nan),
+        n_dp_runs_on_private=1,
+        seed_winners_agree=sum(w == idx for w in winners),
+        n_seeds=len(winners),
+    )
+
+
+def pilot_split(inputs: FrontierInputs, bank_size: int) -> tuple[PrivateSet, np.ndarray, np.ndarray] | None:
+    """The public val split cut by patient: the pilot's training pairs and its bank (text, image; at most
+    ``bank_size``), disjoint from them. ``None`` without public pairs."""
+    if inputs.public_img is None or inputs.public_txt is None or inputs.public_patients is None:
+        return None
+    pats = np.asarray(inputs.public_patients).astype(str)
+    train, bank = patient_split(pats, 0.5, PILOT_SPLIT_SEED)
+    t = np.flatnonzero(train)
+    k = np.flatnonzero(bank)[: max(1, int(bank_size))]
+    return (
+        PrivateSet(inputs.public_img[t], inputs.public_txt[t], pats[t]),
+        inputs.public_txt[k],
+        inputs.public_img[k],
+    )
 
 
 def seen_vs_heldout(
@@ -482,10 +669,32 @@ def build_frontier(
     say = progress or (lambda s: None)
     ev = make_evaluator(inputs, spec)
     seeds = tuple(int(seed) + i for i in range(spec.n_seeds))
-    run = _Runner(ev, inputs.template, base, inputs.bank_text, inputs.bank_image, seeds)
+    run = _Runner(ev, inputs.template, base, inputs.bank_text, inputs.bank_image, seeds, n_boot=spec.n_boot)
     own = PrivateSet(inputs.train_img, inputs.train_txt, np.asarray(inputs.train_patients).astype(str))
     grid = run_grid(run, spec, own, say)
-    sel = select_reference(grid, ev, spec, seed=seed)
+    private = private_frontier_protocol(grid, ev, spec, base, seed=seed)
+    protocols = [private]
+    pilot_points: tuple[FrontierPoint, ...] = ()
+    split = pilot_split(inputs, len(inputs.bank_text))
+    if split is not None:
+        prun = dataclasses.replace(run, bank_text=split[1], bank_image=split[2], sigmas=run.sigmas, run_log=[])
+        prun.train_s = prun.eval_s = 0.0
+        prun.n_evals = 0
+        pilot = run_pilot(prun, spec, split[0], len(own), say)
+        pilot_points = pilot.points
+        protocols.insert(0, public_pilot_protocol(pilot, grid, prun, spec, seed=seed))
+        run.train_s, run.eval_s, run.n_evals = (
+            run.train_s + prun.train_s,
+            run.eval_s + prun.eval_s,
+            run.n_evals + prun.n_evals,
+        )
+        run.run_log.extend(prun.run_log)
+    head = protocols[0]
+    rule = make_rule(spec, ev.pool_size, len(own))
+    selected = None if head.fallback else head.frontier_index
+    sel = Selection(
+        rule, selected, head.frontier_index, *_ci(ev, grid.runs[head.frontier_index].report_per_query, spec, seed)
+    )
     ref_run = grid.runs[sel.reference]
     ref = dataclasses.replace(ref_run.point, r1_reduction_ci_low=sel.ci_low, r1_reduction_ci_high=sel.ci_high)
     seen = seen_vs_heldout(ev, inputs.template, own, ref_run, ev.baseline["r1_report"])
@@ -512,7 +721,7 @@ def build_frontier(
             n_report=int(ev.report.sum()),
             split_seed=spec.split_seed,
             reference_pool_size=int(ev.pool_size),
-            baseline={k: v for k, v in ev.baseline.items() if k != "r1_report_per_query"},
+            baseline={k: v for k, v in ev.baseline.items() if np.ndim(v) == 0 and v is not None},
         ),
         n_seeds=len(seeds),
         seeds=seeds,
@@ -524,6 +733,9 @@ def build_frontier(
             n_evaluations=run.n_evals,
             runs_steps_seconds=tuple((n, round(t, 4)) for n, t in run.run_log),
         ),
+        pilot=pilot_points,
+        protocols=tuple(protocols),
+        headline_protocol=head.name,
     )
     arrays: dict[str, Any] = {
         "pretrained": ev.baseline["r1_report_per_query"],
@@ -547,7 +759,11 @@ def get_frontier(params: ProfileLike, *, progress: bool = False) -> FrontierResu
         "step": "dp-frontier",
         "features": {s: feature_dir(cfg, cohort, rung, s).name for s in splits},
         "spec": spec.to_dict(),
-        "dp": {k: v for k, v in cfg.dp.to_dict().items() if k not in ("frontier", "budget_sweep")},
+        "dp": {
+            k: v
+            for k, v in cfg.dp.to_dict().items()
+            if k not in ("frontier", "budget_sweep", "factorial", "confirmation")
+        },
         "probe_C": cfg.utility.probe_C,
         "seed": cfg.seed,
         "chunk": cfg.audit.chunk_size,
@@ -572,6 +788,10 @@ def get_frontier(params: ProfileLike, *, progress: bool = False) -> FrontierResu
             prompt_features=prompt_features_of(encoder),
             probe_C=cfg.utility.probe_C,
             chunk_size=cfg.audit.chunk_size,
+            public_img=splits["val"].image,
+            public_txt=splits["val"].text,
+            public_labels=pairs["val"][list(CHEXPERT_LABELS)].to_numpy(float),
+            public_patients=pairs["val"]["patient_id"].astype(str).to_numpy(),
         )
         with few_threads():
             result, arrays = build_frontier(
@@ -595,7 +815,8 @@ def get_frontier(params: ProfileLike, *, progress: bool = False) -> FrontierResu
 
 
 def reference_setting(frontier: FrontierResult) -> Setting:
-    """The setting chapters 7-8 use: the selected point, or (when no point meets the rule) the reference point."""
+    """The released setting, which chapters 7-8 use: the headline protocol's choice (the public pilot's since
+    issue 22; the point ``reference`` indexes), or the fallback point when no point meets the rule there."""
     return frontier.reference_point.setting
 
 

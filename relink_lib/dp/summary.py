@@ -12,6 +12,8 @@ from scipy.stats import spearmanr
 
 from ..config import ProfileLike, as_profile
 from ..paper import PAPER, PAPER_CITATION
+from .factorial import Estimate
+from .factorial_stage import FactorialResult
 from .frontier import FrontierPoint, FrontierResult
 from .outcomes import recall_reduction
 from .stage import VARIANTS, RungMitigation, reduction_at_reference
@@ -103,10 +105,16 @@ def per_label_probe(ms: Sequence[RungMitigation], rung: int = -1) -> pd.DataFram
 
 
 def mitigation_payload(
-    params: ProfileLike, ms: Sequence[RungMitigation], fr: FrontierResult | None = None
+    params: ProfileLike,
+    ms: Sequence[RungMitigation],
+    fr: FrontierResult | None = None,
+    factorial: FactorialResult | None = None,
+    *,
+    with_factorial: bool = False,
 ) -> dict[str, Any]:
     """results/<profile>/mitigation.json: DP records, independent epsilons, controls, outcomes per rung,
-    and (with ``fr``, :func:`relink_lib.dp.frontier_stage.get_frontier`) the frontier."""
+    and (with ``fr``, :func:`relink_lib.dp.frontier_stage.get_frontier`) the frontier; with ``with_factorial``
+    the factorial and the confirmation cohort (:func:`factorial_payload`; ``factorial=None``: not available)."""
     rungs = []
     for m in ms:
         rungs.append(
@@ -136,6 +144,7 @@ def mitigation_payload(
         "rungs": rungs,
         "setting": ms[-1].setting if ms else None,
         **(frontier_payload(fr) if fr is not None else {}),
+        **(factorial_payload(factorial) if with_factorial else {}),
     }
 
 
@@ -199,6 +208,9 @@ FRONTIER_KEYS = (
     "rung",
     "bank",
     "cost",
+    "pilot",
+    "protocols",
+    "headline_protocol",
 )
 
 
@@ -384,6 +396,92 @@ def frontier_findings(fr: FrontierResult, simulation: bool = True) -> list[str]:
                 f"{_pct(p.r1_reduction)} at {p.n_private:,} pairs (sigma {p.noise_multiplier:.2f})" for p in scal
             )
             + f", against {_pct(ref.r1_reduction)} at {ref.n_private:,} (sigma {ref.noise_multiplier:.2f})."
+        )
+    return out
+
+
+PROTOCOL_NAMES: dict[str, str] = {"public_pilot": "public pilot", "private_frontier": "private frontier"}
+
+
+def protocol_table(fr: FrontierResult) -> pd.DataFrame:
+    """One row per selection protocol: the setting it releases, the released heads' cut on the report half with its
+    CI and utility drops, the DP runs on the private pairs the release depends on and the epsilon it carries."""
+    rows = []
+    for p in fr.protocols:
+        pt = fr.frontier[p.frontier_index]
+        rows.append(
+            {
+                "protocol": PROTOCOL_NAMES.get(p.name, p.name)
+                + (" (headline)" if p.name == fr.headline_protocol else ""),
+                "setting": setting_label(pt) + (" (fallback: no point met the rule)" if p.fallback else ""),
+                "cut_report": p.r1_reduction,
+                "ci_low": p.r1_reduction_ci_low,
+                "ci_high": p.r1_reduction_ci_high,
+                "probe_drop_report": p.probe_auroc_drop_report,
+                "zero_shot_drop_report": p.zero_shot_auroc_drop_report,
+                "p10_drop_report": p.retrieval_p10_drop_report,
+                "dp_runs_on_private": p.n_dp_runs_on_private,
+                "epsilon": p.epsilon,
+                "epsilon_tuning_bound": math.nan if p.epsilon_tuning_bound is None else p.epsilon_tuning_bound,
+                "seed_winners_agree": f"{p.seed_winners_agree}/{p.n_seeds}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def protocol_findings(fr: FrontierResult, simulation: bool = True) -> list[str]:
+    """Chapter 6's sentences on the two selection protocols: which one the headline uses and why, and the privacy
+    each release carries (generated from :attr:`FrontierResult.protocols`)."""
+    if not fr.protocols:
+        return ["This frontier was built without a public pilot: the selection reads the private runs."]
+    what = "this simulation" if simulation else "this run"
+    out = []
+    for p in fr.protocols:
+        pt = fr.frontier[p.frontier_index]
+        chosen = (
+            f"the rule selects {setting_label(pt)}"
+            if not p.fallback
+            else f"no setting meets the rule, so the largest selection-half cut is used ({setting_label(pt)})"
+        )
+        cut = (
+            f"a cut of {_pct(p.r1_reduction)} on the report half (95% CI {_pct(p.r1_reduction_ci_low)} to "
+            f"{_pct(p.r1_reduction_ci_high)}), probe drop {_pts(p.probe_auroc_drop_report)}, zero-shot drop "
+            f"{_pts(p.zero_shot_auroc_drop_report)}, retrieval P@10 drop {_pts(p.retrieval_p10_drop_report)}"
+        )
+        agree = f"{p.seed_winners_agree} of {p.n_seeds} noise seeds, taken alone, pick the same setting"
+        if p.name == "public_pilot":
+            out.append(
+                f"Public pilot: on {p.n_pairs_candidates_trained_on:,} public pairs {chosen}; one DP run on the "
+                f"private pairs with it gives {cut}. The released heads are that single run: epsilon = "
+                f"{p.epsilon:.3f} at delta = {p.delta:g} per pair, with nothing spent on the choice ({agree})."
+            )
+        else:
+            bound = (
+                ""
+                if p.epsilon_tuning_bound is None
+                else (
+                    f"; a version of the study with a Poisson({p.tuning_mu:g}) number of runs would pay epsilon "
+                    f"<= {p.epsilon_tuning_bound:.2f} for releasing only the best run (Papernot & Steinke 2022, "
+                    "Theorem 6; the fixed count here is not what that theorem assumes)"
+                )
+            )
+            out.append(
+                f"Private frontier (sensitivity analysis): among the {p.n_dp_runs_on_private} DP runs on the "
+                f"private pairs {chosen}, with {cut} (mean over its seeds; {agree}). Choosing by these outputs "
+                f"depends on every run: their RDP composition is epsilon = {p.epsilon:.2f} at delta = {p.delta:g}"
+                f", not the single run's {p.epsilon_single_run:.3f}{bound}."
+            )
+    head = fr.protocol()
+    if head is not None:
+        why = (
+            "its release is exactly one DP mechanism at the target budget; the private frontier shows what "
+            "choosing on the private runs would add and what it would cost"
+            if head.name == "public_pilot"
+            else "no public pilot was run"
+        )
+        out.append(
+            f"The headline of {what} uses the {PROTOCOL_NAMES.get(head.name, head.name)} ({why}); chapters 7-8 use "
+            "its setting."
         )
     return out
 
@@ -613,3 +711,137 @@ def seed_spread(fr: FrontierResult) -> dict[str, float]:
         "probe_drop": med("probe_auroc_drop_seed_sd"),
         "zero_shot_drop": med("zero_shot_auroc_drop_seed_sd"),
     }
+
+
+# ------------------------------------------------------------------------------------------ factorial (chapter 6)
+NO_CONFIRMATION = (
+    "not available: a confirmation cohort exists only for synthetic cohorts (fresh patients from the same "
+    "generator); on real data the factorial and the confirmation at N = 10,000 are not run"
+)
+TRAINING_LABELS: dict[str, str] = {
+    "none": "untrained",
+    "nonprivate": "non-private",
+    "clip_only": "clip only (sigma = 0)",
+    "dp": "DP",
+    "public_only": "public only (val split)",
+}
+
+
+def factorial_payload(fr: FactorialResult | None) -> dict[str, Any]:
+    """The factorial's part of ``mitigation.json``: ``factorial`` (one record per arm), ``noise_share``,
+    ``reinit_share``, ``public_vs_dp`` (each ``value, ci_low, ci_high, definition``), ``learning_curve``,
+    ``confirmation`` (with the paper's cut quoted) and ``factorial_setting``; ``None``: the reason it is missing."""
+    if fr is None:
+        return {"confirmation": {"available": False, "note": NO_CONFIRMATION}}
+    data = fr.to_json()
+    return {
+        "factorial": data["arms"],
+        "noise_share": data["noise_share"],
+        "reinit_share": data["reinit_share"],
+        "public_vs_dp": data["public_vs_dp"],
+        "learning_curve": data["learning_curve"],
+        "confirmation": {"available": True, **data["confirmation"], "paper_source": PAPER_REFERENCE["source"]},
+        "factorial_setting": {
+            k: data[k]
+            for k in ("setting", "selected_init", "target_epsilon", "pool_size", "n_private", "n_public", "seeds")
+        },
+        "factorial_cost": data["cost"],
+    }
+
+
+def factorial_table(fr: FactorialResult) -> pd.DataFrame:
+    """One row per arm: init, training, target epsilon, seeds, mean R@1, the cut with its paired CI, zero-shot
+    AUROC and retrieval P@10 (confirmation cohort)."""
+    rows = []
+    for a in fr.arms:
+        rows.append(
+            {
+                "arm": a.name,
+                "init": "fresh" if a.training == "public_only" else a.init,
+                "training": TRAINING_LABELS[a.training],
+                "epsilon": a.epsilon_target if a.epsilon_target is not None else math.nan,
+                "n_seeds": a.n_seeds,
+                "r1": a.r1,
+                "cut": a.cut,
+                "cut_ci_low": a.cut_ci_low,
+                "cut_ci_high": a.cut_ci_high,
+                "zero_shot_auroc": a.zero_shot_auroc,
+                "retrieval_p10": a.retrieval_precision_at_10,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _pct1(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def _est(e: Estimate) -> str:
+    return f"{_pct1(e.value)} (95% CI {_pct1(e.ci_low)} to {_pct1(e.ci_high)})"
+
+
+def factorial_findings(fr: FactorialResult | None, simulation: bool = True) -> list[str]:
+    """Chapter 6's sentences on the factorial and the confirmation cohort, generated from ``fr``.
+
+    The selected DP heads' cut at the confirmation N with its CI beside the paper's (quoted); the noise share and
+    the re-init share with their CIs and definitions; whether public-only heads cut as much as the DP heads (a
+    paired difference). A CI that includes zero is said to leave the question open. ``None``: not available.
+    """
+    if fr is None:
+        return [f"The confirmation cohort is {NO_CONFIRMATION}."]
+    what = "In this simulation" if simulation else "On this cohort"
+    c = fr.confirmation
+    dp = fr.selected_dp_arm
+    out = [
+        f"{what}, on {c.n_pairs:,} fresh confirmation pairs ({c.n_patients:,} patients) that neither the ladder, the "
+        f"DP training nor the selection saw, the selected DP heads ({dp.init} start, eps = {fr.target_epsilon:g}, "
+        f"{dp.n_seeds} seeds) cut Recall@1 at N = {c.pool_size:,} by {_est(c.dp_cut)}; the paper reports "
+        f"{_pct1(c.paper_cut)} at N = 10,000 (the paper's figure)."
+    ]
+    if c.dp_cut.includes_zero:
+        out.append(
+            "That interval includes zero: the simulation cannot tell whether the selected DP heads cut re-linkage."
+        )
+    for name, e, lead in (
+        ("noise share", fr.noise_share, "The noise share"),
+        ("re-init share", fr.reinit_share, "The re-init share"),
+    ):
+        if not math.isfinite(e.value):
+            out.append(f"{lead} is undefined here (the cut it divides by is zero); definition: {e.definition}.")
+            continue
+        verdict = (
+            f"its interval includes zero, so the simulation cannot tell whether any of the cut comes from "
+            f"{'the noise' if name == 'noise share' else 're-initialising'}"
+            if e.includes_zero
+            else f"{'most' if e.value > 0.5 else 'some, but less than half,'} of the cut comes from "
+            f"{'the noise' if name == 'noise share' else 're-initialising the heads'}"
+        )
+        out.append(f"{lead}, {e.definition}, is {_est(e)}: {verdict}.")
+    pub = fr.public_vs_dp
+    public_arm = fr.arm("public_only")
+    if pub.includes_zero:
+        tail = "the interval includes zero, so the simulation cannot tell them apart"
+    elif pub.value > 0:
+        tail = "the public-only heads cut more: no private pair is needed for this cut"
+    else:
+        tail = "the public-only heads cut less: the DP training on private pairs does more than public data alone"
+    out.append(
+        f"Heads trained from a fresh start on the public val split alone ({public_arm.n_train:,} pairs, no private "
+        f"pair, same steps and batch size) cut {_pct1(public_arm.cut)}; the paired difference from the DP heads' cut "
+        f"is {_signed_pct1(pub.value)} (95% CI {_signed_pct1(pub.ci_low)} to {_signed_pct1(pub.ci_high)}): {tail}."
+    )
+    return out
+
+
+def _signed_pct1(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:+.1f} points"
+
+
+def confirmation_curve_table(fr: FactorialResult) -> pd.DataFrame:
+    """The confirmation curve: one row per variant, N and K with Recall@K, its CI and (DP) the cut with its CI."""
+    return pd.DataFrame([p.to_json() for p in fr.confirmation.curve])
+
+
+def learning_curve_table(fr: FactorialResult) -> pd.DataFrame:
+    """The non-private learning curve from fresh heads: epochs, steps, R@1, cut with CI, zero-shot AUROC and drop."""
+    return pd.DataFrame([p.to_json() for p in fr.learning_curve])

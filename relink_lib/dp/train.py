@@ -23,7 +23,7 @@ import functools
 import math
 import time
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -203,6 +203,7 @@ def _train_fast(
     steps: int,
     per_epoch: int,
     eval_feats: tuple[Tensor, Tensor] | None,
+    on_step: StepHook | None = None,
 ) -> list[dict[str, Any]]:
     if not (isinstance(img_head, nn.Linear) and isinstance(txt_head, nn.Linear)):
         raise TypeError("the fast engine needs bias-free nn.Linear heads (resolve_engine picks it only for those)")
@@ -234,6 +235,8 @@ def _train_fast(
         w_img.grad, w_txt.grad = g_img, g_txt
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if on_step is not None:
+            on_step(step, img_head, txt_head)
         batch_losses.append(loss_mean)
         clip_fracs.append(clipped)
         if step % per_epoch == 0 or step == steps:
@@ -346,6 +349,9 @@ def _history_row(
     }
 
 
+StepHook = Callable[[int, nn.Module, nn.Module], None]
+"""Called after every optimiser step of the fast engine with ``(step, image_head, text_head)`` (the heads being
+trained: copy them to keep a checkpoint). Training from here is the same run as without the hook."""
 FeatureMatrix = np.ndarray | Tensor
 """A float matrix of pre-projection features, ``(n, d)``: a numpy array or a torch tensor."""
 
@@ -361,6 +367,7 @@ def train_heads(
     patient_ids: Sequence | np.ndarray | None = None,
     bank_image_feats: FeatureMatrix | None = None,
     eval_feats: tuple[FeatureMatrix, FeatureMatrix] | None = None,
+    on_step: StepHook | None = None,
 ) -> HeadTrainingResult:
     """Fine-tune copies of the projection heads with DP-SGD (or non-privately) on frozen features.
 
@@ -370,7 +377,9 @@ def train_heads(
     the private pairs). ``patient_ids`` (n,): needed for ``config.sampling="patient"``; with
     pair sampling it adds group-privacy figures to the record. ``eval_feats``: optional PUBLIC
     (image, text) features whose in-batch InfoNCE is logged per epoch. The input heads are
-    not modified. Returns :class:`HeadTrainingResult`.
+    not modified. ``on_step``: a :data:`StepHook` called after every step (fast engine only; e.g. checkpoints
+    of a learning curve: a run of ``k`` steps is the first ``k`` steps of a longer run with the same seed).
+    Returns :class:`HeadTrainingResult`.
     """
     if not isinstance(config, DPConfig):
         raise TypeError(f"config: expected a DPConfig, got {type(config).__name__}")
@@ -412,9 +421,11 @@ def train_heads(
         sigma = 0.0
     history0 = _history_row(0, per_epoch, img_head, txt_head, ev, config, sigma, q, [], []) if ev is not None else None
     engine_eps = None
+    if on_step is not None and engine_name != "fast":
+        raise ValueError("train_heads(on_step=...): step hooks need the fast engine (bias-free nn.Linear heads)")
     if engine_name == "fast":
         rows = _train_fast(
-            img_head, txt_head, x_img, x_txt, bank_txt, bank_img, units, config, sigma, q, steps, per_epoch, ev
+            img_head, txt_head, x_img, x_txt, bank_txt, bank_img, units, config, sigma, q, steps, per_epoch, ev, on_step
         )
     else:
         rows, engine_eps = _train_opacus(

@@ -12,8 +12,8 @@ Two numbers for a study that trains ``k`` DP runs on the same private set and re
   ``exp(eps_hat) <= 1 + 1 / (lambda - 1)``, running it ``K ~ Poisson(mu)`` times and releasing only the best
   output is (lambda, eps')-RDP with ``eps' = eps + mu * delta_hat + log(mu) / (lambda - 1)``. Here
   ``eps_hat`` is the largest value the condition allows and ``delta_hat`` the smallest delta that the
-  per-run RDP curve gives at that ``eps_hat`` (minimised over the orders ``lambda_hat``:
-  ``delta_hat = exp((lambda_hat - 1) (rdp(lambda_hat) - eps_hat))``, Mironov 2017, Prop. 3).
+  per-run RDP curve certifies at that ``eps_hat`` (:func:`delta_hat`). dp-accounting implements the
+  same theorem (``RepeatAndSelectDpEvent``); the tests check that both agree.
   The theorem assumes a random number of runs; a study with a fixed number does not satisfy it.
 """
 
@@ -30,7 +30,7 @@ Run = tuple[float, float, int]
 """One DP-SGD run: ``(noise_multiplier, sample_rate, steps)``."""
 
 
-def run_rdp(runs: Sequence[Run], orders: Sequence[float] = RDP_ORDERS) -> np.ndarray:
+def run_rdp(runs: Sequence[Run], orders: Sequence[float] | np.ndarray = RDP_ORDERS) -> np.ndarray:
     """The RDP curve (at ``orders``) of the composition of ``runs``: the sum of every run's curve."""
     o = np.asarray(orders, dtype=float)
     if not runs:
@@ -45,7 +45,9 @@ def run_rdp(runs: Sequence[Run], orders: Sequence[float] = RDP_ORDERS) -> np.nda
     return total
 
 
-def rdp_to_epsilon(rdp: Sequence[float] | np.ndarray, delta: float, orders: Sequence[float] = RDP_ORDERS) -> float:
+def rdp_to_epsilon(
+    rdp: Sequence[float] | np.ndarray, delta: float, orders: Sequence[float] | np.ndarray = RDP_ORDERS
+) -> float:
     """(eps at ``delta``) of an RDP curve, Balle et al. (2020) conversion (as Opacus' ``get_privacy_spent``)."""
     if not 0 < delta < 1:
         raise ValueError(f"delta: expected a value in (0, 1), got {delta}")
@@ -53,22 +55,34 @@ def rdp_to_epsilon(rdp: Sequence[float] | np.ndarray, delta: float, orders: Sequ
     return eps
 
 
-def composed_epsilon(runs: Sequence[Run], delta: float, orders: Sequence[float] = RDP_ORDERS) -> float:
+def composed_epsilon(runs: Sequence[Run], delta: float, orders: Sequence[float] | np.ndarray = RDP_ORDERS) -> float:
     """Epsilon at ``delta`` of all ``runs`` together (RDP curves summed at the same orders)."""
     return rdp_to_epsilon(run_rdp(runs, orders), delta, orders)
 
 
-def delta_hat(rdp: Sequence[float] | np.ndarray, eps_hat: float, orders: Sequence[float] = RDP_ORDERS) -> float:
-    """The smallest ``delta`` with (``eps_hat``, delta)-DP from an RDP curve: min over orders of
-    ``exp((order - 1) (rdp(order) - eps_hat))``, capped at 1 (Mironov 2017, Prop. 3)."""
+def delta_hat(
+    rdp: Sequence[float] | np.ndarray, eps_hat: float, orders: Sequence[float] | np.ndarray = RDP_ORDERS
+) -> float:
+    """The smallest ``delta`` with (``eps_hat``, delta)-DP that an RDP curve certifies, capped at 1.
+
+    Minimum over the orders ``a`` of two valid bounds: Canonne, Kamath & Steinke (2020, Prop. 12),
+    ``log delta = (a - 1) (rdp(a) - eps_hat + log(1 - 1/a)) - log(a)`` (for ``a > 1.01``), and the
+    KL bound ``delta <= sqrt(1 - exp(-rdp(a)))``; the same conversion as dp-accounting's
+    ``compute_delta`` (Mironov 2017, Prop. 3, ``exp((a - 1) (rdp(a) - eps_hat))``, is looser).
+    """
     o, r = np.asarray(orders, dtype=float), np.asarray(rdp, dtype=float)
-    with np.errstate(over="ignore"):
-        vals = np.exp(np.minimum((o - 1) * (r - float(eps_hat)), 700.0))
-    return float(min(1.0, np.nanmin(vals)))
+    if np.any(o < 1) or np.any(r < 0):
+        raise ValueError("rdp/orders: expected orders >= 1 and non-negative RDP values")
+    with np.errstate(divide="ignore"):
+        log_kl = np.where(r > 0, 0.5 * np.log1p(-np.exp(-r)), -np.inf)
+    big = o > 1.01
+    log_ckst = np.full(len(o), np.inf)
+    log_ckst[big] = (o[big] - 1) * (r[big] - float(eps_hat) + np.log1p(-1 / o[big])) - np.log(o[big])
+    return float(min(1.0, math.exp(float(np.min(np.minimum(log_kl, log_ckst))))))
 
 
 def poisson_tuning_rdp(
-    rdp: Sequence[float] | np.ndarray, mu: float, orders: Sequence[float] = RDP_ORDERS
+    rdp: Sequence[float] | np.ndarray, mu: float, orders: Sequence[float] | np.ndarray = RDP_ORDERS
 ) -> np.ndarray:
     """Papernot & Steinke (2022), Theorem 6: the RDP curve of releasing the best of ``K ~ Poisson(mu)`` runs,
     each with RDP curve ``rdp`` (at ``orders``).
@@ -89,7 +103,9 @@ def poisson_tuning_rdp(
     return out
 
 
-def poisson_tuning_epsilon(run: Run, mu: float, delta: float, orders: Sequence[float] = RDP_ORDERS) -> float:
+def poisson_tuning_epsilon(
+    run: Run, mu: float, delta: float, orders: Sequence[float] | np.ndarray = RDP_ORDERS
+) -> float:
     """Epsilon at ``delta`` of releasing the best of ``K ~ Poisson(mu)`` runs of ``run`` (Theorem 6 of
     Papernot & Steinke 2022, then the Balle et al. conversion). One DP-SGD setting per run: for a grid, ``run``
     is the most expensive run (every run's RDP curve is at most its)."""
@@ -97,13 +113,13 @@ def poisson_tuning_epsilon(run: Run, mu: float, delta: float, orders: Sequence[f
     return rdp_to_epsilon(poisson_tuning_rdp(run_rdp([run], o), mu, o), delta, o)
 
 
-def worst_run(runs: Sequence[Run], orders: Sequence[float] = RDP_ORDERS) -> np.ndarray:
+def worst_run(runs: Sequence[Run], orders: Sequence[float] | np.ndarray = RDP_ORDERS) -> np.ndarray:
     """The pointwise maximum of the runs' RDP curves: one curve that bounds every run (for the tuning bound)."""
     return np.max(np.stack([run_rdp([r], orders) for r in runs]), axis=0)
 
 
 def poisson_tuning_epsilon_of_runs(
-    runs: Sequence[Run], mu: float, delta: float, orders: Sequence[float] = RDP_ORDERS
+    runs: Sequence[Run], mu: float, delta: float, orders: Sequence[float] | np.ndarray = RDP_ORDERS
 ) -> float:
     """:func:`poisson_tuning_epsilon` for a grid: each candidate run bounded by the pointwise maximum of the
     runs' RDP curves (:func:`worst_run`)."""

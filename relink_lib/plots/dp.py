@@ -13,6 +13,7 @@ from ..paper import PAPER
 from .common import finish_axes, label_simulation, log_pool_axis
 
 if TYPE_CHECKING:  # the figures read the records' attributes only; no torch import for the plots
+    from ..dp.factorial_stage import FactorialResult
     from ..dp.frontier import FrontierPoint, FrontierResult
 
 VARIANT_STYLE = {
@@ -309,4 +310,101 @@ def plot_scaling(
     ax.set_xscale("log")
     ax.set_xlabel("private training pairs (log scale)")
     ax.set_ylabel("R@1 cut (%, report half, mean +- seed SD)")
+    return finish_axes(ax, simulation, legend_fontsize=7)
+
+
+CUT_AXIS_FLOOR = -200.0
+"""Lowest cut (%) the factorial figures show: lower interval ends (a resample whose baseline R@1 is near zero) are
+cut off at the axis."""
+FACTORIAL_COLORS = {
+    "none": "0.5",
+    "nonprivate": "tab:orange",
+    "clip_only": "tab:green",
+    "dp": "tab:blue",
+    "public_only": "tab:purple",
+}
+
+
+def plot_factorial_cuts(
+    fr: FactorialResult,
+    ax: Axes | None = None,
+    *,
+    paper: float | None = PAPER.dp_r1_reduction_n10000,
+    simulation: bool = True,
+) -> Axes:
+    """R@1 cut (%, confirmation cohort, mean over seeds) of every factorial arm with its paired 95% CI, one bar per
+    arm, coloured by training; the paper's cut (quoted) as a dashed line."""
+    ax = plt.subplots()[1] if ax is None else ax
+    arms = [a for a in fr.arms if not (a.init == "pretrained" and a.training == "none")]
+    x = np.arange(len(arms))
+    cuts = np.array([100 * a.cut for a in arms])
+    lo = np.array([100 * a.cut_ci_low for a in arms])
+    hi = np.array([100 * a.cut_ci_high for a in arms])
+    ax.bar(x, cuts, color=[FACTORIAL_COLORS[a.training] for a in arms], alpha=0.85)
+    ax.errorbar(
+        x, cuts, yerr=[np.clip(cuts - lo, 0, None), np.clip(hi - cuts, 0, None)], fmt="none", color="k", capsize=3, lw=1
+    )
+    ax.set_xticks(x)
+    ax.set_xticklabels([a.name.replace("/", "\n") for a in arms], rotation=0, fontsize=7)
+    if paper is not None:
+        ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label=f"the paper's cut ({100 * paper:.1f}%)")
+    for training, color in FACTORIAL_COLORS.items():
+        if any(a.training == training for a in arms):
+            ax.bar([np.nan], [np.nan], color=color, label=training.replace("_", " "))
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], CUT_AXIS_FLOOR))  # a near-zero baseline resample: CIs far below
+    ax.set_xlabel("arm (init / training)")
+    ax.set_ylabel(f"R@1 cut at N = {fr.pool_size:,} (%, 95% CI)")
+    return finish_axes(ax, simulation, legend_fontsize=7)
+
+
+def plot_learning_curve(fr: FactorialResult, ax: Axes | None = None, *, simulation: bool = True) -> Axes:
+    """Non-private training from fresh heads: R@1 cut (%, with CI) and zero-shot AUROC drop (points) against epochs
+    (log x), with the selected setting's epochs marked."""
+    ax = plt.subplots()[1] if ax is None else ax
+    pts = fr.learning_curve
+    ep = [p.epochs for p in pts]
+    cut = np.array([100 * p.cut for p in pts])
+    ax.errorbar(
+        ep,
+        cut,
+        yerr=[
+            np.clip(cut - [100 * p.cut_ci_low for p in pts], 0, None),
+            np.clip([100 * p.cut_ci_high for p in pts] - cut, 0, None),
+        ],
+        fmt="o-",
+        color="tab:orange",
+        capsize=3,
+        label="R@1 cut (%, 95% CI)",
+    )
+    ax.plot(ep, [p.zero_shot_auroc_drop for p in pts], "s--", color="tab:green", label="zero-shot AUROC drop (points)")
+    ax.axvline(float(fr.setting["epochs"]), color="0.4", lw=1, ls=":", label="selected setting's epochs")
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xticks(ep, [f"{e:g}" for e in ep], minor=False)
+    ax.set_xticks([], minor=True)
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], CUT_AXIS_FLOOR))  # a near-zero baseline resample: CIs far below
+    ax.set_xlabel("epochs of non-private training from fresh heads (log scale)")
+    ax.set_ylabel("cut (%) / AUROC drop (points)")
+    return finish_axes(ax, simulation, legend_fontsize=7)
+
+
+def plot_confirmation_curve(
+    fr: FactorialResult, *, k: int = 1, ax: Axes | None = None, simulation: bool = True
+) -> Axes:
+    """Recall@``k`` against N (log x) on the confirmation cohort for the pretrained and the selected DP heads, with
+    95% CIs, and chance."""
+    ax = plt.subplots()[1] if ax is None else ax
+    rows = [p for p in fr.confirmation.curve if p.k == k]
+    for variant, style in (("pretrained", VARIANT_STYLE["pretrained"]), ("dp", VARIANT_STYLE["dp"])):
+        pts = sorted((p for p in rows if p.variant == variant), key=lambda p: p.pool_size)
+        ns = [p.pool_size for p in pts]
+        ax.plot(ns, [p.recall for p in pts], marker=style["marker"], color=style["color"], label=style["label"])
+        ax.fill_between(ns, [p.ci_low for p in pts], [p.ci_high for p in pts], color=style["color"], alpha=0.2)
+    ns = sorted({p.pool_size for p in rows})
+    ax.plot(ns, [min(k, n) / n for n in ns], ":", color="0.5", label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("candidate pool size N (log scale)")
+    ax.set_ylabel(f"Recall@{k} (log scale, 95% CI)")
     return finish_axes(ax, simulation, legend_fontsize=7)

@@ -25,6 +25,8 @@ __all__ = [
     "plot_relinkage",
     "plot_budget_utility",
     "plot_tradeoff_curves",
+    "plot_cut",
+    "plot_rero_priors",
 ]
 
 
@@ -90,19 +92,20 @@ def _new(ax: Axes | None) -> Axes:
 
 
 def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = True) -> Axes:
-    """Worst-case, relaxed and realistic reconstruction risk against eps (log-log), with the priors."""
+    """Worst-case and relaxed bounds (training-set prior) and the gradient-access reconstruction's success
+    against eps (log y), with the priors."""
     ax = _new(ax)
     x = budget_positions(table)
-    floor = min(table["kappa"].min(), table["realistic_chance"].min()) / 2
+    floor = min(table["kappa"].min(), table["gradient_access_chance"].min()) / 2
     # a success rate of 0 has no place on a log axis: drawn on the bottom edge
     ax.plot(x, table["worst_case_risk"], "o-", color="tab:red", label="worst case (ReRo bound, PLD)")
     ax.plot(x, table["relaxed_risk"], "s-", color="tab:purple", label="relaxed (GLRT bound)")
     ax.plot(
         x,
-        np.maximum(table["realistic_risk"].astype(float), floor),
+        np.maximum(table["gradient_access_risk"].astype(float), floor),
         "^-",
         color="tab:blue",
-        label="gradient-access attack: images re-identified (0 on the bottom edge)",
+        label="gradient-access reconstruction: images re-identified (0 on the bottom edge)",
     )
     ax.plot(
         x,
@@ -110,11 +113,11 @@ def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = T
         ":",
         color="tab:red",
         lw=1,
-        label=f"worst-case prior kappa = 1/{round(1 / table['kappa'].iloc[0]):,}",
+        label=f"training-set prior kappa = 1/{round(1 / table['kappa'].iloc[0]):,}",
     )
     ax.plot(
         x,
-        np.full(len(x), table["realistic_chance"].iloc[0]),
+        np.full(len(x), table["gradient_access_chance"].iloc[0]),
         ":",
         color="tab:blue",
         lw=1,
@@ -123,6 +126,44 @@ def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = T
     ax.set_yscale("log")
     ax.set_ylim(floor, 1.5)
     ax.set_ylabel("probability of reconstruction (log scale)")
+    return _finish_budget_axes(ax, table, simulation)
+
+
+def plot_rero_priors(rero: pd.DataFrame, ax: Axes | None = None, simulation: bool = True) -> Axes:
+    """The worst-case ReRo bound against eps at each prior of the long ReRo table (the training-set prior
+    1/n_train and the re-linkage priors 1/N), each with its prior as a dotted line of the same colour (log y)."""
+    ax = _new(ax)
+    rows = rero.assign(_x=budget_positions(rero))
+    priors = sorted(set(zip(rows["prior"], rows["N"])), key=lambda p: (p[0] != "training set", int(p[1])))
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(priors), 1)))
+    floor = float(rows["kappa"].min()) / 2
+    for (prior, n), color in zip(priors, colors):
+        sel = rows[(rows["prior"] == prior) & (rows["N"] == n)].sort_values("_x")
+        name = "training set" if prior == "training set" else "re-linkage pool"
+        style = "o-" if prior == "training set" else "s--"
+        ax.plot(sel["_x"], sel["worst_case_risk"], style, color=color, label=f"prior 1/{int(n):,} ({name})")
+        ax.axhline(1.0 / int(n), color=color, ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_ylim(floor, 1.5)
+    ax.set_ylabel("worst-case ReRo bound (log scale; dotted: the prior)")
+    return _finish_budget_axes(ax, rero, simulation)
+
+
+def plot_cut(
+    table: pd.DataFrame, ax: Axes | None = None, simulation: bool = True, pool_size: int | None = None
+) -> Axes:
+    """The dose-response: relative cut of Recall@1 (``r1_cut``, at pool size ``pool_size``; ``None``: the full
+    database) against eps, with its CI as error bars."""
+    ax = _new(ax)
+    x = budget_positions(table)
+    cut = table["r1_cut"].astype(float).to_numpy()
+    lo = table["r1_cut_ci_low"].astype(float).to_numpy()
+    hi = table["r1_cut_ci_high"].astype(float).to_numpy()
+    yerr = np.vstack([np.clip(cut - lo, 0, None), np.clip(hi - cut, 0, None)])
+    ax.errorbar(x, cut, yerr=np.nan_to_num(yerr), fmt="o-", capsize=3, label="cut of Recall@1 (95% CI)")
+    ax.axhline(0.0, color="0.4", ls=":", lw=1, label="no cut (pretrained heads)")
+    ax.axhline(1.0, color="tab:green", ls=":", lw=1, label="re-linkage removed entirely")
+    ax.set_ylabel(f"relative cut of Recall@1 at N = {pool_size_label(pool_size)}")
     return _finish_budget_axes(ax, table, simulation)
 
 

@@ -3,7 +3,8 @@
 - :mod:`.tradeoff`: trade-off curves of the Poisson-subsampled Gaussian composed over T steps
   (PLD, Gaussian-DP approximation, Monte Carlo).
 - :mod:`.rero`: worst-case and relaxed reconstruction-robustness bounds.
-- :mod:`.attack`: the realistic threat model, a rank-one gradient-inversion attack on a head update.
+- :mod:`.attack`: the gradient-access reconstruction, a rank-one gradient inversion of one pair's clipped noisy
+  per-sample head update.
 - :mod:`.sweep`: the privacy-budget sweep (train at each eps, then risk, re-linkage, utility): a
   per-eps table and a long re-linkage table (:class:`.sweep.SweepResult`).
 - :mod:`.stage`: the chapter's pipeline stage (imported lazily: it needs the cohort and model stages).
@@ -21,7 +22,18 @@ from .rero import (
     worst_case_risk_gdp,
     worst_case_risk_lower,
 )
-from .sweep import RECORD_FIELDS, AttackSettings, Evaluation, SweepResult, budget_sweep, privacy_risks, realistic_attack
+from .sweep import (
+    RECORD_FIELDS,
+    AttackSettings,
+    CutBaseline,
+    Evaluation,
+    SweepResult,
+    budget_sweep,
+    cut_interval,
+    gradient_access_attack,
+    prior_risks,
+    privacy_risks,
+)
 from .tradeoff import (
     Mechanism,
     gdp_mu,
@@ -64,7 +76,10 @@ __all__ = [
     "Evaluation",
     "SweepResult",
     "privacy_risks",
-    "realistic_attack",
+    "prior_risks",
+    "cut_interval",
+    "CutBaseline",
+    "gradient_access_attack",
     "budget_sweep",
     "RECORD_FIELDS",
 ]

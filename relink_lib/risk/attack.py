@@ -1,4 +1,8 @@
-"""The realistic threat model: reconstruct a training pair's feature from a released head update.
+"""The gradient-access reconstruction: reconstruct a training pair's feature from its own head update.
+
+The attacker has gradient access: it sees one pair's individual clipped, noisy per-sample update
+(not the released weights, not a batch sum). Chapter 9 names it for that and never calls it
+"realistic", which is what Ziller et al. (2024) call an attacker of the trained model.
 
 A linear head z = W x (W of shape (d_out, d_in)) has the per-sample gradient
 dL/dW = outer(dL/dz, x): rank one, its right singular vector is the pre-projection feature

@@ -5,7 +5,8 @@ under which a blind guess succeeds with probability ``kappa`` (Hayes et al. 2023
 2023; used for medical imaging by Ziller et al. 2024).
 
 - Worst case (the adversary knows every training pair but the target, the training code and
-  every released update, and must *match* the target among candidates, kappa = 1 / n_train):
+  every released update, and must *match* the target among candidates, kappa = 1 / n_train; or,
+  at the re-linkage prior, among a pool of N, kappa = 1 / N):
   gamma = 1 - T(P, Q)(kappa), the composed trade-off curve of the Poisson-subsampled Gaussian at
   type-I error kappa (see :mod:`relink_lib.risk.tradeoff`). This is the optimal test's power.
 - Relaxed (the adversary must *reconstruct* the target, so does not know its gradient): it
@@ -60,7 +61,11 @@ def _check_kappa(kappa: float) -> float:
 
 
 def kappa_for(n_train: int) -> float:
-    """The worst-case prior: one candidate in ``n_train`` (the adversary matches among the training set)."""
+    """The prior of a blind guess among ``n_train`` candidates: 1 / n_train.
+
+    The worst case matches among the training set (kappa = 1 / n_train); chapter 9 also reads the bounds
+    at the re-linkage prior, one report in a pool of N (kappa = 1 / N).
+    """
     if isinstance(n_train, bool) or not isinstance(n_train, (int, np.integer)) or n_train < 2:
         raise ValueError(f"n_train={n_train!r}: expected an integer >= 2")
     return 1.0 / int(n_train)

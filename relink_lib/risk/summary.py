@@ -7,22 +7,25 @@ a pool size is an int N, or ``None`` for the full database.
 - :func:`budget_pool`: the largest finite random-pool size of the sweep;
 - :func:`budget_view`: the sweep as a display table (one row per budget);
 - :func:`budget_doors`: where each budget lands between eps = 0.34 and no DP;
+- :func:`budget_cut_view`: the dose-response, the relative cut of Recall@1 per budget with its CI;
+- :func:`budget_rero_view`: the ReRo bounds at the training-set prior and at the re-linkage priors 1/N;
 - :func:`budget_tradeoff_curves`: the composed trade-off curves of a few budgets;
 - :func:`budget_findings`: the chapter's summary sentences; a claim such as "re-linkage comes
   back without DP" is made only when the numbers show it beyond the held-out sampling noise
-  (two binomial standard errors of Recall@1 over the ``n_test`` queries);
+  (two binomial standard errors of Recall@1 over the ``n_test`` queries), and a cut whose CI
+  includes zero is reported as one the simulation cannot tell from no cut (:func:`cut_findings`);
 - :data:`THREAT_MODEL_ROWS` (in :mod:`.stage`) is rendered with :func:`relink_lib.tables.html_table`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..tables import fmt_sig
+from ..tables import fmt_sig, fmt_signed_percent
 from .sweep import door_position
 from .tradeoff import Mechanism, tradeoff_curve
 
@@ -35,6 +38,11 @@ __all__ = [
     "budget_pool",
     "budget_view",
     "budget_doors",
+    "budget_cut_view",
+    "budget_rero_view",
+    "cut_findings",
+    "rero_findings",
+    "COVERAGE_SENTENCE",
     "budget_tradeoff_curves",
     "budget_findings",
     "sampling_se",
@@ -146,7 +154,7 @@ def budget_view(table: pd.DataFrame, recall: pd.DataFrame, pool: int | None) -> 
             "T": pd.to_numeric(table["steps"], errors="coerce").astype("Int64"),
             "worst-case risk": table["worst_case_risk"].astype(float),
             "relaxed risk": table["relaxed_risk"].astype(float),
-            "attack success": table["realistic_risk"].astype(float),
+            "gradient-access success": table["gradient_access_risk"].astype(float),
             f"R@1, N = {label}": recall_at(table, recall, "random", 1, pool),
             f"R@1 matched, N = {label}": hard,
             "matched effective chance": hard / hard_lift,
@@ -167,7 +175,7 @@ def budget_doors(table: pd.DataFrame, recall: pd.DataFrame, pool: int | None) ->
         "zero_shot_macro_auroc": "zero-shot AUROC",
         "worst_case_risk": "worst-case risk",
         "relaxed_risk": "relaxed risk",
-        "realistic_risk": "attack success",
+        "gradient_access_risk": "gradient-access success",
     }
     doors = pd.DataFrame({name: door_position(frame, col) for col, name in cols.items()})
     doors.insert(0, "eps", _eps_labels(table))
@@ -216,13 +224,162 @@ def _compare(strict: float, other: float, se: float, what: str) -> str:
     )
 
 
+COVERAGE_SENTENCE = (
+    "**What the bounds cover.** Every bound of this chapter (the ReRo bounds, the relaxed bound and the eps "
+    "itself) covers the training of the projection heads only. The image and text encoders that compute the "
+    "features the heads map were trained without DP on the same patients, and nothing here bounds what they leak."
+)
+"""The chapter's statement of scope, also its last summary bullet."""
+
+
+def _ci_text(lo: float, hi: float) -> str:
+    return f"95% CI {fmt_signed_percent(lo)} to {fmt_signed_percent(hi)}"
+
+
+def _ci_has_zero(lo: float, hi: float) -> bool:
+    return not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0.0 <= hi
+
+
+def budget_cut_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The dose-response, one row per budget: Recall@1 of the pretrained heads and of the trained heads (mean
+    over seeds) at the cut's N, the relative cut, its CI (patient bootstrap with the seeds resampled) and the
+    seeds' SD of the cut."""
+    return pd.DataFrame(
+        {
+            "target eps": _eps_labels(table),
+            "R@1 pretrained": table["r1_before"].astype(float),
+            "R@1 trained": table["r1_after"].astype(float),
+            "cut": table["r1_cut"].astype(float),
+            "CI low": table["r1_cut_ci_low"].astype(float),
+            "CI high": table["r1_cut_ci_high"].astype(float),
+            "seed SD": table["r1_cut_seed_sd"].astype(float),
+            "seeds": pd.to_numeric(table["n_seeds"], errors="coerce").astype("Int64"),
+        }
+    )
+
+
+def _prior_label(prior: str, n: int) -> str:
+    return f"1/{int(n):,} ({'training set' if prior == 'training set' else 're-linkage'})"
+
+
+def budget_rero_view(rero: pd.DataFrame, column: str = "worst_case_risk") -> pd.DataFrame:
+    """``column`` of the long ReRo table as one row per budget and one column per prior, the training-set prior
+    first, then the re-linkage priors 1/N by increasing N (columns named ``1/N (training set)`` and
+    ``1/N (re-linkage)``)."""
+    frame = rero.assign(
+        _eps=[eps_tick_label(e) for e in eps_values(rero)],
+        _col=[_prior_label(p, n) for p, n in zip(rero["prior"], rero["N"])],
+        _order=[(0 if p == "training set" else 1, int(n)) for p, n in zip(rero["prior"], rero["N"])],
+    )
+    cols = [c for _, c in sorted(set(zip(frame["_order"], frame["_col"])))]
+    eps_order = list(dict.fromkeys(frame["_eps"]))
+    wide = frame.pivot_table(index="_eps", columns="_col", values=column, aggfunc="first")
+    wide = wide.reindex(index=eps_order, columns=cols)
+    wide.index.name, wide.columns.name = "target eps", None
+    return wide.reset_index()
+
+
+def _budgets_text(labels: Sequence[str], n_all: int) -> str:
+    """``At eps = 0.34, 8 and without DP`` / ``Without DP`` / ``At every budget`` for a list of budget labels."""
+    if len(labels) == n_all and n_all > 1:
+        return "At every budget (and without DP)" if "no DP" in labels else "At every budget"
+    finite = [e for e in labels if e != "no DP"]
+    parts = ([f"eps = {', '.join(finite)}"] if finite else []) + (["without DP"] if "no DP" in labels else [])
+    text = " and ".join(parts)
+    return f"At {text}" if finite else text[0].upper() + text[1:]
+
+
+def cut_findings(table: pd.DataFrame, *, pool: int | None, simulation: bool = True) -> list[str]:
+    """Sentences on the dose-response cut(eps): the cut with its CI at the strictest budget, at every budget
+    whose CI includes zero ("cannot tell"), without DP, and whether the two ends differ beyond their CIs."""
+    what = "the simulation" if simulation else "this run"
+    eps = _eps(table)
+    if not eps.isna().any() or eps.isna().all():
+        raise ValueError("table: needs a non-private row (target_epsilon None) and at least one DP row")
+    labels = _eps_labels(table)
+    strict_i, no_dp_i = int(eps.idxmin()), int(table.index[eps.isna()][0])
+    n_seeds = int(pd.to_numeric(table["n_seeds"], errors="coerce").max())
+    before = float(table.loc[strict_i, "r1_before"])
+    head = (
+        f"**Dose-response.** Relative to the pretrained heads (Recall@1 {_fmt(before)} "
+        f"at N = {pool_size_label(pool)}), heads trained from fresh at eps = {labels[table.index.get_loc(strict_i)]} "
+        f"cut Recall@1 by {fmt_signed_percent(float(table.loc[strict_i, 'r1_cut']))} "
+        f"({_ci_text(float(table.loc[strict_i, 'r1_cut_ci_low']), float(table.loc[strict_i, 'r1_cut_ci_high']))}), "
+        f"and trained without DP by {fmt_signed_percent(float(table.loc[no_dp_i, 'r1_cut']))} "
+        f"({_ci_text(float(table.loc[no_dp_i, 'r1_cut_ci_low']), float(table.loc[no_dp_i, 'r1_cut_ci_high']))}); "
+        f"CIs over held-out patients and {n_seeds} seed{'s' if n_seeds != 1 else ''}, {what}."
+    )
+    out = [head]
+    unclear = [
+        labels[table.index.get_loc(i)]
+        for i in table.index
+        if _ci_has_zero(float(table.loc[i, "r1_cut_ci_low"]), float(table.loc[i, "r1_cut_ci_high"]))
+    ]
+    if unclear:
+        out.append(
+            f"{_budgets_text(unclear, len(labels))} the CI of the cut includes zero: {what} cannot tell whether "
+            "training there cuts re-linkage at all."
+        )
+    s_lo, s_hi = float(table.loc[strict_i, "r1_cut_ci_low"]), float(table.loc[strict_i, "r1_cut_ci_high"])
+    n_lo, n_hi = float(table.loc[no_dp_i, "r1_cut_ci_low"]), float(table.loc[no_dp_i, "r1_cut_ci_high"])
+    if all(math.isfinite(v) for v in (s_lo, s_hi, n_lo, n_hi)):
+        if s_lo > n_hi or n_lo > s_hi:
+            out.append(
+                "The two ends' CIs do not overlap: the budget changes how much re-linkage the training puts back."
+            )
+        else:
+            out.append(
+                f"The two ends' CIs overlap: {what} cannot tell the cut at the strictest budget from the cut without "
+                "DP, so it shows no dose-response between them."
+            )
+    return out
+
+
+def rero_findings(rero: pd.DataFrame) -> list[str]:
+    """Sentences on the worst-case bound at the re-linkage priors 1/N beside the training-set prior."""
+    if rero is None or len(rero) == 0 or not (rero["prior"] == "re-linkage").any():
+        return []
+    eps = pd.to_numeric(rero["target_epsilon"], errors="coerce")
+    private = rero[eps.notna()].assign(_eps=eps[eps.notna()])
+    strict = private[private["_eps"] == private["_eps"].min()]
+    parts = [
+        f"{_fmt(float(r['worst_case_risk']))} at kappa = {_prior_label(str(r['prior']), int(r['N']))}"
+        for _, r in strict.sort_values(["prior", "N"], ascending=[False, True]).iterrows()
+    ]
+    text = (
+        f"**At the re-linkage prior.** A re-linker must pick the target's report among N candidates, so its blind "
+        f"guess succeeds with kappa = 1/N, a far larger prior than 1/n_train. At eps = "
+        f"{eps_tick_label(float(private['_eps'].min()))} the worst-case bound is " + "; ".join(parts) + "."
+    )
+    relink = private[private["prior"] == "re-linkage"]
+    smallest = int(relink["N"].min())
+    rows = relink[relink["N"] == smallest].sort_values("_eps")
+    half = rows[rows["worst_case_risk"] >= 0.5]["_eps"]
+    text += (
+        f" At N = {smallest} the bound reaches 1/2 (the adversary is more likely right than wrong) from eps = "
+        f"{eps_tick_label(float(half.min()))} on."
+        if len(half)
+        else f" At N = {smallest} it stays below 1/2 at every DP budget of the sweep."
+    )
+    return [text]
+
+
 def budget_findings(
-    table: pd.DataFrame, recall: pd.DataFrame, n_test: int, *, pool: int | None, simulation: bool = True
+    table: pd.DataFrame,
+    recall: pd.DataFrame,
+    n_test: int,
+    *,
+    pool: int | None,
+    simulation: bool = True,
+    rero: pd.DataFrame | None = None,
+    start: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """The chapter's summary bullets (Markdown), generated from the sweep's tables.
 
     ``n_test``: held-out queries behind each Recall@1 (for the sampling error); ``pool``: N of the
-    Recall@1 quoted (``None``: the full database).
+    Recall@1 quoted (``None``: the full database); ``rero``: the long ReRo table (the re-linkage priors'
+    sentence); ``start``: the sweep's ``start`` block (the first sentence says what it trained from).
+    The dose-response sentences (:func:`cut_findings`) come when ``table`` has the cut's columns.
     """
     rc = _R1
     table = table.assign(**{rc: recall_at(table, recall, "random", 1, pool)})
@@ -235,9 +392,23 @@ def budget_findings(
     what = "this simulation" if simulation else "this run"
     se = sampling_se(max(float(strict[rc]), float(no_dp[rc])), n_test)
     sigmas = pd.to_numeric(table.loc[eps.notna(), "noise_multiplier"], errors="coerce")
+    schedule = (
+        f"({start.get('optimizer')}, lr {_fmt(float(start.get('lr', math.nan)))}, "
+        f"{_fmt(float(start.get('epochs', math.nan)))} epochs)"
+        if start
+        else ""
+    )
+    if start and start.get("init") == "reinit":
+        origin = f"fresh, data-independent heads at chapter 6's released setting {schedule}"
+    elif start:
+        origin = f"the pretrained heads at the profile's own schedule {schedule} (dp.budget_sweep.start = profile)"
+    else:
+        origin = "the heads with one schedule"
+    n_seeds = int(pd.to_numeric(table["n_seeds"], errors="coerce").max()) if "n_seeds" in table.columns else 1
     out = [
-        f"The sweep trained the heads at {int(eps.notna().sum())} budgets and without DP, with the same data, steps "
-        f"and objective; sigma runs from {_fmt(sigmas.max())} (eps = {eps_tick_label(float(eps.min()))}) to "
+        f"The sweep trained {origin} at {int(eps.notna().sum())} budgets and without DP, "
+        f"{n_seeds} seed{'s' if n_seeds != 1 else ''} each, with the same data, steps and objective; sigma runs "
+        f"from {_fmt(sigmas.max())} (eps = {eps_tick_label(float(eps.min()))}) to "
         f"{_fmt(sigmas.min())} (eps = {eps_tick_label(float(eps.max()))})."
     ]
     out.append(
@@ -249,6 +420,8 @@ def budget_findings(
         + _compare(float(strict[rc]), float(no_dp[rc]), se, "The strictest budget and no DP")
         + "."
     )
+    if {"r1_cut", "r1_cut_ci_low", "r1_cut_ci_high", "r1_before"} <= set(table.columns):
+        out += cut_findings(table, pool=pool, simulation=simulation)
     pr = "probe_macro_auroc"
     out.append(
         f"**Utility.** Linear-probe macro AUROC {_fmt(strict[pr])} at the strictest budget, {_fmt(no_dp[pr])} "
@@ -260,8 +433,8 @@ def budget_findings(
     first_bound = dp_rows[dp_rows["worst_case_risk"] > 10 * dp_rows["kappa"]]["eps"].min()
     out.append(
         f"**Formal bounds.** At eps = {eps_tick_label(float(eps.min()))} the worst-case (ReRo) bound is "
-        f"{_fmt(strict['worst_case_risk'])} against a prior kappa = {_fmt(kappa)}: almost nothing is learnt about one "
-        "pair even by the strongest adversary. "
+        f"{_fmt(strict['worst_case_risk'])} against the training-set prior kappa = {_fmt(kappa)}: almost nothing is "
+        "learnt about one pair even by the strongest adversary. "
         + (
             f"The bound first exceeds ten times the prior at eps = {eps_tick_label(float(first_bound))}"
             + (
@@ -273,28 +446,33 @@ def budget_findings(
             else "It stays within ten times the prior at every DP budget of the sweep."
         )
     )
-    chance = float(strict["realistic_chance"])
-    first_attack = dp_rows[dp_rows["realistic_risk"] > 2 * chance]["eps"].min()
+    if rero is not None:
+        out += rero_findings(rero)
+    chance = float(strict["gradient_access_chance"])
+    ga = "gradient_access_risk"
+    first_attack = dp_rows[dp_rows[ga] > 2 * chance]["eps"].min()
     out.append(
-        f"**The gradient-access attack.** It re-identifies {_fmt(strict['realistic_risk'])} of its targets at "
-        f"eps = {eps_tick_label(float(eps.min()))} and {_fmt(no_dp['realistic_risk'])} without DP (chance "
+        f"**The gradient-access reconstruction.** It re-identifies {_fmt(strict[ga])} of its targets at "
+        f"eps = {eps_tick_label(float(eps.min()))} and {_fmt(no_dp[ga])} without DP (chance "
         f"{_fmt(chance)}). "
         + (
             "It never beats twice chance at any DP budget here."
             if not np.isfinite(first_attack)
             else f"It first beats twice chance at eps = {eps_tick_label(float(first_attack))}"
             + (
-                f"; at high budgets it succeeds on {_range(high, 'realistic_risk')} of its targets, so high-budget "
+                f"; at high budgets it succeeds on {_range(high, ga)} of its targets, so high-budget "
                 "DP does not stop this adversary here, unlike the image-space attacks Ziller et al. studied."
-                if len(high) and float(high["realistic_risk"].min()) > 2 * chance
+                if len(high) and float(high[ga].min()) > 2 * chance
                 else "."
             )
         )
     )
     out.append(
-        "**Whom this protects against.** This attack sees one pair's isolated noisy update of the image head: "
-        "that is gradient access, a stronger adversary than the re-linker (who holds only the released weights) "
-        "and than Ziller et al.'s realistic setting (an attacker of the trained model). Its success at a budget does "
-        "not mean the re-linker succeeds there, and its failure holds only for the attack that was tried."
+        "**Whom this protects against.** The reconstruction sees one pair's individual clipped, noisy per-sample "
+        "update of the image head: that is gradient access during training, a stronger adversary than the re-linker "
+        "(who holds only the released weights) and than Ziller et al.'s realistic setting (an attacker of the trained "
+        "model). Its success at a budget does not mean the re-linker succeeds there, and its failure holds only for "
+        "the attack that was tried."
     )
+    out.append(COVERAGE_SENTENCE)
     return out
