@@ -363,3 +363,55 @@ def test_audit_headline_reads_the_held_out_rows_even_when_train_rows_come_first(
     held = [{**r, "split": "test"} for r in base]
     head = audit_headline({"rows": seen + held})
     assert head["rung"] == 2 and [p["lift"] for p in head["points"]] == [15.0, 50.0]
+
+
+def test_dp_cut_comes_from_the_confirmation_cohort_when_chapter_6_has_one():
+    data = payloads()
+    curve = [
+        {"variant": "pretrained", "pool_size": 100, "k": 1, "recall": 0.07},
+        {"variant": "dp", "pool_size": 100, "k": 1, "recall": 0.035, "cut": 0.5, "cut_ci_low": 0.4, "cut_ci_high": 0.6},
+        {"variant": "pretrained", "pool_size": 1000, "k": 1, "recall": 0.008},
+        {
+            "variant": "dp",
+            "pool_size": 1000,
+            "k": 1,
+            "recall": 0.006,
+            "cut": 0.25,
+            "cut_ci_low": -0.1,
+            "cut_ci_high": 0.5,
+        },
+        {
+            "variant": "dp",
+            "pool_size": 1000,
+            "k": 5,
+            "recall": 0.02,
+            "cut": 0.9,
+            "cut_ci_low": 0.8,
+            "cut_ci_high": 0.95,
+        },
+    ]
+    data["mitigation"].update(
+        {
+            "confirmation": {"available": True, "n_pairs": 2500, "curve": curve},
+            "protocols": [
+                {"name": "private_frontier", "epsilon": 2.26, "setting": {"init": "reinit"}},
+                {"name": "public_pilot", "epsilon": 0.339, "delta": 6e-6, "setting": {"init": "reinit", "lr": 0.003}},
+            ],
+            "headline_protocol": "public_pilot",
+        }
+    )
+    dp = summary_payload(data)["dp"]
+    assert (dp["n"], dp["reduction"], dp["ci"], dp["before"], dp["after"], dp["epsilon"]) == (
+        1000,
+        0.25,
+        (-0.1, 0.5),
+        0.008,
+        0.006,
+        0.339,
+    )
+    text = summary_findings(summary_payload(data))[2]
+    assert "released by the public pilot protocol (init reinit, lr 0.003)" in text
+    assert "on the confirmation cohort (2,500 pairs of fresh patients" in text
+    assert "The interval includes zero" in text
+    data["mitigation"]["confirmation"] = {"available": False}  # real data: back to the frontier or the rungs
+    assert summary_payload(data)["dp"]["n"] != 1000
