@@ -183,7 +183,7 @@ def _frontier_headline(mitigation: Mapping[str, Any]) -> dict[str, Any] | None:
     heldout = _mapping(mitigation.get("heldout"))
     base = _mapping(heldout.get("baseline"))
     n = _num(heldout.get("reference_pool_size")) or _num(
-        (mitigation.get("selection_rule") or {}).get("reference_pool_size")
+        _mapping(mitigation.get("selection_rule")).get("reference_pool_size")
     )
     setting = ", ".join(f"{k} {point[k]}" for k in ("init", "optimizer", "lr", "epochs") if k in point)
     chosen = (
@@ -192,8 +192,8 @@ def _frontier_headline(mitigation: Mapping[str, Any]) -> dict[str, Any] | None:
         else "with the largest cut (no point met the chapter's rule)"
     )
     return {
-        "rung": (mitigation.get("rung") or {}).get("index") if isinstance(mitigation.get("rung"), Mapping) else None,
-        "model": (mitigation.get("rung") or {}).get("name") if isinstance(mitigation.get("rung"), Mapping) else None,
+        "rung": _mapping(mitigation.get("rung")).get("index"),
+        "model": _mapping(mitigation.get("rung")).get("name"),
         "epsilon": _num(point.get("epsilon")),
         "delta": _num(point.get("delta")),
         "target_epsilon": _num(point.get("target_epsilon")),
