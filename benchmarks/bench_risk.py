@@ -9,7 +9,7 @@ q = 0.0183, T = 273) and the sigma each budget of the sweep calibrates to, time
   losses (the peer an implementation without a PLD would use), with its standard error;
 - ``relaxed``: the GLRT bound.
 
-and the realistic attack's reconstruction step for 100 updates of a 512 x 768 head (subspace
+and the gradient-access reconstruction step for 100 updates of a 512 x 768 head (subspace
 iteration) against numpy's full SVD (timed on a tenth of the updates, scaled linearly). Writes
 ``benchmarks/results/risk_cpu.json`` and prints a markdown table (for ``docs/risk.md``).
 Run: ``.venv/bin/python benchmarks/bench_risk.py`` (``--quick``: fewer budgets and a smaller

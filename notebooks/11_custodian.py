@@ -26,11 +26,13 @@
 #   centred public image features) and regularised CCA; score = cosine in the mapped space.
 # - *Trained heads*: fresh heads trained by the project's own contrastive objective, non-privately,
 #   on the public pairs (also the bank); and the released heads fine-tuned the same way.
+# - *Text side*, the attacker of an image-only release: TF-IDF of the report text (vocabulary from
+#   the public reports only) mapped by ridge regression into the released image embedding space.
 # - m = 0 is the passive attacker. Outcome: tie-fair expected Recall@1 lift over chance at N = 100
 #   and N = 10,000 (each capped at the held-out split minus one), patient-bootstrap 95% CIs.
 #
-# The text-side attacker for an image-only release is not built: the image-tower option assumes
-# the attacker brings text features as good as the withheld tower's (an upper bound).
+# A synthetic source with fewer public pairs than `adaptive.public_pool_min` is topped up with fresh
+# patients of the same generator, after its own pairs: m up to the source's size uses its own pairs.
 
 # %% tags=["parameters"]
 profile = "default"
@@ -67,8 +69,8 @@ path = write_results(params, "adaptive", adaptive_payload(params, res), cohort=c
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 display(Markdown(
     f"Profile `{params['profile']}`, cohort `{cohort_label(cohort)}` ({what}); rung `{res.rung}`; "
-    f"held-out pairs {res.n_test:,}; public sources: "
-    + ", ".join(f"{k} ({v:,} pairs)" for k, v in res.sources.items())
+    f"held-out pairs {res.n_test:,}; public sources (with their top-up of fresh patients): "
+    + ", ".join(f"{k} ({v:,} pairs, {res.topped_up[k]:,} of them fresh)" for k, v in res.sources.items())
     + f"; DP heads at eps = {res.epsilon:.3g}, delta = {res.delta:.2g}."))
 
 # %% [markdown]
@@ -85,9 +87,9 @@ print({k: round(h[k], 2) for k in ("full_passive", "dp_passive", "dp_adaptive")}
 # %% [markdown]
 # ## Lift against the attacker's public pairs
 #
-# Each panel is one public source. Lines: the four attacks on the DP release; dashed, the full
-# model's passive lift; dotted, the DP heads' passive lift. Only fine-tuning reads the DP heads;
-# ridge, CCA and new heads would give the same curve for any released heads.
+# Each panel is one public source. Lines: the five attacks on the DP release; dashed, the full
+# model's passive lift; dotted, the DP heads' passive lift. Fine-tuning and the text-side attack
+# read the DP heads; ridge, CCA and new heads would give the same curve for any released heads.
 
 # %% tags=["hide-input"]
 fig = plot_lift_vs_m(res, "dp", simulation=simulation)

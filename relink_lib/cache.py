@@ -32,6 +32,9 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 DONE_MARKER = ".complete"
+BUILD_RECORD = ".build.json"
+"""Written into every entry :func:`cached_dir` builds: ``step``, ``build_s`` (wall seconds of the build, including
+any cached step it built inside) and ``finished`` (Unix time); read by ``benchmarks/stage_profile.py``."""
 STALE_FOREIGN_S = 24 * 3600.0
 """Another host's temporary directory older than this (seconds) is an orphan."""
 _PROCESS_START = time.time()
@@ -129,10 +132,11 @@ def content_hash(*parts: Any, length: int = 16) -> str:
 
 
 def file_hash(path: str | Path, length: int = 16) -> str:
-    """SHA-256 of a file's bytes (or of all files below a directory, in sorted order)."""
+    """SHA-256 of a file's bytes (or of all files below a directory, in sorted order; a cache entry's
+    :data:`BUILD_RECORD`, which holds times, is left out)."""
     path = Path(path)
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != BUILD_RECORD) if path.is_dir() else [path]
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
         with open(file, "rb") as fh:
@@ -300,6 +304,21 @@ def cached_dir(root: str | Path, step: str, key: Any, build: Callable[[Path], No
     final = Path(root) / step / content_hash(key)
     if is_complete(final):
         return final
+    t0 = time.perf_counter()
     with atomic_dir(final) as tmp:
         build(tmp)
+        record = {"step": step, "build_s": round(time.perf_counter() - t0, 3), "finished": round(time.time(), 3)}
+        (tmp / BUILD_RECORD).write_text(json.dumps(record) + "\n")
     return final
+
+
+def build_record(path: str | Path) -> dict[str, Any] | None:
+    """The :data:`BUILD_RECORD` of a cache entry (``None`` for an entry built before records were kept)."""
+    f = Path(path) / BUILD_RECORD
+    if not f.is_file():
+        return None
+    try:
+        out = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None

@@ -728,7 +728,8 @@ class DataConfig(_Section):
 class AdaptiveConfig(_Section):
     """Chapter 11's adaptive attacker and the custodian's decision (docs/adaptive.md): the attacker's public
     pairs ``m_values`` (0: the passive attacker, released heads as they are; ``None``: all of a source's public
-    pairs); ``m_reference``: the m of the adaptive column of the protection and decision tables (the largest
+    pairs); ``public_pool_min``: a synthetic public source with fewer pairs is topped up with fresh patients of the
+    same generator to this many; ``m_reference``: the m of the adaptive column of the protection and decision tables (the largest
     available m up to it); ``ridge_alpha``: the ridge penalty relative to ``trace(X^T X) / d`` of the centred
     public image features; ``cca_components`` (at most) and ``cca_reg`` (relative, as ridge); the trained attacks'
     ``attack_epochs``, ``attack_lr`` (Adam) and ``attack_batch_size``; ``n_max``: the largest pool of the
@@ -738,6 +739,7 @@ class AdaptiveConfig(_Section):
 
     SECTION: ClassVar[str] = "adaptive"
     m_values: tuple[int | None, ...] = (0, 50, 200, 1000, 5000, None)
+    public_pool_min: int = 5000
     m_reference: int = 1000
     ridge_alpha: float = 1e-2
     cca_components: int = 64
@@ -759,6 +761,7 @@ class AdaptiveConfig(_Section):
             "integers >= 0, None for all public pairs",
         )
         self._need(_is_int(self.m_reference) and self.m_reference >= 2, "m_reference", "an integer >= 2")
+        self._need(_is_int(self.public_pool_min) and self.public_pool_min >= 0, "public_pool_min", "an integer >= 0")
         for name in ("ridge_alpha", "cca_reg", "attack_epochs", "attack_lr"):
             self._need(_is_real(getattr(self, name)) and getattr(self, name) > 0, name, "a finite value > 0")
         for name in ("cca_components", "attack_batch_size"):

@@ -50,7 +50,13 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
             "attack_candidates": 10,
             "attack_targets": 20,
         },
-        "adaptive": {"m_values": (0, 10, 25, None), "m_reference": 25, "attack_epochs": 5, "attack_batch_size": 16},
+        "adaptive": {
+            "m_values": (0, 10, 25, None),
+            "public_pool_min": 0,
+            "m_reference": 25,
+            "attack_epochs": 5,
+            "attack_batch_size": 16,
+        },
     },
     "ci": {
         "numerics": {"mode": "portable"},
@@ -83,7 +89,8 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
             "factorial": {"n_seeds": 3, "n_boot": 200, "curve_epochs": (0.25, 0.5, 1, 2, 4, 8), "curve_n_seeds": 2},
         },
         "budget": {"n_seeds": 2, "attack_candidates": 50, "attack_targets": 100},
-        "adaptive": {"m_values": (0, 50, 200, None), "m_reference": 200, "attack_epochs": 10},
+        # the val split (400 pairs) is topped up with 200 fresh patients' pairs, so the top-up path runs under nbval
+        "adaptive": {"m_values": (0, 50, 200, None), "public_pool_min": 600, "m_reference": 200, "attack_epochs": 10},
     },
     "default": {
         # a held-out split larger than 10,000 pairs, so the audit reaches N = 10,000 as the paper's does

@@ -38,24 +38,38 @@ def chance_table(ks: Sequence[int] = (1, 5, 10), pool_sizes: Sequence[int] = (10
     )
 
 
-# Capabilities of the three reconstruction threat models of Ziller et al. (2024), as used in
-# chapter 9, and of this study's re-linkage adversary.
+# Capabilities of the three reconstruction threat models of Ziller et al. (2024), of the attacks this book runs
+# against them (chapter 9's gradient-access reconstruction), and of this study's re-linkage adversaries: the
+# passive one of chapters 4-6 and the adaptive one of chapter 11.
 _CAPABILITIES = (
     "sees the trained weights",
     "sees every noisy update of training",
     "knows all training data but the target",
     "holds a candidate set that contains the target",
+    "holds public image-report pairs",
     "wins by matching (not reconstructing)",
 )
 
 THREAT_MODELS = pd.DataFrame(
     [
-        ["yes", "yes", "yes", "yes", "yes"],
-        ["yes", "yes", "yes", "no", "no: must reconstruct"],
-        ["yes", "yes", "no", "no", "no: a practical attack"],
-        ["yes", "no", "no", "yes: the report pool", "yes: rank by cosine"],
+        ["yes", "yes", "yes", "yes", "no", "yes"],
+        ["yes", "yes", "yes", "no", "no", "no: must reconstruct"],
+        ["yes", "no", "no", "no", "no", "no: a practical attack"],
+        ["yes", "yes: the target's own update", "no", "no", "no", "no: must reconstruct"],
+        ["yes", "no", "no", "yes: the report pool", "no", "yes: rank by cosine"],
+        ["yes (and re-fits the heads)", "no", "no", "yes: the report pool", "yes: m of them", "yes: rank by cosine"],
     ],
-    index=pd.Index(["worst case", "relaxed", "realistic", "this study's re-linker"], name="adversary"),
+    index=pd.Index(
+        [
+            "worst case",
+            "relaxed",
+            "realistic (Ziller et al.)",
+            "gradient-access reconstruction (chapter 9)",
+            "passive re-linker (chapters 4-6)",
+            "adaptive re-linker (chapter 11)",
+        ],
+        name="adversary",
+    ),
     columns=list(_CAPABILITIES),
 )
 """Adversary capabilities (rows: threat models; columns: capabilities)."""

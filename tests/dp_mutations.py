@@ -37,12 +37,14 @@ FULL_TESTS = [
     "tests/test_summary_known_answers.py",
     "tests/test_dp_outcomes.py",
     "tests/test_dp_stage.py",
+    "tests/test_dp_batched.py",
 ]
 """The tests ``--full`` runs against every mutation."""
 
 _TRAIN = "tests/test_dp_train.py::"
 _ACCOUNTING = "tests/test_dp_accounting.py::"
 _STAGE = "tests/test_dp_stage.py::"
+_BATCHED = "tests/test_dp_batched.py::test_stacked_seeds_match_sequential_runs"
 
 
 class Mutation(NamedTuple):
@@ -189,6 +191,34 @@ MUTATIONS: list[Mutation] = [
         '"heads": _heads_digest(mitigation.heads),',
         '"heads": None,',
         (_STAGE + "test_transfer_with_identical_heads_reproduces_the_pretrained_numbers",),
+    ),
+    Mutation(
+        "stacked seeds skip the clipping",
+        "relink_lib/dp/batched.py",
+        "coef = (cn / (sq.clamp_min(0).sqrt() + 1e-6)).clamp(max=1.0) * mask",
+        "coef = mask * 1.0",
+        (_BATCHED + "[False-dp-adam]",),
+    ),
+    Mutation(
+        "stacked seeds add no noise",
+        "relink_lib/dp/batched.py",
+        "if clip and sigma > 0:",
+        "if clip and sigma > 1e9:",
+        (_BATCHED + "[False-dp-sgd]",),
+    ),
+    Mutation(
+        "stacked seeds divide by the actual batch under DP",
+        "relink_lib/dp/batched.py",
+        "denom = torch.full((len(seeds), 1, 1), expected, dtype=dtype)",
+        "denom = mask.sum(1).clamp_min(1.0).to(dtype)[:, None, None] * 1.0",
+        (_BATCHED + "[False-clip-only]",),
+    ),
+    Mutation(
+        "stacked seeds share one noise stream",
+        "relink_lib/dp/batched.py",
+        "noise_gens = [torch.Generator().manual_seed(int(s) + NOISE_SEED_OFFSET) for s in seeds]",
+        "noise_gens = [torch.Generator().manual_seed(NOISE_SEED_OFFSET) for s in seeds]",
+        (_BATCHED + "[False-dp-sgd]",),
     ),
 ]
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import cast
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -11,8 +15,10 @@ from relink_lib.adaptive.attacks import (
     cca_attack,
     check_disjoint,
     embed_linear,
+    embed_text_side,
     embed_with_heads,
     ridge_attack,
+    text_side_attack,
     train_heads_attack,
 )
 from relink_lib.adaptive.stage import (
@@ -29,6 +35,7 @@ from relink_lib.adaptive.stage import (
 )
 from relink_lib.adaptive.summary import headline_sentence, recommend
 from relink_lib.audit.engine import per_query_recall, rank_counts
+from relink_lib.cohorts.base import Cohort
 
 
 def _planted(n: int, seed: int = 0, d_img: int = 24, d_txt: int = 16, noise: float = 0.05):
@@ -95,16 +102,73 @@ def test_m_plan_skips_and_dedupes() -> None:
     assert ms == [0, 30] and skipped[0].m is None
 
 
+def _planted_reports(n: int, seed: int = 0, vocab: int = 40, d: int = 16) -> tuple[list[str], np.ndarray]:
+    """Reports as bags of words (each word present with probability 0.3) and image embeddings linear in the bag."""
+    rng = np.random.default_rng(seed)
+    bags = rng.random((n, vocab)) < 0.3
+    words = np.array([f"w{j}" for j in range(vocab)])
+    texts = [" ".join(words[b]) or "none" for b in bags]
+    emb = bags.astype(float) @ rng.normal(size=(vocab, d)) + 0.05 * rng.normal(size=(n, d))
+    return texts, emb
+
+
+def test_text_side_recovers_planted_map_and_is_chance_without_pairs() -> None:
+    texts, emb = _planted_reports(900, seed=4)
+    fit = text_side_attack(emb[:600], texts[:600], 1e-3)
+    assert fit.vectorizer is not None and fit.m == 600
+    r1 = _r1(embed_text_side(fit, emb[600:], texts[600:]), 100)
+    assert r1 > 0.8
+    few = _r1(embed_text_side(text_side_attack(emb[:8], texts[:8], 1e-3), emb[600:], texts[600:]), 100)
+    assert few < r1
+    none = text_side_attack(emb[:1], texts[:1])
+    assert none.vectorizer is None
+    assert _r1(embed_text_side(none, emb[600:], texts[600:]), 100) == pytest.approx(0.01)
+
+
+def test_text_side_vocabulary_comes_from_public_reports_only() -> None:
+    texts, emb = _planted_reports(300, seed=5)
+    fit = text_side_attack(emb[:200], texts[:200], 1e-3)
+    vocab = set(fit.vectorizer.vocabulary_)
+    assert "secretword" not in vocab
+    # a word only the evaluated reports contain changes nothing
+    a = embed_text_side(fit, emb[200:], texts[200:])[1]
+    b = embed_text_side(fit, emb[200:], [t + " secretword" for t in texts[200:]])[1]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="one report per image"):
+        text_side_attack(emb[:10], texts[:9])
+
+
+def _cohort_of(texts: list[str]) -> Cohort:
+    return cast(Cohort, SimpleNamespace(pairs=pd.DataFrame({"text": texts})))
+
+
 def test_stage_fit_rows_are_disjoint_from_test_rows() -> None:
     from relink_lib.adaptive.stage import _source
     from relink_lib.features import Features
 
     val = Features(np.zeros((5, 2), np.float32), np.zeros((5, 2), np.float32), np.arange(10, 15))
-    src = _source("val", val, "internal", 0)
+    src = _source("val", val, _cohort_of([f"r{i}" for i in range(15)]), "internal", 0)
     test_ids = np.array([f"internal:{r}" for r in range(20, 30)])
     check_disjoint(src.ids, test_ids, "val source")
     with pytest.raises(ValueError):
         check_disjoint(src.ids, np.array(["internal:12"]), "val source")
+    assert list(src.texts) == [f"r{i}" for i in range(10, 15)]
+
+
+def test_topped_up_source_puts_its_own_pairs_first() -> None:
+    from relink_lib.adaptive.stage import TopUp, _source
+    from relink_lib.features import Features
+
+    val = Features(np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32), np.arange(20, 24))
+    extra = Features(np.ones((6, 2), np.float32), np.ones((6, 2), np.float32), np.arange(0, 6))
+    top = TopUp(extra, _cohort_of([f"x{i}" for i in range(6)]), "entry")
+    src = _source("val", val, _cohort_of([f"r{i}" for i in range(24)]), "internal", 1, top)
+    assert (src.n_own, src.n_extra, len(src.ids)) == (4, 6, 10)
+    assert sorted(src.order[:4]) == [0, 1, 2, 3] and sorted(src.order) == list(range(10))
+    # the top-up's row 3 is another patient than the internal cohort's row 3, and the test split's
+    assert "internal-topup:3" in set(src.ids) and "internal:3" not in set(src.ids)
+    check_disjoint(src.ids, np.array([f"internal:{r}" for r in range(0, 20)]), "topped-up val source")
+    assert src.image[src.order[4:]].min() == 1.0 and list(src.texts[4:]) == [f"x{i}" for i in range(6)]
 
 
 def _option(name: str, risk: float, hi: float, zs: float | None) -> ReleaseOption:
@@ -179,6 +243,7 @@ def _result() -> AdaptiveResult:
         n_max=29,
         m_reference=10,
         sources={"val": 30},
+        topped_up={"val": 0},
         epsilon=0.34,
         delta=6e-6,
         setting={"init": "reinit"},

@@ -27,8 +27,10 @@ def test_chance_rejects_empty_pools():
 
 
 def test_threat_models_differ_in_capabilities():
-    rows = THREAT_MODELS.loc[["worst case", "relaxed", "realistic"]]
-    assert len(rows.drop_duplicates()) == 3
+    assert len(THREAT_MODELS.drop_duplicates()) == len(THREAT_MODELS)
+    # the adaptive re-linker holds what the passive one holds, and public pairs besides
+    assert THREAT_MODELS.loc["adaptive re-linker (chapter 11)", "holds public image-report pairs"].startswith("yes")
+    assert THREAT_MODELS.loc["passive re-linker (chapters 4-6)", "holds public image-report pairs"] == "no"
 
 
 def test_chapter_one_payload_and_figure():

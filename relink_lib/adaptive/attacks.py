@@ -12,7 +12,11 @@ map from pre-projection (image, text) features to a joint space where the cosine
   canonical correlation;
 - :func:`train_heads_attack`: projection heads trained by the project's own contrastive objective
   (:func:`relink_lib.dp.train.train_heads`), non-privately, with the public pairs as both training set and bank;
-  from fresh heads (new heads) or from the released heads (fine-tuning).
+  from fresh heads (new heads) or from the released heads (fine-tuning);
+- :func:`text_side_attack`: for an image-only release (no text tower): the attacker's own report features, TF-IDF
+  of the report text with a vocabulary built from the public reports alone, mapped by ridge regression into the
+  released image embedding space; a candidate report scores the cosine of its mapped TF-IDF vector with the
+  image's released embedding.
 
 With no public pair (``m = 0``) the closed-form attacks score every candidate alike: chance. Nothing here reads
 a test pair; :func:`check_disjoint` refuses fit rows that overlap the evaluated rows.
@@ -36,6 +40,10 @@ __all__ = [
     "ridge_attack",
     "cca_attack",
     "train_heads_attack",
+    "TextSideAttack",
+    "text_side_attack",
+    "embed_text_side",
+    "embed_image",
     "embed_linear",
     "embed_with_heads",
 ]
@@ -154,6 +162,13 @@ def embed_linear(attack: LinearAttack, x_img: np.ndarray, x_txt: np.ndarray) -> 
 
 
 @torch.no_grad()
+def embed_image(head: nn.Module, x_img: np.ndarray) -> np.ndarray:
+    """L2-normalised released image embeddings ``(n, d)`` of pre-projection image features (float32)."""
+    dtype = next(head.parameters()).dtype
+    return _normalise(head(torch.as_tensor(np.asarray(x_img), dtype=dtype)).double().numpy())
+
+
+@torch.no_grad()
 def embed_with_heads(
     heads: tuple[nn.Module, nn.Module], x_img: np.ndarray, x_txt: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -202,3 +217,69 @@ def train_heads_attack(
         config=config,
     )
     return res.image_head, res.text_head
+
+
+@dataclass(frozen=True, eq=False)
+class TextSideAttack:
+    """A fitted text-side attack on an image-only release: ``vectorizer`` (TF-IDF fit on the ``m`` public reports;
+    ``None`` when there were too few to fit), the ridge ``text_map`` (vocabulary, d) from centred TF-IDF vectors to
+    the released image embeddings (mean ``text_mean`` (vocabulary,), target mean ``image_mean`` (d,)), ``penalty``
+    the absolute ridge penalty."""
+
+    m: int
+    vectorizer: Any
+    text_mean: np.ndarray
+    image_mean: np.ndarray
+    text_map: np.ndarray
+    penalty: float
+
+    @property
+    def name(self) -> str:
+        return "text_side"
+
+
+def _tfidf() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2, dtype=np.float64)
+
+
+def text_side_attack(image_emb: np.ndarray, texts: Sequence[str] | np.ndarray, alpha: float = 1e-2) -> TextSideAttack:
+    """Ridge map from TF-IDF vectors of ``m`` public reports to their images' released embeddings ``image_emb``
+    (m, d). The vocabulary (words and bigrams in at least two public reports) comes from the public reports only;
+    the penalty is ``alpha * trace(Tc^T Tc) / vocabulary`` as in :func:`ridge_attack`. Fewer than 2 pairs, or
+    no word in two public reports: chance."""
+    y = _as2d(image_emb, "image_emb")
+    texts = [str(t) for t in texts]
+    m, d = y.shape
+    if len(texts) != m:
+        raise ValueError(f"texts: expected one report per image embedding ({m}), got {len(texts)}")
+    empty = TextSideAttack(m, None, np.zeros(1), np.zeros(d), np.zeros((1, d)), 0.0)
+    if m < 2:
+        return empty
+    vec = _tfidf()
+    try:
+        t = vec.fit_transform(texts).toarray()
+    except ValueError:  # no term in two documents
+        return empty
+    mt, my = t.mean(0), y.mean(0)
+    tc, yc = t - mt, y - my
+    lam = _relative_penalty(tc, alpha)
+    if m < t.shape[1]:  # dual
+        w = tc.T @ np.linalg.solve(tc @ tc.T + lam * np.eye(m), yc)
+    else:
+        w = np.linalg.solve(tc.T @ tc + lam * np.eye(t.shape[1]), tc.T @ yc)
+    return TextSideAttack(m, vec, mt, my, w, lam)
+
+
+def embed_text_side(
+    attack: TextSideAttack, image_emb: np.ndarray, texts: Sequence[str] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(image, report)`` unit embeddings under a text-side attack: the released image embeddings centred on the
+    public images' mean, each report's centred TF-IDF vector (the attack's vocabulary) through the ridge map
+    (float32). An unfitted attack maps every report to the same vector: chance."""
+    y = _as2d(image_emb, "image_emb")
+    if attack.vectorizer is None:
+        return _normalise(y), _normalise(np.zeros((len(texts), y.shape[1])))
+    t = attack.vectorizer.transform([str(x) for x in texts]).toarray()
+    return _normalise(y - attack.image_mean), _normalise((t - attack.text_mean) @ attack.text_map)

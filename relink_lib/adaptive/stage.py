@@ -6,12 +6,16 @@
   ``fresh`` untrained heads (:func:`fresh_heads`); ``public_only`` heads (fresh heads trained non-privately on
   the whole public val split);
 - *public sources* of the attacker's ``m`` pairs: the internal ``val`` split (declared public) and the
-  ``external`` site's cohort, featurised by the same frozen encoders; a source with fewer pairs than ``m`` skips
-  that ``m`` (recorded in ``skipped``); the ``m`` pairs are the first ``m`` of a seeded permutation (nested);
+  ``external`` site's cohort, featurised by the same frozen encoders. A synthetic source with fewer than
+  ``adaptive.public_pool_min`` pairs is topped up with fresh patients of the same generator (another seed, as the
+  scaling pool and the confirmation cohort are drawn); a source that still has fewer pairs than ``m`` skips that
+  ``m`` (recorded in ``skipped``). The ``m`` pairs are the first ``m`` of a seeded order (nested) that puts the
+  source's own pairs first and its top-up after them;
 - *attacks* (:mod:`.attacks`): ``passive`` (m = 0: the released heads as they are), ``ridge``, ``cca``,
-  ``new_heads`` (fresh heads trained on the public pairs) and ``finetune`` (the released heads trained on them).
-  Only ``finetune`` reads the released heads; the other three use the frozen encoders alone, so their outcome is
-  the same for every released variant (computed once);
+  ``new_heads`` (fresh heads trained on the public pairs), ``finetune`` (the released heads trained on them) and
+  ``text_side`` (TF-IDF of the report text mapped into the released image space: the attacker of an image-only
+  release). ``ridge``, ``cca`` and ``new_heads`` use the frozen encoders alone, so their outcome is the same for
+  every released variant (computed once);
 - *outcome* on the held-out test split: tie-fair expected Recall@1 over random pools of N = 100 and N = 10,000
   (each capped at the test set size minus one), lift over chance 1/N with a patient-bootstrap 95% CI.
 
@@ -43,22 +47,32 @@ from ..dp.frontier_stage import get_frontier, reference_setting
 from ..dp.outcomes import few_threads, prompt_features_of, utility_outcomes
 from ..dp.stage import mitigate_rung
 from ..features import Features, feature_dir, get_features
-from ..models.stage import get_ladder
+from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
 from .attacks import (
     LinearAttack,
+    TextSideAttack,
     cca_attack,
     check_disjoint,
+    embed_image,
     embed_linear,
+    embed_text_side,
     embed_with_heads,
     ridge_attack,
+    text_side_attack,
     train_heads_attack,
 )
 
 VARIANTS: tuple[str, ...] = ("pretrained", "dp", "fresh", "public_only")
-ATTACKS: tuple[str, ...] = ("passive", "ridge", "cca", "new_heads", "finetune")
+ATTACKS: tuple[str, ...] = ("passive", "ridge", "cca", "new_heads", "finetune", "text_side")
 HEAD_FREE_ATTACKS: tuple[str, ...] = ("ridge", "cca", "new_heads")
 """Attacks that never read the released heads (the frozen encoders and the public pairs only)."""
+RELEASED_HEAD_ATTACKS: tuple[str, ...] = ("finetune", "text_side")
+"""Attacks fit per released variant: fine-tuning reads both released heads; the text-side attack maps its own
+report features into the released image space (image tower and image head), so it needs no text tower."""
+EXTENSION_SEED_OFFSETS: Mapping[str, int] = {"val": 11001, "external": 12001}
+"""A public source with fewer than ``adaptive.public_pool_min`` pairs is topped up with fresh patients of the same
+generator (synthetic cohorts), seeded ``params["seed"]`` + this offset: disjoint from every other draw."""
 SOURCES: tuple[str, ...] = ("val", "external")
 OPTIONS: tuple[str, ...] = ("full_model", "dp_heads", "public_only_heads", "image_tower_only", "restricted_pools")
 TAIL_CONDITIONS: tuple[str, ...] = ("full model, passive", "DP heads, passive", "DP heads, adaptive")
@@ -173,7 +187,8 @@ class TailRow(JsonRecord):
 
 @dataclass(frozen=True)
 class AdaptiveResult(JsonRecord):
-    """Result of :func:`get_adaptive` (see the module docstring). ``per_patient``: condition -> per-patient
+    """Result of :func:`get_adaptive` (see the module docstring). ``sources``: public pairs per source, of which
+    ``topped_up`` are fresh patients drawn for the attacker. ``per_patient``: condition -> per-patient
     expected R@1 at N = pool_small (for the tail figure; kept out of the chapter's payload)."""
 
     rung: str
@@ -183,6 +198,7 @@ class AdaptiveResult(JsonRecord):
     n_max: int
     m_reference: int
     sources: Mapping[str, int]
+    topped_up: Mapping[str, int]
     epsilon: float | None
     delta: float | None
     setting: Mapping[str, Any]
@@ -263,16 +279,71 @@ def _macro(util: pd.DataFrame, metric: str) -> float | None:
 
 @dataclass
 class _Source:
+    """A public source: features, report ``texts``, row ``ids`` and the attacker's ``order`` (its first m rows are
+    the m pairs); ``n_own`` pairs of the source itself, ``n_extra`` fresh patients topped up after them."""
+
     name: str
     image: np.ndarray
     text: np.ndarray
+    texts: np.ndarray
     ids: np.ndarray
     order: np.ndarray
+    n_own: int
+    n_extra: int = 0
 
 
-def _source(name: str, feats: Features, prefix: str, seed: int) -> _Source:
-    ids = np.array([f"{prefix}:{int(r)}" for r in feats.rows])
-    return _Source(name, feats.image, feats.text, ids, np.random.default_rng(seed).permutation(len(feats)))
+def _texts(cohort: Cohort, feats: Features) -> np.ndarray:
+    return cohort.pairs.iloc[np.asarray(feats.rows)]["text"].astype(str).to_numpy()
+
+
+def _source(name: str, feats: Features, cohort: Cohort, prefix: str, seed: int, extra: TopUp | None = None) -> _Source:
+    """The source ``name`` from its features, with the ``extra`` fresh patients after them."""
+    rng = np.random.default_rng(seed)
+    ids = [f"{prefix}:{int(r)}" for r in feats.rows]
+    order = rng.permutation(len(feats))
+    image, text, texts = feats.image, feats.text, _texts(cohort, feats)
+    n_extra = 0
+    if extra is not None:
+        ef, ec = extra.features, extra.cohort
+        n_extra = len(ef)
+        ids += [f"{prefix}-topup:{int(r)}" for r in ef.rows]
+        order = np.concatenate([order, len(feats) + rng.permutation(n_extra)])
+        image, text = np.concatenate([image, ef.image]), np.concatenate([text, ef.text])
+        texts = np.concatenate([texts, _texts(ec, ef)])
+    return _Source(name, image, text, texts, np.array(ids), order, len(feats), n_extra)
+
+
+def topup_params(params: ProfileLike, source: str, n_pairs: int) -> Profile:
+    """Parameters of the top-up draw of public ``source`` (``val``: the internal generator, ``external``: the
+    external site's): the profile's cohort settings, seed + :data:`EXTENSION_SEED_OFFSETS`, ``n_pairs`` pairs (all
+    rows, whatever split), no export round trip."""
+    cfg = as_profile(params)
+    size = {"n_pairs": int(n_pairs)} if source == "val" else {"n_pairs_external": int(n_pairs)}
+    return cfg.replace_sections(seed=cfg.seed + EXTENSION_SEED_OFFSETS[source], cohort={**size, "roundtrip": False})
+
+
+@dataclass(frozen=True, eq=False)
+class TopUp:
+    """Fresh public patients of one source: their ``features`` (``all`` rows), ``cohort`` and the feature cache
+    entry's name ``features_entry`` (part of the stage's cache key)."""
+
+    features: Features
+    cohort: Cohort
+    features_entry: str
+
+
+def topup(params: ProfileLike, source: str, n_have: int, rung: Rung, *, progress: bool = False) -> TopUp | None:
+    """Fresh public patients for ``source`` up to ``adaptive.public_pool_min`` pairs (cached through the cohort and
+    feature caches), or ``None`` when the source has enough or the cohort is not synthetic."""
+    cfg = as_profile(params)
+    need = int(cfg.adaptive.public_pool_min) - int(n_have)
+    if need <= 0 or not cfg.cohort.simulation:
+        return None
+    p = topup_params(cfg, source, max(need, 4))
+    site = "internal" if source == "val" else "external"
+    coh = get_cohort(p, site=site)
+    feats = get_features(p, coh, rung, "all", progress=progress)
+    return TopUp(feats, coh, feature_dir(p, coh, rung, "all").name)
 
 
 def _m_plan(values: tuple[int | None, ...], n: int, source: str) -> tuple[list[int], list[Skipped]]:
@@ -299,12 +370,14 @@ def get_adaptive(params: ProfileLike, *, progress: bool = False) -> AdaptiveResu
     mit = mitigate_rung(cfg, cohort, rung, setting=setting, progress=progress)
     feats = {s: get_features(cfg, cohort, rung, s, progress=progress) for s in ("train", "val", "test")}
     feats["external"] = get_features(cfg, external, rung, "all", progress=progress)
+    topups = {s: topup(cfg, s, len(feats[s]), rung, progress=progress) for s in ("val", "external")}
     key = {
         "step": "adaptive",
         "features": {
             s: feature_dir(cfg, external if s == "external" else cohort, rung, "all" if s == "external" else s).name
             for s in feats
         },
+        "topups": {s: None if t is None else t.features_entry for s, t in topups.items()},
         "mitigation": None if mit.path is None else mit.path.name,
         "adaptive": cfg.adaptive.to_dict(),
         "audit": {"n_boot": cfg.audit.n_boot, "chunk_size": cfg.audit.chunk_size},
@@ -318,19 +391,20 @@ def get_adaptive(params: ProfileLike, *, progress: bool = False) -> AdaptiveResu
 
     def build(tmp: Path) -> None:
         t0 = time.perf_counter()
-        with few_threads():
-            result = _compute(
-                cfg,
-                cohort,
-                external,
-                feats,
-                mit.heads,
-                (encoder.image_head, encoder.text_head),
-                prompt_features_of(encoder),
-                mit.record,
-                setting.as_dict(),
-                rung.name,
-            )
+        # the trained attacks run single-threaded (_Study.fit); the scoring GEMMs use every core
+        result = _compute(
+            cfg,
+            cohort,
+            external,
+            feats,
+            topups,
+            mit.heads,
+            (encoder.image_head, encoder.text_head),
+            prompt_features_of(encoder),
+            mit.record,
+            setting.as_dict(),
+            rung.name,
+        )
         result = AdaptiveResult.from_json({**result.to_json(), "build_time_s": time.perf_counter() - t0})
         (tmp / "adaptive.json").write_text(json.dumps(result.to_json(), indent=1))
 
@@ -355,16 +429,19 @@ class _Study:
         eval_ids: np.ndarray,
         released: Heads | None = None,
         released_name: str = "",
-    ) -> LinearAttack | Heads:
+    ) -> LinearAttack | TextSideAttack | Heads:
         rows = src.order[:m]
         check_disjoint(src.ids[rows], eval_ids, f"{attack} attack on {src.name}")
-        k = (attack, src.name, m, released_name if attack == "finetune" else "")
+        k = (attack, src.name, m, released_name if attack in RELEASED_HEAD_ATTACKS else "")
         if k in self._fits:
             return self._fits[k]
         x, t = src.image[rows], src.text[rows]
         a = self.a
-        fit: LinearAttack | Heads
-        if attack == "ridge":
+        fit: LinearAttack | TextSideAttack | Heads
+        if attack == "text_side":
+            assert released is not None
+            fit = text_side_attack(embed_image(released[0], x), src.texts[rows], a.ridge_alpha)
+        elif attack == "ridge":
             fit = ridge_attack(x, t, a.ridge_alpha)
         elif attack == "cca":
             fit = cca_attack(x, t, a.cca_components, a.cca_reg)
@@ -373,22 +450,34 @@ class _Study:
 
             start = fresh_heads(*self.template, seed=self.cfg.seed + 101) if attack == "new_heads" else released
             assert start is not None
-            fit = train_heads_attack(
-                x,
-                t,
-                start,
-                epochs=a.attack_epochs,
-                lr=a.attack_lr,
-                batch_size=a.attack_batch_size,
-                seed=self.cfg.seed,
-                temperature=self.cfg.dp.temperature,
-            )
+            with few_threads():
+                fit = train_heads_attack(
+                    x,
+                    t,
+                    start,
+                    epochs=a.attack_epochs,
+                    lr=a.attack_lr,
+                    batch_size=a.attack_batch_size,
+                    seed=self.cfg.seed,
+                    temperature=self.cfg.dp.temperature,
+                )
         self._fits[k] = fit
         return fit
 
     @staticmethod
-    def embed(fit: LinearAttack | Heads, x_img: np.ndarray, x_txt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def embed(
+        fit: LinearAttack | TextSideAttack | Heads, x_img: np.ndarray, x_txt: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        assert not isinstance(fit, TextSideAttack), "a text-side attack embeds report text: use embed_text"
         return embed_linear(fit, x_img, x_txt) if isinstance(fit, LinearAttack) else embed_with_heads(fit, x_img, x_txt)
+
+    @staticmethod
+    def embed_text(
+        fit: LinearAttack | TextSideAttack | Heads, released: Heads, x_img: np.ndarray, texts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Released image embeddings of ``x_img`` and the text-side attack's embeddings of report ``texts``."""
+        assert isinstance(fit, TextSideAttack)
+        return embed_text_side(fit, embed_image(released[0], x_img), texts)
 
 
 def _compute(
@@ -396,6 +485,7 @@ def _compute(
     cohort: Cohort,
     external: Cohort,
     feats: Mapping[str, Features],
+    topups: Mapping[str, TopUp | None],
     mit_heads: Mapping[str, Heads],
     template: Heads,
     prompts: Any,
@@ -413,9 +503,13 @@ def _compute(
     train_pairs = cohort.pairs.iloc[np.asarray(train.rows)].reset_index(drop=True)
     test_pat = test_pairs["patient_id"].astype(str).to_numpy()
     test_ids = np.array([f"internal:{int(r)}" for r in test.rows])
-    sources = {"val": _source("val", val, "internal", seed), "external": _source("external", ext, "external", seed)}
-    public_only = study.fit("new_heads", sources["val"], len(val), test_ids)
-    assert not isinstance(public_only, LinearAttack)
+    sources = {
+        "val": _source("val", val, cohort, "internal", seed, topups.get("val")),
+        "external": _source("external", ext, external, "external", seed, topups.get("external")),
+    }
+    test_texts = _texts(cohort, test)
+    public_only = study.fit("new_heads", sources["val"], len(val), test_ids)  # the val split's own pairs first
+    assert isinstance(public_only, tuple)
     released: dict[str, Heads] = {
         "pretrained": template,
         "dp": mit_heads["dp"],
@@ -449,6 +543,9 @@ def _compute(
             for v, heads in released.items():
                 fit = study.fit("finetune", src, m, test_ids, heads, v)
                 add(v, "finetune", name, m, _score(study.embed(fit, test.image, test.text), pools, test_pat, chunk))
+                ts = study.fit("text_side", src, m, test_ids, heads, v)
+                emb = study.embed_text(ts, heads, test.image, test_texts)
+                add(v, "text_side", name, m, _score(emb, pools, test_pat, chunk))
     frame = pd.DataFrame([o.to_json() for o in outcomes])
     best = frame.sort_values("lift_ref", ascending=False).drop_duplicates(["variant", "source", "m"])
     passive = frame[frame["attack"] == "passive"].set_index("variant")["lift_ref"]
@@ -503,6 +600,7 @@ def _compute(
         n_max=n_max,
         m_reference=a.m_reference,
         sources={k: len(s.ids) for k, s in sources.items()},
+        topped_up={k: s.n_extra for k, s in sources.items()},
         epsilon=record.get("epsilon"),
         delta=record.get("delta"),
         setting=dict(setting),
@@ -575,7 +673,7 @@ def _options(
                 "",
             )
         )
-    b = _best_adaptive(frame, "pretrained", adaptive_m, HEAD_FREE_ATTACKS)
+    b = _best_adaptive(frame, "pretrained", adaptive_m, ("text_side",))
     out.append(
         ReleaseOption(
             "image_tower_only",
@@ -592,9 +690,9 @@ def _options(
             None,
             _macro(util["pretrained"], "linear_probe_auroc"),
             None,
-            "passive re-linkage not applicable (no text tower); the adaptive attacker is assumed to bring "
-            "text features equivalent to the withheld tower's (an upper bound); zero-shot and retrieval need "
-            "the text tower",
+            "passive re-linkage not applicable (no text tower); the adaptive attacker brings report features of "
+            "its own (TF-IDF of the report text) mapped into the released image space; zero-shot and retrieval "
+            "need the text tower",
         )
     )
     p = frame[(frame["variant"] == "pretrained") & (frame["attack"] == "passive")].iloc[0]

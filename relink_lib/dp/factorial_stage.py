@@ -46,6 +46,7 @@ from ..paper import PAPER
 from ..profiles import cache_dir
 from ..utility.retrieval import label_retrieval_precision
 from ..utility.zero_shot import zero_shot_auroc
+from .batched import SeedsHook, train_heads_seeds
 from .calibrate import calibrate_noise
 from .confirmation import ConfirmationSet, get_confirmation
 from .controls import nonprivate_config
@@ -54,7 +55,7 @@ from .frontier import JsonRecord, Setting, embed_heads
 from .frontier_stage import get_frontier, reference_setting
 from .heads import clone_head, fresh_heads
 from .outcomes import PromptFeatures, few_threads, prompt_features_of
-from .train import sampling_plan, train_heads
+from .train import sampling_plan
 
 FACTORIAL_SEED_BASE = 1000
 """Seed index i of every arm is ``params["seed"] + FACTORIAL_SEED_BASE + i`` (init, sampler and noise)."""
@@ -337,26 +338,29 @@ def _start(template: Heads, init: str, seed: int) -> Heads:
 def _train(
     inputs: FactorialInputs,
     spec: ArmSpec,
-    seed: int,
-    on_step: Callable[[int, nn.Module, nn.Module], None] | None = None,
-) -> tuple[Heads, dict[str, Any]]:
+    seeds: Sequence[int],
+    on_step: SeedsHook | None = None,
+) -> tuple[list[Heads], dict[str, Any]]:
+    """Every seed of one arm, stacked into one computation (:func:`relink_lib.dp.batched.train_heads_seeds`):
+    seed i starts from the arm's init drawn with seed i and trains with sampler and noise seeded from it. Returns
+    the heads per seed and the first seed's privacy record (the mechanism is the same for every seed)."""
     assert spec.config is not None
     public = spec.training == "public_only"
     x_img = inputs.public_img if public else inputs.train_img
     x_txt = inputs.public_txt if public else inputs.train_txt
-    start = _start(inputs.template, spec.init, seed)
-    res = train_heads(
-        x_img,
-        x_txt,
-        start[0],
-        start[1],
-        config=spec.config.replace(seed=seed),
-        patient_ids=None if public else inputs.train_patients,
-        bank_text_feats=inputs.public_txt[: inputs.bank_n],
-        bank_image_feats=inputs.public_img[: inputs.bank_n],
-        on_step=on_step,
-    )
-    return (res.image_head, res.text_head), res.record
+    with few_threads():
+        res = train_heads_seeds(
+            x_img,
+            x_txt,
+            [_start(inputs.template, spec.init, s) for s in seeds],
+            config=spec.config,
+            seeds=seeds,
+            patient_ids=None if public else inputs.train_patients,
+            bank_text_feats=inputs.public_txt[: inputs.bank_n],
+            bank_image_feats=inputs.public_img[: inputs.bank_n],
+            on_step=on_step,
+        )
+    return [(r.image_head, r.text_head) for r in res], res[0].record
 
 
 def _arm_record(
@@ -440,14 +444,14 @@ def build_factorial(
         say(f"factorial arm {i + 1}/{len(specs)}: {spec.name}")
         arm_seeds = seeds[:1] if spec.name == BASE_ARM else seeds
         outs, record = [], None
-        for s in arm_seeds:
-            if spec.config is None:
-                heads = _start(inputs.template, spec.init, s)
-            else:
-                t0 = time.perf_counter()
-                heads, record = _train(inputs, spec, s)
-                b.train_s += time.perf_counter() - t0
-                b.n_runs += 1
+        if spec.config is None:
+            trained = [_start(inputs.template, spec.init, s) for s in arm_seeds]
+        else:
+            t0 = time.perf_counter()
+            trained, record = _train(inputs, spec, arm_seeds)
+            b.train_s += time.perf_counter() - t0
+            b.n_runs += len(arm_seeds)
+        for heads in trained:
             o, rc = ev.measure(heads)
             outs.append(o)
             if spec.name in (BASE_ARM, sel_dp):
@@ -564,14 +568,13 @@ def _learning_curve(
     steps_at = {e: max(1, int(round(e * per_epoch))) for e in grid}
     longest = ArmSpec("reinit", "nonprivate", None, npv.config.replace(epochs=max(grid)))
     per_epoch_out: dict[float, list[dict[str, Any]]] = {e: [] for e in grid}
-    t_train = 0.0
-    for s in seeds:
-        snaps: dict[int, Heads] = {}
-        t0 = time.perf_counter()
-        _train(inputs, longest, s, on_step=_checkpointer(snaps, set(steps_at.values())))
-        t_train += time.perf_counter() - t0
-        for e in grid:
-            o, _ = ev.measure(snaps[steps_at[e]], retrieval=False)
+    snaps: dict[int, list[Heads]] = {}
+    t0 = time.perf_counter()
+    _train(inputs, longest, seeds, on_step=_checkpointer(snaps, set(steps_at.values())))
+    t_train = time.perf_counter() - t0
+    for e in grid:
+        for heads in snaps[steps_at[e]]:
+            o, _ = ev.measure(heads, retrieval=False)
             per_epoch_out[e].append(o)
     points = []
     for e in grid:
@@ -600,12 +603,12 @@ def _learning_curve(
     return tuple(points), len(grid) * len(seeds), t_train
 
 
-def _checkpointer(snaps: dict[int, Heads], wanted: set[int]) -> Callable[[int, nn.Module, nn.Module], None]:
-    """A step hook that keeps copies of the heads after each step in ``wanted`` in ``snaps``."""
+def _checkpointer(snaps: dict[int, list[Heads]], wanted: set[int]) -> SeedsHook:
+    """A step hook that keeps copies of every seed's heads after each step in ``wanted`` in ``snaps``."""
 
-    def keep(step: int, a: nn.Module, b: nn.Module) -> None:
+    def keep(step: int, heads: list[Heads]) -> None:
         if step in wanted:
-            snaps[step] = (clone_head(a), clone_head(b))
+            snaps[step] = [(clone_head(a), clone_head(b)) for a, b in heads]
 
     return keep
 
@@ -694,25 +697,25 @@ def get_factorial(params: ProfileLike, *, progress: bool = False) -> FactorialRe
             chunk_size=cfg.audit.chunk_size,
         )
         base = cfg.dp.training_config(optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs)
-        with few_threads():
-            result, arrays = build_factorial(
-                inputs,
-                setting,
-                base,
-                epsilons=spec.epsilons,
-                target_epsilon=float(cfg.dp.target_epsilon or PAPER.dp_epsilon),
-                selected_init=setting.init,
-                seeds=seeds,
-                pool_size=pool_size,
-                n_boot=spec.n_boot,
-                curve_epochs=spec.curve_epochs,
-                curve_n_seeds=spec.curve_n_seeds,
-                confirmation_pool_sizes=cfg.dp.confirmation.pool_sizes,
-                ks=cfg.dp.confirmation.ks,
-                retrieval_pairs=spec.retrieval_pairs,
-                boot_seed=cfg.seed,
-                progress=print if progress else None,
-            )
+        # training runs single-threaded inside _train (small products); the evaluations' GEMMs use every core
+        result, arrays = build_factorial(
+            inputs,
+            setting,
+            base,
+            epsilons=spec.epsilons,
+            target_epsilon=float(cfg.dp.target_epsilon or PAPER.dp_epsilon),
+            selected_init=setting.init,
+            seeds=seeds,
+            pool_size=pool_size,
+            n_boot=spec.n_boot,
+            curve_epochs=spec.curve_epochs,
+            curve_n_seeds=spec.curve_n_seeds,
+            confirmation_pool_sizes=cfg.dp.confirmation.pool_sizes,
+            ks=cfg.dp.confirmation.ks,
+            retrieval_pairs=spec.retrieval_pairs,
+            boot_seed=cfg.seed,
+            progress=print if progress else None,
+        )
         (tmp / "factorial.json").write_text(json.dumps(result.to_json(), indent=1))
         np.savez(tmp / "per_query.npz", **arrays)
 

@@ -46,6 +46,7 @@ from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
 from ..utility.probe import patient_split
 from .accounting import dp_event
+from .batched import train_heads_seeds
 from .calibrate import RDP_ORDERS, calibrate_noise
 from .config import DPConfig
 from .controls import nonprivate_config, tune_output_perturbation
@@ -77,7 +78,7 @@ from .frontier import (
 )
 from .heads import clone_head, fresh_heads, perturb_heads, relative_drift
 from .outcomes import PromptFeatures, few_threads, prompt_features_of, relative_reduction
-from .train import sampling_plan, train_heads
+from .train import sampling_plan
 from .tuning import composed_epsilon, poisson_tuning_epsilon_of_runs
 
 POOL_SEED_OFFSET = 7001
@@ -269,38 +270,59 @@ class _Runner:
             return clone_head(self.template[0]), clone_head(self.template[1])
         return fresh_heads(self.template[0], self.template[1], seed=seed)
 
+    def config_for(
+        self, setting: Setting, data: PrivateSet, private: bool = True, match_n: int | None = None
+    ) -> DPConfig:
+        """The run config of ``setting`` (seed unset). ``match_n``: run with the noise multiplier and number of
+        steps of a DP run on ``match_n`` pairs (the public pilot: same batch size, noise and steps as the private
+        run, on other pairs)."""
+        cfg = self.base.replace(optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs)
+        if not private:
+            return nonprivate_config(cfg)
+        q, steps, _ = sampling_plan(match_n or len(data), cfg)
+        if (q, steps) not in self.sigmas:
+            assert cfg.target_epsilon is not None, "a private frontier run needs dp.training.target_epsilon"
+            self.sigmas[(q, steps)] = calibrate_noise(float(cfg.target_epsilon), cfg.delta, q, steps)
+        cfg = cfg.replace(noise_multiplier=self.sigmas[(q, steps)])
+        if match_n is not None:
+            per_epoch = sampling_plan(len(data), cfg)[2]
+            cfg = cfg.replace(epochs=steps / per_epoch)
+        return cfg
+
+    def train_seeds(
+        self,
+        setting: Setting,
+        seeds: Sequence[int],
+        data: PrivateSet,
+        private: bool = True,
+        match_n: int | None = None,
+    ) -> tuple[list[Heads], dict[str, Any]]:
+        """Runs of ``setting``, one per seed, stacked into one computation
+        (:func:`relink_lib.dp.batched.train_heads_seeds`); the heads per seed and the first seed's record."""
+        cfg = self.config_for(setting, data, private, match_n)
+        t0 = time.perf_counter()
+        with few_threads():
+            res = train_heads_seeds(
+                data.image,
+                data.text,
+                [self.init_heads(setting.init, s) for s in seeds],
+                config=cfg,
+                seeds=seeds,
+                patient_ids=data.patients,
+                bank_text_feats=self.bank_text,
+                bank_image_feats=self.bank_image,
+            )
+        elapsed = time.perf_counter() - t0
+        self.train_s += elapsed
+        self.run_log.extend((int(r.record["steps"]), elapsed / len(res)) for r in res)
+        return [(r.image_head, r.text_head) for r in res], res[0].record
+
     def train(
         self, setting: Setting, seed: int, data: PrivateSet, private: bool = True, match_n: int | None = None
     ) -> tuple[Heads, dict[str, Any]]:
-        """One run. ``match_n``: run with the noise multiplier and number of steps of a DP run on ``match_n`` pairs
-        (the public pilot: same batch size, noise and steps as the private run, on other pairs)."""
-        cfg = self.base.replace(optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs, seed=seed)
-        if private:
-            q, steps, _ = sampling_plan(match_n or len(data), cfg)
-            if (q, steps) not in self.sigmas:
-                assert cfg.target_epsilon is not None, "a private frontier run needs dp.training.target_epsilon"
-                self.sigmas[(q, steps)] = calibrate_noise(float(cfg.target_epsilon), cfg.delta, q, steps)
-            cfg = cfg.replace(noise_multiplier=self.sigmas[(q, steps)])
-            if match_n is not None:
-                per_epoch = sampling_plan(len(data), cfg)[2]
-                cfg = cfg.replace(epochs=steps / per_epoch)
-        else:
-            cfg = nonprivate_config(cfg)
-        start = self.init_heads(setting.init, seed)
-        t0 = time.perf_counter()
-        res = train_heads(
-            data.image,
-            data.text,
-            start[0],
-            start[1],
-            config=cfg,
-            patient_ids=data.patients,
-            bank_text_feats=self.bank_text,
-            bank_image_feats=self.bank_image,
-        )
-        self.train_s += time.perf_counter() - t0
-        self.run_log.append((int(res.record["steps"]), time.perf_counter() - t0))
-        return (res.image_head, res.text_head), res.record
+        """One run of ``setting`` with ``seed`` (see :meth:`config_for` for ``match_n``)."""
+        heads, record = self.train_seeds(setting, (seed,), data, private, match_n)
+        return heads[0], record
 
     def evaluate(self, heads: Heads) -> tuple[dict[str, float], dict[str, Any]]:
         """The frontier's fields of ``heads`` (with ``drift``) and the evaluator's raw measurement."""
@@ -351,9 +373,8 @@ class _Runner:
         """One frontier point: ``len(seeds)`` runs, their mean and spread and the upper bounds of the utility
         drops; with the mean per-query report R@1 and the heads."""
         per_seed, pq, heads_list, measured = [], [], [], []
-        record: dict[str, Any] = {}
-        for seed in self.seeds:
-            heads, record = self.train(setting, seed, data, private, match_n)
+        trained, record = self.train_seeds(setting, self.seeds, data, private, match_n)
+        for seed, heads in zip(self.seeds, trained, strict=True):
             rel, m = self.evaluate(heads)
             per_seed.append(dict(rel, seed=seed))
             pq.append(m["r1_report_per_query"])
@@ -793,15 +814,16 @@ def get_frontier(params: ProfileLike, *, progress: bool = False) -> FrontierResu
             public_labels=pairs["val"][list(CHEXPERT_LABELS)].to_numpy(float),
             public_patients=pairs["val"]["patient_id"].astype(str).to_numpy(),
         )
-        with few_threads():
-            result, arrays = build_frontier(
-                inputs,
-                spec,
-                base,
-                seed=cfg.seed,
-                pool=lambda n: private_pool(cfg, rung, n, progress=progress),
-                progress=print if progress else None,
-            )
+        # head training runs single-threaded (Runner.train_seeds); featurising the pool and the evaluations'
+        # GEMMs use every core
+        result, arrays = build_frontier(
+            inputs,
+            spec,
+            base,
+            seed=cfg.seed,
+            pool=lambda n: private_pool(cfg, rung, n, progress=progress),
+            progress=print if progress else None,
+        )
         result = dataclasses.replace(
             result,
             rung=RungInfo(rung.index, rung.name),

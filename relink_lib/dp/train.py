@@ -45,7 +45,8 @@ NOISE_SEED_OFFSET = 7919
 sampler's (seeded ``config.seed``), so the same seed never draws the batches and the noise from one stream."""
 
 
-def _as_tensor(x: Any, name: str, dtype: torch.dtype, ncols: int | None = None) -> Tensor:
+def as_feature_tensor(x: Any, name: str, dtype: torch.dtype, ncols: int | None = None) -> Tensor:
+    """``x`` as a finite 2-D tensor of ``dtype``; errors name the argument ``name`` and what was expected."""
     t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).detach().to(dtype)
     if t.dim() != 2:
         raise ValueError(f"{name}: expected a 2-D array (rows, features), got shape {tuple(t.shape)}")
@@ -331,7 +332,7 @@ def _history_row(
         eps = 0.0
     else:
         # the running figure per epoch uses the vectorised twin of the accountant (tested to agree with
-        # Opacus); the record's epsilon is Opacus' own (_make_record)
+        # Opacus); the record's epsilon is Opacus' own (training_record)
         eps = (
             rdp_epsilon(sigma, q, step, config.delta, backend="numpy")[0]
             if (config.private and sigma > 0)
@@ -387,8 +388,8 @@ def train_heads(
     engine_name = resolve_engine(config, image_head, text_head)
     img_head, txt_head = clone_head(image_head), clone_head(text_head)
     dtype = next(img_head.parameters()).dtype
-    x_img = _as_tensor(image_feats, "image_feats", dtype, _in_features(img_head, "image_head"))
-    x_txt = _as_tensor(text_feats, "text_feats", dtype, _in_features(txt_head, "text_head"))
+    x_img = as_feature_tensor(image_feats, "image_feats", dtype, _in_features(img_head, "image_head"))
+    x_txt = as_feature_tensor(text_feats, "text_feats", dtype, _in_features(txt_head, "text_head"))
     if x_img.shape[0] != x_txt.shape[0]:
         raise ValueError(
             f"image_feats/text_feats: expected the same number of rows (pairs), "
@@ -396,17 +397,19 @@ def train_heads(
         )
     if x_img.shape[0] < 2:
         raise ValueError(f"image_feats: expected at least 2 training pairs, got {x_img.shape[0]}")
-    bank_txt = _as_tensor(bank_text_feats, "bank_text_feats", dtype, x_txt.shape[1])
+    bank_txt = as_feature_tensor(bank_text_feats, "bank_text_feats", dtype, x_txt.shape[1])
     bank_img = (
-        None if bank_image_feats is None else _as_tensor(bank_image_feats, "bank_image_feats", dtype, x_img.shape[1])
+        None
+        if bank_image_feats is None
+        else as_feature_tensor(bank_image_feats, "bank_image_feats", dtype, x_img.shape[1])
     )
     if bank_txt.shape[0] < 1:
         raise ValueError("bank_text_feats: expected at least one public report")
     ev = None
     if eval_feats is not None:
         ev = (
-            _as_tensor(eval_feats[0], "eval_feats[0]", dtype, x_img.shape[1])[:EVAL_MAX_ROWS],
-            _as_tensor(eval_feats[1], "eval_feats[1]", dtype, x_txt.shape[1])[:EVAL_MAX_ROWS],
+            as_feature_tensor(eval_feats[0], "eval_feats[0]", dtype, x_img.shape[1])[:EVAL_MAX_ROWS],
+            as_feature_tensor(eval_feats[1], "eval_feats[1]", dtype, x_txt.shape[1])[:EVAL_MAX_ROWS],
         )
     n = x_img.shape[0]
     units = privacy_units(n, config.sampling, patient_ids)
@@ -444,7 +447,9 @@ def train_heads(
         head.zero_grad(set_to_none=True)
         for p in head.parameters():
             p.requires_grad_(False)
-    record = _make_record(config, engine_name, sigma, q, steps, units, n, bank_txt, bank_img, patient_ids, engine_eps)
+    record = training_record(
+        config, engine_name, sigma, q, steps, units, n, bank_txt, bank_img, patient_ids, engine_eps
+    )
     record["train_time_s"] = time.perf_counter() - t0
     return HeadTrainingResult(img_head, txt_head, record, history)
 
@@ -458,7 +463,7 @@ def _accounted(sigma: float, q: float, steps: int, delta: float) -> tuple[float,
     return eps, tuple(ind.items())
 
 
-def _make_record(
+def training_record(
     config: DPConfig,
     engine: str,
     sigma: float,
@@ -471,6 +476,9 @@ def _make_record(
     patient_ids: Any,
     engine_eps: float | None,
 ) -> dict[str, Any]:
+    """The privacy record of one run (see :class:`relink_lib.dp.config.HeadTrainingResult`): the mechanism
+    (sigma, q, steps, C, unit, sampling), its RDP epsilon and the independent accountants' figures, group
+    privacy per patient where patient ids are known."""
     unit = "one image-report pair" if units.kind == "pair" else "one patient (all of their image-report pairs)"
     rec: dict[str, Any] = {
         "target_epsilon": config.target_epsilon,

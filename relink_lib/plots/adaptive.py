@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from ..adaptive.stage import AdaptiveResult
 from .common import finish_axes, set_style
 
-_ATTACK_STYLE = {"ridge": "o-", "cca": "s-", "new_heads": "^-", "finetune": "D-"}
+_ATTACK_STYLE = {"ridge": "o-", "cca": "s-", "new_heads": "^-", "finetune": "D-", "text_side": "v--"}
 
 
 def plot_lift_vs_m(result: AdaptiveResult, variant: str = "dp", *, simulation: bool = True) -> Figure:
