@@ -731,8 +731,9 @@ class AdaptiveConfig(_Section):
     pairs); ``public_pool_min``: a synthetic public source with fewer pairs is topped up with fresh patients of the
     same generator to this many; ``m_reference``: the m of the adaptive column of the protection and decision
     tables (the largest available m up to it); ``ridge_alpha``: the ridge penalty relative to
-    ``trace(X^T X) / d`` of the centred public image features (also of the text-side attack's TF-IDF map);
-    ``cca_components`` (at most) and ``cca_reg`` (relative, as ridge); the trained attacks' ``attack_epochs``, ``attack_lr`` (Adam) and ``attack_batch_size``; ``n_max``: the largest pool of the
+    ``trace(X^T X) / d`` of the centred public features (image features for the ridge map, TF-IDF vectors for the
+    text-side attack); ``cca_components`` (at most) and ``cca_reg`` (relative, as ridge); the trained attacks'
+    ``attack_epochs``, ``attack_lr`` (Adam) and ``attack_batch_size``; ``n_max``: the largest pool of the
     restricted-access release option; the custodian's risk tolerances ``max_adaptive_lift_n10000`` (x chance)
     and ``max_zero_shot_drop`` (percentage points of macro zero-shot AUROC); ``n_boot`` patient-bootstrap
     resamples (``None``: the audit's)."""
