@@ -48,6 +48,11 @@ display(provenance_banner(params))
 display(Markdown("\n\n".join(summary_findings(summary))))
 
 # %% [markdown]
+# Where each finding comes from: the DP cut and its decomposition from {doc}`06_mitigation`, the
+# privacy budget from {doc}`09_privacy_budget`, the adaptive attacker and the custodian's
+# recommendation (release options, tolerances) from {doc}`11_custodian`.
+
+# %% [markdown]
 # ## Calibration and prediction
 #
 # The simulation has knobs. Some were set so that its audit lands in the paper's regime; a number

@@ -56,6 +56,7 @@ from IPython.display import Markdown, display
 
 from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label
+from relink_lib.dp.factorial_stage import get_factorial
 from relink_lib.dp.summary import per_label_probe, setting_label, utility_findings, utility_payload, utility_table
 from relink_lib.plots.dp import plot_utility_by_variant
 from relink_lib.display import provenance_banner
@@ -67,8 +68,9 @@ cohort, rungs, ms, simulation = chapter.cohort, chapter.rungs, chapter.mitigatio
 display(provenance_banner(params, cohort_label(cohort)))
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 table = utility_table(ms)
-write_results(params, "utility", utility_payload(ms), cohort=cohort_label(cohort), model=[r.name for r in rungs],
-              wall_time_s=chapter.wall_time_s())
+factorial = get_factorial(params)  # chapter 6's, cached: the confirmation cohort's utility
+write_results(params, "utility", utility_payload(ms, factorial), cohort=cohort_label(cohort),
+              model=[r.name for r in rungs], wall_time_s=chapter.wall_time_s())
 display(Markdown(f"Profile `{params['profile']}`, cohort `{cohort_label(cohort)}` ({what}); held-out test split; "
                  f"DP heads: {setting_label(ms[-1].setting)} (chapter 6's selection)."))
 
@@ -110,10 +112,12 @@ print(per_label.loc[:, per_label.columns.get_level_values("variant").isin(["pret
 # %% [markdown]
 # ## Summary
 #
-# The sentences below are generated from the table above (this profile's numbers; a simulation
-# when the cohort is synthetic). The probe re-learns a linear map on top of whatever linear head it
+# The sentences below are generated from this chapter's numbers (this profile's; a simulation when
+# the cohort is synthetic). The first, the headline, is measured on chapter 6's confirmation cohort
+# (fresh patients, ten noise seeds, a paired interval); the rest read the table above (the held-out
+# split, one seed per rung). The probe re-learns a linear map on top of whatever linear head it
 # is given, so read the cross-modal columns for the cost that matters. Results:
 # `results/<profile>/utility.json`.
 
 # %% tags=["hide-input"]
-display(Markdown("\n\n".join(f"- {s}" for s in utility_findings(ms, simulation))))
+display(Markdown("\n\n".join(f"- {s}" for s in utility_findings(ms, simulation, factorial))))

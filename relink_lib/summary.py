@@ -305,7 +305,17 @@ def utility_headline(utility: Mapping[str, Any] | None) -> dict[str, Any] | None
         "probe_after_ci": ci(after),
         "zero_shot_before": get(before, "zero_shot_macro_auroc"),
         "zero_shot_after": get(after, "zero_shot_macro_auroc"),
+        "confirmation": _confirmation_utility(_mapping((utility or {}).get("confirmation"))),
     }
+
+
+def _confirmation_utility(c: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The confirmation cohort's zero-shot drop (chapter 7's headline), or ``None``."""
+    d = _mapping(c.get("zero_shot_drop"))
+    value, lo, hi = _num(d.get("value")), _num(d.get("ci_low")), _num(d.get("ci_high"))
+    if value is None:
+        return None
+    return {"n_pairs": _num(c.get("n_pairs")), "n_seeds": _num(c.get("n_seeds")), "drop": value, "ci": (lo, hi)}
 
 
 def transfer_headline(transfer: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -355,7 +365,10 @@ def adaptive_headline(adaptive: Mapping[str, Any] | None) -> dict[str, Any] | No
     if _num(h.get("dp_adaptive")) is None or _num(h.get("dp_passive")) is None:
         return None
     keys = ("n", "m", "attack", "full_passive", "dp_passive", "dp_adaptive", "dp_adaptive_ci", "recovered", "verdict")
-    return {k: h.get(k) for k in keys}
+    out = {k: h.get(k) for k in keys}
+    rec = _mapping((adaptive or {}).get("recommendation"))
+    out["recommendation"] = rec.get("sentence") if isinstance(rec.get("sentence"), str) else None
+    return out
 
 
 def summary_payload(payloads: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
@@ -474,8 +487,9 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
             f"**Utility.** Linear-probe macro AUROC {_f(util['probe_before'])}{cis[0]} with the pretrained heads and "
             f"{_f(util['probe_after'])}{cis[1]} with the DP heads; zero-shot (cross-modal) "
             f"{_f(util['zero_shot_before'])} "
-            f"-> {_f(util['zero_shot_after'])}. The paper reports {_pct(PAPER.probe_macro_auroc_before)} -> "
-            f"{_pct(PAPER.probe_macro_auroc_after)} (probe)."
+            f"-> {_f(util['zero_shot_after'])} (held-out split, one seed). The paper reports "
+            f"{_pct(PAPER.probe_macro_auroc_before)} -> {_pct(PAPER.probe_macro_auroc_after)} (probe)."
+            + _confirmation_utility_text(util.get("confirmation"))
         )
     tr = payload.get("transfer")
     if not tr or (tr.get("before") is None and tr.get("after") is None):
@@ -507,8 +521,33 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
     if adaptive:  # chapter 11 is optional for the summary: no sentence when it has not run
         from .adaptive.summary import headline_sentence  # the chapter's own sentence, one definition
 
-        out.append("**Adaptive attacker.** " + headline_sentence(adaptive, payload.get("simulation")))
+        rec = adaptive.get("recommendation")
+        out.append(
+            "**Adaptive attacker.** "
+            + headline_sentence(adaptive, payload.get("simulation"))
+            + (f" {rec}" if rec else "")
+            + " (Release options and tolerances: chapter 11.)"
+        )
     return out
+
+
+def _confirmation_utility_text(c: Mapping[str, Any] | None) -> str:
+    if not c:
+        return ""
+    lo, hi = c["ci"]
+    known = lo is not None and hi is not None
+    tell = (
+        " The interval includes zero: this run cannot tell a zero-shot cost from none."
+        if not known or lo <= 0 <= hi
+        else ""
+    )
+    ci = f" (95% CI {-hi:+.2f} to {-lo:+.2f}, paired over patients and seeds)" if known else ""
+    n = f"{int(c['n_pairs']):,} pairs, " if c.get("n_pairs") else ""
+    seeds = f"{int(c['n_seeds'])} seeds" if c.get("n_seeds") else "its seeds"
+    return (
+        f" On the confirmation cohort ({n}{seeds}) the DP heads change macro zero-shot AUROC by "
+        f"{-c['drop']:+.2f} points{ci}.{tell}"
+    )
 
 
 def summary_table(payload: Mapping[str, Any]) -> pd.DataFrame:

@@ -94,6 +94,7 @@ def _result(*, clear: bool) -> FactorialResult:
         public_vs_dp=Estimate(0.05, 0.01, 0.09, "pub def") if clear else Estimate(0.0, -0.05, 0.05, "pub def"),
         learning_curve=curve,
         confirmation=conf,
+        zero_shot_drop=Estimate(1.2, 0.5, 1.9, "zs def") if clear else Estimate(0.2, -0.4, 0.8, "zs def"),
         cost=FactorialCost(1.0, 2.0, 3.5, 10, 12, 4),
     )
 
@@ -267,3 +268,18 @@ def test_the_confirmation_cohort_is_a_fresh_draw_and_absent_on_real_data() -> No
     assert cs.info == info and len(cs) == 10 and ConfirmationInfo.from_json(cs.to_json()) == info
     with pytest.raises(ValueError, match="same number of rows"):
         ConfirmationSet(info, np.zeros((3, 2)), np.zeros((2, 2)), np.zeros((3, 14)), np.arange(3))
+
+
+@pytest.mark.parametrize("clear", [True, False])
+def test_chapter_7_headline_reads_the_confirmation_cohort(clear: bool) -> None:
+    from relink_lib.dp.summary import confirmation_utility, confirmation_utility_sentence
+
+    cu = confirmation_utility(_result(clear=clear))
+    assert cu is not None and cu["cohort"] == "confirmation" and cu["n_pairs"] == 20000 and cu["n_seeds"] == 3
+    text = confirmation_utility_sentence(cu)
+    assert "20,000 fresh pairs of 8,000 patients" in text
+    if clear:
+        assert "a drop of +1.20 points (95% CI +0.50 to +1.90" in text and "cost zero-shot accuracy" in text
+    else:
+        assert "cannot tell the drop from zero" in text
+    assert confirmation_utility(None) is None

@@ -415,3 +415,39 @@ def test_dp_cut_comes_from_the_confirmation_cohort_when_chapter_6_has_one():
     assert "The interval includes zero" in text
     data["mitigation"]["confirmation"] = {"available": False}  # real data: back to the frontier or the rungs
     assert summary_payload(data)["dp"]["n"] != 1000
+
+
+def test_adaptive_finding_carries_the_custodians_recommendation():
+    adaptive = {
+        "headline": {
+            "n": 10_000,
+            "m": 1_000,
+            "attack": "ridge",
+            "full_passive": 50.0,
+            "dp_passive": 20.0,
+            "dp_adaptive": 45.0,
+            "dp_adaptive_ci": [40.0, 50.0],
+            "recovered": 25.0 / 30.0,
+            "verdict": "not_stopped",
+        },
+        "recommendation": {"sentence": "Under the profile's tolerances no option is acceptable."},
+    }
+    payload = summary_payload({**payloads(), "adaptive": adaptive})
+    text = "\n".join(summary_findings(payload))
+    assert "re-links the DP-head release at 45.0x chance at N = 10,000 (95% CI 40.0 to 50.0)" in text
+    assert "recovers 83% of the DP cut: **head-only DP does not stop this attacker.**" in text
+    assert "Under the profile's tolerances no option is acceptable." in text
+    # without chapter 11 there is no adaptive sentence at all
+    assert "Adaptive attacker" not in "\n".join(summary_findings(summary_payload(payloads())))
+
+
+def test_utility_finding_adds_the_confirmation_cohorts_zero_shot_drop_with_its_interval():
+    base = payloads()
+    conf = {"n_pairs": 20000, "n_seeds": 10, "zero_shot_drop": {"value": 1.2, "ci_low": 0.5, "ci_high": 1.9}}
+    text = "\n".join(summary_findings(summary_payload({**base, "utility": {**base["utility"], "confirmation": conf}})))
+    assert "On the confirmation cohort (20,000 pairs, 10 seeds) the DP heads change macro zero-shot AUROC by " in text
+    assert "-1.20 points (95% CI -1.90 to -0.50, paired over patients and seeds)." in text
+    assert "cannot tell a zero-shot cost" not in text
+    conf["zero_shot_drop"] = {"value": 0.2, "ci_low": -0.4, "ci_high": 0.8}
+    text = "\n".join(summary_findings(summary_payload({**base, "utility": {**base["utility"], "confirmation": conf}})))
+    assert "this run cannot tell a zero-shot cost from none" in text

@@ -51,7 +51,8 @@ from .calibrate import calibrate_noise
 from .confirmation import ConfirmationSet, get_confirmation
 from .controls import nonprivate_config
 from .factorial import Estimate, cut, difference, paired_bootstrap, share
-from .frontier import JsonRecord, Setting, embed_heads
+from .frontier import JsonRecord, Setting, drop_interval, embed_heads
+from .frontier import zero_shot_scores as zero_shot_scores_of
 from .frontier_stage import get_frontier, reference_setting
 from .heads import clone_head, fresh_heads
 from .outcomes import PromptFeatures, few_threads, prompt_features_of
@@ -73,6 +74,11 @@ REINIT_SHARE_DEFINITION = (
 PUBLIC_DEFINITION = (
     "cut of public-only heads - cut of the DP heads (selected init and epsilon): positive = the public-only "
     "heads cut more"
+)
+
+ZERO_SHOT_DROP_DEFINITION = (
+    "100 x (macro zero-shot AUROC of the pretrained heads - mean over seeds of the selected DP arm's), confirmation "
+    "cohort, labels 1 / 0 (uncertain and missing left out); positive = worse"
 )
 
 Heads = tuple[nn.Module, nn.Module]
@@ -180,7 +186,9 @@ class FactorialCost(JsonRecord):
 class FactorialResult(JsonRecord):
     """The factorial at the selected ``setting``: ``arms``, the ``noise_share`` and ``reinit_share`` (each an
     :class:`Estimate` with its definition), ``public_vs_dp`` (difference of cuts), the non-private
-    ``learning_curve`` from fresh heads, the ``confirmation`` summary, ``seeds`` and ``cost``."""
+    ``learning_curve`` from fresh heads, the ``confirmation`` summary, the selected DP arm's macro zero-shot AUROC
+    ``zero_shot_drop`` against the pretrained heads on the confirmation cohort (percentage points, paired over
+    patients and seeds), ``seeds`` and ``cost``."""
 
     NESTED: ClassVar[Mapping[str, Any]] = {
         "arms": (FactorialArm,),
@@ -189,6 +197,7 @@ class FactorialResult(JsonRecord):
         "public_vs_dp": Estimate,
         "learning_curve": (CurvePoint,),
         "confirmation": ConfirmationSummary,
+        "zero_shot_drop": Estimate,
         "cost": FactorialCost,
     }
     setting: Mapping[str, Any]
@@ -205,6 +214,7 @@ class FactorialResult(JsonRecord):
     public_vs_dp: Estimate
     learning_curve: tuple[CurvePoint, ...]
     confirmation: ConfirmationSummary
+    zero_shot_drop: Estimate
     cost: FactorialCost
 
     def to_json(self) -> dict[str, Any]:
@@ -302,9 +312,12 @@ class _Evaluator:
         img, rep = embed_heads(heads, c.image, c.text)
         return rank_counts(img, rep, chunk_size=self.inputs.chunk_size, device="cpu"), img, rep
 
-    def measure(self, heads: Heads, *, retrieval: bool = True) -> tuple[dict[str, float], Any]:
-        """``r1`` (mean), ``r1_per_query``, ``zero_shot_auroc`` and ``retrieval_precision_at_10``; and the rank
-        counts (for the N x K curve)."""
+    def measure(
+        self, heads: Heads, *, retrieval: bool = True, zero_shot_scores: bool = False
+    ) -> tuple[dict[str, Any], Any]:
+        """``r1`` (mean), ``r1_per_query``, ``zero_shot_auroc`` and ``retrieval_precision_at_10`` (and with
+        ``zero_shot_scores`` the per-label scores ``(n, 14)`` under that key); and the rank counts (for the N x K
+        curve)."""
         t0 = time.perf_counter()
         c = self.inputs.confirmation
         rc, img, rep = self.rank_counts(heads)
@@ -320,6 +333,8 @@ class _Evaluator:
                 prompt_features=self.inputs.prompt_features,
             )
             out["zero_shot_auroc"] = float(zs.loc[zs["label"] == "macro", "auroc"].iloc[0])
+            if zero_shot_scores:
+                out["zero_shot_scores"] = zero_shot_scores_of(heads, c.image, self.inputs.prompt_features)
         if retrieval:
             m = min(len(c), self.retrieval_pairs)
             ret = label_retrieval_precision(img[:m], rep[:m], c.labels[:m], k=min(10, m - 1))
@@ -451,8 +466,9 @@ def build_factorial(
             trained, record = _train(inputs, spec, arm_seeds)
             b.train_s += time.perf_counter() - t0
             b.n_runs += len(arm_seeds)
+        keep_scores = spec.name in (BASE_ARM, sel_dp)
         for heads in trained:
-            o, rc = ev.measure(heads)
+            o, rc = ev.measure(heads, zero_shot_scores=keep_scores)
             outs.append(o)
             if spec.name in (BASE_ARM, sel_dp):
                 rcs.setdefault(spec.name, []).append(rc)
@@ -492,6 +508,18 @@ def build_factorial(
     public_vs_dp = paired_bootstrap(
         pq, pats, difference("base", "public", "dp"), n_boot=n_boot, seed=boot_seed, definition=PUBLIC_DEFINITION
     )
+    zs_drop = Estimate(math.nan, math.nan, math.nan, ZERO_SHOT_DROP_DEFINITION)
+    if inputs.prompt_features is not None:
+        y = np.where(np.isin(conf.labels, (0.0, 1.0)), conf.labels, np.nan)
+        point, lo, hi = drop_interval(
+            outs_by_arm[BASE_ARM][2][0]["zero_shot_scores"],
+            [o["zero_shot_scores"] for o in outs_by_arm[sel_dp][2]],
+            y,
+            pats,
+            n_boot=n_boot,
+            seed=boot_seed,
+        )
+        zs_drop = Estimate(point, lo, hi, ZERO_SHOT_DROP_DEFINITION)
     say("factorial: learning curve")
     curve, n_ckpt, t_curve = _learning_curve(
         inputs, ev, specs, setting, seeds[:curve_n_seeds], curve_epochs, b.per_query[BASE_ARM], n_boot, boot_seed
@@ -534,6 +562,7 @@ def build_factorial(
         public_vs_dp=public_vs_dp,
         learning_curve=curve,
         confirmation=summary,
+        zero_shot_drop=zs_drop,
         cost=FactorialCost(
             train_s=b.train_s,
             eval_s=ev.eval_s,

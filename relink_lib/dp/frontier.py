@@ -334,6 +334,29 @@ DROP_BOUND_N_BOOT = 200
 """Bootstrap resamples of :func:`drop_upper_bound` in the frontier (at most ``dp.frontier.n_boot``)."""
 
 
+def _drop_resamples(
+    base_scores: np.ndarray,
+    seed_scores: Sequence[np.ndarray],
+    y: np.ndarray,
+    patient_ids: Any,
+    n_boot: int,
+    seed: int,
+) -> np.ndarray:
+    """Bootstrap resamples of ``100 * (AUROC_base - mean over drawn seeds of AUROC_seed)`` (patients and seeds drawn
+    with replacement), the finite ones."""
+    if not seed_scores:
+        raise ValueError("seed_scores: expected at least one seed's scores")
+    uniq, inv = np.unique(np.asarray(patient_ids).astype(str), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(uniq), np.full(len(uniq), 1.0 / len(uniq)), size=int(n_boot))
+    w = counts[:, inv].astype(float)
+    a0 = weighted_macro_auroc(base_scores, y, w)
+    a_s = np.stack([weighted_macro_auroc(s, y, w) for s in seed_scores])
+    pick = rng.integers(0, len(seed_scores), size=(int(n_boot), len(seed_scores)))
+    drops = 100 * (a0 - a_s[pick, np.arange(int(n_boot))[:, None]].mean(1))
+    return drops[np.isfinite(drops)]
+
+
 def drop_upper_bound(
     base_scores: np.ndarray,
     seed_scores: Sequence[np.ndarray],
@@ -349,18 +372,27 @@ def drop_upper_bound(
     ``seed_scores``) and takes ``100 * (AUROC_base - mean over the drawn seeds of AUROC_seed)``; the bound is the
     ``level`` quantile. ``base_scores`` / each of ``seed_scores``: per-label scores ``(n, L)`` of the pretrained and
     of each seed's heads on the same rows; ``y`` ``(n, L)``: 1 / 0 / NaN (left out). NaN when no resample is defined."""
-    if not seed_scores:
-        raise ValueError("seed_scores: expected at least one seed's scores")
-    uniq, inv = np.unique(np.asarray(patient_ids).astype(str), return_inverse=True)
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(len(uniq), np.full(len(uniq), 1.0 / len(uniq)), size=int(n_boot))
-    w = counts[:, inv].astype(float)
-    a0 = weighted_macro_auroc(base_scores, y, w)
-    a_s = np.stack([weighted_macro_auroc(s, y, w) for s in seed_scores])
-    pick = rng.integers(0, len(seed_scores), size=(int(n_boot), len(seed_scores)))
-    drops = 100 * (a0 - a_s[pick, np.arange(int(n_boot))[:, None]].mean(1))
-    drops = drops[np.isfinite(drops)]
+    drops = _drop_resamples(base_scores, seed_scores, y, patient_ids, n_boot, seed)
     return float(np.quantile(drops, level)) if len(drops) else math.nan
+
+
+def drop_interval(
+    base_scores: np.ndarray,
+    seed_scores: Sequence[np.ndarray],
+    y: np.ndarray,
+    patient_ids: Any,
+    *,
+    n_boot: int = DROP_BOUND_N_BOOT,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``(drop, ci_low, ci_high)`` of a macro-AUROC drop in percentage points: the drop of the mean over seeds, and
+    the two-sided 95% percentile interval of the resamples of :func:`drop_upper_bound` (patients and seeds)."""
+    point = 100 * (macro_auroc(base_scores, y) - float(np.mean([macro_auroc(s, y) for s in seed_scores])))
+    drops = _drop_resamples(base_scores, seed_scores, y, patient_ids, n_boot, seed)
+    if not len(drops):
+        return point, math.nan, math.nan
+    lo, hi = np.quantile(drops, [0.025, 0.975])
+    return point, float(lo), float(hi)
 
 
 def aggregate_seeds(per_seed: Sequence[Mapping[str, float]], metrics: Sequence[str] = SEED_METRICS) -> dict[str, float]:

@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 from ..config import ProfileLike, as_profile
 from ..paper import PAPER, PAPER_CITATION
 from .factorial import Estimate
+from .factorial_stage import BASE_ARM as BASE_ARM_NAME
 from .factorial_stage import FactorialResult
 from .frontier import FrontierPoint, FrontierResult
 from .outcomes import recall_reduction
@@ -148,9 +149,53 @@ def mitigation_payload(
     }
 
 
-def utility_payload(ms: Sequence[RungMitigation]) -> dict[str, Any]:
-    """results/<profile>/utility.json."""
+def confirmation_utility(factorial: FactorialResult | None) -> dict[str, Any] | None:
+    """Chapter 7's headline on the confirmation cohort (chapter 6's factorial): the selected DP arm's macro zero-shot
+    AUROC drop against the pretrained heads with its paired CI (patients and seeds), and label-level retrieval
+    P@10 of both (means over seeds); ``None`` without a factorial (real-data profiles)."""
+    if factorial is None:
+        return None
+    base, dp = factorial.arm(BASE_ARM_NAME), factorial.selected_dp_arm
+    c = factorial.confirmation
     return {
+        "cohort": "confirmation",
+        "n_pairs": c.n_pairs,
+        "n_patients": c.n_patients,
+        "dp_arm": dp.name,
+        "n_seeds": dp.n_seeds,
+        "zero_shot_auroc_pretrained": base.zero_shot_auroc,
+        "zero_shot_auroc_dp": dp.zero_shot_auroc,
+        "zero_shot_drop": factorial.zero_shot_drop.to_json(),
+        "retrieval_p10_pretrained": base.retrieval_precision_at_10,
+        "retrieval_p10_dp": dp.retrieval_precision_at_10,
+    }
+
+
+def confirmation_utility_sentence(cu: Mapping[str, Any], simulation: bool = True) -> str:
+    """The headline sentence of :func:`confirmation_utility` (says when the interval cannot tell)."""
+    d = cu["zero_shot_drop"]
+    what = "simulation" if simulation else "run"
+    ci = f"95% CI {d['ci_low']:+.2f} to {d['ci_high']:+.2f}, paired over patients and seeds"
+    lo, hi = d["ci_low"], d["ci_high"]
+    tell = (
+        f"this {what} cannot tell the drop from zero"
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0.0 <= hi
+        else ("the DP heads cost zero-shot accuracy" if lo > 0 else "the DP heads gain zero-shot accuracy")
+    )
+    return (
+        f"On the confirmation cohort ({cu['n_pairs']:,} fresh pairs of {cu['n_patients']:,} patients, never seen by "
+        f"the selection; {cu['n_seeds']} noise seeds), the released DP heads ({cu['dp_arm']}) move macro zero-shot "
+        f"AUROC {cu['zero_shot_auroc_pretrained']:.3f} -> {cu['zero_shot_auroc_dp']:.3f}, a drop of "
+        f"{d['value']:+.2f} points ({ci}): {tell}. Label-level retrieval precision@10 goes "
+        f"{cu['retrieval_p10_pretrained']:.3f} -> {cu['retrieval_p10_dp']:.3f} (mean over seeds)."
+    )
+
+
+def utility_payload(ms: Sequence[RungMitigation], factorial: FactorialResult | None = None) -> dict[str, Any]:
+    """results/<profile>/utility.json (``confirmation``: the headline on the confirmation cohort, when there is
+    one)."""
+    return {
+        "confirmation": confirmation_utility(factorial),
         "protocol": {
             "linear_probe": "logistic regression (C from the profile) on standardised L2-normalised image "
             "embeddings; train split -> test split (patient-level); NaN -> negative, "
@@ -578,8 +623,13 @@ def mechanism_paragraph(fr: FrontierResult) -> str:
 
 
 # ------------------------------------------------------------------------------------------ chapters 7 and 8
-def utility_findings(ms: Sequence[RungMitigation], simulation: bool = True) -> list[str]:
-    """Chapter 7's conclusions from the utility table of the most specialised model (whole held-out split)."""
+def utility_findings(
+    ms: Sequence[RungMitigation], simulation: bool = True, factorial: FactorialResult | None = None
+) -> list[str]:
+    """Chapter 7's conclusions: the headline on the confirmation cohort (when chapter 6 has a factorial), then the
+    utility table of the most specialised model (whole held-out split, one seed)."""
+    cu = confirmation_utility(factorial)
+    head = [confirmation_utility_sentence(cu, simulation)] if cu is not None else []
     t = utility_table(ms)
     m = ms[-1]
     row = {v: t[(t["rung"] == m.rung_index) & (t["variant"] == v)].iloc[0] for v in VARIANTS}
@@ -623,7 +673,7 @@ def utility_findings(ms: Sequence[RungMitigation], simulation: bool = True) -> l
         f"Output perturbation matched to the DP heads' Recall@1 changes zero-shot AUROC by {op_z:+.2f} points "
         f"against the DP heads' {dp_z:+.2f}. All numbers are this {what}'s."
     )
-    return out
+    return head + out
 
 
 def transfer_tables(
