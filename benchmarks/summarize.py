@@ -26,12 +26,17 @@ def rows() -> list[tuple[str, str, str, str, str]]:
     if audit:
         m = audit["methods"]
         earlier = audit.get("earlier_run_methods", {})
+        floors = [f"torch (MKL) {m['floor']['seconds']:.1f} s"]
+        if "floor_numpy" in m:
+            floors.append(f"numpy (OpenBLAS) {m['floor_numpy']['seconds']:.1f} s")
+        fastest = audit.get("fastest_gemm_seconds", m["floor"]["seconds"])
+        gemm = m["audit"].get("audit_gemm", {}).get("backend", "torch")
         out.append(
             (
-                f"audit with fair ties, all N and K (M = {audit['m']:,}, d = {audit['d']}, CPU)",
+                f"audit with fair ties, all N and K (M = {audit['m']:,}, d = {audit['d']}, CPU; its GEMM in {gemm})",
                 f"{m['audit']['seconds']:.1f} s, +{m['audit']['extra_peak_mb']:.0f} MB",
-                f"bare chunked matmul {m['floor']['seconds']:.1f} s",
-                f"{m['audit']['seconds'] / m['floor']['seconds']:.2f}x",
+                "the fastest bare chunked matmul of: " + ", ".join(floors),
+                f"{m['audit']['seconds'] / fastest:.2f}x",
                 "<= 1.2x, <= 2 GB",
             )
         )

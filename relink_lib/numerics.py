@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import torch
 from threadpoolctl import threadpool_limits
 
+from .audit.blas import gemm_choice
 from .config import NUMERICAL_MODES, ProfileLike, as_profile
 
 MODE_ENV = "RELINK_NUMERICS"
@@ -156,6 +157,7 @@ def record() -> dict[str, Any]:
         "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),
         "nnpack_enabled": bool(torch._C._get_nnpack_enabled()),
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+        "audit_gemm": gemm_choice().to_json(),
     }
 
 
@@ -174,4 +176,7 @@ def cache_token() -> str:
         and not torch.backends.mkldnn.enabled
         and not torch._C._get_nnpack_enabled()
     )
-    return "portable" if in_force else f"native-{torch.backends.cpu.get_cpu_capability()}"
+    if in_force:
+        return "portable"
+    gemm = gemm_choice().backend
+    return f"native-{torch.backends.cpu.get_cpu_capability()}" + ("" if gemm == "torch" else f"-{gemm}")

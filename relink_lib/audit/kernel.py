@@ -9,7 +9,8 @@ strictly above (``better``) and those that tie it (``tied``, so that the audit c
 uniformly at random and report both bounds). The kernel streams the similarity matrix in row blocks
 of ``chunk_size`` queries, so memory is ``O(chunk_size * M)`` and the ``M x M`` matrix is never materialised. The true
 score ``s_ii`` is read from the same matrix product as the distractors' scores, so exact
-duplicates of the true report tie exactly.
+duplicates of the true report tie exactly. On the CPU each block's GEMM runs in the BLAS that
+:func:`relink_lib.audit.blas.gemm_choice` picked for the machine (torch's MKL or numpy's OpenBLAS).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .blas import gemm_choice
 
 __all__ = ["as_embeddings", "count_better_and_tied", "count_at_least_own", "count_within_groups", "resolve_device"]
 
@@ -127,11 +130,17 @@ def count_better_and_tied(
     above = torch.empty(m, dtype=torch.int64, device=dev)
     block = torch.empty((min(chunk, m), m), dtype=reports_t.dtype, device=dev)
     mask = torch.empty((min(chunk, m), m), dtype=torch.bool, device=dev)
+    np_gemm = dev.type == "cpu" and gemm_choice().backend == "numpy"
+    if np_gemm:  # numpy's BLAS writes into the same memory torch compares in
+        images_np, reports_t_np, block_np = images.numpy(), reports_t.numpy(), block.numpy()
     for start in range(0, m, chunk):
         stop = min(start + chunk, m)
         rows = stop - start
         s = block[:rows]
-        torch.mm(images[start:stop], reports_t, out=s)
+        if np_gemm:
+            np.matmul(images_np[start:stop], reports_t_np, out=block_np[:rows])
+        else:
+            torch.mm(images[start:stop], reports_t, out=s)
         idx = torch.arange(start, stop, device=dev)
         own = s[torch.arange(rows, device=dev), idx].unsqueeze(1)
         torch.ge(s, own - tol if tol else own, out=mask[:rows])
