@@ -71,9 +71,25 @@ def test_benchmark_picks_numpy_only_with_a_margin(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(blas, "measure_gflops", lambda: {"torch": 100.0, "numpy": 105.0})
     assert blas.gemm_choice().backend == "torch"
     blas.gemm_choice.cache_clear()
+    blas.choice_file().unlink()  # measure again, as on another machine
     monkeypatch.setattr(blas, "measure_gflops", lambda: {"torch": 100.0, "numpy": 180.0})
     choice = blas.gemm_choice()
     assert (choice.backend, choice.reason, choice.numpy_gflops) == ("numpy", "benchmark", 180.0)
+
+
+def test_the_choice_is_kept_per_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(blas, "measure_gflops", lambda: calls.append(1) or {"torch": 100.0, "numpy": 180.0})
+    first = blas.gemm_choice()
+    blas.gemm_choice.cache_clear()  # another process of the same run
+    second = blas.gemm_choice()
+    assert len(calls) == 1 and first.backend == second.backend == "numpy"
+    assert second.reason == "benchmark (stored)" and blas.choice_file().is_file()
+    # another machine (or thread count) measures again
+    monkeypatch.setattr(blas, "_machine_key", lambda: {"cpu": "other"})
+    blas.gemm_choice.cache_clear()
+    blas.gemm_choice()
+    assert len(calls) == 2
 
 
 def test_measure_gflops_times_both_backends() -> None:

@@ -8,7 +8,10 @@ than MKL; on an AVX-512 Intel Xeon MKL is usually ahead). :func:`gemm_choice` de
   makes results bit-identical across CPUs; OpenBLAS picks kernels by CPU and does not);
 - ``RELINK_GEMM=torch`` or ``numpy`` in the environment forces a backend;
 - otherwise a micro-benchmark at the audit's block shape (``2048 x 512`` times ``512 x 8192``, best of three each,
-  the process's thread settings) picks numpy when it is at least :data:`MARGIN` times faster, else torch.
+  the process's thread settings) picks numpy when it is at least :data:`MARGIN` times faster, else torch. The
+  result is stored once per machine (``<cache root>/machine/gemm_choice.json``, keyed by CPU model, thread count
+  and the two libraries' versions), so every process of a run, and every later run, uses the same BLAS (a choice
+  that flipped between notebooks would split the native cache).
 
 The choice is part of :func:`relink_lib.numerics.record` (the provenance every results file carries) and of the
 native cache token, so results computed with different BLAS never share a cache entry. Either backend feeds the
@@ -19,9 +22,11 @@ block computed by one backend.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,16 +78,52 @@ def measure_gflops(shape: tuple[int, int, int] = SHAPE, seed: int = 0) -> dict[s
     return {"torch": flops / t_torch / 1e9, "numpy": flops / t_numpy / 1e9}
 
 
+def _machine_key() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__}
+
+
+def choice_file() -> Path:
+    """Where the machine's choice is kept: ``$RELINK_CACHE/machine/`` or the repository's ``cache/machine/``."""
+    parent = os.environ.get("RELINK_CACHE")
+    root = Path(parent) if parent else Path(__file__).resolve().parents[2] / "cache"
+    return root / "machine" / "gemm_choice.json"
+
+
 @functools.lru_cache(maxsize=1)
 def gemm_choice() -> GemmChoice:
-    """The backend of the audit's CPU GEMMs in this process (see the module docstring; decided once)."""
-    if os.environ.get("RELINK_NUMERICS") == "portable":
+    """The backend of the audit's CPU GEMMs (see the module docstring: per process, then per machine)."""
+    if os.environ.get("RELINK_NUMERICS") == "portable":  # relink_lib.numerics.MODE_ENV (not imported: no cycle)
         return GemmChoice("torch", "portable mode")
     forced = os.environ.get(GEMM_ENV)
     if forced:
         if forced not in GEMM_BACKENDS:
             raise ValueError(f"{GEMM_ENV}={forced!r}: expected one of {', '.join(GEMM_BACKENDS)}")
         return GemmChoice(forced, "environment")
+    key, path = _machine_key(), choice_file()
+    try:
+        stored = json.loads(path.read_text())
+        if stored.get("machine") == key and stored.get("backend") in GEMM_BACKENDS:
+            return GemmChoice(
+                stored["backend"], "benchmark (stored)", stored.get("torch_gflops"), stored.get("numpy_gflops")
+            )
+    except (OSError, ValueError, AttributeError):
+        pass
     g = measure_gflops()
     backend = "numpy" if g["numpy"] >= MARGIN * g["torch"] else "torch"
-    return GemmChoice(backend, "benchmark", round(g["torch"], 1), round(g["numpy"], 1))
+    choice = GemmChoice(backend, "benchmark", round(g["torch"], 1), round(g["numpy"], 1))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({**choice.to_json(), "machine": key}, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache: the choice holds for this process
+    return choice
