@@ -50,3 +50,19 @@ def test_known_answer_label_clusters():
     assert df["chance"].iloc[0] == pytest.approx(5 / 11)
     with pytest.raises(ValueError, match="k: expected an integer in"):
         label_retrieval_precision(emb, emb, y, k=12)
+
+
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_ties_at_the_kth_place_go_to_the_lower_rows_as_a_stable_sort_does(exclude_self):
+    # reports in four exact copies each: every query's scores tie in groups of four, so the k-th place cuts a tie
+    rng = np.random.default_rng(3)
+    n = 24
+    base = rng.normal(size=(n // 4, 4))
+    rep = np.repeat(base, 4, axis=0)
+    img = rng.normal(size=(n, 4))
+    y = rng.choice([1.0, 0.0], size=(n, 3), p=[0.5, 0.5])
+    for k in (1, 3, 5, 6):
+        df = label_retrieval_precision(img, rep, y, k=k, exclude_self=exclude_self, chunk_size=5)
+        p, c = _brute(img, rep, y, k, "exact", exclude_self)
+        assert df["precision"].iloc[0] == pytest.approx(p), k
+        assert df["chance"].iloc[0] == pytest.approx(c)

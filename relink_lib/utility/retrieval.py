@@ -17,11 +17,31 @@ from numpy.typing import ArrayLike
 RELEVANCE = ("exact", "any")
 
 
-def _relevance_matrix(pos: np.ndarray, rows: np.ndarray, relevance: str) -> np.ndarray:
-    """(len(rows), n) boolean relevance of every report for the queries ``rows``."""
+def _set_codes(pos: np.ndarray) -> np.ndarray:
+    """One integer per row naming its positive-label set (rows with equal codes have equal sets)."""
+    _, codes = np.unique(pos, axis=0, return_inverse=True)
+    return codes.reshape(-1)
+
+
+def _relevance_matrix(pos: np.ndarray, rows: np.ndarray, relevance: str, codes: np.ndarray | None = None) -> np.ndarray:
+    """(len(rows), n) boolean relevance of every report for the queries ``rows`` (``codes``: :func:`_set_codes`)."""
     if relevance == "exact":
-        return (pos[rows][:, None, :] == pos[None, :, :]).all(-1)
+        c = _set_codes(pos) if codes is None else codes
+        return c[rows][:, None] == c[None, :]
     return (pos[rows].astype(np.int32) @ pos.T.astype(np.int32)) > 0
+
+
+def _top_k_relevant(sims: np.ndarray, rel: np.ndarray, k: int) -> np.ndarray:
+    """Per row, how many of the ``k`` highest ``sims`` are relevant, ties broken by column order (lower first).
+
+    The same as a stable descending sort and its first ``k`` columns, without sorting: everything strictly above
+    the row's k-th largest score is in; the remaining places go to the tied scores in column order."""
+    kth = -np.partition(-sims, k - 1, axis=1)[:, k - 1 : k]  # (rows, 1) the k-th largest score
+    above = sims > kth
+    tied = sims == kth
+    slots = k - above.sum(1, keepdims=True)
+    tied_in = tied & (np.cumsum(tied, axis=1) <= slots)
+    return (rel & (above | tied_in)).sum(1)
 
 
 def label_retrieval_precision(
@@ -57,20 +77,17 @@ def label_retrieval_precision(
     img = img / np.maximum(np.linalg.norm(img, axis=1, keepdims=True), 1e-12)
     rep = rep / np.maximum(np.linalg.norm(rep, axis=1, keepdims=True), 1e-12)
     pos = y == 1
+    codes = _set_codes(pos) if relevance == "exact" else None
     precision = np.empty(n)
     chance = np.empty(n)
     for s in range(0, n, chunk_size):
         rows = np.arange(s, min(n, s + chunk_size))
         sims = img[rows] @ rep.T
-        rel = _relevance_matrix(pos, rows, relevance)
+        rel_c = _relevance_matrix(pos, rows, relevance, codes)
         if exclude_self:
             sims[np.arange(len(rows)), rows] = -np.inf
-            rel_c = rel.copy()
             rel_c[np.arange(len(rows)), rows] = False
-        else:
-            rel_c = rel
-        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-        precision[rows] = np.take_along_axis(rel_c, top, axis=1).mean(1)
+        precision[rows] = _top_k_relevant(sims, rel_c, int(k)) / k
         chance[rows] = rel_c.sum(1) / n_cand
     return pd.DataFrame(
         [
