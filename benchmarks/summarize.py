@@ -111,6 +111,31 @@ def rows() -> list[tuple[str, str, str, str, str]]:
                 "default `make book` <= 30 min",
             )
         )
+    batched = _load("bench_dp_batched.json")
+    if batched:
+        for r in batched["rows"]:
+            out.append(
+                (
+                    f"DP head training, {r['n_seeds']} seeds of one mechanism stacked (`dp.batched`, default shapes, "
+                    f"{r['steps_per_run']} steps per run)",
+                    f"{r['batched_s']:.1f} s",
+                    f"the same runs one by one {r['sequential_s']:.1f} s (max weight difference "
+                    f"{r['max_abs_weight_difference']:.1e})",
+                    f"{r['batched_s'] / r['sequential_s']:.2f}x",
+                    "< 1x",
+                )
+            )
+    stages = _load("stage_profile_default.json")
+    if stages:
+        out.append(
+            (
+                f"main job: `make book` (default), every chapter ({stages['cpu']}, {stages['cores']} cores)",
+                f"{stages['chapters_total_s'] / 60:.1f} min of chapters",
+                "the budget: 30 min (a margin for slower CPUs)",
+                f"{stages['chapters_total_s'] / 1800:.2f}x",
+                "<= 1x",
+            )
+        )
     risk = _load("risk_cpu.json")
     if risk:
         slowest = max(risk["rows"], key=lambda r: r["t_pld_s"])

@@ -3,6 +3,7 @@ step hook its learning curve reads."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -58,6 +59,9 @@ def _result(*, clear: bool) -> FactorialResult:
     arms = (
         _arm("pretrained/none", "pretrained", "none", 0.0, 0.0, 0.0),
         _arm("pretrained/dp@0.34", "pretrained", "dp", 0.1, -0.05, 0.25, 0.34),
+        dataclasses.replace(
+            _arm("reinit/none", "reinit", "none", 0.3, 0.1, 0.5), r1=0.00007, r1_seed_min=0.00003, r1_seed_max=0.00014
+        ),
         _arm("reinit/clip_only", "reinit", "clip_only", 0.45, 0.35, 0.55),
         _arm("reinit/dp@0.34", "reinit", "dp", 0.5, 0.4, 0.6, 0.34),
         _arm("public_only", "reinit", "public_only", 0.55 if clear else 0.5, 0.45, 0.65),
@@ -283,3 +287,11 @@ def test_chapter_7_headline_reads_the_confirmation_cohort(clear: bool) -> None:
     else:
         assert "cannot tell the drop from zero" in text
     assert confirmation_utility(None) is None
+
+
+def test_untrained_fresh_heads_are_reported_with_their_spread_over_init_draws() -> None:
+    from relink_lib.dp.summary import factorial_findings
+
+    text = "\n".join(factorial_findings(_result(clear=True)))
+    assert "Untrained fresh heads, the chance-level control, re-link at 0.70x chance at N = 10,000" in text
+    assert "anywhere from 0.30x to 1.40x" in text and "only the average over many draws" in text

@@ -89,9 +89,16 @@ class FactorialArm(JsonRecord):
     """One arm: ``init`` x ``training`` (``epsilon_target`` for DP arms), the means over ``n_seeds`` seeds on the
     confirmation cohort (``r1`` at ``pool_size``, ``zero_shot_auroc``, ``retrieval_precision_at_10``), the cut
     against the untrained pretrained heads with its paired CI, and the privacy record (DP arms only: the
-    recorded RDP ``epsilon`` and ``epsilon_dp_accounting_rdp``; clip-only and non-private arms have none)."""
+    recorded RDP ``epsilon`` and ``epsilon_dp_accounting_rdp``; clip-only and non-private arms have none);
+    ``r1_seed_min`` / ``r1_seed_max``: the range of the per-seed mean R@1."""
 
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("epsilon_target", "epsilon", "epsilon_dp_accounting_rdp")
+    OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "epsilon_target",
+        "epsilon",
+        "epsilon_dp_accounting_rdp",
+        "r1_seed_min",
+        "r1_seed_max",
+    )
     name: str
     init: str
     training: str
@@ -111,6 +118,8 @@ class FactorialArm(JsonRecord):
     epsilon_target: float | None = None
     epsilon: float | None = None
     epsilon_dp_accounting_rdp: float | None = None
+    r1_seed_min: float | None = None
+    r1_seed_max: float | None = None
 
 
 @dataclass(frozen=True)
@@ -410,6 +419,8 @@ def _arm_record(
         epsilon_target=spec.epsilon if dp else None,
         epsilon=float(rec["epsilon"]) if dp else None,
         epsilon_dp_accounting_rdp=(rec.get("epsilon_independent") or {}).get("dp_accounting_rdp") if dp else None,
+        r1_seed_min=float(r1s.min()),
+        r1_seed_max=float(r1s.max()),
     )
 
 

@@ -880,6 +880,16 @@ def factorial_findings(fr: FactorialResult | None, simulation: bool = True) -> l
         f"pair, same steps and batch size) cut {_pct1(public_arm.cut)}; the paired difference from the DP heads' cut "
         f"is {_signed_pct1(pub.value)} (95% CI {_signed_pct1(pub.ci_low)} to {_signed_pct1(pub.ci_high)}): {tail}."
     )
+    untrained = next((a for a in fr.arms if a.init == "reinit" and a.training == "none"), None)
+    if untrained is not None and untrained.r1_seed_min is not None and untrained.r1_seed_max is not None:
+        n = c.pool_size
+        out.append(
+            f"Untrained fresh heads, the chance-level control, re-link at {untrained.r1 * n:.2f}x chance at N = {n:,} "
+            f"on average over {untrained.n_seeds} init draws, but one draw anywhere from "
+            f"{untrained.r1_seed_min * n:.2f}x to {untrained.r1_seed_max * n:.2f}x: a random pair of heads gives the "
+            "images' and reports' shared signal a random sign and size, so a single draw sits above or below chance "
+            "and only the average over many draws is a chance-level control."
+        )
     return out
 
 
