@@ -100,8 +100,8 @@ def main() -> None:
     mit = results / "mitigation.json"
     if mit.exists():
         m = json.loads(mit.read_text())
-        costs["frontier"] = (m.get("frontier") or {}).get("cost")
-        costs["factorial"] = (m.get("factorial") or {}).get("cost")
+        costs["frontier"] = m.get("cost")
+        costs["factorial"] = m.get("factorial_cost")
     total = sum(float(c.get("wall_s", 0)) for c in chapters.values())
     out = {
         "profile": args.profile,

@@ -282,3 +282,18 @@ def test_headline_sentence_says_not_stopped() -> None:
     }
     s = headline_sentence(h, True)
     assert "does not stop this attacker" in s and "95% CI 30" in s and "86%" in s
+
+
+def test_stacked_trained_attacks_match_one_by_one() -> None:
+    from relink_lib.adaptive.attacks import train_heads_attacks
+
+    torch.manual_seed(1)
+    x, t, _ = _planted(300, seed=6, d_img=12, d_txt=12, noise=0.01)
+    x, t = x.astype(np.float32), t.astype(np.float32)
+    starts = [(nn.Linear(12, 8, bias=False), nn.Linear(12, 8, bias=False)) for _ in range(3)]
+    kw = {"epochs": 3, "lr": 1e-2, "batch_size": 32, "seed": 4}
+    stacked = train_heads_attacks(x, t, starts, **kw)
+    for start, got in zip(starts, stacked, strict=True):
+        one = train_heads_attack(x, t, start, **kw)
+        torch.testing.assert_close(got[0].weight, one[0].weight, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got[1].weight, one[1].weight, rtol=1e-4, atol=1e-5)

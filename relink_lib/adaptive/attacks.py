@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..config import DPConfig
-from ..dp.train import train_heads
+from ..dp.batched import train_heads_seeds
 
 __all__ = [
     "LinearAttack",
@@ -40,6 +40,7 @@ __all__ = [
     "ridge_attack",
     "cca_attack",
     "train_heads_attack",
+    "train_heads_attacks",
     "TextSideAttack",
     "text_side_attack",
     "embed_text_side",
@@ -193,10 +194,28 @@ def train_heads_attack(
 ) -> tuple[nn.Module, nn.Module]:
     """Heads trained non-privately (Adam) from ``start`` on ``m`` public pairs, which are also the bank of the
     objective. Fewer than 2 pairs: ``start`` unchanged (copies are not needed: heads are never modified)."""
+    return train_heads_attacks(
+        x_img, x_txt, [start], epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, temperature=temperature
+    )[0]
+
+
+def train_heads_attacks(
+    x_img: np.ndarray,
+    x_txt: np.ndarray,
+    starts: Sequence[tuple[nn.Module, nn.Module]],
+    *,
+    epochs: float,
+    lr: float,
+    batch_size: int,
+    seed: int = 0,
+    temperature: float = DPConfig.temperature,
+) -> list[tuple[nn.Module, nn.Module]]:
+    """:func:`train_heads_attack` from each of ``starts`` on the same pairs with the same batches (one ``seed``),
+    stacked into one computation (:func:`relink_lib.dp.batched.train_heads_seeds`)."""
     x, t = _check_pairs(x_img, x_txt)
     m = x.shape[0]
     if m < 2:
-        return start
+        return list(starts)
     config = DPConfig(
         target_epsilon=None,
         epochs=float(epochs),
@@ -207,16 +226,16 @@ def train_heads_attack(
         temperature=float(temperature),
         engine="auto",
     )
-    res = train_heads(
+    res = train_heads_seeds(
         x.astype(np.float32),
         t.astype(np.float32),
-        start[0],
-        start[1],
+        list(starts),
         bank_text_feats=t.astype(np.float32),
         bank_image_feats=x.astype(np.float32),
         config=config,
+        seeds=[int(seed)] * len(starts),
     )
-    return res.image_head, res.text_head
+    return [(r.image_head, r.text_head) for r in res]
 
 
 @dataclass(frozen=True, eq=False)

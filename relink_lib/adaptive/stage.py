@@ -61,6 +61,7 @@ from .attacks import (
     ridge_attack,
     text_side_attack,
     train_heads_attack,
+    train_heads_attacks,
 )
 
 VARIANTS: tuple[str, ...] = ("pretrained", "dp", "fresh", "public_only")
@@ -464,6 +465,33 @@ class _Study:
         self._fits[k] = fit
         return fit
 
+    def prefit_trained(self, src: _Source, m: int, eval_ids: np.ndarray, released: Mapping[str, Heads]) -> None:
+        """The trained attacks of one (source, m): new heads and every released variant fine-tuned, stacked into one
+        computation (same pairs, batches and schedule); :meth:`fit` then returns them."""
+        rows = src.order[:m]
+        check_disjoint(src.ids[rows], eval_ids, f"trained attacks on {src.name}")
+        from ..dp.heads import fresh_heads
+
+        keys = [("new_heads", src.name, m, "")] + [("finetune", src.name, m, v) for v in released]
+        starts = [fresh_heads(*self.template, seed=self.cfg.seed + 101)] + list(released.values())
+        todo = [(k, h) for k, h in zip(keys, starts, strict=True) if k not in self._fits]
+        if not todo:
+            return
+        a = self.a
+        with few_threads():
+            fits = train_heads_attacks(
+                src.image[rows],
+                src.text[rows],
+                [h for _, h in todo],
+                epochs=a.attack_epochs,
+                lr=a.attack_lr,
+                batch_size=a.attack_batch_size,
+                seed=self.cfg.seed,
+                temperature=self.cfg.dp.temperature,
+            )
+        for (k, _), fit in zip(todo, fits, strict=True):
+            self._fits[k] = fit
+
     @staticmethod
     def embed(
         fit: LinearAttack | TextSideAttack | Heads, x_img: np.ndarray, x_txt: np.ndarray
@@ -534,6 +562,7 @@ def _compute(
         plans[name] = [m for m in ms if m > 0]
         skipped += sk
         for m in plans[name]:
+            study.prefit_trained(src, m, test_ids, released)
             for attack in HEAD_FREE_ATTACKS:
                 s = _score(
                     study.embed(study.fit(attack, src, m, test_ids), test.image, test.text), pools, test_pat, chunk

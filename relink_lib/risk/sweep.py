@@ -37,7 +37,8 @@ from torch import nn
 
 from ..audit.bootstrap import patient_bootstrap, percentile_interval
 from ..config import BudgetConfig, ProfileLike, as_profile
-from ..dp import DPConfig, per_sample_head_grads, train_heads
+from ..dp import DPConfig, per_sample_head_grads
+from ..dp.batched import train_heads_seeds
 from ..dp.objective import DEFAULT_TEMPERATURE
 from ..results import jsonable
 from .attack import AttackResult, gradient_inversion_attack
@@ -476,21 +477,21 @@ def budget_sweep(
         seed_queries: list[np.ndarray] = []
         first_record: Mapping[str, Any] = {}
         train_s = eval_s = 0.0
-        for i, seed in enumerate(seeds):
-            if progress:
-                progress(f"budget sweep: training at {label}, seed {seed}")
+        if progress:
+            progress(f"budget sweep: training at {label}, seeds {', '.join(map(str, seeds))} (stacked)")
+        # the seeds of one eps are one mechanism: stacked into one computation (dp.batched), as run one by one
+        trained = train_heads_seeds(
+            image_feats,
+            text_feats,
+            [start(seed) for seed in seeds],
+            bank_text_feats=bank_text_feats,
+            config=config.replace(target_epsilon=eps_value, noise_multiplier=None),
+            seeds=seeds,
+            patient_ids=patient_ids,
+            bank_image_feats=bank_image_feats,
+        )
+        for i, (seed, result) in enumerate(zip(seeds, trained, strict=True)):
             cfg = config.replace(target_epsilon=eps_value, noise_multiplier=None, seed=seed)
-            heads = start(seed)
-            result = train_heads(
-                image_feats,
-                text_feats,
-                heads[0],
-                heads[1],
-                bank_text_feats=bank_text_feats,
-                config=cfg,
-                patient_ids=patient_ids,
-                bank_image_feats=bank_image_feats,
-            )
             rec = result.record
             if i == 0:
                 first_record = rec

@@ -52,7 +52,7 @@ def label_retrieval_precision(
     k: int = 10,
     relevance: str = "exact",
     exclude_self: bool = True,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
 ) -> pd.DataFrame:
     """Mean label-level precision@``k`` of image -> report retrieval.
 
