@@ -2,7 +2,7 @@
 
 The default profile's shapes (8,000 private pairs, expected batch 256, bank 2,048, top rung widths 96 / 64 -> 96),
 DP at eps = 0.34 from fresh heads with Adam, 2 epochs, ``S`` seeds: sequential ``train_heads`` per seed against
-``train_heads_seeds`` stacking them (``relink_lib.dp.batched``), both single-threaded as the stages run them. The
+``train_heads_seeds`` stacking them (``relink_lib.dp.batched``), with one thread and with two. The
 two must agree (weights compared); the ratio is what a factorial arm (10 seeds) and a frontier setting (3 seeds)
 save. Writes ``benchmarks/results/bench_dp_batched.json``.
 """
@@ -35,13 +35,13 @@ def main() -> None:
     template = (nn.Linear(D_IMG, D, bias=False), nn.Linear(D_TXT, D, bias=False))
     cfg = DPConfig(target_epsilon=0.34, delta=6e-6, epochs=2, batch_size=256, lr=1e-2, optimizer="adam")
     rows = []
-    for n_seeds in (3, 10):
+    for threads, n_seeds in ((1, 3), (1, 10), (2, 3), (2, 10)):
         seeds = list(range(n_seeds))
         out = {}
         for batched in (False, True):
             starts = [fresh_heads(*template, seed=s) for s in seeds]
             t0 = time.perf_counter()
-            with few_threads():
+            with few_threads(threads):
                 res = train_heads_seeds(
                     x,
                     t,
@@ -60,6 +60,7 @@ def main() -> None:
         steps = out[True][1][0].record["steps"]
         rows.append(
             {
+                "threads": threads,
                 "n_seeds": n_seeds,
                 "steps_per_run": steps,
                 "sequential_s": round(out[False][0], 3),

@@ -44,7 +44,7 @@ from ..config import Profile, ProfileLike, as_profile
 from ..dp.accounting import group_privacy
 from ..dp.frontier import JsonRecord
 from ..dp.frontier_stage import get_frontier, reference_setting
-from ..dp.outcomes import few_threads, prompt_features_of, utility_outcomes
+from ..dp.outcomes import prompt_features_of, utility_outcomes
 from ..dp.stage import mitigate_rung
 from ..features import Features, feature_dir, get_features
 from ..models.stage import Rung, get_ladder
@@ -392,7 +392,6 @@ def get_adaptive(params: ProfileLike, *, progress: bool = False) -> AdaptiveResu
 
     def build(tmp: Path) -> None:
         t0 = time.perf_counter()
-        # the trained attacks run single-threaded (_Study.fit); the scoring GEMMs use every core
         result = _compute(
             cfg,
             cohort,
@@ -451,17 +450,16 @@ class _Study:
 
             start = fresh_heads(*self.template, seed=self.cfg.seed + 101) if attack == "new_heads" else released
             assert start is not None
-            with few_threads():
-                fit = train_heads_attack(
-                    x,
-                    t,
-                    start,
-                    epochs=a.attack_epochs,
-                    lr=a.attack_lr,
-                    batch_size=a.attack_batch_size,
-                    seed=self.cfg.seed,
-                    temperature=self.cfg.dp.temperature,
-                )
+            fit = train_heads_attack(
+                x,
+                t,
+                start,
+                epochs=a.attack_epochs,
+                lr=a.attack_lr,
+                batch_size=a.attack_batch_size,
+                seed=self.cfg.seed,
+                temperature=self.cfg.dp.temperature,
+            )
         self._fits[k] = fit
         return fit
 
@@ -478,17 +476,16 @@ class _Study:
         if not todo:
             return
         a = self.a
-        with few_threads():
-            fits = train_heads_attacks(
-                src.image[rows],
-                src.text[rows],
-                [h for _, h in todo],
-                epochs=a.attack_epochs,
-                lr=a.attack_lr,
-                batch_size=a.attack_batch_size,
-                seed=self.cfg.seed,
-                temperature=self.cfg.dp.temperature,
-            )
+        fits = train_heads_attacks(
+            src.image[rows],
+            src.text[rows],
+            [h for _, h in todo],
+            epochs=a.attack_epochs,
+            lr=a.attack_lr,
+            batch_size=a.attack_batch_size,
+            seed=self.cfg.seed,
+            temperature=self.cfg.dp.temperature,
+        )
         for (k, _), fit in zip(todo, fits, strict=True):
             self._fits[k] = fit
 

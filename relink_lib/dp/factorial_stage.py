@@ -55,7 +55,7 @@ from .frontier import JsonRecord, Setting, drop_interval, embed_heads
 from .frontier import zero_shot_scores as zero_shot_scores_of
 from .frontier_stage import get_frontier, reference_setting
 from .heads import clone_head, fresh_heads
-from .outcomes import PromptFeatures, few_threads, prompt_features_of
+from .outcomes import PromptFeatures, prompt_features_of
 from .train import sampling_plan
 
 FACTORIAL_SEED_BASE = 1000
@@ -372,18 +372,17 @@ def _train(
     public = spec.training == "public_only"
     x_img = inputs.public_img if public else inputs.train_img
     x_txt = inputs.public_txt if public else inputs.train_txt
-    with few_threads():
-        res = train_heads_seeds(
-            x_img,
-            x_txt,
-            [_start(inputs.template, spec.init, s) for s in seeds],
-            config=spec.config,
-            seeds=seeds,
-            patient_ids=None if public else inputs.train_patients,
-            bank_text_feats=inputs.public_txt[: inputs.bank_n],
-            bank_image_feats=inputs.public_img[: inputs.bank_n],
-            on_step=on_step,
-        )
+    res = train_heads_seeds(
+        x_img,
+        x_txt,
+        [_start(inputs.template, spec.init, s) for s in seeds],
+        config=spec.config,
+        seeds=seeds,
+        patient_ids=None if public else inputs.train_patients,
+        bank_text_feats=inputs.public_txt[: inputs.bank_n],
+        bank_image_feats=inputs.public_img[: inputs.bank_n],
+        on_step=on_step,
+    )
     return [(r.image_head, r.text_head) for r in res], res[0].record
 
 
@@ -737,7 +736,6 @@ def get_factorial(params: ProfileLike, *, progress: bool = False) -> FactorialRe
             chunk_size=cfg.audit.chunk_size,
         )
         base = cfg.dp.training_config(optimizer=setting.optimizer, lr=setting.lr, epochs=setting.epochs)
-        # training runs single-threaded inside _train (small products); the evaluations' GEMMs use every core
         result, arrays = build_factorial(
             inputs,
             setting,

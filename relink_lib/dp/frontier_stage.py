@@ -77,7 +77,7 @@ from .frontier import (
     select_point,
 )
 from .heads import clone_head, fresh_heads, perturb_heads, relative_drift
-from .outcomes import PromptFeatures, few_threads, prompt_features_of, relative_reduction
+from .outcomes import PromptFeatures, prompt_features_of, relative_reduction
 from .train import sampling_plan
 from .tuning import composed_epsilon, poisson_tuning_epsilon_of_runs
 
@@ -301,17 +301,16 @@ class _Runner:
         (:func:`relink_lib.dp.batched.train_heads_seeds`); the heads per seed and the first seed's record."""
         cfg = self.config_for(setting, data, private, match_n)
         t0 = time.perf_counter()
-        with few_threads():
-            res = train_heads_seeds(
-                data.image,
-                data.text,
-                [self.init_heads(setting.init, s) for s in seeds],
-                config=cfg,
-                seeds=seeds,
-                patient_ids=data.patients,
-                bank_text_feats=self.bank_text,
-                bank_image_feats=self.bank_image,
-            )
+        res = train_heads_seeds(
+            data.image,
+            data.text,
+            [self.init_heads(setting.init, s) for s in seeds],
+            config=cfg,
+            seeds=seeds,
+            patient_ids=data.patients,
+            bank_text_feats=self.bank_text,
+            bank_image_feats=self.bank_image,
+        )
         elapsed = time.perf_counter() - t0
         self.train_s += elapsed
         self.run_log.extend((int(r.record["steps"]), elapsed / len(res)) for r in res)
@@ -814,8 +813,7 @@ def get_frontier(params: ProfileLike, *, progress: bool = False) -> FrontierResu
             public_labels=pairs["val"][list(CHEXPERT_LABELS)].to_numpy(float),
             public_patients=pairs["val"]["patient_id"].astype(str).to_numpy(),
         )
-        # head training runs single-threaded (Runner.train_seeds); featurising the pool and the evaluations'
-        # GEMMs use every core
+        # every stage step uses the process's threads (native: all cores; portable: one)
         result, arrays = build_frontier(
             inputs,
             spec,

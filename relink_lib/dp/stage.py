@@ -50,7 +50,6 @@ from .frontier_stage import get_frontier, reference_setting
 from .heads import clone_head, fresh_heads
 from .outcomes import (
     POOLS,
-    few_threads,
     prompt_features_of,
     recall_at_1,
     recall_reduction,
@@ -230,8 +229,7 @@ def mitigate_rung(
 
     def build(tmp: Path) -> None:
         t0 = time.perf_counter()
-        with few_threads():
-            result, bank = _compute_mitigation(cfg, cohort, rung, splits, encoder, template, setting)
+        result, bank = _compute_mitigation(cfg, cohort, rung, splits, encoder, template, setting)
         _save_heads(tmp / "heads.pt", result.heads)
         (tmp / "mitigation.json").write_text(json.dumps(result.to_json(), indent=1))
         build_info = {"bank": bank, "build_time_s": time.perf_counter() - t0}
@@ -393,8 +391,7 @@ def transfer_rung(
     }
 
     def build(tmp: Path) -> None:
-        with few_threads():
-            _build_transfer(tmp)
+        _build_transfer(tmp)
 
     def _build_transfer(tmp: Path) -> None:
         pairs = _rows_of(external, allf)
