@@ -114,10 +114,11 @@ def rows() -> list[tuple[str, str, str, str, str]]:
     batched = _load("bench_dp_batched.json")
     if batched:
         for r in batched["rows"]:
+            threads = r.get("threads", 1)
             out.append(
                 (
                     f"DP head training, {r['n_seeds']} seeds of one mechanism stacked (`dp.batched`, default shapes, "
-                    f"{r['steps_per_run']} steps per run, {r.get('threads', 1)} thread{'s' if r.get('threads', 1) > 1 else ''})",
+                    f"{r['steps_per_run']} steps per run, {threads} thread{'s' if threads > 1 else ''})",
                     f"{r['batched_s']:.1f} s",
                     f"the same runs one by one {r['sequential_s']:.1f} s (max weight difference "
                     f"{r['max_abs_weight_difference']:.1e})",
