@@ -225,7 +225,10 @@ def _confirmation_headline(mitigation: Mapping[str, Any]) -> dict[str, Any] | No
         p for p in _records(mitigation.get("protocols")) if p.get("name") == mitigation.get("headline_protocol")
     ]
     protocol = protocols[0] if protocols else {}
-    setting = _mapping(protocol.get("setting"))
+    # the protocol names its point by index; the setting it released is the factorial's (chapter 6's reference)
+    setting = _mapping(protocol.get("setting")) or _mapping(
+        _mapping(mitigation.get("factorial_setting")).get("setting")
+    )
     described = ", ".join(f"{k} {setting[k]}" for k in ("init", "optimizer", "lr", "epochs") if k in setting)
     name = str(protocol.get("name", "")).replace("_", " ")
     return {

@@ -297,3 +297,12 @@ def test_stacked_trained_attacks_match_one_by_one() -> None:
         one = train_heads_attack(x, t, start, **kw)
         torch.testing.assert_close(got[0].weight, one[0].weight, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(got[1].weight, one[1].weight, rtol=1e-4, atol=1e-5)
+
+
+def test_payload_names_the_lifts_at_n100_and_n10000() -> None:
+    from relink_lib.adaptive.summary import outcome_records
+
+    r = _result()
+    for o, rec in zip(outcome_records(r), r.outcomes, strict=True):
+        assert o["r1_lift_n100"] == rec.lift_small and list(o["r1_lift_n100_ci"]) == list(rec.lift_small_ci)
+        assert o["r1_lift_n10000"] == rec.lift_ref and list(o["r1_lift_n10000_ci"]) == list(rec.lift_ref_ci)

@@ -233,11 +233,28 @@ def adaptive_findings(params: ProfileLike, result: AdaptiveResult) -> list[str]:
     return out
 
 
+def outcome_records(result: AdaptiveResult) -> list[dict[str, Any]]:
+    """The outcomes as stored in ``adaptive.json``: each record with ``r1_lift_n100`` / ``r1_lift_n10000`` and their
+    CIs beside ``lift_small`` / ``lift_ref`` (the same numbers; N capped at the held-out split minus one)."""
+    out = []
+    for o in result.outcomes:
+        d = o.to_json()
+        d.update(
+            r1_lift_n100=d["lift_small"],
+            r1_lift_n100_ci=d["lift_small_ci"],
+            r1_lift_n10000=d["lift_ref"],
+            r1_lift_n10000_ci=d["lift_ref_ci"],
+        )
+        out.append(d)
+    return out
+
+
 def adaptive_payload(params: ProfileLike, result: AdaptiveResult) -> dict[str, Any]:
     """What ``results/<profile>/adaptive.json`` stores (the per-patient arrays stay in the cache)."""
     cfg = as_profile(params)
     data = result.to_json()
     data.pop("per_patient")
+    data["outcomes"] = outcome_records(result)
     rec = recommend(result.options, cfg.adaptive.max_adaptive_lift_n10000, cfg.adaptive.max_zero_shot_drop)
     return {
         **data,
