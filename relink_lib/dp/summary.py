@@ -874,7 +874,10 @@ def factorial_findings(fr: FactorialResult | None, simulation: bool = True) -> l
     elif pub.value > 0:
         tail = "the public-only heads cut more: no private pair is needed for this cut"
     else:
-        tail = "the public-only heads cut less: the DP training on private pairs does more than public data alone"
+        tail = (
+            "the public-only heads cut less than the DP heads (whether that is the private pairs' doing or the "
+            "DP heads' short, clipped training from a fresh start, the noise and re-init shares above tell)"
+        )
     out.append(
         f"Heads trained from a fresh start on the public val split alone ({public_arm.n_train:,} pairs, no private "
         f"pair, same steps and batch size) cut {_pct1(public_arm.cut)}; the paired difference from the DP heads' cut "
