@@ -40,6 +40,9 @@ DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 """Optimizers of DP head training (:class:`DPConfig`, chapter 6's frontier grid, chapter 9's budget sweep)."""
 BUDGET_SWEEP_STARTS: tuple[str, ...] = ("released", "profile")
+PROFILE_NAMES: tuple[str, ...] = ("smoke", "ci", "default", "paper")
+"""The known profiles (``relink_lib.profiles``): a profile's name names its ``cache/`` and ``results/`` folders, so
+no other name is accepted."""
 """Starts of chapter 9's budget sweep (``dp.budget_sweep.start``): fresh heads at chapter 6's released setting, or
 the pretrained heads at the ``dp.budget_sweep`` optimizer, lr and epochs."""
 SAMPLING_MODES: tuple[str, ...] = ("pair", "patient")
@@ -810,10 +813,10 @@ class Profile(Mapping[str, Any]):
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.name, str) and self.name):
-            raise ValueError(f"params['profile']={self.name!r}: expected a profile name")
-        if not _is_int(self.seed):
-            raise ValueError(f"params['seed']={self.seed!r}: expected an integer")
+        if self.name not in PROFILE_NAMES:
+            raise ValueError(f"params['profile']={self.name!r}: expected one of {', '.join(PROFILE_NAMES)}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ValueError(f"params['seed']={self.seed!r}: expected an integer >= 0")
         if self.dp.seed != self.seed:
             raise ValueError(f"params['dp'] training seed {self.dp.seed} differs from params['seed']={self.seed}")
 
@@ -831,8 +834,8 @@ class Profile(Mapping[str, Any]):
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"params: unknown section {unknown[0]!r}{hint}; expected keys of {sorted(allowed)}")
         seed = params.get("seed", 0)
-        if not _is_int(seed):
-            raise ValueError(f"params['seed']={seed!r}: expected an integer")
+        if not _is_int(seed) or seed < 0:
+            raise ValueError(f"params['seed']={seed!r}: expected an integer >= 0")
         sections: dict[str, Any] = {}
         for key, kind in SECTIONS.items():
             raw = params.get(key)

@@ -18,9 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import Profile, unknown_key_hint
-
-PROFILE_NAMES: tuple[str, ...] = ("smoke", "ci", "default", "paper")
+from .config import PROFILE_NAMES, Profile, unknown_key_hint
 
 _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -132,6 +130,11 @@ def get_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profil
     for key, var in env.items():
         if params["data"].get(key) is None and os.environ.get(var):
             params["data"][key] = os.environ[var]
+    if overrides and "profile" in overrides:
+        raise ValueError(
+            f"overrides: 'profile' cannot be overridden (it names the run's cache and results folders); "
+            f"run profile {overrides['profile']!r} by name instead, one of {', '.join(PROFILE_NAMES)}"
+        )
     if overrides:
         unknown = set(overrides) - set(params)
         if unknown:

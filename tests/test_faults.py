@@ -414,3 +414,20 @@ def test_marker_reaches_no_message_and_no_display(tmp_path, mimic):
     leaked = [t[:80] for t in texts if MARKER in t]
     assert not leaked, f"marker leaked in {len(leaked)} message(s)/display(s): {leaked}"
     assert sum("row" in t for t in texts) >= 4  # the error paths ran and named rows
+
+
+def test_a_profile_key_in_overrides_is_refused_and_names_only_known_profiles() -> None:
+    import pytest
+
+    from relink_lib.config import Profile
+    from relink_lib.profiles import get_profile, validate_overrides
+
+    with pytest.raises(ValueError, match="'profile' cannot be overridden"):
+        get_profile("smoke", {"profile": "paper"})
+    with pytest.raises(ValueError, match="'profile' cannot be overridden"):
+        validate_overrides("smoke", {"profile": "../../etc"})
+    params = get_profile("smoke").to_params()
+    with pytest.raises(ValueError, match=r"params\['profile'\]='\.\./x': expected one of smoke, ci, default, paper"):
+        Profile.from_params({**params, "profile": "../x"})
+    with pytest.raises(ValueError, match=r"params\['seed'\]=-1: expected an integer >= 0"):
+        Profile.from_params({**params, "seed": -1})
