@@ -431,3 +431,16 @@ def test_a_profile_key_in_overrides_is_refused_and_names_only_known_profiles() -
         Profile.from_params({**params, "profile": "../x"})
     with pytest.raises(ValueError, match=r"params\['seed'\]=-1: expected an integer >= 0"):
         Profile.from_params({**params, "seed": -1})
+
+
+def test_ladder_overrides_naming_no_rung_or_no_field_are_refused() -> None:
+    import pytest
+
+    from relink_lib.models.ladder import rung_specs
+    from relink_lib.profiles import get_profile
+
+    with pytest.raises(ValueError, match=r"params\['ladder'\]\['overrides'\]: unknown rung 'full-report'"):
+        rung_specs(get_profile("smoke", {"ladder": {"overrides": {"full-report": {"epochs": 2.0}}}}))
+    with pytest.raises(ValueError, match=r"\['full-reports'\]: unknown field 'epoch'"):
+        rung_specs(get_profile("smoke", {"ladder": {"overrides": {"full-reports": {"epoch": 2.0}}}}))
+    assert rung_specs(get_profile("ci"))[-1].epochs == 24.0  # a real override still applies

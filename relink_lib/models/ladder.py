@@ -129,6 +129,19 @@ def rung_specs(params: ProfileLike) -> list[RungSpec]:
     """The rung specs named in the ladder section's ``rungs`` (in order), each with the fields of
     its ``overrides[name]`` changed."""
     ladder = as_profile(params).ladder
+    stray = sorted(set(ladder.overrides) - set(RUNG_SPECS))
+    if stray:
+        raise ValueError(
+            f"params['ladder']['overrides']: unknown rung {stray[0]!r}; expected names from {sorted(RUNG_SPECS)}"
+        )
+    fields = set(RungSpec.__dataclass_fields__)
+    for name, changes in ladder.overrides.items():
+        bad = sorted(set(changes) - fields)
+        if bad:
+            raise ValueError(
+                f"params['ladder']['overrides'][{name!r}]: unknown field {bad[0]!r}; "
+                f"expected fields of {sorted(fields)}"
+            )
     out = []
     for name in ladder.rungs:
         if name not in RUNG_SPECS:
