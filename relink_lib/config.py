@@ -23,6 +23,7 @@ import copy
 import difflib
 import math
 import numbers
+import re
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
@@ -41,6 +42,8 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 """Optimizers of DP head training (:class:`DPConfig`, chapter 6's frontier grid, chapter 9's budget sweep)."""
 BUDGET_SWEEP_STARTS: tuple[str, ...] = ("released", "profile")
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "ci", "default", "paper")
+MAX_SYNTHETIC_IMAGE_BYTES = 16 * 2**30
+"""The largest synthetic cohort the config accepts, as bytes of its in-memory uint8 images (pairs x pixels)."""
 """The known profiles (``relink_lib.profiles``): a profile's name names its ``cache/`` and ``results/`` folders, so
 no other name is accepted."""
 """Starts of chapter 9's budget sweep (``dp.budget_sweep.start``): fresh heads at chapter 6's released setting, or
@@ -264,6 +267,17 @@ class CohortConfig(_Section):
         self._need(_is_real(self.report_detail) and 0 <= self.report_detail <= 1, "report_detail", "a value in [0, 1]")
         self._need(_is_real(self.image_noise) and self.image_noise >= 0, "image_noise", "a finite value >= 0")
         self._need(self.text in TEXT_FIELDS, "text", f"one of {list(TEXT_FIELDS)}")
+        size = self.image_size
+        if self.source == "synthetic" and isinstance(size, int) and _is_int(size) and size >= 1:
+            most = MAX_SYNTHETIC_IMAGE_BYTES // size**2
+            for name in ("n_pairs", "n_pairs_external"):
+                n = getattr(self, name)
+                self._need(
+                    not _is_int(n) or n <= most,
+                    name,
+                    f"at most {most:,} pairs at {size} px (the synthetic images live in memory as uint8, "
+                    f"{MAX_SYNTHETIC_IMAGE_BYTES / 2**30:g} GiB at most)",
+                )
         for name in ("split_fractions", "external_split_fractions"):
             self._need(_fractions(getattr(self, name)), name, "three fractions >= 0 (train, val, test) summing to 1")
         self._need(isinstance(self.roundtrip, bool), "roundtrip", "True or False")
@@ -386,7 +400,11 @@ class AuditConfig(_Section):
         )
         self._need(_is_int(self.n_boot) and self.n_boot >= 0, "n_boot", "an integer >= 0")
         self._need(_is_int(self.chunk_size) and self.chunk_size >= 1, "chunk_size", "a positive integer")
-        self._need(isinstance(self.device, str), "device", "'auto', 'cpu' or a CUDA device name")
+        self._need(
+            isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            "device",
+            "'auto', 'cpu', 'cuda' or 'cuda:<index>'",
+        )
         for name in ("nan_as", "uncertain_as"):
             self._need(_is_real(getattr(self, name)), name, "a label value (0, 1 or -1)")
         self._need(isinstance(self.seen, bool), "seen", "True or False")

@@ -444,3 +444,18 @@ def test_ladder_overrides_naming_no_rung_or_no_field_are_refused() -> None:
     with pytest.raises(ValueError, match=r"\['full-reports'\]: unknown field 'epoch'"):
         rung_specs(get_profile("smoke", {"ladder": {"overrides": {"full-reports": {"epoch": 2.0}}}}))
     assert rung_specs(get_profile("ci"))[-1].epochs == 24.0  # a real override still applies
+
+
+def test_config_refuses_a_cohort_too_large_for_memory_and_an_unknown_audit_device() -> None:
+    import pytest
+
+    from relink_lib.profiles import get_profile
+
+    with pytest.raises(ValueError, match=r"n_pairs.*at most 1,048,576 pairs at 128 px"):
+        get_profile("default", {"cohort": {"n_pairs": 10**9}})
+    with pytest.raises(ValueError, match="n_pairs_external"):
+        get_profile("default", {"cohort": {"n_pairs_external": 10**9}})
+    assert get_profile("default", {"cohort": {"n_pairs": 1_000_000}}).cohort.n_pairs == 1_000_000
+    with pytest.raises(ValueError, match=r"device.*'auto', 'cpu', 'cuda' or 'cuda:<index>'"):
+        get_profile("smoke", {"audit": {"device": "gpu"}})
+    assert get_profile("smoke", {"audit": {"device": "cuda:1"}}).audit.device == "cuda:1"
