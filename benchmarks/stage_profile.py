@@ -19,23 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
+from relink_lib.audit.blas import cpu_model
+from relink_lib.cache import BUILD_RECORD, build_record
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def blas_info() -> dict[str, str]:
@@ -54,15 +45,12 @@ def blas_info() -> dict[str, str]:
 
 
 def step_records(cache: Path) -> list[dict[str, Any]]:
-    """Every cached step built with a timing record, oldest first."""
+    """Every cached step built with a timing record (``relink_lib.cache.build_record``), oldest first."""
     out = []
-    for rec_path in sorted(cache.glob("*/*/.build.json")):
-        try:
-            rec = json.loads(rec_path.read_text())
-        except (OSError, ValueError):
-            continue
-        rec["entry"] = rec_path.parent.name
-        out.append(rec)
+    for entry in sorted(p.parent for p in cache.glob(f"*/*/{BUILD_RECORD}")):
+        rec = build_record(entry)
+        if rec is not None:
+            out.append({**rec, "entry": entry.name})
     return sorted(out, key=lambda r: r["finished"])
 
 

@@ -60,7 +60,6 @@ from .attacks import (
     embed_with_heads,
     ridge_attack,
     text_side_attack,
-    train_heads_attack,
     train_heads_attacks,
 )
 
@@ -446,46 +445,44 @@ class _Study:
         elif attack == "cca":
             fit = cca_attack(x, t, a.cca_components, a.cca_reg)
         else:
-            from ..dp.heads import fresh_heads
-
-            start = fresh_heads(*self.template, seed=self.cfg.seed + 101) if attack == "new_heads" else released
+            start = self.fresh_start() if attack == "new_heads" else released
             assert start is not None
-            fit = train_heads_attack(
-                x,
-                t,
-                start,
-                epochs=a.attack_epochs,
-                lr=a.attack_lr,
-                batch_size=a.attack_batch_size,
-                seed=self.cfg.seed,
-                temperature=self.cfg.dp.temperature,
-            )
+            fit = self.train_from(x, t, [start])[0]
         self._fits[k] = fit
         return fit
 
-    def prefit_trained(self, src: _Source, m: int, eval_ids: np.ndarray, released: Mapping[str, Heads]) -> None:
-        """The trained attacks of one (source, m): new heads and every released variant fine-tuned, stacked into one
-        computation (same pairs, batches and schedule); :meth:`fit` then returns them."""
-        rows = src.order[:m]
-        check_disjoint(src.ids[rows], eval_ids, f"trained attacks on {src.name}")
+    def fresh_start(self) -> Heads:
+        """The new-heads attack's start: fresh heads drawn from the profile's seed + 101."""
         from ..dp.heads import fresh_heads
 
-        keys = [("new_heads", src.name, m, "")] + [("finetune", src.name, m, v) for v in released]
-        starts = [fresh_heads(*self.template, seed=self.cfg.seed + 101)] + list(released.values())
-        todo = [(k, h) for k, h in zip(keys, starts, strict=True) if k not in self._fits]
-        if not todo:
-            return
+        return fresh_heads(*self.template, seed=self.cfg.seed + 101)
+
+    def train_from(self, x: np.ndarray, t: np.ndarray, starts: list[Heads]) -> list[Heads]:
+        """The trained attacks' schedule (``adaptive.attack_*``) from each of ``starts`` on the pairs ``(x, t)``,
+        stacked into one computation."""
         a = self.a
-        fits = train_heads_attacks(
-            src.image[rows],
-            src.text[rows],
-            [h for _, h in todo],
+        return train_heads_attacks(
+            x,
+            t,
+            starts,
             epochs=a.attack_epochs,
             lr=a.attack_lr,
             batch_size=a.attack_batch_size,
             seed=self.cfg.seed,
             temperature=self.cfg.dp.temperature,
         )
+
+    def prefit_trained(self, src: _Source, m: int, eval_ids: np.ndarray, released: Mapping[str, Heads]) -> None:
+        """The trained attacks of one (source, m): new heads and every released variant fine-tuned, stacked into one
+        computation (same pairs, batches and schedule); :meth:`fit` then returns them."""
+        rows = src.order[:m]
+        check_disjoint(src.ids[rows], eval_ids, f"trained attacks on {src.name}")
+        keys = [("new_heads", src.name, m, "")] + [("finetune", src.name, m, v) for v in released]
+        starts = [self.fresh_start()] + list(released.values())
+        todo = [(k, h) for k, h in zip(keys, starts, strict=True) if k not in self._fits]
+        if not todo:
+            return
+        fits = self.train_from(src.image[rows], src.text[rows], [h for _, h in todo])
         for (k, _), fit in zip(todo, fits, strict=True):
             self._fits[k] = fit
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,16 +79,19 @@ def measure_gflops(shape: tuple[int, int, int] = SHAPE, seed: int = 0) -> dict[s
     return {"torch": flops / t_torch / 1e9, "numpy": flops / t_numpy / 1e9}
 
 
-def _machine_key() -> dict[str, Any]:
-    cpu = "unknown"
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string, or ``unknown``."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__}
+    return platform.processor() or "unknown"
+
+
+def _machine_key() -> dict[str, Any]:
+    return {"cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__, "numpy": np.__version__}
 
 
 def choice_file() -> Path:

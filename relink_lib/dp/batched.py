@@ -24,18 +24,17 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .calibrate import calibrate_noise
-from .config import DPConfig, HeadTrainingResult, check_delta
+from .config import DPConfig, HeadTrainingResult
 from .heads import linear_weight
 from .objective import l2_normalize
-from .sampling import poisson_batches, privacy_units
+from .sampling import poisson_batches
 from .train import (
     NOISE_SEED_OFFSET,
     FeatureMatrix,
     as_feature_tensor,
     expected_batch_size,
     resolve_engine,
-    sampling_plan,
+    run_plan,
     train_heads,
     training_record,
 )
@@ -169,16 +168,8 @@ def _train_stacked(
         None if bank_image_feats is None else as_feature_tensor(bank_image_feats, "bank_image_feats", dtype, d_img)
     )
     n = x_img.shape[0]
-    units = privacy_units(n, "pair")
-    if config.private:
-        check_delta(config.delta, units.n_units, units.kind)
-    q, steps, per_epoch = sampling_plan(n, config)
-    if config.noise_multiplier is not None:
-        sigma = float(config.noise_multiplier)
-    elif config.target_epsilon is not None:
-        sigma = calibrate_noise(float(config.target_epsilon), config.delta, q, steps)
-    else:
-        sigma = 0.0
+    plan = run_plan(n, config)  # pair sampling (batchable): the units are the pairs
+    units, q, steps, per_epoch, sigma = plan.units, plan.q, plan.steps, plan.per_epoch, plan.sigma
     clip, tau, cn = config.private, float(config.temperature), float(config.max_grad_norm)
     w_img = torch.stack([w[0].detach().clone() for w in w0]).requires_grad_(True)  # type: ignore[union-attr]
     w_txt = torch.stack([w[1].detach().clone() for w in w0]).requires_grad_(True)  # type: ignore[union-attr]

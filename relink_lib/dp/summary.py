@@ -176,11 +176,10 @@ def confirmation_utility_sentence(cu: Mapping[str, Any], simulation: bool = True
     d = cu["zero_shot_drop"]
     what = "simulation" if simulation else "run"
     ci = f"95% CI {d['ci_low']:+.2f} to {d['ci_high']:+.2f}, paired over patients and seeds"
-    lo, hi = d["ci_low"], d["ci_high"]
     tell = (
         f"this {what} cannot tell the drop from zero"
-        if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0.0 <= hi
-        else ("the DP heads cost zero-shot accuracy" if lo > 0 else "the DP heads gain zero-shot accuracy")
+        if Estimate.from_json(d).includes_zero
+        else ("the DP heads cost zero-shot accuracy" if d["ci_low"] > 0 else "the DP heads gain zero-shot accuracy")
     )
     return (
         f"On the confirmation cohort ({cu['n_pairs']:,} fresh pairs of {cu['n_patients']:,} patients, never seen by "

@@ -23,6 +23,7 @@ import functools
 import math
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -75,6 +76,34 @@ def sampling_plan(n_rows: int, config: DPConfig) -> tuple[float, int, int]:
     """
     per_epoch = max(1, math.ceil(n_rows / config.batch_size))
     return 1.0 / per_epoch, max(1, int(round(config.epochs * per_epoch))), per_epoch
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What one training run does before its first step: its privacy ``units``, sample rate ``q``, ``steps``,
+    ``per_epoch`` steps and the noise multiplier ``sigma`` (0 for a non-private run)."""
+
+    units: PrivacyUnits
+    q: float
+    steps: int
+    per_epoch: int
+    sigma: float
+
+
+def run_plan(n: int, config: DPConfig, patient_ids: Sequence | np.ndarray | None = None) -> RunPlan:
+    """The :class:`RunPlan` of a run on ``n`` pairs: units by ``config.sampling``, delta checked against them for a
+    private run, the sampling plan, and sigma (``config.noise_multiplier``, else calibrated to the target epsilon)."""
+    units = privacy_units(n, config.sampling, patient_ids)
+    if config.private:
+        check_delta(config.delta, units.n_units, units.kind)
+    q, steps, per_epoch = sampling_plan(n, config)
+    if config.noise_multiplier is not None:
+        sigma = float(config.noise_multiplier)
+    elif config.target_epsilon is not None:
+        sigma = calibrate_noise(float(config.target_epsilon), config.delta, q, steps)
+    else:
+        sigma = 0.0
+    return RunPlan(units, q, steps, per_epoch, sigma)
 
 
 def expected_batch_size(n_units: int, sample_rate: float) -> int:
@@ -412,16 +441,8 @@ def train_heads(
             as_feature_tensor(eval_feats[1], "eval_feats[1]", dtype, x_txt.shape[1])[:EVAL_MAX_ROWS],
         )
     n = x_img.shape[0]
-    units = privacy_units(n, config.sampling, patient_ids)
-    if config.private:
-        check_delta(config.delta, units.n_units, units.kind)
-    q, steps, per_epoch = sampling_plan(n, config)
-    if config.noise_multiplier is not None:
-        sigma = float(config.noise_multiplier)
-    elif config.target_epsilon is not None:
-        sigma = calibrate_noise(float(config.target_epsilon), config.delta, q, steps)
-    else:
-        sigma = 0.0
+    plan = run_plan(n, config, patient_ids)
+    units, q, steps, per_epoch, sigma = plan.units, plan.q, plan.steps, plan.per_epoch, plan.sigma
     history0 = _history_row(0, per_epoch, img_head, txt_head, ev, config, sigma, q, [], []) if ev is not None else None
     engine_eps = None
     if on_step is not None and engine_name != "fast":
