@@ -30,6 +30,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .audit.blas import gemm_choice
+from .audit.fused import status as fused_status
 from .config import NUMERICAL_MODES, ProfileLike, as_profile
 
 MODE_ENV = "RELINK_NUMERICS"
@@ -158,6 +159,7 @@ def record() -> dict[str, Any]:
         "nnpack_enabled": bool(torch._C._get_nnpack_enabled()),
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
         "audit_gemm": gemm_choice().to_json(),
+        "audit_counter": fused_status(),  # exact integer counts either way: provenance, not a cache key
     }
 
 

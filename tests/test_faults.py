@@ -459,3 +459,78 @@ def test_config_refuses_a_cohort_too_large_for_memory_and_an_unknown_audit_devic
     with pytest.raises(ValueError, match=r"device.*'auto', 'cpu', 'cuda' or 'cuda:<index>'"):
         get_profile("smoke", {"audit": {"device": "gpu"}})
     assert get_profile("smoke", {"audit": {"device": "cuda:1"}}).audit.device == "cuda:1"
+
+
+# --- class 1 of issue 27: ties that survive rounding ------------------------------------------------------------
+
+_TIE_SCRIPT = """
+import json, sys
+import numpy as np
+from relink_lib.audit import relink_audit
+rng = np.random.default_rng(3)
+img = rng.standard_normal((1500, 512)).astype(np.float32)
+rep = np.tile(rng.standard_normal((1, 512)).astype(np.float32), (1500, 1))
+t = relink_audit(img, rep, pool_sizes=(10, 100, None), ks=(1, 5), chunk_size=512)
+print(json.dumps([float(x) for x in t["lift"]]))
+"""
+
+
+@pytest.mark.parametrize("mode", ["native", "portable"])
+def test_a_scorer_that_ties_everything_gets_exactly_chance(mode: str) -> None:
+    """Every report embedding the same: every distractor ties the truth, so every lift is exactly 1 (both modes).
+
+    Before the fix the BLAS computed the columns of identical reports along different code paths and the audit
+    reported between 0.9x and 1.0x chance here."""
+    from relink_lib.numerics import get_mode, kernel_env
+
+    env = kernel_env(get_mode(mode))
+    out = subprocess.run([sys.executable, "-c", _TIE_SCRIPT], env=env, capture_output=True, text=True, check=True)
+    lifts = [float(x) for x in out.stdout.strip().splitlines()[-1].strip("[]").split(",")]
+    assert lifts == pytest.approx([1.0] * 6, rel=1e-9, abs=0)  # exact up to the log-space expectation (~1e-11)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 4096])
+def test_copies_of_the_true_report_tie_exactly_wherever_they_sit(chunk: int) -> None:
+    """Copies of a report, placed in other blocks and at the last column, count as ties of its query and of each
+    other, never as better; distinct reports are counted as a float64 brute force counts them."""
+    import torch
+
+    from relink_lib.audit.kernel import as_embeddings, count_better_and_tied, find_duplicate_reports
+
+    rng = np.random.default_rng(5)
+    m = 600
+    img = rng.standard_normal((m, 512)).astype(np.float32)
+    rep = (img + 0.8 * rng.standard_normal((m, 512))).astype(np.float32)
+    copies = {0: [299, 599], 17: [18], 400: [3]}
+    for src, dst in copies.items():
+        rep[dst] = rep[src]
+    i_t, r_t = as_embeddings(img, "image_emb"), as_embeddings(rep, "report_emb")
+    better, tied = count_better_and_tied(i_t, r_t, chunk_size=chunk)
+    groups = [[0, 299, 599], [17, 18], [400, 3]]
+    expected_tied = np.zeros(m, dtype=np.int64)
+    for g in groups:
+        expected_tied[g] = len(g) - 1
+    np.testing.assert_array_equal(tied, expected_tied)
+    sims = i_t.double() @ r_t.double().T
+    own = torch.diagonal(sims).unsqueeze(1)
+    same = torch.zeros(m, m, dtype=torch.bool)
+    for g in groups:
+        same[np.ix_(g, g)] = True
+    brute_better = ((sims > own) & ~same).sum(dim=1).numpy()
+    np.testing.assert_array_equal(better, brute_better)
+    dups = find_duplicate_reports(r_t)
+    assert dups is not None and sorted(dups.multiplicity.tolist()) == [1] * (m - 7) + [2, 2, 3]
+
+
+def test_rows_that_share_their_first_bytes_are_not_duplicates() -> None:
+    from relink_lib.audit.kernel import find_duplicate_reports
+
+    x = np.zeros((4, 8), dtype=np.float32) + 1.0
+    x[1, 7] = 2.0  # same first 16 bytes as row 0, different last value
+    x[2, 0] = 3.0
+    x[3] = x[0]
+    dups = find_duplicate_reports(__import__("torch").from_numpy(x))
+    assert dups is not None
+    assert dups.unique.tolist() == [0, 1, 2] and dups.inverse.tolist() == [0, 1, 2, 0]
+    assert dups.multiplicity.tolist() == [2, 1, 1]
+    assert find_duplicate_reports(__import__("torch").from_numpy(np.eye(5, dtype=np.float32))) is None

@@ -189,3 +189,28 @@ def test_external_rungs(tmp_path):
         external_rungs([{"name": "x"}])
     with pytest.raises(ValueError, match="MODELS"):
         external_rungs(None)
+
+
+def test_rungs_trained_side_by_side_are_the_rungs_trained_one_after_another(tmp_path, monkeypatch):
+    """The parallel path (one spawned process per rung) caches the very same weights as the sequential one."""
+    import relink_lib.models.stage as stage_mod
+
+    cohort = tiny_cohort(n=40, image_size=16, n_val=8, n_test=8)
+    params = tiny_params(epochs=0.4, rungs=("captions", "impressions", "full-reports"))
+    assert stage_mod.parallel_rung_workers(3, 1) == min(3, len(__import__("os").sched_getaffinity(0)))
+    assert stage_mod.parallel_rung_workers(3, None) == 1 and stage_mod.parallel_rung_workers(1, 1) == 1
+    assert stage_mod.parallel_rung_workers(3, 1, n_train=32) == 1  # a tiny split trains in this process
+    monkeypatch.setenv("RELINK_CACHE", str(tmp_path / "parallel"))
+    monkeypatch.setattr(stage_mod, "parallel_rung_workers", lambda n, threads, n_train: 2)
+    side_by_side = get_ladder(params, cohort=cohort, progress=False)
+    monkeypatch.setenv("RELINK_CACHE", str(tmp_path / "sequential"))
+    monkeypatch.setattr(stage_mod, "parallel_rung_workers", lambda n, threads, n_train: 1)
+    one_by_one = get_ladder(params, cohort=cohort, progress=False)
+    for a, b in zip(side_by_side, one_by_one):
+        assert a.path != b.path
+        wa = load_dual_encoder(a.path, device="cpu").model.state_dict()
+        wb = load_dual_encoder(b.path, device="cpu").model.state_dict()
+        assert wa.keys() == wb.keys()
+        for name in wa:
+            torch.testing.assert_close(wa[name], wb[name], rtol=0, atol=0, msg=f"{a.name}: {name}")
+        pd.testing.assert_frame_equal(a.history, b.history)

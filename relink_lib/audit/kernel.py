@@ -7,22 +7,35 @@ For a query image ``i`` with its own report ``i``, the whole audit depends on on
 the number of distractor reports that rank at or above the true report, split into those
 strictly above (``better``) and those that tie it (``tied``, so that the audit can break ties
 uniformly at random and report both bounds). The kernel streams the similarity matrix in row blocks
-of ``chunk_size`` queries, so memory is ``O(chunk_size * M)`` and the ``M x M`` matrix is never materialised. The true
-score ``s_ii`` is read from the same matrix product as the distractors' scores, so exact
-duplicates of the true report tie exactly. On the CPU each block's GEMM runs in the BLAS that
-:func:`relink_lib.audit.blas.gemm_choice` picked for the machine (torch's MKL or numpy's OpenBLAS).
+of ``chunk_size`` queries, so memory is ``O(chunk_size * M)`` and the ``M x M`` matrix is never materialised. The
+BLAS computes different columns along different code paths, so bit-identical reports need not score bit-identically:
+the pass runs against the distinct reports only (:func:`find_duplicate_reports`) and counts each column with its
+multiplicity, so the true report and its copies share one score and tie exactly. On the CPU each block's GEMM runs
+in the BLAS that :func:`relink_lib.audit.blas.gemm_choice` picked for the machine (torch's MKL or numpy's OpenBLAS),
+and both counts come from one fused read of the block (:mod:`relink_lib.audit.fused`) where a C compiler is present.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from .blas import gemm_choice
+from .fused import available as fused_available
+from .fused import count_rows as fused_count_rows
 
-__all__ = ["as_embeddings", "count_better_and_tied", "count_at_least_own", "count_within_groups", "resolve_device"]
+__all__ = [
+    "ReportDuplicates",
+    "as_embeddings",
+    "count_better_and_tied",
+    "find_duplicate_reports",
+    "count_at_least_own",
+    "count_within_groups",
+    "resolve_device",
+]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -101,6 +114,56 @@ def _row_count(mask: torch.Tensor, dev: torch.device) -> torch.Tensor:
     return mask.sum(dim=1)
 
 
+@dataclass(frozen=True)
+class ReportDuplicates:
+    """Bit-identical report rows, found before the similarity pass.
+
+    ``unique``: ``(U,)`` index of the first row of each distinct report, in row order; ``inverse``: ``(M,)``
+    position in ``unique`` of each row's report; ``multiplicity``: ``(U,)`` how many rows carry each report.
+    """
+
+    unique: np.ndarray
+    inverse: np.ndarray
+    multiplicity: np.ndarray
+
+
+def _as_void_rows(x: np.ndarray, width: int) -> np.ndarray:
+    """The first ``width`` bytes of each row of a C-contiguous 2-D array as one opaque (void) item per row."""
+    raw = np.ascontiguousarray(x).view(np.uint8).reshape(x.shape[0], -1)[:, :width]
+    return np.ascontiguousarray(raw).view(np.dtype((np.void, raw.shape[1]))).ravel()
+
+
+def find_duplicate_reports(report_emb: torch.Tensor) -> ReportDuplicates | None:
+    """Group bit-identical rows of ``report_emb`` (``(M, d)``); ``None`` when every row is distinct.
+
+    A cheap pass on each row's first 16 bytes finds candidates; only rows that share those bytes are compared
+    in full, so a database without duplicates costs one small sort (about 10 ms at M = 43,793).
+    """
+    x = report_emb.detach().cpu().contiguous().numpy()
+    m = x.shape[0]
+    head = _as_void_rows(x, min(16, x.shape[1] * x.itemsize))
+    _, head_inverse, head_counts = np.unique(head, return_inverse=True, return_counts=True)
+    candidates = np.flatnonzero(head_counts[head_inverse] > 1)
+    if candidates.size == 0:
+        return None
+    _, first, cand_inverse = np.unique(
+        _as_void_rows(x[candidates], x.shape[1] * x.itemsize), return_index=True, return_inverse=True
+    )
+    representative = np.arange(m)
+    representative[candidates] = candidates[first[cand_inverse.ravel()]]
+    if np.array_equal(representative, np.arange(m)):
+        return None
+    unique, inverse, multiplicity = np.unique(representative, return_inverse=True, return_counts=True)
+    return ReportDuplicates(unique=unique, inverse=inverse.ravel(), multiplicity=multiplicity)
+
+
+def _weighted_row_count(mask: torch.Tensor, weights: torch.Tensor | None, dev: torch.device) -> torch.Tensor:
+    """Per-row count of true entries, each column weighted by its report's multiplicity when ``weights`` is set."""
+    if weights is None:
+        return _row_count(mask, dev)
+    return torch.mv(mask.to(weights.dtype), weights).round().to(torch.int64)
+
+
 @torch.no_grad()
 def count_better_and_tied(
     image_emb: torch.Tensor,
@@ -118,18 +181,36 @@ def count_better_and_tied(
     :func:`as_embeddings`); row ``i`` of one pairs with row ``i`` of the other. Peak extra
     memory is about ``chunk_size * M * 5`` bytes (float32 block plus a boolean mask reused for
     both comparisons).
+
+    Bit-identical reports tie exactly, whatever the BLAS: the similarity pass runs against the distinct
+    reports only (:func:`find_duplicate_reports`), each column counted with its multiplicity, so the truth and
+    its copies share one score. A scorer that gives every report the same embedding gets exactly chance.
     """
     _check_pair(image_emb, report_emb)
     chunk = _check_chunk(chunk_size)
     tol = _check_tol(tie_tol)
     dev = resolve_device(device)
     m = image_emb.shape[0]
-    reports_t = report_emb.to(dev).T  # (d, M) view: BLAS reads the transpose, no copy
+    dups = find_duplicate_reports(report_emb)
+    if dups is None:
+        own_col = torch.arange(m, device=dev)
+        weights = None
+        distinct = report_emb
+    else:
+        own_col = torch.from_numpy(dups.inverse).to(dev)
+        distinct = report_emb[torch.from_numpy(dups.unique)]
+        # float64 sums of 0/1 times integer weights are exact far beyond any database size (2**53)
+        weights = torch.from_numpy(dups.multiplicity.astype(np.float64)).to(dev)
+    u = distinct.shape[0]
+    reports_t = distinct.to(dev).T  # (d, U) view: BLAS reads the transpose, no copy
     images = image_emb.to(dev)
     at_least = torch.empty(m, dtype=torch.int64, device=dev)
     above = torch.empty(m, dtype=torch.int64, device=dev)
-    block = torch.empty((min(chunk, m), m), dtype=reports_t.dtype, device=dev)
-    mask = torch.empty((min(chunk, m), m), dtype=torch.bool, device=dev)
+    block = torch.empty((min(chunk, m), u), dtype=reports_t.dtype, device=dev)
+    # one fused read of each block (audit.fused) where it is compiled; else four torch passes over a boolean mask
+    fused_on = dev.type == "cpu" and block.dtype == torch.float32 and fused_available()
+    multiplicity = None if dups is None else dups.multiplicity
+    mask = torch.empty((0 if fused_on else min(chunk, m), u), dtype=torch.bool, device=dev)
     np_gemm = dev.type == "cpu" and gemm_choice().backend == "numpy"
     if np_gemm:  # numpy's BLAS writes into the same memory torch compares in
         images_np, reports_t_np, block_np = images.numpy(), reports_t.numpy(), block.numpy()
@@ -141,12 +222,16 @@ def count_better_and_tied(
             np.matmul(images_np[start:stop], reports_t_np, out=block_np[:rows])
         else:
             torch.mm(images[start:stop], reports_t, out=s)
-        idx = torch.arange(start, stop, device=dev)
-        own = s[torch.arange(rows, device=dev), idx].unsqueeze(1)
+        if fused_on:
+            fused_count_rows(s, own_col[start:stop], tol, multiplicity, at_least[start:stop], above[start:stop])
+            at_least[start:stop] -= 1  # the true report itself always counts once (its copies count as ties)
+            continue
+        own = s[torch.arange(rows, device=dev), own_col[start:stop]].unsqueeze(1)
         torch.ge(s, own - tol if tol else own, out=mask[:rows])
-        at_least[start:stop] = _row_count(mask[:rows], dev) - 1  # the true report itself always counts once
+        # the true report itself always counts once (its copies count as ties)
+        at_least[start:stop] = _weighted_row_count(mask[:rows], weights, dev) - 1
         torch.gt(s, own + tol if tol else own, out=mask[:rows])
-        above[start:stop] = _row_count(mask[:rows], dev)  # never the true report itself
+        above[start:stop] = _weighted_row_count(mask[:rows], weights, dev)  # never the true report itself
     better = above.cpu().numpy()
     return better, at_least.cpu().numpy() - better
 

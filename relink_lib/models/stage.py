@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .. import cache
 from ..cohorts.base import Cohort
@@ -137,8 +141,8 @@ def get_ladder(params: ProfileLike, *, progress: bool = True, cohort: Cohort | N
     rungs = []
     train_pairs = cohort.pairs.iloc[train_rows]
     val_pairs = cohort.pairs.iloc[val_rows[:2048]]
-    for index, spec in enumerate(specs):
-        key = {
+    keys = [
+        {
             "step": "ladder-rung",
             "cohort": fp,
             "spec": asdict(spec),
@@ -148,6 +152,28 @@ def get_ladder(params: ProfileLike, *, progress: bool = True, cohort: Cohort | N
             "code": code,
             "numerics": cache_token(),
         }
+        for index, spec in enumerate(specs)
+    ]
+    missing = [i for i, key in enumerate(keys) if not cache.check_entry(root / "ladder" / cache.content_hash(key))]
+    workers = parallel_rung_workers(len(missing), cfg.threads, len(train_rows))
+    if workers > 1:
+        train_pix, val_pix = pixels()
+        jobs = [
+            RungJob(
+                root=str(root),
+                key=keys[i],
+                spec=specs[i],
+                seed=seed + i,
+                epochs_scale=scale,
+                threads=cfg.threads,
+                texts=training_texts(train_pairs, specs[i].text),
+                val_texts=training_texts(val_pairs, specs[i].text),
+            )
+            for i in missing
+        ]
+        train_rungs_in_parallel(jobs, train_pix, val_pix, workers, progress=progress)
+    for index, spec in enumerate(specs):
+        key = keys[index]
 
         def build(tmp: Path, spec: RungSpec = spec, index: int = index) -> None:
             train_pix, val_pix = pixels()
@@ -178,6 +204,77 @@ def get_ladder(params: ProfileLike, *, progress: bool = True, cohort: Cohort | N
             )
         )
     return rungs
+
+
+@dataclass(frozen=True)
+class RungJob:
+    """One rung to train into the cache in a worker process (see :func:`train_rungs_in_parallel`)."""
+
+    root: str
+    key: dict[str, Any]
+    spec: RungSpec
+    seed: int
+    epochs_scale: float
+    threads: int | None
+    texts: list[str]
+    val_texts: list[str]
+
+
+PARALLEL_MIN_TRAIN_PAIRS = 2000
+"""Below this many training pairs the rungs train in this process: a spawned worker's start-up (importing torch
+and transformers, several seconds) would outweigh the training it takes over."""
+
+
+def parallel_rung_workers(n_missing: int, threads: int | None, n_train: int = PARALLEL_MIN_TRAIN_PAIRS) -> int:
+    """How many rungs to train at once: one process per ``threads`` cores this process may use, at most one per
+    missing rung; 1 (train in this process) when the rungs run with torch's default threads (``threads=None``) or
+    on fewer than :data:`PARALLEL_MIN_TRAIN_PAIRS` training pairs."""
+    if threads is None or n_missing < 2 or n_train < PARALLEL_MIN_TRAIN_PAIRS:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(n_missing, cores // int(threads)))
+
+
+def _train_rung_job(job: RungJob, train_pix: torch.Tensor, val_pix: torch.Tensor) -> str:
+    def build(tmp: Path) -> None:
+        train_rung(
+            job.spec,
+            train_pix,
+            job.texts,
+            tmp,
+            seed=job.seed,
+            epochs_scale=job.epochs_scale,
+            val=(val_pix, job.val_texts),
+            progress=False,
+            threads=job.threads,
+        )
+
+    return str(cache.cached_dir(job.root, "ladder", job.key, build))
+
+
+def train_rungs_in_parallel(
+    jobs: Sequence[RungJob], train_pix: torch.Tensor, val_pix: torch.Tensor, workers: int, *, progress: bool = True
+) -> list[str]:
+    """Train ``jobs`` into the cache in ``workers`` fresh (spawned) processes, the longest rung first.
+
+    Each rung trains exactly as it would in this process: same seed, same thread count (``job.threads``), same
+    numerical mode (the children inherit the environment that sets it), so the cached weights are the same bytes;
+    only the wall time changes (the rungs of a 2-core machine run side by side). Returns the entries' paths.
+    """
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].spec.epochs * jobs[i].spec.vision_width)
+    paths: list[str] = [""] * len(jobs)
+    ctx = multiprocessing.get_context("spawn")  # no fork after torch's thread pools started
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(_train_rung_job, jobs[i], train_pix, val_pix): i for i in order}
+        bar = tqdm(total=len(jobs), desc=f"train {len(jobs)} rungs ({workers} at once)", disable=not progress)
+        for fut in as_completed(futures):
+            paths[futures[fut]] = fut.result()
+            bar.update(1)
+        bar.close()
+    return paths
 
 
 def external_rungs(models: ModelListSpec) -> list[Rung]:
