@@ -14,7 +14,10 @@ The plain nested dict (:meth:`Profile.to_params`) is the wire format: what paper
 (``params["audit"]["n_boot"]``), so a chapter may index it like the dict it was built from.
 Building from a mapping (:func:`as_profile`) refuses unknown keys with the dotted path and a close
 match, fills missing keys with their defaults, turns lists into tuples (papermill turns tuples
-into strings, so overrides travel as lists) and checks every value.
+into strings, so overrides travel as lists) and checks every value against what the library needs of
+it later (integers are integers, not whole floats or bools; a list's bad item is named by its index),
+with errors naming the key both ways: ``params['audit']['ks'][2]=10.0: expected a positive integer (key
+audit.ks[2])``. :func:`check_book_profile` adds what the chapters need of the profile they run on.
 """
 
 from __future__ import annotations
@@ -41,13 +44,30 @@ DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 """Optimizers of DP head training (:class:`DPConfig`, chapter 6's frontier grid, chapter 9's budget sweep)."""
 BUDGET_SWEEP_STARTS: tuple[str, ...] = ("released", "profile")
-PROFILE_NAMES: tuple[str, ...] = ("smoke", "ci", "default", "paper")
-MAX_SYNTHETIC_IMAGE_BYTES = 16 * 2**30
-"""The largest synthetic cohort the config accepts, as bytes of its in-memory uint8 images (pairs x pixels)."""
-"""The known profiles (``relink_lib.profiles``): a profile's name names its ``cache/`` and ``results/`` folders, so
-no other name is accepted."""
 """Starts of chapter 9's budget sweep (``dp.budget_sweep.start``): fresh heads at chapter 6's released setting, or
 the pretrained heads at the ``dp.budget_sweep`` optimizer, lr and epochs."""
+PROFILE_NAMES: tuple[str, ...] = ("smoke", "ci", "default", "paper")
+"""The known profiles (``relink_lib.profiles``): a profile's name names its ``cache/`` and ``results/`` folders, so
+no other name is accepted."""
+MAX_SYNTHETIC_IMAGE_BYTES = 16 * 2**30
+"""The largest synthetic cohort the config accepts, as bytes of its in-memory uint8 images (pairs x pixels); it
+bounds every synthetic draw: the cohorts, chapter 6's confirmation cohort and scaling pools, chapter 11's top-ups."""
+MIN_SYNTHETIC_IMAGE_SIZE = 16
+"""The smallest image side (pixels) the synthetic generator renders
+(:func:`relink_lib.cohorts.synthetic.generate.make_synthetic_cohort`)."""
+LADDER_RUNGS: tuple[str, ...] = ("captions", "impressions", "full-reports")
+"""The rungs of the embedded ladder, least specialised first (the names of
+:data:`relink_lib.models.ladder.RUNG_SPECS`; a test pins the two together)."""
+LADDER_PATCH_SIZE = 16
+"""The ViT patch size of every ladder rung unless ``ladder.overrides[rung]["patch_size"]`` changes it
+(:class:`relink_lib.models.ladder.RungSpec`'s default; a test pins the two together): the ladder's image size must
+be a multiple of it."""
+MAX_SEED = 2**63 - 1
+"""The largest seed: stages add offsets of a few thousand to it and torch takes seeds below 2**64."""
+LABEL_VALUES: tuple[float, ...] = (1.0, 0.0, -1.0)
+"""The CheXpert label values a missing or uncertain label is matched as (``audit.nan_as``, ``audit.uncertain_as``)."""
+DEVICE_PATTERN = r"cpu|cuda(:\d+)?"
+"""Torch devices a section may name (``features.device`` also takes ``mps``, ``audit.device`` also ``auto``)."""
 SAMPLING_MODES: tuple[str, ...] = ("pair", "patient")
 """Privacy units of DP head training (:mod:`relink_lib.dp.sampling`): one pair, or one patient with all their pairs."""
 ENGINES: tuple[str, ...] = ("auto", "fast", "opacus")
@@ -79,7 +99,17 @@ def _is_real(x: Any) -> bool:
 
 
 def _is_int(x: Any) -> bool:
-    return _is_real(x) and int(x) == x
+    """An integer, not a bool and not a float that happens to be whole (``range``, numpy shapes and the
+    library's own checks refuse ``5.0``)."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_pos_int(x: Any) -> bool:
+    return _is_int(x) and x >= 1
+
+
+def _is_seed(x: Any) -> bool:
+    return _is_int(x) and 0 <= x <= MAX_SEED
 
 
 _DP_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -163,13 +193,30 @@ class _Section:
 
     SECTION: ClassVar[str] = ""
 
-    def _bad(self, name: str, expected: str) -> ValueError:
+    def _bad(self, name: str, expected: str, at: tuple[Any, ...] = ()) -> ValueError:
+        """The error for key ``name`` (or its item at the subscripts ``at``): both the ``params[...]`` path and the
+        dotted key an override names (``audit.ks[2]``), the value found and what is expected."""
         where = "".join(f"[{part!r}]" for part in self.SECTION.split("."))
-        return ValueError(f"params{where}[{name!r}]={getattr(self, name)!r}: expected {expected}")
+        value = getattr(self, name)
+        for i in at:
+            value = value[i]
+        sub = "".join(f"[{i!r}]" for i in at)
+        return ValueError(
+            f"params{where}[{name!r}]{sub}={value!r}: expected {expected} (key {self.SECTION}.{name}{sub})"
+        )
 
     def _need(self, ok: bool, name: str, expected: str) -> None:
         if not ok:
             raise self._bad(name, expected)
+
+    def _need_items(self, name: str, ok: Callable[[Any], bool], expected: str, item: str, *, at_least: int = 1) -> None:
+        """Key ``name`` must be a list (a tuple once frozen) of at least ``at_least`` items, each passing ``ok``;
+        a bad item is named by its index (``expected``: the list, ``item``: one item)."""
+        values = getattr(self, name)
+        self._need(isinstance(values, tuple) and len(values) >= at_least, name, expected)
+        for i, value in enumerate(values):
+            if not ok(value):
+                raise self._bad(name, item, (i,))
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -259,25 +306,25 @@ class CohortConfig(_Section):
         self._need(self.source in COHORT_SOURCES, "source", f"one of {list(COHORT_SOURCES)}")
         for name in ("n_pairs", "n_pairs_external"):
             self._need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "a positive integer")
-        self._need(
-            self.image_size is None or (_is_int(self.image_size) and self.image_size >= 8),
-            "image_size",
-            "an integer >= 8 (pixels) or None",
-        )
+        if self.source == "synthetic":
+            self._need(
+                self.image_size is not None
+                and _is_int(self.image_size)
+                and self.image_size >= MIN_SYNTHETIC_IMAGE_SIZE,
+                "image_size",
+                f"an integer >= {MIN_SYNTHETIC_IMAGE_SIZE} (pixels; the smallest the synthetic generator renders)",
+            )
+        else:
+            self._need(
+                self.image_size is None or (_is_int(self.image_size) and self.image_size >= 8),
+                "image_size",
+                "an integer >= 8 (pixels) or None",
+            )
         self._need(_is_real(self.report_detail) and 0 <= self.report_detail <= 1, "report_detail", "a value in [0, 1]")
         self._need(_is_real(self.image_noise) and self.image_noise >= 0, "image_noise", "a finite value >= 0")
         self._need(self.text in TEXT_FIELDS, "text", f"one of {list(TEXT_FIELDS)}")
-        size = self.image_size
-        if self.source == "synthetic" and isinstance(size, int) and _is_int(size) and size >= 1:
-            most = MAX_SYNTHETIC_IMAGE_BYTES // size**2
-            for name in ("n_pairs", "n_pairs_external"):
-                n = getattr(self, name)
-                self._need(
-                    not _is_int(n) or n <= most,
-                    name,
-                    f"at most {most:,} pairs at {size} px (the synthetic images live in memory as uint8, "
-                    f"{MAX_SYNTHETIC_IMAGE_BYTES / 2**30:g} GiB at most)",
-                )
+        for name in ("n_pairs", "n_pairs_external"):
+            self.need_synthetic_fits(self, name)
         for name in ("split_fractions", "external_split_fractions"):
             self._need(_fractions(getattr(self, name)), name, "three fractions >= 0 (train, val, test) summing to 1")
         self._need(isinstance(self.roundtrip, bool), "roundtrip", "True or False")
@@ -286,6 +333,30 @@ class CohortConfig(_Section):
     def simulation(self) -> bool:
         """Whether the cohorts are the embedded simulation (synthetic), not real data."""
         return self.source == "synthetic"
+
+    @property
+    def max_synthetic_pairs(self) -> int | None:
+        """The most pairs one synthetic draw may hold at ``image_size`` (:data:`MAX_SYNTHETIC_IMAGE_BYTES`);
+        ``None`` for real cohorts."""
+        if not self.simulation or self.image_size is None:
+            return None
+        return MAX_SYNTHETIC_IMAGE_BYTES // int(self.image_size) ** 2
+
+    def need_synthetic_fits(self, section: "_Section", name: str, at: tuple[Any, ...] = ()) -> None:
+        """Refuse key ``name`` of ``section`` (or its item at the subscripts ``at``), a number of synthetic pairs to
+        draw at this cohort's image size, when their in-memory images would exceed
+        :data:`MAX_SYNTHETIC_IMAGE_BYTES`."""
+        most = self.max_synthetic_pairs
+        n = getattr(section, name)
+        for i in at:
+            n = n[i]
+        if most is not None and n > most:
+            raise section._bad(
+                name,
+                f"at most {most:,} pairs at {self.image_size} px (the synthetic images live in memory as uint8, "
+                f"{MAX_SYNTHETIC_IMAGE_BYTES / 2**30:g} GiB at most)",
+                at,
+            )
 
 
 @dataclass(frozen=True)
@@ -308,7 +379,13 @@ class LadderConfig(_Section):
             "rungs",
             "at least one rung name",
         )
-        self._need(_is_int(self.image_size) and self.image_size >= 8, "image_size", "an integer >= 8 (pixels)")
+        for i, rung in enumerate(self.rungs):
+            if rung not in LADDER_RUNGS:
+                raise ValueError(
+                    f"params['ladder']['rungs']: unknown rung {rung!r}; expected names from {sorted(LADDER_RUNGS)} "
+                    f"(key ladder.rungs[{i}])"
+                )
+        self._need(len(set(self.rungs)) == len(self.rungs), "rungs", "distinct rung names")
         self._need(_is_real(self.epochs_scale) and self.epochs_scale > 0, "epochs_scale", "a finite value > 0")
         self._need(
             self.threads is None or (_is_int(self.threads) and self.threads >= 1),
@@ -320,6 +397,26 @@ class LadderConfig(_Section):
             "overrides",
             "a mapping of rung name to a mapping of spec fields",
         )
+        for rung, changes in self.overrides.items():
+            if rung not in LADDER_RUNGS:
+                raise ValueError(
+                    f"params['ladder']['overrides']: unknown rung {rung!r}; expected names from "
+                    f"{sorted(LADDER_RUNGS)} (key ladder.overrides)"
+                )
+            if "patch_size" in changes and not _is_pos_int(changes["patch_size"]):
+                raise self._bad("overrides", "a positive integer (pixels)", (rung, "patch_size"))
+        self._need(_is_int(self.image_size) and self.image_size >= 8, "image_size", "an integer >= 8 (pixels)")
+        for rung in self.rungs:
+            patch = self.patch_size(rung)
+            self._need(
+                self.image_size % patch == 0,
+                "image_size",
+                f"a multiple of rung {rung!r}'s ViT patch_size={patch} (pixels)",
+            )
+
+    def patch_size(self, rung: str) -> int:
+        """The ViT patch size of ``rung``: its override's ``patch_size``, else :data:`LADDER_PATCH_SIZE`."""
+        return int(self.overrides.get(rung, {}).get("patch_size", LADDER_PATCH_SIZE))
 
 
 @dataclass(frozen=True)
@@ -354,7 +451,12 @@ class FeaturesConfig(_Section):
             "chunk_size",
             f"None or a multiple of batch_size={self.batch_size}",
         )
-        self._need(self.device is None or isinstance(self.device, str), "device", "a torch device name or None")
+        self._need(
+            self.device is None
+            or (isinstance(self.device, str) and re.fullmatch(f"{DEVICE_PATTERN}|mps", self.device) is not None),
+            "device",
+            "None (CUDA when available), 'cpu', 'cuda', 'cuda:<index>' or 'mps'",
+        )
         self._need(isinstance(self.text_column, str) and bool(self.text_column), "text_column", "a column name")
         self._need(isinstance(self.amp, bool), "amp", "True or False")
 
@@ -386,27 +488,23 @@ class AuditConfig(_Section):
     risk_pool_size: int = 100
 
     def __post_init__(self) -> None:
-        self._need(
-            isinstance(self.pool_sizes, tuple)
-            and len(self.pool_sizes) >= 1
-            and all(n is None or (_is_int(n) and n >= 2) for n in self.pool_sizes),
+        self._need_items(
             "pool_sizes",
-            "pool sizes >= 2, None for the full database",
+            lambda n: n is None or (_is_int(n) and n >= 2),
+            "a list of pool sizes (integers >= 2, None for the full database)",
+            "an integer pool size >= 2 or None (the full database)",
         )
-        self._need(
-            isinstance(self.ks, tuple) and len(self.ks) >= 1 and all(_is_int(k) and k >= 1 for k in self.ks),
-            "ks",
-            "positive integers",
-        )
+        self._need_items("ks", _is_pos_int, "a list of positive integers (the K of Recall@K)", "a positive integer")
         self._need(_is_int(self.n_boot) and self.n_boot >= 0, "n_boot", "an integer >= 0")
         self._need(_is_int(self.chunk_size) and self.chunk_size >= 1, "chunk_size", "a positive integer")
         self._need(
-            isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            isinstance(self.device, str) and re.fullmatch(f"auto|{DEVICE_PATTERN}", self.device) is not None,
             "device",
             "'auto', 'cpu', 'cuda' or 'cuda:<index>'",
         )
         for name in ("nan_as", "uncertain_as"):
-            self._need(_is_real(getattr(self, name)), name, "a label value (0, 1 or -1)")
+            value = getattr(self, name)
+            self._need(_is_real(value) and float(value) in LABEL_VALUES, name, "a label value (0, 1 or -1)")
         self._need(isinstance(self.seen, bool), "seen", "True or False")
         self._need(_is_int(self.risk_pool_size) and self.risk_pool_size >= 2, "risk_pool_size", "an integer >= 2")
 
@@ -447,47 +545,40 @@ class FrontierConfig(_Section):
     reference_pool_size: int = 10_000
 
     def __post_init__(self) -> None:
-        self._need(
-            isinstance(self.inits, tuple) and len(self.inits) >= 1 and set(self.inits) <= {"pretrained", "reinit"},
-            "inits",
-            "names from ('pretrained', 'reinit')",
+        inits = ("pretrained", "reinit")
+        self._need_items("inits", lambda x: x in inits, f"names from {inits}", f"one of the names from {inits}")
+        self._need_items(
+            "optimizers", lambda x: x in OPTIMIZERS, f"names from {OPTIMIZERS}", f"one of the names from {OPTIMIZERS}"
         )
         self._need(
-            isinstance(self.optimizers, tuple)
-            and len(self.optimizers) >= 1
-            and set(self.optimizers) <= set(OPTIMIZERS),
-            "optimizers",
-            f"names from {OPTIMIZERS}",
-        )
-        self._need(
-            isinstance(self.lrs, Mapping)
-            and all(
-                opt in self.lrs and len(self.lrs[opt]) >= 1 and all(_is_real(x) and x > 0 for x in self.lrs[opt])
-                for opt in self.optimizers
-            ),
+            isinstance(self.lrs, Mapping) and all(opt in self.lrs for opt in self.optimizers),
             "lrs",
             "learning rates > 0 for every optimizer of the grid",
         )
-        self._need(
-            isinstance(self.epochs, tuple)
-            and len(self.epochs) >= 1
-            and all(_is_real(e) and e > 0 for e in self.epochs),
-            "epochs",
-            "values > 0",
-        )
+        for opt, lrs in self.lrs.items():
+            if opt not in OPTIMIZERS:
+                raise self._bad("lrs", f"optimizer names from {OPTIMIZERS} as keys; {opt!r} is none")
+            if not (isinstance(lrs, tuple) and len(lrs) >= 1):
+                raise self._bad("lrs", "a list of learning rates > 0", (opt,))
+            for i, lr in enumerate(lrs):
+                if not (_is_real(lr) and lr > 0):
+                    raise self._bad("lrs", "a finite learning rate > 0", (opt, i))
+        self._need_items("epochs", lambda e: _is_real(e) and e > 0, "a list of values > 0", "a finite value > 0")
         self._need(_is_int(self.n_seeds) and self.n_seeds >= 1, "n_seeds", "a positive integer")
-        self._need(all(_is_int(n) and n >= 1 for n in self.scaling_sizes), "scaling_sizes", "positive integers")
-        self._need(all(_is_real(f) and f > 0 for f in self.scaling_factors), "scaling_factors", "values > 0")
+        self._need_items(
+            "scaling_sizes", _is_pos_int, "a list of positive integers (pairs)", "a positive integer", at_least=0
+        )
+        self._need_items(
+            "scaling_factors", lambda f: _is_real(f) and f > 0, "a list of values > 0", "a finite value > 0", at_least=0
+        )
         for name in ("max_probe_auroc_drop", "max_zero_shot_auroc_drop"):
             self._need(_is_real(getattr(self, name)) and getattr(self, name) >= 0, name, "percentage points >= 0")
-        self._need(
-            len(self.op_scales) >= 1 and all(_is_real(s) and s > 0 for s in self.op_scales),
-            "op_scales",
-            "noise scales > 0",
+        self._need_items(
+            "op_scales", lambda x: _is_real(x) and x > 0, "a list of noise scales > 0", "a finite noise scale > 0"
         )
         self._need(_is_int(self.n_boot) and self.n_boot >= 1, "n_boot", "a positive integer")
         self._need(_is_int(self.probe_max_train) and self.probe_max_train >= 2, "probe_max_train", "an integer >= 2")
-        self._need(_is_int(self.split_seed), "split_seed", "an integer")
+        self._need(_is_seed(self.split_seed), "split_seed", f"an integer seed in [0, {MAX_SEED}]")
         self._need(
             _is_int(self.reference_pool_size) and self.reference_pool_size >= 2,
             "reference_pool_size",
@@ -536,18 +627,10 @@ class ConfirmationConfig(_Section):
 
     def __post_init__(self) -> None:
         self._need(_is_int(self.n_pairs) and self.n_pairs >= 4, "n_pairs", "an integer >= 4")
-        self._need(
-            isinstance(self.pool_sizes, tuple)
-            and len(self.pool_sizes) >= 1
-            and all(_is_int(n) and n >= 2 for n in self.pool_sizes),
-            "pool_sizes",
-            "integers >= 2",
+        self._need_items(
+            "pool_sizes", lambda n: _is_int(n) and n >= 2, "a list of integers >= 2", "an integer pool size >= 2"
         )
-        self._need(
-            isinstance(self.ks, tuple) and len(self.ks) >= 1 and all(_is_int(k) and k >= 1 for k in self.ks),
-            "ks",
-            "positive integers",
-        )
+        self._need_items("ks", _is_pos_int, "a list of positive integers (the K of Recall@K)", "a positive integer")
 
 
 @dataclass(frozen=True)
@@ -568,17 +651,17 @@ class FactorialConfig(_Section):
     retrieval_pairs: int = 2000
 
     def __post_init__(self) -> None:
-        self._need(
-            isinstance(self.epsilons, tuple) and all(_is_real(e) and e > 0 for e in self.epsilons),
+        self._need_items(
             "epsilons",
-            "finite values > 0",
+            lambda e: _is_real(e) and e > 0,
+            "a list of finite values > 0",
+            "a finite epsilon > 0",
+            at_least=0,
         )
         self._need(_is_int(self.n_seeds) and self.n_seeds >= 1, "n_seeds", "a positive integer")
         self._need(_is_int(self.n_boot) and self.n_boot >= 1, "n_boot", "a positive integer")
-        self._need(
-            isinstance(self.curve_epochs, tuple) and all(_is_real(e) and e > 0 for e in self.curve_epochs),
-            "curve_epochs",
-            "values > 0",
+        self._need_items(
+            "curve_epochs", lambda e: _is_real(e) and e > 0, "a list of values > 0", "a finite value > 0", at_least=0
         )
         self._need(_is_int(self.curve_n_seeds) and self.curve_n_seeds >= 1, "curve_n_seeds", "a positive integer")
         self._need(_is_int(self.retrieval_pairs) and self.retrieval_pairs >= 11, "retrieval_pairs", "an integer >= 11")
@@ -705,12 +788,11 @@ class BudgetConfig(_Section):
     pld_discretization: float = 1e-3
 
     def __post_init__(self) -> None:
-        self._need(
-            isinstance(self.epsilons, tuple)
-            and len(self.epsilons) >= 1
-            and all(e is None or (_is_real(e) and e > 0) for e in self.epsilons),
+        self._need_items(
             "epsilons",
-            "values > 0, None for non-private",
+            lambda e: e is None or (_is_real(e) and e > 0),
+            "a list of values > 0, None for non-private",
+            "a finite epsilon > 0 or None (non-private)",
         )
         self._need(
             _is_int(self.attack_candidates) and self.attack_candidates >= 2, "attack_candidates", "an integer >= 2"
@@ -718,9 +800,9 @@ class BudgetConfig(_Section):
         for name in ("n_seeds", "attack_targets", "attack_updates", "relaxed_dof"):
             self._need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "a positive integer")
         self._need(
-            _is_real(self.attack_cos_threshold) and 0 <= self.attack_cos_threshold <= 1,
+            _is_real(self.attack_cos_threshold) and 0 < self.attack_cos_threshold <= 1,
             "attack_cos_threshold",
-            "a value in [0, 1]",
+            "a value in (0, 1]",
         )
         self._need(
             _is_real(self.pld_discretization) and self.pld_discretization > 0,
@@ -775,12 +857,11 @@ class AdaptiveConfig(_Section):
     n_boot: int | None = None
 
     def __post_init__(self) -> None:
-        self._need(
-            isinstance(self.m_values, tuple)
-            and len(self.m_values) >= 1
-            and all(m is None or (_is_int(m) and m >= 0) for m in self.m_values),
+        self._need_items(
             "m_values",
-            "integers >= 0, None for all public pairs",
+            lambda m: m is None or (_is_int(m) and m >= 0),
+            "a list of integers >= 0, None for all public pairs",
+            "an integer >= 0 or None (all public pairs)",
         )
         self._need(_is_int(self.m_reference) and self.m_reference >= 2, "m_reference", "an integer >= 2")
         self._need(_is_int(self.public_pool_min) and self.public_pool_min >= 0, "public_pool_min", "an integer >= 0")
@@ -833,10 +914,16 @@ class Profile(Mapping[str, Any]):
     def __post_init__(self) -> None:
         if self.name not in PROFILE_NAMES:
             raise ValueError(f"params['profile']={self.name!r}: expected one of {', '.join(PROFILE_NAMES)}")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ValueError(f"params['seed']={self.seed!r}: expected an integer >= 0")
+        if not _is_seed(self.seed):
+            raise ValueError(f"params['seed']={self.seed!r}: expected an integer >= 0 (at most {MAX_SEED})")
         if self.dp.seed != self.seed:
             raise ValueError(f"params['dp'] training seed {self.dp.seed} differs from params['seed']={self.seed}")
+        # the other synthetic draws at the cohort's image size: chapter 6's confirmation cohort and scaling pools,
+        # chapter 11's top-up of a small public source
+        self.cohort.need_synthetic_fits(self.dp.confirmation, "n_pairs")
+        for i in range(len(self.dp.frontier.scaling_sizes)):
+            self.cohort.need_synthetic_fits(self.dp.frontier, "scaling_sizes", (i,))
+        self.cohort.need_synthetic_fits(self.adaptive, "public_pool_min")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "Profile":
@@ -852,8 +939,8 @@ class Profile(Mapping[str, Any]):
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"params: unknown section {unknown[0]!r}{hint}; expected keys of {sorted(allowed)}")
         seed = params.get("seed", 0)
-        if not _is_int(seed) or seed < 0:
-            raise ValueError(f"params['seed']={seed!r}: expected an integer >= 0")
+        if not _is_seed(seed):
+            raise ValueError(f"params['seed']={seed!r}: expected an integer >= 0 (at most {MAX_SEED})")
         sections: dict[str, Any] = {}
         for key, kind in SECTIONS.items():
             raw = params.get(key)
@@ -897,6 +984,40 @@ class Profile(Mapping[str, Any]):
 
     def __hash__(self) -> int:  # a Mapping is unhashable by default; a profile is a value
         return hash((self.name, self.seed))
+
+
+BOOK_SPLITS: dict[str, str] = {
+    "train": "the model ladder and the DP heads train on it",
+    "val": "the DP heads' public report bank is drawn from it (dp.bank_size)",
+    "test": "the audit's held-out pairs",
+}
+"""The internal cohort's splits every chapter run needs, and what needs each."""
+
+
+def check_book_profile(profile: Profile) -> Profile:
+    """``profile`` if the chapters can run on it, beyond what every :class:`Profile` satisfies.
+
+    :func:`relink_lib.profiles.get_profile` applies it to every profile it builds; the derived profiles that stages
+    build with :meth:`Profile.replace_sections` skip it (chapter 6's confirmation cohort and scaling pool hold
+    a single split). The internal synthetic cohort needs a share > 0 in each of :data:`BOOK_SPLITS` (a real
+    cohort's splits are its own), and at least ``budget.attack_candidates`` pairs.
+    """
+    cohort = profile.cohort
+    if cohort.simulation:
+        for i, (split, why) in enumerate(BOOK_SPLITS.items()):
+            share = cohort.split_fractions[i]
+            if not share > 0:
+                raise ValueError(
+                    f"params['cohort']['split_fractions'][{i}]={share!r}: expected a {split} fraction > 0 "
+                    f"({why}) (key cohort.split_fractions[{i}])"
+                )
+        if profile.budget.attack_candidates > cohort.n_pairs:
+            raise ValueError(
+                f"params['budget']['attack_candidates']={profile.budget.attack_candidates!r}: expected at most "
+                f"cohort.n_pairs={cohort.n_pairs} (the attack picks among training images) "
+                "(key budget.attack_candidates)"
+            )
+    return profile
 
 
 def as_profile(params: "ProfileLike") -> Profile:

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import PROFILE_NAMES, Profile, unknown_key_hint
+from .config import PROFILE_NAMES, Profile, check_book_profile, unknown_key_hint
 
 _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -118,7 +118,8 @@ def get_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profil
     """The :class:`relink_lib.config.Profile` of profile ``name``.
 
     The section defaults of :mod:`relink_lib.config`, then the profile's own changes, then
-    ``overrides`` deep-merged on top (e.g. ``{"audit": {"n_boot": 10}}``); the result is validated.
+    ``overrides`` deep-merged on top (e.g. ``{"audit": {"n_boot": 10}}``); the result is validated
+    (:class:`relink_lib.config.Profile`, then :func:`relink_lib.config.check_book_profile`: what the chapters need).
     For the ``paper`` profile the data roots may also come from the environment variables
     ``MIMIC_CXR_ROOT``, ``CHEXPERT_PLUS_ROOT`` and ``MODELS``.
     """
@@ -140,7 +141,7 @@ def get_profile(name: str, overrides: Mapping[str, Any] | None = None) -> Profil
         if unknown:
             raise ValueError(f"overrides: unknown section(s) {sorted(unknown)}; expected keys of {sorted(params)}")
         params = _deep_merge(params, overrides)
-    return Profile.from_params(params)
+    return check_book_profile(Profile.from_params(params))
 
 
 OPEN_KEYS: tuple[tuple[str, ...], ...] = (("ladder", "overrides"),)
