@@ -10,7 +10,8 @@ synthetic embeddings, generated from a seed inside each worker:
   ``relink_lib.audit.blas.gemm_choice`` picks, recorded as ``audit_gemm``);
 - ``audit``: ``relink_audit`` for all N in (10, 100, 1000, 10000, full) and K in (1, 5, 10),
   ties broken at random with both bounds (the kernel counts strictly-better and tied
-  distractors: two comparisons per block);
+  distractors in one fused read of each block, ``relink_lib.audit.fused``); ``audit_torch_passes``: the same
+  with the fused pass switched off (two comparisons and two reductions per block in torch);
   floor and audit alternate in one worker (floor, audit, floor, audit) so that both see the
   same load on a shared machine; the ratio is min(audit) / min(floor);
 - ``faiss``: faiss-cpu exact inner-product search (``IndexFlatIP``, top 10), which gives
@@ -96,10 +97,12 @@ def _worker(args: argparse.Namespace) -> dict:
                 e = min(s + args.chunk, args.m)
                 np.matmul(i[s:e], r, out=block[: e - s])
 
+        from relink_lib.audit import fused
         from relink_lib.audit.blas import gemm_choice
 
         out["audit_gemm"] = gemm_choice().to_json()
-        floor_times, numpy_times, floor_peak, table = [], [], None, None
+        out["audit_counter"] = fused.status()
+        floor_times, numpy_times, unfused_times, floor_peak, table = [], [], [], None, None
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             floor()
@@ -118,9 +121,19 @@ def _worker(args: argparse.Namespace) -> dict:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
+            if device.type == "cpu":  # the same audit with the torch passes instead of the fused count
+                os.environ[fused.FUSED_ENV] = "0"
+                fused._library.cache_clear()
+                t0 = time.perf_counter()
+                relink_audit(img, rep, pool_sizes=POOL_SIZES, ks=KS, chunk_size=args.chunk, device=device)
+                unfused_times.append(time.perf_counter() - t0)
+                os.environ.pop(fused.FUSED_ENV)
+                fused._library.cache_clear()
         out["floor"] = {"seconds": min(floor_times), "seconds_all": floor_times, "extra_peak_mb": floor_peak}
         if numpy_times:
             out["floor_numpy"] = {"seconds": min(numpy_times), "seconds_all": numpy_times}
+        if unfused_times:
+            out["audit_torch_passes"] = {"seconds": min(unfused_times), "seconds_all": unfused_times}
         out["table"] = table[
             [
                 "pool_size",
@@ -242,7 +255,8 @@ def _markdown(result: dict) -> str:
     what = {
         "floor": "nothing (bare chunked matmul, same shape; torch's BLAS)",
         "floor_numpy": "nothing (the same in numpy's BLAS)",
-        "audit": "R@1/5/10 at all 5 N, MRR, median rank",
+        "audit": "R@1/5/10 at all 5 N, MRR, median rank (fused compare-and-count)",
+        "audit_torch_passes": "the same audit with the counts in four torch passes (no C compiler)",
         "faiss": "R@1/5/10 at the full database only",
         "montecarlo": "R@1/5/10 at all 5 N, with sampling noise",
     }
@@ -295,6 +309,10 @@ def main(argv: list[str] | None = None) -> None:
             result["methods"]["floor"] = dict(res.pop("floor"), method="floor")
             if "floor_numpy" in res:
                 result["methods"]["floor_numpy"] = dict(res.pop("floor_numpy"), method="floor_numpy")
+            if "audit_torch_passes" in res:
+                result["methods"]["audit_torch_passes"] = dict(
+                    res.pop("audit_torch_passes"), method="audit_torch_passes"
+                )
             res["method"] = "audit"
             method = "audit"
         result["methods"][method] = res
@@ -306,6 +324,9 @@ def main(argv: list[str] | None = None) -> None:
         result["fastest_gemm_seconds"] = fastest
         result["ratio_audit_to_fastest_gemm"] = audit["seconds"] / fastest
         result["ratio_per_pair"] = [a / f for a, f in zip(audit["seconds_all"], floor["seconds_all"])]
+        unfused = result["methods"].get("audit_torch_passes")
+        if unfused:
+            result["ratio_torch_passes_to_fastest_gemm"] = unfused["seconds"] / fastest
     fa = result["methods"].get("faiss", {})
     if audit and "recall_full" in fa:
         full = {str(r["k"]): r["recall"] for r in audit["table"] if r["pool_size"] == args.m}
