@@ -12,6 +12,12 @@ Temporary directories are named ``.KEY.tmp-<host>-<pid>-XXXX``; those of dead pr
 host, other hosts' ones older than :data:`STALE_FOREIGN_S` and unnamed ones older than the running
 process are removed on the next write to the same step. Entries and files get the ordinary
 permissions of the process umask (``tempfile`` alone would make them 0700 / 0600).
+
+Durability and verification: every file of an entry (and its directories) is fsync'ed before the
+entry is renamed into place and the parent directory after, so a crash never leaves a renamed entry
+with unwritten files. The ``.complete`` marker records the size of every file of the entry; an
+entry is used only when each file still has its recorded size (:func:`entry_problem`). A damaged
+entry (a truncated file, a file gone) is recomputed with a warning naming it (:func:`check_entry`).
 """
 
 from __future__ import annotations
@@ -24,17 +30,25 @@ import shutil
 import socket
 import tempfile
 import time
+import uuid
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 import numpy as np
+from filelock import FileLock
 
 DONE_MARKER = ".complete"
 BUILD_RECORD = ".build.json"
 """Written into every entry :func:`cached_dir` builds: ``step``, ``build_s`` (wall seconds of the build, including
 any cached step it built inside) and ``finished`` (Unix time); read by ``benchmarks/stage_profile.py``."""
+MANIFEST_FORMAT = 1
+"""Version of the manifest the :data:`DONE_MARKER` holds (``{"format": 1, "files": {relative path: bytes}}``)."""
+LOCKS_DIR = ".locks"
+"""Folder of the entries' lock files (:func:`entry_lock`): ``<root>/.locks/<step>.<key>.<purpose>.lock``."""
 STALE_FOREIGN_S = 24 * 3600.0
 """Another host's temporary directory older than this (seconds) is an orphan."""
 _PROCESS_START = time.time()
@@ -238,13 +252,173 @@ def code_version(*modules: ModuleType) -> str:
     return digest.hexdigest()[:16]
 
 
+class DamagedEntry(ValueError):
+    """A cache file that is not what was written (truncated, unreadable, wrong shape); the message names it."""
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a directory (directories: where the platform allows opening them)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (IsADirectoryError, PermissionError):
+        if path.is_dir():  # platforms that cannot open a directory cannot fsync one either
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():  # some file systems refuse fsync on a directory; a file's must succeed
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file below ``root``, then every directory (``root`` too), so renaming ``root`` publishes
+    written data. Files are synced from a few threads: the journal commits them together."""
+    files: list[Path] = []
+    dirs: list[Path] = [root]
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            continue
+        (dirs if path.is_dir() else files).append(path)
+    if len(files) > 4:
+        with ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:
+            list(pool.map(_fsync, files))
+    else:
+        for f in files:
+            _fsync(f)
+    for d in dirs:
+        _fsync(d)
+
+
+def _manifest(directory: Path) -> dict[str, int]:
+    """``{relative path: size in bytes}`` of every file of an entry (its marker and build record left out)."""
+    return {
+        p.relative_to(directory).as_posix(): p.stat().st_size
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.relative_to(directory).as_posix() not in (DONE_MARKER, BUILD_RECORD)
+    }
+
+
+def entry_problem(path: str | Path) -> str | None:
+    """Why the cache entry ``path`` cannot be used (``None``: complete, and every file has its recorded size).
+
+    The answer names the file and what was expected. An entry whose marker predates manifests
+    (``ok``) is taken as complete.
+    """
+    path = Path(path)
+    marker = path / DONE_MARKER
+    try:
+        text = marker.read_text()
+    except FileNotFoundError:
+        return f"{marker}: not found (the entry was not written to the end)"
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"{marker}: unreadable ({type(exc).__name__})"
+    if text.strip() == "ok":
+        return None
+    try:
+        files = json.loads(text)["files"]
+        sizes = {str(rel): int(size) for rel, size in files.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"{marker}: not a manifest; expected {{'format': {MANIFEST_FORMAT}, 'files': {{path: bytes}}}}"
+    for rel, size in sizes.items():
+        try:
+            got = (path / rel).stat().st_size
+        except FileNotFoundError:
+            return f"{path / rel}: missing; the entry's manifest lists it with {size} bytes"
+        if got != size:
+            return f"{path / rel}: {got} bytes, expected {size} (recorded when the entry was written): truncated"
+    return None
+
+
+def is_complete(path: str | Path) -> bool:
+    """Whether a cache directory was written to the end and is intact (:func:`entry_problem` finds nothing)."""
+    return entry_problem(path) is None
+
+
+def check_entry(path: str | Path) -> bool:
+    """Whether the entry ``path`` can be used; a damaged one (written to the end, then truncated or altered)
+    is warned about, naming the file, and discarded so that the caller recomputes it."""
+    path = Path(path)
+    problem = entry_problem(path)
+    if problem is None:
+        return True
+    if (path / DONE_MARKER).exists():
+        warnings.warn(f"{path}: damaged cache entry ({problem}); recomputing it", UserWarning, stacklevel=2)
+        discard_entry(path)
+    return False
+
+
+def entry_lock(final: str | Path, purpose: str = "entry") -> FileLock:
+    """An inter-process lock of the entry ``final`` (a file under ``<root>/.locks/``, kept for reuse)."""
+    final = Path(final)
+    locks = final.parent.parent / LOCKS_DIR
+    locks.mkdir(parents=True, exist_ok=True)
+    return FileLock(locks / f"{final.parent.name}.{final.name}.{purpose}.lock")
+
+
+def discard_entry(final: str | Path, problem_of: Callable[[Path], str | None] = entry_problem) -> bool:
+    """Move a damaged entry aside and delete it; returns whether it did.
+
+    Under the entry's lock and only while ``problem_of(final)`` still finds a problem, so an entry
+    another process has just rebuilt is never removed.
+    """
+    final = Path(final)
+    with entry_lock(final):
+        if not final.exists() or problem_of(final) is None:
+            return False
+        aside = final.with_name(f"{_tmp_prefix(final.name)}damaged-{uuid.uuid4().hex[:8]}")
+        os.rename(final, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    return True
+
+
+def _npy_problem(path: Path) -> str | None:
+    """What is wrong with a ``.npy`` file's length, read from its header (``None``: the length it promises)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            return None
+        header = fh.tell()
+    if dtype.hasobject:
+        return None
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if size == expected:
+        return None
+    return f"{size} bytes, expected {expected} for a {dtype} array of shape {tuple(shape)} (its header)"
+
+
+def load_npy(path: str | Path, mmap_mode: Literal["r+", "r", "w+", "c"] | None = None) -> np.ndarray:
+    """``np.load`` of a ``.npy`` file, checked first against its header: a truncated or unreadable file
+    raises :class:`DamagedEntry` naming it (numpy's own errors name no file)."""
+    path = Path(path)
+    try:
+        problem = _npy_problem(path)
+        if problem is None:
+            array: np.ndarray = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+            return array
+    except FileNotFoundError:
+        raise
+    except (ValueError, EOFError, OSError) as exc:
+        problem = f"unreadable ({type(exc).__name__}: {exc})"
+    raise DamagedEntry(f"{path}: {problem}; expected the complete array numpy.save wrote (truncated or altered)")
+
+
 @contextmanager
 def atomic_dir(final: str | Path) -> Iterator[Path]:
     """Yield a temporary directory that is renamed to ``final`` on success.
 
     On an exception the temporary directory is removed and ``final`` is untouched. When another
     writer completed ``final`` first, its entry is kept and this one discarded (the key is a content
-    hash: both hold the same result); an incomplete leftover at ``final`` is moved aside first.
+    hash: both hold the same result); an incomplete or damaged leftover at ``final`` is moved aside
+    first. The marker records every file's size; files and directories are fsync'ed before the
+    rename, and the parent directory after it.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -253,56 +427,67 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     _apply_umask(tmp, 0o777)
     try:
         yield tmp
-        (tmp / DONE_MARKER).write_text("ok\n")
+        marker = {"format": MANIFEST_FORMAT, "files": _manifest(tmp)}
+        (tmp / DONE_MARKER).write_text(json.dumps(marker, separators=(",", ":")) + "\n")
+        fsync_tree(tmp)
         _rename_if_absent(tmp, final)
+        _fsync(final.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
 def _rename_if_absent(tmp: Path, final: Path) -> None:
-    for _ in range(3):
-        try:
-            os.rename(tmp, final)  # fails on a non-empty existing directory: never replaces a finished entry
-            return
-        except OSError:
+    try:
+        os.rename(tmp, final)  # fails on a non-empty existing directory: never replaces a finished entry
+        return
+    except OSError:
+        pass
+    with entry_lock(final):  # one process at a time decides about a leftover, so a fresh entry is never removed
+        for _ in range(3):
             if is_complete(final):
                 shutil.rmtree(tmp, ignore_errors=True)
                 return
-            if final.exists():  # an incomplete leftover (not written by atomic_dir): move it aside, then retry
-                aside = final.with_name(f"{_tmp_prefix(final.name)}stale")
+            if final.exists():  # an incomplete or damaged leftover: move it aside, then retry
+                aside = final.with_name(f"{_tmp_prefix(final.name)}stale-{uuid.uuid4().hex[:8]}")
                 try:
                     os.rename(final, aside)
                 except OSError:
                     continue
                 shutil.rmtree(aside, ignore_errors=True)
-    os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+                return
+            except OSError:
+                continue
+        os.rename(tmp, final)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
+    """Write ``data`` to ``path`` via a temporary file (fsync'ed) and an atomic rename (the directory fsync'ed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path.name), dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         _apply_umask(Path(tmp), 0o666)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def is_complete(path: str | Path) -> bool:
-    """Whether a cache directory was written to the end."""
-    return (Path(path) / DONE_MARKER).exists()
+    _fsync(path.parent)
 
 
 def cached_dir(root: str | Path, step: str, key: Any, build: Callable[[Path], None]) -> Path:
-    """Return ``root/step/<hash(key)>``, calling ``build(tmp_dir)`` to fill it on a miss."""
+    """Return ``root/step/<hash(key)>``, calling ``build(tmp_dir)`` to fill it on a miss.
+
+    An entry found damaged (:func:`check_entry`) is warned about and built again.
+    """
     final = Path(root) / step / content_hash(key)
-    if is_complete(final):
+    if check_entry(final):
         return final
     t0 = time.perf_counter()
     with atomic_dir(final) as tmp:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from ..cache import DamagedEntry, load_npy
 from ..labels import CHEXPERT_LABELS, LABEL_VALUES
 from .images import read_image, to_uint8
 from .splits import assert_patient_disjoint, validate_split_values
@@ -237,13 +239,14 @@ class Cohort:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.pairs.to_pickle(directory / "pairs.pkl")
-        meta = {
+        meta: dict[str, Any] = {
             "root": None if self.root is None else str(self.root),
             "public": self.public,
             "name": self.name,
             "summary": self.summary,
             "image_size": self.image_size,
             "images": bool(images),
+            "n_pairs": len(self.pairs),
         }
         if images:
             if self._images is not None:
@@ -260,24 +263,31 @@ class Cohort:
                 )
             np.save(directory / "images.npy", arr)
             meta["image_size"] = int(arr.shape[1]) if arr.ndim == 3 and len(arr) else self.image_size
+            meta["images_shape"] = [int(d) for d in arr.shape]
         (directory / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, mmap: bool = True) -> "Cohort":
-        """Read a cohort written by :meth:`save` (images memory-mapped when ``mmap``)."""
+        """Read a cohort written by :meth:`save` (images memory-mapped when ``mmap``).
+
+        Each file is checked against what :meth:`save` wrote (the pairs table and its length, the
+        images' dtype and shape, one image per pair): a damaged file raises
+        :class:`~relink_lib.cache.DamagedEntry` naming it and what was expected.
+        """
         directory = Path(directory)
         for name in ("pairs.pkl", "meta.json"):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory / name}: not found; not a cohort written by Cohort.save")
-        meta = json.loads((directory / "meta.json").read_text())
-        pairs = pd.read_pickle(directory / "pairs.pkl")
+        meta = _read_meta(directory / "meta.json")
+        pairs = _read_pairs(directory / "pairs.pkl", meta.get("n_pairs"))
         images = None
         if meta.get("images"):
             path = directory / "images.npy"
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: not found (meta.json says images were saved)")
-            images = np.load(path, mmap_mode="r" if mmap else None)
+            images = load_npy(path, mmap_mode="r" if mmap else None)
+            _check_images(path, images, len(pairs), meta.get("images_shape"))
         return cls(
             pairs,
             root=meta.get("root"),
@@ -286,4 +296,49 @@ class Cohort:
             summary=meta.get("summary"),
             image_size=meta.get("image_size"),
             images=images,
+        )
+
+
+_SAVED_BY = "delete the folder to rebuild it"
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """``meta.json`` of a saved cohort; unreadable or without its keys: :class:`DamagedEntry` naming it."""
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedEntry(
+            f"{path}: not valid JSON ({exc}); expected the meta.json Cohort.save wrote ({_SAVED_BY})"
+        ) from exc
+    if not isinstance(meta, dict) or not {"public", "name"} <= set(meta):
+        raise DamagedEntry(f"{path}: lacks 'public' / 'name'; expected the meta.json Cohort.save wrote ({_SAVED_BY})")
+    return meta
+
+
+_UNPICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError)
+
+
+def _read_pairs(path: Path, n_pairs: int | None) -> pd.DataFrame:
+    """``pairs.pkl`` of a saved cohort, checked to be a table of ``n_pairs`` rows (when recorded)."""
+    try:
+        pairs = pd.read_pickle(path)
+    except _UNPICKLE_ERRORS as exc:
+        raise DamagedEntry(
+            f"{path}: unreadable ({type(exc).__name__}: {exc}); expected the pairs table Cohort.save pickled "
+            f"(truncated or altered; {_SAVED_BY})"
+        ) from exc
+    if not isinstance(pairs, pd.DataFrame) or (n_pairs is not None and len(pairs) != int(n_pairs)):
+        got = f"{len(pairs)} rows" if isinstance(pairs, pd.DataFrame) else type(pairs).__name__
+        raise DamagedEntry(f"{path}: holds {got}; expected a table of {n_pairs} pairs (meta.json; {_SAVED_BY})")
+    return pairs
+
+
+def _check_images(path: Path, images: np.ndarray, n_pairs: int, shape: list[int] | None) -> None:
+    """One uint8 ``(H, W)`` image per pair, of the recorded shape; else :class:`DamagedEntry` naming ``path``."""
+    expected = tuple(shape) if shape is not None else (n_pairs, "H", "W")
+    ok = images.dtype == np.uint8 and images.ndim == 3 and len(images) == n_pairs
+    if not ok or (shape is not None and tuple(images.shape) != tuple(shape)):
+        raise DamagedEntry(
+            f"{path}: holds {images.dtype} {tuple(images.shape)}; expected uint8 {expected}, one image per row of "
+            f"pairs.pkl ({_SAVED_BY})"
         )

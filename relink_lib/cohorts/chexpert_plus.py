@@ -51,17 +51,23 @@ def read_label_jsonl(path: Path) -> pd.DataFrame:
     Errors name the file and line.
     """
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {lineno} is not valid JSON ({exc.msg})") from exc
-            if not isinstance(rec, dict) or "path_to_image" not in rec:
-                raise ValueError(f"{path}: line {lineno} has no 'path_to_image' key")
-            records.append(rec)
+    lineno = 0
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}: line {lineno} is not valid JSON ({exc.msg})") from exc
+                if not isinstance(rec, dict) or "path_to_image" not in rec:
+                    raise ValueError(f"{path}: line {lineno} has no 'path_to_image' key")
+                records.append(rec)
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not UTF-8 (near line {lineno + 1}: {exc.reason}); expected UTF-8 JSON lines"
+        ) from None
     frame = (
         pd.DataFrame.from_records(records, columns=["path_to_image", *CHEXPERT_LABELS])
         if records
@@ -161,13 +167,17 @@ def load_chexpert_plus(
         "study_order",
     ]
     pairs = pairs[cols].sort_values(["patient_id", "study_order", "study_id"]).reset_index(drop=True)
+    # images kept without a label line (blank labels) count among the warned reasons (a truncated label file)
+    incomplete = {"no_label_line": excluded["no_label_line"]}
     check_exclusions(
         n_studies,
         len(pairs),
         {k: excluded[k] for k in ("no_frontal_image", "empty_report", "missing_image")},
         root,
-        f"{csv_path} (frontal_lateral, section_findings / section_impression) and images under {root}",
+        f"{csv_path} (frontal_lateral, section_findings / section_impression), images under {root} "
+        f"and {label_path} (one line per path_to_image)",
         unit="studies",
+        incomplete=incomplete,
     )
     summary = {
         "source": "chexpert-plus",

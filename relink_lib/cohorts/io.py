@@ -5,11 +5,17 @@ Error messages about text-bearing tables name the file, row and column, never a 
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
 import hashlib
+import io
+import lzma
 import os
 import warnings
+import zlib
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 import numpy as np
 import pandas as pd
@@ -37,18 +43,131 @@ def find_file(root: Path, names: Sequence[str], what: str) -> Path:
     )
 
 
-def read_csv(path: Path, required: Iterable[str], str_columns: Iterable[str] = ()) -> pd.DataFrame:
-    """Read a CSV (``.csv`` or ``.csv.gz``).
+_COMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+_READ_ERRORS = (
+    pd.errors.ParserError,
+    pd.errors.EmptyDataError,
+    UnicodeDecodeError,
+    OSError,
+    csv.Error,
+    *_COMPRESSION_ERRORS,
+)
+"""What reading a damaged or malformed table raises (re-raised as a ``ValueError`` naming the file)."""
+_ARCHIVES = (".zip", ".zst", ".tar")
+"""Suffixes pandas reads that the raw-text checks (header, last row) leave to pandas alone."""
 
-    Malformed files and missing columns raise ``ValueError`` naming the file.
+
+def _read_error(path: Path, exc: BaseException) -> ValueError:
+    """A ``ValueError`` naming ``path``: a damaged compressed stream, or a malformed CSV."""
+    detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if isinstance(exc, _COMPRESSION_ERRORS) or (path.suffix.lower() == ".bz2" and isinstance(exc, OSError)):
+        return ValueError(
+            f"{path}: damaged or truncated compressed file ({detail}); expected a complete {path.suffix} stream "
+            f"(an interrupted copy or download? copy the file again)"
+        )
+    return ValueError(f"{path}: malformed CSV ({detail})")
+
+
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    """``path`` opened for reading, decompressed by its suffix (``.gz``, ``.bz2``, ``.xz``)."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    if suffix == ".bz2":
+        return bz2.open(path, "rb")
+    if suffix == ".xz":
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+def _open_text(path: Path) -> TextIO:
+    """``path`` opened as UTF-8 text for the ``csv`` module (decompressed by its suffix, a BOM dropped)."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    if suffix == ".bz2":
+        return bz2.open(path, "rt", encoding="utf-8-sig", newline="")
+    if suffix == ".xz":
+        return lzma.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def read_header(path: Path) -> list[str]:
+    """The column names of a CSV's first line, as written (before pandas renames duplicates)."""
+    try:
+        with _open_text(path) as fh:
+            return next(csv.reader(fh), [])
+    except _READ_ERRORS as exc:
+        raise _read_error(path, exc) from exc
+
+
+def check_header(path: Path, header: Sequence[str]) -> None:
+    """Refuse a header naming a column twice (pandas would rename the second ``X.1``, the loader read the first)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name in seen:
+            raise ValueError(
+                f"{path}: column {name!r} appears more than once in the header (columns {seen[name]} and {i}); "
+                f"expected each column once"
+            )
+        seen[name] = i
+
+
+def _ends_with_newline(path: Path) -> bool:
+    """Whether the (decompressed) file ends with a line break (an empty file counts as ending with one)."""
+    if path.suffix.lower() in (".gz", ".bz2", ".xz"):
+        last = b"\n"
+        with _open_bytes(path) as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                last = block[-1:]
+        return last in (b"\n", b"\r")
+    size = path.stat().st_size
+    if size == 0:
+        return True
+    with open(path, "rb") as fh:
+        fh.seek(size - 1)
+        return fh.read(1) in (b"\n", b"\r")
+
+
+def check_last_row(path: Path, n_columns: int, n_rows: int) -> None:
+    """Refuse a cut last row: the file ends mid-line and its last record has fewer fields than the header.
+
+    A file written to the end ends with a line break, or (hand-written) with a complete last row;
+    an interrupted copy ends mid-row, which pandas would fill with blanks without a word.
     """
+    try:
+        if _ends_with_newline(path):
+            return
+        with _open_text(path) as fh:
+            last: list[str] = []
+            for record in csv.reader(fh):
+                if record:
+                    last = record
+    except _READ_ERRORS as exc:
+        raise _read_error(path, exc) from exc
+    if len(last) < n_columns:
+        raise ValueError(
+            f"{path}: row {n_rows - 1} (the last) has {len(last)} of the header's {n_columns} fields and the file "
+            f"ends mid-line: it looks cut off (an interrupted copy?); expected complete rows (copy the file again)"
+        )
+
+
+def read_csv(path: Path, required: Iterable[str], str_columns: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a CSV (``.csv`` or ``.csv.gz``; ``.bz2`` and ``.xz`` too), checked for completeness.
+
+    Malformed files, damaged compressed streams, a column named twice in the header, a cut last
+    row and missing columns raise ``ValueError`` naming the file (and the column or row).
+    """
+    raw = Path(path).suffix.lower() not in _ARCHIVES
+    header = read_header(path) if raw else []
+    check_header(path, header)
     dtype = {c: str for c in str_columns}
     try:
         frame = pd.read_csv(path, dtype=dtype, keep_default_na=True, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, OSError) as exc:
-        raise ValueError(
-            f"{path}: malformed CSV ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''})"
-        ) from exc
+    except _READ_ERRORS as exc:
+        raise _read_error(path, exc) from exc
+    if raw:
+        check_last_row(path, len(header), len(frame))
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; found {list(frame.columns)[:20]}")
@@ -129,6 +248,7 @@ def check_exclusions(
     looked_in: str,
     unit: str = "rows",
     warn_share: float = EXCLUSION_WARN_SHARE,
+    incomplete: Mapping[str, int] | None = None,
 ) -> None:
     """Refuse an empty cohort and warn about a large exclusion.
 
@@ -136,8 +256,14 @@ def check_exclusions(
     loader looked), e.g. "0 of 30 studies usable ... largest reason no_report (30): looked under
     <root>/mimic-cxr-reports/files/...". More than ``warn_share`` of ``n_listed`` left out: a
     ``UserWarning`` with the counts by reason.
+
+    ``incomplete``: rows kept but missing part of their data, by reason (e.g. ``no_label_row``: a
+    study absent from the label table gets blank labels; a truncated table leaves out its tail).
+    They count towards the warned share beside the rows left out, and a reason that hits every kept
+    row is refused like an empty cohort.
     """
     reasons = {k: int(v) for k, v in excluded.items() if int(v) > 0}
+    partial = {k: int(v) for k, v in (incomplete or {}).items() if int(v) > 0}
     if n_kept == 0:
         if reasons:
             top = max(reasons, key=reasons.__getitem__)
@@ -145,14 +271,22 @@ def check_exclusions(
         else:
             why = "nothing was listed"
         raise ValueError(f"{where}: 0 of {n_listed} {unit} usable: {why}; looked in {looked_in}")
-    n_out = n_listed - n_kept
-    if n_listed and n_out / n_listed > warn_share:
-        warnings.warn(
-            f"{where}: {n_out} of {n_listed} {unit} ({n_out / n_listed:.0%}) left out, more than "
-            f"{warn_share:.0%}: {reasons}; looked in {looked_in}",
-            UserWarning,
-            stacklevel=3,
+    everywhere = [k for k, v in partial.items() if v >= n_kept]
+    if everywhere:
+        raise ValueError(
+            f"{where}: all {n_kept} usable {unit} are incomplete ({everywhere[0]!r}); expected most of them "
+            f"complete (a truncated or wrong table?); looked in {looked_in}"
         )
+    n_out = n_listed - n_kept
+    n_partial = max(partial.values(), default=0)
+    if n_listed and (n_out + n_partial) / n_listed > warn_share:
+        message = f"{where}: {n_out} of {n_listed} {unit} ({n_out / n_listed:.0%}) left out"
+        if partial:
+            message += f" and {n_partial} ({n_partial / n_listed:.0%}) kept incomplete"
+        message += f", more than {warn_share:.0%}: {reasons}"
+        if partial:
+            message += f"; kept incomplete: {partial}"
+        warnings.warn(f"{message}; looked in {looked_in}", UserWarning, stacklevel=3)
 
 
 def tree_manifest(*dirs: Path) -> dict[str, Any]:

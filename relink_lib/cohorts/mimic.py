@@ -181,11 +181,16 @@ def load_mimic_cxr(
     study_reasons = {
         k: excluded[k] for k in ("no_frontal_image", "no_report", "undecodable_report", "empty_report", "missing_image")
     }
+    # studies kept without a label row (blank labels) count among the warned reasons: a truncated label
+    # table (an interrupted copy) shows up here, and a table that labels none of them is refused
+    incomplete = {"no_label_row": excluded["no_label_row"]}
     where_looked = {
         "no_frontal_image": f"{meta_path} (ViewPosition in {list(views)})",
         "missing_image": f"{root}/files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg",
+        "no_label_row": f"{label_path} (one row per study_id)",
     }
-    top = max(study_reasons, key=study_reasons.__getitem__) if any(study_reasons.values()) else "no_report"
+    counts = {**study_reasons, **incomplete} if len(pairs) else study_reasons
+    top = max(counts, key=counts.__getitem__) if any(counts.values()) else "no_report"
     check_exclusions(
         n_studies,
         len(pairs),
@@ -193,6 +198,7 @@ def load_mimic_cxr(
         root,
         where_looked.get(top, f"{reports_root}/files/pXX/pSUBJECT/sSTUDY.txt"),
         unit="studies",
+        incomplete=incomplete,
     )
     summary = {
         "source": "mimic-cxr-jpg",
