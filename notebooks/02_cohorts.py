@@ -27,8 +27,8 @@
 # official layout of the real dataset it stands in for (MIMIC-CXR-JPG for the internal site,
 # CheXpert Plus for the external one) and loads it back through the same loaders that read the
 # real data, so the real loaders run on every build. The generator draws patients with stable
-# anatomy and chronic findings (sternotomy wires, ports, pacemakers, scoliosis) over 1-6
-# studies; per study it thresholds a latent factor model (cardiac, infection, intensive care,
+# anatomy and chronic findings (sternotomy wires, ports, pacemakers, scoliosis) over a
+# long-tailed number of studies fitted to MIMIC-CXR's published counts (below); per study it thresholds a latent factor model (cardiac, infection, intensive care,
 # trauma, mass, plus a patient effect) at MIMIC-CXR's published label frequencies; it renders
 # a radiograph and writes a report with FINDINGS and IMPRESSION from varied templates, whose
 # labels are read off the written sentences (1 positive, -1 hedged, 0 negated, blank not
@@ -48,13 +48,14 @@ from IPython.display import Markdown, display
 from relink_lib.cohorts.phi import display_frame, show_pairs
 from relink_lib.cohorts.stage import cohort_label, get_cohort
 from relink_lib.cohorts.stats import cooccurrence, label_prevalence, studies_per_patient
-from relink_lib.cohorts.summary import (cohorts_findings, cohorts_payload, cooccurrence_pairs, mention_rates,
-                                        prevalence_table, split_table)
+from relink_lib.cohorts.summary import (STUDIES_PER_PATIENT_FORMATS, cohorts_findings, cohorts_payload, cooccurrence_pairs,
+                                        mention_rates, prevalence_table, split_table, studies_per_patient_notes,
+                                        studies_per_patient_table)
 from relink_lib.cohorts.synthetic.prevalence import CHEXPERT_PREVALENCE, MIMIC_CXR_PREVALENCE
 from relink_lib.display import provenance_banner
 from relink_lib.labels import CHEXPERT_LABELS
 from relink_lib.plots.common import set_style
-from relink_lib.plots.cohort import plot_cooccurrence, plot_prevalence_vs_reference, plot_studies_per_patient
+from relink_lib.plots.cohort import plot_cooccurrence, plot_prevalence_vs_reference, plot_studies_per_patient_vs_mimic
 from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
 from relink_lib.tables import html_table
@@ -150,21 +151,41 @@ for r in cooccurrence_pairs(internal).itertuples():
 # %% [markdown]
 # ## Studies per patient
 #
-# Patients hold one to six studies each. A patient's anatomy (heart size, lung shape, rib
-# pattern, rotation habit) and chronic findings (devices, nodule, pleural plaque, scoliosis)
-# stay the same across their studies, and reports compare with the prior study. A patient's
-# other reports are therefore the hardest distractors of a re-linkage query.
+# Real patients are imaged a very unequal number of times: most once or twice, some dozens of
+# times. The generator draws each patient's number of studies from a long-tailed law fitted to
+# MIMIC-CXR's published counts; where it comes from, what is fitted and what is assumed
+# (generated from `relink_lib.cohorts.synthetic.patients`):
+
+# %%
+display(Markdown("\n".join(f"- {line}" for line in studies_per_patient_notes())))
+
+# %% [markdown]
+# Patient-level splits (cut at the profile's fractions of the pairs), the patient bootstrap of
+# the audit and the per-patient figures of later chapters all run on these patients. A
+# patient's anatomy (heart size, lung shape, rib pattern, rotation habit) and chronic findings
+# (devices, nodule, pleural plaque, scoliosis) stay the same across their studies, and reports
+# compare with the prior study: a patient's other reports are the hardest distractors of a
+# re-linkage query, and a patient with many studies brings many of them.
+#
+# The table sets each simulated site beside MIMIC-CXR's published summary and the fitted law
+# (the law's own mean, median, shares and percentiles; its max is the expected largest count
+# among MIMIC-CXR's patients); n/a marks a figure MIMIC-CXR does not publish. The figure shows
+# the share of patients by number of studies on a log scale, with the law as a line.
+
+# %%
+spp_table = studies_per_patient_table({f"{k} ({kind})": c for k, c in (("internal", internal), ("external", external))})
+display(html_table(spp_table, STUDIES_PER_PATIENT_FORMATS, index=True,
+                   caption=f"Studies per patient (profile {profile}, {kind}) beside MIMIC-CXR's published counts and the "
+                   "generator's fitted law"))
 
 # %%
 spp = {"internal": studies_per_patient(internal), "external": studies_per_patient(external)}
-ax = plot_studies_per_patient({f"{k} ({kind})": v for k, v in spp.items()}, simulation=simulation)
+ax = plot_studies_per_patient_vs_mimic({f"{k} ({kind})": v for k, v in spp.items()}, simulation=simulation)
 plt.show()
 
 # %% tags=["nbval-check-output"]
-for name in ("internal", "external"):
-    site = payload[name]
-    print(f"{name} (profile {profile}, {kind}): patients by studies 1..{len(site['studies_per_patient'])} = "
-          f"{site['studies_per_patient_share']}; mean {site['mean_studies_per_patient']:.2f} studies per patient")
+print(f"studies per patient (profile {profile}, {kind}; the first two rows are the published counts and the fitted law):")
+print(spp_table.round(3).to_string(na_rep="n/a"))
 
 # %% [markdown]
 # ## Instance detail in the reports
@@ -202,7 +223,8 @@ display_frame(internal, range(3), columns=["patient_id", "study_id", "split", "v
 # %% [markdown]
 # ## What the simulation captures, and what it does not
 #
-# **Captured.** Patients with stable anatomy and chronic findings across 1-6 studies; the 14
+# **Captured.** Patients with stable anatomy and chronic findings across a long-tailed number
+# of studies with MIMIC-CXR's published mean; the 14
 # CheXpert labels at MIMIC-CXR's published positive fractions (CheXpert's for the external
 # site), with uncertain and negated values and the main co-occurrences; instance detail that
 # both modalities carry (laterality and size of effusions, lobe of an opacity, nodule position
@@ -216,7 +238,8 @@ display_frame(internal, range(3), columns=["patient_id", "study_id", "split", "v
 # vocabulary of a few hundred templates, far narrower than free-text reports written by many
 # radiologists; lateral views, multiple images per study and image-level artefacts beyond noise
 # and a burned-in marker; rare findings and their long tail; demographics and their links to
-# findings; temporal effects beyond the previous study. Numbers from this cohort show how the
+# findings; temporal effects beyond the previous study; the true shape of MIMIC-CXR's
+# studies-per-patient distribution (only its mean is published, the tail's shape is assumed). Numbers from this cohort show how the
 # audit and the mitigation behave, not how large re-linkage is on real data: every number in
 # this book that comes from it is a **simulation**.
 

@@ -47,6 +47,50 @@ def studies_per_patient(cohort: Cohort) -> pd.Series:
     return counts.reindex(range(1, int(per.max()) + 1), fill_value=0).rename("patients") if len(per) else counts
 
 
+STUDIES_PER_PATIENT_STATS: tuple[str, ...] = (
+    "patients",
+    "studies",
+    "mean",
+    "median",
+    "share_one",
+    "share_over_6",
+    "p90",
+    "p99",
+    "max",
+)
+"""What :func:`studies_per_patient_summary` reports (``share_over_6``: beyond the old generator's cap of 6)."""
+
+
+def studies_per_patient_summary(per_patient: Cohort | pd.Series | np.ndarray) -> dict[str, float]:
+    """Patients, studies, mean, median, share with one study, share with more than six, 90th and 99th
+    percentiles and maximum of the studies (pairs) each patient holds.
+
+    ``per_patient``: a cohort (pairs counted by ``patient_id``), or the studies of each patient. Percentiles
+    are the smallest count that many of the patients do not exceed (``inverted_cdf``), so they are counts.
+    NaN everywhere for no patients.
+    """
+    if isinstance(per_patient, Cohort):
+        k = per_patient.pairs.groupby("patient_id").size().to_numpy()
+    else:
+        k = np.asarray(per_patient, dtype=np.int64)
+    if k.size == 0:
+        return {name: float("nan") for name in STUDIES_PER_PATIENT_STATS}
+    if k.min() < 1:
+        raise ValueError(f"per_patient: every patient holds at least one study, got {int(k.min())}")
+    p90, p99 = np.quantile(k, [0.9, 0.99], method="inverted_cdf")
+    return {
+        "patients": float(k.size),
+        "studies": float(k.sum()),
+        "mean": float(k.mean()),
+        "median": float(np.quantile(k, 0.5, method="inverted_cdf")),
+        "share_one": float(np.mean(k == 1)),
+        "share_over_6": float(np.mean(k > 6)),
+        "p90": float(p90),
+        "p99": float(p99),
+        "max": float(k.max()),
+    }
+
+
 def split_sizes(cohort: Cohort) -> pd.DataFrame:
     """Pairs and patients per split (train, val, test), with totals."""
     p = cohort.pairs

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
+from ..cohorts.synthetic.patients import MIMIC_CXR_COUNTS, STUDIES_PER_PATIENT, PublishedCounts, StudiesPerPatientLaw
 from ..labels import CHEXPERT_LABELS
 from .common import label_simulation
 
@@ -80,17 +82,62 @@ def plot_cooccurrence(cond: pd.DataFrame, ax: Axes | None = None, title: str = "
     return ax
 
 
-def plot_studies_per_patient(counts: Mapping[str, pd.Series], ax: Axes | None = None, simulation: bool = True) -> Axes:
-    """Share of patients by number of studies, one bar group per cohort."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.4)) if ax is None else (cast(Figure, ax.figure), ax)
+def plot_studies_per_patient(
+    counts: Mapping[str, pd.Series],
+    ax: Axes | None = None,
+    simulation: bool = True,
+    law: Mapping[int, float] | pd.Series | None = None,
+    law_label: str = "fitted law",
+    reference_mean: tuple[str, float] | None = None,
+    log: bool = True,
+) -> Axes:
+    """Share of patients by number of studies, one bar group per cohort, on a log y axis (``log``).
+
+    ``counts``: name -> patients by studies (``relink_lib.cohorts.stats.studies_per_patient``); ``law``:
+    probability by number of studies, drawn as a black line with markers up to the largest count shown;
+    ``reference_mean``: ``(label, mean)`` drawn as a dotted vertical line (e.g. MIMIC-CXR's published mean).
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.6)) if ax is None else (cast(Figure, ax.figure), ax)
     w = 0.8 / max(len(counts), 1)
+    top = 1
     for k, (name, series) in enumerate(counts.items()):
         share = series / series.sum() * 100
-        ax.bar(share.index + (k - (len(counts) - 1) / 2) * w, share.values, width=w, label=name)
+        if len(share):
+            top = max(top, int(np.max(np.asarray(share.index)[np.asarray(share.values) > 0])))
+        ax.bar(np.asarray(share.index) + (k - (len(counts) - 1) / 2) * w, share.values, width=w, label=name)
+    if law is not None:
+        lk = pd.Series(law, dtype=float)
+        lk = lk[(lk.index >= 1) & (lk.index <= top) & (lk > 0)]
+        ax.plot(lk.index, lk.values * 100, "k.-", lw=0.8, ms=3, label=law_label, zorder=3)
+    if reference_mean is not None:
+        label, mean = reference_mean
+        ax.axvline(mean, color="0.3", ls=":", lw=1.0, label=f"{label}: mean {mean:.2f}")
+    if log:
+        ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("studies per patient")
-    ax.set_ylabel("patients (%)")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("patients (%, log scale)" if log else "patients (%)")
+    ax.legend(fontsize=7)
     if simulation:
         label_simulation(ax)
     fig.tight_layout()
     return ax
+
+
+def plot_studies_per_patient_vs_mimic(
+    counts: Mapping[str, pd.Series],
+    ax: Axes | None = None,
+    simulation: bool = True,
+    law: StudiesPerPatientLaw = STUDIES_PER_PATIENT,
+    published: PublishedCounts = MIMIC_CXR_COUNTS,
+) -> Axes:
+    """:func:`plot_studies_per_patient` with the generator's fitted ``law`` as a line and the ``published`` mean
+    studies per patient (MIMIC-CXR's) as a dotted vertical line, on a log y axis."""
+    return plot_studies_per_patient(
+        counts,
+        ax=ax,
+        simulation=simulation,
+        law=law.pmf_series(),
+        law_label=f"fitted law (1 + NB, r = {law.shape:g})",
+        reference_mean=(f"{published.name} (published)", published.mean_studies_per_patient),
+    )

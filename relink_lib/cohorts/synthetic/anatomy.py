@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri
 
+from .patients import STUDIES_PER_PATIENT, StudiesPerPatientLaw, sample_study_counts
 from .prevalence import (
     CHRONIC_DEVICE_RATES,
     FACTORS,
@@ -22,8 +23,8 @@ from .prevalence import (
     latent_liabilities,
 )
 
-STUDIES_PER_PATIENT_P: np.ndarray = np.array([0.34, 0.22, 0.16, 0.12, 0.09, 0.07])
-"""Probability of 1..6 studies per patient (mean about 2.5)."""
+STUDY_WINDOW_DAYS = 1826
+"""MIMIC-CXR's studies span 2011-2016 (five years): a patient's studies spread over about this many days at most."""
 
 LOBES: tuple[str, ...] = (
     "right upper lobe",
@@ -47,19 +48,34 @@ def _cat(rng: np.random.Generator, p: np.ndarray | list[float], size: int) -> np
     return np.searchsorted(np.cumsum(p), rng.random(size) * np.sum(p), side="right").clip(0, len(p) - 1)
 
 
-def sample_patients(n_pairs: int, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Draw patients until they hold ``n_pairs`` studies.
+def study_days(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Days from each patient's first study to each study (0 for the first), one entry per study.
 
-    Returns ``(patients, patient_of_study, order_of_study)``: patient attributes ``(n_patients,)``,
-    the patient index of each study and its 0-based order within the patient.
+    Gaps are 1 + an exponential number of days with mean ``min(365, STUDY_WINDOW_DAYS / k)`` for a
+    patient with ``k`` studies: about a study a year for a few studies, and a patient with dozens packs
+    them into MIMIC-CXR's five-year window (as inpatient stays do). Dates strictly increase within a patient.
     """
-    counts = _cat(rng, STUDIES_PER_PATIENT_P, max(8, int(n_pairs / 2.0) + 8)) + 1
-    while counts.sum() < n_pairs:
-        counts = np.concatenate([counts, _cat(rng, STUDIES_PER_PATIENT_P, 64) + 1])
-    cum = np.cumsum(counts)
-    n_pat = int(np.searchsorted(cum, n_pairs) + 1)
-    counts = counts[:n_pat].copy()
-    counts[-1] -= int(cum[n_pat - 1] - n_pairs)
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    mean_gap = np.minimum(365.0, STUDY_WINDOW_DAYS / counts)
+    gaps = 1.0 + np.floor(rng.exponential(1.0, n) * np.repeat(mean_gap, counts))
+    first = np.cumsum(counts) - counts
+    gaps[first] = 0.0  # the first study of each patient starts the clock
+    days = np.cumsum(gaps)
+    return (days - np.repeat(days[first], counts)).astype(np.int64)
+
+
+def sample_patients(
+    n_pairs: int, rng: np.random.Generator, law: StudiesPerPatientLaw = STUDIES_PER_PATIENT
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Draw patients from ``law`` (docs/cohorts.md) until they hold ``n_pairs`` studies.
+
+    Returns ``(patients, patient_of_study, order_of_study)``: patient attributes ``(n_patients,)``
+    (``n_studies`` among them), the patient index of each study and its 0-based order within the
+    patient.
+    """
+    counts = sample_study_counts(n_pairs, rng, law)
+    n_pat = len(counts)
     patient = np.repeat(np.arange(n_pat), counts)
     order = np.arange(n_pairs) - np.repeat(np.cumsum(counts) - counts, counts)
     m = n_pat
@@ -101,6 +117,7 @@ def sample_patients(n_pairs: int, rng: np.random.Generator) -> tuple[dict[str, n
 def sample_studies(n_pairs: int, rng: np.random.Generator, site: str) -> dict[str, np.ndarray]:
     """Per-study state (labels' latent states and instance detail) for ``n_pairs`` studies."""
     pats, pid, order = sample_patients(n_pairs, rng)
+    days = study_days(pats["n_studies"], rng)
     n = n_pairs
     healthy_rate, q_pos, q_unc = calibrate(site)
     z = latent_liabilities(
@@ -110,7 +127,7 @@ def sample_studies(n_pairs: int, rng: np.random.Generator, site: str) -> dict[st
     healthy = hz > ndtri(1.0 - healthy_rate)
     states = assign_states(z, healthy, q_pos, q_unc)
     excess = np.clip(z - q_unc, 0, None)  # how far past the threshold: drives size/severity
-    s: dict[str, np.ndarray] = {"patient": pid, "order": order, "healthy": healthy}
+    s: dict[str, np.ndarray] = {"patient": pid, "order": order, "days": days, "healthy": healthy}
     for j, label in enumerate(PATHOLOGIES):
         s["state_" + label] = states[:, j]
     s["state_acute_devices"] = states[:, 12]
@@ -146,7 +163,8 @@ def sample_studies(n_pairs: int, rng: np.random.Generator, site: str) -> dict[st
         "texture",
     ):
         s[key] = pats[key][pid]
-    s["age"] = s["age"] + order  # roughly a study a year
+    years = days / 365.25
+    s["age"] = s["age"] + np.floor(years)  # the patient ages between studies
     # acquisition: view, rotation, inspiration, exposure
     icu = (states[:, 12] == POSITIVE) | (s["state_Edema"] == POSITIVE) | (s["state_Pneumothorax"] == POSITIVE)
     p_ap = np.where(icu, 0.9, 0.35 if site == "internal" else 0.55)
@@ -194,7 +212,7 @@ def sample_studies(n_pairs: int, rng: np.random.Generator, site: str) -> dict[st
     s["lesion_lobe"] = pats["nodule_lobe"][pid]
     s["lesion_u"] = LOBE_U[s["lesion_lobe"]] + pats["nodule_du"][pid]
     s["lesion_v"] = LOBE_V[s["lesion_lobe"]] + pats["nodule_dv"][pid]
-    s["lesion_mm"] = np.clip(pats["nodule_mm"][pid] * (1 + 0.04 * order) + rng.normal(0, 0.5, n), 4, 60)
+    s["lesion_mm"] = np.clip(pats["nodule_mm"][pid] * (1 + 0.04 * years) + rng.normal(0, 0.5, n), 4, 60)
     # fracture: the patient's rib
     s["fracture"] = present("Fracture")
     s["fracture_side"] = pats["fracture_side"][pid]

@@ -18,7 +18,8 @@ from .reports import write_reports
 
 SITE_CODES = {"internal": 1, "external": 2}
 DEFAULT_SPLIT_FRACTIONS = {"internal": (0.8, 0.1, 0.1), "external": (0.85, 0.15, 0.0)}
-"""Patient-level split fractions (train, val, test); the external site mimics CheXpert Plus (train/valid only)."""
+"""Split fractions of the pairs (train, val, test), assigned by patient; the external site mimics CheXpert Plus
+(train/valid only)."""
 
 GENERATOR_COLUMNS: tuple[str, ...] = (
     "mentions_device",
@@ -53,13 +54,17 @@ def make_synthetic_cohort(
 
     Parameters
     ----------
-    n_pairs : number of studies (= pairs); patients hold 1-6 studies each.
+    n_pairs : number of studies (= pairs); patients hold 1 to 200 studies each, drawn from the long-tailed
+        law fitted to MIMIC-CXR's published counts (``patients.STUDIES_PER_PATIENT``, mean 3.48).
     image_size : square image side in pixels (>= 16).
     seed : everything is deterministic from ``(seed, site)``; ``n_jobs`` does not change the result.
     site : ``"internal"`` (MIMIC-CXR-like prevalence, report and rendering style) or ``"external"`` (CheXpert-like).
     report_detail : scales the probability that a report keeps each instance detail (0 = none, 1 = default).
     image_noise : scales the pixel and low-frequency noise of the renderer (0 = noise-free).
-    split_fractions : patient-level (train, val, test) fractions; default ``DEFAULT_SPLIT_FRACTIONS[site]``.
+    split_fractions : (train, val, test) fractions of the pairs, assigned by patient (``patient_split`` with
+        ``balance="pairs"``; every split with a positive fraction gets a patient, and a ``UserWarning`` names
+        the splits left empty when there are fewer patients than such splits); default
+        ``DEFAULT_SPLIT_FRACTIONS[site]``.
     text : how ``text`` is composed from FINDINGS and IMPRESSION (``relink_lib.cohorts.text.TEXT_MODES``).
     n_jobs : rendering threads (default: up to 2 CPUs).
 
@@ -95,7 +100,11 @@ def make_synthetic_cohort(
     pairs.insert(0, "patient_id", patient_id.astype(object))
     pairs.insert(1, "study_id", study_id.astype(object))
     pairs["split"] = patient_split(
-        pairs["patient_id"], fractions, seed=int(np.random.default_rng(s_split).integers(2**31))
+        pairs["patient_id"],
+        fractions,
+        seed=int(np.random.default_rng(s_split).integers(2**31)),
+        balance="pairs",
+        too_few="warn",  # a tiny cohort (e.g. a top-up of a few pairs, used whole) may hold fewer patients than splits
     )
     if site == "internal":
         dicom = [_dicom_id(seed, site, i) for i in range(n_pairs)]
@@ -112,7 +121,7 @@ def make_synthetic_cohort(
     base = pd.Timestamp("2150-01-01") + pd.to_timedelta(
         np.random.default_rng(s_split).integers(0, 3650, pid.max() + 1)[pid], unit="D"
     )
-    pairs["study_date"] = (base + pd.to_timedelta(order * 90, unit="D")).strftime("%Y%m%d").astype(str)
+    pairs["study_date"] = (base + pd.to_timedelta(s["days"], unit="D")).strftime("%Y%m%d").astype(str)
     pairs["sex"] = np.where(s["male"], "M", "F")
     pairs["age"] = s["age"].astype(int)
 
