@@ -134,7 +134,7 @@ def test_mimic_view_policy_and_counted_exclusions(mimic_copy: Path, internal: Co
     p = internal.pairs
     # study 0 gains an AP image (PA preferred stays) ; study 1 (AP in the fixture?) gets a PA that must win
     pa_row = int(np.flatnonzero(p["view"] == "PA")[0])
-    ap_row = int(np.flatnonzero(p["view"] == "AP")[0])
+    ap_row = int(np.flatnonzero((p["view"] == "AP") & (np.arange(len(p)) > 5))[0])  # clear of the rows used above
     extra = []
     for row, view, dicom in (
         (pa_row, "AP", "aaaa-extra-ap"),
