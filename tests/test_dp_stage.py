@@ -141,6 +141,7 @@ def test_reduction_at_reference_is_the_hand_computed_cut_at_the_profiles_n(stage
         assert red["pool_size"] == res.reference_pool_size
         assert (red["recall_before"], red["recall_after"]) == (before, after)
         assert red["relative_reduction"] == pytest.approx((before - after) / before)
+
     # the reference N changes only where the cut is read, not the heads (same seed, same data); output
     # perturbation is the exception by design: its noise scale is tuned at the reference N
     def fixed(r: pd.DataFrame) -> pd.DataFrame:
