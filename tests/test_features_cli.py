@@ -172,7 +172,7 @@ def test_select_rungs(tiny):
 
 
 # ------------------------------------------------------------------------------ concurrent processes
-OVERRIDES = json.dumps({"features": {"batch_size": 16, "chunk_size": 32}})  # smoke train: 237 rows = 8 chunks
+OVERRIDES = json.dumps({"features": {"batch_size": 16, "chunk_size": 32}})  # smoke train: 238 rows = 8 chunks
 SELECT = ["--rungs", "2", "--splits", "train", "external:all"]
 
 KILLER = """
@@ -280,7 +280,7 @@ def test_three_concurrent_shards_merge_to_the_unsharded_run(tmp_path, monkeypatc
         "shard 2/3 from slurm" in done[2][2] and "shard 2/3: 4 chunks extracted" in done[2][1]
     )  # train 2, 5; ext 0, 3
     rc, out = _cli(["--status"], tmp_path / "a", monkeypatch, capsys)
-    assert rc == 0 and re.search(r"2 full-reports internal train +237 +8 +6 +2 +partial +4, 7", out), out
+    assert rc == 0 and re.search(r"2 full-reports internal train +238 +8 +6 +2 +partial +4, 7", out), out
     assert re.search(r"2 full-reports external +all +120 +4 +3 +1 +partial +2", out), out
     rc, out = _cli(["--merge"], tmp_path / "a", monkeypatch, capsys)  # merges nothing incomplete, names what is missing
     assert rc == 1 and "incomplete rung 2 full-reports, internal:train: 2 of 8 chunks missing: 4, 7" in out, out
@@ -304,7 +304,7 @@ def test_three_concurrent_shards_merge_to_the_unsharded_run(tmp_path, monkeypatc
         for name in ("image.npy", "text.npy", "rows.npy"):
             assert (path / name).read_bytes() == (reference[label] / name).read_bytes(), (label, name)
         assert not path.with_name(path.name + ".parts").exists()  # parts removed, the killed write's leftovers too
-    assert np.load(merged["rung 2 full-reports, internal:train"] / "image.npy").shape[0] == 237
+    assert np.load(merged["rung 2 full-reports, internal:train"] / "image.npy").shape[0] == 238
     assert list(work.iterdir()) == [] and not results.exists()  # it writes only under the cache
 
 
