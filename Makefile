@@ -2,13 +2,14 @@
 #   make book   creates .venv if missing, executes every chapter on PROFILE (default), builds _build/html
 #   make test   creates .venv if missing, runs the guards (ruff, mypy, the DP mutation check), the unit tests,
 #               then the ci-profile notebooks under nbval
+#   make pdf    the book of PROFILE (executed by make book) as one PDF, printed by headless Chromium
 PROFILE ?= default
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.relink-installed
 
-.PHONY: book test env lint unit nbval html baselines browser-check paper-dry-run bench clean distclean
+.PHONY: book test env lint unit nbval html pdf baselines browser-check paper-dry-run bench clean distclean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,11 @@ book: env
 
 html: env
 	$(PY) -m relink_lib html --profile $(PROFILE)
+
+# the whole book as one PDF (after `make book PROFILE=...`): _build/pdf/$(PROFILE)-relink.pdf and _build/html/relink.pdf;
+# needs Debian's chromium and poppler-utils (docs/stack.md). Not part of `make test`.
+pdf: env
+	$(PY) -m relink_lib pdf --profile $(PROFILE)
 
 test: env lint unit nbval
 

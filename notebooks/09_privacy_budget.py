@@ -159,7 +159,7 @@ with pd.option_context("display.float_format", lambda v: f"{v:.3g}", "display.wi
 
 # %% tags=["hide-input"]
 cuts = budget_cut_view(table)
-display(html_table(cuts, {"cut": "signed_percent", "CI low": "signed_percent", "CI high": "signed_percent",
+display(html_table(cuts, {"cut": "cut", "CI low": "cut", "CI high": "cut",
                           "seed SD": "sig2", "seeds": "count"},
                    caption=f"Relative cut of Recall@1 at N = {pool_size_label(pool)} per budget (held-out pairs)"))
 

@@ -7,6 +7,8 @@
 - ``paper-dry-run``: every chapter on the ``paper`` profile against synthetic data exported in the official layouts.
 - ``nbval``: re-execute the baselines with nbval and compare the tagged metric cells.
 - ``browser-check``: open the built pages in headless Chromium (title, figure, console errors, screenshot).
+- ``pdf --profile P [--no-check]``: the whole book as one PDF (single-page HTML printed by headless Chromium,
+  ``relink_lib.pipeline.pdf``), then its check with ``pdftotext``; needs the chapters executed on ``P``.
 - ``features --profile P [--shard K/N | --merge | --status] [--rungs ...] [--splits ...]``: feature extraction by
   shard for job arrays (``relink_lib.pipeline.shards``).
 
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     p_nbval.add_argument("pytest_args", nargs="*")
     p_browser = sub.add_parser("browser-check", help="open the built book in headless Chromium")
     p_browser.add_argument("--html", type=Path, default=project_root() / "_build" / "html")
+    p_pdf = sub.add_parser("pdf", help="print the whole book to one PDF (headless Chromium) and check it")
+    add_profile(p_pdf)
+    p_pdf.add_argument("--no-check", action="store_true", help="skip the pdftotext check of titles and captions")
     p_features = sub.add_parser("features", help="extract features by shard (job arrays), merge, status")
     add_profile(p_features)
     add_feature_arguments(p_features)
@@ -143,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {err}", file=sys.stderr)
                 return 2
         return run_features(args, params)
+    if args.command == "pdf":
+        from .pipeline.pdf import build_pdf
+
+        report = build_pdf(args.profile, root, check=not args.no_check)
+        print(json.dumps(report, indent=1))
+        return 0
     if args.command == "browser-check":
         from .pipeline.browser import check_book
 

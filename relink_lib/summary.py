@@ -28,7 +28,8 @@ import pandas as pd
 
 from .paper import PAPER, PAPER_CITATION
 from .results import read_results
-from .tables import fmt_lift, fmt_sig, fmt_signed_percent
+from .signs import cut_phrase, drop_phrase, fmt_cut, fmt_cut_ci
+from .tables import fmt_lift, fmt_sig
 
 CHAPTERS = (
     "threat_model",
@@ -414,10 +415,6 @@ def _pct(v: float | None) -> str:
     return NA if v is None else f"{100 * v:.1f}%"
 
 
-def _spct(v: float | None) -> str:
-    return NA if v is None else f"{100 * v:+.1f}%"
-
-
 def _pool(point: Mapping[str, Any]) -> str:
     return f"the full held-out database (N = {point['n']:,})" if point.get("full_database") else f"N = {point['n']:,}"
 
@@ -465,12 +462,16 @@ def summary_findings(payload: Mapping[str, Any]) -> list[str]:
     else:
         eps = f"{dp['epsilon']:.3g}" if dp.get("epsilon") is not None else NA
         direction = "cut" if dp["reduction"] > 0 else "did not cut" if dp["reduction"] == 0 else "raised"
-        ci = _ci_text(dp["ci"], _spct)
+        change = (
+            cut_phrase(dp["reduction"], *dp["ci"], adjective="relative")
+            if dp.get("ci")
+            else cut_phrase(dp["reduction"], adjective="relative") + " (no CI in the results)"
+        )
         where = f"N = {dp['n']:,}" if dp.get("n") else "the chapter's reference pool"
         point = f" {dp['point']}" if dp.get("point") else ""
         out.append(
             f"**DP heads.** At eps = {eps} the DP heads{point} {direction} Recall@1 at {where}: "
-            f"{_f(dp['before'])} -> {_f(dp['after'])}, a relative cut of {_spct(dp['reduction'])} ({ci}) "
+            f"{_f(dp['before'])} -> {_f(dp['after'])}, {change} "
             f"against {dp['baseline']}. The paper reports a {_pct(PAPER.dp_r1_reduction_n10000)} cut at "
             f"N = 10,000."
             + (
@@ -544,13 +545,10 @@ def _confirmation_utility_text(c: Mapping[str, Any] | None) -> str:
         if not known or lo <= 0 <= hi
         else ""
     )
-    ci = f" (95% CI {-hi:+.2f} to {-lo:+.2f}, paired over patients and seeds)" if known else ""
+    change = drop_phrase(c["drop"], lo, hi, note="paired over patients and seeds") if known else drop_phrase(c["drop"])
     n = f"{int(c['n_pairs']):,} pairs, " if c.get("n_pairs") else ""
     seeds = f"{int(c['n_seeds'])} seeds" if c.get("n_seeds") else "its seeds"
-    return (
-        f" On the confirmation cohort ({n}{seeds}) the DP heads change macro zero-shot AUROC by "
-        f"{-c['drop']:+.2f} points{ci}.{tell}"
-    )
+    return f" On the confirmation cohort ({n}{seeds}) the DP heads' macro zero-shot AUROC shows {change}.{tell}"
 
 
 def summary_table(payload: Mapping[str, Any]) -> pd.DataFrame:
@@ -610,16 +608,13 @@ def summary_display(payload: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for r in summary_table(payload).to_dict(orient="records"):
         name = r["finding"]
-        fmt = (
-            fmt_lift
-            if ("lift" in name or "effective chance" in name)
-            else fmt_signed_percent
-            if "cut" in name
-            else fmt_sig
-        )
+        cut = "cut" in name and not ("lift" in name or "effective chance" in name)
+        fmt = fmt_lift if ("lift" in name or "effective chance" in name) else fmt_cut if cut else fmt_sig
         value = fmt(r["this run"])
         if _num(r["CI low"]) is not None and _num(r["CI high"]) is not None:
-            value += f" ({fmt(r['CI low'])} to {fmt(r['CI high'])})"
+            # a cut's interval names the direction of each end (relink_lib.signs): "2.0% rise to 12.0% cut"
+            ci = fmt_cut_ci(r["CI low"], r["CI high"]) if cut else f"{fmt(r['CI low'])} to {fmt(r['CI high'])}"
+            value += f" ({ci})"
         rows.append(
             {
                 "finding": name,

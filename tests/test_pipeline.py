@@ -237,11 +237,10 @@ def test_stage_book_applies_rules_and_links_downloads(tmp_path):
     with open(src / "downloads" / "ci_audit.csv") as fh:
         assert list(csv.DictReader(fh)) == [{"k": "1", "recall": "0.25"}]
     assert json.loads((src / "downloads.json").read_text()) == {
-        "notebooks/04_audit.html": ["ci_audit.json", "ci_audit.csv"]
+        "notebooks/04_audit.html": ["ci_04_audit.ipynb", "ci_audit.json", "ci_audit.csv"],
+        "notebooks/10_reproduce.html": ["ci_10_reproduce.ipynb"],  # its executed notebook only: no results file
     }
-    assert (
-        "Downloads" not in nbformat.read(src / "notebooks" / "10_reproduce.ipynb", 4).cells[-1].source
-    )  # no results file
+    assert "ci_audit.json" not in nbformat.read(src / "notebooks" / "10_reproduce.ipynb", 4).cells[-1].source
     assert json.loads((src / "pages.json").read_text()) == [
         "index.html",
         "book/intro.html",

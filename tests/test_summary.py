@@ -180,14 +180,16 @@ def test_hard_negatives_use_the_effective_pool_and_chance_not_one_over_n():
 
 def test_dp_cut_names_its_baseline_and_its_interval_and_the_direction_follows_the_sign():
     text = summary_findings(summary_payload(payloads()))[2]
-    assert "cut Recall@1 at N = 10,000: 0.00570 -> 0.00490, a relative cut of +13.9% (95% CI -20.0% to +40.0%)" in text
+    assert (
+        "cut Recall@1 at N = 10,000: 0.00570 -> 0.00490, a relative cut of 13.9% (95% CI: 20.0% rise to 40.0% cut)"
+    ) in text
     assert "against non-private fine-tuning" in text and "61.8% cut" in text and "includes zero" in text
     up = payloads()
     row = up["mitigation"]["rungs"][0]["reduction"][0]
     row.update(relative_reduction=-0.5, baseline=None)
     del row["relative_reduction_ci_low"]
     text = summary_findings(summary_payload(up))[2]
-    assert "DP heads raised Recall@1" in text and "a relative cut of -50.0%" in text and "no CI in the results" in text
+    assert "DP heads raised Recall@1" in text and "a relative rise of 50.0%" in text and "no CI in the results" in text
     assert "against the pretrained heads" in text and "not evidence either way" in text
 
 
@@ -246,7 +248,7 @@ def test_summary_display_puts_units_and_intervals_in_one_cell():
     assert shown.loc["R@1 lift over chance, N = 100", "this run (95% CI)"] == "15.0x (12.0x to 18.0x)"
     assert shown.loc["R@1 lift over chance, N = 100", "the paper"] == "15.0x"
     cut = shown.loc["relative cut of R@1 by DP, N = 10,000"]
-    assert cut["this run (95% CI)"] == "+13.9% (-20.0% to +40.0%)" and cut["the paper"] == "+61.8%"
+    assert cut["this run (95% CI)"] == "13.9% cut (20.0% rise to 40.0% cut)" and cut["the paper"] == "61.8% cut"
     assert shown.loc["linear-probe macro AUROC, pretrained", "this run (95% CI)"] == "0.812"
 
 
@@ -271,7 +273,7 @@ def test_summary_chart_marks_the_paper_beside_the_strongest_rung_with_ci_whisker
     assert points["n"].tolist() == [100, 10_000, 100, 10_000] and points["lift_ci_low"].notna().all()
     fig, ax = plt.subplots()
     plot_lift_summary(points, ax=ax)
-    marks = [line for line in ax.get_lines() if line.get_label().startswith("the paper's")]
+    marks = [line for line in ax.get_lines() if line.get_label().startswith("paper:")]
     assert sorted(m.get_ydata()[0] for m in marks) == [PAPER.r1_lift_n100, PAPER.r1_lift_n10000]
     assert all(m.get_xdata()[0] > 0.9 for m in marks)  # beside rung 2 (x = 1 and beyond), not rung 0
     assert len(ax.containers) >= 2 and ax.get_legend() is not None
@@ -347,7 +349,7 @@ def test_dp_cut_comes_from_the_frontier_reference_point_when_chapter_6_has_one()
     text = summary_findings(summary_payload(data))[2]
     assert "the DP heads selected by the chapter's rule (init reinit, optimizer sgd, lr 0.03, epochs 3.0) cut" in text
     assert "The interval includes zero" in text
-    assert "cut Recall@1 at N = 95: 0.0526 -> 0.0140, a relative cut of +73.3% (95% CI -33.3% to +94.4%)" in text
+    assert "cut Recall@1 at N = 95: 0.0526 -> 0.0140, a relative cut of 73.3% (95% CI: 33.3% rise to 94.4% cut)" in text
     assert "against the pretrained heads, on the held-out report half" in text
     data["mitigation"]["selected"] = None
     assert "no point met the chapter's rule" in summary_findings(summary_payload(data))[2]
@@ -445,8 +447,8 @@ def test_utility_finding_adds_the_confirmation_cohorts_zero_shot_drop_with_its_i
     base = payloads()
     conf = {"n_pairs": 20000, "n_seeds": 10, "zero_shot_drop": {"value": 1.2, "ci_low": 0.5, "ci_high": 1.9}}
     text = "\n".join(summary_findings(summary_payload({**base, "utility": {**base["utility"], "confirmation": conf}})))
-    assert "On the confirmation cohort (20,000 pairs, 10 seeds) the DP heads change macro zero-shot AUROC by " in text
-    assert "-1.20 points (95% CI -1.90 to -0.50, paired over patients and seeds)." in text
+    assert "On the confirmation cohort (20,000 pairs, 10 seeds) the DP heads' macro zero-shot AUROC shows " in text
+    assert "a drop of 1.20 points (95% CI: 0.50 to 1.90 drop, paired over patients and seeds)." in text
     assert "cannot tell a zero-shot cost" not in text
     conf["zero_shot_drop"] = {"value": 0.2, "ci_low": -0.4, "ci_high": 0.8}
     text = "\n".join(summary_findings(summary_payload({**base, "utility": {**base["utility"], "confirmation": conf}})))

@@ -7,14 +7,21 @@ each page that waits for MathJax to finish and then records, in the DOM, what th
 - the math elements Sphinx wrote and how many MathJax typeset (every one must be);
 - raw TeX left in the visible text (``\\(``, ``\\[``, ``$$``, ``\\frac`` ...: none allowed);
 - Python reprs in cell outputs (``Text(``, ``<Figure size`` ...: none allowed);
-- tables wider than the content column that do not scroll inside it (none allowed), and
-  horizontal overflow of the page;
+- tables wider than the content column at the check's 1,280 px window (none allowed, even one
+  that would scroll inside the column: a reader on a laptop would not see its last columns),
+  and horizontal overflow of the page;
 - images that failed to load, and the download links of the page;
+- the **dark theme** (the pydata theme's ``data-theme="dark"``, switched on in the same page):
+  that it applies (a dark page background), that every table's text keeps a contrast of at
+  least :data:`MIN_DARK_CONTRAST` against its background, and that no figure is transparent
+  over a dark background;
 - printed text outputs wider than the column (reported as notes, not failures).
 
 Console errors come from Chromium's log. A screenshot of every page lands in
-``_build/html/_screenshots/``. Pages listed in ``_build/html/_downloads.json`` (written by
-:mod:`relink_lib.pipeline.book`) must link each of their downloads.
+``_build/html/_screenshots/`` and one in the dark theme in ``_build/html/_screenshots/dark/``
+(the server switches a page to dark when its URL asks ``?theme=dark``). Pages listed in
+``_build/html/_downloads.json`` (written by :mod:`relink_lib.pipeline.book`) must link each of
+their downloads, and every linked download must exist in the build.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+from urllib.parse import unquote, urljoin, urlsplit
 
 from ..profiles import project_root
 from .toc import toc_entries
@@ -51,6 +59,15 @@ CHROMIUM_FLAGS = (
 )
 WINDOW = "1280,2000"
 RESULT_ID = "relink-check-result"
+MIN_DARK_CONTRAST = 3.0
+"""Least contrast ratio (WCAG's formula) of a table's text against its background in the dark theme."""
+DARK_QUERY = "theme=dark"
+"""A page URL with this query is served in the dark theme (:data:`DARK_SCRIPT` injected at the top of its head)."""
+DARK_SCRIPT = (
+    "<script>(function(){var d=document.documentElement;d.dataset.theme='dark';d.dataset.mode='dark';"
+    "try{localStorage.setItem('theme','dark');localStorage.setItem('mode','dark');}catch(e){}})();</script>"
+)
+"""Switches the pydata theme to dark before its own script reads the stored mode."""
 
 #: Python reprs that must never reach a rendered cell output.
 REPR_PATTERNS = (
@@ -80,6 +97,58 @@ CHECK_SCRIPT = """
     var o = getComputedStyle(el).overflowX;
     return (o === 'auto' || o === 'scroll') && el.clientWidth < el.scrollWidth + 1;
   }
+  function rgba(text) {
+    var m = (text || '').match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return {r: 0, g: 0, b: 0, a: 0};
+    var p = m[1].split(',').map(function (x) { return parseFloat(x); });
+    return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1};
+  }
+  function luminance(c) {
+    function ch(v) { v = v / 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }
+    return 0.2126 * ch(c.r) + 0.7152 * ch(c.g) + 0.0722 * ch(c.b);
+  }
+  function background(el) {
+    for (; el; el = el.parentElement) {
+      var c = rgba(getComputedStyle(el).backgroundColor);
+      if (c.a > 0.5) return c;
+    }
+    return {r: 255, g: 255, b: 255, a: 1};
+  }
+  function contrast(a, b) {
+    var x = luminance(a), y = luminance(b);
+    return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05);
+  }
+  // the dark theme switched on in place: does it apply, are tables legible, is any figure transparent on it?
+  function darkCheck(article) {
+    var html = document.documentElement, before = html.getAttribute('data-theme');
+    html.setAttribute('data-theme', 'dark');
+    var d = {page_luminance: Math.round(luminance(background(article)) * 1000) / 1000, low_contrast: [], transparent_figures: []};
+    article.querySelectorAll('table').forEach(function (t) {
+      var cells = t.querySelectorAll('th, td');
+      for (var i = 0; i < Math.min(cells.length, 60); i++) {
+        var c = cells[i];
+        if (!(c.innerText || '').trim()) continue;
+        var ratio = contrast(rgba(getComputedStyle(c).color), background(c));
+        if (ratio < %(min_contrast)s) {
+          d.low_contrast.push((c.innerText || '').trim().slice(0, 40) + ' (contrast ' + ratio.toFixed(2) + ')');
+          break;
+        }
+      }
+    });
+    article.querySelectorAll('img').forEach(function (img) {
+      if (!(img.complete && img.naturalWidth > 0)) return;
+      try {
+        var cv = document.createElement('canvas');
+        cv.width = 1; cv.height = 1;
+        var ctx = cv.getContext('2d');
+        ctx.drawImage(img, 0, 0, 1, 1, 0, 0, 1, 1);
+        var alpha = ctx.getImageData(0, 0, 1, 1).data[3];
+        if (alpha < 250 && luminance(background(img)) < 0.5) d.transparent_figures.push(img.getAttribute('src'));
+      } catch (e) { /* an image the canvas may not read: not a figure of ours */ }
+    });
+    if (before === null) html.removeAttribute('data-theme'); else html.setAttribute('data-theme', before);
+    return d;
+  }
   function check() {
     var r = {};
     var article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
@@ -98,14 +167,18 @@ CHECK_SCRIPT = """
       REPRS.forEach(function (p) { var m = t.match(new RegExp(p)); if (m) r.reprs.push(t.slice(Math.max(0, m.index - 20), m.index + 40)); });
     });
     var right = article.getBoundingClientRect().right;
+    // every table must fit the content column: one that would scroll inside it still hides its last columns
+    var column = article.getBoundingClientRect();
+    r.content_width = Math.round(column.width);
     r.wide_tables = [];
     article.querySelectorAll('table').forEach(function (t) {
-      var box = t.getBoundingClientRect();
-      if (box.right <= right + 1) return;
-      for (var el = t.parentElement; el && el !== article; el = el.parentElement) {
-        if (scrollsX(el) && el.getBoundingClientRect().right <= right + 1) return;
-      }
-      r.wide_tables.push((t.innerText || '').trim().split('\\n')[0].slice(0, 80) + ' (' + Math.round(box.width) + ' px)');
+      var width = Math.max(t.scrollWidth, t.getBoundingClientRect().width);
+      var left = t.getBoundingClientRect().left;
+      if (width <= column.width + 1 && left + width <= right + 1) return;
+      var scrolls = false;
+      for (var el = t.parentElement; el && el !== article; el = el.parentElement) { if (scrollsX(el)) scrolls = true; }
+      r.wide_tables.push((t.innerText || '').trim().split('\\n')[0].slice(0, 60) + ' (' + Math.round(width) +
+        ' px in a ' + Math.round(column.width) + ' px column' + (scrolls ? ', scrolls sideways' : '') + ')');
     });
     r.wide_text_outputs = [];
     article.querySelectorAll('.cell_output pre, .output pre').forEach(function (pre) {
@@ -116,6 +189,7 @@ CHECK_SCRIPT = """
     r.broken_images = Array.prototype.filter.call(article.querySelectorAll('img'), function (i) {
       return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.getAttribute('src'); });
     r.links = Array.prototype.map.call(article.querySelectorAll('a[href]'), function (a) { return a.getAttribute('href'); });
+    r.dark = darkCheck(article);
     var out = document.createElement('script');
     out.type = 'application/json';
     out.id = '%(result_id)s';
@@ -144,7 +218,11 @@ def find_chromium() -> str:
 
 def check_script() -> str:
     """The ``<script>`` the check server injects before ``</body>`` of every HTML page."""
-    return CHECK_SCRIPT % {"reprs": json.dumps(list(REPR_PATTERNS)), "result_id": RESULT_ID}
+    return CHECK_SCRIPT % {
+        "reprs": json.dumps(list(REPR_PATTERNS)),
+        "result_id": RESULT_ID,
+        "min_contrast": MIN_DARK_CONTRAST,
+    }
 
 
 @contextmanager
@@ -161,10 +239,14 @@ def serve(directory: Path, inject: str | None = None) -> Iterator[str]:
 
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)
             path = self.translate_path(self.path)
-            if inject is None or not path.endswith(".html") or not Path(path).is_file():
+            dark = DARK_QUERY in urlsplit(self.path).query
+            if (inject is None and not dark) or not path.endswith(".html") or not Path(path).is_file():
                 return super().do_GET()
             text = Path(path).read_text(encoding="utf-8")
-            text = text.replace("</body>", inject + "</body>", 1) if "</body>" in text else text + inject
+            if dark:
+                text = re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + DARK_SCRIPT, text, count=1)
+            if inject is not None:
+                text = text.replace("</body>", inject + "</body>", 1) if "</body>" in text else text + inject
             body = text.encode("utf-8")
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -254,29 +336,61 @@ def page_problems(page: str, result: dict[str, Any], downloads: Sequence[str] = 
         missing = [d for d in downloads if not any(link.endswith(d) for link in found["links"])]
         if missing:
             problems.append(f"no link to its download(s) {missing}")
+        dark = found.get("dark")
+        if dark is not None:
+            if dark.get("page_luminance", 0) > 0.2:
+                problems.append(f"the dark theme did not apply (page background luminance {dark['page_luminance']})")
+            if dark.get("low_contrast"):
+                problems.append(f"tables hard to read in the dark theme: {dark['low_contrast'][:3]}")
+            if dark.get("transparent_figures"):
+                problems.append(f"transparent figures on the dark theme: {dark['transparent_figures'][:3]}")
+    if result.get("broken_downloads"):
+        problems.append(f"download links to files missing from the build: {result['broken_downloads'][:3]}")
     if result.get("console_errors"):
         problems.append(f"console errors: {result['console_errors'][:3]}")
     if not result.get("screenshot"):
         problems.append("no screenshot written")
+    if "dark_screenshot" in result and not result["dark_screenshot"]:
+        problems.append("no dark-theme screenshot written")
     return problems
 
 
-def check_page(base_url: str, page: str, screenshot: Path) -> dict:
-    """Load one page: title, the check script's findings, console errors; save a screenshot."""
+def broken_downloads(html: Path, page: str, links: Sequence[str]) -> list[str]:
+    """The page's links into ``_downloads/`` (Sphinx's download folder) whose file is not in the build ``html``."""
+    out = []
+    for link in links:
+        target = urlsplit(urljoin(f"http://book/{page}", link))
+        if target.netloc != "book" or "/_downloads/" not in target.path:
+            continue
+        if not (Path(html) / unquote(target.path.lstrip("/"))).is_file():
+            out.append(link)
+    return out
+
+
+def check_page(base_url: str, page: str, screenshot: Path, dark_screenshot: Path | None = None) -> dict:
+    """Load one page: title, the check script's findings, console errors; save a screenshot (and, with
+    ``dark_screenshot``, one in the dark theme)."""
     url = f"{base_url}/{page}"
     dom = _chromium(url, "--dump-dom")
     title = re.search(r"<title>(.*?)</title>", dom.stdout, flags=re.S)
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     shot = _chromium(url, f"--screenshot={screenshot}")
+    errors = console_errors(dom.stderr) + console_errors(shot.stderr)
     findings = page_findings(dom.stdout)
-    return {
+    out = {
         "page": page,
         "title": title.group(1).strip() if title else None,
         "images": findings["images"] if findings else 0,
         "findings": findings,
-        "console_errors": console_errors(dom.stderr) + console_errors(shot.stderr),
+        "console_errors": errors,
         "screenshot": str(screenshot) if screenshot.exists() else None,
     }
+    if dark_screenshot is not None:
+        dark_screenshot.parent.mkdir(parents=True, exist_ok=True)
+        dark = _chromium(f"{url}?{DARK_QUERY}", f"--screenshot={dark_screenshot}", "--force-dark-mode")
+        errors += console_errors(dark.stderr)
+        out["dark_screenshot"] = str(dark_screenshot) if dark_screenshot.exists() else None
+    return out
 
 
 def book_pages(html: Path, toc: Path | None = None) -> tuple[str, ...]:
@@ -289,8 +403,10 @@ def book_pages(html: Path, toc: Path | None = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(pages))
 
 
-def check_book(html: Path, pages: Sequence[str] | None = None, workers: int = 2) -> dict:
-    """Check the built book's pages; raise AssertionError naming every failing page and what is wrong."""
+def check_book(html: Path, pages: Sequence[str] | None = None, workers: int = 2, dark: bool = True) -> dict:
+    """Check the built book's pages; raise AssertionError naming every failing page and what is wrong.
+
+    ``dark``: also screenshot every page in the dark theme (``_screenshots/dark/``)."""
     html = Path(html)
     if not (html / "index.html").exists():
         raise FileNotFoundError(f"{html / 'index.html'}: build the book first (make book PROFILE=ci)")
@@ -304,11 +420,14 @@ def check_book(html: Path, pages: Sequence[str] | None = None, workers: int = 2)
     with serve(html, inject=check_script()) as base:
 
         def one(page: str) -> tuple[str, dict]:
-            shot = html / "_screenshots" / (page.replace("/", "__").removesuffix(".html") + ".png")
-            return page, check_page(base, page, shot)
+            name = page.replace("/", "__").removesuffix(".html") + ".png"
+            shot = html / "_screenshots" / name
+            return page, check_page(base, page, shot, html / "_screenshots" / "dark" / name if dark else None)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for page, result in pool.map(one, pages):
+                found = result.get("findings") or {}
+                result["broken_downloads"] = broken_downloads(html, page, found.get("links") or [])
                 result["problems"] = page_problems(page, result, [Path(d).name for d in downloads.get(page, [])])
                 result["notes"] = page_notes(result)
                 report[page] = result

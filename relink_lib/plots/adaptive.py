@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..adaptive.stage import AdaptiveResult
-from .common import finish_axes, set_style
+from .common import PALETTE, finish_axes, legend_outside, set_style
 
 _ATTACK_STYLE = {"ridge": "o-", "cca": "s-", "new_heads": "^-", "finetune": "D-", "text_side": "v--"}
 
@@ -27,12 +27,12 @@ def plot_lift_vs_m(result: AdaptiveResult, variant: str = "dp", *, simulation: b
             if not t.empty:
                 ax.plot(t["m"], t["lift_ref"], style, label=attack.replace("_", " "), ms=4)
         ax.axhline(passive["pretrained"], color="0.2", ls="--", lw=1, label="full model, passive")
-        ax.axhline(passive[variant], color="C3", ls=":", lw=1, label=f"{variant} heads, passive")
+        ax.axhline(passive[variant], color=PALETTE["red"], ls=":", lw=1, label=f"{variant} heads, passive")
         ax.set_xscale("log")
         ax.set_xlabel(f"public pairs m ({source})")
         finish_axes(ax, simulation, title=f"{variant} release, source {source}")
     axes[0][0].set_ylabel(f"Recall@1 lift over chance, N = {result.pool_ref:,}")
-    axes[0][-1].legend(fontsize=7)
+    legend_outside(axes[0][-1], "right", fontsize=7)  # the panels share their entries: one legend, right
     fig.tight_layout()
     return fig
 

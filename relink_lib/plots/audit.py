@@ -1,7 +1,9 @@
 """Figures of chapters 4 and 5: recall and lift against pool size, rank distributions, matched pools, detail split.
 
 All take the tables of :mod:`relink_lib.audit.stage` (columns ``model, rung, pool, pool_size,
-k, recall, chance, lift, full_database, ci_low, ci_high, ...``) and draw on given axes.
+k, recall, chance, lift, full_database, ci_low, ci_high, ...``) and draw on given axes. Helpers
+that draw no legend leave it to the caller, who places it outside the data with
+:func:`relink_lib.plots.common.legend_outside`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,17 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from ..paper import PAPER
-from .common import clip_for_log, finish_axes, label_simulation, log_limits, log_pool_axis
+from .common import (
+    PALETTE,
+    PAPER_COLOR,
+    clip_for_log,
+    finish_axes,
+    label_simulation,
+    log_limits,
+    log_pool_axis,
+    paper_label,
+    readable_log_ticks,
+)
 
 __all__ = [
     "plot_recall_vs_pool",
@@ -29,7 +41,8 @@ __all__ = [
 
 
 def rung_colors(models: Sequence[str]) -> dict[str, tuple]:
-    """One colour per model, light (least specialised) to dark (most)."""
+    """One colour per model, light (least specialised) to dark (most): viridis, readable under colour-vision
+    deficiencies and in greyscale."""
     cmap = plt.get_cmap("viridis")
     n = max(len(models), 1)
     return {m: cmap(0.15 + 0.7 * i / max(n - 1, 1)) for i, m in enumerate(models)}
@@ -152,9 +165,9 @@ def plot_lift_vs_pool(
                 lift,
                 marker="*",
                 ms=12,
-                color="tab:red",
+                color=PAPER_COLOR,
                 ls="none",
-                label="paper's strongest model (R@1)" if n == 100 else None,
+                label=paper_label("R@1 lift of its strongest model") if n == 100 else None,
             )
             ax.annotate(
                 f"paper: {lift:g}x\n(N = {n:,})",
@@ -162,7 +175,7 @@ def plot_lift_vs_pool(
                 textcoords="offset points",
                 xytext=(6, 6),
                 fontsize=8,
-                color="tab:red",
+                color=PAPER_COLOR,
             )
             sizes.add(n)
             values.append(lift)
@@ -207,6 +220,7 @@ def plot_rank_distribution(
     ax.set_xlabel("rank r of the true report in the full held-out database (log scale)")
     ax.set_ylabel("share of images with rank <= r")
     ax.set_ylim(0, 1.02)
+    readable_log_ticks(ax)
     ax.set_title("Where the true report lands")
     if simulation:
         label_simulation(ax)
@@ -262,7 +276,7 @@ def plot_detail_split(
     width = 0.8 / (2 * len(pools))
     x = np.arange(len(details))
     hatches: dict[bool, str | None] = {True: None, False: "//"}
-    palette = {"random": "tab:blue", "matched": "tab:orange", "matched-positive": "tab:green"}
+    palette = {"random": PALETTE["blue"], "matched": PALETTE["orange"], "matched-positive": PALETTE["green"]}
     j = 0
     for pool in pools:
         for mentioned in (True, False):
@@ -352,6 +366,7 @@ def plot_seen_unseen(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *,
     ax.set_yscale("log")
     ax.set_ylim(lo, min(hi, 1.5))
     log_pool_axis(ax, sorted(sizes), full_size=full)
+    readable_log_ticks(ax)
     ax.set_ylabel(f"Recall@{k} (log scale)")
     ax.set_title(f"Seen vs unseen pairs, Recall@{k}, random pools")
     if simulation:
@@ -379,8 +394,8 @@ def plot_risk_factors(
     err = np.vstack([rows["effect"] - rows["ci_low"], rows["ci_high"] - rows["effect"]]).clip(min=0)
     excl = ((rows["ci_low"] > 0) | (rows["ci_high"] < 0)).to_numpy()
     ax.errorbar(rows["effect"], y, xerr=err, fmt="none", ecolor="0.4", capsize=3)
-    ax.scatter(rows["effect"][excl], y[excl], color="tab:red", zorder=3, label="95% CI excludes 0")
-    ax.scatter(rows["effect"][~excl], y[~excl], color="0.5", zorder=3, label="95% CI includes 0")
+    ax.scatter(rows["effect"][excl], y[excl], color=PALETTE["red"], marker="o", zorder=3, label="95% CI excludes 0")
+    ax.scatter(rows["effect"][~excl], y[~excl], color="0.5", marker="s", zorder=3, label="95% CI includes 0")
     ax.axvline(0.0, color="k", lw=1, ls="--")
     ax.set_yticks(y)
     ax.set_yticklabels(rows["label"] if "label" in rows.columns else rows["feature"])

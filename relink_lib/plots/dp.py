@@ -1,4 +1,11 @@
-"""Figures of chapters 6-8: training curves, recall before/after with CIs, reductions, utility, transfer."""
+"""Figures of chapters 6-8: training curves, recall before/after with CIs, reductions, utility, transfer.
+
+Cuts are drawn as percentages of Recall@1 removed (positive = less re-linkage; below zero a rise,
+the sign convention of :mod:`relink_lib.signs`). DP points are filled circles, squares and
+triangles; the controls have shapes of their own (plus, cross, diamond) and bars their own
+hatching, so no figure relies on colour alone. Colours come from the Okabe-Ito palette
+(:data:`relink_lib.plots.common.PALETTE`); the paper's figures are labelled "paper: ...".
+"""
 
 from __future__ import annotations
 
@@ -10,29 +17,31 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from ..paper import PAPER
-from .common import finish_axes, label_simulation, log_pool_axis
+from .common import PALETTE, finish_axes, legend_outside, log_pool_axis, paper_label
 
 if TYPE_CHECKING:  # the figures read the records' attributes only; no torch import for the plots
     from ..dp.factorial_stage import FactorialResult
     from ..dp.frontier import FrontierPoint, FrontierResult
 
 VARIANT_STYLE = {
-    "pretrained": {"color": "0.2", "marker": "o", "label": "pretrained heads"},
-    "dp": {"color": "tab:blue", "marker": "s", "label": "DP heads"},
-    "nonprivate": {"color": "tab:orange", "marker": "^", "label": "non-private fine-tuning"},
-    "reinit": {"color": "tab:gray", "marker": "x", "label": "re-initialised heads"},
-    "output_perturbation": {"color": "tab:red", "marker": "d", "label": "output perturbation"},
+    "pretrained": {"color": "0.2", "marker": "o", "hatch": "", "label": "pretrained heads"},
+    "dp": {"color": PALETTE["blue"], "marker": "s", "hatch": "", "label": "DP heads"},
+    "nonprivate": {"color": PALETTE["orange"], "marker": "P", "hatch": "//", "label": "non-private fine-tuning"},
+    "reinit": {"color": PALETTE["gray"], "marker": "X", "hatch": "xx", "label": "re-initialised heads"},
+    "output_perturbation": {"color": PALETTE["purple"], "marker": "D", "hatch": "..", "label": "output perturbation"},
 }
+CUT_AXIS_NOTE = "below 0: a rise"
+"""What a negative cut on a figure's axis is (the sign convention of :mod:`relink_lib.signs`)."""
 
 
 def plot_epsilon_spent(history: pd.DataFrame, target: float, ax: Axes | None = None) -> Axes:
     """Epsilon spent (RDP accountant) against the step, with the target."""
     ax = plt.subplots()[1] if ax is None else ax
-    ax.plot(history["step"], history["epsilon_spent"], "o-", ms=3, color="tab:blue")
+    ax.plot(history["step"], history["epsilon_spent"], "o-", ms=3, color=PALETTE["blue"], label="epsilon spent")
     ax.axhline(target, ls="--", color="0.4", lw=1, label=f"target eps = {target:g}")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("epsilon spent")
-    ax.legend(fontsize=8)
+    legend_outside(ax, fontsize=8)
     return ax
 
 
@@ -106,17 +115,23 @@ def plot_reductions(
             vals,
             width,
             color=VARIANT_STYLE[v]["color"],
+            hatch=VARIANT_STYLE[v]["hatch"],
+            edgecolor="white",
             label=VARIANT_STYLE[v]["label"],
         )
     if paper is not None:
         ax.axhline(
-            paper * 100, ls="--", color="0.3", lw=1, label=f"the paper's DP reduction ({100 * paper:.1f}%, N = 10,000)"
+            paper * 100,
+            ls="--",
+            color="0.3",
+            lw=1,
+            label=paper_label(f"DP cut of R@1, {100 * paper:.1f}% at N = 10,000"),
         )
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xticks(x)
     ax.set_xticklabels(models)
     ax.set_xlabel("model (rung of the ladder)")
-    ax.set_ylabel("relative Recall@1 reduction (%)")
+    ax.set_ylabel(f"relative cut of Recall@1 (%; {CUT_AXIS_NOTE})")
     return finish_axes(ax, simulation, legend_fontsize=7)
 
 
@@ -136,6 +151,8 @@ def plot_utility_by_variant(
             vals,
             width,
             color=VARIANT_STYLE[v]["color"],
+            hatch=VARIANT_STYLE[v]["hatch"],
+            edgecolor="white",
             label=VARIANT_STYLE[v]["label"],
         )
     ax.set_xticks(x)
@@ -147,11 +164,18 @@ def plot_utility_by_variant(
 
 # ---------------------------------------------------------------------------------------- frontier (chapter 6)
 FRONTIER_STYLE = {
-    ("pretrained", "sgd"): {"color": "tab:blue", "marker": "o", "label": "pretrained init, SGD"},
-    ("pretrained", "adam"): {"color": "tab:cyan", "marker": "s", "label": "pretrained init, Adam"},
-    ("reinit", "sgd"): {"color": "tab:green", "marker": "^", "label": "fresh init, SGD"},
-    ("reinit", "adam"): {"color": "tab:olive", "marker": "v", "label": "fresh init, Adam"},
+    ("pretrained", "sgd"): {"color": PALETTE["blue"], "marker": "o", "label": "pretrained init, SGD"},
+    ("pretrained", "adam"): {"color": PALETTE["sky"], "marker": "s", "label": "pretrained init, Adam"},
+    ("reinit", "sgd"): {"color": PALETTE["green"], "marker": "^", "label": "fresh init, SGD"},
+    ("reinit", "adam"): {"color": PALETTE["black"], "marker": "v", "label": "fresh init, Adam"},
 }
+"""DP points of the frontier: filled circles, squares and triangles (the controls: :data:`CONTROL_STYLE`)."""
+CONTROL_STYLE = {
+    "nonprivate": ("P", PALETTE["orange"], "non-private fine-tuning"),
+    "reinit_untrained": ("X", PALETTE["gray"], "fresh heads, untrained"),
+    "output_perturbation_matched": ("D", PALETTE["purple"], "output perturbation (matched R@1)"),
+}
+"""Controls of the frontier: marker, colour, label (shapes no DP point uses)."""
 
 
 def _grid_points(fr: FrontierResult, init: str, optimizer: str) -> list[FrontierPoint]:
@@ -199,8 +223,8 @@ def plot_cut_vs_drift(fr: FrontierResult, ax: Axes | None = None, *, simulation:
     ax.plot(
         [o["drift"] for o in curve],
         [100 * o["r1_reduction"] for o in curve],
-        "d--",
-        color="tab:red",
+        "D--",
+        color=CONTROL_STYLE["output_perturbation_matched"][1],
         ms=5,
         label="output perturbation (scale sweep)",
     )
@@ -208,7 +232,9 @@ def plot_cut_vs_drift(fr: FrontierResult, ax: Axes | None = None, *, simulation:
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("head drift ||W - W_pretrained|| / ||W_pretrained|| (log scale)")
-    ax.set_ylabel(f"R@1 cut at N = {fr.selection_rule.reference_pool_size:,}\n(%, report half, mean +- seed SD)")
+    ax.set_ylabel(
+        f"R@1 cut at N = {fr.selection_rule.reference_pool_size:,}\n(%, report half, mean +- seed SD; {CUT_AXIS_NOTE})"
+    )
     return finish_axes(ax, simulation, legend_fontsize=7)
 
 
@@ -222,6 +248,7 @@ def plot_frontier(
     """The frontier: R@1 cut (%) against zero-shot macro AUROC drop (points), both on the report half, by init and
     optimizer."""
     ax = plt.subplots()[1] if ax is None else ax
+    ax.set_xscale("symlog", linthresh=1.0)  # before any artist: set afterwards, the x limits clip the largest drops
     for (init, opt), st in FRONTIER_STYLE.items():
         pts = _grid_points(fr, init, opt)
         if pts:
@@ -230,17 +257,14 @@ def plot_frontier(
                 [100 * p.r1_reduction for p in pts],
                 marker=st["marker"],
                 color=st["color"],
+                edgecolors="0.2",
+                linewidths=0.4,
                 label=f"DP, {st['label']}",
                 s=30,
             )
-    ctrl_style = {
-        "nonprivate": ("P", "tab:orange", "non-private fine-tuning"),
-        "reinit_untrained": ("X", "tab:gray", "fresh heads, untrained"),
-        "output_perturbation_matched": ("D", "tab:red", "output perturbation (matched R@1)"),
-    }
     for c in fr.controls:
-        m, col, lab = ctrl_style.get(c["control"], ("*", "k", c["control"]))
-        ax.scatter([c["zero_shot_auroc_drop_report"]], [100 * c["r1_reduction"]], marker=m, color=col, s=60, label=lab)
+        m, col, lab = CONTROL_STYLE.get(c["control"], ("*", "k", c["control"]))
+        ax.scatter([c["zero_shot_auroc_drop_report"]], [100 * c["r1_reduction"]], marker=m, color=col, s=70, label=lab)
     p = fr.reference_point
     ax.scatter(
         [p.zero_shot_auroc_drop_report],
@@ -260,15 +284,13 @@ def plot_frontier(
         label="rule's zero-shot bound (applied on the selection half)",
     )
     if paper is not None:
-        ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label=f"the paper's cut ({100 * paper:.1f}%, N = 10,000)")
+        ax.axhline(
+            100 * paper, ls="--", color="0.3", lw=1, label=paper_label(f"cut of {100 * paper:.1f}% at N = 10,000")
+        )
     ax.axhline(0, color="0.5", lw=0.8)
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("zero-shot macro AUROC drop (points, report half; symlog)")
-    ax.set_ylabel("R@1 cut (%, report half)")
-    ax.legend(fontsize=6, loc="best")
-    if simulation:
-        label_simulation(ax)
-    return ax
+    ax.set_xlabel("zero-shot macro AUROC drop (points, report half; symlog; below 0: a gain)")
+    ax.set_ylabel(f"R@1 cut (%, report half; {CUT_AXIS_NOTE})")
+    return finish_axes(ax, simulation, legend_fontsize=7)
 
 
 def plot_scaling(
@@ -286,7 +308,7 @@ def plot_scaling(
         [100 * p.r1_reduction for p in pts],
         yerr=[100 * _finite_or_0(p.r1_reduction_seed_sd) for p in pts],
         fmt="o-",
-        color="tab:blue",
+        color=PALETTE["blue"],
         capsize=3,
         label="DP heads, " + ("selected" if fr.reference_is_selected else "reference") + " setting",
     )
@@ -304,25 +326,38 @@ def plot_scaling(
             ls="--",
             color="0.3",
             lw=1,
-            label=f"the paper's cut ({100 * paper:.1f}%, about 40x more private pairs)",
+            label=paper_label(f"cut of {100 * paper:.1f}%, with about 40x more private pairs"),
         )
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("private training pairs (log scale)")
-    ax.set_ylabel("R@1 cut (%, report half, mean +- seed SD)")
+    ax.set_ylabel(f"R@1 cut (%, report half, mean +- seed SD; {CUT_AXIS_NOTE})")
     return finish_axes(ax, simulation, legend_fontsize=7)
 
 
 CUT_AXIS_FLOOR = -200.0
 """Lowest cut (%) the factorial figures show: lower interval ends (a resample whose baseline R@1 is near zero) are
 cut off at the axis."""
+CUT_AXIS_CEILING = 110.0
+"""Highest value (%) the factorial figures show: no cut exceeds 100%, so a taller axis only squeezes the bars."""
+
+
+def _cut_limits(ax: Axes) -> None:
+    """y limits of a cut axis: from :data:`CUT_AXIS_FLOOR` (a near-zero baseline resample puts CIs far below) to
+    :data:`CUT_AXIS_CEILING` at most (autoscaling around such a CI would stretch the top as far)."""
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(max(lo, CUT_AXIS_FLOOR), min(hi, CUT_AXIS_CEILING))
+
+
 FACTORIAL_COLORS = {
-    "none": "0.5",
-    "nonprivate": "tab:orange",
-    "clip_only": "tab:green",
-    "dp": "tab:blue",
-    "public_only": "tab:purple",
+    "none": PALETTE["gray"],
+    "nonprivate": PALETTE["orange"],
+    "clip_only": PALETTE["green"],
+    "dp": PALETTE["blue"],
+    "public_only": PALETTE["purple"],
 }
+FACTORIAL_HATCHES = {"none": "xx", "nonprivate": "//", "clip_only": "\\\\", "dp": "", "public_only": ".."}
+"""Each training of the factorial has its own hatching too: the DP bars are the plain ones."""
 
 
 def plot_factorial_cuts(
@@ -340,21 +375,35 @@ def plot_factorial_cuts(
     cuts = np.array([100 * a.cut for a in arms])
     lo = np.array([100 * a.cut_ci_low for a in arms])
     hi = np.array([100 * a.cut_ci_high for a in arms])
-    ax.bar(x, cuts, color=[FACTORIAL_COLORS[a.training] for a in arms], alpha=0.85)
+    ax.bar(
+        x,
+        cuts,
+        color=[FACTORIAL_COLORS[a.training] for a in arms],
+        hatch=[FACTORIAL_HATCHES[a.training] for a in arms],
+        edgecolor="white",
+        alpha=0.9,
+    )
     ax.errorbar(
         x, cuts, yerr=[np.clip(cuts - lo, 0, None), np.clip(hi - cuts, 0, None)], fmt="none", color="k", capsize=3, lw=1
     )
     ax.set_xticks(x)
     ax.set_xticklabels([a.name.replace("/", "\n") for a in arms], rotation=0, fontsize=7)
     if paper is not None:
-        ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label=f"the paper's cut ({100 * paper:.1f}%)")
+        ax.axhline(100 * paper, ls="--", color="0.3", lw=1, label=paper_label(f"cut of {100 * paper:.1f}%"))
     for training, color in FACTORIAL_COLORS.items():
         if any(a.training == training for a in arms):
-            ax.bar([np.nan], [np.nan], color=color, label=training.replace("_", " "))
+            ax.bar(
+                [np.nan],
+                [np.nan],
+                color=color,
+                hatch=FACTORIAL_HATCHES[training],
+                edgecolor="white",
+                label=training.replace("_", " "),
+            )
     ax.axhline(0, color="0.5", lw=0.8)
-    ax.set_ylim(bottom=max(ax.get_ylim()[0], CUT_AXIS_FLOOR))  # a near-zero baseline resample: CIs far below
+    _cut_limits(ax)
     ax.set_xlabel("arm (init / training)")
-    ax.set_ylabel(f"R@1 cut at N = {fr.pool_size:,} (%, 95% CI)")
+    ax.set_ylabel(f"R@1 cut at N = {fr.pool_size:,} (%, 95% CI; {CUT_AXIS_NOTE})")
     return finish_axes(ax, simulation, legend_fontsize=7)
 
 
@@ -373,19 +422,21 @@ def plot_learning_curve(fr: FactorialResult, ax: Axes | None = None, *, simulati
             np.clip([100 * p.cut_ci_high for p in pts] - cut, 0, None),
         ],
         fmt="o-",
-        color="tab:orange",
+        color=PALETTE["orange"],
         capsize=3,
         label="R@1 cut (%, 95% CI)",
     )
-    ax.plot(ep, [p.zero_shot_auroc_drop for p in pts], "s--", color="tab:green", label="zero-shot AUROC drop (points)")
+    ax.plot(
+        ep, [p.zero_shot_auroc_drop for p in pts], "s--", color=PALETTE["green"], label="zero-shot AUROC drop (points)"
+    )
     ax.axvline(float(fr.setting["epochs"]), color="0.4", lw=1, ls=":", label="selected setting's epochs")
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("log")
     ax.set_xticks(ep, [f"{e:g}" for e in ep], minor=False)
     ax.set_xticks([], minor=True)
-    ax.set_ylim(bottom=max(ax.get_ylim()[0], CUT_AXIS_FLOOR))  # a near-zero baseline resample: CIs far below
+    _cut_limits(ax)
     ax.set_xlabel("epochs of non-private training from fresh heads (log scale)")
-    ax.set_ylabel("cut (%) / AUROC drop (points)")
+    ax.set_ylabel(f"cut (%) / AUROC drop (points); {CUT_AXIS_NOTE} / gain")
     return finish_axes(ax, simulation, legend_fontsize=7)
 
 

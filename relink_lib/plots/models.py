@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .common import label_simulation, set_style
+from .common import label_simulation, legend_outside, set_style
 
 # A given ``ax`` lies on a Figure (``cast(Figure, ax.figure)``): a SubFigure has no tight_layout.
 
@@ -35,7 +35,7 @@ def plot_ladder_training(
             ax.plot(val["epoch"], val["val_loss"], color=color, ls="--", marker="o", ms=3, lw=1, label=f"{name} (val)")
     ax.set_xlabel("epoch (passes over the training split)")
     ax.set_ylabel("InfoNCE loss (nats, in-batch)")
-    ax.legend(fontsize=8, ncol=2)
+    legend_outside(ax, fontsize=8)
     if simulation:
         label_simulation(ax)
     fig.tight_layout()

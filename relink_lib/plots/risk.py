@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from ..risk.summary import HIGH_BUDGET, eps_tick_label, eps_values, pool_size_label, select_recall
-from .common import label_simulation
+from .common import PALETTE, label_simulation, legend_outside, readable_log_ticks
 
 __all__ = [
     "budget_positions",
@@ -67,18 +67,19 @@ def shade_high_budget(ax: Axes, table: pd.DataFrame, text: str = "high-budget DP
     if not inside:
         return
     lo, hi = min(inside) - 0.4, max(inside) + 0.4
-    ax.axvspan(lo, hi, color="tab:orange", alpha=0.08, lw=0, label=f"{text} (Ziller et al.: eps 1e6 to 1e12)")
+    ax.axvspan(lo, hi, color=PALETTE["orange"], alpha=0.1, lw=0, label=f"{text} (Ziller et al.: eps 1e6 to 1e12)")
 
 
 def _legend_below(ax: Axes) -> None:
-    """The legend under the axes (off the data), in two columns."""
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    """The legend under the axes' x label (off the data), in two columns."""
+    legend_outside(ax, "below", fontsize=8, ncol=2)
 
 
 def _finish_budget_axes(ax: Axes, table: pd.DataFrame, simulation: bool) -> Axes:
     """The budget x-axis, the high-budget band, the legend below and the simulation stamp."""
     budget_axis(ax, table)
     shade_high_budget(ax, table)
+    readable_log_ticks(ax)
     _legend_below(ax)
     if simulation:
         label_simulation(ax)
@@ -98,20 +99,20 @@ def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = T
     x = budget_positions(table)
     floor = min(table["kappa"].min(), table["gradient_access_chance"].min()) / 2
     # a success rate of 0 has no place on a log axis: drawn on the bottom edge
-    ax.plot(x, table["worst_case_risk"], "o-", color="tab:red", label="worst case (ReRo bound, PLD)")
-    ax.plot(x, table["relaxed_risk"], "s-", color="tab:purple", label="relaxed (GLRT bound)")
+    ax.plot(x, table["worst_case_risk"], "o-", color=PALETTE["red"], label="worst case (ReRo bound, PLD)")
+    ax.plot(x, table["relaxed_risk"], "s-", color=PALETTE["purple"], label="relaxed (GLRT bound)")
     ax.plot(
         x,
         np.maximum(table["gradient_access_risk"].astype(float), floor),
         "^-",
-        color="tab:blue",
+        color=PALETTE["blue"],
         label="gradient-access reconstruction: images re-identified (0 on the bottom edge)",
     )
     ax.plot(
         x,
         np.full(len(x), table["kappa"].iloc[0]),
         ":",
-        color="tab:red",
+        color=PALETTE["red"],
         lw=1,
         label=f"training-set prior kappa = 1/{round(1 / table['kappa'].iloc[0]):,}",
     )
@@ -119,7 +120,7 @@ def plot_risks(table: pd.DataFrame, ax: Axes | None = None, simulation: bool = T
         x,
         np.full(len(x), table["gradient_access_chance"].iloc[0]),
         ":",
-        color="tab:blue",
+        color=PALETTE["blue"],
         lw=1,
         label=f"attack chance 1/N = 1/{int(table['attack_candidates'].iloc[0])}",
     )
@@ -162,7 +163,7 @@ def plot_cut(
     yerr = np.vstack([np.clip(cut - lo, 0, None), np.clip(hi - cut, 0, None)])
     ax.errorbar(x, cut, yerr=np.nan_to_num(yerr), fmt="o-", capsize=3, label="cut of Recall@1 (95% CI)")
     ax.axhline(0.0, color="0.4", ls=":", lw=1, label="no cut (pretrained heads)")
-    ax.axhline(1.0, color="tab:green", ls=":", lw=1, label="re-linkage removed entirely")
+    ax.axhline(1.0, color=PALETTE["green"], ls=":", lw=1, label="re-linkage removed entirely")
     ax.set_ylabel(f"relative cut of Recall@1 at N = {pool_size_label(pool_size)}")
     return _finish_budget_axes(ax, table, simulation)
 
@@ -180,7 +181,7 @@ def plot_relinkage(
             ax.plot(x[rows.index].to_numpy(), rows["recall"], style, label=f"Recall@{k}, {name}")
     for pool, color, name in (
         ("random", "0.45", "chance 1/N (random pools)"),
-        ("matched", "tab:orange", "effective chance (matched pools: the pool a query gets)"),
+        ("matched", PALETTE["orange"], "effective chance (matched pools: the pool a query gets)"),
     ):
         rows = select_recall(recall, pool, k, pool_size)
         if len(rows):
@@ -217,5 +218,6 @@ def plot_tradeoff_curves(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], a
     ax.set_xscale("log")
     ax.set_xlabel("type-I error alpha (log scale)")
     ax.set_ylabel("type-II error beta")
-    ax.legend(fontsize=7)
+    readable_log_ticks(ax)
+    legend_outside(ax, fontsize=7)
     return ax

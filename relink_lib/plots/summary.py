@@ -8,14 +8,14 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from ..paper import PAPER
-from .common import label_simulation
+from .common import PAPER_COLOR, label_simulation, legend_outside, paper_label
 
 
 def plot_lift_summary(points: pd.DataFrame, ax: Axes | None = None, simulation: bool = True) -> Axes:
     """Grouped bars of Recall@1 lift (``relink_lib.summary.lift_points``) with 95% CI whiskers.
 
-    The paper's 15x (N = 100) and 50x (N = 10,000) are drawn as red diamonds beside the most
-    specialised rung's bars, labelled as the paper's; the legend sits outside the data.
+    The paper's 15x (N = 100) and 50x (N = 10,000) are drawn as diamonds (:data:`PAPER_COLOR`) beside
+    the most specialised rung's bars, labelled "paper: ..."; the legend sits under the axes.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7.2, 4.0))
@@ -45,10 +45,11 @@ def plot_lift_summary(points: pd.DataFrame, ax: Axes | None = None, simulation: 
                 x[-1] + i * width,
                 paper,
                 "D",
-                color="tab:red",
+                color=PAPER_COLOR,
+                mec="white",
                 ms=7,
                 zorder=5,
-                label=f"the paper's {paper:g}x at N = {n:,} (strongest model, MIMIC-CXR)",
+                label=paper_label(f"{paper:g}x at N = {n:,} (its strongest model, MIMIC-CXR)"),
             )
     ax.axhline(1.0, color="0.3", lw=1, ls="--", label="chance (lift 1)")
     labels = points.drop_duplicates("rung").set_index("rung").reindex(rungs)["model"]
@@ -57,7 +58,7 @@ def plot_lift_summary(points: pd.DataFrame, ax: Axes | None = None, simulation: 
     ax.set_xlabel("rung (rising clinical specialization)")
     ax.set_ylabel("Recall@1 / chance")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    legend_outside(ax, "below", fontsize=8, ncol=2)
     if simulation:
         label_simulation(ax)
     return ax

@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 
 from ..paper import PAPER
 from ..threat_model import chance_recall
-from .common import log_pool_axis
+from .common import PAPER_COLOR, legend_outside, log_pool_axis, paper_label, readable_log_ticks
 
 __all__ = ["plot_chance_vs_pool"]
 
@@ -31,7 +31,11 @@ def plot_chance_vs_pool(
     if paper:
         for n, lift in PAPER.r1_lift_by_pool.items():
             ax.plot(
-                n, PAPER.r1_at(n), "D", color="tab:red", label="the paper's R@1 (strongest model)" if n == 100 else None
+                n,
+                PAPER.r1_at(n),
+                "D",
+                color=PAPER_COLOR,
+                label=paper_label("R@1 of its strongest model") if n == 100 else None,
             )
             ax.annotate(
                 f"paper: {lift:g}x chance\n(R@1, N = {n:,})",
@@ -39,10 +43,11 @@ def plot_chance_vs_pool(
                 textcoords="offset points",
                 xytext=(8, 4),
                 fontsize=8,
-                color="tab:red",
+                color=PAPER_COLOR,
             )
     ax.set_yscale("log")
     log_pool_axis(ax, [int(n) for n in (10, 100, 1000, 10000) if pool_range[0] <= n <= pool_range[1]])
     ax.set_ylabel("Recall@K (log scale)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    readable_log_ticks(ax)
+    legend_outside(ax, "right", fontsize=9)
     return ax
