@@ -23,13 +23,14 @@ import time
 import matplotlib.pyplot as plt
 from IPython.display import HTML, Markdown, display
 
+from relink_lib.calibration import calibration_box, calibration_record
 from relink_lib.display import provenance_banner
 from relink_lib.plots.common import set_style
 from relink_lib.plots.summary import plot_lift_summary
 from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
 from relink_lib.paper import PAPER_CITATION
-from relink_lib.summary import (calibration_box, lift_points, load_payloads, paper_table, summary_display,
+from relink_lib.summary import (lift_points, load_payloads, paper_table, summary_display,
                                 summary_findings, summary_payload, summary_table)
 from relink_lib.tables import html_table
 
@@ -59,7 +60,7 @@ display(Markdown("\n\n".join(summary_findings(summary))))
 # that agrees with the paper because of such a knob is a calibration, not a replication.
 
 # %%
-display(HTML(calibration_box(params)))
+display(HTML(calibration_box(calibration_record(payloads.get("audit"), params))))
 
 # %% [markdown]
 # ## The headline numbers beside the paper's

@@ -43,7 +43,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
 from relink_lib.cohorts.phi import display_frame, show_pairs
 from relink_lib.cohorts.stage import cohort_label, get_cohort
@@ -52,6 +52,7 @@ from relink_lib.cohorts.summary import (STUDIES_PER_PATIENT_FORMATS, cohorts_fin
                                         mention_rates, prevalence_table, split_table, studies_per_patient_notes,
                                         studies_per_patient_table)
 from relink_lib.cohorts.synthetic.prevalence import CHEXPERT_PREVALENCE, MIMIC_CXR_PREVALENCE
+from relink_lib.calibration import CH2_CALIBRATION, calibration_box, calibration_record
 from relink_lib.display import provenance_banner
 from relink_lib.labels import CHEXPERT_LABELS
 from relink_lib.plots.common import set_style
@@ -72,6 +73,7 @@ simulation = params.cohort.simulation
 kind = "simulation" if simulation else "real data"
 payload = cohorts_payload(internal, external, {"internal": cohort_label(internal), "external": cohort_label(external)})
 display(provenance_banner(params, f"{cohort_label(internal)}; {cohort_label(external)}"))
+display(HTML(calibration_box(calibration_record(None, params), pending=True, where=CH2_CALIBRATION)))
 
 # %% [markdown]
 # ## Size and splits
@@ -218,7 +220,9 @@ for name in ("internal", "external"):
 # credentialed cohort):
 
 # %%
-display_frame(internal, range(3), columns=["patient_id", "study_id", "split", "view", "text", *CHEXPERT_LABELS[:4]])
+few = display_frame(internal, range(3), columns=["patient_id", "study_id", "split", "view", "text", *CHEXPERT_LABELS[:4]])
+display(html_table(few, caption=f"Three pairs of the internal site (profile {profile}, {kind})",
+                   key_columns=["patient_id", "study_id"]))
 
 # %% [markdown]
 # ## What the simulation captures, and what it does not

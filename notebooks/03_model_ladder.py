@@ -46,9 +46,10 @@ import time
 
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
 from relink_lib.cohorts.stage import cohort_label, get_cohort
+from relink_lib.calibration import CH3_CALIBRATION, calibration_box, calibration_record
 from relink_lib.display import provenance_banner
 from relink_lib.models.catalog import CHECKPOINT_KINDS
 from relink_lib.models.stage import get_ladder, ladder_table
@@ -73,6 +74,7 @@ t_ladder = time.perf_counter()
 rungs = get_ladder(params)
 t_ladder = time.perf_counter() - t_ladder
 display(provenance_banner(params, cohort_label(cohort)))
+display(HTML(calibration_box(calibration_record(None, params), pending=True, where=CH3_CALIBRATION)))
 
 # %% [markdown]
 # ## The rungs

@@ -28,9 +28,14 @@ __all__ = [
     "SEARCHED",
     "KINDS",
     "calibration_record",
+    "knob_value",
     "calibration_box",
     "finding_kind",
     "top_rung_lift",
+    "CH2_CALIBRATION",
+    "CH3_CALIBRATION",
+    "CH4_CALIBRATION",
+    "CH6_CALIBRATION",
 ]
 
 KINDS: tuple[str, ...] = ("calibration", "searched", "prediction")
@@ -106,6 +111,24 @@ SEARCHED: tuple[str, ...] = (
 """What was searched rather than predicted (the kind ``searched``)."""
 
 
+CH2_CALIBRATION = (
+    "This chapter's cohort sizes, split fractions and report detail are calibration knobs: they were set so that "
+    "the audit of chapter 4 lands in the paper's regime."
+)
+CH3_CALIBRATION = (
+    "This chapter's training schedules (epochs per rung and their scale) are calibration knobs: the top rung's "
+    "re-linkage lift was tuned against the paper's figures below."
+)
+CH4_CALIBRATION = (
+    "The top rung's lifts at N = 100 and N = 10,000 in this chapter are calibrated figures, not predictions; the other "
+    "pool sizes, the other rungs and the hard negatives are predictions."
+)
+CH6_CALIBRATION = (
+    "The DP setting of this chapter was searched, and its cut is therefore a searched result; the pretrained heads' "
+    "re-linkage it is measured against rests on the calibrated ladder."
+)
+
+
 def _num(x: Any) -> float | None:
     try:
         v = float(x)
@@ -146,21 +169,49 @@ def top_rung_lift(audit: Mapping[str, Any] | None, pool_size: int) -> dict[str, 
     return None
 
 
-def calibration_record(audit: Mapping[str, Any] | None, params: Mapping[str, Any]) -> dict[str, Any]:
+def _profile_facts(params: Any) -> tuple[str | None, bool]:
+    """``(profile name, simulation?)`` of a :class:`relink_lib.config.Profile` or of a plain parameter mapping."""
+    cohort = getattr(params, "cohort", None)
+    if cohort is not None and hasattr(cohort, "simulation"):
+        return getattr(params, "name", None), bool(cohort.simulation)
+    cohort_map = params.get("cohort") or {}
+    return params.get("profile"), cohort_map.get("source", "synthetic") == "synthetic"
+
+
+def knob_value(params: Any, dotted: str) -> str:
+    """The profile's value of a knob ``dotted`` (``"a.b"``, or several joined by ``", "``) as display text."""
+    tree = params.to_params() if hasattr(params, "to_params") else params
+    values = []
+    for name in dotted.split(", "):
+        node: Any = tree
+        for part in name.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is None:
+            values.append("none")
+        elif isinstance(node, (list, tuple)) and all(isinstance(v, (int, float)) for v in node):
+            values.append(", ".join(f"{v:g}" for v in node))
+        elif isinstance(node, int) and not isinstance(node, bool):
+            values.append(f"{node:,}")
+        else:
+            values.append(str(node))
+    return "; ".join(values)
+
+
+def calibration_record(audit: Mapping[str, Any] | None, params: Any) -> dict[str, Any]:
     """How close this run landed on each calibrated figure (see the module docstring).
 
-    ``params``: the profile's parameters (``profile``, ``cohort.source``). Keys: ``profile``, ``simulation``,
+    ``params``: the profile (a :class:`relink_lib.config.Profile`, or a mapping with ``profile`` and
+    ``cohort.source``). Keys: ``profile``, ``simulation``,
     ``targets`` (per target: ``name, figure, pool_size, target, source, tolerance, band, achieved, ci, rung,
     model, within, ci_within, status``), ``status`` (``within tolerance`` when every target is, ``drifted``
     otherwise, ``not measured`` when a figure is missing, ``not applicable`` for real cohorts), ``knobs`` and
     ``searched``.
     """
-    cohort = params.get("cohort") or {}
-    simulation = cohort.get("source", "synthetic") == "synthetic"
+    name, simulation = _profile_facts(params)
     out: dict[str, Any] = {
-        "profile": params.get("profile"),
+        "profile": name,
         "simulation": simulation,
-        "knobs": [{"knob": k, "what": w, "target": t} for k, w, t in CALIBRATED_KNOBS],
+        "knobs": [{"knob": k, "value": knob_value(params, k), "what": w, "target": t} for k, w, t in CALIBRATED_KNOBS],
         "searched": list(SEARCHED),
         "targets": [],
     }
@@ -251,7 +302,8 @@ def calibration_box(record: Mapping[str, Any], *, where: str = "", pending: bool
     status = str(record.get("status", "not measured"))
     kind = "important" if pending or status == "within tolerance" else "warning"
     knobs = "".join(
-        f"<li>{code(k['knob'])} ({html.escape(k['what'])}): {html.escape(k['target'])}.</li>"
+        f"<li>{code(k['knob'])} = {html.escape(str(k.get('value', 'n/a')))} ({html.escape(k['what'])}): "
+        f"{html.escape(k['target'])}.</li>"
         for k in record.get("knobs", [])
     )
     targets = "".join(_target_items(record, pending))

@@ -3,8 +3,8 @@
 Every sentence of the summary comes from :func:`summary_findings` applied to
 :func:`summary_payload`, which reads the chapters' payloads defensively: a chapter that has not
 run, or a field that a chapter no longer writes, gives "not available" rather than an error.
-The paper's figures come from :mod:`relink_lib.paper`; the "what was calibrated" box from
-:func:`calibration_box` and the profile.
+The paper's figures come from :mod:`relink_lib.paper`; the "what was calibrated" box and the kind of each
+headline number (calibration, searched, prediction) from :mod:`relink_lib.calibration`.
 
 Payload of :func:`summary_payload` (all numbers are fractions; ``None`` = not available):
 
@@ -20,12 +20,12 @@ Payload of :func:`summary_payload` (all numbers are fractions; ``None`` = not av
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from .calibration import finding_kind
 from .paper import PAPER, PAPER_CITATION
 from .results import read_results
 from .signs import cut_phrase, drop_phrase, fmt_cut, fmt_cut_ci
@@ -51,9 +51,7 @@ __all__ = [
     "summary_findings",
     "summary_table",
     "summary_display",
-    "calibration_box",
     "lift_points",
-    "CALIBRATED_KNOBS",
     "paper_table",
     "NA",
 ]
@@ -552,7 +550,8 @@ def _confirmation_utility_text(c: Mapping[str, Any] | None) -> str:
 
 
 def summary_table(payload: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per headline number: this run's value and CI beside the paper's figure (``None`` = not available)."""
+    """One row per headline number: this run's value and CI beside the paper's figure (``None`` = not available), and
+    its ``kind`` (``calibration``, ``searched`` or ``prediction``: :func:`relink_lib.calibration.finding_kind`)."""
     rows: list[dict[str, Any]] = []
     audit = payload.get("audit") or {}
     for p in audit.get("points", []):
@@ -564,6 +563,7 @@ def summary_table(payload: Mapping[str, Any]) -> pd.DataFrame:
                 "CI low": (p["lift_ci"] or (None, None))[0],
                 "CI high": (p["lift_ci"] or (None, None))[1],
                 "the paper": paper,
+                "kind": finding_kind("lift", pool_size=None if p["full_database"] else int(p["n"])),
             }
         )
     hard = payload.get("hard_negatives") or {}
@@ -575,6 +575,7 @@ def summary_table(payload: Mapping[str, Any]) -> pd.DataFrame:
                 "CI low": None,
                 "CI high": None,
                 "the paper": None,
+                "kind": finding_kind("hard_negatives"),
             }
         )
     dp = payload.get("dp") or {}
@@ -586,16 +587,26 @@ def summary_table(payload: Mapping[str, Any]) -> pd.DataFrame:
                 "CI low": (dp["ci"] or (None, None))[0],
                 "CI high": (dp["ci"] or (None, None))[1],
                 "the paper": PAPER.dp_r1_reduction_n10000,
+                "kind": finding_kind("dp_cut"),
             }
         )
     util = payload.get("utility") or {}
-    for key, name, paper in (
-        ("probe_before", "linear-probe macro AUROC, pretrained", PAPER.probe_macro_auroc_before),
-        ("probe_after", "linear-probe macro AUROC, DP heads", PAPER.probe_macro_auroc_after),
+    for key, name, paper, kind in (
+        ("probe_before", "linear-probe macro AUROC, pretrained", PAPER.probe_macro_auroc_before, "utility"),
+        ("probe_after", "linear-probe macro AUROC, DP heads", PAPER.probe_macro_auroc_after, "dp_utility"),
     ):
         if util.get(key) is not None:
-            rows.append({"finding": name, "this run": util[key], "CI low": None, "CI high": None, "the paper": paper})
-    return pd.DataFrame(rows, columns=["finding", "this run", "CI low", "CI high", "the paper"])
+            rows.append(
+                {
+                    "finding": name,
+                    "this run": util[key],
+                    "CI low": None,
+                    "CI high": None,
+                    "the paper": paper,
+                    "kind": finding_kind(kind),
+                }
+            )
+    return pd.DataFrame(rows, columns=["finding", "this run", "CI low", "CI high", "the paper", "kind"])
 
 
 def paper_table() -> pd.DataFrame:
@@ -620,86 +631,10 @@ def summary_display(payload: Mapping[str, Any]) -> pd.DataFrame:
                 "finding": name,
                 "this run (95% CI)": value,
                 "the paper": NA if _num(r["the paper"]) is None else fmt(r["the paper"]),
+                "kind": r["kind"],
             }
         )
-    return pd.DataFrame(rows, columns=["finding", "this run (95% CI)", "the paper"])
-
-
-#: Knobs of the simulation that were set against a target, with the target (the calibration box).
-CALIBRATED_KNOBS: tuple[tuple[str, str, str], ...] = (
-    (
-        "cohort.report_detail",
-        "how much instance detail a synthetic report keeps",
-        "tuned, with the ladder's steps, so that the default profile's top rung re-links near the paper's "
-        f"{PAPER.r1_lift_n100:g}x (N = 100) and {PAPER.r1_lift_n10000:g}x (N = 10,000) chance",
-    ),
-    (
-        "ladder.epochs_scale",
-        "training steps of the embedded model ladder (x each rung's epochs)",
-        "the same target: the top rung near the paper's lifts, and Recall@1 rising with the rung",
-    ),
-    (
-        "cohort.image_noise, ladder.overrides",
-        "image noise of the renderer and per-rung schedules",
-        "1 and none on default; on the smaller ci profile halved noise and a longer top rung, set so that ci "
-        "still shows the effect its regression checks guard (top rung at 5x chance or more at N = 100, rungs "
-        "rising; docs/models.md)",
-    ),
-    (
-        "cohort.n_pairs, cohort.split_fractions",
-        "cohort and split sizes",
-        "a held-out split larger than 10,000 pairs on the default profile, so the audit reaches N = 10,000 as the "
-        "paper's does",
-    ),
-    (
-        "dp.target_epsilon, dp.delta",
-        "the DP budget",
-        f"copied from the paper's protocol (eps = {PAPER.dp_epsilon:g}, delta = {PAPER.dp_delta:g})",
-    ),
-)
-
-
-def _get(params: Mapping[str, Any], dotted: str) -> str:
-    values = []
-    for name in dotted.split(", "):
-        node: Any = params
-        for part in name.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        values.append(
-            "none"
-            if node is None
-            else (
-                ", ".join(f"{v:g}" for v in node)
-                if isinstance(node, (list, tuple)) and all(isinstance(v, (int, float)) for v in node)
-                else f"{node:,}"
-                if isinstance(node, int)
-                else str(node)
-            )
-        )
-    return "; ".join(values)
-
-
-def calibration_box(params: Mapping[str, Any]) -> str:
-    """The "what was calibrated" box for the profile ``params``: an HTML admonition (the theme's classes)."""
-
-    def code(text: str) -> str:
-        return f"<code>{html.escape(text)}</code>"
-
-    items = "".join(
-        f"<li>{code(knob)} = {html.escape(_get(params, knob))} ({html.escape(what)}): {html.escape(target)}.</li>"
-        for knob, what, target in CALIBRATED_KNOBS
-    )
-    return (
-        '<div class="admonition important relink-calibration">'
-        '<p class="admonition-title">What was calibrated, and what is a prediction</p>'
-        f"<p>On profile {code(str(params.get('profile', NA)))} these knobs of the simulation were "
-        "<strong>set against a target</strong>; a number that lands near the paper's because of them is a "
-        "calibration, not a replication:</p>"
-        f"<ul>{items}</ul>"
-        "<p>Everything else is a <strong>prediction of the simulation</strong>, not tuned to any target: the ordering "
-        "of the rungs at other pool sizes, hard-negative recall, the DP cut and what it costs in utility, transfer to "
-        "the external cohort, and the reconstruction risks.</p></div>"
-    )
+    return pd.DataFrame(rows, columns=["finding", "this run (95% CI)", "the paper", "kind"])
 
 
 def lift_points(audit: Mapping[str, Any] | None) -> pd.DataFrame:

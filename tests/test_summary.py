@@ -6,12 +6,11 @@ import json
 
 import pytest
 
+from relink_lib.calibration import CALIBRATED_KNOBS, calibration_box, calibration_record
 from relink_lib.paper import PAPER
 from relink_lib.profiles import get_profile
 from relink_lib.summary import (
-    CALIBRATED_KNOBS,
     NA,
-    calibration_box,
     load_payloads,
     summary_display,
     summary_findings,
@@ -211,7 +210,14 @@ def test_missing_chapters_and_changed_shapes_say_not_available():
     }
     findings = summary_findings(summary_payload(odd))
     assert all(NA in f for f in findings)
-    assert list(summary_table(summary_payload({})).columns) == ["finding", "this run", "CI low", "CI high", "the paper"]
+    assert list(summary_table(summary_payload({})).columns) == [
+        "finding",
+        "this run",
+        "CI low",
+        "CI high",
+        "the paper",
+        "kind",
+    ]
 
 
 def test_small_profile_says_n_10000_is_not_available_and_names_the_full_database():
@@ -232,15 +238,27 @@ def test_summary_table_rows_match_the_findings():
 
 
 def test_calibration_box_reads_the_profile():
-    box = calibration_box(get_profile("default"))
-    assert box.startswith('<div class="admonition important') and box.endswith("</div>")
-    assert "What was calibrated" in box and "prediction of the simulation" in box
+    rec = calibration_record(None, get_profile("default"))
+    box = calibration_box(rec)
+    assert box.startswith('<div class="admonition') and box.endswith("</div>")
+    assert "What was calibrated" in box and "prediction of the simulation" in box and "Searched" in box
     assert "<code>cohort.report_detail</code> = 1.0" in box and "<code>ladder.epochs_scale</code> = 1.0" in box
     assert "20,000; 0.4, 0.05, 0.55" in box and "eps = 0.34" in box
-    assert box.count("<li>") == len(CALIBRATED_KNOBS)
+    assert len(rec["knobs"]) == len(CALIBRATED_KNOBS)
     ci = get_profile("ci")
-    assert f"<code>ladder.epochs_scale</code> = {ci['ladder']['epochs_scale']}" in calibration_box(ci)
-    assert f"<code>cohort.image_noise, ladder.overrides</code> = {ci['cohort']['image_noise']};" in calibration_box(ci)
+    ci_box = calibration_box(calibration_record(None, ci))
+    assert f"<code>ladder.epochs_scale</code> = {ci['ladder']['epochs_scale']}" in ci_box
+    assert f"<code>cohort.image_noise, ladder.overrides</code> = {ci['cohort']['image_noise']};" in ci_box
+
+
+def test_every_headline_number_has_a_kind_from_the_record():
+    table = summary_table(summary_payload(payloads()))
+    kinds = dict(zip(table["finding"], table["kind"]))
+    assert kinds["R@1 lift over chance, N = 100"] == "calibration"
+    assert kinds["R@1 lift over chance, N = 10,000"] == "calibration"
+    assert next(v for k, v in kinds.items() if "cut" in k) == "searched"
+    assert set(table["kind"]) <= {"calibration", "searched", "prediction"}
+    assert summary_display(summary_payload(payloads()))["kind"].tolist() == table["kind"].tolist()
 
 
 def test_summary_display_puts_units_and_intervals_in_one_cell():
