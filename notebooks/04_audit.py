@@ -53,7 +53,8 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from relink_lib.audit.stage import audit_ladder
-from relink_lib.audit.summary import audit_findings, audit_overview, audit_payload, audit_tables, compact
+from relink_lib.audit.summary import (audit_findings, audit_overview, audit_payload, audit_tables, compact,
+                                      gap_findings, risk_findings, risk_plot_frame)
 from relink_lib.plots.audit import (plot_lift_vs_pool, plot_rank_distribution, plot_recall_vs_pool, plot_risk_factors,
                                     plot_seen_unseen)
 from relink_lib.plots.common import set_style
@@ -161,11 +162,26 @@ print(tables["ranks"].set_index("rung").drop(columns="model").pipe(compact).to_s
 #
 # The pairs above were never seen in training: they measure how well a model's image-report
 # correspondence generalises. Differential privacy, however, protects the pairs a model was
-# trained on. The same audit therefore runs on a patient-level sample of the training split of
-# the same size as the held-out split (the whole training split when it is smaller), and the
-# gap is Recall@1 on trained-on pairs minus Recall@1 on held-out pairs at the same N, with a
-# patient-bootstrap 95% interval. A positive gap is memorisation of the training pairs, the
-# quantity a DP guarantee on the training pairs should bound.
+# trained on. Here *seen* means seen in training by both the encoders and the projection heads:
+# every model of the ladder is trained end to end on the training split. (The DP heads of
+# chapter 6 retrain the heads only; what the frozen encoders learned from these pairs stays
+# outside their guarantee.)
+#
+# A gap between the two is only memorisation if both sides are measured alike. Recall@K at pool
+# size N depends on the database the N - 1 distractors come from, so comparing the training
+# split's "full database" (on `default`, 8,086 pairs) with the held-out one's (10,861) would credit
+# the smaller split with its smaller pool. The comparison is therefore made at **equal N and equal
+# database size**: the larger split is cut by patient (whole patients, so a query keeps its own
+# patient's other studies among its distractors, as in the smaller split) to the smaller one's size,
+# ten times with different seeds; each cut is audited as a database of its own with the exact
+# expected recall, and the smaller split is audited whole. The gap is seen minus unseen Recall@1 at
+# N = 100, at N = 1,000 and at the largest common N (the whole of the smaller split). Its 95%
+# interval is a patient bootstrap of both splits, with the ten cuts pooled (a resampled patient
+# brings its queries of every cut). Where the interval includes zero the data cannot tell seen
+# from unseen pairs.
+#
+# The figure shows each split's own audit against N (the training split audited whole, or cut to
+# the held-out size when it is larger); the table below it is the equal-size comparison.
 
 # %%
 if payload["train"].empty:
@@ -180,23 +196,26 @@ else:
 if not tables["gap"].empty:
     gap = tables["gap"][tables["gap"]["k"] == 1]
     display(html_table(gap, {c: "sig" for c in ("recall_train", "recall_test", "gap", "gap_ci_low", "gap_ci_high")},
-                       caption="Seen minus unseen Recall@1 at the same N (patient-bootstrap 95% CI)"))
+                       caption="Seen minus unseen Recall@1 at equal N and equal database size "
+                               "(patient-bootstrap 95% CI; n_train, n_test: pairs per database)"))
+    display(Markdown("\n".join(f"- {line}" for line in gap_findings(payload))))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 if not tables["gap"].empty:
-    print(gap.set_index(["rung", "N"])[["recall_train", "recall_test", "gap"]].pipe(compact).to_string())
+    print(gap.set_index(["rung", "N"])[["recall_train", "recall_test", "gap", "gap_ci_low", "gap_ci_high", "verdict"]]
+          .pipe(compact).to_string())
 
 # %% [markdown]
 # ## What makes a study re-linkable
 #
 # One R@1 hides which studies carry the risk. Each held-out query's expected Recall@1 at a
-# reference pool size (N = 100 where the database allows, else the full database) is modelled
-# by a linear regression (scikit-learn) on properties of its study: whether the report names a
-# device, uses a laterality word, gives a measurement, compares with a prior study, its length,
-# the number of positive findings and whether the view is AP. One extractor derives the text
-# properties from the report text alike for real and synthetic reports (it never reads the
-# generator's records); only the derived properties and their effects are shown, never text.
-# First, how well the extractor agrees with what the synthetic generator recorded:
+# reference pool size (N = 100 where the database allows, else the full database) is related to
+# properties of its study: whether the report names a device, uses a laterality word, gives a
+# measurement, compares with a prior study, its length, the number of positive findings and
+# whether the view is AP. One extractor derives the text properties from the report text alike
+# for real and synthetic reports (it never reads the generator's records); only the derived
+# properties and their effects are shown, never text. First, how well the extractor agrees with
+# what the synthetic generator recorded:
 
 # %% tags=["remove-input"]
 if tables["validation"].empty:
@@ -206,20 +225,46 @@ else:
                                                                  "prevalence_extracted")}))
 
 # %% [markdown]
-# The effects (change in expected Recall@1 per unit, the other properties held fixed) of the
-# most specialised model, with patient-bootstrap 95% intervals:
+# **The model.** The outcome is bounded (0 to 1) and mostly near zero, so a straight line fits it
+# badly and can predict below 0. It is modelled by a *fractional logit* (a binomial GLM with logit
+# link on the fraction, statsmodels): an effect is an **odds ratio**, the factor by which the odds
+# of the expected Recall@1 change per unit of the property (above 1: more re-linkable). The
+# intervals are 95% Wald intervals with standard errors clustered by patient (studies of one
+# patient are not independent). It is fitted in two forms:
+#
+# - **alone**: one property at a time, its whole association with re-linkage;
+# - **adjusted**: all properties together **except report length**. Length is not a confounder of
+#   the text properties but the way they act: naming a device, a side or a measurement makes a report
+#   longer and more specific. Holding length fixed would compare a report that names a device with
+#   one of the same length that spends those words on something else, and so can make a device look
+#   protective. Length therefore gets its own row, alone.
+#
+# **A check against the generator.** The synthetic generator writes a device, a side or a
+# measurement into a report only when the study carries it (and the image shows it), so those
+# reports have fewer look-alikes: with the generator's own records in place of the extracted
+# properties, their odds ratios must come out above 1. The second table does that check.
 
 # %%
-fig, ax = plt.subplots(figsize=(7.0, 3.8))
-plot_risk_factors(payload["risk"], ax=ax, simulation=simulation)
-ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2)
-plt.show()
+effects = risk_plot_frame(payload["risk"])
+if effects["effect"].notna().any():
+    fig, ax = plt.subplots(figsize=(7.0, 3.8))
+    plot_risk_factors(effects, ax=ax, simulation=simulation)
+    ax.set_xlabel("average change of expected Recall@1 per unit (adjusted model; length: alone)")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2)
+    plt.show()
 
 # %% tags=["remove-input"]
-display(html_table(tables["risk"], {c: "sig" for c in ("effect", "ci_low", "ci_high", "share of studies")}))
+display(html_table(tables["risk"], {c: "sig" for c in tables["risk"].columns if c != "property"},
+                   caption="Odds ratios of expected Recall@1, most specialised model (95% CIs by patient)"))
+if not tables["risk_check"].empty:
+    display(html_table(tables["risk_check"], {c: "sig" for c in tables["risk_check"].columns if "OR" in c},
+                       caption="The model against the generator: odds ratios alone (95% CIs)"))
+display(Markdown("\n".join(f"- {line}" for line in risk_findings(payload))))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(tables["risk"].set_index("property").pipe(compact).to_string())
+if not tables["risk_check"].empty:
+    print(tables["risk_check"].set_index("property").pipe(compact).to_string())
 
 # %% [markdown]
 # ## Summary

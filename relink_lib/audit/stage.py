@@ -9,12 +9,16 @@ per pool type (ties broken uniformly at random, with both bounds):
 - the looser match, same positive-label set (``match="positive"``), as a sensitivity analysis;
 
 each with patient-level bootstrap intervals. The same audit (random and exact-matched pools) runs
-on a patient-level sample of the ``train`` split of the same size (pairs the rung was trained
-on; :mod:`.seen`), and rows carry ``split``. Chapter 4 also models each held-out query's expected
-Recall@1 at a reference pool size on properties derived from its report (:mod:`.risk_factors`;
-the text is read only to derive them). Chapter 5 also splits the recall by the instance
-detail a report mentions (synthetic cohorts carry ``mentions_device``, ``mentions_measurement``,
-``mentions_laterality``, ``mentions_chronic``; real cohorts have no such flags and get no split).
+on a patient-level sample of the ``train`` split of the held-out split's size (all of it when it is
+smaller; pairs the rung's encoders and heads were trained on), and rows carry ``split``. The
+seen/unseen gap compares the two splits at equal N and equal database size (:mod:`.seen`: the
+larger split cut by patient to the smaller one's size, over several draws). Chapter 4 also models
+each held-out query's expected Recall@1 at a reference pool size on properties derived from its
+report (:mod:`.risk_factors`, a fractional logit; the text is read only to derive them), and
+chapter 6 refits that model under the DP heads (:func:`risk_factor_refit`). Chapter 5 also splits
+the recall by the instance detail a report mentions (synthetic cohorts carry ``mentions_device``,
+``mentions_measurement``, ``mentions_laterality``, ``mentions_chronic``; real cohorts have no such
+flags and get no split).
 
 The per-rung computation is cached under ``cache_dir(profile)/audit/<hash>/`` (key: the
 embeddings' content, the audit parameters and this package's code version). The stage writes no
@@ -35,19 +39,20 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from .. import cache
 from ..cohorts.base import Cohort
 from ..cohorts.stage import get_cohort
 from ..config import AuditConfig, ProfileLike, as_profile
-from ..features import get_embeddings
+from ..features import embed_features, get_embeddings, get_features
 from ..labels import CHEXPERT_LABELS
 from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
 from ..results import frame_from_records, jsonable
 from .engine import RankCounts, audit_table, per_query_recall, rank_counts
-from .risk_factors import fit_risk_factors, study_properties, validate_properties
-from .seen import sample_patients, seen_unseen_gap
+from .risk_factors import GROUND_TRUTH, fit_risk_factors, study_properties, validate_properties
+from .seen import N_DRAWS, equal_size_draws, sample_patients, seen_unseen_gap
 
 __all__ = [
     "DETAIL_COLUMNS",
@@ -62,6 +67,8 @@ __all__ = [
     "load_ladder_audits",
     "risk_factor_pool_size",
     "risk_factor_tables",
+    "RiskRefit",
+    "risk_factor_refit",
 ]
 
 DETAIL_COLUMNS: tuple[str, ...] = ("mentions_device", "mentions_measurement", "mentions_laterality", "mentions_chronic")
@@ -103,8 +110,9 @@ class RungAudit:
 
     ``table`` (held-out split, all pool types), ``breakdown`` (by detail), full-database
     ``ranks`` (expected rank under random tie-breaking, rounded down, per pool type),
-    ``dropped_pool_sizes``; ``train_table`` (the same-size training sample, random and matched
-    pools; empty without one), ``gap`` (:func:`.seen.seen_unseen_gap`, random pools) and
+    ``dropped_pool_sizes``; ``train_table`` (the training sample of the held-out split's size, or the
+    whole training split when smaller; random and matched pools; empty without one), ``gap``
+    (:func:`.seen.seen_unseen_gap` at equal N and database size, random pools) and
     ``counts`` (``test_better``, ``test_tied`` per held-out query, random pools, and the
     ``train_*`` ones) for per-query analyses.
     """
@@ -132,18 +140,22 @@ def _audit_train(
     pairs: pd.DataFrame,
     config: AuditConfig,
     seed: int,
-    test_rc: RankCounts,
-    test_patients: np.ndarray,
+    test: tuple[np.ndarray, np.ndarray, RankCounts, np.ndarray],
+    n_draws: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame, RankCounts]:
+    """The training split's audit (a sample of the held-out split's size) and the equal-N seen/unseen gap."""
     _check_pairs(pairs, len(image_emb), "train pairs")
-    labels = pairs[list(CHEXPERT_LABELS)]
+    t_img, t_rep, test_rc, test_patients = test
     patients = pairs["patient_id"].astype(str).to_numpy()
+    size = min(len(image_emb), test_rc.n_database)  # the common database size
+    pick = sample_patients(patients, size, seed=seed)  # the whole split when it is the smaller one
+    labels = pairs[list(CHEXPERT_LABELS)].iloc[pick]
     tables: list[pd.DataFrame] = []
     rc_random: RankCounts | None = None
     for name, hard, match in POOL_TYPES[:2]:
         rc = rank_counts(
-            image_emb,
-            report_emb,
+            image_emb[pick],
+            report_emb[pick],
             labels=labels if hard else None,
             hard_negatives=hard,
             match=match,
@@ -154,22 +166,18 @@ def _audit_train(
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t = audit_table(rc, config.pool_sizes, config.ks, patient_ids=patients, n_boot=config.n_boot, seed=seed + 7)
+            t = audit_table(
+                rc, config.pool_sizes, config.ks, patient_ids=patients[pick], n_boot=config.n_boot, seed=seed + 7
+            )
         t.insert(0, "pool", name)
         tables.append(t)
         rc_random = rc if name == "random" else rc_random
     if rc_random is None:
         raise ValueError("POOL_TYPES: expected a 'random' pool for the seen/unseen gap")
-    gap = seen_unseen_gap(
-        rc_random,
-        test_rc,
-        config.pool_sizes,
-        config.ks,
-        train_patients=patients,
-        test_patients=test_patients,
-        n_boot=config.n_boot,
-        seed=seed,
-    )
+    draws = partial(equal_size_draws, n_draws=n_draws, seed=seed, chunk_size=config.chunk_size, device=config.device)
+    seen = draws(image_emb, report_emb, patients, size, whole=rc_random if len(pick) == len(patients) else None)
+    unseen = draws(t_img, t_rep, test_patients, size, whole=test_rc if test_rc.n_database == size else None)
+    gap = seen_unseen_gap(seen, unseen, config.pool_sizes, config.ks, n_boot=config.n_boot, seed=seed)
     return pd.concat(tables, ignore_index=True), gap, rc_random
 
 
@@ -181,13 +189,17 @@ def audit_rung(
     *,
     seed: int = 0,
     train: tuple[np.ndarray, np.ndarray, pd.DataFrame] | None = None,
+    n_draws: int = N_DRAWS,
 ) -> RungAudit:
     """Audit one rung's held-out embeddings; ``pairs`` holds the rows' ``patient_id``, labels and detail flags.
 
     Pure function of its inputs (no files): random, exact-matched and positive-matched pools,
     bootstrap CIs by patient, and the split by detail flag (both random and exact-matched pools).
-    ``train``: ``(image_emb, report_emb, pairs)`` of the training sample, audited with random and
-    exact-matched pools, and the seen/unseen gap of random pools. ``seed``: of the bootstrap.
+    ``train``: ``(image_emb, report_emb, pairs)`` of the training split. A patient-level sample of it
+    of the held-out split's size (all of it when it is smaller) is audited with random and
+    exact-matched pools (``train_table``), and the seen/unseen gap of random pools compares the two
+    splits at equal N and equal database size (:mod:`.seen`: the larger split cut by patient to the
+    smaller one's size, ``n_draws`` times). ``seed``: of the samples and the bootstrap.
     """
     _check_pairs(pairs, len(image_emb))
     labels = pairs[list(CHEXPERT_LABELS)]
@@ -245,7 +257,9 @@ def audit_rung(
     if train is not None:
         if test_rc is None:
             raise ValueError("POOL_TYPES: expected a 'random' pool for the train split's comparison")
-        train_table, gap, train_rc = _audit_train(*train, config, seed, test_rc, patients)
+        train_table, gap, train_rc = _audit_train(
+            *train, config, seed, (image_emb, report_emb, test_rc, patients), n_draws
+        )
         counts["train_better"], counts["train_tied"] = train_rc.better, train_rc.tied
     return RungAudit(
         table=pd.concat(tables, ignore_index=True),
@@ -294,13 +308,16 @@ def _load(directory: Path) -> RungAudit:
     with np.load(directory / "counts.npz") as z:
         counts = {k: z[k] for k in z.files}
     meta = json.loads((directory / "meta.json").read_text())
+    gap = _read_csv(directory / "gap.csv")
+    if "subsampled" in gap.columns:  # "" (neither split cut) reads back as NaN
+        gap["subsampled"] = gap["subsampled"].fillna("").astype(str)
     return RungAudit(
         table=_read_csv(directory / "table.csv"),
         breakdown=_read_csv(directory / "breakdown.csv"),
         ranks=ranks,
         dropped_pool_sizes=meta["dropped_pool_sizes"],
         train_table=_read_csv(directory / "train_table.csv"),
-        gap=_read_csv(directory / "gap.csv"),
+        gap=gap,
         counts=counts,
     )
 
@@ -322,11 +339,10 @@ def load_ladder_audits(params: ProfileLike, *, progress: bool = False) -> tuple[
         image_emb, report_emb, rows = get_embeddings(params, cohort, rung, split="test", progress=progress)
         pairs = cohort.pairs.iloc[np.asarray(rows)][keep].reset_index(drop=True)
         train = None
-        if config.seen:
+        if config.seen:  # the whole training split: audit_rung samples it and draws the equal-size subsamples
             t_img, t_rep, t_rows = get_embeddings(params, cohort, rung, split="train", progress=progress)
-            pick = sample_patients(cohort.pairs.iloc[np.asarray(t_rows)]["patient_id"].to_numpy(), len(rows), seed=seed)
-            t_pairs = cohort.pairs.iloc[np.asarray(t_rows)[pick]][keep].reset_index(drop=True)
-            train = (t_img[pick], t_rep[pick], t_pairs)
+            t_pairs = cohort.pairs.iloc[np.asarray(t_rows)][keep].reset_index(drop=True)
+            train = (t_img, t_rep, t_pairs)
         key = {
             "step": "audit",
             "image": image_emb,
@@ -343,7 +359,11 @@ def load_ladder_audits(params: ProfileLike, *, progress: bool = False) -> tuple[
                 "labels": np.nan_to_num(train[2][list(CHEXPERT_LABELS)].to_numpy(dtype=np.float64), nan=9.0),
                 "patients": cache.content_hash(train[2]["patient_id"].astype(str).tolist()),
             },
-            "settings": {**{k: v for k, v in config.to_dict().items() if k != "device"}, "seed": seed},
+            "settings": {
+                **{k: v for k, v in config.to_dict().items() if k != "device"},
+                "seed": seed,
+                "gap_draws": N_DRAWS,
+            },
             "code": code,
         }
         path = cache.cached_dir(
@@ -376,20 +396,30 @@ def risk_factor_pool_size(config: AuditConfig, n_database: int) -> int | None:
     return None if int(n) > n_database else int(n)
 
 
+def _truth(pairs: pd.DataFrame) -> pd.DataFrame | None:
+    """The generator's flags of the text properties (synthetic cohorts), or ``None`` (real cohorts have none)."""
+    cols = [c for c in GROUND_TRUTH.values() if c in pairs.columns]
+    return pairs[cols].reset_index(drop=True) if cols else None
+
+
 def risk_factor_tables(
     cohort: Cohort, rungs: Sequence[Rung], audits: Sequence[RungAudit], config: AuditConfig, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame, int | None]:
     """Per-rung effects of report properties on each held-out query's expected R@1, and the extractor's validation.
 
     Returns ``(effects, validation, reference_n)``: ``effects`` has ``model, rung`` and the
-    columns of :func:`.risk_factors.fit_risk_factors` plus ``mean_outcome``; ``validation`` is
-    :func:`.risk_factors.validate_properties` on the held-out reports against the generator's flags
-    (empty for real cohorts); ``reference_n`` is the pool size (``None`` = full database).
+    columns of :func:`.risk_factors.fit_risk_factors` (fractional logit, marginal and adjusted without
+    report length, cluster-robust by patient; ``or_truth``: the generator's own flag, synthetic cohorts);
+    ``validation`` is :func:`.risk_factors.validate_properties` on the held-out reports against the
+    generator's flags (empty for real cohorts); ``reference_n`` is the pool size (``None`` = full
+    database). ``seed`` is unused (the intervals are analytic); kept for the callers.
     """
     rows = audits[0].counts["rows"]
     pairs = cohort.pairs.iloc[rows].reset_index(drop=True)
     props = study_properties(pairs)
     validation = validate_properties(props, pairs)
+    truth = _truth(pairs)
+    patients = pairs["patient_id"].astype(str).to_numpy()
     ref = risk_factor_pool_size(config, len(rows))
     parts = []
     for rung, ra in zip(rungs, audits):
@@ -397,24 +427,86 @@ def risk_factor_tables(
             raise ValueError(f"rung {rung.name}: its held-out rows differ from rung {rungs[0].name}'s")
         b, t = ra.counts["test_better"], ra.counts["test_tied"]
         rc = RankCounts(counts=b + t, population=np.full(len(b), len(b) - 1), tied=t)
-        outcome = per_query_recall(rc, ref, 1)
-        eff = fit_risk_factors(
-            props, outcome, pairs["patient_id"].astype(str).to_numpy(), n_boot=config.n_boot, seed=seed
-        )
+        eff = fit_risk_factors(props, per_query_recall(rc, ref, 1), patients, truth=truth)
         eff.insert(0, "rung", int(rung.index))
         eff.insert(0, "model", rung.name)
-        eff["mean_outcome"] = float(np.nanmean(outcome))
         parts.append(eff)
     return pd.concat(parts, ignore_index=True), validation, ref
+
+
+@dataclass(frozen=True, eq=False)
+class RiskRefit:
+    """Chapter 6's refit of the per-study model (:func:`risk_factor_refit`): ``effects`` has ``variant``
+    (``pretrained``: the rung's own heads, as in chapter 4; ``dp``: the released DP heads), ``model``,
+    ``rung`` and the columns of :func:`.risk_factors.fit_risk_factors`; ``pool_size``: the reference N of
+    the outcome (``None``: the full held-out database); ``n_database``: held-out pairs."""
+
+    effects: pd.DataFrame
+    pool_size: int | None
+    n_database: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON payload (``risk_refit`` of ``mitigation.json``; NaN -> null)."""
+        return jsonable({"effects": self.effects, "pool_size": self.pool_size, "n_database": self.n_database})
+
+    @classmethod
+    def from_json(cls, payload: Mapping[str, Any]) -> "RiskRefit":
+        """The inverse of :meth:`to_json`."""
+        ref = payload.get("pool_size")
+        return cls(
+            effects=frame_from_records(payload["effects"]),
+            pool_size=None if ref is None else int(ref),
+            n_database=int(payload["n_database"]),
+        )
+
+
+def risk_factor_refit(
+    params: ProfileLike,
+    cohort: Cohort,
+    rung: Rung,
+    heads: Mapping[str, tuple[nn.Module, nn.Module]],
+    variants: Sequence[str] = ("pretrained", "dp"),
+    *,
+    progress: bool = False,
+) -> RiskRefit:
+    """The per-study model refit under each of ``variants``' heads (chapter 6: before and after the mitigation).
+
+    The held-out split's cached pre-projection features of ``rung`` go through each variant's
+    ``(image head, text head)``; one similarity pass (random pools) gives each query's expected
+    Recall@1 at chapter 4's reference N (:func:`risk_factor_pool_size`), modelled on the same report
+    properties by :func:`.risk_factors.fit_risk_factors`. Not cached (two passes and a few GLM fits).
+    """
+    cfg = as_profile(params)
+    feats = get_features(cfg, cohort, rung, "test", progress=progress)
+    pairs = cohort.pairs.iloc[np.asarray(feats.rows)].reset_index(drop=True)
+    props, truth = study_properties(pairs), _truth(pairs)
+    patients = pairs["patient_id"].astype(str).to_numpy()
+    ref = risk_factor_pool_size(cfg.audit, len(pairs))
+    parts = []
+    for variant in variants:
+        if variant not in heads:
+            raise KeyError(f"variants: {variant!r} has no heads (have {sorted(heads)})")
+        image, report = embed_features(feats, *heads[variant])
+        rc = rank_counts(image, report, chunk_size=cfg.audit.chunk_size, device=cfg.audit.device)
+        eff = fit_risk_factors(props, per_query_recall(rc, ref, 1), patients, truth=truth)
+        eff.insert(0, "rung", int(rung.index))
+        eff.insert(0, "model", rung.name)
+        eff.insert(0, "variant", variant)
+        parts.append(eff)
+    return RiskRefit(effects=pd.concat(parts, ignore_index=True), pool_size=ref, n_database=len(pairs))
 
 
 def _notes(n_boot: int) -> str:
     return (
         "recall is the exact expected Recall@K over uniformly random pools and uniformly random "
         "tie-breaking (recall_ties_against / recall_ties_for are the bounds); rows with split=train audit "
-        "a patient-level sample of the training pairs of the same size as the held-out split; pool sizes "
-        "larger than the database are dropped; CIs: patient-level bootstrap, "
-        f"{n_boot} replicates, percentile 95%"
+        "a patient-level sample of the training pairs of the held-out split's size (all of them when "
+        "fewer); the gap compares seen and unseen pairs at equal N and equal database size (the larger "
+        f"split cut by patient to the smaller one's size, {N_DRAWS} draws, pooled in the bootstrap); pool "
+        "sizes larger than the database are dropped; CIs: patient-level bootstrap, "
+        f"{n_boot} replicates, percentile 95%; risk_factors: fractional logit of each held-out query's "
+        "expected Recall@1, marginal and adjusted (without report length), Wald 95% CIs cluster-robust "
+        "by patient"
     )
 
 
@@ -424,11 +516,11 @@ class AuditResult:
 
     - ``table`` (JSON ``rows``): the audit table of every rung, columns ``model, rung, cohort, split, pool``
       then :data:`~relink_lib.audit.engine.TABLE_COLUMNS` and ``ci_low, ci_high, lift_ci_low, lift_ci_high``.
-      ``split`` is ``test`` (held out) or ``train`` (a same-size patient-level sample of the pairs the rung
-      was trained on; random and matched pools). ``pool`` is ``random``, ``matched`` (exact label vector)
-      or ``matched-positive`` (same positive labels).
-    - ``gap``: the seen/unseen gap per rung (:func:`.seen.seen_unseen_gap`, labelled rows; empty without a
-      training sample).
+      ``split`` is ``test`` (held out) or ``train`` (a patient-level sample of the pairs the rung was
+      trained on, of the held-out split's size or all of them when fewer; random and matched pools).
+      ``pool`` is ``random``, ``matched`` (exact label vector) or ``matched-positive`` (same positive labels).
+    - ``gap``: the seen/unseen gap per rung at equal N and database size (:func:`.seen.seen_unseen_gap`,
+      labelled rows; empty without a training sample).
     - ``risk_factors``, ``risk_pool_size``, ``extractor_validation``: :func:`risk_factor_tables`.
     - ``rank_histograms``: per model, :func:`rank_histogram` of the full-database ranks (random pools).
     - ``n_database``: per model, the held-out database size; ``dropped_pool_sizes``: requested pool sizes

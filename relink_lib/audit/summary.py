@@ -20,8 +20,8 @@ import pandas as pd
 from ..config import ProfileLike, as_profile
 from ..paper import PAPER, PAPER_CITATION
 from .hard_negatives import describe_match
-from .risk_factors import PROPERTY_LABELS
-from .stage import AuditResult, HardNegativeResult, audit_ladder, hard_negative_breakdown
+from .risk_factors import LENGTH_FEATURE
+from .stage import AuditResult, HardNegativeResult, RiskRefit, audit_ladder, hard_negative_breakdown
 
 __all__ = [
     "audit_payload",
@@ -35,6 +35,13 @@ __all__ = [
     "hard_negative_findings",
     "pool_label",
     "compact",
+    "gap_findings",
+    "risk_findings",
+    "risk_table",
+    "risk_check_table",
+    "risk_plot_frame",
+    "risk_refit_table",
+    "risk_refit_findings",
     "TIE_TOLERANCE",
 ]
 
@@ -131,7 +138,13 @@ def audit_overview(p: Mapping[str, Any]) -> str:
     )
     if len(p["train"]):
         n_train = int(p["train"].loc[p["train"]["full_database"].astype(bool), "pool_size"].max())
-        text += f" and on a patient-level sample of {n_train:,} of the pairs it was trained on"
+        gap = p["gap"]
+        n_split = int(gap["n_train_split"].max()) if "n_train_split" in gap.columns and len(gap) else n_train
+        text += (
+            f" and on all {n_split:,} pairs it was trained on"
+            if n_split <= n_train
+            else f" and on a patient-level sample of {n_train:,} of the {n_split:,} pairs it was trained on"
+        )
     text += ". "
     dropped = p["dropped"]
     if dropped:
@@ -215,7 +228,7 @@ def audit_tables(p: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     )
     gap = p["gap"]
     if len(gap):
-        g = gap.assign(N=_n_label(gap))
+        g = gap.assign(N=_gap_n_label(gap), verdict=[_gap_verdict(r) for _, r in gap.iterrows()])
         out["gap"] = g[
             [
                 "rung",
@@ -227,24 +240,117 @@ def audit_tables(p: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
                 "gap",
                 "gap_ci_low",
                 "gap_ci_high",
+                "verdict",
                 "n_train",
                 "n_test",
             ]
         ].reset_index(drop=True)
     else:
         out["gap"] = pd.DataFrame()
-    risk = p["risk"]
-    if len(risk):
-        top = risk[risk["rung"] == risk["rung"].max()]
-        out["risk"] = (
-            top[["label", "effect", "ci_low", "ci_high", "prevalence"]]
-            .rename(columns={"label": "property", "prevalence": "share of studies"})
-            .reset_index(drop=True)
-        )
-    else:
-        out["risk"] = pd.DataFrame()
+    out["risk"] = risk_table(p["risk"])
+    out["risk_check"] = risk_check_table(p["risk"])
     out["validation"] = p["validation"]
     return out
+
+
+def _gap_n_label(gap: pd.DataFrame) -> pd.Series:
+    """N labels of the gap table: the largest common N is ``full (m)`` when neither split was cut, else
+    ``largest common (m)`` (the whole of the smaller split against subsamples of the larger one)."""
+    sub = gap["subsampled"].fillna("").astype(str) if "subsampled" in gap.columns else pd.Series("", gap.index)
+    return pd.Series(
+        [
+            (f"largest common ({int(n):,})" if s else pool_label(n, True)) if bool(f) else pool_label(n, False)
+            for n, f, s in zip(gap["pool_size"], gap["full_database"], sub)
+        ],
+        index=gap.index,
+    )
+
+
+def _excludes(lo: Any, hi: Any, null: float = 0.0) -> bool:
+    return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > null or hi < null))
+
+
+def _too_few_hits(row: Any) -> bool:
+    """Fewer than :data:`MIN_EXPECTED_HITS` queries re-linked on both sides together: a bootstrap interval
+    built from so few hits collapses (a side with none has a zero-width interval) and cannot be read."""
+    hits = float(row["n_train"]) * float(row["recall_train"]) + float(row["n_test"]) * float(row["recall_test"])
+    return hits < MIN_EXPECTED_HITS
+
+
+def _gap_verdict(row: Any) -> str:
+    if _too_few_hits(row) or not _excludes(row["gap_ci_low"], row["gap_ci_high"]):
+        return "cannot tell"
+    return "seen higher" if row["gap"] > 0 else "seen lower"
+
+
+def _ci_cols(frame: pd.DataFrame, prefix: str, name: str) -> dict[str, pd.Series]:
+    return {
+        name: frame[prefix],
+        f"{name} low": frame[f"{prefix}_ci_low"],
+        f"{name} high": frame[f"{prefix}_ci_high"],
+    }
+
+
+def risk_table(risk: pd.DataFrame) -> pd.DataFrame:
+    """The most specialised rung's per-study model: per property its mean (share of studies for a yes/no
+    property), the marginal odds ratio and the adjusted one (without report length; NaN for length),
+    each with its 95% CI (empty frame when there is no model)."""
+    if risk.empty:
+        return pd.DataFrame()
+    top = _strongest(risk).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "property": top["label"],
+            "mean or share": top["mean"],
+            **_ci_cols(top, "or_marginal", "OR alone"),
+            **_ci_cols(top, "or_adjusted", "OR adjusted"),
+        }
+    )
+
+
+def risk_plot_frame(risk: pd.DataFrame) -> pd.DataFrame:
+    """Rows for :func:`relink_lib.plots.audit.plot_risk_factors`: ``effect`` is the average marginal effect
+    on the expected Recall@1 of the adjusted model (report length: of its own model), with its 95% CI."""
+    out = risk.copy()
+    if out.empty:
+        return out.assign(effect=pd.Series(dtype=float), ci_low=pd.Series(dtype=float), ci_high=pd.Series(dtype=float))
+    alone = out["feature"] == LENGTH_FEATURE  # length is not in the adjusted model: its own row
+    for dst, suffix in (("effect", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
+        out[dst] = out[f"ame_adjusted{suffix}"].where(~alone, out[f"ame_marginal{suffix}"])
+    return out
+
+
+def _check_verdict(o: float, lo: float, hi: float) -> str:
+    if not np.isfinite(o):
+        return "not estimable"
+    if not _excludes(lo, hi, 1.0):
+        return "cannot tell"
+    return "positive, as the generator implies" if o > 1 else "negative: contradicts the generator"
+
+
+def risk_check_table(risk: pd.DataFrame) -> pd.DataFrame:
+    """The model against the generator (most specialised rung): for each property the synthetic generator
+    makes more specific (``expected_sign == "+"``) and records, the marginal odds ratio of the extracted
+    property and of the generator's own flag, with 95% CIs and a verdict (empty for real cohorts)."""
+    if risk.empty or "or_truth" not in risk.columns:
+        return pd.DataFrame()
+    top = _strongest(risk)
+    top = top[(top["expected_sign"] == "+") & (top["truth_column"].fillna("").astype(str) != "")]
+    top = top.reset_index(drop=True)
+    if top.empty:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            "property": top["label"],
+            "generator flag": top["truth_column"],
+            **_ci_cols(top, "or_marginal", "OR (extracted)"),
+            **_ci_cols(top, "or_truth", "OR (generator)"),
+            "verdict": [
+                _check_verdict(o, lo, hi)
+                for o, lo, hi in zip(top["or_truth"], top["or_truth_ci_low"], top["or_truth_ci_high"])
+            ],
+        }
+    )
 
 
 def _strongest(frame: pd.DataFrame) -> pd.DataFrame:
@@ -325,8 +431,8 @@ def audit_findings(p: Mapping[str, Any]) -> list[str]:
             f"and {worst['ties for']:.3g} (every tie for it)."
         )
     lines += _lift_below_one(r)
-    lines += _gap_findings(p)
-    lines += _risk_findings(p)
+    lines += gap_findings(p)
+    lines += risk_findings(p)
     lines.append(
         "Recall is an exact expectation over random pools and random tie-breaking; intervals are "
         "patient-level bootstrap 95% CIs. Chapter 5 asks how much survives when every distractor has the "
@@ -335,53 +441,193 @@ def audit_findings(p: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _gap_findings(p: Mapping[str, Any]) -> list[str]:
+GAP_REPORT_SIZES: tuple[int, ...] = (100, 1000)
+"""Pool sizes the seen/unseen sentences report, beside the largest common N."""
+
+
+def gap_findings(p: Mapping[str, Any]) -> list[str]:
+    """The seen/unseen sentence of chapter 4: the gap at N = 100, 1,000 and the largest common N of the most
+    specialised model, each with its interval and "cannot tell" where it includes zero; what *seen* means."""
     gap = p["gap"]
     if gap.empty:
         return ["No training sample was audited (the profile turns it off), so there is no seen/unseen gap."]
-    g = _strongest(gap[(gap["k"] == 1)])
-    finite = g[~g["full_database"].astype(bool)]
-    row = (finite[finite["pool_size"] == 100] if (finite["pool_size"] == 100).any() else g).iloc[0]
-    resolved = row["gap_ci_low"] > 0 or row["gap_ci_high"] < 0
-    direction = "higher" if row["gap"] > 0 else "lower"
-    n_txt = pool_label(row["pool_size"], bool(row["full_database"]))
-    verdict = (
-        f"{direction} on the pairs it was trained on, beyond sampling noise"
-        if resolved
-        else "not distinguishable between trained-on and held-out pairs at this sample size"
-    )
+    g = _strongest(gap[gap["k"] == 1]).copy()
+    g["full_database"] = g["full_database"].astype(bool)
+    first = g.iloc[0]
+    m, sub = int(first["n_train"]), str(first["subsampled"]) if "subsampled" in g.columns else ""
+    sub = "" if sub == "nan" else sub
+    if sub:
+        cut = "held-out" if sub == "test" else "training"
+        other = "training" if sub == "test" else "held-out"
+        n_cut = int(first["n_test_split" if sub == "test" else "n_train_split"])
+        how = (
+            f"the {cut} split ({n_cut:,} pairs) cut by patient to the {other} split's {m:,}, "
+            f"{int(first['n_draws'])} draws pooled in the bootstrap"
+        )
+    else:
+        how = f"both splits hold {m:,} pairs, so neither is cut"
+    parts = []
+    for n in GAP_REPORT_SIZES:
+        rows = g[~g["full_database"] & (g["pool_size"] == n)]
+        if len(rows):
+            parts.append(_gap_part(f"N = {n:,}", rows.iloc[0]))
+    common = g[g["full_database"]]
+    if len(common):
+        parts.append(_gap_part(f"the largest common N, {m:,}", common.iloc[0]))
+    missing = [f"{n:,}" for n in GAP_REPORT_SIZES if n >= m]
+    tail = f" (N = {' and '.join(missing)} exceed{'s' if len(missing) == 1 else ''} the common size)" if missing else ""
     return [
-        f"Seen vs unseen ({row['model']}, N = {n_txt}): Recall@1 {row['recall_train']:.3g} on "
-        f"{int(row['n_train']):,} training pairs against {row['recall_test']:.3g} on {int(row['n_test']):,} "
-        f"held-out pairs, a gap of {row['gap']:+.3g}{_ci_text(row['gap_ci_low'], row['gap_ci_high'], '+.3g')}: "
-        f"re-linkage is {verdict}. The DP guarantee is about the trained-on pairs."
+        f"Seen vs unseen ({first['model']}; equal N and equal database size: {how}), Recall@1 on trained-on "
+        "against held-out pairs: " + "; ".join(parts) + tail + ". Here *seen* means seen in training by both "
+        "the encoders and the projection heads (every model of the ladder is trained end to end on the "
+        "training split); the DP heads of chapter 6 retrain the heads only, so their guarantee does not "
+        "reach what the encoders learned from these pairs."
     ]
 
 
-def _risk_findings(p: Mapping[str, Any]) -> list[str]:
+def _gap_part(where: str, row: Any) -> str:
+    ci = _ci_text(row["gap_ci_low"], row["gap_ci_high"], "+.3g")
+    if _too_few_hits(row):
+        verdict = f"fewer than {MIN_EXPECTED_HITS:g} queries re-linked on both sides together: cannot tell"
+    elif _excludes(row["gap_ci_low"], row["gap_ci_high"]):
+        verdict = f"{'higher' if row['gap'] > 0 else 'lower'} on the trained-on pairs beyond sampling noise"
+    else:
+        verdict = "the interval includes zero: cannot tell"
+    return (
+        f"at {where}, {row['recall_train']:.3g} vs {row['recall_test']:.3g}, a gap of {row['gap']:+.3g}{ci}, {verdict}"
+    )
+
+
+def _or_text(label: str, o: float, lo: float, hi: float) -> str:
+    return f"{label} {o:.2f}{_ci_text(lo, hi, '.2f')}"
+
+
+def _resolved_ors(top: pd.DataFrame, prefix: str) -> tuple[list[str], list[str]]:
+    """``(resolved, unresolved)``: OR texts whose interval excludes 1, largest effect first, and the labels
+    of the estimated properties whose interval includes 1 (length is left out of the adjusted form)."""
+    est = top.dropna(subset=[prefix])
+    hit = est[[_excludes(lo, hi, 1.0) for lo, hi in zip(est[f"{prefix}_ci_low"], est[f"{prefix}_ci_high"])]]
+    order = hit.reindex(np.log(hit[prefix]).abs().sort_values(ascending=False).index)
+    texts = [
+        _or_text(x.label, getattr(x, prefix), getattr(x, f"{prefix}_ci_low"), getattr(x, f"{prefix}_ci_high"))
+        for x in order.itertuples()
+    ]
+    return texts, [str(v) for v in est.loc[~est.index.isin(hit.index), "label"]]
+
+
+def risk_findings(p: Mapping[str, Any]) -> list[str]:
+    """The per-study sentences of chapter 4: the odds ratios whose interval excludes 1, one property at a
+    time and adjusted (without report length), "cannot tell" for the others, and the check against the
+    generator (synthetic cohorts)."""
     risk = p["risk"]
     if risk.empty:
         return []
-    top = _strongest(risk).dropna(subset=["effect"])
+    top = _strongest(risk)
     n_ref = p["risk_pool_size"]
     where = f"N = {n_ref:,}" if n_ref else "the full database"
-    resolved = top[(top["ci_low"] > 0) | (top["ci_high"] < 0)]
-    if resolved.empty:
-        return [
-            f"Per-study risk ({top['model'].iloc[0]}, expected Recall@1 at {where}): no report property has an "
-            "effect whose 95% interval excludes zero."
+    model, mean = top["model"].iloc[0], top["mean_outcome"].iloc[0]
+    lines = []
+    for prefix, intro in (
+        (
+            "or_marginal",
+            f"Per-study risk ({model}, expected Recall@1 at {where}, mean {mean:.3g}; fractional logit, odds "
+            "ratios with 95% CIs cluster-robust by patient), one property at a time: ",
+        ),
+        ("or_adjusted", "Adjusted for each other, but not for report length (it mediates them): "),
+    ):
+        hit, unresolved = _resolved_ors(top, prefix)
+        text = intro + ("; ".join(hit) if hit else "no odds ratio whose interval excludes 1")
+        if unresolved:
+            text += f"; cannot tell for {', '.join(unresolved)} (the interval includes 1)"
+        candidates = top if prefix == "or_marginal" else top[top["feature"] != LENGTH_FEATURE]
+        missing = [str(v) for v in candidates.loc[candidates[prefix].isna(), "label"]]
+        if missing:
+            text += f"; not estimable for {', '.join(missing)} (constant, or one level never or always re-linked)"
+        lines.append(text + ".")
+    check = risk_check_table(risk)
+    if len(check):
+        parts = [
+            f"{r['property']} "
+            + (
+                _or_text("OR", r["OR (generator)"], r["OR (generator) low"], r["OR (generator) high"])
+                + f" ({r['verdict']})"
+                if np.isfinite(r["OR (generator)"])
+                else "not estimable"
+            )
+            for _, r in check.iterrows()
         ]
-    ordered = resolved.reindex(resolved["effect"].abs().sort_values(ascending=False).index)
-    parts = [
-        f"{PROPERTY_LABELS.get(x.feature, x.feature)} {x.effect:+.3g}{_ci_text(x.ci_low, x.ci_high, '+.3g')}"
-        for x in ordered.itertuples()
+        verdicts = set(check["verdict"])
+        if verdicts == {"positive, as the generator implies"}:
+            outcome = "The model passes this check."
+        elif "negative: contradicts the generator" in verdicts:
+            outcome = "The model fails this check on this profile."
+        else:
+            outcome = (
+                "The check is inconclusive on this profile (an interval includes 1, or an odds ratio is not estimable)."
+            )
+        lines.append(
+            "Against the generator: it writes a device, a side or a measurement into a report only when the "
+            "study has one, so those reports have fewer look-alikes and the model must find them positive. With "
+            "the generator's own flags, one at a time: " + "; ".join(parts) + ". " + outcome
+        )
+    return lines
+
+
+def risk_refit_table(refit: RiskRefit, form: str = "adjusted") -> pd.DataFrame:
+    """Chapter 6's table: per property, the odds ratio before (``pretrained`` heads) and after (``dp`` heads)
+    with 95% CIs, from :class:`.stage.RiskRefit` (``form``: ``adjusted``, report length on its own, or ``marginal``)."""
+    if form not in ("adjusted", "marginal"):
+        raise ValueError(f"form={form!r}: expected 'adjusted' or 'marginal'")
+    e = refit.effects
+    cols = {}
+    for variant, name in (("pretrained", "OR before"), ("dp", "OR after")):
+        v = e[e["variant"] == variant].reset_index(drop=True)
+        prefix = f"or_{form}"
+        o, lo, hi = (v[prefix], v[f"{prefix}_ci_low"], v[f"{prefix}_ci_high"])
+        if form == "adjusted":  # report length: its own (marginal) model
+            alone = v["feature"] == LENGTH_FEATURE
+            o, lo, hi = (
+                o.where(~alone, v["or_marginal"]),
+                lo.where(~alone, v["or_marginal_ci_low"]),
+                hi.where(~alone, v["or_marginal_ci_high"]),
+            )
+        cols["property"] = v["label"]
+        cols |= {name: o, f"{name} low": lo, f"{name} high": hi}
+    return pd.DataFrame(cols)
+
+
+def risk_refit_findings(refit: RiskRefit, simulation: bool = True) -> list[str]:
+    """The sentences under chapter 6's refit table: which properties still predict re-linkage under the DP heads."""
+    e = refit.effects
+    where = f"N = {refit.pool_size:,}" if refit.pool_size else f"the full held-out database ({refit.n_database:,})"
+    mean = {v: float(g["mean_outcome"].iloc[0]) for v, g in e.groupby("variant")}
+    t = risk_refit_table(refit)
+    still = [
+        _or_text(r["property"], r["OR after"], r["OR after low"], r["OR after high"])
+        for _, r in t.iterrows()
+        if _excludes(r["OR after low"], r["OR after high"], 1.0)
     ]
-    return [
-        f"Per-study risk ({top['model'].iloc[0]}, expected Recall@1 at {where}, mean "
-        f"{top['mean_outcome'].iloc[0]:.3g}): the properties whose effect excludes zero, largest first, are "
-        + "; ".join(parts)
-        + " (change in expected Recall@1 per unit, the others held fixed)."
+    lost = [
+        str(r["property"])
+        for _, r in t.iterrows()
+        if _excludes(r["OR before low"], r["OR before high"], 1.0)
+        and not _excludes(r["OR after low"], r["OR after high"], 1.0)
     ]
+    sim = " (a simulation)" if simulation else ""
+    lines = [
+        f"The per-study model of chapter 4 refit under the released DP heads{sim}: expected Recall@1 at {where} "
+        f"averages {mean.get('pretrained', float('nan')):.3g} before and {mean.get('dp', float('nan')):.3g} after; "
+        "odds ratios from the adjusted model (report length from its own), 95% CIs cluster-robust by patient."
+    ]
+    lines.append(
+        "Still predicting re-linkage under the DP heads (interval excludes 1): " + "; ".join(still) + "."
+        if still
+        else "Under the DP heads no property's odds ratio has an interval that excludes 1: cannot tell which "
+        "properties still predict re-linkage."
+    )
+    if lost:
+        lines.append(f"Resolved before but cannot tell after: {', '.join(lost)}.")
+    return lines
 
 
 # --- chapter 5 -----------------------------------------------------------------------------------

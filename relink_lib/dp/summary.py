@@ -112,10 +112,13 @@ def mitigation_payload(
     factorial: FactorialResult | None = None,
     *,
     with_factorial: bool = False,
+    risk_refit: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """results/<profile>/mitigation.json: DP records, independent epsilons, controls, outcomes per rung,
     and (with ``fr``, :func:`relink_lib.dp.frontier_stage.get_frontier`) the frontier; with ``with_factorial``
-    the factorial and the confirmation cohort (:func:`factorial_payload`; ``factorial=None``: not available)."""
+    the factorial and the confirmation cohort (:func:`factorial_payload`; ``factorial=None``: not available);
+    with ``risk_refit`` (:meth:`relink_lib.audit.stage.RiskRefit.to_json`) the per-study model of chapter 4
+    refit under the DP heads, as ``risk_refit``."""
     rungs = []
     for m in ms:
         rungs.append(
@@ -146,6 +149,7 @@ def mitigation_payload(
         "setting": ms[-1].setting if ms else None,
         **(frontier_payload(fr) if fr is not None else {}),
         **(factorial_payload(factorial) if with_factorial else {}),
+        **({"risk_refit": dict(risk_refit)} if risk_refit is not None else {}),
     }
 
 
