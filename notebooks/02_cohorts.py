@@ -40,7 +40,6 @@ overrides = {}
 
 # %% tags=["hide-input"]
 import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import HTML, Markdown, display
@@ -60,7 +59,6 @@ from relink_lib.plots.cohort import plot_cooccurrence, plot_prevalence_vs_refere
 from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
 from relink_lib.tables import html_table
-
 # %%
 params = get_profile(profile, overrides)
 set_style()

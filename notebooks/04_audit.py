@@ -50,9 +50,10 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
 from relink_lib.audit.stage import audit_ladder
+from relink_lib.calibration import CH4_CALIBRATION, calibration_box, calibration_record
 from relink_lib.audit.summary import (audit_findings, audit_overview, audit_payload, audit_tables, compact,
                                       gap_findings, risk_findings, risk_plot_frame)
 from relink_lib.plots.audit import (plot_lift_vs_pool, plot_rank_distribution, plot_recall_vs_pool, plot_risk_factors,
@@ -67,11 +68,14 @@ t0 = time.perf_counter()
 result = audit_ladder(params)  # the stage's typed result (AuditResult; cached per rung)
 write_results(params, "audit", result.to_json(), cohort=result.cohort, model=result.models,
               wall_time_s=time.perf_counter() - t0)
+calibration = calibration_record(result.to_json(), params)  # results/<profile>/calibration.json
+write_results(params, "calibration", calibration, cohort=result.cohort, model=result.models, wall_time_s=0.0)
 payload = audit_payload(params, result)
 tables = audit_tables(payload)
 ks = payload["ks"]
 simulation, cohort_name = payload["simulation"], payload["cohort"]
 display(Markdown(audit_overview(payload)))
+display(HTML(calibration_box(calibration, where=CH4_CALIBRATION)))
 
 # %% [markdown]
 # ## Recall@K against the pool size

@@ -59,24 +59,23 @@ params = get_profile(profile, overrides)
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
 from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label
 from relink_lib.dp.factorial_stage import get_factorial
 from relink_lib.dp.frontier_stage import get_frontier
-from relink_lib.dp.summary import (FRONTIER_HEADERS, accounting_table, controls_table, frontier_findings, frontier_table,
-                                   mechanism_paragraph, mitigation_payload, protocol_findings, protocol_table,
-                                   reduction_table, seed_spread, setting_label, sig3)
-from relink_lib.dp.summary import (confirmation_curve_table, factorial_findings, factorial_table,
-                                   learning_curve_table)
-from relink_lib.plots.dp import (plot_cut_vs_drift, plot_frontier, plot_recall_variants, plot_reductions,
-                                 plot_scaling)
-from relink_lib.plots.dp import plot_confirmation_curve, plot_factorial_cuts, plot_learning_curve
+from relink_lib.dp.summary import (FRONTIER_HEADERS, accounting_table, confirmation_curve_table, controls_table,
+                                   factorial_findings, factorial_table, frontier_findings, frontier_table,
+                                   learning_curve_table, mechanism_paragraph, mitigation_payload, protocol_findings,
+                                   protocol_table, reduction_table, seed_spread, setting_label, sig3)
+from relink_lib.plots.dp import (plot_confirmation_curve, plot_cut_vs_drift, plot_factorial_cuts, plot_frontier,
+                                 plot_learning_curve, plot_recall_variants, plot_reductions, plot_scaling)
 from relink_lib.audit.stage import risk_factor_refit
 from relink_lib.audit.summary import risk_refit_findings, risk_refit_table
+from relink_lib.calibration import CH6_CALIBRATION, calibration_box, calibration_record
 from relink_lib.display import provenance_banner
-from relink_lib.results import write_results
+from relink_lib.results import read_results, write_results
 from relink_lib.tables import html_table
 
 # %%
@@ -86,6 +85,7 @@ fr = get_frontier(params)
 fac = get_factorial(params)
 refit = risk_factor_refit(params, cohort, rungs[-1], ms[-1].heads)  # chapter 4's per-study model, DP heads
 display(provenance_banner(params, cohort_label(cohort)))
+display(HTML(calibration_box(calibration_record(read_results(profile, "audit"), params), where=CH6_CALIBRATION)))
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 path = write_results(params, "mitigation", mitigation_payload(params, ms, fr, fac, with_factorial=True,
                                                               risk_refit=refit.to_json()),
