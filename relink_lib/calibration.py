@@ -86,7 +86,8 @@ CALIBRATED_KNOBS: tuple[tuple[str, str, str], ...] = (
         "image noise of the renderer and per-rung schedules",
         "1 and none on default; on the smaller ci profile halved noise and a longer top rung, set so that ci "
         "still shows the effect its regression checks guard (top rung at 5x chance or more at N = 100, rungs "
-        "rising; docs/models.md)",
+        "rising; docs/models.md); since the MIMIC-like patients ci's top rung reads about 4x: below what it was "
+        "set for",
     ),
     (
         "cohort.n_pairs, cohort.split_fractions",
