@@ -87,4 +87,8 @@ def test_baselined_profiles_are_portable_and_others_native():
 
 def test_cache_token_names_the_dispatch_actually_in_force():
     # this pytest process was not started in the portable mode: its cache entries must not pass for portable ones
-    assert cache_token() == f"native-{torch.backends.cpu.get_cpu_capability()}"
+    from relink_lib.audit.blas import gemm_choice
+
+    gemm = gemm_choice().backend  # the machine's audit BLAS: numpy's OpenBLAS on an AVX2 EPYC, torch's MKL on a Xeon
+    suffix = "" if gemm == "torch" else f"-{gemm}"
+    assert cache_token() == f"native-{torch.backends.cpu.get_cpu_capability()}{suffix}"
