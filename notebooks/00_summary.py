@@ -17,7 +17,7 @@
 profile = "default"
 overrides = {}
 
-# %%
+# %% tags=["remove-cell"]
 import time
 
 import matplotlib.pyplot as plt
@@ -25,6 +25,7 @@ from IPython.display import HTML, Markdown, display
 
 from relink_lib.calibration import calibration_box, calibration_record
 from relink_lib.display import provenance_banner
+from relink_lib.floats import show_figure
 from relink_lib.plots.common import set_style
 from relink_lib.plots.summary import plot_lift_summary
 from relink_lib.profiles import get_profile
@@ -34,7 +35,7 @@ from relink_lib.summary import (lift_points, load_payloads, paper_table, summary
                                 summary_findings, summary_payload, summary_table)
 from relink_lib.tables import html_table
 
-# %%
+# %% tags=["remove-input"]
 params = get_profile(profile, overrides)
 started = time.perf_counter()
 set_style()
@@ -45,7 +46,7 @@ display(provenance_banner(params))
 # %% [markdown]
 # ## Findings
 
-# %%
+# %% tags=["remove-input"]
 display(Markdown("\n\n".join(summary_findings(summary))))
 
 # %% [markdown]
@@ -56,18 +57,28 @@ display(Markdown("\n\n".join(summary_findings(summary))))
 # %% [markdown]
 # ## Calibration and prediction
 #
+# ```{margin} Simulation
+# Any number computed on the synthetic cohort: it shows the method, not the risk on real patients; see the {term}`glossary <simulation>`.
+# ```
+#
 # The simulation has knobs. Some were set so that its audit lands in the paper's regime; a number
 # that agrees with the paper because of such a knob is a calibration, not a replication.
 
-# %%
+# %% tags=["remove-input"]
 display(HTML(calibration_box(calibration_record(payloads.get("audit"), params))))
 
 # %% [markdown]
 # ## The headline numbers beside the paper's
 #
-# Recall@1 lift over chance per rung at N = 100 and at the largest pool the held-out split allows,
-# with 95% patient-level bootstrap intervals. The red diamonds are **the paper's figures** (its
-# strongest model on MIMIC-CXR), drawn beside this run's most specialised rung.
+# ```{margin} Lift
+# Recall@K divided by chance; see the {term}`glossary <lift>`.
+# ```
+#
+# {numref}`fig-summary-lift` shows the Recall@1 lift over chance per rung at N = 100 and at the
+# largest pool the held-out split allows, with 95% patient-level bootstrap intervals. The red
+# diamonds are **the paper's figures** (its strongest model on MIMIC-CXR), drawn beside this run's
+# most specialised rung. {numref}`tab-summary-findings` lists this run's findings with their
+# intervals beside the paper's, and {numref}`tab-summary-paper` quotes the paper's figures.
 
 # %%
 points = lift_points(payloads.get("audit"))
@@ -77,11 +88,15 @@ else:
     fig, ax = plt.subplots(figsize=(7.2, 4.0))
     plot_lift_summary(points, ax=ax, simulation=params.cohort.simulation)
     ax.set_title("Re-linkage lift over chance per rung")
-    plt.show()
+    show_figure(fig, "fig-summary-lift", "Recall@1 lift over chance per rung at N = 100 and at the largest pool, "
+                "with 95% patient-level bootstrap intervals, beside the paper's figures (red diamonds).")
 
 # %%
-display(html_table(summary_display(summary), caption="This run (simulation where the cohort is synthetic) beside the paper"))
-display(html_table(paper_table(), caption=f"The paper's figures, as quoted ({PAPER_CITATION})"))
+display(html_table(summary_display(summary), label="tab-summary-findings",
+                   caption="This run's findings (simulation where the cohort is synthetic) beside the paper's"))
+
+# %%
+display(html_table(paper_table(), label="tab-summary-paper", caption=f"The paper's figures, as quoted ({PAPER_CITATION})"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 for line in summary_table(summary).itertuples(index=False):

@@ -23,12 +23,12 @@
 profile = "default"
 overrides = {}
 
-# %%
+# %% tags=["remove-cell"]
 import time
 
-import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
+from relink_lib.floats import show_figure
 from relink_lib.plots.common import set_style
 from relink_lib.plots.threat import plot_chance_vs_pool
 from relink_lib.profiles import get_profile
@@ -42,6 +42,10 @@ set_style()
 
 # %% [markdown]
 # ## Who holds what
+#
+# ```{margin} Recall@K
+# The share of images whose own report ranks among the top *K* of a pool of *N*; see the {term}`glossary <Recall@K>`.
+# ```
 #
 # | party | holds | does not hold |
 # |---|---|---|
@@ -64,9 +68,13 @@ set_style()
 # A ranking that knows nothing puts the true report at a uniformly random position among the
 # *N* candidates, so it lands in the top *K* with probability
 #
-# $$ \text{chance}(K, N) = \frac{\min(K, N)}{N}. $$
+# $$ \text{chance}(K, N) = \frac{\min(K, N)}{N}. $$ (eq-chance)
 #
-# We report re-linkage as **lift over chance**, Recall@K divided by chance(K, N): "50x chance"
+# ```{margin} Lift
+# Recall@K divided by chance; see the {term}`glossary <lift>`.
+# ```
+#
+# We report re-linkage as **lift over chance**, Recall@K divided by chance(K, N) of {eq}`eq-chance`: "50x chance"
 # at N = 10,000 and K = 1 means a Recall@1 of 50/10,000 = 0.5%. Lift makes pools of different
 # sizes comparable; the absolute recall says how many patients an adversary actually re-links.
 #
@@ -77,17 +85,23 @@ set_style()
 # a lift with its interval. For pathology-matched pools (chapter 5) the yardstick is the
 # **effective chance** over the pool a query actually gets, which is far smaller than *N*.
 #
-# Chance for the pool sizes used throughout the book:
+# The audit of chapter 4 does not draw one pool per image and count hits: it computes each image's
+# Recall@K exactly as an expectation over all uniformly random pools of *N* (the true report plus
+# *N* - 1 distractors drawn without replacement) and over random tie-breaks, so a model that
+# scores every report the same gets exactly chance(K, N).
+#
+# {numref}`tab-threat-chance` gives chance for the pool sizes used throughout the book.
 
 # %%
 table = chance_table(ks=(1, 5, 10), pool_sizes=(10, 100, 1000, 10000))
-display(html_table(table, {c: "sig" for c in table.columns}, index=True))
+display(html_table(table, {c: "sig" for c in table.columns}, index=True, label="tab-threat-chance",
+                   caption="Chance Recall@K, min(K, N)/N, for K = 1, 5, 10 and pool sizes N from 10 to 10,000"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(table.map(lambda v: f"{v:.4f}").to_string())
 
 # %% [markdown]
-# The figure draws chance Recall@K against the pool size on log axes, with the re-linkage
+# {numref}`fig-threat-chance` draws chance Recall@K against the pool size on log axes, with the re-linkage
 # rates that the seed paper reports for its strongest model at K = 1 (15x chance at N = 100,
 # 50x chance at N = 10,000; Tayebi Arasteh et al. {cite}`tayebiarasteh2026relink`). These marks are
 # **the paper's figures**, not results of this book.
@@ -95,7 +109,8 @@ print(table.map(lambda v: f"{v:.4f}").to_string())
 # %%
 ax = plot_chance_vs_pool(ks=(1, 5, 10))
 ax.set_title("Chance re-linkage falls as 1/N; the paper's model stays far above it")
-plt.show()
+show_figure(ax.figure, "fig-threat-chance",
+            "Chance Recall@K against the pool size N (log axes), with the paper's Recall@1 of its strongest model at N = 100 and N = 10,000.")
 
 # %% [markdown]
 # ## How hard is the pool? Random and pathology-matched distractors
@@ -129,10 +144,12 @@ plt.show()
 # truth. Chapters 4-6 measure it *passive*, using the released heads as they are. Because the
 # mitigation releases the encoders unchanged, chapter 11 also measures it *adaptive*: holding a
 # few public image-report pairs as well, it re-fits the heads (or a closed-form map between the two
-# feature spaces) and never uses the DP heads at all.
+# feature spaces) and never uses the DP heads at all. {numref}`tab-threat-adversaries` sets out
+# what each of these adversaries holds.
 
 # %%
-display(html_table(threat_model_table(), index=True, caption="What each adversary holds (Ziller et al.'s three, chapter 9's attack and this book's re-linkers)"))
+display(html_table(threat_model_table(), index=True, label="tab-threat-adversaries",
+                   caption="What each adversary holds (Ziller et al.'s three, chapter 9's attack and this book's re-linkers)"))
 
 # %% [markdown]
 # ## What this book measures, and what it does not

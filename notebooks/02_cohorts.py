@@ -17,6 +17,10 @@
 # simulation looks like, how close its labels come to the published MIMIC-CXR label
 # frequencies, and what it does not capture.
 #
+# ```{margin} Simulation
+# Any number computed on the synthetic cohort: it shows the method, not the risk on real patients; see the {term}`glossary <simulation>`.
+# ```
+#
 # **The question.** Does the simulated cohort have the structure that makes re-linkage possible
 # and hard at the same time: realistic label prevalence and co-occurrence (so that many reports
 # look alike), patients with several studies, and instance detail (laterality, sizes,
@@ -38,32 +42,33 @@
 profile = "default"
 overrides = {}
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 import time
-import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from relink_lib.cohorts.phi import display_frame, show_pairs
 from relink_lib.cohorts.stage import cohort_label, get_cohort
 from relink_lib.cohorts.stats import cooccurrence, label_prevalence, studies_per_patient
 from relink_lib.cohorts.summary import (STUDIES_PER_PATIENT_FORMATS, cohorts_findings, cohorts_payload, cooccurrence_pairs,
-                                        mention_rates, prevalence_table, split_table, studies_per_patient_notes,
-                                        studies_per_patient_table)
+    mention_rates, prevalence_table, split_table, studies_per_patient_notes, studies_per_patient_table)
 from relink_lib.cohorts.synthetic.prevalence import CHEXPERT_PREVALENCE, MIMIC_CXR_PREVALENCE
 from relink_lib.calibration import CH2_CALIBRATION, calibration_box, calibration_record
 from relink_lib.display import provenance_banner
+from relink_lib.floats import show_figure
 from relink_lib.labels import CHEXPERT_LABELS
 from relink_lib.plots.common import set_style
 from relink_lib.plots.cohort import plot_cooccurrence, plot_prevalence_vs_reference, plot_studies_per_patient_vs_mimic
 from relink_lib.profiles import get_profile
 from relink_lib.results import write_results
 from relink_lib.tables import html_table
-# %%
+
+# %% tags=["remove-cell"]
 params = get_profile(profile, overrides)
 set_style()
 
-# %%
+# %% tags=["remove-input"]
 t0 = time.perf_counter()
 internal = get_cohort(params, "internal")
 external = get_cohort(params, "external")
@@ -80,10 +85,11 @@ display(HTML(calibration_box(calibration_record(None, params), pending=True, whe
 # every load). The internal site has train, validation and test splits; the external site, like
 # CheXpert Plus, has train and validation only. Later chapters train on the internal training
 # split and evaluate on the internal test split and on the whole external site.
+# {numref}`tab-cohorts-splits` counts the pairs and patients in each split.
 
 # %%
 sizes = split_table(internal, external)
-display(html_table(sizes, index=True, caption=f"Pairs and patients per split (profile {profile}, {kind})"))
+display(html_table(sizes, index=True, label="tab-cohorts-splits", caption=f"Pairs and patients per split (profile {profile}, {kind})"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(f"pairs and patients per split (profile {profile}, {kind}):")
@@ -92,7 +98,8 @@ print(sizes.to_string())
 # %% [markdown]
 # ## Example pairs from both sites
 #
-# Each panel shows a radiograph with its report (FINDINGS then IMPRESSION) and the labels read
+# {numref}`fig-cohorts-pairs-internal` and {numref}`fig-cohorts-pairs-external` show six pairs of
+# each site. Each panel shows a radiograph with its report (FINDINGS then IMPRESSION) and the labels read
 # off the report (`?` marks an uncertain label). The internal site renders and writes like a
 # MIMIC-CXR-style site; the external site has another film response, another burned-in marker,
 # another report style (numbered impressions, other vocabulary) and another prevalence. For a
@@ -100,29 +107,38 @@ print(sizes.to_string())
 
 # %%
 rng = np.random.default_rng(params.seed)
-for name, cohort in (("internal", internal), ("external", external)):
-    rows = rng.choice(len(cohort), size=min(6, len(cohort)), replace=False)
-    fig = show_pairs(cohort, rows, ncols=3)
-    fig.suptitle(f"{name} site, {cohort_label(cohort)}, profile {profile}", fontsize=9, y=1.02)
-    plt.show()
+rows = rng.choice(len(internal), size=min(6, len(internal)), replace=False)
+fig = show_pairs(internal, rows, ncols=3)
+fig.suptitle(f"internal site, {cohort_label(internal)}, profile {profile}", fontsize=9, y=1.02)
+show_figure(fig, "fig-cohorts-pairs-internal",
+            "Image-report pairs of the internal site: each radiograph beside its report and the labels read off the report.")
+
+# %%
+rows = rng.choice(len(external), size=min(6, len(external)), replace=False)
+fig = show_pairs(external, rows, ncols=3)
+fig.suptitle(f"external site, {cohort_label(external)}, profile {profile}", fontsize=9, y=1.02)
+show_figure(fig, "fig-cohorts-pairs-external",
+            "Image-report pairs of the external site, with its own film response, marker, report style and prevalence.")
 
 # %% [markdown]
 # ## Label prevalence against MIMIC-CXR's published prevalence
 #
-# Bars: the fraction of pairs whose label is positive in each simulated site. Markers: the
-# published fractions of MIMIC-CXR-JPG (over all 227,827 studies) and of the CheXpert training
-# set, which the internal and external generators target. The label values come from the
+# In {numref}`fig-cohorts-prevalence` the bars are the fraction of pairs whose label is positive
+# in each simulated site, and the markers the published fractions of MIMIC-CXR-JPG (over all
+# 227,827 studies) and of the CheXpert training set, which the internal and external generators
+# target; {numref}`tab-cohorts-prevalence` gives the numbers. The label values come from the
 # written reports, so an omitted finding is blank even when the image shows it.
 
 # %%
 prev = {"internal": label_prevalence(internal), "external": label_prevalence(external)}
 ax = plot_prevalence_vs_reference({f"{k} ({kind})": v for k, v in prev.items()},
                                   {"MIMIC-CXR": MIMIC_CXR_PREVALENCE, "CheXpert": CHEXPERT_PREVALENCE}, simulation=simulation)
-plt.show()
+show_figure(ax.figure, "fig-cohorts-prevalence",
+            "Positive fraction of each CheXpert label in both sites beside the published MIMIC-CXR and CheXpert fractions.")
 
 # %%
 table = prevalence_table(internal, external)
-display(html_table(table, {c: "percent" for c in table.columns}, index=True,
+display(html_table(table, {c: "percent" for c in table.columns}, index=True, label="tab-cohorts-prevalence",
                    caption=f"Label fractions (profile {profile}, {kind}); the MIMIC-CXR and CheXpert columns are the published references"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
@@ -132,7 +148,9 @@ print(table.round(3).to_string())
 # %% [markdown]
 # ## Label co-occurrence
 #
-# Row A, column B: among pairs with A positive, the share with B positive. The simulation
+# In {numref}`fig-cohorts-cooccurrence` the cell in row A, column B is the share of pairs with B
+# positive among the pairs with A positive; {numref}`tab-cohorts-cooccurrence` picks out the main
+# pairs beside the base rate of B. The simulation
 # carries the co-occurrence of the real data through shared latent factors: pleural effusion
 # with atelectasis, edema and cardiomegaly; consolidation with pneumonia and lung opacity;
 # support devices with the intensive-care findings. No Finding is exclusive of every positive
@@ -141,9 +159,14 @@ print(table.round(3).to_string())
 # %%
 cond = cooccurrence(internal)
 ax = plot_cooccurrence(cond, title=f"internal site, profile {profile} ({kind})", simulation=simulation)
-plt.show()
+show_figure(ax.figure, "fig-cohorts-cooccurrence",
+            "Label co-occurrence in the internal site: the share of pairs with label B positive among those with label A positive.")
 
-# %% tags=["nbval-check-output"]
+# %%
+display(html_table(cooccurrence_pairs(internal), {"conditional": "sig2", "base_rate": "sig2"}, label="tab-cohorts-cooccurrence",
+                   caption=f"P(B positive | A positive) for the main label pairs beside the base rate of B, internal site (profile {profile}, {kind})"))
+
+# %% tags=["nbval-check-output", "remove-cell"]
 print(f"P(B positive | A positive), internal site (profile {profile}, {kind}):")
 for r in cooccurrence_pairs(internal).itertuples():
     print(f"  {r.A} -> {r.B}: {r.conditional:.2f}   (base rate of {r.B}: {r.base_rate:.2f})")
@@ -167,23 +190,25 @@ display(Markdown("\n".join(f"- {line}" for line in studies_per_patient_notes()))
 # compare with the prior study: a patient's other reports are the hardest distractors of a
 # re-linkage query, and a patient with many studies brings many of them.
 #
-# The table sets each simulated site beside MIMIC-CXR's published summary and the fitted law
-# (the law's own mean, median, shares and percentiles; its max is the expected largest count
-# among MIMIC-CXR's patients); n/a marks a figure MIMIC-CXR does not publish. The figure shows
-# the share of patients by number of studies on a log scale, with the law as a line.
+# {numref}`tab-cohorts-studies` sets each simulated site beside MIMIC-CXR's published summary and
+# the fitted law (the law's own mean, median, shares and percentiles; its max is the expected
+# largest count among MIMIC-CXR's patients); n/a marks a figure MIMIC-CXR does not publish.
+# {numref}`fig-cohorts-studies` shows the share of patients by number of studies on a log scale,
+# with the law as a line.
 
 # %%
 spp_table = studies_per_patient_table({f"{k} ({kind})": c for k, c in (("internal", internal), ("external", external))})
-display(html_table(spp_table, STUDIES_PER_PATIENT_FORMATS, index=True,
+display(html_table(spp_table, STUDIES_PER_PATIENT_FORMATS, index=True, label="tab-cohorts-studies",
                    caption=f"Studies per patient (profile {profile}, {kind}) beside MIMIC-CXR's published counts and the "
                    "generator's fitted law"))
 
 # %%
 spp = {"internal": studies_per_patient(internal), "external": studies_per_patient(external)}
 ax = plot_studies_per_patient_vs_mimic({f"{k} ({kind})": v for k, v in spp.items()}, simulation=simulation)
-plt.show()
+show_figure(ax.figure, "fig-cohorts-studies",
+            "Share of patients by number of studies (log scale) in both sites, with the fitted law as a line.")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 print(f"studies per patient (profile {profile}, {kind}; the first two rows are the published counts and the fitted law):")
 print(spp_table.round(3).to_string(na_rep="n/a"))
 
@@ -191,10 +216,20 @@ print(spp_table.round(3).to_string(na_rep="n/a"))
 # ## Instance detail in the reports
 #
 # Re-linkage rests on details that an image and its own report share and other reports do not.
-# The share of reports that mention each kind of detail (chapter 5 breaks re-linkage down by
-# these flags); the profile's `report_detail` knob scales how often a detail is kept.
+# {numref}`tab-cohorts-detail` gives the share of reports that mention each kind of detail
+# (chapter 5 breaks re-linkage down by these flags); the profile's `report_detail` knob scales how
+# often a detail is kept.
 
-# %% tags=["nbval-check-output"]
+# %%
+rates = pd.DataFrame({f"{name} ({kind})": mention_rates(c) for name, c in (("internal", internal), ("external", external))})
+rates = rates.rename_axis("flag")
+if len(rates):
+    display(html_table(rates, {c: "percent" for c in rates.columns}, index=True, label="tab-cohorts-detail",
+                       caption=f"Share of reports that mention each kind of instance detail (profile {profile}, {kind})"))
+else:
+    display(Markdown(f"Profile {profile}: instance-detail flags exist for synthetic cohorts only."))
+
+# %% tags=["nbval-check-output", "remove-cell"]
 if len(mention_rates(internal)):
     for name, cohort in (("internal", internal), ("external", external)):
         print(f"{name} (profile {profile}, {kind}): " + ", ".join(f"{k} {v:.3f}" for k, v in mention_rates(cohort).items()))
@@ -214,12 +249,12 @@ for name in ("internal", "external"):
     print(f"{name} (profile {profile}): excluded {payload[name]['excluded']}")
 
 # %% [markdown]
-# A table view of a few pairs through the display helper (text columns are dropped for a
-# credentialed cohort):
+# {numref}`tab-cohorts-examples` shows a few pairs through the display helper (text columns are
+# dropped for a credentialed cohort).
 
 # %%
 few = display_frame(internal, range(3), columns=["patient_id", "study_id", "split", "view", "text", *CHEXPERT_LABELS[:4]])
-display(html_table(few, caption=f"Three pairs of the internal site (profile {profile}, {kind})",
+display(html_table(few, label="tab-cohorts-examples", caption=f"Three pairs of the internal site (profile {profile}, {kind})",
                    key_columns=["patient_id", "study_id"]))
 
 # %% [markdown]

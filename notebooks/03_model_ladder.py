@@ -27,6 +27,10 @@
 # symmetric in-batch InfoNCE loss on the training split of the synthetic internal cohort (a
 # simulation), one rung per level of text:
 #
+# ```{margin} Simulation
+# Any number computed on the synthetic cohort: it shows the method, not the risk on real patients; see the {term}`glossary <simulation>`.
+# ```
+#
 # | rung | trained on | stands for |
 # |---|---|---|
 # | 0 `captions` | label-level captions built from the 14 CheXpert labels ("cardiomegaly, possible pleural effusion") | a model aligned to labels or short captions: it knows *what* is there, not *where* or *how large* |
@@ -41,7 +45,7 @@
 profile = "default"
 overrides = {}
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 import time
 
 import numpy as np
@@ -51,6 +55,7 @@ from IPython.display import HTML, Markdown, display
 from relink_lib.cohorts.stage import cohort_label, get_cohort
 from relink_lib.calibration import CH3_CALIBRATION, calibration_box, calibration_record
 from relink_lib.display import provenance_banner
+from relink_lib.floats import show_figure
 from relink_lib.models.catalog import CHECKPOINT_KINDS
 from relink_lib.models.stage import get_ladder, ladder_table
 from relink_lib.models.summary import ladder_findings, ladder_payload, recall_preview, zero_shot_macro
@@ -61,11 +66,11 @@ from relink_lib.results import write_results
 from relink_lib.tables import html_table
 from relink_lib.utility.zero_shot import zero_shot_by_rung
 
-# %%
+# %% tags=["remove-cell"]
 params = get_profile(profile, overrides)
 set_style()
 
-# %%
+# %% tags=["remove-input"]
 t0 = time.perf_counter()
 simulation = params.cohort.simulation
 kind = "simulation" if simulation else "real data"
@@ -82,11 +87,11 @@ display(HTML(calibration_box(calibration_record(None, params), pending=True, whe
 # Sizes are transformer widths and depths of the vision tower (a ViT on the radiograph resized to
 # `params["ladder"]["image_size"]` pixels) and of the text tower; the joint space is where the
 # audit compares images and reports. The top rung is larger and trained longer, as specialised
-# public models usually are.
+# public models usually are. {numref}`tab-ladder-rungs` lists the rungs.
 
 # %%
 table = ladder_table(rungs)
-display(html_table(table.drop(columns=["kind"]), {"final train loss": "sig3"},
+display(html_table(table.drop(columns=["kind"]), {"final train loss": "sig3"}, label="tab-ladder-rungs",
                    caption=f"The ladder (profile {profile}, trained on {cohort_label(cohort)}, {kind})"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
@@ -96,16 +101,18 @@ print(table.drop(columns=["kind"]).to_string(index=False))
 # %% [markdown]
 # ## Training curves
 #
-# The training loss is the in-batch InfoNCE loss (the cross-entropy of finding the right report
-# among the batch's reports and the right image among its images; its chance level is
-# ln(batch size)). The dashed lines are the same loss on a held-out validation sample at the end
+# {numref}`fig-ladder-training` shows each rung's training loss, the in-batch InfoNCE loss (the
+# cross-entropy of finding the right report among the batch's reports and the right image among
+# its images; its chance level is ln(batch size)). The dashed lines are the same loss on a held-out validation sample at the end
 # of every epoch. Rung 0's task is easier in one sense (captions repeat, so many pairs in a batch
 # share a caption), which is exactly why it can not learn instance detail: a caption does not
 # say which of two effusions is larger.
 
 # %%
 ax = plot_ladder_training({f"{r.index}: {r.name}": r.history for r in rungs}, simulation=simulation)
-ax.set_title(f"ladder training, profile {profile} ({kind})", fontsize=9);
+ax.set_title(f"ladder training, profile {profile} ({kind})", fontsize=9)
+show_figure(ax.figure, "fig-ladder-training",
+            "InfoNCE loss of each rung during training (solid, moving average) and on a validation sample after every epoch (dashed).")
 
 # %% [markdown]
 # ## Zero-shot label AUROC per rung
@@ -117,10 +124,13 @@ ax.set_title(f"ladder training, profile {profile} ({kind})", fontsize=9);
 # with no positive or no negative test image are n/a and not in the macro mean). The prompts are
 # in the words of the reports, so rung 0, which was trained on exactly such phrases, is not at a
 # disadvantage here: label recognition is not what separates the rungs, instance detail is.
+# {numref}`fig-ladder-zero-shot` shows the AUROC per label and rung.
 
 # %%
 zs = zero_shot_by_rung(params, cohort, rungs, split="test")
 ax = plot_zero_shot(zs[["rung", "label", "auroc"]], rung_order=[r.name for r in rungs], simulation=simulation)
+show_figure(ax.figure, "fig-ladder-zero-shot",
+            "Zero-shot AUROC of each CheXpert label per rung on the internal test split, with the macro mean in the last row.")
 
 # %% tags=["nbval-check-output", "remove-cell"]
 macro = zero_shot_macro(zs)
@@ -131,14 +141,19 @@ for r in rungs:
 # %% [markdown]
 # ## A first look at re-linkage
 #
+# ```{margin} Recall@K
+# The share of images whose own report ranks among the top *K* of a pool of *N*; see the {term}`glossary <Recall@K>`.
+# ```
+#
 # Chapter 4 audits every rung properly (Recall@K over pool sizes, with confidence intervals).
 # As a preview, the share of test images whose own report is the most similar of all test
-# reports (Recall@1 over the whole test split) should rise with the rung, since each rung's
-# training text carries more of the detail that tells two similar studies apart.
+# reports (Recall@1 over the whole test split, {numref}`tab-ladder-preview`) should rise with the
+# rung, since each rung's training text carries more of the detail that tells two similar studies
+# apart.
 
 # %%
 preview = recall_preview(params, cohort, rungs)  # ties broken at random
-display(html_table(preview, {"recall@1": "sig3", "chance": "sig2", "lift": "lift", "n_test": "count"},
+display(html_table(preview, {"recall@1": "sig3", "chance": "sig2", "lift": "lift", "n_test": "count"}, label="tab-ladder-preview",
                    caption=f"Recall@1 over the whole internal test split (profile {profile}, {kind})"))
 
 # %% tags=["nbval-check-output", "remove-cell"]

@@ -16,6 +16,16 @@
 # models re-link the pairs they were trained on than unseen pairs; and which properties of a
 # study make it re-linkable.
 #
+# ```{margin} Recall@K
+# The share of query images whose own report ranks among the top K of a pool of N reports; see the
+# {term}`glossary <Recall@K>`.
+# ```
+#
+# ```{margin} Lift
+# Recall@K divided by {term}`chance`, min(K, N)/N, the Recall@K of a ranking that knows nothing;
+# see the {term}`glossary <lift>`.
+# ```
+#
 # **The question.** Given one image and a pool of N candidate reports that contains its own,
 # how often is the own report among the K most similar, and how many times more often than
 # guessing? Is that different for pairs the model saw in training, and for which studies?
@@ -28,9 +38,17 @@
 # hypergeometric, and an adversary facing *Y* + 1 equally similar candidates picks one at random,
 # so the true report's rank is 1 + *X* + *U* with *U* uniform on 0 ... *Y*. The audit gives the
 # **exact** expectation of Recall@K = P(rank <= K) over all random pools and all tie-breaks (no
-# sampling noise; a closed form of at most K(K + 1)/2 terms per query), and beside it the two
-# bounds: every tie against the query and every tie for it. A model that scores every report
-# the same therefore gets exactly chance, min(K, N)/N, and lift = recall / chance. One streamed
+# sampling noise), for query *i*
+#
+# $$ \mathbb{E}\left[\mathrm{Recall@}K\right]_i = \sum_{x=0}^{K-1} \sum_{y=0}^{t_i} \frac{\binom{b_i}{x} \binom{t_i}{y} \binom{D - b_i - t_i}{N - 1 - x - y}}{\binom{D}{N - 1}} \cdot \frac{\min(K - x,\ y + 1)}{y + 1} $$ (eq-expected-recall)
+#
+# where the fraction is P(*X* = *x*, *Y* = *y*) (a binomial coefficient is 0 when its lower index
+# is negative or exceeds the upper one) and the last factor is the probability that the random
+# tie-break puts the true report within the top K. The audit evaluates {eq}`eq-expected-recall`
+# in a closed form of at most K(K + 1)/2 terms per query and averages it over the queries;
+# beside it come the two bounds: every tie against the query and every tie for it. A model that
+# scores every report the same therefore gets exactly chance, min(K, N)/N, and lift = recall /
+# chance. One streamed
 # pass over the similarity matrix gives every *b_i* and *t_i* (`relink_lib.audit.relink_audit`;
 # the M x M matrix is never held in memory); the tests check all three figures against
 # enumerating every pool and every tie order (`docs/audit.md`). The 95% intervals resample
@@ -40,12 +58,12 @@
 profile = "default"
 overrides = {}
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 from relink_lib.profiles import get_profile
 
 params = get_profile(profile, overrides)
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 import time
 
 import matplotlib.pyplot as plt
@@ -54,15 +72,16 @@ from IPython.display import HTML, Markdown, display
 
 from relink_lib.audit.stage import audit_ladder
 from relink_lib.calibration import CH4_CALIBRATION, calibration_box, calibration_record
+from relink_lib.floats import show_figure
 from relink_lib.audit.summary import (audit_findings, audit_overview, audit_payload, audit_tables, compact,
                                       gap_findings, risk_findings, risk_plot_frame)
 from relink_lib.plots.audit import (plot_lift_vs_pool, plot_rank_distribution, plot_recall_vs_pool, plot_risk_factors,
                                     plot_seen_unseen)
-from relink_lib.plots.common import set_style
+from relink_lib.plots.common import legend_outside, set_style
 from relink_lib.results import write_results
 from relink_lib.tables import html_table
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 set_style()
 t0 = time.perf_counter()
 result = audit_ladder(params)  # the stage's typed result (AuditResult; cached per rung)
@@ -80,42 +99,52 @@ display(HTML(calibration_box(calibration, where=CH4_CALIBRATION)))
 # %% [markdown]
 # ## Recall@K against the pool size
 #
-# Expected Recall@K over random pools (ties broken at random) and its lift over chance, per
-# model (rung 0 is the least specialised) and pool size; "full" is the whole held-out database.
+# {numref}`tab-audit-recall` gives the expected Recall@K over random pools (ties broken at
+# random, {eq}`eq-expected-recall`) and {numref}`tab-audit-lift` its lift over chance, per model
+# (rung 0 is the least specialised) and pool size; "full" is the whole held-out database.
+# {numref}`tab-audit-recall-ci` adds the patient-level 95% intervals of Recall@1 and its lift.
 
 # %% tags=["remove-input"]
 display(html_table(tables["recall"], {c: "sig" for c in tables["recall"].columns if c.startswith("R@")},
-                   caption="Expected Recall@K, random pools, held-out split"))
+                   caption="Expected Recall@K over random pools (ties broken at random) per model and pool size "
+                           "N, held-out split.", label="tab-audit-recall"))
+
+# %% tags=["remove-input"]
 display(html_table(tables["lift"], {c: "lift" for c in tables["lift"].columns if c.startswith("lift@")},
-                   caption="Lift over chance (Recall@K / chance)"))
+                   caption="Lift of expected Recall@K over chance (Recall@K / chance) per model and pool size N.",
+                   label="tab-audit-lift"))
+
+# %% tags=["remove-input"]
 display(html_table(tables["ci"], {c: "sig" for c in ("recall", "ci_low", "ci_high")}
                    | {c: "lift" for c in ("lift", "lift_ci_low", "lift_ci_high")},
-                   caption="Recall@1 with its patient-level 95% interval"))
+                   caption="Recall@1 and its lift with patient-level bootstrap 95% intervals, per model and pool "
+                           "size N.", label="tab-audit-recall-ci"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(tables["recall"].set_index(["rung", "N"]).drop(columns="model").pipe(compact).to_string())
 print(tables["lift"].set_index(["rung", "N"]).drop(columns="model").pipe(compact).to_string())
 
 # %% [markdown]
-# Each panel is one K; the lines are the models, the shaded bands the patient-level 95%
-# intervals (drawn down to the lower edge of the plot where they reach zero), the dashed line
-# chance. Where ties make the bounds differ, a short vertical bar spans them. Both axes are
+# In {numref}`fig-audit-recall` each panel is one K; the lines are the models, the shaded bands
+# the patient-level 95% intervals (drawn down to the lower edge of the plot where they reach
+# zero), the dashed line chance. Where ties make the bounds differ, a short vertical bar spans them. Both axes are
 # logarithmic: chance falls as 1/N, and a model that re-links stays above it.
 
 # %%
 fig, axes = plt.subplots(1, len(ks), figsize=(4.2 * len(ks), 3.8))
 for ax, k in zip(np.atleast_1d(axes), ks):
     plot_recall_vs_pool(payload["table"], k, ax=ax, simulation=simulation)
-np.atleast_1d(axes)[0].legend(loc="lower left", fontsize=8)
+legend_outside(np.atleast_1d(axes)[0], "below")
 fig.suptitle(f"Expected Recall@K over random pools ({params['profile']} profile, {cohort_name})")
 fig.tight_layout()
-plt.show()
+show_figure(fig, "fig-audit-recall", "Expected Recall@K against the pool size N per model, with patient-level "
+            "95% bands and chance (dashed), one panel per K.")
 
 # %% [markdown]
 # ## Lift over chance, and the paper's headline
 #
-# Lift puts all pool sizes on one scale. The red stars are **the paper's** figures for its
-# strongest model (Tayebi Arasteh et al., arXiv 2606.02276): Recall@1 at 15x chance for
+# Lift puts all pool sizes on one scale ({numref}`fig-audit-lift`). The red stars are **the
+# paper's** figures for its strongest model (Tayebi Arasteh et al., arXiv 2606.02276): Recall@1 at 15x chance for
 # N = 100 and 50x for N = 10,000. They are reference marks from real MIMIC-CXR data and real
 # VLMs, not results of this book. A lift below 1 means the true report ranks below a random
 # distractor more often than chance; with ties broken at random that cannot come from the tie
@@ -124,14 +153,15 @@ plt.show()
 # %%
 fig, ax = plt.subplots(figsize=(6.4, 4.2))
 plot_lift_vs_pool(payload["table"], k=1, ax=ax, simulation=simulation)
-ax.legend(loc="upper left", fontsize=8)
-plt.show()
+legend_outside(ax)
+show_figure(fig, "fig-audit-lift", "Lift of expected Recall@1 over chance against the pool size N per model, "
+            "with the paper's headline figures as red stars.")
 
 # %% [markdown]
 # ## Ties
 #
 # Where a model gives a distractor exactly the score of the true report, the fair figure lies
-# between two bounds. The table lists the rows where the bounds differ (Recall@1).
+# between two bounds. The table below lists the rows where the bounds differ (Recall@1).
 
 # %% tags=["remove-input"]
 ties = tables["ties"][tables["ties"]["k"] == 1]
@@ -139,24 +169,35 @@ if ties.empty:
     display(Markdown("No held-out query has a distractor with exactly its own report's score: the fair recall "
                      "equals both bounds everywhere."))
 else:
-    display(html_table(ties, {c: "sig" for c in ("ties against", "fair (random tie-break)", "ties for")}))
+    display(html_table(ties, {c: "sig" for c in ("ties against", "fair (random tie-break)", "ties for")},
+                       caption="Recall@1 where ties make the bounds differ: every tie against the true report, "
+                               "the fair random tie-break, every tie for it.", label="tab-audit-ties"))
 
 # %% [markdown]
 # ## Where the true report lands
 #
 # Recall@K looks at the top of the ranking only. The full-database rank of the true report
 # (its expected rank under random tie-breaking) shows the whole distribution: the curve is the
-# share of held-out images whose own report is within the top r of all reports. Without any
-# signal it would follow the dashed diagonal.
+# share of held-out images whose own report is within the top r of all reports
+# ({numref}`fig-audit-rank`). Without any signal it would follow the dashed diagonal.
+# {numref}`tab-audit-ranks` summarises the same ranks per model.
+#
+# ```{margin} MRR
+# Mean reciprocal rank, the mean of 1/rank of the true report over the queries; see the
+# {term}`glossary <MRR>`.
+# ```
 
 # %%
 fig, ax = plt.subplots(figsize=(6.4, 4.0))
 plot_rank_distribution(payload["rank_histograms"], ax=ax, simulation=simulation)
-ax.legend(loc="upper left", fontsize=8)
-plt.show()
+legend_outside(ax)
+show_figure(fig, "fig-audit-rank", "Share of held-out images whose own report ranks within the top r of the "
+            "full database, per model, against the diagonal of a ranking without signal.")
 
 # %% tags=["remove-input"]
-display(html_table(tables["ranks"], {"mrr": "sig", "chance MRR": "sig"}, caption="Full-database ranks"))
+display(html_table(tables["ranks"], {"mrr": "sig", "chance MRR": "sig"},
+                   caption="Full-database ranks of the true report per model: MRR against chance and the median "
+                           "rank with its two tie bounds.", label="tab-audit-ranks"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(tables["ranks"].set_index("rung").drop(columns="model").pipe(compact).to_string())
@@ -193,15 +234,20 @@ if payload["train"].empty:
 else:
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     plot_seen_unseen(payload["table"], k=1, ax=ax, simulation=simulation)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3)
-    plt.show()
+    legend_outside(ax, "below", fontsize=7, ncol=3)
+    show_figure(fig, "fig-audit-seen-unseen", "Expected Recall@1 against the pool size N for training (seen) and "
+                "held-out (unseen) pairs, per model.")
 
 # %% tags=["remove-input"]
 if not tables["gap"].empty:
     gap = tables["gap"][tables["gap"]["k"] == 1]
     display(html_table(gap, {c: "sig" for c in ("recall_train", "recall_test", "gap", "gap_ci_low", "gap_ci_high")},
                        caption="Seen minus unseen Recall@1 at equal N and equal database size "
-                               "(patient-bootstrap 95% CI; n_train, n_test: pairs per database)"))
+                               "(patient-bootstrap 95% CI; n_train, n_test: pairs per database).",
+                       label="tab-audit-gap"))
+
+# %% tags=["remove-input"]
+if not tables["gap"].empty:
     display(Markdown("\n".join(f"- {line}" for line in gap_findings(payload))))
 
 # %% tags=["nbval-check-output", "remove-cell"]
@@ -226,7 +272,9 @@ if tables["validation"].empty:
     display(Markdown("This cohort carries no ground truth for the properties (real cohorts do not)."))
 else:
     display(html_table(tables["validation"], {c: "sig" for c in ("precision", "recall", "prevalence_true",
-                                                                 "prevalence_extracted")}))
+                                                                 "prevalence_extracted")},
+                       caption="The text-property extractor against the synthetic generator's records: precision, "
+                               "recall and prevalence per property.", label="tab-audit-extractor"))
 
 # %% [markdown]
 # **The model.** The outcome is bounded (0 to 1) and mostly near zero, so a straight line fits it
@@ -246,23 +294,31 @@ else:
 # **A check against the generator.** The synthetic generator writes a device, a side or a
 # measurement into a report only when the study carries it (and the image shows it), so those
 # reports have fewer look-alikes: with the generator's own records in place of the extracted
-# properties, their odds ratios must come out above 1. The second table does that check.
+# properties, their odds ratios must come out above 1. The figure and {numref}`tab-audit-risk`
+# show the fitted effects; the table after it does that check.
 
 # %%
 effects = risk_plot_frame(payload["risk"])
 if effects["effect"].notna().any():
     fig, ax = plt.subplots(figsize=(7.0, 3.8))
-    plot_risk_factors(effects, ax=ax, simulation=simulation)
-    ax.set_xlabel("average change of expected Recall@1 per unit (adjusted model; length: alone)")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2)
-    plt.show()
+    plot_risk_factors(effects, ax=ax, simulation=simulation,
+                      xlabel="average change of expected Recall@1 per unit (adjusted model; length: alone)")
+    legend_outside(ax, "below", ncol=2)
+    show_figure(fig, "fig-audit-risk", "Average change of expected Recall@1 per unit of each study property, most "
+                "specialised model, with patient-clustered 95% intervals.")
 
 # %% tags=["remove-input"]
 display(html_table(tables["risk"], {c: "sig" for c in tables["risk"].columns if c != "property"},
-                   caption="Odds ratios of expected Recall@1, most specialised model (95% CIs by patient)"))
+                   caption="Odds ratios of expected Recall@1 per study property, most specialised model (95% CIs "
+                           "clustered by patient).", label="tab-audit-risk"))
+
+# %% tags=["remove-input"]
 if not tables["risk_check"].empty:
     display(html_table(tables["risk_check"], {c: "sig" for c in tables["risk_check"].columns if "OR" in c},
-                       caption="The model against the generator: odds ratios alone (95% CIs)"))
+                       caption="The model against the generator: odds ratios alone, extracted properties against "
+                               "the generator's records (95% CIs).", label="tab-audit-risk-check"))
+
+# %% tags=["remove-input"]
 display(Markdown("\n".join(f"- {line}" for line in risk_findings(payload))))
 
 # %% tags=["nbval-check-output", "remove-cell"]

@@ -32,17 +32,27 @@
 # differ. As a sensitivity analysis, a looser match asks only for the same set of positive
 # findings. Recall is the exact expectation over random pools and tie-breaks
 # (`relink_lib.audit`), with patient-level bootstrap 95% intervals.
+#
+# ```{margin} Effective pool
+# The mean number of candidates a query really gets in a matched pool, true report included, often
+# far below the nominal N; see the {term}`glossary <effective pool>`.
+# ```
+#
+# ```{margin} Effective chance
+# Chance over the pools the queries actually get, min(K, pool)/pool averaged over queries, the
+# baseline of matched-pool recall; see the {term}`glossary <effective chance>`.
+# ```
 
 # %% tags=["parameters"]
 profile = "default"
 overrides = {}
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 from relink_lib.profiles import get_profile
 
 params = get_profile(profile, overrides)
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 import time
 
 import matplotlib.pyplot as plt
@@ -50,12 +60,13 @@ from IPython.display import Markdown, display
 
 from relink_lib.audit.stage import audit_ladder, hard_negative_breakdown
 from relink_lib.audit.summary import compact, hard_negative_findings, hard_negative_payload, hard_negative_tables
+from relink_lib.floats import show_figure
 from relink_lib.plots.audit import plot_detail_split, plot_random_vs_matched
-from relink_lib.plots.common import set_style
+from relink_lib.plots.common import legend_outside, set_style
 from relink_lib.results import write_results
 from relink_lib.tables import html_table
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 set_style()
 t0 = time.perf_counter()
 audit, hard = audit_ladder(params), hard_negative_breakdown(params)  # typed stage results (cached)
@@ -73,28 +84,32 @@ display(Markdown(
 # %% [markdown]
 # ## Random against pathology-matched pools
 #
-# Recall@1 per model for both pool types, with the effective pool and effective chance of the
-# matched pools and how many queries got a complete pool of N candidates.
+# {numref}`tab-hardneg-side` gives Recall@1 per model for both pool types, with the effective
+# pool and effective chance of the matched pools and how many queries got a complete pool of N
+# candidates.
 
 # %% tags=["remove-input"]
 display(html_table(tables["side"], {"R@1 random": "sig", "R@1 matched": "sig", "effective chance": "sig",
-                                    "effective pool": "sig", "lift random": "lift", "lift matched": "lift"}))
+                                    "effective pool": "sig", "lift random": "lift", "lift matched": "lift"},
+                   caption="Recall@1 and its lift in random and pathology-matched pools per model and pool size N, "
+                           "with the matched pools' effective pool and effective chance.", label="tab-hardneg-side"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(tables["side"].drop(columns="model").set_index(["rung", "N"]).pipe(compact).to_string())
 
 # %% [markdown]
-# Left: random pools (chapter 4); right: matched pools, on the same axes. The dashed line on the
-# right is the effective chance of the matched pools, which sits above 1/N wherever queries have
-# fewer matches than N - 1.
+# {numref}`fig-hardneg-random-matched`, left: random pools (chapter 4); right: matched pools, on
+# the same axes. The dashed line on the right is the effective chance of the matched pools, which
+# sits above 1/N wherever queries have fewer matches than N - 1.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
 plot_random_vs_matched(payload["table"], k=1, axes=axes, simulation=simulation)
-axes[0].legend(loc="lower left", fontsize=8)
+legend_outside(axes[0], "below")
 fig.suptitle(f"Recall@1, random and pathology-matched pools ({params['profile']} profile, {cohort_name})")
 fig.tight_layout()
-plt.show()
+show_figure(fig, "fig-hardneg-random-matched", "Expected Recall@1 against the pool size N per model in random "
+            "pools (left) and pathology-matched pools (right), with chance and effective chance dashed.")
 
 # %% [markdown]
 # Where matched distractors score exactly like the true report, the fair figure lies between
@@ -104,17 +119,22 @@ plt.show()
 if tables["ties"].empty:
     display(Markdown("No matched-pool query ties with a distractor: the fair recall equals both bounds."))
 else:
-    display(html_table(tables["ties"], {c: "sig" for c in ("ties against", "fair (random tie-break)", "ties for")}))
+    display(html_table(tables["ties"], {c: "sig" for c in ("ties against", "fair (random tie-break)", "ties for")},
+                       caption="Recall@1 in matched pools where ties make the bounds differ: every tie against the "
+                               "true report, the fair random tie-break, every tie for it.", label="tab-hardneg-ties"))
 
 # %% [markdown]
 # ## Sensitivity: a looser match
 #
 # Matching only the set of positive findings (ignoring negative and uncertain labels) gives
 # larger matched groups, so more queries get complete pools. If the lift barely moves between
-# the two rules, the result does not hinge on how uncertain and missing labels are treated.
+# the two rules ({numref}`tab-hardneg-sensitivity`), the result does not hinge on how uncertain and
+# missing labels are treated.
 
 # %% tags=["remove-input"]
-display(html_table(tables["sensitivity"], {"lift (exact match)": "lift", "lift (positive set)": "lift"}))
+display(html_table(tables["sensitivity"], {"lift (exact match)": "lift", "lift (positive set)": "lift"},
+                   caption="Lift of Recall@1 over effective chance per model and pool size N under the exact "
+                           "label match and the looser positive-set match.", label="tab-hardneg-sensitivity"))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(tables["sensitivity"].drop(columns="model").set_index(["rung", "N"]).pipe(compact).to_string())
@@ -139,9 +159,10 @@ else:
     n_show = int(tables["detail_pool_size"]["pool_size"].iloc[0])
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
     plot_detail_split(b, ax=ax, model=top, pool_size=n_show, k=1, simulation=simulation)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3)
+    legend_outside(ax, "below", fontsize=7, ncol=3)
     fig.tight_layout()
-    plt.show()
+    show_figure(fig, "fig-hardneg-detail", "Lift of Recall@1 over each subset's own chance in random and matched "
+                "pools for the most specialised model, by whether the report mentions each instance detail (95% CIs).")
 
 # %% tags=["nbval-check-output", "remove-cell"]
 if not tables["detail"].empty:
@@ -151,7 +172,8 @@ if not tables["detail"].empty:
 # %% tags=["remove-input"]
 if not tables["detail"].empty:
     display(html_table(tables["detail"], {c: "lift" for c in tables["detail"].columns if "mentioned" in c},
-                       caption=f"Lift of Recall@1 over each subset's chance at N = {n_show:,}"))
+                       caption=f"Lift of Recall@1 over each subset's chance at N = {n_show:,}, by the instance "
+                               "detail the report mentions.", label="tab-hardneg-detail"))
 
 # %% [markdown]
 # ## Summary

@@ -19,6 +19,18 @@
 # no setting meets the rule), applied to every model with one noise seed; chapter 6's frontier
 # gives the spread over seeds.
 #
+# **Whom the guarantee covers.** The DP heads are (eps, delta)-differentially private with respect
+# to the private training set, the internal cohort's train split; the box at the top of the page
+# states the unit of privacy for this profile and what the guarantee leaves out (the frozen
+# encoders, and every patient outside that split). The held-out patients on whom this chapter
+# measures utility are not in the private set: their numbers make no privacy claim, they measure
+# what the guarantee costs.
+#
+# ```{margin} eps
+# The privacy budget of (eps, delta)-differential privacy: how much one unit of the private
+# training set can change the distribution of the released heads; see the {term}`glossary <eps>`.
+# ```
+#
 # **The method.**
 #
 # - *Linear probe.* One logistic regression per CheXpert label on the standardised, L2-normalised
@@ -45,14 +57,14 @@
 profile = "default"
 overrides = {}
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 from relink_lib.profiles import get_profile
 
 params = get_profile(profile, overrides)
 
-# %%
+# %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
 from relink_lib.chapters import mitigation_chapter
 from relink_lib.cohorts.stage import cohort_label
@@ -60,12 +72,16 @@ from relink_lib.dp.factorial_stage import get_factorial
 from relink_lib.dp.summary import per_label_probe, setting_label, utility_findings, utility_payload, utility_table
 from relink_lib.plots.dp import plot_utility_by_variant
 from relink_lib.display import provenance_banner
+from relink_lib.floats import show_figure
+from relink_lib.guarantee import guarantee_box
 from relink_lib.results import write_results
+from relink_lib.tables import html_table
 
-# %%
+# %% tags=["remove-input"]
 chapter = mitigation_chapter(params)
 cohort, rungs, ms, simulation = chapter.cohort, chapter.rungs, chapter.mitigations, chapter.simulation
 display(provenance_banner(params, cohort_label(cohort)))
+display(HTML(guarantee_box(params)))
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 table = utility_table(ms)
 factorial = get_factorial(params)  # chapter 6's, cached: the confirmation cohort's utility
@@ -77,12 +93,20 @@ display(Markdown(f"Profile `{params['profile']}`, cohort `{cohort_label(cohort)}
 # %% [markdown]
 # ## The utility table
 #
-# Macro AUROC of the linear probe and of zero-shot classification, and label-level retrieval
-# precision@10 (with its chance level), per model and variant. For reference, the paper reports
+# {numref}`tab-utility-variants` gives the macro AUROC of the linear probe and of zero-shot
+# classification, and label-level retrieval precision@10 (with its chance level), per model and
+# variant; {numref}`fig-utility-variants` draws the first three. For reference, the paper reports
 # a linear-probe macro AUROC of 79.63% before and 79.43% after DP (the paper's numbers, on
 # MIMIC-CXR, not ours).
 
-# %% tags=["nbval-check-output"]
+# %% tags=["remove-input"]
+utility = table.drop(columns=["rung"])
+display(html_table(utility, {c: "sig3" for c in utility.columns if c not in ("model", "variant")},
+                   caption="Macro AUROC of the linear probe and of zero-shot classification, and label-level "
+                           "retrieval precision@10 with its chance level, per model and variant (held-out split).",
+                   label="tab-utility-variants"))
+
+# %% tags=["nbval-check-output", "remove-cell"]
 print(f"profile {params['profile']}, simulation={simulation}")
 print(table.drop(columns=["rung"]).round(3).to_string(index=False))
 
@@ -95,15 +119,25 @@ plot_utility_by_variant(table, "retrieval_precision@10", "label-level retrieval 
 for ax in axes:
     ax.set_ylim(0, 1)
 plt.tight_layout()
-plt.show()
+show_figure(fig, "fig-utility-variants", "Linear-probe macro AUROC, zero-shot macro AUROC and label-level retrieval "
+            "precision@10 per model and variant of the heads, on the held-out split.")
 
 # %% [markdown]
 # ## Per label
 #
-# Linear-probe and zero-shot AUROC per label for the most specialised model (NaN: the label has
-# no positive or no negative example on one side of the split).
+# {numref}`tab-utility-per-label` gives the linear-probe and zero-shot AUROC per label for the
+# most specialised model (n/a: the label has no positive or no negative example on one side of
+# the split).
 
-# %% tags=["nbval-check-output"]
+# %% tags=["remove-input"]
+pl = per_label_probe(ms)
+pl = pl.loc[:, pl.columns.get_level_values("variant").isin(["pretrained", "dp", "output_perturbation"])]
+pl = pl.set_axis([" ".join(c) for c in pl.columns], axis=1)
+display(html_table(pl, {c: "sig3" for c in pl.columns}, index=True, label="tab-utility-per-label",
+                   caption=f"Linear-probe and zero-shot AUROC per label of {ms[-1].rung_name}, pretrained heads, "
+                           "DP heads and output perturbation (held-out split)."))
+
+# %% tags=["nbval-check-output", "remove-cell"]
 print(f"profile {params['profile']}, simulation={simulation}, model {ms[-1].rung_name}")
 per_label = per_label_probe(ms)
 print(per_label.loc[:, per_label.columns.get_level_values("variant").isin(["pretrained", "dp", "output_perturbation"])]
@@ -114,10 +148,15 @@ print(per_label.loc[:, per_label.columns.get_level_values("variant").isin(["pret
 #
 # The sentences below are generated from this chapter's numbers (this profile's; a simulation when
 # the cohort is synthetic). The first, the headline, is measured on chapter 6's confirmation cohort
-# (fresh patients, ten noise seeds, a paired interval); the rest read the table above (the held-out
-# split, one seed per rung). The probe re-learns a linear map on top of whatever linear head it
-# is given, so read the cross-modal columns for the cost that matters. Results:
-# `results/<profile>/utility.json`.
+# (fresh patients, ten noise seeds, a paired interval); the rest read
+# {numref}`tab-utility-variants` (the held-out split, one seed per rung). The probe re-learns a
+# linear map on top of whatever linear head it is given, so read the cross-modal columns for the
+# cost that matters. Results: `results/<profile>/utility.json`.
+#
+# ```{margin} Simulation
+# Any number computed on the embedded synthetic cohort: it shows the method and the mechanisms, not
+# the size of the risk on real patients; see the {term}`glossary <simulation>`.
+# ```
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 display(Markdown("\n\n".join(f"- {s}" for s in utility_findings(ms, simulation, factorial))))

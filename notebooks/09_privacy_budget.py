@@ -34,37 +34,59 @@
 # - **re-linkage**: Recall@K over random and pathology-matched pools of held-out pairs (chapters 4-5),
 #   and the cut with a CI over held-out patients (bootstrap) and seeds;
 # - **utility**: the image-side linear probe and the zero-shot (cross-modal) macro AUROC (chapter 7);
-# - **reconstruction risk** under the three threat models of the table below
+# - **reconstruction risk** under the three threat models of {numref}`tab-budget-threats`
 #   (`relink_lib.risk`, [the method note](../docs/risk.md)).
 #
-# The worst-case risk is the reconstruction-robustness (ReRo) bound gamma = 1 - T(P, Q)(kappa):
-# the power of the best test between "trained without the target" (P) and "with it" (Q) at
-# type-I error kappa, where T is the trade-off curve of the Poisson-subsampled Gaussian composed
-# over all steps, computed from its privacy loss distribution (PLD). The tests check it against
-# the exact Gaussian-DP answer (full batches), the CLT approximation and Monte Carlo.
+# ```{margin} ReRo
+# Reconstruction robustness: an upper bound on the probability that any adversary reconstructs a training pair, given its prior kappa; see the {term}`glossary <ReRo>`.
+# ```
 #
-# **What the bounds cover.** Only the heads are trained here, and every bound below (eps itself,
-# the ReRo and relaxed bounds) covers that head training only. The image and text encoders, which
+# ```{margin} kappa
+# The worst-case adversary's prior, the chance of guessing the target without the model: 1/n_train here; see the {term}`glossary <kappa>`.
+# ```
+#
+# The worst-case risk is the reconstruction-robustness (ReRo) bound
+#
+# $$\gamma = 1 - \mathrm{T}(P, Q)(\kappa), \qquad P = \mathcal{N}(0, \sigma^2)^{\otimes T}, \qquad Q = \big((1 - q)\, \mathcal{N}(0, \sigma^2) + q\, \mathcal{N}(1, \sigma^2)\big)^{\otimes T}$$ (eq-rero)
+#
+# the power of the best test between "trained without the target" (P) and "with it" (Q) at
+# type-I error kappa. P and Q are the T steps of DP-SGD in units of the clipping norm C: each step
+# adds N(0, sigma^2) noise (sigma the noise multiplier), and the target's clipped gradient, of norm
+# at most C (1 after scaling, the worst case), enters a step with the sample rate q.
+# T(P, Q)(alpha) is their trade-off curve, the smallest type-II error of any test at type-I error
+# alpha, computed from the privacy loss distribution (PLD) of the composed Poisson-subsampled
+# Gaussian. The sweep evaluates equation {eq}`eq-rero` at every DP budget; non-private training has
+# no bound and is placed at risk 1. The tests check it against the exact Gaussian-DP answer (full
+# batches), the CLT approximation and Monte Carlo.
+#
+# **What the bounds cover.** Only the heads are trained here, and every bound below (eps itself, the
+# ReRo and relaxed bounds) covers that head training only. The image and text encoders, which
 # compute the features the heads map, are frozen and were trained **without DP on the same
-# patients**; nothing in this chapter bounds what they leak.
+# patients**; nothing in this chapter bounds what they leak. The box below, "What the guarantee
+# covers", states whom the guarantee of chapter 6's released heads covers at the profile's budget;
+# every run of this sweep trains fresh heads on the same private pairs, so its eps is a guarantee of
+# the same kind at its own budget.
 
 # %% tags=["parameters"]
 profile = "default"
 overrides = {}
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 from relink_lib.profiles import get_profile
 
 params = get_profile(profile, overrides)
 
-# %% tags=["hide-input"]
+# %% tags=["remove-cell"]
 import time
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
 from relink_lib.cohorts.stage import cohort_label
+from relink_lib.display import provenance_banner
+from relink_lib.floats import show_figure
+from relink_lib.guarantee import guarantee_box
 from relink_lib.plots.common import set_style
 from relink_lib.plots.risk import (plot_budget_utility, plot_cut, plot_relinkage, plot_rero_priors, plot_risks,
                                    plot_tradeoff_curves)
@@ -74,7 +96,7 @@ from relink_lib.risk.summary import (budget_cut_view, budget_doors, budget_findi
                                      budget_tradeoff_curves, budget_view, pool_size_label)
 from relink_lib.tables import html_table
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 set_style()
 t0 = time.perf_counter()
 sweep, inputs = run_budget_sweep(params, progress=False)  # the stage's typed result (SweepResult; cached)
@@ -85,6 +107,8 @@ table, recall, rero = sweep.table, sweep.recall, sweep.rero  # per budget; per (
 simulation = params.cohort.simulation
 what = "a **simulation** on the synthetic cohort" if simulation else "real data"
 n_train, n_test = len(inputs.train), len(inputs.test)
+display(provenance_banner(params, cohort_name))
+display(HTML(guarantee_box(params)))
 display(Markdown(
     f"Profile `{params['profile']}`, cohort `{cohort_name}` ({what}), model `{inputs.rung.name}` (the most "
     f"specialised rung): fresh heads trained on {n_train:,} private training pairs at {len(table)} budgets "
@@ -95,12 +119,16 @@ display(Markdown(
 # %% [markdown]
 # ## Three threat models
 #
-# The worst case is what DP's eps is written for: an adversary who knows every training pair but
-# one and only has to say *which* of the n_train candidates was used, so a blind guess succeeds
-# with probability kappa = 1/n_train. The relaxed adversary must *reconstruct* the pair instead:
-# not knowing the target's gradient, it cannot run the likelihood-ratio test and falls back to the
-# generalised likelihood-ratio test (GLRT) on the squared updates, whose power at level kappa is
-# the relaxed bound.
+# ```{margin} GLRT
+# The generalised likelihood-ratio test of an adversary who does not know the target's gradient; its power at level kappa is the relaxed bound; see the {term}`glossary <GLRT>`.
+# ```
+#
+# {numref}`tab-budget-threats` summarises the three. The worst case is what DP's eps is written for:
+# an adversary who knows every training pair but one and only has to say *which* of the n_train
+# candidates was used, so a blind guess succeeds with probability kappa = 1/n_train. The relaxed
+# adversary must *reconstruct* the pair instead: not knowing the target's gradient, it cannot run
+# the likelihood-ratio test and falls back to the generalised likelihood-ratio test (GLRT) on the
+# squared updates, whose power at level kappa is the relaxed bound.
 #
 # The worst-case bound is also read at the **re-linkage prior**: the re-linker of chapters 4-8
 # picks the target's report among a pool of N, so its blind guess succeeds with kappa = 1/N (N = 10,
@@ -118,18 +146,20 @@ display(Markdown(
 # not measure re-linkage.
 
 # %% tags=["hide-input"]
-display(html_table(pd.DataFrame(list(sweep.threat_models)), caption="The three threat models of this chapter"))
+display(html_table(pd.DataFrame(list(sweep.threat_models)), label="tab-budget-threats",
+                   caption="The three threat models of this chapter."))
 
 # %% [markdown]
 # ## The sweep: accounting and outcomes
 #
-# One row per budget. `eps` is the RDP accountant's value for the reached sigma (at most the
-# target, within 1%); sigma, the sampling rate q and the number of steps T are what any other
-# accountant needs to recompute it (the results JSON holds them in full). Risks are
-# probabilities; recall is Recall@1 over random pools at the largest pool size the held-out split
-# allows; AUROCs are macro means over the 14 labels. Recall@K at every pool size and K, for
-# random and matched pools, is in the sweep's long table (`sweep.recall`, one row per budget,
-# pool, K and N; `recall` in the results JSON).
+# One row per budget: {numref}`tab-budget-accounting` gives the privacy accounting and the
+# reconstruction risks, {numref}`tab-budget-outcomes` re-linkage and utility. `eps` is the RDP
+# accountant's value for the reached sigma (at most the target, within 1%); sigma, the sampling rate
+# q and the number of steps T are what any other accountant needs to recompute it (the results JSON
+# holds them in full). Risks are probabilities; recall is Recall@1 over random pools at the largest
+# pool size the held-out split allows; AUROCs are macro means over the 14 labels. Recall@K at every
+# pool size and K, for random and matched pools, is in the sweep's long table (`sweep.recall`, one
+# row per budget, pool, K and N; `recall` in the results JSON).
 
 # %% tags=["hide-input"]
 pool = budget_pool(recall)
@@ -137,10 +167,14 @@ display(Markdown(f"Training-set prior of the worst case kappa = 1/{round(1 / tab
                  f"{int(table['attack_candidates'].iloc[0])} candidate images (chance 1/{int(table['attack_candidates'].iloc[0])})."))
 view = budget_view(table, recall, pool)
 accounting = ["target eps", "eps reached", "sigma", "q", "T", "worst-case risk", "relaxed risk", "gradient-access success"]
-display(html_table(view[accounting], {"q": "sig", "T": "count", "eps reached": "sig"},
-                   caption="Accounting and reconstruction risk per budget"))
-display(html_table(view[["target eps"] + [c for c in view.columns if c not in accounting]],
-                   caption="Re-linkage (held-out pairs) and utility per budget"))
+
+# %% tags=["hide-input"]
+display(html_table(view[accounting], {"q": "sig", "T": "count", "eps reached": "sig"}, label="tab-budget-accounting",
+                   caption="Accounting and reconstruction risk per budget."))
+
+# %% tags=["hide-input"]
+display(html_table(view[["target eps"] + [c for c in view.columns if c not in accounting]], label="tab-budget-outcomes",
+                   caption="Re-linkage (held-out pairs) and utility per budget."))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 with pd.option_context("display.float_format", lambda v: f"{v:.3g}", "display.width", 200):
@@ -150,10 +184,11 @@ with pd.option_context("display.float_format", lambda v: f"{v:.3g}", "display.wi
 # %% [markdown]
 # ## The dose-response: how much re-linkage training at eps puts back
 #
-# The cut is 1 - (Recall@1 of the trained heads) / (Recall@1 of the pretrained heads) on the
-# held-out pairs, at the pool size of the table above, averaged over the seeds: 1 would mean that no
-# query is re-linked at all, heads at chance reach 1 - chance / (Recall@1 of the pretrained heads),
-# 0 means they re-link as well as the pretrained heads, below 0 better. The CI resamples held-out patients and, in each
+# The cut ({numref}`tab-budget-cuts`, {numref}`fig-budget-cut`) is 1 - (Recall@1 of the trained
+# heads) / (Recall@1 of the pretrained heads) on the held-out pairs, at the pool size of
+# {numref}`tab-budget-outcomes`, averaged over the seeds: 1 would mean that no query is re-linked at
+# all, heads at chance reach 1 - chance / (Recall@1 of the pretrained heads), 0 means they re-link
+# as well as the pretrained heads, below 0 better. The CI resamples held-out patients and, in each
 # replicate, the seeds, so it holds both the held-out sampling noise and the seed-to-seed spread.
 # Where it includes zero, the run cannot tell the cut from no cut at all.
 
@@ -161,7 +196,8 @@ with pd.option_context("display.float_format", lambda v: f"{v:.3g}", "display.wi
 cuts = budget_cut_view(table)
 display(html_table(cuts, {"cut": "cut", "CI low": "cut", "CI high": "cut",
                           "seed SD": "sig2", "seeds": "count"},
-                   caption=f"Relative cut of Recall@1 at N = {pool_size_label(pool)} per budget (held-out pairs)"))
+                   label="tab-budget-cuts",
+                   caption=f"Relative cut of Recall@1 at N = {pool_size_label(pool)} per budget (held-out pairs)."))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(cuts.set_index("target eps").drop(columns="seed SD").round(2).to_string())
@@ -170,35 +206,40 @@ print(cuts.set_index("target eps").drop(columns="seed SD").round(2).to_string())
 fig, ax = plt.subplots(figsize=(7.2, 4.0))
 plot_cut(table, ax=ax, simulation=simulation, pool_size=pool)
 ax.set_title("Dose-response: cut of re-linkage by the budget" + (" (simulation)" if simulation else ""))
-plt.show()
+show_figure(fig, "fig-budget-cut", "The dose-response: the relative cut of Recall@1 of fresh heads trained at each "
+            "budget, against the pretrained heads, with its 95% CI over held-out patients and seeds.")
 
 # %% [markdown]
 # ## Reconstruction risk against the budget
 #
-# The three risks on a log axis, one step per budget; the dotted lines are what an adversary gets
-# without the model (kappa for the bounds, 1/N for the attack). The shaded band is Ziller et al.'s "high-budget DP".
-# With Poisson sampling a pair can be left out of every step, so even without noise the bounds
-# stop short of 1, at 1 - (1 - q)^T (1 - kappa); only non-private training (shuffled full passes,
-# no guarantee at all) is placed at 1.
+# {numref}`fig-budget-risks` shows the three risks on a log axis, one step per budget; the dotted
+# lines are what an adversary gets without the model (kappa for the bounds, 1/N for the attack). The
+# shaded band is Ziller et al.'s "high-budget DP". With Poisson sampling a pair can be left out of
+# every step, so even without noise the bounds stop short of 1, at 1 - (1 - q)^T (1 - kappa); only
+# non-private training (shuffled full passes, no guarantee at all) is placed at 1.
 
 # %%
 fig, ax = plt.subplots(figsize=(7.2, 4.4))
 plot_risks(table, ax=ax, simulation=simulation)
 ax.set_title("Reconstruction risk under three threat models" + (" (simulation)" if simulation else ""))
-plt.show()
+show_figure(fig, "fig-budget-risks", "Reconstruction risk against the budget under the three threat models: the "
+            "worst-case ReRo and the relaxed (GLRT) bounds at the training-set prior, and the gradient-access "
+            "reconstruction's success.")
 
 # %% [markdown]
 # ## The worst-case bound at the re-linkage prior
 #
 # The same bound read at kappa = 1/N for the audit's pool sizes, beside the training-set prior
-# 1/n_train: what DP on the heads guarantees against an adversary who, like the re-linker, has to
-# pick one report out of N. A bound close to its prior certifies that the heads taught the adversary
-# almost nothing; a bound near 1 certifies nothing. Dotted lines are the priors.
+# 1/n_train ({numref}`tab-budget-rero`, {numref}`fig-budget-rero-priors`): what DP on the heads
+# guarantees against an adversary who, like the re-linker, has to pick one report out of N. A bound
+# close to its prior certifies that the heads taught the adversary almost nothing; a bound near 1
+# certifies nothing. Dotted lines are the priors.
 
 # %% tags=["hide-input"]
 rero_view = budget_rero_view(rero)
 display(html_table(rero_view, {c: "sig" for c in rero_view.columns if c != "target eps"},
-                   caption="Worst-case ReRo bound per budget and prior (training-set and re-linkage)"))
+                   label="tab-budget-rero",
+                   caption="Worst-case ReRo bound per budget and prior (training-set and re-linkage)."))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(rero_view.set_index("target eps").round(3).to_string())
@@ -207,47 +248,57 @@ print(rero_view.set_index("target eps").round(3).to_string())
 fig, ax = plt.subplots(figsize=(7.2, 4.4))
 plot_rero_priors(rero, ax=ax, simulation=simulation)
 ax.set_title("Worst-case bound at the training-set and the re-linkage priors" + (" (simulation)" if simulation else ""))
-plt.show()
+show_figure(fig, "fig-budget-rero-priors", "The worst-case ReRo bound against the budget at the training-set prior "
+            "1/n_train and at the re-linkage priors 1/N, with the priors dotted.")
 
 # %% [markdown]
 # The worst-case bound is the optimal test's power read off one trade-off curve per budget. The
-# curves below show that test for a few budgets: at eps = 0.34 the curve hugs the diagonal
-# 1 - alpha (no test does better than guessing), at large eps it drops to the floor (1 - q)^T
-# set by the chance that the target was never sampled.
+# curves of {numref}`fig-budget-tradeoff` show that test for a few budgets: at eps = 0.34 the curve
+# hugs the diagonal 1 - alpha (no test does better than guessing), at large eps it drops to the
+# floor (1 - q)^T set by the chance that the target was never sampled.
 
 # %%
 fig, ax = plt.subplots()
 plot_tradeoff_curves(budget_tradeoff_curves(table, budgets=(0.34, 8.0, 1e3, 1e6)), ax=ax)
 ax.axvline(float(table["kappa"].iloc[0]), color="tab:red", ls=":", lw=1)
 ax.set_title("Trade-off curves of the composed mechanism" + (" (simulation)" if simulation else ""))
-plt.show()
+show_figure(fig, "fig-budget-tradeoff", "Trade-off curves (type-II against type-I error) of the composed DP-SGD "
+            "mechanism for a few budgets of the sweep, with the training-set prior kappa as a dotted line.")
 
 # %% [markdown]
 # ## Re-linkage and utility against the budget
+#
+# {numref}`fig-budget-relinkage` shows re-linkage and {numref}`fig-budget-utility` utility, budget by budget.
 
 # %%
 fig, ax = plt.subplots(figsize=(7.2, 4.0))
 plot_relinkage(recall, pool_size=pool, k=1, ax=ax, simulation=simulation)
 ax.set_title(f"Re-linkage (held-out pairs, N = {pool_size_label(pool)})")
-plt.show()
+show_figure(fig, "fig-budget-relinkage", f"Recall@1 of the held-out pairs at N = {pool_size_label(pool)} over random "
+            "and pathology-matched pools against the budget, with the chance lines.")
+
+# %%
 fig, ax = plt.subplots(figsize=(7.2, 4.0))
 plot_budget_utility(table, ax=ax, simulation=simulation)
 ax.set_title("Utility")
-plt.show()
+show_figure(fig, "fig-budget-utility", "Utility against the budget: the image-side linear probe's and the "
+            "zero-shot (cross-modal) macro AUROC over the 14 labels.")
 
 # %% [markdown]
 # ## Where high-budget DP lands between the vault door and no door
 #
 # For each outcome, 0 is its value at the strictest budget (eps = 0.34, the vault door) and 1 its
-# value without DP (no door); the table places every budget on that scale. A budget that sits
+# value without DP (no door); {numref}`tab-budget-doors` places every budget on that scale. A budget that sits
 # near 1 for recall and utility gives back what DP took; whether it also sits near 1 for the
 # risks decides whether it still protects anything. Positions below 0 or above 1 mean the outcome
-# is not monotone in eps; when the two ends are close (compare them in the table above), such
+# is not monotone in eps; when the two ends are close (compare them in {numref}`tab-budget-accounting`
+# and {numref}`tab-budget-outcomes`), such
 # positions are sampling noise of the held-out split, not an effect.
 
 # %% tags=["hide-input"]
 doors = budget_doors(table, recall, pool)
-display(html_table(doors, {name: "sig2" for name in doors.columns if name != "eps"}))
+display(html_table(doors, {name: "sig2" for name in doors.columns if name != "eps"}, label="tab-budget-doors",
+                   caption="Every budget's place between the strictest budget (0, eps = 0.34) and no DP (1), per outcome."))
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(doors.set_index("eps").round(2).to_string())

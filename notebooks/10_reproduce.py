@@ -24,7 +24,7 @@
 profile = "default"
 overrides = {}
 
-# %%
+# %% tags=["remove-cell"]
 import json
 
 import pandas as pd
@@ -84,11 +84,15 @@ print("checkpoint kinds:", ", ".join(MODEL_KINDS))
 # ```
 #
 # (a JSON or YAML file: the preflight and chapter 3 read it with one parser,
-# `relink_lib.models.catalog.read_model_list`). The kinds, and where each keeps the projection
-# heads that DP fine-tunes (the same table as chapter 3's, from `relink_lib.models.catalog`):
+# `relink_lib.models.catalog.read_model_list`). {numref}`tab-reproduce-checkpoint-kinds` lists the
+# kinds, and where each keeps the projection heads that DP fine-tunes (the same table as chapter 3's,
+# from `relink_lib.models.catalog`):
 
-# %%
-display(Markdown(pd.DataFrame(CHECKPOINT_KINDS).to_markdown(index=False)))
+# %% tags=["remove-input"]
+kinds = pd.DataFrame(CHECKPOINT_KINDS).replace("`", "", regex=True)  # code marks: the table is HTML
+display(html_table(kinds, label="tab-reproduce-checkpoint-kinds",
+                   caption="The checkpoint kinds: what each directory holds, where its projection heads sit, and "
+                           "how its inputs are preprocessed."))
 
 # %% [markdown]
 # Preprocessing follows each checkpoint: the HF kinds use the checkpoint's own image processor and
@@ -120,6 +124,10 @@ for section in ("cohort", "audit", "dp"):
 # %% [markdown]
 # ## The dry run: the real path, checked on every change
 #
+# ```{margin} Simulation
+# The dry run's numbers come from synthetic cohorts: they check the real-data path, not the risk on real patients; see the {term}`glossary <simulation>`.
+# ```
+#
 # No credentialed data can ship with the project, so CI runs the `paper` profile against the
 # synthetic cohorts **exported in the two official layouts** (internal site as MIMIC-CXR-JPG,
 # external site as CheXpert Plus) with the ci ladder's checkpoints listed as `hf-clip` models:
@@ -132,14 +140,18 @@ print(json.dumps(DRY_RUN_OVERRIDES, default=str, sort_keys=True, indent=1))
 # %% [markdown]
 # ## What it costs
 #
-# The table lists what the project's benchmarks measured (on a 2-core CPU, as CI's; see
+# {numref}`tab-reproduce-compute` lists what the project's benchmarks measured (on a 2-core CPU, as CI's; see
 # `docs/benchmarks.md`) and the same work at the paper's scale. The audit benchmark already runs
 # at the paper's size (M = 43,793, d = 512). No GPU was available when these figures were taken;
 # a GPU cuts the audit and feature extraction by orders of magnitude.
 
 # %%
 compute = compute_table(dp_epochs=params.dp.budget_sweep.epochs, dp_batch=params.dp.batch_size)
-display(html_table(compute))
+display(html_table(compute, label="tab-reproduce-compute",
+                   caption="What the study costs: each step as the project's benchmarks measured it (CPU) and the "
+                           "same work at the paper's scale."))
+
+# %% tags=["remove-input"]
 write_results(params, "reproduce", {"table": compute, "paper_scale": dict(PAPER_SCALE), "dry_run_overrides": DRY_RUN_OVERRIDES},
               cohort="none (instructions)", model="none", wall_time_s=0.0)
 display(Markdown(f"Paper-scale counts used (the paper's): {PAPER_SCALE['mimic_test_pairs']:,} held-out MIMIC-CXR pairs, "

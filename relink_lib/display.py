@@ -2,28 +2,49 @@
 
 from __future__ import annotations
 
-from IPython.display import Markdown
+import html
+import re
+
+from IPython.display import HTML
 
 from .config import ProfileLike, as_profile
 from .profiles import get_profile
 
 
-def provenance_banner(params: ProfileLike, cohort: str | None = None) -> Markdown:
-    """A one-paragraph note: profile, seed, cohort, and whether the numbers are a simulation."""
+def _inline_html(text: str) -> str:
+    """``text`` escaped, with its Markdown ``code`` spans and **bold** as HTML."""
+    out = html.escape(text)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+
+
+def provenance_banner(params: ProfileLike, cohort: str | None = None) -> HTML:
+    """The page's one compact admonition: simulation or real data, profile, seed, cohort, how to re-run.
+
+    An HTML admonition in the theme's classes (``relink-simulation`` or ``relink-real-data``; styled compact
+    by ``book/_static/relink.css``), shown once at the top of each chapter."""
     cfg = as_profile(params)
     simulation = cfg.cohort.simulation
     cohort = cohort or (
         "embedded synthetic paired cohort" if simulation else "real cohorts (MIMIC-CXR-JPG, CheXpert Plus)"
     )
-    kind = (
-        "**Simulation.** The numbers on this page come from a synthetic cohort: they show the method, "
-        "not the size of the risk on real patients."
+    title, kind = (
+        (
+            "Simulation",
+            "The numbers on this page come from a synthetic cohort: they show the method, "
+            "not the size of the risk on real patients.",
+        )
         if simulation
-        else "**Real data.** The numbers on this page come from credentialed cohorts; no report text is shown."
+        else ("Real data", "The numbers on this page come from credentialed cohorts; no report text is shown.")
     )
-    return Markdown(
-        f"> {kind} Profile `{cfg.name}`, seed {cfg.seed}, cohort: {cohort}. "
+    body = (
+        f"{kind} Profile `{cfg.name}`, seed {cfg.seed}, cohort: {cohort}. "
         f"{run_size_note(cfg)}Re-run with `python -m relink_lib book --profile {cfg.name}`."
+    )
+    css = "relink-simulation" if simulation else "relink-real-data"
+    return HTML(
+        f'<div class="admonition {"caution" if simulation else "note"} {css}">'
+        f'<p class="admonition-title">{title}</p><p>{_inline_html(body)}</p></div>'
     )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "Convention",
     "CUT",
     "DROP",
+    "MORE_CUT",
     "MISSING",
     "fmt_change",
     "fmt_change_ci",
@@ -65,6 +66,8 @@ CUT = Convention("cut", "rise", scale=100.0, suffix="%", decimals=1)
 """A relative cut of re-linkage, stored as a fraction (positive = less re-linkage)."""
 DROP = Convention("drop", "gain", scale=1.0, suffix="", decimals=2)
 """A utility drop in percentage points (positive = worse)."""
+MORE_CUT = Convention("more", "less", scale=100.0, suffix=" points", decimals=1)
+"""A paired difference of two cuts (fractions), printed in percentage points: ``0.05 -> "5.0 points more"``."""
 
 
 def _value(value: Any) -> float | None:

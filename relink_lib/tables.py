@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 from IPython.display import HTML
 
+from .floats import Float, table_float
 from .signs import fmt_cut, fmt_drop
 
 Formatter = Callable[[Any], str]
@@ -379,8 +380,13 @@ def html_table(
     max_height_px: int | None = None,
     max_width_px: float = CONTENT_WIDTH_PX,
     key_columns: Sequence[str] | None = None,
-) -> HTML:
-    """Render ``df`` as an HTML table (an ``IPython.display.HTML`` to ``display()``).
+    label: str | None = None,
+) -> HTML | Float:
+    """Render ``df`` as an HTML table (an object to ``display()``).
+
+    With ``label`` (``"tab-..."``, a ``caption`` required) it is a numbered table of the book
+    (:class:`relink_lib.floats.Float`: "Table 6.1", referred to with ``{numref}``); without, a plain
+    ``IPython.display.HTML`` with the caption above it.
 
     ``formats`` maps a column name to a format name of :data:`FORMATS` (``"sig"``, ``"count"``,
     ``"percent"``, ``"cut"``, ``"drop"``, ``"signed_percent"``, ``"sci"``, ``"lift"``, ``"text"``, ``"sigN"``)
@@ -392,8 +398,15 @@ def html_table(
     set smaller first and, if still too wide, split into parts stacked one under the other, each
     repeating the key columns (``key_columns``; by default the leading columns before the first
     cut, drop, percentage or lift column). ``max_height_px`` caps the height, scrolling vertically.
-    Raises ``ValueError`` naming a format or column that does not exist.
+    Raises ``ValueError`` naming a format or column that does not exist, or a bad label or caption.
     """
+    if label is not None:
+        if caption is None:
+            raise ValueError(f"{label}: a numbered table needs a caption")
+        body = table_html(
+            df, formats, index=index, max_height_px=max_height_px, max_width_px=max_width_px, key_columns=key_columns
+        )
+        return table_float(body, label, caption)
     return HTML(
         table_html(
             df,

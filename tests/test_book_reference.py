@@ -33,6 +33,7 @@ def _executed() -> nbformat.NotebookNode:
         ),
         nbformat.v4.new_code_cell("print(r1)", metadata={"tags": ["nbval-check-output", "remove-cell"]}),
         nbformat.v4.new_code_cell("noisy()", metadata={"tags": ["remove-output"]}),
+        nbformat.v4.new_code_cell("from relink_lib import x", metadata={"tags": ["remove-cell"]}),
     ]
     nb.cells[3].outputs = [
         nbformat.v4.new_output("stream", name="stderr", text="warning: /home/someone/cache/x.npz\n"),
@@ -56,7 +57,9 @@ def test_public_notebook_is_stripped_as_the_page_is():
     assert 'profile = "default"' in sources and "remove-cell" not in out.cells[1].metadata["tags"]  # re-runnable
     assert out.cells[3].outputs == [nbformat.v4.new_output("stream", name="stdout", text="kept\n")]
     assert "papermill" not in out.cells[3].metadata and "execution" not in out.cells[3].metadata
-    assert out.cells[-1].outputs == []  # remove-output
+    assert out.cells[-2].outputs == []  # remove-output
+    assert out.cells[-1].source == "from relink_lib import x" and "remove-cell" not in out.cells[-1].metadata["tags"]
+    assert 'profile = "ci"' in sources  # papermill's values: the download re-runs what the page ran
     assert len(nb.cells[3].outputs) == 2 and "input_path" in nb.metadata["papermill"]  # the input is left alone
     nbformat.validate(out)
 

@@ -128,7 +128,8 @@ def test_payload_has_the_documented_keys_and_says_when_unavailable() -> None:
 def test_findings_when_the_intervals_exclude_zero() -> None:
     out = factorial_findings(_result(clear=True), simulation=True)
     text = " ".join(out)
-    assert "In this simulation" in out[0] and "N = 10,000" in out[0] and "50.0% (95% CI 40.0% to 60.0%)" in out[0]
+    assert "In this simulation" in out[0] and "N = 10,000" in out[0]
+    assert "a cut of 50.0% (95% CI: 40.0% to 60.0% cut)" in out[0]
     assert "61.8%" in out[0] and "the paper's figure" in out[0]
     assert "most of the cut comes from the noise" in text
     assert "most of the cut comes from re-initialising the heads" in text

@@ -535,8 +535,9 @@ def test_findings_state_the_claim_from_the_numbers():
     text_miss = " ".join(frontier_findings(miss))
     assert (
         "does not reach the paper's claim" in text_miss
-        and "the selected cut is 30% with a probe drop of +0.20" in text_miss
+        and "the selected setting has a cut of 30% with a drop of 0.20 points in linear-probe AUROC" in text_miss
     )
+    assert "+" not in text_miss  # one sign convention: sizes with words, never a signed change
     costly = _result(
         _fake_frontier(probe=0.8)
     )  # the report half's probe drop breaks the claim though the rule passed it
@@ -545,7 +546,7 @@ def test_findings_state_the_claim_from_the_numbers():
     assert "No setting meets the declared rule" in none and "no setting meets the rule" in none
     para = mechanism_paragraph(fr)
     assert "Spearman rho +1.00" in para  # the three pretrained points rise with drift
-    assert "costs +8.00 points of zero-shot AUROC against the DP heads' +0.30 points" in para
+    assert "comes with a drop of 8.00 points in zero-shot AUROC, against a drop of 0.30 points for the DP heads" in para
     assert "keeps the label-level alignment" in para
     assert "the instance-level detail the noise keeps the heads from re-learning" in para  # a fresh-init reference
     fake = _fake_frontier()

@@ -170,7 +170,7 @@ def test_render_rules_hide_code_keep_one_parameters_cell_and_drop_stderr():
     nb = apply_render_rules(_executed_notebook())
     tags = [c.metadata.get("tags", []) for c in nb.cells]
     assert "remove-cell" in tags[1]  # the notebook's defaults: papermill's injected cell replaces them
-    assert "hide-input" in tags[2] and "remove-cell" not in tags[2]  # the values the run used, shown once
+    assert "remove-cell" in tags[2]  # papermill's values: set-up, not content (the page's banner names the profile)
     assert "hide-input" in tags[3]
     assert tags[4] == ["nbval-check-output", "remove-cell"]  # the author's remove-cell is left to jupyter-book
     assert tags[5] == ["show-code"]  # code that is the lesson stays visible
@@ -274,7 +274,15 @@ def test_browser_findings_round_trip_and_problems():
     assert found == clean
     ok = {"title": "t", "findings": found, "console_errors": [], "screenshot": "x.png"}
     assert page_problems("p.html", ok, ["ci_audit.json"]) == []
-    bad = dict(found, typeset=0, raw_tex=["\\(x\\)"], reprs=["Text(0.5, 1.0, 'x')"], wide_tables=["R@1 (1400 px)"])
+    bad = dict(
+        found,
+        typeset=0,
+        raw_tex=["\\(x\\)"],
+        reprs=["Text(0.5, 1.0, 'x')"],
+        wide_tables=["R@1 (1400 px)"],
+        legend_overlaps=["fig-x"],
+        unnumbered=['table "model"'],
+    )
     problems = page_problems("p.html", dict(ok, findings=bad), ["ci_audit.json", "ci_audit.csv"])
     text = "; ".join(problems)
     for needle in (
@@ -282,6 +290,8 @@ def test_browser_findings_round_trip_and_problems():
         "raw TeX",
         "Python reprs",
         "wider than the content column",
+        "without a number and caption: ['table \"model\"']",
+        "legends over plotted data in figures ['fig-x']",
         "ci_audit.csv",
     ):
         assert needle in text

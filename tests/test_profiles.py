@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from relink_lib.profiles import PROFILE_NAMES, cache_dir, get_profile, results_dir
@@ -99,7 +101,9 @@ def test_banner_says_when_a_synthetic_run_is_smaller_than_default():
     ci, default = get_profile("ci"), get_profile("default")
     note = run_size_note(ci)
     assert f"{ci['cohort']['n_pairs']:,} against {default['cohort']['n_pairs']:,} synthetic pairs" in note
-    assert note in provenance_banner(ci).data and "**Simulation.**" in provenance_banner(ci).data
+    banner = provenance_banner(ci).data
+    assert 'class="admonition-title">Simulation</p>' in banner and "relink-simulation" in banner
+    assert re.sub(r"`([^`]+)`", r"<code>\1</code>", note) in banner  # Markdown code spans as HTML
     assert run_size_note(default) == "" and run_size_note(get_profile("paper")) == ""
 
 

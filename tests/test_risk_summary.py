@@ -240,8 +240,9 @@ def rero_table(n_train=1000, pool_sizes=(10, 100)):
 def test_dose_response_sentences_say_cannot_tell_where_the_ci_includes_zero():
     table, _ = sweep(cut_strict=0.9, cut_no_dp=0.02, ci_half=0.05)
     text = "\n".join(cut_findings(table, pool=100))
-    assert "cut Recall@1 by +90.0% (95% CI +85.0% to +95.0%)" in text
-    assert "without DP by +2.0% (95% CI -3.0% to +7.0%)" in text and "2 seeds" in text
+    assert "give a cut of 90.0% (95% CI: 85.0% to 95.0% cut) in Recall@1" in text
+    assert "without DP a cut of 2.0% (95% CI: 3.0% rise to 7.0% cut)" in text and "2 seeds" in text
+    assert "+" not in text.replace("+-", "")  # no signed change anywhere
     assert "Without DP the CI of the cut includes zero: the simulation cannot tell" in text
     assert "do not overlap" in text and "pretrained heads (Recall@1 0.400" in text
     flat = "\n".join(cut_findings(sweep(cut_strict=0.05, cut_no_dp=0.0, ci_half=0.1)[0], pool=100, simulation=False))

@@ -12,6 +12,7 @@ from scipy.stats import spearmanr
 
 from ..config import ProfileLike, as_profile
 from ..paper import PAPER, PAPER_CITATION
+from ..signs import CUT, MORE_CUT, change_phrase, drop_phrase, fmt_change, fmt_change_ci, fmt_cut, fmt_cut_ci
 from .factorial import Estimate
 from .factorial_stage import BASE_ARM as BASE_ARM_NAME
 from .factorial_stage import FactorialResult
@@ -373,11 +374,23 @@ def paper_claim_check(fr: FrontierResult) -> dict[str, Any]:
 
 
 def _pct(x: float) -> str:
+    """A size that is not a change (a seed SD): ``0.08 -> "8%"``."""
     return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.0f}%"
 
 
-def _pts(x: float) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:+.2f} points"
+def _cut(x: float) -> str:
+    """A cut as a value (relink_lib.signs): ``0.42 -> "42% cut"``, ``-0.1 -> "10% rise"``."""
+    return fmt_cut(x, 0)
+
+
+def _cutp(x: float) -> str:
+    """A cut as a noun phrase: ``"a cut of 42%"``, ``"a rise of 10%"``."""
+    return change_phrase(x, conv=CUT, decimals=0)
+
+
+def _dropp(x: float) -> str:
+    """A utility change in AUROC points as a noun phrase: ``"a drop of 0.20 points"``, ``"a gain of 4.91 points"``."""
+    return drop_phrase(x)
 
 
 def frontier_findings(fr: FrontierResult, simulation: bool = True) -> list[str]:
@@ -394,21 +407,22 @@ def frontier_findings(fr: FrontierResult, simulation: bool = True) -> list[str]:
     ]
     sel = fr.selected
     ref = fr.reference_point
-    ci = f"95% patient-bootstrap CI {_pct(fr.r1_reduction_ci_low)} to {_pct(fr.r1_reduction_ci_high)}"
+    ci = f"95% patient-bootstrap CI {fmt_cut_ci(fr.r1_reduction_ci_low, fr.r1_reduction_ci_high, 0)}"
     if sel is not None:
         out.append(
             f"The declared rule (probe drop <= {rule.max_probe_auroc_drop:g} points and zero-shot drop <= "
             f"{rule.max_zero_shot_auroc_drop:g} points on the selection half) selects {setting_label(ref)}: "
-            f"a cut of {_pct(ref.r1_reduction_select)} on the selection half and {_pct(ref.r1_reduction)} "
-            f"on the report half ({ci}; seed SD {_pct(ref.r1_reduction_seed_sd)}), with a probe drop of "
-            f"{_pts(ref.probe_auroc_drop_report)} and a zero-shot drop of {_pts(ref.zero_shot_auroc_drop_report)}."
+            f"{_cutp(ref.r1_reduction_select)} on the selection half and {_cutp(ref.r1_reduction)} "
+            f"on the report half ({ci}; seed SD {_pct(ref.r1_reduction_seed_sd)}), with "
+            f"{_dropp(ref.probe_auroc_drop_report)} in linear-probe AUROC and "
+            f"{_dropp(ref.zero_shot_auroc_drop_report)} in zero-shot AUROC."
         )
     else:
         out.append(
             f"No setting meets the declared rule (probe drop <= {rule.max_probe_auroc_drop:g} and zero-shot "
             f"drop <= {rule.max_zero_shot_auroc_drop:g} points on the selection half). The largest cut on the "
-            f"selection half, {setting_label(ref)} ({_pct(ref.r1_reduction_select)}; report half "
-            f"{_pct(ref.r1_reduction)}, {ci}), is used as the reference for the controls and chapters 7-8."
+            f"selection half, {setting_label(ref)} ({_cut(ref.r1_reduction_select)}; report half "
+            f"{_cut(ref.r1_reduction)}, {ci}), is used as the reference for the controls and chapters 7-8."
         )
     chk = paper_claim_check(fr)
     s = chk["selected"]
@@ -425,13 +439,14 @@ def frontier_findings(fr: FrontierResult, simulation: bool = True) -> list[str]:
             tail = (
                 " Points that do meet it on the report half (not selectable under the rule, or outside the own size): "
                 + "; ".join(
-                    f"{setting_label(pts[i])} at {pts[i].n_private:,} pairs ({_pct(pts[i].r1_reduction)})"
+                    f"{setting_label(pts[i])} at {pts[i].n_private:,} pairs ({_cut(pts[i].r1_reduction)})"
                     for i in others[:4]
                 )
                 + "."
             )
         reason = (
-            f"the selected cut is {_pct(s['cut'])} with a probe drop of {_pts(s['probe_drop'])} on the report half"
+            f"the selected setting has {_cutp(s['cut'])} with {_dropp(s['probe_drop'])} in linear-probe AUROC on "
+            "the report half"
             if s is not None
             else "no setting meets the rule"
         )
@@ -439,11 +454,11 @@ def frontier_findings(fr: FrontierResult, simulation: bool = True) -> list[str]:
     scal = sorted(fr.points("scaling"), key=lambda p: p.n_private)
     if scal:
         out.append(
-            "At larger private sets the same setting cuts "
+            "At larger private sets the same setting gives "
             + ", ".join(
-                f"{_pct(p.r1_reduction)} at {p.n_private:,} pairs (sigma {p.noise_multiplier:.2f})" for p in scal
+                f"{_cutp(p.r1_reduction)} at {p.n_private:,} pairs (sigma {p.noise_multiplier:.2f})" for p in scal
             )
-            + f", against {_pct(ref.r1_reduction)} at {ref.n_private:,} (sigma {ref.noise_multiplier:.2f})."
+            + f", against {_cutp(ref.r1_reduction)} at {ref.n_private:,} (sigma {ref.noise_multiplier:.2f})."
         )
     return out
 
@@ -492,9 +507,10 @@ def protocol_findings(fr: FrontierResult, simulation: bool = True) -> list[str]:
             else f"no setting meets the rule, so the largest selection-half cut is used ({setting_label(pt)})"
         )
         cut = (
-            f"a cut of {_pct(p.r1_reduction)} on the report half (95% CI {_pct(p.r1_reduction_ci_low)} to "
-            f"{_pct(p.r1_reduction_ci_high)}), probe drop {_pts(p.probe_auroc_drop_report)}, zero-shot drop "
-            f"{_pts(p.zero_shot_auroc_drop_report)}, retrieval P@10 drop {_pts(p.retrieval_p10_drop_report)}"
+            f"{_cutp(p.r1_reduction)} on the report half (95% CI "
+            f"{fmt_cut_ci(p.r1_reduction_ci_low, p.r1_reduction_ci_high, 0)}), {_dropp(p.probe_auroc_drop_report)} "
+            f"in linear-probe AUROC, {_dropp(p.zero_shot_auroc_drop_report)} in zero-shot AUROC and "
+            f"{_dropp(p.retrieval_p10_drop_report)} in retrieval P@10"
         )
         agree = f"{p.seed_winners_agree} of {p.n_seeds} noise seeds, taken alone, pick the same setting"
         if p.name == "public_pilot":
@@ -554,9 +570,9 @@ def mechanism_paragraph(fr: FrontierResult) -> str:
         )
     parts = [trend]
     parts.append(
-        f"; starting from fresh heads cuts {_pct(mean([p.r1_reduction for p in rei]))} on average against "
-        f"{_pct(mean([p.r1_reduction for p in pre]))} from the pretrained ones, while untrained fresh heads cut "
-        f"{_pct(re0['r1_reduction'])} at a zero-shot cost of {_pts(re0['zero_shot_auroc_drop_report'])}"
+        f"; starting from fresh heads gives {_cutp(mean([p.r1_reduction for p in rei]))} on average against "
+        f"{_cutp(mean([p.r1_reduction for p in pre]))} from the pretrained ones, while untrained fresh heads give "
+        f"{_cutp(re0['r1_reduction'])} with {_dropp(re0['zero_shot_auroc_drop_report'])} in zero-shot AUROC"
         if re0
         else ""
     )
@@ -571,8 +587,8 @@ def mechanism_paragraph(fr: FrontierResult) -> str:
             f"Plain Gaussian noise on the pretrained weights matched to the "
             f"{'selected' if fr.reference_is_selected else 'reference'} "
             f"point's Recall@1 needs a relative scale of {op['scale']:.2f} (drift {op['drift']:.2f}, against the DP "
-            f"heads' {ref.drift:.2f}) and costs {_pts(op['zero_shot_auroc_drop_report'])} of zero-shot AUROC "
-            f"against the DP heads' {_pts(ref.zero_shot_auroc_drop_report)}: "
+            f"heads' {ref.drift:.2f}) and comes with {_dropp(op['zero_shot_auroc_drop_report'])} in zero-shot "
+            f"AUROC, against {_dropp(ref.zero_shot_auroc_drop_report)} for the DP heads: "
         )
         better = op["zero_shot_auroc_drop_report"] - ref.zero_shot_auroc_drop_report
         parts.append(
@@ -587,11 +603,11 @@ def mechanism_paragraph(fr: FrontierResult) -> str:
             and ref.zero_shot_auroc_drop_report < re0["zero_shot_auroc_drop_report"] - 1
         )
         parts.append(
-            f"From fresh heads (untrained: a cut of {_pct(re0['r1_reduction'])}, zero-shot "
-            f"{_pts(re0['zero_shot_auroc_drop_report'])}), non-private training with the same setting re-learns the "
-            f"alignment (cut {_pct(npv['r1_reduction'])}, zero-shot {_pts(npv['zero_shot_auroc_drop_report'])}), "
-            f"while DP training reaches a zero-shot change of {_pts(ref.zero_shot_auroc_drop_report)} at a cut of "
-            f"{_pct(ref.r1_reduction)}"
+            f"From fresh heads (untrained: {_cutp(re0['r1_reduction'])}, "
+            f"{_dropp(re0['zero_shot_auroc_drop_report'])} in zero-shot AUROC), non-private training with the same "
+            f"setting re-learns the alignment ({_cutp(npv['r1_reduction'])}, "
+            f"{_dropp(npv['zero_shot_auroc_drop_report'])}), while DP training reaches "
+            f"{_dropp(ref.zero_shot_auroc_drop_report)} in zero-shot AUROC at {_cutp(ref.r1_reduction)}"
             + (
                 ": the cut is the instance-level detail the noise keeps the heads from re-learning, while the "
                 "coarser label-level alignment comes back. "
@@ -601,7 +617,7 @@ def mechanism_paragraph(fr: FrontierResult) -> str:
         )
     elif npv is not None:
         parts.append(
-            f"Non-private fine-tuning with the same setting cuts {_pct(npv['r1_reduction'])}, so "
+            f"Non-private fine-tuning with the same setting gives {_cutp(npv['r1_reduction'])}, so "
             + (
                 "most of the cut comes from the noise and clipping, not from the objective. "
                 if npv["r1_reduction"] < 0.5 * ref.r1_reduction
@@ -612,9 +628,9 @@ def mechanism_paragraph(fr: FrontierResult) -> str:
     close = abs(seen.seen_r1_reduction - seen.heldout_r1_reduction) < 0.1
     parts.append(
         f"On the pairs the DP heads were fine-tuned on, Recall@1 at N = {seen.pool_size:,} goes "
-        f"{seen.seen_r1_before:.4f} -> {seen.seen_r1_after:.4f} (a cut of {_pct(seen.seen_r1_reduction)}), "
+        f"{seen.seen_r1_before:.4f} -> {seen.seen_r1_after:.4f} ({_cutp(seen.seen_r1_reduction)}), "
         f"on held-out pairs {seen.heldout_r1_before:.4f} -> {seen.heldout_r1_after:.4f} "
-        f"({_pct(seen.heldout_r1_reduction)})"
+        f"({_cut(seen.heldout_r1_reduction)})"
         + (
             ": about the same, so the cut is a property of the heads' alignment, not of which pairs they saw."
             if close
@@ -722,13 +738,13 @@ def transfer_findings(
     label = setting_label(m.setting) if m.setting else "the profile's setting"
     out = [
         f"On the external site ({'simulation' if simulation else 'real data'}), Recall@1 at N = {n:,} goes "
-        f"{r1['pretrained']:.4f} -> {r1['dp']:.4f} with the DP heads of {m.rung_name} ({label}): a cut of "
-        f"{_pct(cut['dp'])}, against {_pct(inside['relative_reduction'])} on the internal held-out split at "
+        f"{r1['pretrained']:.4f} -> {r1['dp']:.4f} with the DP heads of {m.rung_name} ({label}): "
+        f"{_cutp(cut['dp'])}, against {_cutp(inside['relative_reduction'])} on the internal held-out split at "
         f"N = {inside['pool_size']:,}."
     ]
     out.append(
-        f"Controls there: non-private fine-tuning {_pct(cut['nonprivate'])}, fresh untrained heads "
-        f"{_pct(cut['reinit'])}, output perturbation {_pct(cut['output_perturbation'])}."
+        f"Controls there: non-private fine-tuning {_cut(cut['nonprivate'])}, fresh untrained heads "
+        f"{_cut(cut['reinit'])}, output perturbation {_cut(cut['output_perturbation'])}."
     )
     if "zero_shot_auroc" in s.columns:
         out.append(
@@ -848,8 +864,9 @@ def factorial_findings(fr: FactorialResult | None, simulation: bool = True) -> l
     out = [
         f"{what}, on {c.n_pairs:,} fresh confirmation pairs ({c.n_patients:,} patients) that neither the ladder, the "
         f"DP training nor the selection saw, the selected DP heads ({dp.init} start, eps = {fr.target_epsilon:g}, "
-        f"{dp.n_seeds} seeds) cut Recall@1 at N = {c.pool_size:,} by {_est(c.dp_cut)}; the paper reports "
-        f"{_pct1(c.paper_cut)} at N = 10,000 (the paper's figure)."
+        f"{dp.n_seeds} seeds) give "
+        f"{change_phrase(c.dp_cut.value, c.dp_cut.ci_low, c.dp_cut.ci_high, CUT)} in Recall@1 at N = {c.pool_size:,}; "
+        f"the paper reports a cut of {_pct1(c.paper_cut)} at N = 10,000 (the paper's figure)."
     ]
     if c.dp_cut.includes_zero:
         out.append(
@@ -883,8 +900,9 @@ def factorial_findings(fr: FactorialResult | None, simulation: bool = True) -> l
         )
     out.append(
         f"Heads trained from a fresh start on the public val split alone ({public_arm.n_train:,} pairs, no private "
-        f"pair, same steps and batch size) cut {_pct1(public_arm.cut)}; the paired difference from the DP heads' cut "
-        f"is {_signed_pct1(pub.value)} (95% CI {_signed_pct1(pub.ci_low)} to {_signed_pct1(pub.ci_high)}): {tail}."
+        f"pair, same steps and batch size) give {change_phrase(public_arm.cut, conv=CUT)}; paired with the DP heads' "
+        f"cut, theirs is {fmt_change(pub.value, MORE_CUT)} "
+        f"(95% CI {fmt_change_ci(pub.ci_low, pub.ci_high, MORE_CUT)}): {tail}."
     )
     untrained = next((a for a in fr.arms if a.init == "reinit" and a.training == "none"), None)
     if untrained is not None and untrained.r1_seed_min is not None and untrained.r1_seed_max is not None:
@@ -897,10 +915,6 @@ def factorial_findings(fr: FactorialResult | None, simulation: bool = True) -> l
             "and only the average over many draws is a chance-level control."
         )
     return out
-
-
-def _signed_pct1(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{100 * x:+.1f} points"
 
 
 def confirmation_curve_table(fr: FactorialResult) -> pd.DataFrame:

@@ -4,8 +4,10 @@ Staging applies the book's rendering rules to every executed chapter, so no note
 
 - code cells are collapsed (``hide-input``) unless tagged ``show-code`` (code that is the lesson,
   as in chapter 10's how-to) or already tagged ``remove-cell`` / ``remove-input`` / ``hide-cell``;
-  the ``parameters`` cell is removed when papermill injected its own (the injected one, with the
-  values the run used, is kept, collapsed), so the parameters show once;
+  the ``parameters`` cell and papermill's injected one are removed from the page (set-up, not content:
+  the page's banner names the profile and seed; the downloadable notebook keeps both, so it re-runs);
+  set-up cells (imports, the profile) are tagged ``remove-cell`` in the sources, so at most one
+  "show source" toggle comes before a page's first figure or table (``tests/test_notebooks.py``);
 - stderr outputs (progress bars, warnings with local paths) are dropped, and so is a cell value
   that is only a plotting object's repr (``Text(0.5, 1.0, ...)`` from a last-line ``ax.set_title``);
 - cells tagged ``remove-cell`` (for instance the nbval-checked print cells that an HTML table
@@ -90,7 +92,8 @@ def apply_render_rules(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             continue
         tags = _tags(cell)
         cell["outputs"] = [o for o in cell.get("outputs", []) if not _noise(o)]
-        if "parameters" in tags and injected:
+        if ("parameters" in tags and injected) or "injected-parameters" in tags:
+            # the profile a page ran on is in its banner; papermill's parameter cells are set-up, not content
             _set_tags(cell, tags + ["remove-cell"])
         elif not KEEP_TAGS.intersection(tags):
             # a regression check's compact print is for nbval, not the reader: collapsed with its code
@@ -172,9 +175,10 @@ def public_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """An executed chapter as a reader downloads it, stripped as its page is (a copy; ``nb`` is left alone).
 
     The page's rules (:func:`apply_render_rules`: stderr outputs, which carry local paths and library
-    warnings, and bare plotting reprs are dropped) and what jupyter-book removes from the page:
-    cells tagged ``remove-cell`` (the nbval print cells; the original ``parameters`` cell is kept, so
-    papermill can run the notebook again), outputs of ``remove-output`` cells. papermill's metadata
+    warnings, and bare plotting reprs are dropped) and what jupyter-book removes from the page: the
+    nbval print cells (``remove-cell`` and ``nbval-check-output``), outputs of ``remove-output`` cells.
+    Set-up cells that are off the page (parameters, imports, the profile: ``remove-cell``) stay, so the
+    notebook runs again under papermill. papermill's metadata
     keeps only :data:`PUBLIC_PAPERMILL_KEYS` (no input or output paths), and the per-cell execution
     records go. Report text never reaches a notebook in the first place: the display helpers refuse
     private text (:mod:`relink_lib.cohorts.phi`), which the paper dry run checks on every output.
@@ -183,9 +187,11 @@ def public_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     cells = []
     for cell in out.cells:
         tags = _tags(cell)
-        if "remove-cell" in tags and "parameters" not in tags:
+        # set-up cells (parameters, imports, the profile) are off the page but needed to run the notebook again;
+        # only the nbval print cells, which an HTML table repeats, leave the download too
+        if "remove-cell" in tags and CHECK_TAG in tags:
             continue
-        if "parameters" in tags:
+        if "remove-cell" in tags:
             _set_tags(cell, [t for t in tags if t != "remove-cell"])
         cell.get("metadata", {}).pop("papermill", None)
         cell.get("metadata", {}).pop("execution", None)

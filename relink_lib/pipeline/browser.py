@@ -185,6 +185,17 @@ CHECK_SCRIPT = """
       if (pre.scrollWidth > pre.clientWidth + 1) r.wide_text_outputs.push((pre.innerText || '').trim().split('\\n')[0].slice(0, 80));
     });
     r.page_overflow_px = Math.max(0, document.documentElement.scrollWidth - window.innerWidth);
+    // a figure whose legend covers plotted points (relink_lib.floats.Float.legend_overlaps)
+    r.legend_overlaps = Array.prototype.map.call(article.querySelectorAll('figure.relink-legend-overlap'),
+      function (f) { return f.id; });
+    // every figure and results table of a cell output is a numbered float (relink_lib.floats)
+    r.unnumbered = [];
+    article.querySelectorAll('.cell_output img, .cell_output table.relink').forEach(function (el) {
+      var fig = el.closest('figure');
+      if (fig && fig.querySelector('.caption-number')) return;
+      r.unnumbered.push(el.tagName.toLowerCase() === 'img' ? 'figure ' + (el.getAttribute('src') || '') :
+        'table "' + (el.innerText || '').trim().split('\\n')[0].slice(0, 40) + '"');
+    });
     r.images = article.querySelectorAll('img').length;
     r.broken_images = Array.prototype.filter.call(article.querySelectorAll('img'), function (i) {
       return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.getAttribute('src'); });
@@ -333,6 +344,10 @@ def page_problems(page: str, result: dict[str, Any], downloads: Sequence[str] = 
             problems.append(f"the page scrolls sideways by {found['page_overflow_px']} px")
         if found["broken_images"]:
             problems.append(f"images that did not load: {found['broken_images'][:3]}")
+        if found.get("legend_overlaps"):
+            problems.append(f"legends over plotted data in figures {found['legend_overlaps'][:3]}")
+        if found.get("unnumbered"):
+            problems.append(f"figures or tables without a number and caption: {found['unnumbered'][:3]}")
         missing = [d for d in downloads if not any(link.endswith(d) for link in found["links"])]
         if missing:
             problems.append(f"no link to its download(s) {missing}")

@@ -375,12 +375,18 @@ def plot_seen_unseen(table: pd.DataFrame, k: int = 1, ax: Axes | None = None, *,
 
 
 def plot_risk_factors(
-    effects: pd.DataFrame, ax: Axes | None = None, *, model: str | None = None, simulation: bool = True
+    effects: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    model: str | None = None,
+    simulation: bool = True,
+    xlabel: str = "change in expected Recall@1 per unit (others held fixed)",
 ) -> Axes:
     """Forest plot: effect of each report property on a query's expected Recall@1, with its 95% CI.
 
     ``effects``: rows of :func:`relink_lib.audit.risk_factors.fit_risk_factors` with ``model``
     (``None`` = the most specialised rung); properties that could not be estimated are left out.
+    ``xlabel`` names what ``effect`` is (e.g. an average marginal effect of the adjusted model).
     """
     ax = plt.subplots()[1] if ax is None else ax
     rows = effects
@@ -399,7 +405,7 @@ def plot_risk_factors(
     ax.axvline(0.0, color="k", lw=1, ls="--")
     ax.set_yticks(y)
     ax.set_yticklabels(rows["label"] if "label" in rows.columns else rows["feature"])
-    ax.set_xlabel("change in expected Recall@1 per unit (others held fixed)")
+    ax.set_xlabel(xlabel)
     ax.set_title(f"{model}: what makes a study re-linkable" if model else "What makes a study re-linkable")
     if simulation:
         label_simulation(ax)

@@ -25,7 +25,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..tables import fmt_sig, fmt_signed_percent
+from ..signs import cut_phrase
+from ..tables import fmt_sig
 from .sweep import door_position
 from .tradeoff import Mechanism, tradeoff_curve
 
@@ -232,8 +233,11 @@ COVERAGE_SENTENCE = (
 """The chapter's statement of scope, also its last summary bullet."""
 
 
-def _ci_text(lo: float, hi: float) -> str:
-    return f"95% CI {fmt_signed_percent(lo)} to {fmt_signed_percent(hi)}"
+def _cut_text(table: pd.DataFrame, i: Any) -> str:
+    """Row ``i``'s cut of Recall@1 with its CI, in the book's sign convention: "a cut of 40.0% (95% CI: ...)"."""
+    return cut_phrase(
+        float(table.loc[i, "r1_cut"]), float(table.loc[i, "r1_cut_ci_low"]), float(table.loc[i, "r1_cut_ci_high"])
+    )
 
 
 def _ci_has_zero(lo: float, hi: float) -> bool:
@@ -303,10 +307,8 @@ def cut_findings(table: pd.DataFrame, *, pool: int | None, simulation: bool = Tr
     head = (
         f"**Dose-response.** Relative to the pretrained heads (Recall@1 {_fmt(before)} "
         f"at N = {pool_size_label(pool)}), heads trained from fresh at eps = {labels[table.index.get_loc(strict_i)]} "
-        f"cut Recall@1 by {fmt_signed_percent(float(table.loc[strict_i, 'r1_cut']))} "
-        f"({_ci_text(float(table.loc[strict_i, 'r1_cut_ci_low']), float(table.loc[strict_i, 'r1_cut_ci_high']))}), "
-        f"and trained without DP by {fmt_signed_percent(float(table.loc[no_dp_i, 'r1_cut']))} "
-        f"({_ci_text(float(table.loc[no_dp_i, 'r1_cut_ci_low']), float(table.loc[no_dp_i, 'r1_cut_ci_high']))}); "
+        f"give {_cut_text(table, strict_i)} in Recall@1, "
+        f"and trained without DP {_cut_text(table, no_dp_i)}; "
         f"CIs over held-out patients and {n_seeds} seed{'s' if n_seeds != 1 else ''}, {what}."
     )
     out = [head]
