@@ -12,7 +12,16 @@ from scipy.stats import spearmanr
 
 from ..config import ProfileLike, as_profile
 from ..paper import PAPER, PAPER_CITATION
-from ..signs import CUT, MORE_CUT, change_phrase, drop_phrase, fmt_change, fmt_change_ci, fmt_cut, fmt_cut_ci
+from ..signs import (
+    CUT,
+    MORE_CUT,
+    change_phrase,
+    drop_phrase,
+    fmt_change,
+    fmt_change_ci,
+    fmt_cut,
+    fmt_cut_ci,
+)
 from .factorial import Estimate
 from .factorial_stage import BASE_ARM as BASE_ARM_NAME
 from .factorial_stage import FactorialResult
@@ -180,7 +189,6 @@ def confirmation_utility_sentence(cu: Mapping[str, Any], simulation: bool = True
     """The headline sentence of :func:`confirmation_utility` (says when the interval cannot tell)."""
     d = cu["zero_shot_drop"]
     what = "simulation" if simulation else "run"
-    ci = f"95% CI {d['ci_low']:+.2f} to {d['ci_high']:+.2f}, paired over patients and seeds"
     tell = (
         f"this {what} cannot tell the drop from zero"
         if Estimate.from_json(d).includes_zero
@@ -189,8 +197,9 @@ def confirmation_utility_sentence(cu: Mapping[str, Any], simulation: bool = True
     return (
         f"On the confirmation cohort ({cu['n_pairs']:,} fresh pairs of {cu['n_patients']:,} patients, never seen by "
         f"the selection; {cu['n_seeds']} noise seeds), the released DP heads ({cu['dp_arm']}) move macro zero-shot "
-        f"AUROC {cu['zero_shot_auroc_pretrained']:.3f} -> {cu['zero_shot_auroc_dp']:.3f}, a drop of "
-        f"{d['value']:+.2f} points ({ci}): {tell}. Label-level retrieval precision@10 goes "
+        f"AUROC {cu['zero_shot_auroc_pretrained']:.3f} -> {cu['zero_shot_auroc_dp']:.3f}, "
+        f"{drop_phrase(d['value'], d['ci_low'], d['ci_high'], note='paired over patients and seeds')}: {tell}. "
+        "Label-level retrieval precision@10 goes "
         f"{cu['retrieval_p10_pretrained']:.3f} -> {cu['retrieval_p10_dp']:.3f} (mean over seeds)."
     )
 
@@ -657,7 +666,7 @@ def utility_findings(
 
     def move(col: str, v: str) -> str:
         a, b = pre[col], row[v][col]
-        return f"{a:.3f} -> {b:.3f} ({100 * (b - a):+.2f} points)"
+        return f"{a:.3f} -> {b:.3f} ({drop_phrase(100 * (a - b))})"
 
     label = setting_label(m.setting) if m.setting else "the profile's setting"
     out = [
@@ -679,7 +688,8 @@ def utility_findings(
     re_z = 100 * (row["reinit"]["zero_shot_macro_auroc"] - pre["zero_shot_macro_auroc"])
     blind = abs(re_p) < 2 and re_z < -5
     out.append(
-        f"Untrained fresh heads change the probe by {re_p:+.2f} points and zero-shot AUROC by {re_z:+.2f} points"
+        f"Untrained fresh heads give {drop_phrase(-re_p)} in the probe's AUROC and {drop_phrase(-re_z)} in "
+        "zero-shot AUROC"
         + (
             ": the probe cannot tell heads that align images with text from random ones, zero-shot AUROC can."
             if blind
@@ -689,8 +699,8 @@ def utility_findings(
     op_z = 100 * (row["output_perturbation"]["zero_shot_macro_auroc"] - pre["zero_shot_macro_auroc"])
     dp_z = 100 * (dp["zero_shot_macro_auroc"] - pre["zero_shot_macro_auroc"])
     out.append(
-        f"Output perturbation matched to the DP heads' Recall@1 changes zero-shot AUROC by {op_z:+.2f} points "
-        f"against the DP heads' {dp_z:+.2f}. All numbers are this {what}'s."
+        f"Output perturbation matched to the DP heads' Recall@1 gives {drop_phrase(-op_z)} in zero-shot AUROC, "
+        f"against {drop_phrase(-dp_z)} for the DP heads. All numbers are this {what}'s."
     )
     return head + out
 
