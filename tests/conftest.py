@@ -23,5 +23,18 @@ def _isolated_outputs(request, tmp_path_factory, monkeypatch):
     yield
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """One torch intra-op thread for the test (tiny models and matrices are overhead-bound, and a shared CPU is
+    not oversubscribed); the thread count is restored after it. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")

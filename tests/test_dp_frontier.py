@@ -678,3 +678,21 @@ def test_weighted_macro_auroc_matches_sklearn_and_the_bound_covers_the_drop():
     assert up > drop > 0
     # identical heads: the drop and its bound are 0
     assert drop_upper_bound(base, [base, base], y, np.arange(n), n_boot=50) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_reused_drop_bootstrap_gives_exactly_a_fresh_one():
+    """The frontier draws the baseline's patient resamples once (DropBootstrap) and bounds every point with them:
+    each bound must be the very number a fresh draw gives, for any set of seeds, in any order."""
+    from relink_lib.dp.frontier import DropBootstrap, drop_upper_bound
+
+    rng = np.random.default_rng(3)
+    n, labels = 400, 5
+    y = rng.integers(0, 2, (n, labels)).astype(float)
+    y[rng.random((n, labels)) < 0.1] = np.nan
+    base = np.round(rng.normal(size=(n, labels)), 1)  # ties
+    pats = rng.integers(0, 150, n)
+    shared = DropBootstrap.draw(base, y, pats, 120, 7)
+    for k in (3, 1, 2):
+        seeds = [base + rng.normal(scale=0.4, size=(n, labels)) for _ in range(k)]
+        fresh = drop_upper_bound(base, seeds, y, pats, n_boot=120, seed=7)
+        assert drop_upper_bound(base, seeds, y, pats, n_boot=120, seed=7, bootstrap=shared) == fresh

@@ -12,7 +12,10 @@ from torch import nn
 from relink_lib.dp import DPConfig, poisson_batches, privacy_units, sampling_plan, train_heads
 from relink_lib.dp.accounting import independent_epsilons
 
-pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.filterwarnings("ignore:Full backward hook is firing"),
+]
 
 REQUIRED = (
     "target_epsilon",
@@ -24,15 +27,6 @@ REQUIRED = (
     "max_grad_norm",
     "accountant",
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny matrices: one thread avoids oversubscription on shared CPUs
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _data(n=120, d_img=12, d_txt=10, d=6, m=16, seed=0):

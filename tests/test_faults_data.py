@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from relink_lib import cache
 from relink_lib import features as fe
@@ -34,6 +33,8 @@ from relink_lib.models import load_dual_encoder
 from relink_lib.models.stage import Rung
 from relink_lib.models.testing import tiny_cohort, write_tiny_clip
 from relink_lib.profiles import get_profile
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SPLIT = "mimic-cxr-2.0.0-split.csv.gz"
 LABELS = "mimic-cxr-2.0.0-chexpert.csv.gz"
@@ -231,14 +232,6 @@ def test_a_damaged_cohort_cache_entry_is_rebuilt_with_a_warning(tmp_path: Path, 
 
 
 # ------------------------------------------------------------------ class 5: the features cache
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture()
 def setup(tmp_path):
     cohort = tiny_cohort(n=40, image_size=16, n_val=8, n_test=8)

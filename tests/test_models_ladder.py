@@ -26,14 +26,7 @@ from relink_lib.models.testing import tiny_cohort, write_tiny_clip
 from relink_lib.models.tokenizer import build_tokenizer
 from relink_lib.profiles import get_profile
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are overhead-bound: one intra-op thread is faster, most of all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = dict(

@@ -305,19 +305,28 @@ def macro_auroc(scores: np.ndarray, y: np.ndarray) -> float:
 
 def weighted_macro_auroc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """:func:`macro_auroc` under row weights ``(B, n)`` (e.g. bootstrap multiplicities), one value per row of
-    ``weights``: the Mann-Whitney statistic with ties counted one half, vectorised over the rows."""
+    ``weights``: the Mann-Whitney statistic with ties counted one half, vectorised over the rows.
+
+    For integer weights (bootstrap counts) every sum below is an exact integer (or half-integer) in float64,
+    so the result does not depend on the order of summation: one gather of the weights per label, and tie
+    groups summed as differences of running sums (scores without ties, the usual case, skip that)."""
     weights = np.atleast_2d(np.asarray(weights, dtype=float))
     aucs = []
     for j in range(scores.shape[1]):
         keep = ~np.isnan(y[:, j])
         if np.isnan(scores[:, j]).any() or not keep.any():
             continue
-        x, yv, w = scores[keep, j], y[keep, j], weights[:, keep]
-        order = np.argsort(x, kind="mergesort")
-        xs, ys, ws = x[order], yv[order], w[:, order]
-        starts = np.r_[0, np.flatnonzero(np.diff(xs)) + 1]
-        pos = np.add.reduceat(ws * ys, starts, axis=1)
-        neg = np.add.reduceat(ws * (1 - ys), starts, axis=1)
+        rows = np.flatnonzero(keep)
+        order = rows[np.argsort(scores[rows, j], kind="mergesort")]
+        xs, ys = scores[order, j], y[order, j]
+        ws = weights[:, order]  # a gathered copy: ours to change in place
+        pos = ws * ys
+        neg = np.subtract(ws, pos, out=ws)
+        ends = np.flatnonzero(np.diff(xs)) + 1  # where a new score value starts
+        if len(ends) < len(xs) - 1:  # ties: sum each tie group (differences of running sums, exact for integers)
+            last = np.r_[ends, len(xs)] - 1
+            pos = np.diff(np.cumsum(pos, axis=1)[:, last], axis=1, prepend=0.0)
+            neg = np.diff(np.cumsum(neg, axis=1)[:, last], axis=1, prepend=0.0)
         below = np.cumsum(neg, axis=1) - neg
         den = pos.sum(1) * neg.sum(1)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -334,6 +343,41 @@ DROP_BOUND_N_BOOT = 200
 """Bootstrap resamples of :func:`drop_upper_bound` in the frontier (at most ``dp.frontier.n_boot``)."""
 
 
+@dataclass(frozen=True, eq=False)
+class DropBootstrap:
+    """The patient resamples of :func:`drop_upper_bound` for one baseline, drawn once and reused.
+
+    A frontier bounds the drop of every point against the same pretrained heads on the same rows with the same
+    seed: the bootstrap weights and the baseline's resampled AUROCs are the same for every point, so they are
+    computed once (:meth:`drops` then gives exactly what a fresh computation would: the seed draws continue
+    from the generator's state after the patient draws).
+    """
+
+    weights: np.ndarray
+    base_auroc: np.ndarray
+    rng_state: dict[str, Any]
+
+    @classmethod
+    def draw(cls, base_scores: np.ndarray, y: np.ndarray, patient_ids: Any, n_boot: int, seed: int) -> DropBootstrap:
+        uniq, inv = np.unique(np.asarray(patient_ids).astype(str), return_inverse=True)
+        rng = np.random.default_rng(seed)
+        counts = rng.multinomial(len(uniq), np.full(len(uniq), 1.0 / len(uniq)), size=int(n_boot))
+        w = counts[:, inv].astype(float)
+        return cls(w, weighted_macro_auroc(base_scores, y, w), dict(rng.bit_generator.state))
+
+    def drops(self, seed_scores: Sequence[np.ndarray], y: np.ndarray) -> np.ndarray:
+        """Resamples of ``100 * (AUROC_base - mean over drawn seeds of AUROC_seed)``, the finite ones."""
+        if not seed_scores:
+            raise ValueError("seed_scores: expected at least one seed's scores")
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.rng_state
+        n_boot = len(self.weights)
+        a_s = np.stack([weighted_macro_auroc(s, y, self.weights) for s in seed_scores])
+        pick = rng.integers(0, len(seed_scores), size=(n_boot, len(seed_scores)))
+        drops = 100 * (self.base_auroc - a_s[pick, np.arange(n_boot)[:, None]].mean(1))
+        return drops[np.isfinite(drops)]
+
+
 def _drop_resamples(
     base_scores: np.ndarray,
     seed_scores: Sequence[np.ndarray],
@@ -346,15 +390,7 @@ def _drop_resamples(
     with replacement), the finite ones."""
     if not seed_scores:
         raise ValueError("seed_scores: expected at least one seed's scores")
-    uniq, inv = np.unique(np.asarray(patient_ids).astype(str), return_inverse=True)
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(len(uniq), np.full(len(uniq), 1.0 / len(uniq)), size=int(n_boot))
-    w = counts[:, inv].astype(float)
-    a0 = weighted_macro_auroc(base_scores, y, w)
-    a_s = np.stack([weighted_macro_auroc(s, y, w) for s in seed_scores])
-    pick = rng.integers(0, len(seed_scores), size=(int(n_boot), len(seed_scores)))
-    drops = 100 * (a0 - a_s[pick, np.arange(int(n_boot))[:, None]].mean(1))
-    return drops[np.isfinite(drops)]
+    return DropBootstrap.draw(base_scores, y, patient_ids, n_boot, seed).drops(seed_scores, y)
 
 
 def drop_upper_bound(
@@ -366,13 +402,18 @@ def drop_upper_bound(
     n_boot: int = DROP_BOUND_N_BOOT,
     seed: int = 0,
     level: float = 0.95,
+    bootstrap: DropBootstrap | None = None,
 ) -> float:
     """One-sided upper ``level`` bound of a macro-AUROC drop (percentage points, positive = worse) over patients and
     noise seeds: each resample draws the patients (with replacement) and the seeds (with replacement among
     ``seed_scores``) and takes ``100 * (AUROC_base - mean over the drawn seeds of AUROC_seed)``; the bound is the
     ``level`` quantile. ``base_scores`` / each of ``seed_scores``: per-label scores ``(n, L)`` of the pretrained and
-    of each seed's heads on the same rows; ``y`` ``(n, L)``: 1 / 0 / NaN (left out). NaN when no resample is defined."""
-    drops = _drop_resamples(base_scores, seed_scores, y, patient_ids, n_boot, seed)
+    of each seed's heads on the same rows; ``y`` ``(n, L)``: 1 / 0 / NaN (left out). NaN when no resample is defined.
+    ``bootstrap``: the resamples of this baseline drawn before (:class:`DropBootstrap`, same rows, ``n_boot`` and
+    ``seed``), reused instead of drawn again."""
+    if bootstrap is None:
+        bootstrap = DropBootstrap.draw(base_scores, y, patient_ids, n_boot, seed)
+    drops = bootstrap.drops(seed_scores, y)
     return float(np.quantile(drops, level)) if len(drops) else math.nan
 
 

@@ -54,6 +54,7 @@ from .frontier import (
     DROP_BOUND_N_BOOT,
     PER_SEED_KEYS,
     BankInfo,
+    DropBootstrap,
     FrontierCost,
     FrontierPoint,
     FrontierResult,
@@ -249,7 +250,7 @@ class _Runner:
 
     The explicit mutable state of one build: the noise multipliers calibrated so far per (sample
     rate, steps), the seconds spent training and evaluating, the number of evaluations and the
-    ``(steps, seconds)`` of every training run.
+    ``(steps, seconds)`` of every training run, and the bootstrap resamples of the baseline's drops.
     """
 
     ev: HeldoutEvaluator
@@ -264,6 +265,9 @@ class _Runner:
     eval_s: float = 0.0
     n_evals: int = 0
     run_log: list[tuple[int, float]] = field(default_factory=list)
+    # (kind, seed, n_boot) -> the selection half's patient resamples of ``ev``'s baseline (a runner copied for the
+    # pilot keeps ``ev``, so it shares them)
+    _bootstraps: dict[tuple[str, int, int], DropBootstrap] = field(default_factory=dict)
 
     def init_heads(self, init: str, seed: int) -> Heads:
         if init == "pretrained":
@@ -334,29 +338,29 @@ class _Runner:
         return rel, m
 
     def bounds(self, measured: Sequence[Mapping[str, Any]], seed: int) -> dict[str, float]:
-        """Upper 95% bounds (patients and seeds) of the selection-half probe and zero-shot drops."""
+        """Upper 95% bounds (patients and seeds) of the selection-half probe and zero-shot drops.
+
+        The patient resamples and the baseline's resampled AUROCs depend only on the selection half, the
+        baseline and ``seed``: drawn once per runner and kind (:class:`DropBootstrap`), the same numbers."""
         ev, b = self.ev, self.ev.baseline
         pats = ev.test_patients[ev.select]
         n_boot = min(self.n_boot, DROP_BOUND_N_BOOT)
-        out = {
-            "probe_auroc_drop_upper": drop_upper_bound(
-                b["probe_scores_select"],
-                [m["probe_scores_select"] for m in measured],
-                ev.y_probe[ev.select],
-                pats,
-                n_boot=n_boot,
-                seed=seed,
-            ),
-            "zero_shot_auroc_drop_upper": math.nan,
-        }
+        kinds = [("probe", ev.y_probe[ev.select])]
         if b.get("zero_shot_scores_select") is not None:
-            out["zero_shot_auroc_drop_upper"] = drop_upper_bound(
-                b["zero_shot_scores_select"],
-                [m["zero_shot_scores_select"] for m in measured],
-                ev.y_zero_shot[ev.select],
+            kinds.append(("zero_shot", ev.y_zero_shot[ev.select]))
+        out = {"probe_auroc_drop_upper": math.nan, "zero_shot_auroc_drop_upper": math.nan}
+        for kind, y in kinds:
+            key = (kind, seed, n_boot)
+            if key not in self._bootstraps:
+                self._bootstraps[key] = DropBootstrap.draw(b[f"{kind}_scores_select"], y, pats, n_boot, seed)
+            out[f"{kind}_auroc_drop_upper"] = drop_upper_bound(
+                b[f"{kind}_scores_select"],
+                [m[f"{kind}_scores_select"] for m in measured],
+                y,
                 pats,
                 n_boot=n_boot,
                 seed=seed,
+                bootstrap=self._bootstraps[key],
             )
         return out
 
