@@ -77,7 +77,8 @@ display(HTML(calibration_box(calibration_record(payloads.get("audit"), params)))
 # {numref}`fig-summary-lift` shows the Recall@1 lift over chance per rung at N = 100 and at the
 # largest pool the held-out split allows, with 95% patient-level bootstrap intervals. The red
 # diamonds are **the paper's figures** (its strongest model on MIMIC-CXR), drawn beside this run's
-# most specialised rung. {numref}`tab-summary-findings` lists this run's findings with their
+# most specialised rung (chapter 4's {numref}`tab-audit-lift` has every rung, N and K).
+# {numref}`tab-summary-findings` lists this run's findings with their
 # intervals beside the paper's, and {numref}`tab-summary-paper` quotes the paper's figures.
 
 # %%

@@ -17,7 +17,7 @@
 # **The question.** What does DP fine-tuning of the heads cost in utility, and which measure of
 # utility can tell? The DP heads here are chapter 6's selected setting (or its reference point when
 # no setting meets the rule), applied to every model with one noise seed; chapter 6's frontier
-# gives the spread over seeds.
+# ({numref}`fig-dp-frontier`) gives the spread over seeds.
 #
 # **Whom the guarantee covers.** The DP heads are (eps, delta)-differentially private with respect
 # to the private training set, the internal cohort's train split; the box at the top of the page

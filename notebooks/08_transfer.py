@@ -16,7 +16,8 @@
 #
 # **The question.** Does the reduction in re-linkage carry over to a site the heads never saw,
 # and at what cost in utility there? The DP heads are chapter 6's selected setting (or its
-# reference point when no setting meets the rule), one noise seed per model.
+# reference point when no setting meets the rule), one noise seed per model; their cost on the
+# internal cohort is chapter 7's {numref}`tab-utility-variants`.
 #
 # **The method.** The same frozen encoders give pre-projection features of every external pair;
 # each variant's heads embed them. Re-linkage is measured over all external pairs (none was used

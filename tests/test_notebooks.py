@@ -84,6 +84,9 @@ def test_labels_are_unique_and_every_numref_resolves() -> None:
     assert not unknown, f"{{numref}} to labels no chapter defines: {unknown}"
     chapters_citing = {page for _, page in refs}
     assert len(chapters_citing) >= 10  # prose refers to its figures and tables by number
+    defined_in = dict(labels)
+    across = {(label, page) for label, page in refs if label in defined_in and not page.startswith(defined_in[label])}
+    assert len(across) >= 3, f"cross-chapter references: {sorted(across)}"  # and to other chapters' floats
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
