@@ -270,6 +270,36 @@ def _markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def keep_earlier_peers(result: dict, out: Path) -> None:
+    """Peers (faiss, Monte Carlo) not re-run this time are kept from the file being replaced, under
+    ``earlier_run_methods`` with that run's own audit, so a ``--methods pair`` run does not drop them."""
+    if not out.exists():
+        return
+    try:
+        before = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return
+    earlier = dict(before.get("earlier_run_methods", {}))
+    for name in ("faiss", "montecarlo"):
+        if name in before.get("methods", {}):
+            earlier[name] = before["methods"][name]
+            earlier["audit"] = before["methods"].get("audit", earlier.get("audit"))
+    missing = [n for n in ("faiss", "montecarlo") if n in earlier and n not in result["methods"]]
+    if missing:
+        result["earlier_run_methods"] = {n: earlier[n] for n in [*missing, "audit"] if n in earlier}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -299,7 +329,12 @@ def main(argv: list[str] | None = None) -> None:
         "threads": args.threads,
         "pool_sizes": [n if n is not None else "full" for n in POOL_SIZES],
         "ks": list(KS),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "load_avg_at_start": os.getloadavg(),
+        },
         "methods": {},
     }
     for method in args.methods.split(","):
@@ -337,6 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         else ROOT / "benchmarks" / "results" / f"audit_{args.device.split(':')[0]}{'_quick' if args.quick else ''}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
+    keep_earlier_peers(result, out)
     out.write_text(json.dumps(result, indent=1) + "\n")
     if floor:
         print(_markdown(result))
