@@ -193,19 +193,22 @@ def test_pdf_check_reads_titles_from_the_sources_and_captions_from_the_html(tmp_
         '<figure><img src="a.png"><figcaption><p><span class="caption-number">Fig. 1 </span>'
         '<span class="caption-text">Recall@1 against N &amp; chance</span>'
         '<a class="headerlink" href="#f">¶</a></p></figcaption></figure>'
+        '<figure class="relink-table"><div>...</div><figcaption><p><span class="caption-number">Table 4.1 </span>'
+        '<span class="caption-text">Lift</span><a class="headerlink" href="#t" title="Link">#</a></p></figcaption>'
+        "</figure>"
         '<div class="math notranslate nohighlight">\\[\\text{chance}(K, N) = \\frac{\\min(K, N)}{N}\\]</div>'
         '<p>pools of <span class="math notranslate nohighlight">\\(N\\)</span> reports</p>'
     )
-    assert pdf.figure_captions(single / "index.html") == ["Fig. 1 Recall@1 against N & chance"]
+    assert pdf.figure_captions(single / "index.html") == ["Fig. 1 Recall@1 against N & chance", "Table 4.1 Lift"]
     assert pdf.math_sources(single / "index.html") == ["\\text{chance}(K, N) = \\frac{\\min(K, N)}{N}", "N"]
     text = (
-        "relink: can a chest X-\nray be re-linked?\n4. Audit\nFig. 1 Recall@1\nagainst N & chance\n"
+        "relink: can a chest X-\nray be re-linked?\n4. Audit\nFig. 1 Recall@1\nagainst N & chance\nTable 4.1 Lift\n"
         "11. Custodian\n\u000cProvenance\n"
     )
     monkeypatch.setattr(pdf, "pdf_text", lambda path: text)
     assert pdf.check_pdf(tmp_path / "x.pdf", single, root) == {
         "titles": 4,
-        "captions": 1,
+        "captions": 2,
         "formulas": 2,
         "pages": 1,
         "chars": len(text),

@@ -132,10 +132,12 @@ def chapter_titles(root: Path, toc: Path | None = None) -> dict[str, str]:
 
 
 def figure_captions(html_file: Path) -> list[str]:
-    """The text of every ``<figcaption>`` of a built HTML page (tags and numbering markup dropped)."""
+    """The text of every ``<figcaption>`` of a built HTML page, its number kept ("Figure 6.1 ..."), tags and the
+    permalink anchor (shown as "¶" or "#" on hover, never printed) dropped."""
     text = Path(html_file).read_text(encoding="utf-8")
     out = []
     for raw in re.findall(r"<figcaption[^>]*>(.*?)</figcaption>", text, flags=re.S):
+        raw = re.sub(r'<a class="headerlink"[^>]*>.*?</a>', " ", raw, flags=re.S)
         plain = htmlmod.unescape(re.sub(r"<[^>]+>", " ", raw))
         plain = re.sub(r"\s+", " ", plain).strip().rstrip("¶").strip()
         if plain:
