@@ -194,15 +194,20 @@ def test_pdf_check_reads_titles_from_the_sources_and_captions_from_the_html(tmp_
         '<span class="caption-text">Recall@1 against N &amp; chance</span>'
         '<a class="headerlink" href="#f">¶</a></p></figcaption></figure>'
         '<figure class="relink-table"><div>...</div><figcaption><p><span class="caption-number">Table 4.1 </span>'
-        '<span class="caption-text">Lift</span><a class="headerlink" href="#t" title="Link">#</a></p></figcaption>'
+        '<span class="caption-text">Lift, patient-level</span>'
+        '<a class="headerlink" href="#t" title="Link">#</a></p></figcaption>'
         "</figure>"
         '<div class="math notranslate nohighlight">\\[\\text{chance}(K, N) = \\frac{\\min(K, N)}{N}\\]</div>'
         '<p>pools of <span class="math notranslate nohighlight">\\(N\\)</span> reports</p>'
     )
-    assert pdf.figure_captions(single / "index.html") == ["Fig. 1 Recall@1 against N & chance", "Table 4.1 Lift"]
+    assert pdf.figure_captions(single / "index.html") == [
+        "Fig. 1 Recall@1 against N & chance",
+        "Table 4.1 Lift, patient-level",
+    ]
     assert pdf.math_sources(single / "index.html") == ["\\text{chance}(K, N) = \\frac{\\min(K, N)}{N}", "N"]
     text = (
-        "relink: can a chest X-\nray be re-linked?\n4. Audit\nFig. 1 Recall@1\nagainst N & chance\nTable 4.1 Lift\n"
+        "relink: can a chest X-\nray be re-linked?\n4. Audit\nFig. 1 Recall@1\nagainst N & chance\n"
+        "Table 4.1 Lift, patientlevel\n"
         "11. Custodian\n\u000cProvenance\n"
     )
     monkeypatch.setattr(pdf, "pdf_text", lambda path: text)

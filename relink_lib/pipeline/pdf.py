@@ -168,7 +168,15 @@ def _missing(needles: Iterable[str], text: str) -> list[str]:
     """The needles found in neither reading of ``text`` (a hyphen at a line break dropped, or kept), compared
     without spaces (``pdftotext`` puts spaces around inline code: "( relink_lib.cohorts )")."""
     readings = [r.replace(" ", "") for r in (normalize(text), normalize(text, keep_break_hyphens=True))]
-    return [n for n in needles if not any(normalize(n).replace(" ", "") in r for r in readings)]
+    # pdftotext also joins a word hyphenated at a line break itself ("patient-level" -> "patientlevel"): compared
+    # once more with every hyphen dropped on both sides
+    unhyphenated = readings[0].replace("-", "")
+
+    def found(needle: str) -> bool:
+        flat = normalize(needle).replace(" ", "")
+        return any(flat in r for r in readings) or flat.replace("-", "") in unhyphenated
+
+    return [n for n in needles if not found(n)]
 
 
 def check_pdf(pdf: Path, single: Path, root: Path | None = None, toc: Path | None = None) -> dict[str, Any]:
