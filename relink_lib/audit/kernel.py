@@ -194,13 +194,10 @@ def count_better_and_tied(
     dups = find_duplicate_reports(report_emb)
     if dups is None:
         own_col = torch.arange(m, device=dev)
-        weights = None
         distinct = report_emb
     else:
         own_col = torch.from_numpy(dups.inverse).to(dev)
         distinct = report_emb[torch.from_numpy(dups.unique)]
-        # float64 sums of 0/1 times integer weights are exact far beyond any database size (2**53)
-        weights = torch.from_numpy(dups.multiplicity.astype(np.float64)).to(dev)
     u = distinct.shape[0]
     reports_t = distinct.to(dev).T  # (d, U) view: BLAS reads the transpose, no copy
     images = image_emb.to(dev)
@@ -210,6 +207,9 @@ def count_better_and_tied(
     # one fused read of each block (audit.fused) where it is compiled; else four torch passes over a boolean mask
     fused_on = dev.type == "cpu" and block.dtype == torch.float32 and fused_available()
     multiplicity = None if dups is None else dups.multiplicity
+    # the torch passes weight each column by its multiplicity (float64 sums of 0/1 times integer weights are exact
+    # far beyond any database size, 2**53); the fused pass reads ``multiplicity`` itself
+    weights = None if dups is None or fused_on else torch.from_numpy(dups.multiplicity.astype(np.float64)).to(dev)
     mask = torch.empty((0 if fused_on else min(chunk, m), u), dtype=torch.bool, device=dev)
     np_gemm = dev.type == "cpu" and gemm_choice().backend == "numpy"
     if np_gemm:  # numpy's BLAS writes into the same memory torch compares in
