@@ -270,15 +270,10 @@ def _markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def _cpu_model() -> str:
+    from relink_lib.audit.blas import cpu_model  # lazily, as the workers import the library
+
+    return cpu_model()
 
 
 def keep_earlier_peers(result: dict, out: Path) -> None:
@@ -331,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         "ks": list(KS),
         "machine": {
             "platform": platform.platform(),
-            "cpu": cpu_model(),
+            "cpu": _cpu_model(),
             "cpu_count": os.cpu_count(),
             "load_avg_at_start": os.getloadavg(),
         },
