@@ -110,12 +110,13 @@ def show_figure(fig: Any, label: str, caption: str) -> None:
     display(figure_float(fig, label, caption))
 
 
+def caption_html(caption: str) -> str:
+    """A table's caption as the HTML block shown above it where the book's numbering does not apply (Jupyter)."""
+    return f'<div class="relink-caption" style="font-size:0.9em;margin:0.5em 0 0 0">{html.escape(caption)}</div>'
+
+
 def table_float(table_html: str, label: str, caption: str) -> Float:
     """A numbered table: ``table_html`` is the table without a caption (``relink_lib.tables.table_html``)."""
     check_label(label, "table")
     caption = check_caption(caption, label)
-    fallback = (
-        f'<div class="relink-caption" style="font-size:0.9em;margin:0.5em 0 0 0">{html.escape(caption)}</div>'
-        + table_html
-    )
-    return Float("table", label, caption, table_html, fallback)
+    return Float("table", label, caption, table_html, caption_html(caption) + table_html)

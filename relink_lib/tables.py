@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 from IPython.display import HTML
 
-from .floats import Float, table_float
+from .floats import Float, caption_html, table_float
 from .signs import fmt_cut, fmt_drop
 
 Formatter = Callable[[Any], str]
@@ -340,9 +340,7 @@ def table_html(
         style += f";max-height:{int(max_height_px)}px;overflow-y:auto"
     out = []
     if caption:  # above the table, so a wide table does not clip it
-        out.append(
-            f'<div class="relink-caption" style="font-size:0.9em;margin:0.5em 0 0 0">{html.escape(caption)}</div>'
-        )
+        out.append(caption_html(caption))
     for n, part in enumerate(parts, start=1):
         if len(parts) > 1:
             rest = [c for c in part if c not in parts[0] or n == 1]

@@ -387,9 +387,7 @@ def _drop_resamples(
     seed: int,
 ) -> np.ndarray:
     """Bootstrap resamples of ``100 * (AUROC_base - mean over drawn seeds of AUROC_seed)`` (patients and seeds drawn
-    with replacement), the finite ones."""
-    if not seed_scores:
-        raise ValueError("seed_scores: expected at least one seed's scores")
+    with replacement), the finite ones (``ValueError`` without seeds, from :meth:`DropBootstrap.drops`)."""
     return DropBootstrap.draw(base_scores, y, patient_ids, n_boot, seed).drops(seed_scores, y)
 
 
