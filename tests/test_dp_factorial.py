@@ -89,3 +89,70 @@ def test_estimate_round_trips_and_a_zero_baseline_gives_nan() -> None:
     assert Estimate.from_json(e.to_json()) == e
     est = paired_bootstrap({"a": np.zeros(5), "b": np.zeros(5)}, None, cut("a", "b"), n_boot=20)
     assert math.isnan(est.value) and math.isnan(est.ci_low) and est.includes_zero
+
+
+def _tiny_factorial(workers: int) -> tuple[dict, dict]:
+    """A whole factorial build on tiny arrays (the frontier tests' generator), in-process or in workers."""
+    from relink_lib.dp.confirmation import ConfirmationInfo, ConfirmationSet
+    from relink_lib.dp.factorial_stage import FactorialInputs, build_factorial
+    from relink_lib.dp.frontier import Setting
+
+    from test_dp_frontier import TINY_BASE, _tiny_inputs
+
+    fr = _tiny_inputs(n_public=60)
+    conf_src = _tiny_inputs(seed=3, n_train=2, n_test=80)
+    conf = ConfirmationSet(
+        ConfirmationInfo(80, 40, 3, 0, "tiny", "tiny test cohort"),
+        conf_src.test_img,
+        conf_src.test_txt,
+        conf_src.test_labels,
+        conf_src.test_patients.astype(str),
+    )
+    inputs = FactorialInputs(
+        template=fr.template,
+        train_img=fr.train_img,
+        train_txt=fr.train_txt,
+        train_patients=fr.train_patients.astype(str),
+        public_img=fr.public_img,
+        public_txt=fr.public_txt,
+        bank_n=16,
+        confirmation=conf,
+        prompt_features=fr.prompt_features,
+        chunk_size=32,
+    )
+    result, arrays = build_factorial(
+        inputs,
+        Setting("reinit", "sgd", 0.5, 1),
+        TINY_BASE,
+        epsilons=(0.34, 8.0),
+        target_epsilon=0.34,
+        selected_init="reinit",
+        seeds=(0, 1, 2),
+        pool_size=20,
+        n_boot=50,
+        curve_epochs=(0.5, 1),
+        curve_n_seeds=2,
+        confirmation_pool_sizes=(10, 20),
+        ks=(1, 5),
+        retrieval_pairs=60,
+        workers=workers,
+    )
+    return result.to_json(), arrays
+
+
+def test_factorial_arms_in_workers_are_the_same_bits_as_in_process() -> None:
+    """The arms and the learning curve in two spawned one-thread workers: every number and per-query array equal
+    to the in-process build's (only the seconds of the cost record differ)."""
+    import json
+
+    alone, arr_alone = _tiny_factorial(workers=1)
+    side, arr_side = _tiny_factorial(workers=2)
+    assert alone["cost"]["n_evaluations"] == side["cost"]["n_evaluations"] > 0
+    assert alone["cost"]["n_runs_trained"] == side["cost"]["n_runs_trained"]
+    assert alone["cost"]["n_curve_checkpoints"] == side["cost"]["n_curve_checkpoints"] == 4
+    alone.pop("cost"), side.pop("cost")
+    assert json.dumps(alone, sort_keys=True, default=str) == json.dumps(side, sort_keys=True, default=str)
+    assert len(alone["learning_curve"]) == 2 and len(alone["arms"]) == 11
+    assert set(arr_alone) == set(arr_side)
+    for k in arr_alone:
+        np.testing.assert_array_equal(arr_alone[k], arr_side[k])

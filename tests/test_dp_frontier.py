@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dataclasses
 import itertools
 import math
@@ -298,7 +300,7 @@ TINY_SPEC = FrontierConfig(
 TINY_BASE = DPConfig(target_epsilon=0.34, delta=6e-6, epochs=1, batch_size=16, engine="fast")
 
 
-def tiny_frontier(spec: FrontierConfig = TINY_SPEC) -> tuple[FrontierResult, dict]:
+def tiny_frontier(spec: FrontierConfig = TINY_SPEC, workers: int | None = None) -> tuple[FrontierResult, dict]:
     """A whole frontier build on tiny arrays, with a supplementary pool for the scaling study."""
     extra = _tiny_inputs(seed=1, n_train=100, n_test=2)
 
@@ -310,7 +312,22 @@ def tiny_frontier(spec: FrontierConfig = TINY_SPEC) -> tuple[FrontierResult, dic
             "n_pairs": n,
         }
 
-    return build_frontier(_tiny_inputs(n_public=60), spec, TINY_BASE, pool=pool)
+    return build_frontier(_tiny_inputs(n_public=60), spec, TINY_BASE, pool=pool, workers=workers)
+
+
+def test_points_in_workers_are_the_same_bits_as_in_process():
+    """The grid's and the pilot's points computed in two spawned one-thread workers: every number of the result
+    and every per-query array equal to the in-process build's (only the cost record differs)."""
+    alone, arr_alone = tiny_frontier(workers=1)
+    side, arr_side = tiny_frontier(workers=2)
+    a, b = alone.to_json(), side.to_json()
+    assert a["cost"]["n_evaluations"] == b["cost"]["n_evaluations"] > 0
+    assert a["cost"]["n_runs_trained"] == b["cost"]["n_runs_trained"]
+    for d in (a, b):  # seconds: the cost record and the pool's generation time
+        d.pop("cost"), d["private_pool"].pop("generation_and_features_s")
+    assert json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+    for k in arr_alone:
+        np.testing.assert_array_equal(arr_alone[k], arr_side[k])
 
 
 def test_tiny_frontier_build_records_every_field_and_honest_epsilons():

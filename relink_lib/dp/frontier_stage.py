@@ -14,10 +14,12 @@ On the most specialised rung (cached pre-projection features; the encoders never
    generated and featurised, never audited) -- a scaling study beside the selection;
 5. the selected heads' effect on the pairs they were fine-tuned on (seen) and on held-out pairs.
 
-One function per step (:func:`make_evaluator`, :func:`run_grid`, :func:`private_frontier_protocol`,
-:func:`run_pilot`, :func:`public_pilot_protocol`,
+One function per step (:func:`make_evaluator`, :func:`run_points` on :func:`grid_tasks` for the grid and the public
+pilot, :func:`private_frontier_protocol`, :func:`public_pilot_protocol`,
 :func:`seen_vs_heldout`, :func:`run_controls`, :func:`run_scaling`), each returning a frozen record;
-:func:`build_frontier` runs them in order and assembles the :class:`~relink_lib.dp.frontier.FrontierResult`.
+:func:`build_frontier` runs them in order (the grid's and the pilot's points side by side in one-thread workers
+where more than one core is usable: :mod:`relink_lib.workers`, the same numbers) and assembles the
+:class:`~relink_lib.dp.frontier.FrontierResult`.
 Writes ``frontier.json`` (``FrontierResult.to_json()``: what ``results/<profile>/mitigation.json``
 stores under ``frontier``, ``selection_rule``, ``selected`` ...) and ``report_per_query.npz``.
 """
@@ -45,6 +47,7 @@ from ..labels import CHEXPERT_LABELS
 from ..models.stage import Rung, get_ladder
 from ..profiles import cache_dir
 from ..utility.probe import patient_split
+from ..workers import map_in_workers, worker_count
 from .accounting import dp_event
 from .batched import train_heads_seeds
 from .calibrate import RDP_ORDERS, calibrate_noise
@@ -426,14 +429,71 @@ def make_evaluator(inputs: FrontierInputs, spec: FrontierConfig) -> HeldoutEvalu
     )
 
 
-def run_grid(run: _Runner, spec: FrontierConfig, own: PrivateSet, say: Callable[[str], None]) -> GridRun:
-    """Step 1: every setting of :func:`frontier_grid` on the own private set, ``n_seeds`` noise seeds each."""
-    grid = frontier_grid(spec)
-    runs = []
-    for i, setting in enumerate(grid):
-        say(f"frontier {i + 1}/{len(grid)}: {setting}")
-        runs.append(run.point(setting, own, study="grid"))
-    return GridRun(tuple(runs))
+@dataclass(frozen=True)
+class PointTask:
+    """One frontier point to compute: ``setting`` trained by runner ``runner`` (``"grid"`` or ``"pilot"``) on that
+    runner's training set, for ``study``; ``match_n``: as in :meth:`_Runner.config_for`."""
+
+    runner: str
+    setting: Setting
+    study: str
+    match_n: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class PointState:
+    """What every point task reads: the runners by name and their training sets (sent to each worker once)."""
+
+    runners: Mapping[str, _Runner]
+    data: Mapping[str, PrivateSet]
+
+
+@dataclass(frozen=True)
+class PointDone:
+    """A computed point and what its runner spent on it (merged into the parent's runner)."""
+
+    run: PointRun
+    train_s: float
+    eval_s: float
+    n_evals: int
+    run_log: tuple[tuple[int, float], ...]
+    sigmas: Mapping[tuple[float, int], float]
+
+
+def compute_point(state: PointState, task: PointTask) -> PointDone:
+    """:meth:`_Runner.point` of ``task`` (in a worker or in this process) with the runner's spending."""
+    run = state.runners[task.runner]
+    t, e, n, k = run.train_s, run.eval_s, run.n_evals, len(run.run_log)
+    pr = run.point(task.setting, state.data[task.runner], study=task.study, match_n=task.match_n)
+    return PointDone(pr, run.train_s - t, run.eval_s - e, run.n_evals - n, tuple(run.run_log[k:]), dict(run.sigmas))
+
+
+def run_points(
+    state: PointState, tasks: Sequence[PointTask], say: Callable[[str], None], *, workers: int | None = None
+) -> list[PointRun]:
+    """Every task's point, in order; side by side in one-thread workers (:func:`relink_lib.workers.map_in_workers`)
+    when more than one core is usable (``workers``: how many; ``None``: :func:`relink_lib.workers.worker_count`),
+    the same numbers as one after the other. Each runner's spending and noise
+    calibrations are merged back into ``state.runners``."""
+    n_pairs = min(len(d) for d in state.data.values())
+    n = worker_count(len(tasks), n_pairs=n_pairs) if workers is None else int(workers)
+    say(f"frontier: {len(tasks)} points ({n} at once)")
+    done = map_in_workers(compute_point, state, tasks, workers=n, desc="frontier points", progress=n > 1)
+    if n > 1:  # in-process runs updated the runners already
+        for task, d in zip(tasks, done, strict=True):
+            run = state.runners[task.runner]
+            run.train_s += d.train_s
+            run.eval_s += d.eval_s
+            run.n_evals += d.n_evals
+            run.run_log.extend(d.run_log)
+            run.sigmas.update(d.sigmas)
+    return [d.run for d in done]
+
+
+def grid_tasks(spec: FrontierConfig, runner: str, study: str, match_n: int | None = None) -> list[PointTask]:
+    """Step 1 (``runner="grid"``) or the public pilot (``"pilot"``, ``match_n`` private pairs): every setting of
+    :func:`frontier_grid`, ``n_seeds`` noise seeds each."""
+    return [PointTask(runner, s, study, match_n) for s in frontier_grid(spec)]
 
 
 def make_rule(spec: FrontierConfig, pool_size: int, n_private: int) -> SelectionRule:
@@ -456,19 +516,6 @@ def choose(points: Sequence[FrontierPoint], rule: SelectionRule) -> tuple[int | 
     own = [i for i, p in enumerate(points) if p.n_private == rule.n_private and p.private]
     cands = [i for i in own if points[i].init in rule.inits] or own
     return None, max(cands, key=lambda i: (points[i].r1_reduction_select, -i))
-
-
-def run_pilot(
-    run: _Runner, spec: FrontierConfig, pilot: PrivateSet, n_private: int, say: Callable[[str], None]
-) -> GridRun:
-    """The public pilot: every setting of the grid on the pilot's public pairs, with the batch size, noise
-    multiplier and number of steps of the same setting's DP run on ``n_private`` private pairs."""
-    grid = frontier_grid(spec)
-    runs = []
-    for i, setting in enumerate(grid):
-        say(f"public pilot {i + 1}/{len(grid)}: {setting}")
-        runs.append(run.point(setting, pilot, study="pilot", match_n=n_private))
-    return GridRun(tuple(runs))
 
 
 def _ci(ev: HeldoutEvaluator, after: np.ndarray, spec: FrontierConfig, seed: int) -> tuple[float, float]:
@@ -681,13 +728,15 @@ def build_frontier(
     seed: int = 0,
     pool: Callable[[int], Mapping[str, Any]] | None = None,
     progress: Callable[[str], None] | None = None,
+    workers: int | None = None,
 ) -> tuple[FrontierResult, dict[str, Any]]:
     """Run the whole frontier study on in-memory ``inputs``, one step after the other (see the module docstring).
 
     ``pool(n)``: supplementary private pairs (``image``, ``text``, ``patients``, ``n_pairs``) for the
     scaling study (``None``: only sizes up to the own set). Returns ``(result, arrays)``: the
     :class:`FrontierResult` (without ``rung`` and ``bank``) and the per-query report-half R@1 of the
-    pretrained and the reference heads with the report half's patient ids.
+    pretrained and the reference heads with the report half's patient ids. ``workers``: processes for the grid's
+    and the pilot's points (:func:`run_points`; ``None``: one per usable core on large enough sets).
     """
     t_start = time.perf_counter()
     say = progress or (lambda s: None)
@@ -695,16 +744,23 @@ def build_frontier(
     seeds = tuple(int(seed) + i for i in range(spec.n_seeds))
     run = _Runner(ev, inputs.template, base, inputs.bank_text, inputs.bank_image, seeds, n_boot=spec.n_boot)
     own = PrivateSet(inputs.train_img, inputs.train_txt, np.asarray(inputs.train_patients).astype(str))
-    grid = run_grid(run, spec, own, say)
-    private = private_frontier_protocol(grid, ev, spec, base, seed=seed)
-    protocols = [private]
-    pilot_points: tuple[FrontierPoint, ...] = ()
     split = pilot_split(inputs, len(inputs.bank_text))
-    if split is not None:
+    runners, data = {"grid": run}, {"grid": own}
+    tasks = grid_tasks(spec, "grid", "grid")
+    if split is not None:  # the pilot's runner: the same evaluator, seeds and noise calibrations, its own bank
         prun = dataclasses.replace(run, bank_text=split[1], bank_image=split[2], sigmas=run.sigmas, run_log=[])
         prun.train_s = prun.eval_s = 0.0
         prun.n_evals = 0
-        pilot = run_pilot(prun, spec, split[0], len(own), say)
+        runners["pilot"], data["pilot"] = prun, split[0]
+        tasks += grid_tasks(spec, "pilot", "pilot", match_n=len(own))
+    done = run_points(PointState(runners, data), tasks, say, workers=workers)
+    n_grid = len(frontier_grid(spec))
+    grid = GridRun(tuple(done[:n_grid]))
+    private = private_frontier_protocol(grid, ev, spec, base, seed=seed)
+    protocols = [private]
+    pilot_points: tuple[FrontierPoint, ...] = ()
+    if split is not None:
+        pilot = GridRun(tuple(done[n_grid:]))
         pilot_points = pilot.points
         protocols.insert(0, public_pilot_protocol(pilot, grid, prun, spec, seed=seed))
         run.train_s, run.eval_s, run.n_evals = (
