@@ -1,17 +1,24 @@
 """Independent tasks of a stage side by side in spawned one-thread worker processes.
 
-The frontier's settings and the factorial's arms are independent: each trains a few small heads and evaluates
-them. In one process their Python and numpy work between the GEMMs (probe fits, bootstraps, bookkeeping) runs on
-one core while the other waits. :func:`map_in_workers` runs them instead in ``workers`` spawned processes (one
-per core), each computing with **one** torch and BLAS thread, and returns the results in task order.
+The frontier's grid and public-pilot points are independent: each trains a few small heads and evaluates them.
+In one process their Python and numpy work between the GEMMs (probe fits, bootstraps, bookkeeping) runs on one
+core while the other waits. :func:`map_in_workers` runs them instead in ``workers`` spawned processes (one per
+core), each computing with **one** torch and BLAS thread, and returns the results in task order.
 
-Exactness: every task computes what it would in this process. The workers inherit the numerical mode (the
-environment that sets it; the portable mode is one thread everywhere anyway) and this process's GEMM backend
-(:func:`relink_lib.audit.blas.gemm_choice`, passed as ``RELINK_GEMM``). In the native mode a worker's single
-thread is the one difference; the stages' tests check that the workers' results are the same bits as the
-in-process ones, and on the machines measured (docs/benchmarks.md) head training, embeddings and rank counts
-gave identical bits on one and two threads. ``RELINK_WORKERS=1`` in the environment keeps every task in this
-process (the reference path); ``RELINK_WORKERS=k`` caps the workers at ``k``.
+Exactness: every task computes what it would in this process with one thread. The workers inherit the numerical
+mode (the environment that sets it) and this process's GEMM backend (:func:`relink_lib.audit.blas.gemm_choice`,
+passed as ``RELINK_GEMM``).
+
+- In the portable mode every process computes with one thread anyway: the same bits by construction (the nbval
+  baselines of the ``ci`` profile are computed this way).
+- In the native mode a worker's single thread is the one difference. torch and the BLAS libraries do not promise
+  the same bits on one and on two threads: on the 2-core AMD EPYC measured (docs/benchmarks.md) the ``default``
+  frontier came out bit-identical, but the factorial's 20,000-pair evaluations did not (last-digit differences),
+  which is why the factorial stays in one process. The native mode's numbers already depend on the machine; on
+  one machine the worker count (one per usable core) and hence the numbers are fixed.
+
+``RELINK_WORKERS=1`` in the environment keeps every task in this process; ``RELINK_WORKERS=k`` caps the workers
+at ``k``.
 """
 
 from __future__ import annotations

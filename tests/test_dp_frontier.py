@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import dataclasses
 import itertools
+import json
 import math
 
 import numpy as np

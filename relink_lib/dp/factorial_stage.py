@@ -46,7 +46,6 @@ from ..paper import PAPER
 from ..profiles import cache_dir
 from ..utility.retrieval import label_retrieval_precision
 from ..utility.zero_shot import zero_shot_auroc
-from ..workers import map_in_workers, worker_count
 from .batched import SeedsHook, train_heads_seeds
 from .calibrate import calibrate_noise
 from .confirmation import ConfirmationSet, get_confirmation
@@ -424,73 +423,6 @@ def _arm_record(
     )
 
 
-@dataclass(frozen=True)
-class ArmTask:
-    """One arm to train and evaluate on the confirmation cohort: ``spec`` with ``seeds``; ``keep`` (the baseline
-    and the selected DP arm) also returns the per-label zero-shot scores and the rank counts. ``checkpoints``: the
-    learning curve instead (``spec`` trained once per seed, evaluated after each of these step counts)."""
-
-    spec: ArmSpec
-    seeds: tuple[int, ...]
-    keep: bool = False
-    checkpoints: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True, eq=False)
-class ArmState:
-    """What every arm task reads (sent to each worker once)."""
-
-    inputs: FactorialInputs
-    pool_size: int
-    retrieval_pairs: int
-
-
-@dataclass(frozen=True)
-class ArmDone:
-    """An arm's measurements per seed (per checkpoint, seed for a curve task), its record, its rank counts when
-    kept, and the seconds spent training and evaluating."""
-
-    outs: tuple[dict[str, Any], ...]
-    record: dict[str, Any] | None
-    rank_counts: tuple[Any, ...]
-    train_s: float
-    eval_s: float
-    n_evals: int
-
-
-def compute_arm(state: ArmState, task: ArmTask) -> ArmDone:
-    """Train (unless the arm trains nothing) and evaluate one :class:`ArmTask` (in a worker or in this process)."""
-    ev = _Evaluator(state.inputs, state.pool_size, state.retrieval_pairs)
-    spec, t0 = task.spec, time.perf_counter()
-    if task.checkpoints:
-        snaps: dict[int, list[Heads]] = {}
-        _train(state.inputs, spec, task.seeds, on_step=_checkpointer(snaps, set(task.checkpoints)))
-        t_train = time.perf_counter() - t0
-        outs = [ev.measure(h, retrieval=False)[0] for k in task.checkpoints for h in snaps[k]]
-        return ArmDone(tuple(outs), None, (), t_train, ev.eval_s, ev.n_evals)
-    record = None
-    if spec.config is None:
-        trained = [_start(state.inputs.template, spec.init, s) for s in task.seeds]
-    else:
-        trained, record = _train(state.inputs, spec, task.seeds)
-    t_train = time.perf_counter() - t0 if spec.config is not None else 0.0
-    outs, rcs = [], []
-    for heads in trained:
-        o, rc = ev.measure(heads, zero_shot_scores=task.keep)
-        outs.append(o)
-        if task.keep:
-            rcs.append(rc)
-    return ArmDone(tuple(outs), record, tuple(rcs), t_train, ev.eval_s, ev.n_evals)
-
-
-def run_arms(state: ArmState, tasks: Sequence[ArmTask], *, workers: int | None = None) -> list[ArmDone]:
-    """Every task, in order: side by side in one-thread workers (:func:`relink_lib.workers.map_in_workers`) when
-    more than one core is usable (``workers``; ``None``: :func:`relink_lib.workers.worker_count`), the same numbers
-    as one after the other."""
-    n = worker_count(len(tasks), n_pairs=len(state.inputs.train_img)) if workers is None else int(workers)
-    return map_in_workers(compute_arm, state, tasks, workers=n, desc=f"factorial arms ({n} at once)", progress=n > 1)
-
-
 @dataclass
 class _Build:
     train_s: float = 0.0
@@ -516,12 +448,9 @@ def build_factorial(
     retrieval_pairs: int = 2000,
     boot_seed: int = 0,
     progress: Callable[[str], None] | None = None,
-    workers: int | None = None,
 ) -> tuple[FactorialResult, dict[str, Any]]:
     """Train and evaluate every arm, the learning curve and the confirmation curve (see the module docstring).
 
-    The arms and the learning curve run side by side in one-thread workers where more than one core is usable
-    (:func:`run_arms`; ``workers`` overrides how many), with the same numbers as one after the other.
     Returns the result and the arrays of ``per_query.npz`` (per-query R@1 per arm, ``(S, n)``; ``patients``)."""
     t_start = time.perf_counter()
     say = progress or (lambda s: None)
@@ -536,26 +465,25 @@ def build_factorial(
     rcs: dict[str, list[Any]] = {}
     sel_dp = arm_name(selected_init, "dp", target_epsilon)
     outs_by_arm: dict[str, tuple[ArmSpec, dict[str, Any] | None, list[dict[str, Any]]]] = {}
-    curve_task = _curve_task(inputs, specs, seeds[:curve_n_seeds], curve_epochs)
-    tasks = [
-        ArmTask(spec, tuple(seeds[:1] if spec.name == BASE_ARM else seeds), keep=spec.name in (BASE_ARM, sel_dp))
-        for spec in specs
-    ]
-    say(f"factorial: {len(specs)} arms and the learning curve")
-    # the curve first: its one long run should not be the last task to start
-    curve_done, *done = run_arms(ArmState(inputs, pool_size, retrieval_pairs), [curve_task, *tasks], workers=workers)
-    for task, d in zip(tasks, done, strict=True):
-        spec = task.spec
-        if spec.config is not None:
-            b.train_s += d.train_s
-            b.n_runs += len(task.seeds)
-        ev.eval_s += d.eval_s
-        ev.n_evals += d.n_evals
-        if task.keep:
-            rcs[spec.name] = list(d.rank_counts)
-        outs = list(d.outs)
+    for i, spec in enumerate(specs):
+        say(f"factorial arm {i + 1}/{len(specs)}: {spec.name}")
+        arm_seeds = seeds[:1] if spec.name == BASE_ARM else seeds
+        outs, record = [], None
+        if spec.config is None:
+            trained = [_start(inputs.template, spec.init, s) for s in arm_seeds]
+        else:
+            t0 = time.perf_counter()
+            trained, record = _train(inputs, spec, arm_seeds)
+            b.train_s += time.perf_counter() - t0
+            b.n_runs += len(arm_seeds)
+        keep_scores = spec.name in (BASE_ARM, sel_dp)
+        for heads in trained:
+            o, rc = ev.measure(heads, zero_shot_scores=keep_scores)
+            outs.append(o)
+            if spec.name in (BASE_ARM, sel_dp):
+                rcs.setdefault(spec.name, []).append(rc)
         b.per_query[spec.name] = np.stack([o["r1_per_query"] for o in outs])
-        outs_by_arm[spec.name] = (spec, d.record, outs)
+        outs_by_arm[spec.name] = (spec, record, outs)
     for name, (spec, record, outs) in outs_by_arm.items():
         ci = paired_bootstrap(
             {"base": b.per_query[BASE_ARM], "arm": b.per_query[name]},
@@ -602,12 +530,12 @@ def build_factorial(
             seed=boot_seed,
         )
         zs_drop = Estimate(point, lo, hi, ZERO_SHOT_DROP_DEFINITION)
-    ev.eval_s += curve_done.eval_s
-    ev.n_evals += curve_done.n_evals
-    curve = _learning_curve(inputs, curve_task, curve_done, curve_epochs, b.per_query[BASE_ARM], n_boot, boot_seed)
-    n_ckpt = len(curve_done.outs)
-    b.train_s += curve_done.train_s
-    b.n_runs += len(curve_task.seeds)
+    say("factorial: learning curve")
+    curve, n_ckpt, t_curve = _learning_curve(
+        inputs, ev, specs, setting, seeds[:curve_n_seeds], curve_epochs, b.per_query[BASE_ARM], n_boot, boot_seed
+    )
+    b.train_s += t_curve
+    b.n_runs += min(curve_n_seeds, len(seeds))
     base_zs = next(a.zero_shot_auroc for a in arms if a.name == BASE_ARM)
     curve = tuple(
         CurvePoint(**{**c.to_json(), "zero_shot_auroc_drop": 100 * (base_zs - c.zero_shot_auroc)}) for c in curve
@@ -659,34 +587,34 @@ def build_factorial(
     return result, arrays
 
 
-def _curve_task(
-    inputs: FactorialInputs, specs: Sequence[ArmSpec], seeds: Sequence[int], epochs: Sequence[float]
-) -> ArmTask:
-    """The learning curve's task: fresh heads trained non-privately at the selected setting to ``max(epochs)``,
-    checkpointed at each epoch count (a run of k steps is the first k steps of the longer run: same sampler
-    stream)."""
-    npv = next(s for s in specs if s.init == "reinit" and s.training == "nonprivate")
-    assert npv.config is not None
-    _, _, per_epoch = sampling_plan(len(inputs.train_img), npv.config)
-    grid = sorted({float(e) for e in epochs})
-    longest = ArmSpec("reinit", "nonprivate", None, npv.config.replace(epochs=max(grid)))
-    return ArmTask(longest, tuple(seeds), checkpoints=tuple(max(1, int(round(e * per_epoch))) for e in grid))
-
-
 def _learning_curve(
     inputs: FactorialInputs,
-    task: ArmTask,
-    done: ArmDone,
+    ev: _Evaluator,
+    specs: Sequence[ArmSpec],
+    setting: Setting,
+    seeds: Sequence[int],
     epochs: Sequence[float],
     base_pq: np.ndarray,
     n_boot: int,
     boot_seed: int,
-) -> tuple[CurvePoint, ...]:
-    """The learning curve's points from its task's measurements (checkpoint-major, then seed)."""
+) -> tuple[tuple[CurvePoint, ...], int, float]:
+    """Fresh heads trained non-privately at the selected setting to ``max(epochs)``, checkpointed at each epoch
+    count (a run of k steps is the first k steps of the longer run: same sampler stream)."""
+    npv = next(s for s in specs if s.init == "reinit" and s.training == "nonprivate")
+    assert npv.config is not None
+    _, _, per_epoch = sampling_plan(len(inputs.train_img), npv.config)
     grid = sorted({float(e) for e in epochs})
-    steps_at = dict(zip(grid, task.checkpoints, strict=True))
-    k = len(task.seeds)
-    per_epoch_out = {e: list(done.outs[i * k : (i + 1) * k]) for i, e in enumerate(grid)}
+    steps_at = {e: max(1, int(round(e * per_epoch))) for e in grid}
+    longest = ArmSpec("reinit", "nonprivate", None, npv.config.replace(epochs=max(grid)))
+    per_epoch_out: dict[float, list[dict[str, Any]]] = {e: [] for e in grid}
+    snaps: dict[int, list[Heads]] = {}
+    t0 = time.perf_counter()
+    _train(inputs, longest, seeds, on_step=_checkpointer(snaps, set(steps_at.values())))
+    t_train = time.perf_counter() - t0
+    for e in grid:
+        for heads in snaps[steps_at[e]]:
+            o, _ = ev.measure(heads, retrieval=False)
+            per_epoch_out[e].append(o)
     points = []
     for e in grid:
         outs = per_epoch_out[e]
@@ -711,7 +639,7 @@ def _learning_curve(
                 zero_shot_auroc_drop=math.nan,
             )
         )
-    return tuple(points)
+    return tuple(points), len(grid) * len(seeds), t_train
 
 
 def _checkpointer(snaps: dict[int, list[Heads]], wanted: set[int]) -> SeedsHook:

@@ -18,8 +18,8 @@ One function per step (:func:`make_evaluator`, :func:`run_points` on :func:`grid
 pilot, :func:`private_frontier_protocol`, :func:`public_pilot_protocol`,
 :func:`seen_vs_heldout`, :func:`run_controls`, :func:`run_scaling`), each returning a frozen record;
 :func:`build_frontier` runs them in order (the grid's and the pilot's points side by side in one-thread workers
-where more than one core is usable: :mod:`relink_lib.workers`, the same numbers) and assembles the
-:class:`~relink_lib.dp.frontier.FrontierResult`.
+where more than one core is usable: :mod:`relink_lib.workers`, which says when that gives the same bits) and
+assembles the :class:`~relink_lib.dp.frontier.FrontierResult`.
 Writes ``frontier.json`` (``FrontierResult.to_json()``: what ``results/<profile>/mitigation.json``
 stores under ``frontier``, ``selection_rule``, ``selected`` ...) and ``report_per_query.npz``.
 """
@@ -473,8 +473,8 @@ def run_points(
 ) -> list[PointRun]:
     """Every task's point, in order; side by side in one-thread workers (:func:`relink_lib.workers.map_in_workers`)
     when more than one core is usable (``workers``: how many; ``None``: :func:`relink_lib.workers.worker_count`),
-    the same numbers as one after the other. Each runner's spending and noise
-    calibrations are merged back into ``state.runners``."""
+    one thread each (the same bits as one after the other in the portable mode; see :mod:`relink_lib.workers`).
+    Each runner's spending and noise calibrations are merged back into ``state.runners``."""
     n_pairs = min(len(d) for d in state.data.values())
     n = worker_count(len(tasks), n_pairs=n_pairs) if workers is None else int(workers)
     say(f"frontier: {len(tasks)} points ({n} at once)")
