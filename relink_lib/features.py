@@ -49,7 +49,7 @@ from .cohorts.base import Cohort
 from .config import Profile, ProfileLike, as_profile
 from .models.base import DualEncoder, l2_normalize, pick_device, torch_threads
 from .models.stage import Rung, cohort_fingerprint
-from .numerics import cache_token
+from .numerics import dispatch_token
 from .profiles import cache_dir
 
 SPLITS: tuple[str, ...] = ("train", "val", "test", "all")
@@ -129,7 +129,7 @@ def feature_key(params: ProfileLike, cohort: Cohort, rung: Rung, split: str) -> 
         "kind": rung.kind,
         "settings": settings,
         "code": cache.stage_code_version(__name__),
-        "numerics": cache_token(),
+        "numerics": dispatch_token(),
     }
 
 

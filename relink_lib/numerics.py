@@ -163,12 +163,14 @@ def record() -> dict[str, Any]:
     }
 
 
-def cache_token() -> str:
-    """What a cache key of a computed step must include: the mode this process really runs under.
+def dispatch_token() -> str:
+    """The CPU dispatch this process really computes under, for the keys of steps that never run the audit's GEMM
+    (ladder training, feature extraction): ``portable`` only when the portable switches are all in force
+    (capability ``DEFAULT``, one thread, oneDNN and NNPACK off); otherwise ``native-<capability>``.
 
-    ``portable`` only when the portable switches are all in force (capability ``DEFAULT``, one
-    thread, oneDNN and NNPACK off); otherwise ``native-<capability>``, so results computed under
-    different dispatch never share a cache entry.
+    It leaves out the audit's BLAS (:func:`relink_lib.audit.blas.gemm_choice`), which these steps do not use: that
+    choice is benchmarked per thread count, so a feature shard started with one thread and a ``--status`` or
+    ``--merge`` from a many-thread shell must still name the same cache entry.
     """
     portable = MODES["portable"]
     in_force = (
@@ -178,7 +180,15 @@ def cache_token() -> str:
         and not torch.backends.mkldnn.enabled
         and not torch._C._get_nnpack_enabled()
     )
-    if in_force:
-        return "portable"
+    return "portable" if in_force else f"native-{torch.backends.cpu.get_cpu_capability()}"
+
+
+def cache_token() -> str:
+    """What the cache key of a step whose numbers pass through the audit's similarity GEMM must include:
+    :func:`dispatch_token` and, in the native mode, the audit's BLAS (``-numpy`` when it is numpy's), so results
+    computed under different dispatch or BLAS never share a cache entry."""
+    token = dispatch_token()
+    if token == "portable":
+        return token
     gemm = gemm_choice().backend
-    return f"native-{torch.backends.cpu.get_cpu_capability()}" + ("" if gemm == "torch" else f"-{gemm}")
+    return token + ("" if gemm == "torch" else f"-{gemm}")

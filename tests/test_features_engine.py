@@ -199,3 +199,21 @@ def test_explicit_chunks(setup):
     assert seen == [0, 2] and fe.missing_chunks(params, cohort, rung, "train") == [1]
     with pytest.raises(ValueError, match=r"chunks=\[3\].*chunks 0 to 2"):
         fe.extract_features(params, cohort, rung, "train", chunks=[1, 3], progress=False)
+
+
+def test_feature_entries_do_not_depend_on_the_audit_blas_but_audit_keys_do(setup, monkeypatch):
+    # a feature shard started with one thread and a --status from a many-thread shell may benchmark different audit
+    # BLAS (the choice is per thread count); extraction never runs that GEMM, so both must name one cache entry
+    from relink_lib.audit.blas import GEMM_ENV, gemm_choice
+    from relink_lib.numerics import cache_token, dispatch_token
+
+    params, cohort, rung = setup
+    dirs, tokens = {}, {}
+    for backend in ("torch", "numpy"):
+        monkeypatch.setenv(GEMM_ENV, backend)
+        gemm_choice.cache_clear()
+        dirs[backend], tokens[backend] = fe.feature_dir(params, cohort, rung, "train"), cache_token()
+        assert dispatch_token() == f"native-{torch.backends.cpu.get_cpu_capability()}"
+    gemm_choice.cache_clear()
+    assert dirs["torch"] == dirs["numpy"]
+    assert tokens == {"torch": dispatch_token(), "numpy": dispatch_token() + "-numpy"}  # downstream keys differ

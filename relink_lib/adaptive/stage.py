@@ -48,6 +48,7 @@ from ..dp.outcomes import prompt_features_of, utility_outcomes
 from ..dp.stage import mitigate_rung
 from ..features import Features, feature_dir, get_features
 from ..models.stage import Rung, get_ladder
+from ..numerics import cache_token
 from ..profiles import cache_dir
 from .attacks import (
     LinearAttack,
@@ -386,6 +387,7 @@ def get_adaptive(params: ProfileLike, *, progress: bool = False) -> AdaptiveResu
         "seed": cfg.seed,
         "format": ADAPTIVE_FORMAT,
         "code": cache.stage_code_version(__name__),
+        "numerics": cache_token(),  # the dispatch and the audit's BLAS
     }
     encoder = rung.load(device="cpu")
 

@@ -48,6 +48,7 @@ from ..config import AuditConfig, ProfileLike, as_profile
 from ..features import embed_features, get_embeddings, get_features
 from ..labels import CHEXPERT_LABELS
 from ..models.stage import Rung, get_ladder
+from ..numerics import cache_token
 from ..profiles import cache_dir
 from ..results import frame_from_records, jsonable
 from .engine import RankCounts, audit_table, per_query_recall, rank_counts
@@ -365,6 +366,7 @@ def load_ladder_audits(params: ProfileLike, *, progress: bool = False) -> tuple[
                 "gap_draws": N_DRAWS,
             },
             "code": code,
+            "numerics": cache_token(),  # the dispatch and the audit's BLAS
         }
         path = cache.cached_dir(
             cache_dir(cfg.name),

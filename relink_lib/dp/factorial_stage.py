@@ -42,6 +42,7 @@ from ..cohorts.stage import get_cohort
 from ..config import DPConfig, ProfileLike, as_profile
 from ..features import feature_dir, get_features
 from ..models.stage import get_ladder
+from ..numerics import cache_token
 from ..paper import PAPER
 from ..profiles import cache_dir
 from ..utility.retrieval import label_retrieval_precision
@@ -718,6 +719,7 @@ def get_factorial(params: ProfileLike, *, progress: bool = False) -> FactorialRe
         "seed": cfg.seed,
         "chunk": cfg.audit.chunk_size,
         "code": cache.stage_code_version(__name__),
+        "numerics": cache_token(),  # the dispatch and the audit's BLAS
     }
 
     def build(tmp: Path) -> None:

@@ -45,6 +45,7 @@ from ..config import FrontierConfig, Profile, ProfileLike, as_profile
 from ..features import feature_dir, get_features
 from ..labels import CHEXPERT_LABELS
 from ..models.stage import Rung, get_ladder
+from ..numerics import cache_token
 from ..profiles import cache_dir
 from ..utility.probe import patient_split
 from ..workers import map_in_workers, worker_count
@@ -848,6 +849,7 @@ def get_frontier(params: ProfileLike, *, progress: bool = False) -> FrontierResu
         "seed": cfg.seed,
         "chunk": cfg.audit.chunk_size,
         "code": cache.stage_code_version(__name__),
+        "numerics": cache_token(),  # the dispatch and the audit's BLAS
     }
 
     def build(tmp: Path) -> None:

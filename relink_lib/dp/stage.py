@@ -42,6 +42,7 @@ from ..config import Profile, ProfileLike, as_profile
 from ..features import Features, embed_features, feature_dir, get_features
 from ..models.base import DualEncoder
 from ..models.stage import Rung, get_ladder
+from ..numerics import cache_token
 from ..profiles import cache_dir
 from ..utility.probe import patient_split
 from .controls import nonprivate_config, tune_output_perturbation
@@ -223,6 +224,7 @@ def mitigate_rung(
         "setting": setting.as_dict(),
         "format": MITIGATION_FORMAT,
         "code": cache.stage_code_version(__name__),
+        "numerics": cache_token(),  # the dispatch and the audit's BLAS
     }
     encoder = rung.load(device="cpu")
     template = (encoder.image_head, encoder.text_head)
@@ -388,6 +390,7 @@ def transfer_rung(
         "heads": _heads_digest(mitigation.heads),
         "settings": _outcome_key(cfg),
         "code": cache.stage_code_version(__name__),
+        "numerics": cache_token(),  # the dispatch and the audit's BLAS
     }
 
     def build(tmp: Path) -> None:

@@ -26,7 +26,7 @@ from .. import cache
 from ..cohorts.base import Cohort
 from ..cohorts.stage import get_cohort
 from ..config import ProfileLike, as_profile
-from ..numerics import cache_token
+from ..numerics import dispatch_token
 from ..profiles import cache_dir
 from . import detect_kind, load_dual_encoder
 from .base import DualEncoder
@@ -150,7 +150,7 @@ def get_ladder(params: ProfileLike, *, progress: bool = True, cohort: Cohort | N
             "image_size": image_size,
             "epochs_scale": scale,
             "code": code,
-            "numerics": cache_token(),
+            "numerics": dispatch_token(),
         }
         for index, spec in enumerate(specs)
     ]

@@ -70,6 +70,7 @@ from ..features import Features, embed_features, get_features
 from ..labels import CHEXPERT_LABELS
 from ..models.base import DualEncoder
 from ..models.stage import Rung, get_ladder
+from ..numerics import cache_token
 from ..profiles import cache_dir
 from ..utility.probe import linear_probe_auroc
 from ..utility.zero_shot import zero_shot_auroc
@@ -342,6 +343,7 @@ def run_budget_sweep(
         "utility": cfg.utility.to_dict(),
         "seed": cfg.seed,
         "code": cache.stage_code_version(__name__),
+        "numerics": cache_token(),  # the dispatch and the audit's BLAS
     }
 
     def build(tmp: Path) -> None:
