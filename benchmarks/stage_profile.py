@@ -22,6 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from relink_lib.audit.blas import cpu_model
 from relink_lib.cache import BUILD_RECORD, build_record
 
@@ -95,6 +97,7 @@ def main() -> None:
         "profile": args.profile,
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "blas": blas_info(),
         "note": args.note,
         "chapters_s": {k: v.get("wall_s") for k, v in chapters.items()},

@@ -142,7 +142,9 @@ def rows() -> list[tuple[str, str, str, str, str]]:
     if stages:
         out.append(
             (
-                f"main job: `make book` (default), every chapter ({stages['cpu']}, {stages['cores']} cores)",
+                f"main job: `make book` (default), every chapter ({stages['cpu']}"
+                + (f", {stages['cpu_capability']}" if stages.get("cpu_capability") else "")
+                + f", {stages['cores']} cores)",
                 f"{stages['chapters_total_s'] / 60:.1f} min of chapters",
                 "the budget: 30 min (a margin for slower CPUs)",
                 f"{stages['chapters_total_s'] / 1800:.2f}x",
@@ -172,7 +174,8 @@ def main() -> None:
         "run `make bench` to re-measure.",
         "All were measured on a 2-core CPU machine like CI's, without a GPU; most while other jobs shared the machine",
         "(load average 7-10); idle: the cohort generation and the stacked seeds (2026-12-02, Intel Xeon with "
-        "AVX-512), the audit and the main job (2026-12-02, AMD EPYC with AVX2; each JSON names its machine). "
+        "AVX-512), the audit (2026-12-02, AMD EPYC with AVX2) and the main job (2026-12-03, AMD EPYC with AVX-512; "
+        "each JSON names its machine). "
         "Absolute times under load are pessimistic; the ratios (floor and peer timed in the same run) are what "
         "to read.",
         "Each benchmark's own page in `docs/` gives its method and details.",
