@@ -201,7 +201,7 @@ def test_explicit_chunks(setup):
         fe.extract_features(params, cohort, rung, "train", chunks=[1, 3], progress=False)
 
 
-def test_feature_entries_do_not_depend_on_the_audit_blas_but_audit_keys_do(setup, monkeypatch):
+def test_feature_entries_do_not_depend_on_the_audit_blas_but_the_ranking_token_does(setup, monkeypatch):
     # a feature shard started with one thread and a --status from a many-thread shell may benchmark different audit
     # BLAS (the choice is per thread count); extraction never runs that GEMM, so both must name one cache entry
     from relink_lib.audit.blas import GEMM_ENV, gemm_choice
